@@ -1,0 +1,271 @@
+// codecllm: run Llama-family models from entropy-compressed weights.
+//
+// The one public header. Everything the `codecllm` command does goes through these calls.
+// Conventions: functions return a cllm_status (CLLM_OK == 0); on failure cllm_last_error() holds a
+// message naming what went wrong ("model.cllm: tensor 'x': ..."). Objects come in open/free pairs;
+// free functions accept NULL. The library never prints and never exits.
+#ifndef CODECLLM_H
+#define CODECLLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLLM_VERSION_STRING "0.1.0"
+
+// ---------------------------------------------------------------------------------------------
+// Status. Values are append-only.
+typedef enum cllm_status {
+    CLLM_OK = 0,
+    CLLM_ERR_IO = 1,          // a file could not be opened, read or written
+    CLLM_ERR_FORMAT = 2,      // input is not in the expected format (bad magic, bad JSON, ...)
+    CLLM_ERR_CORRUPT = 3,     // input claims the format but fails a check (checksum, bounds)
+    CLLM_ERR_UNSUPPORTED = 4, // well-formed but not handled (dtype, architecture, codec)
+    CLLM_ERR_NOMEM = 5,       // an allocation failed
+    CLLM_ERR_ARG = 6,         // the caller passed an invalid argument
+    CLLM_ERR_DEVICE = 7,      // the GPU failed or is missing
+    CLLM_ERR_MISMATCH = 8,    // a comparison (verify --against) found a difference
+    CLLM_ERR_INTERNAL = 9,    // a broken invariant of the library itself
+} cllm_status;
+
+// Short name of a status ("corrupt data").
+const char *cllm_status_name(cllm_status st);
+// Message of the last failure on the calling thread ("" when none). Valid until the next call
+// that fails on this thread.
+const char *cllm_last_error(void);
+
+// ---------------------------------------------------------------------------------------------
+// Element types of source tensors. Values are stored in files: append-only.
+typedef enum cllm_dtype {
+    CLLM_DTYPE_F32 = 0,
+    CLLM_DTYPE_F16 = 1,
+    CLLM_DTYPE_BF16 = 2,
+    CLLM_DTYPE_COUNT_ = 3,
+} cllm_dtype;
+
+// Bytes per element (0 for an unknown dtype) and a name ("bf16").
+size_t cllm_dtype_size(cllm_dtype dt);
+const char *cllm_dtype_name(cllm_dtype dt);
+// Parses "f32"/"F32"/"float32", "f16"/"fp16"/"float16", "bf16"/"bfloat16". Returns CLLM_ERR_ARG.
+cllm_status cllm_dtype_parse(const char *s, cllm_dtype *out);
+
+// Codecs. Values are stored in files: append-only.
+typedef enum cllm_codec {
+    CLLM_CODEC_RAW = 0,      // bytes as they are
+    CLLM_CODEC_LOSSLESS = 1, // exponent field rANS-coded, sign+mantissa packed: bit-exact
+    CLLM_CODEC_INT8 = 2,     // per-row (or per-group) symmetric int8, rANS-coded
+    CLLM_CODEC_COUNT_ = 3,
+} cllm_codec;
+
+const char *cllm_codec_name(cllm_codec c);
+cllm_status cllm_codec_parse(const char *s, cllm_codec *out);
+
+// ---------------------------------------------------------------------------------------------
+// Model configuration, as stored in a .cllm file. Architecture values are append-only.
+typedef enum cllm_arch {
+    CLLM_ARCH_LLAMA = 1, // Llama 1/2/3, Mistral (no sliding window), Qwen2 without biases
+} cllm_arch;
+
+typedef enum cllm_rope_scaling {
+    CLLM_ROPE_SCALING_NONE = 0,
+    CLLM_ROPE_SCALING_LLAMA3 = 1, // factor, low/high frequency factors, original context
+} cllm_rope_scaling;
+
+typedef struct cllm_model_config {
+    uint32_t arch;             // cllm_arch
+    uint32_t dim;              // model width
+    uint32_t hidden_dim;       // MLP width
+    uint32_t n_layers;
+    uint32_t n_heads;
+    uint32_t n_kv_heads;       // divides n_heads
+    uint32_t head_dim;         // dim / n_heads for every supported model
+    uint32_t vocab_size;
+    uint32_t context_len;      // maximum positions the model was trained for
+    uint32_t tied_embeddings;  // 1: lm_head shares model.embed_tokens.weight
+    float rope_theta;
+    float norm_eps;
+    uint32_t rope_scaling;     // cllm_rope_scaling
+    float rope_factor;
+    float rope_low_freq_factor;
+    float rope_high_freq_factor;
+    uint32_t rope_original_context;
+    int32_t bos_id;            // -1 when unknown
+    int32_t eos_id;            // -1 when unknown
+} cllm_model_config;
+
+// Checks every field for consistency (non-zero dims, heads divide dim, kv heads divide heads,
+// finite positive eps and theta, ...). CLLM_ERR_FORMAT with a message naming the field.
+cllm_status cllm_config_validate(const cllm_model_config *cfg);
+
+// Tokenizer blob kinds stored in a container. Append-only.
+typedef enum cllm_tokenizer_kind {
+    CLLM_TOKENIZER_NONE = 0,
+    CLLM_TOKENIZER_LLAMA2C = 1, // llama2.c tokenizer.bin bytes
+    CLLM_TOKENIZER_HF_JSON = 2, // Hugging Face tokenizer.json bytes
+} cllm_tokenizer_kind;
+
+// ---------------------------------------------------------------------------------------------
+// The .cllm container (read side). docs/FORMAT.md specifies the bytes.
+typedef struct cllm_container cllm_container;
+
+// One tensor as described by the container's table. Pointers stay valid while the container is
+// open.
+typedef struct cllm_tensor_info {
+    const char *name;
+    cllm_dtype dtype;       // dtype of the source tensor
+    cllm_codec codec;
+    uint32_t ndim;
+    uint64_t shape[4];
+    uint64_t n_elements;
+    uint64_t rows, cols;    // 2-D view: cols = last dimension, rows = the rest
+    uint64_t data_offset;   // file offset of the compressed payload (4096-aligned)
+    uint64_t data_size;     // payload bytes
+    uint64_t checksum;      // XXH3-64 of the payload
+    uint32_t scale_bits;    // rANS table scale (coded codecs)
+    uint32_t group_size;    // int8: weights per scale (cols when per-channel)
+    uint32_t predictor;     // 0 none, 1 left neighbour
+    uint32_t rows_per_block;
+    uint64_t n_blocks;
+    double symbol_entropy;  // order-0 entropy of the coded symbols, bits/symbol (as recorded)
+} cllm_tensor_info;
+
+// Opens and validates a .cllm file: header and table checksums, every count, offset, size, shape
+// and enum. Payload checksums are not read here (see cllm_container_verify). The file is mapped;
+// `*out` owns the mapping.
+cllm_status cllm_container_open(const char *path, cllm_container **out);
+void cllm_container_free(cllm_container *c);
+
+const cllm_model_config *cllm_container_config(const cllm_container *c);
+size_t cllm_container_n_tensors(const cllm_container *c);
+// Fills *info for tensor i (0 <= i < n_tensors).
+cllm_status cllm_container_tensor(const cllm_container *c, size_t i, cllm_tensor_info *info);
+// Index of the tensor named `name`, or -1.
+int64_t cllm_container_find(const cllm_container *c, const char *name);
+// Compressed payload bytes of tensor i (inside the mapping).
+const uint8_t *cllm_container_payload(const cllm_container *c, size_t i);
+// Tokenizer blob (kind CLLM_TOKENIZER_NONE and size 0 when absent).
+cllm_tokenizer_kind cllm_container_tokenizer(const cllm_container *c, const uint8_t **data,
+                                              size_t *size);
+uint64_t cllm_container_file_size(const cllm_container *c);
+
+// Decodes tensor i completely. Lossless and raw: `out` receives the source tensor bytes
+// (n_elements * dtype size). Int8: `out` receives n_elements int8 values and `scales` (may be NULL
+// when not wanted) receives rows * ceil(cols / group_size) floats. Capacities are in bytes.
+// Checks the payload checksum first when `check_sum` is non-zero.
+cllm_status cllm_container_decode(const cllm_container *c, size_t i, void *out, size_t out_cap,
+                                  float *scales, size_t scales_cap, int check_sum);
+
+// ---------------------------------------------------------------------------------------------
+// Tensor codecs on memory buffers (what convert and the benchmarks use).
+
+typedef struct cllm_encode_params {
+    cllm_codec codec;
+    uint32_t group_size;      // int8: 0 = one scale per row (per-channel)
+    uint32_t predictor;       // 0 none, 1 left-neighbour differential coding
+    uint32_t scale_bits;      // 0 = default (12)
+    uint64_t block_symbols;   // 0 = default target symbols per block (rounded to whole rows)
+    int n_threads;            // 0 = all cores
+} cllm_encode_params;
+
+// A coded tensor in memory: description + payload. Free with cllm_coded_free.
+typedef struct cllm_coded {
+    cllm_tensor_info info;    // name/data_offset/checksum unset; everything else filled
+    uint8_t *payload;
+    size_t payload_size;
+} cllm_coded;
+
+// Encodes a (rows, cols) tensor of `dtype` held in `src` (rows*cols elements).
+cllm_status cllm_encode_tensor(const void *src, cllm_dtype dtype, uint64_t rows, uint64_t cols,
+                               const cllm_encode_params *params, cllm_coded *out);
+void cllm_coded_free(cllm_coded *c);
+// Decodes a coded tensor (semantics of `out`/`scales` as in cllm_container_decode).
+cllm_status cllm_decode_tensor(const cllm_tensor_info *info, const uint8_t *payload,
+                               size_t payload_size, void *out, size_t out_cap, float *scales,
+                               size_t scales_cap, int n_threads);
+
+// Order-0 entropy in bits per symbol of a byte histogram of 256 counts.
+double cllm_entropy_bits(const uint64_t counts[256]);
+
+// Per-output-channel (or per-group) symmetric int8 quantisation of a (rows, cols) tensor:
+// scale = max|w| / 127 over each group, q = round-half-away-from-zero(w / scale) clamped to
+// [-127, 127]; an all-zero group has scale 0 and q = 0. Non-finite weights: CLLM_ERR_UNSUPPORTED.
+cllm_status cllm_quantize_int8(const void *src, cllm_dtype dtype, uint64_t rows, uint64_t cols,
+                               uint32_t group_size, int8_t *q, float *scales);
+
+// ---------------------------------------------------------------------------------------------
+// Model sources (importers): a llama2.c checkpoint or a Hugging Face directory.
+typedef struct cllm_source cllm_source;
+
+typedef struct cllm_source_tensor {
+    const char *name;       // canonical name (Hugging Face style, e.g. model.layers.0.mlp.up_proj.weight)
+    cllm_dtype dtype;
+    uint32_t ndim;
+    uint64_t shape[4];
+} cllm_source_tensor;
+
+// Opens IN: a llama2.c .bin file, or a directory with config.json and model.safetensors
+// (or model.safetensors.index.json). `tokenizer_path` (may be NULL) overrides the tokenizer:
+// a tokenizer.bin or tokenizer.json; an HF directory's tokenizer.json is picked up by itself.
+cllm_status cllm_source_open(const char *path, const char *tokenizer_path, cllm_source **out);
+void cllm_source_free(cllm_source *s);
+const cllm_model_config *cllm_source_config(const cllm_source *s);
+size_t cllm_source_n_tensors(const cllm_source *s);
+cllm_status cllm_source_tensor_info(const cllm_source *s, size_t i, cllm_source_tensor *out);
+// Reads tensor i in its source dtype, in the engine's layout (q/k rows of HF models permuted to
+// the interleaved RoPE convention, see docs/FORMAT.md). `cap` in bytes.
+cllm_status cllm_source_read(cllm_source *s, size_t i, void *buf, size_t cap);
+// Tokenizer bytes found with the model (kind NONE when none).
+cllm_tokenizer_kind cllm_source_tokenizer(const cllm_source *s, const uint8_t **data, size_t *size);
+
+// ---------------------------------------------------------------------------------------------
+// Long-running commands report progress through this callback (may be NULL).
+typedef void (*cllm_progress_fn)(void *user, size_t done, size_t total, uint64_t bytes_done,
+                                 uint64_t bytes_total, const char *what);
+
+typedef struct cllm_convert_options {
+    cllm_encode_params encode;
+    const char *tokenizer_path;   // optional tokenizer override
+    cllm_progress_fn progress;
+    void *progress_user;
+} cllm_convert_options;
+
+// Converts IN (see cllm_source_open) into OUT (.cllm). Streams tensor by tensor; writes
+// OUT.tmp-<pid> and renames it, so an interrupted run never leaves a valid-looking OUT.
+cllm_status cllm_convert(const char *in_path, const char *out_path, const cllm_convert_options *opt);
+
+// Verification. Checks every checksum and every padding byte of the file; with `against` (a
+// source path, may be NULL) decodes every tensor and compares: bit-exact for lossless and raw,
+// exact re-quantisation for int8. `report` (may be NULL) receives one line per finding.
+typedef void (*cllm_report_fn)(void *user, const char *line);
+typedef struct cllm_verify_result {
+    size_t n_tensors;
+    size_t n_failed;
+    double max_abs_err;     // int8 against the float source: max |dequantised - source|
+} cllm_verify_result;
+cllm_status cllm_verify(const char *path, const char *against, int n_threads, cllm_report_fn report,
+                        void *report_user, cllm_verify_result *result);
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic models: writes a genuine Hugging Face directory (config.json, safetensors, sharded
+// when large) with weights drawn to resemble trained weights. Streaming: memory stays at about
+// one tensor.
+typedef struct cllm_synth_options {
+    const char *preset;     // "tiny", "small", "llama2-1b", "llama2-7b", "llama3-8b", ...
+    cllm_dtype dtype;
+    uint64_t seed;
+    int n_layers_override;  // > 0: use this many layers instead of the preset's
+    int n_threads;
+    cllm_progress_fn progress;
+    void *progress_user;
+} cllm_synth_options;
+cllm_status cllm_synth(const char *out_dir, const cllm_synth_options *opt);
+// Preset names, NULL-terminated.
+const char *const *cllm_synth_presets(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

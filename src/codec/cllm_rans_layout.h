@@ -1,0 +1,63 @@
+// The rANS stream layout shared by the C coder and the CUDA decoder. Compiles as C11 and under
+// nvcc. This header is the specification; docs/FORMAT.md repeats it in prose.
+//
+// Coder: static rANS, 32-bit state x in [L, 2^32) with L = 2^16, 16-bit renormalisation words,
+// probability scale M = 2^scale_bits with CLLM_RANS_MIN_SCALE_BITS <= scale_bits <=
+// CLLM_RANS_MAX_SCALE_BITS. Alphabet: 256 byte symbols, frequency table of 256 uint16 that sums to M
+// (absent symbols have frequency 0).
+//
+//   decode:  slot = x & (M-1);  s = symbol of slot;  x = freq[s] * (x >> scale_bits) + slot - cum[s];
+//            if (x < L) x = (x << 16) | next_word();
+//   encode:  (the inverse, run backwards) if (x >= freq[s] << (32 - scale_bits)) { emit(x & 0xffff);
+//            x >>= 16; }  x = ((x / freq[s]) << scale_bits) + (x % freq[s]) + cum[s];
+//
+// With scale_bits <= 16 one renormalisation word always suffices, so every decode step reads at
+// most one word per lane.
+//
+// Blocks: a tensor is viewed as (rows, cols); a block is `rows_per_block` whole rows (the last
+// block may have fewer), n = rows_in_block * cols symbols. Inside a block, 32 lanes are
+// interleaved: symbol j of the block belongs to lane j % 32 and is decoded at step j / 32, so a
+// warp decoding step t writes 32 consecutive symbols. At the last step only lanes
+// j < n - 32 * (steps - 1) are active.
+//
+// Block bytes (little-endian):
+//   uint32 state[32]   initial decoder state of each lane, each in [L, 2^32)
+//   uint16 word[k]     renormalisation words in the order the decoder reads them: at each step,
+//                      the active lanes that need a word take the next words in lane order
+//                      0..31 (a warp: ballot, then popcount of the lower lanes)
+//   0 or 2 zero bytes  padding to a multiple of 4
+// After the last step every lane's state must equal L and all k words must have been read:
+// a decoder that finds otherwise reports corruption.
+#ifndef CLLM_RANS_LAYOUT_H
+#define CLLM_RANS_LAYOUT_H
+
+#include <stdint.h>
+
+#define CLLM_RANS_LANES 32
+#define CLLM_RANS_L (1u << 16)
+#define CLLM_RANS_MIN_SCALE_BITS 8
+#define CLLM_RANS_MAX_SCALE_BITS 12
+#define CLLM_RANS_DEFAULT_SCALE_BITS 12
+#define CLLM_RANS_ALPHABET 256
+#define CLLM_RANS_STATE_BYTES (4 * CLLM_RANS_LANES)
+// Default target symbols per block before rounding to whole rows: 4096 symbols per lane keeps the
+// 128 state bytes of a block under ~0.3% of its coded size at 1 bit/symbol and above.
+#define CLLM_RANS_DEFAULT_BLOCK_SYMBOLS (1u << 17)
+
+// Decode table entry for one slot, packed so that one 32-bit load yields everything a decode step
+// needs (M <= 4096 keeps each field in 12 bits):
+//   bits 0..7   symbol
+//   bits 8..19  freq[symbol] - 1
+//   bits 20..31 slot - cum[symbol]
+typedef uint32_t cllm_rans_slot;
+
+#define CLLM_RANS_SLOT(sym, freq, bias)                                                            \
+    ((uint32_t)(sym) | ((uint32_t)((freq) - 1) << 8) | ((uint32_t)(bias) << 20))
+#define CLLM_RANS_SLOT_SYM(e) ((e) & 0xffu)
+#define CLLM_RANS_SLOT_FREQ(e) ((((e) >> 8) & 0xfffu) + 1u)
+#define CLLM_RANS_SLOT_BIAS(e) ((e) >> 20)
+
+_Static_assert(CLLM_RANS_MAX_SCALE_BITS <= 12, "slot packing holds 12-bit fields");
+_Static_assert(sizeof(cllm_rans_slot) == 4, "slot entry is 32 bits");
+
+#endif
