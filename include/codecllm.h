@@ -265,6 +265,39 @@ cllm_status cllm_synth(const char *out_dir, const cllm_synth_options *opt);
 // Preset names, NULL-terminated.
 const char *const *cllm_synth_presets(void);
 
+// ---------------------------------------------------------------------------------------------
+// Tokenizers: llama2.c tokenizer.bin (SentencePiece-style scored BPE with byte fallback) and
+// Hugging Face tokenizer.json (SentencePiece-style BPE as in Llama 2 / Mistral, and byte-level BPE
+// with merges and a pre-tokenizer regex as in GPT-2 / Llama 3).
+typedef struct cllm_tokenizer cllm_tokenizer;
+
+// Builds a tokenizer from the bytes of a tokenizer.bin (CLLM_TOKENIZER_LLAMA2C) or a tokenizer.json
+// (CLLM_TOKENIZER_HF_JSON). The bytes are copied; `vocab_hint` (0 = none) is the model's vocabulary
+// size, used by tokenizer.bin which does not store its own count.
+cllm_status cllm_tokenizer_load(cllm_tokenizer_kind kind, const uint8_t *data, size_t size,
+                                size_t vocab_hint, cllm_tokenizer **out);
+// Opens a tokenizer file: *.json (Hugging Face), *.cllm (the tokenizer stored in the container),
+// anything else a llama2.c tokenizer.bin.
+cllm_status cllm_tokenizer_open(const char *path, cllm_tokenizer **out);
+void cllm_tokenizer_free(cllm_tokenizer *t);
+size_t cllm_tokenizer_vocab_size(const cllm_tokenizer *t);
+int32_t cllm_tokenizer_bos(const cllm_tokenizer *t);  // -1 when the vocabulary has none
+int32_t cllm_tokenizer_eos(const cllm_tokenizer *t);  // -1 when the vocabulary has none
+
+// Encodes `len` bytes of text (need not be NUL-terminated). With add_bos, BOS comes first.
+// *n_tokens receives the count; when it exceeds `cap`, returns CLLM_ERR_ARG (nothing else is
+// guaranteed about `tokens`) and the caller may retry with a buffer of *n_tokens.
+cllm_status cllm_tokenizer_encode(const cllm_tokenizer *t, const char *text, size_t len,
+                                  int add_bos, int32_t *tokens, size_t cap, size_t *n_tokens);
+// Bytes of token `token` as it appears after `prev` (-1 at the start: SentencePiece vocabularies
+// drop the leading space of the first piece after BOS). Writes up to `cap` bytes to buf, sets *len;
+// CLLM_ERR_ARG for an id outside the vocabulary or a too-small buffer.
+cllm_status cllm_tokenizer_decode_token(const cllm_tokenizer *t, int32_t prev, int32_t token,
+                                        char *buf, size_t cap, size_t *len);
+
+// ---------------------------------------------------------------------------------------------
+// ENGINE API: inference (declared by the engine module).
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,9 +1,59 @@
-// The codecllm command (placeholder main while the subcommands are written).
-#include "codecllm.h"
+// The codecllm command: dispatches to the subcommands in tools/cmd_*.c.
+#include "cli.h"
 
 #include <stdio.h>
+#include <string.h>
 
-int main(void) {
-    printf("codecllm %s\n", CLLM_VERSION_STRING);
-    return 0;
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} cli_command;
+
+static const cli_command commands[] = {
+    {"synth", cmd_synth, "write a synthetic Hugging Face model directory"},
+    {"convert", cmd_convert, "compress a llama2.c checkpoint or HF directory into a .cllm file"},
+    {"inspect", cmd_inspect, "per-tensor and per-layer-type sizes, entropy, zstd comparison"},
+    {"verify", cmd_verify, "check every checksum; with --against, decode and compare"},
+    {"run", cmd_run, "generate text or token ids"},
+    {"logits", cmd_logits, "teacher-forced logits of a token sequence"},
+    {"compare", cmd_compare, "compare two models' logits (KL, top-1, perplexity)"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file"},
+    {"bench", cmd_bench, "tokens/s, peak memory and time split, per weights mode"},
+    {"tokenize", cmd_tokenize, "text to token ids"},
+    {"detokenize", cmd_detokenize, "token ids to text"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "codecllm %s: LLM weights kept compressed, decoded just in time\n\n"
+               "usage: codecllm COMMAND [ARGS]   (codecllm COMMAND --help for details)\n\n",
+            CLLM_VERSION_STRING);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("codecllm %s\n", CLLM_VERSION_STRING);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (!commands[i].fn) {
+                fprintf(stderr, "codecllm: command '%s' is not built in this version\n", argv[1]);
+                return CLI_EXIT_FAIL;
+            }
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    fprintf(stderr, "codecllm: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
 }

@@ -33,7 +33,14 @@ cllm_status cllm_error_context(cllm_status st, const char *fmt, ...) {
     va_end(ap);
     char old[CLLM_ERROR_CAP];
     memcpy(old, tls_error, sizeof old);
-    snprintf(tls_error, sizeof tls_error, "%s: %s", prefix, old);
+    size_t np = strlen(prefix);
+    if (np > CLLM_ERROR_CAP - 3) np = CLLM_ERROR_CAP - 3;
+    memcpy(tls_error, prefix, np);
+    memcpy(tls_error + np, ": ", 2);
+    size_t room = CLLM_ERROR_CAP - np - 3, nold = strlen(old);
+    if (nold > room) nold = room;
+    memcpy(tls_error + np + 2, old, nold);
+    tls_error[np + 2 + nold] = '\0';
     return st;
 }
 

@@ -1,0 +1,220 @@
+#include "cllm_kernels.h"
+
+#include "common/cllm_half.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LANES 8
+
+cllm_wview cllm_wview_rows(const cllm_wview *w, uint64_t r0, uint64_t n) {
+    static const size_t esize[4] = {4, 2, 2, 1};
+    cllm_wview v = *w;
+    v.rows = n;
+    v.data = (const uint8_t *)w->data + r0 * w->cols * esize[w->kind];
+    if (w->kind == CLLM_W_I8) v.scales = w->scales + r0 * w->groups_per_row;
+    return v;
+}
+
+// Adds the LANES partial sums in a fixed pairwise order.
+static inline float lanes_sum(const float acc[LANES]) {
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// The three float dot products differ only in how a weight is widened; each is written out so
+// the compiler can vectorise the LANES-wide inner loop.
+static float dot_f32(const float *w, const float *x, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += w[i + j] * x[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += w[i] * x[i];
+    return lanes_sum(acc);
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += cllm_bf16_to_f32(w[i + j]) * x[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += cllm_bf16_to_f32(w[i]) * x[i];
+    return lanes_sum(acc);
+}
+
+static float dot_f16(const uint16_t *w, const float *x, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += cllm_f16_to_f32(w[i + j]) * x[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += cllm_f16_to_f32(w[i]) * x[i];
+    return lanes_sum(acc);
+}
+
+static float dot_i8(const int8_t *w, const float *x, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += (float)w[i + j] * x[i + j];
+    for (int j = 0; i < n; i++, j++) acc[j] += (float)w[i] * x[i];
+    return lanes_sum(acc);
+}
+
+// Int8 row: each group's integer-valued products are summed, then scaled once; the row sum adds
+// the scaled group sums in order.
+static float dot_i8_row(const cllm_wview *w, uint64_t r, const float *x) {
+    const int8_t *row = (const int8_t *)w->data + r * w->cols;
+    const float *sc = w->scales + r * w->groups_per_row;
+    float sum = 0.0f;
+    for (uint64_t g = 0; g < w->groups_per_row; g++) {
+        uint64_t c0 = g * w->group_size;
+        uint64_t n = w->cols - c0 < w->group_size ? w->cols - c0 : w->group_size;
+        sum += sc[g] * dot_i8(row + c0, x + c0, n);
+    }
+    return sum;
+}
+
+float cllm_k_dot_row(const cllm_wview *w, uint64_t r, const float *x) {
+    size_t n = w->cols;
+    switch (w->kind) {
+    case CLLM_W_F32: return dot_f32((const float *)w->data + r * n, x, n);
+    case CLLM_W_BF16: return dot_bf16((const uint16_t *)w->data + r * n, x, n);
+    case CLLM_W_F16: return dot_f16((const uint16_t *)w->data + r * n, x, n);
+    case CLLM_W_I8: return dot_i8_row(w, r, x);
+    }
+    return 0.0f;
+}
+
+void cllm_k_matmul(float *out, size_t ldo, const cllm_wview *w, const float *x, size_t ldx,
+                   size_t n_tok, int n_threads) {
+    int64_t rows = (int64_t)w->rows;
+    if (n_threads <= 0) n_threads = 1;
+    // Rows outside, tokens inside: a weight row is read from memory once per call and reused
+    // from cache for every token of the batch.
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (rows >= 64)
+    for (int64_t r = 0; r < rows; r++)
+        for (size_t t = 0; t < n_tok; t++) out[t * ldo + (size_t)r] = cllm_k_dot_row(w, (uint64_t)r, x + t * ldx);
+}
+
+void cllm_k_row_to_f32(const cllm_wview *w, uint64_t r, float *out) {
+    size_t n = w->cols;
+    switch (w->kind) {
+    case CLLM_W_F32: memcpy(out, (const float *)w->data + r * n, n * sizeof *out); break;
+    case CLLM_W_BF16:
+        for (size_t i = 0; i < n; i++) out[i] = cllm_bf16_to_f32(((const uint16_t *)w->data)[r * n + i]);
+        break;
+    case CLLM_W_F16:
+        for (size_t i = 0; i < n; i++) out[i] = cllm_f16_to_f32(((const uint16_t *)w->data)[r * n + i]);
+        break;
+    case CLLM_W_I8: {
+        const int8_t *row = (const int8_t *)w->data + r * n;
+        const float *sc = w->scales + r * w->groups_per_row;
+        for (size_t i = 0; i < n; i++) out[i] = (float)row[i] * sc[i / w->group_size];
+        break;
+    }
+    }
+}
+
+void cllm_k_rmsnorm(float *out, const float *x, const float *weight, size_t n, float eps) {
+    float ss = dot_f32(x, x, n);
+    float inv = 1.0f / sqrtf(ss / (float)n + eps);
+    for (size_t i = 0; i < n; i++) out[i] = weight[i] * (inv * x[i]);
+}
+
+// Llama 3 remapping: long wavelengths (beyond the original context / low_freq_factor) are slowed
+// by `factor`, short ones (below original / high_freq_factor) kept, and the band between
+// interpolated linearly in original_context / wavelength.
+static double llama3_freq(const cllm_model_config *cfg, double freq) {
+    const double two_pi = 6.283185307179586476925;
+    double orig = (double)cfg->rope_original_context;
+    double low_wavelen = orig / (double)cfg->rope_low_freq_factor;
+    double high_wavelen = orig / (double)cfg->rope_high_freq_factor;
+    double wavelen = two_pi / freq;
+    if (wavelen < high_wavelen) return freq;
+    if (wavelen > low_wavelen) return freq / (double)cfg->rope_factor;
+    double smooth = (orig / wavelen - (double)cfg->rope_low_freq_factor) /
+                    ((double)cfg->rope_high_freq_factor - (double)cfg->rope_low_freq_factor);
+    return (1.0 - smooth) * freq / (double)cfg->rope_factor + smooth * freq;
+}
+
+void cllm_k_rope_freqs(const cllm_model_config *cfg, double *freqs) {
+    size_t n_pairs = cfg->head_dim / 2;
+    for (size_t i = 0; i < n_pairs; i++) {
+        double f = pow((double)cfg->rope_theta, -(double)(2 * i) / (double)cfg->head_dim);
+        freqs[i] = cfg->rope_scaling == CLLM_ROPE_SCALING_LLAMA3 ? llama3_freq(cfg, f) : f;
+    }
+}
+
+void cllm_k_rope_angles(const double *freqs, size_t n_pairs, size_t pos, float *cos_out,
+                        float *sin_out) {
+    for (size_t i = 0; i < n_pairs; i++) {
+        double a = (double)pos * freqs[i];
+        cos_out[i] = (float)cos(a);
+        sin_out[i] = (float)sin(a);
+    }
+}
+
+void cllm_k_rope(float *vec, size_t n_heads, size_t head_dim, const float *cos_v,
+                 const float *sin_v) {
+    for (size_t h = 0; h < n_heads; h++) {
+        float *v = vec + h * head_dim;
+        for (size_t i = 0; i < head_dim / 2; i++) {
+            float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * cos_v[i] - b * sin_v[i];
+            v[2 * i + 1] = a * sin_v[i] + b * cos_v[i];
+        }
+    }
+}
+
+void cllm_k_softmax(float *x, size_t n) {
+    float mx = x[0];
+    for (size_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+static inline float kv_at(const void *p, size_t i, cllm_dtype dt) {
+    return dt == CLLM_DTYPE_F16 ? cllm_f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+void cllm_k_attention_head(float *out, const float *q, const void *k, const void *v,
+                           cllm_dtype kv_dtype, size_t n_pos, size_t head_dim, size_t stride,
+                           float *scores) {
+    float scale = 1.0f / sqrtf((float)head_dim);
+    for (size_t j = 0; j < n_pos; j++) {
+        float acc[LANES] = {0};
+        size_t base = j * stride;
+        size_t i = 0;
+        for (; i + LANES <= head_dim; i += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += q[i + l] * kv_at(k, base + i + l, kv_dtype);
+        for (int l = 0; i < head_dim; i++, l++) acc[l] += q[i] * kv_at(k, base + i, kv_dtype);
+        scores[j] = lanes_sum(acc) * scale;
+    }
+    cllm_k_softmax(scores, n_pos);
+    for (size_t i = 0; i < head_dim; i++) out[i] = 0.0f;
+    for (size_t j = 0; j < n_pos; j++) {
+        float p = scores[j];
+        size_t base = j * stride;
+        for (size_t i = 0; i < head_dim; i++) out[i] += p * kv_at(v, base + i, kv_dtype);
+    }
+}
+
+void cllm_k_swiglu(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void cllm_k_store_kv(void *dst, const float *src, size_t n, cllm_dtype kv_dtype) {
+    if (kv_dtype == CLLM_DTYPE_F16) {
+        uint16_t *d = dst;
+        for (size_t i = 0; i < n; i++) d[i] = cllm_f32_to_f16(src[i]);
+    } else {
+        memcpy(dst, src, n * sizeof *src);
+    }
+}

@@ -1,0 +1,290 @@
+// Model sources: the public cllm_source_* API, the canonical Llama tensor layout, and the RoPE
+// row permutation shared by the importers.
+#include "cllm_model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// Bounds well above every released Llama-family model, low enough that products of two of them
+// cannot overflow 64 bits and absurd headers are refused before anything is allocated.
+#define CLLM_MAX_DIM (1u << 17)
+#define CLLM_MAX_HIDDEN (1u << 20)
+#define CLLM_MAX_LAYERS 1024u
+#define CLLM_MAX_VOCAB (1u << 24)
+#define CLLM_MAX_CONTEXT (1u << 26)
+
+static cllm_status check_range(const char *field, uint32_t v, uint32_t max) {
+    RETURN_IF(v == 0 || v > max, CLLM_ERR_FORMAT, "config field %s = %u is out of range [1, %u]",
+              field, v, max);
+    return CLLM_OK;
+}
+
+static cllm_status check_rope_scaling(const cllm_model_config *c) {
+    if (c->rope_scaling == CLLM_ROPE_SCALING_NONE) return CLLM_OK;
+    RETURN_IF(c->rope_scaling != CLLM_ROPE_SCALING_LLAMA3, CLLM_ERR_FORMAT,
+              "config field rope_scaling = %u is unknown", c->rope_scaling);
+    RETURN_IF(!(isfinite(c->rope_factor) && c->rope_factor >= 1.0f), CLLM_ERR_FORMAT,
+              "config field rope_scaling.factor = %g must be finite and >= 1", c->rope_factor);
+    RETURN_IF(!(isfinite(c->rope_low_freq_factor) && c->rope_low_freq_factor > 0.0f),
+              CLLM_ERR_FORMAT, "config field rope_scaling.low_freq_factor = %g must be positive",
+              c->rope_low_freq_factor);
+    RETURN_IF(!(isfinite(c->rope_high_freq_factor) &&
+                c->rope_high_freq_factor > c->rope_low_freq_factor),
+              CLLM_ERR_FORMAT,
+              "config field rope_scaling.high_freq_factor = %g must exceed low_freq_factor = %g",
+              c->rope_high_freq_factor, c->rope_low_freq_factor);
+    TRY(check_range("rope_scaling.original_max_position_embeddings", c->rope_original_context,
+                    CLLM_MAX_CONTEXT));
+    return CLLM_OK;
+}
+
+cllm_status cllm_model_config_check(const cllm_model_config *c) {
+    RETURN_IF(!c, CLLM_ERR_ARG, "config is NULL");
+    RETURN_IF(c->arch != CLLM_ARCH_LLAMA, CLLM_ERR_FORMAT, "config field arch = %u is unknown",
+              c->arch);
+    TRY(check_range("dim", c->dim, CLLM_MAX_DIM));
+    TRY(check_range("hidden_dim", c->hidden_dim, CLLM_MAX_HIDDEN));
+    TRY(check_range("n_layers", c->n_layers, CLLM_MAX_LAYERS));
+    TRY(check_range("n_heads", c->n_heads, c->dim));
+    TRY(check_range("n_kv_heads", c->n_kv_heads, c->n_heads));
+    TRY(check_range("vocab_size", c->vocab_size, CLLM_MAX_VOCAB));
+    TRY(check_range("context_len", c->context_len, CLLM_MAX_CONTEXT));
+    RETURN_IF(c->dim % c->n_heads != 0, CLLM_ERR_FORMAT,
+              "config: n_heads = %u does not divide dim = %u", c->n_heads, c->dim);
+    RETURN_IF(c->n_heads % c->n_kv_heads != 0, CLLM_ERR_FORMAT,
+              "config: n_kv_heads = %u does not divide n_heads = %u", c->n_kv_heads, c->n_heads);
+    RETURN_IF(c->head_dim != c->dim / c->n_heads, CLLM_ERR_FORMAT,
+              "config: head_dim = %u differs from dim / n_heads = %u", c->head_dim,
+              c->dim / c->n_heads);
+    RETURN_IF(c->head_dim % 2 != 0, CLLM_ERR_FORMAT,
+              "config: head_dim = %u must be even for RoPE", c->head_dim);
+    RETURN_IF(c->tied_embeddings > 1, CLLM_ERR_FORMAT, "config: tied_embeddings = %u",
+              c->tied_embeddings);
+    RETURN_IF(!(isfinite(c->rope_theta) && c->rope_theta > 1.0f), CLLM_ERR_FORMAT,
+              "config field rope_theta = %g must be finite and > 1", c->rope_theta);
+    RETURN_IF(!(isfinite(c->norm_eps) && c->norm_eps > 0.0f && c->norm_eps < 1.0f),
+              CLLM_ERR_FORMAT, "config field norm_eps = %g must be in (0, 1)", c->norm_eps);
+    RETURN_IF(c->bos_id < -1 || (c->bos_id >= 0 && (uint32_t)c->bos_id >= c->vocab_size),
+              CLLM_ERR_FORMAT, "config field bos_id = %d is outside the vocabulary", c->bos_id);
+    RETURN_IF(c->eos_id < -1 || (c->eos_id >= 0 && (uint32_t)c->eos_id >= c->vocab_size),
+              CLLM_ERR_FORMAT, "config field eos_id = %d is outside the vocabulary", c->eos_id);
+    return check_rope_scaling(c);
+}
+
+size_t cllm_llama_n_tensors(const cllm_model_config *cfg) {
+    return 2 + (size_t)CLLM_LLAMA_PER_LAYER * cfg->n_layers + (cfg->tied_embeddings ? 0 : 1);
+}
+
+static const struct {
+    const char *suffix;
+    cllm_role role;
+} layer_roles[CLLM_LLAMA_PER_LAYER] = {
+    {"input_layernorm", CLLM_ROLE_ATTN_NORM},
+    {"self_attn.q_proj", CLLM_ROLE_WQ},
+    {"self_attn.k_proj", CLLM_ROLE_WK},
+    {"self_attn.v_proj", CLLM_ROLE_WV},
+    {"self_attn.o_proj", CLLM_ROLE_WO},
+    {"post_attention_layernorm", CLLM_ROLE_FFN_NORM},
+    {"mlp.gate_proj", CLLM_ROLE_GATE},
+    {"mlp.up_proj", CLLM_ROLE_UP},
+    {"mlp.down_proj", CLLM_ROLE_DOWN},
+};
+
+static void set_shape(cllm_tensor_spec *t, uint64_t rows, uint64_t cols) {
+    t->ndim = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+}
+
+void cllm_llama_tensor_spec(const cllm_model_config *c, size_t i, cllm_tensor_spec *t) {
+    uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
+    uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
+    size_t n_layer_tensors = (size_t)CLLM_LLAMA_PER_LAYER * c->n_layers;
+    memset(t, 0, sizeof *t);
+    t->layer = -1;
+    if (i == 0) {
+        snprintf(t->name, sizeof t->name, "model.embed_tokens.weight");
+        t->role = CLLM_ROLE_EMBED;
+        set_shape(t, c->vocab_size, c->dim);
+        return;
+    }
+    if (i > n_layer_tensors) {
+        int norm = (i == n_layer_tensors + 1);
+        snprintf(t->name, sizeof t->name, "%s", norm ? "model.norm.weight" : "lm_head.weight");
+        t->role = norm ? CLLM_ROLE_NORM : CLLM_ROLE_LM_HEAD;
+        if (norm) set_shape(t, c->dim, 0);
+        else set_shape(t, c->vocab_size, c->dim);
+        return;
+    }
+    size_t k = (i - 1) % CLLM_LLAMA_PER_LAYER;
+    t->layer = (int)((i - 1) / CLLM_LLAMA_PER_LAYER);
+    t->role = layer_roles[k].role;
+    snprintf(t->name, sizeof t->name, "model.layers.%d.%s.weight", t->layer, layer_roles[k].suffix);
+    switch (t->role) {
+    case CLLM_ROLE_WQ: set_shape(t, q_dim, c->dim); break;
+    case CLLM_ROLE_WK:
+    case CLLM_ROLE_WV: set_shape(t, kv_dim, c->dim); break;
+    case CLLM_ROLE_WO: set_shape(t, c->dim, q_dim); break;
+    case CLLM_ROLE_GATE:
+    case CLLM_ROLE_UP: set_shape(t, c->hidden_dim, c->dim); break;
+    case CLLM_ROLE_DOWN: set_shape(t, c->dim, c->hidden_dim); break;
+    default: set_shape(t, c->dim, 0); break;  // the two norms
+    }
+}
+
+void cllm_rope_unpermute_rows(uint8_t *rows, uint32_t n_heads, uint32_t head_dim, uint64_t cols,
+                              uint32_t elem_size, uint8_t *scratch) {
+    size_t row_bytes = (size_t)cols * elem_size;
+    size_t half = head_dim / 2;
+    for (uint32_t h = 0; h < n_heads; h++) {
+        uint8_t *head = rows + (size_t)h * head_dim * row_bytes;
+        memcpy(scratch, head, (size_t)head_dim * row_bytes);
+        // scratch holds HF rows (c, i) at c*half + i; engine row 2i + c receives it.
+        for (size_t i = 0; i < half; i++)
+            for (size_t c = 0; c < 2; c++)
+                memcpy(head + (2 * i + c) * row_bytes, scratch + (c * half + i) * row_bytes,
+                       row_bytes);
+    }
+}
+
+cllm_status cllm_source_add_file(cllm_source *s, const char *path, uint32_t *index,
+                                 uint64_t *size) {
+    cllm_src_file *files = realloc(s->files, (s->n_files + 1) * sizeof *files);
+    RETURN_IF(!files, CLLM_ERR_NOMEM, "out of memory");
+    s->files = files;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    RETURN_IF(fd < 0, CLLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return CLLM_FAIL(CLLM_ERR_IO, "%s is not a readable regular file", path);
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        close(fd);
+        return CLLM_FAIL(CLLM_ERR_NOMEM, "out of memory");
+    }
+    files[s->n_files] = (cllm_src_file){.path = copy, .fd = fd, .size = (uint64_t)sb.st_size};
+    *index = (uint32_t)s->n_files++;
+    if (size) *size = (uint64_t)sb.st_size;
+    return CLLM_OK;
+}
+
+cllm_status cllm_source_alloc_tensors(cllm_source *s) {
+    size_t n = cllm_llama_n_tensors(&s->cfg);
+    s->tensors = calloc(n, sizeof *s->tensors);
+    RETURN_IF(!s->tensors, CLLM_ERR_NOMEM, "out of memory for %zu tensors", n);
+    s->n_tensors = n;
+    for (size_t i = 0; i < n; i++) {
+        cllm_tensor_spec sp;
+        cllm_llama_tensor_spec(&s->cfg, i, &sp);
+        cllm_src_entry *e = &s->tensors[i];
+        memcpy(e->name, sp.name, sizeof e->name);
+        e->ndim = sp.ndim;
+        e->shape[0] = sp.shape[0];
+        e->shape[1] = sp.shape[1];
+    }
+    return CLLM_OK;
+}
+
+static int has_suffix(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+cllm_status cllm_source_load_tokenizer(cllm_source *s, const char *path) {
+    free(s->tok);
+    s->tok = NULL;
+    s->tok_size = 0;
+    s->tok_kind = CLLM_TOKENIZER_NONE;
+    TRY(cllm_read_file(path, (size_t)256 << 20, &s->tok, &s->tok_size));
+    s->tok_kind = has_suffix(path, ".json") ? CLLM_TOKENIZER_HF_JSON : CLLM_TOKENIZER_LLAMA2C;
+    RETURN_IF(s->tok_size == 0, CLLM_ERR_FORMAT, "tokenizer %s is empty", path);
+    return CLLM_OK;
+}
+
+// ---- public API --------------------------------------------------------------------------------
+
+cllm_status cllm_source_open(const char *path, const char *tokenizer_path, cllm_source **out) {
+    RETURN_IF(!path || !out, CLLM_ERR_ARG, "cllm_source_open: path and out are required");
+    *out = NULL;
+    struct stat sb;
+    RETURN_IF(stat(path, &sb) != 0, CLLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    cllm_source *s = calloc(1, sizeof *s);
+    RETURN_IF(!s, CLLM_ERR_NOMEM, "out of memory");
+    cllm_status st = S_ISDIR(sb.st_mode) ? cllm_import_hf(s, path) : cllm_import_llama2c(s, path);
+    if (st == CLLM_OK && tokenizer_path) {
+        st = cllm_source_load_tokenizer(s, tokenizer_path);
+        if (st != CLLM_OK) cllm_error_context(st, "tokenizer");
+    }
+    if (st != CLLM_OK) {
+        cllm_source_free(s);
+        return st;
+    }
+    *out = s;
+    return CLLM_OK;
+}
+
+void cllm_source_free(cllm_source *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->n_files; i++) {
+        close(s->files[i].fd);
+        free(s->files[i].path);
+    }
+    free(s->files);
+    free(s->tensors);
+    free(s->tok);
+    free(s);
+}
+
+const cllm_model_config *cllm_source_config(const cllm_source *s) { return s ? &s->cfg : NULL; }
+
+size_t cllm_source_n_tensors(const cllm_source *s) { return s ? s->n_tensors : 0; }
+
+cllm_status cllm_source_tensor_info(const cllm_source *s, size_t i, cllm_source_tensor *out) {
+    RETURN_IF(!s || !out, CLLM_ERR_ARG, "cllm_source_tensor_info: NULL argument");
+    RETURN_IF(i >= s->n_tensors, CLLM_ERR_ARG, "tensor index %zu out of range (%zu tensors)", i,
+              s->n_tensors);
+    const cllm_src_entry *e = &s->tensors[i];
+    memset(out, 0, sizeof *out);
+    out->name = e->name;
+    out->dtype = e->dtype;
+    out->ndim = e->ndim;
+    memcpy(out->shape, e->shape, sizeof out->shape);
+    return CLLM_OK;
+}
+
+cllm_status cllm_source_read(cllm_source *s, size_t i, void *buf, size_t cap) {
+    RETURN_IF(!s || !buf, CLLM_ERR_ARG, "cllm_source_read: NULL argument");
+    RETURN_IF(i >= s->n_tensors, CLLM_ERR_ARG, "tensor index %zu out of range (%zu tensors)", i,
+              s->n_tensors);
+    const cllm_src_entry *e = &s->tensors[i];
+    RETURN_IF(e->size > SIZE_MAX || cap < e->size, CLLM_ERR_ARG,
+              "tensor '%s': buffer of %zu bytes is smaller than the %llu needed", e->name, cap,
+              (unsigned long long)e->size);
+    const cllm_src_file *f = &s->files[e->file];
+    cllm_status st = cllm_pread_full(f->fd, buf, (size_t)e->size, e->offset, f->path);
+    if (st != CLLM_OK) return cllm_error_context(st, "tensor '%s'", e->name);
+    if (e->permute_heads == 0) return CLLM_OK;
+    uint32_t esize = cllm_model_dtype_size(e->dtype);
+    size_t scratch_bytes = (size_t)s->cfg.head_dim * (size_t)e->shape[1] * esize;
+    uint8_t *scratch = malloc(scratch_bytes);
+    RETURN_IF(!scratch, CLLM_ERR_NOMEM, "tensor '%s': out of memory for %zu bytes", e->name,
+              scratch_bytes);
+    cllm_rope_unpermute_rows(buf, e->permute_heads, s->cfg.head_dim, e->shape[1], esize, scratch);
+    free(scratch);
+    return CLLM_OK;
+}
+
+cllm_tokenizer_kind cllm_source_tokenizer(const cllm_source *s, const uint8_t **data,
+                                          size_t *size) {
+    if (data) *data = s ? s->tok : NULL;
+    if (size) *size = s ? s->tok_size : 0;
+    return s ? s->tok_kind : CLLM_TOKENIZER_NONE;
+}

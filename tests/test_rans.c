@@ -1,0 +1,276 @@
+// Frequency tables and the 32-lane rANS block coder: normalisation invariants, round trips of
+// odd sizes and degenerate alphabets, and rejection of every kind of damaged block.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/cllm_codec.h"
+#include "testutil.h"
+
+// Geometric-ish distribution over `alphabet` symbols (skewed like weight exponents).
+static void skewed_symbols(uint8_t *s, uint64_t n, int alphabet, uint64_t seed) {
+    for (uint64_t i = 0; i < n; i++) {
+        double u = cllm_test_uniform(&seed);
+        int k = (int)(-log(1.0 - u) * 3.0);
+        s[i] = (uint8_t)(k % alphabet);
+    }
+}
+
+static void hist(const uint8_t *s, uint64_t n, uint64_t counts[256]) {
+    memset(counts, 0, 256 * sizeof counts[0]);
+    for (uint64_t i = 0; i < n; i++) counts[s[i]]++;
+}
+
+static void assert_table_ok(const uint64_t counts[256], const uint16_t freq[256], uint32_t sb) {
+    uint32_t sum = 0;
+    for (int s = 0; s < 256; s++) {
+        sum += freq[s];
+        if (counts[s]) assert_true(freq[s] >= 1);
+        else assert_int_equal(freq[s], 0);
+    }
+    assert_int_equal(sum, 1u << sb);
+}
+
+static void test_freq_build_sums(void **state) {
+    (void)state;
+    uint64_t seed = 1;
+    for (uint32_t sb = CLLM_RANS_MIN_SCALE_BITS; sb <= CLLM_RANS_MAX_SCALE_BITS; sb++) {
+        for (int trial = 0; trial < 40; trial++) {
+            uint64_t counts[256] = {0};
+            int present = 1 + (int)(cllm_test_rand(&seed) % 256);
+            for (int k = 0; k < present; k++) {
+                uint64_t r = cllm_test_rand(&seed);
+                counts[r % 256] += (trial % 3 == 0) ? (r >> 40) : 1 + (r >> 60);
+            }
+            if (trial == 7) counts[3] = UINT64_MAX / 512;  // huge counts
+            int any = 0;
+            for (int s = 0; s < 256; s++) any |= counts[s] != 0;
+            if (!any) counts[0] = 1;
+            uint16_t freq[256];
+            assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_OK);
+            assert_table_ok(counts, freq, sb);
+        }
+    }
+    // Every symbol present at the smallest scale: all frequencies are 1.
+    uint64_t all[256];
+    for (int s = 0; s < 256; s++) all[s] = 1000 + (uint64_t)s * 7;
+    uint16_t freq[256];
+    assert_int_equal(cllm_freq_build(all, 8, freq), CLLM_OK);
+    for (int s = 0; s < 256; s++) assert_int_equal(freq[s], 1);
+    // Empty histogram and bad scale are argument errors.
+    uint64_t none[256] = {0};
+    assert_int_equal(cllm_freq_build(none, 12, freq), CLLM_ERR_ARG);
+    assert_int_equal(cllm_freq_build(all, 7, freq), CLLM_ERR_ARG);
+    assert_int_equal(cllm_freq_build(all, 13, freq), CLLM_ERR_ARG);
+}
+
+// No single unit moved from one symbol to another lowers the cost: the greedy result is optimal.
+static void test_freq_build_optimal(void **state) {
+    (void)state;
+    uint8_t *s = malloc(200000);
+    skewed_symbols(s, 200000, 40, 5);
+    uint64_t counts[256];
+    hist(s, 200000, counts);
+    counts[200] = 1;  // a rare symbol still gets probability
+    uint16_t freq[256];
+    assert_int_equal(cllm_freq_build(counts, 12, freq), CLLM_OK);
+    double best = cllm_freq_cost_bits(counts, freq, 12);
+    for (int i = 0; i < 256; i++) {
+        for (int j = 0; j < 256; j++) {
+            if (i == j || !counts[i] || !counts[j] || freq[j] <= 1) continue;
+            freq[i]++, freq[j]--;
+            assert_true(cllm_freq_cost_bits(counts, freq, 12) >= best - 1e-6);
+            freq[i]--, freq[j]++;
+        }
+    }
+    // And it is close to the entropy bound.
+    double h = cllm_entropy_bits(counts) * 200001;
+    assert_true(best <= h * 1.002 + 64);
+    free(s);
+}
+
+// Encodes, decodes and compares n symbols; returns the block size.
+static size_t round_trip(const uint8_t *syms, uint64_t n, uint32_t sb) {
+    uint64_t counts[256];
+    hist(syms, n, counts);
+    if (n == 0) counts[0] = 1;
+    uint16_t freq[256];
+    assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_OK);
+    cllm_rans_enc_table enc;
+    static cllm_rans_dec_table dec;
+    assert_int_equal(cllm_rans_enc_table_init(&enc, freq, sb), CLLM_OK);
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, sb), CLLM_OK);
+    size_t cap = (size_t)cllm_rans_block_bound(n), size = 0;
+    uint8_t *blk = malloc(cap);
+    assert_int_equal(cllm_rans_encode_block(&enc, syms, n, blk, cap, &size), CLLM_OK);
+    assert_int_equal(size % 4, 0);
+    assert_true(size >= CLLM_RANS_STATE_BYTES && size <= cap);
+    uint8_t *back = malloc(n + 1);
+    // Decode from an exact-size copy so ASan sees any read past the block.
+    uint8_t *exact = malloc(size);
+    memcpy(exact, blk, size);
+    assert_int_equal(cllm_rans_decode_block(&dec, exact, size, back, n), CLLM_OK);
+    assert_memory_equal(back, syms, n);
+    free(exact);
+    free(back);
+    free(blk);
+    return size;
+}
+
+static void test_block_round_trips(void **state) {
+    (void)state;
+    static const uint64_t sizes[] = {0, 1, 2, 31, 32, 33, 63, 64, 65, 100, 1000, 4097, 65536 + 7};
+    uint8_t *s = malloc(70000);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        for (uint32_t sb = CLLM_RANS_MIN_SCALE_BITS; sb <= CLLM_RANS_MAX_SCALE_BITS; sb++) {
+            skewed_symbols(s, sizes[k], 256, 10 + k);
+            round_trip(s, sizes[k], sb);
+            uint64_t seed = 99 + k;  // uniform bytes: incompressible, ~1 word per 2 symbols
+            for (uint64_t i = 0; i < sizes[k]; i++) s[i] = (uint8_t)cllm_test_rand(&seed);
+            round_trip(s, sizes[k], sb);
+        }
+    }
+    free(s);
+}
+
+// A single-symbol table (freq = M) codes nothing: the block is just the 32 states at L.
+static void test_single_symbol(void **state) {
+    (void)state;
+    uint8_t s[1000];
+    memset(s, 77, sizeof s);
+    assert_int_equal(round_trip(s, sizeof s, 12), CLLM_RANS_STATE_BYTES);
+    assert_int_equal(round_trip(s, sizeof s, 8), CLLM_RANS_STATE_BYTES);
+}
+
+// Builds a block of n skewed symbols into a malloc'd buffer; returns its size.
+typedef struct fixture {
+    cllm_rans_enc_table enc;
+    cllm_rans_dec_table dec;
+    uint8_t syms[5000], back[5000];
+    uint8_t *blk;
+    size_t size;
+    uint64_t n;
+} fixture;
+
+static fixture *make_fixture(uint64_t n, int want_padding) {
+    fixture *f = calloc(1, sizeof *f);
+    for (uint64_t seed = 1;; seed++) {
+        skewed_symbols(f->syms, n, 60, seed);
+        uint64_t counts[256];
+        hist(f->syms, n, counts);
+        uint16_t freq[256];
+        assert_int_equal(cllm_freq_build(counts, 12, freq), CLLM_OK);
+        cllm_rans_enc_table_init(&f->enc, freq, 12);
+        cllm_rans_dec_table_init(&f->dec, freq, 12);
+        free(f->blk);
+        f->blk = malloc((size_t)cllm_rans_block_bound(n) + 8);
+        cllm_rans_encode_block(&f->enc, f->syms, n, f->blk, (size_t)cllm_rans_block_bound(n),
+                               &f->size);
+        f->n = n;
+        if (!want_padding) return f;
+        // The block ends in 2 padding bytes iff damaging its last byte is reported as padding.
+        f->blk[f->size - 1] = 1;
+        cllm_status st = cllm_rans_decode_block(&f->dec, f->blk, f->size, f->back, n);
+        f->blk[f->size - 1] = 0;
+        if (st == CLLM_ERR_CORRUPT && strstr(cllm_last_error(), "padding")) return f;
+    }
+}
+
+static void free_fixture(fixture *f) {
+    free(f->blk);
+    free(f);
+}
+
+static void expect_corrupt(fixture *f, size_t size, const char *what) {
+    cllm_status st = cllm_rans_decode_block(&f->dec, f->blk, size, f->back, f->n);
+    if (st != CLLM_ERR_CORRUPT) fail_msg("%s: expected CORRUPT, got %d", what, st);
+}
+
+static void test_rejects_damaged_blocks(void **state) {
+    (void)state;
+    fixture *f = make_fixture(3001, 0);
+    assert_int_equal(cllm_rans_decode_block(&f->dec, f->blk, f->size, f->back, f->n), CLLM_OK);
+    expect_corrupt(f, f->size - 4, "truncated");
+    expect_corrupt(f, 100, "shorter than the states");
+    expect_corrupt(f, f->size - 1, "size not a multiple of 4");
+    // Extra words: 4 more zero bytes after the block.
+    memset(f->blk + f->size, 0, 4);
+    expect_corrupt(f, f->size + 4, "extra words");
+    // Bad final state: a flipped bit in a lane's initial state.
+    f->blk[5] ^= 0x10;
+    expect_corrupt(f, f->size, "bad state");
+    f->blk[5] ^= 0x10;
+    // Initial state below L.
+    uint8_t save[4];
+    memcpy(save, f->blk + 8, 4);
+    cllm_store_le32(f->blk + 8, 0x1234);
+    expect_corrupt(f, f->size, "state below L");
+    memcpy(f->blk + 8, save, 4);
+    // A flipped word in the middle of the stream.
+    f->blk[CLLM_RANS_STATE_BYTES + 40] ^= 0x5a;
+    expect_corrupt(f, f->size, "flipped word");
+    f->blk[CLLM_RANS_STATE_BYTES + 40] ^= 0x5a;
+    // Fewer symbols than coded: words are left over or states are not L.
+    assert_int_equal(cllm_rans_decode_block(&f->dec, f->blk, f->size, f->back, f->n - 32),
+                     CLLM_ERR_CORRUPT);
+    assert_int_equal(cllm_rans_decode_block(&f->dec, f->blk, f->size, f->back, f->n), CLLM_OK);
+    free_fixture(f);
+
+    f = make_fixture(2000, 1);  // a block that ends with 2 padding bytes
+    f->blk[f->size - 2] = 0x01;
+    expect_corrupt(f, f->size, "non-zero padding");
+    free_fixture(f);
+}
+
+static void test_rejects_bad_tables(void **state) {
+    (void)state;
+    static cllm_rans_dec_table dec;
+    uint16_t freq[256] = {0};
+    freq[0] = 4000, freq[1] = 95;  // sums to 4095
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 12), CLLM_ERR_CORRUPT);
+    freq[1] = 96;
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 12), CLLM_OK);
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 13), CLLM_ERR_CORRUPT);
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 7), CLLM_ERR_CORRUPT);
+    freq[0] = 65535, freq[1] = 65535;  // sum would wrap a 16-bit accumulator
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 12), CLLM_ERR_CORRUPT);
+    // The encoder refuses a symbol without probability instead of dividing by zero.
+    cllm_rans_enc_table enc;
+    uint16_t f2[256] = {0};
+    f2[0] = 256;
+    assert_int_equal(cllm_rans_enc_table_init(&enc, f2, 8), CLLM_OK);
+    uint8_t s[3] = {0, 1, 0}, out[256];
+    size_t w;
+    assert_int_equal(cllm_rans_encode_block(&enc, s, 3, out, sizeof out, &w), CLLM_ERR_ARG);
+    assert_int_equal(cllm_rans_encode_block(&enc, s, 3, out, 100, &w), CLLM_ERR_ARG);
+}
+
+// The slot table agrees with the frequency table it was built from.
+static void test_slot_packing(void **state) {
+    (void)state;
+    static cllm_rans_dec_table dec;
+    uint16_t freq[256] = {0};
+    freq[5] = 4095, freq[200] = 1;
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 12), CLLM_OK);
+    assert_int_equal(CLLM_RANS_SLOT_SYM(dec.slot[0]), 5);
+    assert_int_equal(CLLM_RANS_SLOT_FREQ(dec.slot[4094]), 4095);
+    assert_int_equal(CLLM_RANS_SLOT_BIAS(dec.slot[4094]), 4094);
+    assert_int_equal(CLLM_RANS_SLOT_SYM(dec.slot[4095]), 200);
+    assert_int_equal(CLLM_RANS_SLOT_FREQ(dec.slot[4095]), 1);
+    assert_int_equal(CLLM_RANS_SLOT_BIAS(dec.slot[4095]), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_freq_build_sums),      cmocka_unit_test(test_freq_build_optimal),
+        cmocka_unit_test(test_block_round_trips),    cmocka_unit_test(test_single_symbol),
+        cmocka_unit_test(test_rejects_damaged_blocks), cmocka_unit_test(test_rejects_bad_tables),
+        cmocka_unit_test(test_slot_packing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

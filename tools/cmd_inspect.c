@@ -1,0 +1,233 @@
+// codecllm inspect FILE.cllm [--json] [--no-zstd] [--zstd-level L] [--threads N]
+//
+// Per tensor and per layer type: elements, codec, bits per weight, ratio to the source dtype, the
+// recorded order-0 entropy of the coded symbols, the bound it implies, and what zstd (the
+// original design's CPU path) gets on the same bytes the codec started from.
+#include "cli.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+static const char inspect_usage[] =
+    "codecllm inspect FILE.cllm [--json] [--no-zstd] [--zstd-level L] [--threads N]\n"
+    "  --json        machine-readable output (schema in docs/INSPECT.md)\n"
+    "  --no-zstd     skip the zstd comparison column (slow on large models)\n"
+    "  --zstd-level  zstd level for the comparison (default 19)";
+
+// Layer types, in the order they are printed.
+static const char *const kind_names[] = {"embeddings", "attn_q", "attn_k", "attn_v", "attn_o",
+                                         "mlp_gate", "mlp_up", "mlp_down", "norms", "lm_head",
+                                         "other"};
+enum { N_KINDS = sizeof kind_names / sizeof kind_names[0] };
+
+static int tensor_kind(const char *name) {
+    static const char *const suffix[] = {"embed_tokens.weight", "q_proj.weight", "k_proj.weight",
+                                         "v_proj.weight", "o_proj.weight", "gate_proj.weight",
+                                         "up_proj.weight", "down_proj.weight"};
+    for (int k = 0; k < 8; k++) {
+        size_t ls = strlen(suffix[k]), ln = strlen(name);
+        if (ln >= ls && !strcmp(name + ln - ls, suffix[k])) return k;
+    }
+    if (strstr(name, "norm")) return 8;
+    if (!strcmp(name, "lm_head.weight")) return 9;
+    return 10;
+}
+
+typedef struct stat_row {
+    uint64_t elements, source_bytes, coded_bytes, zstd_bytes;
+    double entropy_bits;  // sum over elements of the per-symbol entropy
+    double bound_bits;    // order-0 bound in bits (entropy + stored raw bits)
+} stat_row;
+
+// Bits per element stored beside the coded symbols (lossless: sign + mantissa).
+static unsigned raw_bits(const cllm_tensor_info *t) {
+    if (t->codec != CLLM_CODEC_LOSSLESS) return 0;
+    return t->dtype == CLLM_DTYPE_BF16 ? 8 : t->dtype == CLLM_DTYPE_F16 ? 11 : 24;
+}
+
+// zstd on the bytes the codec started from: the source tensor (raw, lossless) or its int8 values.
+static int zstd_size(const cllm_container *c, size_t i, const cllm_tensor_info *t, int level,
+                     int threads, uint64_t *out) {
+    size_t n = (size_t)t->n_elements;
+    size_t bytes = t->codec == CLLM_CODEC_INT8 ? n : n * cllm_dtype_size(t->dtype);
+    void *buf = malloc(bytes ? bytes : 1);
+    size_t bound = ZSTD_compressBound(bytes);
+    void *dst = malloc(bound);
+    int rc = -1;
+    if (buf && dst && cllm_container_decode(c, i, buf, bytes, NULL, 0, 0) == CLLM_OK) {
+        ZSTD_CCtx *z = ZSTD_createCCtx();
+        if (z) {
+            ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, level);
+            ZSTD_CCtx_setParameter(z, ZSTD_c_nbWorkers, threads);
+            size_t r = ZSTD_compress2(z, dst, bound, buf, bytes);
+            if (!ZSTD_isError(r)) {
+                *out = r;
+                rc = 0;
+            }
+            ZSTD_freeCCtx(z);
+        }
+    }
+    free(buf);
+    free(dst);
+    return rc;
+}
+
+static void add_row(stat_row *r, const cllm_tensor_info *t, uint64_t zbytes) {
+    r->elements += t->n_elements;
+    r->source_bytes += t->n_elements * cllm_dtype_size(t->dtype);
+    r->coded_bytes += t->data_size;
+    r->zstd_bytes += zbytes;
+    r->entropy_bits += t->symbol_entropy * (double)t->n_elements;
+    double per = t->codec == CLLM_CODEC_RAW ? 8.0 * (double)cllm_dtype_size(t->dtype)
+                                            : t->symbol_entropy + raw_bits(t);
+    r->bound_bits += per * (double)t->n_elements;
+}
+
+static json_t *row_json(const stat_row *r, int with_zstd) {
+    double n = r->elements ? (double)r->elements : 1;
+    json_t *o = json_object();
+    json_object_set_new(o, "elements", json_integer((json_int_t)r->elements));
+    json_object_set_new(o, "source_bytes", json_integer((json_int_t)r->source_bytes));
+    json_object_set_new(o, "coded_bytes", json_integer((json_int_t)r->coded_bytes));
+    json_object_set_new(o, "bits_per_weight", json_real(8.0 * (double)r->coded_bytes / n));
+    json_object_set_new(o, "bound_bits_per_weight", json_real(r->bound_bits / n));
+    json_object_set_new(o, "ratio", json_real(r->coded_bytes ? (double)r->source_bytes /
+                                                                   (double)r->coded_bytes : 0));
+    if (with_zstd) {
+        json_object_set_new(o, "zstd_bytes", json_integer((json_int_t)r->zstd_bytes));
+        json_object_set_new(o, "zstd_bits_per_weight", json_real(8.0 * (double)r->zstd_bytes / n));
+    }
+    return o;
+}
+
+static void print_row(const char *name, const char *codec, const stat_row *r, int with_zstd,
+                      const char *entropy) {
+    double n = r->elements ? (double)r->elements : 1;
+    printf("%-48s %-8s %12llu %7.3f %7.3f %6.3fx %8s", name, codec,
+           (unsigned long long)r->elements, 8.0 * (double)r->coded_bytes / n, r->bound_bits / n,
+           r->coded_bytes ? (double)r->source_bytes / (double)r->coded_bytes : 0.0, entropy);
+    if (with_zstd) printf(" %7.3f", 8.0 * (double)r->zstd_bytes / n);
+    printf("\n");
+}
+
+typedef struct inspect_opts {
+    int json, zstd, level, threads;
+} inspect_opts;
+
+static int inspect_file(const char *path, const inspect_opts *o) {
+    cllm_container *c;
+    cllm_status st = cllm_container_open(path, &c);
+    if (st != CLLM_OK) return cli_fail("inspect", st, path);
+    size_t n = cllm_container_n_tensors(c);
+    stat_row kinds[N_KINDS], total;
+    memset(kinds, 0, sizeof kinds);
+    memset(&total, 0, sizeof total);
+    json_t *jt = json_array();
+    cli_progress prog;
+    cli_progress_init(&prog, "inspect");
+    if (!o->json) {
+        const cllm_model_config *cfg = cllm_container_config(c);
+        printf("%s: %zu tensors, %llu bytes; dim %u, hidden %u, layers %u, heads %u/%u, vocab %u\n",
+               path, n, (unsigned long long)cllm_container_file_size(c), cfg->dim, cfg->hidden_dim,
+               cfg->n_layers, cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size);
+        printf("%-48s %-8s %12s %7s %7s %7s %8s%s\n", "tensor", "codec", "elements", "bits/w",
+               "bound", "ratio", "H(sym)", o->zstd ? " zstd b/w" : "");
+    }
+    int rc = CLI_EXIT_OK;
+    for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
+        cllm_tensor_info t;
+        if ((st = cllm_container_tensor(c, i, &t)) != CLLM_OK) {
+            rc = cli_fail("inspect", st, path);
+            break;
+        }
+        uint64_t zb = 0;
+        if (o->zstd && zstd_size(c, i, &t, o->level, o->threads, &zb)) {
+            rc = cli_fail("inspect", CLLM_ERR_CORRUPT, t.name);
+            break;
+        }
+        stat_row r;
+        memset(&r, 0, sizeof r);
+        add_row(&r, &t, zb);
+        add_row(&kinds[tensor_kind(t.name)], &t, zb);
+        add_row(&total, &t, zb);
+        char ent[32];
+        snprintf(ent, sizeof ent, t.codec == CLLM_CODEC_RAW ? "-" : "%.3f", t.symbol_entropy);
+        if (o->json) {
+            json_t *row = row_json(&r, o->zstd);
+            json_t *shape = json_array();
+            for (uint32_t d = 0; d < t.ndim; d++)
+                json_array_append_new(shape, json_integer((json_int_t)t.shape[d]));
+            json_object_set_new(row, "name", json_string(t.name));
+            json_object_set_new(row, "shape", shape);
+            json_object_set_new(row, "dtype", json_string(cllm_dtype_name(t.dtype)));
+            json_object_set_new(row, "codec", json_string(cllm_codec_name(t.codec)));
+            json_object_set_new(row, "layer_type", json_string(kind_names[tensor_kind(t.name)]));
+            if (t.codec != CLLM_CODEC_RAW)
+                json_object_set_new(row, "symbol_entropy", json_real(t.symbol_entropy));
+            if (t.codec == CLLM_CODEC_INT8)
+                json_object_set_new(row, "group_size", json_integer(t.group_size));
+            json_array_append_new(jt, row);
+        } else {
+            print_row(t.name, cllm_codec_name(t.codec), &r, o->zstd, ent);
+        }
+        cli_progress_cb(&prog, i + 1, n, i + 1, n, t.name);
+    }
+    cli_progress_end(&prog);
+    if (rc == CLI_EXIT_OK && o->json) {
+        json_t *root = json_object(), *jk = json_object();
+        json_object_set_new(root, "file", json_string(path));
+        json_object_set_new(root, "file_bytes",
+                            json_integer((json_int_t)cllm_container_file_size(c)));
+        json_object_set_new(root, "tensors", jt);
+        jt = NULL;
+        for (int k = 0; k < N_KINDS; k++)
+            if (kinds[k].elements) json_object_set_new(jk, kind_names[k], row_json(&kinds[k], o->zstd));
+        json_object_set_new(root, "layer_types", jk);
+        json_object_set_new(root, "total", row_json(&total, o->zstd));
+        json_dumpf(root, stdout, JSON_INDENT(2));
+        printf("\n");
+        json_decref(root);
+    } else if (rc == CLI_EXIT_OK) {
+        printf("\nper layer type:\n");
+        for (int k = 0; k < N_KINDS; k++)
+            if (kinds[k].elements) print_row(kind_names[k], "", &kinds[k], o->zstd, "");
+        print_row("TOTAL", "", &total, o->zstd, "");
+    }
+    json_decref(jt);
+    cllm_container_free(c);
+    return rc;
+}
+
+int cmd_inspect(int argc, char **argv) {
+    inspect_opts o = {.json = 0, .zstd = 1, .level = 19, .threads = 0};
+    const char *path = NULL;
+    long long v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: %s\n", inspect_usage);
+            return CLI_EXIT_OK;
+        } else if (!strcmp(a, "--json")) {
+            o.json = 1;
+        } else if (!strcmp(a, "--no-zstd")) {
+            o.zstd = 0;
+        } else if (!strcmp(a, "--zstd-level") && i + 1 < argc) {
+            if (cli_parse_int(argv[++i], 1, ZSTD_maxCLevel(), &v))
+                return cli_usage_error("inspect", inspect_usage, "bad --zstd-level '%s'", argv[i]);
+            o.level = (int)v;
+        } else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && i + 1 < argc) {
+            if (cli_parse_int(argv[++i], 0, 256, &v))
+                return cli_usage_error("inspect", inspect_usage, "bad --threads '%s'", argv[i]);
+            o.threads = (int)v;
+        } else if (a[0] == '-' || path) {
+            return cli_usage_error("inspect", inspect_usage, "unexpected argument '%s'", a);
+        } else {
+            path = a;
+        }
+    }
+    if (!path) return cli_usage_error("inspect", inspect_usage, "need FILE.cllm");
+    return inspect_file(path, &o);
+}
