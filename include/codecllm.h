@@ -243,6 +243,7 @@ typedef void (*cllm_report_fn)(void *user, const char *line);
 typedef struct cllm_verify_result {
     size_t n_tensors;
     size_t n_failed;
+    size_t n_int8;          // int8 tensors compared against the source
     double max_abs_err;     // int8 against the float source: max |dequantised - source|
 } cllm_verify_result;
 cllm_status cllm_verify(const char *path, const char *against, int n_threads, cllm_report_fn report,
@@ -297,6 +298,109 @@ cllm_status cllm_tokenizer_decode_token(const cllm_tokenizer *t, int32_t prev, i
 
 // ---------------------------------------------------------------------------------------------
 // ENGINE API: inference (declared by the engine module).
+
+typedef enum cllm_backend_kind {
+    CLLM_BACKEND_CPU = 0,
+    CLLM_BACKEND_CUDA = 1,
+} cllm_backend_kind;
+
+// Where decoded weights live. Values are append-only.
+typedef enum cllm_weights_mode {
+    CLLM_WEIGHTS_STREAM = 0,   // compressed in memory; each layer decoded just before use into one
+                               // reused scratch buffer (the default)
+    CLLM_WEIGHTS_RESIDENT = 1, // every tensor decoded once at load
+    CLLM_WEIGHTS_DEVICE = 2,   // (GPU backends) decoded once into device memory
+    CLLM_WEIGHTS_RAW = 3,      // (GPU backends) uncompressed upload, for comparison
+} cllm_weights_mode;
+
+const char *cllm_weights_mode_name(cllm_weights_mode m);
+// "stream", "resident", "device", "raw". Returns CLLM_ERR_ARG for anything else.
+cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out);
+
+// One line of diagnostic text (no trailing newline).
+typedef void (*cllm_log_fn)(void *user, const char *line);
+
+// Engine options. A zeroed struct is the default: CPU, stream, all cores, the model's context,
+// fp32 KV cache, no log.
+typedef struct cllm_engine_options {
+    cllm_backend_kind backend;
+    cllm_weights_mode weights;
+    int n_threads;             // 0 = all cores
+    uint32_t context_len;      // 0 = the model's; otherwise min(this, the model's)
+    cllm_dtype kv_dtype;       // CLLM_DTYPE_F32 or CLLM_DTYPE_F16
+    cllm_log_fn log;           // may be NULL
+    void *log_user;
+} cllm_engine_options;
+
+typedef struct cllm_engine cllm_engine;
+
+// Counters and memory figures of an engine (bytes unless said otherwise).
+typedef struct cllm_engine_stats {
+    const char *backend;          // "cpu", ...
+    cllm_weights_mode weights;
+    uint32_t context_len;         // positions the KV cache holds
+    uint64_t compressed_bytes;    // payload bytes of the bound tensors (in the file mapping)
+    uint64_t decoded_bytes;       // decoded weights held: all tensors (resident) or 0 (stream)
+    uint64_t scratch_bytes;       // decode scratch: one layer + per-thread block buffers (stream)
+    uint64_t kv_bytes;            // KV cache
+    uint64_t activation_bytes;    // activations, attention scores, norms, RoPE tables
+    uint64_t peak_rss_bytes;      // getrusage ru_maxrss of the process, at the time of the call
+    uint64_t n_tokens;            // tokens forwarded since open
+    uint64_t n_forward;           // forward calls since open
+    double decode_seconds;        // time spent decoding weights (stream: per layer, per call)
+    double compute_seconds;       // time spent in the forward pass excluding decoding
+    double load_seconds;          // open: binding, decode tables, resident decoding
+} cllm_engine_stats;
+
+// Binds the container's tensors to the Llama layout (checking every shape against the config),
+// then creates the backend. The container must outlive the engine. `opt` may be NULL (defaults).
+// @return CLLM_OK, FORMAT (missing tensor or a shape the config disagrees with: the message
+//         names the tensor), CORRUPT, UNSUPPORTED (backend, mode or KV dtype not available),
+//         NOMEM, ARG.
+cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options *opt,
+                             cllm_engine **out);
+void cllm_engine_free(cllm_engine *e);
+
+const cllm_model_config *cllm_engine_config(const cllm_engine *e);
+// Positions the KV cache holds (the model's context capped by options.context_len).
+uint32_t cllm_engine_context(const cllm_engine *e);
+// Positions currently filled in the KV cache (where the next token goes by default).
+size_t cllm_engine_n_past(const cllm_engine *e);
+
+// Runs tokens[0..n) at positions pos..pos+n-1 and stores their keys/values in the cache; the
+// cache is kept for positions < pos (pos <= n_past: rewinding is allowed, holes are not).
+// logits receives vocab floats for the last token, or n * vocab ((n, vocab), row i for
+// tokens[i]) when all_logits; logits_cap is in floats. Results do not depend on how a sequence
+// is split into calls. On failure the cache is valid for positions < pos only.
+// @return CLLM_OK, ARG (token id outside the vocabulary, pos > n_past, pos + n beyond the
+//         context, small buffer: the message says which), CORRUPT (a block failed to decode),
+//         DEVICE.
+cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n, size_t pos,
+                                float *logits, size_t logits_cap, int all_logits);
+// Forgets every cached position (n_past = 0).
+void cllm_engine_reset(cllm_engine *e);
+void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out);
+
+// ---- sampling --------------------------------------------------------------------------------
+
+typedef struct cllm_sampler_params {
+    float temperature;   // <= 0: greedy (argmax, lowest id on ties)
+    uint32_t top_k;      // 0 = no limit
+    float top_p;         // >= 1 = no limit: keep the smallest set of most likely tokens whose
+                         // probabilities sum to at least top_p
+    uint64_t seed;
+} cllm_sampler_params;
+
+typedef struct cllm_sampler cllm_sampler;
+
+// A sampler over `vocab` logits. Owns its random state (splitmix64 seeding xorshift64*) and a
+// work buffer, so sampling allocates nothing. @return CLLM_OK, ARG (bad parameter), NOMEM.
+cllm_status cllm_sampler_create(const cllm_sampler_params *p, size_t vocab, cllm_sampler **out);
+void cllm_sampler_free(cllm_sampler *s);
+// Draws a token id from logits[0..n) (n <= vocab). @return CLLM_OK, ARG (n, non-finite logits).
+cllm_status cllm_sampler_sample(cllm_sampler *s, const float *logits, size_t n, int32_t *token);
+// A uniform double in [0, 1) from the sampler's stream (for callers that need the same RNG).
+double cllm_sampler_uniform(cllm_sampler *s);
 
 #ifdef __cplusplus
 }

@@ -48,8 +48,8 @@ int cmd_verify(int argc, char **argv) {
     if (st != CLLM_OK) return cli_fail("verify", st, path);
     printf("codecllm verify: OK: %s: %zu tensors, all checksums and padding good", path,
            res.n_tensors);
-    if (against)
-        printf("; matches %s (int8 max |error| %.4g)", against, res.max_abs_err);
+    if (against) printf("; matches %s", against);
+    if (res.n_int8) printf(" (int8 max |error| against the source %.4g)", res.max_abs_err);
     printf("\n");
     return CLI_EXIT_OK;
 }

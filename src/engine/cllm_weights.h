@@ -26,18 +26,25 @@ typedef struct cllm_weight {
     uint64_t block_scratch_bytes;  // what cllm_decode_blocks needs as per-thread scratch
 } cllm_weight;
 
-// The nine tensors of one transformer block.
-typedef struct cllm_layer_weights {
-    cllm_weight attn_norm; // (dim)
-    cllm_weight wq;        // (n_heads * head_dim, dim)
-    cllm_weight wk;        // (n_kv_heads * head_dim, dim)
-    cllm_weight wv;        // (n_kv_heads * head_dim, dim)
-    cllm_weight wo;        // (dim, n_heads * head_dim)
-    cllm_weight ffn_norm;  // (dim)
-    cllm_weight gate;      // (hidden_dim, dim)
-    cllm_weight up;        // (hidden_dim, dim)
-    cllm_weight down;      // (dim, hidden_dim)
+#define CLLM_LAYER_N_TENSORS 9
+
+// The nine tensors of one transformer block, by name or as an array (canonical order).
+typedef union cllm_layer_weights {
+    struct {
+        cllm_weight attn_norm; // (dim)
+        cllm_weight wq;        // (n_heads * head_dim, dim)
+        cllm_weight wk;        // (n_kv_heads * head_dim, dim)
+        cllm_weight wv;        // (n_kv_heads * head_dim, dim)
+        cllm_weight wo;        // (dim, n_heads * head_dim)
+        cllm_weight ffn_norm;  // (dim)
+        cllm_weight gate;      // (hidden_dim, dim)
+        cllm_weight up;        // (hidden_dim, dim)
+        cllm_weight down;      // (dim, hidden_dim)
+    };
+    cllm_weight all[CLLM_LAYER_N_TENSORS];
 } cllm_layer_weights;
+_Static_assert(sizeof(cllm_layer_weights) == CLLM_LAYER_N_TENSORS * sizeof(cllm_weight),
+               "the named tensors and the array overlay exactly");
 
 typedef struct cllm_weights {
     cllm_model_config cfg;
@@ -88,9 +95,9 @@ cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, ui
                                     void *dst, size_t dst_cap, uint8_t *block_scratch,
                                     size_t block_scratch_stride, int n_threads);
 
-// Decodes the whole 1-D tensor `w` (cols values, rows == 1) to fp32 (int8: dequantised).
-// block_scratch as above for one thread. @return as cllm_weight_decode_rows, NOMEM.
-cllm_status cllm_weight_decode_f32(const cllm_weight *w, float *dst, size_t n,
-                                   uint8_t *block_scratch, size_t block_scratch_size);
+// Decodes the whole of a small tensor `w` to fp32 (int8: dequantised) into dst (n values,
+// n == rows * cols). Allocates temporary buffers: for load time, not the hot path.
+// @return as cllm_weight_decode_rows, NOMEM.
+cllm_status cllm_weight_decode_f32(const cllm_weight *w, float *dst, size_t n);
 
 #endif

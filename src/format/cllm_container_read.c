@@ -305,7 +305,7 @@ cllm_status cllm_container_open_memory(const uint8_t *data, size_t size, const c
                                        unsigned flags, cllm_container **out) {
     RETURN_IF(!out || (!data && size), CLLM_ERR_ARG, "container open: NULL argument");
     *out = NULL;
-    cllm_container *c;
+    cllm_container *c = NULL;
     TRY(container_new(label, &c));
     c->base = data;
     c->size = size;
@@ -349,10 +349,10 @@ static cllm_status map_file(const char *path, void **map, size_t *size) {
 cllm_status cllm_container_open(const char *path, cllm_container **out) {
     RETURN_IF(!path || !out, CLLM_ERR_ARG, "container open: NULL argument");
     *out = NULL;
-    void *map;
-    size_t size;
+    void *map = NULL;
+    size_t size = 0;
     TRY(map_file(path, &map, &size));
-    cllm_container *c;
+    cllm_container *c = NULL;
     cllm_status st = container_new(path, &c);
     if (st != CLLM_OK) {
         munmap(map, size);

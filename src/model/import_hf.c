@@ -165,7 +165,7 @@ static cllm_status hf_rope_scaling(json_t *root, cllm_model_config *c) {
 }
 
 static cllm_status hf_config_fields(json_t *root, cllm_model_config *c) {
-    hf_family fam;
+    hf_family fam = HF_LLAMA;
     TRY(hf_family_of(root, &fam));
     memset(c, 0, sizeof *c);
     c->arch = CLLM_ARCH_LLAMA;

@@ -135,7 +135,7 @@ static cllm_status l2c_import(cllm_source *s, const char *path) {
     TRY(cllm_source_add_file(s, path, &fi, &size));
     int legacy;
     TRY(l2c_header(s, path, size, &legacy));
-    uint64_t base[CLLM_ROLE_LM_HEAD + 1] = {0}, end;
+    uint64_t base[CLLM_ROLE_LM_HEAD + 1] = {0}, end = 0;
     if (legacy) TRY(l2c_layout(&s->cfg, legacy_order, sizeof legacy_order / sizeof(int), 28, base, &end));
     else TRY(l2c_layout(&s->cfg, v1_order, sizeof v1_order / sizeof(int), L2C_V1_HEADER, base, &end));
     RETURN_IF(end != size, CLLM_ERR_CORRUPT,

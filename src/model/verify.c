@@ -113,6 +113,7 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
         return CLLM_OK;
     }
     if (ti.codec == CLLM_CODEC_INT8) {
+        v->res->n_int8++;
         *ok = compare_int8(v, &ti, n);
     } else {
         *ok = memcmp(v->src, v->dec, bytes) == 0;

@@ -1,0 +1,155 @@
+// Codec benchmark: single-thread encode/decode throughput and coded size against the order-0
+// bound, for synthetic 7B-like tensors (and optionally the real stories260K checkpoint).
+//
+//   bench_codec [stories260K.bin] [--threads N] [--quick]
+//
+// Throughput: encode MB/s of source bytes, decode MB/s of decoded bytes (int8: one byte per
+// weight), best of a few runs, n_threads = 1 unless --threads says otherwise.
+// Size: bits/weight of the whole payload; bound = H(exponent) + raw bits (lossless) or
+// H(int8 symbols) (int8), H measured without predictor.
+#include "codec/cllm_codec.h"
+#include "common/cllm_half.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double uni(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) * 0x1.0p-53; }
+
+// Student-t with nu degrees of freedom (Bailey's polar method).
+static double student_t(uint64_t *s, double nu) {
+    for (;;) {
+        double u = 2 * uni(s) - 1, v = 2 * uni(s) - 1, w = u * u + v * v;
+        if (w >= 1 || w == 0) continue;
+        return u * sqrt(nu * (pow(w, -2 / nu) - 1) / w);
+    }
+}
+
+// 7B-like weights: base std 0.02, Student-t nu = 5 scaled to unit variance, lognormal row scales
+// (sigma 0.3), ~0.2% outlier columns x5..10.
+static float *synth_weights(uint64_t rows, uint64_t cols, uint64_t seed) {
+    float *w = malloc(rows * cols * sizeof(float));
+    double *col_gain = malloc(cols * sizeof(double));
+    for (uint64_t c = 0; c < cols; c++)
+        col_gain[c] = uni(&seed) < 0.002 ? 5 + 5 * uni(&seed) : 1.0;
+    const double nu = 5, tstd = sqrt(nu / (nu - 2));
+    for (uint64_t r = 0; r < rows; r++) {
+        double g = sqrt(-2 * log(uni(&seed))) * cos(6.283185307179586 * uni(&seed));
+        double row_scale = 0.02 * exp(0.3 * g) / tstd;
+        for (uint64_t c = 0; c < cols; c++)
+            w[r * cols + c] = (float)(student_t(&seed, nu) * row_scale * col_gain[c]);
+    }
+    free(col_gain);
+    return w;
+}
+
+static void *convert(const float *w, uint64_t n, cllm_dtype dt) {
+    if (dt == CLLM_DTYPE_F32) {
+        float *o = malloc(n * 4);
+        memcpy(o, w, n * 4);
+        return o;
+    }
+    uint16_t *h = malloc(n * 2);
+    for (uint64_t i = 0; i < n; i++)
+        h[i] = dt == CLLM_DTYPE_BF16 ? cllm_f32_to_bf16(w[i]) : cllm_f32_to_f16(w[i]);
+    return h;
+}
+
+typedef struct bench_opts {
+    int threads;
+    int reps;
+} bench_opts;
+
+// Order-0 bound in bits for the whole tensor (symbols without predictor).
+static double order0_bound(const void *src, cllm_dtype dt, cllm_codec codec, uint64_t rows,
+                           uint64_t cols) {
+    uint64_t n = rows * cols, counts[256] = {0};
+    uint8_t *syms = malloc(n);
+    if (codec == CLLM_CODEC_LOSSLESS) {
+        uint8_t *plane = calloc(n * 3 + 1, 1);
+        cllm_float_split(src, dt, n, syms, plane);
+        free(plane);
+    } else {
+        float *scales = malloc(rows * cols * 4);
+        cllm_quantize_int8(src, dt, rows, cols, 0, (int8_t *)syms, scales);
+        free(scales);
+    }
+    for (uint64_t i = 0; i < n; i++) counts[syms[i]]++;
+    free(syms);
+    double raw = codec == CLLM_CODEC_LOSSLESS ? cllm_float_raw_bits(dt) : 0;
+    return (cllm_entropy_bits(counts) + raw) * (double)n;
+}
+
+static int run_one(const char *name, const void *src, cllm_dtype dt, uint64_t rows, uint64_t cols,
+                   cllm_codec codec, uint32_t pred, const bench_opts *o, double *size_out) {
+    const uint64_t n = rows * cols;
+    const size_t src_bytes = n * cllm_dtype_size(dt);
+    cllm_encode_params p = {.codec = codec, .predictor = pred, .n_threads = o->threads};
+    cllm_coded c = {0};
+    double t_enc = 1e30, t_dec = 1e30;
+    for (int rep = 0; rep < o->reps; rep++) {
+        cllm_coded_free(&c);
+        double t0 = cllm_now_seconds();
+        if (cllm_encode_tensor(src, dt, rows, cols, &p, &c) != CLLM_OK) {
+            fprintf(stderr, "%s: encode failed: %s\n", name, cllm_last_error());
+            return 1;
+        }
+        double t1 = cllm_now_seconds();
+        if (t1 - t0 < t_enc) t_enc = t1 - t0;
+    }
+    size_t out_bytes = codec == CLLM_CODEC_INT8 ? n : src_bytes;
+    uint8_t *out = malloc(src_bytes);
+    float *scales = malloc(rows * 4 + 4);
+    for (int rep = 0; rep < o->reps; rep++) {
+        double t0 = cllm_now_seconds();
+        cllm_status st = cllm_decode_tensor(&c.info, c.payload, c.payload_size, out, src_bytes,
+                                            scales, rows * 4 + 4, o->threads);
+        double t1 = cllm_now_seconds();
+        if (st != CLLM_OK) {
+            fprintf(stderr, "%s: decode failed: %s\n", name, cllm_last_error());
+            return 1;
+        }
+        if (t1 - t0 < t_dec) t_dec = t1 - t0;
+    }
+    if (codec == CLLM_CODEC_LOSSLESS && memcmp(out, src, src_bytes) != 0) {
+        fprintf(stderr, "%s: lossless round trip differs!\n", name);
+        return 1;
+    }
+    double bits = 8.0 * (double)c.payload_size;
+    double bound = order0_bound(src, dt, codec, rows, cols);
+    double scale_bits = codec == CLLM_CODEC_INT8 ? 32.0 * (double)rows : 0;
+    printf("%-22s %-5s %-8s %-4s %8.4f %8.4f %7.3f%% %7.3f%% %8.1f %8.1f\n", name,
+           cllm_dtype_name(dt), cllm_codec_name(codec), pred ? "left" : "none", bits / n,
+           bound / n, 100 * (bits / bound - 1), 100 * ((bits - scale_bits) / bound - 1),
+           src_bytes / t_enc / 1e6, out_bytes / t_dec / 1e6);
+    *size_out = bits;
+    free(out), free(scales);
+    cllm_coded_free(&c);
+    return 0;
+}
+
+static int bench_tensor(const char *name, const float *w, uint64_t rows, uint64_t cols,
+                        const cllm_dtype *dts, int n_dts, const bench_opts *o) {
+    int bad = 0;
+    for (int k = 0; k < n_dts; k++) {
+        void *src = convert(w, rows * cols, dts[k]);
+        double none, left;
+        bad |= run_one(name, src, dts[k], rows, cols, CLLM_CODEC_LOSSLESS, 0, o, &none);
+        bad |= run_one(name, src, dts[k], rows, cols, CLLM_CODEC_LOSSLESS, 1, o, &left);
+        printf("%-22s LEFT predictor / none: %.4f\n", "", left / none);
+        if (k == 0) {  // int8 once, from the first dtype
+            bad |= run_one(name, src, dts[k], rows, cols, CLLM_CODEC_INT8, 0, o, &none);
+            bad |= run_one(name, src, dts[k], rows, cols, CLLM_CODEC_INT8, 1, o, &left);
+            printf("%-22s LEFT predictor / none: %.4f\n", "", left / none);
+        }
+        free(src);
+    }
+    return bad;
+}
