@@ -153,3 +153,84 @@ static int bench_tensor(const char *name, const float *w, uint64_t rows, uint64_
     }
     return bad;
 }
+
+// llama2.c checkpoint: 7 int32 header, then float32 tensors in a fixed order. Each stacked
+// matrix (all layers) is benchmarked as one (L * rows, cols) tensor.
+static int bench_llama2c(const char *path, const bench_opts *o) {
+    uint8_t *data;
+    size_t size;
+    if (cllm_read_file(path, (size_t)1 << 32, &data, &size) != CLLM_OK || size < 28) {
+        fprintf(stderr, "cannot read %s: %s\n", path, cllm_last_error());
+        return 1;
+    }
+    int32_t h[7];
+    memcpy(h, data, sizeof h);
+    const uint64_t dim = (uint64_t)h[0], hid = (uint64_t)h[1], L = (uint64_t)h[2];
+    const uint64_t kv = dim * (uint64_t)h[4] / (uint64_t)h[3], vocab = (uint64_t)abs(h[5]);
+    struct { const char *name; uint64_t rows, cols; int bench; } t[] = {
+        {"emb", vocab, dim, 1}, {"rms_att", L, dim, 0}, {"wq", L * dim, dim, 1},
+        {"wk", L * kv, dim, 1}, {"wv", L * kv, dim, 1}, {"wo", L * dim, dim, 1},
+        {"rms_ffn", L, dim, 0}, {"w1", L * hid, dim, 1}, {"w2", L * dim, hid, 1},
+        {"w3", L * hid, dim, 1},
+    };
+    const uint8_t *p = data + 28, *end = data + size;
+    const cllm_dtype dts[] = {CLLM_DTYPE_BF16, CLLM_DTYPE_F32};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        uint64_t bytes = t[i].rows * t[i].cols * 4;
+        if ((uint64_t)(end - p) < bytes) {
+            fprintf(stderr, "%s: truncated at %s\n", path, t[i].name);
+            free(data);
+            return 1;
+        }
+        if (t[i].bench) {
+            float *w = malloc(bytes);
+            memcpy(w, p, bytes);
+            char name[64];
+            snprintf(name, sizeof name, "260K.%s", t[i].name);
+            bad |= bench_tensor(name, w, t[i].rows, t[i].cols, dts, 2, o);
+            free(w);
+        }
+        p += bytes;
+    }
+    free(data);
+    return bad;
+}
+
+static void print_cpu(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            printf("cpu: %s", strchr(line, ':') + 2);
+            break;
+        }
+    }
+    if (f) fclose(f);
+}
+
+int main(int argc, char **argv) {
+    bench_opts o = {.threads = 1, .reps = 3};
+    const char *ckpt = NULL;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) o.threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else ckpt = argv[i];
+    }
+    print_cpu();
+    printf("threads: %d\n", o.threads);
+    printf("%-22s %-5s %-8s %-4s %8s %8s %8s %8s %8s %8s\n", "tensor", "dtype", "codec", "pred",
+           "bits/w", "bound", "overhd", "-scales", "enc MB/s", "dec MB/s");
+    int bad = 0;
+    if (ckpt) bad |= bench_llama2c(ckpt, &o);
+    const cllm_dtype dts[] = {CLLM_DTYPE_BF16, CLLM_DTYPE_F16, CLLM_DTYPE_F32};
+    struct { const char *name; uint64_t rows, cols; } s[] = {
+        {"7b.attn 4096x4096", 4096, 4096}, {"7b.mlp 11008x4096", 11008, 4096}};
+    for (size_t i = 0; i < (quick ? 1u : 2u); i++) {
+        float *w = synth_weights(s[i].rows, s[i].cols, 1234 + i);
+        bad |= bench_tensor(s[i].name, w, s[i].rows, s[i].cols, dts, i == 0 ? 3 : 1, &o);
+        free(w);
+    }
+    return bad;
+}

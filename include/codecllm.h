@@ -317,6 +317,9 @@ const char *cllm_weights_mode_name(cllm_weights_mode m);
 // "stream", "resident", "device", "raw". Returns CLLM_ERR_ARG for anything else.
 cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out);
 
+// 1 when this build has backend `k` and (for GPU backends) a device is present, else 0.
+int cllm_backend_available(cllm_backend_kind k);
+
 // One line of diagnostic text (no trailing newline).
 typedef void (*cllm_log_fn)(void *user, const char *line);
 
@@ -330,6 +333,10 @@ typedef struct cllm_engine_options {
     cllm_dtype kv_dtype;       // CLLM_DTYPE_F32 or CLLM_DTYPE_F16
     cllm_log_fn log;           // may be NULL
     void *log_user;
+    // GPU backends only.
+    uint64_t vram_budget;      // > 0: plan each layer's placement (raw resident, compressed
+                               // resident or streamed) to fit this many bytes of device memory
+    int device;                // CUDA device index
 } cllm_engine_options;
 
 typedef struct cllm_engine cllm_engine;
@@ -350,6 +357,12 @@ typedef struct cllm_engine_stats {
     double decode_seconds;        // time spent decoding weights (stream: per layer, per call)
     double compute_seconds;       // time spent in the forward pass excluding decoding
     double load_seconds;          // open: binding, decode tables, resident decoding
+    // GPU backends (zero on the CPU).
+    uint64_t device_peak_bytes;   // peak of every device allocation made through the allocator
+    uint64_t device_weight_bytes; // device bytes holding weights: raw, compressed, staging, scratch
+    double copy_seconds;          // host-to-device copies of streamed weights (copy-engine time)
+    double predicted_token_seconds; // the planner's prediction for one decode token (0: none)
+    const char *plan;             // one line per placement decision (NULL: none); owned by the engine
 } cllm_engine_stats;
 
 // Binds the container's tensors to the Llama layout (checking every shape against the config),

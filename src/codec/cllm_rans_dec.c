@@ -20,9 +20,10 @@ static inline uint32_t load_word(const uint8_t *p) {
 }
 
 // One full step of all 32 lanes with no bounds checks: the caller guarantees at least
-// 2 * CLLM_RANS_LANES readable bytes at p. Branchless: the word is always loaded, and p moves only
-// when the lane renormalises.
-static inline const uint8_t *step_fast(const cllm_rans_slot *slot, uint32_t sb, uint32_t *x,
+// 2 * CLLM_RANS_LANES readable bytes at p. Branchless: the word is always loaded, the new state
+// is selected with a mask (a conditional expression here compiles to an unpredictable branch),
+// and p moves only when the lane renormalises. Always inlined so a constant sb folds.
+static inline __attribute__((always_inline)) const uint8_t *step_fast(const cllm_rans_slot *slot, uint32_t sb, uint32_t *x,
                                        const uint8_t *p, uint8_t *out) {
     const uint32_t mask = (1u << sb) - 1;
     for (int l = 0; l < CLLM_RANS_LANES; l++) {
@@ -31,8 +32,9 @@ static inline const uint8_t *step_fast(const cllm_rans_slot *slot, uint32_t sb, 
         s = CLLM_RANS_SLOT_FREQ(e) * (s >> sb) + CLLM_RANS_SLOT_BIAS(e);
         out[l] = (uint8_t)e;
         const uint32_t need = s < CLLM_RANS_L;
+        const uint32_t keep = need - 1;  // all ones when no word is needed
         const uint32_t w = load_word(p);
-        x[l] = need ? (s << 16) | w : s;
+        x[l] = (s & keep) | (((s << 16) | w) & ~keep);
         p += 2 * need;
     }
     return p;
@@ -91,6 +93,12 @@ cllm_status cllm_rans_decode_block(const cllm_rans_dec_table *t, const uint8_t *
     const uint32_t rest = (uint32_t)(n % CLLM_RANS_LANES);
     uint64_t step = 0;
     // Fast steps while a whole step's worth of words (64 bytes) remains; the tail is checked.
+    // The default scale gets its own loop so the shift and mask are constants.
+    if (sb == CLLM_RANS_DEFAULT_SCALE_BITS) {
+        for (; step < full && end - p >= 2 * CLLM_RANS_LANES; step++)
+            p = step_fast(t->slot, CLLM_RANS_DEFAULT_SCALE_BITS, x, p,
+                          syms + step * CLLM_RANS_LANES);
+    }
     for (; step < full && end - p >= 2 * CLLM_RANS_LANES; step++)
         p = step_fast(t->slot, sb, x, p, syms + step * CLLM_RANS_LANES);
     for (; step < full; step++) {

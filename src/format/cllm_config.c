@@ -57,8 +57,8 @@ static cllm_status check_dims(const cllm_model_config *c) {
 // RoPE: theta always; the Llama 3 scaling parameters only with that scaling (zero otherwise, so
 // that no config byte carries a value nobody reads).
 static cllm_status check_rope(const cllm_model_config *c) {
-    CFG_CHECK(isfinite(c->rope_theta) && c->rope_theta > 0.0f, "rope_theta %g is not finite and > 0",
-              (double)c->rope_theta);
+    CFG_CHECK(isfinite(c->rope_theta) && c->rope_theta > 0.0f,
+              "rope_theta %g is not finite and > 0", (double)c->rope_theta);
     CFG_CHECK(isfinite(c->norm_eps) && c->norm_eps > 0.0f && c->norm_eps < 1.0f,
               "norm_eps %g outside (0, 1)", (double)c->norm_eps);
     if (c->rope_scaling == CLLM_ROPE_SCALING_NONE) {

@@ -22,7 +22,7 @@
 
 typedef unsigned long long ull;
 
-// ---- header --------------------------------------------------------------------------------------
+// ---- header -------------------------------------------------------------------------------------
 
 static int all_zero(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -126,7 +126,7 @@ static cllm_status parse_tokenizer(cllm_container *c, unsigned flags, uint64_t *
     return CLLM_OK;
 }
 
-// ---- table entries -------------------------------------------------------------------------------
+// ---- table entries ------------------------------------------------------------------------------
 
 // name[128]: 1..127 printable characters, then NULs to the end of the field.
 static cllm_status parse_name(const uint8_t *p, uint32_t i, char name[CLLM_NAME_CAP]) {
@@ -286,7 +286,7 @@ static cllm_status parse_container(cllm_container *c, unsigned flags) {
     return CLLM_OK;
 }
 
-// ---- open / free ---------------------------------------------------------------------------------
+// ---- open / free --------------------------------------------------------------------------------
 
 static cllm_status container_new(const char *label, cllm_container **out) {
     cllm_container *c = calloc(1, sizeof *c);
@@ -381,7 +381,7 @@ void cllm_container_free(cllm_container *c) {
     free(c);
 }
 
-// ---- accessors ------------------------------------------------------------------------------------
+// ---- accessors ----------------------------------------------------------------------------------
 
 const cllm_model_config *cllm_container_config(const cllm_container *c) {
     return c ? &c->cfg : NULL;

@@ -50,7 +50,8 @@ static void check_padding(reporter *r, const uint8_t *base, uint64_t begin, uint
 static void check_fixed_sections(const cllm_container *c, reporter *r) {
     check_sum(r, "header", c->header_xxh3, XXH3_64bits(c->base, CLLM_HDR_XXH3));
     check_sum(r, "config/table", c->meta_xxh3,
-              XXH3_64bits(c->base + CLLM_CONFIG_OFFSET, (size_t)(c->table_end - CLLM_CONFIG_OFFSET)));
+              XXH3_64bits(c->base + CLLM_CONFIG_OFFSET,
+                          (size_t)(c->table_end - CLLM_CONFIG_OFFSET)));
     if (c->tok_kind != CLLM_TOKENIZER_NONE)
         check_sum(r, "tokenizer", c->tok_xxh3,
                   XXH3_64bits(c->base + c->tok_offset, (size_t)c->tok_size));
@@ -63,7 +64,9 @@ static cllm_status check_payloads(const cllm_container *c, reporter *r) {
     uint64_t *computed = malloc((size_t)c->n_tensors * sizeof *computed);
     RETURN_IF(!computed, CLLM_ERR_NOMEM, "cannot allocate %u checksums", c->n_tensors);
     const int64_t n = c->n_tensors;
-#pragma omp parallel for schedule(dynamic, 1)
+    // Threads only pay off once there is real hashing to share (XXH3 runs at ~10+ GB/s/core).
+    const int parallel = c->size > ((uint64_t)64 << 20);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int64_t i = 0; i < n; i++) {
         const cllm_tensor_info *info = &c->entries[i].info;
         computed[i] = XXH3_64bits(c->base + info->data_offset, (size_t)info->data_size);

@@ -49,7 +49,7 @@ static uint8_t *entry_at(cllm_writer *w, size_t i) {
     return w->meta + CLLM_CONFIG_SIZE + i * CLLM_ENTRY_SIZE;
 }
 
-// ---- open ------------------------------------------------------------------------------------------
+// ---- open ---------------------------------------------------------------------------------------
 
 static cllm_status check_open_args(const char *path, const cllm_model_config *cfg, size_t n,
                                    cllm_tokenizer_kind kind, const uint8_t *tok, size_t tok_size) {
@@ -127,7 +127,7 @@ cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, siz
     return CLLM_OK;
 }
 
-// ---- add -------------------------------------------------------------------------------------------
+// ---- add ----------------------------------------------------------------------------------------
 
 static cllm_status check_name(const char *name) {
     size_t len = strnlen(name, CLLM_NAME_CAP);

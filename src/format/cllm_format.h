@@ -41,7 +41,7 @@ void cllm_writer_abort(cllm_writer *w);
 // Temporary path the writer is writing to (for tests and messages).
 const char *cllm_writer_temp_path(const cllm_writer *w);
 
-// ---- reader extras -------------------------------------------------------------------------------
+// ---- reader extras ------------------------------------------------------------------------------
 
 enum {
     // Skip the header and meta checksum comparisons on open (everything else is still validated).
@@ -73,7 +73,7 @@ const cllm_coded_desc *cllm_container_desc(const cllm_container *c, size_t i);
 // Name the container was opened with (path or memory label).
 const char *cllm_container_label(const cllm_container *c);
 
-// ---- config section ------------------------------------------------------------------------------
+// ---- config section -----------------------------------------------------------------------------
 
 // Serialises `cfg` into the 128-byte config section (fields in declaration order, zero padding).
 void cllm_config_pack(const cllm_model_config *cfg, uint8_t out[128]);

@@ -260,8 +260,11 @@ static cllm_status st_header_json(const cllm_st_spec *specs, size_t n, char **te
     for (size_t i = 0; i < n; i++) {
         json_t *t = NULL;
         cllm_status st = st_spec_json(&specs[i], &pos, &t);
-        if (st == CLLM_OK && json_object_get(root, specs[i].name))
+        if (st == CLLM_OK && json_object_get(root, specs[i].name)) {
+            json_decref(t);
             st = CLLM_FAIL(CLLM_ERR_ARG, "tensor '%s' appears twice", specs[i].name);
+        }
+        // json_object_set_new takes `t` even when it fails.
         if (st == CLLM_OK && json_object_set_new(root, specs[i].name, t) != 0)
             st = CLLM_FAIL(CLLM_ERR_NOMEM, "out of memory building the safetensors header");
         if (st != CLLM_OK) {

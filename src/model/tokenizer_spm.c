@@ -54,7 +54,7 @@ static int32_t find_any(const tok_vocab *v, const char *a, const char *b) {
 
 cllm_status tok_load_llama2c(cllm_tokenizer *t, const uint8_t *data, size_t size,
                              size_t vocab_hint) {
-    size_t n;
+    size_t n = 0;
     TRY(llama2c_count(data, size, &n));
     RETURN_IF(vocab_hint && n != vocab_hint, CLLM_ERR_FORMAT,
               "tokenizer.bin has %zu tokens, the model's vocabulary has %zu", n, vocab_hint);

@@ -1,0 +1,211 @@
+// CUDA side of codecllm: GPU rANS decoders, compute kernels for batch-1 decode and small-batch
+// prefill, a tracking device allocator and pinned-host helpers.
+//
+// A plain C11 header: C code includes it without CUDA headers (streams and cuBLAS handles travel
+// as void *). Every launcher is asynchronous on the stream it is given, checks its arguments and
+// the launch, and returns a cllm_status (CLLM_ERR_DEVICE with the CUDA error string on a CUDA
+// failure). Pointers named *_dev are device pointers. Each kernel's plain C reference, the
+// specification it is checked against, lives in tests/gpu/gpu_check.c (until the CPU backend's
+// reference functions exist) and is named there.
+#ifndef CLLM_CUDA_H
+#define CLLM_CUDA_H
+
+#include "codecllm.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define CLLM_CUDA_STATIC_ASSERT(c, m) static_assert(c, m)
+extern "C" {
+#else
+#define CLLM_CUDA_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+
+// ---- device, errors ---------------------------------------------------------------------------
+
+// Number of CUDA devices (0 when there is no driver or no device; never fails).
+int cllm_cuda_device_count(void);
+// Selects device `dev` for the calling thread and fills a one-line description ("NVIDIA H100 80GB
+// HBM3, sm_90, 132 SMs, 79.1 GiB"). `desc` may be NULL.
+cllm_status cllm_cuda_device_open(int dev, char *desc, size_t desc_cap);
+// Waits for all work on `stream` (NULL: the legacy default stream) and reports any earlier
+// asynchronous failure.
+cllm_status cllm_cuda_sync(void *stream);
+
+// ---- memory -----------------------------------------------------------------------------------
+
+// Tracks every device allocation of a backend: current and peak bytes. Not thread-safe: one
+// tracker per backend, used from the backend's thread.
+typedef struct cllm_cuda_mem cllm_cuda_mem;
+
+cllm_status cllm_cuda_mem_create(cllm_cuda_mem **out);
+// Frees every allocation still held, then the tracker. NULL is fine.
+void cllm_cuda_mem_free_all(cllm_cuda_mem *m);
+// cudaMalloc through the tracker (256-byte aligned). bytes == 0 gives NULL and CLLM_OK.
+cllm_status cllm_cuda_alloc(cllm_cuda_mem *m, size_t bytes, void **dev);
+// Frees an allocation made by cllm_cuda_alloc (NULL is fine; an unknown pointer is CLLM_ERR_ARG).
+cllm_status cllm_cuda_release(cllm_cuda_mem *m, void *dev);
+size_t cllm_cuda_mem_current(const cllm_cuda_mem *m);
+size_t cllm_cuda_mem_peak(const cllm_cuda_mem *m);
+
+// Page-locked host memory (for fast, asynchronous uploads).
+cllm_status cllm_cuda_host_alloc(size_t bytes, void **host);
+void cllm_cuda_host_free(void *host);
+// Pins an existing host range (e.g. a mapped .cllm file), read-only where the device allows it.
+cllm_status cllm_cuda_host_register(void *host, size_t bytes);
+cllm_status cllm_cuda_host_unregister(void *host);
+
+// Copies (cudaMemcpyAsync, kind inferred from the pointers).
+cllm_status cllm_cuda_copy(void *dst, const void *src, size_t bytes, void *stream);
+
+// Stream and event helpers for C callers (benchmarks, the backend).
+cllm_status cllm_cuda_stream_create(void **stream);
+void cllm_cuda_stream_destroy(void *stream);
+typedef struct cllm_cuda_timer cllm_cuda_timer;  // a pair of CUDA events
+cllm_status cllm_cuda_timer_create(cllm_cuda_timer **out);
+void cllm_cuda_timer_free(cllm_cuda_timer *t);
+cllm_status cllm_cuda_timer_start(cllm_cuda_timer *t, void *stream);
+cllm_status cllm_cuda_timer_stop(cllm_cuda_timer *t, void *stream);
+// Waits for the stop event; milliseconds between start and stop.
+cllm_status cllm_cuda_timer_ms(cllm_cuda_timer *t, float *ms);
+
+// ---- rANS decoding ----------------------------------------------------------------------------
+
+// One tensor's part of a decode launch: blocks [first_block, first_block + n_blocks) of a coded
+// payload. The payload must have passed cllm_payload_check on the host before upload; the kernel
+// still bounds every read by the block index and stream_bytes, so a bad payload can only yield
+// wrong output and an error, never an access outside it.
+// Layout and codec fields come from cllm_payload_layout (see cllm_cuda_decode_job_init).
+typedef struct cllm_cuda_decode_job {
+    const uint8_t *payload;  // device: whole payload, 16-byte aligned
+    void *out;               // device: the tensor's first element (int8: rows*cols int8 values);
+                             // only the rows of the requested blocks are written
+    uint64_t rows, cols;
+    uint64_t first_block, n_blocks;
+    uint64_t stream_bytes;   // all blocks of the tensor (bounds every block)
+    uint64_t index_off, streams_off, side_off;
+    uint32_t codec;          // cllm_codec: LOSSLESS or INT8 (RAW jobs are plain copies)
+    uint32_t dtype;          // cllm_dtype of the source (lossless output dtype)
+    uint32_t scale_bits;
+    uint32_t rows_per_block;
+    uint32_t item_begin;     // set by the launcher: first work item of this job
+    uint32_t reserved_;
+} cllm_cuda_decode_job;
+CLLM_CUDA_STATIC_ASSERT(sizeof(cllm_cuda_decode_job) == 104, "decode job is 104 bytes");
+
+// Fills a job from a payload description (validated by cllm_payload_layout; the caller has run
+// cllm_payload_check on the host copy). Blocks [first_block, first_block + n_blocks) must lie
+// inside the tensor. Predictor LEFT is CLLM_ERR_UNSUPPORTED on the GPU. For RAW, the job is a
+// copy of rows [first_block, first_block + n_blocks) (a "block" is one row).
+struct cllm_coded_desc;
+cllm_status cllm_cuda_decode_job_init(const struct cllm_coded_desc *d, const uint8_t *payload_dev,
+                                      void *out_dev, uint64_t first_block, uint64_t n_blocks,
+                                      cllm_cuda_decode_job *job);
+
+// Device status of decode launches: zeroed by cllm_cuda_decode_status_reset, set by a kernel when a
+// block fails its checks (first failure kept). Lives in device memory (16 bytes).
+typedef struct cllm_cuda_decode_status {
+    uint32_t failed;        // 0: all blocks decoded and checked
+    uint32_t job;           // first failing job (index in the launch)
+    uint64_t block;         // its block index in the tensor
+} cllm_cuda_decode_status;
+CLLM_CUDA_STATIC_ASSERT(sizeof(cllm_cuda_decode_status) == 16, "decode status is 16 bytes");
+
+cllm_status cllm_cuda_decode_status_reset(cllm_cuda_decode_status *status_dev, void *stream);
+// Synchronises `stream` and reads the status: CLLM_ERR_CORRUPT naming job and block on failure.
+cllm_status cllm_cuda_decode_status_check(const cllm_cuda_decode_status *status_dev, void *stream);
+
+// Decodes every job in one launch (split into launches of at most CLLM_CUDA_DECODE_MAX_JOBS coded
+// jobs). Asynchronous: corruption is reported through `status_dev` (see above), so a per-layer
+// decode costs no synchronisation; call cllm_cuda_decode_status_check when the result matters.
+// Output bytes are bit-identical to cllm_decode_blocks.
+#define CLLM_CUDA_DECODE_MAX_JOBS 16
+cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t n_jobs,
+                             cllm_cuda_decode_status *status_dev, void *stream);
+
+// Device pointer to an int8 payload's scales (rows * groups_per_row floats, in the payload).
+const float *cllm_cuda_int8_scales(const cllm_cuda_decode_job *job);
+
+// ---- compute kernels (batch-1 decode, small-batch prefill) ---------------------------------
+
+// Weight matrix as the kernels see it: (rows, cols) row-major in `dtype`, or int8 with float
+// scales (scale of w[r][c] = scales[r * groups_per_row + c / group_size]).
+typedef struct cllm_cuda_weight {
+    const void *data;        // device
+    const float *scales;     // device, int8 only
+    uint64_t rows, cols;
+    uint32_t kind;           // cllm_cuda_wkind
+    uint32_t group_size;     // int8: weights per scale (cols = per row)
+} cllm_cuda_weight;
+CLLM_CUDA_STATIC_ASSERT(sizeof(cllm_cuda_weight) == 40, "weight view is 40 bytes");
+
+typedef enum cllm_cuda_wkind {
+    CLLM_CUDA_W_F32 = 0,   // same values as cllm_dtype
+    CLLM_CUDA_W_F16 = 1,
+    CLLM_CUDA_W_BF16 = 2,
+    CLLM_CUDA_W_INT8 = 3,
+} cllm_cuda_wkind;
+
+// y[r] = sum_c W[r][c] * x[c] (+ y[r] when accumulate), fp32 accumulation. x: cols floats,
+// y: rows floats. Reference: ref_matvec.
+cllm_status cllm_cuda_matvec(const cllm_cuda_weight *w, const float *x_dev, float *y_dev,
+                             int accumulate, void *stream);
+
+// out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
+// fine. Reference: ref_rmsnorm.
+cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,
+                              uint32_t n_rows, uint32_t dim, float eps, void *stream);
+
+// Rotary embedding in place, interleaved pairs (2i, 2i+1) of each head: q (n_tok, n_heads,
+// head_dim), k (n_tok, n_kv_heads, head_dim) (k may be NULL); token t sits at position pos0 + t.
+// Angle of pair i: pos * inv_freq[i]; inv_freq (head_dim/2 floats, device) may be NULL, then
+// inv_freq[i] = theta^(-2i/head_dim). Reference: ref_rope.
+cllm_status cllm_cuda_rope(float *q_dev, float *k_dev, uint32_t n_tok, uint32_t n_heads,
+                           uint32_t n_kv_heads, uint32_t head_dim, uint32_t pos0, float theta,
+                           const float *inv_freq_dev, void *stream);
+
+// Attention of n_q queries over a fp32 KV cache, causal: query t (position pos0 + t) attends to
+// positions 0..pos0+t. q/out: (n_q, n_heads, head_dim); k/v cache: (max_pos, n_kv_heads,
+// head_dim), positions 0..pos0+n_q-1 filled. GQA: head h reads kv head h / (n_heads/n_kv_heads).
+// Scores scaled by 1/sqrt(head_dim). head_dim <= 256; pos0 + n_q <= 49152. Reference: ref_attention.
+cllm_status cllm_cuda_attention(const float *q_dev, const float *k_cache_dev,
+                                const float *v_cache_dev, float *out_dev, uint32_t n_q,
+                                uint32_t pos0, uint32_t n_heads, uint32_t n_kv_heads,
+                                uint32_t head_dim, void *stream);
+
+// out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: ref_swiglu.
+cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *out_dev, size_t n,
+                             void *stream);
+// x[i] += y[i], n elements.
+cllm_status cllm_cuda_add(float *x_dev, const float *y_dev, size_t n, void *stream);
+
+// out[t][:] = row tokens[t] of the embedding table `w` (rows = vocab, cols = dim), dequantised to
+// fp32. tokens: n_tok int32 on the device; an id outside [0, rows) gives a zero row.
+cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev, uint32_t n_tok,
+                            float *out_dev, void *stream);
+
+// *out_dev = index of the largest of x[0..n) (lowest index among equals; NaN ignored; 0 when all
+// are NaN). Reference: ref_argmax.
+cllm_status cllm_cuda_argmax(const float *x_dev, size_t n, int32_t *out_dev, void *stream);
+
+// ---- prefill GEMM through cuBLAS --------------------------------------------------------------
+
+cllm_status cllm_cuda_blas_create(void **handle);
+void cllm_cuda_blas_destroy(void *handle);
+
+// Y (n_tok, rows) = X (n_tok, cols) . W^T in fp32 output, through cublasGemmEx. bf16/f16 weights:
+// X is rounded to the weight's type in `scratch` (n_tok * cols * 2 bytes); f32 weights: plain
+// SGEMM (no scratch). int8 weights: W is first dequantised to bf16 in `scratch` as well (needs
+// n_tok * cols * 2 + rows * cols * 2 bytes). `scratch_cap` in bytes. Tolerance against
+// ref_matvec per token: bf16/int8 ~ 1e-2 relative L2 (X rounding), f32 ~ 1e-5.
+cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
+                           uint32_t n_tok, float *y_dev, void *scratch_dev, size_t scratch_cap,
+                           void *stream);
+// Bytes of scratch cllm_cuda_gemm needs.
+size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32_t n_tok);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,19 @@
+// Which backends this build has.
+#include "codecllm.h"
+
+#ifdef CLLM_HAVE_CUDA
+#include "cuda/cllm_cuda.h"
+#endif
+
+int cllm_backend_available(cllm_backend_kind k) {
+    switch (k) {
+    case CLLM_BACKEND_CPU: return 1;
+    case CLLM_BACKEND_CUDA:
+#ifdef CLLM_HAVE_CUDA
+        return cllm_cuda_device_count() > 0;
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}

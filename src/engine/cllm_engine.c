@@ -1,0 +1,160 @@
+// The engine: bound weights + a backend + the bookkeeping of positions. Every argument of a
+// forward call is checked here, so backends can trust theirs.
+#include "cllm_backend.h"
+#include "cllm_engine_internal.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+
+struct cllm_engine {
+    cllm_weights *weights;       // owned
+    const cllm_backend_ops *ops;
+    void *backend;
+    cllm_engine_options opt;     // resolved: n_threads >= 1
+    uint32_t ctx;
+    size_t n_past;               // positions [0, n_past) hold valid keys and values
+};
+
+static const char *const mode_names[] = {"stream", "resident", "device", "raw"};
+
+const char *cllm_weights_mode_name(cllm_weights_mode m) {
+    return (unsigned)m < sizeof mode_names / sizeof mode_names[0] ? mode_names[m] : "?";
+}
+
+cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out) {
+    for (unsigned i = 0; s && i < sizeof mode_names / sizeof mode_names[0]; i++)
+        if (!strcasecmp(s, mode_names[i])) {
+            *out = (cllm_weights_mode)i;
+            return CLLM_OK;
+        }
+    return CLLM_FAIL(CLLM_ERR_ARG, "unknown weights mode '%s' (stream, resident, device, raw)",
+                     s ? s : "");
+}
+
+static void engine_log(const cllm_engine *e, const char *fmt, ...) CLLM_PRINTF(2, 3);
+static void engine_log(const cllm_engine *e, const char *fmt, ...) {
+    if (!e->opt.log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    e->opt.log(e->opt.log_user, line);
+}
+
+static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_options *out) {
+    cllm_engine_options def;
+    memset(&def, 0, sizeof def);
+    *out = opt ? *opt : def;
+    RETURN_IF(out->n_threads < 0, CLLM_ERR_ARG, "n_threads %d", out->n_threads);
+    if (out->n_threads == 0) out->n_threads = omp_get_max_threads();
+    RETURN_IF(out->kv_dtype != CLLM_DTYPE_F32 && out->kv_dtype != CLLM_DTYPE_F16,
+              CLLM_ERR_UNSUPPORTED, "KV cache dtype %s (f32 or f16)",
+              cllm_dtype_name(out->kv_dtype));
+    RETURN_IF((unsigned)out->weights > CLLM_WEIGHTS_RAW, CLLM_ERR_ARG, "weights mode %d",
+              (int)out->weights);
+    return CLLM_OK;
+}
+
+static cllm_status pick_backend(cllm_backend_kind kind, const cllm_backend_ops **ops) {
+    switch (kind) {
+    case CLLM_BACKEND_CPU: *ops = cllm_backend_cpu(); return CLLM_OK;
+    case CLLM_BACKEND_CUDA:
+        return CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "the CUDA backend is not built into this library");
+    }
+    return CLLM_FAIL(CLLM_ERR_ARG, "unknown backend %d", (int)kind);
+}
+
+cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options *opt,
+                                     cllm_engine **out) {
+    RETURN_IF(!w || !out, CLLM_ERR_ARG, "engine: NULL argument");
+    *out = NULL;
+    cllm_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        cllm_weights_free(w);
+        return CLLM_FAIL(CLLM_ERR_NOMEM, "engine");
+    }
+    e->weights = w;
+    cllm_status st = resolve_options(opt, &e->opt);
+    if (st == CLLM_OK) st = pick_backend(e->opt.backend, &e->ops);
+    if (st == CLLM_OK) {
+        e->ctx = w->cfg.context_len;
+        if (e->opt.context_len && e->opt.context_len < e->ctx) e->ctx = e->opt.context_len;
+        st = e->ops->create(w, &e->opt, e->ctx, &e->backend);
+    }
+    if (st != CLLM_OK) {
+        cllm_engine_free(e);
+        return st;
+    }
+    cllm_engine_stats sts;
+    cllm_engine_stats_get(e, &sts);
+    engine_log(e, "engine: %s backend, %s weights, %d threads, context %u, KV %s", sts.backend,
+               cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
+               cllm_dtype_name(e->opt.kv_dtype));
+    *out = e;
+    return CLLM_OK;
+}
+
+cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options *opt,
+                             cllm_engine **out) {
+    RETURN_IF(!c || !out, CLLM_ERR_ARG, "engine: NULL argument");
+    *out = NULL;
+    cllm_weights *w;
+    TRY(cllm_weights_bind(c, &w));
+    return cllm_engine_open_weights(w, opt, out);
+}
+
+void cllm_engine_free(cllm_engine *e) {
+    if (!e) return;
+    if (e->backend) e->ops->free(e->backend);
+    cllm_weights_free(e->weights);
+    free(e);
+}
+
+const cllm_model_config *cllm_engine_config(const cllm_engine *e) { return &e->weights->cfg; }
+uint32_t cllm_engine_context(const cllm_engine *e) { return e->ctx; }
+size_t cllm_engine_n_past(const cllm_engine *e) { return e->n_past; }
+void cllm_engine_reset(cllm_engine *e) { e->n_past = 0; }
+
+static cllm_status check_forward(const cllm_engine *e, const int32_t *tokens, size_t n, size_t pos,
+                                 const float *logits, size_t logits_cap, int all_logits) {
+    const uint32_t vocab = e->weights->cfg.vocab_size;
+    RETURN_IF(!tokens || n == 0, CLLM_ERR_ARG, "forward: no tokens");
+    RETURN_IF(pos > e->n_past, CLLM_ERR_ARG,
+              "forward: position %zu leaves a hole after the %zu cached positions", pos, e->n_past);
+    RETURN_IF(pos > e->ctx || n > e->ctx - pos, CLLM_ERR_ARG,
+              "forward: positions %zu..%zu exceed the context of %u", pos, pos + n - 1, e->ctx);
+    for (size_t i = 0; i < n; i++)
+        RETURN_IF(tokens[i] < 0 || (uint32_t)tokens[i] >= vocab, CLLM_ERR_ARG,
+                  "forward: token id %d at index %zu is outside the vocabulary of %u", tokens[i],
+                  i, vocab);
+    size_t need = vocab;
+    RETURN_IF(all_logits && cllm_mul_overflow(n, vocab, &need), CLLM_ERR_ARG, "forward: size");
+    RETURN_IF(!logits || logits_cap < need, CLLM_ERR_ARG,
+              "forward: logits buffer holds %zu floats, %zu needed", logits_cap, need);
+    return CLLM_OK;
+}
+
+cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n, size_t pos,
+                                float *logits, size_t logits_cap, int all_logits) {
+    RETURN_IF(!e, CLLM_ERR_ARG, "forward: NULL engine");
+    TRY(check_forward(e, tokens, n, pos, logits, logits_cap, all_logits));
+    cllm_status st = e->ops->forward(e->backend, tokens, n, pos, logits, all_logits);
+    e->n_past = st == CLLM_OK ? pos + n : pos;
+    return st;
+}
+
+void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out) {
+    memset(out, 0, sizeof *out);
+    e->ops->stats(e->backend, out);
+    out->context_len = e->ctx;
+    out->compressed_bytes = e->weights->compressed_bytes;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) out->peak_rss_bytes = (uint64_t)ru.ru_maxrss * 1024u;
+}

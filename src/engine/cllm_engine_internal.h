@@ -1,0 +1,12 @@
+// Engine entry points beyond the public API, for tests and tools inside the library's tree.
+#ifndef CLLM_ENGINE_INTERNAL_H
+#define CLLM_ENGINE_INTERNAL_H
+
+#include "cllm_weights.h"
+
+// Opens an engine over already-bound weights, taking ownership of `w` (freed with the engine, or
+// here on failure). Tests use it with weights bound from memory (cllm_weights_bind_lookup).
+cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options *opt,
+                                     cllm_engine **out);
+
+#endif

@@ -1,0 +1,174 @@
+// Token sampler: greedy at temperature 0; otherwise softmax(logits / T), truncated to the top_k
+// most likely tokens, then to the smallest nucleus whose probability (renormalised after top-k)
+// reaches top_p, then one draw. Temperature first, as llama2.c does. The random stream is the
+// sampler's own (xorshift64* seeded through splitmix64): no global state, reproducible by seed.
+#include "common/cllm_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct cand {
+    float p;    // unnormalised probability exp((logit - max) / T)
+    int32_t id;
+} cand;
+
+struct cllm_sampler {
+    cllm_sampler_params p;
+    size_t vocab;
+    uint64_t rng;   // xorshift64* state, never 0
+    cand *work;     // vocab candidates
+};
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t xorshift64s(uint64_t *x) {
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return *x * 0x2545f4914f6cdd1dull;
+}
+
+cllm_status cllm_sampler_create(const cllm_sampler_params *p, size_t vocab, cllm_sampler **out) {
+    RETURN_IF(!p || !out || vocab == 0 || vocab > INT32_MAX, CLLM_ERR_ARG, "sampler: bad argument");
+    *out = NULL;
+    RETURN_IF(!isfinite(p->temperature) || !isfinite(p->top_p) || p->top_p <= 0.0f, CLLM_ERR_ARG,
+              "sampler: temperature %g, top_p %g", (double)p->temperature, (double)p->top_p);
+    cllm_sampler *s = calloc(1, sizeof *s);
+    RETURN_IF(!s, CLLM_ERR_NOMEM, "sampler");
+    s->work = malloc(vocab * sizeof *s->work);
+    if (!s->work) {
+        free(s);
+        return CLLM_FAIL(CLLM_ERR_NOMEM, "sampler: %zu candidates", vocab);
+    }
+    s->p = *p;
+    s->vocab = vocab;
+    uint64_t seed = p->seed;
+    s->rng = splitmix64(&seed);
+    if (s->rng == 0) s->rng = 0x9e3779b97f4a7c15ull;
+    *out = s;
+    return CLLM_OK;
+}
+
+void cllm_sampler_free(cllm_sampler *s) {
+    if (!s) return;
+    free(s->work);
+    free(s);
+}
+
+double cllm_sampler_uniform(cllm_sampler *s) {
+    return (double)(xorshift64s(&s->rng) >> 11) * 0x1.0p-53;
+}
+
+static int32_t argmax(const float *x, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return (int32_t)best;
+}
+
+// Most likely first; equal probabilities by id, so the order is fully determined.
+static int cand_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+// Fills s->work with the candidates worth sorting and sorts them; returns their count.
+// With top_p < 1 and no top_k, a token whose probability is below (1 - top_p) / (n - 1) cannot
+// be in the nucleus (the tokens above it would already reach top_p), so it is dropped before
+// sorting.
+static size_t sorted_candidates(cllm_sampler *s, const float *logits, size_t n, float mx,
+                                double *total) {
+    const double inv_t = 1.0 / (double)s->p.temperature;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += exp(((double)logits[i] - mx) * inv_t);
+    *total = sum;
+    const int top_p_only = s->p.top_p < 1.0f && (s->p.top_k == 0 || s->p.top_k >= n);
+    const double cutoff = top_p_only && n > 1 ? (1.0 - s->p.top_p) / (double)(n - 1) * sum : 0.0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = exp(((double)logits[i] - mx) * inv_t);
+        if (p < cutoff) continue;
+        s->work[m].p = (float)p;
+        s->work[m].id = (int32_t)i;
+        m++;
+    }
+    if (m == 0) {  // rounding pushed everything under the cutoff: keep the argmax
+        s->work[0].p = 1.0f;
+        s->work[0].id = argmax(logits, n);
+        return 1;
+    }
+    qsort(s->work, m, sizeof *s->work, cand_cmp);
+    return m;
+}
+
+// No truncation: one draw straight from softmax(logits / T), no sorting.
+static int32_t draw_untruncated(cllm_sampler *s, const float *logits, size_t n, float mx) {
+    const double inv_t = 1.0 / (double)s->p.temperature;
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) total += exp(((double)logits[i] - mx) * inv_t);
+    double r = cllm_sampler_uniform(s) * total, cum = 0.0;
+    size_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = exp(((double)logits[i] - mx) * inv_t);
+        if (p > 0.0) last = i;
+        cum += p;
+        if (r < cum) return (int32_t)i;
+    }
+    return (int32_t)last;  // r landed on the rounding slack at the end
+}
+
+cllm_status cllm_sampler_sample(cllm_sampler *s, const float *logits, size_t n, int32_t *token) {
+    RETURN_IF(!s || !logits || !token || n == 0 || n > s->vocab, CLLM_ERR_ARG,
+              "sampler: %zu logits for a vocabulary of %zu", n, s ? s->vocab : 0);
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        RETURN_IF(isnan(logits[i]) || logits[i] == INFINITY, CLLM_ERR_ARG,
+                  "sampler: logit %zu is %g", i, (double)logits[i]);
+        mx = logits[i] > mx ? logits[i] : mx;
+    }
+    RETURN_IF(mx == -INFINITY, CLLM_ERR_ARG, "sampler: every logit is -inf");
+    if (s->p.temperature <= 0.0f) {
+        *token = argmax(logits, n);
+        return CLLM_OK;
+    }
+    if ((s->p.top_k == 0 || s->p.top_k >= n) && s->p.top_p >= 1.0f) {
+        *token = draw_untruncated(s, logits, n, mx);
+        return CLLM_OK;
+    }
+    double total;
+    size_t m = sorted_candidates(s, logits, n, mx, &total);
+    if (s->p.top_k > 0 && s->p.top_k < m) {
+        m = s->p.top_k;
+        total = 0.0;
+        for (size_t i = 0; i < m; i++) total += s->work[i].p;
+    }
+    if (s->p.top_p < 1.0f) {  // smallest prefix reaching top_p of the (renormalised) mass
+        double cum = 0.0, want = (double)s->p.top_p * total;
+        size_t keep = m;
+        for (size_t i = 0; i < m; i++) {
+            cum += s->work[i].p;
+            if (cum >= want) {
+                keep = i + 1;
+                break;
+            }
+        }
+        m = keep;
+        total = cum;
+    }
+    double r = cllm_sampler_uniform(s) * total, cum = 0.0;
+    for (size_t i = 0; i < m; i++) {
+        cum += s->work[i].p;
+        if (r < cum) {
+            *token = s->work[i].id;
+            return CLLM_OK;
+        }
+    }
+    *token = s->work[m - 1].id;  // r landed on the rounding slack at the end
+    return CLLM_OK;
+}
