@@ -127,6 +127,10 @@ static uint8_t *entry(uint8_t *buf, int i) {
     return buf + CLLM_TABLE_OFFSET + (size_t)i * CLLM_ENTRY_SIZE;
 }
 
+static const uint8_t *centry(const uint8_t *buf, int i) {
+    return buf + CLLM_TABLE_OFFSET + (size_t)i * CLLM_ENTRY_SIZE;
+}
+
 static cllm_status open_mem(const uint8_t *buf, size_t size) {
     cllm_container *c = NULL;
     cllm_status st = cllm_container_open_memory(buf, size, "test", 0, &c);
@@ -421,15 +425,7 @@ static void test_truncation(void **state) {
 }
 
 // Crafted files: fields edited and checksums recomputed, so only the structural checks stand.
-static void test_crafted(void **state) {
-    (void)state;
-    fixture f;
-    fixture_init(&f);
-    const char *path = tmp_file("craft.cllm");
-    write_standard(path, &f);
-    size_t size;
-    uint8_t *orig = slurp(path, &size);
-    uint8_t *buf = malloc(size);
+// CRAFT starts each case from `orig` (the valid file) in `buf`.
 #define CRAFT(edit, want, needle)                                                                  \
     do {                                                                                           \
         memcpy(buf, orig, size);                                                                   \
@@ -437,13 +433,15 @@ static void test_crafted(void **state) {
         reseal(buf, size);                                                                         \
         expect_error(open_mem(buf, size), want, needle);                                           \
     } while (0)
+
+static void crafted_header(uint8_t *buf, const uint8_t *orig, size_t size) {
     CRAFT(cllm_store_le32(buf + CLLM_HDR_VERSION, 2), CLLM_ERR_UNSUPPORTED,
           "version 2, this build reads 1");
     CRAFT(memcpy(buf, "CODECLLX", 8), CLLM_ERR_FORMAT, "magic");
     CRAFT(cllm_store_le32(buf + CLLM_HDR_ENTRY_SIZE, 512), CLLM_ERR_FORMAT, "fixed values");
     // Overlap: tensor 1 placed on top of tensor 0.
     CRAFT(cllm_store_le64(entry(buf, 1) + CLLM_ENT_DATA_OFFSET,
-                          cllm_load_le64(entry(orig, 0) + CLLM_ENT_DATA_OFFSET)),
+                          cllm_load_le64(centry(orig, 0) + CLLM_ENT_DATA_OFFSET)),
           CLLM_ERR_CORRUPT, "data_offset");
     // Absurd counts: 2^32 - 1 tensors (table 1 TiB) and an entry count past the file.
     CRAFT((cllm_store_le32(buf + CLLM_HDR_N_TENSORS, 0xffffffffu),
@@ -451,7 +449,33 @@ static void test_crafted(void **state) {
           CLLM_ERR_CORRUPT, "table");
     CRAFT(cllm_store_le64(buf + CLLM_HDR_TABLE_SIZE, 4 * 256 + 1), CLLM_ERR_CORRUPT,
           "table_size");
-    CRAFT(cllm_store_le64(entry(buf, 0) + CLLM_ENT_SHAPE, 1ull << 62), CLLM_ERR_CORRUPT, "");
+    CRAFT(cllm_store_le32(buf + CLLM_HDR_TOK_KIND, 7), CLLM_ERR_FORMAT, "tokenizer kind 7");
+    CRAFT(cllm_store_le64(buf + CLLM_HDR_TOK_OFFSET, 8192), CLLM_ERR_CORRUPT, "tokenizer at");
+    CRAFT(cllm_store_le64(buf + CLLM_HDR_TOK_SIZE, 1ull << 62), CLLM_ERR_CORRUPT, "tokenizer of");
+    CRAFT(cllm_store_le64(buf + CLLM_HDR_FILE_SIZE, size + 4096), CLLM_ERR_CORRUPT, "truncated");
+    CRAFT(cllm_store_le32(buf + CLLM_CONFIG_OFFSET + 4, 0), CLLM_ERR_FORMAT, "dim 0");
+    // One tensor fewer announced: the last payload becomes trailing data.
+    CRAFT((cllm_store_le32(buf + CLLM_HDR_N_TENSORS, 3),
+           cllm_store_le64(buf + CLLM_HDR_TABLE_SIZE, 3 * 256), memset(entry(buf, 3), 0, 256)),
+          CLLM_ERR_CORRUPT, "should be");
+    // The payload structure is checked at open: a broken block index.
+    CRAFT(cllm_store_le64(buf + cllm_load_le64(centry(orig, 1) + CLLM_ENT_DATA_OFFSET) + 512, 4),
+          CLLM_ERR_CORRUPT, "index");
+    // Without reseal: checksums.
+    memcpy(buf, orig, size);
+    buf[CLLM_HDR_N_TENSORS] ^= 1;
+    expect_error(open_mem(buf, size), CLLM_ERR_CORRUPT, "header checksum mismatch");
+    memcpy(buf, orig, size);
+    entry(buf, 0)[CLLM_ENT_DTYPE] ^= 1;
+    expect_error(open_mem(buf, size), CLLM_ERR_CORRUPT, "config/table checksum mismatch");
+    memcpy(buf, orig, size);
+    buf[4096] ^= 1;
+    expect_error(open_mem(buf, size), CLLM_ERR_CORRUPT, "tokenizer checksum mismatch");
+}
+
+static void crafted_table(uint8_t *buf, const uint8_t *orig, size_t size) {
+    CRAFT(cllm_store_le64(entry(buf, 0) + CLLM_ENT_SHAPE, 1ull << 62), CLLM_ERR_CORRUPT,
+          "shape product overflows");
     CRAFT(cllm_store_le64(entry(buf, 0) + CLLM_ENT_DATA_SIZE, 1ull << 63), CLLM_ERR_CORRUPT,
           "data_size");
     CRAFT(cllm_store_le64(entry(buf, 3) + CLLM_ENT_DATA_OFFSET, 1ull << 60), CLLM_ERR_CORRUPT,
@@ -472,30 +496,21 @@ static void test_crafted(void **state) {
     CRAFT(cllm_store_le64(entry(buf, 1) + CLLM_ENT_ENTROPY, 0x7ff8000000000000ull),
           CLLM_ERR_CORRUPT, "symbol_entropy");
     CRAFT(cllm_store_le64(entry(buf, 1) + CLLM_ENT_STREAM_BYTES,
-                          cllm_load_le64(entry(orig, 1) + CLLM_ENT_STREAM_BYTES) + 4),
+                          cllm_load_le64(centry(orig, 1) + CLLM_ENT_STREAM_BYTES) + 4),
           CLLM_ERR_CORRUPT, "tensor 1");
-    CRAFT(cllm_store_le32(buf + CLLM_HDR_TOK_KIND, 7), CLLM_ERR_FORMAT, "tokenizer kind 7");
-    CRAFT(cllm_store_le64(buf + CLLM_HDR_TOK_OFFSET, 8192), CLLM_ERR_CORRUPT, "tokenizer at");
-    CRAFT(cllm_store_le64(buf + CLLM_HDR_TOK_SIZE, 1ull << 62), CLLM_ERR_CORRUPT, "tokenizer of");
-    CRAFT(cllm_store_le64(buf + CLLM_HDR_FILE_SIZE, size + 4096), CLLM_ERR_CORRUPT, "truncated");
-    CRAFT(cllm_store_le32(buf + CLLM_CONFIG_OFFSET + 4, 0), CLLM_ERR_FORMAT, "dim 0");
-    // One tensor fewer announced: the last payload becomes trailing data.
-    CRAFT((cllm_store_le32(buf + CLLM_HDR_N_TENSORS, 3),
-           cllm_store_le64(buf + CLLM_HDR_TABLE_SIZE, 3 * 256), memset(entry(buf, 3), 0, 256)),
-          CLLM_ERR_CORRUPT, "should be");
-    // The payload structure is checked at open: a broken block index.
-    CRAFT(cllm_store_le64(buf + cllm_load_le64(entry(orig, 1) + CLLM_ENT_DATA_OFFSET) + 512, 4),
-          CLLM_ERR_CORRUPT, "index");
-    // Without reseal: checksums.
-    memcpy(buf, orig, size);
-    buf[CLLM_HDR_N_TENSORS] ^= 1;
-    expect_error(open_mem(buf, size), CLLM_ERR_CORRUPT, "header checksum mismatch");
-    memcpy(buf, orig, size);
-    entry(buf, 0)[CLLM_ENT_DTYPE] ^= 1;
-    expect_error(open_mem(buf, size), CLLM_ERR_CORRUPT, "config/table checksum mismatch");
-    memcpy(buf, orig, size);
-    buf[4096] ^= 1;
-    expect_error(open_mem(buf, size), CLLM_ERR_CORRUPT, "tokenizer checksum mismatch");
+}
+
+static void test_crafted(void **state) {
+    (void)state;
+    fixture f;
+    fixture_init(&f);
+    const char *path = tmp_file("craft.cllm");
+    write_standard(path, &f);
+    size_t size;
+    uint8_t *orig = slurp(path, &size);
+    uint8_t *buf = malloc(size);
+    crafted_header(buf, orig, size);
+    crafted_table(buf, orig, size);
     free(buf);
     free(orig);
     fixture_free(&f);

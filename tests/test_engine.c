@@ -111,6 +111,16 @@ static void check_matmul(cllm_wkind kind, uint32_t group) {
 static void test_matmul_f32(void **state) {
     (void)state;
     check_matmul(CLLM_W_F32, 0);
+    // Large enough to run on several threads: same bits as one thread.
+    uint64_t rng = 77;
+    test_mat m;
+    make_mat(&m, CLLM_W_F32, 4000, 300, 0, &rng);
+    float x[300], a[4000], b[4000];
+    fill_normal(x, 300, &rng, 1.0);
+    cllm_k_matmul(a, 4000, &m.v, x, 300, 1, 2);
+    cllm_k_matmul(b, 4000, &m.v, x, 300, 1, 1);
+    assert_memory_equal(a, b, sizeof a);
+    free_mat(&m);
 }
 static void test_matmul_f16(void **state) {
     (void)state;

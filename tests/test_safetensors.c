@@ -78,7 +78,8 @@ static void test_valid_header(void **state) {
 
 static void test_offsets_rejected(void **state) {
     (void)state;
-    expect_error("{\"model.norm.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[10,2]}}",
+    expect_error("{\"model.norm.weight\":"
+                 "{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[10,2]}}",
                  16, CLLM_ERR_CORRUPT, "tensor 'model.norm.weight': data_offsets [10, 2]");
     expect_error("{\"t\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 12,
                  CLLM_ERR_CORRUPT, "beyond the data area of 12 bytes");

@@ -26,7 +26,8 @@ static const char *tmp_path(const char *name) {
 
 static uint8_t *read_all(const char *path, size_t *size) {
     uint8_t *data = NULL;
-    if (cllm_read_file(path, (size_t)1 << 30, &data, size) != CLLM_OK) fail_msg("%s", cllm_last_error());
+    if (cllm_read_file(path, (size_t)1 << 30, &data, size) != CLLM_OK)
+        fail_msg("%s", cllm_last_error());
     return data;
 }
 

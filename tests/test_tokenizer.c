@@ -14,6 +14,8 @@
 
 #include "codecllm.h"
 #include "common/cllm_common.h"
+#include "format/cllm_format.h"
+#include "model/cllm_tokenizer.h"
 #include "testutil.h"
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -208,6 +210,45 @@ static void test_llama2_vectors(void **state) {
     cllm_tokenizer_free(t);
 }
 
+// Llama 2's vocabulary lets the scored encoder merge each space-led word on its own
+// (space_splits); the result must equal merging the whole text at once. Random mixes of the
+// reference strings (spaces, newlines, emoji, CJK, byte fallback) are encoded both ways.
+static void test_llama2_word_split_exact(void **state) {
+    (void)state;
+    cllm_tokenizer *t = open_tok(cllm_test_shared_path("tokenizers/llama2.tokenizer.bin"));
+    assert_int_equal(t->space_splits, 1);
+    vectors *v = load_vectors("llama2");
+    static const char *const seps[] = {" ", "  ", "\n", "", " \t ", "x "};
+    size_t cap = 1 << 16;
+    char *text = malloc(cap);
+    int32_t *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b);
+    assert_true(text && a && b);
+    uint64_t rng = 42;
+    for (int round = 0; round < 20; round++) {
+        size_t len = 0;
+        for (int k = 0; k < 12; k++) {
+            size_t i = cllm_test_rand(&rng) % v->n;
+            const char *sep = seps[cllm_test_rand(&rng) % 6];
+            if (len + v->len[i] + strlen(sep) >= cap) break;
+            memcpy(text + len, v->text[i], v->len[i]);
+            len += v->len[i];
+            memcpy(text + len, sep, strlen(sep));
+            len += strlen(sep);
+        }
+        t->space_splits = 1;
+        size_t na = encode(t, text, len, 0, a, cap);
+        t->space_splits = 0;
+        size_t nb = encode(t, text, len, 0, b, cap);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na * sizeof *a);
+    }
+    free(text);
+    free(a);
+    free(b);
+    free_vectors(v);
+    cllm_tokenizer_free(t);
+}
+
 static void test_gpt2_vectors(void **state) {
     (void)state;
     cllm_tokenizer *t = open_tok(cllm_test_shared_path("tokenizers/gpt2.tokenizer.json"));
@@ -273,8 +314,8 @@ static void test_llama2_api(void **state) {
 // tiny_bytelevel.json: byte-level BPE, Llama-3 Split regex + ByteLevel(use_regex false), merges in
 // the [["a", "b"], ...] form, ignore_merges, added tokens <|begin_of_text|> = 20 and
 // <|end_of_text|> = 21. Vocabulary: h0 e1 l2 o3 Ġ4 w5 r6 d7 i8 !9 he10 ll11 hell12 hello13 Ġw14
-// or15 Ġwor16 ld17 !!18 Ġhi19 Ġh22 Ċ23; merges by rank: 0 h+e, 1 l+l, 2 he+ll, 3 hell+o, 4 Ġ+w,
-// 5 o+r, 6 Ġw+or, 7 l+d, 8 !+!, 9 Ġ+h.
+// or15 Ġwor16 ld17 !!18 Ġhi19 Ġh22 Ċ23; merges by rank: 0 h+e, 1 l+l, 2 he+ll, 3 hell+o,
+// 4 Ġ+w, 5 o+r, 6 Ġw+or, 7 l+d, 8 !+!, 9 Ġ+h.
 static void test_fixture_bytelevel(void **state) {
     (void)state;
     cllm_tokenizer *t = open_tok(fixture_path("tiny_bytelevel.json"));
@@ -319,8 +360,8 @@ static void test_fixture_bytelevel(void **state) {
 
 // tiny_spm.json: SentencePiece-style BPE as Llama 2's tokenizer.json: normalizer Prepend("▁") +
 // Replace(" ", "▁"), byte_fallback, unk <unk>, fuse_unk. Vocabulary: <unk>0 <s>1 </s>2 <0x0A>3
-// <0xC3>4 <0xA9>5 ▁6 a7 b8 c9 ▁a10 ab11 ▁ab12 bc13 ▁abc14 ▁▁15; merges ("a b" strings) by rank:
-// 0 ▁+a, 1 a+b, 2 ▁a+b, 3 b+c, 4 ▁ab+c, 5 ▁+▁.
+// <0xC3>4 <0xA9>5 ▁6 a7 b8 c9 ▁a10 ab11 ▁ab12 bc13 ▁abc14 ▁▁15; merges ("a b" strings) by
+// rank: 0 ▁+a, 1 a+b, 2 ▁a+b, 3 b+c, 4 ▁ab+c, 5 ▁+▁.
 static void test_fixture_spm(void **state) {
     (void)state;
     cllm_tokenizer *t = open_tok(fixture_path("tiny_spm.json"));
@@ -497,7 +538,8 @@ static cllm_status load_json(const char *json) {
     return st;
 }
 
-#define MODEL(vocab, merges) "{\"model\": {\"type\": \"BPE\", \"vocab\": " vocab ", \"merges\": " merges "}"
+#define MODEL(vocab, merges)                                                                       \
+    "{\"model\": {\"type\": \"BPE\", \"vocab\": " vocab ", \"merges\": " merges "}"
 #define AB "{\"a\": 0, \"b\": 1, \"ab\": 2}"
 
 static void test_malformed_json(void **state) {
@@ -566,6 +608,46 @@ static void test_api_errors(void **state) {
     assert_int_equal(cllm_tokenizer_bos(NULL), -1);
 }
 
+// ---- the tokenizer stored in a .cllm container ------------------------------------------------
+
+// Writes a tensor-less container carrying `tok` (kind HF JSON unless size 0) with vocab_size.
+static const char *write_container(const char *name, const uint8_t *tok, size_t size,
+                                   uint32_t vocab_size) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", cllm_test_tmpdir(), name);
+    cllm_model_config cfg = {
+        .arch = CLLM_ARCH_LLAMA, .dim = 64, .hidden_dim = 172, .n_layers = 2, .n_heads = 4,
+        .n_kv_heads = 2, .head_dim = 16, .vocab_size = vocab_size, .context_len = 128,
+        .rope_theta = 10000.0f, .norm_eps = 1e-5f, .bos_id = 1, .eos_id = 2,
+    };
+    cllm_writer *w = NULL;
+    cllm_tokenizer_kind kind = size ? CLLM_TOKENIZER_HF_JSON : CLLM_TOKENIZER_NONE;
+    if (cllm_writer_open(path, &cfg, 0, kind, tok, size, &w) != CLLM_OK ||
+        cllm_writer_finish(w) != CLLM_OK) {
+        fail_msg("cannot write %s: %s", path, cllm_last_error());
+    }
+    return path;
+}
+
+static void test_open_container(void **state) {
+    (void)state;
+    size_t size;
+    uint8_t *json = read_all(fixture_path("tiny_spm.json"), &size);
+    cllm_tokenizer *t = open_tok(write_container("tok.cllm", json, size, 32));
+    assert_int_equal(cllm_tokenizer_vocab_size(t), 16);
+    EXPECT_IDS(t, "abc", 14);
+    cllm_tokenizer_free(t);
+    // The model's vocabulary (8) is smaller than the tokenizer's (16).
+    const char *path = write_container("small_vocab.cllm", json, size, 8);
+    assert_int_equal(cllm_tokenizer_open(path, &t), CLLM_ERR_FORMAT);
+    assert_non_null(strstr(cllm_last_error(), "small_vocab.cllm"));
+    free(json);
+    path = write_container("no_tok.cllm", NULL, 0, 32);
+    assert_int_equal(cllm_tokenizer_open(path, &t), CLLM_ERR_FORMAT);
+    assert_non_null(strstr(cllm_last_error(), "no tokenizer"));
+    assert_null(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama2_vectors),   cmocka_unit_test(test_llama2_api),
@@ -573,6 +655,8 @@ int main(void) {
         cmocka_unit_test(test_fixture_spm),      cmocka_unit_test(test_malformed_bin),
         cmocka_unit_test(test_malformed_json),   cmocka_unit_test(test_api_errors),
         cmocka_unit_test(test_metaspace_and_prefix_space),
+        cmocka_unit_test(test_open_container),
+        cmocka_unit_test(test_llama2_word_split_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

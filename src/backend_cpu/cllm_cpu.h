@@ -65,6 +65,8 @@ typedef struct cpu_state {
 
 // A view of tensor `w` decoded at `data` (kind from its codec and dtype, scales from its payload).
 cllm_wview cpu_view(const cllm_weight *w, const void *data);
+// A view of rows [r0, r1) of `w` decoded at `data` (int8 scales of those rows).
+cllm_wview cpu_view_rows(const cllm_weight *w, const void *data, uint64_t r0, uint64_t r1);
 // 1 when `w` can be read in place from its payload (raw, aligned for its dtype).
 int cpu_in_place(const cllm_weight *w);
 

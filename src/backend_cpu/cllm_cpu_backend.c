@@ -23,6 +23,13 @@ cllm_wview cpu_view(const cllm_weight *w, const void *data) {
     return v;
 }
 
+cllm_wview cpu_view_rows(const cllm_weight *w, const void *data, uint64_t r0, uint64_t r1) {
+    cllm_wview v = cpu_view(w, data);
+    v.rows = r1 - r0;
+    if (v.kind == CLLM_W_I8) v.scales = w->scales + r0 * v.groups_per_row;
+    return v;
+}
+
 int cpu_in_place(const cllm_weight *w) {
     return w->desc.codec == CLLM_CODEC_RAW && (uintptr_t)w->payload % w->elem_size == 0;
 }

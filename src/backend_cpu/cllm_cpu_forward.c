@@ -34,9 +34,8 @@ static cllm_status embed_row(cpu_state *s, int32_t token, float *out) {
     TRY(cllm_weight_decode_rows(w, r0, r1, s->scratch, s->scratch_bytes, s->block_scratch,
                                 s->block_stride, s->n_threads));
     s->decode_seconds += cllm_now_seconds() - t0;
-    cllm_wview all = cpu_view(w, s->scratch);
-    all.rows = r1 - r0;
-    cllm_k_row_to_f32(&all, (uint64_t)token - r0, out);
+    cllm_wview part = cpu_view_rows(w, s->scratch, r0, r1);
+    cllm_k_row_to_f32(&part, (uint64_t)token - r0, out);
     return CLLM_OK;
 }
 
@@ -73,7 +72,8 @@ static void attention_block(cpu_state *s, uint32_t l, const cpu_layer_views *lv,
     qkv_rotate_store(s, l, lv, nt, pos);
     // Token t sees positions 0..pos+t (causal). Query head h reads KV head h / group (GQA).
     const int64_t n_items = (int64_t)(nt * n_heads);
-#pragma omp parallel for schedule(static) num_threads(s->n_threads) if (n_items > 1)
+    const int par = (nt * n_heads) * (pos + nt) * hd >= CLLM_K_PARALLEL_MIN_WORK;
+#pragma omp parallel for schedule(static) num_threads(s->n_threads) if (par)
     for (int64_t it = 0; it < n_items; it++) {
         size_t t = (size_t)it / n_heads, h = (size_t)it % n_heads;
         size_t kv_off = (h / group) * hd * s->kv_esize;
@@ -121,9 +121,7 @@ static cllm_status classifier(cpu_state *s, size_t n_out, float *logits) {
         TRY(cllm_weight_decode_rows(w, r0, r1, s->scratch, s->scratch_bytes, s->block_scratch,
                                     s->block_stride, s->n_threads));
         s->decode_seconds += cllm_now_seconds() - t0;
-        cllm_wview part = cpu_view(w, s->scratch);
-        part.rows = r1 - r0;
-        if (part.kind == CLLM_W_I8) part.scales = w->scales + r0 * part.groups_per_row;
+        cllm_wview part = cpu_view_rows(w, s->scratch, r0, r1);
         cllm_k_matmul(logits + r0, V, &part, s->xb, D, n_out, s->n_threads);
     }
     return CLLM_OK;

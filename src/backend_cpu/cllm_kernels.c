@@ -86,13 +86,14 @@ float cllm_k_dot_row(const cllm_wview *w, uint64_t r, const float *x) {
 
 void cllm_k_matmul(float *out, size_t ldo, const cllm_wview *w, const float *x, size_t ldx,
                    size_t n_tok, int n_threads) {
-    int64_t rows = (int64_t)w->rows;
-    if (n_threads <= 0) n_threads = 1;
+    const int64_t rows = (int64_t)w->rows;
+    const int par = n_threads > 1 && w->rows * w->cols * n_tok >= CLLM_K_PARALLEL_MIN_WORK;
     // Rows outside, tokens inside: a weight row is read from memory once per call and reused
     // from cache for every token of the batch.
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (rows >= 64)
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (par)
     for (int64_t r = 0; r < rows; r++)
-        for (size_t t = 0; t < n_tok; t++) out[t * ldo + (size_t)r] = cllm_k_dot_row(w, (uint64_t)r, x + t * ldx);
+        for (size_t t = 0; t < n_tok; t++)
+            out[t * ldo + (size_t)r] = cllm_k_dot_row(w, (uint64_t)r, x + t * ldx);
 }
 
 void cllm_k_row_to_f32(const cllm_wview *w, uint64_t r, float *out) {

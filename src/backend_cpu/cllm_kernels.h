@@ -40,8 +40,12 @@ cllm_wview cllm_wview_rows(const cllm_wview *w, uint64_t r0, uint64_t n);
 // Dot product of row r of W with x (cols values), in the order described at the top.
 float cllm_k_dot_row(const cllm_wview *w, uint64_t r, const float *x);
 
+// Work (multiply-adds, decoded symbols) below which a kernel stays on the calling thread: waking
+// a team costs microseconds, and far more on a loaded machine where idle workers spin.
+#define CLLM_K_PARALLEL_MIN_WORK (1u << 20)
+
 // out[t * ldo + r] = W[r] . x[t * ldx + :] for t < n_tok, r < rows. Rows are split over
-// `n_threads` OpenMP threads (0: the runtime's default); each output is one cllm_k_dot_row, so
+// `n_threads` OpenMP threads when the work is large enough; each output is one cllm_k_dot_row, so
 // the result does not depend on n_tok, the thread count or how a caller chunks the rows.
 void cllm_k_matmul(float *out, size_t ldo, const cllm_wview *w, const float *x, size_t ldx,
                    size_t n_tok, int n_threads);

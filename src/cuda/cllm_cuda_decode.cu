@@ -325,7 +325,7 @@ static __device__ void decode_block(const cllm_cuda_decode_job &J, uint32_t job,
     }
 }
 
-static __global__ void __launch_bounds__(DEC_THREADS)
+static __global__ void __launch_bounds__(DEC_THREADS, 8)
     decode_kernel(const __grid_constant__ decode_batch batch, cllm_cuda_decode_status *status) {
     __shared__ block_smem s;
     const uint32_t item = blockIdx.x;

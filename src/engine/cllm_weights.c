@@ -255,7 +255,9 @@ cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, ui
     void *base = (void *)((uintptr_t)dst - (uintptr_t)(row_begin * row_bytes));
     par_error err = {CLLM_OK, {0}};
     if (n_threads < 1) n_threads = 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (b1 - b0 > 1)
+    // Small ranges stay on this thread: waking a team costs more than decoding a few blocks.
+    const int par = n_threads > 1 && b1 - b0 > 1 && (row_end - row_begin) * d->cols >= (1u << 20);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (par)
     for (int64_t b = b0; b < b1; b++) {
         if (err.st != CLLM_OK) continue;
         uint8_t *scratch = block_scratch + (size_t)omp_get_thread_num() * block_scratch_stride;

@@ -25,8 +25,10 @@ cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, siz
 // last is coded->info.cols) and the coded payload (borrowed: written to disk before returning).
 // The payload's description must be valid and match its size (cllm_payload_layout) and its
 // structure must pass cllm_payload_check.
-// @return CLLM_OK, ARG (bad name, shape, description, or more tensors than announced), IO.
-//         On failure the writer stays usable for cllm_writer_abort only.
+// @return CLLM_OK, ARG (bad name or shape, duplicate name, or more tensors than announced),
+//         CORRUPT (the payload does not match its description: cllm_payload_check), IO.
+//         After a failure other than "more than announced", only finish (which then fails) or
+//         abort remain.
 cllm_status cllm_writer_add(cllm_writer *w, const char *name, uint32_t ndim,
                             const uint64_t shape[4], const cllm_coded *coded);
 

@@ -118,6 +118,8 @@ struct cllm_tokenizer {
     int32_t byte_id[256];      // id of the <0xNN> piece of each byte, -1 when absent
     int byte_fallback;         // unknown characters become byte pieces
     float *scores;             // SCORED: (n)
+    int space_splits;          // SCORED: no mergeable piece has a ' ' after a non-space, so the
+                               // text splits before such spaces into words merged separately
     tok_merges merges;         // RANKED
     int ignore_merges;         // RANKED: a word that is a piece is emitted whole
     int fuse_unk;              // RANKED: consecutive unknown characters give one <unk>

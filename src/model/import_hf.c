@@ -62,8 +62,8 @@ static cllm_status hf_u32(json_t *root, const char *field, int required, uint32_
     }
     RETURN_IF(!json_is_integer(v), CLLM_ERR_FORMAT, "field %s is not an integer", field);
     json_int_t i = json_integer_value(v);
-    RETURN_IF(i < 0 || i > (json_int_t)UINT32_MAX, CLLM_ERR_FORMAT, "field %s = %lld is out of range",
-              field, (long long)i);
+    RETURN_IF(i < 0 || i > (json_int_t)UINT32_MAX, CLLM_ERR_FORMAT,
+              "field %s = %lld is out of range", field, (long long)i);
     *out = (uint32_t)i;
     return CLLM_OK;
 }
@@ -278,7 +278,8 @@ static cllm_status hf_locate(hf_ctx *x, const char *name, const hf_shard **shard
         RETURN_IF(!file, CLLM_ERR_FORMAT,
                   "%s/model.safetensors.index.json: tensor '%s' is missing from weight_map",
                   x->dir, name);
-        while (strcmp(x->shards[want].name, file) != 0) want++;  // opened from the same map
+        // Every weight_map value was opened as a shard, so the search ends inside the array.
+        while (want + 1 < x->n_shards && strcmp(x->shards[want].name, file) != 0) want++;
     }
     for (size_t k = 0; k < x->n_shards; k++) {
         const cllm_st_tensor *hit = cllm_st_find(&x->shards[k].hdr, name);

@@ -64,7 +64,8 @@ static cllm_status l2c_layout(const cllm_model_config *c, const int *order, size
         uint64_t count = l2c_elems(c, role), bytes;
         if (l2c_layered(role)) RETURN_IF(cllm_mul_overflow_u64(count, c->n_layers, &count),
                                          CLLM_ERR_FORMAT, "weights size overflows");
-        RETURN_IF(cllm_mul_overflow_u64(count, 4, &bytes) || cllm_add_overflow_u64(pos, bytes, &pos),
+        RETURN_IF(cllm_mul_overflow_u64(count, 4, &bytes) ||
+                      cllm_add_overflow_u64(pos, bytes, &pos),
                   CLLM_ERR_FORMAT, "weights size overflows");
         if (role >= 0) base[role] = pos - bytes;
     }
@@ -136,8 +137,11 @@ static cllm_status l2c_import(cllm_source *s, const char *path) {
     int legacy;
     TRY(l2c_header(s, path, size, &legacy));
     uint64_t base[CLLM_ROLE_LM_HEAD + 1] = {0}, end = 0;
-    if (legacy) TRY(l2c_layout(&s->cfg, legacy_order, sizeof legacy_order / sizeof(int), 28, base, &end));
-    else TRY(l2c_layout(&s->cfg, v1_order, sizeof v1_order / sizeof(int), L2C_V1_HEADER, base, &end));
+    if (legacy)
+        TRY(l2c_layout(&s->cfg, legacy_order, sizeof legacy_order / sizeof(int), 28, base, &end));
+    else
+        TRY(l2c_layout(&s->cfg, v1_order, sizeof v1_order / sizeof(int), L2C_V1_HEADER, base,
+                       &end));
     RETURN_IF(end != size, CLLM_ERR_CORRUPT,
               "file is %llu bytes but its %s header implies %llu (dim %u, hidden %u, %u layers, "
               "vocab %u, %s classifier)",

@@ -12,12 +12,13 @@
 #include <unistd.h>
 
 // Bounds well above every released Llama-family model, low enough that products of two of them
-// cannot overflow 64 bits and absurd headers are refused before anything is allocated.
-#define CLLM_MAX_DIM (1u << 17)
+// cannot overflow 64 bits and absurd headers are refused before anything is allocated. The same
+// as the container's (cllm_config_validate), so that every importable model is storable.
+#define CLLM_MAX_DIM 65536u
 #define CLLM_MAX_HIDDEN (1u << 20)
 #define CLLM_MAX_LAYERS 1024u
-#define CLLM_MAX_VOCAB (1u << 24)
-#define CLLM_MAX_CONTEXT (1u << 26)
+#define CLLM_MAX_VOCAB (1u << 22)
+#define CLLM_MAX_CONTEXT (1u << 22)
 
 static cllm_status check_range(const char *field, uint32_t v, uint32_t max) {
     RETURN_IF(v == 0 || v > max, CLLM_ERR_FORMAT, "config field %s = %u is out of range [1, %u]",
@@ -74,7 +75,9 @@ cllm_status cllm_model_config_check(const cllm_model_config *c) {
               CLLM_ERR_FORMAT, "config field bos_id = %d is outside the vocabulary", c->bos_id);
     RETURN_IF(c->eos_id < -1 || (c->eos_id >= 0 && (uint32_t)c->eos_id >= c->vocab_size),
               CLLM_ERR_FORMAT, "config field eos_id = %d is outside the vocabulary", c->eos_id);
-    return check_rope_scaling(c);
+    TRY(check_rope_scaling(c));
+    // The container's own rules (unused rope fields zero, ...): what imports must also store.
+    return cllm_config_validate(c);
 }
 
 size_t cllm_llama_n_tensors(const cllm_model_config *cfg) {
@@ -214,6 +217,10 @@ cllm_status cllm_source_load_tokenizer(cllm_source *s, const char *path) {
 cllm_status cllm_source_open(const char *path, const char *tokenizer_path, cllm_source **out) {
     RETURN_IF(!path || !out, CLLM_ERR_ARG, "cllm_source_open: path and out are required");
     *out = NULL;
+    // safetensors and llama2.c files are little-endian and are read straight into buffers.
+    const uint16_t probe = 1;
+    RETURN_IF(*(const uint8_t *)&probe != 1, CLLM_ERR_UNSUPPORTED,
+              "model sources are little-endian; big-endian hosts are not supported");
     struct stat sb;
     RETURN_IF(stat(path, &sb) != 0, CLLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     cllm_source *s = calloc(1, sizeof *s);

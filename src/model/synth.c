@@ -324,7 +324,8 @@ static cllm_status synth_write_shard(synth_ctx *x, size_t k) {
 
 static cllm_status synth_write_json(const char *path, json_t *root) {
     RETURN_IF(!root, CLLM_ERR_NOMEM, "synth: out of memory building %s", path);
-    int rc = json_dump_file(root, path, JSON_PRESERVE_ORDER | JSON_INDENT(2));
+    size_t flags = JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_REAL_PRECISION(9);
+    int rc = json_dump_file(root, path, flags);
     json_decref(root);
     RETURN_IF(rc != 0, CLLM_ERR_IO, "synth: cannot write %s", path);
     return CLLM_OK;
@@ -371,7 +372,7 @@ static cllm_status synth_write_config(synth_ctx *x) {
         "rope_theta", tidy_real(c->rope_theta), "rope_scaling", rs, "tie_word_embeddings",
         (int)c->tied_embeddings, "bos_token_id", (int)c->bos_id, "eos_token_id", (int)c->eos_id,
         "hidden_act", "silu", "torch_dtype", torch[x->opt->dtype], "codecllm_synth_seed",
-        json_integer((json_int_t)(x->opt->seed & INT64_MAX)));
+        json_integer((json_int_t)(x->opt->seed & INT64_MAX)));  // informative only
     return synth_write_json(x->files[x->n_files - 1].tmp, root);
 }
 

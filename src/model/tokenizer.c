@@ -57,7 +57,7 @@ static cllm_status arena_append(uint8_t **buf, size_t *len, size_t *cap, const u
                                 size_t n, size_t *off) {
     size_t need;
     RETURN_IF(cllm_add_overflow(*len, n, &need), CLLM_ERR_NOMEM, "tokenizer arena overflows");
-    if (need > *cap) {
+    if (need > *cap || !*buf) { // allocated even for empty pieces: offsets index a real buffer
         size_t ncap = *cap ? *cap : 4096;
         while (ncap < need) {
             RETURN_IF(cllm_mul_overflow(ncap, 2, &ncap), CLLM_ERR_NOMEM, "arena overflows");

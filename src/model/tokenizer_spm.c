@@ -5,8 +5,8 @@
 //   then per token, for ids 0, 1, 2, ... until the end of the file:
 //     float32 score, int32 length (0 <= length <= max_token_length), length bytes of the piece
 // The token count is not stored. Pieces use a plain ' ' where SentencePiece writes U+2581; the
-// Llama 2 vocabulary has <unk> = 0, "\n<s>\n" = 1, "\n</s>\n" = 2 and the byte pieces <0x00>..<0xFF>
-// at ids 3..258.
+// Llama 2 vocabulary has <unk> = 0, "\n<s>\n" = 1, "\n</s>\n" = 2 and the byte pieces
+// <0x00>..<0xFF> at ids 3..258.
 #include "cllm_tokenizer.h"
 
 #include <math.h>
@@ -52,6 +52,20 @@ static int32_t find_any(const tok_vocab *v, const char *a, const char *b) {
     return id >= 0 ? id : tok_vocab_find(v, (const uint8_t *)b, strlen(b));
 }
 
+// True when no mergeable piece holds a ' ' right after a non-space byte (Llama 2: spaces only
+// lead pieces or form runs). Then no merge crosses such a space, and encoding each word alone
+// gives exactly the tokens of encoding the whole text, with a far smaller merge heap.
+static int no_inner_spaces(const cllm_tokenizer *t) {
+    for (size_t id = 0; id < t->v.n; id++) {
+        if (t->v.flags[id] & TOK_F_NOMERGE) continue;
+        const uint8_t *s = t->v.text + t->v.off[id];
+        for (size_t i = 1; i < t->v.len[id]; i++) {
+            if (s[i] == ' ' && s[i - 1] != ' ') return 0;
+        }
+    }
+    return 1;
+}
+
 cllm_status tok_load_llama2c(cllm_tokenizer *t, const uint8_t *data, size_t size,
                              size_t vocab_hint) {
     size_t n = 0;
@@ -84,15 +98,16 @@ cllm_status tok_load_llama2c(cllm_tokenizer *t, const uint8_t *data, size_t size
     for (int b = 0; b < 256; b++) {
         if (t->byte_id[b] >= 0) t->v.flags[t->byte_id[b]] |= TOK_F_NOMERGE;
     }
+    t->space_splits = no_inner_spaces(t);
     return tok_build_decoded(t);
 }
 
-// Splits the dummy-prefixed text into symbols: each UTF-8 character that is a piece, else its
-// bytes as byte pieces (<unk> when the vocabulary lacks them), which never merge.
+// Symbols of word[begin, end): each UTF-8 character that is a piece, else its bytes as byte
+// pieces (<unk> when the vocabulary lacks them), which never merge. Offsets are into `word`.
 static cllm_status scored_symbols(const cllm_tokenizer *t, tok_work *w, const uint8_t *word,
-                                  size_t len) {
-    for (size_t i = 0; i < len;) {
-        size_t cl = tok_utf8_len(word + i, len - i);
+                                  size_t begin, size_t end) {
+    for (size_t i = begin; i < end;) {
+        size_t cl = tok_utf8_len(word + i, end - i);
         if (cl) {
             int32_t id = tok_vocab_find(&t->v, word + i, cl);
             if (id >= 0 && !(t->v.flags[id] & TOK_F_NOMERGE)) {
@@ -115,19 +130,32 @@ static cllm_status scored_symbols(const cllm_tokenizer *t, tok_work *w, const ui
     return CLLM_OK;
 }
 
+// Encodes word[0, len) (the dummy-prefixed text), split into independent words when
+// t->space_splits allows it.
+static cllm_status scored_words(const cllm_tokenizer *t, tok_work *w, const uint8_t *word,
+                                size_t len, tok_out *out) {
+    size_t begin = 0;
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && !(t->space_splits && word[i] == ' ' && word[i - 1] != ' ')) continue;
+        TRY(tok_work_reserve(w, i - begin)); // at most one symbol per byte
+        TRY(scored_symbols(t, w, word, begin, i));
+        tok_merge_word(t, w, word, out);
+        begin = i;
+    }
+    return CLLM_OK;
+}
+
 cllm_status tok_encode_scored(const cllm_tokenizer *t, const uint8_t *text, size_t len,
                               tok_out *out) {
     if (len == 0) return CLLM_OK; // no dummy prefix for empty text
-    size_t wlen;
-    RETURN_IF(cllm_add_overflow(len, 1, &wlen), CLLM_ERR_ARG, "text too long");
-    uint8_t *word = malloc(wlen);
-    RETURN_IF(!word, CLLM_ERR_NOMEM, "cannot allocate %zu bytes to encode", wlen);
+    // Symbol offsets are 32-bit.
+    RETURN_IF(len >= UINT32_MAX, CLLM_ERR_ARG, "text of %zu bytes is too long to encode", len);
+    uint8_t *word = malloc(len + 1);
+    RETURN_IF(!word, CLLM_ERR_NOMEM, "cannot allocate %zu bytes to encode", len + 1);
     word[0] = ' '; // SentencePiece's dummy prefix (add_dummy_prefix)
     memcpy(word + 1, text, len);
     tok_work w = {0};
-    cllm_status st = tok_work_reserve(&w, wlen); // at most one symbol per byte
-    if (st == CLLM_OK) st = scored_symbols(t, &w, word, wlen);
-    if (st == CLLM_OK) tok_merge_word(t, &w, word, out);
+    cllm_status st = scored_words(t, &w, word, len + 1, out);
     tok_work_free(&w);
     free(word);
     return st;

@@ -1,0 +1,329 @@
+// The CUDA backend's forward pass: the same Llama block as src/backend_cpu/cllm_cpu_forward.c,
+// run in chunks ("passes") of up to s->batch tokens, each ending with one synchronisation.
+//
+// Weights. Each of the 7 matrices of a layer and the classifier is RAW (decoded in VRAM: read in
+// place), DEVICE (payload in VRAM: decoded into the one scratch buffer just before use) or STREAM
+// (payload in pinned host memory: copied to a staging slot, then decoded into the scratch).
+//
+// Stream pipeline (two streams, per pass). The streamed matrices are numbered k = 0.. in use
+// order; matrix k uses slot k % S. Per slot two events:
+//   ev_copied[slot]: recorded on the copy stream after the copy of matrix k into the slot; the
+//                    compute stream waits on it before decoding matrix k.
+//   ev_free[slot]:   recorded on the compute stream after matrix k's decode (and, for int8, the
+//                    copy of its scales out of the slot); the copy stream waits on it before
+//                    copying matrix k + S into the slot.
+// cudaStreamWaitEvent waits for the record enqueued last before it, so the host enqueues the copy
+// of k + S only after it has enqueued the ev_free record of k (in acquire()), and the prologue
+// enqueues copies 0..S-1 (whose ev_free records are those of the previous pass, complete, or
+// never made: no wait). A wait only ever names a record already enqueued: nothing can hang.
+// The scratch needs no event: decode of matrix j + 1 and the kernels reading matrix j are in
+// the same (compute) stream order. So the copy engine runs up to S matrices ahead of the decoder
+// and weight VRAM is S slots + one decoded matrix.
+//
+// Batch-1 steps with no streamed matrix replay a CUDA graph captured at the first such step: the
+// layers, final norm and classifier. Positions and tokens are read from ctl_dev, uploaded before
+// each pass, so the graph does not depend on them; the embedding is looked up outside the graph.
+#include "cllm_cuda_be.h"
+
+#include <string.h>
+
+// What one pass runs.
+struct be_pass {
+    uint32_t nt;        // tokens
+    uint32_t n_out;     // logits rows: 0, 1 (the last token) or nt
+    uint32_t smem_pos;  // attention score buffer: positions (the context in a graph)
+    int n_active;       // streamed matrices used by this pass (the classifier only with logits)
+    int timing;         // record timing events (not inside a graph)
+};
+
+#define REC(ev, stream) CLLM_CUDA_TRY(cudaEventRecord((ev), CLLM_STREAM(stream)))
+
+// ---- weights ---------------------------------------------------------------------------------
+
+// Enqueues the copy of streamed matrix k into its slot (see the invariants above).
+static cllm_status issue_copy(be_state *s, const be_pass *p, int k) {
+    const size_t j = s->stream_mat[k];
+    const be_mat *m = &s->mats[j];
+    CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->copy), s->ev_free[m->slot], 0));
+    if (p->timing) REC(s->ev_cp[2 * j], s->copy);
+    CLLM_CUDA_TRY(cudaMemcpyAsync(s->slots[m->slot], m->host_src, m->w->payload_size,
+                                  cudaMemcpyHostToDevice, CLLM_STREAM(s->copy)));
+    if (p->timing) REC(s->ev_cp[2 * j + 1], s->copy);
+    REC(s->ev_copied[m->slot], s->copy);
+    return CLLM_OK;
+}
+
+static cllm_status prologue(be_state *s, const be_pass *p) {
+    for (int k = 0; k < p->n_active && k < s->n_slots; k++) TRY(issue_copy(s, p, k));
+    return CLLM_OK;
+}
+
+// Makes matrix j readable through s->mats[j].view on the compute stream.
+static cllm_status acquire(be_state *s, const be_pass *p, size_t j) {
+    const be_mat *m = &s->mats[j];
+    if (m->place == BE_RAW) return CLLM_OK;
+    if (m->place == BE_STREAM)
+        CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->compute), s->ev_copied[m->slot], 0));
+    if (p->timing) REC(s->ev_dec[2 * j], s->compute);
+    TRY(cllm_cuda_decode(&m->job, 1, s->status_dev, s->compute));
+    if (m->scales_bytes)
+        TRY(cllm_cuda_copy((void *)m->view.scales, m->scales_src, m->scales_bytes, s->compute));
+    if (p->timing) REC(s->ev_dec[2 * j + 1], s->compute);
+    if (m->place != BE_STREAM) return CLLM_OK;
+    REC(s->ev_free[m->slot], s->compute);
+    const int next = m->stream_idx + s->n_slots;
+    return next < p->n_active ? issue_copy(s, p, next) : CLLM_OK;
+}
+
+// ---- products --------------------------------------------------------------------------------
+
+// y (n, rows) = x (n, cols) . W^T through cuBLAS; int8 in row chunks (bounded bf16 copy of W),
+// each chunk's (n, m) output scattered into y's columns.
+static cllm_status gemm_rows(be_state *s, const cllm_cuda_weight *w, const float *x, uint32_t n,
+                             float *y) {
+    const uint64_t rc = be_gemm_chunk_rows(w->kind, w->rows, w->cols);
+    if (rc >= w->rows)
+        return cllm_cuda_gemm(s->blas, w, x, n, y, s->gemm_scratch, s->gemm_scratch_bytes,
+                              s->compute);
+    const uint64_t gpr = (w->cols + w->group_size - 1) / w->group_size;
+    for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
+        const uint64_t m = w->rows - r0 < rc ? w->rows - r0 : rc;
+        cllm_cuda_weight part = *w;
+        part.rows = m;
+        part.data = (const int8_t *)w->data + r0 * w->cols;
+        part.scales = w->scales + r0 * gpr;
+        TRY(cllm_cuda_gemm(s->blas, &part, x, n, s->ychunk, s->gemm_scratch,
+                           s->gemm_scratch_bytes, s->compute));
+        CLLM_CUDA_TRY(cudaMemcpy2DAsync(y + r0, w->rows * 4, s->ychunk, m * 4, m * 4, n,
+                                        cudaMemcpyDeviceToDevice, CLLM_STREAM(s->compute)));
+    }
+    return CLLM_OK;
+}
+
+// y (n, rows) = x (n, cols) . W^T, or y += that when `acc` (the GEMM path then goes through tmp,
+// (n, rows) floats). Small n: one matvec per token (the batch-1 kernels, fp32 activations).
+static cllm_status matmul(be_state *s, const cllm_cuda_weight *w, const float *x, uint32_t n,
+                          float *y, int acc, float *tmp) {
+    if (n <= BE_MATVEC_MAX_N) {
+        for (uint32_t t = 0; t < n; t++)
+            TRY(cllm_cuda_matvec(w, x + (size_t)t * w->cols, y + (size_t)t * w->rows, acc,
+                                 s->compute));
+        return CLLM_OK;
+    }
+    if (!acc) return gemm_rows(s, w, x, n, y);
+    TRY(gemm_rows(s, w, x, n, tmp));
+    return cllm_cuda_add(y, tmp, (size_t)n * w->rows, s->compute);
+}
+
+// Acquire matrix j, then matmul with it.
+static cllm_status use(be_state *s, const be_pass *p, size_t j, const float *x, float *y, int acc,
+                       float *tmp) {
+    TRY(acquire(s, p, j));
+    return matmul(s, &s->mats[j].view, x, p->nt, y, acc, tmp);
+}
+
+// ---- the blocks ------------------------------------------------------------------------------
+
+// x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h), h = RMSNorm(x) * w_att.
+static cllm_status attention_block(be_state *s, const be_pass *p, uint32_t l) {
+    const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
+    const size_t kv_off = (size_t)l * s->ctx * s->kv_dim;
+    TRY(cllm_cuda_rmsnorm(s->x, s->norm_att + l * D, s->xb, p->nt, (uint32_t)D, s->cfg.norm_eps,
+                          s->compute));
+    TRY(use(s, p, j + 0, s->xb, s->q, 0, NULL));
+    TRY(use(s, p, j + 1, s->xb, s->k, 0, NULL));
+    TRY(use(s, p, j + 2, s->xb, s->v, 0, NULL));
+    TRY(be_rope_store(s->q, s->k, s->v, s->kc + kv_off, s->vc + kv_off, s->rope_cos, s->rope_sin,
+                      s->ctl_dev, p->nt, s->cfg.n_heads, s->cfg.n_kv_heads,
+                      (uint32_t)s->head_dim, s->compute));
+    TRY(be_attention(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev, p->nt,
+                     p->smem_pos, s->cfg.n_heads, s->cfg.n_kv_heads, (uint32_t)s->head_dim,
+                     s->compute));
+    return use(s, p, j + 3, s->att, s->x, 1, s->xb);
+}
+
+// x += Wdown (silu(Wgate h) * Wup h), h = RMSNorm(x) * w_ffn.
+static cllm_status mlp_block(be_state *s, const be_pass *p, uint32_t l) {
+    const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
+    TRY(cllm_cuda_rmsnorm(s->x, s->norm_ffn + l * D, s->xb, p->nt, (uint32_t)D, s->cfg.norm_eps,
+                          s->compute));
+    TRY(use(s, p, j + 4, s->xb, s->hb, 0, NULL));
+    TRY(use(s, p, j + 5, s->xb, s->hb2, 0, NULL));
+    TRY(cllm_cuda_swiglu(s->hb, s->hb2, s->hb, (size_t)p->nt * s->hidden, s->compute));
+    return use(s, p, j + 6, s->hb, s->x, 1, s->xb);
+}
+
+// logits rows of the last n_out tokens: Wcls (RMSNorm(x) * w_final), BE_LOGIT_ROWS at a time,
+// each group copied to `host` (NULL: left in logits_dev, as in the graph).
+static cllm_status head(be_state *s, const be_pass *p, float *host) {
+    const size_t D = s->dim, V = s->vocab, first = p->nt - p->n_out;
+    TRY(cllm_cuda_rmsnorm(s->x + first * D, s->norm_final, s->xb, p->n_out, (uint32_t)D,
+                          s->cfg.norm_eps, s->compute));
+    TRY(acquire(s, p, s->n_mats - 1));
+    const cllm_cuda_weight *w = &s->mats[s->n_mats - 1].view;
+    for (uint32_t g = 0; g < p->n_out; g += BE_LOGIT_ROWS) {
+        const uint32_t ng = p->n_out - g < BE_LOGIT_ROWS ? p->n_out - g : BE_LOGIT_ROWS;
+        TRY(matmul(s, w, s->xb + g * D, ng, s->logits_dev, 0, NULL));
+        if (host)
+            CLLM_CUDA_TRY(cudaMemcpyAsync(host + g * V, s->logits_dev, (size_t)ng * V * 4,
+                                          cudaMemcpyDeviceToHost, CLLM_STREAM(s->compute)));
+    }
+    return CLLM_OK;
+}
+
+// Layers, final norm and classifier (what the graph captures).
+static cllm_status body(be_state *s, const be_pass *p, float *logits_host) {
+    for (uint32_t l = 0; l < s->n_layers; l++) {
+        if (p->timing) REC(s->ev_layer[l], s->compute);
+        TRY(attention_block(s, p, l));
+        TRY(mlp_block(s, p, l));
+    }
+    if (p->timing) REC(s->ev_layer[s->n_layers], s->compute);
+    if (p->n_out) TRY(head(s, p, logits_host));
+    if (p->timing) REC(s->ev_layer[s->n_layers + 1], s->compute);
+    return CLLM_OK;
+}
+
+// x (nt, D) = embedding rows of the tokens. Compressed-resident table: each token's block is
+// decoded into its own unit of embed_scratch (the job's `out` is placed so that the token's row
+// lands there), then read like a whole table.
+static cllm_status embed(be_state *s, const int32_t *tokens, uint32_t nt) {
+    if (s->embed_direct)
+        return cllm_cuda_embed(&s->embed_view, s->ctl_dev + 1, nt, s->x, s->compute);
+    const cllm_weight *e = &s->w->embed;
+    const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
+    const uint64_t row_bytes = e->desc.cols * e->elem_size;
+    for (uint32_t t = 0; t < nt; t++) {
+        const uint64_t b = (uint64_t)tokens[t] / unit;
+        uint8_t *out = s->embed_scratch + (size_t)t * s->embed_unit_bytes - b * unit * row_bytes;
+        TRY(cllm_cuda_decode_job_init(&e->desc, s->embed_payload_dev, out, b, 1,
+                                      &s->embed_jobs[t]));
+    }
+    TRY(cllm_cuda_decode(s->embed_jobs, nt, s->status_dev, s->compute));
+    for (uint32_t t = 0; t < nt; t++) {
+        cllm_cuda_weight v = s->embed_view;
+        v.data = s->embed_jobs[t].out;
+        TRY(cllm_cuda_embed(&v, s->ctl_dev + 1 + t, 1, s->x + (size_t)t * s->dim, s->compute));
+    }
+    return CLLM_OK;
+}
+
+// ---- CUDA graph ------------------------------------------------------------------------------
+
+static cllm_status graph_capture(be_state *s) {
+    const be_pass p = {1, 1, s->ctx, 0, 0};
+    cudaStream_t cs = CLLM_STREAM(s->compute);
+    CLLM_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
+    cllm_status st = body(s, &p, NULL);
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cs, &g);
+    if (st == CLLM_OK && e != cudaSuccess)
+        st = CLLM_FAIL(CLLM_ERR_DEVICE, "cudaStreamEndCapture: %s", cudaGetErrorString(e));
+    if (st == CLLM_OK && (e = cudaGraphInstantiate(&s->graph, g, 0)) != cudaSuccess)
+        st = CLLM_FAIL(CLLM_ERR_DEVICE, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    if (g) (void)cudaGraphDestroy(g);
+    return st;
+}
+
+// Captures the batch-1 step once; on failure logs why and falls back to direct launches.
+static void graph_ensure(be_state *s) {
+    if (s->graph_state != 0) return;
+    if (graph_capture(s) == CLLM_OK) {
+        s->graph_state = 1;
+        be_log(s, "cuda: batch-1 step captured in a CUDA graph");
+        return;
+    }
+    (void)cudaGetLastError();
+    s->graph = NULL;
+    s->graph_state = -1;
+    be_log(s, "cuda: CUDA graph capture failed (%s); using direct launches", cllm_last_error());
+}
+
+// ---- passes ----------------------------------------------------------------------------------
+
+static double elapsed(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    if (cudaEventElapsedTime(&ms, a, b) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return ms * 1e-3;
+}
+
+// Per-layer split of the pass just synchronised, added to the totals.
+static void read_times(be_state *s, const be_pass *p, int graph_used) {
+    const uint32_t L = s->n_layers;
+    memset(s->t_copy, 0, 3 * ((size_t)L + 1) * sizeof(double));
+    if (graph_used) {
+        s->t_comp[L] = elapsed(s->ev_layer[0], s->ev_layer[L + 1]);
+        s->compute_s += s->t_comp[L];
+        return;
+    }
+    for (size_t j = 0; j < s->n_mats; j++) {
+        const be_mat *m = &s->mats[j];
+        if (m->place == BE_RAW || (j == s->n_mats - 1 && p->n_out == 0)) continue;
+        s->t_dec[m->layer] += elapsed(s->ev_dec[2 * j], s->ev_dec[2 * j + 1]);
+        if (m->place == BE_STREAM)
+            s->t_copy[m->layer] += elapsed(s->ev_cp[2 * j], s->ev_cp[2 * j + 1]);
+    }
+    for (uint32_t l = 0; l <= L; l++) {
+        const double total = elapsed(s->ev_layer[l], s->ev_layer[l + 1]);
+        s->t_comp[l] = total > s->t_dec[l] ? total - s->t_dec[l] : 0;
+        s->copy_s += s->t_copy[l];
+        s->decode_s += s->t_dec[l];
+        s->compute_s += s->t_comp[l];
+    }
+}
+
+static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, size_t pos,
+                            uint32_t n_out, float *logits_host) {
+    const int cls_streamed = s->mats[s->n_mats - 1].place == BE_STREAM;
+    const be_pass p = {nt, n_out, (uint32_t)(pos + nt),
+                       s->n_streamed - (cls_streamed && n_out == 0 ? 1 : 0), 1};
+    // ctl_host is free: the previous pass ended with a synchronisation.
+    s->ctl_host[0] = (int32_t)pos;
+    memcpy(s->ctl_host + 1, tokens, (size_t)nt * sizeof(int32_t));
+    TRY(cllm_cuda_copy(s->ctl_dev, s->ctl_host, ((size_t)nt + 1) * sizeof(int32_t), s->compute));
+    TRY(cllm_cuda_decode_status_reset(s->status_dev, s->compute));
+    TRY(prologue(s, &p));
+    TRY(embed(s, tokens, nt));
+    const int graph_ok = nt == 1 && n_out == 1 && s->n_streamed == 0 && s->graph_state >= 0;
+    if (graph_ok) graph_ensure(s);
+    const int graph_used = graph_ok && s->graph_state == 1;
+    if (graph_used) {
+        REC(s->ev_layer[0], s->compute);
+        CLLM_CUDA_TRY(cudaGraphLaunch(s->graph, CLLM_STREAM(s->compute)));
+        REC(s->ev_layer[s->n_layers + 1], s->compute);
+        CLLM_CUDA_TRY(cudaMemcpyAsync(logits_host, s->logits_dev, s->vocab * sizeof(float),
+                                      cudaMemcpyDeviceToHost, CLLM_STREAM(s->compute)));
+    } else {
+        TRY(body(s, &p, logits_host));
+    }
+    TRY(cllm_cuda_decode_status_check(s->status_dev, s->compute));  // synchronises compute
+    TRY(cllm_cuda_sync(s->copy));
+    read_times(s, &p, graph_used);
+    return CLLM_OK;
+}
+
+cllm_status be_forward(void *state, const int32_t *tokens, size_t n, size_t pos, float *logits,
+                       int all_logits) {
+    be_state *s = (be_state *)state;
+    CLLM_CUDA_TRY(cudaSetDevice(s->device));  // the device is per host thread
+    cllm_status st = CLLM_OK;
+    for (size_t done = 0; done < n && st == CLLM_OK;) {
+        const uint32_t nt = (uint32_t)(n - done < s->batch ? n - done : s->batch);
+        const int last = done + nt == n;
+        const uint32_t n_out = all_logits ? nt : (last ? 1 : 0);
+        float *out = all_logits ? logits + done * s->vocab : (last ? logits : NULL);
+        st = pass_run(s, tokens + done, nt, pos + done, n_out, out);
+        done += nt;
+    }
+    if (st != CLLM_OK) {  // leave no work in flight behind a failure
+        (void)cudaStreamSynchronize(CLLM_STREAM(s->compute));
+        (void)cudaStreamSynchronize(CLLM_STREAM(s->copy));
+        (void)cudaGetLastError();
+    }
+    s->n_forward++;
+    s->n_tokens += n;
+    return st;
+}

@@ -1,0 +1,790 @@
+// GPU checks and benchmarks of src/cuda: the rANS decoders against the C decoder (bit-exact),
+// corruption reporting, every compute kernel against its C reference below (relative L2 error
+// within a stated tolerance), and timings (CUDA events, warm-up, median of many runs, rotating
+// buffers). Prints a summary table at the end. Exit: 0 all passed, 1 a check failed, 77 no GPU.
+//
+// Usage: gpu_check [--quick]   (--quick: skips the 7B-layer decode benchmark)
+#include "codec/cllm_codec.h"
+#include "common/cllm_half.h"
+#include "cuda/cllm_cuda.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- bookkeeping -------------------------------------------------------------------------------
+
+static int g_failed, g_passed;
+static cllm_cuda_mem *g_mem;
+static void *g_stream;
+static char g_summary[16384];
+static size_t g_summary_len;
+
+static void summary(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void summary(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(g_summary + g_summary_len, sizeof g_summary - g_summary_len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && g_summary_len + (size_t)n < sizeof g_summary) g_summary_len += (size_t)n;
+}
+
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s ", ok ? "PASS" : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    if (ok) g_passed++;
+    else g_failed++;
+    fflush(stdout);
+}
+
+#define MUST(expr)                                                                                 \
+    do {                                                                                           \
+        cllm_status must_st_ = (expr);                                                             \
+        if (must_st_ != CLLM_OK) {                                                                 \
+            fprintf(stderr, "FATAL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,              \
+                    cllm_status_name(must_st_), cllm_last_error());                                \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "FATAL: out of host memory (%zu bytes)\n", n);
+        exit(1);
+    }
+    return p;
+}
+
+static void *dev_alloc(size_t n) {
+    void *p;
+    MUST(cllm_cuda_alloc(g_mem, n, &p));
+    return p;
+}
+
+static void *upload(const void *src, size_t n) {
+    void *p = dev_alloc(n);
+    MUST(cllm_cuda_copy(p, src, n, g_stream));
+    return p;
+}
+
+static void download(void *dst, const void *src, size_t n) {
+    MUST(cllm_cuda_copy(dst, src, n, g_stream));
+    MUST(cllm_cuda_sync(g_stream));
+}
+
+// ---- random data (splitmix64, Box-Muller) -----------------------------------------------------
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double uni(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
+static double normal(void) {
+    double u = uni(), v = uni();
+    return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
+}
+
+enum dist { D_NORMAL, D_HEAVY, D_CONST };
+
+// Element i depends only on (seed, i), so large tensors are generated in parallel.
+static uint64_t hash64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float sample_at(enum dist d, uint64_t seed, uint64_t i) {
+    if (d == D_CONST) return 0.015625f;
+    uint64_t h1 = hash64(seed + 2 * i), h2 = hash64(~seed + 2 * i + 1);
+    double u = ((h1 >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double v = (h2 >> 11) * (1.0 / 9007199254740992.0);
+    double r = sqrt(-2.0 * log(u));
+    double n1 = r * cos(6.283185307179586 * v), n2 = r * sin(6.283185307179586 * v);
+    if (d == D_NORMAL) return (float)(0.02 * n1);
+    double s = 0.02 * exp(0.6 * n2);  // log-normal scale mixture: heavy tails
+    if ((h2 & 1023) == 0) s *= 30.0;   // rare outliers
+    return (float)(s * n1);
+}
+
+static void *make_tensor(cllm_dtype dt, uint64_t n, enum dist d) {
+    void *p = xmalloc(n * cllm_dtype_size(dt));
+    const uint64_t seed = rnd();
+#pragma omp parallel for schedule(static)
+    for (uint64_t i = 0; i < n; i++) {
+        float f = sample_at(d, seed, i);
+        if (dt == CLLM_DTYPE_F32) ((float *)p)[i] = f;
+        else if (dt == CLLM_DTYPE_F16) ((uint16_t *)p)[i] = cllm_f32_to_f16(f);
+        else ((uint16_t *)p)[i] = cllm_f32_to_bf16(f);
+    }
+    return p;
+}
+
+static void fill_floats(float *x, size_t n, double scale) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * normal());
+}
+
+// ---- a coded tensor on both sides ---------------------------------------------------------------
+
+typedef struct coded_case {
+    cllm_coded coded;
+    cllm_coded_desc desc;
+    uint8_t *ref;      // C decoder output
+    size_t out_bytes;  // decoded bytes
+    uint8_t *payload_dev;
+} coded_case;
+
+static void coded_make(coded_case *c, cllm_codec codec, cllm_dtype dt, uint64_t rows,
+                       uint64_t cols, uint32_t group_size, uint64_t block_symbols, enum dist d) {
+    memset(c, 0, sizeof *c);
+    void *src = make_tensor(dt, rows * cols, d);
+    cllm_encode_params p = {.codec = codec, .group_size = group_size,
+                            .block_symbols = block_symbols};
+    MUST(cllm_encode_tensor(src, dt, rows, cols, &p, &c->coded));
+    free(src);
+    MUST(cllm_desc_from_payload(&c->coded.info, c->coded.payload, c->coded.payload_size,
+                                &c->desc));
+    MUST(cllm_payload_check(&c->desc, c->coded.payload, c->coded.payload_size));
+    c->out_bytes = rows * cols * (codec == CLLM_CODEC_INT8 ? 1 : cllm_dtype_size(dt));
+    c->ref = xmalloc(c->out_bytes);
+    MUST(cllm_decode_tensor(&c->coded.info, c->coded.payload, c->coded.payload_size, c->ref,
+                            c->out_bytes, NULL, 0, 0));
+    c->payload_dev = upload(c->coded.payload, c->coded.payload_size);
+}
+
+static void coded_free(coded_case *c) {
+    MUST(cllm_cuda_release(g_mem, c->payload_dev));
+    free(c->ref);
+    cllm_coded_free(&c->coded);
+}
+
+// Decodes blocks [b0, b0+nb) on the GPU; returns the status of the status check.
+static cllm_status gpu_decode(const coded_case *c, void *out_dev, uint64_t b0, uint64_t nb,
+                              cllm_cuda_decode_status *st_dev) {
+    cllm_cuda_decode_job job;
+    MUST(cllm_cuda_decode_job_init(&c->desc, c->payload_dev, out_dev, b0, nb, &job));
+    MUST(cllm_cuda_decode_status_reset(st_dev, g_stream));
+    MUST(cllm_cuda_decode(&job, 1, st_dev, g_stream));
+    return cllm_cuda_decode_status_check(st_dev, g_stream);
+}
+
+// ---- decoder correctness ------------------------------------------------------------------------
+
+typedef struct dec_shape {
+    cllm_codec codec;
+    cllm_dtype dt;
+    uint64_t rows, cols;
+    uint32_t group_size;
+    uint64_t block_symbols;
+    enum dist d;
+    const char *what;
+} dec_shape;
+
+static const dec_shape k_shapes[] = {
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 1, 0, 0, D_NORMAL, "1x1"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 37, 0, 0, D_NORMAL, "1xN, N%32!=0"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 70001, 0, 0, D_HEAVY, "one long row"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 37, 333, 0, 1000, D_NORMAL, "rows%rpb!=0, odd cols"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 64, 512, 0, 4096, D_CONST, "all equal"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, D_HEAVY, "aligned, many blocks"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 1, 1, 0, 0, D_NORMAL, "1x1"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 37, 333, 0, 1000, D_HEAVY, "odd shape"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 256, 1024, 0, 0, D_NORMAL, "default blocks"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 1, 5, 0, 0, D_NORMAL, "1x5"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 37, 333, 0, 1000, D_HEAVY, "odd shape"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 128, 1024, 0, 0, D_CONST, "all equal"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 1, 0, 0, D_NORMAL, "1x1"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 45, 0, 0, D_NORMAL, "1xN"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 37, 333, 7, 1000, D_HEAVY, "odd shape, group 7"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_F32, 64, 512, 0, 4096, D_CONST, "all equal"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 300, 1024, 32, 8192, D_HEAVY, "aligned, group 32"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_F16, 1000, 4096, 0, 0, D_HEAVY, "default blocks"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 4096, 4096, 0, 0, D_HEAVY, "4096x4096"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 4096, 4096, 0, 0, D_HEAVY, "4096x4096"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 11008, 4096, 0, 0, D_HEAVY, "11008x4096"},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 11008, 4096, 0, 0, D_HEAVY, "11008x4096"},
+};
+
+static int decode_case(const dec_shape *s, cllm_cuda_decode_status *st_dev) {
+    coded_case c;
+    coded_make(&c, s->codec, s->dt, s->rows, s->cols, s->group_size, s->block_symbols, s->d);
+    // One extra byte before the output: an unaligned destination takes the per-element path.
+    uint8_t *out_dev = dev_alloc(c.out_bytes + 16);
+    uint8_t *got = xmalloc(c.out_bytes);
+    int ok = 1;
+    const size_t esz = s->codec == CLLM_CODEC_INT8 ? 1 : cllm_dtype_size(s->dt);
+    for (int shift = 0; shift < 2 && ok; shift++) {
+        const size_t sh = shift ? esz : 0;  // element-aligned, not 16-byte aligned
+        cllm_status st = gpu_decode(&c, out_dev + sh, 0, c.desc.n_blocks, st_dev);
+        download(got, out_dev + sh, c.out_bytes);
+        ok = st == CLLM_OK && memcmp(got, c.ref, c.out_bytes) == 0;
+        if (st != CLLM_OK) printf("     status %s: %s\n", cllm_status_name(st), cllm_last_error());
+    }
+    if (ok && c.desc.n_blocks > 2) {  // decoding block 1 alone writes exactly its rows
+        const size_t row_bytes = c.out_bytes / s->rows, r0 = c.desc.rows_per_block;
+        MUST(cllm_cuda_copy(out_dev, c.ref, c.out_bytes, g_stream));
+        memset(got, 0xa5, c.out_bytes);
+        MUST(cllm_cuda_copy(out_dev + r0 * row_bytes, got, r0 * row_bytes, g_stream));
+        cllm_status st = gpu_decode(&c, out_dev, 1, 1, st_dev);
+        download(got, out_dev, c.out_bytes);
+        ok = st == CLLM_OK && memcmp(got, c.ref, c.out_bytes) == 0;
+    }
+    check(ok, "decode %-8s %-4s %6llux%-6llu rpb %-5u blocks %-5llu %s",
+          cllm_codec_name(s->codec), cllm_dtype_name(s->dt), (unsigned long long)s->rows,
+          (unsigned long long)s->cols, c.desc.rows_per_block, (unsigned long long)c.desc.n_blocks,
+          s->what);
+    free(got);
+    MUST(cllm_cuda_release(g_mem, out_dev));
+    coded_free(&c);
+    return ok;
+}
+
+// Corrupts a state, a word and the padding-or-last word of a valid payload; each must be reported
+// (and the C decoder must agree that the payload is corrupt).
+static void corrupt_cases(cllm_cuda_decode_status *st_dev) {
+    coded_case c;
+    coded_make(&c, CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 64, 1000, 0, 16000, D_HEAVY);
+    cllm_payload_layout_t lay;
+    MUST(cllm_payload_layout(&c.desc, &lay));
+    uint8_t *out_dev = dev_alloc(c.out_bytes);
+    uint8_t *tmp = xmalloc(c.out_bytes);
+    const uint64_t b1 = cllm_load_le64(c.coded.payload + lay.index_off + 8);
+    const struct { const char *what; uint64_t off; uint8_t xor_; } k[] = {
+        {"state of lane 3, block 0", lay.streams_off + 12, 0x01},
+        {"a word of block 0", lay.streams_off + CLLM_RANS_STATE_BYTES + 40, 0x10},
+        {"last bytes of block 0", lay.streams_off + b1 - 2, 0x80},
+        {"state of lane 31, block 1", lay.streams_off + b1 + 124, 0x40},
+    };
+    int all = 1;
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        c.coded.payload[k[i].off] ^= k[i].xor_;
+        cllm_status cst = cllm_decode_tensor(&c.coded.info, c.coded.payload, c.coded.payload_size,
+                                             tmp, c.out_bytes, NULL, 0, 0);
+        MUST(cllm_cuda_copy(c.payload_dev, c.coded.payload, c.coded.payload_size, g_stream));
+        cllm_status gst = gpu_decode(&c, out_dev, 0, c.desc.n_blocks, st_dev);
+        int ok = gst == CLLM_ERR_CORRUPT && cst == CLLM_ERR_CORRUPT;
+        check(ok, "corrupt payload (%s): GPU %s, C %s", k[i].what, cllm_status_name(gst),
+              cllm_status_name(cst));
+        all &= ok;
+        c.coded.payload[k[i].off] ^= k[i].xor_;
+    }
+    MUST(cllm_cuda_copy(c.payload_dev, c.coded.payload, c.coded.payload_size, g_stream));
+    check(gpu_decode(&c, out_dev, 0, c.desc.n_blocks, st_dev) == CLLM_OK,
+          "restored payload decodes cleanly");
+    // The LEFT predictor is refused up front.
+    cllm_coded_desc d = c.desc;
+    d.predictor = CLLM_PRED_LEFT;
+    cllm_cuda_decode_job job;
+    check(cllm_cuda_decode_job_init(&d, c.payload_dev, out_dev, 0, 1, &job) == CLLM_ERR_UNSUPPORTED,
+          "predictor LEFT: CLLM_ERR_UNSUPPORTED");
+    summary("%-44s %s\n", "decode: corruption reported", all ? "PASS" : "FAIL");
+    free(tmp);
+    MUST(cllm_cuda_release(g_mem, out_dev));
+    coded_free(&c);
+}
+
+// ---- timing -----------------------------------------------------------------------------------
+
+typedef void (*bench_fn)(void *ctx, int iter);
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+// Median milliseconds of `runs` timed calls after `warm` untimed ones.
+static float bench_ms(bench_fn fn, void *ctx, int warm, int runs) {
+    cllm_cuda_timer *t;
+    MUST(cllm_cuda_timer_create(&t));
+    for (int i = 0; i < warm; i++) fn(ctx, i);
+    float ms[256];
+    if (runs > 256) runs = 256;
+    for (int i = 0; i < runs; i++) {
+        MUST(cllm_cuda_timer_start(t, g_stream));
+        fn(ctx, warm + i);
+        MUST(cllm_cuda_timer_stop(t, g_stream));
+        MUST(cllm_cuda_timer_ms(t, &ms[i]));
+    }
+    cllm_cuda_timer_free(t);
+    qsort(ms, (size_t)runs, sizeof ms[0], cmp_float);
+    return ms[runs / 2];
+}
+
+// ---- decode benchmark -------------------------------------------------------------------------
+
+#define ROT 3  // rotating payload copies and outputs, so no run finds its data in L2
+
+typedef struct dec_bench {
+    size_t n_jobs;
+    cllm_cuda_decode_job jobs[ROT][8];
+    cllm_cuda_decode_status *st_dev;
+} dec_bench;
+
+static void dec_bench_run(void *ctx, int iter) {
+    dec_bench *b = ctx;
+    MUST(cllm_cuda_decode(b->jobs[iter % ROT], b->n_jobs, b->st_dev, g_stream));
+}
+
+// Encodes `n` tensors, checks one GPU decode of all of them in one launch bit for bit, and times it.
+static void decode_bench(const char *name, cllm_codec codec, size_t n, const uint64_t (*shape)[2],
+                         uint64_t block_symbols, cllm_cuda_decode_status *st_dev) {
+    coded_case c[8];
+    dec_bench b = {.n_jobs = n, .st_dev = st_dev};
+    uint8_t *extra[ROT][8] = {{0}}, *outs[ROT][8] = {{0}};
+    size_t out_total = 0, in_total = 0, n_blocks = 0;
+    for (size_t i = 0; i < n; i++) {
+        coded_make(&c[i], codec, CLLM_DTYPE_BF16, shape[i][0], shape[i][1], 0, block_symbols,
+                   D_HEAVY);
+        out_total += c[i].out_bytes;
+        in_total += c[i].coded.payload_size;
+        n_blocks += c[i].desc.n_blocks;
+        for (int r = 0; r < ROT; r++) {
+            uint8_t *pl = r ? (extra[r][i] = upload(c[i].coded.payload, c[i].coded.payload_size))
+                            : c[i].payload_dev;
+            outs[r][i] = dev_alloc(c[i].out_bytes);
+            MUST(cllm_cuda_decode_job_init(&c[i].desc, pl, outs[r][i], 0, c[i].desc.n_blocks,
+                                           &b.jobs[r][i]));
+        }
+    }
+    MUST(cllm_cuda_decode_status_reset(st_dev, g_stream));
+    for (int r = 0; r < ROT; r++) dec_bench_run(&b, r);
+    int ok = cllm_cuda_decode_status_check(st_dev, g_stream) == CLLM_OK;
+    for (size_t i = 0; i < n && ok; i++) {
+        uint8_t *got = xmalloc(c[i].out_bytes);
+        for (int r = 0; r < ROT && ok; r++) {
+            download(got, outs[r][i], c[i].out_bytes);
+            ok = memcmp(got, c[i].ref, c[i].out_bytes) == 0;
+        }
+        free(got);
+    }
+    check(ok, "decode bench %s: %zu tensors, %zu blocks, bit-exact", name, n, n_blocks);
+    float ms = bench_ms(dec_bench_run, &b, 3, 30);
+    double out_gbs = out_total / (ms * 1e6), all_gbs = (out_total + in_total) / (ms * 1e6);
+    printf("BENCH decode %-34s %8.3f ms  out %7.1f GB/s  in+out %7.1f GB/s  (%.3f bits/sym)\n",
+           name, ms, out_gbs, all_gbs, 8.0 * in_total / (double)(out_total / (codec == CLLM_CODEC_INT8 ? 1 : 2)));
+    summary("%-44s %s  %8.3f ms %8.1f GB/s out %8.1f GB/s in+out\n", name, ok ? "PASS" : "FAIL",
+            ms, out_gbs, all_gbs);
+    MUST(cllm_cuda_decode_status_check(st_dev, g_stream));
+    for (size_t i = 0; i < n; i++) {
+        for (int r = 0; r < ROT; r++) {
+            MUST(cllm_cuda_release(g_mem, outs[r][i]));
+            if (r) MUST(cllm_cuda_release(g_mem, extra[r][i]));
+        }
+        coded_free(&c[i]);
+    }
+}
+
+// ---- C references (the specification of each kernel) -------------------------------------------
+
+static double wref(const cllm_cuda_weight *w, const void *data, const float *scales, uint64_t r,
+                   uint64_t c) {
+    uint64_t i = r * w->cols + c;
+    switch (w->kind) {
+    case CLLM_CUDA_W_F32: return ((const float *)data)[i];
+    case CLLM_CUDA_W_F16: return cllm_f16_to_f32(((const uint16_t *)data)[i]);
+    case CLLM_CUDA_W_BF16: return cllm_bf16_to_f32(((const uint16_t *)data)[i]);
+    default: {
+        uint64_t gpr = (w->cols + w->group_size - 1) / w->group_size;
+        return (float)((const int8_t *)data)[i] * scales[r * gpr + c / w->group_size];
+    }
+    }
+}
+
+static void ref_matvec(const cllm_cuda_weight *w, const void *data, const float *scales,
+                       const float *x, float *y) {
+#pragma omp parallel for schedule(static)
+    for (uint64_t r = 0; r < w->rows; r++) {
+        double s = 0;
+        for (uint64_t c = 0; c < w->cols; c++) s += wref(w, data, scales, r, c) * x[c];
+        y[r] = (float)s;
+    }
+}
+
+static void ref_rmsnorm(const float *x, const float *w, float *o, uint32_t n_rows, uint32_t dim,
+                        float eps) {
+    for (uint32_t t = 0; t < n_rows; t++) {
+        double ss = 0;
+        for (uint32_t i = 0; i < dim; i++) ss += (double)x[t * dim + i] * x[t * dim + i];
+        double inv = 1.0 / sqrt(ss / dim + eps);
+        for (uint32_t i = 0; i < dim; i++) o[t * dim + i] = (float)(x[t * dim + i] * inv * w[i]);
+    }
+}
+
+// Interleaved pairs; inv_freq[i] = (float)theta^(-2i/hd); angle = (float)pos * inv_freq[i].
+static void ref_rope_vec(float *v, uint32_t hd, uint32_t pos, float theta) {
+    for (uint32_t i = 0; i < hd / 2; i++) {
+        float f = (float)pow(theta, -2.0 * i / hd);
+        float ang = (float)pos * f;
+        double c = cos(ang), s = sin(ang);
+        double a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = (float)(a * c - b * s);
+        v[2 * i + 1] = (float)(a * s + b * c);
+    }
+}
+
+static void ref_attention(const float *q, const float *kc, const float *vc, float *out,
+                          uint32_t n_q, uint32_t pos0, uint32_t nh, uint32_t nkv, uint32_t hd) {
+    double *sc = xmalloc((pos0 + n_q) * sizeof(double));
+    for (uint32_t t = 0; t < n_q; t++) {
+        for (uint32_t h = 0; h < nh; h++) {
+            const float *qh = q + ((size_t)t * nh + h) * hd;
+            uint32_t kvh = h / (nh / nkv), n = pos0 + t + 1;
+            double m = -INFINITY, sum = 0;
+            for (uint32_t p = 0; p < n; p++) {
+                const float *k = kc + ((size_t)p * nkv + kvh) * hd;
+                double s = 0;
+                for (uint32_t d = 0; d < hd; d++) s += (double)qh[d] * k[d];
+                sc[p] = s / sqrt((double)hd);
+                if (sc[p] > m) m = sc[p];
+            }
+            for (uint32_t p = 0; p < n; p++) sum += (sc[p] = exp(sc[p] - m));
+            for (uint32_t d = 0; d < hd; d++) {
+                double o = 0;
+                for (uint32_t p = 0; p < n; p++) o += sc[p] * vc[((size_t)p * nkv + kvh) * hd + d];
+                out[((size_t)t * nh + h) * hd + d] = (float)(o / sum);
+            }
+        }
+    }
+    free(sc);
+}
+
+static double rel_l2(const float *got, const float *want, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+// ---- compute kernel checks -----------------------------------------------------------------------
+
+typedef struct mv_bench {
+    cllm_cuda_weight w[ROT];
+    const float *x;
+    float *y;
+} mv_bench;
+
+static void mv_bench_run(void *ctx, int iter) {
+    mv_bench *b = ctx;
+    MUST(cllm_cuda_matvec(&b->w[iter % ROT], b->x, b->y, 0, g_stream));
+}
+
+static const char *wkind_name(uint32_t k) {
+    static const char *n[] = {"f32", "f16", "bf16", "int8"};
+    return k < 4 ? n[k] : "?";
+}
+
+// W random of the given kind; checks y = W x (tolerance 1e-5; the fp32-accumulation error of
+// 11008 terms is ~1e-6) and, when `bench`, times it in GB/s of weights.
+static void matvec_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t group, int bench) {
+    size_t esz = kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
+    size_t n = rows * cols, bytes = n * esz;
+    uint8_t *data = xmalloc(bytes);
+    float *scales = NULL;
+    uint32_t gs = group ? group : (uint32_t)cols;
+    size_t n_sc = rows * ((cols + gs - 1) / gs);
+    const uint64_t seed = rnd();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float f = sample_at(D_HEAVY, seed, i);
+        if (kind == CLLM_CUDA_W_F32) ((float *)data)[i] = f;
+        else if (kind == CLLM_CUDA_W_F16) ((uint16_t *)data)[i] = cllm_f32_to_f16(f);
+        else if (kind == CLLM_CUDA_W_BF16) ((uint16_t *)data)[i] = cllm_f32_to_bf16(f);
+        else ((int8_t *)data)[i] = (int8_t)((int)(hash64(seed + i) % 255) - 127);
+    }
+    if (kind == CLLM_CUDA_W_INT8) {
+        scales = xmalloc(n_sc * sizeof(float));
+        for (size_t i = 0; i < n_sc; i++) scales[i] = (float)(0.001 + 0.001 * uni());
+    }
+    float *x = xmalloc(cols * sizeof(float)), *y = xmalloc(rows * sizeof(float));
+    float *want = xmalloc(rows * sizeof(float));
+    fill_floats(x, cols, 1.0);
+    cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = kind, .group_size = gs};
+    ref_matvec(&w, data, scales, x, want);
+    mv_bench b;
+    int copies = bench ? ROT : 1;
+    for (int r = 0; r < copies; r++) {
+        b.w[r] = w;
+        b.w[r].data = upload(data, bytes);
+        b.w[r].scales = scales ? upload(scales, n_sc * sizeof(float)) : NULL;
+    }
+    b.x = upload(x, cols * sizeof(float));
+    b.y = dev_alloc(rows * sizeof(float));
+    MUST(cllm_cuda_matvec(&b.w[0], b.x, b.y, 0, g_stream));
+    download(y, b.y, rows * sizeof(float));
+    double err = rel_l2(y, want, rows);
+    // accumulate: y += W x
+    MUST(cllm_cuda_matvec(&b.w[0], b.x, b.y, 1, g_stream));
+    download(y, b.y, rows * sizeof(float));
+    for (size_t i = 0; i < rows; i++) want[i] *= 2.0f;
+    double err2 = rel_l2(y, want, rows);
+    int ok = err < 1e-5 && err2 < 1e-5;
+    check(ok, "matvec %-4s %6llux%-6llu group %-5u rel L2 %.2e (accumulate %.2e), tol 1e-5",
+          wkind_name(kind), (unsigned long long)rows, (unsigned long long)cols, gs, err, err2);
+    char name[96];
+    snprintf(name, sizeof name, "matvec %s %llux%llu g%u", wkind_name(kind),
+             (unsigned long long)rows, (unsigned long long)cols, gs);
+    if (bench) {
+        float ms = bench_ms(mv_bench_run, &b, 5, 50);
+        double gbs = (bytes + n_sc * 4.0) / (ms * 1e6);
+        printf("BENCH %-40s %8.4f ms  %7.1f GB/s of weights\n", name, ms, gbs);
+        summary("%-44s %s  %8.4f ms %8.1f GB/s weights\n", name, ok ? "PASS" : "FAIL", ms, gbs);
+    } else {
+        summary("%-44s %s  rel L2 %.1e\n", name, ok ? "PASS" : "FAIL", err);
+    }
+    for (int r = 0; r < copies; r++) {
+        MUST(cllm_cuda_release(g_mem, (void *)b.w[r].data));
+        MUST(cllm_cuda_release(g_mem, (void *)b.w[r].scales));
+    }
+    MUST(cllm_cuda_release(g_mem, (void *)b.x));
+    MUST(cllm_cuda_release(g_mem, b.y));
+    free(data), free(scales), free(x), free(y), free(want);
+}
+
+static void small_kernels(void) {
+    // RMSNorm: 3 rows of 4096 (and an odd width), tolerance 1e-5.
+    {
+        uint32_t rows = 3, dim = 4097;
+        size_t n = (size_t)rows * dim;
+        float *x = xmalloc(n * 4), *w = xmalloc(dim * 4), *o = xmalloc(n * 4), *want = xmalloc(n * 4);
+        fill_floats(x, n, 2.0), fill_floats(w, dim, 1.0);
+        ref_rmsnorm(x, w, want, rows, dim, 1e-5f);
+        float *xd = upload(x, n * 4), *wd = upload(w, dim * 4), *od = dev_alloc(n * 4);
+        MUST(cllm_cuda_rmsnorm(xd, wd, od, rows, dim, 1e-5f, g_stream));
+        download(o, od, n * 4);
+        double e = rel_l2(o, want, n);
+        check(e < 1e-5, "rmsnorm %ux%u rel L2 %.2e, tol 1e-5", rows, dim, e);
+        summary("%-44s %s  rel L2 %.1e\n", "rmsnorm", e < 1e-5 ? "PASS" : "FAIL", e);
+        MUST(cllm_cuda_release(g_mem, xd)); MUST(cllm_cuda_release(g_mem, wd));
+        MUST(cllm_cuda_release(g_mem, od));
+        free(x), free(w), free(o), free(want);
+    }
+    // RoPE: 3 tokens at positions 4093.. (large angles), 32 q heads, 8 kv heads, head_dim 128.
+    {
+        uint32_t nt = 3, nh = 32, nkv = 8, hd = 128, pos0 = 4093;
+        size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * nkv * hd;
+        float *q = xmalloc(nq * 4), *k = xmalloc(nk * 4), *gq = xmalloc(nq * 4), *gk = xmalloc(nk * 4);
+        fill_floats(q, nq, 1.0), fill_floats(k, nk, 1.0);
+        float *qd = upload(q, nq * 4), *kd = upload(k, nk * 4);
+        MUST(cllm_cuda_rope(qd, kd, nt, nh, nkv, hd, pos0, 500000.0f, NULL, g_stream));
+        download(gq, qd, nq * 4), download(gk, kd, nk * 4);
+        for (uint32_t t = 0; t < nt; t++) {
+            for (uint32_t h = 0; h < nh; h++) ref_rope_vec(q + ((size_t)t * nh + h) * hd, hd, pos0 + t, 500000.0f);
+            for (uint32_t h = 0; h < nkv; h++) ref_rope_vec(k + ((size_t)t * nkv + h) * hd, hd, pos0 + t, 500000.0f);
+        }
+        double e = fmax(rel_l2(gq, q, nq), rel_l2(gk, k, nk));
+        check(e < 1e-5, "rope %u tokens at %u, %u/%u heads x %u: rel L2 %.2e, tol 1e-5", nt, pos0,
+              nh, nkv, hd, e);
+        summary("%-44s %s  rel L2 %.1e\n", "rope", e < 1e-5 ? "PASS" : "FAIL", e);
+        MUST(cllm_cuda_release(g_mem, qd)); MUST(cllm_cuda_release(g_mem, kd));
+        free(q), free(k), free(gq), free(gk);
+    }
+    // Attention: GQA 32/8 x 128 over 1000 positions (1 query), and 4 causal queries with
+    // head_dim 48 (llama2.c stories15M), tolerance 1e-5.
+    {
+        const uint32_t cfg[2][5] = {{1, 999, 32, 8, 128}, {4, 17, 6, 6, 48}};
+        for (int ci = 0; ci < 2; ci++) {
+            uint32_t nqy = cfg[ci][0], pos0 = cfg[ci][1], nh = cfg[ci][2], nkv = cfg[ci][3], hd = cfg[ci][4];
+            uint32_t npos = pos0 + nqy;
+            size_t nq = (size_t)nqy * nh * hd, nkvs = (size_t)npos * nkv * hd;
+            float *q = xmalloc(nq * 4), *kc = xmalloc(nkvs * 4), *vc = xmalloc(nkvs * 4);
+            float *o = xmalloc(nq * 4), *want = xmalloc(nq * 4);
+            fill_floats(q, nq, 1.0), fill_floats(kc, nkvs, 1.0), fill_floats(vc, nkvs, 1.0);
+            ref_attention(q, kc, vc, want, nqy, pos0, nh, nkv, hd);
+            float *qd = upload(q, nq * 4), *kd = upload(kc, nkvs * 4), *vd = upload(vc, nkvs * 4);
+            float *od = dev_alloc(nq * 4);
+            MUST(cllm_cuda_attention(qd, kd, vd, od, nqy, pos0, nh, nkv, hd, g_stream));
+            download(o, od, nq * 4);
+            double e = rel_l2(o, want, nq);
+            check(e < 1e-5, "attention %u queries at %u, %u/%u heads x %u: rel L2 %.2e, tol 1e-5",
+                  nqy, pos0, nh, nkv, hd, e);
+            summary("%-44s %s  rel L2 %.1e\n", ci ? "attention (causal, hd 48)" : "attention (GQA)",
+                    e < 1e-5 ? "PASS" : "FAIL", e);
+            MUST(cllm_cuda_release(g_mem, qd)); MUST(cllm_cuda_release(g_mem, kd));
+            MUST(cllm_cuda_release(g_mem, vd)); MUST(cllm_cuda_release(g_mem, od));
+            free(q), free(kc), free(vc), free(o), free(want);
+        }
+    }
+    // SwiGLU (tolerance 1e-5: fast exp) and add (exact).
+    {
+        size_t n = 11008 + 5;
+        float *g = xmalloc(n * 4), *u = xmalloc(n * 4), *o = xmalloc(n * 4), *want = xmalloc(n * 4);
+        fill_floats(g, n, 3.0), fill_floats(u, n, 1.0);
+        for (size_t i = 0; i < n; i++) want[i] = (float)(g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+        float *gd = upload(g, n * 4), *ud = upload(u, n * 4);
+        MUST(cllm_cuda_swiglu(gd, ud, gd, n, g_stream));
+        download(o, gd, n * 4);
+        double e = rel_l2(o, want, n);
+        check(e < 1e-5, "swiglu n=%zu rel L2 %.2e, tol 1e-5", n, e);
+        MUST(cllm_cuda_add(gd, ud, n, g_stream));
+        download(want, gd, n * 4);
+        int add_ok = 1;
+        for (size_t i = 0; i < n; i++) add_ok &= want[i] == o[i] + u[i];
+        check(add_ok, "add n=%zu exact", n);
+        summary("%-44s %s  rel L2 %.1e\n", "swiglu + add", e < 1e-5 && add_ok ? "PASS" : "FAIL", e);
+        MUST(cllm_cuda_release(g_mem, gd)); MUST(cllm_cuda_release(g_mem, ud));
+        free(g), free(u), free(o), free(want);
+    }
+    // Embedding rows (every kind, exact) and argmax (ties: lowest index).
+    {
+        const uint32_t vocab = 1000, dim = 72, kinds[] = {0, 1, 2, 3};
+        int all = 1;
+        for (int ki = 0; ki < 4; ki++) {
+            uint32_t kind = kinds[ki];
+            size_t esz = kind == 0 ? 4 : kind == 3 ? 1 : 2, n = (size_t)vocab * dim;
+            uint8_t *data = xmalloc(n * esz);
+            float scales[1000 * 3];
+            for (size_t i = 0; i < n * esz; i++) data[i] = (uint8_t)rnd();
+            if (kind == 0)
+                for (size_t i = 0; i < n; i++) ((float *)data)[i] = (float)normal();
+            for (size_t i = 0; i < 3000; i++) scales[i] = (float)uni();
+            cllm_cuda_weight w = {.rows = vocab, .cols = dim, .kind = kind, .group_size = 24};
+            int32_t toks[3] = {0, 999, 517};
+            w.data = upload(data, n * esz);
+            w.scales = kind == 3 ? upload(scales, sizeof scales) : NULL;
+            int32_t *td = upload(toks, sizeof toks);
+            float *od = dev_alloc(3 * dim * 4), got[3 * 72];
+            MUST(cllm_cuda_embed(&w, td, 3, od, g_stream));
+            download(got, od, sizeof got);
+            for (int t = 0; t < 3; t++)
+                for (uint32_t c = 0; c < dim; c++) {
+                    float want = (float)wref(&w, data, scales, (uint64_t)toks[t], c);
+                    all &= memcmp(&want, &got[t * dim + c], 4) == 0 || (want != want && got[t * dim + c] != got[t * dim + c]);
+                }
+            MUST(cllm_cuda_release(g_mem, (void *)w.data)); MUST(cllm_cuda_release(g_mem, (void *)w.scales));
+            MUST(cllm_cuda_release(g_mem, td)); MUST(cllm_cuda_release(g_mem, od));
+            free(data);
+        }
+        check(all, "embed f32/f16/bf16/int8 rows exact");
+        size_t n = 128256;
+        float *x = xmalloc(n * 4);
+        fill_floats(x, n, 1.0);
+        x[77777] = 9.0f, x[100000] = 9.0f, x[5] = NAN;
+        float *xd = upload(x, n * 4);
+        int32_t *id = dev_alloc(4), got = -1;
+        MUST(cllm_cuda_argmax(xd, n, id, g_stream));
+        download(&got, id, 4);
+        check(got == 77777, "argmax over %zu (tie, NaN) = %d, want 77777", n, got);
+        summary("%-44s %s\n", "embed + argmax", all && got == 77777 ? "PASS" : "FAIL");
+        MUST(cllm_cuda_release(g_mem, xd)); MUST(cllm_cuda_release(g_mem, id));
+        free(x);
+    }
+}
+
+// cuBLAS prefill GEMM of 7 tokens against ref_matvec per token.
+static void gemm_cases(void *blas) {
+    const uint32_t kinds[] = {CLLM_CUDA_W_F32, CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_INT8};
+    const uint64_t rows = 1000, cols = 512;
+    const uint32_t nt = 7;
+    for (int ki = 0; ki < 4; ki++) {
+        uint32_t kind = kinds[ki];
+        size_t esz = kind == 0 ? 4 : kind == 3 ? 1 : 2, n = rows * cols;
+        uint8_t *data = xmalloc(n * esz);
+        float *scales = xmalloc(rows * 4 * sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+            float f = (float)(0.02 * normal());
+            if (kind == 0) ((float *)data)[i] = f;
+            else if (kind == 1) ((uint16_t *)data)[i] = cllm_f32_to_f16(f);
+            else if (kind == 2) ((uint16_t *)data)[i] = cllm_f32_to_bf16(f);
+            else ((int8_t *)data)[i] = (int8_t)((int)(rnd() % 255) - 127);
+        }
+        for (size_t i = 0; i < rows * 4; i++) scales[i] = (float)(0.001 * (1 + uni()));
+        cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = kind, .group_size = 128};
+        float *x = xmalloc(nt * cols * 4), *y = xmalloc(nt * rows * 4), *want = xmalloc(nt * rows * 4);
+        fill_floats(x, nt * cols, 1.0);
+        for (uint32_t t = 0; t < nt; t++) ref_matvec(&w, data, scales, x + t * cols, want + t * rows);
+        w.data = upload(data, n * esz);
+        w.scales = kind == 3 ? upload(scales, rows * 4 * sizeof(float)) : NULL;
+        float *xd = upload(x, nt * cols * 4), *yd = dev_alloc(nt * rows * 4);
+        size_t sb = cllm_cuda_gemm_scratch_bytes(&w, nt);
+        void *scratch = dev_alloc(sb);
+        MUST(cllm_cuda_gemm(blas, &w, xd, nt, yd, scratch, sb, g_stream));
+        download(y, yd, nt * rows * 4);
+        double e = rel_l2(y, want, nt * rows), tol = kind == 0 ? 1e-5 : 1e-2;
+        check(e < tol, "gemm %-4s %u tokens x %llux%llu rel L2 %.2e, tol %.0e", wkind_name(kind),
+              nt, (unsigned long long)rows, (unsigned long long)cols, e, tol);
+        char name[64];
+        snprintf(name, sizeof name, "gemm (cuBLAS) %s", wkind_name(kind));
+        summary("%-44s %s  rel L2 %.1e\n", name, e < tol ? "PASS" : "FAIL", e);
+        MUST(cllm_cuda_release(g_mem, (void *)w.data)); MUST(cllm_cuda_release(g_mem, (void *)w.scales));
+        MUST(cllm_cuda_release(g_mem, xd)); MUST(cllm_cuda_release(g_mem, yd));
+        MUST(cllm_cuda_release(g_mem, scratch));
+        free(data), free(scales), free(x), free(y), free(want);
+    }
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    if (cllm_cuda_device_count() == 0) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
+    char desc[256];
+    MUST(cllm_cuda_device_open(0, desc, sizeof desc));
+    printf("device: %s\n", desc);
+    MUST(cllm_cuda_mem_create(&g_mem));
+    MUST(cllm_cuda_stream_create(&g_stream));
+    cllm_cuda_decode_status *st_dev = dev_alloc(sizeof *st_dev);
+
+    int n_ok = 0, n_cases = (int)(sizeof k_shapes / sizeof k_shapes[0]);
+    for (int i = 0; i < n_cases; i++) n_ok += decode_case(&k_shapes[i], st_dev);
+    summary("%-44s %s  %d/%d shapes\n", "decode: bit-exact vs C decoder",
+            n_ok == n_cases ? "PASS" : "FAIL", n_ok, n_cases);
+    corrupt_cases(st_dev);
+
+    // Decode benchmarks: single large tensors, then a Llama-2-7B layer's 7 matrices per launch
+    // (default 2^17-symbol blocks, and 2^15 to show how block count drives throughput).
+    static const uint64_t sq[1][2] = {{4096, 4096}}, tall[1][2] = {{11008, 4096}};
+    static const uint64_t layer[7][2] = {{4096, 4096},  {4096, 4096},  {4096, 4096}, {4096, 4096},
+                                         {11008, 4096}, {11008, 4096}, {4096, 11008}};
+    decode_bench("lossless bf16 4096x4096", CLLM_CODEC_LOSSLESS, 1, sq, 0, st_dev);
+    decode_bench("int8 4096x4096", CLLM_CODEC_INT8, 1, sq, 0, st_dev);
+    decode_bench("lossless bf16 11008x4096", CLLM_CODEC_LOSSLESS, 1, tall, 0, st_dev);
+    decode_bench("int8 11008x4096", CLLM_CODEC_INT8, 1, tall, 0, st_dev);
+    if (!quick) {
+        decode_bench("lossless bf16 7B layer (7 tensors)", CLLM_CODEC_LOSSLESS, 7, layer, 0, st_dev);
+        decode_bench("int8 7B layer (7 tensors)", CLLM_CODEC_INT8, 7, layer, 0, st_dev);
+        decode_bench("lossless bf16 7B layer, 2^15-sym blocks", CLLM_CODEC_LOSSLESS, 7, layer,
+                     1u << 15, st_dev);
+        decode_bench("int8 7B layer, 2^15-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 15, st_dev);
+    }
+
+    // Compute kernels.
+    const uint32_t kinds[] = {CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_F32, CLLM_CUDA_W_INT8};
+    for (int k = 0; k < 4; k++) {
+        matvec_case(kinds[k], 37, 1001, 0, 0);  // the any-shape path
+        matvec_case(kinds[k], 4096, 4096, 0, 1);
+        matvec_case(kinds[k], 11008, 4096, 0, 1);
+        matvec_case(kinds[k], 4096, 11008, 0, 1);
+    }
+    matvec_case(CLLM_CUDA_W_INT8, 4096, 4096, 128, 1);
+    matvec_case(CLLM_CUDA_W_INT8, 100, 1000, 7, 0);
+    small_kernels();
+    void *blas;
+    MUST(cllm_cuda_blas_create(&blas));
+    gemm_cases(blas);
+    cllm_cuda_blas_destroy(blas);
+
+    MUST(cllm_cuda_release(g_mem, st_dev));
+    printf("device memory: peak %.1f MiB through the tracker, %zu bytes still held\n",
+           cllm_cuda_mem_peak(g_mem) / 1048576.0, cllm_cuda_mem_current(g_mem));
+    check(cllm_cuda_mem_current(g_mem) == 0, "every device allocation released");
+    printf("\n==== SUMMARY (%s) ====\n%-44s %s\n%s", desc, "check / benchmark", "result",
+           g_summary);
+    printf("checks: %d passed, %d failed\n", g_passed, g_failed);
+    cllm_cuda_mem_free_all(g_mem);
+    cllm_cuda_stream_destroy(g_stream);
+    return g_failed ? 1 : 0;
+}

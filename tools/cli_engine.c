@@ -1,0 +1,182 @@
+#include "cli_engine.h"
+
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_engine_args_init(cli_engine_args *a) { memset(a, 0, sizeof *a); }
+
+static void log_to_stderr(void *user, const char *line) {
+    (void)user;
+    fprintf(stderr, "%s\n", line);
+}
+
+int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, int *i,
+                    cli_engine_args *a) {
+    const char *f = argv[*i];
+    if (!strcmp(f, "--verbose")) {
+        a->verbose = 1;
+        a->opt.log = log_to_stderr;
+        return 1;
+    }
+    int takes = !strcmp(f, "-t") || !strcmp(f, "--threads") || !strcmp(f, "-c") ||
+                !strcmp(f, "--ctx-size") || !strcmp(f, "--weights") || !strcmp(f, "--kv-type");
+    if (!takes) return 0;
+    if (*i + 1 >= argc) return cli_usage_error(cmd, usage, "%s needs a value", f), -1;
+    const char *v = argv[++*i];
+    long long n;
+    if (!strcmp(f, "-t") || !strcmp(f, "--threads")) {
+        if (cli_parse_int(v, 1, 4096, &n)) return cli_usage_error(cmd, usage, "bad -t '%s'", v), -1;
+        a->opt.n_threads = (int)n;
+    } else if (!strcmp(f, "-c") || !strcmp(f, "--ctx-size")) {
+        if (cli_parse_int(v, 1, UINT32_MAX, &n))
+            return cli_usage_error(cmd, usage, "bad -c '%s'", v), -1;
+        a->opt.context_len = (uint32_t)n;
+    } else if (!strcmp(f, "--weights")) {
+        if (cllm_weights_mode_parse(v, &a->opt.weights) != CLLM_OK)
+            return cli_usage_error(cmd, usage, "bad --weights '%s' (stream or resident)", v), -1;
+    } else {
+        cllm_dtype dt;
+        if (cllm_dtype_parse(v, &dt) != CLLM_OK || dt == CLLM_DTYPE_BF16)
+            return cli_usage_error(cmd, usage, "bad --kv-type '%s' (f32 or f16)", v), -1;
+        a->opt.kv_dtype = dt;
+    }
+    return 1;
+}
+
+int cli_engine_open(const char *cmd, const char *path, const cli_engine_args *a,
+                    cllm_container **c, cllm_engine **e) {
+    *c = NULL;
+    *e = NULL;
+    cllm_status st = cllm_container_open(path, c);
+    if (st != CLLM_OK) return cli_fail(cmd, st, path);
+    st = cllm_engine_open(*c, &a->opt, e);
+    if (st != CLLM_OK) {
+        cllm_container_free(*c);
+        *c = NULL;
+        int rc = cli_fail(cmd, st, path);
+        return rc == CLI_EXIT_USAGE ? CLI_EXIT_FAIL : rc;
+    }
+    return CLI_EXIT_OK;
+}
+
+int cli_container_tokenizer(const char *cmd, const char *path, const cllm_container *c,
+                            const char *why, cllm_tokenizer **out) {
+    const uint8_t *data;
+    size_t size;
+    cllm_tokenizer_kind kind = cllm_container_tokenizer(c, &data, &size);
+    if (kind == CLLM_TOKENIZER_NONE) {
+        fprintf(stderr,
+                "codecllm %s: error: %s has no tokenizer; %s (give ids with --tokens and use "
+                "--output ids, or convert with a tokenizer)\n",
+                cmd, path, why);
+        return CLI_EXIT_FAIL;
+    }
+    cllm_status st = cllm_tokenizer_load(kind, data, size, cllm_container_config(c)->vocab_size,
+                                         out);
+    if (st != CLLM_OK) return cli_fail(cmd, st, "loading the container's tokenizer");
+    return CLI_EXIT_OK;
+}
+
+static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
+
+void cli_engine_report(const cllm_engine *e, int verbose) {
+    cllm_engine_stats s;
+    cllm_engine_stats_get(e, &s);
+    if (verbose) {
+        fprintf(stderr,
+                "memory: compressed weights %.2f MiB (mapped), decoded weights %.2f MiB, "
+                "decode scratch %.2f MiB, KV cache %.2f MiB (%u positions), activations %.2f MiB\n",
+                mib(s.compressed_bytes), mib(s.decoded_bytes), mib(s.scratch_bytes),
+                mib(s.kv_bytes), s.context_len, mib(s.activation_bytes));
+        fprintf(stderr, "time: load %.3f s, weight decoding %.3f s, compute %.3f s (%s, %s)\n",
+                s.load_seconds, s.decode_seconds, s.compute_seconds, s.backend,
+                cllm_weights_mode_name(s.weights));
+    }
+    fprintf(stderr, "peak memory (RSS): %.2f MiB\n", mib(s.peak_rss_bytes));
+}
+
+double cli_log_prob(const float *logits, size_t n, int32_t id) {
+    double mx = logits[0];
+    for (size_t i = 1; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    return (double)logits[id] - mx - log(sum);
+}
+
+int32_t cli_argmax(const float *logits, size_t n) {
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = i;
+    return (int32_t)best;
+}
+
+int cli_check_ids(const char *cmd, const int32_t *ids, size_t n, uint32_t vocab) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= vocab) {
+            fprintf(stderr,
+                    "codecllm %s: error: token id %d (index %zu) is outside the vocabulary of "
+                    "%u\n",
+                    cmd, ids[i], i, vocab);
+            return CLI_EXIT_FAIL;
+        }
+    return CLI_EXIT_OK;
+}
+
+int cli_read_bytes(const char *cmd, const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "codecllm %s: error: cannot open %s: %s\n", cmd, path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap + 1);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = cap <= SIZE_MAX / 4 ? realloc(buf, 2 * cap + 1) : NULL;
+            if (!nb) free(buf);
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        fprintf(stderr, "codecllm %s: error: cannot read %s\n", cmd, path);
+        return CLI_EXIT_FAIL;
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return CLI_EXIT_OK;
+}
+
+int cli_tokenize(const char *cmd, const cllm_tokenizer *tok, const char *text, size_t len,
+                 int add_bos, int32_t **ids, size_t *n) {
+    size_t cap = len + 2, need = 0;
+    *ids = malloc(cap * sizeof **ids);
+    cllm_status st = *ids ? cllm_tokenizer_encode(tok, text, len, add_bos, *ids, cap, &need)
+                          : CLLM_ERR_NOMEM;
+    if (st == CLLM_ERR_ARG && need > cap) {  // more ids than bytes: retry with the size asked
+        free(*ids);
+        *ids = malloc(need * sizeof **ids);
+        st = *ids ? cllm_tokenizer_encode(tok, text, len, add_bos, *ids, need, &need)
+                  : CLLM_ERR_NOMEM;
+    }
+    if (st != CLLM_OK) {
+        free(*ids);
+        *ids = NULL;
+        int rc = cli_fail(cmd, st, "tokenizing");
+        return rc == CLI_EXIT_OK ? CLI_EXIT_FAIL : rc;
+    }
+    *n = need;
+    return CLI_EXIT_OK;
+}

@@ -1,0 +1,64 @@
+// Pieces shared by the commands that run a model (run, logits, compare, perplexity): the common
+// engine flags, opening a container with its engine, the container's tokenizer, the end-of-run
+// report, and log-probabilities in double.
+#ifndef CLLM_CLI_ENGINE_H
+#define CLLM_CLI_ENGINE_H
+
+#include "codecllm.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLI_ENGINE_FLAGS_HELP                                                                      \
+    "  -t N                 threads (default: all cores)\n"                                        \
+    "  -c N                 context length cap (default: the model's)\n"                          \
+    "  --weights MODE       stream (default: decode each layer just in time) or resident\n"        \
+    "  --kv-type T          KV cache type: f32 (default) or f16\n"                                 \
+    "  --verbose            engine log, memory breakdown and peak RSS on stderr"
+
+typedef struct cli_engine_args {
+    cllm_engine_options opt;
+    int verbose;
+} cli_engine_args;
+
+// Defaults (zeroed options, verbose off).
+void cli_engine_args_init(cli_engine_args *a);
+
+// Consumes the common flag at argv[*i] (and its value): returns 1 when consumed (with *i on its
+// last word), 0 when argv[*i] is not a common flag, -1 after printing a usage error.
+int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, int *i,
+                    cli_engine_args *a);
+
+// Opens `path` and an engine over it. On failure prints the error and returns the exit code
+// (non-zero), leaving *c and *e NULL.
+int cli_engine_open(const char *cmd, const char *path, const cli_engine_args *a,
+                    cllm_container **c, cllm_engine **e);
+
+// The tokenizer stored in the container. On failure prints an error mentioning `why` (e.g.
+// "-p needs a tokenizer") and returns non-zero.
+int cli_container_tokenizer(const char *cmd, const char *path, const cllm_container *c,
+                            const char *why, cllm_tokenizer **out);
+
+// Memory report on stderr: compressed, decoded, scratch, KV, activations, peak RSS (all with
+// `verbose`; only peak RSS otherwise).
+void cli_engine_report(const cllm_engine *e, int verbose);
+
+// log softmax(logits)[id] in double, over n logits.
+double cli_log_prob(const float *logits, size_t n, int32_t id);
+
+// Index of the largest logit (lowest on ties).
+int32_t cli_argmax(const float *logits, size_t n);
+
+// Checks every id is in [0, vocab): prints an error naming the first bad one and returns non-zero.
+int cli_check_ids(const char *cmd, const int32_t *ids, size_t n, uint32_t vocab);
+
+// Reads a whole file as bytes into a malloc'd buffer (NUL-terminated; *len excludes the NUL).
+// Prints an error and returns non-zero on failure.
+int cli_read_bytes(const char *cmd, const char *path, char **data, size_t *len);
+
+// Encodes len bytes of text (with BOS when add_bos) into a malloc'd array of *n ids.
+// Prints an error and returns non-zero on failure.
+int cli_tokenize(const char *cmd, const cllm_tokenizer *tok, const char *text, size_t len,
+                 int add_bos, int32_t **ids, size_t *n);
+
+#endif
