@@ -36,6 +36,22 @@ def timed_generate(model, ids, n_new):
     return t_prefill, (n_new - 1) / decode
 
 
+def pinned_h2d_gbs(mib=1024, reps=10):
+    """Pinned host-to-device copy rate (GB/s) of one large buffer, median of reps."""
+    x = torch.empty(mib << 20, dtype=torch.uint8).pin_memory()
+    y = torch.empty_like(x, device="cuda")
+    y.copy_(x, non_blocking=True)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        y.copy_(x, non_blocking=True)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return x.numel() / times[len(times) // 2] / 1e9
+
+
 def run(mode, path, n_prompt, n_gen, reps):
     from transformers import AutoModelForCausalLM
     torch.cuda.reset_peak_memory_stats()
@@ -84,7 +100,10 @@ def main():
         print("SKIP: no CUDA device", file=sys.stderr)
         return 77
     results = []
-    for peer in a.peers.split(","):
+    h2d = pinned_h2d_gbs()
+    print(f"pinned H2D copy: {h2d:.1f} GB/s (1 GiB buffer, median of 10)", flush=True)
+    results.append({"peer": "h2d", "gb_s": h2d})
+    for peer in [p for p in a.peers.split(",") if p]:
         n = a.n if peer == "transformers" else a.offload_n
         reps = a.r if peer == "transformers" else 1
         r = run(peer, a.model, a.p, n, reps)

@@ -173,6 +173,38 @@ static void test_v1_export(void **state) {
     assert_null(s);
 }
 
+// stories260K with a separate classifier appended (negative vocab_size in the legacy header).
+static void test_legacy_untied(void **state) {
+    (void)state;
+    uint8_t *file;
+    size_t size;
+    assert_int_equal(cllm_read_file(cllm_test_shared_path("models/stories260K.bin"), 1 << 22,
+                                    &file, &size), CLLM_OK);
+    size_t cls = 512 * 64 * 4;
+    file = realloc(file, size + cls);
+    cllm_store_le32(file + 20, (uint32_t)-512);
+    float *wcls = (float *)(file + size);
+    for (size_t k = 0; k < 512 * 64; k++) wcls[k] = (float)k;
+    char path[512];
+    snprintf(path, sizeof path, "%s/untied.bin", cllm_test_tmpdir());
+    write_bytes(path, file, size + cls);
+    cllm_source *s;
+    assert_int_equal(cllm_source_open(path, NULL, &s), CLLM_OK);
+    assert_int_equal(cllm_source_config(s)->tied_embeddings, 0);
+    assert_int_equal(cllm_source_config(s)->vocab_size, 512);
+    assert_int_equal(cllm_source_n_tensors(s), 48);
+    size_t n;
+    float *w = read_tensor_f32(s, 47, &n);
+    assert_int_equal(n, 512 * 64);
+    assert_memory_equal(w, wcls, cls);
+    free(w);
+    cllm_source_free(s);
+    write_bytes(path, file, size);  // untied header without the classifier
+    assert_int_equal(cllm_source_open(path, NULL, &s), CLLM_ERR_CORRUPT);
+    assert_non_null(strstr(cllm_last_error(), "separate classifier"));
+    free(file);
+}
+
 static void test_legacy_rejects(void **state) {
     (void)state;
     char path[512];
@@ -384,6 +416,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories260k),
         cmocka_unit_test(test_v1_export),
+        cmocka_unit_test(test_legacy_untied),
         cmocka_unit_test(test_legacy_rejects),
         cmocka_unit_test(test_hf_permutation),
         cmocka_unit_test(test_hf_tied_untied_tokenizer),

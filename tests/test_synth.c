@@ -231,6 +231,10 @@ static void test_sharded_untied(void **state) {
     assert_int_equal(cllm_synth_write(tmp_path("one"), &c, &opt, (uint64_t)1 << 30), CLLM_OK);
     assert_int_equal(cllm_synth_write(tmp_path("shards"), &c, &opt, 40000), CLLM_OK);
     assert_int_equal(access(tmp_path("shards/model.safetensors.index.json"), F_OK), 0);
+    // Rewriting a directory in the other layout removes the stale entry point.
+    assert_int_equal(cllm_synth_write(tmp_path("relayout"), &c, &opt, 40000), CLLM_OK);
+    assert_int_equal(cllm_synth_write(tmp_path("relayout"), &c, &opt, (uint64_t)1 << 30), CLLM_OK);
+    assert_int_not_equal(access(tmp_path("relayout/model.safetensors.index.json"), F_OK), 0);
     assert_int_not_equal(access(tmp_path("shards/model.safetensors"), F_OK), 0);
     cllm_source *a, *b;
     assert_int_equal(cllm_source_open(tmp_path("one"), NULL, &a), CLLM_OK);

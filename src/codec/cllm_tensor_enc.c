@@ -86,7 +86,9 @@ static cllm_status encode_blocks(const cllm_coded_desc *d, const cllm_rans_enc_t
 
 // Chooses the blocking: whole rows, about `block_symbols` symbols per block.
 static cllm_status choose_blocks(cllm_coded_desc *d, uint64_t block_symbols) {
-    uint64_t target = block_symbols ? block_symbols : CLLM_RANS_DEFAULT_BLOCK_SYMBOLS;
+    uint64_t target = block_symbols ? block_symbols
+                      : d->codec == CLLM_CODEC_LOSSLESS ? CLLM_RANS_LOSSLESS_BLOCK_SYMBOLS
+                                                          : CLLM_RANS_DEFAULT_BLOCK_SYMBOLS;
     uint64_t rpb = target / d->cols + (target % d->cols != 0);
     if (rpb < 1) rpb = 1;
     if (rpb > d->rows) rpb = d->rows;

@@ -1,5 +1,8 @@
 // The engine: bound weights + a backend + the bookkeeping of positions. Every argument of a
 // forward call is checked here, so backends can trust theirs.
+#ifdef CLLM_HAVE_CUDA
+#include "cuda/cllm_cuda_backend.h"
+#endif
 #include "cllm_backend.h"
 #include "cllm_engine_internal.h"
 
@@ -66,7 +69,13 @@ static cllm_status pick_backend(cllm_backend_kind kind, const cllm_backend_ops *
     switch (kind) {
     case CLLM_BACKEND_CPU: *ops = cllm_backend_cpu(); return CLLM_OK;
     case CLLM_BACKEND_CUDA:
-        return CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "the CUDA backend is not built into this library");
+#ifdef CLLM_HAVE_CUDA
+        *ops = cllm_backend_cuda();
+        return CLLM_OK;
+#else
+        return CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "the CUDA backend is not built into this library "
+                                               "(rebuild with -DCODECLLM_CUDA=ON and nvcc)");
+#endif
     }
     return CLLM_FAIL(CLLM_ERR_ARG, "unknown backend %d", (int)kind);
 }

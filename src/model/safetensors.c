@@ -87,7 +87,8 @@ static cllm_status st_parse_offsets(const char *name, json_t *obj, uint64_t data
                   !st_json_u64(json_array_get(off, 1), &t->end),
               CLLM_ERR_FORMAT, "tensor '%s': data_offsets are not non-negative integers", name);
     RETURN_IF(t->end < t->begin, CLLM_ERR_CORRUPT,
-              "tensor '%s': data_offsets [%llu, %llu] end before begin", name, (unsigned long long)t->begin, (unsigned long long)t->end);
+              "tensor '%s': data_offsets [%llu, %llu] end before begin", name,
+              (unsigned long long)t->begin, (unsigned long long)t->end);
     RETURN_IF(t->end > data_size, CLLM_ERR_CORRUPT,
               "tensor '%s': data_offsets [%llu, %llu] beyond the data area of %llu bytes", name,
               (unsigned long long)t->begin, (unsigned long long)t->end,

@@ -278,7 +278,7 @@ static cllm_status synth_write_tensor(synth_ctx *x, size_t i, int fd, const char
             synth_row(&t, seed, r0 + (uint64_t)r, dt, chunk + (uint64_t)r * row_bytes);
         st = cllm_write_full(fd, chunk, (size_t)(n * row_bytes), path);
         x->bytes_done += n * row_bytes;
-        synth_progress(x, i, t.spec.name);
+        synth_progress(x, i + (r0 + n == t.rows), t.spec.name);
     }
     free(t.col_gain);
     return st;
@@ -313,10 +313,8 @@ static cllm_status synth_write_shard(synth_ctx *x, size_t k) {
     st = cllm_write_full(fd, hdr, hdr_size, path);
     free(hdr);
     // Tensors of a shard are consecutive in canonical order.
-    for (size_t i = first; i < first + n && st == CLLM_OK; i++) {
+    for (size_t i = first; i < first + n && st == CLLM_OK; i++)
         st = synth_write_tensor(x, i, fd, path);
-        if (st == CLLM_OK) synth_progress(x, i + 1, x->files[k].final);
-    }
     if (close(fd) != 0 && st == CLLM_OK)
         st = CLLM_FAIL(CLLM_ERR_IO, "synth: closing %s failed: %s", path, strerror(errno));
     return st;
@@ -398,6 +396,13 @@ static cllm_status synth_run(synth_ctx *x, uint64_t max_shard_bytes) {
     for (size_t k = 0; k < x->n_files; k++)
         RETURN_IF(rename(x->files[k].tmp, x->files[k].final) != 0, CLLM_ERR_IO,
                   "synth: cannot rename %s: %s", x->files[k].tmp, strerror(errno));
+    // A directory reused from a run with the other layout must not keep a stale entry point
+    // (the importer prefers model.safetensors over the index).
+    char stale[4200];
+    snprintf(stale, sizeof stale, "%s/%s", x->dir,
+             x->n_shards > 1 ? "model.safetensors" : "model.safetensors.index.json");
+    RETURN_IF(unlink(stale) != 0 && errno != ENOENT, CLLM_ERR_IO, "synth: cannot remove %s: %s",
+              stale, strerror(errno));
     return CLLM_OK;
 }
 

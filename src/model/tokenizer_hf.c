@@ -74,7 +74,8 @@ static cllm_status compile_re(const char *pat, size_t len, int literal, pcre2_co
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof msg);
         return CLLM_FAIL(CLLM_ERR_FORMAT,
-                         "tokenizer.json: regex /%.*s/ is invalid at offset %zu: %s", len > 200 ? 200 : (int)len, pat, (size_t)at, (char *)msg);
+                         "tokenizer.json: regex /%.*s/ is invalid at offset %zu: %s",
+                         len > 200 ? 200 : (int)len, pat, (size_t)at, (char *)msg);
     }
     return CLLM_OK;
 }

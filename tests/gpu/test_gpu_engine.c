@@ -32,11 +32,12 @@ static cllm_status run(const char *path, const cllm_backend_ops *ops, cllm_weigh
     opt.vram_budget = budget;
     if (s == CLLM_OK) s = ops->create(w, &opt, 64, &st);
     int32_t tok[N_TOK];
-    for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)((i * 37 + 1) % w->cfg.vocab_size);
+    const uint32_t vocab = w ? w->cfg.vocab_size : 1;
+    for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)((i * 37 + 1) % vocab);
     // Prefill 8 (all logits), then 4 single steps: exercises GEMM, matvec and the graph.
     if (s == CLLM_OK) s = ops->forward(st, tok, 8, 0, logits, 1);
     for (int i = 8; i < N_TOK && s == CLLM_OK; i++)
-        s = ops->forward(st, tok + i, 1, (size_t)i, logits + (size_t)i * w->cfg.vocab_size, 0);
+        s = ops->forward(st, tok + i, 1, (size_t)i, logits + (size_t)i * vocab, 0);
     if (s == CLLM_OK) {
         cllm_engine_stats stats;
         memset(&stats, 0, sizeof stats);

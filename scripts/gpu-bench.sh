@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# GPU measurements for docs/PERF.md, in stages that fit the device tool's 10-minute calls:
+#   scripts/gpu-bench.sh check   build with CUDA, GPU unit tests, stories260K greedy in every mode
+#   scripts/gpu-bench.sh model   synthesize the 7B-shape BF16 model and convert it (lossless, int8)
+#   scripts/gpu-bench.sh bench   codecllm bench on both containers (raw, device, stream, --vram)
+#   scripts/gpu-bench.sh peers   transformers and accelerate cpu_offload on the same model
+# Results go to $OUT (or build-gpu/results) as logs; each stage prints a short summary last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .debs ]; then source scripts/gpu-env.sh; fi
+export PATH="$PATH:/usr/local/cuda/bin"
+dir=build-gpu
+res=${OUT:-$dir/results}
+models=${CLLM_MODELS:-/tmp/cllm-models}
+mkdir -p "$res" "$models"
+bin=$dir/codecllm
+# ../shared does not travel to the GPU machine: a copy of it is carried as .shared/.
+shared=${CLLM_SHARED:-.shared}
+[ -d "$shared" ] || shared=../shared
+
+build() {
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCODECLLM_CUDA=ON \
+          -DCMAKE_CUDA_ARCHITECTURES=90 > "$res/configure.log" 2>&1 || { cat "$res/configure.log"; exit 1; }
+    cmake --build "$dir" -j"$(nproc)" > "$res/build.log" 2>&1 || { tail -50 "$res/build.log"; exit 1; }
+}
+
+stage_check() {
+    build
+    (cd "$dir" && ctest -R 'gpu' --output-on-failure) 2>&1 | tee "$res/gpu-ctest.log" | tail -20
+    local m=$shared/models/stories260K.bin ref=$shared/models/stories260K.greedy_bos.txt
+    for codec in raw lossless int8; do
+        $bin convert "$m" "$models/s-$codec.cllm" --codec "$codec" 2> /dev/null
+    done
+    local want; want=$(tr -s ' \n' ' ' < "$ref" | sed 's/ $//')
+    for codec in raw lossless; do
+        for mode in raw device stream; do
+            got=$($bin run "$models/s-$codec.cllm" --backend cuda --weights $mode --tokens 1 -n 255 \
+                  --temp 0 --output ids 2> "$res/run-$codec-$mode.err" | tr -s ' \n' ' ' | sed 's/ $//')
+            if [ "$got" = "$want" ]; then echo "PASS stories260K greedy 255, $codec container, $mode";
+            else echo "FAIL stories260K greedy 255, $codec container, $mode"; tail -3 "$res/run-$codec-$mode.err"; fi
+        done
+    done
+    tr -s ' \n' ',' < "$ref" | sed 's/,$//' > "$models/ref.ids"
+    for mode in raw stream; do
+        $bin compare "$models/s-raw.cllm" "$models/s-lossless.cllm" --backend cuda --weights $mode \
+            --tokens @"$models/ref.ids" 2>&1 | tail -4
+    done
+    $bin logits "$models/s-lossless.cllm" --backend cuda --weights stream --tokens @"$models/ref.ids" \
+        --out "$models/gpu.f32"
+    python3 - "$models/gpu.f32" "$shared/models/stories260K.greedy_bos.logits.f32" <<'PY'
+import sys, struct
+a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
+n = len(b) // 4
+x = struct.unpack(f"{n}f", a[:4*n]); y = struct.unpack(f"{n}f", b)
+d = max(abs(p - q) for p, q in zip(x, y))
+print(("PASS" if len(a) == len(b) and d <= 5e-4 else "FAIL"), f"GPU logits vs float64 reference: max |diff| {d:.2e}")
+PY
+    $bin compare "$models/s-raw.cllm" "$models/s-int8.cllm" --backend cuda --weights raw \
+        --sample 256 --sequences 4 --seed 1 2>&1 | tail -4
+}
+
+stage_model() {
+    [ -f "$dir/codecllm" ] || build
+    [ -f "$models/l7b/config.json" ] || /usr/bin/time -v $bin synth --preset llama2-7b --dtype bf16 \
+        --threads "$(nproc)" "$models/l7b" 2> "$res/synth.log" || { tail "$res/synth.log"; exit 1; }
+    grep -E "Elapsed|Maximum resident" "$res/synth.log" || true
+    for codec in lossless int8; do
+        /usr/bin/time -v $bin convert "$models/l7b" "$models/l7b-$codec.cllm" --codec "$codec" \
+            --threads "$(nproc)" 2> "$res/convert-$codec.log" || { tail "$res/convert-$codec.log"; exit 1; }
+        grep -E "wrote|Elapsed|Maximum resident" "$res/convert-$codec.log" || true
+        $bin inspect "$models/l7b-$codec.cllm" --no-zstd > "$res/inspect-$codec.txt"
+        tail -12 "$res/inspect-$codec.txt"
+    done
+    df -h "$models" | tail -1
+}
+
+stage_bench() {
+    local which=${1:-all}
+    for codec in lossless int8; do
+        [ "$which" = all ] || [ "$which" = "$codec" ] || continue
+        $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 128 -r 2 -c 512 \
+            --weights raw,device 2>&1 | tee "$res/bench-$codec.md"
+        $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
+            --weights stream 2>&1 | tee -a "$res/bench-$codec.md"
+    done
+    if [ "$which" = all ] || [ "$which" = int8 ]; then
+        $bin bench "$models/l7b-int8.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
+            --weights stream --vram 3.6GiB 2>&1 | tee "$res/bench-int8-vram.md"
+    fi
+}
+
+stage_peers() {
+    python3 bench/hf_baseline.py "$models/l7b" -p 128 -n 128 -r 2 --offload-n 8 \
+        --json "$res/peers.json" 2>&1 | grep -v Warning | tee "$res/peers.txt"
+}
+
+case "${1:-}" in
+check) stage_check ;;
+model) stage_model ;;
+bench) stage_bench "${2:-all}" ;;
+peers) stage_peers ;;
+*) echo "usage: $0 check|model|bench [lossless|int8]|peers" >&2; exit 2 ;;
+esac
