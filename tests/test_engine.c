@@ -394,9 +394,8 @@ static void load_reference(void) {
     fclose(f);
     uint8_t *d;
     size_t n;
-    assert_int_equal(cllm_read_file(cllm_test_shared_path("models/stories260K.greedy_bos.logits.f32"),
-                                    1 << 20, &d, &n),
-                     CLLM_OK);
+    const char *path = cllm_test_shared_path("models/stories260K.greedy_bos.logits.f32");
+    assert_int_equal(cllm_read_file(path, 1 << 20, &d, &n), CLLM_OK);
     assert_int_equal(n, 256 * 512 * 4);
     ref_logits = (float *)d;
 }

@@ -24,7 +24,8 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
         return 1;
     }
     int takes = !strcmp(f, "-t") || !strcmp(f, "--threads") || !strcmp(f, "-c") ||
-                !strcmp(f, "--ctx-size") || !strcmp(f, "--weights") || !strcmp(f, "--kv-type");
+                !strcmp(f, "--ctx-size") || !strcmp(f, "--weights") || !strcmp(f, "--kv-type") ||
+                !strcmp(f, "--backend") || !strcmp(f, "--vram") || !strcmp(f, "--gpu");
     if (!takes) return 0;
     if (*i + 1 >= argc) return cli_usage_error(cmd, usage, "%s needs a value", f), -1;
     const char *v = argv[++*i];
@@ -38,7 +39,18 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
         a->opt.context_len = (uint32_t)n;
     } else if (!strcmp(f, "--weights")) {
         if (cllm_weights_mode_parse(v, &a->opt.weights) != CLLM_OK)
-            return cli_usage_error(cmd, usage, "bad --weights '%s' (stream or resident)", v), -1;
+            return cli_usage_error(cmd, usage, "bad --weights '%s' (stream, resident, raw, device)",
+                                   v), -1;
+    } else if (!strcmp(f, "--backend")) {
+        if (!strcmp(v, "cpu")) a->opt.backend = CLLM_BACKEND_CPU;
+        else if (!strcmp(v, "cuda")) a->opt.backend = CLLM_BACKEND_CUDA;
+        else return cli_usage_error(cmd, usage, "bad --backend '%s' (cpu or cuda)", v), -1;
+    } else if (!strcmp(f, "--vram")) {
+        if (cli_parse_size(v, &a->opt.vram_budget) || a->opt.vram_budget == 0)
+            return cli_usage_error(cmd, usage, "bad --vram '%s' (e.g. 6GiB, 800MiB)", v), -1;
+    } else if (!strcmp(f, "--gpu")) {
+        if (cli_parse_int(v, 0, 64, &n)) return cli_usage_error(cmd, usage, "bad --gpu '%s'", v), -1;
+        a->opt.device = (int)n;
     } else {
         cllm_dtype dt;
         if (cllm_dtype_parse(v, &dt) != CLLM_OK || dt == CLLM_DTYPE_BF16)
@@ -96,6 +108,13 @@ void cli_engine_report(const cllm_engine *e, int verbose) {
         fprintf(stderr, "time: load %.3f s, weight decoding %.3f s, compute %.3f s (%s, %s)\n",
                 s.load_seconds, s.decode_seconds, s.compute_seconds, s.backend,
                 cllm_weights_mode_name(s.weights));
+    }
+    if (s.device_peak_bytes) {
+        if (verbose && s.plan) fprintf(stderr, "plan:\n%s\n", s.plan);
+        fprintf(stderr, "peak VRAM (allocator): %.2f MiB, of which weights %.2f MiB\n",
+                mib(s.device_peak_bytes), mib(s.device_weight_bytes));
+        if (s.predicted_token_seconds > 0)
+            fprintf(stderr, "planner prediction: %.2f tokens/s\n", 1.0 / s.predicted_token_seconds);
     }
     fprintf(stderr, "peak memory (RSS): %.2f MiB\n", mib(s.peak_rss_bytes));
 }

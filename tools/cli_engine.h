@@ -12,7 +12,12 @@
 #define CLI_ENGINE_FLAGS_HELP                                                                      \
     "  -t N                 threads (default: all cores)\n"                                        \
     "  -c N                 context length cap (default: the model's)\n"                          \
-    "  --weights MODE       stream (default: decode each layer just in time) or resident\n"        \
+    "  --weights MODE       stream (default: decode each layer just in time) or resident;\n"      \
+    "                       GPU: raw (decoded once, resident), device (compressed in VRAM,\n"   \
+    "                       decoded per layer) or stream (compressed in host RAM, per layer)\n" \
+    "  --backend B          cpu (default) or cuda\n"                                              \
+    "  --vram SIZE          GPU: plan layer placement within SIZE of device memory (e.g. 6GiB)\n" \
+    "  --gpu N              GPU index (default 0)\n"                                              \
     "  --kv-type T          KV cache type: f32 (default) or f16\n"                                 \
     "  --verbose            engine log, memory breakdown and peak RSS on stderr"
 

@@ -94,8 +94,8 @@ static void print_result(const cmp_acc *acc, size_t n_seq, size_t T) {
     printf("sequences: %zu x %zu tokens (%zu positions)\n", n_seq, T, acc->n_pos);
     printf("max |logit diff|: %.6g\n", acc->max_abs);
     printf("mean KL(A||B): %.6g\n", acc->kl_sum / (double)acc->n_pos);
-    printf("top-1 agreement: %.2f%% (%zu / %zu)\n", 100.0 * (double)acc->top1_agree / (double)acc->n_pos,
-           acc->top1_agree, acc->n_pos);
+    printf("top-1 agreement: %.2f%% (%zu / %zu)\n",
+           100.0 * (double)acc->top1_agree / (double)acc->n_pos, acc->top1_agree, acc->n_pos);
     if (acc->n_pred)
         printf("perplexity: A %.4f, B %.4f\n", exp(acc->nll_a / (double)acc->n_pred),
                exp(acc->nll_b / (double)acc->n_pred));
@@ -122,7 +122,8 @@ static int compare_engines(const cmp_args *a, cllm_engine *ea, cllm_engine *eb) 
     size_t T = (size_t)a->sample_len, n_seq = (size_t)a->n_seq;
     if (a->tokens) {
         if (cli_parse_tokens(a->tokens, &ids, &T) != 0)
-            return cli_usage_error("compare", compare_usage, "cannot read ids from '%s'", a->tokens);
+            return cli_usage_error("compare", compare_usage, "cannot read ids from '%s'",
+                                   a->tokens);
         n_seq = 1;
         if (cli_check_ids("compare", ids, T, (uint32_t)V)) return free(ids), CLI_EXIT_FAIL;
     } else if (cllm_engine_config(ea)->bos_id < 0) {
@@ -174,16 +175,17 @@ static int parse_compare(int argc, char **argv, cmp_args *a) {
         if (r < 0) return CLI_EXIT_USAGE;
         if (r > 0) continue;
         long long n;
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             printf("usage: %s\n", compare_usage);
             return -1;
-        } else if (!strcmp(f, "--tokens") && i + 1 < argc) {
+        } else if (!strcmp(f, "--tokens") && v) {
             a->tokens = argv[++i];
-        } else if (!strcmp(f, "--sample") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 1 << 24, &n)) {
+        } else if (!strcmp(f, "--sample") && v && !cli_parse_int(v, 1, 1 << 24, &n)) {
             a->sample_len = n, i++;
-        } else if (!strcmp(f, "--sequences") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 1 << 20, &n)) {
+        } else if (!strcmp(f, "--sequences") && v && !cli_parse_int(v, 1, 1 << 20, &n)) {
             a->n_seq = n, i++;
-        } else if (!strcmp(f, "--seed") && i + 1 < argc && !cli_parse_int(argv[i + 1], 0, INT64_MAX, &n)) {
+        } else if (!strcmp(f, "--seed") && v && !cli_parse_int(v, 0, INT64_MAX, &n)) {
             a->seed = (uint64_t)n, i++;
         } else if (f[0] != '-' && !a->path_a) {
             a->path_a = f;

@@ -24,7 +24,8 @@ static const char run_usage[] =
     "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"
     "  --seed S             random seed (default: from the clock)\n"
     "  --output text|ids    print text (default) or the whole sequence as ids on one line\n"
-    "  --ignore-eos         keep generating after the end-of-sequence token\n" CLI_ENGINE_FLAGS_HELP;
+    "  --ignore-eos         keep generating after the end-of-sequence token\n"
+    CLI_ENGINE_FLAGS_HELP;
 
 typedef struct run_args {
     const char *model, *prompt, *tokens;
@@ -100,7 +101,8 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
         }
     }
     if (!a->model) return cli_usage_error("run", run_usage, "no model given");
-    if (a->prompt && a->tokens) return cli_usage_error("run", run_usage, "-p and --tokens conflict");
+    if (a->prompt && a->tokens)
+        return cli_usage_error("run", run_usage, "-p and --tokens conflict");
     return CLI_EXIT_OK;
 }
 

@@ -8,7 +8,7 @@
 
 // Tokens processed together: each weight row is read once per chunk. Longer sequences are run in
 // chunks of this many tokens; results do not depend on it (every output is one dot product).
-#define CLLM_CPU_BATCH 32
+#define CLLM_CPU_BATCH 64
 
 // The seven matrices of a layer as the kernels see them.
 typedef struct cpu_layer_views {

@@ -79,7 +79,7 @@ cllm_status cpu_layer_views_get(cpu_state *s, uint32_t l, cpu_layer_views *out) 
     return CLLM_OK;
 }
 
-// ---- resident mode -------------------------------------------------------------------------------
+// ---- resident mode ------------------------------------------------------------------------------
 
 // Decodes all of `w` into a new buffer (or reads it in place) and returns its view.
 static cllm_status resident_decode(cpu_state *s, const cllm_weight *w, cllm_wview *view) {
@@ -126,7 +126,7 @@ static cllm_status resident_load(cpu_state *s) {
     return CLLM_OK;
 }
 
-// ---- buffers -------------------------------------------------------------------------------------
+// ---- buffers ------------------------------------------------------------------------------------
 
 // calloc of n * size bytes with the product overflow-checked; adds the bytes to *total.
 static void *alloc_array(size_t n, size_t size, uint64_t *total) {
@@ -213,7 +213,7 @@ static cllm_status alloc_scratch(cpu_state *s) {
     return CLLM_OK;
 }
 
-// ---- the backend table -----------------------------------------------------------------------------
+// ---- the backend table --------------------------------------------------------------------------
 
 static void cpu_free(void *state) {
     cpu_state *s = state;

@@ -100,12 +100,16 @@ void cllm_k_row_to_f32(const cllm_wview *w, uint64_t r, float *out) {
     size_t n = w->cols;
     switch (w->kind) {
     case CLLM_W_F32: memcpy(out, (const float *)w->data + r * n, n * sizeof *out); break;
-    case CLLM_W_BF16:
-        for (size_t i = 0; i < n; i++) out[i] = cllm_bf16_to_f32(((const uint16_t *)w->data)[r * n + i]);
+    case CLLM_W_BF16: {
+        const uint16_t *row = (const uint16_t *)w->data + r * n;
+        for (size_t i = 0; i < n; i++) out[i] = cllm_bf16_to_f32(row[i]);
         break;
-    case CLLM_W_F16:
-        for (size_t i = 0; i < n; i++) out[i] = cllm_f16_to_f32(((const uint16_t *)w->data)[r * n + i]);
+    }
+    case CLLM_W_F16: {
+        const uint16_t *row = (const uint16_t *)w->data + r * n;
+        for (size_t i = 0; i < n; i++) out[i] = cllm_f16_to_f32(row[i]);
         break;
+    }
     case CLLM_W_I8: {
         const int8_t *row = (const int8_t *)w->data + r * n;
         const float *sc = w->scales + r * w->groups_per_row;

@@ -13,7 +13,7 @@
 #error "the engine reads little-endian payloads (fp32 scales, raw tensors) in place"
 #endif
 
-// ---- one tensor ----------------------------------------------------------------------------------
+// ---- one tensor ---------------------------------------------------------------------------------
 
 // Builds the decode table and the pointers into the payload of a weight whose desc and payload
 // are set. The desc is untrusted here: layout and payload checks run before anything is indexed.
@@ -78,7 +78,7 @@ static void weight_release(cllm_weight *w) {
     w->table = NULL;
 }
 
-// ---- the model -----------------------------------------------------------------------------------
+// ---- the model ----------------------------------------------------------------------------------
 
 static cllm_status bind_layer(cllm_weights *ws, cllm_weight_lookup_fn lookup, void *user,
                               uint32_t l) {
@@ -213,7 +213,7 @@ uint32_t cllm_weight_decoded_kind(const cllm_weight *w) {
     return w->desc.codec == CLLM_CODEC_INT8 ? 3u : w->desc.dtype;
 }
 
-// ---- decoding ------------------------------------------------------------------------------------
+// ---- decoding -----------------------------------------------------------------------------------
 
 // First failure inside a parallel region, its message copied off the worker thread.
 typedef struct par_error {
@@ -239,7 +239,8 @@ cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, ui
     RETURN_IF(dst_cap < (row_end - row_begin) * row_bytes, CLLM_ERR_ARG,
               "%s: destination too small", w->name);
     if (d->codec == CLLM_CODEC_RAW) {
-        memcpy(dst, w->payload + row_begin * row_bytes, (size_t)((row_end - row_begin) * row_bytes));
+        memcpy(dst, w->payload + row_begin * row_bytes,
+               (size_t)((row_end - row_begin) * row_bytes));
         return CLLM_OK;
     }
     const uint64_t rpb = d->rows_per_block;
