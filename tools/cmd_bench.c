@@ -146,16 +146,26 @@ static int bench_mode(const bench_cfg *b, cllm_container *c, const char *mode, i
     if (st != CLLM_OK) return cli_fail("bench", st, mode);
     uint32_t vocab = cllm_container_config(c)->vocab_size;
     int n_tok = b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen;
+    if (n_tok < 4) n_tok = 4;
+    if ((uint32_t)n_tok > cllm_engine_context(e)) {
+        cllm_engine_free(e);
+        return cli_usage_error("bench", bench_usage, "-p/-n %d exceed the context of %u", n_tok,
+                               cllm_engine_context(e));
+    }
     float *logits = malloc(sizeof(float) * vocab);
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(n_tok > 0 ? n_tok : 1));
     double *rates = malloc(sizeof(double) * (size_t)b->reps);
     int rc = CLI_EXIT_OK;
     if (!logits || !tokens || !rates) rc = cli_fail("bench", CLLM_ERR_NOMEM, "buffers");
-    // Warm-up: one short prefill and a few steps (module load, graph capture, page cache).
+    // Warm-up: one full-size prefill (library initialisation, GEMM heuristics) and a few single
+    // steps (graph capture), untimed.
     if (rc == CLI_EXIT_OK) {
-        fill_tokens(tokens, 4, vocab, 7);
-        st = cllm_engine_forward(e, tokens, 4, 0, logits, vocab, 0);
-        for (int i = 4; st == CLLM_OK && i < 6; i++)
+        int n_warm = b->n_prompt > 4 ? b->n_prompt : 4;
+        if ((uint32_t)n_warm + 3 > cllm_engine_context(e)) n_warm = (int)cllm_engine_context(e) - 3;
+        fill_tokens(tokens, n_warm, vocab, 7);
+        cllm_engine_reset(e);
+        st = cllm_engine_forward(e, tokens, (size_t)n_warm, 0, logits, vocab, 0);
+        for (int i = n_warm; st == CLLM_OK && i < n_warm + 3; i++)
             st = cllm_engine_forward(e, tokens, 1, (size_t)i, logits, vocab, 0);
         if (st != CLLM_OK) rc = cli_fail("bench", st, "warm-up");
     }
