@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bad input: corrupted, truncated and missing files give a clear error and an exit code in 1..127.
-source "$(dirname "$0")/e2e_lib.sh"
+source "$(dirname "$0")/e2elib.sh"
 model=$(need_shared models/stories260K.bin)
 "$BIN" convert "$model" "$TMP/good.cllm" --codec lossless
 size=$(stat -c %s "$TMP/good.cllm")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # convert / verify / inspect on the real stories260K checkpoint and a synthesized HF model.
-source "$(dirname "$0")/e2e_lib.sh"
+source "$(dirname "$0")/e2elib.sh"
 model=$(need_shared models/stories260K.bin)
 
 for codec in raw lossless int8; do

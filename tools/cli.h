@@ -11,20 +11,18 @@
 // Exit codes: 0 success, 1 failure (bad data, mismatch, I/O...), 2 usage error.
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
 
-// Subcommands: argv[0] is the subcommand name. Weak while the tree is being assembled: a
-// subcommand whose file is missing reports itself as not built.
-#define CLI_CMD __attribute__((weak))
-CLI_CMD int cmd_convert(int argc, char **argv);
-CLI_CMD int cmd_inspect(int argc, char **argv);
-CLI_CMD int cmd_verify(int argc, char **argv);
-CLI_CMD int cmd_synth(int argc, char **argv);
-CLI_CMD int cmd_run(int argc, char **argv);
-CLI_CMD int cmd_logits(int argc, char **argv);
-CLI_CMD int cmd_compare(int argc, char **argv);
-CLI_CMD int cmd_perplexity(int argc, char **argv);
-CLI_CMD int cmd_bench(int argc, char **argv);
-CLI_CMD int cmd_tokenize(int argc, char **argv);
-CLI_CMD int cmd_detokenize(int argc, char **argv);
+// Subcommands: argv[0] is the subcommand name.
+int cmd_convert(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 // Prints "codecllm <cmd>: error: <what>: <library message>" to stderr and returns CLI_EXIT_FAIL
 // (CLI_EXIT_USAGE for CLLM_ERR_ARG).

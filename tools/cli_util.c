@@ -13,8 +13,11 @@
 
 int cli_fail(const char *cmd, cllm_status st, const char *what) {
     const char *msg = cllm_last_error();
-    fprintf(stderr, "codecllm %s: error: %s: %s%s(%s)\n", cmd, what, msg, *msg ? " " : "",
-            cllm_status_name(st));
+    // Library messages usually name the file already; do not say it twice.
+    if (what && *what && !strstr(msg, what))
+        fprintf(stderr, "codecllm %s: error: %s: %s (%s)\n", cmd, what, msg, cllm_status_name(st));
+    else
+        fprintf(stderr, "codecllm %s: error: %s (%s)\n", cmd, msg, cllm_status_name(st));
     return st == CLLM_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
 }
 

@@ -46,13 +46,7 @@ int main(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) {
-            if (!commands[i].fn) {
-                fprintf(stderr, "codecllm: command '%s' is not built in this version\n", argv[1]);
-                return CLI_EXIT_FAIL;
-            }
-            return commands[i].fn(argc - 1, argv + 1);
-        }
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "codecllm: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return CLI_EXIT_USAGE;

@@ -26,11 +26,38 @@ static int resolve_threads(int n_threads) {
 }
 
 // LEFT predictor in place: coded(r, c) = sym(r, c) - sym(r, c - 1) mod 256, sym(r, -1) = 0.
-// Runs right to left so each difference still sees the original left neighbour.
+// The left neighbour is carried in a register (reading it back from the row would wait on the
+// store just made).
 static void predict_left(uint8_t *s, uint64_t rows, uint64_t cols) {
     for (uint64_t r = 0; r < rows; r++) {
-        uint8_t *row = s + r * cols;
-        for (uint64_t c = cols - 1; c > 0; c--) row[c] = (uint8_t)(row[c] - row[c - 1]);
+        uint8_t *row = s + r * cols, prev = 0;
+        for (uint64_t c = 0; c < cols; c++) {
+            const uint8_t cur = row[c];
+            row[c] = (uint8_t)(cur - prev);
+            prev = cur;
+        }
+    }
+}
+
+// Counts of s[0..n) added to counts. Four sub-histograms take consecutive bytes, so a run of
+// equal symbols (common: the int8 zero) does not serialise on one counter's store-to-load
+// latency. uint32 counters are flushed every 2^30 bytes, before any could overflow.
+static void histogram_range(const uint8_t *s, uint64_t n, uint64_t counts[256]) {
+    uint32_t sub[4][256];
+    for (uint64_t done = 0; done < n;) {
+        const uint64_t len = n - done < ((uint64_t)1 << 30) ? n - done : (uint64_t)1 << 30;
+        const uint8_t *c = s + done;
+        memset(sub, 0, sizeof sub);
+        uint64_t i = 0;
+        for (; i + 4 <= len; i += 4) {
+            sub[0][c[i]]++;
+            sub[1][c[i + 1]]++;
+            sub[2][c[i + 2]]++;
+            sub[3][c[i + 3]]++;
+        }
+        for (; i < len; i++) sub[0][c[i]]++;
+        for (int k = 0; k < 256; k++) counts[k] += (uint64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
+        done += len;
     }
 }
 
@@ -39,10 +66,12 @@ static void histogram(const uint8_t *s, uint64_t n, int nt, uint64_t counts[256]
 #pragma omp parallel num_threads(nt)
     {
         uint64_t local[256] = {0};
-#pragma omp for schedule(static)
-        for (uint64_t i = 0; i < n; i++) local[s[i]]++;
+        const uint64_t t = (uint64_t)omp_get_thread_num(), k = (uint64_t)omp_get_num_threads();
+        const uint64_t lo = n / k * t + (t < n % k ? t : n % k);
+        const uint64_t len = n / k + (t < n % k);
+        histogram_range(s + lo, len, local);
 #pragma omp critical(cllm_codec_hist)
-        for (int k = 0; k < 256; k++) counts[k] += local[k];
+        for (int b = 0; b < 256; b++) counts[b] += local[b];
     }
 }
 

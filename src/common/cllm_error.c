@@ -14,14 +14,16 @@
 static _Thread_local char tls_error[CLLM_ERROR_CAP];
 
 cllm_status cllm_fail(cllm_status st, const char *file, int line, const char *fmt, ...) {
+    // "message [file.c:line]": the message first for users, the origin last for developers.
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
-    int n = snprintf(tls_error, sizeof tls_error, "%s:%d: ", base, line);
-    if (n < 0 || (size_t)n >= sizeof tls_error) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(tls_error + n, sizeof tls_error - (size_t)n, fmt, ap);
+    int n = vsnprintf(tls_error, sizeof tls_error, fmt, ap);
     va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n < sizeof tls_error)
+        snprintf(tls_error + n, sizeof tls_error - (size_t)n, " [%s:%d]", base, line);
     return st;
 }
 

@@ -36,31 +36,35 @@ static uint64_t al(uint64_t x) { return cllm_align_up(x, BE_ALIGN); }
 
 // ---- setup -----------------------------------------------------------------------------------
 
+// All pipeline events in one array: per group decoded, released, decode and stall timing pairs;
+// per copy unit copied and a timing pair; per layer the timing marks; the fork event.
 static cllm_status create_events(be_state *s) {
-    for (int i = 0; i < BE_SLOTS; i++) {
-        CLLM_CUDA_TRY(cudaEventCreateWithFlags(&s->ev_copied[i], cudaEventDisableTiming));
-        CLLM_CUDA_TRY(cudaEventCreateWithFlags(&s->ev_free[i], cudaEventDisableTiming));
-    }
-    const size_t n = (size_t)s->n_layers + 2 + 4 * s->n_mats;
+    const size_t G = (size_t)s->n_groups, C = (size_t)s->n_copies, L = s->n_layers;
+    const size_t n_sync = 2 * G + C + 1, n = n_sync + 4 * G + 2 * C + L + 2;
     cudaEvent_t *ev = (cudaEvent_t *)calloc(n, sizeof *ev);
     RETURN_IF(!ev, CLLM_ERR_NOMEM, "cuda backend: events");
-    s->ev_layer = ev;
-    s->ev_dec = ev + s->n_layers + 2;
-    s->ev_cp = s->ev_dec + 2 * s->n_mats;
+    s->ev_decoded = ev;
+    s->ev_released = ev + G;
+    s->ev_copied = ev + 2 * G;
+    s->ev_layer = ev + n_sync;  // ev[n_sync - 1] is the fork event
+    s->ev_dec_t = s->ev_layer + L + 2;
+    s->ev_stall_t = s->ev_dec_t + 2 * G;
+    s->ev_cp_t = s->ev_stall_t + 2 * G;
     for (size_t i = 0; i < n; i++) {
-        CLLM_CUDA_TRY(cudaEventCreate(&ev[i]));
+        // Synchronisation-only events skip timing (cheaper records and waits).
+        CLLM_CUDA_TRY(cudaEventCreateWithFlags(&ev[i], i < n_sync ? cudaEventDisableTiming : 0));
         s->n_events = (int)i + 1;
     }
+    s->ev_fork = ev[n_sync - 1];
     return CLLM_OK;
 }
 
 static cllm_status init_mats(be_state *s) {
     s->n_mats = (size_t)s->n_layers * BE_MATS_PER_LAYER + 1;
     s->mats = (be_mat *)calloc(s->n_mats, sizeof *s->mats);
-    s->stream_mat = (size_t *)calloc(s->n_mats, sizeof *s->stream_mat);
     const size_t nt = (size_t)s->n_layers + 1;
     s->t_copy = (double *)calloc(3 * nt, sizeof(double));
-    RETURN_IF(!s->mats || !s->stream_mat || !s->t_copy, CLLM_ERR_NOMEM, "cuda backend: tables");
+    RETURN_IF(!s->mats || !s->t_copy, CLLM_ERR_NOMEM, "cuda backend: tables");
     s->t_dec = s->t_copy + nt;
     s->t_comp = s->t_dec + nt;
     for (uint32_t l = 0; l < s->n_layers; l++)
@@ -140,14 +144,10 @@ static cllm_status alloc_gemm(be_state *s) {
     return CLLM_OK;
 }
 
-// Decode scratch and the staging ring. Invariant: every slot holds the largest streamed payload.
+// The decode scratch ring and the staging ring (sizes from the plan; see cllm_cuda_plan.cu).
 static cllm_status alloc_weight_buffers(be_state *s) {
-    s->scratch_bytes = (size_t)s->bytes.scratch;
     TRY(DALLOC(s, s->bytes.scratch, &s->scratch));
-    if (s->n_streamed == 0) return CLLM_OK;
-    s->slot_bytes = (size_t)(s->bytes.staging / (uint64_t)s->n_slots);
-    for (int i = 0; i < s->n_slots; i++) TRY(DALLOC(s, s->slot_bytes, &s->slots[i]));
-    return CLLM_OK;
+    return DALLOC(s, s->bytes.staging, &s->staging);
 }
 
 // ---- weights ---------------------------------------------------------------------------------

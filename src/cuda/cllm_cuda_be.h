@@ -12,7 +12,6 @@ extern "C" {
 }
 #include "cllm_cuda_backend.h"
 
-#define BE_SLOTS 4                       // staging ring slots (streamed payloads in flight)
 #define BE_BATCH 256                     // tokens per prefill chunk
 #define BE_MATVEC_MAX_N 4                // chunks of at most this many tokens use matvecs
 #define BE_LOGIT_ROWS 32                 // logits rows computed per classifier pass
@@ -20,35 +19,88 @@ extern "C" {
 #define BE_BLAS_WS (32ull << 20)         // cuBLAS workspace (set explicitly: no lazy allocation)
 #define BE_ALIGN 256
 #define BE_MATS_PER_LAYER 7              // wq wk wv wo gate up down, in use order
+#define BE_GROUPS_PER_LAYER 4            // decode launches per layer: {q,k,v} {o} {gate,up} {down}
+#define BE_GROUP_MAX_MATS 3
+#define BE_DEC_STREAMS 2                 // DEVICE groups alternate between them; STREAM use [0]
 #define BE_ATT_MAX_POS 49152             // attention scores live in shared memory
 #define BE_ATT_MAX_HD 256
 
-// Cost model constants (the H2D rate is measured at create).
+// Cost model constants (H2D, decode and matvec times are measured at create; these are the
+// fallbacks when a probe fails).
 #define BE_DECODE_RATE 700e9             // decoded bytes per second of the GPU rANS decoder
-#define BE_MATVEC_RATE 2.5e12            // weight bytes per second read by a matvec
+#define BE_MATVEC_RATE 1.8e12            // weight bytes per second read by a matvec (H100 raw tg)
 
 // Where a matrix lives between forward calls.
 enum be_place { BE_RAW = 0, BE_DEVICE = 1, BE_STREAM = 2 };
+
+// First matrix (index in the layer) of each decode group of a layer; group i is
+// [be_group_first[i], be_group_first[i + 1]). Matrices needed together share one launch.
+static const int be_group_first[BE_GROUPS_PER_LAYER + 1] = {0, 3, 4, 6, 7};
 
 // One large matrix (7 per layer, then the classifier), in use order.
 struct be_mat {
     const cllm_weight *w;
     uint32_t layer;              // n_layers for the classifier
     int place;                   // be_place
-    cllm_cuda_weight view;       // what the kernels read: the RAW buffer, or the scratch
-    cllm_cuda_decode_job job;    // DEVICE / STREAM: decode of the whole matrix into the scratch
-    const uint8_t *payload_dev;  // DEVICE: resident payload; STREAM: its staging slot
+    cllm_cuda_weight view;       // what the kernels read: the RAW buffer, or its scratch range
+    const uint8_t *payload_dev;  // DEVICE: resident payload
     const uint8_t *host_src;     // STREAM: pinned copy of the payload (or the mapping)
-    const uint8_t *scales_src;   // STREAM int8: scales inside the slot, copied to the scratch
-    size_t scales_bytes;
-    int stream_idx;              // STREAM: position among the streamed matrices
-    int slot;                    // STREAM: stream_idx % n_slots
+    int group;                   // DEVICE / STREAM layer matrix: its decode group
+    int last_in_group;           // the group's scratch range is released after this matrix's use
+};
+
+// A decode group: DEVICE or STREAM matrices decoded by ONE launch into a range of the scratch
+// ring, in use order (g = 0.. over the whole pass; the classifier's row chunks come last).
+struct be_group {
+    cllm_cuda_decode_job jobs[BE_GROUP_MAX_MATS];
+    int n_jobs;
+    int place;                   // BE_DEVICE or BE_STREAM
+    int dec;                     // decode stream index
+    int copy;                    // STREAM: the copy unit decoded from; -1 for DEVICE
+    int wait_release;            // latest earlier group whose scratch range overlaps (-1: none)
+    uint32_t layer;
+    uint64_t off, bytes;         // scratch ring range [off, off + bytes)
+    // STREAM int8: scales copied from the staging range into the scratch with the decode (the
+    // staging range is recycled once the decode is done).
+    const uint8_t *scales_src[BE_GROUP_MAX_MATS];
+    uint8_t *scales_dst[BE_GROUP_MAX_MATS];
+    size_t scales_bytes[BE_GROUP_MAX_MATS];
+};
+
+// A copy unit: the payloads of one STREAM group (or the whole classifier, which all its chunks
+// decode from) copied into a range of the staging ring.
+struct be_copy {
+    const uint8_t *src[BE_GROUP_MAX_MATS];
+    uint8_t *dst[BE_GROUP_MAX_MATS];
+    size_t bytes[BE_GROUP_MAX_MATS];
+    int n;
+    uint64_t off, size;          // staging ring range
+    int last_group;              // the range is free once this group's decode is done
+    int wait_group;              // decode whose end frees this range (-1: none in the pass)
+    uint32_t layer;
+};
+
+// A row chunk of the classifier: rows [row0, row0 + view.rows), decoded by `group` (-1: RAW).
+struct be_chunk {
+    uint64_t row0;
+    cllm_cuda_weight view;
+    int group;
+};
+
+// Per-layer GPU times measured at create on a real layer (see be_measure_gpu), seconds.
+struct be_probe {
+    int ok;
+    double layer_bytes;          // decoded bytes of the probed layer (matrices + int8 scales)
+    double comp;                 // its 7 matvecs alone
+    double pipe_stream;          // decodes on one stream (as STREAM groups) beside the matvecs
+    double pipe_device;          // decodes alternating on two streams (DEVICE) beside the matvecs
+    double dec_serial;           // the 4 group launches on one stream, nothing else running
 };
 
 // Byte figures of a placement (see be_plan_bytes).
 struct be_bytes {
     uint64_t raw, compressed;    // matrices: decoded resident, compressed resident
-    uint64_t staging, scratch;   // ring (n_slots x largest streamed payload), decode scratch
+    uint64_t staging, scratch;   // staging ring, decode scratch ring (see be_ring_sizes)
     uint64_t embed;              // embedding: resident payload + row scratch, or decoded table
     uint64_t kv, act, gemm;      // KV cache; activations/norms/RoPE/logits/ctl; GEMM + cuBLAS
     uint64_t load_tmp;           // load-time upload buffer (freed after load)
@@ -68,18 +120,22 @@ struct be_state {
     int device;                  // CUDA device index (selected again by every forward call)
 
     cllm_cuda_mem *mem;
-    void *compute, *copy;        // cudaStream_t: compute (decode + kernels) and copy engine
+    void *compute, *copy;        // cudaStream_t: kernels; copy engine
+    void *dec[BE_DEC_STREAMS];   // cudaStream_t: decodes (run ahead of compute)
     void *blas;
     double h2d_rate;             // bytes per second, measured at create
+    be_probe probe;              // measured at create (be_measure_gpu)
 
     be_mat *mats;                // n_mats = n_layers * 7 + 1, classifier last
     size_t n_mats;
-    size_t *stream_mat;          // matrix index of the k-th streamed matrix (n_streamed)
-    int n_streamed, n_slots;
-    uint8_t *slots[BE_SLOTS];
-    size_t slot_bytes;
-    uint8_t *scratch;            // one decoded matrix (+ its int8 scales)
-    size_t scratch_bytes;
+    int n_streamed;              // STREAM matrices
+    be_group *groups;            // decode groups in use order, classifier chunks last
+    int n_groups, n_cls_groups;
+    be_copy *copies;             // copy units in use order, the classifier's last
+    int n_copies, cls_copied;    // cls_copied: the last copy unit is the classifier's
+    be_chunk *chunks;            // classifier row chunks (1 when RAW)
+    int n_chunks;
+    uint8_t *staging, *scratch;  // the two rings (sizes in s->bytes)
     uint8_t *host_pinned;        // STREAM payload copies (NULL: read from the mapping)
 
     // Embedding: a decoded table (direct), or its resident payload + per-token block scratch.
@@ -102,11 +158,19 @@ struct be_state {
     int32_t *ctl_dev, *ctl_host;  // [0] = first position of the chunk, [1..] its tokens (pinned)
     cllm_cuda_decode_status *status_dev;
 
-    // Pipeline events (see cllm_cuda_forward.cu for what guards what).
-    cudaEvent_t ev_copied[BE_SLOTS], ev_free[BE_SLOTS];
+    // Pipeline events (see cllm_cuda_forward.cu for what guards what), one array.
+    cudaEvent_t ev_fork;          // compute: pass start; a decode stream joins on it
+    cudaEvent_t *ev_decoded;      // per group: its decode (and scales copy) done
+    cudaEvent_t *ev_released;     // per group: compute's last read of its scratch range done
+    cudaEvent_t *ev_copied;       // per copy unit: its payloads are in the staging ring
     cudaEvent_t *ev_layer;        // n_layers + 2 (timing)
-    cudaEvent_t *ev_dec, *ev_cp;  // 2 per matrix (timing)
+    cudaEvent_t *ev_dec_t, *ev_stall_t, *ev_cp_t;  // 2 per group, group, copy (timing)
     int n_events;                 // created so far (for free)
+
+    // Host side of the pipeline during one pass (reset by pipe_start).
+    int n_groups_active, n_copies_active;
+    int next_copy, next_dec, n_released, cur_group;
+    int dec_joined[BE_DEC_STREAMS];
 
     cudaGraphExec_t graph;        // n == 1 step (no streamed matrix)
     int graph_state;              // 0 not tried, 1 ready, -1 failed (direct launches)
@@ -126,6 +190,14 @@ void be_log(const be_state *s, const char *fmt, ...) CLLM_PRINTF(2, 3);
 uint64_t be_mat_raw_bytes(const cllm_weight *w);   // decoded + int8 scales, aligned
 uint64_t be_mat_comp_bytes(const cllm_weight *w);  // payload, aligned
 cllm_status be_measure_h2d(be_state *s);
+// Times, on the device, one real layer's decode launches (grouped as the forward groups them)
+// and its matvecs, alone and overlapped; fills s->probe (probe.ok = 0 when it cannot run).
+cllm_status be_measure_gpu(be_state *s);
+// Rows per classifier chunk: each chunk decodes into at most the largest layer group's bytes.
+uint64_t be_cls_chunk_rows(const be_state *s);
+// Decoded bytes (matrices + int8 scales, aligned) and payload bytes of group i of layer l.
+uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i);
+uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i);
 // Chooses every matrix's placement (mode, or the planner under a budget), fills s->bytes,
 // s->predicted and s->plan, and checks the total against the budget and the free device memory.
 cllm_status be_plan(be_state *s);

@@ -1,17 +1,27 @@
 // The CUDA backend's memory plan: what every placement costs in device bytes, the per-token time
 // model, and the planner that picks a placement per layer under a VRAM budget.
 //
-// Time model for one batch-1 token (predicted_token_seconds):
-//   copy = streamed compressed bytes / H2D rate (measured at create: a 64 MiB pinned copy)
-//   gpu  = decoded bytes read by the matvecs / BE_MATVEC_RATE
-//        + decoded bytes produced by the decoder (device + streamed) / BE_DECODE_RATE
-//   token = max(copy, gpu) + 0.05 * min(copy, gpu)  (the copy engine runs ahead of the decoder
-//           and the kernels; the small second term stands for imperfect overlap and breaks ties)
-// Per byte of VRAM, keeping a layer compressed saves its whole PCIe copy (1 / H2D per byte) while
-// keeping it decoded saves copy + decode over more bytes, so while copy-bound the planner mostly
-// makes layers compressed-resident, then spends what is left on decoded-resident layers once the
-// GPU side is the bottleneck. It does this greedily by saved seconds per added byte, evaluating the
-// exact byte total (staging and scratch included) of each candidate move.
+// Weight buffers of the non-RAW matrices (see cllm_cuda_forward.cu for the pipeline):
+//   scratch ring = depth x the largest decode group's decoded bytes; depth 3 when any layer is
+//                  DEVICE (two decode streams each filling a range while compute reads a third),
+//                  else 2 (one range decoding while compute reads the other);
+//   staging ring = 2 x the largest STREAM group's payloads (one copying while the one before
+//                  decodes), and at least the classifier's whole payload when it is streamed.
+// The classifier is decoded in row chunks no larger than the largest layer group, so it never
+// sizes the scratch ring.
+//
+// Time model for one batch-1 token (predicted_token_seconds), from s->probe (measured at create
+// on a real layer: be_measure_gpu) and the H2D rate (a 64 MiB pinned copy):
+//   copy = streamed compressed bytes / H2D rate
+//   gpu  = sum over layers of the layer's measured GPU time for its placement, scaled by decoded
+//          bytes (RAW: matvecs alone; DEVICE: decodes on two streams beside the matvecs; STREAM:
+//          decodes on one stream beside the matvecs); the classifier scaled from a layer
+//   fill = the first group's copy and decode (nothing overlaps the pipeline's start)
+//   token = max(copy, gpu) + 0.05 * min(copy, gpu) + fill  (the copy engine runs ahead of the
+//           decoder and the kernels; the small second term stands for imperfect overlap)
+// Per byte of VRAM, keeping a layer compressed saves its whole PCIe copy while keeping it decoded
+// saves its decode time over more bytes, so the planner greedily takes the move with the most
+// seconds saved per added byte, evaluating the exact byte total (rings included) of each move.
 #include "cllm_cuda_be.h"
 
 #include <float.h>
@@ -97,17 +107,79 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychun
             scratch = b > scratch ? b : scratch;
             if (v.rows < w->desc.rows && s->batch * v.rows * 4 > ych) ych = s->batch * v.rows * 4;
         }
+        // Classifier row chunks: (logits rows, chunk rows) scattered into the logits.
+        const uint64_t n = s->batch < BE_LOGIT_ROWS ? s->batch : BE_LOGIT_ROWS;
+        const uint64_t c = n * be_cls_chunk_rows(s) * 4;
+        ych = c > ych ? c : ych;
     }
     if (scratch_out) *scratch_out = al(scratch);
     if (ychunk_out) *ychunk_out = al(ych);
     return s->batch > BE_MATVEC_MAX_N ? al(scratch) + al(ych) + BE_BLAS_WS : 0;
 }
 
+uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i) {
+    uint64_t b = 0;
+    for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++)
+        b += be_mat_raw_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
+    return b;
+}
+
+uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i) {
+    uint64_t b = 0;
+    for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++)
+        b += be_mat_comp_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
+    return b;
+}
+
+// Decoded bytes of `rows` classifier rows (+ their int8 scales), aligned.
+static uint64_t cls_rows_bytes(const be_state *s, uint64_t rows) {
+    const cllm_weight *w = cls_mat(s)->w;
+    return al(rows * w->desc.cols * w->elem_size) + al(rows * (int8_scales_bytes(w) / w->desc.rows));
+}
+
+uint64_t be_cls_chunk_rows(const be_state *s) {
+    const cllm_weight *w = cls_mat(s)->w;
+    const uint64_t unit = w->desc.codec == CLLM_CODEC_RAW ? 1 : w->desc.rows_per_block;
+    uint64_t cap = 0;
+    for (uint32_t l = 0; l < s->n_layers; l++)
+        for (int i = 0; i < BE_GROUPS_PER_LAYER; i++)
+            if (be_group_dec_bytes(s, l, i) > cap) cap = be_group_dec_bytes(s, l, i);
+    const uint64_t row = cls_rows_bytes(s, 1);
+    uint64_t rows = cap / row / unit * unit;
+    rows = rows ? rows : unit;
+    return rows < w->desc.rows ? rows : w->desc.rows;
+}
+
+// Ring sizes of the current placements (see the top of this file).
+static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) {
+    uint64_t max_dec = 0, max_comp = 0;
+    int any_device = 0;
+    for (uint32_t l = 0; l < s->n_layers; l++) {
+        const int p = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+        if (p == BE_RAW) continue;
+        any_device |= p == BE_DEVICE;
+        for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
+            if (be_group_dec_bytes(s, l, i) > max_dec) max_dec = be_group_dec_bytes(s, l, i);
+            if (p == BE_STREAM && be_group_comp_bytes(s, l, i) > max_comp)
+                max_comp = be_group_comp_bytes(s, l, i);
+        }
+    }
+    uint64_t cls_comp = 0;
+    if (cls_mat(s)->place != BE_RAW) {
+        const uint64_t c = cls_rows_bytes(s, be_cls_chunk_rows(s));
+        max_dec = c > max_dec ? c : max_dec;
+        any_device |= cls_mat(s)->place == BE_DEVICE;
+        if (cls_mat(s)->place == BE_STREAM) cls_comp = be_mat_comp_bytes(cls_mat(s)->w);
+    }
+    *scratch = max_dec * (any_device ? 3 : 2);
+    *staging = 2 * max_comp > cls_comp ? 2 * max_comp : cls_comp;
+}
+
 // Device bytes of the current placements (s->mats[].place).
 static be_bytes plan_bytes(const be_state *s) {
     be_bytes b;
     memset(&b, 0, sizeof b);
-    uint64_t max_stream = 0, max_scratch = 0, max_load = 0;
+    uint64_t max_load = 0;
     for (size_t j = 0; j < s->n_mats; j++) {
         const be_mat *m = &s->mats[j];
         const cllm_weight *w = m->w;
@@ -115,25 +187,20 @@ static be_bytes plan_bytes(const be_state *s) {
             b.raw += be_mat_raw_bytes(w);
             if (w->desc.codec != CLLM_CODEC_RAW && be_mat_comp_bytes(w) > max_load)
                 max_load = be_mat_comp_bytes(w);
-            continue;
-        }
-        if (be_mat_raw_bytes(w) > max_scratch) max_scratch = be_mat_raw_bytes(w);
-        if (m->place == BE_DEVICE && !(j == s->n_mats - 1 && cls_tied(s)))
+        } else if (m->place == BE_DEVICE && !(j == s->n_mats - 1 && cls_tied(s))) {
             b.compressed += be_mat_comp_bytes(w);
-        if (m->place == BE_STREAM && be_mat_comp_bytes(w) > max_stream)
-            max_stream = be_mat_comp_bytes(w);
+        }
     }
     if (embed_decoded_own(s) && s->w->embed.desc.codec != CLLM_CODEC_RAW &&
         be_mat_comp_bytes(&s->w->embed) > max_load)
         max_load = be_mat_comp_bytes(&s->w->embed);
-    b.staging = max_stream * (uint64_t)s->n_slots;
-    b.scratch = max_scratch;
+    ring_sizes(s, &b.scratch, &b.staging);
     b.embed = embed_bytes(s);
     b.kv = 2 * al((uint64_t)s->n_layers * s->ctx * s->kv_dim * 4);
     b.act = activation_bytes(s);
     b.gemm = be_gemm_sizes(s, NULL, NULL);
-    // Load uploads go through the staging ring when there is one.
-    b.load_tmp = max_stream >= max_load ? 0 : max_load;
+    // Load uploads go through the staging ring when it is large enough.
+    b.load_tmp = b.staging >= max_load ? 0 : max_load;
     b.total = b.raw + b.compressed + b.staging + b.scratch + b.embed + b.kv + b.act + b.gemm;
     return b;
 }
@@ -146,18 +213,55 @@ static uint64_t plan_need(const be_state *s) {
 
 // ---- time ------------------------------------------------------------------------------------
 
+// GPU seconds of `bytes` decoded bytes of matrices placed `place`, scaled from the probed layer.
+static double gpu_seconds(const be_state *s, int place, double bytes) {
+    const be_probe *pr = &s->probe;
+    if (!pr->ok)  // no overlap assumed
+        return bytes / BE_MATVEC_RATE + (place == BE_RAW ? 0 : bytes / BE_DECODE_RATE);
+    const double t = place == BE_RAW      ? pr->comp
+                     : place == BE_DEVICE ? pr->pipe_device
+                                          : pr->pipe_stream;
+    return t * bytes / pr->layer_bytes;
+}
+
+static double unit_dec_bytes(const be_state *s, uint32_t u) {
+    double b = 0;
+    for (size_t j = 0; j < s->n_mats; j++)
+        if (s->mats[j].layer == u) b += (double)be_mat_raw_bytes(s->mats[j].w);
+    return b;
+}
+
+// Time of the pipeline's start: the first group's copy and decode, which nothing overlaps.
+static double fill_seconds(const be_state *s) {
+    for (uint32_t u = 0; u <= s->n_layers; u++) {
+        const int p = u == s->n_layers ? cls_mat(s)->place
+                                       : s->mats[(size_t)u * BE_MATS_PER_LAYER].place;
+        if (p == BE_RAW) continue;
+        const double frac = 1.0 / BE_GROUPS_PER_LAYER;
+        double t = s->probe.ok ? frac * s->probe.dec_serial * unit_dec_bytes(s, u) /
+                                     s->probe.layer_bytes
+                               : frac * unit_dec_bytes(s, u) / BE_DECODE_RATE;
+        if (p == BE_STREAM && u < s->n_layers)
+            t += (double)be_group_comp_bytes(s, u, 0) / s->h2d_rate;
+        return t;
+    }
+    return 0;
+}
+
 static double plan_seconds(const be_state *s, double *copy_out, double *gpu_out) {
     double copy = 0, gpu = 0;
     for (size_t j = 0; j < s->n_mats; j++) {
         const be_mat *m = &s->mats[j];
-        const double dec = (double)m->w->decoded_bytes + (double)int8_scales_bytes(m->w);
-        gpu += dec / BE_MATVEC_RATE;
-        if (m->place != BE_RAW) gpu += dec / BE_DECODE_RATE;
         if (m->place == BE_STREAM) copy += (double)m->w->payload_size / s->h2d_rate;
+    }
+    for (uint32_t u = 0; u <= s->n_layers; u++) {
+        const int p = u == s->n_layers ? cls_mat(s)->place
+                                       : s->mats[(size_t)u * BE_MATS_PER_LAYER].place;
+        gpu += gpu_seconds(s, p, unit_dec_bytes(s, u));
     }
     if (copy_out) *copy_out = copy;
     if (gpu_out) *gpu_out = gpu;
-    return fmax(copy, gpu) + 0.05 * fmin(copy, gpu);
+    return fmax(copy, gpu) + 0.05 * fmin(copy, gpu) + fill_seconds(s);
 }
 
 // ---- planner ---------------------------------------------------------------------------------
@@ -276,21 +380,32 @@ static cllm_status plan_text(be_state *s) {
     const be_bytes *b = &s->bytes;
     double copy, gpu;
     plan_seconds(s, &copy, &gpu);
+    char probe[200];
+    const be_probe *pr = &s->probe;
+    if (pr->ok)
+        snprintf(probe, sizeof probe,
+                 "measured per layer: matvecs %.3f ms, decodes %.3f ms (4 launches), with the "
+                 "matvecs %.3f ms on one decode stream, %.3f ms on two",
+                 pr->comp * 1e3, pr->dec_serial * 1e3, pr->pipe_stream * 1e3,
+                 pr->pipe_device * 1e3);
+    else
+        snprintf(probe, sizeof probe, "assumed: decode %.0f GB/s, matvec %.1f TB/s, serial",
+                 BE_DECODE_RATE / 1e9, BE_MATVEC_RATE / 1e12);
     snprintf(t + len, cap - len,
              "embedding: %s (%.2f GiB)\n"
              "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
-             "scratch %.2f GiB, staging %d x %.2f MiB\n"
+             "scratch ring %.2f GiB, staging ring %.2f MiB\n"
              "total %.2f GiB of device memory%s\n"
-             "predicted %.2f ms/token %s (copy %.2f ms at %.1f GB/s measured, GPU %.2f ms at "
-             "decode %.0f GB/s, matvec %.1f TB/s assumed)",
+             "predicted %.2f ms/token = %.1f tok/s, %s (copy %.2f ms at %.1f GB/s measured, GPU "
+             "%.2f ms; %s)",
              b->embed == 0 ? "reads the classifier's decoded table"
              : embed_decoded_own(s) ? "decoded resident"
                                     : "compressed resident, rows decoded per token",
              b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
-             s->n_streamed ? s->n_slots : 0, s->n_streamed ? b->staging / s->n_slots / MIB : 0.0,
-             b->total / GIB, s->budget ? " (planned under the VRAM budget)" : "",
-             s->predicted * 1e3, copy > gpu ? "copy-bound" : "GPU-bound", copy * 1e3,
-             s->h2d_rate / 1e9, gpu * 1e3, BE_DECODE_RATE / 1e9, BE_MATVEC_RATE / 1e12);
+             b->staging / MIB, b->total / GIB,
+             s->budget ? " (planned under the VRAM budget)" : "", s->predicted * 1e3,
+             s->predicted > 0 ? 1.0 / s->predicted : 0.0, copy > gpu ? "copy-bound" : "GPU-bound",
+             copy * 1e3, s->h2d_rate / 1e9, gpu * 1e3, probe);
     free(s->plan);
     s->plan = t;
     return CLLM_OK;
@@ -333,6 +448,153 @@ cllm_status be_measure_h2d(be_state *s) {
     return CLLM_OK;
 }
 
+// ---- GPU probe -------------------------------------------------------------------------------
+
+// One layer as the forward runs it: its payloads resident, each group's jobs decoding into one
+// range `out` (the largest group's size; every group reuses it), the matvecs reading the same
+// range. The matvecs race the decodes on purpose: only times are taken, no values are used.
+struct probe_ctx {
+    cllm_cuda_decode_job jobs[BE_GROUPS_PER_LAYER][BE_GROUP_MAX_MATS];
+    int n_jobs[BE_GROUPS_PER_LAYER];
+    cllm_cuda_weight views[BE_MATS_PER_LAYER];
+    uint8_t *payload, *out;
+    float *xy;                   // x (largest cols), then y (largest rows)
+    size_t x_floats;
+    cllm_cuda_decode_status *status;
+    cudaEvent_t e0, e1, join[BE_DEC_STREAMS];
+};
+
+enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4 };
+
+static cllm_status probe_alloc(be_state *s, probe_ctx *c) {
+    uint64_t comp = 0, out = 0, cols = 0, rows = 0;
+    for (int k = 0; k < BE_MATS_PER_LAYER; k++) {
+        const cllm_weight *w = s->mats[k].w;
+        comp += be_mat_comp_bytes(w);
+        cols = w->desc.cols > cols ? w->desc.cols : cols;
+        rows = w->desc.rows > rows ? w->desc.rows : rows;
+    }
+    for (int i = 0; i < BE_GROUPS_PER_LAYER; i++)
+        out = be_group_dec_bytes(s, 0, i) > out ? be_group_dec_bytes(s, 0, i) : out;
+    c->x_floats = (size_t)al(cols);
+    TRY(cllm_cuda_alloc(s->mem, (size_t)comp, (void **)&c->payload));
+    TRY(cllm_cuda_alloc(s->mem, (size_t)out, (void **)&c->out));
+    TRY(cllm_cuda_alloc(s->mem, (size_t)(c->x_floats + rows) * 4, (void **)&c->xy));
+    TRY(cllm_cuda_alloc(s->mem, sizeof *c->status, (void **)&c->status));
+    CLLM_CUDA_TRY(cudaMemset(c->xy, 0, (size_t)(c->x_floats + rows) * 4));
+    CLLM_CUDA_TRY(cudaMemset(c->status, 0, sizeof *c->status));
+    CLLM_CUDA_TRY(cudaEventCreate(&c->e0));
+    CLLM_CUDA_TRY(cudaEventCreate(&c->e1));
+    for (int d = 0; d < BE_DEC_STREAMS; d++)
+        CLLM_CUDA_TRY(cudaEventCreateWithFlags(&c->join[d], cudaEventDisableTiming));
+    return CLLM_OK;
+}
+
+// Uploads layer 0's payloads and builds the jobs and views.
+static cllm_status probe_setup(be_state *s, probe_ctx *c) {
+    uint64_t poff = 0;
+    for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
+        uint64_t ooff = 0;
+        c->n_jobs[i] = 0;
+        for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++) {
+            const cllm_weight *w = s->mats[k].w;
+            uint8_t *src = c->payload + poff, *dst = c->out + ooff;
+            CLLM_CUDA_TRY(cudaMemcpy(src, w->payload, w->payload_size, cudaMemcpyHostToDevice));
+            cllm_cuda_decode_job *job = &c->jobs[i][c->n_jobs[i]++];
+            const uint64_t nb = w->desc.codec == CLLM_CODEC_RAW ? w->desc.rows : w->desc.n_blocks;
+            TRY(cllm_cuda_decode_job_init(&w->desc, src, dst, 0, nb, job));
+            cllm_cuda_weight *v = &c->views[k];
+            memset(v, 0, sizeof *v);
+            v->data = dst;
+            v->rows = w->desc.rows;
+            v->cols = w->desc.cols;
+            v->kind = cllm_weight_decoded_kind(w);
+            v->group_size = w->desc.codec == CLLM_CODEC_INT8 ? w->desc.group_size : 0;
+            v->scales = cllm_cuda_int8_scales(job);
+            poff += be_mat_comp_bytes(w);
+            ooff += be_mat_raw_bytes(w);
+        }
+    }
+    // The uploads and memsets ran on the legacy stream, which the (non-blocking) streams do not
+    // wait for.
+    CLLM_CUDA_TRY(cudaDeviceSynchronize());
+    return CLLM_OK;
+}
+
+// Seconds of one run of `what` (PROBE_* flags): decodes on s->dec (all on [0], or alternating
+// with PROBE_DUAL), matvecs on s->compute, all started together and joined on compute.
+static cllm_status probe_once(be_state *s, probe_ctx *c, int what, double *sec) {
+    cudaStream_t cs = CLLM_STREAM(s->compute);
+    const int n_dec = what & PROBE_DEC ? (what & PROBE_DUAL ? BE_DEC_STREAMS : 1) : 0;
+    CLLM_CUDA_TRY(cudaEventRecord(c->e0, cs));
+    for (int d = 0; d < n_dec; d++)
+        CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->dec[d]), c->e0, 0));
+    for (int i = 0; i < BE_GROUPS_PER_LAYER && n_dec; i++)
+        TRY(cllm_cuda_decode(c->jobs[i], (size_t)c->n_jobs[i], c->status, s->dec[i % n_dec]));
+    for (int k = 0; k < BE_MATS_PER_LAYER && (what & PROBE_MATVEC); k++)
+        TRY(cllm_cuda_matvec(&c->views[k], c->xy, c->xy + c->x_floats, 0, s->compute));
+    for (int d = 0; d < n_dec; d++) {
+        CLLM_CUDA_TRY(cudaEventRecord(c->join[d], CLLM_STREAM(s->dec[d])));
+        CLLM_CUDA_TRY(cudaStreamWaitEvent(cs, c->join[d], 0));
+    }
+    CLLM_CUDA_TRY(cudaEventRecord(c->e1, cs));
+    CLLM_CUDA_TRY(cudaEventSynchronize(c->e1));
+    float ms = 0;
+    CLLM_CUDA_TRY(cudaEventElapsedTime(&ms, c->e0, c->e1));
+    *sec = ms * 1e-3;
+    return CLLM_OK;
+}
+
+// Best of 3 runs (after a warm-up run).
+static cllm_status probe_time(be_state *s, probe_ctx *c, int what, double *sec) {
+    double t = 0, best = 0;
+    TRY(probe_once(s, c, what, &t));
+    for (int r = 0; r < 3; r++) {
+        TRY(probe_once(s, c, what, &t));
+        best = r == 0 || t < best ? t : best;
+    }
+    *sec = best;
+    return CLLM_OK;
+}
+
+static cllm_status probe_run(be_state *s, probe_ctx *c) {
+    be_probe *pr = &s->probe;
+    TRY(probe_alloc(s, c));
+    TRY(probe_setup(s, c));
+    TRY(probe_time(s, c, PROBE_MATVEC, &pr->comp));
+    TRY(probe_time(s, c, PROBE_DEC, &pr->dec_serial));
+    TRY(probe_time(s, c, PROBE_DEC | PROBE_MATVEC, &pr->pipe_stream));
+    TRY(probe_time(s, c, PROBE_DEC | PROBE_DUAL | PROBE_MATVEC, &pr->pipe_device));
+    TRY(cllm_cuda_decode_status_check(c->status, s->compute));
+    pr->layer_bytes = 0;
+    for (int k = 0; k < BE_MATS_PER_LAYER; k++) pr->layer_bytes += (double)be_mat_raw_bytes(s->mats[k].w);
+    pr->ok = pr->comp > 0 && pr->pipe_stream > 0 && pr->pipe_device > 0 && pr->layer_bytes > 0;
+    return CLLM_OK;
+}
+
+cllm_status be_measure_gpu(be_state *s) {
+    probe_ctx c;
+    memset(&c, 0, sizeof c);
+    memset(&s->probe, 0, sizeof s->probe);
+    cllm_status st = s->n_layers ? probe_run(s, &c) : CLLM_OK;
+    if (c.e0) (void)cudaEventDestroy(c.e0);
+    if (c.e1) (void)cudaEventDestroy(c.e1);
+    for (int d = 0; d < BE_DEC_STREAMS; d++)
+        if (c.join[d]) (void)cudaEventDestroy(c.join[d]);
+    (void)cllm_cuda_release(s->mem, c.status);
+    (void)cllm_cuda_release(s->mem, c.xy);
+    (void)cllm_cuda_release(s->mem, c.out);
+    (void)cllm_cuda_release(s->mem, c.payload);
+    if (st == CLLM_ERR_CORRUPT) return st;  // the container's layer 0 does not decode
+    if (st != CLLM_OK || !s->probe.ok) {
+        (void)cudaDeviceSynchronize();
+        (void)cudaGetLastError();
+        s->probe.ok = 0;
+        be_log(s, "cuda: GPU timing probe failed (%s); assuming fixed rates", cllm_last_error());
+    }
+    return CLLM_OK;
+}
+
 static cllm_status check_device_fits(be_state *s) {
     size_t free_b = 0, total_b = 0;
     CLLM_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
@@ -367,11 +629,7 @@ cllm_status be_plan(be_state *s) {
         for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, p);
     }
     s->n_streamed = 0;
-    for (size_t j = 0; j < s->n_mats; j++) {
-        if (s->mats[j].place != BE_STREAM) continue;
-        s->stream_mat[s->n_streamed] = j;
-        s->mats[j].stream_idx = s->n_streamed++;
-    }
+    for (size_t j = 0; j < s->n_mats; j++) s->n_streamed += s->mats[j].place == BE_STREAM;
     s->bytes = plan_bytes(s);
     s->predicted = plan_seconds(s, NULL, NULL);
     TRY(check_device_fits(s));

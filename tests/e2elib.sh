@@ -1,4 +1,4 @@
-# Sourced by tests/e2e_*.sh. Environment from ctest: CLLM_BIN, CLLM_SHARED, CLLM_SRC.
+# Sourced by tests/e2e_*.sh (named so that the e2e_*.sh glob does not run it as a test). Environment from ctest: CLLM_BIN, CLLM_SHARED, CLLM_SRC.
 set -euo pipefail
 BIN=${CLLM_BIN:?CLLM_BIN must name the codecllm binary}
 SHARED=${CLLM_SHARED:-../shared}
