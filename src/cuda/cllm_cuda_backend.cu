@@ -233,20 +233,180 @@ static cllm_status pin_streamed(be_state *s) {
     return CLLM_OK;
 }
 
-// Decode job and view of a matrix decoded per use into the scratch from `src` (device).
-static cllm_status prepare_decode(be_state *s, be_mat *m, const uint8_t *src) {
-    const cllm_weight *w = m->w;
-    m->payload_dev = src;
-    m->view = base_view(w, s->scratch);
-    TRY(cllm_cuda_decode_job_init(&w->desc, src, s->scratch, 0, total_blocks(w), &m->job));
-    if (w->desc.codec != CLLM_CODEC_INT8) return CLLM_OK;
-    if (m->place == BE_DEVICE) {
-        m->view.scales = cllm_cuda_int8_scales(&m->job);
-    } else {  // the slot is recycled after the decode: the scales go to the scratch too
-        m->scales_src = src + w->layout.side_off;
-        m->scales_bytes = scales_bytes(w);
-        m->view.scales = (const float *)(s->scratch + al(w->decoded_bytes));
+// ---- pipeline schedule -------------------------------------------------------------------------
+//
+// Groups and copy units take consecutive ranges of their ring in use order, wrapping to 0 when a
+// range does not fit before the end. A group's range may be decoded into once compute has
+// released every earlier group overlapping it; compute releases in order, so waiting for the
+// latest overlapping one (wait_release) suffices. Likewise a copy unit waits for the decode of
+// the latest earlier unit it overlaps (wait_group): STREAM groups all decode on s->dec[0], in
+// order. Every range lies inside its ring: no group (unit) is larger than its ring.
+
+static uint64_t ring_place(uint64_t *cursor, uint64_t bytes, uint64_t cap) {
+    const uint64_t off = *cursor + bytes <= cap ? *cursor : 0;
+    *cursor = off + bytes;
+    return off;
+}
+
+static int overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
+    return a < b + bn && b < a + an;
+}
+
+static void sched_waits(be_state *s) {
+    for (int g = 0; g < s->n_groups; g++) {
+        be_group *x = &s->groups[g];
+        x->wait_release = -1;
+        for (int e = g - 1; e >= 0 && x->wait_release < 0; e--)
+            if (overlaps(x->off, x->bytes, s->groups[e].off, s->groups[e].bytes)) x->wait_release = e;
     }
+    for (int u = 0; u < s->n_copies; u++) {
+        be_copy *c = &s->copies[u];
+        c->wait_group = -1;
+        for (int v = u - 1; v >= 0 && c->wait_group < 0; v--)
+            if (overlaps(c->off, c->size, s->copies[v].off, s->copies[v].size))
+                c->wait_group = s->copies[v].last_group;
+    }
+}
+
+// A new copy unit for layer `layer` of `size` bytes in the staging ring.
+static be_copy *sched_copy(be_state *s, uint32_t layer, uint64_t size, uint64_t *cursor) {
+    be_copy *c = &s->copies[s->n_copies++];
+    c->layer = layer;
+    c->size = size;
+    c->off = ring_place(cursor, size, s->bytes.staging);
+    return c;
+}
+
+// A new group of `bytes` in the scratch ring.
+static be_group *sched_group(be_state *s, int place, uint32_t layer, uint64_t bytes,
+                             uint64_t *cursor) {
+    be_group *g = &s->groups[s->n_groups];
+    g->place = place;
+    g->layer = layer;
+    g->bytes = bytes;
+    g->off = ring_place(cursor, bytes, s->bytes.scratch);
+    g->copy = place == BE_STREAM ? s->n_copies - 1 : -1;  // its unit was just added
+    // DEVICE groups alternate between the decode streams; STREAM groups stay in order on [0].
+    g->dec = place == BE_DEVICE ? s->n_groups % BE_DEC_STREAMS : 0;
+    if (g->copy >= 0) s->copies[g->copy].last_group = s->n_groups;
+    s->n_groups++;
+    return g;
+}
+
+// Job (and for STREAM int8 the scales copy) of rows [r0, r0 + nr) of matrix m, decoded from
+// `src` (its payload on the device) into `dst`; returns the view of those rows.
+static cllm_status sched_job(be_group *g, const be_mat *m, const uint8_t *src, uint8_t *dst,
+                             uint64_t r0, uint64_t nr, cllm_cuda_weight *view) {
+    const cllm_weight *w = m->w;
+    const uint64_t unit = w->desc.codec == CLLM_CODEC_RAW ? 1 : w->desc.rows_per_block;
+    const uint64_t row = w->desc.cols * w->elem_size;
+    cllm_cuda_decode_job *job = &g->jobs[g->n_jobs];
+    // The job writes the rows of its blocks at out + row index * row: out sits r0 rows before dst.
+    TRY(cllm_cuda_decode_job_init(&w->desc, src, dst - r0 * row, r0 / unit,
+                                  (nr + unit - 1) / unit, job));
+    *view = base_view(w, dst);
+    view->rows = nr;
+    if (w->desc.codec == CLLM_CODEC_INT8) {
+        const uint64_t gpr = w->layout.groups_per_row;
+        if (g->place == BE_DEVICE) {
+            view->scales = cllm_cuda_int8_scales(job) + r0 * gpr;
+        } else {  // the staging range is recycled after the decode: the scales go along
+            g->scales_src[g->n_jobs] = src + w->layout.side_off + r0 * gpr * 4;
+            g->scales_dst[g->n_jobs] = dst + al(nr * row);
+            g->scales_bytes[g->n_jobs] = (size_t)(nr * gpr * 4);
+            view->scales = (const float *)g->scales_dst[g->n_jobs];
+        }
+    }
+    g->n_jobs++;
+    return CLLM_OK;
+}
+
+static cllm_status sched_layer(be_state *s, uint32_t l, uint64_t *cur_g, uint64_t *cur_c) {
+    const int place = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+    for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
+        be_copy *c = place == BE_STREAM ? sched_copy(s, l, be_group_comp_bytes(s, l, i), cur_c)
+                                        : NULL;
+        const int gi = s->n_groups;
+        be_group *g = sched_group(s, place, l, be_group_dec_bytes(s, l, i), cur_g);
+        uint64_t doff = 0, soff = 0;
+        for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++) {
+            be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + k];
+            const uint8_t *src = m->payload_dev;
+            if (c) {
+                c->src[c->n] = m->host_src;
+                c->dst[c->n] = s->staging + c->off + soff;
+                c->bytes[c->n] = m->w->payload_size;
+                src = c->dst[c->n++];
+                soff += be_mat_comp_bytes(m->w);
+            }
+            TRY(sched_job(g, m, src, s->scratch + g->off + doff, 0, m->w->desc.rows, &m->view));
+            m->group = gi;
+            m->last_in_group = k == be_group_first[i + 1] - 1;
+            doff += be_mat_raw_bytes(m->w);
+        }
+    }
+    return CLLM_OK;
+}
+
+// The classifier in row chunks of be_cls_chunk_rows (one chunk, its own view, when RAW).
+static cllm_status sched_classifier(be_state *s, uint64_t *cur_g, uint64_t *cur_c) {
+    be_mat *m = &s->mats[s->n_mats - 1];
+    const cllm_weight *w = m->w;
+    if (m->place == BE_RAW) {
+        s->chunks[0].row0 = 0;
+        s->chunks[0].view = m->view;
+        s->chunks[0].group = -1;
+        s->n_chunks = 1;
+        return CLLM_OK;
+    }
+    const uint8_t *src = m->payload_dev;
+    if (m->place == BE_STREAM) {
+        be_copy *c = sched_copy(s, s->n_layers, be_mat_comp_bytes(w), cur_c);
+        c->src[0] = m->host_src;
+        c->dst[0] = s->staging + c->off;
+        c->bytes[0] = w->payload_size;
+        c->n = 1;
+        src = c->dst[0];
+        s->cls_copied = 1;
+    }
+    const uint64_t rc = be_cls_chunk_rows(s), gpr = w->layout.groups_per_row;
+    for (uint64_t r0 = 0; r0 < w->desc.rows; r0 += rc) {
+        const uint64_t nr = w->desc.rows - r0 < rc ? w->desc.rows - r0 : rc;
+        const uint64_t bytes = al(nr * w->desc.cols * w->elem_size) +
+                               (w->desc.codec == CLLM_CODEC_INT8 ? al(nr * gpr * 4) : 0);
+        be_chunk *ch = &s->chunks[s->n_chunks++];
+        ch->row0 = r0;
+        ch->group = s->n_groups;
+        be_group *g = sched_group(s, m->place, s->n_layers, bytes, cur_g);
+        TRY(sched_job(g, m, src, s->scratch + g->off, r0, nr, &ch->view));
+        s->n_cls_groups++;
+    }
+    return CLLM_OK;
+}
+
+// Builds groups, copy units and classifier chunks (after the rings and payloads exist).
+static cllm_status build_schedule(be_state *s) {
+    const be_mat *cls = &s->mats[s->n_mats - 1];
+    const uint64_t rc = be_cls_chunk_rows(s);
+    const size_t n_chunks = cls->place == BE_RAW ? 1 : (size_t)((cls->w->desc.rows + rc - 1) / rc);
+    size_t n_dec = 0, n_str = 0;
+    for (uint32_t l = 0; l < s->n_layers; l++) {
+        const int p = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+        n_dec += p != BE_RAW ? BE_GROUPS_PER_LAYER : 0;
+        n_str += p == BE_STREAM ? BE_GROUPS_PER_LAYER : 0;
+    }
+    n_dec += cls->place != BE_RAW ? n_chunks : 0;
+    n_str += cls->place == BE_STREAM;
+    s->groups = (be_group *)calloc(n_dec ? n_dec : 1, sizeof *s->groups);
+    s->copies = (be_copy *)calloc(n_str ? n_str : 1, sizeof *s->copies);
+    s->chunks = (be_chunk *)calloc(n_chunks, sizeof *s->chunks);
+    RETURN_IF(!s->groups || !s->copies || !s->chunks, CLLM_ERR_NOMEM, "cuda backend: schedule");
+    uint64_t cur_g = 0, cur_c = 0;
+    for (uint32_t l = 0; l < s->n_layers; l++)
+        if (s->mats[(size_t)l * BE_MATS_PER_LAYER].place != BE_RAW)
+            TRY(sched_layer(s, l, &cur_g, &cur_c));
+    TRY(sched_classifier(s, &cur_g, &cur_c));
+    sched_waits(s);
     return CLLM_OK;
 }
 
@@ -272,7 +432,8 @@ static cllm_status load_embedding(be_state *s) {
 }
 
 static cllm_status load_weights(be_state *s) {
-    uint8_t *tmp = s->n_streamed ? s->slots[0] : NULL;
+    // Load-time uploads go through the staging ring unless the plan reserved a larger buffer.
+    uint8_t *tmp = s->staging;
     if (s->bytes.load_tmp) TRY(DALLOC(s, s->bytes.load_tmp, &tmp));
     cllm_status st = CLLM_OK;
     for (size_t j = 0; j < s->n_mats && st == CLLM_OK; j++) {
@@ -291,20 +452,14 @@ static cllm_status load_weights(be_state *s) {
     const int tied = s->w->classifier == &s->w->embed;
     for (size_t j = 0; j < s->n_mats; j++) {
         be_mat *m = &s->mats[j];
-        const uint8_t *src = NULL;
-        if (m->place == BE_RAW) continue;
-        if (m->place == BE_STREAM) {
-            m->slot = m->stream_idx % s->n_slots;
-            src = s->slots[m->slot];
-        } else if (j == s->n_mats - 1 && tied) {
-            src = s->embed_payload_dev;  // compressed-resident already, as the embedding
-        } else {
-            TRY(load_compressed(s, m->w, &src));
-        }
-        st = prepare_decode(s, m, src);
-        if (st != CLLM_OK) return cllm_error_context(st, "%s", m->w->name);
+        if (m->place != BE_DEVICE) continue;
+        if (j == s->n_mats - 1 && tied)
+            m->payload_dev = s->embed_payload_dev;  // compressed-resident already, as the embedding
+        else
+            TRY(load_compressed(s, m->w, &m->payload_dev));
     }
-    return CLLM_OK;
+    st = build_schedule(s);
+    return st == CLLM_OK ? create_events(s) : st;
 }
 
 // ---- the backend table -----------------------------------------------------------------------
@@ -315,22 +470,23 @@ static void cuda_free(void *state) {
     if (s->compute) (void)cudaStreamSynchronize(CLLM_STREAM(s->compute));
     if (s->copy) (void)cudaStreamSynchronize(CLLM_STREAM(s->copy));
     if (s->graph) (void)cudaGraphExecDestroy(s->graph);
-    for (int i = 0; i < BE_SLOTS; i++) {
-        if (s->ev_copied[i]) (void)cudaEventDestroy(s->ev_copied[i]);
-        if (s->ev_free[i]) (void)cudaEventDestroy(s->ev_free[i]);
-    }
-    for (int i = 0; i < s->n_events; i++) (void)cudaEventDestroy(s->ev_layer[i]);
-    free(s->ev_layer);
+    for (int d = 0; d < BE_DEC_STREAMS; d++)
+        if (s->dec[d]) (void)cudaStreamSynchronize(CLLM_STREAM(s->dec[d]));
+    for (int i = 0; i < s->n_events; i++) (void)cudaEventDestroy(s->ev_decoded[i]);
+    free(s->ev_decoded);
     cllm_cuda_blas_destroy(s->blas);
     cllm_cuda_stream_destroy(s->compute);
     cllm_cuda_stream_destroy(s->copy);
+    for (int d = 0; d < BE_DEC_STREAMS; d++) cllm_cuda_stream_destroy(s->dec[d]);
     cllm_cuda_host_free(s->host_pinned);
     cllm_cuda_host_free(s->ctl_host);
     cllm_cuda_mem_free_all(s->mem);
     (void)cudaGetLastError();
     free(s->embed_jobs);
     free(s->mats);
-    free(s->stream_mat);
+    free(s->groups);
+    free(s->copies);
+    free(s->chunks);
     free(s->t_copy);
     free(s->plan);
     free(s);
@@ -353,7 +509,6 @@ static void set_shapes(be_state *s, const cllm_weights *w, const cllm_engine_opt
     s->kv_dim = (size_t)w->cfg.n_kv_heads * w->cfg.head_dim;
     s->hidden = w->cfg.hidden_dim;
     s->vocab = w->cfg.vocab_size;
-    s->n_slots = BE_SLOTS;
     s->device = opt->device;
 }
 
@@ -365,9 +520,10 @@ static cllm_status cuda_setup(be_state *s, int device) {
     TRY(cllm_cuda_mem_create(&s->mem));
     TRY(cllm_cuda_stream_create(&s->compute));
     TRY(cllm_cuda_stream_create(&s->copy));
+    for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_stream_create(&s->dec[d]));
     TRY(init_mats(s));
-    TRY(create_events(s));
     TRY(be_measure_h2d(s));
+    TRY(be_measure_gpu(s));
     TRY(be_plan(s));
     TRY(alloc_activations(s));
     TRY(alloc_gemm(s));

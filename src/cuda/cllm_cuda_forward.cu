@@ -1,28 +1,40 @@
 // The CUDA backend's forward pass: the same Llama block as src/backend_cpu/cllm_cpu_forward.c,
 // run in chunks ("passes") of up to s->batch tokens, each ending with one synchronisation.
 //
-// Weights. Each of the 7 matrices of a layer and the classifier is RAW (decoded in VRAM: read in
-// place), DEVICE (payload in VRAM: decoded into the one scratch buffer just before use) or STREAM
-// (payload in pinned host memory: copied to a staging slot, then decoded into the scratch).
+// Weights. Each layer's 7 matrices and the classifier are RAW (decoded in VRAM: read in place),
+// DEVICE (payload in VRAM) or STREAM (payload in pinned host memory). The non-RAW ones are decoded
+// in groups, one launch per group: {q,k,v}, {o}, {gate,up}, {down} of each layer, then the
+// classifier in row chunks (cllm_cuda_backend.cu builds the schedule; cllm_cuda_plan.cu sizes
+// the rings). A group decodes into its range of the scratch ring; a STREAM group first has its
+// payloads copied into a range of the staging ring.
 //
-// Stream pipeline (two streams, per pass). The streamed matrices are numbered k = 0.. in use
-// order; matrix k uses slot k % S. Per slot two events:
-//   ev_copied[slot]: recorded on the copy stream after the copy of matrix k into the slot; the
-//                    compute stream waits on it before decoding matrix k.
-//   ev_free[slot]:   recorded on the compute stream after matrix k's decode (and, for int8, the
-//                    copy of its scales out of the slot); the copy stream waits on it before
-//                    copying matrix k + S into the slot.
-// cudaStreamWaitEvent waits for the record enqueued last before it, so the host enqueues the copy
-// of k + S only after it has enqueued the ev_free record of k (in acquire()), and the prologue
-// enqueues copies 0..S-1 (whose ev_free records are those of the previous pass, complete, or
-// never made: no wait). A wait only ever names a record already enqueued: nothing can hang.
-// The scratch needs no event: decode of matrix j + 1 and the kernels reading matrix j are in
-// the same (compute) stream order. So the copy engine runs up to S matrices ahead of the decoder
-// and weight VRAM is S slots + one decoded matrix.
+// Streams. copy (H2D copies), dec[0..1] (decodes: STREAM groups in order on dec[0], DEVICE
+// groups alternating), compute (everything else). Decodes run ahead of compute by as many groups
+// as the scratch ring holds, copies ahead of decodes by as many as the staging ring holds.
+// Events, per pass (g: group, u: copy unit, both numbered in use order):
+//   ev_copied[u]   copy stream, after unit u's copies. Decode of u's groups waits on it.
+//   ev_decoded[g]  dec stream, after group g's decode (and STREAM int8 scales copy out of the
+//                  staging range). Compute waits on it before reading g's scratch range; the
+//                  copy of a later unit into a staging range overlapping u's waits on it for u's
+//                  last group (copies[].wait_group). STREAM decodes are in order on dec[0], so
+//                  the latest overlapping unit's decode implies all earlier ones.
+//   ev_released[g] compute, after the last kernel reading g's scratch range. Decode of a later
+//                  group into an overlapping range waits on it (groups[].wait_release); compute
+//                  runs in order, so the latest overlapping group implies all earlier ones.
+//   ev_fork        compute, at the pass start (after the decode status reset). A decode stream
+//                  waits on it before its first decode of the pass (this also joins it to a
+//                  CUDA graph capture).
+// cudaStreamWaitEvent waits for the record enqueued last before it, so the host enqueues a wait
+// only after the record it means (advance() checks this): copy u after the decode of its
+// wait_group, decode g after its copy and after the release of its wait_release, compute's use of
+// g after decode g. Records from the previous pass are complete (it ended with a
+// synchronisation), so a range with no earlier overlapping group in this pass needs no wait. A
+// wait only ever names a record already enqueued: nothing can hang.
 //
 // Batch-1 steps with no streamed matrix replay a CUDA graph captured at the first such step: the
-// layers, final norm and classifier. Positions and tokens are read from ctl_dev, uploaded before
-// each pass, so the graph does not depend on them; the embedding is looked up outside the graph.
+// layers, final norm and classifier, decode branches included. Positions and tokens are read from
+// ctl_dev, uploaded before each pass, so the graph does not depend on them; the embedding is
+// looked up outside the graph.
 #include "cllm_cuda_be.h"
 
 #include <string.h>
@@ -37,42 +49,89 @@ struct be_pass {
 };
 
 #define REC(ev, stream) CLLM_CUDA_TRY(cudaEventRecord((ev), CLLM_STREAM(stream)))
+#define WAIT(stream, ev) CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(stream), (ev), 0))
 
-// ---- weights ---------------------------------------------------------------------------------
+// ---- weights pipeline ------------------------------------------------------------------------
 
-// Enqueues the copy of streamed matrix k into its slot (see the invariants above).
-static cllm_status issue_copy(be_state *s, const be_pass *p, int k) {
-    const size_t j = s->stream_mat[k];
-    const be_mat *m = &s->mats[j];
-    CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->copy), s->ev_free[m->slot], 0));
-    if (p->timing) REC(s->ev_cp[2 * j], s->copy);
-    CLLM_CUDA_TRY(cudaMemcpyAsync(s->slots[m->slot], m->host_src, m->w->payload_size,
-                                  cudaMemcpyHostToDevice, CLLM_STREAM(s->copy)));
-    if (p->timing) REC(s->ev_cp[2 * j + 1], s->copy);
-    REC(s->ev_copied[m->slot], s->copy);
+static cllm_status issue_copy(be_state *s, const be_pass *p, int u) {
+    const be_copy *c = &s->copies[u];
+    if (c->wait_group >= 0) WAIT(s->copy, s->ev_decoded[c->wait_group]);
+    if (p->timing) REC(s->ev_cp_t[2 * u], s->copy);
+    for (int i = 0; i < c->n; i++)
+        CLLM_CUDA_TRY(cudaMemcpyAsync(c->dst[i], c->src[i], c->bytes[i], cudaMemcpyHostToDevice,
+                                      CLLM_STREAM(s->copy)));
+    if (p->timing) REC(s->ev_cp_t[2 * u + 1], s->copy);
+    REC(s->ev_copied[u], s->copy);
     return CLLM_OK;
 }
 
-static cllm_status prologue(be_state *s, const be_pass *p) {
-    for (int k = 0; k < p->n_active && k < s->n_slots; k++) TRY(issue_copy(s, p, k));
+static cllm_status issue_decode(be_state *s, const be_pass *p, int gi) {
+    const be_group *g = &s->groups[gi];
+    void *ds = s->dec[g->dec];
+    if (!s->dec_joined[g->dec]) {
+        WAIT(ds, s->ev_fork);
+        s->dec_joined[g->dec] = 1;
+    }
+    if (g->copy >= 0) WAIT(ds, s->ev_copied[g->copy]);
+    if (g->wait_release >= 0) WAIT(ds, s->ev_released[g->wait_release]);
+    if (p->timing) REC(s->ev_dec_t[2 * gi], ds);
+    TRY(cllm_cuda_decode(g->jobs, (size_t)g->n_jobs, s->status_dev, ds));
+    for (int i = 0; i < g->n_jobs; i++)
+        if (g->scales_bytes[i]) TRY(cllm_cuda_copy(g->scales_dst[i], g->scales_src[i], g->scales_bytes[i], ds));
+    if (p->timing) REC(s->ev_dec_t[2 * gi + 1], ds);
+    REC(s->ev_decoded[gi], ds);
     return CLLM_OK;
 }
 
-// Makes matrix j readable through s->mats[j].view on the compute stream.
-static cllm_status acquire(be_state *s, const be_pass *p, size_t j) {
-    const be_mat *m = &s->mats[j];
-    if (m->place == BE_RAW) return CLLM_OK;
-    if (m->place == BE_STREAM)
-        CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->compute), s->ev_copied[m->slot], 0));
-    if (p->timing) REC(s->ev_dec[2 * j], s->compute);
-    TRY(cllm_cuda_decode(&m->job, 1, s->status_dev, s->compute));
-    if (m->scales_bytes)
-        TRY(cllm_cuda_copy((void *)m->view.scales, m->scales_src, m->scales_bytes, s->compute));
-    if (p->timing) REC(s->ev_dec[2 * j + 1], s->compute);
-    if (m->place != BE_STREAM) return CLLM_OK;
-    REC(s->ev_free[m->slot], s->compute);
-    const int next = m->stream_idx + s->n_slots;
-    return next < p->n_active ? issue_copy(s, p, next) : CLLM_OK;
+// Enqueues every copy and decode whose waits name records already enqueued (see the top).
+static cllm_status advance(be_state *s, const be_pass *p) {
+    for (int progress = 1; progress;) {
+        progress = 0;
+        while (s->next_copy < s->n_copies_active) {
+            const int w = s->copies[s->next_copy].wait_group;
+            if (w >= 0 && w >= s->next_dec) break;
+            TRY(issue_copy(s, p, s->next_copy++));
+            progress = 1;
+        }
+        while (s->next_dec < s->n_groups_active) {
+            const be_group *g = &s->groups[s->next_dec];
+            if (g->copy >= s->next_copy || g->wait_release >= s->n_released) break;
+            TRY(issue_decode(s, p, s->next_dec++));
+            progress = 1;
+        }
+    }
+    return CLLM_OK;
+}
+
+// Pass start: what is active, the fork point, the first copies and decodes.
+static cllm_status pipe_start(be_state *s, const be_pass *p) {
+    const int cls = p->n_out ? 0 : 1;  // the classifier's groups (last) only with logits
+    s->n_groups_active = s->n_groups - (cls ? s->n_cls_groups : 0);
+    s->n_copies_active = s->n_copies - (cls && s->cls_copied ? 1 : 0);
+    s->next_copy = s->next_dec = s->n_released = 0;
+    s->cur_group = -1;
+    for (int d = 0; d < BE_DEC_STREAMS; d++) s->dec_joined[d] = 0;
+    if (s->n_groups_active) REC(s->ev_fork, s->compute);
+    return advance(s, p);
+}
+
+// Makes group gi's scratch range readable on the compute stream.
+static cllm_status acquire(be_state *s, const be_pass *p, int gi) {
+    if (gi == s->cur_group) return CLLM_OK;
+    RETURN_IF(gi >= s->next_dec, CLLM_ERR_DEVICE,
+              "cuda pipeline: group %d used before its decode was enqueued", gi);  // a bug
+    if (p->timing) REC(s->ev_stall_t[2 * gi], s->compute);
+    WAIT(s->compute, s->ev_decoded[gi]);
+    if (p->timing) REC(s->ev_stall_t[2 * gi + 1], s->compute);
+    s->cur_group = gi;
+    return CLLM_OK;
+}
+
+// Compute is done reading group gi's range: later decodes may overwrite it.
+static cllm_status release(be_state *s, const be_pass *p, int gi) {
+    REC(s->ev_released[gi], s->compute);
+    s->n_released = gi + 1;
+    return advance(s, p);
 }
 
 // ---- products --------------------------------------------------------------------------------
