@@ -57,6 +57,23 @@ print(("PASS" if len(a) == len(b) and d <= 5e-4 else "FAIL"), f"GPU logits vs fl
 PY
     $bin compare "$models/s-raw.cllm" "$models/s-int8.cllm" --backend cuda --weights raw \
         --sample 256 --sequences 4 --seed 1 2>&1 | tail -4
+    # A budget that cannot be met is refused before anything is allocated.
+    if $bin run "$models/s-lossless.cllm" --backend cuda --vram 1MiB --tokens 1 -n 4 --output ids \
+        > /dev/null 2> "$res/vram-small.err"; then echo "FAIL --vram 1MiB was accepted";
+    else echo "PASS --vram 1MiB refused: $(head -c 300 "$res/vram-small.err")"; fi
+    # No device memory growth: the allocator's peak after 2000 generated tokens equals the peak
+    # after 500 (every buffer is allocated at load).
+    for reps in 1 4; do
+        $bin bench "$models/s-lossless.cllm" --backend cuda --weights stream,device,raw -p 0 -n 500 \
+            -r $reps -o json > "$res/growth-$reps.json"
+    done
+    python3 - "$res/growth-1.json" "$res/growth-4.json" <<'PY'
+import json, sys
+a = {r["weights"]: r["peak_bytes"] for r in json.load(open(sys.argv[1]))}
+b = {r["weights"]: r["peak_bytes"] for r in json.load(open(sys.argv[2]))}
+for m in a:
+    print(("PASS" if a[m] == b[m] else "FAIL"), f"device peak after 500 and 2000 tokens ({m}): {a[m]} / {b[m]} bytes")
+PY
 }
 
 stage_model() {

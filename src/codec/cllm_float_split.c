@@ -31,15 +31,41 @@ static void split_f32(const uint8_t *src, uint64_t n, uint8_t *exps, uint8_t *pl
     }
 }
 
-// 11-bit fields through a bit accumulator; the final partial byte keeps zero high bits.
+// Eight f16 fields fill exactly 11 plane bytes (88 bits), so groups of 8 elements are
+// byte-aligned and packed with two 64-bit words: bits 0..63 hold fields 0..4 and the low 9 bits
+// of field 5, bits 64..87 the rest. Element i's field is (h >> 5 & 0x400) | (h & 0x3ff).
+static inline uint32_t f16_field(const uint8_t *src, uint64_t i) {
+    uint16_t h;
+    memcpy(&h, src + 2 * i, 2);
+    return ((h >> 5) & 0x400u) | (h & 0x3ffu);
+}
+
+static inline uint8_t f16_exp(const uint8_t *src, uint64_t i) {
+    uint16_t h;
+    memcpy(&h, src + 2 * i, 2);
+    return (uint8_t)((h >> 10) & 0x1fu);
+}
+
+// Groups of 8, then the remaining fields through a bit accumulator from the group boundary; the
+// final partial byte keeps zero high bits.
 static void split_f16(const uint8_t *src, uint64_t n, uint8_t *exps, uint8_t *plane) {
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8, plane += 11) {
+        uint64_t v[8];
+        for (int k = 0; k < 8; k++) {
+            v[k] = f16_field(src, i + k);
+            exps[i + k] = f16_exp(src, i + k);
+        }
+        cllm_store_le64(plane, v[0] | v[1] << 11 | v[2] << 22 | v[3] << 33 | v[4] << 44 |
+                                   v[5] << 55);
+        const uint32_t hi = (uint32_t)(v[5] >> 9 | v[6] << 2 | v[7] << 13);  // 24 bits
+        plane[8] = (uint8_t)hi, plane[9] = (uint8_t)(hi >> 8), plane[10] = (uint8_t)(hi >> 16);
+    }
     uint64_t acc = 0;
     uint32_t bits = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, src + 2 * i, 2);
-        exps[i] = (uint8_t)((h >> 10) & 0x1fu);
-        acc |= (uint64_t)(((h >> 5) & 0x400u) | (h & 0x3ffu)) << bits;
+    for (; i < n; i++) {
+        exps[i] = f16_exp(src, i);
+        acc |= (uint64_t)f16_field(src, i) << bits;
         bits += 11;
         while (bits >= 8) {
             *plane++ = (uint8_t)acc;
@@ -76,9 +102,15 @@ static void join_f32(const uint8_t *exps, const uint8_t *plane, uint64_t n, uint
     }
 }
 
-// Reads exactly the plane bytes that hold bits [first*11, (first+n)*11): never past the plane.
-static void join_f16(const uint8_t *exps, const uint8_t *plane, uint64_t first, uint64_t n,
-                     uint8_t *dst) {
+static inline void f16_store(uint8_t *dst, uint8_t exp, uint32_t v) {
+    uint16_t h = (uint16_t)(((v & 0x400u) << 5) | ((uint32_t)(exp & 0x1fu) << 10) | (v & 0x3ffu));
+    memcpy(dst, &h, 2);
+}
+
+// Scalar join through a bit accumulator. Reads exactly the plane bytes that hold bits
+// [first*11, (first+n)*11): never past the plane.
+static void join_f16_bits(const uint8_t *exps, const uint8_t *plane, uint64_t first, uint64_t n,
+                          uint8_t *dst) {
     uint64_t bit = first * 11;
     const uint8_t *p = plane + bit / 8;
     uint32_t skip = (uint32_t)(bit % 8);
@@ -93,13 +125,30 @@ static void join_f16(const uint8_t *exps, const uint8_t *plane, uint64_t first, 
             acc |= (uint64_t)*p++ << bits;
             bits += 8;
         }
-        uint32_t v = (uint32_t)acc & 0x7ffu;
+        f16_store(dst + 2 * i, exps[i], (uint32_t)acc & 0x7ffu);
         acc >>= 11;
         bits -= 11;
-        uint16_t h = (uint16_t)(((v & 0x400u) << 5) | ((uint32_t)(exps[i] & 0x1fu) << 10) |
-                                (v & 0x3ffu));
-        memcpy(dst + 2 * i, &h, 2);
     }
+}
+
+// Elements up to a multiple of 8 one by one, then whole 8-element groups (11 bytes, read as the
+// 64-bit words at bytes 0 and 3: fields 0..4 from the first, 5..7 from the second), then the
+// rest. Reads only the bytes of the requested elements, like join_f16_bits.
+static void join_f16(const uint8_t *exps, const uint8_t *plane, uint64_t first, uint64_t n,
+                     uint8_t *dst) {
+    uint64_t head = (8 - first % 8) % 8;
+    if (head > n) head = n;
+    join_f16_bits(exps, plane, first, head, dst);
+    uint64_t i = head;
+    for (; i + 8 <= n; i += 8) {
+        const uint8_t *g = plane + (first + i) / 8 * 11;
+        const uint64_t lo = cllm_load_le64(g), hi = cllm_load_le64(g + 3);
+        uint8_t *d = dst + 2 * i;
+        for (int k = 0; k < 5; k++) f16_store(d + 2 * k, exps[i + k], (uint32_t)(lo >> 11 * k) & 0x7ffu);
+        for (int k = 5; k < 8; k++)
+            f16_store(d + 2 * k, exps[i + k], (uint32_t)(hi >> (11 * k - 24)) & 0x7ffu);
+    }
+    join_f16_bits(exps + i, plane, first + i, n - i, dst + 2 * i);
 }
 
 void cllm_float_join(const uint8_t *exps, const uint8_t *plane, uint32_t dtype, uint64_t first,

@@ -148,9 +148,26 @@ typedef enum cllm_cuda_wkind {
 } cllm_cuda_wkind;
 
 // y[r] = sum_c W[r][c] * x[c] (+ y[r] when accumulate), fp32 accumulation. x: cols floats,
-// y: rows floats. Reference: ref_matvec.
+// y: rows floats. Reference: ref_matvec (tolerance 1e-5 relative L2).
+// int8 with cols % 64 == 0, group_size == cols or a multiple of 64, and 16-byte aligned data and x
+// runs on the integer tensor cores: x is taken per 64 columns as a fixed-point value with 29 bits
+// below the block's largest |x| (exact to ~2^-29 of it), the products are exact; a NaN or infinity
+// in x makes the affected rows NaN. Other shapes take the per-element paths (unchanged results).
 cllm_status cllm_cuda_matvec(const cllm_cuda_weight *w, const float *x_dev, float *y_dev,
                              int accumulate, void *stream);
+
+// y_dev[i] = W_i x for i < n_w (1..CLLM_CUDA_MATVEC_MAX) in one launch (q/k/v, gate/up): every
+// w[i] of w[0]'s kind and cols (int8: and group_size, else CLLM_ERR_ARG); rows may differ. Same
+// arithmetic as cllm_cuda_matvec (no accumulate). Reference: ref_matvec per matrix.
+#define CLLM_CUDA_MATVEC_MAX 3
+cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w, const float *x_dev,
+                                   float *const *y_dev, void *stream);
+
+// out[r] = silu((gate x)[r]) * (up x)[r] in one launch (replaces two matvecs and cllm_cuda_swiglu):
+// gate and up of one kind and shape (int8: and group_size, else CLLM_ERR_ARG). out: rows floats,
+// must not alias x. Reference: ref_matvec of both, then ref_swiglu.
+cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
+                                    const float *x_dev, float *out_dev, void *stream);
 
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
 // fine. Reference: ref_rmsnorm.

@@ -44,7 +44,6 @@ struct be_pass {
     uint32_t nt;        // tokens
     uint32_t n_out;     // logits rows: 0, 1 (the last token) or nt
     uint32_t smem_pos;  // attention score buffer: positions (the context in a graph)
-    int n_active;       // streamed matrices used by this pass (the classifier only with logits)
     int timing;         // record timing events (not inside a graph)
 };
 
@@ -136,49 +135,58 @@ static cllm_status release(be_state *s, const be_pass *p, int gi) {
 
 // ---- products --------------------------------------------------------------------------------
 
-// y (n, rows) = x (n, cols) . W^T through cuBLAS; int8 in row chunks (bounded bf16 copy of W),
-// each chunk's (n, m) output scattered into y's columns.
+static uint64_t elem_bytes(uint32_t kind) {
+    return kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
+}
+
+// y (n, rows), row pitch ldy floats, = x (n, cols) . W^T through cuBLAS. int8 goes in row chunks
+// (bounded bf16 copy of W); a chunk, or a pitch other than rows, goes through ychunk, (n, m)
+// scattered into y's columns.
 static cllm_status gemm_rows(be_state *s, const cllm_cuda_weight *w, const float *x, uint32_t n,
-                             float *y) {
+                             float *y, uint64_t ldy) {
     const uint64_t rc = be_gemm_chunk_rows(w->kind, w->rows, w->cols);
-    if (rc >= w->rows)
+    if (rc >= w->rows && ldy == w->rows)
         return cllm_cuda_gemm(s->blas, w, x, n, y, s->gemm_scratch, s->gemm_scratch_bytes,
                               s->compute);
-    const uint64_t gpr = (w->cols + w->group_size - 1) / w->group_size;
+    const uint64_t gpr = w->group_size ? (w->cols + w->group_size - 1) / w->group_size : 0;
     for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
         const uint64_t m = w->rows - r0 < rc ? w->rows - r0 : rc;
         cllm_cuda_weight part = *w;
         part.rows = m;
-        part.data = (const int8_t *)w->data + r0 * w->cols;
-        part.scales = w->scales + r0 * gpr;
+        part.data = (const uint8_t *)w->data + r0 * w->cols * elem_bytes(w->kind);
+        if (w->scales) part.scales = w->scales + r0 * gpr;
         TRY(cllm_cuda_gemm(s->blas, &part, x, n, s->ychunk, s->gemm_scratch,
                            s->gemm_scratch_bytes, s->compute));
-        CLLM_CUDA_TRY(cudaMemcpy2DAsync(y + r0, w->rows * 4, s->ychunk, m * 4, m * 4, n,
+        CLLM_CUDA_TRY(cudaMemcpy2DAsync(y + r0, ldy * 4, s->ychunk, m * 4, m * 4, n,
                                         cudaMemcpyDeviceToDevice, CLLM_STREAM(s->compute)));
     }
     return CLLM_OK;
 }
 
-// y (n, rows) = x (n, cols) . W^T, or y += that when `acc` (the GEMM path then goes through tmp,
-// (n, rows) floats). Small n: one matvec per token (the batch-1 kernels, fp32 activations).
+// y (n, rows), row pitch ldy, = x (n, cols) . W^T, or y += that when `acc` (the GEMM path then
+// goes through tmp, (n, rows) floats, and needs ldy == rows). Small n: one matvec per token (the
+// batch-1 kernels, fp32 activations).
 static cllm_status matmul(be_state *s, const cllm_cuda_weight *w, const float *x, uint32_t n,
-                          float *y, int acc, float *tmp) {
+                          float *y, uint64_t ldy, int acc, float *tmp) {
     if (n <= BE_MATVEC_MAX_N) {
         for (uint32_t t = 0; t < n; t++)
-            TRY(cllm_cuda_matvec(w, x + (size_t)t * w->cols, y + (size_t)t * w->rows, acc,
+            TRY(cllm_cuda_matvec(w, x + (size_t)t * w->cols, y + (size_t)t * ldy, acc,
                                  s->compute));
         return CLLM_OK;
     }
-    if (!acc) return gemm_rows(s, w, x, n, y);
-    TRY(gemm_rows(s, w, x, n, tmp));
+    if (!acc) return gemm_rows(s, w, x, n, y, ldy);
+    TRY(gemm_rows(s, w, x, n, tmp, w->rows));
     return cllm_cuda_add(y, tmp, (size_t)n * w->rows, s->compute);
 }
 
-// Acquire matrix j, then matmul with it.
+// Matrix j (in its group's scratch range unless RAW) times x; releases the group after its last
+// matrix.
 static cllm_status use(be_state *s, const be_pass *p, size_t j, const float *x, float *y, int acc,
                        float *tmp) {
-    TRY(acquire(s, p, j));
-    return matmul(s, &s->mats[j].view, x, p->nt, y, acc, tmp);
+    const be_mat *m = &s->mats[j];
+    if (m->place != BE_RAW) TRY(acquire(s, p, m->group));
+    TRY(matmul(s, &m->view, x, p->nt, y, m->view.rows, acc, tmp));
+    return m->place != BE_RAW && m->last_in_group ? release(s, p, m->group) : CLLM_OK;
 }
 
 // ---- the blocks ------------------------------------------------------------------------------
@@ -212,26 +220,34 @@ static cllm_status mlp_block(be_state *s, const be_pass *p, uint32_t l) {
     return use(s, p, j + 6, s->hb, s->x, 1, s->xb);
 }
 
-// logits rows of the last n_out tokens: Wcls (RMSNorm(x) * w_final), BE_LOGIT_ROWS at a time,
-// each group copied to `host` (NULL: left in logits_dev, as in the graph).
+// logits rows of the last n_out tokens: Wcls (RMSNorm(x) * w_final), classifier chunk by chunk
+// (rows [row0, row0 + m) of every logits row), BE_LOGIT_ROWS tokens at a time, each piece copied
+// to `host` (NULL: left in logits_dev, as in the graph; then n_out <= BE_LOGIT_ROWS).
 static cllm_status head(be_state *s, const be_pass *p, float *host) {
     const size_t D = s->dim, V = s->vocab, first = p->nt - p->n_out;
     TRY(cllm_cuda_rmsnorm(s->x + first * D, s->norm_final, s->xb, p->n_out, (uint32_t)D,
                           s->cfg.norm_eps, s->compute));
-    TRY(acquire(s, p, s->n_mats - 1));
-    const cllm_cuda_weight *w = &s->mats[s->n_mats - 1].view;
-    for (uint32_t g = 0; g < p->n_out; g += BE_LOGIT_ROWS) {
-        const uint32_t ng = p->n_out - g < BE_LOGIT_ROWS ? p->n_out - g : BE_LOGIT_ROWS;
-        TRY(matmul(s, w, s->xb + g * D, ng, s->logits_dev, 0, NULL));
-        if (host)
-            CLLM_CUDA_TRY(cudaMemcpyAsync(host + g * V, s->logits_dev, (size_t)ng * V * 4,
-                                          cudaMemcpyDeviceToHost, CLLM_STREAM(s->compute)));
+    for (int c = 0; c < s->n_chunks; c++) {
+        const be_chunk *ch = &s->chunks[c];
+        const uint64_t m = ch->view.rows;
+        if (ch->group >= 0) TRY(acquire(s, p, ch->group));
+        for (uint32_t g = 0; g < p->n_out; g += BE_LOGIT_ROWS) {
+            const uint32_t ng = p->n_out - g < BE_LOGIT_ROWS ? p->n_out - g : BE_LOGIT_ROWS;
+            float *y = s->logits_dev + ch->row0;
+            TRY(matmul(s, &ch->view, s->xb + g * D, ng, y, V, 0, NULL));
+            if (host)
+                CLLM_CUDA_TRY(cudaMemcpy2DAsync(host + g * V + ch->row0, V * 4, y, V * 4, m * 4,
+                                                ng, cudaMemcpyDeviceToHost,
+                                                CLLM_STREAM(s->compute)));
+        }
+        if (ch->group >= 0) TRY(release(s, p, ch->group));
     }
     return CLLM_OK;
 }
 
 // Layers, final norm and classifier (what the graph captures).
 static cllm_status body(be_state *s, const be_pass *p, float *logits_host) {
+    TRY(pipe_start(s, p));
     for (uint32_t l = 0; l < s->n_layers; l++) {
         if (p->timing) REC(s->ev_layer[l], s->compute);
         TRY(attention_block(s, p, l));
@@ -270,7 +286,7 @@ static cllm_status embed(be_state *s, const int32_t *tokens, uint32_t nt) {
 // ---- CUDA graph ------------------------------------------------------------------------------
 
 static cllm_status graph_capture(be_state *s) {
-    const be_pass p = {1, 1, s->ctx, 0, 0};
+    const be_pass p = {1, 1, s->ctx, 0};
     cudaStream_t cs = CLLM_STREAM(s->compute);
     CLLM_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
     cllm_status st = body(s, &p, NULL);
@@ -309,8 +325,11 @@ static double elapsed(cudaEvent_t a, cudaEvent_t b) {
     return ms * 1e-3;
 }
 
-// Per-layer split of the pass just synchronised, added to the totals.
-static void read_times(be_state *s, const be_pass *p, int graph_used) {
+// Per-layer busy time of each engine in the pass just synchronised, added to the totals. Copy:
+// the copies of the layer's units; decode: its groups' launches (running ahead, beside other
+// layers' kernels); compute: the compute stream's time from the layer's start to the next, less
+// its stalls waiting for decodes.
+static void read_times(be_state *s, int graph_used) {
     const uint32_t L = s->n_layers;
     memset(s->t_copy, 0, 3 * ((size_t)L + 1) * sizeof(double));
     if (graph_used) {
@@ -318,16 +337,17 @@ static void read_times(be_state *s, const be_pass *p, int graph_used) {
         s->compute_s += s->t_comp[L];
         return;
     }
-    for (size_t j = 0; j < s->n_mats; j++) {
-        const be_mat *m = &s->mats[j];
-        if (m->place == BE_RAW || (j == s->n_mats - 1 && p->n_out == 0)) continue;
-        s->t_dec[m->layer] += elapsed(s->ev_dec[2 * j], s->ev_dec[2 * j + 1]);
-        if (m->place == BE_STREAM)
-            s->t_copy[m->layer] += elapsed(s->ev_cp[2 * j], s->ev_cp[2 * j + 1]);
+    double *stall = s->t_comp;  // stalls first, then replaced by busy time below
+    for (int g = 0; g < s->n_groups_active; g++) {
+        const uint32_t l = s->groups[g].layer;
+        s->t_dec[l] += elapsed(s->ev_dec_t[2 * g], s->ev_dec_t[2 * g + 1]);
+        stall[l] += elapsed(s->ev_stall_t[2 * g], s->ev_stall_t[2 * g + 1]);
     }
+    for (int u = 0; u < s->n_copies_active; u++)
+        s->t_copy[s->copies[u].layer] += elapsed(s->ev_cp_t[2 * u], s->ev_cp_t[2 * u + 1]);
     for (uint32_t l = 0; l <= L; l++) {
         const double total = elapsed(s->ev_layer[l], s->ev_layer[l + 1]);
-        s->t_comp[l] = total > s->t_dec[l] ? total - s->t_dec[l] : 0;
+        s->t_comp[l] = total > stall[l] ? total - stall[l] : 0;
         s->copy_s += s->t_copy[l];
         s->decode_s += s->t_dec[l];
         s->compute_s += s->t_comp[l];
@@ -336,15 +356,12 @@ static void read_times(be_state *s, const be_pass *p, int graph_used) {
 
 static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, size_t pos,
                             uint32_t n_out, float *logits_host) {
-    const int cls_streamed = s->mats[s->n_mats - 1].place == BE_STREAM;
-    const be_pass p = {nt, n_out, (uint32_t)(pos + nt),
-                       s->n_streamed - (cls_streamed && n_out == 0 ? 1 : 0), 1};
+    const be_pass p = {nt, n_out, (uint32_t)(pos + nt), 1};
     // ctl_host is free: the previous pass ended with a synchronisation.
     s->ctl_host[0] = (int32_t)pos;
     memcpy(s->ctl_host + 1, tokens, (size_t)nt * sizeof(int32_t));
     TRY(cllm_cuda_copy(s->ctl_dev, s->ctl_host, ((size_t)nt + 1) * sizeof(int32_t), s->compute));
     TRY(cllm_cuda_decode_status_reset(s->status_dev, s->compute));
-    TRY(prologue(s, &p));
     TRY(embed(s, tokens, nt));
     const int graph_ok = nt == 1 && n_out == 1 && s->n_streamed == 0 && s->graph_state >= 0;
     if (graph_ok) graph_ensure(s);
@@ -358,9 +375,12 @@ static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, siz
     } else {
         TRY(body(s, &p, logits_host));
     }
+    // Compute waited for every decode it read, and every decode for its copies; the streams are
+    // synchronised anyway so that nothing of this pass is in flight at the next.
     TRY(cllm_cuda_decode_status_check(s->status_dev, s->compute));  // synchronises compute
     TRY(cllm_cuda_sync(s->copy));
-    read_times(s, &p, graph_used);
+    for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_sync(s->dec[d]));
+    read_times(s, graph_used);
     return CLLM_OK;
 }
 
@@ -380,6 +400,8 @@ cllm_status be_forward(void *state, const int32_t *tokens, size_t n, size_t pos,
     if (st != CLLM_OK) {  // leave no work in flight behind a failure
         (void)cudaStreamSynchronize(CLLM_STREAM(s->compute));
         (void)cudaStreamSynchronize(CLLM_STREAM(s->copy));
+        for (int d = 0; d < BE_DEC_STREAMS; d++)
+            (void)cudaStreamSynchronize(CLLM_STREAM(s->dec[d]));
         (void)cudaGetLastError();
     }
     s->n_forward++;
