@@ -4,7 +4,9 @@
 //   bench_codec [stories260K.bin] [--threads N] [--quick]
 //
 // Throughput: encode MB/s of source bytes, decode MB/s of decoded bytes (int8: one byte per
-// weight), best of a few runs, n_threads = 1 unless --threads says otherwise.
+// weight), best of a few runs, n_threads = 1 unless --threads says otherwise. A first table
+// times the rANS block coder alone (one thread, M symbols/s = MB/s of int8 symbols): encode, and
+// decode with the scalar reference and the AVX2 path.
 // Size: bits/weight of the whole payload; bound = H(exponent) + raw bits (lossless) or
 // H(int8 symbols) (int8), H measured without predictor.
 #include "codec/cllm_codec.h"
@@ -61,6 +63,12 @@ static void *convert(const float *w, uint64_t n, cllm_dtype dt) {
         h[i] = dt == CLLM_DTYPE_BF16 ? cllm_f32_to_bf16(w[i]) : cllm_f32_to_f16(w[i]);
     return h;
 }
+
+// The two block decoders behind cllm_rans_decode_block (src/codec/cllm_rans_dec.c).
+cllm_status cllm_rans_decode_block_scalar(const cllm_rans_dec_table *t, const uint8_t *src,
+                                          size_t size, uint8_t *syms, uint64_t n);
+cllm_status cllm_rans_decode_block_avx2(const cllm_rans_dec_table *t, const uint8_t *src,
+                                        size_t size, uint8_t *syms, uint64_t n);
 
 typedef struct bench_opts {
     int threads;
@@ -154,6 +162,59 @@ static int bench_tensor(const char *name, const float *w, uint64_t rows, uint64_
     return bad;
 }
 
+// Best-of-reps seconds of one block operation (0: encode, 1: scalar decode, 2: AVX2 decode);
+// negative when the operation fails (AVX2 missing).
+static double time_block(int op, const cllm_rans_enc_table *enc, const cllm_rans_dec_table *dec,
+                         const uint8_t *syms, uint64_t n, uint8_t *blk, size_t cap, size_t *size,
+                         uint8_t *back, int reps) {
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = cllm_now_seconds();
+        cllm_status st = op == 0   ? cllm_rans_encode_block(enc, syms, n, blk, cap, size)
+                         : op == 1 ? cllm_rans_decode_block_scalar(dec, blk, *size, back, n)
+                                   : cllm_rans_decode_block_avx2(dec, blk, *size, back, n);
+        double t = cllm_now_seconds() - t0;
+        if (st != CLLM_OK) return -1;
+        if (op && memcmp(back, syms, n) != 0) return -1;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+// The block coder alone on int8 symbols of a synthetic 4096-column tensor (one 2^17 block).
+static int bench_blocks(const float *w) {
+    const uint64_t n = CLLM_RANS_DEFAULT_BLOCK_SYMBOLS, cols = 4096;
+    int8_t *q = malloc(n);
+    float *scales = malloc(n / cols * 4);
+    cllm_quantize_int8(w, CLLM_DTYPE_F32, n / cols, cols, 0, q, scales);
+    uint64_t counts[256] = {0};
+    for (uint64_t i = 0; i < n; i++) counts[(uint8_t)q[i]]++;
+    size_t cap = (size_t)cllm_rans_block_bound(n), size = 0;
+    uint8_t *blk = malloc(cap), *back = malloc(n);
+    static cllm_rans_dec_table dec;
+    int bad = 0;
+    printf("%-22s %5s %12s %12s %12s %8s\n", "rANS block (int8 syms)", "scale", "enc Msym/s",
+           "dec scalar", "dec avx2", "avx2/sc");
+    for (uint32_t sb = CLLM_RANS_MAX_SCALE_BITS; sb >= CLLM_RANS_MIN_SCALE_BITS; sb -= 4) {
+        uint16_t freq[256];
+        cllm_rans_enc_table enc;
+        if (cllm_freq_build(counts, sb, freq) != CLLM_OK ||
+            cllm_rans_enc_table_init(&enc, freq, sb) != CLLM_OK ||
+            cllm_rans_dec_table_init(&dec, freq, sb) != CLLM_OK) {
+            bad = 1;
+            break;
+        }
+        double te = time_block(0, &enc, &dec, (uint8_t *)q, n, blk, cap, &size, back, 20);
+        double ts = time_block(1, &enc, &dec, (uint8_t *)q, n, blk, cap, &size, back, 20);
+        double tv = time_block(2, &enc, &dec, (uint8_t *)q, n, blk, cap, &size, back, 20);
+        bad |= te < 0 || ts < 0;
+        printf("%-22s %5u %12.1f %12.1f %12.1f %8.2f\n", "", sb, n / te / 1e6, n / ts / 1e6,
+               tv > 0 ? n / tv / 1e6 : 0.0, tv > 0 ? ts / tv : 0.0);
+    }
+    free(q), free(scales), free(blk), free(back);
+    return bad;
+}
+
 // llama2.c checkpoint: 7 int32 header, then float32 tensors in a fixed order. Each stacked
 // matrix (all layers) is benchmarked as one (L * rows, cols) tensor.
 static int bench_llama2c(const char *path, const bench_opts *o) {
@@ -219,10 +280,15 @@ int main(int argc, char **argv) {
         else ckpt = argv[i];
     }
     print_cpu();
-    printf("threads: %d\n", o.threads);
+    printf("threads: %d (tensor tables)\n", o.threads);
+    int bad = 0;
+    {
+        float *w = synth_weights(CLLM_RANS_DEFAULT_BLOCK_SYMBOLS / 4096, 4096, 99);
+        bad |= bench_blocks(w);
+        free(w);
+    }
     printf("%-22s %-5s %-8s %-4s %8s %8s %8s %8s %8s %8s\n", "tensor", "dtype", "codec", "pred",
            "bits/w", "bound", "overhd", "-scales", "enc MB/s", "dec MB/s");
-    int bad = 0;
     if (ckpt) bad |= bench_llama2c(ckpt, &o);
     const cllm_dtype dts[] = {CLLM_DTYPE_BF16, CLLM_DTYPE_F16, CLLM_DTYPE_F32};
     struct { const char *name; uint64_t rows, cols; } s[] = {

@@ -10,7 +10,15 @@
 #include <string.h>
 
 #include "codec/cllm_codec.h"
+#include "common/cllm_half.h"
 #include "testutil.h"
+
+// The two block decoders behind cllm_rans_decode_block (src/codec/cllm_rans_dec.c): the scalar
+// reference and the AVX2 path (CLLM_ERR_UNSUPPORTED without AVX2).
+cllm_status cllm_rans_decode_block_scalar(const cllm_rans_dec_table *t, const uint8_t *src,
+                                          size_t size, uint8_t *syms, uint64_t n);
+cllm_status cllm_rans_decode_block_avx2(const cllm_rans_dec_table *t, const uint8_t *src,
+                                        size_t size, uint8_t *syms, uint64_t n);
 
 // Geometric-ish distribution over `alphabet` symbols (skewed like weight exponents).
 static void skewed_symbols(uint8_t *s, uint64_t n, int alphabet, uint64_t seed) {
@@ -265,12 +273,209 @@ static void test_slot_packing(void **state) {
     assert_int_equal(CLLM_RANS_SLOT_BIAS(dec.slot[4095]), 0);
 }
 
+// ---- the AVX2 decoder against the scalar reference -------------------------------------------
+
+// Decodes src[0..size) as n symbols with both paths (from exact-size copies, so ASan sees any
+// over-read) and requires the same status and, on success, the same symbols. Returns the status.
+static cllm_status decode_both(const cllm_rans_dec_table *t, const uint8_t *src, size_t size,
+                               uint64_t n) {
+    uint8_t *copy = malloc(size ? size : 1), *a = malloc(n + 1), *b = malloc(n + 1);
+    memcpy(copy, src, size);
+    cllm_status sa = cllm_rans_decode_block_scalar(t, copy, size, a, n);
+    cllm_status sb = cllm_rans_decode_block_avx2(t, copy, size, b, n);
+    if (sb != CLLM_ERR_UNSUPPORTED) {
+        if (sa != sb) fail_msg("scalar status %d, avx2 status %d (n %llu, size %zu)", sa, sb,
+                               (unsigned long long)n, size);
+        if (sa == CLLM_OK) assert_memory_equal(a, b, n);
+    }
+    free(copy), free(a), free(b);
+    return sa;
+}
+
+// Random blocks for every scale, odd sizes, skewed and uniform symbols; then damaged copies of
+// each (flipped bytes, truncations, wrong symbol counts, random bytes) must be rejected (or
+// accepted) identically by both paths.
+static void test_avx2_matches_scalar(void **state) {
+    (void)state;
+    static const uint64_t sizes[] = {0, 1, 31, 32, 33, 64, 95, 1000, 4097, 30011};
+    static cllm_rans_dec_table dec;
+    cllm_rans_enc_table enc;
+    uint64_t seed = 4242;
+    uint8_t *s = malloc(30011);
+    for (uint32_t sb = CLLM_RANS_MIN_SCALE_BITS; sb <= CLLM_RANS_MAX_SCALE_BITS; sb++) {
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            const uint64_t n = sizes[k];
+            for (int kind = 0; kind < 3; kind++) {
+                if (kind == 0) skewed_symbols(s, n, 256, seed++);
+                else if (kind == 1) skewed_symbols(s, n, 3, seed++);  // few words: long runs
+                else for (uint64_t i = 0; i < n; i++) s[i] = (uint8_t)cllm_test_rand(&seed);
+                uint64_t counts[256];
+                hist(s, n, counts);
+                counts[0] += n == 0;
+                uint16_t freq[256];
+                assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_OK);
+                assert_int_equal(cllm_rans_enc_table_init(&enc, freq, sb), CLLM_OK);
+                assert_int_equal(cllm_rans_dec_table_init(&dec, freq, sb), CLLM_OK);
+                size_t cap = (size_t)cllm_rans_block_bound(n) + 64, size = 0;
+                uint8_t *blk = calloc(cap, 1);
+                assert_int_equal(cllm_rans_encode_block(&enc, s, n, blk, cap, &size), CLLM_OK);
+                assert_int_equal(decode_both(&dec, blk, size, n), CLLM_OK);
+                for (int trial = 0; trial < 12; trial++) {
+                    size_t at = (size_t)(cllm_test_rand(&seed) % size);
+                    uint8_t flip = (uint8_t)(1 + cllm_test_rand(&seed) % 255);
+                    blk[at] ^= flip;
+                    decode_both(&dec, blk, size, n);
+                    blk[at] ^= flip;
+                    size_t cut = (size_t)(cllm_test_rand(&seed) % (size + 8));
+                    assert_int_not_equal(cut == size ? CLLM_ERR_CORRUPT
+                                                     : decode_both(&dec, blk, cut, n),
+                                         CLLM_OK);
+                    decode_both(&dec, blk, size, n + 1 + cllm_test_rand(&seed) % 40);
+                    if (n > 0) decode_both(&dec, blk, size, n - 1 - cllm_test_rand(&seed) % n);
+                }
+                for (size_t i = CLLM_RANS_STATE_BYTES; i < size; i++)  // random words
+                    blk[i] = (uint8_t)cllm_test_rand(&seed);
+                decode_both(&dec, blk, size, n);
+                free(blk);
+            }
+        }
+    }
+    free(s);
+}
+
+// ---- the quantiser against its specification (cllm_quant.c) ---------------------------------
+
+static int8_t quant_ref(float w, float scale) {
+    if (scale == 0.0f) return 0;
+    float r = roundf(w / scale);
+    if (r > 127.0f) r = 127.0f;
+    if (r < -127.0f) r = -127.0f;
+    return (int8_t)r;
+}
+
+// Exact halves, values next to halves, subnormal and huge groups, odd group sizes, every dtype:
+// the vectorised quantiser must equal the literal formula.
+static void test_quantize_matches_spec(void **state) {
+    (void)state;
+    const uint64_t rows = 7, cols = 77;
+    float *w = malloc(rows * cols * 4), *sc = malloc(rows * cols * 4);
+    int8_t *q = malloc(rows * cols);
+    uint64_t seed = 77;
+    for (int round = 0; round < 40; round++) {
+        for (uint64_t i = 0; i < rows * cols; i++) {
+            double u = cllm_test_uniform(&seed) * 2 - 1;
+            uint64_t r = i / cols;
+            float mag = r == 0 ? 1e-44f : r == 1 ? 1e-40f : r == 2 ? 3e38f : 1.0f;
+            w[i] = (float)u * mag;
+            if (r == 3) w[i] = (float)((int)(u * 254) / 2.0);  // exact halves of 127/amax steps
+            if (r == 4 && i % 3 == 0) w[i] = nextafterf(w[i - 1], 0);
+        }
+        w[3 * cols] = 127.0f;  // row 3: scale exactly 1, so w / scale hits the .5 ties
+        const uint32_t group = round % 4 == 0 ? 0 : (uint32_t)(1 + round % 23);
+        for (int dt = 0; dt < 3; dt++) {
+            static const cllm_dtype dts[] = {CLLM_DTYPE_F32, CLLM_DTYPE_BF16, CLLM_DTYPE_F16};
+            uint16_t *h = malloc(rows * cols * 2);
+            float *wide = malloc(rows * cols * 4);
+            for (uint64_t i = 0; i < rows * cols; i++) {
+                if (dts[dt] == CLLM_DTYPE_BF16) h[i] = cllm_f32_to_bf16(w[i]);
+                const float c = w[i] > 6e4f ? 6e4f : w[i] < -6e4f ? -6e4f : w[i];  // f16 range
+                if (dts[dt] == CLLM_DTYPE_F16) h[i] = cllm_f32_to_f16(c);
+                wide[i] = dts[dt] == CLLM_DTYPE_F32 ? w[i]
+                          : dts[dt] == CLLM_DTYPE_BF16 ? cllm_bf16_to_f32(h[i])
+                                                       : cllm_f16_to_f32(h[i]);
+            }
+            const void *src = dts[dt] == CLLM_DTYPE_F32 ? (const void *)w : (const void *)h;
+            assert_int_equal(cllm_quantize_int8(src, dts[dt], rows, cols, group, q, sc), CLLM_OK);
+            const uint64_t g = group ? group : cols, gpr = (cols + g - 1) / g;
+            for (uint64_t r = 0; r < rows; r++) {
+                for (uint64_t k = 0; k < gpr; k++) {
+                    float amax = 0;
+                    for (uint64_t c = k * g; c < cols && c < (k + 1) * g; c++)
+                        amax = fabsf(wide[r * cols + c]) > amax ? fabsf(wide[r * cols + c]) : amax;
+                    const float scale = amax / 127.0f;
+                    assert_memory_equal(&sc[r * gpr + k], &scale, 4);
+                    for (uint64_t c = k * g; c < cols && c < (k + 1) * g; c++)
+                        if (q[r * cols + c] != quant_ref(wide[r * cols + c], scale))
+                            fail_msg("dtype %d row %llu col %llu: %d, spec %d", (int)dts[dt],
+                                     (unsigned long long)r, (unsigned long long)c,
+                                     q[r * cols + c], quant_ref(wide[r * cols + c], scale));
+                }
+            }
+            free(h), free(wide);
+        }
+    }
+    w[5 * cols + 40] = INFINITY;
+    assert_int_equal(cllm_quantize_int8(w, CLLM_DTYPE_F32, rows, cols, 0, q, sc),
+                     CLLM_ERR_UNSUPPORTED);
+    w[5 * cols + 40] = NAN;
+    assert_int_equal(cllm_quantize_int8(w, CLLM_DTYPE_F32, rows, cols, 16, q, sc),
+                     CLLM_ERR_UNSUPPORTED);
+    free(w), free(sc), free(q);
+}
+
+// ---- f16 split/join: grouped paths against the bit-by-bit format -------------------------------
+
+// Random f16 patterns, odd counts, joins of every sub-range start and length mod 8.
+static void test_f16_split_join(void **state) {
+    (void)state;
+    const uint64_t n = 203;
+    uint16_t src[203], back[203];
+    uint8_t exps[203], plane[(203 * 11 + 7) / 8 + 1];
+    uint64_t seed = 11;
+    for (uint64_t i = 0; i < n; i++) src[i] = (uint16_t)cllm_test_rand(&seed);
+    for (uint64_t m = 0; m <= n; m += (m < 20 ? 1 : 37)) {
+        memset(plane, 0xee, sizeof plane);
+        memset(plane, 0, (m * 11 + 7) / 8);
+        cllm_float_split(src, CLLM_DTYPE_F16, m, exps, plane);
+        assert_int_equal(plane[(m * 11 + 7) / 8], 0xee);  // nothing written past the plane
+        for (uint64_t i = 0; i < m; i++) {  // the format: field i at bit 11 i, LSB first
+            uint32_t v = 0;
+            for (int b = 0; b < 11; b++)
+                v |= (uint32_t)((plane[(11 * i + b) / 8] >> ((11 * i + b) % 8)) & 1u) << b;
+            assert_int_equal(v, ((src[i] >> 5) & 0x400u) | (src[i] & 0x3ffu));
+            assert_int_equal(exps[i], (src[i] >> 10) & 0x1fu);
+        }
+        for (uint64_t first = 0; first < m && first < 19; first++) {
+            for (uint64_t len = 0; first + len <= m; len += (len < 20 ? 1 : 29)) {
+                memset(back, 0, sizeof back);
+                cllm_float_join(exps + first, plane, CLLM_DTYPE_F16, first, len, back);
+                assert_memory_equal(back, src + first, 2 * len);
+            }
+        }
+    }
+}
+
+// LEFT predictor round trips for row lengths around the 16-byte vector width.
+static void test_left_predictor_rows(void **state) {
+    (void)state;
+    static const uint64_t widths[] = {1, 15, 16, 17, 33, 64, 100};
+    uint64_t seed = 5;
+    for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+        const uint64_t rows = 9, cols = widths[k];
+        uint16_t *w = malloc(rows * cols * 2), *back = malloc(rows * cols * 2);
+        for (uint64_t i = 0; i < rows * cols; i++)
+            w[i] = cllm_f32_to_bf16((float)cllm_test_normal(&seed) * 0.02f);
+        cllm_encode_params p = {.codec = CLLM_CODEC_LOSSLESS, .predictor = CLLM_PRED_LEFT,
+                                .n_threads = 1, .block_symbols = 3 * cols};
+        cllm_coded c;
+        assert_int_equal(cllm_encode_tensor(w, CLLM_DTYPE_BF16, rows, cols, &p, &c), CLLM_OK);
+        assert_int_equal(cllm_decode_tensor(&c.info, c.payload, c.payload_size, back,
+                                            rows * cols * 2, NULL, 0, 1),
+                         CLLM_OK);
+        assert_memory_equal(back, w, rows * cols * 2);
+        cllm_coded_free(&c);
+        free(w), free(back);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_freq_build_sums),      cmocka_unit_test(test_freq_build_optimal),
         cmocka_unit_test(test_block_round_trips),    cmocka_unit_test(test_single_symbol),
         cmocka_unit_test(test_rejects_damaged_blocks), cmocka_unit_test(test_rejects_bad_tables),
-        cmocka_unit_test(test_slot_packing),
+        cmocka_unit_test(test_slot_packing),         cmocka_unit_test(test_avx2_matches_scalar),
+        cmocka_unit_test(test_quantize_matches_spec), cmocka_unit_test(test_f16_split_join),
+        cmocka_unit_test(test_left_predictor_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

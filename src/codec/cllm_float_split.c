@@ -144,7 +144,8 @@ static void join_f16(const uint8_t *exps, const uint8_t *plane, uint64_t first, 
         const uint8_t *g = plane + (first + i) / 8 * 11;
         const uint64_t lo = cllm_load_le64(g), hi = cllm_load_le64(g + 3);
         uint8_t *d = dst + 2 * i;
-        for (int k = 0; k < 5; k++) f16_store(d + 2 * k, exps[i + k], (uint32_t)(lo >> 11 * k) & 0x7ffu);
+        for (int k = 0; k < 5; k++)
+            f16_store(d + 2 * k, exps[i + k], (uint32_t)(lo >> 11 * k) & 0x7ffu);
         for (int k = 5; k < 8; k++)
             f16_store(d + 2 * k, exps[i + k], (uint32_t)(hi >> (11 * k - 24)) & 0x7ffu);
     }

@@ -33,8 +33,8 @@ static inline uint32_t load_word(const uint8_t *p) {
 // 2 * CLLM_RANS_LANES readable bytes at p. Branchless: the word is always loaded, the new state
 // is selected with a mask (a conditional expression here compiles to an unpredictable branch),
 // and p moves only when the lane renormalises. Always inlined so a constant sb folds.
-static inline __attribute__((always_inline)) const uint8_t *step_fast(const cllm_rans_slot *slot, uint32_t sb, uint32_t *x,
-                                       const uint8_t *p, uint8_t *out) {
+static inline __attribute__((always_inline)) const uint8_t *
+step_fast(const cllm_rans_slot *slot, uint32_t sb, uint32_t *x, const uint8_t *p, uint8_t *out) {
     const uint32_t mask = (1u << sb) - 1;
     for (int l = 0; l < CLLM_RANS_LANES; l++) {
         uint32_t s = x[l];

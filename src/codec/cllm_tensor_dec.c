@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 // First failure inside a parallel region, with its message copied off the worker thread.
 typedef struct par_error {
     cllm_status st;
@@ -20,13 +24,33 @@ static void par_error_set(par_error *e, cllm_status st) {
     }
 }
 
-// Inverse of the LEFT predictor: a running sum mod 256 along each row, carried in a register
-// (reading row[c - 1] back would wait on the store just made, ~5 cycles a byte).
-static void unpredict_left(uint8_t *s, uint64_t rows, uint64_t cols) {
-    for (uint64_t r = 0; r < rows; r++) {
-        uint8_t *row = s + r * cols, sum = 0;
-        for (uint64_t c = 0; c < cols; c++) row[c] = sum = (uint8_t)(sum + row[c]);
+// Inverse of the LEFT predictor: a running sum mod 256 along each row. SSE2 sums 16 bytes in 4
+// shift-and-add rounds and adds the carry from the previous 16; the scalar loop carries the sum
+// in a register (reading row[c - 1] back would wait on the store just made).
+static void unpredict_row(uint8_t *row, uint64_t cols) {
+    uint64_t c = 0;
+    uint8_t sum = 0;
+#if defined(__SSE2__)
+    __m128i carry = _mm_setzero_si128();
+    for (; c + 16 <= cols; c += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(row + c));
+        v = _mm_add_epi8(v, _mm_slli_si128(v, 1));
+        v = _mm_add_epi8(v, _mm_slli_si128(v, 2));
+        v = _mm_add_epi8(v, _mm_slli_si128(v, 4));
+        v = _mm_add_epi8(v, _mm_slli_si128(v, 8));
+        v = _mm_add_epi8(v, carry);
+        _mm_storeu_si128((__m128i *)(void *)(row + c), v);
+        const __m128i last = _mm_srli_si128(v, 15);  // byte 15 broadcast to all 16
+        carry = _mm_unpacklo_epi64(_mm_shufflelo_epi16(_mm_unpacklo_epi8(last, last), 0),
+                                   _mm_shufflelo_epi16(_mm_unpacklo_epi8(last, last), 0));
     }
+    if (c) sum = row[c - 1];
+#endif
+    for (; c < cols; c++) row[c] = sum = (uint8_t)(sum + row[c]);
+}
+
+static void unpredict_left(uint8_t *s, uint64_t rows, uint64_t cols) {
+    for (uint64_t r = 0; r < rows; r++) unpredict_row(s + r * cols, cols);
 }
 
 // f16 exponents are 5 bits; a corrupt stream (or predictor sum) could produce more.

@@ -56,7 +56,8 @@ static void histogram_range(const uint8_t *s, uint64_t n, uint64_t counts[256]) 
             sub[3][c[i + 3]]++;
         }
         for (; i < len; i++) sub[0][c[i]]++;
-        for (int k = 0; k < 256; k++) counts[k] += (uint64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
+        for (int k = 0; k < 256; k++)
+            counts[k] += (uint64_t)sub[0][k] + sub[1][k] + sub[2][k] + sub[3][k];
         done += len;
     }
 }

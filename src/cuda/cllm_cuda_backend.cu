@@ -257,7 +257,8 @@ static void sched_waits(be_state *s) {
         be_group *x = &s->groups[g];
         x->wait_release = -1;
         for (int e = g - 1; e >= 0 && x->wait_release < 0; e--)
-            if (overlaps(x->off, x->bytes, s->groups[e].off, s->groups[e].bytes)) x->wait_release = e;
+            if (overlaps(x->off, x->bytes, s->groups[e].off, s->groups[e].bytes))
+                x->wait_release = e;
     }
     for (int u = 0; u < s->n_copies; u++) {
         be_copy *c = &s->copies[u];

@@ -21,9 +21,9 @@
 //   ev_released[g] compute, after the last kernel reading g's scratch range. Decode of a later
 //                  group into an overlapping range waits on it (groups[].wait_release); compute
 //                  runs in order, so the latest overlapping group implies all earlier ones.
-//   ev_fork        compute, at the pass start (after the decode status reset). A decode stream
-//                  waits on it before its first decode of the pass (this also joins it to a
-//                  CUDA graph capture).
+//   ev_fork        compute, at the pass start (after the decode status reset, before the
+//                  embedding; inside the graph when capturing). A decode stream waits on it
+//                  before its first decode of the pass (this also joins it to a graph capture).
 // cudaStreamWaitEvent waits for the record enqueued last before it, so the host enqueues a wait
 // only after the record it means (advance() checks this): copy u after the decode of its
 // wait_group, decode g after its copy and after the release of its wait_release, compute's use of
@@ -45,6 +45,7 @@ struct be_pass {
     uint32_t n_out;     // logits rows: 0, 1 (the last token) or nt
     uint32_t smem_pos;  // attention score buffer: positions (the context in a graph)
     int timing;         // record timing events (not inside a graph)
+    int graph;          // being captured: the fork is recorded inside the graph
 };
 
 #define REC(ev, stream) CLLM_CUDA_TRY(cudaEventRecord((ev), CLLM_STREAM(stream)))
@@ -76,7 +77,8 @@ static cllm_status issue_decode(be_state *s, const be_pass *p, int gi) {
     if (p->timing) REC(s->ev_dec_t[2 * gi], ds);
     TRY(cllm_cuda_decode(g->jobs, (size_t)g->n_jobs, s->status_dev, ds));
     for (int i = 0; i < g->n_jobs; i++)
-        if (g->scales_bytes[i]) TRY(cllm_cuda_copy(g->scales_dst[i], g->scales_src[i], g->scales_bytes[i], ds));
+        if (g->scales_bytes[i])
+            TRY(cllm_cuda_copy(g->scales_dst[i], g->scales_src[i], g->scales_bytes[i], ds));
     if (p->timing) REC(s->ev_dec_t[2 * gi + 1], ds);
     REC(s->ev_decoded[gi], ds);
     return CLLM_OK;
@@ -110,7 +112,7 @@ static cllm_status pipe_start(be_state *s, const be_pass *p) {
     s->next_copy = s->next_dec = s->n_released = 0;
     s->cur_group = -1;
     for (int d = 0; d < BE_DEC_STREAMS; d++) s->dec_joined[d] = 0;
-    if (s->n_groups_active) REC(s->ev_fork, s->compute);
+    if (p->graph && s->n_groups_active) REC(s->ev_fork, s->compute);  // else pass_run did
     return advance(s, p);
 }
 
@@ -189,6 +191,56 @@ static cllm_status use(be_state *s, const be_pass *p, size_t j, const float *x, 
     return m->place != BE_RAW && m->last_in_group ? release(s, p, m->group) : CLLM_OK;
 }
 
+// Matrices j0 .. j0+n_w-1 share their input x. For a few tokens with matching kinds and widths
+// they run as one launch per token (small matrices such as q/k/v then fill the GPU like one large
+// one); otherwise one matmul each. ys[i]: (nt, rows_i).
+static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_w, const float *x,
+                                float *const *ys) {
+    const be_mat *m = &s->mats[j0];
+    int fused = p->nt <= BE_MATVEC_MAX_N && n_w <= CLLM_CUDA_MATVEC_MAX;
+    for (int i = 1; i < n_w && fused; i++)
+        fused = m[i].view.kind == m[0].view.kind && m[i].view.cols == m[0].view.cols &&
+                m[i].view.group_size == m[0].view.group_size;
+    if (!fused) {
+        for (int i = 0; i < n_w; i++) TRY(use(s, p, j0 + (size_t)i, x, ys[i], 0, NULL));
+        return CLLM_OK;
+    }
+    cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
+    for (int i = 0; i < n_w; i++) {
+        if (m[i].place != BE_RAW) TRY(acquire(s, p, m[i].group));
+        w[i] = m[i].view;
+    }
+    for (uint32_t t = 0; t < p->nt; t++) {
+        float *yt[CLLM_CUDA_MATVEC_MAX];
+        for (int i = 0; i < n_w; i++) yt[i] = ys[i] + (size_t)t * w[i].rows;
+        TRY(cllm_cuda_matvec_multi(w, n_w, x + (size_t)t * w[0].cols, yt, s->compute));
+    }
+    for (int i = 0; i < n_w; i++)
+        if (m[i].place != BE_RAW && m[i].last_in_group) TRY(release(s, p, m[i].group));
+    return CLLM_OK;
+}
+
+// out = silu(Wgate h) * (Wup h): one fused launch per token for a few tokens, else two matmuls
+// and the SwiGLU pass.
+static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const float *h) {
+    const be_mat *g = &s->mats[jg], *u = &s->mats[jg + 1];
+    if (p->nt > BE_MATVEC_MAX_N || g->view.kind != u->view.kind ||
+        g->view.rows != u->view.rows || g->view.cols != u->view.cols ||
+        g->view.group_size != u->view.group_size) {
+        TRY(use(s, p, jg, h, s->hb, 0, NULL));
+        TRY(use(s, p, jg + 1, h, s->hb2, 0, NULL));
+        return cllm_cuda_swiglu(s->hb, s->hb2, s->hb, (size_t)p->nt * s->hidden, s->compute);
+    }
+    if (g->place != BE_RAW) TRY(acquire(s, p, g->group));
+    if (u->place != BE_RAW) TRY(acquire(s, p, u->group));
+    for (uint32_t t = 0; t < p->nt; t++)
+        TRY(cllm_cuda_matvec_swiglu(&g->view, &u->view, h + (size_t)t * g->view.cols,
+                                    s->hb + (size_t)t * s->hidden, s->compute));
+    if (g->place != BE_RAW && g->last_in_group) TRY(release(s, p, g->group));
+    if (u->place != BE_RAW && u->last_in_group) TRY(release(s, p, u->group));
+    return CLLM_OK;
+}
+
 // ---- the blocks ------------------------------------------------------------------------------
 
 // x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h), h = RMSNorm(x) * w_att.
@@ -197,9 +249,8 @@ static cllm_status attention_block(be_state *s, const be_pass *p, uint32_t l) {
     const size_t kv_off = (size_t)l * s->ctx * s->kv_dim;
     TRY(cllm_cuda_rmsnorm(s->x, s->norm_att + l * D, s->xb, p->nt, (uint32_t)D, s->cfg.norm_eps,
                           s->compute));
-    TRY(use(s, p, j + 0, s->xb, s->q, 0, NULL));
-    TRY(use(s, p, j + 1, s->xb, s->k, 0, NULL));
-    TRY(use(s, p, j + 2, s->xb, s->v, 0, NULL));
+    float *const qkv[3] = {s->q, s->k, s->v};
+    TRY(use_shared_x(s, p, j, 3, s->xb, qkv));
     TRY(be_rope_store(s->q, s->k, s->v, s->kc + kv_off, s->vc + kv_off, s->rope_cos, s->rope_sin,
                       s->ctl_dev, p->nt, s->cfg.n_heads, s->cfg.n_kv_heads,
                       (uint32_t)s->head_dim, s->compute));
@@ -214,9 +265,7 @@ static cllm_status mlp_block(be_state *s, const be_pass *p, uint32_t l) {
     const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
     TRY(cllm_cuda_rmsnorm(s->x, s->norm_ffn + l * D, s->xb, p->nt, (uint32_t)D, s->cfg.norm_eps,
                           s->compute));
-    TRY(use(s, p, j + 4, s->xb, s->hb, 0, NULL));
-    TRY(use(s, p, j + 5, s->xb, s->hb2, 0, NULL));
-    TRY(cllm_cuda_swiglu(s->hb, s->hb2, s->hb, (size_t)p->nt * s->hidden, s->compute));
+    TRY(use_gate_up(s, p, j + 4, s->xb));
     return use(s, p, j + 6, s->hb, s->x, 1, s->xb);
 }
 
@@ -286,7 +335,7 @@ static cllm_status embed(be_state *s, const int32_t *tokens, uint32_t nt) {
 // ---- CUDA graph ------------------------------------------------------------------------------
 
 static cllm_status graph_capture(be_state *s) {
-    const be_pass p = {1, 1, s->ctx, 0};
+    const be_pass p = {1, 1, s->ctx, 0, 1};
     cudaStream_t cs = CLLM_STREAM(s->compute);
     CLLM_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
     cllm_status st = body(s, &p, NULL);
@@ -356,12 +405,13 @@ static void read_times(be_state *s, int graph_used) {
 
 static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, size_t pos,
                             uint32_t n_out, float *logits_host) {
-    const be_pass p = {nt, n_out, (uint32_t)(pos + nt), 1};
+    const be_pass p = {nt, n_out, (uint32_t)(pos + nt), 1, 0};
     // ctl_host is free: the previous pass ended with a synchronisation.
     s->ctl_host[0] = (int32_t)pos;
     memcpy(s->ctl_host + 1, tokens, (size_t)nt * sizeof(int32_t));
     TRY(cllm_cuda_copy(s->ctl_dev, s->ctl_host, ((size_t)nt + 1) * sizeof(int32_t), s->compute));
     TRY(cllm_cuda_decode_status_reset(s->status_dev, s->compute));
+    REC(s->ev_fork, s->compute);  // before the embedding: decodes need not wait for it
     TRY(embed(s, tokens, nt));
     const int graph_ok = nt == 1 && n_out == 1 && s->n_streamed == 0 && s->graph_state >= 0;
     if (graph_ok) graph_ensure(s);

@@ -134,7 +134,8 @@ uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i) {
 // Decoded bytes of `rows` classifier rows (+ their int8 scales), aligned.
 static uint64_t cls_rows_bytes(const be_state *s, uint64_t rows) {
     const cllm_weight *w = cls_mat(s)->w;
-    return al(rows * w->desc.cols * w->elem_size) + al(rows * (int8_scales_bytes(w) / w->desc.rows));
+    const uint64_t scales_per_row = int8_scales_bytes(w) / w->desc.rows;
+    return al(rows * w->desc.cols * w->elem_size) + al(rows * scales_per_row);
 }
 
 uint64_t be_cls_chunk_rows(const be_state *s) {
@@ -224,10 +225,12 @@ static double gpu_seconds(const be_state *s, int place, double bytes) {
     return t * bytes / pr->layer_bytes;
 }
 
+// Decoded bytes of unit u (a layer's 7 matrices, or the classifier when u == n_layers).
 static double unit_dec_bytes(const be_state *s, uint32_t u) {
+    if (u == s->n_layers) return (double)be_mat_raw_bytes(cls_mat(s)->w);
     double b = 0;
-    for (size_t j = 0; j < s->n_mats; j++)
-        if (s->mats[j].layer == u) b += (double)be_mat_raw_bytes(s->mats[j].w);
+    for (int k = 0; k < BE_MATS_PER_LAYER; k++)
+        b += (double)be_mat_raw_bytes(s->mats[(size_t)u * BE_MATS_PER_LAYER + k].w);
     return b;
 }
 

@@ -19,7 +19,7 @@
 static int g_failed, g_passed;
 static cllm_cuda_mem *g_mem;
 static void *g_stream;
-static char g_summary[16384];
+static char g_summary[32768];
 static size_t g_summary_len;
 
 static void summary(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -470,31 +470,19 @@ static double rel_l2(const float *got, const float *want, size_t n) {
 
 // ---- compute kernel checks -----------------------------------------------------------------------
 
-typedef struct mv_bench {
-    cllm_cuda_weight w[ROT];
-    const float *x;
-    float *y;
-} mv_bench;
+// A weight of one kind on the host (random, heavy-tailed; int8: uniform in [-127, 127] with
+// positive scales) and its device copies.
+typedef struct host_weight {
+    cllm_cuda_weight w;  // data/scales: host pointers
+    size_t bytes, n_sc;
+} host_weight;
 
-static void mv_bench_run(void *ctx, int iter) {
-    mv_bench *b = ctx;
-    MUST(cllm_cuda_matvec(&b->w[iter % ROT], b->x, b->y, 0, g_stream));
-}
-
-static const char *wkind_name(uint32_t k) {
-    static const char *n[] = {"f32", "f16", "bf16", "int8"};
-    return k < 4 ? n[k] : "?";
-}
-
-// W random of the given kind; checks y = W x (tolerance 1e-5; the fp32-accumulation error of
-// 11008 terms is ~1e-6) and, when `bench`, times it in GB/s of weights.
-static void matvec_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t group, int bench) {
-    size_t esz = kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
-    size_t n = rows * cols, bytes = n * esz;
-    uint8_t *data = xmalloc(bytes);
-    float *scales = NULL;
-    uint32_t gs = group ? group : (uint32_t)cols;
-    size_t n_sc = rows * ((cols + gs - 1) / gs);
+static void host_weight_make(host_weight *h, uint32_t kind, uint64_t rows, uint64_t cols,
+                             uint32_t group) {
+    const size_t esz = kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
+    const size_t n = rows * cols;
+    const uint32_t gs = group ? group : (uint32_t)cols;
+    uint8_t *data = xmalloc(n * esz);
     const uint64_t seed = rnd();
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -504,53 +492,256 @@ static void matvec_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gr
         else if (kind == CLLM_CUDA_W_BF16) ((uint16_t *)data)[i] = cllm_f32_to_bf16(f);
         else ((int8_t *)data)[i] = (int8_t)((int)(hash64(seed + i) % 255) - 127);
     }
-    if (kind == CLLM_CUDA_W_INT8) {
-        scales = xmalloc(n_sc * sizeof(float));
-        for (size_t i = 0; i < n_sc; i++) scales[i] = (float)(0.001 + 0.001 * uni());
+    h->n_sc = kind == CLLM_CUDA_W_INT8 ? rows * ((cols + gs - 1) / gs) : 0;
+    float *scales = h->n_sc ? xmalloc(h->n_sc * sizeof(float)) : NULL;
+    for (size_t i = 0; i < h->n_sc; i++) scales[i] = (float)(0.001 + 0.001 * uni());
+    h->w = (cllm_cuda_weight){.data = data, .scales = scales, .rows = rows, .cols = cols,
+                              .kind = kind, .group_size = gs};
+    h->bytes = n * esz;
+}
+
+static void host_weight_free(host_weight *h) {
+    free((void *)h->w.data), free((void *)h->w.scales);
+}
+
+static cllm_cuda_weight weight_upload(const host_weight *h) {
+    cllm_cuda_weight d = h->w;
+    d.data = upload(h->w.data, h->bytes);
+    d.scales = h->n_sc ? upload(h->w.scales, h->n_sc * sizeof(float)) : NULL;
+    return d;
+}
+
+static void weight_release(cllm_cuda_weight *d) {
+    MUST(cllm_cuda_release(g_mem, (void *)d->data));
+    MUST(cllm_cuda_release(g_mem, (void *)d->scales));
+}
+
+static void ref_matvec_h(const host_weight *h, const float *x, float *y) {
+    ref_matvec(&h->w, h->w.data, h->w.scales, x, y);
+}
+
+// Fills a device vector with NaN, so that an output row the kernel never writes fails the check.
+static void poison(float *dev, size_t n) {
+    void *nan = xmalloc(n * sizeof(float));
+    memset(nan, 0xff, n * sizeof(float));
+    MUST(cllm_cuda_copy(dev, nan, n * sizeof(float), g_stream));
+    MUST(cllm_cuda_sync(g_stream));
+    free(nan);
+}
+
+// x of normal values; outliers: a few entries 1000x larger and some tiny ones (the int8 tensor
+// core path scales each 64 columns by their largest |x|).
+static void make_x(float *x, size_t n, int outliers) {
+    fill_floats(x, n, 1.0);
+    if (!outliers) return;
+    for (size_t i = 0; i < n; i += 1 + (size_t)(rnd() % 997)) x[i] *= 1000.0f;
+    for (size_t i = 3; i < n; i += 1 + (size_t)(rnd() % 61)) x[i] *= 1e-6f;
+}
+
+// ---- matvec benchmarks: single launches (GPU idle before each, so host launch latency counts)
+// and bursts of MV_BURST back-to-back launches (per-launch time, as in a CUDA graph) ----------
+
+#define MV_ROT 8     // weight copies rotated through (at least 128 MiB in all, beyond L2)
+#define MV_BURST 20  // launches per timed burst
+
+enum mv_mode { MV_SINGLE, MV_MULTI, MV_SEPARATE, MV_SWIGLU, MV_SWIGLU_UNFUSED };
+
+typedef struct mv_bench {
+    enum mv_mode mode;
+    int n_w, n_rot, reps;
+    cllm_cuda_weight w[MV_ROT][CLLM_CUDA_MATVEC_MAX];
+    const float *x;
+    float *y[CLLM_CUDA_MATVEC_MAX];
+} mv_bench;
+
+static void mv_bench_run(void *ctx, int iter) {
+    mv_bench *b = ctx;
+    for (int k = 0; k < b->reps; k++) {
+        const cllm_cuda_weight *w = b->w[(iter * b->reps + k) % b->n_rot];
+        switch (b->mode) {
+        case MV_SINGLE: MUST(cllm_cuda_matvec(w, b->x, b->y[0], 0, g_stream)); break;
+        case MV_MULTI: MUST(cllm_cuda_matvec_multi(w, b->n_w, b->x, b->y, g_stream)); break;
+        case MV_SEPARATE:
+            for (int i = 0; i < b->n_w; i++)
+                MUST(cllm_cuda_matvec(&w[i], b->x, b->y[i], 0, g_stream));
+            break;
+        case MV_SWIGLU: MUST(cllm_cuda_matvec_swiglu(&w[0], &w[1], b->x, b->y[0], g_stream)); break;
+        case MV_SWIGLU_UNFUSED:
+            MUST(cllm_cuda_matvec(&w[0], b->x, b->y[0], 0, g_stream));
+            MUST(cllm_cuda_matvec(&w[1], b->x, b->y[1], 0, g_stream));
+            MUST(cllm_cuda_swiglu(b->y[0], b->y[1], b->y[0], w[0].rows, g_stream));
+            break;
+        }
     }
+}
+
+// Times b as it stands (single launch) and in bursts; prints and adds summary rows. `bytes`:
+// weight and scale bytes one call reads.
+static void mv_time(mv_bench *b, const char *name, double bytes, int ok, int single) {
+    if (single) {
+        b->reps = 1;
+        float ms = bench_ms(mv_bench_run, b, 5, 50);
+        printf("BENCH %-40s %8.4f ms  %7.1f GB/s of weights\n", name, ms, bytes / (ms * 1e6));
+        summary("%-44s %s  %8.4f ms %8.1f GB/s weights\n", name, ok ? "PASS" : "FAIL", ms,
+                bytes / (ms * 1e6));
+    }
+    b->reps = MV_BURST;
+    float ms = bench_ms(mv_bench_run, b, 2, 20) / MV_BURST;
+    char bname[96];
+    snprintf(bname, sizeof bname, "%.36s b2b", name);
+    printf("BENCH %-40s %8.4f ms  %7.1f GB/s of weights (per launch, %d back to back)\n", bname,
+           ms, bytes / (ms * 1e6), MV_BURST);
+    summary("%-44s %s  %8.4f ms %8.1f GB/s weights\n", bname, ok ? "PASS" : "FAIL", ms,
+            bytes / (ms * 1e6));
+}
+
+static int mv_rot_copies(double bytes) {
+    int n = (int)(128.0 * 1048576 / bytes) + 1;
+    return n < 3 ? 3 : n > MV_ROT ? MV_ROT : n;
+}
+
+static const char *wkind_name(uint32_t k) {
+    static const char *n[] = {"f32", "f16", "bf16", "int8"};
+    return k < 4 ? n[k] : "?";
+}
+
+// W random of the given kind; checks y = W x (tolerance 1e-5; the fp32-accumulation error of
+// 11008 terms is ~1e-6) into a NaN-poisoned y, then y += W x, and, when `bench`, times it in GB/s
+// of weights (single launches and back-to-back bursts).
+static void matvec_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t group, int bench,
+                        int outliers) {
+    host_weight h;
+    host_weight_make(&h, kind, rows, cols, group);
     float *x = xmalloc(cols * sizeof(float)), *y = xmalloc(rows * sizeof(float));
     float *want = xmalloc(rows * sizeof(float));
-    fill_floats(x, cols, 1.0);
-    cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = kind, .group_size = gs};
-    ref_matvec(&w, data, scales, x, want);
-    mv_bench b;
-    int copies = bench ? ROT : 1;
-    for (int r = 0; r < copies; r++) {
-        b.w[r] = w;
-        b.w[r].data = upload(data, bytes);
-        b.w[r].scales = scales ? upload(scales, n_sc * sizeof(float)) : NULL;
-    }
+    make_x(x, cols, outliers);
+    ref_matvec_h(&h, x, want);
+    mv_bench b = {.mode = MV_SINGLE, .n_w = 1};
+    const double bytes = h.bytes + h.n_sc * 4.0;
+    b.n_rot = bench ? mv_rot_copies(bytes) : 1;
+    for (int r = 0; r < b.n_rot; r++) b.w[r][0] = weight_upload(&h);
     b.x = upload(x, cols * sizeof(float));
-    b.y = dev_alloc(rows * sizeof(float));
-    MUST(cllm_cuda_matvec(&b.w[0], b.x, b.y, 0, g_stream));
-    download(y, b.y, rows * sizeof(float));
+    b.y[0] = dev_alloc(rows * sizeof(float));
+    poison(b.y[0], rows);
+    MUST(cllm_cuda_matvec(&b.w[0][0], b.x, b.y[0], 0, g_stream));
+    download(y, b.y[0], rows * sizeof(float));
     double err = rel_l2(y, want, rows);
-    // accumulate: y += W x
-    MUST(cllm_cuda_matvec(&b.w[0], b.x, b.y, 1, g_stream));
-    download(y, b.y, rows * sizeof(float));
+    MUST(cllm_cuda_matvec(&b.w[0][0], b.x, b.y[0], 1, g_stream));  // accumulate: y += W x
+    download(y, b.y[0], rows * sizeof(float));
     for (size_t i = 0; i < rows; i++) want[i] *= 2.0f;
     double err2 = rel_l2(y, want, rows);
     int ok = err < 1e-5 && err2 < 1e-5;
-    check(ok, "matvec %-4s %6llux%-6llu group %-5u rel L2 %.2e (accumulate %.2e), tol 1e-5",
-          wkind_name(kind), (unsigned long long)rows, (unsigned long long)cols, gs, err, err2);
+    check(ok, "matvec %-4s %6llux%-6llu group %-5u%s rel L2 %.2e (accumulate %.2e), tol 1e-5",
+          wkind_name(kind), (unsigned long long)rows, (unsigned long long)cols, h.w.group_size,
+          outliers ? " x outliers" : "", err, err2);
     char name[96];
-    snprintf(name, sizeof name, "matvec %s %llux%llu g%u", wkind_name(kind),
-             (unsigned long long)rows, (unsigned long long)cols, gs);
+    snprintf(name, sizeof name, "matvec %s %llux%llu g%u%s", wkind_name(kind),
+             (unsigned long long)rows, (unsigned long long)cols, h.w.group_size,
+             outliers ? " xo" : "");
+    if (bench) mv_time(&b, name, bytes, ok, 1);
+    else summary("%-44s %s  rel L2 %.1e\n", name, ok ? "PASS" : "FAIL", err);
+    for (int r = 0; r < b.n_rot; r++) weight_release(&b.w[r][0]);
+    MUST(cllm_cuda_release(g_mem, (void *)b.x));
+    MUST(cllm_cuda_release(g_mem, b.y[0]));
+    host_weight_free(&h);
+    free(x), free(y), free(want);
+}
+
+// n matrices (rows[i] x cols) sharing x. swiglu (n == 2, equal rows): cllm_cuda_matvec_swiglu
+// against silu(ref gate) * ref up; else cllm_cuda_matvec_multi against ref_matvec per matrix.
+// Outputs start NaN-poisoned. `bench`: the fused launch against the separate launches.
+static void multi_case(uint32_t kind, int n, const uint64_t *rows, uint64_t cols, uint32_t group,
+                       int swiglu, int bench) {
+    host_weight h[CLLM_CUDA_MATVEC_MAX];
+    float *want[CLLM_CUDA_MATVEC_MAX], *got = NULL, *x = xmalloc(cols * sizeof(float));
+    make_x(x, cols, 0);
+    mv_bench b = {.mode = swiglu ? MV_SWIGLU : MV_MULTI, .n_w = n};
+    double bytes = 0;
+    uint64_t total_rows = 0;
+    for (int i = 0; i < n; i++) {
+        host_weight_make(&h[i], kind, rows[i], cols, group);
+        want[i] = xmalloc(rows[i] * sizeof(float));
+        ref_matvec_h(&h[i], x, want[i]);
+        bytes += h[i].bytes + h[i].n_sc * 4.0;
+        total_rows += rows[i];
+    }
+    if (swiglu)
+        for (uint64_t r = 0; r < rows[0]; r++) {
+            double g = want[0][r];
+            want[0][r] = (float)(g / (1.0 + exp(-g)) * want[1][r]);
+        }
+    b.n_rot = bench ? mv_rot_copies(bytes) : 1;
+    for (int r = 0; r < b.n_rot; r++)
+        for (int i = 0; i < n; i++) b.w[r][i] = weight_upload(&h[i]);
+    b.x = upload(x, cols * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        b.y[i] = dev_alloc(rows[i] * sizeof(float));
+        poison(b.y[i], rows[i]);
+    }
+    b.reps = 1;
+    mv_bench_run(&b, 0);
+    double err = 0;
+    for (int i = 0; i < (swiglu ? 1 : n); i++) {
+        got = xmalloc(rows[i] * sizeof(float));
+        download(got, b.y[i], rows[i] * sizeof(float));
+        err = fmax(err, rel_l2(got, want[i], rows[i]));
+        free(got);
+    }
+    int ok = err < 1e-5;
+    char name[96];
+    snprintf(name, sizeof name, "%s %s %dx%llux%llu g%u", swiglu ? "matvec_swiglu" : "matvec_multi",
+             wkind_name(kind), n, (unsigned long long)rows[0], (unsigned long long)cols,
+             h[0].w.group_size);
+    check(ok, "%s (%llu rows in all) rel L2 %.2e, tol 1e-5", name,
+          (unsigned long long)total_rows, err);
     if (bench) {
-        float ms = bench_ms(mv_bench_run, &b, 5, 50);
-        double gbs = (bytes + n_sc * 4.0) / (ms * 1e6);
-        printf("BENCH %-40s %8.4f ms  %7.1f GB/s of weights\n", name, ms, gbs);
-        summary("%-44s %s  %8.4f ms %8.1f GB/s weights\n", name, ok ? "PASS" : "FAIL", ms, gbs);
+        mv_time(&b, name, bytes, ok, 0);
+        b.mode = swiglu ? MV_SWIGLU_UNFUSED : MV_SEPARATE;
+        snprintf(name, sizeof name, "%s %s %dx%llux%llu", swiglu ? "2 matvec+swiglu" : "matvec x",
+                 wkind_name(kind), n, (unsigned long long)rows[0], (unsigned long long)cols);
+        mv_time(&b, name, bytes, ok, 0);
     } else {
         summary("%-44s %s  rel L2 %.1e\n", name, ok ? "PASS" : "FAIL", err);
     }
-    for (int r = 0; r < copies; r++) {
-        MUST(cllm_cuda_release(g_mem, (void *)b.w[r].data));
-        MUST(cllm_cuda_release(g_mem, (void *)b.w[r].scales));
-    }
+    for (int r = 0; r < b.n_rot; r++)
+        for (int i = 0; i < n; i++) weight_release(&b.w[r][i]);
     MUST(cllm_cuda_release(g_mem, (void *)b.x));
-    MUST(cllm_cuda_release(g_mem, b.y));
-    free(data), free(scales), free(x), free(y), free(want);
+    for (int i = 0; i < n; i++) {
+        MUST(cllm_cuda_release(g_mem, b.y[i]));
+        host_weight_free(&h[i]);
+        free(want[i]);
+    }
+    free(x);
+}
+
+// Argument checks of the multi launchers: mismatched kinds, widths or group sizes, too many
+// matrices, NULL outputs.
+static void multi_arg_cases(void) {
+    uint8_t *buf = dev_alloc(4096);
+    float *v = dev_alloc(4096);
+    cllm_cuda_weight w[4];
+    for (int i = 0; i < 4; i++)
+        w[i] = (cllm_cuda_weight){.data = buf, .scales = v, .rows = 8, .cols = 64,
+                                  .kind = CLLM_CUDA_W_BF16, .group_size = 64};
+    float *y[4] = {v, v + 8, v + 16, v + 24};
+    int ok = cllm_cuda_matvec_multi(w, 4, v, y, g_stream) == CLLM_ERR_ARG;
+    ok &= cllm_cuda_matvec_multi(w, 0, v, y, g_stream) == CLLM_ERR_ARG;
+    w[1].kind = CLLM_CUDA_W_F16;
+    ok &= cllm_cuda_matvec_multi(w, 2, v, y, g_stream) == CLLM_ERR_ARG;
+    w[1].kind = CLLM_CUDA_W_BF16, w[1].cols = 32;
+    ok &= cllm_cuda_matvec_multi(w, 2, v, y, g_stream) == CLLM_ERR_ARG;
+    w[1].cols = 64, w[1].rows = 16;  // rows may differ in multi, not in swiglu
+    ok &= cllm_cuda_matvec_multi(w, 2, v, y, g_stream) == CLLM_OK;
+    ok &= cllm_cuda_matvec_swiglu(&w[0], &w[1], v, y[3], g_stream) == CLLM_ERR_ARG;
+    w[0].kind = w[1].kind = CLLM_CUDA_W_INT8, w[1].rows = 8, w[1].group_size = 32;
+    ok &= cllm_cuda_matvec_swiglu(&w[0], &w[1], v, y[3], g_stream) == CLLM_ERR_ARG;
+    y[1] = NULL;
+    ok &= cllm_cuda_matvec_multi(w, 2, v, y, g_stream) == CLLM_ERR_ARG;
+    MUST(cllm_cuda_sync(g_stream));
+    check(ok, "matvec_multi/swiglu refuse mismatched or missing arguments");
+    summary("%-44s %s\n", "matvec_multi/swiglu argument checks", ok ? "PASS" : "FAIL");
+    MUST(cllm_cuda_release(g_mem, buf));
+    MUST(cllm_cuda_release(g_mem, v));
 }
 
 static void small_kernels(void) {
@@ -764,13 +955,39 @@ int main(int argc, char **argv) {
     // Compute kernels.
     const uint32_t kinds[] = {CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_F32, CLLM_CUDA_W_INT8};
     for (int k = 0; k < 4; k++) {
-        matvec_case(kinds[k], 37, 1001, 0, 0);  // the any-shape path
-        matvec_case(kinds[k], 4096, 4096, 0, 1);
-        matvec_case(kinds[k], 11008, 4096, 0, 1);
-        matvec_case(kinds[k], 4096, 11008, 0, 1);
+        matvec_case(kinds[k], 37, 1001, 0, 0, 0);  // the any-shape path
+        matvec_case(kinds[k], 4096, 4096, 0, 1, 0);
+        matvec_case(kinds[k], 11008, 4096, 0, 1, 0);
+        matvec_case(kinds[k], 4096, 11008, 0, 1, 0);
     }
-    matvec_case(CLLM_CUDA_W_INT8, 4096, 4096, 128, 1);
-    matvec_case(CLLM_CUDA_W_INT8, 100, 1000, 7, 0);
+    matvec_case(CLLM_CUDA_W_INT8, 4096, 4096, 128, 1, 0);   // tensor cores, groups of 128
+    matvec_case(CLLM_CUDA_W_INT8, 32000, 4096, 0, 1, 0);    // lm_head
+    matvec_case(CLLM_CUDA_W_INT8, 100, 1000, 7, 0, 0);      // any-shape path
+    matvec_case(CLLM_CUDA_W_INT8, 1000, 192, 64, 0, 0);     // tensor cores: rows % 16, 3 chunks
+    matvec_case(CLLM_CUDA_W_INT8, 37, 11008, 0, 0, 1);      // tensor cores, x with outliers
+    matvec_case(CLLM_CUDA_W_INT8, 300, 4096, 128, 0, 1);
+    matvec_case(CLLM_CUDA_W_INT8, 11008, 4096, 32, 1, 0);   // group 32: the old per-element
+    matvec_case(CLLM_CUDA_W_INT8, 300, 1024, 32, 0, 0);     // conversion path (16-byte vectors)
+    matvec_case(CLLM_CUDA_W_INT8, 64, 14336, 0, 0, 0);      // > 48 KiB of shared memory
+    matvec_case(CLLM_CUDA_W_BF16, 300, 4096, 0, 0, 1);
+    // One launch for q/k/v and for gate/up (+ SwiGLU), against separate launches.
+    static const uint64_t qkv[3] = {4096, 4096, 4096}, gqa[3] = {4096, 1024, 1024},
+                          gu[2] = {11008, 11008}, odd[3] = {37, 1000, 17},
+                          sq_odd[2] = {1000, 1000};
+    for (int k = 0; k < 4; k++) {
+        const int bench = kinds[k] != CLLM_CUDA_W_F16;
+        multi_case(kinds[k], 3, qkv, 4096, 0, 0, bench);
+        multi_case(kinds[k], 2, gu, 4096, 0, 0, bench);
+        multi_case(kinds[k], 2, gu, 4096, 0, 1, bench);
+        multi_case(kinds[k], 3, odd, 1001, 0, 0, 0);  // any-shape path
+        multi_case(kinds[k], 2, sq_odd, 1001, 0, 1, 0);
+    }
+    multi_case(CLLM_CUDA_W_BF16, 3, gqa, 4096, 0, 0, 1);
+    multi_case(CLLM_CUDA_W_INT8, 3, gqa, 4096, 128, 0, 0);
+    multi_case(CLLM_CUDA_W_INT8, 2, gu, 4096, 128, 1, 0);
+    multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 32, 1, 0);  // 16-byte vector path
+    multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
+    multi_arg_cases();
     small_kernels();
     void *blas;
     MUST(cllm_cuda_blas_create(&blas));

@@ -2,7 +2,9 @@
 // Builds a tiny synthetic model, converts it (lossless, raw, int8), runs the same tokens through
 // the CPU backend (stream) and the CUDA backend in every weights mode and under a VRAM budget,
 // and compares logits: within a relative L2 tolerance of the CPU, and bit-identical between the
-// lossless and raw containers on the GPU. Not yet wired into ctest (tests/gpu is not globbed):
+// lossless and raw containers on the GPU. Then the 12-layer "small" preset (classifier decoded in
+// row chunks, several laps of the decode and staging rings, a mixed plan) against the GPU's raw
+// mode: same tokens, logits within 1e-4. Not yet wired into ctest (tests/gpu is not globbed):
 //   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tests/gpu/test_gpu_engine.c build/libcodecllm.a ...
 #include "cuda/cllm_cuda.h"
 #include "cuda/cllm_cuda_backend.h"
@@ -19,7 +21,7 @@
 static int fails;
 
 static cllm_status run(const char *path, const cllm_backend_ops *ops, cllm_weights_mode mode,
-                       uint64_t budget, float *logits /* (N_TOK, vocab) */) {
+                       uint64_t budget, float *logits /* (N_TOK, vocab) */, uint64_t *peak) {
     cllm_container *c = NULL;
     cllm_weights *w = NULL;
     void *st = NULL;
@@ -43,6 +45,7 @@ static cllm_status run(const char *path, const cllm_backend_ops *ops, cllm_weigh
         memset(&stats, 0, sizeof stats);
         ops->stats(st, &stats);
         if (stats.plan) printf("plan:\n%s\n", stats.plan);
+        if (peak) *peak = stats.device_peak_bytes;
     }
     if (s != CLLM_OK) printf("  %s: %s\n", cllm_status_name(s), cllm_last_error());
     if (st) ops->free(st);
@@ -61,6 +64,82 @@ static void check(const char *what, const float *got, const float *ref, size_t n
     double e = rel_l2(got, ref, n);
     printf("%-40s rel L2 %.3g %s\n", what, e, e <= tol ? "ok" : "FAIL");
     if (!(e <= tol)) fails++;
+}
+
+// Same next token (argmax) in every row.
+static void check_tokens(const char *what, const float *got, const float *ref, size_t rows,
+                         size_t vocab) {
+    for (size_t r = 0; r < rows; r++) {
+        size_t a = 0, b = 0;
+        for (size_t i = 1; i < vocab; i++) {
+            if (got[r * vocab + i] > got[r * vocab + a]) a = i;
+            if (ref[r * vocab + i] > ref[r * vocab + b]) b = i;
+        }
+        if (a != b) {
+            printf("%-40s row %zu: token %zu vs %zu FAIL\n", what, r, a, b);
+            fails++;
+            return;
+        }
+    }
+}
+
+static cllm_status make_model(const char *dir, const char *preset, const cllm_codec *codecs,
+                              int n, char path[][300]) {
+    char src[300];
+    snprintf(src, sizeof src, "%s/%s", dir, preset);
+    cllm_synth_options so;
+    memset(&so, 0, sizeof so);
+    so.preset = preset;
+    so.dtype = CLLM_DTYPE_BF16;
+    so.seed = 1;
+    cllm_status st = cllm_synth(src, &so);
+    for (int i = 0; i < n && st == CLLM_OK; i++) {
+        cllm_convert_options co;
+        memset(&co, 0, sizeof co);
+        co.encode.codec = codecs[i];
+        snprintf(path[i], 300, "%s/%s%d.cllm", dir, preset, i);
+        st = cllm_convert(src, path[i], &co);
+    }
+    if (st != CLLM_OK) printf("%s model: %s\n", preset, cllm_last_error());
+    return st;
+}
+
+// The "small" preset (12 layers, untied 32000-row classifier decoded in several row chunks, many
+// trips round both rings) against the GPU's own raw mode: device, stream and a mixed plan (a
+// budget between the two) must pick the same tokens with the same decoded bits (logits differ
+// only where cuBLAS picks another algorithm for a chunk of the classifier).
+static int check_small(const char *dir) {
+    const cllm_codec codecs[2] = {CLLM_CODEC_LOSSLESS, CLLM_CODEC_INT8};
+    char path[2][300];
+    if (make_model(dir, "small", codecs, 2, path) != CLLM_OK) return 1;
+    cllm_container *c;
+    if (cllm_container_open(path[0], &c) != CLLM_OK) return 1;
+    const size_t vocab = cllm_container_config(c)->vocab_size, n = (size_t)N_TOK * vocab;
+    cllm_container_free(c);
+    float *ref = calloc(n, 4), *got = calloc(n, 4);
+    for (int i = 0; i < 2 && ref && got; i++) {
+        uint64_t peak_dev = 0, peak_str = 0;
+        if (run(path[i], cllm_backend_cuda(), CLLM_WEIGHTS_RAW, 0, ref, NULL) != CLLM_OK) {
+            fails++;
+            continue;
+        }
+        const cllm_weights_mode modes[2] = {CLLM_WEIGHTS_DEVICE, CLLM_WEIGHTS_STREAM};
+        for (int m = 0; m < 3; m++) {
+            char what[96];
+            snprintf(what, sizeof what, "small %s, %s", cllm_codec_name(codecs[i]),
+                     m == 0 ? "device" : m == 1 ? "stream" : "mixed plan");
+            const uint64_t budget = m < 2 ? 0 : (peak_dev + peak_str) / 2;
+            if (run(path[i], cllm_backend_cuda(), m < 2 ? modes[m] : CLLM_WEIGHTS_STREAM, budget,
+                    got, m == 0 ? &peak_dev : m == 1 ? &peak_str : NULL) != CLLM_OK) {
+                fails++;
+                continue;
+            }
+            check(what, got, ref, n, 1e-4);
+            check_tokens(what, got, ref, N_TOK, vocab);
+        }
+    }
+    free(ref), free(got);
+    return 0;
 }
 
 int main(void) {
@@ -95,11 +174,11 @@ int main(void) {
     const cllm_weights_mode modes[3] = {CLLM_WEIGHTS_RAW, CLLM_WEIGHTS_DEVICE, CLLM_WEIGHTS_STREAM};
     const char *names[3] = {"raw", "device", "stream"};
     for (int i = 0; i < 3; i++) {
-        if (run(path[i], cllm_backend_cpu(), CLLM_WEIGHTS_STREAM, 0, ref) != CLLM_OK) return 1;
+        if (run(path[i], cllm_backend_cpu(), CLLM_WEIGHTS_STREAM, 0, ref, NULL) != CLLM_OK) return 1;
         for (int m = 0; m < 3; m++) {
             char what[96];
             snprintf(what, sizeof what, "%s container, %s mode", cllm_codec_name(codecs[i]), names[m]);
-            if (run(path[i], cllm_backend_cuda(), modes[m], 0, got) != CLLM_OK) { fails++; continue; }
+            if (run(path[i], cllm_backend_cuda(), modes[m], 0, got, NULL) != CLLM_OK) { fails++; continue; }
             check(what, got, ref, n, TOL);
             if (i == 0 && m == 0) memcpy(raw, got, n * 4);
             if (i == 1 && m == 0 && memcmp(raw, got, n * 4) != 0) {
@@ -107,12 +186,13 @@ int main(void) {
                 fails++;
             }
         }
-        if (run(path[i], cllm_backend_cuda(), CLLM_WEIGHTS_STREAM, 64ull << 20, got) == CLLM_OK)
+        if (run(path[i], cllm_backend_cuda(), CLLM_WEIGHTS_STREAM, 64ull << 20, got, NULL) == CLLM_OK)
             check("budget 64 MiB", got, ref, n, TOL);
         else
             printf("budget 64 MiB refused (may be below the minimum)\n");
     }
     free(ref), free(got), free(raw);
+    if (check_small(dir)) return 1;
     printf(fails ? "FAILED (%d)\n" : "all ok\n", fails);
     return fails ? 1 : 0;
 }
