@@ -14,6 +14,9 @@ static const char convert_usage[] =
     "               raw: stored as is\n"
     "  --group G    int8 only: one scale per G consecutive weights of a row (default: per row)\n"
     "  --predictor  left: code differences to the left neighbour (measured not to pay; see PERF.md)\n"
+    "  --block-symbols N  target symbols per rANS block, rounded to whole rows (default 32768\n"
+    "               for lossless, 131072 for int8): smaller blocks decode faster on a GPU; each\n"
+    "               block costs 128 bytes of lane state\n"
     "  --tokenizer  tokenizer.bin or tokenizer.json to store (HF directories bring their own)\n"
     "  --threads N  encoder threads (default: all cores)";
 
@@ -41,6 +44,10 @@ int cmd_convert(int argc, char **argv) {
             if (!strcmp(p, "none")) opt.encode.predictor = 0;
             else if (!strcmp(p, "left")) opt.encode.predictor = 1;
             else return cli_usage_error("convert", convert_usage, "unknown predictor '%s'", p);
+        } else if (!strcmp(a, "--block-symbols") && has_val) {
+            if (cli_parse_int(argv[++i], 32, 1ll << 31, &v))
+                return cli_usage_error("convert", convert_usage, "bad --block-symbols '%s'", argv[i]);
+            opt.encode.block_symbols = (uint64_t)v;
         } else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has_val) {
             if (cli_parse_int(argv[++i], 1, 4096, &v))
                 return cli_usage_error("convert", convert_usage, "bad --threads '%s'", argv[i]);
