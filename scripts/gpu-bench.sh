@@ -89,6 +89,10 @@ stage_model() {
         $bin inspect "$models/l7b-$codec.cllm" --no-zstd > "$res/inspect-$codec.txt"
         tail -12 "$res/inspect-$codec.txt"
     done
+    # int8 with 2^15-symbol blocks: more independent chains for the GPU decoder (device mode).
+    $bin convert "$models/l7b" "$models/l7b-int8-b15.cllm" --codec int8 --block-symbols 32768 \
+        --threads "$(nproc)" 2> /dev/null
+    $bin inspect "$models/l7b-int8-b15.cllm" --no-zstd | tail -1
     df -h "$models" | tail -1
 }
 
@@ -102,6 +106,8 @@ stage_bench() {
             --weights stream 2>&1 | tee -a "$res/bench-$codec.md"
     done
     if [ "$which" = all ] || [ "$which" = int8 ]; then
+        $bin bench "$models/l7b-int8-b15.cllm" --backend cuda -p 128 -n 128 -r 2 -c 512 \
+            --weights device,stream 2>&1 | tee "$res/bench-int8-b15.md"
         $bin bench "$models/l7b-int8.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
             --weights stream --vram 3.6GiB 2>&1 | tee "$res/bench-int8-vram.md"
     fi
