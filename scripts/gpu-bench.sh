@@ -104,6 +104,8 @@ stage_bench() {
             --weights raw,device 2>&1 | tee "$res/bench-$codec.md"
         $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
             --weights stream 2>&1 | tee -a "$res/bench-$codec.md"
+        $bin run "$models/l7b-$codec.cllm" --backend cuda --weights stream -c 512 --tokens 1 -n 2 \
+            --temp 0 --output ids --verbose 2>&1 | grep -E "VRAM|plan|memory" | tee -a "$res/bench-$codec.md"
     done
     if [ "$which" = all ] || [ "$which" = int8 ]; then
         $bin bench "$models/l7b-int8-b15.cllm" --backend cuda -p 128 -n 128 -r 2 -c 512 \

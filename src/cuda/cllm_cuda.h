@@ -147,6 +147,24 @@ typedef enum cllm_cuda_wkind {
     CLLM_CUDA_W_INT8 = 3,
 } cllm_cuda_wkind;
 
+// Launch options of the *_ex launchers (bit flags; 0 gives the plain launch). Results are bit-
+// identical with any flags: they change only when a kernel may start.
+//   CLLM_CUDA_PDL       programmatic dependent launch (sm_90+): the kernel may be scheduled while
+//                       the previous kernel on the stream is still running; it waits for that
+//                       kernel's completion (griddepcontrol.wait) before touching memory any
+//                       earlier kernel writes, and lets its own successor be scheduled early.
+//                       Every compute kernel (these launchers' and the backend's) waits so,
+//                       whether or not it was launched with the flag, so a chain of PDL launches
+//                       stays ordered (the decode launchers take no flags: always plain). Captured into a CUDA
+//                       graph the stream edge becomes programmatic. A device or driver that
+//                       refuses the attribute fails the launch (CLLM_ERR_DEVICE): the caller
+//                       falls back to flags 0.
+//   CLLM_CUDA_RESIDENT  (matvecs, with PDL) no kernel that may still be running writes the
+//                       weights (resident, not decoded just in time): the first weight loads are
+//                       issued before the wait, overlapping the previous kernel's tail.
+#define CLLM_CUDA_PDL 1u
+#define CLLM_CUDA_RESIDENT 2u
+
 // y[r] = sum_c W[r][c] * x[c] (+ y[r] when accumulate), fp32 accumulation. x: cols floats,
 // y: rows floats. Reference: ref_matvec (tolerance 1e-5 relative L2).
 // int8 with cols % 64 == 0, group_size == cols or a multiple of 64, and 16-byte aligned data and x
@@ -169,10 +187,22 @@ cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w, const flo
 cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
                                     const float *x_dev, float *out_dev, void *stream);
 
+// The same launches with launch options (see CLLM_CUDA_PDL above).
+cllm_status cllm_cuda_matvec_ex(const cllm_cuda_weight *w, const float *x_dev, float *y_dev,
+                                int accumulate, unsigned flags, void *stream);
+cllm_status cllm_cuda_matvec_multi_ex(const cllm_cuda_weight *w, int n_w, const float *x_dev,
+                                      float *const *y_dev, unsigned flags, void *stream);
+cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
+                                       const float *x_dev, float *out_dev, unsigned flags,
+                                       void *stream);
+
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
 // fine. Reference: ref_rmsnorm.
 cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,
                               uint32_t n_rows, uint32_t dim, float eps, void *stream);
+cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev, float *out_dev,
+                                 uint32_t n_rows, uint32_t dim, float eps, unsigned flags,
+                                 void *stream);
 
 // Rotary embedding in place, interleaved pairs (2i, 2i+1) of each head: q (n_tok, n_heads,
 // head_dim), k (n_tok, n_kv_heads, head_dim) (k may be NULL); token t sits at position pos0 + t.

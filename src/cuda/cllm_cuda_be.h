@@ -29,6 +29,8 @@ extern "C" {
 // fallbacks when a probe fails).
 #define BE_DECODE_RATE 700e9             // decoded bytes per second of the GPU rANS decoder
 #define BE_MATVEC_RATE 1.8e12            // weight bytes per second read by a matvec (H100 raw tg)
+#define BE_STAGING_DEPTH_MIN 2           // staging ring depth in largest STREAM groups: one copying
+#define BE_STAGING_DEPTH_MAX 8           // while the one before decodes; the planner may add more
 
 // Where a matrix lives between forward calls.
 enum be_place { BE_RAW = 0, BE_DEVICE = 1, BE_STREAM = 2 };
@@ -95,6 +97,7 @@ struct be_probe {
     double pipe_stream;          // decodes on one stream (as STREAM groups) beside the matvecs
     double pipe_device;          // decodes alternating on two streams (DEVICE) beside the matvecs
     double dec_serial;           // the 4 group launches on one stream, nothing else running
+    double dec_group[BE_GROUPS_PER_LAYER];  // each group's launch alone (0: not measured)
 };
 
 // Byte figures of a placement (see be_plan_bytes).
@@ -174,12 +177,17 @@ struct be_state {
 
     cudaGraphExec_t graph;        // n == 1 step (no streamed matrix)
     int graph_state;              // 0 not tried, 1 ready, -1 failed (direct launches)
+    // Programmatic dependent launch inside the graph (all matrices RAW, see cllm_cuda_forward.cu):
+    // 0 not tried, 1 in use, -1 off (refused, or the graph with it differed from direct launches).
+    int pdl_state;
+    int graph_checked;            // the graph's first replay was compared with direct launches
 
     be_bytes bytes;
     double *t_copy, *t_dec, *t_comp;  // per layer + classifier, last chunk
     uint64_t n_tokens, n_forward;
     double copy_s, decode_s, compute_s, load_s;
     double predicted;
+    int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
     char *plan;
 };
 
@@ -210,17 +218,20 @@ enum { BE_EMBED_CLASSIFIER = 0, BE_EMBED_DECODED = 1, BE_EMBED_COMPRESSED = 2 };
 int be_embed_mode(const be_state *s);
 
 // cllm_cuda_be_kernels.cu: kernels reading the position from device memory (CUDA-graph safe).
+// flags: launch options (CLLM_CUDA_PDL, see cllm_cuda.h); the kernels always wait for the
+// previous grid before their first memory access.
 // q (n_tok, n_heads, hd) rotated in place; k rotated and v copied into the caches at positions
 // *pos_dev + t. cos/sin: (ctx, hd / 2) tables.
 cllm_status be_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
                           const float *cos_t, const float *sin_t, const int32_t *pos_dev,
                           uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
-                          void *stream);
+                          unsigned flags, void *stream);
 // Causal attention of n_q queries at positions *pos_dev + t over the layer's caches.
 // smem_pos >= *pos_dev + n_q sizes the score buffer (the context when captured in a graph).
 cllm_status be_attention(const float *q, const float *kc, const float *vc, float *out,
                          const int32_t *pos_dev, uint32_t n_q, uint32_t smem_pos,
-                         uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd, void *stream);
+                         uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd, unsigned flags,
+                         void *stream);
 cllm_status be_attention_init(uint32_t max_pos);  // raises the shared-memory limit once
 
 // cllm_cuda_forward.cu

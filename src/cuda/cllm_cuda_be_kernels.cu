@@ -10,6 +10,33 @@
 
 #define BE_ATT_WARPS 4
 
+// Programmatic dependent launch (flags CLLM_CUDA_PDL; see cllm_cuda.h and the same helpers in
+// cllm_cuda_kernels.cu): trigger at entry, wait for the previous grid before the first access to
+// memory an earlier kernel writes (here: everything). No-ops without the launch attribute.
+static __device__ __forceinline__ void be_pdl_enter() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+template <typename... P, typename... A>
+static cudaError_t be_launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, void *stream,
+                             unsigned flags, A &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem;
+    cfg.stream = CLLM_STREAM(stream);
+    cudaLaunchAttribute attr[1];
+    if (flags & CLLM_CUDA_PDL) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr, cfg.numAttrs = 1;
+    }
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, k, static_cast<A &&>(args)...);
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    return e;
+}
+
 static __device__ __forceinline__ float be_warp_sum(float v) {
 #pragma unroll
     for (int d = 16; d; d >>= 1) v += __shfl_xor_sync(0xffffffffu, v, d);
@@ -29,6 +56,7 @@ static __global__ void be_rope_store_kernel(float *q, const float *k, const floa
                                             float *vc, const float *cos_t, const float *sin_t,
                                             const int32_t *pos_dev, uint32_t n_tok,
                                             uint32_t n_heads, uint32_t n_kv, uint32_t hd) {
+    be_pdl_enter();
     const uint32_t half = hd / 2, per_tok = (n_heads + n_kv) * half;
     const uint64_t gid = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (gid >= (uint64_t)per_tok * n_tok) return;
@@ -57,12 +85,13 @@ static __global__ void be_rope_store_kernel(float *q, const float *k, const floa
 cllm_status be_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
                           const float *cos_t, const float *sin_t, const int32_t *pos_dev,
                           uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
-                          void *stream) {
+                          unsigned flags, void *stream) {
     const uint64_t total = (uint64_t)(n_heads + n_kv_heads) * (hd / 2) * n_tok;
     if (total == 0) return CLLM_OK;
     RETURN_IF(total > 0x7fffffffull * 256, CLLM_ERR_UNSUPPORTED, "rope: too many elements");
-    be_rope_store_kernel<<<(unsigned)((total + 255) / 256), 256, 0, CLLM_STREAM(stream)>>>(
-        q, k, v, kc, vc, cos_t, sin_t, pos_dev, n_tok, n_heads, n_kv_heads, hd);
+    CLLM_CUDA_TRY(be_launch(be_rope_store_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256),
+                            0, stream, flags, q, k, v, kc, vc, cos_t, sin_t, pos_dev, n_tok,
+                            n_heads, n_kv_heads, hd));
     CLLM_CUDA_CHECK_LAUNCH("be_rope_store");
     return CLLM_OK;
 }
@@ -88,6 +117,7 @@ static __global__ void __launch_bounds__(BE_ATT_WARPS * 32)
     __shared__ float qs[BE_ATT_MAX_HD];
     __shared__ float part[BE_ATT_WARPS][BE_ATT_MAX_HD];
     __shared__ float red[32];
+    be_pdl_enter();
     const uint32_t h = blockIdx.x, t = blockIdx.y;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     const uint32_t n_ctx = (uint32_t)pos_dev[0] + t + 1;
@@ -151,7 +181,8 @@ cllm_status be_attention_init(uint32_t max_pos) {
 
 cllm_status be_attention(const float *q, const float *kc, const float *vc, float *out,
                          const int32_t *pos_dev, uint32_t n_q, uint32_t smem_pos,
-                         uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd, void *stream) {
+                         uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd, unsigned flags,
+                         void *stream) {
     RETURN_IF(!n_heads || !n_kv_heads || n_heads % n_kv_heads || !hd || hd > BE_ATT_MAX_HD,
               CLLM_ERR_UNSUPPORTED, "CUDA attention: heads %u/%u, head_dim %u (at most %d)",
               n_heads, n_kv_heads, hd, BE_ATT_MAX_HD);
@@ -159,8 +190,8 @@ cllm_status be_attention(const float *q, const float *kc, const float *vc, float
     RETURN_IF(smem_pos > BE_ATT_MAX_POS || n_q > 65535, CLLM_ERR_UNSUPPORTED,
               "CUDA attention: %u positions (at most %d)", smem_pos, BE_ATT_MAX_POS);
     const size_t smem = (size_t)smem_pos * sizeof(float);
-    be_attention_kernel<<<dim3(n_heads, n_q), BE_ATT_WARPS * 32, smem, CLLM_STREAM(stream)>>>(
-        q, kc, vc, out, pos_dev, n_heads, n_kv_heads, hd);
+    CLLM_CUDA_TRY(be_launch(be_attention_kernel, dim3(n_heads, n_q), dim3(BE_ATT_WARPS * 32), smem,
+                            stream, flags, q, kc, vc, out, pos_dev, n_heads, n_kv_heads, hd));
     CLLM_CUDA_CHECK_LAUNCH("be_attention");
     return CLLM_OK;
 }

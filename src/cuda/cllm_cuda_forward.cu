@@ -33,10 +33,19 @@
 //
 // Batch-1 steps with no streamed matrix replay a CUDA graph captured at the first such step: the
 // layers, final norm and classifier, decode branches included. Positions and tokens are read from
-// ctl_dev, uploaded before each pass, so the graph does not depend on them; the embedding is
-// looked up outside the graph.
+// ctl_dev, uploaded before each pass, so the graph does not depend on them; a decoded embedding
+// table is read inside the graph (its first kernel), a compressed one is looked up before it.
+//
+// Programmatic dependent launch (PDL). With every matrix RAW (no decode streams in the graph) the
+// graph's kernels are captured with CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT: each kernel may be
+// scheduled while its predecessor still runs, issues its first (resident) weight loads, then
+// waits for the predecessor's completion (griddepcontrol.wait) before reading activations. The
+// drain between kernels (~8 per layer) is then overlapped with weight streaming. The arithmetic
+// is unchanged: the graph's first replay is compared bit for bit with direct launches, and a
+// refused capture or a difference turns PDL off (logged), never the step.
 #include "cllm_cuda_be.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 // What one pass runs.
@@ -46,6 +55,8 @@ struct be_pass {
     uint32_t smem_pos;  // attention score buffer: positions (the context in a graph)
     int timing;         // record timing events (not inside a graph)
     int graph;          // being captured: the fork is recorded inside the graph
+    unsigned lf;        // launch flags of the compute kernels (CLLM_CUDA_PDL or 0)
+    int embed;          // the pass starts with the embedding (decoded table, captured)
 };
 
 #define REC(ev, stream) CLLM_CUDA_TRY(cudaEventRecord((ev), CLLM_STREAM(stream)))
@@ -168,17 +179,25 @@ static cllm_status gemm_rows(be_state *s, const cllm_cuda_weight *w, const float
 // y (n, rows), row pitch ldy, = x (n, cols) . W^T, or y += that when `acc` (the GEMM path then
 // goes through tmp, (n, rows) floats, and needs ldy == rows). Small n: one matvec per token (the
 // batch-1 kernels, fp32 activations).
+// lf: the matvecs' launch flags (see mat_flags).
 static cllm_status matmul(be_state *s, const cllm_cuda_weight *w, const float *x, uint32_t n,
-                          float *y, uint64_t ldy, int acc, float *tmp) {
+                          float *y, uint64_t ldy, int acc, float *tmp, unsigned lf) {
     if (n <= BE_MATVEC_MAX_N) {
         for (uint32_t t = 0; t < n; t++)
-            TRY(cllm_cuda_matvec(w, x + (size_t)t * w->cols, y + (size_t)t * ldy, acc,
-                                 s->compute));
+            TRY(cllm_cuda_matvec_ex(w, x + (size_t)t * w->cols, y + (size_t)t * ldy, acc, lf,
+                                    s->compute));
         return CLLM_OK;
     }
     if (!acc) return gemm_rows(s, w, x, n, y, ldy);
     TRY(gemm_rows(s, w, x, n, tmp, w->rows));
     return cllm_cuda_add(y, tmp, (size_t)n * w->rows, s->compute);
+}
+
+// Launch flags of a matvec over matrices that are all RAW (`raw`) or not: PDL as the pass says;
+// weight loads before the wait only for RAW matrices (a decoded range is written by a decode
+// kernel the wait covers).
+static unsigned mat_flags(const be_pass *p, int raw) {
+    return p->lf | (p->lf && raw ? CLLM_CUDA_RESIDENT : 0u);
 }
 
 // Matrix j (in its group's scratch range unless RAW) times x; releases the group after its last
@@ -187,7 +206,8 @@ static cllm_status use(be_state *s, const be_pass *p, size_t j, const float *x, 
                        float *tmp) {
     const be_mat *m = &s->mats[j];
     if (m->place != BE_RAW) TRY(acquire(s, p, m->group));
-    TRY(matmul(s, &m->view, x, p->nt, y, m->view.rows, acc, tmp));
+    TRY(matmul(s, &m->view, x, p->nt, y, m->view.rows, acc, tmp,
+               mat_flags(p, m->place == BE_RAW)));
     return m->place != BE_RAW && m->last_in_group ? release(s, p, m->group) : CLLM_OK;
 }
 
@@ -206,14 +226,17 @@ static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_
         return CLLM_OK;
     }
     cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
+    int raw = 1;
     for (int i = 0; i < n_w; i++) {
         if (m[i].place != BE_RAW) TRY(acquire(s, p, m[i].group));
         w[i] = m[i].view;
+        raw &= m[i].place == BE_RAW;
     }
     for (uint32_t t = 0; t < p->nt; t++) {
         float *yt[CLLM_CUDA_MATVEC_MAX];
         for (int i = 0; i < n_w; i++) yt[i] = ys[i] + (size_t)t * w[i].rows;
-        TRY(cllm_cuda_matvec_multi(w, n_w, x + (size_t)t * w[0].cols, yt, s->compute));
+        TRY(cllm_cuda_matvec_multi_ex(w, n_w, x + (size_t)t * w[0].cols, yt, mat_flags(p, raw),
+                                      s->compute));
     }
     for (int i = 0; i < n_w; i++)
         if (m[i].place != BE_RAW && m[i].last_in_group) TRY(release(s, p, m[i].group));
@@ -233,9 +256,10 @@ static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const f
     }
     if (g->place != BE_RAW) TRY(acquire(s, p, g->group));
     if (u->place != BE_RAW) TRY(acquire(s, p, u->group));
+    const unsigned lf = mat_flags(p, g->place == BE_RAW && u->place == BE_RAW);
     for (uint32_t t = 0; t < p->nt; t++)
-        TRY(cllm_cuda_matvec_swiglu(&g->view, &u->view, h + (size_t)t * g->view.cols,
-                                    s->hb + (size_t)t * s->hidden, s->compute));
+        TRY(cllm_cuda_matvec_swiglu_ex(&g->view, &u->view, h + (size_t)t * g->view.cols,
+                                       s->hb + (size_t)t * s->hidden, lf, s->compute));
     if (g->place != BE_RAW && g->last_in_group) TRY(release(s, p, g->group));
     if (u->place != BE_RAW && u->last_in_group) TRY(release(s, p, u->group));
     return CLLM_OK;
@@ -247,24 +271,25 @@ static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const f
 static cllm_status attention_block(be_state *s, const be_pass *p, uint32_t l) {
     const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
     const size_t kv_off = (size_t)l * s->ctx * s->kv_dim;
-    TRY(cllm_cuda_rmsnorm(s->x, s->norm_att + l * D, s->xb, p->nt, (uint32_t)D, s->cfg.norm_eps,
-                          s->compute));
+    const unsigned lf0 = l == 0 && !p->embed ? 0u : p->lf;  // no PDL on a graph's first kernel
+    TRY(cllm_cuda_rmsnorm_ex(s->x, s->norm_att + l * D, s->xb, p->nt, (uint32_t)D,
+                             s->cfg.norm_eps, lf0, s->compute));
     float *const qkv[3] = {s->q, s->k, s->v};
     TRY(use_shared_x(s, p, j, 3, s->xb, qkv));
     TRY(be_rope_store(s->q, s->k, s->v, s->kc + kv_off, s->vc + kv_off, s->rope_cos, s->rope_sin,
                       s->ctl_dev, p->nt, s->cfg.n_heads, s->cfg.n_kv_heads,
-                      (uint32_t)s->head_dim, s->compute));
+                      (uint32_t)s->head_dim, p->lf, s->compute));
     TRY(be_attention(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev, p->nt,
                      p->smem_pos, s->cfg.n_heads, s->cfg.n_kv_heads, (uint32_t)s->head_dim,
-                     s->compute));
+                     p->lf, s->compute));
     return use(s, p, j + 3, s->att, s->x, 1, s->xb);
 }
 
 // x += Wdown (silu(Wgate h) * Wup h), h = RMSNorm(x) * w_ffn.
 static cllm_status mlp_block(be_state *s, const be_pass *p, uint32_t l) {
     const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
-    TRY(cllm_cuda_rmsnorm(s->x, s->norm_ffn + l * D, s->xb, p->nt, (uint32_t)D, s->cfg.norm_eps,
-                          s->compute));
+    TRY(cllm_cuda_rmsnorm_ex(s->x, s->norm_ffn + l * D, s->xb, p->nt, (uint32_t)D,
+                             s->cfg.norm_eps, p->lf, s->compute));
     TRY(use_gate_up(s, p, j + 4, s->xb));
     return use(s, p, j + 6, s->hb, s->x, 1, s->xb);
 }
@@ -274,8 +299,8 @@ static cllm_status mlp_block(be_state *s, const be_pass *p, uint32_t l) {
 // to `host` (NULL: left in logits_dev, as in the graph; then n_out <= BE_LOGIT_ROWS).
 static cllm_status head(be_state *s, const be_pass *p, float *host) {
     const size_t D = s->dim, V = s->vocab, first = p->nt - p->n_out;
-    TRY(cllm_cuda_rmsnorm(s->x + first * D, s->norm_final, s->xb, p->n_out, (uint32_t)D,
-                          s->cfg.norm_eps, s->compute));
+    TRY(cllm_cuda_rmsnorm_ex(s->x + first * D, s->norm_final, s->xb, p->n_out, (uint32_t)D,
+                             s->cfg.norm_eps, p->lf, s->compute));
     for (int c = 0; c < s->n_chunks; c++) {
         const be_chunk *ch = &s->chunks[c];
         const uint64_t m = ch->view.rows;
@@ -283,7 +308,8 @@ static cllm_status head(be_state *s, const be_pass *p, float *host) {
         for (uint32_t g = 0; g < p->n_out; g += BE_LOGIT_ROWS) {
             const uint32_t ng = p->n_out - g < BE_LOGIT_ROWS ? p->n_out - g : BE_LOGIT_ROWS;
             float *y = s->logits_dev + ch->row0;
-            TRY(matmul(s, &ch->view, s->xb + g * D, ng, y, V, 0, NULL));
+            TRY(matmul(s, &ch->view, s->xb + g * D, ng, y, V, 0, NULL,
+                       mat_flags(p, ch->group < 0)));
             if (host)
                 CLLM_CUDA_TRY(cudaMemcpy2DAsync(host + g * V + ch->row0, V * 4, y, V * 4, m * 4,
                                                 ng, cudaMemcpyDeviceToHost,
@@ -294,9 +320,12 @@ static cllm_status head(be_state *s, const be_pass *p, float *host) {
     return CLLM_OK;
 }
 
-// Layers, final norm and classifier (what the graph captures).
+static cllm_status embed(be_state *s, const int32_t *tokens, uint32_t nt);
+
+// [Embedding,] layers, final norm and classifier (what the graph captures).
 static cllm_status body(be_state *s, const be_pass *p, float *logits_host) {
     TRY(pipe_start(s, p));
+    if (p->embed) TRY(embed(s, NULL, p->nt));  // decoded table: reads the tokens in ctl_dev
     for (uint32_t l = 0; l < s->n_layers; l++) {
         if (p->timing) REC(s->ev_layer[l], s->compute);
         TRY(attention_block(s, p, l));
@@ -310,7 +339,8 @@ static cllm_status body(be_state *s, const be_pass *p, float *logits_host) {
 
 // x (nt, D) = embedding rows of the tokens. Compressed-resident table: each token's block is
 // decoded into its own unit of embed_scratch (the job's `out` is placed so that the token's row
-// lands there), then read like a whole table.
+// lands there), then read like a whole table. A decoded table reads the tokens from ctl_dev only
+// (`tokens` may then be NULL).
 static cllm_status embed(be_state *s, const int32_t *tokens, uint32_t nt) {
     if (s->embed_direct)
         return cllm_cuda_embed(&s->embed_view, s->ctl_dev + 1, nt, s->x, s->compute);
@@ -335,7 +365,8 @@ static cllm_status embed(be_state *s, const int32_t *tokens, uint32_t nt) {
 // ---- CUDA graph ------------------------------------------------------------------------------
 
 static cllm_status graph_capture(be_state *s) {
-    const be_pass p = {1, 1, s->ctx, 0, 1};
+    const be_pass p = {1, 1, s->ctx, 0, 1, s->pdl_state == 1 ? CLLM_CUDA_PDL : 0u,
+                       s->embed_direct};
     cudaStream_t cs = CLLM_STREAM(s->compute);
     CLLM_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
     cllm_status st = body(s, &p, NULL);
@@ -349,18 +380,70 @@ static cllm_status graph_capture(be_state *s) {
     return st;
 }
 
-// Captures the batch-1 step once; on failure logs why and falls back to direct launches.
+// Captures the batch-1 step once (with PDL when every matrix is RAW; refused: again without);
+// on failure logs why and falls back to direct launches.
 static void graph_ensure(be_state *s) {
     if (s->graph_state != 0) return;
-    if (graph_capture(s) == CLLM_OK) {
+    if (s->pdl_state == 0) s->pdl_state = s->n_groups == 0 ? 1 : -1;
+    cllm_status st = graph_capture(s);
+    if (st != CLLM_OK && s->pdl_state == 1) {
+        (void)cudaGetLastError();
+        be_log(s, "cuda: CUDA graph capture with programmatic dependent launch failed (%s); "
+                  "capturing without", cllm_last_error());
+        s->pdl_state = -1;
+        st = graph_capture(s);
+    }
+    if (st == CLLM_OK) {
         s->graph_state = 1;
-        be_log(s, "cuda: batch-1 step captured in a CUDA graph");
+        be_log(s, "cuda: batch-1 step captured in a CUDA graph (programmatic dependent launch %s)",
+               s->pdl_state == 1 ? "on" : "off");
         return;
     }
     (void)cudaGetLastError();
     s->graph = NULL;
     s->graph_state = -1;
     be_log(s, "cuda: CUDA graph capture failed (%s); using direct launches", cllm_last_error());
+}
+
+// The embedding the graph does not include, then the graph.
+static cllm_status graph_replay(be_state *s, const int32_t *tokens) {
+    if (!s->embed_direct) TRY(embed(s, tokens, 1));
+    CLLM_CUDA_TRY(cudaGraphLaunch(s->graph, CLLM_STREAM(s->compute)));
+    return CLLM_OK;
+}
+
+// Before the first replay of a graph captured with PDL: the same step by direct launches (no PDL)
+// and by the graph must give bit-identical logits (same kernels on the same data; the KV cache
+// entries at `pos` are rewritten with the same values, the embedding is read again). On a
+// difference PDL is turned off and the step captured again without it. Runs once (allocates).
+static cllm_status graph_check(be_state *s, const int32_t *tokens, size_t pos) {
+    s->graph_checked = 1;
+    if (s->pdl_state != 1) return CLLM_OK;
+    const size_t bytes = s->vocab * sizeof(float);
+    float *ref = (float *)malloc(2 * bytes);
+    RETURN_IF(!ref, CLLM_ERR_NOMEM, "cuda: %zu bytes for the graph check", 2 * bytes);
+    const be_pass d = {1, 1, (uint32_t)(pos + 1), 0, 0, 0u, 0};
+    cllm_status st = embed(s, tokens, 1);
+    if (st == CLLM_OK) st = body(s, &d, NULL);
+    if (st == CLLM_OK) st = cllm_cuda_copy(ref, s->logits_dev, bytes, s->compute);
+    if (st == CLLM_OK) st = graph_replay(s, tokens);
+    if (st == CLLM_OK) st = cllm_cuda_copy(ref + s->vocab, s->logits_dev, bytes, s->compute);
+    if (st == CLLM_OK) st = cllm_cuda_sync(s->compute);
+    const int same = st == CLLM_OK && memcmp(ref, ref + s->vocab, bytes) == 0;
+    free(ref);
+    TRY(st);
+    if (same) {
+        be_log(s, "cuda: graph with programmatic dependent launch matches direct launches");
+        return CLLM_OK;
+    }
+    be_log(s, "cuda: graph with programmatic dependent launch differs from direct launches; "
+              "capturing without");
+    (void)cudaGraphExecDestroy(s->graph);
+    s->graph = NULL;
+    s->graph_state = 0;
+    s->pdl_state = -1;
+    graph_ensure(s);
+    return CLLM_OK;
 }
 
 // ---- passes ----------------------------------------------------------------------------------
@@ -405,24 +488,25 @@ static void read_times(be_state *s, int graph_used) {
 
 static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, size_t pos,
                             uint32_t n_out, float *logits_host) {
-    const be_pass p = {nt, n_out, (uint32_t)(pos + nt), 1, 0};
+    const be_pass p = {nt, n_out, (uint32_t)(pos + nt), 1, 0, 0u, 0};
     // ctl_host is free: the previous pass ended with a synchronisation.
     s->ctl_host[0] = (int32_t)pos;
     memcpy(s->ctl_host + 1, tokens, (size_t)nt * sizeof(int32_t));
     TRY(cllm_cuda_copy(s->ctl_dev, s->ctl_host, ((size_t)nt + 1) * sizeof(int32_t), s->compute));
     TRY(cllm_cuda_decode_status_reset(s->status_dev, s->compute));
     REC(s->ev_fork, s->compute);  // before the embedding: decodes need not wait for it
-    TRY(embed(s, tokens, nt));
     const int graph_ok = nt == 1 && n_out == 1 && s->n_streamed == 0 && s->graph_state >= 0;
     if (graph_ok) graph_ensure(s);
+    if (graph_ok && s->graph_state == 1 && !s->graph_checked) TRY(graph_check(s, tokens, pos));
     const int graph_used = graph_ok && s->graph_state == 1;
     if (graph_used) {
         REC(s->ev_layer[0], s->compute);
-        CLLM_CUDA_TRY(cudaGraphLaunch(s->graph, CLLM_STREAM(s->compute)));
+        TRY(graph_replay(s, tokens));
         REC(s->ev_layer[s->n_layers + 1], s->compute);
         CLLM_CUDA_TRY(cudaMemcpyAsync(logits_host, s->logits_dev, s->vocab * sizeof(float),
                                       cudaMemcpyDeviceToHost, CLLM_STREAM(s->compute)));
     } else {
+        TRY(embed(s, tokens, nt));
         TRY(body(s, &p, logits_host));
     }
     // Compute waited for every decode it read, and every decode for its copies; the streams are

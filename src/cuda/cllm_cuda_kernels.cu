@@ -9,6 +9,53 @@
 
 #define MV_WARPS 8  // rows per thread block of the matvec (one warp per row)
 
+// ---- programmatic dependent launch (CLLM_CUDA_PDL) -------------------------------------------------
+//
+// Every kernel here triggers its dependents at entry (they may then be scheduled as soon as all of
+// this grid's blocks are resident; they still wait for its completion) and waits, before its first
+// access to memory an earlier kernel writes, for the previous grid's completion and memory flush.
+// Both are no-ops when the launch had no PDL attribute. The wait is unconditional in every thread
+// that reaches memory: a kernel that skipped it could finish before its predecessor, and its own
+// dependent would then see the predecessor's writes unfinished.
+static __device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// k<<<grid, block, smem, s>>>(args...), through cudaLaunchKernelEx with programmatic stream
+// serialisation when flags has CLLM_CUDA_PDL.
+template <typename... P, typename... A>
+static cudaError_t launch_k(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                            unsigned flags, A &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    if (flags & CLLM_CUDA_PDL) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr, cfg.numAttrs = 1;
+    }
+    return cudaLaunchKernelEx(&cfg, k, static_cast<A &&>(args)...);
+}
+
+// Launch check of launch_k's result: its own error, else configuration errors (and sticky faults).
+#define CLLM_CUDA_CHECK_LAUNCH_EX(err, what)                                                       \
+    do {                                                                                           \
+        const cudaError_t launch_err_ = (err);                                                     \
+        if (launch_err_ != cudaSuccess) {                                                          \
+            (void)cudaGetLastError();                                                              \
+            return cllm_fail(CLLM_ERR_DEVICE, __FILE__, __LINE__, "launch of %s: %s", (what),     \
+                             cudaGetErrorString(launch_err_));                                     \
+        }                                                                                          \
+        CLLM_CUDA_CHECK_LAUNCH(what);                                                              \
+    } while (0)
+
 // ---- element access --------------------------------------------------------------------------------
 
 static __device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
@@ -62,6 +109,7 @@ struct mv_job {
     float *y[CLLM_CUDA_MATVEC_MAX];
     uint32_t block_end[CLLM_CUDA_MATVEC_MAX];  // unused entries repeat the last
     int32_t acc;                                // y += W x instead of y = W x (not swiglu)
+    int32_t pre;                                // weights resident: first loads before pdl_wait
 };
 
 static __device__ __forceinline__ uint32_t mv_pick(const mv_job &m, uint32_t b) {
@@ -119,21 +167,24 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
 
 // This lane's partial dots of NR rows of equal width: vectors lane, lane + 32, ... of each row,
 // 4 per row in flight. int8: sc[k] is row k's scales, vpg vectors per group.
+// pre: the first batch of weight loads is issued before pdl_wait (weights no running kernel
+// writes); x and the scales are read after it either way. The sums are the same either way.
 template <int KIND, int NR>
 static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                                                const float *const (&sc)[NR], uint32_t vpg,
                                                uint32_t nvec, const float *x, uint32_t lane,
-                                               float (&sum)[NR]) {
+                                               bool pre, float (&sum)[NR]) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k] = 0.f;
-    uint32_t v = lane;
-    for (; v + 96 < nvec; v += 128) {
-        uint4 a[NR][4];
+    uint4 a[NR][4];
+    auto load = [&](uint32_t v) {
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
             for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + 32 * u);
+    };
+    auto fold = [&](uint32_t v) {
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
@@ -142,6 +193,19 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                 const float d = dot16<KIND>(a[k][u], (const float4 *)(x + (size_t)vi * EPV));
                 sum[k] += KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d;
             }
+    };
+    uint32_t v = lane;
+    if (pre && v + 96 < nvec) {  // the first batch in flight across the wait
+        load(v);
+        pdl_wait();
+        fold(v);
+        v += 128;
+    } else {
+        pdl_wait();
+    }
+    for (; v + 96 < nvec; v += 128) {
+        load(v);
+        fold(v);
     }
     for (; v < nvec; v += 32)
 #pragma unroll
@@ -159,11 +223,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
+    pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
-    if (r >= rows) return;
+    if (r >= rows) {
+        pdl_wait();
+        return;
+    }
     const uint32_t gs = m.w[i].group_size;
     const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
     const uint4 *row[NR];
@@ -175,7 +243,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
     }
     float sum[NR];
-    mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, sum);
+    mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k] = warp_sum(sum[k]);
     if (lane == 0) mv_store(m, i, r, sum[0], sum[NR - 1], SWIGLU);
@@ -185,6 +253,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 template <bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_any_kernel(const mv_job m, const float *__restrict__ x) {
+    pdl_trigger();
+    pdl_wait();
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
@@ -291,6 +361,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][MV8_WARPS][16];
+    pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
     const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
@@ -323,7 +394,9 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             }
         }
     };
-    load(0);  // in flight while x is quantized
+    if (!m.pre) pdl_wait();
+    load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    if (m.pre) pdl_wait();
     uint4 *frag = mv8_smem;
     float *csc = (float *)(mv8_smem + (size_t)nch * 16);
     for (uint32_t s = 0; s * 8 < nj; s++) {
@@ -420,33 +493,37 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
 }
 
 template <int MT, bool GROUPED>
-static cllm_status mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
-                              cudaStream_t s) {
-    if (smem > 48 * 1024)
-        CLLM_CUDA_TRY(cudaFuncSetAttribute(matvec_i8_kernel<MT, GROUPED>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    matvec_i8_kernel<MT, GROUPED><<<blocks, MV8_WARPS * 32, smem, s>>>(m, x);
-    return CLLM_OK;
+static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
+                              cudaStream_t s, unsigned flags) {
+    if (smem > 48 * 1024) {
+        const cudaError_t e = cudaFuncSetAttribute(
+            matvec_i8_kernel<MT, GROUPED>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return launch_k(matvec_i8_kernel<MT, GROUPED>, dim3(blocks), dim3(MV8_WARPS * 32), smem, s,
+                    flags, m, x);
 }
 
 template <bool SW>
-static void mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
-                          cudaStream_t s) {
+static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
+                                 cudaStream_t s, unsigned flags) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
     switch (kind) {
-    case CLLM_CUDA_W_F32: matvec_vec_kernel<CLLM_CUDA_W_F32, SW><<<grid, block, 0, s>>>(m, x); break;
-    case CLLM_CUDA_W_F16: matvec_vec_kernel<CLLM_CUDA_W_F16, SW><<<grid, block, 0, s>>>(m, x); break;
+    case CLLM_CUDA_W_F32:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW>, grid, block, 0, s, flags, m, x);
+    case CLLM_CUDA_W_F16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, 0, s, flags, m, x);
     case CLLM_CUDA_W_BF16:
-        matvec_vec_kernel<CLLM_CUDA_W_BF16, SW><<<grid, block, 0, s>>>(m, x);
-        break;
-    default: matvec_vec_kernel<CLLM_CUDA_W_INT8, SW><<<grid, block, 0, s>>>(m, x); break;
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, 0, s, flags, m, x);
+    default:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, 0, s, flags, m, x);
     }
 }
 
 // Launches a job of n checked matrices (same kind, cols and group size; swiglu: n == 2, same
 // rows): picks the kernel, fills block_end.
-static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, void *stream,
-                             const char *who) {
+static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsigned flags,
+                             void *stream, const char *who) {
     bool vec = true;
     for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x);
     const size_t smem = vec ? mv8_smem_bytes(&m->w[0]) : 0;
@@ -459,23 +536,25 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, void
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
+    m->pre = (flags & CLLM_CUDA_RESIDENT) != 0;
+    const unsigned nb = (unsigned)blocks;
+    const dim3 block(MV_WARPS * 32);
+    cudaError_t e;
     if (smem) {
         const bool grouped = m->w[0].group_size < m->w[0].cols;
-        const unsigned nb = (unsigned)blocks;
-        cllm_status st = swiglu ? (grouped ? mv8_launch<2, true>(*m, x, nb, smem, s)
-                                           : mv8_launch<2, false>(*m, x, nb, smem, s))
-                                : (grouped ? mv8_launch<1, true>(*m, x, nb, smem, s)
-                                           : mv8_launch<1, false>(*m, x, nb, smem, s));
-        TRY(st);
+        e = swiglu ? (grouped ? mv8_launch<2, true>(*m, x, nb, smem, s, flags)
+                              : mv8_launch<2, false>(*m, x, nb, smem, s, flags))
+                   : (grouped ? mv8_launch<1, true>(*m, x, nb, smem, s, flags)
+                              : mv8_launch<1, false>(*m, x, nb, smem, s, flags));
     } else if (!vec) {
-        if (swiglu) matvec_any_kernel<true><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(*m, x);
-        else matvec_any_kernel<false><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(*m, x);
+        e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
+                   : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
     } else if (swiglu) {
-        mv_vec_launch<true>(m->w[0].kind, *m, x, (unsigned)blocks, s);
+        e = mv_vec_launch<true>(m->w[0].kind, *m, x, nb, s, flags);
     } else {
-        mv_vec_launch<false>(m->w[0].kind, *m, x, (unsigned)blocks, s);
+        e = mv_vec_launch<false>(m->w[0].kind, *m, x, nb, s, flags);
     }
-    CLLM_CUDA_CHECK_LAUNCH(who);
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
     return CLLM_OK;
 }
 
@@ -493,18 +572,30 @@ static cllm_status check_job(const cllm_cuda_weight *w, int n, bool same_rows, c
     return CLLM_OK;
 }
 
-extern "C" cllm_status cllm_cuda_matvec(const cllm_cuda_weight *w, const float *x_dev,
-                                        float *y_dev, int accumulate, void *stream) {
+extern "C" cllm_status cllm_cuda_matvec_ex(const cllm_cuda_weight *w, const float *x_dev,
+                                           float *y_dev, int accumulate, unsigned flags,
+                                           void *stream) {
     TRY(check_weight(w, "matvec"));
     RETURN_IF(!x_dev || !y_dev, CLLM_ERR_ARG, "matvec: NULL vector");
     mv_job m = {};
     m.w[0] = *w, m.y[0] = y_dev, m.acc = accumulate != 0;
-    return mv_launch(&m, 1, x_dev, false, stream, "matvec");
+    return mv_launch(&m, 1, x_dev, false, flags, stream, "matvec");
+}
+
+extern "C" cllm_status cllm_cuda_matvec(const cllm_cuda_weight *w, const float *x_dev,
+                                        float *y_dev, int accumulate, void *stream) {
+    return cllm_cuda_matvec_ex(w, x_dev, y_dev, accumulate, 0, stream);
 }
 
 extern "C" cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w,
                                               const float *x_dev, float *const *y_dev,
                                               void *stream) {
+    return cllm_cuda_matvec_multi_ex(w, n_w, x_dev, y_dev, 0, stream);
+}
+
+extern "C" cllm_status cllm_cuda_matvec_multi_ex(const cllm_cuda_weight *w, int n_w,
+                                                 const float *x_dev, float *const *y_dev,
+                                                 unsigned flags, void *stream) {
     RETURN_IF(!w || !x_dev || !y_dev || n_w < 1 || n_w > CLLM_CUDA_MATVEC_MAX, CLLM_ERR_ARG,
               "matvec_multi: bad argument (n_w %d, at most %d)", n_w, CLLM_CUDA_MATVEC_MAX);
     TRY(check_job(w, n_w, false, "matvec_multi"));
@@ -513,18 +604,24 @@ extern "C" cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w
         RETURN_IF(!y_dev[i], CLLM_ERR_ARG, "matvec_multi: NULL output %d", i);
         m.w[i] = w[i], m.y[i] = y_dev[i];
     }
-    return mv_launch(&m, n_w, x_dev, false, stream, "matvec_multi");
+    return mv_launch(&m, n_w, x_dev, false, flags, stream, "matvec_multi");
 }
 
 extern "C" cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate,
                                                const cllm_cuda_weight *up, const float *x_dev,
                                                float *out_dev, void *stream) {
+    return cllm_cuda_matvec_swiglu_ex(gate, up, x_dev, out_dev, 0, stream);
+}
+
+extern "C" cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate,
+                                                  const cllm_cuda_weight *up, const float *x_dev,
+                                                  float *out_dev, unsigned flags, void *stream) {
     RETURN_IF(!gate || !up || !x_dev || !out_dev, CLLM_ERR_ARG, "matvec_swiglu: NULL pointer");
     const cllm_cuda_weight w[2] = {*gate, *up};
     TRY(check_job(w, 2, true, "matvec_swiglu"));
     mv_job m = {};
     m.w[0] = w[0], m.w[1] = w[1], m.y[0] = out_dev;
-    return mv_launch(&m, 2, x_dev, true, stream, "matvec_swiglu");
+    return mv_launch(&m, 2, x_dev, true, flags, stream, "matvec_swiglu");
 }
 
 // ---- block reductions ----------------------------------------------------------------------------
@@ -555,6 +652,8 @@ static __device__ float block_max(float v, float *red) {
 static __global__ void __launch_bounds__(256)
     rmsnorm_kernel(const float *x, const float *w, float *out, uint32_t dim, float eps) {
     __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *orow = out + (size_t)blockIdx.x * dim;
     float ss = 0.f;
@@ -564,14 +663,22 @@ static __global__ void __launch_bounds__(256)
     for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = xr[i] * inv * __ldg(w + i);
 }
 
+extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev,
+                                            float *out_dev, uint32_t n_rows, uint32_t dim,
+                                            float eps, unsigned flags, void *stream) {
+    RETURN_IF(!x_dev || !weight_dev || !out_dev || !dim, CLLM_ERR_ARG, "rmsnorm: bad argument");
+    if (n_rows == 0) return CLLM_OK;
+    CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(rmsnorm_kernel, dim3(n_rows), dim3(256), 0,
+                                       CLLM_STREAM(stream), flags, x_dev, weight_dev, out_dev,
+                                       dim, eps),
+                              "rmsnorm");
+    return CLLM_OK;
+}
+
 extern "C" cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev,
                                          float *out_dev, uint32_t n_rows, uint32_t dim, float eps,
                                          void *stream) {
-    RETURN_IF(!x_dev || !weight_dev || !out_dev || !dim, CLLM_ERR_ARG, "rmsnorm: bad argument");
-    if (n_rows == 0) return CLLM_OK;
-    rmsnorm_kernel<<<n_rows, 256, 0, CLLM_STREAM(stream)>>>(x_dev, weight_dev, out_dev, dim, eps);
-    CLLM_CUDA_CHECK_LAUNCH("rmsnorm");
-    return CLLM_OK;
+    return cllm_cuda_rmsnorm_ex(x_dev, weight_dev, out_dev, n_rows, dim, eps, 0, stream);
 }
 
 // ---- RoPE ----------------------------------------------------------------------------------------
@@ -582,6 +689,8 @@ extern "C" cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight
 static __global__ void rope_kernel(float *q, float *k, uint32_t n_tok, uint32_t n_heads,
                                    uint32_t n_kv_heads, uint32_t head_dim, uint32_t pos0,
                                    float theta, const float *inv_freq) {
+    pdl_trigger();
+    pdl_wait();
     const uint32_t half = head_dim / 2;
     const uint32_t per_tok = (n_heads + (k ? n_kv_heads : 0)) * half;
     const uint64_t gid = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -637,6 +746,8 @@ static __global__ void __launch_bounds__(ATT_WARPS * 32)
     __shared__ float qs[ATT_MAX_HD];
     __shared__ float part[ATT_WARPS][ATT_MAX_HD];
     __shared__ float red[32];
+    pdl_trigger();
+    pdl_wait();
     const uint32_t h = blockIdx.x, t = blockIdx.y;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     const uint32_t n_ctx = pos0 + t + 1;
@@ -714,6 +825,8 @@ extern "C" cllm_status cllm_cuda_attention(const float *q_dev, const float *k_ca
 // ---- element-wise ------------------------------------------------------------------------------
 
 static __global__ void swiglu_kernel(const float *g, const float *u, float *o, size_t n) {
+    pdl_trigger();
+    pdl_wait();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         const float a = g[i];
@@ -722,6 +835,8 @@ static __global__ void swiglu_kernel(const float *g, const float *u, float *o, s
 }
 
 static __global__ void add_kernel(float *x, const float *y, size_t n) {
+    pdl_trigger();
+    pdl_wait();
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         x[i] += y[i];
@@ -753,6 +868,8 @@ extern "C" cllm_status cllm_cuda_add(float *x_dev, const float *y_dev, size_t n,
 // ---- embedding -----------------------------------------------------------------------------------
 
 static __global__ void embed_kernel(const cllm_cuda_weight w, const int32_t *tokens, float *out) {
+    pdl_trigger();
+    pdl_wait();
     const int32_t tok = tokens[blockIdx.x];
     float *o = out + (size_t)blockIdx.x * w.cols;
     const bool ok = tok >= 0 && (uint64_t)tok < w.rows;
@@ -782,6 +899,8 @@ static __device__ __forceinline__ bool better(float v, int64_t i, float bv, int6
 static __global__ void __launch_bounds__(1024) argmax_kernel(const float *x, size_t n, int32_t *out) {
     __shared__ float sv[32];
     __shared__ long long si[32];
+    pdl_trigger();
+    pdl_wait();
     float bv = 0.f;
     int64_t bi = -1;
     for (size_t i = threadIdx.x; i < n; i += blockDim.x) {

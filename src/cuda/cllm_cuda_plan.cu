@@ -5,23 +5,28 @@
 //   scratch ring = depth x the largest decode group's decoded bytes; depth 3 when any layer is
 //                  DEVICE (two decode streams each filling a range while compute reads a third),
 //                  else 2 (one range decoding while compute reads the other);
-//   staging ring = 2 x the largest STREAM group's payloads (one copying while the one before
-//                  decodes), and at least the classifier's whole payload when it is streamed.
+//   staging ring = staging_depth (at least 2: one copying while the one before decodes; the
+//                  planner may buy more) x the largest STREAM group's payloads, and at least the
+//                  classifier's whole payload when it is streamed.
 // The classifier is decoded in row chunks no larger than the largest layer group, so it never
 // sizes the scratch ring.
 //
-// Time model for one batch-1 token (predicted_token_seconds), from s->probe (measured at create
-// on a real layer: be_measure_gpu) and the H2D rate (a 64 MiB pinned copy):
-//   copy = streamed compressed bytes / H2D rate
-//   gpu  = sum over layers of the layer's measured GPU time for its placement, scaled by decoded
-//          bytes (RAW: matvecs alone; DEVICE: decodes on two streams beside the matvecs; STREAM:
-//          decodes on one stream beside the matvecs); the classifier scaled from a layer
-//   fill = the first group's copy and decode (nothing overlaps the pipeline's start)
-//   token = max(copy, gpu) + 0.05 * min(copy, gpu) + fill  (the copy engine runs ahead of the
-//           decoder and the kernels; the small second term stands for imperfect overlap)
-// Per byte of VRAM, keeping a layer compressed saves its whole PCIe copy while keeping it decoded
-// saves its decode time over more bytes, so the planner greedily takes the move with the most
-// seconds saved per added byte, evaluating the exact byte total (rings included) of each move.
+// Time model for one batch-1 token (predicted_token_seconds): a deterministic discrete-event
+// simulation of the pass (sim_run), on the host, of the groups in forward order with the real
+// rings' ranges and waits (sim_schedule mirrors build_schedule in cllm_cuda_backend.cu). Each
+// group carries its copy time (payload / H2D rate, measured with a 64 MiB pinned copy), its decode
+// time (the probe's launch of the same group of layer 0, measured at create by be_measure_gpu;
+// classifier chunks interpolated by bytes), its matvec time (the probe's matvecs, by bytes) and
+// the rest of the layer's compute (SIM_LAYER_OTHER_S). Engines: the copy engine (serial), two
+// decode streams (each in order; two decodes at once each slow down as the probe's two-stream
+// run says), compute (serial, in order). A copy needs its staging range freed (the decode of the
+// unit last there done), a decode its copy and its scratch range released (compute done reading
+// the group last there), a matvec its decode. The token is the makespan. A closed form
+// (max(copy, GPU)) misses what the rings cost: with ~2 groups of staging the copy engine stops
+// while compute runs through layers that copy nothing, and decodes then wait for copies.
+// The planner greedily takes the move (a unit to a cheaper-to-run placement, or one more staging
+// slot) with the most simulated seconds saved per added byte, evaluating the exact byte total
+// (rings included) of each move.
 #include "cllm_cuda_be.h"
 
 #include <float.h>
@@ -151,6 +156,10 @@ uint64_t be_cls_chunk_rows(const be_state *s) {
     return rows < w->desc.rows ? rows : w->desc.rows;
 }
 
+static int staging_depth(const be_state *s) {
+    return s->staging_depth >= BE_STAGING_DEPTH_MIN ? s->staging_depth : BE_STAGING_DEPTH_MIN;
+}
+
 // Ring sizes of the current placements (see the top of this file).
 static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) {
     uint64_t max_dec = 0, max_comp = 0;
@@ -173,7 +182,8 @@ static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) 
         if (cls_mat(s)->place == BE_STREAM) cls_comp = be_mat_comp_bytes(cls_mat(s)->w);
     }
     *scratch = max_dec * (any_device ? 3 : 2);
-    *staging = 2 * max_comp > cls_comp ? 2 * max_comp : cls_comp;
+    const uint64_t ring = (uint64_t)staging_depth(s) * max_comp;
+    *staging = ring > cls_comp ? ring : cls_comp;
 }
 
 // Device bytes of the current placements (s->mats[].place).
@@ -212,59 +222,337 @@ static uint64_t plan_need(const be_state *s) {
     return b.total + b.load_tmp;
 }
 
-// ---- time ------------------------------------------------------------------------------------
+// ---- time: a simulation of one batch-1 token -------------------------------------------------
+//
+// Plain C on plain arrays (no device, no be_state), so that it reads as the specification of what
+// the pipeline in cllm_cuda_forward.cu does with the placements, and can be checked on any host.
 
-// GPU seconds of `bytes` decoded bytes of matrices placed `place`, scaled from the probed layer.
-static double gpu_seconds(const be_state *s, int place, double bytes) {
+// One use of weights by the forward, in order: a layer's decode group ({q,k,v} {o} {gate,up}
+// {down}; RAW groups only compute), or a classifier row chunk.
+struct sim_group {
+    int place;             // be_place
+    int opens_unit;        // STREAM: the group opens a copy unit (a layer group, or the
+                           // classifier's first chunk, which all its chunks decode from)
+    uint64_t dec_bytes;    // non-RAW: its scratch ring range
+    uint64_t unit_bytes;   // opens_unit: the unit's staging ring range
+    double t_copy;         // opens_unit: copy engine seconds of the unit
+    double t_dec;          // non-RAW: decode seconds when no other decode runs
+    double t_pre;          // compute seconds before the group's acquire (norms, RoPE, attention)
+    double t_use;          // compute seconds from the acquire to the release (the matvecs)
+    // Set by sim_schedule, as build_schedule sets them (cllm_cuda_backend.cu):
+    int dec;               // decode stream
+    int copy;              // STREAM: copy unit decoded from; else -1
+    int wait_release;      // group whose release frees this group's scratch range; -1: none
+    uint64_t off;          // scratch ring offset
+    // Set by sim_run: end times, seconds from the pass start.
+    double dec_end, rel_end;
+};
+
+// A copy unit: one STREAM group's payloads, or the whole classifier's.
+struct sim_copy {
+    double t;              // copy engine seconds
+    uint64_t off, size;    // staging ring range
+    int last_group;        // the range is free once this group's decode is done
+    int wait_group;        // decode whose end frees the range before the copy; -1: none
+    double end;            // set by sim_run
+};
+
+struct sim_result {
+    double token;          // makespan: the pass start to compute's last release
+    double copy_busy, dec_busy, comp_busy;  // seconds each engine works (decodes: wall time
+                                            // with at least one decode running)
+    double gpu_busy;       // seconds with a decode or compute running
+    double ring_stall;     // copy engine idle with copies left, waiting for a staging range
+};
+
+// ring_place in cllm_cuda_backend.cu: consecutive ranges, wrapping to 0 when one does not fit.
+static uint64_t sim_ring_place(uint64_t *cursor, uint64_t bytes, uint64_t cap) {
+    const uint64_t off = *cursor + bytes <= cap ? *cursor : 0;
+    *cursor = off + bytes;
+    return off;
+}
+
+static int sim_overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
+    return a < b + bn && b < a + an;
+}
+
+// Ring ranges, decode streams and waits of groups g[0..n), as build_schedule and sched_waits
+// set them for the real pass; copy units into c (capacity: n). Returns the number of units.
+static int sim_schedule(sim_group *g, int n, sim_copy *c, uint64_t scratch, uint64_t staging) {
+    uint64_t cur_g = 0, cur_c = 0;
+    int n_dec = 0, n_c = 0;
+    for (int i = 0; i < n; i++) {
+        sim_group *x = &g[i];
+        x->copy = x->wait_release = -1;
+        x->dec = 0;
+        if (x->place == BE_RAW) continue;
+        if (x->place == BE_STREAM && x->opens_unit) {
+            sim_copy *u = &c[n_c++];
+            u->t = x->t_copy;
+            u->size = x->unit_bytes;
+            u->off = sim_ring_place(&cur_c, u->size, staging);
+        }
+        x->off = sim_ring_place(&cur_g, x->dec_bytes, scratch);
+        x->copy = x->place == BE_STREAM ? n_c - 1 : -1;
+        x->dec = x->place == BE_DEVICE ? n_dec % BE_DEC_STREAMS : 0;
+        if (x->copy >= 0) c[x->copy].last_group = i;
+        n_dec++;
+        for (int e = i - 1; e >= 0 && x->wait_release < 0; e--)
+            if (g[e].place != BE_RAW &&
+                sim_overlaps(x->off, x->dec_bytes, g[e].off, g[e].dec_bytes))
+                x->wait_release = e;
+    }
+    for (int u = 0; u < n_c; u++) {
+        c[u].wait_group = -1;
+        for (int v = u - 1; v >= 0 && c[u].wait_group < 0; v--)
+            if (sim_overlaps(c[u].off, c[u].size, c[v].off, c[v].size))
+                c[u].wait_group = c[v].last_group;
+    }
+    return n_c;
+}
+
+#define SIM_NEVER 1e30
+
+// Engine state during sim_run.
+struct sim_state {
+    double t;
+    int next_copy;         // copy engine: next unit; busy until copy_end when copying
+    int copying;
+    double copy_end;
+    int dec_next[BE_DEC_STREAMS];  // per decode stream: next group index to consider
+    int dec_cur[BE_DEC_STREAMS];   // group decoding (-1: idle)
+    double dec_left[BE_DEC_STREAMS];  // its solo seconds left
+    int comp_next, comp_phase;     // compute: group, 0 idle before its pre-work, 1 pre-work,
+    double comp_end;               // 2 waiting for its decode, 3 using
+};
+
+static int sim_next_on(const sim_group *g, int n, int d, int from) {
+    while (from < n && (g[from].place == BE_RAW || g[from].dec != d)) from++;
+    return from;
+}
+
+// Starts whatever may start at st->t; returns whether anything did.
+static int sim_start(sim_state *st, sim_group *g, int n, sim_copy *c, int n_c) {
+    int any = 0;
+    const double t = st->t;
+    if (!st->copying && st->next_copy < n_c) {
+        const int w = c[st->next_copy].wait_group;
+        if (w < 0 || g[w].dec_end <= t) {
+            st->copying = 1;
+            st->copy_end = t + c[st->next_copy].t;
+            any = 1;
+        }
+    }
+    for (int d = 0; d < BE_DEC_STREAMS; d++) {
+        const int i = st->dec_next[d];
+        if (st->dec_cur[d] >= 0 || i >= n) continue;
+        const int cp = g[i].copy, wr = g[i].wait_release;
+        if ((cp >= 0 && c[cp].end > t) || (wr >= 0 && g[wr].rel_end > t)) continue;
+        st->dec_cur[d] = i;
+        st->dec_left[d] = g[i].t_dec;
+        st->dec_next[d] = sim_next_on(g, n, d, i + 1);
+        any = 1;
+    }
+    if (st->comp_next < n) {
+        sim_group *x = &g[st->comp_next];
+        if (st->comp_phase == 0) {
+            st->comp_phase = 1;
+            st->comp_end = t + x->t_pre;
+            any = 1;
+        }
+        if (st->comp_phase == 1 && st->comp_end <= t) st->comp_phase = 2;
+        if (st->comp_phase == 2 && (x->place == BE_RAW || x->dec_end <= t)) {
+            st->comp_phase = 3;
+            st->comp_end = t + x->t_use;
+            any = 1;
+        }
+    }
+    return any;
+}
+
+// One deterministic discrete-event run of a pass over g[0..n) with copy units c[0..n_c) (both
+// from sim_schedule). Engines: the copy engine (serial, units in order, each after the decode
+// that frees its staging range), the decode streams (each serial, its groups in order, each after
+// its copy and the release of the scratch range it reuses), compute (serial, in order: pre-work,
+// then the matvecs once the group is decoded, then the release). Decodes share the GPU: with one
+// running it progresses at 1/k1 of its solo speed (k1: beside the matvecs), with two each at 1/k2.
+static void sim_run(sim_group *g, int n, sim_copy *c, int n_c, double k1, double k2,
+                    sim_result *r) {
+    sim_state st;
+    memset(&st, 0, sizeof st);
+    memset(r, 0, sizeof *r);
+    for (int i = 0; i < n; i++) g[i].dec_end = g[i].rel_end = SIM_NEVER;
+    for (int u = 0; u < n_c; u++) c[u].end = SIM_NEVER;
+    for (int d = 0; d < BE_DEC_STREAMS; d++) {
+        st.dec_cur[d] = -1;
+        st.dec_next[d] = sim_next_on(g, n, d, 0);
+    }
+    while (st.comp_next < n) {
+        while (sim_start(&st, g, n, c, n_c)) {
+        }
+        int active = 0;
+        for (int d = 0; d < BE_DEC_STREAMS; d++) active += st.dec_cur[d] >= 0;
+        const double k = active > 1 ? k2 : k1;
+        double next = SIM_NEVER;
+        if (st.copying) next = fmin(next, st.copy_end);
+        if (st.comp_phase == 1 || st.comp_phase == 3) next = fmin(next, st.comp_end);
+        for (int d = 0; d < BE_DEC_STREAMS; d++)
+            if (st.dec_cur[d] >= 0) next = fmin(next, st.t + st.dec_left[d] * k);
+        if (next >= SIM_NEVER) break;  // nothing can run: a schedule bug (never with real rings)
+        const double dt = next - st.t;
+        if (st.copying) r->copy_busy += dt;
+        else if (st.next_copy < n_c) r->ring_stall += dt;
+        if (active) r->dec_busy += dt;
+        if (st.comp_phase == 1 || st.comp_phase == 3) r->comp_busy += dt;
+        if (active || st.comp_phase == 1 || st.comp_phase == 3) r->gpu_busy += dt;
+        st.t = next;
+        if (st.copying && st.copy_end <= next) {
+            c[st.next_copy++].end = next;
+            st.copying = 0;
+        }
+        for (int d = 0; d < BE_DEC_STREAMS; d++) {
+            if (st.dec_cur[d] < 0) continue;
+            st.dec_left[d] -= dt / k;
+            if (st.dec_left[d] <= 1e-12) {
+                g[st.dec_cur[d]].dec_end = next;
+                st.dec_cur[d] = -1;
+            }
+        }
+        if (st.comp_phase == 1 && st.comp_end <= next) st.comp_phase = 2;
+        if (st.comp_phase == 3 && st.comp_end <= next) {
+            g[st.comp_next++].rel_end = next;
+            st.comp_phase = 0;
+        }
+    }
+    r->token = st.comp_next < n ? SIM_NEVER : st.t;
+}
+
+// ---- time: the simulation's inputs from the placements and the probe -------------------------
+
+// Compute of a layer besides its matvecs (norms, RoPE, attention, residual adds, launch gaps),
+// which the probe does not time: measured on an H100 for a 7B-shaped layer at batch 1 (layer
+// compute 0.19-0.21 ms with the probe's matvecs 0.097 ms). Split before each group's acquire as
+// the forward runs it: norm | RoPE + attention | norm | -.
+#define SIM_LAYER_OTHER_S 100e-6
+static const double sim_pre_share[BE_GROUPS_PER_LAYER] = {0.2, 0.6, 0.2, 0.0};
+
+// Planner workspace: the groups and copy units of one pass (n_layers * 4 + classifier chunks).
+struct plan_ws {
+    sim_group *g;
+    sim_copy *c;
+    int cap;
+};
+
+// Solo decode seconds of `bytes` decoded bytes: layer group i scaled from the probe's group i;
+// a classifier chunk (i < 0) interpolated between the probe's groups by bytes (its launches are
+// latency-bound, not byte-bound, so the nearest measured sizes say more than a rate).
+static double sim_dec_seconds(const be_state *s, int i, double bytes) {
     const be_probe *pr = &s->probe;
-    if (!pr->ok)  // no overlap assumed
-        return bytes / BE_MATVEC_RATE + (place == BE_RAW ? 0 : bytes / BE_DECODE_RATE);
-    const double t = place == BE_RAW      ? pr->comp
-                     : place == BE_DEVICE ? pr->pipe_device
-                                          : pr->pipe_stream;
-    return t * bytes / pr->layer_bytes;
+    if (!pr->ok) return bytes / BE_DECODE_RATE;
+    double gb[BE_GROUPS_PER_LAYER], gt[BE_GROUPS_PER_LAYER];
+    int n = 0;
+    for (int k = 0; k < BE_GROUPS_PER_LAYER; k++) {
+        gb[k] = (double)be_group_dec_bytes(s, 0, k);
+        gt[k] = pr->dec_group[k] > 0 ? pr->dec_group[k] : pr->dec_serial * gb[k] / pr->layer_bytes;
+        n += gb[k] > 0;
+    }
+    if (i >= 0) return gb[i] > 0 ? gt[i] * bytes / gb[i] : 0;
+    int lo = -1, hi = -1;  // the largest measured size <= bytes, the smallest >= bytes
+    for (int k = 0; k < BE_GROUPS_PER_LAYER && n; k++) {
+        if (gb[k] <= bytes && (lo < 0 || gb[k] > gb[lo])) lo = k;
+        if (gb[k] >= bytes && (hi < 0 || gb[k] < gb[hi])) hi = k;
+    }
+    if (lo < 0 && hi < 0) return bytes / BE_DECODE_RATE;
+    if (lo < 0) return gt[hi] * bytes / gb[hi];
+    if (hi < 0 || gb[hi] == gb[lo]) return gt[lo] * bytes / gb[lo];
+    return gt[lo] + (gt[hi] - gt[lo]) * (bytes - gb[lo]) / (gb[hi] - gb[lo]);
 }
 
-// Decoded bytes of unit u (a layer's 7 matrices, or the classifier when u == n_layers).
-static double unit_dec_bytes(const be_state *s, uint32_t u) {
-    if (u == s->n_layers) return (double)be_mat_raw_bytes(cls_mat(s)->w);
-    double b = 0;
-    for (int k = 0; k < BE_MATS_PER_LAYER; k++)
-        b += (double)be_mat_raw_bytes(s->mats[(size_t)u * BE_MATS_PER_LAYER + k].w);
-    return b;
+static double sim_matvec_seconds(const be_state *s, double bytes) {
+    const be_probe *pr = &s->probe;
+    return pr->ok ? pr->comp * bytes / pr->layer_bytes : bytes / BE_MATVEC_RATE;
 }
 
-// Time of the pipeline's start: the first group's copy and decode, which nothing overlaps.
-static double fill_seconds(const be_state *s) {
-    for (uint32_t u = 0; u <= s->n_layers; u++) {
-        const int p = u == s->n_layers ? cls_mat(s)->place
-                                       : s->mats[(size_t)u * BE_MATS_PER_LAYER].place;
-        if (p == BE_RAW) continue;
-        const double frac = 1.0 / BE_GROUPS_PER_LAYER;
-        double t = s->probe.ok ? frac * s->probe.dec_serial * unit_dec_bytes(s, u) /
-                                     s->probe.layer_bytes
-                               : frac * unit_dec_bytes(s, u) / BE_DECODE_RATE;
-        if (p == BE_STREAM && u < s->n_layers)
-            t += (double)be_group_comp_bytes(s, u, 0) / s->h2d_rate;
-        return t;
-    }
-    return 0;
+// Decode slowdowns: k1 = one decode stream beside the matvecs over the decodes alone; k2 from the
+// two-stream run, whose streams hold groups {0, 2} and {1, 3}: both run for the shorter one's
+// work at k2, then the rest at k1 (within [k1, 2 k1]: two decodes cannot run slower than halves).
+static void sim_slowdowns(const be_state *s, double *k1, double *k2) {
+    const be_probe *pr = &s->probe;
+    *k1 = 1;
+    *k2 = 2;
+    if (!pr->ok || pr->dec_serial <= 0) return;
+    *k1 = fmin(fmax(pr->pipe_stream / pr->dec_serial, 1.0), 2.0);
+    double w[BE_DEC_STREAMS] = {0, 0};
+    for (int k = 0; k < BE_GROUPS_PER_LAYER; k++)
+        w[k % BE_DEC_STREAMS] += sim_dec_seconds(s, k, (double)be_group_dec_bytes(s, 0, k));
+    const double lo = fmin(w[0], w[1]), hi = fmax(w[0], w[1]);
+    const double k = lo > 0 ? (pr->pipe_device - (hi - lo) * *k1) / lo : 2 * *k1;
+    *k2 = fmin(fmax(k, *k1), 2 * *k1);
 }
 
-static double plan_seconds(const be_state *s, double *copy_out, double *gpu_out) {
-    double copy = 0, gpu = 0;
-    for (size_t j = 0; j < s->n_mats; j++) {
-        const be_mat *m = &s->mats[j];
-        if (m->place == BE_STREAM) copy += (double)m->w->payload_size / s->h2d_rate;
+// Group x of layer l (sim group index gi) from the placements.
+static void sim_layer_group(const be_state *s, uint32_t l, int i, sim_group *x) {
+    memset(x, 0, sizeof *x);
+    x->place = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+    x->dec_bytes = be_group_dec_bytes(s, l, i);
+    x->opens_unit = x->place == BE_STREAM;
+    x->unit_bytes = be_group_comp_bytes(s, l, i);
+    x->t_copy = (double)x->unit_bytes / s->h2d_rate;
+    x->t_dec = x->place == BE_RAW ? 0 : sim_dec_seconds(s, i, (double)x->dec_bytes);
+    x->t_pre = SIM_LAYER_OTHER_S * sim_pre_share[i];
+    x->t_use = sim_matvec_seconds(s, (double)x->dec_bytes);
+}
+
+// The pass's groups in use order; returns their number.
+static int sim_groups(const be_state *s, sim_group *g) {
+    int n = 0;
+    for (uint32_t l = 0; l < s->n_layers; l++)
+        for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) sim_layer_group(s, l, i, &g[n++]);
+    const be_mat *m = cls_mat(s);
+    const uint64_t rows = m->w->desc.rows;
+    const uint64_t rc = m->place == BE_RAW ? rows : be_cls_chunk_rows(s);
+    for (uint64_t r0 = 0; r0 < rows; r0 += rc) {
+        sim_group *x = &g[n++];
+        memset(x, 0, sizeof *x);
+        const uint64_t nr = rows - r0 < rc ? rows - r0 : rc;
+        x->place = m->place;
+        x->dec_bytes = cls_rows_bytes(s, nr);
+        x->opens_unit = r0 == 0 && m->place == BE_STREAM;
+        x->unit_bytes = be_mat_comp_bytes(m->w);
+        x->t_copy = (double)x->unit_bytes / s->h2d_rate;
+        x->t_dec = m->place == BE_RAW ? 0 : sim_dec_seconds(s, -1, (double)x->dec_bytes);
+        x->t_pre = r0 == 0 ? SIM_LAYER_OTHER_S * sim_pre_share[0] : 0;  // the final norm
+        x->t_use = sim_matvec_seconds(s, (double)x->dec_bytes);
     }
-    for (uint32_t u = 0; u <= s->n_layers; u++) {
-        const int p = u == s->n_layers ? cls_mat(s)->place
-                                       : s->mats[(size_t)u * BE_MATS_PER_LAYER].place;
-        gpu += gpu_seconds(s, p, unit_dec_bytes(s, u));
-    }
-    if (copy_out) *copy_out = copy;
-    if (gpu_out) *gpu_out = gpu;
-    return fmax(copy, gpu) + 0.05 * fmin(copy, gpu) + fill_seconds(s);
+    return n;
+}
+
+static int plan_ws_init(const be_state *s, plan_ws *ws) {
+    const be_mat *m = cls_mat(s);
+    const uint64_t rc = be_cls_chunk_rows(s);
+    ws->cap = (int)(s->n_layers * BE_GROUPS_PER_LAYER + (m->w->desc.rows + rc - 1) / rc + 1);
+    ws->g = (sim_group *)calloc((size_t)ws->cap, sizeof *ws->g);
+    ws->c = (sim_copy *)calloc((size_t)ws->cap, sizeof *ws->c);
+    return ws->g && ws->c;
+}
+
+static void plan_ws_free(plan_ws *ws) {
+    free(ws->g);
+    free(ws->c);
+}
+
+// Simulated token of the current placements and staging depth.
+static double plan_seconds(const be_state *s, plan_ws *ws, sim_result *r) {
+    sim_result tmp;
+    r = r ? r : &tmp;
+    uint64_t scratch = 0, staging = 0;
+    ring_sizes(s, &scratch, &staging);
+    const int n = sim_groups(s, ws->g);
+    const int n_c = sim_schedule(ws->g, n, ws->c, scratch, staging);
+    double k1, k2;
+    sim_slowdowns(s, &k1, &k2);
+    sim_run(ws->g, n, ws->c, n_c, k1, k2, r);
+    return r->token;
 }
 
 // ---- planner ---------------------------------------------------------------------------------
@@ -282,10 +570,29 @@ static int unit_place(const be_state *s, uint32_t u) {
                             : s->mats[(size_t)u * BE_MATS_PER_LAYER].place;
 }
 
-// One greedy step: the move (unit to a cheaper-to-run placement) with the most seconds saved per
-// byte added that still fits `budget`. Returns 0 when no move helps.
-static int plan_step(be_state *s, uint64_t budget) {
-    const double t0 = plan_seconds(s, NULL, NULL);
+enum { STAGING_MOVE = BE_STREAM + 1 };  // plan_step: the move that deepens the staging ring
+
+static int any_streamed(const be_state *s) {
+    for (uint32_t u = 0; u <= s->n_layers; u++)
+        if (unit_place(s, u) == BE_STREAM) return 1;
+    return 0;
+}
+
+// Score of a move from (t0, b0) to the current state: simulated seconds saved per byte added
+// (a move adding no bytes first); 0 when it does not fit or saves nothing.
+static double move_score(const be_state *s, plan_ws *ws, double t0, uint64_t b0, uint64_t budget) {
+    const uint64_t b1 = plan_need(s);
+    if (b1 > budget) return 0;
+    const double gain = t0 - plan_seconds(s, ws, NULL);
+    if (gain <= 1e-9) return 0;
+    return b1 <= b0 ? DBL_MAX : gain / (double)(b1 - b0);
+}
+
+// One greedy step: the move with the most simulated seconds saved per byte added that still fits
+// `budget`: a unit (layer or classifier) to a cheaper-to-run placement, or one more staging ring
+// slot (copies run further ahead through layers that copy nothing). Returns 0 when none helps.
+static int plan_step(be_state *s, uint64_t budget, plan_ws *ws) {
+    const double t0 = plan_seconds(s, ws, NULL);
     const uint64_t b0 = plan_need(s);
     double best = 0;
     uint32_t best_u = 0;
@@ -294,16 +601,23 @@ static int plan_step(be_state *s, uint64_t budget) {
         const int cur = unit_place(s, u);
         for (int p = BE_RAW; p < cur; p++) {
             set_unit(s, u, p);
-            const uint64_t b1 = plan_need(s);
-            const double gain = t0 - plan_seconds(s, NULL, NULL);
+            const double score = move_score(s, ws, t0, b0, budget);
             set_unit(s, u, cur);
-            if (b1 > budget || gain <= 0) continue;
-            const double score = b1 <= b0 ? DBL_MAX : gain / (double)(b1 - b0);
             if (score > best) best = score, best_u = u, best_p = p;
         }
     }
+    const int depth = staging_depth(s);
+    if (any_streamed(s) && depth < BE_STAGING_DEPTH_MAX) {
+        s->staging_depth = depth + 1;
+        const double score = move_score(s, ws, t0, b0, budget);
+        s->staging_depth = depth;
+        if (score > best) best = score, best_p = STAGING_MOVE;
+    }
     if (best_p < 0) return 0;
-    set_unit(s, best_u, best_p);
+    if (best_p == STAGING_MOVE)
+        s->staging_depth = depth + 1;
+    else
+        set_unit(s, best_u, best_p);
     return 1;
 }
 
@@ -316,7 +630,7 @@ static void bytes_breakdown(const be_state *s, const be_bytes *b, char *buf, siz
              b->staging / GIB, b->embed / GIB, b->raw / GIB, b->compressed / GIB);
 }
 
-static cllm_status plan_budget(be_state *s, uint64_t budget) {
+static cllm_status plan_budget(be_state *s, uint64_t budget, plan_ws *ws) {
     for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, BE_STREAM);
     be_bytes b = plan_bytes(s);
     if (b.total + b.load_tmp > budget) {
@@ -327,7 +641,8 @@ static cllm_status plan_budget(be_state *s, uint64_t budget) {
                          "context %u (%s)",
                          budget / GIB, (b.total + b.load_tmp) / GIB, s->ctx, why);
     }
-    while (plan_step(s, budget)) {
+    s->staging_depth = BE_STAGING_DEPTH_MIN;
+    while (plan_step(s, budget, ws)) {
     }
     return CLLM_OK;
 }
@@ -367,8 +682,8 @@ static void unit_line(const be_state *s, uint32_t u0, uint32_t u1, char *buf, si
     if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
 }
 
-static cllm_status plan_text(be_state *s) {
-    const size_t cap = 4096;
+static cllm_status plan_text(be_state *s, plan_ws *ws) {
+    const size_t cap = 4608;
     char *t = (char *)malloc(cap);
     RETURN_IF(!t, CLLM_ERR_NOMEM, "plan text");
     size_t len = 0;
@@ -381,34 +696,43 @@ static cllm_status plan_text(be_state *s) {
     }
     unit_line(s, s->n_layers, s->n_layers, t, cap, &len);
     const be_bytes *b = &s->bytes;
-    double copy, gpu;
-    plan_seconds(s, &copy, &gpu);
-    char probe[200];
+    sim_result r;
+    plan_seconds(s, ws, &r);
+    const double gpu = r.gpu_busy;
+    char probe[320];
     const be_probe *pr = &s->probe;
     if (pr->ok)
         snprintf(probe, sizeof probe,
-                 "measured per layer: matvecs %.3f ms, decodes %.3f ms (4 launches), with the "
-                 "matvecs %.3f ms on one decode stream, %.3f ms on two",
-                 pr->comp * 1e3, pr->dec_serial * 1e3, pr->pipe_stream * 1e3,
-                 pr->pipe_device * 1e3);
+                 "measured per layer: matvecs %.3f ms, decodes %.3f ms (4 launches: %.3f %.3f "
+                 "%.3f %.3f alone), with the matvecs %.3f ms on one decode stream, %.3f ms on two",
+                 pr->comp * 1e3, pr->dec_serial * 1e3, pr->dec_group[0] * 1e3,
+                 pr->dec_group[1] * 1e3, pr->dec_group[2] * 1e3, pr->dec_group[3] * 1e3,
+                 pr->pipe_stream * 1e3, pr->pipe_device * 1e3);
     else
         snprintf(probe, sizeof probe, "assumed: decode %.0f GB/s, matvec %.1f TB/s, serial",
                  BE_DECODE_RATE / 1e9, BE_MATVEC_RATE / 1e12);
+    const char *bound = r.copy_busy >= r.dec_busy && r.copy_busy >= r.comp_busy ? "copy-bound"
+                        : r.dec_busy >= r.comp_busy                             ? "decode-bound"
+                                                                                : "compute-bound";
     snprintf(t + len, cap - len,
              "embedding: %s (%.2f GiB)\n"
              "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
              "scratch ring %.2f GiB, staging ring %.2f MiB\n"
              "total %.2f GiB of device memory%s\n"
              "predicted %.2f ms/token = %.1f tok/s, %s (copy %.2f ms at %.1f GB/s measured, GPU "
-             "%.2f ms; %s)",
+             "%.2f ms; %s)\n"
+             "simulated pipeline: %s, ring stalls %.2f ms (copy engine busy %.2f ms, decodes "
+             "%.2f ms, compute %.2f ms; staging ring %d groups deep)",
              b->embed == 0 ? "reads the classifier's decoded table"
              : embed_decoded_own(s) ? "decoded resident"
                                     : "compressed resident, rows decoded per token",
              b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
              b->staging / MIB, b->total / GIB,
              s->budget ? " (planned under the VRAM budget)" : "", s->predicted * 1e3,
-             s->predicted > 0 ? 1.0 / s->predicted : 0.0, copy > gpu ? "copy-bound" : "GPU-bound",
-             copy * 1e3, s->h2d_rate / 1e9, gpu * 1e3, probe);
+             s->predicted > 0 ? 1.0 / s->predicted : 0.0,
+             r.copy_busy > gpu ? "copy-bound" : "GPU-bound", r.copy_busy * 1e3, s->h2d_rate / 1e9,
+             gpu * 1e3, probe, bound, r.ring_stall * 1e3, r.copy_busy * 1e3, r.dec_busy * 1e3,
+             r.comp_busy * 1e3, staging_depth(s));
     free(s->plan);
     s->plan = t;
     return CLLM_OK;
@@ -467,7 +791,9 @@ struct probe_ctx {
     cudaEvent_t e0, e1, join[BE_DEC_STREAMS];
 };
 
+// PROBE_GROUP(i): with PROBE_DEC, only group i's launch (else all four).
 enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4 };
+#define PROBE_GROUP(i) (((i) + 1) << 4)
 
 static cllm_status probe_alloc(be_state *s, probe_ctx *c) {
     uint64_t comp = 0, out = 0, cols = 0, rows = 0;
@@ -532,8 +858,10 @@ static cllm_status probe_once(be_state *s, probe_ctx *c, int what, double *sec) 
     CLLM_CUDA_TRY(cudaEventRecord(c->e0, cs));
     for (int d = 0; d < n_dec; d++)
         CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->dec[d]), c->e0, 0));
+    const int only = (what >> 4) - 1;
     for (int i = 0; i < BE_GROUPS_PER_LAYER && n_dec; i++)
-        TRY(cllm_cuda_decode(c->jobs[i], (size_t)c->n_jobs[i], c->status, s->dec[i % n_dec]));
+        if (only < 0 || only == i)
+            TRY(cllm_cuda_decode(c->jobs[i], (size_t)c->n_jobs[i], c->status, s->dec[i % n_dec]));
     for (int k = 0; k < BE_MATS_PER_LAYER && (what & PROBE_MATVEC); k++)
         TRY(cllm_cuda_matvec(&c->views[k], c->xy, c->xy + c->x_floats, 0, s->compute));
     for (int d = 0; d < n_dec; d++) {
@@ -568,6 +896,10 @@ static cllm_status probe_run(be_state *s, probe_ctx *c) {
     TRY(probe_time(s, c, PROBE_DEC, &pr->dec_serial));
     TRY(probe_time(s, c, PROBE_DEC | PROBE_MATVEC, &pr->pipe_stream));
     TRY(probe_time(s, c, PROBE_DEC | PROBE_DUAL | PROBE_MATVEC, &pr->pipe_device));
+    // Each launch alone: the decoder is latency-bound, so a launch's time follows its blocks in
+    // flight more than its bytes (the pipeline simulation needs each group's own time).
+    for (int i = 0; i < BE_GROUPS_PER_LAYER; i++)
+        TRY(probe_time(s, c, PROBE_DEC | PROBE_GROUP(i), &pr->dec_group[i]));
     TRY(cllm_cuda_decode_status_check(c->status, s->compute));
     pr->layer_bytes = 0;
     for (int k = 0; k < BE_MATS_PER_LAYER; k++) pr->layer_bytes += (double)be_mat_raw_bytes(s->mats[k].w);
@@ -614,7 +946,8 @@ static cllm_status check_device_fits(be_state *s) {
                      DEVICE_MARGIN / GIB, s->device_desc, free_b / GIB);
 }
 
-cllm_status be_plan(be_state *s) {
+// Placements (mode, or the planner under the budget) and their figures, with a workspace.
+static cllm_status plan_with(be_state *s, plan_ws *ws) {
     if (s->budget > 0) {
         size_t free_b = 0, total_b = 0;
         CLLM_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
@@ -624,17 +957,27 @@ cllm_status be_plan(be_state *s) {
             be_log(s, "cuda: VRAM budget %.2f GiB capped to the %.2f GiB free (less a margin)",
                    s->budget / GIB, budget / GIB);
         }
-        TRY(plan_budget(s, budget));
+        TRY(plan_budget(s, budget, ws));
     } else {
         const int p = s->mode == CLLM_WEIGHTS_STREAM   ? BE_STREAM
                       : s->mode == CLLM_WEIGHTS_DEVICE ? BE_DEVICE
                                                        : BE_RAW;
         for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, p);
+        s->staging_depth = BE_STAGING_DEPTH_MIN;
     }
     s->n_streamed = 0;
     for (size_t j = 0; j < s->n_mats; j++) s->n_streamed += s->mats[j].place == BE_STREAM;
     s->bytes = plan_bytes(s);
-    s->predicted = plan_seconds(s, NULL, NULL);
+    s->predicted = plan_seconds(s, ws, NULL);
     TRY(check_device_fits(s));
-    return plan_text(s);
+    return plan_text(s, ws);
+}
+
+cllm_status be_plan(be_state *s) {
+    plan_ws ws;
+    memset(&ws, 0, sizeof ws);
+    cllm_status st = plan_ws_init(s, &ws) ? plan_with(s, &ws)
+                                          : CLLM_FAIL(CLLM_ERR_NOMEM, "cuda plan: workspace");
+    plan_ws_free(&ws);
+    return st;
 }

@@ -744,6 +744,119 @@ static void multi_arg_cases(void) {
     MUST(cllm_cuda_release(g_mem, v));
 }
 
+// ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
+//
+// Per layer, as the batch-1 forward pass: xb = rmsnorm(x), q/k/v = W xb (one launch), x += Wo q,
+// xb = rmsnorm(x), h = silu(Wg xb) * (Wu xb), x += Wd h. With CLLM_CUDA_PDL each kernel may start
+// while its predecessor runs (and with CLLM_CUDA_RESIDENT loads weights before waiting): the
+// results must be bit-identical to plain launches and match the C reference.
+
+enum { CH_Q, CH_K, CH_V, CH_O, CH_G, CH_U, CH_D, CH_N };
+
+typedef struct chain_bufs {
+    float *x, *xb, *q, *k, *v, *h, *nw;  // device; nw: 2 x dim norm weights
+} chain_bufs;
+
+static cllm_status chain_run(const cllm_cuda_weight *w, const chain_bufs *b, uint32_t dim,
+                             int layers, unsigned flags) {
+    float *qkv[3] = {b->q, b->k, b->v};
+    for (int l = 0; l < layers; l++) {
+        cllm_status st = cllm_cuda_rmsnorm_ex(b->x, b->nw, b->xb, 1, dim, 1e-5f, flags, g_stream);
+        if (st == CLLM_OK) st = cllm_cuda_matvec_multi_ex(w + CH_Q, 3, b->xb, qkv, flags, g_stream);
+        if (st == CLLM_OK) st = cllm_cuda_matvec_ex(&w[CH_O], b->q, b->x, 1, flags, g_stream);
+        if (st == CLLM_OK)
+            st = cllm_cuda_rmsnorm_ex(b->x, b->nw + dim, b->xb, 1, dim, 1e-5f, flags, g_stream);
+        if (st == CLLM_OK)
+            st = cllm_cuda_matvec_swiglu_ex(&w[CH_G], &w[CH_U], b->xb, b->h, flags, g_stream);
+        if (st == CLLM_OK) st = cllm_cuda_matvec_ex(&w[CH_D], b->h, b->x, 1, flags, g_stream);
+        if (st != CLLM_OK) return st;
+    }
+    return cllm_cuda_sync(g_stream);
+}
+
+// The same chain on the host (ref_* per stage, fp32 between stages).
+static void chain_ref(const host_weight *hw, const float *nw, float *x, uint32_t dim, int layers,
+                      float *q_out, float *h_out) {
+    const uint64_t hid = hw[CH_G].w.rows, kv = hw[CH_K].w.rows;
+    float *xb = xmalloc(dim * 4), *q = xmalloc(dim * 4), *t = xmalloc((hid > dim ? hid : dim) * 4);
+    float *k = xmalloc(kv * 4), *u = xmalloc(hid * 4), *h = xmalloc(hid * 4);
+    for (int l = 0; l < layers; l++) {
+        ref_rmsnorm(x, nw, xb, 1, dim, 1e-5f);
+        ref_matvec_h(&hw[CH_Q], xb, q);
+        ref_matvec_h(&hw[CH_K], xb, k);  // k, v: checked through the PDL/plain comparison only
+        ref_matvec_h(&hw[CH_O], q, t);
+        for (uint32_t i = 0; i < dim; i++) x[i] += t[i];
+        ref_rmsnorm(x, nw + dim, xb, 1, dim, 1e-5f);
+        ref_matvec_h(&hw[CH_G], xb, t);
+        ref_matvec_h(&hw[CH_U], xb, u);
+        for (uint64_t i = 0; i < hid; i++) h[i] = (float)(t[i] / (1.0 + exp(-(double)t[i])) * u[i]);
+        ref_matvec_h(&hw[CH_D], h, t);
+        for (uint32_t i = 0; i < dim; i++) x[i] += t[i];
+    }
+    memcpy(q_out, q, dim * 4), memcpy(h_out, h, hid * 4);
+    free(xb), free(q), free(t), free(k), free(u), free(h);
+}
+
+static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, uint32_t group) {
+    const int layers = 2;
+    const uint64_t shape[CH_N][2] = {{dim, dim}, {kv, dim}, {kv, dim}, {dim, dim},
+                                     {hid, dim}, {hid, dim}, {dim, hid}};
+    host_weight hw[CH_N];
+    cllm_cuda_weight w[CH_N];
+    for (int i = 0; i < CH_N; i++) {
+        const uint32_t g = group && shape[i][1] % group == 0 ? group : 0;
+        host_weight_make(&hw[i], kind, shape[i][0], shape[i][1], g);
+        w[i] = weight_upload(&hw[i]);
+    }
+    float *x0 = xmalloc(dim * 4), *nw = xmalloc(2 * dim * 4);
+    fill_floats(x0, dim, 1.0), fill_floats(nw, 2 * dim, 1.0);
+    chain_bufs b = {.x = dev_alloc(dim * 4), .xb = dev_alloc(dim * 4), .q = dev_alloc(dim * 4),
+                    .k = dev_alloc(kv * 4), .v = dev_alloc(kv * 4), .h = dev_alloc(hid * 4),
+                    .nw = upload(nw, 2 * dim * 4)};
+    // [run][x, q, k, v, h] downloaded after each run; run 0 plain, 1 PDL, 2 PDL + resident.
+    const size_t n_out[5] = {dim, dim, kv, kv, hid};
+    float *const dev_out[5] = {b.x, b.q, b.k, b.v, b.h};
+    float *got[3][5];
+    const unsigned flags[3] = {0, CLLM_CUDA_PDL, CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT};
+    cllm_status st[3];
+    for (int r = 0; r < 3; r++) {
+        MUST(cllm_cuda_copy(b.x, x0, dim * 4, g_stream));
+        for (int o = 1; o < 5; o++) poison(dev_out[o], n_out[o]);
+        poison(b.xb, dim);
+        st[r] = chain_run(w, &b, dim, layers, flags[r]);
+        if (st[r] != CLLM_OK) {
+            printf("  chain run %d (flags %u): %s: %s\n", r, flags[r], cllm_status_name(st[r]),
+                   cllm_last_error());
+            MUST(cllm_cuda_sync(g_stream));
+        }
+        for (int o = 0; o < 5; o++) {
+            got[r][o] = xmalloc(n_out[o] * 4);
+            download(got[r][o], dev_out[o], n_out[o] * 4);
+        }
+    }
+    float *q_ref = xmalloc(dim * 4), *h_ref = xmalloc((size_t)hid * 4);
+    chain_ref(hw, nw, x0, dim, layers, q_ref, h_ref);  // x0 becomes the reference x
+    const double ex = rel_l2(got[0][0], x0, dim), eq = rel_l2(got[0][1], q_ref, dim);
+    const double eh = rel_l2(got[0][4], h_ref, hid);
+    int same = st[1] == CLLM_OK && st[2] == CLLM_OK;
+    for (int r = 1; r < 3 && same; r++)
+        for (int o = 0; o < 5; o++) same &= memcmp(got[r][o], got[0][o], n_out[o] * 4) == 0;
+    const int ok = st[0] == CLLM_OK && same && ex < 1e-4 && eq < 1e-4 && eh < 1e-4;
+    char name[96];
+    snprintf(name, sizeof name, "PDL chain %s %u/%u/%u g%u x%d", wkind_name(kind), dim, kv, hid,
+             group, layers);
+    check(ok, "%s: PDL runs %s plain launches; rel L2 vs ref x %.2e q %.2e h %.2e, tol 1e-4",
+          name, same ? "bit-identical to" : "DIFFER from (or refused)", ex, eq, eh);
+    summary("%-44s %s  rel L2 %.1e\n", name, ok ? "PASS" : "FAIL", fmax(ex, fmax(eq, eh)));
+    for (int r = 0; r < 3; r++)
+        for (int o = 0; o < 5; o++) free(got[r][o]);
+    for (int o = 0; o < 5; o++) MUST(cllm_cuda_release(g_mem, dev_out[o]));
+    MUST(cllm_cuda_release(g_mem, b.xb));
+    MUST(cllm_cuda_release(g_mem, b.nw));
+    for (int i = 0; i < CH_N; i++) weight_release(&w[i]), host_weight_free(&hw[i]);
+    free(x0), free(nw), free(q_ref), free(h_ref);
+}
+
 static void small_kernels(void) {
     // RMSNorm: 3 rows of 4096 (and an odd width), tolerance 1e-5.
     {
@@ -988,6 +1101,10 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 32, 1, 0);  // 16-byte vector path
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
+    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
+    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128);  // tensor cores, grouped scales
+    chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0);    // tensor cores, one scale per row
+    chain_case(CLLM_CUDA_W_F16, 1001, 37, 203, 0);       // any-shape kernel
     small_kernels();
     void *blas;
     MUST(cllm_cuda_blas_create(&blas));
