@@ -114,7 +114,8 @@ void cli_engine_report(const cllm_engine *e, int verbose) {
         fprintf(stderr, "peak VRAM (allocator): %.2f MiB, of which weights %.2f MiB\n",
                 mib(s.device_peak_bytes), mib(s.device_weight_bytes));
         if (s.predicted_token_seconds > 0)
-            fprintf(stderr, "planner prediction: %.2f tokens/s\n", 1.0 / s.predicted_token_seconds);
+            fprintf(stderr, "time-model prediction: %.2f tokens/s\n",
+                    1.0 / s.predicted_token_seconds);
     }
     fprintf(stderr, "peak memory (RSS): %.2f MiB\n", mib(s.peak_rss_bytes));
 }
