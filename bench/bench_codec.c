@@ -64,12 +64,6 @@ static void *convert(const float *w, uint64_t n, cllm_dtype dt) {
     return h;
 }
 
-// The two block decoders behind cllm_rans_decode_block (src/codec/cllm_rans_dec.c).
-cllm_status cllm_rans_decode_block_scalar(const cllm_rans_dec_table *t, const uint8_t *src,
-                                          size_t size, uint8_t *syms, uint64_t n);
-cllm_status cllm_rans_decode_block_avx2(const cllm_rans_dec_table *t, const uint8_t *src,
-                                        size_t size, uint8_t *syms, uint64_t n);
-
 typedef struct bench_opts {
     int threads;
     int reps;

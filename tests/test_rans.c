@@ -13,13 +13,6 @@
 #include "common/cllm_half.h"
 #include "testutil.h"
 
-// The two block decoders behind cllm_rans_decode_block (src/codec/cllm_rans_dec.c): the scalar
-// reference and the AVX2 path (CLLM_ERR_UNSUPPORTED without AVX2).
-cllm_status cllm_rans_decode_block_scalar(const cllm_rans_dec_table *t, const uint8_t *src,
-                                          size_t size, uint8_t *syms, uint64_t n);
-cllm_status cllm_rans_decode_block_avx2(const cllm_rans_dec_table *t, const uint8_t *src,
-                                        size_t size, uint8_t *syms, uint64_t n);
-
 // Geometric-ish distribution over `alphabet` symbols (skewed like weight exponents).
 static void skewed_symbols(uint8_t *s, uint64_t n, int alphabet, uint64_t seed) {
     for (uint64_t i = 0; i < n; i++) {

@@ -22,7 +22,7 @@ cllm_status cllm_freq_validate(const uint16_t freq[256], uint32_t scale_bits);
 double cllm_freq_cost_bits(const uint64_t counts[256], const uint16_t freq[256],
                            uint32_t scale_bits);
 
-// Encoder-side table (cumulative frequencies + reciprocals).
+// Encoder-side table (frequencies, cumulative frequencies, renormalisation bounds).
 typedef struct cllm_rans_enc_table {
     uint32_t scale_bits;
     uint32_t freq[256];
@@ -59,6 +59,14 @@ cllm_status cllm_rans_encode_block(const cllm_rans_enc_table *t, const uint8_t *
 // final states equal L and the padding is zero: CLLM_ERR_CORRUPT otherwise.
 cllm_status cllm_rans_decode_block(const cllm_rans_dec_table *t, const uint8_t *src, size_t size,
                                    uint8_t *syms, uint64_t n);
+
+// The two implementations behind cllm_rans_decode_block, exposed for tests and benchmarks: the
+// scalar reference, and the AVX2 path (CLLM_ERR_UNSUPPORTED when the build or the CPU lacks AVX2).
+// Both accept and reject exactly the same inputs.
+cllm_status cllm_rans_decode_block_scalar(const cllm_rans_dec_table *t, const uint8_t *src,
+                                          size_t size, uint8_t *syms, uint64_t n);
+cllm_status cllm_rans_decode_block_avx2(const cllm_rans_dec_table *t, const uint8_t *src,
+                                        size_t size, uint8_t *syms, uint64_t n);
 
 // ---- payload layout -----------------------------------------------------------------------------
 
