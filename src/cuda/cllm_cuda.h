@@ -196,6 +196,20 @@ cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate, const cllm_
                                        const float *x_dev, float *out_dev, unsigned flags,
                                        void *stream);
 
+// RMSNorm fused into the matvecs that read it (one row): y_i = W_i rmsnorm(x) (multi), out =
+// silu(gate n) * (up n), n = rmsnorm(x) * norm_w. Bit-identical to cllm_cuda_rmsnorm_ex into xn
+// then the plain launcher: where the 16-byte-vector kernel takes the weights (bf16/f16/f32 and
+// the int8 shapes the tensor-core path does not take), each block recomputes sum(x^2) in the
+// RMSNorm kernel's order and stages rmsnorm(x) in shared memory (cols <= 12288), and xn is left
+// untouched; otherwise the two launches run, writing xn (cols floats, 16-byte aligned).
+cllm_status cllm_cuda_matvec_multi_norm_ex(const cllm_cuda_weight *w, int n_w, const float *x_dev,
+                                           const float *norm_w_dev, float eps, float *xn_dev,
+                                           float *const *y_dev, unsigned flags, void *stream);
+cllm_status cllm_cuda_matvec_swiglu_norm_ex(const cllm_cuda_weight *gate,
+                                            const cllm_cuda_weight *up, const float *x_dev,
+                                            const float *norm_w_dev, float eps, float *xn_dev,
+                                            float *out_dev, unsigned flags, void *stream);
+
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
 // fine. Reference: ref_rmsnorm.
 cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,
@@ -220,6 +234,26 @@ cllm_status cllm_cuda_attention(const float *q_dev, const float *k_cache_dev,
                                 const float *v_cache_dev, float *out_dev, uint32_t n_q,
                                 uint32_t pos0, uint32_t n_heads, uint32_t n_kv_heads,
                                 uint32_t head_dim, void *stream);
+
+// Batch-1 split attention (flash-decoding), the same result as cllm_cuda_attention within 1e-5
+// relative L2 (reference: ref_attention): query t of n_q (1..4) sits at position *pos_dev + t (read
+// on the device: replays in a CUDA graph). The positions are spread over n_kv_heads x n_splits
+// blocks of 4 warps; the heads sharing a kv head share its K/V loads (n_heads / n_kv_heads of 1,
+// 2, 4 or 8), head_dim a multiple of 4 up to 256, q and caches 16-byte aligned. max_pos (>= every
+// *pos_dev + n_q it will see; the context) fixes n_splits, so results do not depend on the
+// position's range. scratch: cllm_cuda_attention_split_scratch bytes of device memory whose first
+// 256-byte-rounded n_q * n_kv_heads words are zero before the first launch (each launch leaves
+// them zero again); one launch at a time per scratch. flags: CLLM_CUDA_PDL.
+int cllm_cuda_attention_split_ok(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads,
+                                 uint32_t head_dim);
+size_t cllm_cuda_attention_split_scratch(uint32_t n_q, uint32_t max_pos, uint32_t n_heads,
+                                         uint32_t n_kv_heads, uint32_t head_dim);
+cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
+                                      const float *v_cache_dev, float *out_dev,
+                                      const int32_t *pos_dev, uint32_t n_q, uint32_t max_pos,
+                                      uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
+                                      void *scratch_dev, size_t scratch_bytes, unsigned flags,
+                                      void *stream);
 
 // out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: ref_swiglu.
 cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *out_dev, size_t n,

@@ -189,6 +189,16 @@ struct be_state {
     double predicted;
     int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
     char *plan;
+
+    // Batch-1 fast paths, chosen once (be_fast_init, at the first forward call; logged):
+    //   CLLM_CUDA_ATTN=split|old      split attention (cllm_cuda_attention_split) for passes of
+    //                                 at most BE_MATVEC_MAX_N tokens, or be_attention; default split
+    //   CLLM_CUDA_NORM_FUSED=1|0      RMSNorm fused into the q/k/v and gate/up matvecs of such
+    //                                 passes (cllm_cuda_matvec_*_norm_ex); default 1
+    int fast_ready;
+    int att_split, norm_fused;
+    void *att_scratch;            // split attention scratch (counters zeroed at init)
+    size_t att_scratch_bytes;
 };
 
 // Log a line through the engine's callback (no-op without one).

@@ -195,3 +195,246 @@ cllm_status be_attention(const float *q, const float *kc, const float *vc, float
     CLLM_CUDA_CHECK_LAUNCH("be_attention");
     return CLLM_OK;
 }
+
+// ---- split attention (batch-1 decode) --------------------------------------------------------
+//
+// Flash-decoding: grid (n_kv_heads, n_splits, n_q). Warp w of split s takes positions
+// s * ATS_WARPS + w + k * (n_splits * ATS_WARPS), B at a time (B rows of K and of V in flight per
+// lane), with an online softmax per query head of its kv head's group (the G heads share every K/V
+// load). The block folds its warps into one partial (max, sum, weighted V) per head in `scratch`;
+// the last block of a (kv head, query) to finish (an atomic counter, reset by that block, so the
+// launch replays in a graph) combines the splits in split order: the result does not depend on
+// which block came last. Scratch layout: counters (n_q * n_kv uint32, zero between launches,
+// padded to 256 bytes), then (max, sum) pairs and weighted-V rows, each indexed
+// ((t * n_heads + h) * n_splits + s).
+#define ATS_WARPS 4
+#define ATS_TARGET_BLOCKS 512  // splits fill about this many blocks (132 SMs, 4+ blocks each)
+#define ATS_MAX_SPLITS 64
+#define ATS_MAX_Q 4
+
+static uint32_t ats_splits(uint32_t n_q, uint32_t max_pos, uint32_t n_kv) {
+    const uint32_t need = (max_pos + ATS_WARPS * 4 - 1) / (ATS_WARPS * 4);
+    uint32_t fill = ATS_TARGET_BLOCKS / (n_kv * (n_q ? n_q : 1));
+    fill = fill ? fill : 1;
+    uint32_t s = need < fill ? need : fill;
+    s = s < ATS_MAX_SPLITS ? s : ATS_MAX_SPLITS;
+    return s ? s : 1;
+}
+
+static size_t ats_counter_bytes(uint32_t n_q, uint32_t n_kv) {
+    return ((size_t)n_q * n_kv * sizeof(uint32_t) + 255) / 256 * 256;
+}
+
+template <int G, int NV>
+static __global__ void __launch_bounds__(ATS_WARPS * 32)
+    be_attn_split_kernel(const float *q, const float *kc, const float *vc, float *out,
+                         const int32_t *pos_dev, uint32_t n_heads, uint32_t n_kv, uint32_t hd,
+                         uint32_t n_splits, uint32_t *count, float *ml, float *po) {
+    constexpr int B = G * NV >= 8 ? 2 : 4;  // positions per warp step (register budget)
+    __shared__ float s_o[ATS_WARPS][G][NV * 128];
+    __shared__ float s_m[ATS_WARPS][G], s_l[ATS_WARPS][G];
+    __shared__ float s_w[G][ATS_MAX_SPLITS];
+    __shared__ float s_sum[G];
+    __shared__ uint32_t s_last;
+    be_pdl_enter();
+    const uint32_t kvh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+    const uint32_t n_ctx = (uint32_t)pos_dev[0] + t + 1;
+    const size_t stride = (size_t)n_kv * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 qv[G][NV], acc[G][NV];
+    float m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        m[g] = -INFINITY, l[g] = 0.f;
+        const float *qh = q + ((size_t)t * n_heads + kvh * G + g) * hd;
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            const uint32_t d = 4 * (lane + 32 * j);
+            qv[g][j] = d < hd ? *(const float4 *)(qh + d) : zero;
+            acc[g][j] = zero;
+        }
+    }
+    const float *kb = kc + (size_t)kvh * hd, *vb = vc + (size_t)kvh * hd;
+    const uint32_t tw = n_splits * ATS_WARPS;
+    for (uint32_t p0 = split * ATS_WARPS + warp; p0 < n_ctx; p0 += B * tw) {
+        float4 kr[B][NV], vr[B][NV];
+#pragma unroll
+        for (int b = 0; b < B; b++)
+#pragma unroll
+            for (int j = 0; j < NV; j++) {
+                const size_t p = p0 + (size_t)b * tw;
+                const uint32_t d = 4 * (lane + 32 * j);
+                const bool ok = p < n_ctx && d < hd;
+                kr[b][j] = ok ? __ldg((const float4 *)(kb + p * stride + d)) : zero;
+                vr[b][j] = ok ? __ldg((const float4 *)(vb + p * stride + d)) : zero;
+            }
+        float sc[B][G];
+#pragma unroll
+        for (int b = 0; b < B; b++)
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float s = 0.f;
+#pragma unroll
+                for (int j = 0; j < NV; j++)
+                    s += qv[g][j].x * kr[b][j].x + qv[g][j].y * kr[b][j].y +
+                         qv[g][j].z * kr[b][j].z + qv[g][j].w * kr[b][j].w;
+                sc[b][g] = s;
+            }
+#pragma unroll
+        for (int dd = 16; dd; dd >>= 1)
+#pragma unroll
+            for (int b = 0; b < B; b++)
+#pragma unroll
+                for (int g = 0; g < G; g++) sc[b][g] += __shfl_xor_sync(0xffffffffu, sc[b][g], dd);
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float mx = m[g];
+#pragma unroll
+            for (int b = 0; b < B; b++) {
+                sc[b][g] = p0 + (size_t)b * tw < n_ctx ? sc[b][g] * scale : -INFINITY;
+                mx = fmaxf(mx, sc[b][g]);
+            }
+            const float corr = __expf(m[g] - mx);  // 0 at the first step (m = -inf)
+            l[g] *= corr;
+#pragma unroll
+            for (int j = 0; j < NV; j++)
+                acc[g][j].x *= corr, acc[g][j].y *= corr, acc[g][j].z *= corr, acc[g][j].w *= corr;
+#pragma unroll
+            for (int b = 0; b < B; b++) {
+                const float e = __expf(sc[b][g] - mx);  // 0 past n_ctx
+                l[g] += e;
+#pragma unroll
+                for (int j = 0; j < NV; j++) {
+                    acc[g][j].x += e * vr[b][j].x, acc[g][j].y += e * vr[b][j].y;
+                    acc[g][j].z += e * vr[b][j].z, acc[g][j].w += e * vr[b][j].w;
+                }
+            }
+            m[g] = mx;
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+#pragma unroll
+        for (int j = 0; j < NV; j++) {
+            const uint32_t d = 4 * (lane + 32 * j);
+            if (d < hd) *(float4 *)&s_o[warp][g][d] = acc[g][j];
+        }
+        if (lane == 0) s_m[warp][g] = m[g], s_l[warp][g] = l[g];
+    }
+    __syncthreads();
+    // The block's partial per head (a warp without positions has m = -inf and weighs 0).
+    for (uint32_t e = threadIdx.x; e < G * hd; e += blockDim.x) {
+        const uint32_t g = e / hd, d = e % hd;
+        float mx = -INFINITY;
+        for (int w = 0; w < ATS_WARPS; w++) mx = fmaxf(mx, s_m[w][g]);
+        float o = 0.f, sum = 0.f;
+        if (mx != -INFINITY)
+            for (int w = 0; w < ATS_WARPS; w++) {
+                const float ew = __expf(s_m[w][g] - mx);
+                o += ew * s_o[w][g][d];
+                sum += ew * s_l[w][g];
+            }
+        const size_t hi = ((size_t)t * n_heads + kvh * G + g) * n_splits + split;
+        po[hi * hd + d] = o;
+        if (d == 0) ml[2 * hi] = mx, ml[2 * hi + 1] = sum;
+    }
+    __threadfence();  // partials visible device-wide before the count
+    __syncthreads();
+    if (threadIdx.x == 0)
+        s_last = atomicAdd(count + (size_t)t * n_kv + kvh, 1u) == n_splits - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    // Last block: weights of the splits per head (split 0 always holds position 0: max finite).
+    for (uint32_t g = warp; g < G; g += ATS_WARPS) {
+        const size_t h0 = ((size_t)t * n_heads + kvh * G + g) * n_splits;
+        float mx = -INFINITY;
+        for (uint32_t sp = lane; sp < n_splits; sp += 32) mx = fmaxf(mx, __ldcg(ml + 2 * (h0 + sp)));
+        mx = be_warp_max(mx);
+        float sum = 0.f;
+        for (uint32_t sp = lane; sp < n_splits; sp += 32) {
+            const float w = __expf(__ldcg(ml + 2 * (h0 + sp)) - mx);
+            s_w[g][sp] = w;
+            sum += w * __ldcg(ml + 2 * (h0 + sp) + 1);
+        }
+        sum = be_warp_sum(sum);
+        if (lane == 0) s_sum[g] = sum;
+    }
+    __syncthreads();
+    for (uint32_t e = threadIdx.x; e < G * hd; e += blockDim.x) {
+        const uint32_t g = e / hd, d = e % hd;
+        const size_t h = (size_t)t * n_heads + kvh * G + g;
+        const float *pr = po + h * n_splits * hd + d;
+        float o = 0.f;
+#pragma unroll 8
+        for (uint32_t sp = 0; sp < n_splits; sp++) o += s_w[g][sp] * __ldcg(pr + (size_t)sp * hd);
+        out[h * hd + d] = o / s_sum[g];
+    }
+    if (threadIdx.x == 0) count[(size_t)t * n_kv + kvh] = 0;  // ready for the next launch
+}
+
+extern "C" int cllm_cuda_attention_split_ok(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads,
+                                            uint32_t hd) {
+    if (!n_q || n_q > ATS_MAX_Q || !n_kv_heads || !n_heads || n_heads % n_kv_heads) return 0;
+    const uint32_t g = n_heads / n_kv_heads;
+    return (g == 1 || g == 2 || g == 4 || g == 8) && hd && hd % 4 == 0 && hd <= 256;
+}
+
+extern "C" size_t cllm_cuda_attention_split_scratch(uint32_t n_q, uint32_t max_pos,
+                                                    uint32_t n_heads, uint32_t n_kv_heads,
+                                                    uint32_t hd) {
+    if (!cllm_cuda_attention_split_ok(n_q, n_heads, n_kv_heads, hd)) return 0;
+    const size_t rows = (size_t)n_q * n_heads * ats_splits(n_q, max_pos, n_kv_heads);
+    return ats_counter_bytes(n_q, n_kv_heads) + rows * (2 + hd) * sizeof(float);
+}
+
+template <int G>
+static cudaError_t ats_launch(uint32_t nv, dim3 grid, void *stream, unsigned flags,
+                              const float *q, const float *kc, const float *vc, float *out,
+                              const int32_t *pos_dev, uint32_t nh, uint32_t nkv, uint32_t hd,
+                              uint32_t ns, uint32_t *count, float *ml, float *po) {
+    const dim3 block(ATS_WARPS * 32);
+    return nv == 1 ? be_launch(be_attn_split_kernel<G, 1>, grid, block, 0, stream, flags, q, kc,
+                               vc, out, pos_dev, nh, nkv, hd, ns, count, ml, po)
+                   : be_launch(be_attn_split_kernel<G, 2>, grid, block, 0, stream, flags, q, kc,
+                               vc, out, pos_dev, nh, nkv, hd, ns, count, ml, po);
+}
+
+extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
+                                                 const float *v_cache_dev, float *out_dev,
+                                                 const int32_t *pos_dev, uint32_t n_q,
+                                                 uint32_t max_pos, uint32_t n_heads,
+                                                 uint32_t n_kv_heads, uint32_t hd,
+                                                 void *scratch_dev, size_t scratch_bytes,
+                                                 unsigned flags, void *stream) {
+    RETURN_IF(!cllm_cuda_attention_split_ok(n_q, n_heads, n_kv_heads, hd), CLLM_ERR_UNSUPPORTED,
+              "split attention: %u queries, heads %u/%u, head_dim %u", n_q, n_heads, n_kv_heads,
+              hd);
+    RETURN_IF(!q_dev || !k_cache_dev || !v_cache_dev || !out_dev || !pos_dev || !scratch_dev ||
+                  ((uintptr_t)q_dev | (uintptr_t)k_cache_dev | (uintptr_t)v_cache_dev) % 16,
+              CLLM_ERR_ARG, "split attention: NULL or unaligned pointer");
+    const size_t need = cllm_cuda_attention_split_scratch(n_q, max_pos, n_heads, n_kv_heads, hd);
+    RETURN_IF(scratch_bytes < need, CLLM_ERR_ARG, "split attention: scratch %zu bytes < %zu",
+              scratch_bytes, need);
+    const uint32_t ns = ats_splits(n_q, max_pos, n_kv_heads), nv = hd > 128 ? 2 : 1;
+    uint32_t *count = (uint32_t *)scratch_dev;
+    float *ml = (float *)((uint8_t *)scratch_dev + ats_counter_bytes(n_q, n_kv_heads));
+    float *po = ml + (size_t)2 * n_q * n_heads * ns;
+    const dim3 grid(n_kv_heads, ns, n_q);
+    cudaError_t e;
+    switch (n_heads / n_kv_heads) {
+    case 1: e = ats_launch<1>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
+                              pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+    case 2: e = ats_launch<2>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
+                              pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+    case 4: e = ats_launch<4>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
+                              pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+    default: e = ats_launch<8>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
+                               pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+    }
+    CLLM_CUDA_TRY(e);
+    CLLM_CUDA_CHECK_LAUNCH("attention_split");
+    return CLLM_OK;
+}

@@ -214,13 +214,22 @@ static cllm_status use(be_state *s, const be_pass *p, size_t j, const float *x, 
 // Matrices j0 .. j0+n_w-1 share their input x. For a few tokens with matching kinds and widths
 // they run as one launch per token (small matrices such as q/k/v then fill the GPU like one large
 // one); otherwise one matmul each. ys[i]: (nt, rows_i).
+// nw: x is the residual stream and the matrices read RMSNorm(x) * nw (eps of the model) through
+// s->xb: fused into the launches (norm_fused, see cllm_cuda_matvec_multi_norm_ex), else one
+// RMSNorm launch first. lf0: launch flags of that first launch (no PDL on a graph's first kernel).
 static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_w, const float *x,
-                                float *const *ys) {
+                                float *const *ys, const float *nw, unsigned lf0) {
     const be_mat *m = &s->mats[j0];
     int fused = p->nt <= BE_MATVEC_MAX_N && n_w <= CLLM_CUDA_MATVEC_MAX;
     for (int i = 1; i < n_w && fused; i++)
         fused = m[i].view.kind == m[0].view.kind && m[i].view.cols == m[0].view.cols &&
                 m[i].view.group_size == m[0].view.group_size;
+    const int norm_in = nw && fused && s->norm_fused;
+    if (nw && !norm_in) {
+        TRY(cllm_cuda_rmsnorm_ex(x, nw, s->xb, p->nt, (uint32_t)s->dim, s->cfg.norm_eps, lf0,
+                                 s->compute));
+        x = s->xb;
+    }
     if (!fused) {
         for (int i = 0; i < n_w; i++) TRY(use(s, p, j0 + (size_t)i, x, ys[i], 0, NULL));
         return CLLM_OK;
@@ -235,8 +244,14 @@ static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_
     for (uint32_t t = 0; t < p->nt; t++) {
         float *yt[CLLM_CUDA_MATVEC_MAX];
         for (int i = 0; i < n_w; i++) yt[i] = ys[i] + (size_t)t * w[i].rows;
-        TRY(cllm_cuda_matvec_multi_ex(w, n_w, x + (size_t)t * w[0].cols, yt, mat_flags(p, raw),
-                                      s->compute));
+        const float *xt = x + (size_t)t * w[0].cols;
+        if (norm_in)
+            TRY(cllm_cuda_matvec_multi_norm_ex(w, n_w, xt, nw, s->cfg.norm_eps,
+                                               s->xb + (size_t)t * s->dim, yt,
+                                               t == 0 && !lf0 ? 0u : mat_flags(p, raw),
+                                               s->compute));
+        else
+            TRY(cllm_cuda_matvec_multi_ex(w, n_w, xt, yt, mat_flags(p, raw), s->compute));
     }
     for (int i = 0; i < n_w; i++)
         if (m[i].place != BE_RAW && m[i].last_in_group) TRY(release(s, p, m[i].group));
@@ -245,11 +260,20 @@ static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_
 
 // out = silu(Wgate h) * (Wup h): one fused launch per token for a few tokens, else two matmuls
 // and the SwiGLU pass.
-static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const float *h) {
+// nw: as in use_shared_x (h is then the residual stream).
+static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const float *h,
+                               const float *nw) {
     const be_mat *g = &s->mats[jg], *u = &s->mats[jg + 1];
-    if (p->nt > BE_MATVEC_MAX_N || g->view.kind != u->view.kind ||
-        g->view.rows != u->view.rows || g->view.cols != u->view.cols ||
-        g->view.group_size != u->view.group_size) {
+    const int fused = p->nt <= BE_MATVEC_MAX_N && g->view.kind == u->view.kind &&
+                      g->view.rows == u->view.rows && g->view.cols == u->view.cols &&
+                      g->view.group_size == u->view.group_size;
+    const int norm_in = nw && fused && s->norm_fused;
+    if (nw && !norm_in) {
+        TRY(cllm_cuda_rmsnorm_ex(h, nw, s->xb, p->nt, (uint32_t)s->dim, s->cfg.norm_eps, p->lf,
+                                 s->compute));
+        h = s->xb;
+    }
+    if (!fused) {
         TRY(use(s, p, jg, h, s->hb, 0, NULL));
         TRY(use(s, p, jg + 1, h, s->hb2, 0, NULL));
         return cllm_cuda_swiglu(s->hb, s->hb2, s->hb, (size_t)p->nt * s->hidden, s->compute);
@@ -257,9 +281,16 @@ static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const f
     if (g->place != BE_RAW) TRY(acquire(s, p, g->group));
     if (u->place != BE_RAW) TRY(acquire(s, p, u->group));
     const unsigned lf = mat_flags(p, g->place == BE_RAW && u->place == BE_RAW);
-    for (uint32_t t = 0; t < p->nt; t++)
-        TRY(cllm_cuda_matvec_swiglu_ex(&g->view, &u->view, h + (size_t)t * g->view.cols,
-                                       s->hb + (size_t)t * s->hidden, lf, s->compute));
+    for (uint32_t t = 0; t < p->nt; t++) {
+        const float *ht = h + (size_t)t * g->view.cols;
+        if (norm_in)
+            TRY(cllm_cuda_matvec_swiglu_norm_ex(&g->view, &u->view, ht, nw, s->cfg.norm_eps,
+                                                s->xb + (size_t)t * s->dim,
+                                                s->hb + (size_t)t * s->hidden, lf, s->compute));
+        else
+            TRY(cllm_cuda_matvec_swiglu_ex(&g->view, &u->view, ht, s->hb + (size_t)t * s->hidden,
+                                           lf, s->compute));
+    }
     if (g->place != BE_RAW && g->last_in_group) TRY(release(s, p, g->group));
     if (u->place != BE_RAW && u->last_in_group) TRY(release(s, p, u->group));
     return CLLM_OK;
@@ -272,25 +303,27 @@ static cllm_status attention_block(be_state *s, const be_pass *p, uint32_t l) {
     const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
     const size_t kv_off = (size_t)l * s->ctx * s->kv_dim;
     const unsigned lf0 = l == 0 && !p->embed ? 0u : p->lf;  // no PDL on a graph's first kernel
-    TRY(cllm_cuda_rmsnorm_ex(s->x, s->norm_att + l * D, s->xb, p->nt, (uint32_t)D,
-                             s->cfg.norm_eps, lf0, s->compute));
     float *const qkv[3] = {s->q, s->k, s->v};
-    TRY(use_shared_x(s, p, j, 3, s->xb, qkv));
+    TRY(use_shared_x(s, p, j, 3, s->x, qkv, s->norm_att + l * D, lf0));
     TRY(be_rope_store(s->q, s->k, s->v, s->kc + kv_off, s->vc + kv_off, s->rope_cos, s->rope_sin,
                       s->ctl_dev, p->nt, s->cfg.n_heads, s->cfg.n_kv_heads,
                       (uint32_t)s->head_dim, p->lf, s->compute));
-    TRY(be_attention(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev, p->nt,
-                     p->smem_pos, s->cfg.n_heads, s->cfg.n_kv_heads, (uint32_t)s->head_dim,
-                     p->lf, s->compute));
+    if (s->att_split && p->nt <= BE_MATVEC_MAX_N)  // splits fixed by the context: graph-safe
+        TRY(cllm_cuda_attention_split(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev,
+                                      p->nt, s->ctx, s->cfg.n_heads, s->cfg.n_kv_heads,
+                                      (uint32_t)s->head_dim, s->att_scratch,
+                                      s->att_scratch_bytes, p->lf, s->compute));
+    else
+        TRY(be_attention(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev, p->nt,
+                         p->smem_pos, s->cfg.n_heads, s->cfg.n_kv_heads, (uint32_t)s->head_dim,
+                         p->lf, s->compute));
     return use(s, p, j + 3, s->att, s->x, 1, s->xb);
 }
 
 // x += Wdown (silu(Wgate h) * Wup h), h = RMSNorm(x) * w_ffn.
 static cllm_status mlp_block(be_state *s, const be_pass *p, uint32_t l) {
     const size_t j = (size_t)l * BE_MATS_PER_LAYER, D = s->dim;
-    TRY(cllm_cuda_rmsnorm_ex(s->x, s->norm_ffn + l * D, s->xb, p->nt, (uint32_t)D,
-                             s->cfg.norm_eps, p->lf, s->compute));
-    TRY(use_gate_up(s, p, j + 4, s->xb));
+    TRY(use_gate_up(s, p, j + 4, s->x, s->norm_ffn + l * D));
     return use(s, p, j + 6, s->hb, s->x, 1, s->xb);
 }
 
@@ -518,10 +551,48 @@ static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, siz
     return CLLM_OK;
 }
 
+// 1 / 0 from an environment switch: `on` / `off` spelled as given, else the default.
+static int env_switch(const char *name, const char *on, const char *off, int def) {
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
+    if (!strcmp(v, on)) return 1;
+    if (!strcmp(v, off)) return 0;
+    return def;
+}
+
+// The batch-1 fast paths (see be_state): switches read once, split attention scratch allocated
+// and its counters zeroed (before any graph capture).
+static cllm_status be_fast_init(be_state *s) {
+    s->fast_ready = 1;
+    const uint32_t nh = s->cfg.n_heads, nkv = s->cfg.n_kv_heads, hd = (uint32_t)s->head_dim;
+    s->att_split = env_switch("CLLM_CUDA_ATTN", "split", "old", 1);
+    s->norm_fused = env_switch("CLLM_CUDA_NORM_FUSED", "1", "0", 1);
+    if (s->att_split && !cllm_cuda_attention_split_ok(1, nh, nkv, hd)) {
+        be_log(s, "cuda: split attention cannot take heads %u/%u x %u; using the old kernel",
+               nh, nkv, hd);
+        s->att_split = 0;
+    }
+    if (s->att_split) {
+        size_t bytes = 0;
+        for (uint32_t q = 1; q <= BE_MATVEC_MAX_N; q++) {
+            const size_t b = cllm_cuda_attention_split_scratch(q, s->ctx, nh, nkv, hd);
+            bytes = b > bytes ? b : bytes;
+        }
+        TRY(cllm_cuda_alloc(s->mem, bytes, &s->att_scratch));
+        CLLM_CUDA_TRY(cudaMemsetAsync(s->att_scratch, 0, bytes, CLLM_STREAM(s->compute)));
+        s->att_scratch_bytes = bytes;
+    }
+    be_log(s, "cuda: batch-1 attention %s (CLLM_CUDA_ATTN=split|old), RMSNorm %s "
+              "(CLLM_CUDA_NORM_FUSED=1|0)",
+           s->att_split ? "split" : "old", s->norm_fused ? "fused into the matvecs" : "separate");
+    return CLLM_OK;
+}
+
 cllm_status be_forward(void *state, const int32_t *tokens, size_t n, size_t pos, float *logits,
                        int all_logits) {
     be_state *s = (be_state *)state;
     CLLM_CUDA_TRY(cudaSetDevice(s->device));  // the device is per host thread
+    if (!s->fast_ready) TRY(be_fast_init(s));
     cllm_status st = CLLM_OK;
     for (size_t done = 0; done < n && st == CLLM_OK;) {
         const uint32_t nt = (uint32_t)(n - done < s->batch ? n - done : s->batch);

@@ -110,6 +110,9 @@ struct mv_job {
     uint32_t block_end[CLLM_CUDA_MATVEC_MAX];  // unused entries repeat the last
     int32_t acc;                                // y += W x instead of y = W x (not swiglu)
     int32_t pre;                                // weights resident: first loads before pdl_wait
+    const float *nw;                            // fused RMSNorm weights (NULL: x is the input)
+    float eps;                                  // fused RMSNorm epsilon
+    int32_t reserved_;
 };
 
 static __device__ __forceinline__ uint32_t mv_pick(const mv_job &m, uint32_t b) {
@@ -129,10 +132,14 @@ static __device__ __forceinline__ void mv_store(const mv_job &m, uint32_t i, uin
 }
 
 // Dot of 16 bytes of weights with the matching x (a float4 per 4 elements).
-template <int KIND>
+// x in global memory (read-only path) or, SH, in shared memory (the fused RMSNorm's staging).
+template <bool SH>
+static __device__ __forceinline__ float4 ldx(const float4 *p) { return SH ? *p : __ldg(p); }
+
+template <int KIND, bool SH = false>
 static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
     if (KIND == CLLM_CUDA_W_F32) {
-        const float4 a = __ldg(x);
+        const float4 a = ldx<SH>(x);
         return __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y +
                __uint_as_float(v.z) * a.z + __uint_as_float(v.w) * a.w;
     } else if (KIND == CLLM_CUDA_W_INT8) {
@@ -140,7 +147,7 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const float4 a = __ldg(x + k);
+            const float4 a = ldx<SH>(x + k);
             s += (float)(int8_t)(u[k]) * a.x + (float)(int8_t)(u[k] >> 8) * a.y +
                  (float)(int8_t)(u[k] >> 16) * a.z + (float)(int8_t)(u[k] >> 24) * a.w;
         }
@@ -150,7 +157,7 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < 2; k++) {
-            const float4 a = __ldg(x + k);
+            const float4 a = ldx<SH>(x + k);
             float w0, w1, w2, w3;
             if (KIND == CLLM_CUDA_W_BF16) {
                 w0 = bf16_lo(u[2 * k]); w1 = bf16_hi(u[2 * k]);
@@ -169,7 +176,7 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
 // 4 per row in flight. int8: sc[k] is row k's scales, vpg vectors per group.
 // pre: the first batch of weight loads is issued before pdl_wait (weights no running kernel
 // writes); x and the scales are read after it either way. The sums are the same either way.
-template <int KIND, int NR>
+template <int KIND, int NR, bool SH = false>
 static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                                                const float *const (&sc)[NR], uint32_t vpg,
                                                uint32_t nvec, const float *x, uint32_t lane,
@@ -190,7 +197,7 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 #pragma unroll
             for (int u = 0; u < 4; u++) {
                 const uint32_t vi = v + 32 * u;
-                const float d = dot16<KIND>(a[k][u], (const float4 *)(x + (size_t)vi * EPV));
+                const float d = dot16<KIND, SH>(a[k][u], (const float4 *)(x + (size_t)vi * EPV));
                 sum[k] += KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d;
             }
     };
@@ -210,24 +217,56 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
     for (; v < nvec; v += 32)
 #pragma unroll
         for (int k = 0; k < NR; k++) {
-            const float d = dot16<KIND>(__ldg(row[k] + v), (const float4 *)(x + (size_t)v * EPV));
+            const float d = dot16<KIND, SH>(__ldg(row[k] + v), (const float4 *)(x + (size_t)v * EPV));
             sum[k] += KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + v / vpg) : d;
         }
+}
+
+static __device__ float block_sum(float v, float *red);
+
+// xn[i] = rmsnorm_kernel's out[i] for one row, by a block of 256 threads (its size: the same
+// partial sums, the same reduction tree, the same expressions, so bit-identical). Ends with a
+// barrier (xn readable by the whole block).
+static __device__ __forceinline__ void mv_norm_stage(const float *xr, const float *w,
+                                                     uint32_t dim, float eps, float *xn,
+                                                     float *red) {
+    float ss = 0.f;
+    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, red);
+    const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) xn[i] = xr[i] * inv * __ldg(w + i);
+    __syncthreads();
 }
 
 // One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
 // (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
 // 16 (a 16-byte vector never straddles two groups).
-template <int KIND, bool SWIGLU>
+// NORM: x is rmsnorm(x) * m.nw, staged in dynamic shared memory (cols floats) by every block
+// (mv_norm_stage); resident weights are then only prefetched into L2 before the wait.
+template <int KIND, bool SWIGLU, bool NORM>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
+    extern __shared__ float4 mv_xn4[];
+    __shared__ float red[NORM ? 32 : 1];
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
+    if (NORM) {  // every thread: the staging has block barriers
+        if (m.pre && r < rows)
+#pragma unroll
+            for (int k = 0; k < NR; k++) {
+                const uint8_t *rw = (const uint8_t *)m.w[SWIGLU ? k : i].data +
+                                    r * cols * (16 / EPV) + 16 * (size_t)lane;
+                for (uint32_t u = 0; u < 4 && lane + 32 * u < cols / EPV; u++)
+                    asm volatile("prefetch.global.L2 [%0];" ::"l"(rw + 512 * u));
+            }
+        pdl_wait();
+        mv_norm_stage(x, m.nw, (uint32_t)cols, m.eps, (float *)mv_xn4, red);
+    }
     if (r >= rows) {
         pdl_wait();
         return;
@@ -243,7 +282,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
     }
     float sum[NR];
-    mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
+    mv_rows<KIND, NR, NORM>(row, sc, gs / 16, (uint32_t)(cols / EPV),
+                            NORM ? (const float *)mv_xn4 : x, lane, m.pre != 0 && !NORM, sum);
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k] = warp_sum(sum[k]);
     if (lane == 0) mv_store(m, i, r, sum[0], sum[NR - 1], SWIGLU);
@@ -504,19 +544,24 @@ static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, 
                     flags, m, x);
 }
 
-template <bool SW>
+template <bool SW, bool NORM>
 static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
                                  cudaStream_t s, unsigned flags) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
+    const size_t sm = NORM ? (size_t)m.w[0].cols * sizeof(float) : 0;
     switch (kind) {
     case CLLM_CUDA_W_F32:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW>, grid, block, 0, s, flags, m, x);
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW, NORM>, grid, block, sm, s, flags,
+                        m, x);
     case CLLM_CUDA_W_F16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, 0, s, flags, m, x);
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW, NORM>, grid, block, sm, s, flags,
+                        m, x);
     case CLLM_CUDA_W_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, 0, s, flags, m, x);
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW, NORM>, grid, block, sm, s, flags,
+                        m, x);
     default:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, 0, s, flags, m, x);
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW, NORM>, grid, block, sm, s, flags,
+                        m, x);
     }
 }
 
@@ -549,10 +594,13 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     } else if (!vec) {
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
+    } else if (m->nw) {  // the caller checked mv_norm_fusable
+        e = swiglu ? mv_vec_launch<true, true>(m->w[0].kind, *m, x, nb, s, flags)
+                   : mv_vec_launch<false, true>(m->w[0].kind, *m, x, nb, s, flags);
     } else if (swiglu) {
-        e = mv_vec_launch<true>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch<true, false>(m->w[0].kind, *m, x, nb, s, flags);
     } else {
-        e = mv_vec_launch<false>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch<false, false>(m->w[0].kind, *m, x, nb, s, flags);
     }
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
     return CLLM_OK;
@@ -933,4 +981,59 @@ extern "C" cllm_status cllm_cuda_argmax(const float *x_dev, size_t n, int32_t *o
     argmax_kernel<<<1, 1024, 0, CLLM_STREAM(stream)>>>(x_dev, n, out_dev);
     CLLM_CUDA_CHECK_LAUNCH("argmax");
     return CLLM_OK;
+}
+
+// ---- RMSNorm fused into the following matvec (batch 1) ---------------------------------------
+
+// The fused form runs where the 16-byte-vector kernel takes every matrix (see mv_launch) and x
+// fits in the default 48 KB of shared memory.
+static bool mv_norm_fusable(const cllm_cuda_weight *w, int n, const float *x) {
+    if ((size_t)w[0].cols * sizeof(float) > 48 * 1024 || mv8_smem_bytes(&w[0])) return false;
+    for (int i = 0; i < n; i++)
+        if (!mv_vec_ok(&w[i], x)) return false;
+    return true;
+}
+
+extern "C" cllm_status cllm_cuda_matvec_multi_norm_ex(const cllm_cuda_weight *w, int n_w,
+                                                      const float *x_dev,
+                                                      const float *norm_w_dev, float eps,
+                                                      float *xn_dev, float *const *y_dev,
+                                                      unsigned flags, void *stream) {
+    RETURN_IF(!w || !x_dev || !norm_w_dev || !xn_dev || !y_dev || n_w < 1 ||
+                  n_w > CLLM_CUDA_MATVEC_MAX,
+              CLLM_ERR_ARG, "matvec_multi_norm: bad argument");
+    TRY(check_job(w, n_w, false, "matvec_multi_norm"));
+    if (!mv_norm_fusable(w, n_w, x_dev)) {
+        TRY(cllm_cuda_rmsnorm_ex(x_dev, norm_w_dev, xn_dev, 1, (uint32_t)w[0].cols, eps, flags,
+                                 stream));
+        return cllm_cuda_matvec_multi_ex(w, n_w, xn_dev, y_dev, flags, stream);
+    }
+    mv_job m = {};
+    for (int i = 0; i < n_w; i++) {
+        RETURN_IF(!y_dev[i], CLLM_ERR_ARG, "matvec_multi_norm: NULL output %d", i);
+        m.w[i] = w[i], m.y[i] = y_dev[i];
+    }
+    m.nw = norm_w_dev, m.eps = eps;
+    return mv_launch(&m, n_w, x_dev, false, flags, stream, "matvec_multi_norm");
+}
+
+extern "C" cllm_status cllm_cuda_matvec_swiglu_norm_ex(const cllm_cuda_weight *gate,
+                                                       const cllm_cuda_weight *up,
+                                                       const float *x_dev,
+                                                       const float *norm_w_dev, float eps,
+                                                       float *xn_dev, float *out_dev,
+                                                       unsigned flags, void *stream) {
+    RETURN_IF(!gate || !up || !x_dev || !norm_w_dev || !xn_dev || !out_dev, CLLM_ERR_ARG,
+              "matvec_swiglu_norm: NULL pointer");
+    const cllm_cuda_weight w[2] = {*gate, *up};
+    TRY(check_job(w, 2, true, "matvec_swiglu_norm"));
+    if (!mv_norm_fusable(w, 2, x_dev)) {
+        TRY(cllm_cuda_rmsnorm_ex(x_dev, norm_w_dev, xn_dev, 1, (uint32_t)w[0].cols, eps, flags,
+                                 stream));
+        return cllm_cuda_matvec_swiglu_ex(gate, up, xn_dev, out_dev, flags, stream);
+    }
+    mv_job m = {};
+    m.w[0] = w[0], m.w[1] = w[1], m.y[0] = out_dev;
+    m.nw = norm_w_dev, m.eps = eps;
+    return mv_launch(&m, 2, x_dev, true, flags, stream, "matvec_swiglu_norm");
 }

@@ -714,6 +714,105 @@ static void multi_case(uint32_t kind, int n, const uint64_t *rows, uint64_t cols
     free(x);
 }
 
+// RMSNorm fused into the q/k/v (n == 3) or gate/up (swiglu) launch against cllm_cuda_rmsnorm_ex
+// then the plain launcher: bit-identical (same reduction order; the int8 tensor-core shapes take
+// the two-launch form).
+static void norm_fused_case(uint32_t kind, int n, const uint64_t *rows, uint64_t cols,
+                            uint32_t group, int swiglu) {
+    host_weight h[CLLM_CUDA_MATVEC_MAX];
+    cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
+    float *x = xmalloc(cols * sizeof(float)), *nw = xmalloc(cols * sizeof(float));
+    make_x(x, cols, 0);
+    fill_floats(nw, cols, 1.0);
+    float *xd = upload(x, cols * 4), *nwd = upload(nw, cols * 4), *xn = dev_alloc(cols * 4);
+    float *ya[CLLM_CUDA_MATVEC_MAX], *yb[CLLM_CUDA_MATVEC_MAX];
+    for (int i = 0; i < n; i++) {
+        host_weight_make(&h[i], kind, rows[i], cols, group);
+        w[i] = weight_upload(&h[i]);
+        ya[i] = dev_alloc(rows[i] * 4), yb[i] = dev_alloc(rows[i] * 4);
+        poison(ya[i], rows[i]), poison(yb[i], rows[i]);
+    }
+    const float eps = 1e-5f;
+    MUST(cllm_cuda_rmsnorm_ex(xd, nwd, xn, 1, (uint32_t)cols, eps, 0, g_stream));
+    if (swiglu) {
+        MUST(cllm_cuda_matvec_swiglu_ex(&w[0], &w[1], xn, ya[0], 0, g_stream));
+        MUST(cllm_cuda_matvec_swiglu_norm_ex(&w[0], &w[1], xd, nwd, eps, xn, yb[0], 0, g_stream));
+    } else {
+        MUST(cllm_cuda_matvec_multi_ex(w, n, xn, ya, 0, g_stream));
+        MUST(cllm_cuda_matvec_multi_norm_ex(w, n, xd, nwd, eps, xn, yb, 0, g_stream));
+    }
+    int same = 1;
+    for (int i = 0; i < (swiglu ? 1 : n); i++) {
+        float *a = xmalloc(rows[i] * 4), *b = xmalloc(rows[i] * 4);
+        download(a, ya[i], rows[i] * 4), download(b, yb[i], rows[i] * 4);
+        same &= memcmp(a, b, rows[i] * 4) == 0;
+        free(a), free(b);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm+%s %s %dx%llux%llu", swiglu ? "swiglu" : "multi",
+             wkind_name(kind), n, (unsigned long long)rows[0], (unsigned long long)cols);
+    check(same, "%s fused: not bit-identical to rmsnorm then matvec", name);
+    summary("%-44s %s  bit-identical\n", name, same ? "PASS" : "FAIL");
+    for (int i = 0; i < n; i++) {
+        weight_release(&w[i]);
+        MUST(cllm_cuda_release(g_mem, ya[i])), MUST(cllm_cuda_release(g_mem, yb[i]));
+        host_weight_free(&h[i]);
+    }
+    MUST(cllm_cuda_release(g_mem, xd)), MUST(cllm_cuda_release(g_mem, nwd));
+    MUST(cllm_cuda_release(g_mem, xn));
+    free(x), free(nw);
+}
+
+// Split attention (position read from the device, splits fixed by a 4096-position context)
+// against ref_attention at positions 1, 17, 128, 1000, 4000 (4 causal queries at 17), tolerance
+// 1e-5; the scratch is reused, so its counters must come back to zero after each launch.
+static void attention_split_cases(void) {
+    const uint32_t ctx = 4096, pos[5] = {1, 17, 128, 1000, 4000};
+    const uint32_t heads[3][3] = {{32, 32, 128}, {32, 8, 128}, {6, 6, 48}};  // nh, nkv, hd
+    for (int hc = 0; hc < 3; hc++) {
+        const uint32_t nh = heads[hc][0], nkv = heads[hc][1], hd = heads[hc][2];
+        size_t sb = 0;
+        for (uint32_t q = 1; q <= 4; q++) {
+            size_t b = cllm_cuda_attention_split_scratch(q, ctx, nh, nkv, hd);
+            sb = b > sb ? b : sb;
+        }
+        check(sb > 0, "attention_split: %u/%u x %u not supported", nh, nkv, hd);
+        if (!sb) continue;
+        void *zeros = calloc(1, sb);
+        void *scratch = upload(zeros, sb);
+        free(zeros);
+        const size_t nkvs = (size_t)ctx * nkv * hd;
+        float *kc = xmalloc(nkvs * 4), *vc = xmalloc(nkvs * 4);
+        fill_floats(kc, nkvs, 1.0), fill_floats(vc, nkvs, 1.0);
+        float *kd = upload(kc, nkvs * 4), *vd = upload(vc, nkvs * 4);
+        for (int pi = 0; pi < 5; pi++) {
+            const uint32_t nqy = hc == 2 && pi == 1 ? 4 : 1, p0 = pos[pi];
+            const size_t nq = (size_t)nqy * nh * hd;
+            float *q = xmalloc(nq * 4), *o = xmalloc(nq * 4), *want = xmalloc(nq * 4);
+            fill_floats(q, nq, 1.0);
+            ref_attention(q, kc, vc, want, nqy, p0, nh, nkv, hd);
+            const int32_t p32 = (int32_t)p0;
+            float *qd = upload(q, nq * 4), *od = dev_alloc(nq * 4);
+            int32_t *pd = upload(&p32, sizeof p32);
+            MUST(cllm_cuda_attention_split(qd, kd, vd, od, pd, nqy, ctx, nh, nkv, hd, scratch, sb,
+                                           0, g_stream));
+            download(o, od, nq * 4);
+            const double e = rel_l2(o, want, nq);
+            check(e < 1e-5, "attention_split %u queries at %u, %u/%u heads x %u: rel L2 %.2e, "
+                  "tol 1e-5", nqy, p0, nh, nkv, hd, e);
+            char name[96];
+            snprintf(name, sizeof name, "attention_split %u/%ux%u q%u at %u", nh, nkv, hd, nqy, p0);
+            summary("%-44s %s  rel L2 %.1e\n", name, e < 1e-5 ? "PASS" : "FAIL", e);
+            MUST(cllm_cuda_release(g_mem, qd)), MUST(cllm_cuda_release(g_mem, od));
+            MUST(cllm_cuda_release(g_mem, pd));
+            free(q), free(o), free(want);
+        }
+        MUST(cllm_cuda_release(g_mem, kd)), MUST(cllm_cuda_release(g_mem, vd));
+        MUST(cllm_cuda_release(g_mem, scratch));
+        free(kc), free(vc);
+    }
+}
+
 // Argument checks of the multi launchers: mismatched kinds, widths or group sizes, too many
 // matrices, NULL outputs.
 static void multi_arg_cases(void) {
@@ -1101,6 +1200,16 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 32, 1, 0);  // 16-byte vector path
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
+    {
+        const uint64_t qkv[3] = {4096, 4096, 4096}, gu2[2] = {11008, 11008}, sm[3] = {256, 64, 64};
+        norm_fused_case(CLLM_CUDA_W_BF16, 3, qkv, 4096, 0, 0);
+        norm_fused_case(CLLM_CUDA_W_BF16, 2, gu2, 4096, 0, 1);
+        norm_fused_case(CLLM_CUDA_W_F16, 3, sm, 288, 0, 0);
+        norm_fused_case(CLLM_CUDA_W_F32, 2, gu2, 4096, 0, 1);
+        norm_fused_case(CLLM_CUDA_W_INT8, 3, qkv, 4096, 128, 0);  // tensor cores: two launches
+        norm_fused_case(CLLM_CUDA_W_INT8, 2, sm, 1024, 32, 1);    // 16-byte vectors: fused
+    }
+    attention_split_cases();
     chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
     chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128);  // tensor cores, grouped scales
     chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0);    // tensor cores, one scale per row
