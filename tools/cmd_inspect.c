@@ -113,6 +113,40 @@ static void print_row(const char *name, const char *codec, const stat_row *r, in
     printf("\n");
 }
 
+// One tensor's JSON row (docs/INSPECT.md).
+static json_t *tensor_json(const cllm_tensor_info *t, const stat_row *r, int with_zstd) {
+    json_t *row = row_json(r, with_zstd);
+    json_t *shape = json_array();
+    for (uint32_t d = 0; d < t->ndim; d++)
+        json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
+    json_object_set_new(row, "name", json_string(t->name));
+    json_object_set_new(row, "shape", shape);
+    json_object_set_new(row, "dtype", json_string(cllm_dtype_name(t->dtype)));
+    json_object_set_new(row, "codec", json_string(cllm_codec_name(t->codec)));
+    json_object_set_new(row, "layer_type", json_string(kind_names[tensor_kind(t->name)]));
+    if (t->codec != CLLM_CODEC_RAW)
+        json_object_set_new(row, "symbol_entropy", json_real(t->symbol_entropy));
+    if (t->codec == CLLM_CODEC_INT8)
+        json_object_set_new(row, "group_size", json_integer(t->group_size));
+    return row;
+}
+
+// The whole document; takes ownership of `tensors`.
+static void print_json(const char *path, uint64_t file_bytes, json_t *tensors,
+                       const stat_row *kinds, const stat_row *total, int with_zstd) {
+    json_t *root = json_object(), *jk = json_object();
+    json_object_set_new(root, "file", json_string(path));
+    json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
+    json_object_set_new(root, "tensors", tensors);
+    for (int k = 0; k < N_KINDS; k++)
+        if (kinds[k].elements) json_object_set_new(jk, kind_names[k], row_json(&kinds[k], with_zstd));
+    json_object_set_new(root, "layer_types", jk);
+    json_object_set_new(root, "total", row_json(total, with_zstd));
+    json_dumpf(root, stdout, JSON_INDENT(2));
+    printf("\n");
+    json_decref(root);
+}
+
 typedef struct inspect_opts {
     int json, zstd, level, threads;
 } inspect_opts;
@@ -156,20 +190,7 @@ static int inspect_file(const char *path, const inspect_opts *o) {
         char ent[32];
         snprintf(ent, sizeof ent, t.codec == CLLM_CODEC_RAW ? "-" : "%.3f", t.symbol_entropy);
         if (o->json) {
-            json_t *row = row_json(&r, o->zstd);
-            json_t *shape = json_array();
-            for (uint32_t d = 0; d < t.ndim; d++)
-                json_array_append_new(shape, json_integer((json_int_t)t.shape[d]));
-            json_object_set_new(row, "name", json_string(t.name));
-            json_object_set_new(row, "shape", shape);
-            json_object_set_new(row, "dtype", json_string(cllm_dtype_name(t.dtype)));
-            json_object_set_new(row, "codec", json_string(cllm_codec_name(t.codec)));
-            json_object_set_new(row, "layer_type", json_string(kind_names[tensor_kind(t.name)]));
-            if (t.codec != CLLM_CODEC_RAW)
-                json_object_set_new(row, "symbol_entropy", json_real(t.symbol_entropy));
-            if (t.codec == CLLM_CODEC_INT8)
-                json_object_set_new(row, "group_size", json_integer(t.group_size));
-            json_array_append_new(jt, row);
+            json_array_append_new(jt, tensor_json(&t, &r, o->zstd));
         } else {
             print_row(t.name, cllm_codec_name(t.codec), &r, o->zstd, ent);
         }
@@ -177,19 +198,8 @@ static int inspect_file(const char *path, const inspect_opts *o) {
     }
     cli_progress_end(&prog);
     if (rc == CLI_EXIT_OK && o->json) {
-        json_t *root = json_object(), *jk = json_object();
-        json_object_set_new(root, "file", json_string(path));
-        json_object_set_new(root, "file_bytes",
-                            json_integer((json_int_t)cllm_container_file_size(c)));
-        json_object_set_new(root, "tensors", jt);
+        print_json(path, cllm_container_file_size(c), jt, kinds, &total, o->zstd);
         jt = NULL;
-        for (int k = 0; k < N_KINDS; k++)
-            if (kinds[k].elements) json_object_set_new(jk, kind_names[k], row_json(&kinds[k], o->zstd));
-        json_object_set_new(root, "layer_types", jk);
-        json_object_set_new(root, "total", row_json(&total, o->zstd));
-        json_dumpf(root, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(root);
     } else if (rc == CLI_EXIT_OK) {
         printf("\nper layer type:\n");
         for (int k = 0; k < N_KINDS; k++)

@@ -755,10 +755,12 @@ static void norm_fused_case(uint32_t kind, int n, const uint64_t *rows, uint64_t
     summary("%-44s %s  bit-identical\n", name, same ? "PASS" : "FAIL");
     for (int i = 0; i < n; i++) {
         weight_release(&w[i]);
-        MUST(cllm_cuda_release(g_mem, ya[i])), MUST(cllm_cuda_release(g_mem, yb[i]));
+        MUST(cllm_cuda_release(g_mem, ya[i]));
+        MUST(cllm_cuda_release(g_mem, yb[i]));
         host_weight_free(&h[i]);
     }
-    MUST(cllm_cuda_release(g_mem, xd)), MUST(cllm_cuda_release(g_mem, nwd));
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, nwd));
     MUST(cllm_cuda_release(g_mem, xn));
     free(x), free(nw);
 }
@@ -803,11 +805,13 @@ static void attention_split_cases(void) {
             char name[96];
             snprintf(name, sizeof name, "attention_split %u/%ux%u q%u at %u", nh, nkv, hd, nqy, p0);
             summary("%-44s %s  rel L2 %.1e\n", name, e < 1e-5 ? "PASS" : "FAIL", e);
-            MUST(cllm_cuda_release(g_mem, qd)), MUST(cllm_cuda_release(g_mem, od));
+            MUST(cllm_cuda_release(g_mem, qd));
+            MUST(cllm_cuda_release(g_mem, od));
             MUST(cllm_cuda_release(g_mem, pd));
             free(q), free(o), free(want);
         }
-        MUST(cllm_cuda_release(g_mem, kd)), MUST(cllm_cuda_release(g_mem, vd));
+        MUST(cllm_cuda_release(g_mem, kd));
+        MUST(cllm_cuda_release(g_mem, vd));
         MUST(cllm_cuda_release(g_mem, scratch));
         free(kc), free(vc);
     }
@@ -1201,13 +1205,14 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
     {
-        const uint64_t qkv[3] = {4096, 4096, 4096}, gu2[2] = {11008, 11008}, sm[3] = {256, 64, 64};
-        norm_fused_case(CLLM_CUDA_W_BF16, 3, qkv, 4096, 0, 0);
+        const uint64_t nq3[3] = {4096, 4096, 4096}, gu2[2] = {11008, 11008}, sm[3] = {256, 64, 64},
+                       sq2[2] = {256, 256};
+        norm_fused_case(CLLM_CUDA_W_BF16, 3, nq3, 4096, 0, 0);
         norm_fused_case(CLLM_CUDA_W_BF16, 2, gu2, 4096, 0, 1);
         norm_fused_case(CLLM_CUDA_W_F16, 3, sm, 288, 0, 0);
         norm_fused_case(CLLM_CUDA_W_F32, 2, gu2, 4096, 0, 1);
-        norm_fused_case(CLLM_CUDA_W_INT8, 3, qkv, 4096, 128, 0);  // tensor cores: two launches
-        norm_fused_case(CLLM_CUDA_W_INT8, 2, sm, 1024, 32, 1);    // 16-byte vectors: fused
+        norm_fused_case(CLLM_CUDA_W_INT8, 3, nq3, 4096, 128, 0);  // tensor cores: two launches
+        norm_fused_case(CLLM_CUDA_W_INT8, 2, sq2, 1024, 32, 1);    // 16-byte vectors: fused
     }
     attention_split_cases();
     chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
