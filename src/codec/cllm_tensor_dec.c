@@ -10,20 +10,6 @@
 #include <emmintrin.h>
 #endif
 
-// First failure inside a parallel region, with its message copied off the worker thread.
-typedef struct par_error {
-    cllm_status st;
-    char msg[512];
-} par_error;
-
-static void par_error_set(par_error *e, cllm_status st) {
-#pragma omp critical(cllm_codec_dec_error)
-    if (e->st == CLLM_OK) {
-        e->st = st;
-        strncpy(e->msg, cllm_last_error(), sizeof e->msg - 1);
-    }
-}
-
 // Inverse of the LEFT predictor: a running sum mod 256 along each row. SSE2 sums 16 bytes in 4
 // shift-and-add rounds and adds the carry from the previous 16; the scalar loop carries the sum
 // in a register (reading row[c - 1] back would wait on the store just made).
@@ -131,7 +117,7 @@ static cllm_status check_caps(const cllm_coded_desc *d, const cllm_payload_layou
 // Decodes all blocks on nt threads, each with its own scratch of rows_per_block * cols bytes.
 static cllm_status decode_parallel(const cllm_coded_desc *d, const cllm_rans_dec_table *t,
                                    const uint8_t *payload, uint64_t size, void *out, int nt) {
-    par_error err = {CLLM_OK, {0}};
+    cllm_par_error err = {CLLM_OK, {0}};
     const size_t scratch_size = d->codec == CLLM_CODEC_LOSSLESS
                                     ? (size_t)((uint64_t)d->rows_per_block * d->cols)
                                     : 1;
@@ -140,13 +126,13 @@ static cllm_status decode_parallel(const cllm_coded_desc *d, const cllm_rans_dec
     {
         uint8_t *scratch = malloc(scratch_size);
         if (!scratch)
-            par_error_set(&err, CLLM_FAIL(CLLM_ERR_NOMEM, "decode: cannot allocate %zu bytes",
-                                          scratch_size));
+            cllm_par_error_set(&err, CLLM_FAIL(CLLM_ERR_NOMEM,
+                                               "decode: cannot allocate %zu bytes", scratch_size));
 #pragma omp for schedule(dynamic, 1)
         for (uint64_t b = 0; b < d->n_blocks; b++) {
             if (!scratch || err.st != CLLM_OK) continue;
             cllm_status st = cllm_decode_blocks(d, t, payload, size, b, b + 1, out, scratch);
-            if (st != CLLM_OK) par_error_set(&err, st);
+            if (st != CLLM_OK) cllm_par_error_set(&err, st);
         }
         free(scratch);
     }

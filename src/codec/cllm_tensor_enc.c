@@ -6,21 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// First failure inside a parallel region, with its message copied off the worker thread (the
-// last-error message is thread-local).
-typedef struct par_error {
-    cllm_status st;
-    char msg[512];
-} par_error;
-
-static void par_error_set(par_error *e, cllm_status st) {
-#pragma omp critical(cllm_codec_enc_error)
-    if (e->st == CLLM_OK) {
-        e->st = st;
-        strncpy(e->msg, cllm_last_error(), sizeof e->msg - 1);
-    }
-}
-
 static int resolve_threads(int n_threads) {
     return n_threads > 0 ? n_threads : omp_get_max_threads();
 }
@@ -98,7 +83,7 @@ static cllm_status make_symbols(const void *src, const cllm_coded_desc *d,
 static cllm_status encode_blocks(const cllm_coded_desc *d, const cllm_rans_enc_table *t,
                                  const uint8_t *syms, int nt, uint8_t *tmp, const uint64_t *slot,
                                  uint64_t *sizes) {
-    par_error err = {CLLM_OK, {0}};
+    cllm_par_error err = {CLLM_OK, {0}};
     const uint64_t per = (uint64_t)d->rows_per_block * d->cols;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (uint64_t b = 0; b < d->n_blocks; b++) {
@@ -107,7 +92,7 @@ static cllm_status encode_blocks(const cllm_coded_desc *d, const cllm_rans_enc_t
         size_t written = 0;
         cllm_status st = cllm_rans_encode_block(t, syms + first, count, tmp + slot[b],
                                                 (size_t)(slot[b + 1] - slot[b]), &written);
-        if (st != CLLM_OK) par_error_set(&err, st);
+        if (st != CLLM_OK) cllm_par_error_set(&err, st);
         sizes[b] = written;
     }
     RETURN_IF(err.st != CLLM_OK, err.st, "%s", err.msg);

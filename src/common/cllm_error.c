@@ -48,6 +48,14 @@ cllm_status cllm_error_context(cllm_status st, const char *fmt, ...) {
 
 void cllm_clear_error(void) { tls_error[0] = '\0'; }
 
+void cllm_par_error_set(cllm_par_error *e, cllm_status st) {
+#pragma omp critical(cllm_par_error)
+    if (e->st == CLLM_OK) {
+        e->st = st;
+        snprintf(e->msg, sizeof e->msg, "%s", tls_error);
+    }
+}
+
 const char *cllm_last_error(void) { return tls_error; }
 
 const char *cllm_status_name(cllm_status st) {

@@ -215,20 +215,6 @@ uint32_t cllm_weight_decoded_kind(const cllm_weight *w) {
 
 // ---- decoding -----------------------------------------------------------------------------------
 
-// First failure inside a parallel region, its message copied off the worker thread.
-typedef struct par_error {
-    cllm_status st;
-    char msg[512];
-} par_error;
-
-static void par_error_set(par_error *e, cllm_status st) {
-#pragma omp critical(cllm_weights_error)
-    if (e->st == CLLM_OK) {
-        e->st = st;
-        snprintf(e->msg, sizeof e->msg, "%s", cllm_last_error());
-    }
-}
-
 cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, uint64_t row_end,
                                     void *dst, size_t dst_cap, uint8_t *block_scratch,
                                     size_t block_scratch_stride, int n_threads) {
@@ -254,7 +240,7 @@ cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, ui
     // tensor's first element would have so that row_begin lands on dst (computed on integers;
     // only in-range addresses are ever dereferenced).
     void *base = (void *)((uintptr_t)dst - (uintptr_t)(row_begin * row_bytes));
-    par_error err = {CLLM_OK, {0}};
+    cllm_par_error err = {CLLM_OK, {0}};
     if (n_threads < 1) n_threads = 1;
     // Small ranges stay on this thread: waking a team costs more than decoding a few blocks.
     const int par = n_threads > 1 && b1 - b0 > 1 && (row_end - row_begin) * d->cols >= (1u << 20);
@@ -264,7 +250,7 @@ cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, ui
         uint8_t *scratch = block_scratch + (size_t)omp_get_thread_num() * block_scratch_stride;
         cllm_status st = cllm_decode_blocks(d, w->table, w->payload, w->payload_size,
                                             (uint64_t)b, (uint64_t)b + 1, base, scratch);
-        if (st != CLLM_OK) par_error_set(&err, st);
+        if (st != CLLM_OK) cllm_par_error_set(&err, st);
     }
     RETURN_IF(err.st != CLLM_OK, err.st, "%s: %s", w->name, err.msg);
     return CLLM_OK;
