@@ -189,7 +189,9 @@ static int bench_blocks(const float *w) {
     int bad = 0;
     printf("%-22s %5s %12s %12s %12s %8s\n", "rANS block (int8 syms)", "scale", "enc Msym/s",
            "dec scalar", "dec avx2", "avx2/sc");
-    for (uint32_t sb = CLLM_RANS_MAX_SCALE_BITS; sb >= CLLM_RANS_MIN_SCALE_BITS; sb -= 4) {
+    static const uint32_t sbs[] = {CLLM_RANS_MAX_SCALE_BITS, 13, 12, 8};
+    for (size_t k = 0; k < sizeof sbs / sizeof sbs[0]; k++) {
+        const uint32_t sb = sbs[k];
         uint16_t freq[256];
         cllm_rans_enc_table enc;
         if (cllm_freq_build(counts, sb, freq) != CLLM_OK ||

@@ -161,11 +161,15 @@ cllm_status cllm_container_decode(const cllm_container *c, size_t i, void *out, 
 // ---------------------------------------------------------------------------------------------
 // Tensor codecs on memory buffers (what convert and the benchmarks use).
 
+// Range of cllm_encode_params.scale_bits (the rANS probability scale, docs/FORMAT.md).
+#define CLLM_SCALE_BITS_MIN 8
+#define CLLM_SCALE_BITS_MAX 14
+
 typedef struct cllm_encode_params {
     cllm_codec codec;
     uint32_t group_size;      // int8: 0 = one scale per row (per-channel)
     uint32_t predictor;       // 0 none, 1 left-neighbour differential coding
-    uint32_t scale_bits;      // 0 = default (12)
+    uint32_t scale_bits;      // rANS scale 8..14; 0 = chosen per tensor (12, int8 up to 14)
     uint64_t block_symbols;   // 0 = default target symbols per block (rounded to whole rows)
     int n_threads;            // 0 = all cores
 } cllm_encode_params;

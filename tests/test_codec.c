@@ -139,7 +139,7 @@ static void test_layout_rejects(void **state) {
     d = good_desc(), d.cols = 0, expect_layout_error(d, "cols");
     d = good_desc(), d.rows = 1ull << 40, d.cols = 1ull << 40, expect_layout_error(d, "overflow");
     d = good_desc(), d.scale_bits = 7, expect_layout_error(d, "scale_bits");
-    d = good_desc(), d.scale_bits = 13, expect_layout_error(d, "scale_bits");
+    d = good_desc(), d.scale_bits = 15, expect_layout_error(d, "scale_bits");
     d = good_desc(), d.rows_per_block = 0, expect_layout_error(d, "rows_per_block");
     d = good_desc(), d.rows_per_block = 11, expect_layout_error(d, "rows_per_block");
     d = good_desc(), d.n_blocks = 3, expect_layout_error(d, "n_blocks");
@@ -439,7 +439,8 @@ static void test_size_bound(void **state) {
     for (uint64_t i = 0; i < n; i++) counts[(uint8_t)q[i]]++;
     uint16_t freq[256];
     for (int s = 0; s < 256; s++) freq[s] = cllm_load_le16(c.payload + 2 * s);
-    printf("int8 table cost %.4f bits/weight\n", cllm_freq_cost_bits(counts, freq, 12) / n);
+    printf("int8 table cost %.4f bits/weight (scale %u)\n",
+           cllm_freq_cost_bits(counts, freq, c.info.scale_bits) / n, c.info.scale_bits);
     free(q), free(sc);
     printf("int8: %.4f bits/weight (%.4f without scales), bound %.4f, overhead %.3f%% "
            "(%.3f%% without scales)\n",

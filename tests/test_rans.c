@@ -31,6 +31,7 @@ static void assert_table_ok(const uint64_t counts[256], const uint16_t freq[256]
     uint32_t sum = 0;
     for (int s = 0; s < 256; s++) {
         sum += freq[s];
+        assert_true(freq[s] <= CLLM_RANS_MAX_FREQ);
         if (counts[s]) assert_true(freq[s] >= 1);
         else assert_int_equal(freq[s], 0);
     }
@@ -49,10 +50,14 @@ static void test_freq_build_sums(void **state) {
                 counts[r % 256] += (trial % 3 == 0) ? (r >> 40) : 1 + (r >> 60);
             }
             if (trial == 7) counts[3] = UINT64_MAX / 512;  // huge counts
-            int any = 0;
-            for (int s = 0; s < 256; s++) any |= counts[s] != 0;
-            if (!any) counts[0] = 1;
+            uint32_t n_present = 0;
+            for (int s = 0; s < 256; s++) n_present += counts[s] != 0;
+            if (!n_present) counts[0] = 1, n_present = 1;
             uint16_t freq[256];
+            if (n_present * CLLM_RANS_MAX_FREQ < (1u << sb)) {  // cannot fill the scale
+                assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_ERR_UNSUPPORTED);
+                continue;
+            }
             assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_OK);
             assert_table_ok(counts, freq, sb);
         }
@@ -67,7 +72,19 @@ static void test_freq_build_sums(void **state) {
     uint64_t none[256] = {0};
     assert_int_equal(cllm_freq_build(none, 12, freq), CLLM_ERR_ARG);
     assert_int_equal(cllm_freq_build(all, 7, freq), CLLM_ERR_ARG);
-    assert_int_equal(cllm_freq_build(all, 13, freq), CLLM_ERR_ARG);
+    assert_int_equal(cllm_freq_build(all, CLLM_RANS_MAX_SCALE_BITS + 1, freq), CLLM_ERR_ARG);
+    // At 14 bits a frequency stops at 2^12: three symbols cannot fill the scale, four exactly do
+    // (however skewed their counts), and a dominant symbol is capped.
+    uint64_t few[256] = {0};
+    few[1] = 1000000, few[2] = 1, few[3] = 1;
+    assert_int_equal(cllm_freq_build(few, 14, freq), CLLM_ERR_UNSUPPORTED);
+    few[4] = 1;
+    assert_int_equal(cllm_freq_build(few, 14, freq), CLLM_OK);
+    for (int s = 1; s <= 4; s++) assert_int_equal(freq[s], 4096);
+    few[5] = 7;
+    assert_int_equal(cllm_freq_build(few, 14, freq), CLLM_OK);
+    assert_table_ok(few, freq, 14);
+    assert_int_equal(freq[1], 4096);
 }
 
 // No single unit moved from one symbol to another lowers the cost: the greedy result is optimal.
@@ -95,12 +112,24 @@ static void test_freq_build_optimal(void **state) {
     free(s);
 }
 
-// Encodes, decodes and compares n symbols; returns the block size.
+// Whether a histogram has enough symbols to fill 2^sb slots at most CLLM_RANS_MAX_FREQ each.
+static int scale_fits(const uint64_t counts[256], uint32_t sb) {
+    uint32_t present = 0;
+    for (int s = 0; s < 256; s++) present += counts[s] != 0;
+    return present * CLLM_RANS_MAX_FREQ >= (1u << sb);
+}
+
+// Encodes, decodes and compares n symbols; returns the block size (0 when the histogram cannot
+// fill scale sb, which freq_build must refuse).
 static size_t round_trip(const uint8_t *syms, uint64_t n, uint32_t sb) {
     uint64_t counts[256];
     hist(syms, n, counts);
     if (n == 0) counts[0] = 1;
     uint16_t freq[256];
+    if (!scale_fits(counts, sb)) {
+        assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_ERR_UNSUPPORTED);
+        return 0;
+    }
     assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_OK);
     cllm_rans_enc_table enc;
     static cllm_rans_dec_table dec;
@@ -240,6 +269,11 @@ static void test_rejects_bad_tables(void **state) {
     assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 7), CLLM_ERR_CORRUPT);
     freq[0] = 65535, freq[1] = 65535;  // sum would wrap a 16-bit accumulator
     assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 12), CLLM_ERR_CORRUPT);
+    freq[0] = 8191, freq[1] = 8193;  // sums to 2^14 but one frequency exceeds 2^12
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 14), CLLM_ERR_CORRUPT);
+    freq[0] = freq[1] = freq[2] = freq[3] = 4096;
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 14), CLLM_OK);
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 15), CLLM_ERR_CORRUPT);
     // The encoder refuses a symbol without probability instead of dividing by zero.
     cllm_rans_enc_table enc;
     uint16_t f2[256] = {0};
@@ -264,6 +298,16 @@ static void test_slot_packing(void **state) {
     assert_int_equal(CLLM_RANS_SLOT_SYM(dec.slot[4095]), 200);
     assert_int_equal(CLLM_RANS_SLOT_FREQ(dec.slot[4095]), 1);
     assert_int_equal(CLLM_RANS_SLOT_BIAS(dec.slot[4095]), 0);
+    // 14 bits: the fields stay in 12 bits because no frequency exceeds 2^12.
+    memset(freq, 0, sizeof freq);
+    freq[0] = 4096, freq[1] = 4096, freq[2] = 4096, freq[3] = 4095, freq[255] = 1;
+    assert_int_equal(cllm_rans_dec_table_init(&dec, freq, 14), CLLM_OK);
+    assert_int_equal(CLLM_RANS_SLOT_SYM(dec.slot[16382]), 3);
+    assert_int_equal(CLLM_RANS_SLOT_FREQ(dec.slot[16382]), 4095);
+    assert_int_equal(CLLM_RANS_SLOT_BIAS(dec.slot[16382]), 4094);
+    assert_int_equal(CLLM_RANS_SLOT_SYM(dec.slot[16383]), 255);
+    assert_int_equal(CLLM_RANS_SLOT_FREQ(dec.slot[8191]), 4096);
+    assert_int_equal(CLLM_RANS_SLOT_BIAS(dec.slot[8191]), 4095);
 }
 
 // ---- the AVX2 decoder against the scalar reference -------------------------------------------
@@ -305,6 +349,8 @@ static void test_avx2_matches_scalar(void **state) {
                 uint64_t counts[256];
                 hist(s, n, counts);
                 counts[0] += n == 0;
+                for (int a = 0; !scale_fits(counts, sb); a++)  // too few symbols for sb
+                    counts[a] += counts[a] == 0;
                 uint16_t freq[256];
                 assert_int_equal(cllm_freq_build(counts, sb, freq), CLLM_OK);
                 assert_int_equal(cllm_rans_enc_table_init(&enc, freq, sb), CLLM_OK);

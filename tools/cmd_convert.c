@@ -17,6 +17,8 @@ static const char convert_usage[] =
     "  --block-symbols N  target symbols per rANS block, rounded to whole rows (default 32768\n"
     "               for lossless, 131072 for int8): smaller blocks decode faster on a GPU; each\n"
     "               block costs 128 bytes of lane state\n"
+    "  --scale-bits B  rANS probability scale 8..14 for every tensor (default: per tensor, 12 for\n"
+    "               lossless, 12..14 for int8, whichever codes smallest)\n"
     "  --tokenizer  tokenizer.bin or tokenizer.json to store (HF directories bring their own)\n"
     "  --threads N  encoder threads (default: all cores)";
 
@@ -48,6 +50,10 @@ int cmd_convert(int argc, char **argv) {
             if (cli_parse_int(argv[++i], 32, 1ll << 31, &v))
                 return cli_usage_error("convert", convert_usage, "bad --block-symbols '%s'", argv[i]);
             opt.encode.block_symbols = (uint64_t)v;
+        } else if (!strcmp(a, "--scale-bits") && has_val) {
+            if (cli_parse_int(argv[++i], CLLM_SCALE_BITS_MIN, CLLM_SCALE_BITS_MAX, &v))
+                return cli_usage_error("convert", convert_usage, "bad --scale-bits '%s'", argv[i]);
+            opt.encode.scale_bits = (uint32_t)v;
         } else if ((!strcmp(a, "--threads") || !strcmp(a, "-t")) && has_val) {
             if (cli_parse_int(argv[++i], 1, 4096, &v))
                 return cli_usage_error("convert", convert_usage, "bad --threads '%s'", argv[i]);

@@ -124,8 +124,10 @@ static json_t *tensor_json(const cllm_tensor_info *t, const stat_row *r, int wit
     json_object_set_new(row, "dtype", json_string(cllm_dtype_name(t->dtype)));
     json_object_set_new(row, "codec", json_string(cllm_codec_name(t->codec)));
     json_object_set_new(row, "layer_type", json_string(kind_names[tensor_kind(t->name)]));
-    if (t->codec != CLLM_CODEC_RAW)
+    if (t->codec != CLLM_CODEC_RAW) {
         json_object_set_new(row, "symbol_entropy", json_real(t->symbol_entropy));
+        json_object_set_new(row, "scale_bits", json_integer(t->scale_bits));
+    }
     if (t->codec == CLLM_CODEC_INT8)
         json_object_set_new(row, "group_size", json_integer(t->group_size));
     return row;

@@ -3,8 +3,9 @@
 // lane ends at L and the padding is zero.
 //
 // Safety of the state arithmetic on any input: the table is validated (sums to M), so for x in
-// [L, 2^32) one step gives freq * (x >> sb) + bias < 2^32, and since x >> sb >= 2^(16-sb) >= 16
-// the result is >= 16, so one 16-bit renormalisation restores x >= L.
+// [L, 2^32) one step gives freq * (x >> sb) + bias < freq << (32 - sb) <= 2^32, and since
+// x >> sb >= 2^(16-sb) >= 4 (sb <= 14) the result is >= 4, so one 16-bit renormalisation
+// restores x >= L.
 //
 // Two implementations of the same steps: the portable scalar loop (the reference) and, on x86-64
 // CPUs with AVX2, eight lanes per vector (cllm_rans_decode_block picks at run time). Both consume

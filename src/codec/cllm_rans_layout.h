@@ -4,7 +4,8 @@
 // Coder: static rANS, 32-bit state x in [L, 2^32) with L = 2^16, 16-bit renormalisation words,
 // probability scale M = 2^scale_bits with CLLM_RANS_MIN_SCALE_BITS <= scale_bits <=
 // CLLM_RANS_MAX_SCALE_BITS. Alphabet: 256 byte symbols, frequency table of 256 uint16 that sums to M
-// (absent symbols have frequency 0).
+// (absent symbols have frequency 0) with every frequency <= CLLM_RANS_MAX_FREQ (a bound that only
+// constrains scale_bits > 12: it keeps the decoder's slot entry in 32 bits, see below).
 //
 //   decode:  slot = x & (M-1);  s = symbol of slot;  x = freq[s] * (x >> scale_bits) + slot - cum[s];
 //            if (x < L) x = (x << 16) | next_word();
@@ -13,6 +14,12 @@
 //
 // With scale_bits <= 16 one renormalisation word always suffices, so every decode step reads at
 // most one word per lane.
+//
+// Scale choice: a present symbol costs at least 1/M of the probability space, so a small M
+// overcharges the rare values of a distribution with a long tail. int8 weights have ~190 values
+// rarer than 1/4096 (0.5% of the mass): 12 bits cost ~1.1% over the entropy there, 14 bits ~0.2%.
+// Exponent distributions (lossless) have short tails but a mode above 1/4, which the frequency
+// bound forbids beyond 12 bits; the encoder picks per tensor (cllm_tensor_enc.c).
 //
 // Blocks: a tensor is viewed as (rows, cols); a block is `rows_per_block` whole rows (the last
 // block may have fewer), n = rows_in_block * cols symbols. Inside a block, 32 lanes are
@@ -36,8 +43,10 @@
 #define CLLM_RANS_LANES 32
 #define CLLM_RANS_L (1u << 16)
 #define CLLM_RANS_MIN_SCALE_BITS 8
-#define CLLM_RANS_MAX_SCALE_BITS 12
-#define CLLM_RANS_DEFAULT_SCALE_BITS 12
+#define CLLM_RANS_MAX_SCALE_BITS 14
+#define CLLM_RANS_DEFAULT_SCALE_BITS 12     // lossless; int8 tries up to CLLM_RANS_INT8_SCALE_BITS
+#define CLLM_RANS_INT8_SCALE_BITS 14
+#define CLLM_RANS_MAX_FREQ 4096u            // every frequency <= 2^12 (any scale_bits)
 #define CLLM_RANS_ALPHABET 256
 #define CLLM_RANS_STATE_BYTES (4 * CLLM_RANS_LANES)
 // Default target symbols per block before rounding to whole rows: 4096 symbols per lane keeps the
@@ -49,7 +58,7 @@
 #define CLLM_RANS_LOSSLESS_BLOCK_SYMBOLS (1u << 15)
 
 // Decode table entry for one slot, packed so that one 32-bit load yields everything a decode step
-// needs (M <= 4096 keeps each field in 12 bits):
+// needs (freq <= CLLM_RANS_MAX_FREQ, and so slot - cum < freq, keeps each field in 12 bits):
 //   bits 0..7   symbol
 //   bits 8..19  freq[symbol] - 1
 //   bits 20..31 slot - cum[symbol]
@@ -61,7 +70,8 @@ typedef uint32_t cllm_rans_slot;
 #define CLLM_RANS_SLOT_FREQ(e) ((((e) >> 8) & 0xfffu) + 1u)
 #define CLLM_RANS_SLOT_BIAS(e) ((e) >> 20)
 
-_Static_assert(CLLM_RANS_MAX_SCALE_BITS <= 12, "slot packing holds 12-bit fields");
+_Static_assert(CLLM_RANS_MAX_FREQ == 1u << 12, "slot packing holds 12-bit fields");
+_Static_assert(CLLM_RANS_MAX_SCALE_BITS <= 15, "uint16 frequencies below M; >= 2 state bits above");
 _Static_assert(sizeof(cllm_rans_slot) == 4, "slot entry is 32 bits");
 
 #endif

@@ -161,9 +161,37 @@ static cllm_status assemble(const cllm_coded_desc *d, const uint16_t freq[256],
     return CLLM_OK;
 }
 
-static cllm_status encode_coded_work(const void *src, cllm_coded_desc *d, int nt,
-                                     enc_work *w,
-                                     cllm_coded *out) {
+_Static_assert(CLLM_SCALE_BITS_MIN == CLLM_RANS_MIN_SCALE_BITS &&
+                   CLLM_SCALE_BITS_MAX == CLLM_RANS_MAX_SCALE_BITS,
+               "public scale range matches the layout");
+
+// The table for a histogram. With a requested scale (`fixed`), that one. Otherwise the codec's
+// range is searched from 12 bits up: lossless stays at 12 (its exponent modes exceed the
+// CLLM_RANS_MAX_FREQ bound of larger scales), int8 goes up to CLLM_RANS_INT8_SCALE_BITS. A larger
+// scale is taken only when it saves more than 0.05% of the coded bits, since its decode table is
+// larger (2^scale_bits entries in a GPU's shared memory).
+static cllm_status choose_table(const uint64_t counts[256], cllm_coded_desc *d, int fixed,
+                                uint16_t freq[256]) {
+    if (fixed) return cllm_freq_build(counts, d->scale_bits, freq);
+    const uint32_t top = d->codec == CLLM_CODEC_INT8 ? CLLM_RANS_INT8_SCALE_BITS
+                                                     : CLLM_RANS_DEFAULT_SCALE_BITS;
+    uint32_t sb = CLLM_RANS_DEFAULT_SCALE_BITS;
+    TRY(cllm_freq_build(counts, sb, freq));
+    double best = cllm_freq_cost_bits(counts, freq, sb);
+    for (uint32_t k = sb + 1; k <= top; k++) {
+        uint16_t f[256];
+        if (cllm_freq_build(counts, k, f) != CLLM_OK) continue;  // too few symbols for 2^k
+        const double c = cllm_freq_cost_bits(counts, f, k);
+        if (c >= best * (1 - 5e-4)) continue;
+        best = c, sb = k;
+        memcpy(freq, f, sizeof f);
+    }
+    d->scale_bits = sb;
+    return CLLM_OK;
+}
+
+static cllm_status encode_coded_work(const void *src, cllm_coded_desc *d, int fixed_scale,
+                                     int nt, enc_work *w, cllm_coded *out) {
     cllm_payload_layout_t lay;
     d->stream_bytes = d->n_blocks * CLLM_RANS_STATE_BYTES;  // placeholder: side size only
     TRY(cllm_payload_layout(d, &lay));
@@ -173,7 +201,7 @@ static cllm_status encode_coded_work(const void *src, cllm_coded_desc *d, int nt
     histogram(w->syms, n, nt, counts);
     out->info.symbol_entropy = cllm_entropy_bits(counts);
     uint16_t freq[256];
-    TRY(cllm_freq_build(counts, d->scale_bits, freq));
+    TRY(choose_table(counts, d, fixed_scale, freq));
     cllm_rans_enc_table table;
     TRY(cllm_rans_enc_table_init(&table, freq, d->scale_bits));
     TRY(plan_slots(d, w));
@@ -222,6 +250,7 @@ cllm_status cllm_encode_tensor(const void *src, cllm_dtype dtype, uint64_t rows,
         memcpy(out->payload, src, bytes);
         out->payload_size = bytes;
     } else {
+        // 0: chosen from the histogram (choose_table); the default until then, for the layout
         d.scale_bits = params->scale_bits ? params->scale_bits : CLLM_RANS_DEFAULT_SCALE_BITS;
         d.predictor = params->predictor;
         if (params->codec == CLLM_CODEC_INT8)
@@ -230,8 +259,8 @@ cllm_status cllm_encode_tensor(const void *src, cllm_dtype dtype, uint64_t rows,
                   CLLM_ERR_UNSUPPORTED, "encode: per-channel int8 needs cols < 2^32");
         TRY(choose_blocks(&d, params->block_symbols));
         enc_work w = {0};
-        cllm_status st = encode_coded_work(src, &d, resolve_threads(params->n_threads), &w,
-                                           out);
+        cllm_status st = encode_coded_work(src, &d, params->scale_bits != 0,
+                                           resolve_threads(params->n_threads), &w, out);
         free(w.syms), free(w.side), free(w.tmp), free(w.slot), free(w.sizes);
         if (st != CLLM_OK) {
             cllm_coded_free(out);

@@ -3,9 +3,15 @@
 //
 // Work decomposition. One launch decodes a list of jobs (e.g. the 7 matrices of a layer), passed
 // by value as a __grid_constant__ kernel parameter, so a launch needs no upload. A thread block of
-// DEC_WARPS warps takes DEC_WARPS consecutive blocks of one job (a "work item"): it builds the
-// job's slot table once in shared memory and each warp decodes one block, 32 lanes in lockstep
-// exactly as the layout describes (lane state in a register, ballot + popc for word offsets).
+// W warps takes W consecutive blocks of one job (a "work item"): it builds the job's slot table
+// once in shared memory and each warp decodes one block, 32 lanes in lockstep exactly as the
+// layout describes (lane state in a register, ballot + popc for word offsets).
+//
+// Two shapes of the same kernel, chosen per launch by the largest scale among its jobs:
+//   narrow: tables up to 2^12 slots (16 KiB), 4 warps, ~28 KiB of shared memory, 8 per SM;
+//   wide:   tables up to 2^14 slots (64 KiB, int8 tensors code their long tail there),
+//           16 warps so the table build is shared by 16 blocks, ~106 KiB, 2 per SM.
+// Both keep 32 warps per SM in flight.
 //
 // Throughput is bound by the latency of one decode step (blocks in flight x 32 symbols / step
 // latency), so the step's dependency chain is kept short:
@@ -29,8 +35,11 @@
 
 #include <string.h>
 
-#define DEC_WARPS 4
-#define DEC_THREADS (DEC_WARPS * 32)
+#define DEC_NARROW_WARPS 4
+#define DEC_NARROW_BITS 12
+#define DEC_WIDE_WARPS 16
+#define DEC_WIDE_BITS CLLM_RANS_MAX_SCALE_BITS
+#define DEC_WARPS_PER_SM 32                    // launch bounds: registers for this many warps
 #define DEC_GROUP_STEPS 16                     // steps staged before output: 512 symbols
 #define DEC_GROUP_SYMS (DEC_GROUP_STEPS * 32)
 #define DEC_RING 256                           // ring entries (words) per warp, a power of two
@@ -50,20 +59,30 @@ struct warp_smem {
     __align__(16) uint8_t stage[DEC_GROUP_SYMS];
 };
 
+template <int W, int TB>
 struct block_smem {
-    uint32_t tab[1u << CLLM_RANS_MAX_SCALE_BITS];  // packed cllm_rans_slot entries
+    uint32_t tab[1u << TB];  // packed cllm_rans_slot entries
     uint32_t cum[CLLM_RANS_ALPHABET + 1];
     uint16_t freq[CLLM_RANS_ALPHABET];
-    warp_smem w[DEC_WARPS];
+    warp_smem w[W];
 };
+
+static_assert(sizeof(block_smem<DEC_NARROW_WARPS, DEC_NARROW_BITS>) <= 28 * 1024,
+              "eight narrow blocks per SM (228 KiB, 1 KiB reserved per block)");
+static_assert(sizeof(block_smem<DEC_WIDE_WARPS, DEC_WIDE_BITS>) <= 112 * 1024,
+              "two wide blocks per SM");
+
+// The kernel's shared memory (dynamic: the wide shape exceeds the 48 KiB static limit).
+extern __shared__ __align__(16) unsigned char dec_smem[];
 
 // ---- slot table --------------------------------------------------------------------------------
 
 // tab[k] for k < 2^sb from the payload's 256 uint16 frequencies (validated on the host; a bad
 // table yields wrong symbols, never an out-of-range access).
-static __device__ void build_table(block_smem &s, const uint8_t *payload, uint32_t sb) {
+template <int W, int TB>
+static __device__ void build_table(block_smem<W, TB> &s, const uint8_t *payload, uint32_t sb) {
     const uint32_t tid = threadIdx.x, lane = tid & 31;
-    for (uint32_t i = tid; i < CLLM_RANS_ALPHABET / 2; i += DEC_THREADS) {
+    for (uint32_t i = tid; i < CLLM_RANS_ALPHABET / 2; i += W * 32) {
         uint32_t v = __ldg((const unsigned int *)payload + i);  // little-endian pairs
         s.freq[2 * i] = (uint16_t)v;
         s.freq[2 * i + 1] = (uint16_t)(v >> 16);
@@ -86,7 +105,7 @@ static __device__ void build_table(block_smem &s, const uint8_t *payload, uint32
     }
     __syncthreads();
     const uint32_t m = 1u << sb;
-    for (uint32_t k = tid; k < m; k += DEC_THREADS) {
+    for (uint32_t k = tid; k < m; k += W * 32) {
         uint32_t lo = 0;  // largest symbol with cum <= k
         for (uint32_t step = CLLM_RANS_ALPHABET / 2; step; step >>= 1)
             if (s.cum[lo + step] <= k) lo += step;
@@ -325,16 +344,18 @@ static __device__ void decode_block(const cllm_cuda_decode_job &J, uint32_t job,
     }
 }
 
-static __global__ void __launch_bounds__(DEC_THREADS, 8)
+// W warps per thread block, tables of up to 2^TB slots (the host never sends a larger scale).
+template <int W, int TB>
+static __global__ void __launch_bounds__(W * 32, DEC_WARPS_PER_SM / W)
     decode_kernel(const __grid_constant__ decode_batch batch, cllm_cuda_decode_status *status) {
-    __shared__ block_smem s;
+    block_smem<W, TB> &s = *reinterpret_cast<block_smem<W, TB> *>(dec_smem);
     const uint32_t item = blockIdx.x;
     uint32_t j = 0;
     while (j + 1 < batch.n_jobs && batch.jobs[j + 1].item_begin <= item) j++;
     const cllm_cuda_decode_job &J = batch.jobs[j];
     build_table(s, J.payload, J.scale_bits);
     const uint32_t warp = threadIdx.x / 32;
-    const uint64_t b = (uint64_t)(item - J.item_begin) * DEC_WARPS + warp;
+    const uint64_t b = (uint64_t)(item - J.item_begin) * W + warp;
     if (b < J.n_blocks) decode_block(J, j, J.first_block + b, s.tab, s.w[warp], status);
 }
 
@@ -412,11 +433,24 @@ static cllm_status copy_raw(const cllm_cuda_decode_job *j, cudaStream_t stream) 
     return CLLM_OK;
 }
 
-static cllm_status launch_batch(decode_batch *batch, cllm_cuda_decode_status *status,
+template <int W, int TB>
+static cllm_status launch_shape(decode_batch *batch, cllm_cuda_decode_status *status,
+                                cudaStream_t stream) {
+    const size_t smem = sizeof(block_smem<W, TB>);
+    if (smem > 48 * 1024)
+        CLLM_CUDA_TRY(cudaFuncSetAttribute(decode_kernel<W, TB>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)smem));
+    decode_kernel<W, TB><<<batch->n_items, W * 32, smem, stream>>>(*batch, status);
+    CLLM_CUDA_CHECK_LAUNCH("decode_kernel");
+    return CLLM_OK;
+}
+
+static cllm_status launch_batch(decode_batch *batch, bool wide, cllm_cuda_decode_status *status,
                                 cudaStream_t stream) {
     if (batch->n_items == 0) return CLLM_OK;
-    decode_kernel<<<batch->n_items, DEC_THREADS, 0, stream>>>(*batch, status);
-    CLLM_CUDA_CHECK_LAUNCH("decode_kernel");
+    if (wide) TRY((launch_shape<DEC_WIDE_WARPS, DEC_WIDE_BITS>(batch, status, stream)));
+    else TRY((launch_shape<DEC_NARROW_WARPS, DEC_NARROW_BITS>(batch, status, stream)));
     batch->n_jobs = 0;
     batch->n_items = 0;
     return CLLM_OK;
@@ -426,6 +460,19 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
                                         cllm_cuda_decode_status *status_dev, void *stream) {
     RETURN_IF((!jobs && n_jobs) || !status_dev, CLLM_ERR_ARG, "GPU decode: NULL argument");
     cudaStream_t s = CLLM_STREAM(stream);
+    // One shape for the whole call: wide when any coded job has a table above 2^12 slots.
+    bool wide = false;
+    for (size_t i = 0; i < n_jobs; i++) {
+        const cllm_cuda_decode_job *j = &jobs[i];
+        if (j->n_blocks == 0 || j->codec == CLLM_CODEC_RAW) continue;
+        RETURN_IF(j->codec != CLLM_CODEC_LOSSLESS && j->codec != CLLM_CODEC_INT8,
+                  CLLM_ERR_UNSUPPORTED, "GPU decode: job %zu has codec %u", i, j->codec);
+        RETURN_IF(j->scale_bits < CLLM_RANS_MIN_SCALE_BITS ||
+                      j->scale_bits > CLLM_RANS_MAX_SCALE_BITS || !j->rows_per_block,
+                  CLLM_ERR_ARG, "GPU decode: job %zu not made by cllm_cuda_decode_job_init", i);
+        wide = wide || j->scale_bits > DEC_NARROW_BITS;
+    }
+    const uint32_t warps = wide ? DEC_WIDE_WARPS : DEC_NARROW_WARPS;
     decode_batch batch;
     memset(&batch, 0, sizeof batch);
     for (size_t i = 0; i < n_jobs; i++) {
@@ -435,19 +482,14 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
             TRY(copy_raw(j, s));
             continue;
         }
-        RETURN_IF(j->codec != CLLM_CODEC_LOSSLESS && j->codec != CLLM_CODEC_INT8,
-                  CLLM_ERR_UNSUPPORTED, "GPU decode: job %zu has codec %u", i, j->codec);
-        RETURN_IF(j->scale_bits < CLLM_RANS_MIN_SCALE_BITS ||
-                      j->scale_bits > CLLM_RANS_MAX_SCALE_BITS || !j->rows_per_block,
-                  CLLM_ERR_ARG, "GPU decode: job %zu not made by cllm_cuda_decode_job_init", i);
-        const uint64_t items = (j->n_blocks + DEC_WARPS - 1) / DEC_WARPS;
+        const uint64_t items = (j->n_blocks + warps - 1) / warps;
         if (batch.n_jobs == CLLM_CUDA_DECODE_MAX_JOBS || batch.n_items + items > 0x7fffffffu)
-            TRY(launch_batch(&batch, status_dev, s));
+            TRY(launch_batch(&batch, wide, status_dev, s));
         RETURN_IF(items > 0x7fffffffu, CLLM_ERR_UNSUPPORTED, "GPU decode: job %zu too large", i);
         batch.jobs[batch.n_jobs] = *j;
         batch.jobs[batch.n_jobs].item_begin = batch.n_items;
         batch.n_jobs++;
         batch.n_items += (uint32_t)items;
     }
-    return launch_batch(&batch, status_dev, s);
+    return launch_batch(&batch, wide, status_dev, s);
 }

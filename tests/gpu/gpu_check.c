@@ -144,12 +144,13 @@ typedef struct coded_case {
     uint8_t *payload_dev;
 } coded_case;
 
-static void coded_make(coded_case *c, cllm_codec codec, cllm_dtype dt, uint64_t rows,
-                       uint64_t cols, uint32_t group_size, uint64_t block_symbols, enum dist d) {
+static void coded_make_sb(coded_case *c, cllm_codec codec, cllm_dtype dt, uint64_t rows,
+                          uint64_t cols, uint32_t group_size, uint64_t block_symbols,
+                          uint32_t scale_bits, enum dist d) {
     memset(c, 0, sizeof *c);
     void *src = make_tensor(dt, rows * cols, d);
     cllm_encode_params p = {.codec = codec, .group_size = group_size,
-                            .block_symbols = block_symbols};
+                            .block_symbols = block_symbols, .scale_bits = scale_bits};
     MUST(cllm_encode_tensor(src, dt, rows, cols, &p, &c->coded));
     free(src);
     MUST(cllm_desc_from_payload(&c->coded.info, c->coded.payload, c->coded.payload_size,
@@ -160,6 +161,11 @@ static void coded_make(coded_case *c, cllm_codec codec, cllm_dtype dt, uint64_t 
     MUST(cllm_decode_tensor(&c->coded.info, c->coded.payload, c->coded.payload_size, c->ref,
                             c->out_bytes, NULL, 0, 0));
     c->payload_dev = upload(c->coded.payload, c->coded.payload_size);
+}
+
+static void coded_make(coded_case *c, cllm_codec codec, cllm_dtype dt, uint64_t rows,
+                       uint64_t cols, uint32_t group_size, uint64_t block_symbols, enum dist d) {
+    coded_make_sb(c, codec, dt, rows, cols, group_size, block_symbols, 0, d);
 }
 
 static void coded_free(coded_case *c) {
@@ -188,36 +194,44 @@ typedef struct dec_shape {
     uint64_t block_symbols;
     enum dist d;
     const char *what;
+    uint32_t scale_bits;  // 0: the encoder's choice (int8: usually 14)
 } dec_shape;
 
 static const dec_shape k_shapes[] = {
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 1, 0, 0, D_NORMAL, "1x1"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 37, 0, 0, D_NORMAL, "1xN, N%32!=0"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 70001, 0, 0, D_HEAVY, "one long row"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 37, 333, 0, 1000, D_NORMAL, "rows%rpb!=0, odd cols"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 64, 512, 0, 4096, D_CONST, "all equal"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, D_HEAVY, "aligned, many blocks"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 1, 1, 0, 0, D_NORMAL, "1x1"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 37, 333, 0, 1000, D_HEAVY, "odd shape"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 256, 1024, 0, 0, D_NORMAL, "default blocks"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 1, 5, 0, 0, D_NORMAL, "1x5"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 37, 333, 0, 1000, D_HEAVY, "odd shape"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 128, 1024, 0, 0, D_CONST, "all equal"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 1, 0, 0, D_NORMAL, "1x1"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 45, 0, 0, D_NORMAL, "1xN"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 37, 333, 7, 1000, D_HEAVY, "odd shape, group 7"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_F32, 64, 512, 0, 4096, D_CONST, "all equal"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 300, 1024, 32, 8192, D_HEAVY, "aligned, group 32"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_F16, 1000, 4096, 0, 0, D_HEAVY, "default blocks"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 4096, 4096, 0, 0, D_HEAVY, "4096x4096"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 4096, 4096, 0, 0, D_HEAVY, "4096x4096"},
-    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 11008, 4096, 0, 0, D_HEAVY, "11008x4096"},
-    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 11008, 4096, 0, 0, D_HEAVY, "11008x4096"},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 1, 0, 0, D_NORMAL, "1x1", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 37, 0, 0, D_NORMAL, "1xN, N%32!=0", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 1, 70001, 0, 0, D_HEAVY, "one long row", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 37, 333, 0, 1000, D_NORMAL, "rows%rpb!=0, odd cols", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 64, 512, 0, 4096, D_CONST, "all equal", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, D_HEAVY, "aligned, many blocks", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 1, 1, 0, 0, D_NORMAL, "1x1", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 37, 333, 0, 1000, D_HEAVY, "odd shape", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F16, 256, 1024, 0, 0, D_NORMAL, "default blocks", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 1, 5, 0, 0, D_NORMAL, "1x5", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 37, 333, 0, 1000, D_HEAVY, "odd shape", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 128, 1024, 0, 0, D_CONST, "all equal", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 1, 0, 0, D_NORMAL, "1x1", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 45, 0, 0, D_NORMAL, "1xN", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 37, 333, 7, 1000, D_HEAVY, "odd shape, group 7", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_F32, 64, 512, 0, 4096, D_CONST, "all equal", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 300, 1024, 32, 8192, D_HEAVY, "aligned, group 32", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_F16, 1000, 4096, 0, 0, D_HEAVY, "default blocks", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 4096, 4096, 0, 0, D_HEAVY, "4096x4096", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 4096, 4096, 0, 0, D_HEAVY, "4096x4096", 0},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 11008, 4096, 0, 0, D_HEAVY, "11008x4096", 0},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 11008, 4096, 0, 0, D_HEAVY, "11008x4096", 0},
+    // Each table size, on both kernel shapes (narrow: <= 2^12 slots; wide: 2^13, 2^14).
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, D_HEAVY, "scale 12", 12},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, D_HEAVY, "scale 13", 13},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 37, 333, 7, 1000, D_HEAVY, "scale 14, group 7", 14},
+    {CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 1, 45, 0, 0, D_NORMAL, "scale 8", 8},
+    {CLLM_CODEC_LOSSLESS, CLLM_DTYPE_F32, 37, 333, 0, 1000, D_HEAVY, "scale 10", 10},
 };
 
 static int decode_case(const dec_shape *s, cllm_cuda_decode_status *st_dev) {
     coded_case c;
-    coded_make(&c, s->codec, s->dt, s->rows, s->cols, s->group_size, s->block_symbols, s->d);
+    coded_make_sb(&c, s->codec, s->dt, s->rows, s->cols, s->group_size, s->block_symbols,
+                  s->scale_bits, s->d);
     // One extra byte before the output: an unaligned destination takes the per-element path.
     uint8_t *out_dev = dev_alloc(c.out_bytes + 16);
     uint8_t *got = xmalloc(c.out_bytes);
@@ -239,14 +253,60 @@ static int decode_case(const dec_shape *s, cllm_cuda_decode_status *st_dev) {
         download(got, out_dev, c.out_bytes);
         ok = st == CLLM_OK && memcmp(got, c.ref, c.out_bytes) == 0;
     }
-    check(ok, "decode %-8s %-4s %6llux%-6llu rpb %-5u blocks %-5llu %s",
+    check(ok, "decode %-8s %-4s %6llux%-6llu rpb %-5u blocks %-5llu scale %2u %s",
           cllm_codec_name(s->codec), cllm_dtype_name(s->dt), (unsigned long long)s->rows,
           (unsigned long long)s->cols, c.desc.rows_per_block, (unsigned long long)c.desc.n_blocks,
-          s->what);
+          c.desc.scale_bits, s->what);
     free(got);
     MUST(cllm_cuda_release(g_mem, out_dev));
     coded_free(&c);
     return ok;
+}
+
+// One call with a 2^12-slot lossless job, a 2^14-slot int8 job, a raw job and a 2^13-slot job:
+// every table on the wide kernel shape, each output bit-exact.
+static void mixed_batch_case(cllm_cuda_decode_status *st_dev) {
+    coded_case c[3];
+    coded_make_sb(&c[0], CLLM_CODEC_LOSSLESS, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, 12, D_HEAVY);
+    coded_make_sb(&c[1], CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 300, 1024, 0, 8192, 14, D_HEAVY);
+    coded_make_sb(&c[2], CLLM_CODEC_INT8, CLLM_DTYPE_BF16, 37, 333, 0, 1000, 13, D_HEAVY);
+    cllm_coded raw;
+    void *src = make_tensor(CLLM_DTYPE_F32, 5 * 7, D_NORMAL);
+    cllm_encode_params rp = {.codec = CLLM_CODEC_RAW};
+    MUST(cllm_encode_tensor(src, CLLM_DTYPE_F32, 5, 7, &rp, &raw));
+    cllm_coded_desc rd;
+    MUST(cllm_desc_from_payload(&raw.info, raw.payload, raw.payload_size, &rd));
+    uint8_t *raw_dev = upload(raw.payload, raw.payload_size), *raw_out = dev_alloc(5 * 7 * 4);
+    cllm_cuda_decode_job jobs[4];
+    uint8_t *outs[3];
+    for (int i = 0; i < 3; i++) {
+        outs[i] = dev_alloc(c[i].out_bytes);
+        MUST(cllm_cuda_decode_job_init(&c[i].desc, c[i].payload_dev, outs[i], 0,
+                                       c[i].desc.n_blocks, &jobs[i == 2 ? 3 : i]));
+    }
+    MUST(cllm_cuda_decode_job_init(&rd, raw_dev, raw_out, 0, 5, &jobs[2]));
+    MUST(cllm_cuda_decode_status_reset(st_dev, g_stream));
+    MUST(cllm_cuda_decode(jobs, 4, st_dev, g_stream));
+    int ok = cllm_cuda_decode_status_check(st_dev, g_stream) == CLLM_OK;
+    for (int i = 0; i < 3 && ok; i++) {
+        uint8_t *got = xmalloc(c[i].out_bytes);
+        download(got, outs[i], c[i].out_bytes);
+        ok = memcmp(got, c[i].ref, c[i].out_bytes) == 0;
+        free(got);
+    }
+    float back[35];
+    download(back, raw_out, sizeof back);
+    ok = ok && memcmp(back, src, sizeof back) == 0;
+    check(ok, "decode one call, scales 12/14/13 + raw: bit-exact");
+    summary("%-44s %s\n", "decode: mixed table sizes in one call", ok ? "PASS" : "FAIL");
+    for (int i = 0; i < 3; i++) {
+        MUST(cllm_cuda_release(g_mem, outs[i]));
+        coded_free(&c[i]);
+    }
+    MUST(cllm_cuda_release(g_mem, raw_dev));
+    MUST(cllm_cuda_release(g_mem, raw_out));
+    cllm_coded_free(&raw);
+    free(src);
 }
 
 // Corrupts a state, a word and the padding-or-last word of a valid payload; each must be reported
@@ -337,14 +397,15 @@ static void dec_bench_run(void *ctx, int iter) {
 
 // Encodes `n` tensors, checks one GPU decode of all of them in one launch bit for bit, and times it.
 static void decode_bench(const char *name, cllm_codec codec, size_t n, const uint64_t (*shape)[2],
-                         uint64_t block_symbols, cllm_cuda_decode_status *st_dev) {
+                         uint64_t block_symbols, uint32_t scale_bits,
+                         cllm_cuda_decode_status *st_dev) {
     coded_case c[8];
     dec_bench b = {.n_jobs = n, .st_dev = st_dev};
     uint8_t *extra[ROT][8] = {{0}}, *outs[ROT][8] = {{0}};
     size_t out_total = 0, in_total = 0, n_blocks = 0;
     for (size_t i = 0; i < n; i++) {
-        coded_make(&c[i], codec, CLLM_DTYPE_BF16, shape[i][0], shape[i][1], 0, block_symbols,
-                   D_HEAVY);
+        coded_make_sb(&c[i], codec, CLLM_DTYPE_BF16, shape[i][0], shape[i][1], 0, block_symbols,
+                      scale_bits, D_HEAVY);
         out_total += c[i].out_bytes;
         in_total += c[i].coded.payload_size;
         n_blocks += c[i].desc.n_blocks;
@@ -1149,6 +1210,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_cases; i++) n_ok += decode_case(&k_shapes[i], st_dev);
     summary("%-44s %s  %d/%d shapes\n", "decode: bit-exact vs C decoder",
             n_ok == n_cases ? "PASS" : "FAIL", n_ok, n_cases);
+    mixed_batch_case(st_dev);
     corrupt_cases(st_dev);
 
     // Decode benchmarks: single large tensors, then a Llama-2-7B layer's 7 matrices per launch
@@ -1156,16 +1218,22 @@ int main(int argc, char **argv) {
     static const uint64_t sq[1][2] = {{4096, 4096}}, tall[1][2] = {{11008, 4096}};
     static const uint64_t layer[7][2] = {{4096, 4096},  {4096, 4096},  {4096, 4096}, {4096, 4096},
                                          {11008, 4096}, {11008, 4096}, {4096, 11008}};
-    decode_bench("lossless bf16 4096x4096", CLLM_CODEC_LOSSLESS, 1, sq, 0, st_dev);
-    decode_bench("int8 4096x4096", CLLM_CODEC_INT8, 1, sq, 0, st_dev);
-    decode_bench("lossless bf16 11008x4096", CLLM_CODEC_LOSSLESS, 1, tall, 0, st_dev);
-    decode_bench("int8 11008x4096", CLLM_CODEC_INT8, 1, tall, 0, st_dev);
+    decode_bench("lossless bf16 4096x4096", CLLM_CODEC_LOSSLESS, 1, sq, 0, 0, st_dev);
+    decode_bench("int8 4096x4096", CLLM_CODEC_INT8, 1, sq, 0, 0, st_dev);
+    decode_bench("lossless bf16 11008x4096", CLLM_CODEC_LOSSLESS, 1, tall, 0, 0, st_dev);
+    decode_bench("int8 11008x4096", CLLM_CODEC_INT8, 1, tall, 0, 0, st_dev);
     if (!quick) {
-        decode_bench("lossless bf16 7B layer (7 tensors)", CLLM_CODEC_LOSSLESS, 7, layer, 0, st_dev);
-        decode_bench("int8 7B layer (7 tensors)", CLLM_CODEC_INT8, 7, layer, 0, st_dev);
+        decode_bench("lossless bf16 7B layer (7 tensors)", CLLM_CODEC_LOSSLESS, 7, layer, 0, 0,
+                     st_dev);
+        decode_bench("int8 7B layer (7 tensors)", CLLM_CODEC_INT8, 7, layer, 0, 0, st_dev);
+        decode_bench("int8 7B layer, scale 12", CLLM_CODEC_INT8, 7, layer, 0, 12, st_dev);
+        decode_bench("int8 7B layer, scale 13", CLLM_CODEC_INT8, 7, layer, 0, 13, st_dev);
         decode_bench("lossless bf16 7B layer, 2^15-sym blocks", CLLM_CODEC_LOSSLESS, 7, layer,
-                     1u << 15, st_dev);
-        decode_bench("int8 7B layer, 2^15-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 15, st_dev);
+                     1u << 15, 0, st_dev);
+        decode_bench("int8 7B layer, 2^16-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 16, 0,
+                     st_dev);
+        decode_bench("int8 7B layer, 2^15-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 15, 0,
+                     st_dev);
     }
 
     // Compute kernels.
