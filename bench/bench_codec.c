@@ -175,7 +175,7 @@ static double time_block(int op, const cllm_rans_enc_table *enc, const cllm_rans
     return best;
 }
 
-// The block coder alone on int8 symbols of a synthetic 4096-column tensor (one 2^17 block).
+// The block coder alone on int8 symbols of a synthetic 4096-column tensor (one default-size block).
 static int bench_blocks(const float *w) {
     const uint64_t n = CLLM_RANS_DEFAULT_BLOCK_SYMBOLS, cols = 4096;
     int8_t *q = malloc(n);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU measurements for docs/PERF.md, in stages that fit the device tool's 10-minute calls:
 #   scripts/gpu-bench.sh check   build with CUDA, GPU unit tests, stories260K greedy in every mode
-#   scripts/gpu-bench.sh model   synthesize the 7B-shape BF16 model and convert it (lossless, int8)
+#   scripts/gpu-bench.sh model [CODEC...]  synthesize the 7B-shape BF16 model and convert it
+#                                (default: lossless int8)
 #   scripts/gpu-bench.sh bench   codecllm bench on both containers (raw, device, stream, --vram)
 #   scripts/gpu-bench.sh peers   transformers and accelerate cpu_offload on the same model
 # Results go to $OUT (or build-gpu/results) as logs; each stage prints a short summary last.
@@ -78,11 +79,12 @@ PY
 }
 
 stage_model() {
+    local codecs=${*:-lossless int8}
     [ -f "$dir/codecllm" ] || build
     [ -f "$models/l7b/config.json" ] || /usr/bin/time -v $bin synth --preset llama2-7b --dtype bf16 \
         --threads "$(nproc)" "$models/l7b" 2> "$res/synth.log" || { tail "$res/synth.log"; exit 1; }
     grep -E "Elapsed|Maximum resident" "$res/synth.log" || true
-    for codec in lossless int8; do
+    for codec in $codecs; do
         /usr/bin/time -v $bin convert "$models/l7b" "$models/l7b-$codec.cllm" --codec "$codec" \
             --threads "$(nproc)" 2> "$res/convert-$codec.log" || { tail "$res/convert-$codec.log"; exit 1; }
         grep -E "wrote|Elapsed|Maximum resident" "$res/convert-$codec.log" || true
@@ -90,6 +92,7 @@ stage_model() {
         tail -12 "$res/inspect-$codec.txt"
     done
     # int8 with 2^15-symbol blocks: more independent chains for the GPU decoder (device mode).
+    case " $codecs " in *" int8 "*) ;; *) df -h "$models" | tail -1; return ;; esac
     $bin convert "$models/l7b" "$models/l7b-int8-b15.cllm" --codec int8 --block-symbols 32768 \
         --threads "$(nproc)" 2> /dev/null
     $bin inspect "$models/l7b-int8-b15.cllm" --no-zstd | tail -1
@@ -139,7 +142,7 @@ stage_peers() {
 
 case "${1:-}" in
 check) stage_check ;;
-model) stage_model ;;
+model) shift; stage_model "$@" ;;
 bench) stage_bench "${2:-all}" ;;
 peers) stage_peers ;;
 ab) shift; stage_ab "$@" ;;

@@ -15,7 +15,7 @@ static const char convert_usage[] =
     "  --group G    int8 only: one scale per G consecutive weights of a row (default: per row)\n"
     "  --predictor  left: code differences to the left neighbour (measured not to pay; see PERF.md)\n"
     "  --block-symbols N  target symbols per rANS block, rounded to whole rows (default 32768\n"
-    "               for lossless, 131072 for int8): smaller blocks decode faster on a GPU; each\n"
+    "               for lossless, 65536 for int8): smaller blocks decode faster on a GPU; each\n"
     "               block costs 128 bytes of lane state\n"
     "  --scale-bits B  rANS probability scale 8..14 for every tensor (default: per tensor, 12 for\n"
     "               lossless, 12..14 for int8, whichever codes smallest)\n"

@@ -1214,7 +1214,7 @@ int main(int argc, char **argv) {
     corrupt_cases(st_dev);
 
     // Decode benchmarks: single large tensors, then a Llama-2-7B layer's 7 matrices per launch
-    // (default 2^17-symbol blocks, and 2^15 to show how block count drives throughput).
+    // (default blocks: 2^15 symbols lossless, 2^16 int8; then other block sizes and table scales).
     static const uint64_t sq[1][2] = {{4096, 4096}}, tall[1][2] = {{11008, 4096}};
     static const uint64_t layer[7][2] = {{4096, 4096},  {4096, 4096},  {4096, 4096}, {4096, 4096},
                                          {11008, 4096}, {11008, 4096}, {4096, 11008}};
@@ -1230,7 +1230,7 @@ int main(int argc, char **argv) {
         decode_bench("int8 7B layer, scale 13", CLLM_CODEC_INT8, 7, layer, 0, 13, st_dev);
         decode_bench("lossless bf16 7B layer, 2^15-sym blocks", CLLM_CODEC_LOSSLESS, 7, layer,
                      1u << 15, 0, st_dev);
-        decode_bench("int8 7B layer, 2^16-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 16, 0,
+        decode_bench("int8 7B layer, 2^17-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 17, 0,
                      st_dev);
         decode_bench("int8 7B layer, 2^15-sym blocks", CLLM_CODEC_INT8, 7, layer, 1u << 15, 0,
                      st_dev);
