@@ -288,7 +288,7 @@ static be_group *sched_group(be_state *s, int place, uint32_t layer, uint64_t by
     g->off = ring_place(cursor, bytes, s->bytes.scratch);
     g->copy = place == BE_STREAM ? s->n_copies - 1 : -1;  // its unit was just added
     // DEVICE groups alternate between the decode streams; STREAM groups stay in order on [0].
-    g->dec = place == BE_DEVICE ? s->n_groups % BE_DEC_STREAMS : 0;
+    g->dec = place == BE_DEVICE ? s->n_groups % s->n_dec_streams : 0;
     if (g->copy >= 0) s->copies[g->copy].last_group = s->n_groups;
     s->n_groups++;
     return g;
@@ -522,6 +522,10 @@ static cllm_status cuda_setup(be_state *s, int device) {
     TRY(cllm_cuda_stream_create(&s->compute));
     TRY(cllm_cuda_stream_create(&s->copy));
     for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_stream_create(&s->dec[d]));
+    s->n_dec_streams = BE_DEC_STREAMS_DEFAULT;
+    const char *nd = getenv("CLLM_CUDA_DEC_STREAMS");  // an A/B switch, not a tuning knob
+    if (nd && nd[0] >= '1' && nd[0] <= '0' + BE_DEC_STREAMS && !nd[1])
+        s->n_dec_streams = nd[0] - '0';
     TRY(init_mats(s));
     TRY(be_measure_h2d(s));
     TRY(be_measure_gpu(s));

@@ -21,7 +21,10 @@ extern "C" {
 #define BE_MATS_PER_LAYER 7              // wq wk wv wo gate up down, in use order
 #define BE_GROUPS_PER_LAYER 4            // decode launches per layer: {q,k,v} {o} {gate,up} {down}
 #define BE_GROUP_MAX_MATS 3
-#define BE_DEC_STREAMS 2                 // DEVICE groups alternate between them; STREAM use [0]
+#define BE_DEC_STREAMS 4                 // decode streams created; DEVICE groups alternate among
+                                         // the first n_dec_streams, STREAM groups use [0]
+#define BE_DEC_STREAMS_DEFAULT 2         // n_dec_streams unless CLLM_CUDA_DEC_STREAMS says 1-4
+#define BE_PROBE_DEC_STREAMS 2           // the probe's dual run (sim_slowdowns calibrates on it)
 #define BE_ATT_MAX_POS 49152             // attention scores live in shared memory
 #define BE_ATT_MAX_HD 256
 
@@ -125,6 +128,7 @@ struct be_state {
     cllm_cuda_mem *mem;
     void *compute, *copy;        // cudaStream_t: kernels; copy engine
     void *dec[BE_DEC_STREAMS];   // cudaStream_t: decodes (run ahead of compute)
+    int n_dec_streams;           // DEVICE groups alternate among dec[0 .. n_dec_streams)
     void *blas;
     double h2d_rate;             // bytes per second, measured at create
     be_probe probe;              // measured at create (be_measure_gpu)

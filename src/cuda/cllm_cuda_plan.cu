@@ -278,7 +278,8 @@ static int sim_overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
 
 // Ring ranges, decode streams and waits of groups g[0..n), as build_schedule and sched_waits
 // set them for the real pass; copy units into c (capacity: n). Returns the number of units.
-static int sim_schedule(sim_group *g, int n, sim_copy *c, uint64_t scratch, uint64_t staging) {
+static int sim_schedule(sim_group *g, int n, sim_copy *c, uint64_t scratch, uint64_t staging,
+                        int n_dec_streams) {
     uint64_t cur_g = 0, cur_c = 0;
     int n_dec = 0, n_c = 0;
     for (int i = 0; i < n; i++) {
@@ -294,7 +295,7 @@ static int sim_schedule(sim_group *g, int n, sim_copy *c, uint64_t scratch, uint
         }
         x->off = sim_ring_place(&cur_g, x->dec_bytes, scratch);
         x->copy = x->place == BE_STREAM ? n_c - 1 : -1;
-        x->dec = x->place == BE_DEVICE ? n_dec % BE_DEC_STREAMS : 0;
+        x->dec = x->place == BE_DEVICE ? n_dec % n_dec_streams : 0;
         if (x->copy >= 0) c[x->copy].last_group = i;
         n_dec++;
         for (int e = i - 1; e >= 0 && x->wait_release < 0; e--)
@@ -482,9 +483,9 @@ static void sim_slowdowns(const be_state *s, double *k1, double *k2) {
     *k2 = 2;
     if (!pr->ok || pr->dec_serial <= 0) return;
     *k1 = fmin(fmax(pr->pipe_stream / pr->dec_serial, 1.0), 2.0);
-    double w[BE_DEC_STREAMS] = {0, 0};
+    double w[BE_PROBE_DEC_STREAMS] = {0, 0};
     for (int k = 0; k < BE_GROUPS_PER_LAYER; k++)
-        w[k % BE_DEC_STREAMS] += sim_dec_seconds(s, k, (double)be_group_dec_bytes(s, 0, k));
+        w[k % BE_PROBE_DEC_STREAMS] += sim_dec_seconds(s, k, (double)be_group_dec_bytes(s, 0, k));
     const double lo = fmin(w[0], w[1]), hi = fmax(w[0], w[1]);
     const double k = lo > 0 ? (pr->pipe_device - (hi - lo) * *k1) / lo : 2 * *k1;
     *k2 = fmin(fmax(k, *k1), 2 * *k1);
@@ -548,7 +549,7 @@ static double plan_seconds(const be_state *s, plan_ws *ws, sim_result *r) {
     uint64_t scratch = 0, staging = 0;
     ring_sizes(s, &scratch, &staging);
     const int n = sim_groups(s, ws->g);
-    const int n_c = sim_schedule(ws->g, n, ws->c, scratch, staging);
+    const int n_c = sim_schedule(ws->g, n, ws->c, scratch, staging, s->n_dec_streams);
     double k1, k2;
     sim_slowdowns(s, &k1, &k2);
     sim_run(ws->g, n, ws->c, n_c, k1, k2, r);
@@ -854,7 +855,7 @@ static cllm_status probe_setup(be_state *s, probe_ctx *c) {
 // with PROBE_DUAL), matvecs on s->compute, all started together and joined on compute.
 static cllm_status probe_once(be_state *s, probe_ctx *c, int what, double *sec) {
     cudaStream_t cs = CLLM_STREAM(s->compute);
-    const int n_dec = what & PROBE_DEC ? (what & PROBE_DUAL ? BE_DEC_STREAMS : 1) : 0;
+    const int n_dec = what & PROBE_DEC ? (what & PROBE_DUAL ? BE_PROBE_DEC_STREAMS : 1) : 0;
     CLLM_CUDA_TRY(cudaEventRecord(c->e0, cs));
     for (int d = 0; d < n_dec; d++)
         CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->dec[d]), c->e0, 0));
