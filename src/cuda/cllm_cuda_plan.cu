@@ -376,8 +376,9 @@ static int sim_start(sim_state *st, sim_group *g, int n, sim_copy *c, int n_c) {
 // that frees its staging range), the decode streams (each serial, its groups in order, each after
 // its copy and the release of the scratch range it reuses), compute (serial, in order: pre-work,
 // then the matvecs once the group is decoded, then the release). Decodes share the GPU: with one
-// running it progresses at 1/k1 of its solo speed (k1: beside the matvecs), with two each at 1/k2.
-static void sim_run(sim_group *g, int n, sim_copy *c, int n_c, double k1, double k2,
+// running it progresses at 1/k[0] of its solo speed (beside the matvecs), with two each at
+// 1/k[1], with three or more each at 1/k[2].
+static void sim_run(sim_group *g, int n, sim_copy *c, int n_c, const double k_share[3],
                     sim_result *r) {
     sim_state st;
     memset(&st, 0, sizeof st);
@@ -393,7 +394,7 @@ static void sim_run(sim_group *g, int n, sim_copy *c, int n_c, double k1, double
         }
         int active = 0;
         for (int d = 0; d < BE_DEC_STREAMS; d++) active += st.dec_cur[d] >= 0;
-        const double k = active > 1 ? k2 : k1;
+        const double k = k_share[active > 2 ? 2 : active > 1 ? 1 : 0];
         double next = SIM_NEVER;
         if (st.copying) next = fmin(next, st.copy_end);
         if (st.comp_phase == 1 || st.comp_phase == 3) next = fmin(next, st.comp_end);
@@ -474,21 +475,27 @@ static double sim_matvec_seconds(const be_state *s, double bytes) {
     return pr->ok ? pr->comp * bytes / pr->layer_bytes : bytes / BE_MATVEC_RATE;
 }
 
-// Decode slowdowns: k1 = one decode stream beside the matvecs over the decodes alone; k2 from the
-// two-stream run, whose streams hold groups {0, 2} and {1, 3}: both run for the shorter one's
-// work at k2, then the rest at k1 (within [k1, 2 k1]: two decodes cannot run slower than halves).
-static void sim_slowdowns(const be_state *s, double *k1, double *k2) {
+// Decode slowdowns: k[0] = one decode stream beside the matvecs over the decodes alone; k[1] from
+// the two-stream run, whose streams hold groups {0, 2} and {1, 3}: both run for the shorter one's
+// work at k[1], then the rest at k[0] (within [k[0], 2 k[0]]: two decodes cannot run slower than
+// halves); k[2] from the four-stream run, taken as all four sharing the GPU until the longest
+// group is done (within [k[1], 2 k[1]]).
+static void sim_slowdowns(const be_state *s, double k[3]) {
     const be_probe *pr = &s->probe;
-    *k1 = 1;
-    *k2 = 2;
+    k[0] = 1, k[1] = 2, k[2] = 4;
     if (!pr->ok || pr->dec_serial <= 0) return;
-    *k1 = fmin(fmax(pr->pipe_stream / pr->dec_serial, 1.0), 2.0);
-    double w[BE_PROBE_DEC_STREAMS] = {0, 0};
-    for (int k = 0; k < BE_GROUPS_PER_LAYER; k++)
-        w[k % BE_PROBE_DEC_STREAMS] += sim_dec_seconds(s, k, (double)be_group_dec_bytes(s, 0, k));
+    k[0] = fmin(fmax(pr->pipe_stream / pr->dec_serial, 1.0), 2.0);
+    double w[BE_PROBE_DEC_STREAMS] = {0, 0}, longest = 0;
+    for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
+        const double t = sim_dec_seconds(s, i, (double)be_group_dec_bytes(s, 0, i));
+        w[i % BE_PROBE_DEC_STREAMS] += t;
+        longest = fmax(longest, t);
+    }
     const double lo = fmin(w[0], w[1]), hi = fmax(w[0], w[1]);
-    const double k = lo > 0 ? (pr->pipe_device - (hi - lo) * *k1) / lo : 2 * *k1;
-    *k2 = fmin(fmax(k, *k1), 2 * *k1);
+    const double k2 = lo > 0 ? (pr->pipe_device - (hi - lo) * k[0]) / lo : 2 * k[0];
+    k[1] = fmin(fmax(k2, k[0]), 2 * k[0]);
+    const double k4 = longest > 0 && pr->pipe_quad > 0 ? pr->pipe_quad / longest : 2 * k[1];
+    k[2] = fmin(fmax(k4, k[1]), 2 * k[1]);
 }
 
 // Group x of layer l (sim group index gi) from the placements.
@@ -550,9 +557,9 @@ static double plan_seconds(const be_state *s, plan_ws *ws, sim_result *r) {
     ring_sizes(s, &scratch, &staging);
     const int n = sim_groups(s, ws->g);
     const int n_c = sim_schedule(ws->g, n, ws->c, scratch, staging, s->n_dec_streams);
-    double k1, k2;
-    sim_slowdowns(s, &k1, &k2);
-    sim_run(ws->g, n, ws->c, n_c, k1, k2, r);
+    double k[3];
+    sim_slowdowns(s, k);
+    sim_run(ws->g, n, ws->c, n_c, k, r);
     return r->token;
 }
 
@@ -705,10 +712,12 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
     if (pr->ok)
         snprintf(probe, sizeof probe,
                  "measured per layer: matvecs %.3f ms, decodes %.3f ms (4 launches: %.3f %.3f "
-                 "%.3f %.3f alone), with the matvecs %.3f ms on one decode stream, %.3f ms on two",
+                 "%.3f %.3f alone), with the matvecs %.3f ms on one decode stream, %.3f ms on two, "
+                 "%.3f ms on four; %d decode streams",
                  pr->comp * 1e3, pr->dec_serial * 1e3, pr->dec_group[0] * 1e3,
                  pr->dec_group[1] * 1e3, pr->dec_group[2] * 1e3, pr->dec_group[3] * 1e3,
-                 pr->pipe_stream * 1e3, pr->pipe_device * 1e3);
+                 pr->pipe_stream * 1e3, pr->pipe_device * 1e3, pr->pipe_quad * 1e3,
+                 s->n_dec_streams);
     else
         snprintf(probe, sizeof probe, "assumed: decode %.0f GB/s, matvec %.1f TB/s, serial",
                  BE_DECODE_RATE / 1e9, BE_MATVEC_RATE / 1e12);
@@ -792,8 +801,9 @@ struct probe_ctx {
     cudaEvent_t e0, e1, join[BE_DEC_STREAMS];
 };
 
-// PROBE_GROUP(i): with PROBE_DEC, only group i's launch (else all four).
-enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4 };
+// PROBE_GROUP(i): with PROBE_DEC, only group i's launch (else all four). PROBE_DUAL: the
+// launches alternate on two decode streams; PROBE_QUAD: each on its own stream.
+enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4, PROBE_QUAD = 8 };
 #define PROBE_GROUP(i) (((i) + 1) << 4)
 
 static cllm_status probe_alloc(be_state *s, probe_ctx *c) {
@@ -851,11 +861,14 @@ static cllm_status probe_setup(be_state *s, probe_ctx *c) {
     return CLLM_OK;
 }
 
-// Seconds of one run of `what` (PROBE_* flags): decodes on s->dec (all on [0], or alternating
-// with PROBE_DUAL), matvecs on s->compute, all started together and joined on compute.
+// Seconds of one run of `what` (PROBE_* flags): decodes on s->dec (all on [0], alternating with
+// PROBE_DUAL, one per stream with PROBE_QUAD), matvecs on s->compute, all started together and
+// joined on compute.
 static cllm_status probe_once(be_state *s, probe_ctx *c, int what, double *sec) {
     cudaStream_t cs = CLLM_STREAM(s->compute);
-    const int n_dec = what & PROBE_DEC ? (what & PROBE_DUAL ? BE_PROBE_DEC_STREAMS : 1) : 0;
+    const int n_dec = !(what & PROBE_DEC) ? 0
+                      : what & PROBE_QUAD ? BE_GROUPS_PER_LAYER
+                      : what & PROBE_DUAL ? BE_PROBE_DEC_STREAMS : 1;
     CLLM_CUDA_TRY(cudaEventRecord(c->e0, cs));
     for (int d = 0; d < n_dec; d++)
         CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->dec[d]), c->e0, 0));
@@ -897,6 +910,7 @@ static cllm_status probe_run(be_state *s, probe_ctx *c) {
     TRY(probe_time(s, c, PROBE_DEC, &pr->dec_serial));
     TRY(probe_time(s, c, PROBE_DEC | PROBE_MATVEC, &pr->pipe_stream));
     TRY(probe_time(s, c, PROBE_DEC | PROBE_DUAL | PROBE_MATVEC, &pr->pipe_device));
+    TRY(probe_time(s, c, PROBE_DEC | PROBE_QUAD | PROBE_MATVEC, &pr->pipe_quad));
     // Each launch alone: the decoder is latency-bound, so a launch's time follows its blocks in
     // flight more than its bytes (the pipeline simulation needs each group's own time).
     for (int i = 0; i < BE_GROUPS_PER_LAYER; i++)
