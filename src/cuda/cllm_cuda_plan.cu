@@ -3,7 +3,8 @@
 //
 // Weight buffers of the non-RAW matrices (see cllm_cuda_forward.cu for the pipeline):
 //   scratch ring = depth x the largest decode group's decoded bytes; depth 3 when any layer is
-//                  DEVICE (two decode streams each filling a range while compute reads a third),
+//                  DEVICE (decode streams filling ranges while compute reads another; with four
+//                  streams the ring, not the stream count, bounds how far decodes run ahead),
 //                  else 2 (one range decoding while compute reads the other);
 //   staging ring = staging_depth (at least 2: one copying while the one before decodes; the
 //                  planner may buy more) x the largest STREAM group's payloads, and at least the
@@ -17,9 +18,9 @@
 // group carries its copy time (payload / H2D rate, measured with a 64 MiB pinned copy), its decode
 // time (the probe's launch of the same group of layer 0, measured at create by be_measure_gpu;
 // classifier chunks interpolated by bytes), its matvec time (the probe's matvecs, by bytes) and
-// the rest of the layer's compute (SIM_LAYER_OTHER_S). Engines: the copy engine (serial), two
-// decode streams (each in order; two decodes at once each slow down as the probe's two-stream
-// run says), compute (serial, in order). A copy needs its staging range freed (the decode of the
+// the rest of the layer's compute (SIM_LAYER_OTHER_S). Engines: the copy engine (serial), the
+// decode streams (each in order; concurrent decodes each slow down as the probe's two- and
+// four-stream runs say), compute (serial, in order). A copy needs its staging range freed (the decode of the
 // unit last there done), a decode its copy and its scratch range released (compute done reading
 // the group last there), a matvec its decode. The token is the makespan. A closed form
 // (max(copy, GPU)) misses what the rings cost: with ~2 groups of staging the copy engine stops
