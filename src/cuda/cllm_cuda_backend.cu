@@ -529,8 +529,10 @@ static cllm_status cuda_setup(be_state *s, int device) {
     TRY(init_mats(s));
     TRY(be_measure_h2d(s));
     TRY(be_measure_gpu(s));
+    TRY(be_fast_choose(s));
     TRY(be_plan(s));
     TRY(alloc_activations(s));
+    TRY(be_fast_alloc(s));
     TRY(alloc_gemm(s));
     TRY(alloc_weight_buffers(s));
     TRY(load_weights(s));

@@ -199,12 +199,12 @@ struct be_state {
     int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
     char *plan;
 
-    // Batch-1 fast paths, chosen once (be_fast_init, at the first forward call; logged):
+    // Batch-1 fast paths, chosen at create before the plan (be_fast_choose; logged), the split
+    // attention scratch allocated with the activations and counted in the plan's bytes:
     //   CLLM_CUDA_ATTN=split|old      split attention (cllm_cuda_attention_split) for passes of
     //                                 at most BE_MATVEC_MAX_N tokens, or be_attention; default split
     //   CLLM_CUDA_NORM_FUSED=1|0      RMSNorm fused into the q/k/v and gate/up matvecs of such
-    //                                 passes (cllm_cuda_matvec_*_norm_ex); default 1
-    int fast_ready;
+    //                                 passes (cllm_cuda_matvec_*_norm_ex); default 0
     int att_split, norm_fused;
     void *att_scratch;            // split attention scratch (counters zeroed at init)
     size_t att_scratch_bytes;
@@ -228,6 +228,11 @@ uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i);
 // Chooses every matrix's placement (mode, or the planner under a budget), fills s->bytes,
 // s->predicted and s->plan, and checks the total against the budget and the free device memory.
 cllm_status be_plan(be_state *s);
+
+// The batch-1 fast paths (see be_state): reads the switches and sizes att_scratch_bytes; at
+// create, before be_plan. be_fast_alloc allocates and zeroes the scratch (before any capture).
+cllm_status be_fast_choose(be_state *s);
+cllm_status be_fast_alloc(be_state *s);
 // Rows per GEMM pass of a (rows, cols) matrix of `kind` (int8: bounded bf16 copy; else all rows).
 uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols);
 // GEMM scratch and int8 row-chunk output bytes; returns them + the cuBLAS workspace (0: no GEMM).

@@ -560,10 +560,7 @@ static int env_switch(const char *name, const char *on, const char *off, int def
     return def;
 }
 
-// The batch-1 fast paths (see be_state): switches read once, split attention scratch allocated
-// and its counters zeroed (before any graph capture).
-static cllm_status be_fast_init(be_state *s) {
-    s->fast_ready = 1;
+cllm_status be_fast_choose(be_state *s) {
     const uint32_t nh = s->cfg.n_heads, nkv = s->cfg.n_kv_heads, hd = (uint32_t)s->head_dim;
     s->att_split = env_switch("CLLM_CUDA_ATTN", "split", "old", 1);
     // Off by default: measured slower on the H100 (7B bf16 raw tg128 158.7 tok/s fused against
@@ -575,15 +572,10 @@ static cllm_status be_fast_init(be_state *s) {
                nh, nkv, hd);
         s->att_split = 0;
     }
-    if (s->att_split) {
-        size_t bytes = 0;
-        for (uint32_t q = 1; q <= BE_MATVEC_MAX_N; q++) {
-            const size_t b = cllm_cuda_attention_split_scratch(q, s->ctx, nh, nkv, hd);
-            bytes = b > bytes ? b : bytes;
-        }
-        TRY(cllm_cuda_alloc(s->mem, bytes, &s->att_scratch));
-        CLLM_CUDA_TRY(cudaMemsetAsync(s->att_scratch, 0, bytes, CLLM_STREAM(s->compute)));
-        s->att_scratch_bytes = bytes;
+    s->att_scratch_bytes = 0;
+    for (uint32_t q = 1; q <= BE_MATVEC_MAX_N && s->att_split; q++) {
+        const size_t b = cllm_cuda_attention_split_scratch(q, s->ctx, nh, nkv, hd);
+        s->att_scratch_bytes = b > s->att_scratch_bytes ? b : s->att_scratch_bytes;
     }
     be_log(s, "cuda: batch-1 attention %s (CLLM_CUDA_ATTN=split|old), RMSNorm %s "
               "(CLLM_CUDA_NORM_FUSED=1|0)",
@@ -591,11 +583,18 @@ static cllm_status be_fast_init(be_state *s) {
     return CLLM_OK;
 }
 
+cllm_status be_fast_alloc(be_state *s) {
+    if (!s->att_split) return CLLM_OK;
+    TRY(cllm_cuda_alloc(s->mem, s->att_scratch_bytes, &s->att_scratch));
+    CLLM_CUDA_TRY(cudaMemsetAsync(s->att_scratch, 0, s->att_scratch_bytes,
+                                  CLLM_STREAM(s->compute)));
+    return CLLM_OK;
+}
+
 cllm_status be_forward(void *state, const int32_t *tokens, size_t n, size_t pos, float *logits,
                        int all_logits) {
     be_state *s = (be_state *)state;
     CLLM_CUDA_TRY(cudaSetDevice(s->device));  // the device is per host thread
-    if (!s->fast_ready) TRY(be_fast_init(s));
     cllm_status st = CLLM_OK;
     for (size_t done = 0; done < n && st == CLLM_OK;) {
         const uint32_t nt = (uint32_t)(n - done < s->batch ? n - done : s->batch);

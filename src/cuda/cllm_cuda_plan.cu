@@ -95,6 +95,7 @@ static uint64_t activation_bytes(const be_state *s) {
     t += 2 * al((uint64_t)s->n_layers * s->dim * 4) + al(s->dim * 4);    // norms
     t += 2 * al((uint64_t)s->ctx * (s->head_dim / 2) * 4);              // RoPE tables
     t += al((B + 1) * 4) + al(sizeof(cllm_cuda_decode_status));         // ctl, status
+    t += al(s->att_scratch_bytes);                                       // split attention
     return t;
 }
 

@@ -118,7 +118,7 @@ static int check_small(const char *dir) {
     cllm_container_free(c);
     float *ref = calloc(n, 4), *got = calloc(n, 4);
     for (int i = 0; i < 2 && ref && got; i++) {
-        uint64_t peak_dev = 0, peak_str = 0;
+        uint64_t peak_dev = 0, peak_str = 0, peak_mix = 0;
         if (run(path[i], cllm_backend_cuda(), CLLM_WEIGHTS_RAW, 0, ref, NULL) != CLLM_OK) {
             fails++;
             continue;
@@ -130,12 +130,20 @@ static int check_small(const char *dir) {
                      m == 0 ? "device" : m == 1 ? "stream" : "mixed plan");
             const uint64_t budget = m < 2 ? 0 : (peak_dev + peak_str) / 2;
             if (run(path[i], cllm_backend_cuda(), m < 2 ? modes[m] : CLLM_WEIGHTS_STREAM, budget,
-                    got, m == 0 ? &peak_dev : m == 1 ? &peak_str : NULL) != CLLM_OK) {
+                    got, m == 0 ? &peak_dev : m == 1 ? &peak_str : &peak_mix) != CLLM_OK) {
                 fails++;
                 continue;
             }
             check(what, got, ref, n, 1e-4);
             check_tokens(what, got, ref, N_TOK, vocab);
+            if (m == 2 && peak_mix > budget) {  // every device allocation counts in the plan
+                printf("FAIL %s: device peak %llu bytes over the budget of %llu\n", what,
+                       (unsigned long long)peak_mix, (unsigned long long)budget);
+                fails++;
+            } else if (m == 2) {
+                printf("PASS %s: device peak %llu bytes within the budget of %llu\n", what,
+                       (unsigned long long)peak_mix, (unsigned long long)budget);
+            }
         }
     }
     free(ref), free(got);
