@@ -1195,6 +1195,8 @@ static void gemm_cases(void *blas) {
 
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    // --decode-layer: only the 7B-layer decode benchmarks (bit-exact checked), for a profiler.
+    const int layer_only = argc > 1 && strcmp(argv[1], "--decode-layer") == 0;
     if (cllm_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");
         return 77;
@@ -1206,6 +1208,15 @@ int main(int argc, char **argv) {
     MUST(cllm_cuda_stream_create(&g_stream));
     cllm_cuda_decode_status *st_dev = dev_alloc(sizeof *st_dev);
 
+    static const uint64_t layer[7][2] = {{4096, 4096},  {4096, 4096},  {4096, 4096}, {4096, 4096},
+                                         {11008, 4096}, {11008, 4096}, {4096, 11008}};
+    if (layer_only) {
+        decode_bench("int8 7B layer (7 tensors)", CLLM_CODEC_INT8, 7, layer, 0, 0, st_dev);
+        decode_bench("lossless bf16 7B layer (7 tensors)", CLLM_CODEC_LOSSLESS, 7, layer, 0, 0,
+                     st_dev);
+        printf("%s", g_summary);
+        return g_failed ? 1 : 0;
+    }
     int n_ok = 0, n_cases = (int)(sizeof k_shapes / sizeof k_shapes[0]);
     for (int i = 0; i < n_cases; i++) n_ok += decode_case(&k_shapes[i], st_dev);
     summary("%-44s %s  %d/%d shapes\n", "decode: bit-exact vs C decoder",
@@ -1216,8 +1227,6 @@ int main(int argc, char **argv) {
     // Decode benchmarks: single large tensors, then a Llama-2-7B layer's 7 matrices per launch
     // (default blocks: 2^15 symbols lossless, 2^16 int8; then other block sizes and table scales).
     static const uint64_t sq[1][2] = {{4096, 4096}}, tall[1][2] = {{11008, 4096}};
-    static const uint64_t layer[7][2] = {{4096, 4096},  {4096, 4096},  {4096, 4096}, {4096, 4096},
-                                         {11008, 4096}, {11008, 4096}, {4096, 11008}};
     decode_bench("lossless bf16 4096x4096", CLLM_CODEC_LOSSLESS, 1, sq, 0, 0, st_dev);
     decode_bench("int8 4096x4096", CLLM_CODEC_INT8, 1, sq, 0, 0, st_dev);
     decode_bench("lossless bf16 11008x4096", CLLM_CODEC_LOSSLESS, 1, tall, 0, 0, st_dev);
