@@ -8,16 +8,20 @@
 // layout describes (lane state in a register, ballot + popc for word offsets).
 //
 // Two shapes of the same kernel, chosen per launch by the largest scale among its jobs:
-//   narrow: tables up to 2^12 slots (16 KiB), 4 warps, ~28 KiB of shared memory, 8 per SM;
-//   wide:   tables up to 2^14 slots (64 KiB, int8 tensors code their long tail there),
-//           16 warps so the table build is shared by 16 blocks, ~106 KiB, 2 per SM.
-// Both keep 32 warps per SM in flight.
+//   narrow: tables up to 2^12 slots (16 KiB), 4 warps, 27 KiB of shared memory, 8 per SM;
+//   wide:   tables up to 2^14 slots (64 KiB, int8 tensors code their long tail there), up to
+//           16 warps so one table build serves many blocks, up to 108 KiB, 2 per SM.
+// Both keep up to 32 warps per SM in flight. The wide shape takes the fewest warps per thread
+// block (at least 4) with which the whole launch fits on the GPU at once: thread blocks then
+// spread evenly over the SMs (a 7B int8 layer's 3,083 blocks: 12 warps per thread block, at most
+// 24 per SM, instead of 16 so that some SMs held 32 and others 16).
 //
 // Throughput is bound by the latency of one decode step (blocks in flight x 32 symbols / step
 // latency), so the step's dependency chain is kept short:
 //   - the renormalisation words come from a per-warp ring in shared memory, refilled 128 words at
 //     a time with coalesced 32-bit loads issued one refill ahead (the load is in flight while the
-//     warp decodes the previous 128 words);
+//     warp decodes the previous 128 words), checked every 4 steps; its first 32 entries are
+//     mirrored past its end, so a lane's entry is at (p mod 256) + rank without a second wrap;
 //   - each ring entry carries, beside its word w, the slot table entry of (w & (M-1)). A lane that
 //     renormalises starts its next step from x = (x' << 16) | w, whose slot is w & (M-1), so it
 //     gets its next table entry with the word in one 64-bit load; only lanes that do not
@@ -33,6 +37,7 @@
 // then unspecified but every access stays inside the payload and the block's output rows.
 #include "cllm_cuda_check.h"
 
+#include <atomic>
 #include <string.h>
 
 #define DEC_NARROW_WARPS 4
@@ -43,10 +48,14 @@
 #define DEC_GROUP_STEPS 16                     // steps staged before output: 512 symbols
 #define DEC_GROUP_SYMS (DEC_GROUP_STEPS * 32)
 #define DEC_RING 256                           // ring entries (words) per warp, a power of two
+#define DEC_MIRROR 32                          // entries 0..31 repeated after the ring
+#define DEC_CHECK_STEPS 4                      // full groups: refill check every 4 steps
 #define DEC_CHUNK 128                          // words per refill: 2 x 32-bit loads per lane
 #define DEC_MAX_BLOCK_SYMS (1ull << 31)        // u32 step and word counters
 
 _Static_assert(DEC_RING == 2 * DEC_CHUNK, "the refill invariant below assumes two chunks");
+_Static_assert(DEC_CHECK_STEPS * 32 <= DEC_CHUNK, "a checked refill covers the steps to the next");
+_Static_assert(DEC_GROUP_STEPS % DEC_CHECK_STEPS == 0, "every full group ends with a check");
 
 struct decode_batch {
     uint32_t n_jobs;
@@ -55,20 +64,36 @@ struct decode_batch {
 };
 
 struct warp_smem {
-    unsigned long long ring[DEC_RING];  // table entry of (word & mask) | word << 32
+    unsigned long long ring[DEC_RING + DEC_MIRROR];  // table entry of (word & mask) | word << 32
     __align__(16) uint8_t stage[DEC_GROUP_SYMS];
 };
 
+// Shared memory of a thread block of up to W warps: the frequencies are needed only while the
+// table is built (then a barrier), the warps' rings only after it.
 template <int W, int TB>
 struct block_smem {
     uint32_t tab[1u << TB];  // packed cllm_rans_slot entries
-    uint32_t cum[CLLM_RANS_ALPHABET + 1];
-    uint16_t freq[CLLM_RANS_ALPHABET];
-    warp_smem w[W];
+    union {
+        struct {
+            uint32_t cum[CLLM_RANS_ALPHABET + 1];
+            uint16_t freq[CLLM_RANS_ALPHABET];
+        } b;
+        warp_smem w[W];
+    } u;
 };
+
+// Dynamic shared memory bytes for nw <= W warps.
+template <int W, int TB>
+static size_t smem_bytes(uint32_t nw) {
+    const size_t build = sizeof(uint32_t) * (CLLM_RANS_ALPHABET + 1) +
+                         sizeof(uint16_t) * CLLM_RANS_ALPHABET;
+    const size_t warps = nw * sizeof(warp_smem);
+    return sizeof(uint32_t) * (1u << TB) + (warps > build ? warps : build);
+}
 
 static_assert(sizeof(block_smem<DEC_NARROW_WARPS, DEC_NARROW_BITS>) <= 28 * 1024,
               "eight narrow blocks per SM (228 KiB, 1 KiB reserved per block)");
+static_assert(sizeof(warp_smem) % 16 == 0, "16-byte aligned stage and ring of every warp");
 static_assert(sizeof(block_smem<DEC_WIDE_WARPS, DEC_WIDE_BITS>) <= 112 * 1024,
               "two wide blocks per SM");
 
@@ -78,19 +103,22 @@ extern __shared__ __align__(16) unsigned char dec_smem[];
 // ---- slot table --------------------------------------------------------------------------------
 
 // tab[k] for k < 2^sb from the payload's 256 uint16 frequencies (validated on the host; a bad
-// table yields wrong symbols, never an out-of-range access).
+// table yields wrong symbols, never an out-of-range access). Each warp fills the slots of every
+// nw-th symbol, 32 slots at a time: independent stores, no search.
 template <int W, int TB>
 static __device__ void build_table(block_smem<W, TB> &s, const uint8_t *payload, uint32_t sb) {
-    const uint32_t tid = threadIdx.x, lane = tid & 31;
-    for (uint32_t i = tid; i < CLLM_RANS_ALPHABET / 2; i += W * 32) {
+    const uint32_t tid = threadIdx.x, lane = tid & 31, nw = blockDim.x / 32;
+    uint32_t *cum = s.u.b.cum;
+    uint16_t *freq = s.u.b.freq;
+    for (uint32_t i = tid; i < CLLM_RANS_ALPHABET / 2; i += blockDim.x) {
         uint32_t v = __ldg((const unsigned int *)payload + i);  // little-endian pairs
-        s.freq[2 * i] = (uint16_t)v;
-        s.freq[2 * i + 1] = (uint16_t)(v >> 16);
+        freq[2 * i] = (uint16_t)v;
+        freq[2 * i + 1] = (uint16_t)(v >> 16);
     }
     __syncthreads();
     if (tid < 32) {  // exclusive prefix sum: lane owns symbols 8*lane .. 8*lane+7
         uint32_t sum = 0;
-        for (int j = 0; j < 8; j++) sum += s.freq[8 * lane + j];
+        for (int j = 0; j < 8; j++) sum += freq[8 * lane + j];
         uint32_t incl = sum;
         for (int d = 1; d < 32; d <<= 1) {
             uint32_t t = __shfl_up_sync(0xffffffffu, incl, d);
@@ -98,19 +126,17 @@ static __device__ void build_table(block_smem<W, TB> &s, const uint8_t *payload,
         }
         uint32_t run = incl - sum;
         for (int j = 0; j < 8; j++) {
-            s.cum[8 * lane + j] = run;
-            run += s.freq[8 * lane + j];
+            cum[8 * lane + j] = run;
+            run += freq[8 * lane + j];
         }
-        if (lane == 31) s.cum[CLLM_RANS_ALPHABET] = run;
+        if (lane == 31) cum[CLLM_RANS_ALPHABET] = run;
     }
     __syncthreads();
     const uint32_t m = 1u << sb;
-    for (uint32_t k = tid; k < m; k += W * 32) {
-        uint32_t lo = 0;  // largest symbol with cum <= k
-        for (uint32_t step = CLLM_RANS_ALPHABET / 2; step; step >>= 1)
-            if (s.cum[lo + step] <= k) lo += step;
-        const uint32_t c = s.cum[lo];
-        s.tab[k] = CLLM_RANS_SLOT(lo, s.cum[lo + 1] - c, k - c);
+    for (uint32_t sym = tid / 32; sym < CLLM_RANS_ALPHABET; sym += nw) {
+        const uint32_t c = cum[sym], f = freq[sym];
+        for (uint32_t k = lane; k < f && c + k < m; k += 32)
+            s.tab[c + k] = CLLM_RANS_SLOT(sym, f, k);
     }
     __syncthreads();
 }
@@ -150,13 +176,14 @@ static __device__ __forceinline__ void ring_refill(word_stream &ws, unsigned lon
     b.y = ring_entry(tab, ws.pend1 >> 16, mask);
     *(ulonglong2 *)(ring + w0) = a;
     *(ulonglong2 *)(ring + w1) = b;
+    if (w0 < DEC_MIRROR) *(ulonglong2 *)(ring + DEC_RING + w0) = a;  // the chunk at slot 0
     ws.fetched += DEC_CHUNK;
     ring_load(ws, ws.fetched / DEC_CHUNK, lane);
     __syncwarp();
 }
 
 // One decode step of the 32 lanes. x: lane state, e: table entry of x's slot. Returns the symbol.
-// Ring invariant on entry: words p .. p+31 are in the ring (fetched - p > DEC_CHUNK >= 32).
+// Ring invariant on entry: words p .. p+31 are in the ring (fetched - p >= 32).
 template <bool ALL>
 static __device__ __forceinline__ uint32_t dec_step(uint32_t &x, uint32_t &e, uint32_t &p,
                                                     bool active, const uint32_t *tab,
@@ -168,7 +195,7 @@ static __device__ __forceinline__ uint32_t dec_step(uint32_t &x, uint32_t &e, ui
     const uint32_t e_stay = tab[xn & mask];
     const bool need = (ALL || active) && xn < CLLM_RANS_L;
     const uint32_t bal = __ballot_sync(0xffffffffu, need);
-    const unsigned long long r = ring[(p + __popc(bal & lt)) & (DEC_RING - 1)];
+    const unsigned long long r = ring[(p & (DEC_RING - 1)) + __popc(bal & lt)];  // mirrored
     if (ALL || active) {
         x = need ? (xn << 16) | (uint32_t)(r >> 32) : xn;
         e = need ? (uint32_t)r : e_stay;
@@ -315,7 +342,9 @@ static __device__ void decode_block(const cllm_cuda_decode_job &J, uint32_t job,
             for (uint32_t t = 0; t < DEC_GROUP_STEPS; t++) {
                 ws_mem.stage[t * 32 + lane] =
                     (uint8_t)dec_step<true>(x, e, p, true, tab, ring, mask, sb, lt);
-                if (ws.fetched - p <= DEC_CHUNK) ring_refill(ws, ring, tab, mask, lane);
+                // Every 4 steps: after a check fetched - p > DEC_CHUNK = 128 >= 4 steps of words.
+                if (t % DEC_CHECK_STEPS == DEC_CHECK_STEPS - 1 && ws.fetched - p <= DEC_CHUNK)
+                    ring_refill(ws, ring, tab, mask, lane);
             }
         } else {
             const uint32_t gs = steps - g0;
@@ -349,14 +378,14 @@ template <int W, int TB>
 static __global__ void __launch_bounds__(W * 32, DEC_WARPS_PER_SM / W)
     decode_kernel(const __grid_constant__ decode_batch batch, cllm_cuda_decode_status *status) {
     block_smem<W, TB> &s = *reinterpret_cast<block_smem<W, TB> *>(dec_smem);
-    const uint32_t item = blockIdx.x;
+    const uint32_t item = blockIdx.x, nw = blockDim.x / 32;
     uint32_t j = 0;
     while (j + 1 < batch.n_jobs && batch.jobs[j + 1].item_begin <= item) j++;
     const cllm_cuda_decode_job &J = batch.jobs[j];
     build_table(s, J.payload, J.scale_bits);
     const uint32_t warp = threadIdx.x / 32;
-    const uint64_t b = (uint64_t)(item - J.item_begin) * W + warp;
-    if (b < J.n_blocks) decode_block(J, j, J.first_block + b, s.tab, s.w[warp], status);
+    const uint64_t b = (uint64_t)(item - J.item_begin) * nw + warp;
+    if (b < J.n_blocks) decode_block(J, j, J.first_block + b, s.tab, s.u.w[warp], status);
 }
 
 // ---- host side -----------------------------------------------------------------------------------
@@ -433,24 +462,73 @@ static cllm_status copy_raw(const cllm_cuda_decode_job *j, cudaStream_t stream) 
     return CLLM_OK;
 }
 
+// Raises the kernel's dynamic shared memory limit to its largest launch, once per process.
 template <int W, int TB>
-static cllm_status launch_shape(decode_batch *batch, cllm_cuda_decode_status *status,
+static cllm_status allow_smem() {
+    static std::atomic<int> done(0);
+    if (done.load(std::memory_order_acquire)) return CLLM_OK;
+    CLLM_CUDA_TRY(cudaFuncSetAttribute(decode_kernel<W, TB>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)smem_bytes<W, TB>(W)));
+    done.store(1, std::memory_order_release);
+    return CLLM_OK;
+}
+
+// Thread blocks of nw warps resident per SM (cached: one device per process is assumed, as
+// everywhere in the backend).
+template <int W, int TB>
+static int blocks_per_sm(uint32_t nw) {
+    static std::atomic<int> cache[W + 1];
+    int v = cache[nw].load(std::memory_order_relaxed);
+    if (v > 0) return v;
+    v = 0;
+    if (allow_smem<W, TB>() != CLLM_OK ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, decode_kernel<W, TB>, (int)nw * 32,
+                                                      smem_bytes<W, TB>(nw)) != cudaSuccess)
+        (void)cudaGetLastError(), v = 0;
+    v = v > 0 ? v : 1;
+    cache[nw].store(v, std::memory_order_relaxed);
+    return v;
+}
+
+static int sm_count() {
+    static std::atomic<int> cached(0);
+    int v = cached.load(std::memory_order_relaxed);
+    if (v > 0) return v;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v < 1)
+        (void)cudaGetLastError(), v = 1;
+    cached.store(v, std::memory_order_relaxed);
+    return v;
+}
+
+// Warps per thread block for `blocks` coded blocks: narrow, always DEC_NARROW_WARPS; wide, the
+// fewest (at least 4, so one table build serves several blocks) with which every block is
+// resident at once, else DEC_WIDE_WARPS.
+static uint32_t warps_for(bool wide, uint64_t blocks) {
+    if (!wide) return DEC_NARROW_WARPS;
+    for (uint32_t w = 4; w < DEC_WIDE_WARPS; w++)
+        if ((uint64_t)blocks_per_sm<DEC_WIDE_WARPS, DEC_WIDE_BITS>(w) * sm_count() * w >= blocks)
+            return w;
+    return DEC_WIDE_WARPS;
+}
+
+template <int W, int TB>
+static cllm_status launch_shape(decode_batch *batch, uint32_t nw, cllm_cuda_decode_status *status,
                                 cudaStream_t stream) {
-    const size_t smem = sizeof(block_smem<W, TB>);
-    if (smem > 48 * 1024)
-        CLLM_CUDA_TRY(cudaFuncSetAttribute(decode_kernel<W, TB>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           (int)smem));
-    decode_kernel<W, TB><<<batch->n_items, W * 32, smem, stream>>>(*batch, status);
+    TRY((allow_smem<W, TB>()));
+    decode_kernel<W, TB><<<batch->n_items, nw * 32, smem_bytes<W, TB>(nw), stream>>>(*batch,
+                                                                                    status);
     CLLM_CUDA_CHECK_LAUNCH("decode_kernel");
     return CLLM_OK;
 }
 
-static cllm_status launch_batch(decode_batch *batch, bool wide, cllm_cuda_decode_status *status,
-                                cudaStream_t stream) {
+static cllm_status launch_batch(decode_batch *batch, bool wide, uint32_t nw,
+                                cllm_cuda_decode_status *status, cudaStream_t stream) {
     if (batch->n_items == 0) return CLLM_OK;
-    if (wide) TRY((launch_shape<DEC_WIDE_WARPS, DEC_WIDE_BITS>(batch, status, stream)));
-    else TRY((launch_shape<DEC_NARROW_WARPS, DEC_NARROW_BITS>(batch, status, stream)));
+    if (wide) TRY((launch_shape<DEC_WIDE_WARPS, DEC_WIDE_BITS>(batch, nw, status, stream)));
+    else TRY((launch_shape<DEC_NARROW_WARPS, DEC_NARROW_BITS>(batch, nw, status, stream)));
     batch->n_jobs = 0;
     batch->n_items = 0;
     return CLLM_OK;
@@ -462,6 +540,7 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
     cudaStream_t s = CLLM_STREAM(stream);
     // One shape for the whole call: wide when any coded job has a table above 2^12 slots.
     bool wide = false;
+    uint64_t blocks = 0;
     for (size_t i = 0; i < n_jobs; i++) {
         const cllm_cuda_decode_job *j = &jobs[i];
         if (j->n_blocks == 0 || j->codec == CLLM_CODEC_RAW) continue;
@@ -471,8 +550,9 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
                       j->scale_bits > CLLM_RANS_MAX_SCALE_BITS || !j->rows_per_block,
                   CLLM_ERR_ARG, "GPU decode: job %zu not made by cllm_cuda_decode_job_init", i);
         wide = wide || j->scale_bits > DEC_NARROW_BITS;
+        blocks += j->n_blocks;
     }
-    const uint32_t warps = wide ? DEC_WIDE_WARPS : DEC_NARROW_WARPS;
+    const uint32_t warps = warps_for(wide, blocks);
     decode_batch batch;
     memset(&batch, 0, sizeof batch);
     for (size_t i = 0; i < n_jobs; i++) {
@@ -484,12 +564,12 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
         }
         const uint64_t items = (j->n_blocks + warps - 1) / warps;
         if (batch.n_jobs == CLLM_CUDA_DECODE_MAX_JOBS || batch.n_items + items > 0x7fffffffu)
-            TRY(launch_batch(&batch, wide, status_dev, s));
+            TRY(launch_batch(&batch, wide, warps, status_dev, s));
         RETURN_IF(items > 0x7fffffffu, CLLM_ERR_UNSUPPORTED, "GPU decode: job %zu too large", i);
         batch.jobs[batch.n_jobs] = *j;
         batch.jobs[batch.n_jobs].item_begin = batch.n_items;
         batch.n_jobs++;
         batch.n_items += (uint32_t)items;
     }
-    return launch_batch(&batch, wide, status_dev, s);
+    return launch_batch(&batch, wide, warps, status_dev, s);
 }
