@@ -11,10 +11,11 @@
 //   narrow: tables up to 2^12 slots (16 KiB), 4 warps, 27 KiB of shared memory, 8 per SM;
 //   wide:   tables up to 2^14 slots (64 KiB, int8 tensors code their long tail there), up to
 //           16 warps so one table build serves many blocks, up to 108 KiB, 2 per SM.
-// Both keep up to 32 warps per SM in flight. The wide shape takes the fewest warps per thread
-// block (at least 4) with which the whole launch fits on the GPU at once: thread blocks then
-// spread evenly over the SMs (a 7B int8 layer's 3,083 blocks: 12 warps per thread block, at most
-// 24 per SM, instead of 16 so that some SMs held 32 and others 16).
+// Both keep up to 32 warps per SM in flight. A wide launch that fills at least half the GPU takes
+// the fewest warps per thread block (at least 8) with which it fits on the GPU at once: thread
+// blocks then spread evenly over the SMs (a 7B int8 layer's 3,083 blocks: 12 warps per thread
+// block, at most 24 per SM, instead of 16 so that some SMs held 32 and others 16); see
+// warps_for.
 //
 // Throughput is bound by the latency of one decode step (blocks in flight x 32 symbols / step
 // latency), so the step's dependency chain is kept short:
@@ -503,12 +504,18 @@ static int sm_count() {
     return v;
 }
 
-// Warps per thread block for `blocks` coded blocks: narrow, always DEC_NARROW_WARPS; wide, the
-// fewest (at least 4, so one table build serves several blocks) with which every block is
-// resident at once, else DEC_WIDE_WARPS.
+// Warps per thread block for `blocks` coded blocks: narrow, always DEC_NARROW_WARPS. Wide: the
+// 64 KiB table allows 2 thread blocks per SM, so DEC_WIDE_WARPS keeps 32 warps per SM for
+// launches that run beside others (device mode decodes a layer's 4 groups on 4 streams: 60 tok/s
+// for int8 with small thread blocks against 64.5 with 16 warps); a launch that fills at least half
+// the GPU alone takes the fewest warps (at least 8) with which every block is resident at once,
+// which spreads them evenly (a 7B int8 layer in one launch: 0.28 ms with 12 warps).
 static uint32_t warps_for(bool wide, uint64_t blocks) {
     if (!wide) return DEC_NARROW_WARPS;
-    for (uint32_t w = 4; w < DEC_WIDE_WARPS; w++)
+    const uint64_t full = (uint64_t)blocks_per_sm<DEC_WIDE_WARPS, DEC_WIDE_BITS>(DEC_WIDE_WARPS) *
+                          sm_count() * DEC_WIDE_WARPS;
+    if (2 * blocks < full) return DEC_WIDE_WARPS;
+    for (uint32_t w = 8; w < DEC_WIDE_WARPS; w++)
         if ((uint64_t)blocks_per_sm<DEC_WIDE_WARPS, DEC_WIDE_BITS>(w) * sm_count() * w >= blocks)
             return w;
     return DEC_WIDE_WARPS;
