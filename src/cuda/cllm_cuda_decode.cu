@@ -18,7 +18,8 @@
 // warps_for.
 //
 // Throughput is bound by the latency of one decode step (blocks in flight x 32 symbols / step
-// latency), so the step's dependency chain is kept short:
+// latency) and, with many blocks in flight, by instruction issue (~29 per step), so the step's
+// dependency chain and instruction count are kept short:
 //   - the renormalisation words come from a per-warp ring in shared memory, refilled 128 words at
 //     a time with coalesced 32-bit loads issued one refill ahead (the load is in flight while the
 //     warp decodes the previous 128 words), checked every 4 steps; its first 32 entries are
