@@ -40,6 +40,7 @@
 #include "cllm_cuda_check.h"
 
 #include <atomic>
+#include <stdlib.h>
 #include <string.h>
 
 #define DEC_NARROW_WARPS 4
@@ -513,6 +514,15 @@ static int sm_count() {
 // which spreads them evenly (a 7B int8 layer in one launch: 0.28 ms with 12 warps).
 static uint32_t warps_for(bool wide, uint64_t blocks) {
     if (!wide) return DEC_NARROW_WARPS;
+    static std::atomic<int> forced(-1);  // CLLM_CUDA_DEC_WARPS=4..16: an A/B switch
+    int f = forced.load(std::memory_order_relaxed);
+    if (f < 0) {
+        const char *v = getenv("CLLM_CUDA_DEC_WARPS");
+        f = v ? atoi(v) : 0;
+        f = f >= 4 && f <= DEC_WIDE_WARPS ? f : 0;
+        forced.store(f, std::memory_order_relaxed);
+    }
+    if (f) return (uint32_t)f;
     const uint64_t full = (uint64_t)blocks_per_sm<DEC_WIDE_WARPS, DEC_WIDE_BITS>(DEC_WIDE_WARPS) *
                           sm_count() * DEC_WIDE_WARPS;
     if (2 * blocks < full) return DEC_WIDE_WARPS;
