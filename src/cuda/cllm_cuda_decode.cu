@@ -9,13 +9,8 @@
 //
 // Two shapes of the same kernel, chosen per launch by the largest scale among its jobs:
 //   narrow: tables up to 2^12 slots (16 KiB), 4 warps, 27 KiB of shared memory, 8 per SM;
-//   wide:   tables up to 2^14 slots (64 KiB, int8 tensors code their long tail there), up to
-//           16 warps so one table build serves many blocks, up to 108 KiB, 2 per SM.
-// Both keep up to 32 warps per SM in flight. A wide launch that fills at least half the GPU takes
-// the fewest warps per thread block (at least 8) with which it fits on the GPU at once: thread
-// blocks then spread evenly over the SMs (a 7B int8 layer's 3,083 blocks: 12 warps per thread
-// block, at most 24 per SM, instead of 16 so that some SMs held 32 and others 16); see
-// warps_for.
+//   wide:   tables up to 2^14 slots (64 KiB, int8 tensors code their long tail there), 12 warps
+//           so one table build serves 12 blocks, 97 KiB, 2 per SM (24 warps; see warps_for).
 //
 // Throughput is bound by the latency of one decode step (blocks in flight x 32 symbols / step
 // latency) and, with many blocks in flight, by instruction issue (~29 per step), so the step's
@@ -45,7 +40,8 @@
 
 #define DEC_NARROW_WARPS 4
 #define DEC_NARROW_BITS 12
-#define DEC_WIDE_WARPS 16
+#define DEC_WIDE_WARPS 16                      // the most a wide thread block may have
+#define DEC_WIDE_WARPS_DEFAULT 12              // what it has (see warps_for)
 #define DEC_WIDE_BITS CLLM_RANS_MAX_SCALE_BITS
 #define DEC_WARPS_PER_SM 32                    // launch bounds: registers for this many warps
 #define DEC_GROUP_STEPS 16                     // steps staged before output: 512 symbols
@@ -477,59 +473,23 @@ static cllm_status allow_smem() {
     return CLLM_OK;
 }
 
-// Thread blocks of nw warps resident per SM (cached: one device per process is assumed, as
-// everywhere in the backend).
-template <int W, int TB>
-static int blocks_per_sm(uint32_t nw) {
-    static std::atomic<int> cache[W + 1];
-    int v = cache[nw].load(std::memory_order_relaxed);
-    if (v > 0) return v;
-    v = 0;
-    if (allow_smem<W, TB>() != CLLM_OK ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, decode_kernel<W, TB>, (int)nw * 32,
-                                                      smem_bytes<W, TB>(nw)) != cudaSuccess)
-        (void)cudaGetLastError(), v = 0;
-    v = v > 0 ? v : 1;
-    cache[nw].store(v, std::memory_order_relaxed);
-    return v;
-}
-
-static int sm_count() {
-    static std::atomic<int> cached(0);
-    int v = cached.load(std::memory_order_relaxed);
-    if (v > 0) return v;
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v < 1)
-        (void)cudaGetLastError(), v = 1;
-    cached.store(v, std::memory_order_relaxed);
-    return v;
-}
-
-// Warps per thread block for `blocks` coded blocks: narrow, always DEC_NARROW_WARPS. Wide: the
-// 64 KiB table allows 2 thread blocks per SM, so DEC_WIDE_WARPS keeps 32 warps per SM for
-// launches that run beside others (device mode decodes a layer's 4 groups on 4 streams: 60 tok/s
-// for int8 with small thread blocks against 64.5 with 16 warps); a launch that fills at least half
-// the GPU alone takes the fewest warps (at least 8) with which every block is resident at once,
-// which spreads them evenly (a 7B int8 layer in one launch: 0.28 ms with 12 warps).
-static uint32_t warps_for(bool wide, uint64_t blocks) {
+// Warps per thread block: narrow, DEC_NARROW_WARPS; wide, DEC_WIDE_WARPS_DEFAULT (12). The 64 KiB
+// table allows 2 wide thread blocks per SM, so 12 warps per block puts at most 24 warps on an SM
+// and a 7B int8 layer's 3,083 blocks on the GPU at once, evenly (2 x 132 x 12 = 3,168 slots);
+// 16-warp blocks left some SMs with 32 warps and others with 16. Measured on the H100, 7B int8:
+// device mode (4 launches per layer on 4 streams) 87.8 tok/s with 12, 78.0 with 8, 76.1 with 16;
+// the layer in one launch 0.28 ms with 12.
+static uint32_t warps_for(bool wide) {
     if (!wide) return DEC_NARROW_WARPS;
-    static std::atomic<int> forced(-1);  // CLLM_CUDA_DEC_WARPS=4..16: an A/B switch
-    int f = forced.load(std::memory_order_relaxed);
-    if (f < 0) {
+    static std::atomic<int> chosen(0);  // CLLM_CUDA_DEC_WARPS=4..16 overrides: an A/B switch
+    int w = chosen.load(std::memory_order_relaxed);
+    if (w == 0) {
         const char *v = getenv("CLLM_CUDA_DEC_WARPS");
-        f = v ? atoi(v) : 0;
-        f = f >= 4 && f <= DEC_WIDE_WARPS ? f : 0;
-        forced.store(f, std::memory_order_relaxed);
+        w = v ? atoi(v) : 0;
+        w = w >= 4 && w <= DEC_WIDE_WARPS ? w : DEC_WIDE_WARPS_DEFAULT;
+        chosen.store(w, std::memory_order_relaxed);
     }
-    if (f) return (uint32_t)f;
-    const uint64_t full = (uint64_t)blocks_per_sm<DEC_WIDE_WARPS, DEC_WIDE_BITS>(DEC_WIDE_WARPS) *
-                          sm_count() * DEC_WIDE_WARPS;
-    if (2 * blocks < full) return DEC_WIDE_WARPS;
-    for (uint32_t w = 8; w < DEC_WIDE_WARPS; w++)
-        if ((uint64_t)blocks_per_sm<DEC_WIDE_WARPS, DEC_WIDE_BITS>(w) * sm_count() * w >= blocks)
-            return w;
-    return DEC_WIDE_WARPS;
+    return (uint32_t)w;
 }
 
 template <int W, int TB>
@@ -558,7 +518,6 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
     cudaStream_t s = CLLM_STREAM(stream);
     // One shape for the whole call: wide when any coded job has a table above 2^12 slots.
     bool wide = false;
-    uint64_t blocks = 0;
     for (size_t i = 0; i < n_jobs; i++) {
         const cllm_cuda_decode_job *j = &jobs[i];
         if (j->n_blocks == 0 || j->codec == CLLM_CODEC_RAW) continue;
@@ -568,9 +527,8 @@ extern "C" cllm_status cllm_cuda_decode(const cllm_cuda_decode_job *jobs, size_t
                       j->scale_bits > CLLM_RANS_MAX_SCALE_BITS || !j->rows_per_block,
                   CLLM_ERR_ARG, "GPU decode: job %zu not made by cllm_cuda_decode_job_init", i);
         wide = wide || j->scale_bits > DEC_NARROW_BITS;
-        blocks += j->n_blocks;
     }
-    const uint32_t warps = warps_for(wide, blocks);
+    const uint32_t warps = warps_for(wide);
     decode_batch batch;
     memset(&batch, 0, sizeof batch);
     for (size_t i = 0; i < n_jobs; i++) {
