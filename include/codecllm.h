@@ -105,6 +105,9 @@ typedef enum cllm_tokenizer_kind {
     CLLM_TOKENIZER_NONE = 0,
     CLLM_TOKENIZER_LLAMA2C = 1, // llama2.c tokenizer.bin bytes
     CLLM_TOKENIZER_HF_JSON = 2, // Hugging Face tokenizer.json bytes
+    CLLM_TOKENIZER_BUNDLE = 3,  // codecllm tokenizer bundle: JSON with a tokenizer.json object,
+                                // the chat template, add_bos and the source description
+                                // (docs/FORMAT.md, "Tokenizer bundle")
 } cllm_tokenizer_kind;
 
 // ---------------------------------------------------------------------------------------------
@@ -288,6 +291,12 @@ void cllm_tokenizer_free(cllm_tokenizer *t);
 size_t cllm_tokenizer_vocab_size(const cllm_tokenizer *t);
 int32_t cllm_tokenizer_bos(const cllm_tokenizer *t);  // -1 when the vocabulary has none
 int32_t cllm_tokenizer_eos(const cllm_tokenizer *t);  // -1 when the vocabulary has none
+// 1 when a prompt should start with BOS (llama2.c and SentencePiece vocabularies; a bundle says so
+// itself), else 0.
+int cllm_tokenizer_add_bos(const cllm_tokenizer *t);
+// The chat template stored with the tokenizer (a Jinja text as found in the source: GGUF metadata
+// or tokenizer_config.json), or NULL when none. Owned by the tokenizer.
+const char *cllm_tokenizer_chat_template(const cllm_tokenizer *t);
 
 // Encodes `len` bytes of text (need not be NUL-terminated). With add_bos, BOS comes first.
 // *n_tokens receives the count; when it exceeds `cap`, returns CLLM_ERR_ARG (nothing else is

@@ -115,6 +115,8 @@ struct cllm_tokenizer {
     tok_model model;
     tok_vocab v;
     int32_t bos, eos, unk;     // -1 when absent
+    int add_bos;               // prompts start with BOS (cllm_tokenizer_add_bos)
+    char *chat_template;       // NUL-terminated Jinja text, NULL when none
     int32_t byte_id[256];      // id of the <0xNN> piece of each byte, -1 when absent
     int byte_fallback;         // unknown characters become byte pieces
     float *scores;             // SCORED: (n)

@@ -257,6 +257,7 @@ void cllm_tokenizer_free(cllm_tokenizer *t) {
     tok_steps_free(t);
     free(t->added);
     free(t->added_text);
+    free(t->chat_template);
     free(t);
 }
 
@@ -272,8 +273,10 @@ cllm_status cllm_tokenizer_load(cllm_tokenizer_kind kind, const uint8_t *data, s
     cllm_status st;
     if (kind == CLLM_TOKENIZER_LLAMA2C) {
         st = tok_load_llama2c(t, data, size, vocab_hint);
+        t->add_bos = 1;
     } else if (kind == CLLM_TOKENIZER_HF_JSON) {
         st = tok_load_hf(t, data, size);
+        t->add_bos = t->bos >= 0; // GPT-2 has none; Llama's tokenizer.json post-processor adds it
         if (st == CLLM_OK && vocab_hint && t->v.n > vocab_hint) {
             st = CLLM_FAIL(CLLM_ERR_FORMAT, "tokenizer.json has %zu tokens, the model only %zu",
                            t->v.n, vocab_hint);
@@ -335,6 +338,10 @@ cllm_status cllm_tokenizer_open(const char *path, cllm_tokenizer **out) {
 size_t cllm_tokenizer_vocab_size(const cllm_tokenizer *t) { return t ? t->v.n : 0; }
 int32_t cllm_tokenizer_bos(const cllm_tokenizer *t) { return t ? t->bos : -1; }
 int32_t cllm_tokenizer_eos(const cllm_tokenizer *t) { return t ? t->eos : -1; }
+int cllm_tokenizer_add_bos(const cllm_tokenizer *t) { return t ? t->add_bos : 0; }
+const char *cllm_tokenizer_chat_template(const cllm_tokenizer *t) {
+    return t ? t->chat_template : NULL;
+}
 
 cllm_status cllm_tokenizer_encode(const cllm_tokenizer *t, const char *text, size_t len,
                                   int add_bos, int32_t *tokens, size_t cap, size_t *n_tokens) {
