@@ -409,12 +409,18 @@ void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out);
 
 // ---- sampling --------------------------------------------------------------------------------
 
+// Order: repeat penalty on the logits, then greedy (temperature <= 0) or softmax(logits / T)
+// truncated by top-k, then top-p, then min-p, and one draw.
 typedef struct cllm_sampler_params {
     float temperature;   // <= 0: greedy (argmax, lowest id on ties)
     uint32_t top_k;      // 0 = no limit
     float top_p;         // >= 1 = no limit: keep the smallest set of most likely tokens whose
                          // probabilities sum to at least top_p
     uint64_t seed;
+    float min_p;         // 0 = off: drop tokens less likely than min_p times the most likely one
+    float repeat_penalty; // 0 or 1 = off: logits of the tokens among the last repeat_last_n
+                         // accepted ones are divided by it (positive) or multiplied (negative)
+    uint32_t repeat_last_n; // history length for the penalty (0 with a penalty: 64)
 } cllm_sampler_params;
 
 typedef struct cllm_sampler cllm_sampler;
@@ -427,6 +433,11 @@ void cllm_sampler_free(cllm_sampler *s);
 cllm_status cllm_sampler_sample(cllm_sampler *s, const float *logits, size_t n, int32_t *token);
 // A uniform double in [0, 1) from the sampler's stream (for callers that need the same RNG).
 double cllm_sampler_uniform(cllm_sampler *s);
+// Records `token` as generated (or as part of the prompt) for the repeat penalty. No effect
+// without a penalty.
+void cllm_sampler_accept(cllm_sampler *s, int32_t token);
+// Forgets the penalty history.
+void cllm_sampler_reset(cllm_sampler *s);
 
 #ifdef __cplusplus
 }

@@ -118,6 +118,56 @@ static void test_seed(void **state) {
     cllm_sampler_free(s3);
 }
 
+static void test_min_p(void **state) {
+    (void)state;
+    // p ~ {0.63, 0.23, 0.086, 0.032}: min_p 0.2 keeps ids 0 and 1 (0.23 / 0.63 = 0.37), drops the
+    // rest (0.086 / 0.63 = 0.14).
+    float l[4] = {3.0f, 2.0f, 1.0f, 0.0f};
+    cllm_sampler_params p = {.temperature = 1.0f, .top_p = 1.0f, .seed = 5, .min_p = 0.2f};
+    cllm_sampler *s = NULL;
+    assert_int_equal(cllm_sampler_create(&p, 4, &s), CLLM_OK);
+    int counts[4] = {0};
+    histogram(s, l, 4, 4000, counts);
+    assert_int_equal(counts[2] + counts[3], 0);
+    assert_true(fabs(counts[0] / 4000.0 - 0.731) < 0.03);  // e / (e + 1) after renormalising
+    cllm_sampler_free(s);
+    p.min_p = 1.5f;
+    assert_int_equal(cllm_sampler_create(&p, 4, &s), CLLM_ERR_ARG);
+}
+
+static void test_repeat_penalty(void **state) {
+    (void)state;
+    float l[4] = {2.0f, 1.9f, -1.0f, -1.1f};
+    cllm_sampler_params p = {.temperature = 0.0f, .top_p = 1.0f, .repeat_penalty = 1.5f,
+                             .repeat_last_n = 2};
+    cllm_sampler *s = NULL;
+    assert_int_equal(cllm_sampler_create(&p, 4, &s), CLLM_OK);
+    int32_t t;
+    assert_int_equal(cllm_sampler_sample(s, l, 4, &t), CLLM_OK);
+    assert_int_equal(t, 0);
+    cllm_sampler_accept(s, 0);  // 2.0 / 1.5 = 1.33 < 1.9
+    assert_int_equal(cllm_sampler_sample(s, l, 4, &t), CLLM_OK);
+    assert_int_equal(t, 1);
+    cllm_sampler_accept(s, 0);  // counted once
+    cllm_sampler_accept(s, 1);
+    assert_int_equal(cllm_sampler_sample(s, l, 4, &t), CLLM_OK);
+    assert_int_equal(t, 0);     // 1.33 against 1.27
+    cllm_sampler_accept(s, 3);  // the ring of 2 forgets id 0: {1, 3}
+    cllm_sampler_accept(s, 3);
+    assert_int_equal(cllm_sampler_sample(s, l, 4, &t), CLLM_OK);
+    assert_int_equal(t, 0);
+    cllm_sampler_reset(s);
+    assert_int_equal(cllm_sampler_sample(s, l, 4, &t), CLLM_OK);
+    assert_int_equal(t, 0);
+    float neg[2] = {-1.0f, -1.2f};  // a negative logit is multiplied: -1.5 < -1.2
+    cllm_sampler_accept(s, 0);
+    assert_int_equal(cllm_sampler_sample(s, neg, 2, &t), CLLM_OK);
+    assert_int_equal(t, 1);
+    cllm_sampler_free(s);
+    p.repeat_penalty = -1.0f;
+    assert_int_equal(cllm_sampler_create(&p, 4, &s), CLLM_ERR_ARG);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     cllm_sampler_params p = {.temperature = 1.0f, .top_p = 1.0f};
@@ -143,7 +193,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),      cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),       cmocka_unit_test(test_temperature),
-        cmocka_unit_test(test_seed),        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_seed),        cmocka_unit_test(test_min_p),
+        cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

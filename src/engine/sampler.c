@@ -1,22 +1,36 @@
-// Token sampler: greedy at temperature 0; otherwise softmax(logits / T), truncated to the top_k
-// most likely tokens, then to the smallest nucleus whose probability (renormalised after top-k)
-// reaches top_p, then one draw. Temperature first, as llama2.c does. The random stream is the
-// sampler's own (xorshift64* seeded through splitmix64): no global state, reproducible by seed.
+// Token sampler: an optional repeat penalty on the logits of recently accepted tokens; then greedy
+// at temperature 0; otherwise softmax(logits / T), truncated to the top_k most likely tokens, then
+// to the smallest nucleus whose probability (renormalised after top-k) reaches top_p, then to the
+// tokens at least min_p times as likely as the most likely one, then one draw. Temperature first,
+// as llama2.c does. The random stream is the sampler's own (xorshift64* seeded through
+// splitmix64): no global state, reproducible by seed.
 #include "common/cllm_common.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct cand {
     float p;    // unnormalised probability exp((logit - max) / T)
     int32_t id;
 } cand;
 
+#define REPEAT_LAST_N_DEFAULT 64
+#define REPEAT_LAST_N_MAX 65536
+
 struct cllm_sampler {
     cllm_sampler_params p;
     size_t vocab;
     uint64_t rng;   // xorshift64* state, never 0
     cand *work;     // vocab candidates
+    // Repeat penalty (penalty != 1): a ring of the last `hist_cap` accepted tokens, the penalised
+    // copy of the logits and a per-id mark so that each distinct token is penalised once.
+    float penalty;
+    int32_t *hist;
+    size_t hist_cap, hist_n, hist_next;
+    float *penalised;   // (vocab)
+    uint8_t *mark;      // (vocab), all zero between calls
 };
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -38,11 +52,26 @@ cllm_status cllm_sampler_create(const cllm_sampler_params *p, size_t vocab, cllm
     *out = NULL;
     RETURN_IF(!isfinite(p->temperature) || !isfinite(p->top_p) || p->top_p <= 0.0f, CLLM_ERR_ARG,
               "sampler: temperature %g, top_p %g", (double)p->temperature, (double)p->top_p);
+    RETURN_IF(!isfinite(p->min_p) || p->min_p < 0.0f || p->min_p > 1.0f, CLLM_ERR_ARG,
+              "sampler: min_p %g is outside [0, 1]", (double)p->min_p);
+    RETURN_IF(!(p->repeat_penalty == 0.0f ||
+                (p->repeat_penalty >= 0.01f && p->repeat_penalty <= 100.0f)),
+              CLLM_ERR_ARG, "sampler: repeat penalty %g is outside [0.01, 100] (0 or 1: off)",
+              (double)p->repeat_penalty);
+    RETURN_IF(p->repeat_last_n > REPEAT_LAST_N_MAX, CLLM_ERR_ARG,
+              "sampler: repeat_last_n %u exceeds %d", p->repeat_last_n, REPEAT_LAST_N_MAX);
     cllm_sampler *s = calloc(1, sizeof *s);
     RETURN_IF(!s, CLLM_ERR_NOMEM, "sampler");
+    s->penalty = p->repeat_penalty > 0.0f && p->repeat_penalty != 1.0f ? p->repeat_penalty : 1.0f;
+    if (s->penalty != 1.0f) {
+        s->hist_cap = p->repeat_last_n ? p->repeat_last_n : REPEAT_LAST_N_DEFAULT;
+        s->hist = malloc(s->hist_cap * sizeof *s->hist);
+        s->penalised = malloc(vocab * sizeof *s->penalised);
+        s->mark = calloc(vocab, 1);
+    }
     s->work = malloc(vocab * sizeof *s->work);
-    if (!s->work) {
-        free(s);
+    if (!s->work || (s->penalty != 1.0f && (!s->hist || !s->penalised || !s->mark))) {
+        cllm_sampler_free(s);
         return CLLM_FAIL(CLLM_ERR_NOMEM, "sampler: %zu candidates", vocab);
     }
     s->p = *p;
@@ -57,7 +86,38 @@ cllm_status cllm_sampler_create(const cllm_sampler_params *p, size_t vocab, cllm
 void cllm_sampler_free(cllm_sampler *s) {
     if (!s) return;
     free(s->work);
+    free(s->hist);
+    free(s->penalised);
+    free(s->mark);
     free(s);
+}
+
+void cllm_sampler_accept(cllm_sampler *s, int32_t token) {
+    if (!s || s->penalty == 1.0f || token < 0 || (size_t)token >= s->vocab) return;
+    s->hist[s->hist_next] = token;
+    s->hist_next = (s->hist_next + 1) % s->hist_cap;
+    if (s->hist_n < s->hist_cap) s->hist_n++;
+}
+
+void cllm_sampler_reset(cllm_sampler *s) {
+    if (s) s->hist_n = s->hist_next = 0;
+}
+
+// The logits with the repeat penalty applied once to each distinct token of the history (as in
+// the CTRL paper: a positive logit is divided by the penalty, a negative one multiplied).
+static const float *apply_penalty(cllm_sampler *s, const float *logits, size_t n) {
+    if (s->penalty == 1.0f || s->hist_n == 0) return logits;
+    memcpy(s->penalised, logits, n * sizeof *logits);
+    for (size_t i = 0; i < s->hist_n; i++) {
+        int32_t id = s->hist[i];
+        if ((size_t)id >= n || s->mark[id]) continue;
+        s->mark[id] = 1;
+        float l = s->penalised[id];
+        float v = l > 0.0f ? l / s->penalty : l * s->penalty;
+        s->penalised[id] = isinf(v) && !isinf(l) ? copysignf(FLT_MAX, v) : v;
+    }
+    for (size_t i = 0; i < s->hist_n; i++) s->mark[s->hist[i]] = 0;
+    return s->penalised;
 }
 
 double cllm_sampler_uniform(cllm_sampler *s) {
@@ -89,7 +149,10 @@ static size_t sorted_candidates(cllm_sampler *s, const float *logits, size_t n, 
     for (size_t i = 0; i < n; i++) sum += exp(((double)logits[i] - mx) * inv_t);
     *total = sum;
     const int top_p_only = s->p.top_p < 1.0f && (s->p.top_k == 0 || s->p.top_k >= n);
-    const double cutoff = top_p_only && n > 1 ? (1.0 - s->p.top_p) / (double)(n - 1) * sum : 0.0;
+    double cutoff = top_p_only && n > 1 ? (1.0 - s->p.top_p) / (double)(n - 1) * sum : 0.0;
+    // min-p keeps p >= min_p * p_max, and p_max = exp(0) = 1 here: nothing below can survive.
+    if (s->p.min_p > 0.0f && (s->p.top_k == 0 || s->p.top_k >= n) && (double)s->p.min_p > cutoff)
+        cutoff = (double)s->p.min_p;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         double p = exp(((double)logits[i] - mx) * inv_t);
@@ -133,11 +196,16 @@ cllm_status cllm_sampler_sample(cllm_sampler *s, const float *logits, size_t n, 
         mx = logits[i] > mx ? logits[i] : mx;
     }
     RETURN_IF(mx == -INFINITY, CLLM_ERR_ARG, "sampler: every logit is -inf");
+    logits = apply_penalty(s, logits, n);
+    if (s->penalty != 1.0f) {
+        mx = -INFINITY;
+        for (size_t i = 0; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
+    }
     if (s->p.temperature <= 0.0f) {
         *token = argmax(logits, n);
         return CLLM_OK;
     }
-    if ((s->p.top_k == 0 || s->p.top_k >= n) && s->p.top_p >= 1.0f) {
+    if ((s->p.top_k == 0 || s->p.top_k >= n) && s->p.top_p >= 1.0f && s->p.min_p <= 0.0f) {
         *token = draw_untruncated(s, logits, n, mx);
         return CLLM_OK;
     }
@@ -160,6 +228,14 @@ cllm_status cllm_sampler_sample(cllm_sampler *s, const float *logits, size_t n, 
         }
         m = keep;
         total = cum;
+    }
+    if (s->p.min_p > 0.0f) {  // sorted: keep the prefix at least min_p times the first
+        double floor_p = (double)s->p.min_p * s->work[0].p;
+        size_t keep = 1;
+        while (keep < m && (double)s->work[keep].p >= floor_p) keep++;
+        m = keep;  // the total also drops what the pre-sort cutoff removed
+        total = 0.0;
+        for (size_t i = 0; i < m; i++) total += s->work[i].p;
     }
     double r = cllm_sampler_uniform(s) * total, cum = 0.0;
     for (size_t i = 0; i < m; i++) {
