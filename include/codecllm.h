@@ -310,6 +310,44 @@ cllm_status cllm_tokenizer_decode_token(const cllm_tokenizer *t, int32_t prev, i
                                         char *buf, size_t cap, size_t *len);
 
 // ---------------------------------------------------------------------------------------------
+// Chat templates. A model's template is a Jinja program; codecllm does not run Jinja: it
+// recognises the template's family by its markers and renders that family's format itself.
+
+typedef enum cllm_chat_format {
+    CLLM_CHAT_UNKNOWN = 0,
+    CLLM_CHAT_CHATML = 1,  // <|im_start|>role\ncontent<|im_end|>\n  (SmolLM2, Qwen2, ...)
+    CLLM_CHAT_LLAMA2 = 2,  // [INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s><s>
+    CLLM_CHAT_LLAMA3 = 3,  // <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+    CLLM_CHAT_MISTRAL = 4, // [INST] user [/INST]answer</s>  (system text before the first user's)
+    CLLM_CHAT_GEMMA = 5,   // <start_of_turn>user\ncontent<end_of_turn>\n  (assistant = "model")
+    CLLM_CHAT_PHI3 = 6,    // <|user|>\ncontent<|end|>\n
+    CLLM_CHAT_ZEPHYR = 7,  // <|user|>\ncontent</s>\n
+} cllm_chat_format;
+
+typedef struct cllm_chat_message {
+    const char *role;      // "system", "user" or "assistant"
+    const char *content;   // NUL-terminated UTF-8
+} cllm_chat_message;
+
+// The family of a Jinja chat template, CLLM_CHAT_UNKNOWN when none is recognised (or NULL).
+cllm_chat_format cllm_chat_detect(const char *jinja);
+// "chatml", "llama2", "llama3", "mistral", "gemma", "phi3", "zephyr"; NULL for UNKNOWN.
+const char *cllm_chat_format_name(cllm_chat_format f);
+// Parses a name above. @return CLLM_OK or ARG.
+cllm_status cllm_chat_format_parse(const char *name, cllm_chat_format *out);
+// The system prompt the template inserts when a conversation has none (SmolLM2's "You are a
+// helpful AI assistant named SmolLM, ..."), as a malloc'd string, or NULL when it has none.
+char *cllm_chat_default_system(const char *jinja, cllm_chat_format f);
+// Renders messages[0..n) in format f, then the assistant's header when add_generation_prompt.
+// A BOS token is not written: the caller adds it when the tokenizer asks for one. *out is
+// malloc'd (NUL-terminated), *len its length. @return CLLM_OK, ARG (unknown format or role, a
+// system message that is not first), NOMEM.
+cllm_status cllm_chat_render(cllm_chat_format f, const cllm_chat_message *messages, size_t n,
+                             int add_generation_prompt, char **out, size_t *len);
+// The text that ends an assistant's turn in format f ("<|im_end|>", "<|eot_id|>", "</s>", ...).
+const char *cllm_chat_end_of_turn(cllm_chat_format f);
+
+// ---------------------------------------------------------------------------------------------
 // ENGINE API: inference (declared by the engine module).
 
 typedef enum cllm_backend_kind {
