@@ -21,13 +21,67 @@ int cli_fail(const char *cmd, cllm_status st, const char *what) {
     return st == CLLM_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
 }
 
+// Edit distance of two short strings (options are < 32 bytes; longer ones never match).
+static size_t edit_distance(const char *a, size_t na, const char *b, size_t nb) {
+    size_t row[33];
+    if (na > 32 || nb > 32) return SIZE_MAX;
+    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+// The option of `usage` (words starting with '-') closest to `bad`, when it is close enough to be
+// a likely typo: writes it to out and returns 1.
+static int closest_option(const char *usage, const char *bad, size_t nbad, char *out, size_t cap) {
+    size_t best = nbad > 4 ? 3 : 2;
+    int found = 0;
+    for (const char *p = usage; (p = strchr(p, '-')) != NULL;) {
+        if (p > usage && !strchr(" [|\n(", p[-1])) {
+            p++;
+            continue;
+        }
+        size_t n = strspn(p, "-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+        size_t d = n > 1 && n < cap ? edit_distance(p, n, bad, nbad) : SIZE_MAX;
+        if (d != SIZE_MAX && n >= 4 && n < nbad && !strncmp(p, bad, n)) d = 1;  // --temperature
+        if (d > 0 && d < best) {
+            best = d;
+            memcpy(out, p, n);
+            out[n] = 0;
+            found = 1;
+        }
+        p += n ? n : 1;
+    }
+    return found;
+}
+
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...) {
+    char msg[512];
     va_list ap;
-    fprintf(stderr, "codecllm %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nusage: %s\n", usage);
+    // One line: the problem, a likely meant option for a quoted '-...' word, where to look.
+    char hint[64] = "";
+    const char *q = strstr(msg, "'-");
+    if (q) {
+        const char *end = strchr(q + 1, '\'');
+        size_t n = end ? (size_t)(end - q - 1) : 0;
+        char opt[40];
+        if (n > 0 && closest_option(usage, q + 1, n, opt, sizeof opt))
+            snprintf(hint, sizeof hint, "did you mean %s? ", opt);
+    }
+    fprintf(stderr, "codecllm %s: %s (%ssee 'codecllm %s --help')\n", cmd, msg, hint, cmd);
     return CLI_EXIT_USAGE;
 }
 
