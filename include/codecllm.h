@@ -353,6 +353,7 @@ const char *cllm_chat_end_of_turn(cllm_chat_format f);
 typedef enum cllm_backend_kind {
     CLLM_BACKEND_CPU = 0,
     CLLM_BACKEND_CUDA = 1,
+    CLLM_BACKEND_AUTO = 2,     // CUDA when this build has it and a GPU is present, else CPU
 } cllm_backend_kind;
 
 // Where decoded weights live. Values are append-only.
@@ -362,11 +363,19 @@ typedef enum cllm_weights_mode {
     CLLM_WEIGHTS_RESIDENT = 1, // every tensor decoded once at load
     CLLM_WEIGHTS_DEVICE = 2,   // (GPU backends) decoded once into device memory
     CLLM_WEIGHTS_RAW = 3,      // (GPU backends) uncompressed upload, for comparison
+    CLLM_WEIGHTS_AUTO = 4,     // CPU: resident when the decoded weights take at most half of the
+                               // available RAM, else stream. GPU: raw when the decoded weights
+                               // take at most 85% of the free device memory, else device when
+                               // the compressed ones do, else stream
 } cllm_weights_mode;
 
 const char *cllm_weights_mode_name(cllm_weights_mode m);
-// "stream", "resident", "device", "raw". Returns CLLM_ERR_ARG for anything else.
+// "stream", "resident", "device", "raw", "auto". Returns CLLM_ERR_ARG for anything else.
 cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out);
+
+// How this library was built, one line: version, CUDA on/off with the CUDA version and the GPU
+// architectures compiled for ("codecllm 0.1.0, CUDA 13.0 (sm 90-real 80-virtual)").
+const char *cllm_build_info(void);
 
 // 1 when this build has backend `k` and (for GPU backends) a device is present, else 0.
 int cllm_backend_available(cllm_backend_kind k);

@@ -42,7 +42,8 @@ int main(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("codecllm %s\n", CLLM_VERSION_STRING);
+        printf("%s\n", cllm_build_info());
+        if (cllm_backend_available(CLLM_BACKEND_CUDA)) printf("a CUDA GPU is present\n");
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

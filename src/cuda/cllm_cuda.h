@@ -29,6 +29,8 @@ int cllm_cuda_device_count(void);
 // Selects device `dev` for the calling thread and fills a one-line description ("NVIDIA H100 80GB
 // HBM3, sm_90, 132 SMs, 79.1 GiB"). `desc` may be NULL.
 cllm_status cllm_cuda_device_open(int dev, char *desc, size_t desc_cap);
+// Free and total memory of device `dev` in bytes (selects the device for the calling thread).
+cllm_status cllm_cuda_mem_info(int dev, size_t *free_bytes, size_t *total_bytes);
 // Waits for all work on `stream` (NULL: the legacy default stream) and reports any earlier
 // asynchronous failure.
 cllm_status cllm_cuda_sync(void *stream);

@@ -27,6 +27,12 @@ extern "C" cllm_status cllm_cuda_device_open(int dev, char *desc, size_t desc_ca
     return CLLM_OK;
 }
 
+extern "C" cllm_status cllm_cuda_mem_info(int dev, size_t *free_bytes, size_t *total_bytes) {
+    CLLM_CUDA_TRY(cudaSetDevice(dev));
+    CLLM_CUDA_TRY(cudaMemGetInfo(free_bytes, total_bytes));
+    return CLLM_OK;
+}
+
 extern "C" cllm_status cllm_cuda_sync(void *stream) {
     CLLM_CUDA_TRY(cudaStreamSynchronize(CLLM_STREAM(stream)));
     CLLM_CUDA_TRY(cudaGetLastError());

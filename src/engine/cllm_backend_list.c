@@ -5,6 +5,15 @@
 #include "cuda/cllm_cuda.h"
 #endif
 
+const char *cllm_build_info(void) {
+#ifdef CLLM_HAVE_CUDA
+    return "codecllm " CLLM_VERSION_STRING ", CUDA " CLLM_CUDA_VERSION " (GPU architectures "
+           CLLM_CUDA_ARCHS ")";
+#else
+    return "codecllm " CLLM_VERSION_STRING ", CPU only (built without CUDA)";
+#endif
+}
+
 int cllm_backend_available(cllm_backend_kind k) {
     switch (k) {
     case CLLM_BACKEND_CPU: return 1;
@@ -14,6 +23,7 @@ int cllm_backend_available(cllm_backend_kind k) {
 #else
         return 0;
 #endif
+    case CLLM_BACKEND_AUTO: return 1;
     }
     return 0;
 }

@@ -1,6 +1,7 @@
 // The engine: bound weights + a backend + the bookkeeping of positions. Every argument of a
 // forward call is checked here, so backends can trust theirs.
 #ifdef CLLM_HAVE_CUDA
+#include "cuda/cllm_cuda.h"
 #include "cuda/cllm_cuda_backend.h"
 #endif
 #include "cllm_backend.h"
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 struct cllm_engine {
     cllm_weights *weights;       // owned
@@ -24,7 +26,7 @@ struct cllm_engine {
     size_t n_past;               // positions [0, n_past) hold valid keys and values
 };
 
-static const char *const mode_names[] = {"stream", "resident", "device", "raw"};
+static const char *const mode_names[] = {"stream", "resident", "device", "raw", "auto"};
 
 const char *cllm_weights_mode_name(cllm_weights_mode m) {
     return (unsigned)m < sizeof mode_names / sizeof mode_names[0] ? mode_names[m] : "?";
@@ -36,7 +38,8 @@ cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out) {
             *out = (cllm_weights_mode)i;
             return CLLM_OK;
         }
-    return CLLM_FAIL(CLLM_ERR_ARG, "unknown weights mode '%s' (stream, resident, device, raw)",
+    return CLLM_FAIL(CLLM_ERR_ARG,
+                     "unknown weights mode '%s' (stream, resident, device, raw, auto)",
                      s ? s : "");
 }
 
@@ -60,13 +63,52 @@ static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_o
     RETURN_IF(out->kv_dtype != CLLM_DTYPE_F32 && out->kv_dtype != CLLM_DTYPE_F16,
               CLLM_ERR_UNSUPPORTED, "KV cache dtype %s (f32 or f16)",
               cllm_dtype_name(out->kv_dtype));
-    RETURN_IF((unsigned)out->weights > CLLM_WEIGHTS_RAW, CLLM_ERR_ARG, "weights mode %d",
+    RETURN_IF((unsigned)out->weights > CLLM_WEIGHTS_AUTO, CLLM_ERR_ARG, "weights mode %d",
               (int)out->weights);
+    return CLLM_OK;
+}
+
+// Bytes of the weights once decoded, and as stored.
+static void weight_totals(const cllm_weights *w, uint64_t *decoded, uint64_t *compressed) {
+    uint64_t d = w->embed.decoded_bytes + w->norm.decoded_bytes;
+    if (!w->cfg.tied_embeddings) d += w->lm_head.decoded_bytes;
+    for (uint32_t l = 0; l < w->cfg.n_layers; l++)
+        for (int i = 0; i < CLLM_LAYER_N_TENSORS; i++) d += w->layers[l].all[i].decoded_bytes;
+    *decoded = d;
+    *compressed = w->compressed_bytes;
+}
+
+// Settles CLLM_BACKEND_AUTO and CLLM_WEIGHTS_AUTO (see include/codecllm.h for the rules).
+static cllm_status resolve_auto(const cllm_weights *w, cllm_engine_options *o) {
+    if (o->backend == CLLM_BACKEND_AUTO)
+        o->backend = cllm_backend_available(CLLM_BACKEND_CUDA) ? CLLM_BACKEND_CUDA : CLLM_BACKEND_CPU;
+    if (o->weights != CLLM_WEIGHTS_AUTO) return CLLM_OK;
+    uint64_t decoded, compressed;
+    weight_totals(w, &decoded, &compressed);
+    if (o->backend != CLLM_BACKEND_CUDA) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        uint64_t avail = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+        o->weights = decoded <= avail / 2 ? CLLM_WEIGHTS_RESIDENT : CLLM_WEIGHTS_STREAM;
+        return CLLM_OK;
+    }
+    if (o->vram_budget) {  // a plan decides the placement
+        o->weights = CLLM_WEIGHTS_STREAM;
+        return CLLM_OK;
+    }
+#ifdef CLLM_HAVE_CUDA
+    size_t free_b = 0, total_b = 0;
+    TRY(cllm_cuda_mem_info(o->device, &free_b, &total_b));
+    uint64_t room = (uint64_t)free_b / 100 * 85;
+    o->weights = decoded <= room      ? CLLM_WEIGHTS_RAW
+                 : compressed <= room ? CLLM_WEIGHTS_DEVICE
+                                      : CLLM_WEIGHTS_STREAM;
+#endif
     return CLLM_OK;
 }
 
 static cllm_status pick_backend(cllm_backend_kind kind, const cllm_backend_ops **ops) {
     switch (kind) {
+    case CLLM_BACKEND_AUTO: break;  // resolved before
     case CLLM_BACKEND_CPU: *ops = cllm_backend_cpu(); return CLLM_OK;
     case CLLM_BACKEND_CUDA:
 #ifdef CLLM_HAVE_CUDA
@@ -91,6 +133,7 @@ cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options 
     }
     e->weights = w;
     cllm_status st = resolve_options(opt, &e->opt);
+    if (st == CLLM_OK) st = resolve_auto(w, &e->opt);
     if (st == CLLM_OK) st = pick_backend(e->opt.backend, &e->ops);
     if (st == CLLM_OK) {
         e->ctx = w->cfg.context_len;
