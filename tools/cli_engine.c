@@ -7,8 +7,64 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-void cli_engine_args_init(cli_engine_args *a) { memset(a, 0, sizeof *a); }
+void cli_engine_args_init(cli_engine_args *a) {
+    memset(a, 0, sizeof *a);
+    a->opt.backend = CLLM_BACKEND_AUTO;
+    a->opt.weights = CLLM_WEIGHTS_AUTO;
+}
+
+void cli_sampling_init(cllm_sampler_params *p, long long *n_predict) {
+    memset(p, 0, sizeof *p);
+    p->temperature = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->repeat_last_n = 64;
+    p->seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    *n_predict = 256;
+}
+
+static int is_sampling_flag(const char *f) {
+    static const char *const flags[] = {"--temp",  "--top-k",          "--top-p",
+                                        "--min-p", "--repeat-penalty", "--repeat-last-n",
+                                        "--seed",  "-n",               "--n-predict"};
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++)
+        if (!strcmp(f, flags[k])) return 1;
+    return 0;
+}
+
+int cli_sampling_flag(const char *cmd, const char *usage, int argc, char **argv, int *i,
+                      cllm_sampler_params *p, long long *n_predict) {
+    const char *f = argv[*i];
+    if (!is_sampling_flag(f)) return 0;
+    if (*i + 1 >= argc) return cli_usage_error(cmd, usage, "%s needs a value", f), -1;
+    const char *v = argv[++*i];
+    double d = 0;
+    long long n = 0;
+    int bad;
+    if (!strcmp(f, "--temp") || !strcmp(f, "--top-p") || !strcmp(f, "--min-p") ||
+        !strcmp(f, "--repeat-penalty")) {
+        bad = cli_parse_float(v, &d);
+        if (!strcmp(f, "--temp")) bad = bad || d < 0, p->temperature = (float)d;
+        else if (!strcmp(f, "--top-p")) bad = bad || d <= 0 || d > 1, p->top_p = (float)d;
+        else if (!strcmp(f, "--min-p")) bad = bad || d < 0 || d > 1, p->min_p = (float)d;
+        else bad = bad || d < 0.01 || d > 100, p->repeat_penalty = (float)d;
+    } else if (!strcmp(f, "--top-k") || !strcmp(f, "--repeat-last-n")) {
+        bad = cli_parse_int(v, 0, !strcmp(f, "--top-k") ? UINT32_MAX : 65536, &n);
+        if (!strcmp(f, "--top-k")) p->top_k = (uint32_t)n;
+        else p->repeat_last_n = (uint32_t)n;
+    } else if (!strcmp(f, "--seed")) {
+        bad = cli_parse_int(v, 0, INT64_MAX, &n);
+        p->seed = (uint64_t)n;
+    } else {
+        bad = cli_parse_int(v, 0, INT32_MAX, n_predict);
+    }
+    if (bad) return cli_usage_error(cmd, usage, "bad value '%s' for %s", v, f), -1;
+    return 1;
+}
 
 static void log_to_stderr(void *user, const char *line) {
     (void)user;
@@ -39,12 +95,14 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
         a->opt.context_len = (uint32_t)n;
     } else if (!strcmp(f, "--weights")) {
         if (cllm_weights_mode_parse(v, &a->opt.weights) != CLLM_OK)
-            return cli_usage_error(cmd, usage, "bad --weights '%s' (stream, resident, raw, device)",
+            return cli_usage_error(cmd, usage,
+                                   "bad --weights '%s' (auto, stream, resident, raw, device)",
                                    v), -1;
     } else if (!strcmp(f, "--backend")) {
         if (!strcmp(v, "cpu")) a->opt.backend = CLLM_BACKEND_CPU;
         else if (!strcmp(v, "cuda")) a->opt.backend = CLLM_BACKEND_CUDA;
-        else return cli_usage_error(cmd, usage, "bad --backend '%s' (cpu or cuda)", v), -1;
+        else if (!strcmp(v, "auto")) a->opt.backend = CLLM_BACKEND_AUTO;
+        else return cli_usage_error(cmd, usage, "bad --backend '%s' (auto, cpu or cuda)", v), -1;
     } else if (!strcmp(f, "--vram")) {
         if (cli_parse_size(v, &a->opt.vram_budget) || a->opt.vram_budget == 0)
             return cli_usage_error(cmd, usage, "bad --vram '%s' (e.g. 6GiB, 800MiB)", v), -1;

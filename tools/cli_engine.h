@@ -12,14 +12,36 @@
 #define CLI_ENGINE_FLAGS_HELP                                                                      \
     "  -t N                 threads (default: all cores)\n"                                        \
     "  -c N                 context length cap (default: the model's)\n"                          \
-    "  --weights MODE       stream (default: decode each layer just in time) or resident;\n"      \
-    "                       GPU: raw (decoded once, resident), device (compressed in VRAM,\n"   \
-    "                       decoded per layer) or stream (compressed in host RAM, per layer)\n" \
-    "  --backend B          cpu (default) or cuda\n"                                              \
+    "  --backend B          auto (default: cuda when a GPU is present, else cpu), cpu or cuda\n"  \
+    "  --weights MODE       auto (default), stream or resident on the CPU; raw, device or stream\n" \
+    "                       on the GPU. CPU auto: resident (decoded once: fastest) when the\n"     \
+    "                       decoded weights take at most half the free RAM, else stream (each\n"   \
+    "                       layer decoded just in time: least memory). GPU auto: raw (decoded\n"  \
+    "                       once) when it fits in 85% of free VRAM, else device (compressed in\n" \
+    "                       VRAM, decoded per use), else stream (compressed in host RAM)\n"       \
     "  --vram SIZE          GPU: plan layer placement within SIZE of device memory (e.g. 6GiB)\n" \
     "  --gpu N              GPU index (default 0)\n"                                              \
     "  --kv-type T          KV cache type: f32 (default) or f16\n"                                 \
-    "  --verbose            engine log, memory breakdown and peak RSS on stderr"
+    "  --verbose            engine log (backend and weights mode chosen), memory breakdown and\n" \
+    "                       peak RSS on stderr"
+
+// Sampling flags of run and chat.
+#define CLI_SAMPLING_FLAGS_HELP                                                                    \
+    "  -n N                 tokens to generate (default 256; stops at EOS or a full context)\n"   \
+    "  --temp T             temperature (default 0.8; 0 = greedy)\n"                              \
+    "  --top-k K            keep the K most likely tokens (default 40; 0 = all)\n"                \
+    "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"                 \
+    "  --min-p P            drop tokens below P times the most likely (default 0.05; 0 = off)\n"  \
+    "  --repeat-penalty R   penalise the last --repeat-last-n tokens (default 1 = off)\n"          \
+    "  --repeat-last-n N    tokens the penalty looks back over (default 64)\n"                   \
+    "  --seed S             random seed (default: from the clock)\n"
+
+// Sampler parameters with the defaults above; *n_predict = 256.
+void cli_sampling_init(cllm_sampler_params *p, long long *n_predict);
+// Consumes the sampling flag at argv[*i] (and its value): 1 when consumed, 0 when not one, -1
+// after printing a usage error.
+int cli_sampling_flag(const char *cmd, const char *usage, int argc, char **argv, int *i,
+                      cllm_sampler_params *p, long long *n_predict);
 
 typedef struct cli_engine_args {
     cllm_engine_options opt;

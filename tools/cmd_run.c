@@ -1,5 +1,5 @@
-// codecllm run MODEL.cllm [-p TEXT | --tokens LIST|@FILE] [-n N] [--temp T] [--top-k K]
-//               [--top-p P] [--seed S] [--output text|ids] [--ignore-eos] [engine flags]
+// codecllm run MODEL.cllm [-p TEXT|- | -f FILE | --tokens LIST|@FILE] [-n N] [sampling flags]
+//               [--output text|ids] [--ignore-eos] [engine flags]
 //
 // Prefills the prompt in one forward call, then samples and feeds one token at a time, printing
 // text (or ids) as it goes. Tokens/s and peak memory go to stderr at the end.
@@ -9,100 +9,73 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char run_usage[] =
-    "codecllm run MODEL.cllm [-p TEXT | --tokens LIST|@FILE] [-n N] [--temp T] [--top-k K]\n"
-    "             [--top-p P] [--seed S] [--output text|ids] [--ignore-eos] [-t N] [-c CTX]\n"
-    "             [--weights stream|resident] [--kv-type f32|f16] [--verbose]\n"
-    "  -p TEXT              prompt text (needs the tokenizer stored in MODEL; BOS is added)\n"
+    "codecllm run MODEL.cllm [-p TEXT|- | -f FILE | --tokens LIST|@FILE] [-n N] [--temp T]\n"
+    "             [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S]\n"
+    "             [--output text|ids] [--ignore-eos] [-t N] [-c CTX] [--backend B]\n"
+    "             [--weights MODE] [--kv-type f32|f16] [--verbose]\n"
+    "  -p TEXT              prompt text (needs the tokenizer stored in MODEL; BOS is added when\n"
+    "                       the tokenizer asks for it); -p - reads the prompt from stdin\n"
+    "  -f FILE              read the prompt text from FILE\n"
     "  --tokens LIST|@FILE  prompt as token ids (\"1,300,42\" or a file of ids)\n"
-    "                       (neither: the prompt is BOS alone)\n"
-    "  -n N                 tokens to generate (default 256; stops at EOS or a full context)\n"
-    "  --temp T             temperature (default 0.8; 0 = greedy)\n"
-    "  --top-k K            keep the K most likely tokens (default 40; 0 = all)\n"
-    "  --top-p P            nucleus sampling threshold (default 0.95; 1 = off)\n"
-    "  --seed S             random seed (default: from the clock)\n"
+    "                       (none of these: the prompt is BOS alone)\n"
+    CLI_SAMPLING_FLAGS_HELP
     "  --output text|ids    print text (default) or the whole sequence as ids on one line\n"
     "  --ignore-eos         keep generating after the end-of-sequence token\n"
     CLI_ENGINE_FLAGS_HELP;
 
 typedef struct run_args {
-    const char *model, *prompt, *tokens;
+    const char *model, *prompt, *prompt_file, *tokens;
     long long n_predict;
     cllm_sampler_params sp;
     int output_ids, ignore_eos;
     cli_engine_args eng;
 } run_args;
 
-// Sampling flags; returns 1 when argv[*i] was one, 0 when not, -1 on a bad value.
-static int sampling_flag(int argc, char **argv, int *i, run_args *a) {
+// The option at argv[*i] that run alone has (with its value): 1 when consumed, 0 when not one,
+// -1 after a usage error.
+static int run_flag(int argc, char **argv, int *i, run_args *a) {
     const char *f = argv[*i];
-    int known = !strcmp(f, "--temp") || !strcmp(f, "--top-k") || !strcmp(f, "--top-p") ||
-                !strcmp(f, "--seed") || !strcmp(f, "-n") || !strcmp(f, "--n-predict");
-    if (!known) return 0;
+    if (!strcmp(f, "--ignore-eos")) {
+        a->ignore_eos = 1;
+        return 1;
+    }
+    int takes = !strcmp(f, "-p") || !strcmp(f, "--prompt") || !strcmp(f, "-f") ||
+                !strcmp(f, "--file") || !strcmp(f, "--tokens") || !strcmp(f, "--output");
+    if (!takes) return 0;
     if (*i + 1 >= argc) return cli_usage_error("run", run_usage, "%s needs a value", f), -1;
     const char *v = argv[++*i];
-    double d;
-    long long n;
-    int bad = 0;
-    if (!strcmp(f, "--temp")) {
-        bad = cli_parse_float(v, &d) || d < 0;
-        a->sp.temperature = bad ? 0.0f : (float)d;
-    } else if (!strcmp(f, "--top-p")) {
-        bad = cli_parse_float(v, &d) || d <= 0 || d > 1;
-        a->sp.top_p = bad ? 1.0f : (float)d;
-    } else if (!strcmp(f, "--top-k")) {
-        bad = cli_parse_int(v, 0, UINT32_MAX, &n);
-        a->sp.top_k = bad ? 0 : (uint32_t)n;
-    } else if (!strcmp(f, "--seed")) {
-        bad = cli_parse_int(v, 0, INT64_MAX, &n);
-        a->sp.seed = bad ? 0 : (uint64_t)n;
-    } else {
-        bad = cli_parse_int(v, 0, INT32_MAX, &a->n_predict);
-    }
-    if (bad) return cli_usage_error("run", run_usage, "bad value '%s' for %s", v, f), -1;
+    if (!strcmp(f, "--tokens")) a->tokens = v;
+    else if (!strcmp(f, "-f") || !strcmp(f, "--file")) a->prompt_file = v;
+    else if (strcmp(f, "--output")) a->prompt = v;
+    else if (!strcmp(v, "ids") || !strcmp(v, "text")) a->output_ids = !strcmp(v, "ids");
+    else return cli_usage_error("run", run_usage, "bad --output '%s' (text or ids)", v), -1;
     return 1;
 }
 
 static int parse_run_args(int argc, char **argv, run_args *a) {
     memset(a, 0, sizeof *a);
     cli_engine_args_init(&a->eng);
-    a->n_predict = 256;
-    a->sp.temperature = 0.8f;
-    a->sp.top_k = 40;
-    a->sp.top_p = 0.95f;
-    a->sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    cli_sampling_init(&a->sp, &a->n_predict);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         int r = cli_engine_flag("run", run_usage, argc, argv, &i, &a->eng);
-        if (r == 0) r = sampling_flag(argc, argv, &i, a);
+        if (r == 0) r = cli_sampling_flag("run", run_usage, argc, argv, &i, &a->sp, &a->n_predict);
+        if (r == 0) r = run_flag(argc, argv, &i, a);
         if (r < 0) return CLI_EXIT_USAGE;
         if (r > 0) continue;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             printf("usage: %s\n", run_usage);
             return -1;
         }
-        if (!strcmp(f, "--ignore-eos")) {
-            a->ignore_eos = 1;
-        } else if ((!strcmp(f, "-p") || !strcmp(f, "--prompt") || !strcmp(f, "--tokens") ||
-                    !strcmp(f, "--output")) && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (!strcmp(f, "--tokens")) a->tokens = v;
-            else if (strcmp(f, "--output")) a->prompt = v;
-            else if (!strcmp(v, "ids") || !strcmp(v, "text")) a->output_ids = !strcmp(v, "ids");
-            else return cli_usage_error("run", run_usage, "bad --output '%s' (text or ids)", v);
-        } else if (f[0] == '-') {
-            return cli_usage_error("run", run_usage, "unknown or incomplete option '%s'", f);
-        } else if (!a->model) {
-            a->model = f;
-        } else {
-            return cli_usage_error("run", run_usage, "unexpected argument '%s'", f);
-        }
+        if (f[0] == '-') return cli_usage_error("run", run_usage, "unknown option '%s'", f);
+        if (a->model) return cli_usage_error("run", run_usage, "unexpected argument '%s'", f);
+        a->model = f;
     }
     if (!a->model) return cli_usage_error("run", run_usage, "no model given");
-    if (a->prompt && a->tokens)
-        return cli_usage_error("run", run_usage, "-p and --tokens conflict");
+    if (!!a->prompt + !!a->prompt_file + !!a->tokens > 1)
+        return cli_usage_error("run", run_usage, "-p, -f and --tokens exclude each other");
     return CLI_EXIT_OK;
 }
 
@@ -115,7 +88,7 @@ static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokeni
             return cli_usage_error("run", run_usage, "cannot read token ids from '%s'", a->tokens);
         return cli_check_ids("run", *ids, *n, cfg->vocab_size);
     }
-    if (!a->prompt) {
+    if (!a->prompt && !a->prompt_file) {
         int32_t bos = cfg->bos_id >= 0 ? cfg->bos_id : (tok ? cllm_tokenizer_bos(tok) : -1);
         if (bos < 0) {
             fprintf(stderr, "codecllm run: error: the model has no BOS token: give a prompt\n");
@@ -127,7 +100,17 @@ static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokeni
         *n = 1;
         return CLI_EXIT_OK;
     }
-    int rc = cli_tokenize("run", tok, a->prompt, strlen(a->prompt), 1, ids, n);
+    // -p TEXT, or the text of -f FILE / -p - (stdin).
+    char *text = NULL;
+    size_t len = 0;
+    const char *file = a->prompt_file ? a->prompt_file
+                       : !strcmp(a->prompt, "-") ? "/dev/stdin"
+                                                 : NULL;
+    int rc = file ? cli_read_bytes("run", file, &text, &len) : CLI_EXIT_OK;
+    if (rc == CLI_EXIT_OK)
+        rc = cli_tokenize("run", tok, file ? text : a->prompt, file ? len : strlen(a->prompt),
+                          cllm_tokenizer_add_bos(tok), ids, n);
+    free(text);
     if (rc != CLI_EXIT_OK) return rc;
     return cli_check_ids("run", *ids, *n, cfg->vocab_size);
 }
@@ -167,6 +150,7 @@ static int generate(const run_args *a, cllm_engine *e, const cllm_tokenizer *tok
     cllm_status st = cllm_engine_forward(e, prompt, n_prompt, 0, logits, vocab, 0);
     if (st != CLLM_OK) return cli_fail("run", st, "prefill");
     r->t_prefill = cllm_now_seconds_cli() - t0;
+    for (size_t i = 0; i < n_prompt; i++) cllm_sampler_accept(smp, prompt[i]);
     t0 = cllm_now_seconds_cli();
     int32_t prev = prompt[n_prompt - 1];
     for (size_t pos = n_prompt; r->n_generated < (size_t)a->n_predict; pos++) {
@@ -174,6 +158,7 @@ static int generate(const run_args *a, cllm_engine *e, const cllm_tokenizer *tok
         st = cllm_sampler_sample(smp, logits, vocab, &next);
         if (st != CLLM_OK) return cli_fail("run", st, "sampling");
         if (next == cfg->eos_id && !a->ignore_eos) break;
+        cllm_sampler_accept(smp, next);
         emit(a, tok, prev, next, 0);
         prev = next;
         if (++r->n_generated == (size_t)a->n_predict) break;
@@ -242,8 +227,9 @@ int cmd_run(int argc, char **argv) {
     rc = cli_engine_open("run", a.model, &a.eng, &c, &e);
     if (rc != CLI_EXIT_OK) return rc;
     cllm_tokenizer *tok = NULL;
-    if (a.prompt || !a.output_ids) {
-        const char *why = a.prompt ? "-p needs one" : "text output needs one";
+    if (a.prompt || a.prompt_file || !a.output_ids) {
+        const char *why = a.tokens || !(a.prompt || a.prompt_file) ? "text output needs one"
+                                                                   : "a text prompt needs one";
         rc = cli_container_tokenizer("run", a.model, c, why, &tok);
     }
     if (rc == CLI_EXIT_OK) rc = run_model(&a, e, tok);
