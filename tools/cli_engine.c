@@ -148,35 +148,8 @@ int cli_check_ids(const char *cmd, const int32_t *ids, size_t n, uint32_t vocab)
 }
 
 int cli_read_bytes(const char *cmd, const char *path, char **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "codecllm %s: error: cannot open %s: %s\n", cmd, path, strerror(errno));
-        return CLI_EXIT_FAIL;
-    }
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = cap <= SIZE_MAX / 4 ? realloc(buf, 2 * cap + 1) : NULL;
-            if (!nb) free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        fprintf(stderr, "codecllm %s: error: cannot read %s\n", cmd, path);
-        return CLI_EXIT_FAIL;
-    }
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return CLI_EXIT_OK;
+    (void)cmd;  // cli_read_text names the file in its message
+    return cli_read_text(path, CLI_TEXT_MAX, data, len);
 }
 
 int cli_tokenize(const char *cmd, const cllm_tokenizer *tok, const char *text, size_t len,
