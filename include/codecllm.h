@@ -362,6 +362,8 @@ typedef struct cllm_engine_options {
     uint64_t vram_budget;      // > 0: plan each layer's placement (raw resident, compressed
                                // resident or streamed) to fit this many bytes of device memory
     int device;                // CUDA device index
+    int no_verify;             // 1: skip the checksum pass of cllm_engine_open (default 0: every
+                               // byte of the file is checked, as cllm_container_verify does)
 } cllm_engine_options;
 
 typedef struct cllm_engine cllm_engine;
@@ -390,11 +392,13 @@ typedef struct cllm_engine_stats {
     const char *plan;             // one line per placement decision (NULL: none); owned by the engine
 } cllm_engine_stats;
 
-// Binds the container's tensors to the Llama layout (checking every shape against the config),
-// then creates the backend. The container must outlive the engine. `opt` may be NULL (defaults).
+// Checks every byte of the file (each payload's XXH3 checksum, in parallel, and the padding;
+// unless opt->no_verify), binds the container's tensors to the Llama layout (checking every shape
+// against the config), then creates the backend. The container must outlive the engine. `opt`
+// may be NULL (defaults).
 // @return CLLM_OK, FORMAT (missing tensor or a shape the config disagrees with: the message
-//         names the tensor), CORRUPT, UNSUPPORTED (backend, mode or KV dtype not available),
-//         NOMEM, ARG.
+//         names the tensor), CORRUPT (a checksum mismatch: the message names the first tensor),
+//         UNSUPPORTED (backend, mode or KV dtype not available), NOMEM, ARG.
 cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options *opt,
                              cllm_engine **out);
 void cllm_engine_free(cllm_engine *e);

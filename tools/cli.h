@@ -26,7 +26,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 
 // Prints "codecllm <cmd>: error: <what>: <library message>" to stderr and returns CLI_EXIT_FAIL
-// (CLI_EXIT_USAGE for CLLM_ERR_ARG).
+// (whatever the status: usage errors are the command's own, reported by cli_usage_error).
 int cli_fail(const char *cmd, cllm_status st, const char *what);
 // Prints "codecllm <cmd>: <message>" and the usage hint, returns CLI_EXIT_USAGE.
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...);

@@ -23,6 +23,10 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
         a->opt.log = log_to_stderr;
         return 1;
     }
+    if (!strcmp(f, "--no-verify")) {
+        a->opt.no_verify = 1;
+        return 1;
+    }
     int takes = !strcmp(f, "-t") || !strcmp(f, "--threads") || !strcmp(f, "-c") ||
                 !strcmp(f, "--ctx-size") || !strcmp(f, "--weights") || !strcmp(f, "--kv-type") ||
                 !strcmp(f, "--backend") || !strcmp(f, "--vram") || !strcmp(f, "--gpu");
@@ -70,8 +74,11 @@ int cli_engine_open(const char *cmd, const char *path, const cli_engine_args *a,
     if (st != CLLM_OK) {
         cllm_container_free(*c);
         *c = NULL;
-        int rc = cli_fail(cmd, st, path);
-        return rc == CLI_EXIT_USAGE ? CLI_EXIT_FAIL : rc;
+        cli_fail(cmd, st, path);
+        if (st == CLLM_ERR_CORRUPT)
+            fprintf(stderr, "codecllm %s: the file is damaged (`codecllm verify %s` lists every "
+                            "problem; --no-verify skips this check)\n", cmd, path);
+        return CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
 }

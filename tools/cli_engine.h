@@ -19,6 +19,7 @@
     "  --vram SIZE          GPU: plan layer placement within SIZE of device memory (e.g. 6GiB)\n" \
     "  --gpu N              GPU index (default 0)\n"                                              \
     "  --kv-type T          KV cache type: f32 (default) or f16\n"                                 \
+    "  --no-verify          skip the checksum check of every byte at open (default: verify)\n"    \
     "  --verbose            engine log, memory breakdown and peak RSS on stderr"
 
 typedef struct cli_engine_args {

@@ -21,7 +21,11 @@ int cli_fail(const char *cmd, cllm_status st, const char *what) {
         fprintf(stderr, "codecllm %s: error: %s: %s (%s)\n", cmd, what, msg, cllm_status_name(st));
     else
         fprintf(stderr, "codecllm %s: error: %s (%s)\n", cmd, msg, cllm_status_name(st));
-    return st == CLLM_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+    // Always a failure, never a usage error: the commands check their own arguments (and report
+    // those with cli_usage_error) before calling the library, so a library CLLM_ERR_ARG here is
+    // about data (a NaN logit, an id outside the vocabulary, text that is not UTF-8).
+    (void)st;
+    return CLI_EXIT_FAIL;
 }
 
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...) {

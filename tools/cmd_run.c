@@ -219,13 +219,11 @@ static int run_model(const run_args *a, cllm_engine *e, const cllm_tokenizer *to
         fflush(stdout);
         if (a->eng.verbose) fprintf(stderr, "seed: %llu\n", (unsigned long long)a->sp.seed);
         report(&r, n_prompt, e, a->eng.verbose);
-        if (r.context_full) {
+        if (r.context_full)  // a normal end of generation, like EOS (see -n in --help)
             fprintf(stderr,
-                    "codecllm run: error: the context of %zu positions is full: stopped after "
-                    "%zu of %lld tokens (raise -c if the model allows)\n",
+                    "codecllm run: the context of %zu positions is full: stopped after %zu of "
+                    "%lld tokens (raise -c if the model allows)\n",
                     ctx, r.n_generated, a->n_predict);
-            rc = CLI_EXIT_FAIL;
-        }
     }
     cllm_sampler_free(smp);
     free(logits);
