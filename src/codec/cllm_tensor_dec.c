@@ -133,7 +133,7 @@ static cllm_status decode_parallel(const cllm_coded_desc *d, const cllm_rans_dec
                                                "decode: cannot allocate %zu bytes", scratch_size));
 #pragma omp for schedule(dynamic, 1)
         for (uint64_t b = 0; b < d->n_blocks; b++) {
-            if (!scratch || err.st != CLLM_OK) continue;
+            if (!scratch || cllm_par_error_failed(&err)) continue;
             cllm_status st = cllm_decode_blocks(d, t, payload, size, b, b + 1, out, scratch);
             if (st != CLLM_OK) cllm_par_error_set(&err, st);
         }

@@ -27,13 +27,15 @@ cllm_status cllm_error_context(cllm_status st, const char *fmt, ...) CLLM_PRINTF
 void cllm_clear_error(void);
 
 // The first failure inside an OpenMP parallel region. A worker thread records it with
-// cllm_par_error_set (which copies the worker's thread-local message); after the region the
-// calling thread reports it, e.g. RETURN_IF(e.st != CLLM_OK, e.st, "%s", e.msg).
+// cllm_par_error_set (which copies the worker's thread-local message) and polls for one with
+// cllm_par_error_failed (an atomic read: never read e->st directly inside the region); after the
+// region the calling thread reports it, e.g. RETURN_IF(e.st != CLLM_OK, e.st, "%s", e.msg).
 typedef struct cllm_par_error {
     cllm_status st;
     char msg[1024];  // the size of a thread's last-error message
 } cllm_par_error;
 void cllm_par_error_set(cllm_par_error *e, cllm_status st);
+int cllm_par_error_failed(const cllm_par_error *e);
 
 // Fail with `st` and a message when `cond` holds.
 #define RETURN_IF(cond, st, ...)                                                                   \

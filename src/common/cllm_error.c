@@ -49,12 +49,19 @@ cllm_status cllm_error_context(cllm_status st, const char *fmt, ...) {
 
 void cllm_clear_error(void) { tls_error[0] = '\0'; }
 
+// The message is written before the status is published (release): a thread that sees
+// st != OK (acquire, or after the region's barrier) sees the message too. Inside the region
+// other threads only poll st through cllm_par_error_failed.
 void cllm_par_error_set(cllm_par_error *e, cllm_status st) {
 #pragma omp critical(cllm_par_error)
-    if (e->st == CLLM_OK) {
-        e->st = st;
+    if (__atomic_load_n(&e->st, __ATOMIC_ACQUIRE) == CLLM_OK) {
         snprintf(e->msg, sizeof e->msg, "%s", tls_error);
+        __atomic_store_n(&e->st, st, __ATOMIC_RELEASE);
     }
+}
+
+int cllm_par_error_failed(const cllm_par_error *e) {
+    return __atomic_load_n(&e->st, __ATOMIC_ACQUIRE) != CLLM_OK;
 }
 
 const char *cllm_last_error(void) { return tls_error; }
