@@ -232,15 +232,25 @@ cllm_tokenizer_kind cllm_source_tokenizer(const cllm_source *s, const uint8_t **
 typedef void (*cllm_progress_fn)(void *user, size_t done, size_t total, uint64_t bytes_done,
                                  uint64_t bytes_total, const char *what);
 
+// Writers announce each temporary file: `created` 1 right after creating `path`, 0 once it is
+// gone (renamed into place or removed), so that a program can remove it when a signal ends it.
+typedef void (*cllm_temp_fn)(void *user, const char *path, int created);
+
 typedef struct cllm_convert_options {
     cllm_encode_params encode;
     const char *tokenizer_path;   // optional tokenizer override
     cllm_progress_fn progress;
     void *progress_user;
+    cllm_temp_fn temp;            // may be NULL
+    void *temp_user;
+    int allow_nonfinite;          // 1: keep NaN/Inf weights (lossless and raw only); 0: error
 } cllm_convert_options;
 
-// Converts IN (see cllm_source_open) into OUT (.cllm). Streams tensor by tensor; writes
-// OUT.tmp-<pid> and renames it, so an interrupted run never leaves a valid-looking OUT.
+// Converts IN (see cllm_source_open) into OUT (.cllm). Streams tensor by tensor; writes a new
+// OUT.tmp-XXXXXX (created exclusively) and renames it onto OUT, so an interrupted run never leaves
+// a valid-looking OUT. An existing OUT is replaced when it is a regular file; refused when it is
+// anything else (directory, device, FIFO) or the same file as an input (IO). A NaN or infinite
+// weight is an error naming the tensor (FORMAT) unless allow_nonfinite, and always with int8.
 cllm_status cllm_convert(const char *in_path, const char *out_path, const cllm_convert_options *opt);
 
 // Verification. Checks every checksum and every padding byte of the file; with `against` (a
@@ -268,6 +278,8 @@ typedef struct cllm_synth_options {
     int n_threads;
     cllm_progress_fn progress;
     void *progress_user;
+    cllm_temp_fn temp;      // may be NULL
+    void *temp_user;
 } cllm_synth_options;
 cllm_status cllm_synth(const char *out_dir, const cllm_synth_options *opt);
 // Preset names, NULL-terminated.
@@ -397,6 +409,8 @@ typedef struct cllm_engine_options {
     uint64_t vram_budget;      // > 0: plan each layer's placement (raw resident, compressed
                                // resident or streamed) to fit this many bytes of device memory
     int device;                // CUDA device index
+    int no_verify;             // 1: skip the checksum pass of cllm_engine_open (default 0: every
+                               // byte of the file is checked, as cllm_container_verify does)
 } cllm_engine_options;
 
 typedef struct cllm_engine cllm_engine;
@@ -425,11 +439,13 @@ typedef struct cllm_engine_stats {
     const char *plan;             // one line per placement decision (NULL: none); owned by the engine
 } cllm_engine_stats;
 
-// Binds the container's tensors to the Llama layout (checking every shape against the config),
-// then creates the backend. The container must outlive the engine. `opt` may be NULL (defaults).
+// Checks every byte of the file (each payload's XXH3 checksum, in parallel, and the padding;
+// unless opt->no_verify), binds the container's tensors to the Llama layout (checking every shape
+// against the config), then creates the backend. The container must outlive the engine. `opt`
+// may be NULL (defaults).
 // @return CLLM_OK, FORMAT (missing tensor or a shape the config disagrees with: the message
-//         names the tensor), CORRUPT, UNSUPPORTED (backend, mode or KV dtype not available),
-//         NOMEM, ARG.
+//         names the tensor), CORRUPT (a checksum mismatch: the message names the first tensor),
+//         UNSUPPORTED (backend, mode or KV dtype not available), NOMEM, ARG.
 cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options *opt,
                              cllm_engine **out);
 void cllm_engine_free(cllm_engine *e);

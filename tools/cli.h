@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 // Exit codes: 0 success, 1 failure (bad data, mismatch, I/O...), 2 usage error.
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
@@ -26,7 +27,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 
 // Prints "codecllm <cmd>: error: <what>: <library message>" to stderr and returns CLI_EXIT_FAIL
-// (CLI_EXIT_USAGE for CLLM_ERR_ARG).
+// (whatever the status: usage errors are the command's own, reported by cli_usage_error).
 int cli_fail(const char *cmd, cllm_status st, const char *what);
 // Prints "codecllm <cmd>: <message>" and the usage hint, returns CLI_EXIT_USAGE.
 int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...);
@@ -35,8 +36,41 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...);
 int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 int cli_parse_float(const char *s, double *out);
 int cli_parse_size(const char *s, uint64_t *out);
-// Parses "1,300,42" or "@FILE" (ids separated by commas/whitespace) into a malloc'd array.
+// Parses "1,300,42" or "@FILE" (ids separated by commas/whitespace; FILE at most CLI_TOKENS_MAX
+// bytes) into a malloc'd array. @return 0, -1 (not a list of ids), -2 (FILE could not be read:
+// the error is printed).
 int cli_parse_tokens(const char *s, int32_t **out, size_t *n);
+
+// Size limits of the inputs read whole: a token-id file, a text (prompt, perplexity, tokenize).
+#define CLI_TOKENS_MAX ((size_t)64 << 20)
+#define CLI_TEXT_MAX ((size_t)256 << 20)
+
+// Reads a whole file, or standard input when path_or_dash is "-", into a malloc'd buffer
+// (NUL-terminated; *len excludes the NUL; NUL bytes inside are kept). Reads at most max_bytes:
+// a larger input (a regular file by its size, a pipe or device such as /dev/zero once max_bytes
+// have been read) is refused, as is a directory. On failure prints "codecllm: error: ..." naming
+// the file and returns CLI_EXIT_FAIL with *out NULL; returns 0 on success. The caller frees *out.
+int cli_read_text(const char *path_or_dash, size_t max_bytes, char **out, size_t *len);
+
+// Temporary files and signals. cli_temp_hook is a cllm_temp_fn: it records (created = 1) or
+// forgets (0) a temporary path; cli_signals_init installs SIGINT/SIGTERM/SIGHUP handlers that
+// remove every recorded temporary file, then die of the signal as they would have.
+void cli_temp_hook(void *user, const char *path, int created);
+void cli_signals_init(void);
+
+// An output file written through a temporary: cli_out_open creates "<path>.tmp-XXXXXX"
+// exclusively beside `path` (refusing a `path` that exists and is not a regular file);
+// cli_out_commit flushes, fsyncs and renames it onto `path` (an existing regular file is
+// replaced); cli_out_abort removes it. `path` is never left half-written. Both print errors and
+// return CLI_EXIT_FAIL on failure (the temporary is removed).
+typedef struct cli_out {
+    FILE *f;
+    char *tmp;
+    const char *path;
+} cli_out;
+int cli_out_open(const char *cmd, const char *path, cli_out *o);
+int cli_out_commit(const char *cmd, cli_out *o);
+void cli_out_abort(cli_out *o);
 
 // Progress line on stderr when it is a terminal (tensor i/N, MB/s, ETA); silent otherwise.
 typedef struct cli_progress {

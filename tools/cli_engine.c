@@ -79,6 +79,10 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
         a->opt.log = log_to_stderr;
         return 1;
     }
+    if (!strcmp(f, "--no-verify")) {
+        a->opt.no_verify = 1;
+        return 1;
+    }
     int takes = !strcmp(f, "-t") || !strcmp(f, "--threads") || !strcmp(f, "-c") ||
                 !strcmp(f, "--ctx-size") || !strcmp(f, "--weights") || !strcmp(f, "--kv-type") ||
                 !strcmp(f, "--backend") || !strcmp(f, "--vram") || !strcmp(f, "--gpu");
@@ -128,8 +132,11 @@ int cli_engine_open(const char *cmd, const char *path, const cli_engine_args *a,
     if (st != CLLM_OK) {
         cllm_container_free(*c);
         *c = NULL;
-        int rc = cli_fail(cmd, st, path);
-        return rc == CLI_EXIT_USAGE ? CLI_EXIT_FAIL : rc;
+        cli_fail(cmd, st, path);
+        if (st == CLLM_ERR_CORRUPT)
+            fprintf(stderr, "codecllm %s: the file is damaged (`codecllm verify %s` lists every "
+                            "problem; --no-verify skips this check)\n", cmd, path);
+        return CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
 }
@@ -206,35 +213,8 @@ int cli_check_ids(const char *cmd, const int32_t *ids, size_t n, uint32_t vocab)
 }
 
 int cli_read_bytes(const char *cmd, const char *path, char **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "codecllm %s: error: cannot open %s: %s\n", cmd, path, strerror(errno));
-        return CLI_EXIT_FAIL;
-    }
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = cap <= SIZE_MAX / 4 ? realloc(buf, 2 * cap + 1) : NULL;
-            if (!nb) free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf || err) {
-        free(buf);
-        fprintf(stderr, "codecllm %s: error: cannot read %s\n", cmd, path);
-        return CLI_EXIT_FAIL;
-    }
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return CLI_EXIT_OK;
+    (void)cmd;  // cli_read_text names the file in its message
+    return cli_read_text(path, CLI_TEXT_MAX, data, len);
 }
 
 int cli_tokenize(const char *cmd, const cllm_tokenizer *tok, const char *text, size_t len,

@@ -22,6 +22,7 @@
     "  --vram SIZE          GPU: plan layer placement within SIZE of device memory (e.g. 6GiB)\n" \
     "  --gpu N              GPU index (default 0)\n"                                              \
     "  --kv-type T          KV cache type: f32 (default) or f16\n"                                 \
+    "  --no-verify          skip the checksum check of every byte at open (default: verify)\n"    \
     "  --verbose            engine log (backend and weights mode chosen), memory breakdown and\n" \
     "                       peak RSS on stderr"
 
@@ -79,8 +80,8 @@ int32_t cli_argmax(const float *logits, size_t n);
 // Checks every id is in [0, vocab): prints an error naming the first bad one and returns non-zero.
 int cli_check_ids(const char *cmd, const int32_t *ids, size_t n, uint32_t vocab);
 
-// Reads a whole file as bytes into a malloc'd buffer (NUL-terminated; *len excludes the NUL).
-// Prints an error and returns non-zero on failure.
+// Reads a whole file as bytes into a malloc'd buffer (NUL-terminated; *len excludes the NUL), at
+// most CLI_TEXT_MAX bytes (cli_read_text). Prints an error and returns non-zero on failure.
 int cli_read_bytes(const char *cmd, const char *path, char **data, size_t *len);
 
 // Encodes len bytes of text (with BOS when add_bos) into a malloc'd array of *n ids.

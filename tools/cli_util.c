@@ -2,12 +2,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +21,11 @@ int cli_fail(const char *cmd, cllm_status st, const char *what) {
         fprintf(stderr, "codecllm %s: error: %s: %s (%s)\n", cmd, what, msg, cllm_status_name(st));
     else
         fprintf(stderr, "codecllm %s: error: %s (%s)\n", cmd, msg, cllm_status_name(st));
-    return st == CLLM_ERR_ARG ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;
+    // Always a failure, never a usage error: the commands check their own arguments (and report
+    // those with cli_usage_error) before calling the library, so a library CLLM_ERR_ARG here is
+    // about data (a NaN logit, an id outside the vocabulary, text that is not UTF-8).
+    (void)st;
+    return CLI_EXIT_FAIL;
 }
 
 // Edit distance of two short strings (options are < 32 bytes; longer ones never match).
@@ -160,26 +167,176 @@ static int parse_token_text(const char *text, int32_t **out, size_t *n) {
 
 int cli_parse_tokens(const char *s, int32_t **out, size_t *n) {
     if (s[0] != '@') return parse_token_text(s, out, n);
-    FILE *f = fopen(s + 1, "rb");
-    if (!f) return -1;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    size_t got;
-    while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) {
-            char *nb = realloc(buf, 2 * cap + 1);
-            if (!nb) free(buf);
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf) return -1;
-    buf[len] = 0;
+    char *buf;
+    size_t len;
+    if (cli_read_text(s + 1, CLI_TOKENS_MAX, &buf, &len) != 0) return -2;
     int rc = strlen(buf) == len ? parse_token_text(buf, out, n) : -1;
     free(buf);
     return rc;
+}
+
+// Reads up to max_bytes + 1 bytes of f into a growing buffer: one byte more than allowed tells a
+// too-large input (a pipe or /dev/zero has no size to check up front).
+static int read_bounded(FILE *f, const char *name, size_t max_bytes, char **out, size_t *len) {
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap + 1);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n > max_bytes) break;
+        if (n == cap) {
+            size_t ncap = cap * 2 > max_bytes + 1 ? max_bytes + 1 : cap * 2;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) free(buf);
+            buf = nb;
+            cap = ncap;
+        }
+    }
+    if (!buf || ferror(f) || n > max_bytes) {
+        if (!buf) fprintf(stderr, "codecllm: error: out of memory reading %s\n", name);
+        else if (n > max_bytes)
+            fprintf(stderr, "codecllm: error: %s is larger than the limit of %zu bytes\n", name,
+                    max_bytes);
+        else fprintf(stderr, "codecllm: error: cannot read %s: %s\n", name, strerror(errno));
+        free(buf);
+        return CLI_EXIT_FAIL;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return CLI_EXIT_OK;
+}
+
+int cli_read_text(const char *path_or_dash, size_t max_bytes, char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    const int is_stdin = !strcmp(path_or_dash, "-");
+    const char *name = is_stdin ? "standard input" : path_or_dash;
+    FILE *f = is_stdin ? stdin : fopen(path_or_dash, "rb");
+    if (!f) {
+        fprintf(stderr, "codecllm: error: cannot open %s: %s\n", name, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    struct stat sb;
+    int rc = CLI_EXIT_OK;
+    if (fstat(fileno(f), &sb) != 0) {
+        fprintf(stderr, "codecllm: error: cannot read %s: %s\n", name, strerror(errno));
+        rc = CLI_EXIT_FAIL;
+    } else if (S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "codecllm: error: %s is a directory, not a file\n", name);
+        rc = CLI_EXIT_FAIL;
+    } else if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > max_bytes) {
+        fprintf(stderr, "codecllm: error: %s is %llu bytes, larger than the limit of %zu\n", name,
+                (unsigned long long)sb.st_size, max_bytes);
+        rc = CLI_EXIT_FAIL;
+    } else {
+        rc = read_bounded(f, name, max_bytes, out, len);
+    }
+    if (!is_stdin) fclose(f);
+    return rc;
+}
+
+// ---- temporary files and signals ----------------------------------------------------------------
+// Paths of the temporary files that exist now, for the signal handler to remove. A slot is filled
+// before its flag is set and its flag cleared before it is reused, so the handler never reads a
+// half-written path.
+#define CLI_TEMP_SLOTS 64
+#define CLI_TEMP_PATH_CAP 4352
+static char temp_paths[CLI_TEMP_SLOTS][CLI_TEMP_PATH_CAP];
+static volatile sig_atomic_t temp_used[CLI_TEMP_SLOTS];
+
+void cli_temp_hook(void *user, const char *path, int created) {
+    (void)user;
+    if (!path || !*path) return;
+    for (int i = 0; i < CLI_TEMP_SLOTS; i++) {
+        if (created && !temp_used[i]) {
+            if (strlen(path) >= CLI_TEMP_PATH_CAP) return;  // too long to track: not removed
+            memcpy(temp_paths[i], path, strlen(path) + 1);
+            temp_used[i] = 1;
+            return;
+        }
+        if (!created && temp_used[i] && !strcmp(temp_paths[i], path)) {
+            temp_used[i] = 0;
+            return;
+        }
+    }
+}
+
+// Async-signal-safe: unlink, signal and raise only.
+static void on_fatal_signal(int sig) {
+    for (int i = 0; i < CLI_TEMP_SLOTS; i++)
+        if (temp_used[i]) unlink(temp_paths[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void cli_signals_init(void) {
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+int cli_out_open(const char *cmd, const char *path, cli_out *o) {
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "codecllm %s: error: output %s exists and is not a regular file; refusing "
+                        "to replace it\n", cmd, path);
+        return CLI_EXIT_FAIL;
+    }
+    size_t n = strlen(path) + sizeof ".tmp-XXXXXX";
+    o->tmp = malloc(n);
+    if (!o->tmp) return cli_fail(cmd, CLLM_ERR_NOMEM, path);
+    snprintf(o->tmp, n, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(o->tmp);  // O_CREAT | O_EXCL: never an existing name or a planted symlink
+    if (fd < 0 || fchmod(fd, 0644) != 0 || !(o->f = fdopen(fd, "wb"))) {
+        fprintf(stderr, "codecllm %s: error: cannot create a temporary file beside %s: %s\n", cmd,
+                path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(o->tmp);
+        }
+        free(o->tmp);
+        o->tmp = NULL;
+        return CLI_EXIT_FAIL;
+    }
+    cli_temp_hook(NULL, o->tmp, 1);
+    return CLI_EXIT_OK;
+}
+
+void cli_out_abort(cli_out *o) {
+    if (o->f) fclose(o->f);
+    if (o->tmp) {
+        unlink(o->tmp);
+        cli_temp_hook(NULL, o->tmp, 0);
+    }
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+}
+
+int cli_out_commit(const char *cmd, cli_out *o) {
+    int ok = fflush(o->f) == 0 && fsync(fileno(o->f)) == 0;
+    int err = errno;
+    ok = (fclose(o->f) == 0) && ok;
+    o->f = NULL;
+    struct stat sb;
+    if (ok && stat(o->path, &sb) == 0 && !S_ISREG(sb.st_mode)) ok = 0, err = EEXIST;
+    if (ok && rename(o->tmp, o->path) != 0) ok = 0, err = errno;
+    if (!ok) {
+        fprintf(stderr, "codecllm %s: error: writing %s failed: %s\n", cmd, o->path,
+                strerror(err ? err : EIO));
+        cli_out_abort(o);
+        return CLI_EXIT_FAIL;
+    }
+    cli_temp_hook(NULL, o->tmp, 0);
+    free(o->tmp);
+    memset(o, 0, sizeof *o);
+    return CLI_EXIT_OK;
 }
 
 void cli_progress_init(cli_progress *p, const char *label) {

@@ -19,11 +19,13 @@ static const char bench_usage[] =
     "  -r N         repetitions (mean ± sd)\n"
     "  --weights    comma-separated weights modes (GPU: raw,device,stream; CPU: stream,resident)\n"
     "  --vram SIZE  GPU: let the planner place layers within SIZE (e.g. 3.6GiB); adds a 'plan' row\n"
-    "  -o md|json   output format (default md)";
+    "  -o md|json   output format (default md)\n"
+    "  --no-verify  skip the checksum check of every byte at open (default: once, first mode)";
 
 typedef struct bench_cfg {
     const char *path;
     int n_prompt, n_gen, reps, n_threads, json;
+    int no_verify;  // set after the first open: the file is checked once, not once per mode
     uint32_t ctx;
     uint64_t vram;
     cllm_backend_kind backend;
@@ -131,26 +133,29 @@ static void print_row(const bench_cfg *b, const cllm_container *c, const char *m
         printf(" %24s |\n", "-");
 }
 
-static int bench_mode(const bench_cfg *b, cllm_container *c, const char *mode, int *first) {
+static int bench_mode(bench_cfg *b, cllm_container *c, const char *mode, int *first) {
     cllm_engine_options opt;
     memset(&opt, 0, sizeof opt);
     opt.backend = b->backend;
     opt.n_threads = b->n_threads;
     opt.context_len = b->ctx;
     opt.vram_budget = b->vram;
+    opt.no_verify = b->no_verify;
     if (strcmp(mode, "plan") && cllm_weights_mode_parse(mode, &opt.weights) != CLLM_OK)
         return cli_usage_error("bench", bench_usage, "unknown weights mode '%s'", mode);
     if (!strcmp(mode, "plan")) opt.weights = CLLM_WEIGHTS_STREAM;
     cllm_engine *e;
     cllm_status st = cllm_engine_open(c, &opt, &e);
     if (st != CLLM_OK) return cli_fail("bench", st, mode);
+    b->no_verify = 1;
     uint32_t vocab = cllm_container_config(c)->vocab_size;
     int n_tok = b->n_prompt > b->n_gen ? b->n_prompt : b->n_gen;
     if (n_tok < 4) n_tok = 4;
-    if ((uint32_t)n_tok > cllm_engine_context(e)) {
+    const uint32_t ctx = cllm_engine_context(e);
+    if ((uint32_t)n_tok > ctx) {
         cllm_engine_free(e);
         return cli_usage_error("bench", bench_usage, "-p/-n %d exceed the context of %u", n_tok,
-                               cllm_engine_context(e));
+                               ctx);
     }
     float *logits = malloc(sizeof(float) * vocab);
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(n_tok > 0 ? n_tok : 1));
@@ -218,6 +223,10 @@ static int parse_bench_args(bench_cfg *b, int argc, char **argv) {
             return -1;
         }
         int bad = 0;
+        if (!strcmp(a, "--no-verify")) {
+            b->no_verify = 1;
+            continue;
+        }
         if (a[0] != '-') {
             if (b->path) bad = 1;
             b->path = a;

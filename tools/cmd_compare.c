@@ -121,7 +121,9 @@ static int compare_engines(const cmp_args *a, cllm_engine *ea, cllm_engine *eb) 
     int32_t *ids = NULL;
     size_t T = (size_t)a->sample_len, n_seq = (size_t)a->n_seq;
     if (a->tokens) {
-        if (cli_parse_tokens(a->tokens, &ids, &T) != 0)
+        int prc = cli_parse_tokens(a->tokens, &ids, &T);
+        if (prc == -2) return CLI_EXIT_FAIL;
+        if (prc != 0)
             return cli_usage_error("compare", compare_usage, "cannot read ids from '%s'",
                                    a->tokens);
         n_seq = 1;

@@ -20,7 +20,11 @@ static const char convert_usage[] =
     "  --scale-bits B  rANS probability scale 8..14 for every tensor (default: per tensor, 12 for\n"
     "               lossless, 12..14 for int8, whichever codes smallest)\n"
     "  --tokenizer  tokenizer.bin or tokenizer.json to store (HF directories bring their own)\n"
-    "  --threads N  encoder threads (default: all cores)";
+    "  --threads N  encoder threads (default: all cores)\n"
+    "  --allow-nonfinite  keep NaN/Inf weights (lossless and raw; an error without this flag,\n"
+    "               and always with int8)\n"
+    "  OUT is written to a new temporary file beside it, then renamed: an existing OUT that is a\n"
+    "  regular file is replaced; one that is an input, a directory or a device is refused.";
 
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
@@ -58,6 +62,8 @@ int cmd_convert(int argc, char **argv) {
             if (cli_parse_int(argv[++i], 1, 4096, &v))
                 return cli_usage_error("convert", convert_usage, "bad --threads '%s'", argv[i]);
             opt.encode.n_threads = (int)v;
+        } else if (!strcmp(a, "--allow-nonfinite")) {
+            opt.allow_nonfinite = 1;
         } else if (!strcmp(a, "--tokenizer") && has_val) {
             opt.tokenizer_path = argv[++i];
         } else if (a[0] == '-') {
@@ -77,6 +83,7 @@ int cmd_convert(int argc, char **argv) {
     cli_progress_init(&prog, "convert");
     opt.progress = cli_progress_cb;
     opt.progress_user = &prog;
+    opt.temp = cli_temp_hook;
     double t0 = cllm_now_seconds_cli();
     cllm_status st = cllm_convert(in, out, &opt);
     cli_progress_end(&prog);

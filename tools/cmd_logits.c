@@ -16,18 +16,17 @@ static const char logits_usage[] =
     "  --tokens LIST|@FILE  the sequence (\"1,300,42\" or a file of ids)\n"
     "  --out FILE           float32 little-endian logits, shape (T, vocab)\n" CLI_ENGINE_FLAGS_HELP;
 
+// Through a temporary file and a rename: `path` is never left partial (a full disk, a signal).
 static int write_f32(const char *path, const float *x, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fprintf(stderr, "codecllm logits: error: cannot create %s: %s\n", path, strerror(errno));
+    cli_out o;
+    if (cli_out_open("logits", path, &o) != CLI_EXIT_OK) return CLI_EXIT_FAIL;
+    size_t wrote = fwrite(x, sizeof *x, n, o.f);  // the host is little-endian (library checks it)
+    if (wrote != n) {
+        fprintf(stderr, "codecllm logits: error: writing %s failed: %s\n", path, strerror(errno));
+        cli_out_abort(&o);
         return CLI_EXIT_FAIL;
     }
-    size_t wrote = fwrite(x, sizeof *x, n, f);  // the host is little-endian (library checks it)
-    if (fclose(f) != 0 || wrote != n) {
-        fprintf(stderr, "codecllm logits: error: writing %s failed\n", path);
-        return CLI_EXIT_FAIL;
-    }
-    return CLI_EXIT_OK;
+    return cli_out_commit("logits", &o);
 }
 
 static int logits_of(cllm_engine *e, const int32_t *ids, size_t n, const char *out, int verbose) {
@@ -74,7 +73,9 @@ int cmd_logits(int argc, char **argv) {
         return cli_usage_error("logits", logits_usage, "MODEL, --tokens and --out are required");
     int32_t *ids;
     size_t n;
-    if (cli_parse_tokens(tokens, &ids, &n) != 0)
+    int prc = cli_parse_tokens(tokens, &ids, &n);
+    if (prc == -2) return CLI_EXIT_FAIL;
+    if (prc != 0)
         return cli_usage_error("logits", logits_usage, "cannot read token ids from '%s'", tokens);
     cllm_container *c;
     cllm_engine *e;

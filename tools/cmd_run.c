@@ -104,7 +104,7 @@ static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokeni
     char *text = NULL;
     size_t len = 0;
     const char *file = a->prompt_file ? a->prompt_file
-                       : !strcmp(a->prompt, "-") ? "/dev/stdin"
+                       : !strcmp(a->prompt, "-") ? "-"
                                                  : NULL;
     int rc = file ? cli_read_bytes("run", file, &text, &len) : CLI_EXIT_OK;
     if (rc == CLI_EXIT_OK)
@@ -204,13 +204,11 @@ static int run_model(const run_args *a, cllm_engine *e, const cllm_tokenizer *to
         fflush(stdout);
         if (a->eng.verbose) fprintf(stderr, "seed: %llu\n", (unsigned long long)a->sp.seed);
         report(&r, n_prompt, e, a->eng.verbose);
-        if (r.context_full) {
+        if (r.context_full)  // a normal end of generation, like EOS (see -n in --help)
             fprintf(stderr,
-                    "codecllm run: error: the context of %zu positions is full: stopped after "
-                    "%zu of %lld tokens (raise -c if the model allows)\n",
+                    "codecllm run: the context of %zu positions is full: stopped after %zu of "
+                    "%lld tokens (raise -c if the model allows)\n",
                     ctx, r.n_generated, a->n_predict);
-            rc = CLI_EXIT_FAIL;
-        }
     }
     cllm_sampler_free(smp);
     free(logits);

@@ -1,14 +1,28 @@
 // codecllm synth --preset NAME [--dtype bf16|f16|f32] [--seed S] [--layers N] [--threads N] OUT_DIR
 #include "cli.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char synth_usage[] =
     "codecllm synth [--preset NAME] [--dtype bf16|f16|f32] [--seed S] [--layers N] [--threads N]\n"
-    "               OUT_DIR\n"
+    "               [--force] OUT_DIR\n"
     "  writes a Hugging Face model directory (config.json + safetensors) with random weights\n"
-    "  shaped like trained ones (heavy tails, per-row scale spread, outlier channels).";
+    "  shaped like trained ones (heavy tails, per-row scale spread, outlier channels).\n"
+    "  --force      write into an existing non-empty OUT_DIR (its model files are replaced)";
+
+// 1 when `dir` exists and holds something (so writing there could replace a user's files).
+static int dir_has_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno != ENOENT;  // not a directory, or unreadable: synth reports it
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));)
+        found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return found;
+}
 
 int cmd_synth(int argc, char **argv) {
     cllm_synth_options opt;
@@ -17,6 +31,7 @@ int cmd_synth(int argc, char **argv) {
     opt.dtype = CLLM_DTYPE_BF16;
     opt.seed = 1;
     const char *out = NULL;
+    int force = 0;
     long long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -26,6 +41,8 @@ int cmd_synth(int argc, char **argv) {
             for (const char *const *p = cllm_synth_presets(); *p; p++) printf(" %s", *p);
             printf("\n");
             return CLI_EXIT_OK;
+        } else if (!strcmp(a, "--force")) {
+            force = 1;
         } else if (!strcmp(a, "--preset") && has_val) {
             opt.preset = argv[++i];
         } else if (!strcmp(a, "--dtype") && has_val) {
@@ -50,10 +67,16 @@ int cmd_synth(int argc, char **argv) {
         }
     }
     if (!out) return cli_usage_error("synth", synth_usage, "need OUT_DIR");
+    if (!force && dir_has_entries(out)) {
+        fprintf(stderr, "codecllm synth: error: %s exists and is not an empty directory (use "
+                        "--force to write into it)\n", out);
+        return CLI_EXIT_FAIL;
+    }
     cli_progress prog;
     cli_progress_init(&prog, "synth");
     opt.progress = cli_progress_cb;
     opt.progress_user = &prog;
+    opt.temp = cli_temp_hook;
     double t0 = cllm_now_seconds_cli();
     cllm_status st = cllm_synth(out, &opt);
     cli_progress_end(&prog);

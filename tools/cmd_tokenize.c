@@ -80,8 +80,10 @@ int cmd_detokenize(int argc, char **argv) {
         int32_t *ids;
         size_t n;
         int32_t *grown = NULL;
-        if (cli_parse_tokens(argv[i], &ids, &n) != 0) {
-            rc = cli_usage_error("detokenize", detokenize_usage, "bad ids '%s'", argv[i]);
+        int prc = cli_parse_tokens(argv[i], &ids, &n);
+        if (prc != 0) {
+            rc = prc == -2 ? CLI_EXIT_FAIL
+                           : cli_usage_error("detokenize", detokenize_usage, "bad ids '%s'", argv[i]);
             break;
         }
         if (n_all + n > 0) grown = realloc(all, (n_all + n) * sizeof *all);

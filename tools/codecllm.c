@@ -47,6 +47,7 @@ int main(int argc, char **argv) {
         if (cllm_backend_available(CLLM_BACKEND_CUDA)) printf("a CUDA GPU is present\n");
         return CLI_EXIT_OK;
     }
+    cli_signals_init();  // temporary files go away with an interrupted command
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "codecllm: unknown command '%s'\n\n", argv[1]);

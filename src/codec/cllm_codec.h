@@ -108,7 +108,8 @@ cllm_status cllm_desc_from_payload(const cllm_tensor_info *info, const uint8_t *
 
 // Decodes rows [row_begin, row_end) of block-aligned range (row_begin and row_end multiples of
 // rows_per_block, or row_end == rows) into `out` laid out as the whole tensor would be (out
-// points at the tensor's first element; only the requested rows are written). Raw: copies.
+// points at the tensor's first element; only the requested rows are written). Raw: one block
+// (the range is [0, 0) or [0, 1)), copied.
 // Lossless: source dtype values. Int8: int8 values (scales are read from the payload).
 // `scratch` holds at least rows_per_block * cols bytes (lossless only; may be NULL otherwise).
 // `d` must have passed cllm_payload_check for this payload (the freq table in `t` is its table);

@@ -83,8 +83,11 @@ cllm_status cllm_decode_blocks(const cllm_coded_desc *d, const cllm_rans_dec_tab
     RETURN_IF(payload_size != lay.total_size, CLLM_ERR_CORRUPT,
               "decode blocks: payload is %llu bytes, layout says %llu",
               (unsigned long long)payload_size, (unsigned long long)lay.total_size);
-    if (d->codec == CLLM_CODEC_RAW) {  // "blocks" of a raw tensor: the whole tensor
-        memcpy(out, payload, (size_t)lay.total_size);
+    if (d->codec == CLLM_CODEC_RAW) {  // a raw tensor is one block: [0, 1) copies it all
+        RETURN_IF(block_begin > block_end || block_end > 1, CLLM_ERR_ARG,
+                  "decode blocks: range [%llu, %llu) outside the 1 block of a raw tensor",
+                  (unsigned long long)block_begin, (unsigned long long)block_end);
+        if (block_end > block_begin) memcpy(out, payload, (size_t)lay.total_size);
         return CLLM_OK;
     }
     RETURN_IF(!t || t->scale_bits != d->scale_bits, CLLM_ERR_ARG,
@@ -130,7 +133,7 @@ static cllm_status decode_parallel(const cllm_coded_desc *d, const cllm_rans_dec
                                                "decode: cannot allocate %zu bytes", scratch_size));
 #pragma omp for schedule(dynamic, 1)
         for (uint64_t b = 0; b < d->n_blocks; b++) {
-            if (!scratch || err.st != CLLM_OK) continue;
+            if (!scratch || cllm_par_error_failed(&err)) continue;
             cllm_status st = cllm_decode_blocks(d, t, payload, size, b, b + 1, out, scratch);
             if (st != CLLM_OK) cllm_par_error_set(&err, st);
         }

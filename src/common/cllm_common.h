@@ -27,13 +27,15 @@ cllm_status cllm_error_context(cllm_status st, const char *fmt, ...) CLLM_PRINTF
 void cllm_clear_error(void);
 
 // The first failure inside an OpenMP parallel region. A worker thread records it with
-// cllm_par_error_set (which copies the worker's thread-local message); after the region the
-// calling thread reports it, e.g. RETURN_IF(e.st != CLLM_OK, e.st, "%s", e.msg).
+// cllm_par_error_set (which copies the worker's thread-local message) and polls for one with
+// cllm_par_error_failed (an atomic read: never read e->st directly inside the region); after the
+// region the calling thread reports it, e.g. RETURN_IF(e.st != CLLM_OK, e.st, "%s", e.msg).
 typedef struct cllm_par_error {
     cllm_status st;
     char msg[1024];  // the size of a thread's last-error message
 } cllm_par_error;
 void cllm_par_error_set(cllm_par_error *e, cllm_status st);
+int cllm_par_error_failed(const cllm_par_error *e);
 
 // Fail with `st` and a message when `cond` holds.
 #define RETURN_IF(cond, st, ...)                                                                   \
@@ -94,5 +96,19 @@ cllm_status cllm_read_file(const char *path, size_t max_size, uint8_t **data, si
 
 // Monotonic wall clock in seconds.
 double cllm_now_seconds(void);
+
+// Creates a new empty file "<path>.tmp-XXXXXX" beside `path` (same directory, so renaming it onto
+// `path` is atomic), exclusively: an existing name, symlinks included, is never opened or
+// followed. Mode 0644. The caller frees *tmp_path and closes *fd.
+// @return CLLM_OK, IO, NOMEM, ARG.
+cllm_status cllm_temp_create(const char *path, char **tmp_path, int *fd);
+
+// Checks that `path` may be replaced by renaming a finished file onto it: it is absent or an
+// existing regular file (symlinks followed: a link to a device is refused, as is a directory,
+// FIFO or device node). @return CLLM_OK, IO (naming what `path` is).
+cllm_status cllm_output_check(const char *path);
+
+// 1 when both paths exist and name the same file (device and inode), 0 otherwise.
+int cllm_same_file(const char *a, const char *b);
 
 #endif

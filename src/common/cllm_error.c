@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define CLLM_ERROR_CAP 1024
@@ -48,12 +49,19 @@ cllm_status cllm_error_context(cllm_status st, const char *fmt, ...) {
 
 void cllm_clear_error(void) { tls_error[0] = '\0'; }
 
+// The message is written before the status is published (release): a thread that sees
+// st != OK (acquire, or after the region's barrier) sees the message too. Inside the region
+// other threads only poll st through cllm_par_error_failed.
 void cllm_par_error_set(cllm_par_error *e, cllm_status st) {
 #pragma omp critical(cllm_par_error)
-    if (e->st == CLLM_OK) {
-        e->st = st;
+    if (__atomic_load_n(&e->st, __ATOMIC_ACQUIRE) == CLLM_OK) {
         snprintf(e->msg, sizeof e->msg, "%s", tls_error);
+        __atomic_store_n(&e->st, st, __ATOMIC_RELEASE);
     }
+}
+
+int cllm_par_error_failed(const cllm_par_error *e) {
+    return __atomic_load_n(&e->st, __ATOMIC_ACQUIRE) != CLLM_OK;
 }
 
 const char *cllm_last_error(void) { return tls_error; }
@@ -82,8 +90,14 @@ cllm_status cllm_read_file(const char *path, size_t max_size, uint8_t **data, si
     cllm_status st = CLLM_OK;
     uint8_t *buf = NULL;
     long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    struct stat sb;
+    // fopen succeeds on a directory (and fseek to its "end" reports LONG_MAX): check the kind.
+    if (fstat(fileno(f), &sb) != 0) {
+        st = CLLM_FAIL(CLLM_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        st = CLLM_FAIL(CLLM_ERR_IO, "%s is %s, not a regular file", path,
+                       S_ISDIR(sb.st_mode) ? "a directory" : "a device, FIFO or socket");
+    } else if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         st = CLLM_FAIL(CLLM_ERR_IO, "cannot size %s: %s", path, strerror(errno));
     } else if ((unsigned long)len > max_size) {
         st = CLLM_FAIL(CLLM_ERR_FORMAT, "%s is %ld bytes, more than the %zu allowed", path, len,

@@ -6,6 +6,7 @@
 #endif
 #include "cllm_backend.h"
 #include "cllm_engine_internal.h"
+#include "format/cllm_format.h"
 
 #include <math.h>
 #include <omp.h>
@@ -153,10 +154,28 @@ cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options 
     return CLLM_OK;
 }
 
+// Every byte checked before any is used: a flipped payload bit would otherwise decode into wrong
+// weights (or a clean-looking rANS stream) and silently change the model's output.
+static cllm_status verify_at_open(const cllm_container *c, const cllm_engine_options *opt) {
+    double t0 = cllm_now_seconds();
+    cllm_status st = cllm_container_verify_bytes(c, NULL, NULL, NULL);
+    if (st != CLLM_OK) return cllm_error_context(st, "checksum check at open");
+    double dt = cllm_now_seconds() - t0;
+    if (opt && opt->log) {
+        char line[160];
+        uint64_t bytes = cllm_container_file_size(c);
+        snprintf(line, sizeof line, "engine: verified %.1f MiB of checksums in %.3f s (%.1f GB/s)",
+                 (double)bytes / (1024.0 * 1024.0), dt, dt > 0 ? (double)bytes / 1e9 / dt : 0.0);
+        opt->log(opt->log_user, line);
+    }
+    return CLLM_OK;
+}
+
 cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options *opt,
                              cllm_engine **out) {
     RETURN_IF(!c || !out, CLLM_ERR_ARG, "engine: NULL argument");
     *out = NULL;
+    if (!opt || !opt->no_verify) TRY(verify_at_open(c, opt));
     cllm_weights *w;
     TRY(cllm_weights_bind(c, &w));
     return cllm_engine_open_weights(w, opt, out);

@@ -246,7 +246,7 @@ cllm_status cllm_weight_decode_rows(const cllm_weight *w, uint64_t row_begin, ui
     const int par = n_threads > 1 && b1 - b0 > 1 && (row_end - row_begin) * d->cols >= (1u << 20);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (par)
     for (int64_t b = b0; b < b1; b++) {
-        if (err.st != CLLM_OK) continue;
+        if (cllm_par_error_failed(&err)) continue;
         uint8_t *scratch = block_scratch + (size_t)omp_get_thread_num() * block_scratch_stride;
         cllm_status st = cllm_decode_blocks(d, w->table, w->payload, w->payload_size,
                                             (uint64_t)b, (uint64_t)b + 1, base, scratch);

@@ -1,4 +1,5 @@
-// .cllm writer: streams each tensor's payload to "<path>.tmp-<pid>" as it is added, keeps the
+// .cllm writer: streams each tensor's payload to "<path>.tmp-XXXXXX" (created exclusively) as it
+// is added, keeps the
 // config and table in memory (128 + n_tensors * 256 bytes), and writes them with the header at
 // finish, then fsyncs and renames. Until the rename, `path` is untouched: an interrupted convert
 // never leaves a file that looks finished. Layout: docs/FORMAT.md, cllm_file_layout.h.
@@ -75,13 +76,10 @@ static cllm_status writer_alloc(cllm_writer *w, const char *path, size_t n) {
     while (cap < 2 * n) cap *= 2;  // n <= 2^32, so this ends
     w->name_cap = cap;
     w->path = strdup(path);
-    size_t tmp_len = strlen(path) + 32;
-    w->tmp_path = calloc(1, tmp_len);
     w->meta = calloc(1, w->meta_size);
     w->name_slots = calloc(cap, sizeof *w->name_slots);
-    RETURN_IF(!w->path || !w->tmp_path || !w->meta || !w->name_slots, CLLM_ERR_NOMEM,
+    RETURN_IF(!w->path || !w->meta || !w->name_slots, CLLM_ERR_NOMEM,
               "writer: cannot allocate a table of %zu tensors", n);
-    snprintf(w->tmp_path, tmp_len, "%s.tmp-%ld", path, (long)getpid());
     return CLLM_OK;
 }
 
@@ -112,11 +110,11 @@ cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, siz
     cllm_status st = writer_alloc(w, path, n_tensors);
     if (st == CLLM_OK) {
         cllm_config_pack(cfg, w->meta);
-        w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (w->fd < 0)
-            st = CLLM_FAIL(CLLM_ERR_IO, "cannot create %s: %s", w->tmp_path, strerror(errno));
-        else
-            w->created = 1;
+        st = cllm_output_check(path);
+    }
+    if (st == CLLM_OK) {
+        st = cllm_temp_create(path, &w->tmp_path, &w->fd);
+        w->created = st == CLLM_OK;
     }
     if (st == CLLM_OK) st = write_tokenizer(w, tok_kind, tok, tok_size);
     if (st != CLLM_OK) {
@@ -288,6 +286,7 @@ static cllm_status finish_file(cllm_writer *w) {
     int fd = w->fd;
     w->fd = -1;
     RETURN_IF(close(fd) != 0, CLLM_ERR_IO, "%s: close failed: %s", w->tmp_path, strerror(errno));
+    TRY(cllm_output_check(w->path));  // again: something may have appeared there meanwhile
     RETURN_IF(rename(w->tmp_path, w->path) != 0, CLLM_ERR_IO, "cannot rename %s to %s: %s",
               w->tmp_path, w->path, strerror(errno));
     w->created = 0;
@@ -323,4 +322,6 @@ void cllm_writer_abort(cllm_writer *w) {
     writer_free(w);
 }
 
-const char *cllm_writer_temp_path(const cllm_writer *w) { return w ? w->tmp_path : ""; }
+const char *cllm_writer_temp_path(const cllm_writer *w) {
+    return w && w->tmp_path ? w->tmp_path : "";
+}

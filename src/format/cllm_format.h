@@ -11,9 +11,11 @@
 
 typedef struct cllm_writer cllm_writer;
 
-// Starts a container at `path` holding exactly `n_tensors` tensors. Bytes go to
-// "<path>.tmp-<pid>" until cllm_writer_finish renames the finished file onto `path`, so `path`
-// never names a half-written file. The config is validated (cllm_config_validate) and copied; the
+// Starts a container at `path` holding exactly `n_tensors` tensors. Bytes go to a new
+// "<path>.tmp-XXXXXX" (created exclusively: never an existing name or symlink) until
+// cllm_writer_finish renames the finished file onto `path`, so `path` never names a half-written
+// file. An existing `path` that is not a regular file (directory, device, FIFO...) is refused
+// (IO), at open and again before the rename. The config is validated (cllm_config_validate) and copied; the
 // tokenizer blob (`tok`, `tok_size` bytes; kind NONE with size 0 when absent) is written at once.
 // @return CLLM_OK, ARG (bad argument), FORMAT (invalid config), IO, NOMEM.
 cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, size_t n_tensors,

@@ -5,8 +5,11 @@
 #include "../format/cllm_format.h"
 #include "cllm_model.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 // Tensors below this many elements are stored raw: a frequency table and 32 lane states cost more
 // than entropy coding can save.
@@ -47,6 +50,44 @@ static cllm_status encode_one(const cllm_source_tensor *t, const void *buf, uint
     return CLLM_OK;
 }
 
+// Counts NaN and infinite values of n elements of `dtype` (by their exponent bits: all ones).
+static uint64_t count_nonfinite(const void *buf, cllm_dtype dtype, uint64_t n, uint64_t *first) {
+    uint64_t bad = 0;
+    *first = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        int nf;
+        if (dtype == CLLM_DTYPE_F32) {
+            uint32_t u;
+            memcpy(&u, (const uint8_t *)buf + 4 * i, 4);
+            nf = (u & 0x7f800000u) == 0x7f800000u;
+        } else {
+            uint16_t h;
+            memcpy(&h, (const uint8_t *)buf + 2 * i, 2);
+            nf = dtype == CLLM_DTYPE_F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u;
+        }
+        if (nf && bad++ == 0) *first = i;
+    }
+    return bad;
+}
+
+// NaN/Inf weights are almost always a broken checkpoint: an error naming the tensor, unless the
+// user keeps them on purpose (lossless and raw store any bit pattern; int8 cannot scale them).
+static cllm_status check_finite(const cllm_source_tensor *t, const void *buf, uint64_t n,
+                                cllm_codec codec, int allow) {
+    uint64_t first;
+    uint64_t bad = count_nonfinite(buf, t->dtype, n, &first);
+    if (bad == 0) return CLLM_OK;
+    RETURN_IF(codec == CLLM_CODEC_INT8, CLLM_ERR_FORMAT,
+              "tensor '%s' has %llu NaN/infinite value%s (first at element %llu): int8 cannot "
+              "represent them",
+              t->name, (unsigned long long)bad, bad == 1 ? "" : "s", (unsigned long long)first);
+    RETURN_IF(!allow, CLLM_ERR_FORMAT,
+              "tensor '%s' has %llu NaN/infinite value%s (first at element %llu); convert with "
+              "allow_nonfinite (--allow-nonfinite) to keep them",
+              t->name, (unsigned long long)bad, bad == 1 ? "" : "s", (unsigned long long)first);
+    return CLLM_OK;
+}
+
 typedef struct convert_state {
     cllm_source *src;
     cllm_writer *w;
@@ -71,6 +112,8 @@ static cllm_status convert_tensor(convert_state *cs, size_t i, const cllm_conver
                   t.name);
     }
     TRY(cllm_source_read(cs->src, i, cs->buf, cs->buf_cap));
+    TRY(check_finite(&t, cs->buf, rows * cols, pick_codec(&t, rows * cols, opt->encode.codec),
+                     opt->allow_nonfinite));
     cllm_coded coded;
     memset(&coded, 0, sizeof coded);
     TRY(encode_one(&t, cs->buf, rows, cols, &opt->encode, &coded));
@@ -96,11 +139,37 @@ static cllm_status source_total_bytes(cllm_source *src, uint64_t *total) {
     return CLLM_OK;
 }
 
+// Replacing an input with the output would destroy the source: refuse an OUT that is IN, the
+// tokenizer, or (IN a directory) any file directly inside IN.
+static cllm_status check_not_an_input(const char *in_path, const char *tok_path,
+                                      const char *out_path) {
+    RETURN_IF(cllm_same_file(in_path, out_path) || cllm_same_file(tok_path, out_path),
+              CLLM_ERR_IO, "output %s is an input of this conversion; refusing to overwrite it",
+              out_path);
+    struct stat sb;
+    if (stat(in_path, &sb) != 0 || !S_ISDIR(sb.st_mode) || stat(out_path, &sb) != 0) return CLLM_OK;
+    DIR *d = opendir(in_path);
+    if (!d) return CLLM_OK;  // the importer reports an unreadable directory
+    cllm_status st = CLLM_OK;
+    char path[4352];
+    for (struct dirent *e; st == CLLM_OK && (e = readdir(d));) {
+        snprintf(path, sizeof path, "%s/%s", in_path, e->d_name);
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && cllm_same_file(path, out_path))
+            st = CLLM_FAIL(CLLM_ERR_IO,
+                           "output %s is %s of the source directory; refusing to overwrite it",
+                           out_path, path);
+    }
+    closedir(d);
+    return st;
+}
+
 cllm_status cllm_convert(const char *in_path, const char *out_path,
                          const cllm_convert_options *opt) {
     RETURN_IF(!in_path || !out_path || !opt, CLLM_ERR_ARG, "convert: missing argument");
     RETURN_IF(opt->encode.codec >= CLLM_CODEC_COUNT_, CLLM_ERR_ARG, "convert: unknown codec %u",
               (unsigned)opt->encode.codec);
+    TRY(check_not_an_input(in_path, opt->tokenizer_path, out_path));
+    TRY(cllm_output_check(out_path));
     convert_state cs;
     memset(&cs, 0, sizeof cs);
     TRY(cllm_source_open(in_path, opt->tokenizer_path, &cs.src));
@@ -111,12 +180,19 @@ cllm_status cllm_convert(const char *in_path, const char *out_path,
     cllm_status st = source_total_bytes(cs.src, &cs.bytes_total);
     if (st == CLLM_OK)
         st = cllm_writer_open(out_path, cllm_source_config(cs.src), n, kind, tok, tok_size, &cs.w);
+    char *tmp = NULL;  // the writer's temporary name, kept to announce its end
+    if (st == CLLM_OK) {
+        tmp = strdup(cllm_writer_temp_path(cs.w));
+        if (opt->temp) opt->temp(opt->temp_user, cllm_writer_temp_path(cs.w), 1);
+    }
     for (size_t i = 0; st == CLLM_OK && i < n; i++) st = convert_tensor(&cs, i, opt);
     if (st == CLLM_OK) {
         st = cllm_writer_finish(cs.w);
         cs.w = NULL;
     }
     cllm_writer_abort(cs.w);
+    if (tmp && opt->temp) opt->temp(opt->temp_user, tmp, 0);
+    free(tmp);
     free(cs.buf);
     cllm_source_free(cs.src);
     if (st != CLLM_OK) return cllm_error_context(st, "convert %s", in_path);

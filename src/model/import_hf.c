@@ -45,7 +45,11 @@ static cllm_status hf_load_json(const char *path, size_t max, json_t **out) {
     free(data);
     RETURN_IF(!*out, CLLM_ERR_FORMAT, "%s: invalid JSON: %s (line %d, column %d)", path, jerr.text,
               jerr.line, jerr.column);
-    RETURN_IF(!json_is_object(*out), CLLM_ERR_FORMAT, "%s: top level is not an object", path);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return CLLM_FAIL(CLLM_ERR_FORMAT, "%s: top level is not an object", path);
+    }
     return CLLM_OK;
 }
 

@@ -113,7 +113,17 @@ static cllm_status l2c_header(cllm_source *s, const char *path, uint64_t size, i
     size_t want = size < L2C_V1_HEADER ? 28 : L2C_V1_HEADER;
     TRY(cllm_pread_full(s->files[0].fd, h, want, 0, path));
     *legacy = cllm_load_le32(h) != L2C_MAGIC;
-    if (*legacy) return l2c_params(h, 1, &s->cfg);
+    // A legacy header has no magic: any file parses as one. Say what a misfit most likely is.
+    RETURN_IF(!memcmp(h, "GGUF", 4), CLLM_ERR_FORMAT,
+              "a GGUF file, not a llama2.c checkpoint (convert reads llama2.c .bin files and "
+              "Hugging Face directories)");
+    if (*legacy) {
+        cllm_status st = l2c_params(h, 1, &s->cfg);
+        if (st != CLLM_OK)
+            return cllm_error_context(st, "not a llama2.c checkpoint (no 'ak42' magic, and as a "
+                                          "legacy header its first 28 bytes describe no model)");
+        return CLLM_OK;
+    }
     RETURN_IF(want < L2C_V1_HEADER, CLLM_ERR_FORMAT, "'ak42' header truncated (%llu bytes)",
               (unsigned long long)size);
     int32_t version = l2c_i32(h + 4);
@@ -134,7 +144,7 @@ static cllm_status l2c_import(cllm_source *s, const char *path) {
     uint32_t fi;
     uint64_t size;
     TRY(cllm_source_add_file(s, path, &fi, &size));
-    int legacy;
+    int legacy = 1;
     TRY(l2c_header(s, path, size, &legacy));
     uint64_t base[CLLM_ROLE_LM_HEAD + 1] = {0}, end = 0;
     if (legacy)
@@ -143,7 +153,8 @@ static cllm_status l2c_import(cllm_source *s, const char *path) {
         TRY(l2c_layout(&s->cfg, v1_order, sizeof v1_order / sizeof(int), L2C_V1_HEADER, base,
                        &end));
     RETURN_IF(end != size, CLLM_ERR_CORRUPT,
-              "file is %llu bytes but its %s header implies %llu (dim %u, hidden %u, %u layers, "
+              "not a llama2.c checkpoint, or a damaged one: the file is %llu bytes but its %s "
+              "header implies %llu (dim %u, hidden %u, %u layers, "
               "vocab %u, %s classifier)",
               (unsigned long long)size, legacy ? "legacy" : "'ak42' v1", (unsigned long long)end,
               s->cfg.dim, s->cfg.hidden_dim, s->cfg.n_layers, s->cfg.vocab_size,

@@ -179,7 +179,7 @@ static cllm_status synth_tensor_init(synth_tensor *t, const cllm_model_config *c
 
 typedef struct synth_file {
     char final[4096];
-    char tmp[4200];
+    char tmp[4200];  // "<final>.tmp-XXXXXX" once created (empty before)
 } synth_file;
 
 typedef struct synth_ctx {
@@ -202,7 +202,19 @@ static cllm_status synth_name_file(synth_ctx *x, size_t k, const char *name) {
     int n = snprintf(f->final, sizeof f->final, "%s/%s", x->dir, name);
     RETURN_IF(n < 0 || (size_t)n >= sizeof f->final, CLLM_ERR_ARG, "synth: path %s/%s is too long",
               x->dir, name);
-    snprintf(f->tmp, sizeof f->tmp, "%s.tmp-%ld", f->final, (long)getpid());
+    f->tmp[0] = '\0';
+    return CLLM_OK;
+}
+
+// Creates file k's temporary exclusively (never through a planted name or symlink) and
+// announces it to opt->temp.
+static cllm_status synth_create_temp(synth_ctx *x, size_t k, int *fd) {
+    synth_file *f = &x->files[k];
+    char *tmp;
+    TRY(cllm_temp_create(f->final, &tmp, fd));
+    snprintf(f->tmp, sizeof f->tmp, "%s", tmp);  // fits: final < 4096 bytes
+    free(tmp);
+    if (x->opt->temp) x->opt->temp(x->opt->temp_user, f->tmp, 1);
     return CLLM_OK;
 }
 
@@ -305,10 +317,11 @@ static cllm_status synth_write_shard(synth_ctx *x, size_t k) {
     free(sp);
     TRY(st);
     const char *path = x->files[k].tmp;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    int fd;
+    st = synth_create_temp(x, k, &fd);
+    if (st != CLLM_OK) {
         free(hdr);
-        return CLLM_FAIL(CLLM_ERR_IO, "synth: cannot create %s: %s", path, strerror(errno));
+        return st;
     }
     st = cllm_write_full(fd, hdr, hdr_size, path);
     free(hdr);
@@ -320,13 +333,22 @@ static cllm_status synth_write_shard(synth_ctx *x, size_t k) {
     return st;
 }
 
-static cllm_status synth_write_json(const char *path, json_t *root) {
-    RETURN_IF(!root, CLLM_ERR_NOMEM, "synth: out of memory building %s", path);
+static cllm_status synth_write_json(synth_ctx *x, size_t k, json_t *root) {
+    RETURN_IF(!root, CLLM_ERR_NOMEM, "synth: out of memory building %s", x->files[k].final);
     size_t flags = JSON_PRESERVE_ORDER | JSON_INDENT(2) | JSON_REAL_PRECISION(9);
-    int rc = json_dump_file(root, path, flags);
+    char *text = json_dumps(root, flags);
     json_decref(root);
-    RETURN_IF(rc != 0, CLLM_ERR_IO, "synth: cannot write %s", path);
-    return CLLM_OK;
+    RETURN_IF(!text, CLLM_ERR_NOMEM, "synth: out of memory writing %s", x->files[k].final);
+    int fd;
+    cllm_status st = synth_create_temp(x, k, &fd);
+    if (st == CLLM_OK) {
+        st = cllm_write_full(fd, text, strlen(text), x->files[k].tmp);
+        if (close(fd) != 0 && st == CLLM_OK)
+            st = CLLM_FAIL(CLLM_ERR_IO, "synth: closing %s failed: %s", x->files[k].tmp,
+                           strerror(errno));
+    }
+    free(text);
+    return st;
 }
 
 static cllm_status synth_write_index(synth_ctx *x) {
@@ -339,7 +361,7 @@ static cllm_status synth_write_index(synth_ctx *x) {
     }
     json_t *root = json_pack("{s:{s:I}, s:o}", "metadata", "total_size",
                              (json_int_t)x->bytes_total, "weight_map", map);
-    return synth_write_json(x->files[x->n_shards].tmp, root);
+    return synth_write_json(x, x->n_shards, root);
 }
 
 // A float as the short decimal that reads back to it (1e-05, not 9.99999974737875e-06).
@@ -371,7 +393,7 @@ static cllm_status synth_write_config(synth_ctx *x) {
         (int)c->tied_embeddings, "bos_token_id", (int)c->bos_id, "eos_token_id", (int)c->eos_id,
         "hidden_act", "silu", "torch_dtype", torch[x->opt->dtype], "codecllm_synth_seed",
         json_integer((json_int_t)(x->opt->seed & INT64_MAX)));  // informative only
-    return synth_write_json(x->files[x->n_files - 1].tmp, root);
+    return synth_write_json(x, x->n_files - 1, root);
 }
 
 static cllm_status synth_make_dir(const char *dir) {
@@ -393,9 +415,13 @@ static cllm_status synth_run(synth_ctx *x, uint64_t max_shard_bytes) {
     if (x->n_shards > 1) TRY(synth_write_index(x));
     TRY(synth_write_config(x));
     // config.json is renamed last: a directory that has it is complete.
-    for (size_t k = 0; k < x->n_files; k++)
+    for (size_t k = 0; k < x->n_files; k++) {
+        TRY(cllm_output_check(x->files[k].final));
         RETURN_IF(rename(x->files[k].tmp, x->files[k].final) != 0, CLLM_ERR_IO,
                   "synth: cannot rename %s: %s", x->files[k].tmp, strerror(errno));
+        if (x->opt->temp) x->opt->temp(x->opt->temp_user, x->files[k].tmp, 0);
+        x->files[k].tmp[0] = '\0';
+    }
     // A directory reused from a run with the other layout must not keep a stale entry point
     // (the importer prefers model.safetensors over the index).
     char stale[4200];
@@ -412,7 +438,11 @@ cllm_status cllm_synth_write(const char *out_dir, const cllm_model_config *cfg,
     synth_ctx x = {.cfg = cfg, .opt = opt, .dir = out_dir};
     cllm_status st = synth_run(&x, max_shard_bytes);
     if (st != CLLM_OK && x.files)
-        for (size_t k = 0; k < x.n_files; k++) unlink(x.files[k].tmp);  // leave no partial files
+        for (size_t k = 0; k < x.n_files; k++) {  // leave no partial files
+            if (!x.files[k].tmp[0]) continue;
+            unlink(x.files[k].tmp);
+            if (opt->temp) opt->temp(opt->temp_user, x.files[k].tmp, 0);
+        }
     free(x.tensor_bytes);
     free(x.shard_of);
     free(x.files);

@@ -257,30 +257,41 @@ static cllm_status parse_pretokenizer(cllm_tokenizer *t, const json_t *p, int de
 
 // ---- model: vocab, merges, options ------------------------------------------------------------
 
-static cllm_status check_id(const json_t *v, const char *what, size_t *id) {
+// The vocabulary arrays are indexed by id, so ids are bounded by what the file holds before any
+// is allocated: below twice its entries (vocab + added tokens) plus 1024 (real tokenizers are
+// dense, 0..entries-1; the slack tolerates holes). A 59-byte file naming id 16777215 would
+// otherwise cost hundreds of MB.
+static size_t id_limit_of(const json_t *vocab, const json_t *added) {
+    size_t n = json_object_size(vocab) + json_array_size(added);  // both 0 when not that type
+    size_t limit = n > (TOK_MAX_VOCAB - 1024) / 2 ? TOK_MAX_VOCAB : 2 * n + 1024;
+    return limit < TOK_MAX_VOCAB ? limit : TOK_MAX_VOCAB;
+}
+
+static cllm_status check_id(const json_t *v, const char *what, size_t limit, size_t *id) {
     RETURN_IF(!json_is_integer(v), CLLM_ERR_FORMAT, "tokenizer.json: %s: id is not an integer",
               what);
     json_int_t x = json_integer_value(v);
-    RETURN_IF(x < 0 || (uint64_t)x >= TOK_MAX_VOCAB, CLLM_ERR_FORMAT,
-              "tokenizer.json: %s: id %lld is outside [0, %zu)", what, (long long)x,
-              TOK_MAX_VOCAB);
+    RETURN_IF(x < 0 || (uint64_t)x >= limit, CLLM_ERR_FORMAT,
+              "tokenizer.json: %s: id %lld is outside [0, %zu) (ids must stay below twice the "
+              "number of entries plus 1024, and below %zu)",
+              what, (long long)x, limit, TOK_MAX_VOCAB);
     *id = (size_t)x;
     return CLLM_OK;
 }
 
-static cllm_status parse_vocab(cllm_tokenizer *t, const json_t *vocab) {
+static cllm_status parse_vocab(cllm_tokenizer *t, const json_t *vocab, size_t limit) {
     RETURN_IF(!json_is_object(vocab), CLLM_ERR_FORMAT,
               "tokenizer.json: model.vocab is not an object");
     const char *key;
     size_t key_len, id = 0, max_id = 0;
     json_t *v;
     json_object_keylen_foreach((json_t *)vocab, key, key_len, v) {
-        TRY(check_id(v, "model.vocab", &id));
+        TRY(check_id(v, "model.vocab", limit, &id));
         if (id > max_id) max_id = id;
     }
     TRY(tok_vocab_reserve(&t->v, json_object_size(vocab) ? max_id + 1 : 0));
     json_object_keylen_foreach((json_t *)vocab, key, key_len, v) {
-        TRY(check_id(v, "model.vocab", &id));
+        TRY(check_id(v, "model.vocab", limit, &id));
         cllm_status st = tok_vocab_set(&t->v, (int32_t)id, (const uint8_t *)key, key_len, 1);
         if (st != CLLM_OK) return cllm_error_context(st, "tokenizer.json: model.vocab");
     }
@@ -293,12 +304,13 @@ static int cmp_added(const void *pa, const void *pb) {
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
-static cllm_status parse_added_one(cllm_tokenizer *t, const json_t *a, size_t i, size_t *text_len) {
+static cllm_status parse_added_one(cllm_tokenizer *t, const json_t *a, size_t i, size_t limit,
+                                   size_t *text_len) {
     RETURN_IF(!json_is_object(a), CLLM_ERR_FORMAT, "tokenizer.json: added_tokens[%zu] is not an "
               "object", i);
     size_t id = 0, len = 0;
     const char *s = NULL;
-    TRY(check_id(json_object_get(a, "id"), "added_tokens", &id));
+    TRY(check_id(json_object_get(a, "id"), "added_tokens", limit, &id));
     TRY(get_string(a, "content", "an added token", &s, &len));
     RETURN_IF(len == 0 || len > TOK_MAX_PIECE, CLLM_ERR_FORMAT,
               "tokenizer.json: added token %zu has %zu bytes of content", id, len);
@@ -313,7 +325,7 @@ static cllm_status parse_added_one(cllm_tokenizer *t, const json_t *a, size_t i,
     return CLLM_OK;
 }
 
-static cllm_status parse_added(cllm_tokenizer *t, const json_t *list) {
+static cllm_status parse_added(cllm_tokenizer *t, const json_t *list, size_t limit) {
     if (!list || json_is_null(list)) return CLLM_OK;
     RETURN_IF(!json_is_array(list), CLLM_ERR_FORMAT,
               "tokenizer.json: added_tokens is not a list");
@@ -325,7 +337,8 @@ static cllm_status parse_added(cllm_tokenizer *t, const json_t *list) {
     t->added_text = malloc(total ? total : 1);
     RETURN_IF(!t->added || !t->added_text, CLLM_ERR_NOMEM, "cannot allocate %zu added tokens", n);
     size_t text_len = 0;
-    for (size_t i = 0; i < n; i++) TRY(parse_added_one(t, json_array_get(list, i), i, &text_len));
+    for (size_t i = 0; i < n; i++)
+        TRY(parse_added_one(t, json_array_get(list, i), i, limit, &text_len));
     qsort(t->added, t->n_added, sizeof *t->added, cmp_added);
     return CLLM_OK;
 }
@@ -456,8 +469,11 @@ static cllm_status parse_root(cllm_tokenizer *t, const json_t *root) {
               type);
     t->model = TOK_MODEL_RANKED;
     t->decode_mode = TOK_DECODE_RAW;
-    TRY(parse_vocab(t, json_object_get(model, "vocab")));
-    TRY(parse_added(t, json_object_get(root, "added_tokens")));
+    const json_t *vocab = json_object_get(model, "vocab");
+    const json_t *added = json_object_get(root, "added_tokens");
+    const size_t id_limit = id_limit_of(vocab, added);
+    TRY(parse_vocab(t, vocab, id_limit));
+    TRY(parse_added(t, added, id_limit));
     RETURN_IF(t->v.n == 0, CLLM_ERR_FORMAT, "tokenizer.json: the vocabulary is empty");
     TRY(tok_vocab_build_hash(&t->v));
     TRY(parse_model_options(t, model));
