@@ -84,7 +84,7 @@ echo "ok: NaN/Inf weights refused at convert unless --allow-nonfinite; NaN logit
 expect_rc 2 "$BIN" run "$TMP/m.cllm" --bogus
 expect_rc 1 "$BIN" run "$TMP/m.cllm" --tokens 1,999999 -n 2 --output ids
 # A full context ends generation normally.
-expect_rc 0 "$BIN" run "$TMP/m.cllm" --tokens 1,2 -n 100 -c 8 --output ids
+expect_rc 0 "$BIN" run "$TMP/m.cllm" --tokens 1,2 -n 100 -c 8 --output ids --ignore-eos --seed 1
 err_has "context"
 gpt2="$SHARED/tokenizers/gpt2.tokenizer.json"
 if [ -r "$gpt2" ]; then
