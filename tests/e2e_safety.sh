@@ -95,6 +95,9 @@ if [ -r "$gpt2" ]; then
 elif [ -n "${CI:-}" ]; then
     fail "$gpt2 is missing (CI must have ../shared)"
 fi
+# -p beyond the context is a usage error, reported without reading the freed engine (ASan).
+expect_rc 2 "$BIN" bench "$TMP/m.cllm" --backend cpu -c 8 -p 16
+err_has "exceed the context of 8"
 echo "ok: exit 2 for usage errors only"
 
 # ---- output files -------------------------------------------------------------------------------
