@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages codecllm builds and tests with. Called by README's Quick start and
-# by .ci/run. Idempotent: does nothing when every package is already present.
+# by .ci/run. Idempotent: does nothing when every package is already present. clang, its runtime
+# libraries (libFuzzer, sanitizers) and LLVM's OpenMP are for scripts/fuzz-smoke.sh and
+# scripts/test.sh --tsan.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libjansson-dev libxxhash-dev libzstd-dev libcmocka-dev
-      libpcre2-dev clang libclang-rt-dev python3 python3-pip)
+      libpcre2-dev clang libclang-rt-dev libomp-dev python3 python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

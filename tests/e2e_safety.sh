@@ -84,7 +84,7 @@ echo "ok: NaN/Inf weights refused at convert unless --allow-nonfinite; NaN logit
 expect_rc 2 "$BIN" run "$TMP/m.cllm" --bogus
 expect_rc 1 "$BIN" run "$TMP/m.cllm" --tokens 1,999999 -n 2 --output ids
 # A full context ends generation normally.
-expect_rc 0 "$BIN" run "$TMP/m.cllm" --tokens 1,2 -n 100 -c 8 --output ids
+expect_rc 0 "$BIN" run "$TMP/m.cllm" --tokens 1,2 -n 100 -c 8 --output ids --ignore-eos --seed 1
 err_has "context"
 gpt2="$SHARED/tokenizers/gpt2.tokenizer.json"
 if [ -r "$gpt2" ]; then
@@ -95,6 +95,9 @@ if [ -r "$gpt2" ]; then
 elif [ -n "${CI:-}" ]; then
     fail "$gpt2 is missing (CI must have ../shared)"
 fi
+# -p beyond the context is a usage error, reported without reading the freed engine (ASan).
+expect_rc 2 "$BIN" bench "$TMP/m.cllm" --backend cpu -c 8 -p 16
+err_has "exceed the context of 8"
 echo "ok: exit 2 for usage errors only"
 
 # ---- output files -------------------------------------------------------------------------------

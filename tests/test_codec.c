@@ -290,6 +290,34 @@ static void test_decode_blocks_range(void **state) {
     cllm_coded_free(&coded);
 }
 
+// A raw tensor is one block: [0, 1) copies it, [0, 0) writes nothing, any other range is refused
+// (it used to copy the whole tensor whatever the range).
+static void test_decode_blocks_raw_range(void **state) {
+    (void)state;
+    const uint64_t rows = 4, cols = 8;
+    void *src = make_tensor(CLLM_DTYPE_F32, rows, cols, 0, 3);
+    cllm_encode_params p = params_of(CLLM_CODEC_RAW, 1, 0);
+    cllm_coded coded;
+    assert_int_equal(cllm_encode_tensor(src, CLLM_DTYPE_F32, rows, cols, &p, &coded), CLLM_OK);
+    cllm_coded_desc d;
+    assert_int_equal(cllm_desc_from_payload(&coded.info, coded.payload, coded.payload_size, &d),
+                     CLLM_OK);
+    float out[32];
+    memset(out, 0xee, sizeof out);
+    const uint64_t bad[][2] = {{1, 2}, {0, 2}, {1, 0}, {5, 9}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+        assert_int_equal(cllm_decode_blocks(&d, NULL, coded.payload, coded.payload_size, bad[k][0],
+                                            bad[k][1], out, NULL), CLLM_ERR_ARG);
+    assert_int_equal(cllm_decode_blocks(&d, NULL, coded.payload, coded.payload_size, 0, 0, out,
+                                        NULL), CLLM_OK);
+    for (size_t i = 0; i < sizeof out; i++) assert_int_equal(((uint8_t *)out)[i], 0xee);
+    assert_int_equal(cllm_decode_blocks(&d, NULL, coded.payload, coded.payload_size, 0, 1, out,
+                                        NULL), CLLM_OK);
+    assert_memory_equal(out, src, sizeof out);
+    free(src);
+    cllm_coded_free(&coded);
+}
+
 // ---- damaged payloads ---------------------------------------------------------------------------
 
 typedef struct damaged {
@@ -461,6 +489,7 @@ int main(void) {
         cmocka_unit_test(test_int8_round_trips),
         cmocka_unit_test(test_raw_round_trip),
         cmocka_unit_test(test_decode_blocks_range),
+        cmocka_unit_test(test_decode_blocks_raw_range),
         cmocka_unit_test(test_decode_rejects),
         cmocka_unit_test(test_f16_exponent_range),
         cmocka_unit_test(test_size_bound),

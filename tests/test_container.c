@@ -582,10 +582,25 @@ static void test_writer_temp_and_abort(void **state) {
     cllm_coded raw = raw_coded(data, CLLM_DTYPE_F32, 3, 4);
     uint64_t shape[4] = {3, 4};
     cllm_writer *w = NULL;
+    // A symlink planted at the temporary name of old ("<path>.tmp-<pid>") is never followed:
+    // the temporary is a new file with a random suffix, created exclusively.
+    char planted[600], victim[600];
+    snprintf(planted, sizeof planted, "%s.tmp-%ld", path, (long)getpid());
+    snprintf(victim, sizeof victim, "%s", tmp_file("victim"));
+    unlink(planted);
+    unlink(victim);
+    assert_int_equal(symlink(victim, planted), 0);
     assert_int_equal(cllm_writer_open(path, &cfg, 2, CLLM_TOKENIZER_NONE, NULL, 0, &w), CLLM_OK);
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-    assert_string_equal(cllm_writer_temp_path(w), tmp);
+    snprintf(tmp, sizeof tmp, "%s", cllm_writer_temp_path(w));
+    assert_int_equal(strncmp(tmp, path, strlen(path)), 0);
+    assert_int_equal(strlen(tmp), strlen(path) + strlen(".tmp-XXXXXX"));
+    assert_string_not_equal(tmp, planted);
+    assert_false(file_exists(victim));
+    struct stat lst;
+    assert_int_equal(lstat(tmp, &lst), 0);
+    assert_true(S_ISREG(lst.st_mode));
+    unlink(planted);
     assert_true(file_exists(tmp));
     assert_false(file_exists(path));
     assert_int_equal(cllm_writer_add(w, "a", 2, shape, &raw), CLLM_OK);
@@ -597,6 +612,7 @@ static void test_writer_temp_and_abort(void **state) {
 
     // Finishing short of the announced count fails and leaves nothing.
     assert_int_equal(cllm_writer_open(path, &cfg, 2, CLLM_TOKENIZER_NONE, NULL, 0, &w), CLLM_OK);
+    snprintf(tmp, sizeof tmp, "%s", cllm_writer_temp_path(w));
     assert_int_equal(cllm_writer_add(w, "a", 2, shape, &raw), CLLM_OK);
     expect_error(cllm_writer_finish(w), CLLM_ERR_ARG, "1 of the 2");
     assert_false(file_exists(tmp));
@@ -607,6 +623,7 @@ static void test_writer_temp_and_abort(void **state) {
     fputs("old", fp);
     fclose(fp);
     assert_int_equal(cllm_writer_open(path, &cfg, 1, CLLM_TOKENIZER_NONE, NULL, 0, &w), CLLM_OK);
+    snprintf(tmp, sizeof tmp, "%s", cllm_writer_temp_path(w));
     assert_int_equal(cllm_writer_add(w, "a", 2, shape, &raw), CLLM_OK);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
@@ -636,6 +653,16 @@ static void test_writer_refuses(void **state) {
                                   NULL, 0, &w),
                  CLLM_ERR_IO, "cannot create");
     assert_null(w);
+    // An output that exists and is not a regular file is never replaced.
+    expect_error(cllm_writer_open(cllm_test_tmpdir(), &cfg, 1, CLLM_TOKENIZER_NONE, NULL, 0, &w),
+                 CLLM_ERR_IO, "is a directory");
+    const char *fifo = tmp_file("fifo.cllm");
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_error(cllm_writer_open(fifo, &cfg, 1, CLLM_TOKENIZER_NONE, NULL, 0, &w), CLLM_ERR_IO,
+                 "is a FIFO");
+    assert_null(w);
+    unlink(fifo);
 #define REFUSE(name, nd, shp, coded, needle)                                                       \
     do {                                                                                           \
         assert_int_equal(cllm_writer_open(path, &cfg, 2, CLLM_TOKENIZER_NONE, NULL, 0, &w),      \

@@ -360,6 +360,8 @@ static void test_hf_bad_config(void **state) {
     expect_open_error(dir, CLLM_ERR_IO, "config.json");  // no config yet
     write_text(dir, "config.json", "{\"hidden_size\": 16,");
     expect_open_error(dir, CLLM_ERR_FORMAT, "invalid JSON");
+    write_text(dir, "config.json", "[{\"hidden_size\": 16}]");  // leaked its JSON before
+    expect_open_error(dir, CLLM_ERR_FORMAT, "top level is not an object");
     write_hf_config(dir, "GPT2LMHeadModel", 1, "");
     expect_open_error(dir, CLLM_ERR_UNSUPPORTED, "GPT2LMHeadModel");
     write_hf_config(dir, "LlamaForCausalLM", 1, ", \"head_dim\": 4");

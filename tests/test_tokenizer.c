@@ -591,6 +591,15 @@ static void test_malformed_json(void **state) {
                      CLLM_ERR_CORRUPT);
     assert_int_equal(load_json("{\"model\": {\"type\": \"BPE\", \"vocab\": " AB ", "
                                "\"merges\": [], \"byte_fallback\": 1}}"), CLLM_ERR_FORMAT);
+    // Ids are bounded by the entries before anything is allocated: a 59-byte file naming id
+    // 16777215 cost 412 MB. The bound is 2 * entries + 1024 (here 3 vocab + 1 added: 1032).
+    assert_int_equal(load_json("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":16777215},"
+                               "\"merges\":[]}}"), CLLM_ERR_FORMAT);
+    assert_non_null(strstr(cllm_last_error(), "id 16777215 is outside [0, 1026)"));
+    assert_int_equal(load_json(MODEL(AB, "[]") ", \"added_tokens\": [{\"id\": 1031, "
+                               "\"content\": \"<x>\"}]}"), CLLM_OK);
+    assert_int_equal(load_json(MODEL(AB, "[]") ", \"added_tokens\": [{\"id\": 1032, "
+                               "\"content\": \"<x>\"}]}"), CLLM_ERR_FORMAT);
 }
 
 static void test_api_errors(void **state) {
