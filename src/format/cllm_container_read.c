@@ -104,12 +104,18 @@ static cllm_status parse_meta(cllm_container *c, unsigned flags) {
 // end of the last section so far.
 static cllm_status parse_tokenizer(cllm_container *c, unsigned flags, uint64_t *cursor) {
     *cursor = c->table_end;
+    // An archive's blob is its safetensors header, which only an archive has.
+    RETURN_IF((c->cfg.arch == CLLM_ARCH_ARCHIVE) != (c->tok_kind == CLLM_TOKENIZER_SAFETENSORS_HEADER),
+              CLLM_ERR_CORRUPT, "header: architecture %u with tokenizer kind %u (a packed "
+              "safetensors archive has kind %d, and only an archive has it)", c->cfg.arch,
+              c->tok_kind, CLLM_TOKENIZER_SAFETENSORS_HEADER);
     if (c->tok_kind == CLLM_TOKENIZER_NONE) {
         RETURN_IF(c->tok_offset || c->tok_size || c->tok_xxh3, CLLM_ERR_CORRUPT,
                   "header: no tokenizer, but tokenizer offset/size/checksum are not 0");
         return CLLM_OK;
     }
-    RETURN_IF(c->tok_kind != CLLM_TOKENIZER_LLAMA2C && c->tok_kind != CLLM_TOKENIZER_HF_JSON,
+    RETURN_IF(c->tok_kind != CLLM_TOKENIZER_LLAMA2C && c->tok_kind != CLLM_TOKENIZER_HF_JSON &&
+                  c->tok_kind != CLLM_TOKENIZER_SAFETENSORS_HEADER,
               CLLM_ERR_FORMAT, "header: unknown tokenizer kind %u", c->tok_kind);
     uint64_t expect = cllm_align_up(c->table_end, CLLM_SECTION_ALIGN);
     RETURN_IF(c->tok_offset != expect, CLLM_ERR_CORRUPT,
@@ -439,6 +445,10 @@ cllm_tokenizer_kind cllm_container_tokenizer(const cllm_container *c, const uint
 }
 
 uint64_t cllm_container_file_size(const cllm_container *c) { return c ? c->size : 0; }
+
+int cllm_container_is_archive(const cllm_container *c) {
+    return c && c->cfg.arch == CLLM_ARCH_ARCHIVE;
+}
 
 cllm_status cllm_container_decode(const cllm_container *c, size_t i, void *out, size_t out_cap,
                                   float *scales, size_t scales_cap, int check_sum) {
