@@ -362,9 +362,9 @@ static void test_inconsistent_archives(void **state) {
 static void test_byte_flips(void **state) {
     (void)state;
     const char *st = tmp_path("flip.safetensors");
-    uint16_t v[600];
+    uint16_t v[602];
     uint64_t rng = 11;
-    for (int i = 0; i < 600; i++) v[i] = (uint16_t)(0x3c00 + (cllm_test_rand(&rng) & 0x3ff));
+    for (int i = 0; i < 602; i++) v[i] = (uint16_t)(0x3c00 + (cllm_test_rand(&rng) & 0x3ff));
     write_st(st, "{\"h\":{\"dtype\":\"BF16\",\"shape\":[20,30],\"data_offsets\":[0,1200]},"
                  "\"z\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[1200,1204]}}", 1, v, 1204);
     const char *arc = round_trip(st, "flip");
