@@ -116,7 +116,7 @@ cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, siz
     cllm_status st = writer_alloc(w, path, n_tensors);
     if (st == CLLM_OK) {
         cllm_config_pack(cfg, w->meta);
-        w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (w->fd < 0)
             st = CLLM_FAIL(CLLM_ERR_IO, "cannot create %s: %s", w->tmp_path, strerror(errno));
         else
