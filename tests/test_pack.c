@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-// ---- files ----------------------------------------------------------------------------------------
+// ---- files -------------------------------------------------------------------------------------
 
 static char *tmp_path(const char *name) {
     static char paths[16][512];
@@ -103,7 +103,7 @@ static const char *round_trip(const char *st, const char *tag) {
     return arc;
 }
 
-// ---- round trips -----------------------------------------------------------------------------------
+// ---- round trips -------------------------------------------------------------------------------
 
 // Every dtype class, every bf16 and f16 pattern, scalar, empty, 5-D, metadata, odd names.
 static void test_round_trip_all_kinds(void **state) {
@@ -129,7 +129,8 @@ static void test_round_trip_all_kinds(void **state) {
         "\"odd\":{\"dtype\":\"F32\",\"shape\":[3,5,7],\"data_offsets\":[524288,524708]},"
         "\"ids\":{\"dtype\":\"I64\",\"shape\":[5],\"data_offsets\":[524708,524748]},"
         "\"empty\":{\"dtype\":\"F16\",\"shape\":[0,4],\"data_offsets\":[524748,524748]},"
-        "\"bytes\\nwith newline\":{\"dtype\":\"U8\",\"shape\":[17],\"data_offsets\":[524748,524765]},"
+        "\"bytes\\nwith newline\":{\"dtype\":\"U8\",\"shape\":[17],"
+        "\"data_offsets\":[524748,524765]},"
         "\"mask\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[524765,524768]},"
         "\"scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[524768,524772]},"
         "\"five.d\":{\"dtype\":\"F32\",\"shape\":[2,1,3,1,5],\"data_offsets\":[524772,524892]}}";
@@ -216,7 +217,8 @@ static void test_round_trip_small_and_real(void **state) {
     float *w = malloc(sizeof(float) * R * C);
     uint64_t rng = 3;
     for (int i = 0; i < R * C; i++) w[i] = (float)(0.02 * cllm_test_normal(&rng));
-    const char *json = "{\"w\":{\"dtype\":\"F32\",\"shape\":[300,1000],\"data_offsets\":[0,1200000]}}";
+    const char *json =
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[300,1000],\"data_offsets\":[0,1200000]}}";
     write_st(st, json, 2, w, sizeof(float) * R * C);
     const char *arc = round_trip(st, "real");
     struct stat a, b;
@@ -226,7 +228,7 @@ static void test_round_trip_small_and_real(void **state) {
     free(w);
 }
 
-// ---- output rules --------------------------------------------------------------------------------
+// ---- output rules ------------------------------------------------------------------------------
 
 static void test_output_rules(void **state) {
     (void)state;
@@ -265,7 +267,7 @@ static void test_output_rules(void **state) {
     assert_no_temp_files();
 }
 
-// ---- archives that are not what they claim --------------------------------------------------------
+// ---- archives that are not what they claim -----------------------------------------------------
 
 // An archive written directly: `blob` as the header, then raw u8 tensors of the given sizes
 // named seg.<k> (or `bad_name` for tensor 0 when non-NULL).
@@ -366,7 +368,8 @@ static void test_byte_flips(void **state) {
     uint64_t rng = 11;
     for (int i = 0; i < 602; i++) v[i] = (uint16_t)(0x3c00 + (cllm_test_rand(&rng) & 0x3ff));
     write_st(st, "{\"h\":{\"dtype\":\"BF16\",\"shape\":[20,30],\"data_offsets\":[0,1200]},"
-                 "\"z\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[1200,1204]}}", 1, v, 1204);
+                 "\"z\":{\"dtype\":\"I16\",\"shape\":[2],\"data_offsets\":[1200,1204]}}",
+             1, v, 1204);
     const char *arc = round_trip(st, "flip");
     size_t size;
     uint8_t *orig = read_all(arc, &size);

@@ -142,6 +142,7 @@ static cllm_status write_all_segments(unpack_state *us, out_file *o, const cllm_
         size_t len = 0;
         cllm_status st = decode_segment(us, i, opt->n_threads, &len);
         if (st == CLLM_OK) st = cllm_write_full(o->fd, us->buf, len, o->tmp);
+        cllm_container_drop_pages(us->c, i);
         if (st != CLLM_OK) return cllm_error_context(st, "tensor %zu ('%s')", i, what);
         done += len;
         if (opt->progress)
