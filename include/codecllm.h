@@ -43,10 +43,12 @@ typedef enum cllm_dtype {
     CLLM_DTYPE_F32 = 0,
     CLLM_DTYPE_F16 = 1,
     CLLM_DTYPE_BF16 = 2,
-    CLLM_DTYPE_COUNT_ = 3,
+    CLLM_DTYPE_U8 = 3,    // plain bytes: raw codec only (tensors of packed safetensors archives
+                          // that are not f32/f16/bf16, and the gaps between tensors)
+    CLLM_DTYPE_COUNT_ = 4,
 } cllm_dtype;
 
-// Bytes per element (0 for an unknown dtype) and a name ("bf16").
+// Bytes per element (0 for an unknown dtype) and a name ("bf16", "u8").
 size_t cllm_dtype_size(cllm_dtype dt);
 const char *cllm_dtype_name(cllm_dtype dt);
 // Parses "f32"/"F32"/"float32", "f16"/"fp16"/"float16", "bf16"/"bfloat16". Returns CLLM_ERR_ARG.
@@ -67,6 +69,8 @@ cllm_status cllm_codec_parse(const char *s, cllm_codec *out);
 // Model configuration, as stored in a .cllm file. Architecture values are append-only.
 typedef enum cllm_arch {
     CLLM_ARCH_LLAMA = 1, // Llama 1/2/3, Mistral (no sliding window), Qwen2 without biases
+    CLLM_ARCH_ARCHIVE = 2, // not a model: a packed safetensors file (`codecllm pack`); every
+                           // other config field is 0 (docs/FORMAT.md, "Packed safetensors")
 } cllm_arch;
 
 typedef enum cllm_rope_scaling {
@@ -108,6 +112,8 @@ typedef enum cllm_tokenizer_kind {
     CLLM_TOKENIZER_BUNDLE = 3,  // codecllm tokenizer bundle: JSON with a tokenizer.json object,
                                 // the chat template, add_bos and the source description
                                 // (docs/FORMAT.md, "Tokenizer bundle")
+    CLLM_TOKENIZER_SAFETENSORS_HEADER = 4, // not a tokenizer: the header of a packed safetensors
+                                           // file (8-byte length + JSON), in archives only
 } cllm_tokenizer_kind;
 
 // ---------------------------------------------------------------------------------------------
@@ -252,6 +258,70 @@ typedef struct cllm_convert_options {
 // anything else (directory, device, FIFO) or the same file as an input (IO). A NaN or infinite
 // weight is an error naming the tensor (FORMAT) unless allow_nonfinite, and always with int8.
 cllm_status cllm_convert(const char *in_path, const char *out_path, const cllm_convert_options *opt);
+
+// ---------------------------------------------------------------------------------------------
+// Packed safetensors: lossless compression of any safetensors file (any tensor names, dtypes,
+// metadata), restored byte for byte. The archive is a .cllm container with arch
+// CLLM_ARCH_ARCHIVE; docs/FORMAT.md ("Packed safetensors") specifies it.
+
+typedef struct cllm_pack_options {
+    int n_threads;               // encoder / decoder threads; 0 = all cores
+    int force;                   // replace an existing output file (never the input itself)
+    cllm_progress_fn progress;   // may be NULL; called after each tensor
+    void *progress_user;
+} cllm_pack_options;
+
+// Packs the safetensors file `in_path` into the archive `out_path`, streaming tensor by tensor
+// (memory: about one tensor). F32/F16/BF16 tensors are coded lossless (raw when that does not
+// pay), every other dtype and any bytes between tensors are stored raw. `opt` may be NULL.
+// Refuses an existing `out_path` unless opt->force, and an output that is the input.
+// @return CLLM_OK, IO, FORMAT / CORRUPT / UNSUPPORTED (the input is not a safetensors file this
+//         build parses: the message says why), NOMEM, ARG (existing output, same file).
+cllm_status cllm_pack_safetensors(const char *in_path, const char *out_path,
+                                  const cllm_pack_options *opt);
+
+// Restores the safetensors file packed in the archive `in_path` to `out_path`, byte for byte.
+// Validates the archive first (header blob against the tensors), checks every payload checksum,
+// decodes one tensor at a time. The output is written to a fresh temporary file in the target
+// directory (created exclusively, never through a symlink), fsynced and renamed, so `out_path`
+// never names a partial file; the temporary file is removed on failure. Refuses an existing
+// `out_path` unless opt->force, and an output that is the input. `opt` may be NULL.
+// @return CLLM_OK, IO, FORMAT (not an archive), CORRUPT, UNSUPPORTED, NOMEM, ARG.
+cllm_status cllm_unpack(const char *in_path, const char *out_path, const cllm_pack_options *opt);
+
+// 1 when the container is a packed safetensors archive (arch CLLM_ARCH_ARCHIVE), else 0.
+int cllm_container_is_archive(const cllm_container *c);
+
+// The safetensors view of an archive: the real tensor names from the stored header.
+typedef struct cllm_archive cllm_archive;
+
+#define CLLM_ARCHIVE_MAX_DIMS 8
+
+typedef struct cllm_archive_summary {
+    uint64_t file_size;     // bytes of the original safetensors file
+    uint64_t header_size;   // 8 + JSON length (the stored header blob)
+    size_t n_st_tensors;    // tensors in the safetensors header (empty ones included)
+    size_t n_empty;         // tensors of 0 bytes (no container tensor)
+    size_t n_gaps;          // runs of data-area bytes outside every tensor (stored raw)
+} cllm_archive_summary;
+
+// Container tensor i of an archive: the safetensors tensor it holds, or a gap.
+typedef struct cllm_archive_segment {
+    const char *name;       // tensor name as in the header (UTF-8), NULL for a gap
+    const char *dtype;      // safetensors dtype ("BF16", "I64", ...), "" for a gap
+    uint32_t ndim;          // safetensors shape (0 for a scalar)
+    uint64_t shape[CLLM_ARCHIVE_MAX_DIMS];
+    uint64_t begin, end;    // byte range in the original file's data area
+} cllm_archive_segment;
+
+// Parses the header blob of an archive and checks it against the container's tensors (count,
+// order, names, dtypes, codecs, shapes, sizes). The container must outlive the archive.
+// @return CLLM_OK, FORMAT (not an archive), CORRUPT (header and tensors disagree), NOMEM, ARG.
+cllm_status cllm_archive_open(const cllm_container *c, cllm_archive **out);
+void cllm_archive_free(cllm_archive *a);
+void cllm_archive_summary_get(const cllm_archive *a, cllm_archive_summary *out);
+// Segment of container tensor i (i < cllm_container_n_tensors). Pointers live as long as `a`.
+cllm_status cllm_archive_segment_get(const cllm_archive *a, size_t i, cllm_archive_segment *out);
 
 // Verification. Checks every checksum and every padding byte of the file; with `against` (a
 // source path, may be NULL) decodes every tensor and compares: bit-exact for lossless and raw,

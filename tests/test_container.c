@@ -481,7 +481,7 @@ static void crafted_table(uint8_t *buf, const uint8_t *orig, size_t size) {
     CRAFT(cllm_store_le64(entry(buf, 3) + CLLM_ENT_DATA_OFFSET, 1ull << 60), CLLM_ERR_CORRUPT,
           "data_offset");
     CRAFT(cllm_store_le32(entry(buf, 0) + CLLM_ENT_NDIM, 5), CLLM_ERR_CORRUPT, "ndim 5");
-    CRAFT(cllm_store_le32(entry(buf, 0) + CLLM_ENT_DTYPE, 3), CLLM_ERR_FORMAT, "dtype 3");
+    CRAFT(cllm_store_le32(entry(buf, 0) + CLLM_ENT_DTYPE, CLLM_DTYPE_COUNT_), CLLM_ERR_FORMAT, "dtype 4");
     CRAFT(cllm_store_le32(entry(buf, 0) + CLLM_ENT_CODEC, 9), CLLM_ERR_FORMAT, "codec 9");
     CRAFT(cllm_store_le64(entry(buf, 0) + CLLM_ENT_SHAPE + 16, 1), CLLM_ERR_CORRUPT,
           "beyond ndim");

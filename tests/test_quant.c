@@ -90,7 +90,7 @@ static void test_matches_reference(void **state) {
     }
     static const uint32_t groups[] = {0, 1, 8, 32, 45};
     for (size_t gi = 0; gi < 5; gi++) {
-        for (int dt = 0; dt < CLLM_DTYPE_COUNT_; dt++) {
+        for (int dt = 0; dt <= CLLM_DTYPE_BF16; dt++) {
             const void *src = dt == CLLM_DTYPE_F32 ? (const void *)w
                               : dt == CLLM_DTYPE_BF16 ? (const void *)hb : (const void *)hh;
             uint32_t g = groups[gi] ? groups[gi] : (uint32_t)cols;

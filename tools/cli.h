@@ -25,6 +25,12 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_unpack(int argc, char **argv);
+
+// `inspect` of a packed safetensors archive (tools/cmd_pack.c): per tensor with the real names
+// from the stored header, then totals. Returns an exit code.
+int cli_inspect_archive(const cllm_container *c, const char *path, int json);
 
 // Prints "codecllm <cmd>: error: <what>: <library message>" to stderr and returns CLI_EXIT_FAIL
 // (whatever the status: usage errors are the command's own, reported by cli_usage_error).

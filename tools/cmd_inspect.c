@@ -157,6 +157,11 @@ static int inspect_file(const char *path, const inspect_opts *o) {
     cllm_container *c;
     cllm_status st = cllm_container_open(path, &c);
     if (st != CLLM_OK) return cli_fail("inspect", st, path);
+    if (cllm_container_is_archive(c)) {
+        int arc = cli_inspect_archive(c, path, o->json);
+        cllm_container_free(c);
+        return arc;
+    }
     size_t n = cllm_container_n_tensors(c);
     stat_row kinds[N_KINDS], total;
     memset(kinds, 0, sizeof kinds);

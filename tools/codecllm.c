@@ -23,6 +23,8 @@ static const cli_command commands[] = {
     {"bench", cmd_bench, "tokens/s, peak memory and time split, per weights mode"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"pack", cmd_pack, "lossless archive of any safetensors file (restored by unpack)"},
+    {"unpack", cmd_unpack, "restore a packed safetensors file byte for byte"},
 };
 
 static void usage(FILE *f) {

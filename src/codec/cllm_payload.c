@@ -13,6 +13,7 @@ size_t cllm_dtype_size(cllm_dtype dt) {
     case CLLM_DTYPE_F32: return 4;
     case CLLM_DTYPE_F16: return 2;
     case CLLM_DTYPE_BF16: return 2;
+    case CLLM_DTYPE_U8: return 1;
     default: return 0;
     }
 }
@@ -22,6 +23,7 @@ const char *cllm_dtype_name(cllm_dtype dt) {
     case CLLM_DTYPE_F32: return "f32";
     case CLLM_DTYPE_F16: return "f16";
     case CLLM_DTYPE_BF16: return "bf16";
+    case CLLM_DTYPE_U8: return "u8";
     default: return "unknown-dtype";
     }
 }
@@ -156,6 +158,10 @@ cllm_status cllm_payload_layout(const cllm_coded_desc *d, cllm_payload_layout_t 
               (unsigned long long)d->rows, (unsigned long long)d->cols);
     if (d->codec == CLLM_CODEC_RAW) return raw_layout(d, n, lay);
 
+    // The coded codecs split or quantise floats; bytes (u8) are stored raw only.
+    RETURN_IF(cllm_float_raw_bits(d->dtype) == 0, CLLM_ERR_CORRUPT,
+              "codec %s needs an f32/f16/bf16 tensor, not %s",
+              cllm_codec_name((cllm_codec)d->codec), cllm_dtype_name((cllm_dtype)d->dtype));
     TRY(check_coder_fields(d));
     uint64_t block_syms;
     RETURN_IF(cllm_mul_overflow_u64(d->rows_per_block, d->cols, &block_syms) ||

@@ -217,6 +217,9 @@ static cllm_status check_params(const void *src, cllm_dtype dtype, uint64_t rows
     RETURN_IF(cllm_dtype_size(dtype) == 0, CLLM_ERR_ARG, "encode: unknown dtype %d", (int)dtype);
     RETURN_IF((unsigned)p->codec >= CLLM_CODEC_COUNT_, CLLM_ERR_ARG, "encode: unknown codec %d",
               (int)p->codec);
+    RETURN_IF(p->codec != CLLM_CODEC_RAW && cllm_float_raw_bits(dtype) == 0, CLLM_ERR_ARG,
+              "encode: codec %s needs an f32/f16/bf16 tensor, not %s", cllm_codec_name(p->codec),
+              cllm_dtype_name(dtype));
     RETURN_IF(rows < 1 || cols < 1, CLLM_ERR_ARG, "encode: empty shape %llux%llu",
               (unsigned long long)rows, (unsigned long long)cols);
     uint64_t n, bytes;

@@ -21,7 +21,10 @@ static cllm_status weight_prepare(cllm_weight *w) {
     const cllm_coded_desc *d = &w->desc;
     TRY(cllm_payload_layout(d, &w->layout));
     TRY(cllm_payload_check(d, w->payload, w->payload_size));
-    RETURN_IF(d->dtype >= CLLM_DTYPE_COUNT_, CLLM_ERR_UNSUPPORTED, "dtype %u", d->dtype);
+    RETURN_IF(d->dtype != CLLM_DTYPE_F32 && d->dtype != CLLM_DTYPE_F16 &&
+                  d->dtype != CLLM_DTYPE_BF16,
+              CLLM_ERR_UNSUPPORTED, "dtype %s: weights are f32, f16 or bf16",
+              cllm_dtype_name((cllm_dtype)d->dtype));
     w->elem_size = d->codec == CLLM_CODEC_INT8 ? 1u : (uint32_t)cllm_dtype_size(d->dtype);
     w->decoded_bytes = d->rows * d->cols * w->elem_size;  // layout checked the element count
     if (d->codec == CLLM_CODEC_RAW) return CLLM_OK;
@@ -188,6 +191,9 @@ static cllm_status container_lookup(void *user, const char *name, cllm_weight_sr
 
 cllm_status cllm_weights_bind(const cllm_container *c, cllm_weights **out) {
     RETURN_IF(!c || !out, CLLM_ERR_ARG, "weights: NULL argument");
+    RETURN_IF(cllm_container_is_archive(c), CLLM_ERR_UNSUPPORTED,
+              "%s is a packed safetensors archive, not a model: use codecllm unpack",
+              cllm_container_label(c));
     cllm_status st = cllm_weights_bind_lookup(cllm_container_config(c), container_lookup,
                                               (void *)c, out);
     if (st != CLLM_OK) return cllm_error_context(st, "%s", cllm_container_label(c));

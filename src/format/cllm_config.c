@@ -28,6 +28,18 @@ static float bits_f32(uint32_t u) {
 
 #define CFG_CHECK(cond, ...) RETURN_IF(!(cond), CLLM_ERR_FORMAT, "model config: " __VA_ARGS__)
 
+// An archive (packed safetensors) has no model: every field but arch is the bit pattern 0, so
+// that no config byte carries a value nobody reads.
+static cllm_status check_archive(const cllm_model_config *c) {
+    cllm_model_config zero;
+    memset(&zero, 0, sizeof zero);
+    zero.arch = CLLM_ARCH_ARCHIVE;
+    CFG_CHECK(memcmp(c, &zero, sizeof zero) == 0,
+              "architecture %u (archive, not a model) but the other fields are not all 0",
+              c->arch);
+    return CLLM_OK;
+}
+
 static cllm_status check_dims(const cllm_model_config *c) {
     CFG_CHECK(c->arch == CLLM_ARCH_LLAMA, "unknown architecture %u", c->arch);
     CFG_CHECK(c->dim >= 1 && c->dim <= CFG_MAX_DIM, "dim %u outside 1..%u", c->dim, CFG_MAX_DIM);
@@ -87,6 +99,7 @@ static cllm_status check_rope(const cllm_model_config *c) {
 
 cllm_status cllm_config_validate(const cllm_model_config *cfg) {
     RETURN_IF(!cfg, CLLM_ERR_ARG, "model config: NULL");
+    if (cfg->arch == CLLM_ARCH_ARCHIVE) return check_archive(cfg);
     TRY(check_dims(cfg));
     TRY(check_rope(cfg));
     CFG_CHECK(cfg->bos_id >= -1 && cfg->bos_id < (int64_t)cfg->vocab_size,

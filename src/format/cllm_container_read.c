@@ -104,12 +104,19 @@ static cllm_status parse_meta(cllm_container *c, unsigned flags) {
 // end of the last section so far.
 static cllm_status parse_tokenizer(cllm_container *c, unsigned flags, uint64_t *cursor) {
     *cursor = c->table_end;
+    // An archive's blob is its safetensors header, which only an archive has.
+    const int archive = c->cfg.arch == CLLM_ARCH_ARCHIVE;
+    RETURN_IF(archive != (c->tok_kind == CLLM_TOKENIZER_SAFETENSORS_HEADER), CLLM_ERR_CORRUPT,
+              "header: architecture %u with tokenizer kind %u (a packed safetensors archive has "
+              "kind %d, and only an archive has it)", c->cfg.arch, c->tok_kind,
+              CLLM_TOKENIZER_SAFETENSORS_HEADER);
     if (c->tok_kind == CLLM_TOKENIZER_NONE) {
         RETURN_IF(c->tok_offset || c->tok_size || c->tok_xxh3, CLLM_ERR_CORRUPT,
                   "header: no tokenizer, but tokenizer offset/size/checksum are not 0");
         return CLLM_OK;
     }
-    RETURN_IF(c->tok_kind != CLLM_TOKENIZER_LLAMA2C && c->tok_kind != CLLM_TOKENIZER_HF_JSON,
+    RETURN_IF(c->tok_kind != CLLM_TOKENIZER_LLAMA2C && c->tok_kind != CLLM_TOKENIZER_HF_JSON &&
+                  c->tok_kind != CLLM_TOKENIZER_SAFETENSORS_HEADER,
               CLLM_ERR_FORMAT, "header: unknown tokenizer kind %u", c->tok_kind);
     uint64_t expect = cllm_align_up(c->table_end, CLLM_SECTION_ALIGN);
     RETURN_IF(c->tok_offset != expect, CLLM_ERR_CORRUPT,
@@ -423,6 +430,18 @@ const cllm_coded_desc *cllm_container_desc(const cllm_container *c, size_t i) {
 
 const char *cllm_container_label(const cllm_container *c) { return c ? c->label : ""; }
 
+void cllm_container_drop_pages(const cllm_container *c, size_t i) {
+    if (!c || !c->map || i >= c->n_tensors) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    // Whole pages inside the payload only: a neighbour's bytes stay mapped.
+    uint64_t begin = cllm_align_up(c->entries[i].info.data_offset, (uint64_t)page);
+    uint64_t end = (c->entries[i].info.data_offset + c->entries[i].info.data_size) /
+                   (uint64_t)page * (uint64_t)page;
+    // The mapping is private and read-only: dropping loses nothing.
+    if (end > begin) (void)madvise((uint8_t *)c->map + begin, (size_t)(end - begin), MADV_DONTNEED);
+}
+
 cllm_tokenizer_kind cllm_container_tokenizer(const cllm_container *c, const uint8_t **data,
                                               size_t *size) {
     const uint8_t *d = NULL;
@@ -439,6 +458,10 @@ cllm_tokenizer_kind cllm_container_tokenizer(const cllm_container *c, const uint
 }
 
 uint64_t cllm_container_file_size(const cllm_container *c) { return c ? c->size : 0; }
+
+int cllm_container_is_archive(const cllm_container *c) {
+    return c && c->cfg.arch == CLLM_ARCH_ARCHIVE;
+}
 
 cllm_status cllm_container_decode(const cllm_container *c, size_t i, void *out, size_t out_cap,
                                   float *scales, size_t scales_cap, int check_sum) {

@@ -61,10 +61,14 @@ static cllm_status check_open_args(const char *path, const cllm_model_config *cf
         RETURN_IF(tok_size != 0, CLLM_ERR_ARG, "writer: tokenizer kind none but %zu bytes given",
                   tok_size);
     } else {
-        RETURN_IF(kind != CLLM_TOKENIZER_LLAMA2C && kind != CLLM_TOKENIZER_HF_JSON, CLLM_ERR_ARG,
-                  "writer: unknown tokenizer kind %d", (int)kind);
+        RETURN_IF(kind != CLLM_TOKENIZER_LLAMA2C && kind != CLLM_TOKENIZER_HF_JSON &&
+                      kind != CLLM_TOKENIZER_SAFETENSORS_HEADER,
+                  CLLM_ERR_ARG, "writer: unknown tokenizer kind %d", (int)kind);
         RETURN_IF(!tok || tok_size == 0, CLLM_ERR_ARG, "writer: empty tokenizer blob");
     }
+    RETURN_IF((cfg->arch == CLLM_ARCH_ARCHIVE) != (kind == CLLM_TOKENIZER_SAFETENSORS_HEADER),
+              CLLM_ERR_ARG, "writer: an archive needs the safetensors header blob (kind %d), and "
+              "only an archive may have it", CLLM_TOKENIZER_SAFETENSORS_HEADER);
     return cllm_config_validate(cfg);
 }
 

@@ -74,6 +74,11 @@ cllm_status cllm_container_verify_bytes(const cllm_container *c, cllm_report_fn 
 // (cllm_payload_layout and cllm_payload_check passed).
 const cllm_coded_desc *cllm_container_desc(const cllm_container *c, size_t i);
 
+// A streaming reader's hint: the mapped pages that hold only tensor i's payload are not needed
+// any more, so the kernel may drop them (they are read from the file again if touched). Keeps a
+// pass over a large file at about one tensor of resident memory. No-op for memory containers.
+void cllm_container_drop_pages(const cllm_container *c, size_t i);
+
 // Name the container was opened with (path or memory label).
 const char *cllm_container_label(const cllm_container *c);
 

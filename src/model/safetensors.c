@@ -22,7 +22,8 @@ static const struct {
     {"I32", 4, 0, CLLM_DTYPE_F32},  {"U32", 4, 0, CLLM_DTYPE_F32},  {"I16", 2, 0, CLLM_DTYPE_F32},
     {"U16", 2, 0, CLLM_DTYPE_F32},  {"I8", 1, 0, CLLM_DTYPE_F32},   {"U8", 1, 0, CLLM_DTYPE_F32},
     {"BOOL", 1, 0, CLLM_DTYPE_F32}, {"F8_E4M3", 1, 0, CLLM_DTYPE_F32},
-    {"F8_E5M2", 1, 0, CLLM_DTYPE_F32},
+    {"F8_E5M2", 1, 0, CLLM_DTYPE_F32}, {"F8_E8M0", 1, 0, CLLM_DTYPE_F32},
+    {"C64", 8, 0, CLLM_DTYPE_F32},
 };
 
 static const char *st_dtype_string(cllm_dtype dt) {

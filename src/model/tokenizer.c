@@ -307,7 +307,10 @@ static cllm_status open_from_container(const char *path, cllm_tokenizer **out) {
     const cllm_model_config *cfg = cllm_container_config(c);
     size_t hint = cfg ? cfg->vocab_size : 0;
     cllm_status st;
-    if (kind == CLLM_TOKENIZER_NONE) st = CLLM_FAIL(CLLM_ERR_FORMAT, "it holds no tokenizer");
+    if (cllm_container_is_archive(c))
+        st = CLLM_FAIL(CLLM_ERR_FORMAT, "%s is a packed safetensors archive, not a model: use "
+                       "codecllm unpack", path);
+    else if (kind == CLLM_TOKENIZER_NONE) st = CLLM_FAIL(CLLM_ERR_FORMAT, "it holds no tokenizer");
     else st = cllm_tokenizer_load(kind, data, size, hint, out);
     cllm_container_free(c); // the bytes were copied
     return st;
