@@ -5,8 +5,9 @@
 #   - teacher-forced logits lie within 5e-4 of the float64 reference everywhere;
 #   - lossless and raw logits are bit-identical (logits files and `compare`);
 #   - int8 runs, and `compare` reports its agreement;
-#   - bad input (ids outside the vocabulary, prompts longer than the context, generation past the
-#     context, text output without a tokenizer) fails cleanly with a non-zero exit.
+#   - bad input (ids outside the vocabulary, prompts longer than the context, text output without
+#     a tokenizer) fails cleanly with a non-zero exit; generation up to a full context ends
+#     normally.
 # Env: CLLM_BIN (the codecllm binary), CLLM_SHARED (../shared). Exit 77 = skipped (outside CI).
 set -u
 
@@ -118,8 +119,13 @@ expect_fail "logits id outside the vocabulary" "vocabulary" \
     "$BIN" logits "$TMP/raw.cllm" --tokens 1,99999 --out "$TMP/x.f32"
 expect_fail "prompt longer than the context" "context" \
     "$BIN" run "$TMP/raw.cllm" --tokens 1,2,3,4,5 -c 4 -n 3 --output ids
-expect_fail "generation past the context" "context" \
-    "$BIN" run "$TMP/raw.cllm" --tokens 1 -c 8 -n 20 --temp 0 --output ids
+# A full context ends generation normally (as run --help says): exit 0, a message on stderr.
+if "$BIN" run "$TMP/raw.cllm" --tokens 1 -c 8 -n 20 --temp 0 --output ids > "$TMP/full.out" \
+    2> "$TMP/full.err" && grep -q "context of 8 positions is full" "$TMP/full.err"; then
+    ok "generation up to a full context: exit 0"
+else
+    cat "$TMP/full.err"; fail "generation up to a full context: wanted exit 0 and a message"
+fi
 expect_fail "text output without a tokenizer" "tokenizer" \
     "$BIN" run "$TMP/raw.cllm" --tokens 1 -n 3
 expect_fail "missing model file" "cannot\|no such" \
