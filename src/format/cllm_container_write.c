@@ -60,8 +60,9 @@ static cllm_status check_open_args(const char *path, const cllm_model_config *cf
         RETURN_IF(tok_size != 0, CLLM_ERR_ARG, "writer: tokenizer kind none but %zu bytes given",
                   tok_size);
     } else {
-        RETURN_IF(kind != CLLM_TOKENIZER_LLAMA2C && kind != CLLM_TOKENIZER_HF_JSON, CLLM_ERR_ARG,
-                  "writer: unknown tokenizer kind %d", (int)kind);
+        RETURN_IF(kind != CLLM_TOKENIZER_LLAMA2C && kind != CLLM_TOKENIZER_HF_JSON &&
+                      kind != CLLM_TOKENIZER_BUNDLE,
+                  CLLM_ERR_ARG, "writer: unknown tokenizer kind %d", (int)kind);
         RETURN_IF(!tok || tok_size == 0, CLLM_ERR_ARG, "writer: empty tokenizer blob");
     }
     return cllm_config_validate(cfg);
