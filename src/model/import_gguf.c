@@ -285,5 +285,5 @@ cllm_status cllm_import_gguf(cllm_source *s, const char *path) {
     free(x.used);
     // Until the header is parsed, the messages already name the file.
     if (st != CLLM_OK && parsed) return cllm_error_context(st, "%s", path);
-    return CLLM_OK;
+    return st;
 }
