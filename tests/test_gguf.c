@@ -664,7 +664,7 @@ static void test_import_errors(void **state) {
     expect_import_error(&(model_opts){.arch = "gemma"}, CLLM_ERR_UNSUPPORTED, "'gemma'");
     expect_import_error(&(model_opts){.pre = "falcon"}, CLLM_ERR_UNSUPPORTED, "'falcon'");
     cllm_source *s = NULL;
-    cllm_status st = open_model(&(model_opts){.q_type = 16}, "iq.gguf", &s);
+    cllm_status st = open_model(&(model_opts){.q_type = CLLM_GGML_Q8_1}, "q81.gguf", &s);
     assert_int_equal(st, CLLM_ERR_UNSUPPORTED);
     assert_non_null(strstr(cllm_last_error(), "blk.0.attn_q.weight"));
     // Without tokenizer metadata the model still imports, with no tokenizer.
