@@ -50,9 +50,9 @@ static void expect_same(const char *type, const float *got, const float *want, u
     for (uint64_t i = 0; i < n; i++) {
         if (same_float(got[i], want[i])) continue;
         if (bad++ < 8)
-            fprintf(stderr, "%s element %llu (block elem %llu): got %08x (%g) want %08x (%g)\n",
-                    type, (unsigned long long)i, (unsigned long long)i, cllm_f32_to_bits(got[i]),
-                    (double)got[i], cllm_f32_to_bits(want[i]), (double)want[i]);
+            fprintf(stderr, "%s element %llu: got %08x (%g) want %08x (%g)\n", type,
+                    (unsigned long long)i, cllm_f32_to_bits(got[i]), (double)got[i],
+                    cllm_f32_to_bits(want[i]), (double)want[i]);
     }
     if (bad) fprintf(stderr, "%s: %llu of %llu elements differ\n", type, (unsigned long long)bad,
                      (unsigned long long)n);
@@ -90,7 +90,8 @@ static void check_fixture(uint32_t type) {
 
     memset(got, 0xa5, n * sizeof(float));
     for (uint64_t b = 0; b < n_blocks; b++)
-        assert_int_equal(cllm_ggml_dequantize(type, blocks + b * bb, bb, got + b * be, be), CLLM_OK);
+        assert_int_equal(cllm_ggml_dequantize(type, blocks + b * bb, bb, got + b * be, be),
+                         CLLM_OK);
     expect_same(name, got, want, n);
     free(want);
     free(got);

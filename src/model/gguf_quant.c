@@ -144,12 +144,11 @@ static void deq_q2_k(const uint8_t *src, float *dst, uint64_t n_blocks) {
     for (uint64_t b = 0; b < n_blocks; b++, src += 84, dst += QK_K) {
         const uint8_t *scales = src, *qs = src + 16;
         const float d = f16_at(src + 80), dmin = f16_at(src + 82);
-        for (int e = 0; e < QK_K; e++) {
-            const uint8_t sc = scales[e / 16];
-            const float dl = d * (float)(sc & 0xf), ml = dmin * (float)(sc >> 4);
-            const int h = e / 128, s = (e % 128) / 32, i = e % 32;
-            const int q = (qs[32 * h + i] >> (2 * s)) & 3;
-            dst[e] = dl * (float)q - ml;
+        for (int g = 0; g < 16; g++) {  // sub-block g: e = 16g + i, so h = g/8, s = (g%8)/2
+            const float dl = d * (float)(scales[g] & 0xf), ml = dmin * (float)(scales[g] >> 4);
+            const uint8_t *q = qs + 32 * (g / 8) + 16 * (g % 2);
+            const int shift = 2 * ((g % 8) / 2);
+            for (int i = 0; i < 16; i++) dst[16 * g + i] = dl * (float)((q[i] >> shift) & 3) - ml;
         }
     }
 }
@@ -168,16 +167,17 @@ static void q3_k_scales(const uint8_t *sc12, int scales[16]) {
 // hmask[i] is set.
 static void deq_q3_k(const uint8_t *src, float *dst, uint64_t n_blocks) {
     for (uint64_t b = 0; b < n_blocks; b++, src += 110, dst += QK_K) {
-        const uint8_t *hmask = src, *qs = src + 32;
         const float d = f16_at(src + 108);
         int scales[16];
         q3_k_scales(src + 96, scales);
-        for (int e = 0; e < QK_K; e++) {
-            const float dl = d * (float)scales[e / 16];
-            const int h = e / 128, s = (e % 128) / 32, i = e % 32;
-            const int ql = (qs[32 * h + i] >> (2 * s)) & 3;
-            const int q = ql - (((hmask[i] >> (e / 32)) & 1) ? 0 : 4);
-            dst[e] = dl * (float)q;
+        for (int g = 0; g < 16; g++) {  // sub-block g: e = 16g + i
+            const float dl = d * (float)scales[g];
+            const uint8_t *hm = src + 16 * (g % 2), *q = src + 32 + 32 * (g / 8) + 16 * (g % 2);
+            const int shift = 2 * ((g % 8) / 2), bit = g / 2;
+            for (int i = 0; i < 16; i++) {
+                int v = ((q[i] >> shift) & 3) - (((hm[i] >> bit) & 1) ? 0 : 4);
+                dst[16 * g + i] = dl * (float)v;
+            }
         }
     }
 }
@@ -235,15 +235,17 @@ static void deq_q5_k(const uint8_t *src, float *dst, uint64_t n_blocks) {
 // 2t..2t+1 of qh[32h + e%32] (t = (e%128)/32) as bits 4..5; minus 32; int8 scale e/16.
 static void deq_q6_k(const uint8_t *src, float *dst, uint64_t n_blocks) {
     for (uint64_t b = 0; b < n_blocks; b++, src += 210, dst += QK_K) {
-        const uint8_t *ql = src, *qh = src + 128;
         const int8_t *scales = (const int8_t *)(src + 192);
         const float d = f16_at(src + 208);
-        for (int e = 0; e < QK_K; e++) {
-            const float dl = d * (float)scales[e / 16];
-            const int h = e / 128, r = e % 128;
-            const int lo = (ql[64 * h + r % 64] >> (4 * (r / 64))) & 0xf;
-            const int hi = (qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-            dst[e] = dl * (float)((lo | (hi << 4)) - 32);
+        for (int g = 0; g < 16; g++) {  // sub-block g: e = 16g + i, e%128 = 16(g%8) + i
+            const float dl = d * (float)scales[g];
+            const uint8_t *ql = src + 64 * (g / 8) + 16 * (g % 4);
+            const uint8_t *qh = src + 128 + 32 * (g / 8) + 16 * (g % 2);
+            const int lshift = 4 * ((g % 8) / 4), hshift = 2 * ((g % 8) / 2);
+            for (int i = 0; i < 16; i++) {
+                int v = ((ql[i] >> lshift) & 0xf) | (((qh[i] >> hshift) & 3) << 4);
+                dst[16 * g + i] = dl * (float)(v - 32);
+            }
         }
     }
 }
@@ -257,7 +259,8 @@ static void deq_iq4_xs(const uint8_t *src, float *dst, uint64_t n_blocks) {
         const uint32_t scales_h = cllm_load_le16(src + 2);
         const uint8_t *scales_l = src + 4, *qs = src + 8;
         for (int j = 0; j < 8; j++) {
-            int ls = ((scales_l[j / 2] >> (4 * (j % 2))) & 0xf) | (int)(((scales_h >> (2 * j)) & 3) << 4);
+            int lo = (scales_l[j / 2] >> (4 * (j % 2))) & 0xf;
+            int ls = lo | (int)(((scales_h >> (2 * j)) & 3u) << 4);
             const float dl = d * (float)(ls - 32);
             const uint8_t *q = qs + 16 * j;
             float *y = dst + 32 * j;
@@ -286,7 +289,8 @@ static void deq_tq1_0(const uint8_t *src, float *dst, uint64_t n_blocks) {
         const float d = f16_at(src + 52);
         for (int p = 0; p < 5; p++) {
             for (int i = 0; i < 32; i++) dst[32 * p + i] = d * (float)tq1_digit(qs[i], p);
-            for (int i = 0; i < 16; i++) dst[160 + 16 * p + i] = d * (float)tq1_digit(qs[32 + i], p);
+            for (int i = 0; i < 16; i++)
+                dst[160 + 16 * p + i] = d * (float)tq1_digit(qs[32 + i], p);
         }
         for (int p = 0; p < 4; p++)
             for (int i = 0; i < 4; i++) dst[240 + 4 * p + i] = d * (float)tq1_digit(qh[i], p);
@@ -297,9 +301,10 @@ static void deq_tq1_0(const uint8_t *src, float *dst, uint64_t n_blocks) {
 static void deq_tq2_0(const uint8_t *src, float *dst, uint64_t n_blocks) {
     for (uint64_t b = 0; b < n_blocks; b++, src += 66, dst += QK_K) {
         const float d = f16_at(src + 64);
-        for (int e = 0; e < QK_K; e++) {
-            const int h = e / 128, s = (e % 128) / 32, i = e % 32;
-            dst[e] = d * (float)(((src[32 * h + i] >> (2 * s)) & 3) - 1);
+        for (int g = 0; g < 8; g++) {  // g = 4h + s
+            const uint8_t *q = src + 32 * (g / 4);
+            const int shift = 2 * (g % 4);
+            for (int i = 0; i < 32; i++) dst[32 * g + i] = d * (float)(((q[i] >> shift) & 3) - 1);
         }
     }
 }

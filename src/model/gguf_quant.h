@@ -5,19 +5,19 @@
 // follows ggml's dequantize_row_* functions: every result here is bit-identical to it, including
 // subnormal, infinite and NaN fp16 scales (tests/test_gguf_quant.c checks fixtures it produced).
 //
-// Block layouts (little-endian; "fp16" is an IEEE binary16 scale; QK_K = 256):
-//   Q4_0  (32, 18):  fp16 d, u8 qs[16]             y = d * (q - 8)
-//   Q4_1  (32, 20):  fp16 d, fp16 m, u8 qs[16]     y = d * q + m
-//   Q5_0  (32, 22):  fp16 d, u32 qh, u8 qs[16]     y = d * (q - 16)      q = nibble | qh bit << 4
-//   Q5_1  (32, 24):  fp16 d, fp16 m, u32 qh, qs[16] y = d * q + m
-//   Q8_0  (32, 34):  fp16 d, i8 qs[32]             y = q * d
-//   Q2_K  (256, 84): u8 scales[16], qs[64], fp16 d, fp16 dmin
-//   Q3_K  (256, 110): u8 hmask[32], qs[64], scales[12], fp16 d
-//   Q4_K  (256, 144): fp16 d, fp16 dmin, u8 scales[12], qs[128]
-//   Q5_K  (256, 176): fp16 d, fp16 dmin, u8 scales[12], qh[32], qs[128]
-//   Q6_K  (256, 210): u8 ql[128], qh[64], i8 scales[16], fp16 d
+// Block layouts, (elements, bytes) per block, little-endian; "fp16" is an IEEE binary16 scale:
+//   Q4_0   (32, 18):   fp16 d, u8 qs[16]                   y = d * (q - 8)
+//   Q4_1   (32, 20):   fp16 d, fp16 m, u8 qs[16]           y = d * q + m
+//   Q5_0   (32, 22):   fp16 d, u32 qh, u8 qs[16]           y = d * (q - 16), bit 4 of q from qh
+//   Q5_1   (32, 24):   fp16 d, fp16 m, u32 qh, u8 qs[16]   y = d * q + m
+//   Q8_0   (32, 34):   fp16 d, i8 qs[32]                   y = q * d
+//   Q2_K   (256, 84):  u8 scales[16], qs[64], fp16 d, fp16 dmin
+//   Q3_K   (256, 110): u8 hmask[32], qs[64], scales[12], fp16 d
+//   Q4_K   (256, 144): fp16 d, fp16 dmin, u8 scales[12], qs[128]
+//   Q5_K   (256, 176): fp16 d, fp16 dmin, u8 scales[12], qh[32], qs[128]
+//   Q6_K   (256, 210): u8 ql[128], qh[64], i8 scales[16], fp16 d
 //   IQ4_NL (32, 18), IQ4_XS (256, 136), TQ1_0 (256, 54), TQ2_0 (256, 66), MXFP4 (32, 17)
-// (elements, bytes) per block; the bit positions of each quant are written out in gguf_quant.c.
+// The bit positions of each quant are written out in gguf_quant.c.
 #ifndef CLLM_GGUF_QUANT_H
 #define CLLM_GGUF_QUANT_H
 
