@@ -59,13 +59,13 @@ def ordinary_scale(rng):
     return int(np.array([v]).view(np.uint16)[0])
 
 
-def pick_scale(rng, i):
-    """Block i's scale bits: mostly ordinary, every 4th an edge value, some random patterns."""
-    if i % 4 == 3:
-        return F16_EDGES[(i // 4 + int(rng.integers(0, 4))) % len(F16_EDGES)]
-    if i % 4 == 2:
-        return int(rng.integers(0, 1 << 16))
-    return ordinary_scale(rng)
+def edge_sequence(rng):
+    """This type's order of edge values: a NaN, an infinity and a subnormal first (so that even a
+    type with few edge slots meets each kind), then the rest shuffled."""
+    first = [int(rng.choice([0x7C01, 0x7E00, 0xFE00, 0x7D55])), int(rng.choice([0x7C00, 0xFC00])),
+             int(rng.choice([0x0001, 0x8001, 0x03FF]))]
+    rest = [e for e in F16_EDGES if e not in first]
+    return first + [rest[i] for i in rng.permutation(len(rest))]
 
 
 def is_nan16(h):
@@ -73,11 +73,22 @@ def is_nan16(h):
 
 
 def raw_blocks(qtype, n_blocks, rng):
+    """Random blocks; field k of block i holds an edge value when i + k is odd, else an ordinary
+    scale or (every other time) a random 16-bit pattern."""
     _, bb = GGML_QUANT_SIZES[qtype]
     raw = rng.integers(0, 256, size=(n_blocks, bb), dtype=np.uint8)
     fields = F16_FIELDS[qtype]
+    edges, n_edges = edge_sequence(rng), 0
     for i in range(n_blocks):
-        vals = [pick_scale(rng, i + 3 * k) for k in range(len(fields))]
+        vals = []
+        for k in range(len(fields)):
+            if (i + k) % 2 == 1:
+                vals.append(edges[n_edges % len(edges)])
+                n_edges += 1
+            elif (i // 2) % 2 == 1:
+                vals.append(int(rng.integers(0, 1 << 16)))
+            else:
+                vals.append(ordinary_scale(rng))
         if qtype in (T.Q4_1, T.Q5_1) and is_nan16(vals[1]) and (vals[0] & 0x7C00) == 0x7C00:
             # d*q + m with two NaN operands: which payload wins depends on operand order, which
             # neither numpy nor a C compiler promises for a commutative add. Keep one NaN.

@@ -7,9 +7,10 @@
 // 2047*32*127), and MXFP4's scale is a power of two. So the only rounding is the final add or
 // subtract, and the results depend neither on the order of the products nor on a fused
 // multiply-add nor on excess precision (x87's 64-bit significand rounds that one exact sum
-// twice, which is harmless for 64 >= 2*24 + 2). The formulas below keep the reference's order
-// anyway, and with it which NaN payload propagates (x86 returns the first operand's NaN; an fp16
-// NaN scale's payload survives into the output).
+// twice, which is harmless for 64 >= 2*24 + 2). A NaN or infinite scale gives NaN where the
+// reference does; the formulas keep the reference's order, so built with GCC on x86 even the NaN
+// bits match (an fp16 NaN scale's payload survives), but C, like IEEE 754, leaves a NaN result's
+// sign and payload open, and clang does flip the sign of some.
 #include "gguf_quant.h"
 
 #include "../common/cllm_half.h"

@@ -3,7 +3,9 @@
 // Depends on common only. The specification is the reference dequantizer of the `gguf` Python
 // package (gguf.quants.dequantize, version recorded in scripts/gen-gguf-quant-vectors.py), which
 // follows ggml's dequantize_row_* functions: every result here is bit-identical to it, including
-// subnormal, infinite and NaN fp16 scales (tests/test_gguf_quant.c checks fixtures it produced).
+// those of subnormal and infinite fp16 scales; a NaN where it has a NaN (sign and payload of a
+// NaN from arithmetic can depend on the compiler). tests/test_gguf_quant.c checks fixtures it
+// produced.
 //
 // Block layouts, (elements, bytes) per block, little-endian; "fp16" is an IEEE binary16 scale:
 //   Q4_0   (32, 18):   fp16 d, u8 qs[16]                   y = d * (q - 8)
