@@ -247,7 +247,8 @@ static json_t *gg_source_json(const gg_ctx *x) {
         return NULL;
     }
     for (size_t k = 0; k < x->g->n_tensors; k++) {
-        const char *tn = cllm_ggml_type_name(x->g->tensors[k].type);
+        const char *tn = cllm_ggml_type_name(x->g->tensors[k].type); // known: the reader checked
+        if (!tn) tn = "unknown";
         json_t *v = json_object_get(types, tn);
         json_object_set_new(types, tn, json_integer(v ? json_integer_value(v) + 1 : 1));
     }
