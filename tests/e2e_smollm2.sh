@@ -20,6 +20,10 @@ done
 "$BIN" verify "$TMP/lossless.cllm" --against "$GGUF" > "$TMP/verify.txt" 2>&1 \
     || { cat "$TMP/verify.txt" >&2; fail "verify lossless against the GGUF"; }
 
+"$BIN" inspect "$TMP/raw.cllm" --no-zstd > "$TMP/inspect.txt" || fail "inspect"
+grep -q "^source: gguf (tensor types: .*Q4_1 210.*); quantized tensors are stored as their float32 dequantization" \
+    "$TMP/inspect.txt" || { head -3 "$TMP/inspect.txt" >&2; fail "inspect does not describe the GGUF source"; }
+
 # ---- tokenizer ---------------------------------------------------------------------------------
 # The reference's pre-tokenizer drops whitespace that no alternative of llama.cpp's smollm regex
 # ('...|\s+(?!\S)', without the final '|\s+') matches, e.g. the "\n" in "assistant\nSure", which

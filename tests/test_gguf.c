@@ -696,6 +696,14 @@ static void test_convert_model(void **state) {
     assert_int_equal(res.n_failed, 0);
     cllm_container *c = NULL;
     assert_int_equal(cllm_container_open(out, &c), CLLM_OK);
+    char note[512];
+    assert_int_equal(cllm_container_source_note(c, note, sizeof note), CLLM_OK);
+    assert_non_null(strstr(note, "source: gguf"));
+    assert_non_null(strstr(note, "Q8_0 1"));
+    assert_non_null(strstr(note, "F16 1"));
+    assert_non_null(strstr(note, "dequantization"));
+    assert_int_equal(cllm_container_source_note(c, note, 8), CLLM_OK);
+    assert_int_equal(strlen(note), 7);  // truncated, NUL-terminated
     cllm_engine *e = NULL;
     assert_int_equal(cllm_engine_open(c, NULL, &e), CLLM_OK);
     float logits[M_VOCAB];

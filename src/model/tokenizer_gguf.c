@@ -469,3 +469,62 @@ cllm_status cllm_bundle_from_hf(const char *tokenizer_path, const char *config_p
     if (st != CLLM_OK) return cllm_error_context(st, "%s", tokenizer_path);
     return CLLM_OK;
 }
+
+// ---- the source note (public: cllm_container_source_note) ----------------------------------------
+
+// "F32 61, Q4_1 210, Q8_0 1" from {"F32": 61, ...}.
+static void append_types(const json_t *types, char *buf, size_t cap, size_t *n) {
+    const char *key;
+    json_t *v;
+    int first = 1;
+    json_object_foreach((json_t *)types, key, v) {
+        if (*n >= cap) return;
+        int w = snprintf(buf + *n, cap - *n, "%s%s %lld", first ? "" : ", ", key,
+                         (long long)json_integer_value(v));
+        if (w > 0) *n += (size_t)w;
+        first = 0;
+    }
+}
+
+static cllm_status source_note(const json_t *src, char *buf, size_t cap) {
+    const char *format = json_string_value(json_object_get(src, "format"));
+    const json_t *types = json_object_get(src, "tensor_types");
+    const json_t *deq = json_object_get(src, "dequantized");
+    RETURN_IF(!format || (types && !json_is_object(types)) || (deq && !json_is_boolean(deq)),
+              CLLM_ERR_FORMAT, "tokenizer bundle: \"source\" is malformed");
+    size_t n = 0;
+    int w = snprintf(buf, cap, "source: %s", format);
+    n = w > 0 ? (size_t)w : 0;
+    if (types && n < cap) {
+        w = snprintf(buf + n, cap - n, " (tensor types: ");
+        n += w > 0 ? (size_t)w : 0;
+        append_types(types, buf, cap, &n);
+        if (n < cap) n += (size_t)snprintf(buf + n, cap - n, ")");
+    }
+    if (json_is_true(deq) && n < cap)
+        snprintf(buf + n, cap - n, "; quantized tensors are stored as their float32 "
+                 "dequantization: lossless means bit-exact to those values, not to the "
+                 "quantized blocks");
+    return CLLM_OK;
+}
+
+cllm_status cllm_container_source_note(const cllm_container *c, char *buf, size_t cap) {
+    RETURN_IF(!c || !buf || cap == 0, CLLM_ERR_ARG, "container_source_note: bad argument");
+    buf[0] = '\0';
+    const uint8_t *data = NULL;
+    size_t size = 0;
+    if (cllm_container_tokenizer(c, &data, &size) != CLLM_TOKENIZER_BUNDLE) return CLLM_OK;
+    json_error_t err;
+    json_t *root = json_loadb((const char *)data, size, 0, &err);
+    RETURN_IF(!root, CLLM_ERR_FORMAT, "tokenizer bundle: invalid JSON at line %d: %s", err.line,
+              err.text);
+    const json_t *src = json_object_get(root, "source");
+    cllm_status st = CLLM_OK;
+    if (src && !json_is_null(src)) {
+        st = json_is_object(src) ? source_note(src, buf, cap)
+                                 : CLLM_FAIL(CLLM_ERR_FORMAT, "tokenizer bundle: \"source\" is "
+                                             "not an object");
+    }
+    json_decref(root);
+    return st;
+}

@@ -144,6 +144,20 @@ static cllm_status verify_against(verify_ctx *v, const cllm_container *c, const 
     return st;
 }
 
+// The stored tokenizer must load and fit the model's vocabulary (a model cannot use it otherwise).
+static void check_tokenizer(verify_ctx *v, const cllm_container *c) {
+    const uint8_t *data = NULL;
+    size_t size = 0;
+    cllm_tokenizer_kind kind = cllm_container_tokenizer(c, &data, &size);
+    if (kind == CLLM_TOKENIZER_NONE) return;
+    cllm_tokenizer *t = NULL;
+    if (cllm_tokenizer_load(kind, data, size, cllm_container_config(c)->vocab_size, &t) != CLLM_OK) {
+        say(v, "tokenizer: %s", cllm_last_error());
+        v->res->n_failed++;
+    }
+    cllm_tokenizer_free(t);
+}
+
 cllm_status cllm_verify(const char *path, const char *against, int n_threads,
                         cllm_report_fn report, void *report_user, cllm_verify_result *result) {
     (void)n_threads;
@@ -157,6 +171,7 @@ cllm_status cllm_verify(const char *path, const char *against, int n_threads,
     cllm_status st = cllm_container_verify_bytes(c, report, report_user, &n_bad);
     if (st == CLLM_ERR_CORRUPT) st = CLLM_OK;  // counted below, reported line by line
     result->n_failed += n_bad;
+    if (st == CLLM_OK) check_tokenizer(&v, c);
     if (st == CLLM_OK && against) st = verify_against(&v, c, against);
     free(v.src);
     free(v.dec);
