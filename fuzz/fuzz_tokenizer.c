@@ -1,6 +1,6 @@
 // Fuzz target: bytes -> cllm_tokenizer_load, then encode and decode a short fixed text.
-// The first byte picks the kind (even: llama2.c tokenizer.bin, odd: tokenizer.json), the rest is
-// the file. Loading may fail with any status but must never crash, leak or hang; a loaded
+// The first byte picks the kind (3: a tokenizer bundle; otherwise even: llama2.c tokenizer.bin,
+// odd: tokenizer.json), the rest is the file. Loading may fail with any status but must never crash, leak or hang; a loaded
 // tokenizer must encode to ids inside its vocabulary that decode without error.
 #include "codecllm.h"
 
@@ -11,7 +11,9 @@ static const char FUZZ_TEXT[] = "Hello world, y'all! 1234 \xC3\xBCn\xC3\xAF \xC2
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    cllm_tokenizer_kind kind = (data[0] & 1) ? CLLM_TOKENIZER_HF_JSON : CLLM_TOKENIZER_LLAMA2C;
+    cllm_tokenizer_kind kind = data[0] == 3   ? CLLM_TOKENIZER_BUNDLE
+                               : data[0] & 1 ? CLLM_TOKENIZER_HF_JSON
+                                             : CLLM_TOKENIZER_LLAMA2C;
     cllm_tokenizer *t = NULL;
     if (cllm_tokenizer_load(kind, data + 1, size - 1, 0, &t) != CLLM_OK) {
         if (t) abort(); // a failed load leaves *out NULL

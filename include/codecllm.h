@@ -159,6 +159,13 @@ const uint8_t *cllm_container_payload(const cllm_container *c, size_t i);
 cllm_tokenizer_kind cllm_container_tokenizer(const cllm_container *c, const uint8_t **data,
                                               size_t *size);
 uint64_t cllm_container_file_size(const cllm_container *c);
+// One line describing where the weights came from, from the stored tokenizer bundle's "source"
+// member (docs/FORMAT.md), e.g. for a GGUF source the tensor types and that quantized tensors are
+// stored dequantized to f32 (so lossless is lossless with respect to those values). Writes a
+// NUL-terminated line to buf (truncated to cap - 1 bytes); an empty line when the container says
+// nothing about its source. @return CLLM_OK, ARG (NULL or cap 0), FORMAT (the bundle is not valid
+// JSON or its "source" is malformed).
+cllm_status cllm_container_source_note(const cllm_container *c, char *buf, size_t cap);
 
 // Decodes tensor i completely. Lossless and raw: `out` receives the source tensor bytes
 // (n_elements * dtype size). Int8: `out` receives n_elements int8 values and `scales` (may be NULL

@@ -336,6 +336,36 @@ static void test_hf_tied_untied_tokenizer(void **state) {
     assert_int_equal(cllm_source_tokenizer(s, &tok, &tok_size), CLLM_TOKENIZER_LLAMA2C);
     assert_int_equal(tok_size, 3);
     cllm_source_free(s);
+    // tokenizer.json with tokenizer_config.json beside it: a bundle with the chat template,
+    // add_bos and the EOS name.
+    write_text(dir, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, "
+               "\"b\": 1, \"ab\": 2, \"<s>\": 3}, \"merges\": [\"a b\"]}}");
+    write_text(dir, "tokenizer_config.json", "{\"add_bos_token\": false, \"eos_token\": "
+               "{\"content\": \"b\"}, \"chat_template\": [{\"name\": \"tool\", \"template\": "
+               "\"T\"}, {\"name\": \"default\", \"template\": \"{{ m }}\"}]}");
+    assert_int_equal(cllm_source_open(dir, NULL, &s), CLLM_OK);
+    assert_int_equal(cllm_source_tokenizer(s, &tok, &tok_size), CLLM_TOKENIZER_BUNDLE);
+    cllm_tokenizer *tk = NULL;
+    assert_int_equal(cllm_tokenizer_load(CLLM_TOKENIZER_BUNDLE, tok, tok_size, 0, &tk), CLLM_OK);
+    assert_string_equal(cllm_tokenizer_chat_template(tk), "{{ m }}");
+    assert_int_equal(cllm_tokenizer_add_bos(tk), 0);
+    assert_int_equal(cllm_tokenizer_bos(tk), 3);
+    assert_int_equal(cllm_tokenizer_eos(tk), 1);
+    cllm_tokenizer_free(tk);
+    cllm_source_free(s);
+    // No add_bos_token: as for a bare tokenizer.json (a vocabulary with <s> adds it).
+    write_text(dir, "tokenizer_config.json", "{\"chat_template\": \"X\"}");
+    assert_int_equal(cllm_source_open(dir, NULL, &s), CLLM_OK);
+    assert_int_equal(cllm_source_tokenizer(s, &tok, &tok_size), CLLM_TOKENIZER_BUNDLE);
+    assert_int_equal(cllm_tokenizer_load(CLLM_TOKENIZER_BUNDLE, tok, tok_size, 0, &tk), CLLM_OK);
+    assert_int_equal(cllm_tokenizer_add_bos(tk), 1);
+    cllm_tokenizer_free(tk);
+    cllm_source_free(s);
+    write_text(dir, "tokenizer_config.json", "{\"chat_template\": ");
+    assert_int_equal(cllm_source_open(dir, NULL, &s), CLLM_ERR_FORMAT);
+    assert_non_null(strstr(cllm_last_error(), "tokenizer_config.json"));
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer_config.json", dir);
+    unlink(tok_path);
     // Untied config without lm_head in the file.
     write_hf_weights(dir, 0, NULL, 4);
     assert_int_equal(cllm_source_open(dir, NULL, &s), CLLM_ERR_FORMAT);

@@ -15,7 +15,9 @@
 #include "codecllm.h"
 #include "common/cllm_common.h"
 #include "format/cllm_format.h"
+#include "model/cllm_bundle.h"
 #include "model/cllm_tokenizer.h"
+#include "model/gguf.h"
 #include "testutil.h"
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -260,6 +262,155 @@ static void test_gpt2_vectors(void **state) {
     check_round_trips(t, v, 0);
     free_vectors(v);
     cllm_tokenizer_free(t);
+}
+
+
+// ---- tokenizer bundles ------------------------------------------------------------------------
+
+// The Llama 2 vocabulary as llama.cpp stores it in GGUF (pieces with U+2581 for spaces, <s> and
+// </s> as control tokens, byte pieces typed BYTE, scores), turned into a bundle: SentencePiece-
+// style BPE whose merges come from the scores must reproduce SentencePiece's encodings.
+static cllm_test_buf llama2_gguf(void) {
+    size_t size;
+    uint8_t *bin = read_all(cllm_test_shared_path("tokenizers/llama2.tokenizer.bin"), &size);
+    cllm_test_buf pieces = {0}, scores = {0}, types = {0};
+    size_t n = 0;
+    for (size_t pos = 4; pos + 8 <= size; n++) {
+        float score;
+        memcpy(&score, bin + pos, 4);
+        uint32_t len = cllm_load_le32(bin + pos + 4);
+        const char *p = (const char *)bin + pos + 8;
+        pos += 8 + len;
+        char piece[256];
+        size_t out = 0;
+        if (len == 5 && !memcmp(p, "\n<s>\n", 5)) p = "<s>", len = 3;
+        if (len == 6 && !memcmp(p, "\n</s>\n", 6)) p = "</s>", len = 4;
+        for (uint32_t i = 0; i < len && out + 3 < sizeof piece; i++) {
+            if (p[i] == ' ') memcpy(piece + out, "\xE2\x96\x81", 3), out += 3;
+            else piece[out++] = p[i];
+        }
+        cllm_tb_strn(&pieces, piece, out);
+        cllm_tb_f32(&scores, score);
+        uint32_t type = 1;
+        if (n == 0) type = 2;
+        else if (n <= 2) type = 3;
+        else if (tok_parse_byte_piece((const uint8_t *)piece, out) >= 0) type = 6;
+        cllm_tb_u32(&types, type);
+    }
+    free(bin);
+    cllm_test_buf b = {0};
+    cllm_tb_u32(&b, CLLM_GGUF_MAGIC);
+    cllm_tb_u32(&b, 3);
+    cllm_tb_u64(&b, 0);
+    cllm_tb_u64(&b, 8);
+    cllm_tb_kv_str(&b, "tokenizer.ggml.model", "llama");
+    cllm_tb_kv_array(&b, "tokenizer.ggml.tokens", 8, n);
+    cllm_tb_bytes(&b, pieces.p, pieces.n);
+    cllm_tb_kv_array(&b, "tokenizer.ggml.scores", 6, n);
+    cllm_tb_bytes(&b, scores.p, scores.n);
+    cllm_tb_kv_array(&b, "tokenizer.ggml.token_type", 5, n);
+    cllm_tb_bytes(&b, types.p, types.n);
+    cllm_tb_kv_u32(&b, "tokenizer.ggml.bos_token_id", 1);
+    cllm_tb_kv_u32(&b, "tokenizer.ggml.eos_token_id", 2);
+    cllm_tb_kv_u32(&b, "tokenizer.ggml.unknown_token_id", 0);
+    cllm_tb_kv_bool(&b, "tokenizer.ggml.add_bos_token", 1);
+    free(pieces.p);
+    free(scores.p);
+    free(types.p);
+    return b;
+}
+
+static void test_gguf_llama2_vectors(void **state) {
+    (void)state;
+    cllm_test_buf b = llama2_gguf();
+    cllm_gguf *g = NULL;
+    assert_int_equal(cllm_gguf_parse(b.p, b.n, &g), CLLM_OK);
+    uint8_t *bundle = NULL;
+    size_t size = 0;
+    double t0 = cllm_now_seconds();
+    assert_int_equal(cllm_bundle_from_gguf(g, NULL, &bundle, &size), CLLM_OK);
+    cllm_tokenizer *t = NULL;
+    assert_int_equal(cllm_tokenizer_load(CLLM_TOKENIZER_BUNDLE, bundle, size, 32000, &t), CLLM_OK);
+    fprintf(stderr, "llama2 GGUF -> bundle (%zu bytes) -> tokenizer in %.0f ms\n", size,
+            (cllm_now_seconds() - t0) * 1e3);
+    assert_int_equal(cllm_tokenizer_vocab_size(t), 32000);
+    assert_int_equal(cllm_tokenizer_bos(t), 1);
+    assert_int_equal(cllm_tokenizer_eos(t), 2);
+    assert_int_equal(cllm_tokenizer_add_bos(t), 1);
+    assert_null(cllm_tokenizer_chat_template(t));
+    vectors *v = load_vectors("llama2");
+    check_vectors(t, v, "llama2 (GGUF bundle)");
+    check_round_trips(t, v, 1);
+    free_vectors(v);
+    cllm_tokenizer_free(t);
+    free(bundle);
+    cllm_gguf_free(g);
+    free(b.p);
+}
+
+// A gpt2 tokenizer.json wrapped in a bundle with a chat template and an EOS name.
+static void test_bundle_gpt2(void **state) {
+    (void)state;
+    size_t size;
+    uint8_t *data = read_all(cllm_test_shared_path("tokenizers/gpt2.tokenizer.json"), &size);
+    json_t *tok = json_loadb((const char *)data, size, 0, NULL);
+    free(data);
+    assert_non_null(tok);
+    uint8_t *bundle = NULL;
+    size_t n = 0;
+    assert_int_equal(cllm_bundle_encode(tok, 0, "{{ x }}", 7, NULL, "<|endoftext|>", NULL,
+                                        &bundle, &n), CLLM_OK);
+    cllm_tokenizer *t = NULL;
+    assert_int_equal(cllm_tokenizer_load(CLLM_TOKENIZER_BUNDLE, bundle, n, 50257, &t), CLLM_OK);
+    assert_string_equal(cllm_tokenizer_chat_template(t), "{{ x }}");
+    assert_int_equal(cllm_tokenizer_add_bos(t), 0);
+    assert_int_equal(cllm_tokenizer_eos(t), 50256);
+    vectors *v = load_vectors("gpt2");
+    check_vectors(t, v, "gpt2 (bundle)");
+    free_vectors(v);
+    cllm_tokenizer_free(t);
+    // The model's vocabulary must hold every token.
+    assert_int_equal(cllm_tokenizer_load(CLLM_TOKENIZER_BUNDLE, bundle, n, 50000, &t),
+                     CLLM_ERR_FORMAT);
+    assert_null(t);
+    free(bundle);
+}
+
+static void expect_bundle(const char *json, cllm_status want, const char *needle) {
+    cllm_tokenizer *t = NULL;
+    cllm_status st = cllm_tokenizer_load(CLLM_TOKENIZER_BUNDLE, (const uint8_t *)json,
+                                         strlen(json), 0, &t);
+    if (st != want || (needle && !strstr(cllm_last_error(), needle)))
+        fail_msg("bundle %s: status %d (%s), expected %d", json, st, cllm_last_error(), want);
+    if (st == CLLM_OK) cllm_tokenizer_free(t);
+    else assert_null(t);
+}
+
+static void test_bundle_errors(void **state) {
+    (void)state;
+#define TINY "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, " \
+             "\"merges\": [\"a b\"]}}"
+    expect_bundle("{\"codecllm_bundle\": 1, \"add_bos\": false, \"tokenizer\": " TINY "}",
+                  CLLM_OK, NULL);
+    expect_bundle("{\"codecllm_bundle\": 2, \"add_bos\": false, \"tokenizer\": " TINY "}",
+                  CLLM_ERR_UNSUPPORTED, "version 2");
+    expect_bundle("{\"add_bos\": false, \"tokenizer\": " TINY "}", CLLM_ERR_FORMAT,
+                  "codecllm_bundle");
+    expect_bundle("{\"codecllm_bundle\": 1, \"tokenizer\": " TINY "}", CLLM_ERR_FORMAT,
+                  "add_bos");
+    expect_bundle("{\"codecllm_bundle\": 1, \"add_bos\": 1, \"tokenizer\": " TINY "}",
+                  CLLM_ERR_FORMAT, "add_bos");
+    expect_bundle("{\"codecllm_bundle\": 1, \"add_bos\": true, \"tokenizer\": 3}",
+                  CLLM_ERR_FORMAT, "tokenizer");
+    expect_bundle("{\"codecllm_bundle\": 1, \"add_bos\": true, \"chat_template\": 5, "
+                  "\"tokenizer\": " TINY "}", CLLM_ERR_FORMAT, "chat_template");
+    expect_bundle("{\"codecllm_bundle\": 1, \"add_bos\": true, \"eos_token\": \"zz\", "
+                  "\"tokenizer\": " TINY "}", CLLM_ERR_FORMAT, "zz");
+    expect_bundle("{\"codecllm_bundle\": 1, \"add_bos\": true, \"tokenizer\": {\"model\": "
+                  "{\"type\": \"WordPiece\", \"vocab\": {}}}}", CLLM_ERR_UNSUPPORTED, "WordPiece");
+    expect_bundle("{\"codecllm_bundle\": 1,", CLLM_ERR_FORMAT, "invalid JSON");
+    expect_bundle("[1]", CLLM_ERR_FORMAT, "not a JSON object");
+#undef TINY
 }
 
 static void test_llama2_api(void **state) {
@@ -666,6 +817,8 @@ int main(void) {
         cmocka_unit_test(test_metaspace_and_prefix_space),
         cmocka_unit_test(test_open_container),
         cmocka_unit_test(test_llama2_word_split_exact),
+        cmocka_unit_test(test_gguf_llama2_vectors), cmocka_unit_test(test_bundle_gpt2),
+        cmocka_unit_test(test_bundle_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -134,10 +134,14 @@ static json_t *tensor_json(const cllm_tensor_info *t, const stat_row *r, int wit
 }
 
 // The whole document; takes ownership of `tensors`.
-static void print_json(const char *path, uint64_t file_bytes, json_t *tensors,
-                       const stat_row *kinds, const stat_row *total, int with_zstd) {
+static void print_json(const cllm_container *c, const char *path, uint64_t file_bytes,
+                       json_t *tensors, const stat_row *kinds, const stat_row *total,
+                       int with_zstd) {
     json_t *root = json_object(), *jk = json_object();
+    char note[512];
     json_object_set_new(root, "file", json_string(path));
+    if (cllm_container_source_note(c, note, sizeof note) == CLLM_OK && note[0])
+        json_object_set_new(root, "source_note", json_string(note));
     json_object_set_new(root, "file_bytes", json_integer((json_int_t)file_bytes));
     json_object_set_new(root, "tensors", tensors);
     for (int k = 0; k < N_KINDS; k++)
@@ -174,6 +178,9 @@ static int inspect_file(const char *path, const inspect_opts *o) {
         printf("%s: %zu tensors, %llu bytes; dim %u, hidden %u, layers %u, heads %u/%u, vocab %u\n",
                path, n, (unsigned long long)cllm_container_file_size(c), cfg->dim, cfg->hidden_dim,
                cfg->n_layers, cfg->n_heads, cfg->n_kv_heads, cfg->vocab_size);
+        char note[512];
+        if (cllm_container_source_note(c, note, sizeof note) == CLLM_OK && note[0])
+            printf("%s\n", note);
         printf("%-48s %-8s %12s %7s %7s %7s %8s%s\n", "tensor", "codec", "elements", "bits/w",
                "bound", "ratio", "H(sym)", o->zstd ? " zstd b/w" : "");
     }
@@ -205,7 +212,7 @@ static int inspect_file(const char *path, const inspect_opts *o) {
     }
     cli_progress_end(&prog);
     if (rc == CLI_EXIT_OK && o->json) {
-        print_json(path, cllm_container_file_size(c), jt, kinds, &total, o->zstd);
+        print_json(c, path, cllm_container_file_size(c), jt, kinds, &total, o->zstd);
         jt = NULL;
     } else if (rc == CLI_EXIT_OK) {
         printf("\nper layer type:\n");

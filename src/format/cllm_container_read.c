@@ -116,7 +116,8 @@ static cllm_status parse_tokenizer(cllm_container *c, unsigned flags, uint64_t *
         return CLLM_OK;
     }
     RETURN_IF(c->tok_kind != CLLM_TOKENIZER_LLAMA2C && c->tok_kind != CLLM_TOKENIZER_HF_JSON &&
-                  c->tok_kind != CLLM_TOKENIZER_SAFETENSORS_HEADER,
+                  c->tok_kind != CLLM_TOKENIZER_SAFETENSORS_HEADER &&
+                  c->tok_kind != CLLM_TOKENIZER_BUNDLE,
               CLLM_ERR_FORMAT, "header: unknown tokenizer kind %u", c->tok_kind);
     uint64_t expect = cllm_align_up(c->table_end, CLLM_SECTION_ALIGN);
     RETURN_IF(c->tok_offset != expect, CLLM_ERR_CORRUPT,

@@ -62,7 +62,8 @@ static cllm_status check_open_args(const char *path, const cllm_model_config *cf
                   tok_size);
     } else {
         RETURN_IF(kind != CLLM_TOKENIZER_LLAMA2C && kind != CLLM_TOKENIZER_HF_JSON &&
-                      kind != CLLM_TOKENIZER_SAFETENSORS_HEADER,
+                      kind != CLLM_TOKENIZER_SAFETENSORS_HEADER &&
+                      kind != CLLM_TOKENIZER_BUNDLE,
                   CLLM_ERR_ARG, "writer: unknown tokenizer kind %d", (int)kind);
         RETURN_IF(!tok || tok_size == 0, CLLM_ERR_ARG, "writer: empty tokenizer blob");
     }

@@ -148,8 +148,11 @@ typedef struct cllm_src_entry {
     uint64_t shape[4];
     uint32_t file;           // index into cllm_source.files
     uint64_t offset;         // absolute file offset of the first byte
-    uint64_t size;           // bytes (n_elements * dtype size)
+    uint64_t size;           // bytes (n_elements * dtype size) that cllm_source_read returns
     uint32_t permute_heads;  // > 0: HF rotate-half rows, that many heads, to undo when read
+    uint32_t ggml_type;      // > 0: a quantized GGUF tensor (CLLM_GGML_*, never F32/F16/BF16)
+                             // of `stored_size` bytes at `offset`, dequantized to F32 when read
+    uint64_t stored_size;
 } cllm_src_entry;
 
 typedef struct cllm_src_file {
@@ -181,6 +184,9 @@ cllm_status cllm_source_load_tokenizer(cllm_source *s, const char *path);
 // Importers: fill `s` (zeroed by the caller; cllm_source_free cleans up on failure).
 cllm_status cllm_import_llama2c(cllm_source *s, const char *path);
 cllm_status cllm_import_hf(cllm_source *s, const char *dir);
+// A GGUF file (architecture llama, mistral, or qwen2 without biases); its tokenizer becomes a
+// tokenizer bundle (docs/FORMAT.md).
+cllm_status cllm_import_gguf(cllm_source *s, const char *path);
 
 // Reads `size` bytes at `offset` of `fd` completely (EINTR and short reads retried).
 cllm_status cllm_pread_full(int fd, void *buf, size_t size, uint64_t offset, const char *path);

@@ -212,6 +212,9 @@ cllm_status tok_encode_scored(const cllm_tokenizer *t, const uint8_t *text, size
 
 // ---- tokenizer_hf.c / tokenizer_bpe.c ---------------------------------------------------------
 cllm_status tok_load_hf(cllm_tokenizer *t, const uint8_t *data, size_t size);
+// A tokenizer bundle (docs/FORMAT.md): its "tokenizer" object as tok_load_hf, then add_bos, the
+// chat template, bos_token / eos_token. An unknown bundle version is CLLM_ERR_UNSUPPORTED.
+cllm_status tok_load_bundle(cllm_tokenizer *t, const uint8_t *data, size_t size);
 cllm_status tok_encode_ranked(const cllm_tokenizer *t, const uint8_t *text, size_t len,
                               tok_out *out);
 // Merge lookup: rank and merged id of the pair, 0 when the pair does not merge.

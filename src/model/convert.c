@@ -161,6 +161,17 @@ static cllm_status check_not_an_input(const char *in_path, const char *tok_path,
     }
     closedir(d);
     return st;
+// The tokenizer must load, and fit the model's vocabulary, before it is stored.
+static cllm_status check_tokenizer(cllm_source *src) {
+    const uint8_t *tok = NULL;
+    size_t size = 0;
+    cllm_tokenizer_kind kind = cllm_source_tokenizer(src, &tok, &size);
+    if (kind == CLLM_TOKENIZER_NONE) return CLLM_OK;
+    cllm_tokenizer *t = NULL;
+    cllm_status st = cllm_tokenizer_load(kind, tok, size, cllm_source_config(src)->vocab_size, &t);
+    cllm_tokenizer_free(t);
+    if (st != CLLM_OK) return cllm_error_context(st, "tokenizer");
+    return CLLM_OK;
 }
 
 cllm_status cllm_convert(const char *in_path, const char *out_path,
@@ -177,7 +188,8 @@ cllm_status cllm_convert(const char *in_path, const char *out_path,
     size_t tok_size = 0;
     cllm_tokenizer_kind kind = cllm_source_tokenizer(cs.src, &tok, &tok_size);
     size_t n = cllm_source_n_tensors(cs.src);
-    cllm_status st = source_total_bytes(cs.src, &cs.bytes_total);
+    cllm_status st = check_tokenizer(cs.src);
+    if (st == CLLM_OK) st = source_total_bytes(cs.src, &cs.bytes_total);
     if (st == CLLM_OK)
         st = cllm_writer_open(out_path, cllm_source_config(cs.src), n, kind, tok, tok_size, &cs.w);
     char *tmp = NULL;  // the writer's temporary name, kept to announce its end

@@ -1,6 +1,7 @@
 // Hugging Face directories: config.json + model.safetensors (or model.safetensors.index.json and
 // its shards) + optional tokenizer.json. Every field of config.json and every safetensors header
 // is untrusted; errors name the file, the tensor and the field.
+#include "cllm_bundle.h"
 #include "cllm_model.h"
 
 #include <jansson.h>
@@ -336,15 +337,27 @@ static cllm_status hf_bind(hf_ctx *x, size_t i) {
     return CLLM_OK;
 }
 
+// tokenizer.json alone is stored as it is; with tokenizer_config.json beside it, as a bundle that
+// also carries the chat template, add_bos and the BOS/EOS names.
+static cllm_status hf_tokenizer(hf_ctx *x) {
+    TRY(hf_join(x, "tokenizer.json"));
+    if (access(x->path, F_OK) != 0) return CLLM_OK;
+    char tok_path[sizeof x->path];
+    memcpy(tok_path, x->path, sizeof tok_path);
+    TRY(hf_join(x, "tokenizer_config.json"));
+    if (access(x->path, F_OK) != 0) return cllm_source_load_tokenizer(x->s, tok_path);
+    TRY(cllm_bundle_from_hf(tok_path, x->path, &x->s->tok, &x->s->tok_size));
+    x->s->tok_kind = CLLM_TOKENIZER_BUNDLE;
+    return CLLM_OK;
+}
+
 static cllm_status hf_import(hf_ctx *x, json_t **index) {
     TRY(hf_config(x));
     TRY(hf_weights(x, index));
     TRY(hf_check_biases(x));
     TRY(cllm_source_alloc_tensors(x->s));
     for (size_t i = 0; i < x->s->n_tensors; i++) TRY(hf_bind(x, i));
-    TRY(hf_join(x, "tokenizer.json"));
-    if (access(x->path, F_OK) == 0) TRY(cllm_source_load_tokenizer(x->s, x->path));
-    return CLLM_OK;
+    return hf_tokenizer(x);
 }
 
 cllm_status cllm_import_hf(cllm_source *s, const char *dir) {

@@ -1,6 +1,7 @@
 // Model sources: the public cllm_source_* API, the canonical Llama tensor layout, and the RoPE
 // row permutation shared by the importers.
 #include "cllm_model.h"
+#include "gguf_quant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -212,6 +213,30 @@ cllm_status cllm_source_load_tokenizer(cllm_source *s, const char *path) {
     return CLLM_OK;
 }
 
+// A regular file whose first four bytes are "GGUF".
+static int is_gguf(const char *path) {
+    uint8_t magic[4];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = pread(fd, magic, sizeof magic, 0);
+    close(fd);
+    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+// A quantized GGUF tensor: its stored blocks are read whole and dequantized into buf (F32).
+static cllm_status read_dequantized(const cllm_src_file *f, const cllm_src_entry *e, void *buf) {
+    RETURN_IF(e->stored_size > SIZE_MAX, CLLM_ERR_NOMEM, "tensor '%s' is too large", e->name);
+    uint8_t *tmp = malloc(e->stored_size ? (size_t)e->stored_size : 1);
+    RETURN_IF(!tmp, CLLM_ERR_NOMEM, "tensor '%s': out of memory for %llu bytes", e->name,
+              (unsigned long long)e->stored_size);
+    cllm_status st = cllm_pread_full(f->fd, tmp, (size_t)e->stored_size, e->offset, f->path);
+    if (st == CLLM_OK)
+        st = cllm_ggml_dequantize(e->ggml_type, tmp, (size_t)e->stored_size, buf, e->size / 4);
+    free(tmp);
+    if (st != CLLM_OK) return cllm_error_context(st, "tensor '%s'", e->name);
+    return CLLM_OK;
+}
+
 // ---- public API --------------------------------------------------------------------------------
 
 cllm_status cllm_source_open(const char *path, const char *tokenizer_path, cllm_source **out) {
@@ -225,7 +250,10 @@ cllm_status cllm_source_open(const char *path, const char *tokenizer_path, cllm_
     RETURN_IF(stat(path, &sb) != 0, CLLM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     cllm_source *s = calloc(1, sizeof *s);
     RETURN_IF(!s, CLLM_ERR_NOMEM, "out of memory");
-    cllm_status st = S_ISDIR(sb.st_mode) ? cllm_import_hf(s, path) : cllm_import_llama2c(s, path);
+    cllm_status st;
+    if (S_ISDIR(sb.st_mode)) st = cllm_import_hf(s, path);
+    else if (is_gguf(path)) st = cllm_import_gguf(s, path);
+    else st = cllm_import_llama2c(s, path);
     if (st == CLLM_OK && tokenizer_path) {
         st = cllm_source_load_tokenizer(s, tokenizer_path);
         if (st != CLLM_OK) cllm_error_context(st, "tokenizer");
@@ -276,8 +304,12 @@ cllm_status cllm_source_read(cllm_source *s, size_t i, void *buf, size_t cap) {
               "tensor '%s': buffer of %zu bytes is smaller than the %llu needed", e->name, cap,
               (unsigned long long)e->size);
     const cllm_src_file *f = &s->files[e->file];
-    cllm_status st = cllm_pread_full(f->fd, buf, (size_t)e->size, e->offset, f->path);
-    if (st != CLLM_OK) return cllm_error_context(st, "tensor '%s'", e->name);
+    if (e->ggml_type) {
+        TRY(read_dequantized(f, e, buf));
+    } else {
+        cllm_status st = cllm_pread_full(f->fd, buf, (size_t)e->size, e->offset, f->path);
+        if (st != CLLM_OK) return cllm_error_context(st, "tensor '%s'", e->name);
+    }
     if (e->permute_heads == 0) return CLLM_OK;
     uint32_t esize = cllm_model_dtype_size(e->dtype);
     size_t scratch_bytes = (size_t)s->cfg.head_dim * (size_t)e->shape[1] * esize;

@@ -274,11 +274,15 @@ cllm_status cllm_tokenizer_load(cllm_tokenizer_kind kind, const uint8_t *data, s
     if (kind == CLLM_TOKENIZER_LLAMA2C) {
         st = tok_load_llama2c(t, data, size, vocab_hint);
         t->add_bos = 1;
-    } else if (kind == CLLM_TOKENIZER_HF_JSON) {
-        st = tok_load_hf(t, data, size);
-        t->add_bos = t->bos >= 0; // GPT-2 has none; Llama's tokenizer.json post-processor adds it
+    } else if (kind == CLLM_TOKENIZER_HF_JSON || kind == CLLM_TOKENIZER_BUNDLE) {
+        if (kind == CLLM_TOKENIZER_HF_JSON) {
+            st = tok_load_hf(t, data, size);
+            t->add_bos = t->bos >= 0; // GPT-2 has none; Llama's post-processor adds it
+        } else {
+            st = tok_load_bundle(t, data, size);
+        }
         if (st == CLLM_OK && vocab_hint && t->v.n > vocab_hint) {
-            st = CLLM_FAIL(CLLM_ERR_FORMAT, "tokenizer.json has %zu tokens, the model only %zu",
+            st = CLLM_FAIL(CLLM_ERR_FORMAT, "the tokenizer has %zu tokens, the model only %zu",
                            t->v.n, vocab_hint);
         }
     } else {

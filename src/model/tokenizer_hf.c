@@ -13,7 +13,10 @@
 //   decoder: not read; decoding follows the pre-tokenizer (ByteLevel -> byte mapping reversed;
 //     Metaspace or a Replace normalizer writing U+2581 -> it decodes to ' ').
 //   BOS / EOS: the added token (else vocabulary piece) named "<s>" / "<|begin_of_text|>" and
-//     "</s>" / "<|end_of_text|>" / "<|endoftext|>"; -1 when none (GPT-2 has no BOS).
+//     "</s>" / "<|end_of_text|>" / "<|endoftext|>"; -1 when none (GPT-2 has no BOS). A bundle's
+//     bos_token / eos_token name them instead.
+// Tokenizer bundles (kind 3) wrap such an object with add_bos, the chat template and the names of
+// BOS/EOS (tok_load_bundle, at the end).
 #include "cllm_tokenizer.h"
 
 #include <jansson.h>
@@ -495,6 +498,67 @@ cllm_status tok_load_hf(cllm_tokenizer *t, const uint8_t *data, size_t size) {
     RETURN_IF(!root, CLLM_ERR_FORMAT, "tokenizer.json: invalid JSON at line %d, column %d: %s",
               err.line, err.column, err.text);
     cllm_status st = parse_root(t, root);
+    json_decref(root);
+    return st;
+}
+
+// ---- tokenizer bundles (docs/FORMAT.md, "Tokenizer bundle") -------------------------------------
+
+// bos_token / eos_token of a bundle: the named token replaces the one found by name. -1 stays
+// when the member is absent.
+static cllm_status bundle_special(cllm_tokenizer *t, const json_t *root, const char *key,
+                                  int32_t *id) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return CLLM_OK;
+    RETURN_IF(!json_is_string(v), CLLM_ERR_FORMAT, "tokenizer bundle: \"%s\" is not a string",
+              key);
+    const char *names[2] = {json_string_value(v), NULL};
+    *id = find_special(t, names);
+    RETURN_IF(*id < 0, CLLM_ERR_FORMAT, "tokenizer bundle: %s \"%.64s\" is not a token", key,
+              names[0]);
+    return CLLM_OK;
+}
+
+static cllm_status bundle_root(cllm_tokenizer *t, const json_t *root) {
+    RETURN_IF(!json_is_object(root), CLLM_ERR_FORMAT, "tokenizer bundle is not a JSON object");
+    json_t *ver = json_object_get(root, "codecllm_bundle");
+    RETURN_IF(!json_is_integer(ver), CLLM_ERR_FORMAT,
+              "tokenizer bundle: \"codecllm_bundle\" (the version) is missing");
+    RETURN_IF(json_integer_value(ver) != 1, CLLM_ERR_UNSUPPORTED,
+              "tokenizer bundle version %lld (this build reads version 1)",
+              (long long)json_integer_value(ver));
+    json_t *add = json_object_get(root, "add_bos");
+    RETURN_IF(!json_is_boolean(add), CLLM_ERR_FORMAT, "tokenizer bundle: \"add_bos\" is not a "
+              "boolean");
+    json_t *ct = json_object_get(root, "chat_template");
+    RETURN_IF(ct && !json_is_null(ct) && !json_is_string(ct), CLLM_ERR_FORMAT,
+              "tokenizer bundle: \"chat_template\" is not a string");
+    json_t *src = json_object_get(root, "source");
+    RETURN_IF(src && !json_is_null(src) && !json_is_object(src), CLLM_ERR_FORMAT,
+              "tokenizer bundle: \"source\" is not an object");
+    json_t *tok = json_object_get(root, "tokenizer");
+    RETURN_IF(!json_is_object(tok), CLLM_ERR_FORMAT, "tokenizer bundle: \"tokenizer\" is not an "
+              "object");
+    TRY(parse_root(t, tok));
+    TRY(bundle_special(t, root, "bos_token", &t->bos));
+    TRY(bundle_special(t, root, "eos_token", &t->eos));
+    t->add_bos = json_is_true(add);
+    if (json_is_string(ct)) {
+        size_t n = json_string_length(ct);
+        RETURN_IF(memchr(json_string_value(ct), 0, n), CLLM_ERR_FORMAT,
+                  "tokenizer bundle: the chat template holds a NUL character");
+        t->chat_template = dup_bytes(json_string_value(ct), n);
+        RETURN_IF(!t->chat_template, CLLM_ERR_NOMEM, "out of memory for the chat template");
+    }
+    return CLLM_OK;
+}
+
+cllm_status tok_load_bundle(cllm_tokenizer *t, const uint8_t *data, size_t size) {
+    json_error_t err;
+    json_t *root = json_loadb((const char *)data, size, JSON_ALLOW_NUL, &err);
+    RETURN_IF(!root, CLLM_ERR_FORMAT, "tokenizer bundle: invalid JSON at line %d, column %d: %s",
+              err.line, err.column, err.text);
+    cllm_status st = bundle_root(t, root);
     json_decref(root);
     return st;
 }
