@@ -161,6 +161,8 @@ static cllm_status check_not_an_input(const char *in_path, const char *tok_path,
     }
     closedir(d);
     return st;
+}
+
 // The tokenizer must load, and fit the model's vocabulary, before it is stored.
 static cllm_status check_tokenizer(cllm_source *src) {
     const uint8_t *tok = NULL;
