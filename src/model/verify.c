@@ -148,12 +148,88 @@ static cllm_status verify_against(verify_ctx *v, const cllm_container *c, const 
     return st;
 }
 
-    if (st == CLLM_OK && cllm_container_is_archive(c)) {
-        st = verify_archive(&v, c, against);
-    } else if (st == CLLM_OK) {
-        check_tokenizer(&v, c);
-        if (against) st = verify_against(&v, c, against);
+// ---- packed safetensors archives ----------------------------------------------------------------
+
+// Segment i decoded and compared with the same bytes of the original file.
+static cllm_status compare_segment(verify_ctx *v, const cllm_container *c, size_t i, int fd,
+                                   uint64_t at, const char *against, int *ok) {
+    cllm_tensor_info ti;
+    TRY(cllm_container_tensor(c, i, &ti));
+    size_t bytes = (size_t)(ti.n_elements * cllm_dtype_size(ti.dtype));  // archive-checked
+    TRY(grow((void **)&v->src, &v->src_cap, bytes));
+    TRY(grow((void **)&v->dec, &v->dec_cap, bytes));
+    TRY(cllm_pread_full(fd, v->src, bytes, at, against));
+    *ok = cllm_container_decode(c, i, v->dec, v->dec_cap, NULL, 0, 0) == CLLM_OK &&
+          memcmp(v->src, v->dec, bytes) == 0;
+    return CLLM_OK;
+}
+
+// Every byte the archive restores against the safetensors file `against`.
+static cllm_status archive_against(verify_ctx *v, const cllm_container *c, const cllm_archive *a,
+                                   const char *against) {
+    int fd = open(against, O_RDONLY | O_CLOEXEC);
+    RETURN_IF(fd < 0, CLLM_ERR_IO, "%s: cannot open: %s", against, strerror(errno));
+    cllm_archive_summary sum;
+    cllm_archive_summary_get(a, &sum);
+    struct stat sb;
+    cllm_status st = fstat(fd, &sb) == 0 ? CLLM_OK : CLLM_FAIL(CLLM_ERR_IO, "%s: cannot stat",
+                                                                against);
+    if (st == CLLM_OK && (uint64_t)sb.st_size != sum.file_size) {
+        say(v, "restores %llu bytes, %s has %llu", (unsigned long long)sum.file_size, against,
+            (unsigned long long)sb.st_size);
+        v->res->n_failed++;
+        st = CLLM_ERR_MISMATCH;  // nothing more to compare
     }
+    const uint8_t *blob = NULL;
+    size_t blob_size = 0;
+    cllm_container_tokenizer(c, &blob, &blob_size);
+    if (st == CLLM_OK) st = grow((void **)&v->src, &v->src_cap, blob_size);
+    if (st == CLLM_OK) st = cllm_pread_full(fd, v->src, blob_size, 0, against);
+    if (st == CLLM_OK && memcmp(v->src, blob, blob_size) != 0) {
+        say(v, "the stored safetensors header differs from %s", against);
+        v->res->n_failed++;
+    }
+    for (size_t i = 0; st == CLLM_OK && i < cllm_container_n_tensors(c); i++) {
+        cllm_archive_segment seg;
+        int ok = 0;
+        st = cllm_archive_segment_get(a, i, &seg);
+        if (st == CLLM_OK) st = compare_segment(v, c, i, fd, blob_size + seg.begin, against, &ok);
+        if (st == CLLM_OK && !ok) {
+            say(v, "tensor '%s': restored bytes differ from %s", seg.name ? seg.name : "(gap)",
+                against);
+            v->res->n_failed++;
+        }
+    }
+    close(fd);
+    return st == CLLM_ERR_MISMATCH ? CLLM_OK : st;
+}
+
+// An archive: its stored header must match its tensors; with `against`, every restored byte.
+static cllm_status verify_archive(verify_ctx *v, const cllm_container *c, const char *against) {
+    cllm_archive *a = NULL;
+    if (cllm_archive_open(c, &a) != CLLM_OK) {
+        say(v, "%s", cllm_last_error());
+        v->res->n_failed++;
+        return CLLM_OK;
+    }
+    cllm_status st = against ? archive_against(v, c, a, against) : CLLM_OK;
+    cllm_archive_free(a);
+    return st;
+}
+
+
+// The stored tokenizer must load and fit the model's vocabulary (a model cannot use it otherwise).
+static void check_tokenizer(verify_ctx *v, const cllm_container *c) {
+    const uint8_t *data = NULL;
+    size_t size = 0;
+    cllm_tokenizer_kind kind = cllm_container_tokenizer(c, &data, &size);
+    if (kind == CLLM_TOKENIZER_NONE) return;
+    cllm_tokenizer *t = NULL;
+    if (cllm_tokenizer_load(kind, data, size, cllm_container_config(c)->vocab_size, &t) != CLLM_OK) {
+        say(v, "tokenizer: %s", cllm_last_error());
+        v->res->n_failed++;
+    }
+    cllm_tokenizer_free(t);
 }
 
 cllm_status cllm_verify(const char *path, const char *against, int n_threads,
