@@ -185,10 +185,10 @@ expect_rc 1 "$BIN" tokenize --tokenizer "$TMP/t59.json" a
 err_has "outside"
 echo "ok: bounded readers"
 
-# ---- not a llama2.c checkpoint ------------------------------------------------------------------
+# ---- not a model: a GGUF file without a model, random bytes ------------------------------------
 printf 'GGUF\3\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0' > "$TMP/x.gguf"
 expect_rc 1 "$BIN" convert "$TMP/x.gguf" "$TMP/x.cllm"
-err_has "not a llama2.c checkpoint"
+err_has "general.architecture"
 head -c 4096 /dev/urandom > "$TMP/random.bin"
 expect_rc 1 "$BIN" convert "$TMP/random.bin" "$TMP/x.cllm"
 err_has "not a llama2.c checkpoint"
