@@ -15,7 +15,8 @@ static const char run_usage[] =
     "codecllm run MODEL.cllm [-p TEXT | --tokens LIST|@FILE] [-n N] [--temp T] [--top-k K]\n"
     "             [--top-p P] [--seed S] [--output text|ids] [--ignore-eos] [-t N] [-c CTX]\n"
     "             [--weights stream|resident] [--kv-type f32|f16] [--verbose]\n"
-    "  -p TEXT              prompt text (needs the tokenizer stored in MODEL; BOS is added)\n"
+    "  -p TEXT              prompt text (needs the tokenizer stored in MODEL; BOS first when\n"
+    "                       the tokenizer asks for it)\n"
     "  --tokens LIST|@FILE  prompt as token ids (\"1,300,42\" or a file of ids)\n"
     "                       (neither: the prompt is BOS alone)\n"
     "  -n N                 tokens to generate (default 256; stops at EOS or a full context)\n"
@@ -106,7 +107,8 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     return CLI_EXIT_OK;
 }
 
-// The prompt as ids: --tokens as given, -p encoded with BOS, or BOS alone.
+// The prompt as ids: --tokens as given, -p encoded (BOS first when the tokenizer asks for it:
+// cllm_tokenizer_add_bos), or BOS alone.
 static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokenizer *tok,
                       int32_t **ids, size_t *n) {
     const cllm_model_config *cfg = cllm_engine_config(e);
@@ -127,7 +129,8 @@ static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokeni
         *n = 1;
         return CLI_EXIT_OK;
     }
-    int rc = cli_tokenize("run", tok, a->prompt, strlen(a->prompt), 1, ids, n);
+    int rc = cli_tokenize("run", tok, a->prompt, strlen(a->prompt), cllm_tokenizer_add_bos(tok),
+                          ids, n);
     if (rc != CLI_EXIT_OK) return rc;
     return cli_check_ids("run", *ids, *n, cfg->vocab_size);
 }
