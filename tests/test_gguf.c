@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "codecllm.h"
+#include "format/cllm_format.h"
 #include "model/cllm_model.h"
 #include "model/gguf.h"
 #include "model/gguf_quant.h"
@@ -763,6 +764,35 @@ static void test_convert_model(void **state) {
     cllm_container_free(c);
 }
 
+static void count_lines(void *user, const char *line) {
+    (void)line;
+    ++*(int *)user;
+}
+
+// verify refuses a stored tokenizer that does not fit the model: here a bundle of 16 tokens in a
+// container whose model has 8.
+static void test_verify_tokenizer(void **state) {
+    (void)state;
+    cllm_source *s = NULL;
+    assert_int_equal(open_model(&(model_opts){0}, "v.gguf", &s), CLLM_OK);
+    const uint8_t *tok = NULL;
+    size_t size = 0;
+    cllm_tokenizer_kind kind = cllm_source_tokenizer(s, &tok, &size);
+    cllm_model_config cfg = *cllm_source_config(s);
+    cfg.vocab_size = 8;
+    char out[4096];
+    snprintf(out, sizeof out, "%s/small_vocab.cllm", cllm_test_tmpdir());
+    cllm_writer *w = NULL;
+    assert_int_equal(cllm_writer_open(out, &cfg, 0, kind, tok, size, &w), CLLM_OK);
+    assert_int_equal(cllm_writer_finish(w), CLLM_OK);
+    cllm_source_free(s);
+    cllm_verify_result res;
+    int lines = 0;
+    assert_int_equal(cllm_verify(out, NULL, 1, count_lines, &lines, &res), CLLM_ERR_MISMATCH);
+    assert_int_equal(res.n_failed, 1);
+    assert_true(lines >= 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),          cmocka_unit_test(test_read_file),
@@ -770,7 +800,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_fields), cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_import_model),   cmocka_unit_test(test_import_qwen2),
         cmocka_unit_test(test_import_errors),  cmocka_unit_test(test_convert_model),
-        cmocka_unit_test(test_import_rope_freqs),
+        cmocka_unit_test(test_import_rope_freqs), cmocka_unit_test(test_verify_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
