@@ -226,9 +226,11 @@ typedef struct cllm_source_tensor {
     uint64_t shape[4];
 } cllm_source_tensor;
 
-// Opens IN: a llama2.c .bin file, or a directory with config.json and model.safetensors
-// (or model.safetensors.index.json). `tokenizer_path` (may be NULL) overrides the tokenizer:
-// a tokenizer.bin or tokenizer.json; an HF directory's tokenizer.json is picked up by itself.
+// Opens IN: a llama2.c .bin file, a GGUF file (recognised by its "GGUF" magic; quantized tensors
+// are read dequantized to f32, the tokenizer is rebuilt from its metadata as a tokenizer bundle),
+// or a directory with config.json and model.safetensors (or model.safetensors.index.json).
+// `tokenizer_path` (may be NULL) overrides the tokenizer: a tokenizer.bin or tokenizer.json; an
+// HF directory's tokenizer.json is picked up by itself (as a bundle with tokenizer_config.json).
 cllm_status cllm_source_open(const char *path, const char *tokenizer_path, cllm_source **out);
 void cllm_source_free(cllm_source *s);
 const cllm_model_config *cllm_source_config(const cllm_source *s);
@@ -368,8 +370,9 @@ const char *const *cllm_synth_presets(void);
 // with merges and a pre-tokenizer regex as in GPT-2 / Llama 3).
 typedef struct cllm_tokenizer cllm_tokenizer;
 
-// Builds a tokenizer from the bytes of a tokenizer.bin (CLLM_TOKENIZER_LLAMA2C) or a tokenizer.json
-// (CLLM_TOKENIZER_HF_JSON). The bytes are copied; `vocab_hint` (0 = none) is the model's vocabulary
+// Builds a tokenizer from the bytes of a tokenizer.bin (CLLM_TOKENIZER_LLAMA2C), a tokenizer.json
+// (CLLM_TOKENIZER_HF_JSON) or a tokenizer bundle (CLLM_TOKENIZER_BUNDLE; an unknown bundle version
+// is CLLM_ERR_UNSUPPORTED). The bytes are copied; `vocab_hint` (0 = none) is the model's vocabulary
 // size, used by tokenizer.bin which does not store its own count.
 cllm_status cllm_tokenizer_load(cllm_tokenizer_kind kind, const uint8_t *data, size_t size,
                                 size_t vocab_hint, cllm_tokenizer **out);

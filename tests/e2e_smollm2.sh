@@ -31,6 +31,16 @@ done
 "$BIN" verify "$TMP/lossless.cllm" --against "$GGUF" > "$TMP/verify.txt" 2>&1 \
     || { cat "$TMP/verify.txt" >&2; fail "verify lossless against the GGUF"; }
 
+# Truncated copies: in the metadata, and in the tensor data. Both fail with a message.
+head -c 100000 "$GGUF" > "$TMP/cut_meta.gguf"
+expect_fail "$BIN" convert "$TMP/cut_meta.gguf" "$TMP/cut.cllm"
+grep -q -E "truncated|cannot fit" "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "truncation not named"; }
+head -c 50000000 "$GGUF" > "$TMP/cut_data.gguf"
+expect_fail "$BIN" convert "$TMP/cut_data.gguf" "$TMP/cut.cllm"
+grep -q "beyond the file" "$TMP/err.txt" || { cat "$TMP/err.txt" >&2; fail "no 'beyond the file'"; }
+[ ! -e "$TMP/cut.cllm" ] || fail "a failed convert left its output"
+rm -f "$TMP"/cut_*.gguf
+
 "$BIN" inspect "$TMP/raw.cllm" --no-zstd > "$TMP/inspect.txt" || fail "inspect"
 grep -q "^source: gguf (tensor types: .*Q4_1 210.*); quantized tensors are stored as their float32 dequantization" \
     "$TMP/inspect.txt" || { head -3 "$TMP/inspect.txt" >&2; fail "inspect does not describe the GGUF source"; }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "codecllm.h"
+#include "format/cllm_format.h"
 #include "model/cllm_model.h"
 #include "model/gguf.h"
 #include "model/gguf_quant.h"
@@ -389,6 +390,8 @@ typedef struct model_opts {
     uint32_t q_type;        // type of attn_q (F16 by default)
     uint32_t q_rows;        // rows of attn_q (M_DIM)
     int no_tokenizer;
+    float rope_factor;      // > 0: a rope_freqs.weight tensor of Llama 3 scaling with this factor
+    int rope_bad;           // ... with its third value off by 10%
 } model_opts;
 
 static const char *const tok_pieces[M_VOCAB] = {
@@ -439,7 +442,27 @@ typedef struct model_tensor {
     char name[48];
     uint32_t n_dims, type;
     uint64_t ne[2];
+    const float *values;    // F32 data (NULL: 0.25 everywhere)
 } model_tensor;
+
+// llama.cpp's rope_freqs for theta 500000, head_dim 8, low 1, high 4, original context 8192:
+// pairs 0 and 1 keep their frequency, pair 2 is interpolated, pair 3 is divided by the factor.
+static float rope_values[4];
+
+static void fill_rope_values(float factor, int bad) {
+    for (int i = 0; i < 4; i++) {
+        double f = pow(500000.0, -(double)(2 * i) / 8.0), wavelen = 6.283185307179586 / f;
+        double d;
+        if (wavelen < 8192.0 / 4) d = 1;
+        else if (wavelen > 8192.0 / 1) d = factor;
+        else {
+            double smooth = (8192.0 / wavelen - 1) / 3;
+            d = 1 / ((1 - smooth) / factor + smooth);
+        }
+        rope_values[i] = (float)d;
+    }
+    if (bad) rope_values[2] *= 1.1f;
+}
 
 static size_t model_tensors(const model_opts *o, model_tensor *t) {
     static const char *const names[9] = {"attn_norm", "attn_q", "attn_k", "attn_v",
@@ -449,7 +472,7 @@ static size_t model_tensors(const model_opts *o, model_tensor *t) {
                                           {M_DIM, M_DIM}, {M_DIM, 1}, {M_DIM, M_HIDDEN},
                                           {M_DIM, M_HIDDEN}, {M_HIDDEN, M_DIM}};
     size_t n = 0;
-    t[n++] = (model_tensor){"token_embd.weight", 2, CLLM_GGML_Q8_0, {M_DIM, M_VOCAB}};
+    t[n++] = (model_tensor){"token_embd.weight", 2, CLLM_GGML_Q8_0, {M_DIM, M_VOCAB}, NULL};
     for (int k = 0; k < 9; k++) {
         model_tensor *m = &t[n++];
         snprintf(m->name, sizeof m->name, "blk.0.%s.weight", names[k]);
@@ -457,11 +480,16 @@ static size_t model_tensors(const model_opts *o, model_tensor *t) {
         m->type = k == 1 ? o->q_type : CLLM_GGML_F32;
         m->ne[0] = shapes[k][0];
         m->ne[1] = k == 1 ? o->q_rows : shapes[k][1];
+        m->values = NULL;
     }
-    t[n++] = (model_tensor){"output_norm.weight", 1, CLLM_GGML_F32, {M_DIM, 1}};
+    t[n++] = (model_tensor){"output_norm.weight", 1, CLLM_GGML_F32, {M_DIM, 1}, NULL};
+    if (o->rope_factor > 0) {
+        fill_rope_values(o->rope_factor, o->rope_bad);
+        t[n++] = (model_tensor){"rope_freqs.weight", 1, CLLM_GGML_F32, {4, 1}, rope_values};
+    }
     if (o->extra) {
         model_tensor *m = &t[n++];
-        *m = (model_tensor){"", 1, CLLM_GGML_F32, {M_DIM, 1}};
+        *m = (model_tensor){"", 1, CLLM_GGML_F32, {M_DIM, 1}, NULL};
         snprintf(m->name, sizeof m->name, "%s", o->extra);
     }
     size_t kept = 0;
@@ -498,7 +526,8 @@ static void model_data(cllm_test_buf *b, const model_tensor *t) {
         if (!cllm_ggml_type_layout(t->type, &be, &bb)) be = 1, bb = 1;
         size_t bytes = (size_t)(rows * cols / be * bb);
         if (t->type == CLLM_GGML_F32) {
-            for (uint64_t i = 0; i < rows * cols; i++) cllm_tb_f32(b, 0.25f);
+            for (uint64_t i = 0; i < rows * cols; i++)
+                cllm_tb_f32(b, t->values ? t->values[i] : 0.25f);
         } else {
             for (size_t i = 0; i < bytes; i++) cllm_tb_bytes(b, "\0", 1);
         }
@@ -656,8 +685,10 @@ static void test_import_errors(void **state) {
                         "token_embd.weight");
     expect_import_error(&(model_opts){.extra = "blk.0.attn_q.bias"}, CLLM_ERR_UNSUPPORTED,
                         "'blk.0.attn_q.bias': biases");
-    expect_import_error(&(model_opts){.extra = "rope_freqs.weight"}, CLLM_ERR_UNSUPPORTED,
-                        "rope_freqs.weight");
+    expect_import_error(&(model_opts){.extra = "rope_freqs.weight"}, CLLM_ERR_FORMAT,
+                        "'rope_freqs.weight': expected 4 F32 values");
+    expect_import_error(&(model_opts){.rope_factor = 8, .rope_bad = 1}, CLLM_ERR_UNSUPPORTED,
+                        "'rope_freqs.weight': value 2");
     expect_import_error(&(model_opts){.extra = "blk.0.something.weight"}, CLLM_ERR_FORMAT,
                         "'blk.0.something.weight' is not part of the llama layout");
     expect_import_error(&(model_opts){.q_rows = 16}, CLLM_ERR_FORMAT, "'blk.0.attn_q.weight'");
@@ -671,6 +702,25 @@ static void test_import_errors(void **state) {
     assert_int_equal(open_model(&(model_opts){.no_tokenizer = 1}, "notok.gguf", &s), CLLM_OK);
     assert_int_equal(cllm_source_tokenizer(s, NULL, NULL), CLLM_TOKENIZER_NONE);
     assert_int_equal(cllm_source_config(s)->bos_id, -1);
+    cllm_source_free(s);
+}
+
+// Llama 3.1-style scaling stored as rope_freqs.weight becomes the config's Llama 3 parameters.
+static void test_import_rope_freqs(void **state) {
+    (void)state;
+    cllm_source *s = NULL;
+    assert_int_equal(open_model(&(model_opts){.rope_factor = 8}, "rope.gguf", &s), CLLM_OK);
+    const cllm_model_config *c = cllm_source_config(s);
+    assert_int_equal(c->rope_scaling, CLLM_ROPE_SCALING_LLAMA3);
+    assert_true(c->rope_factor == 8.0f);
+    assert_true(c->rope_low_freq_factor == 1.0f);
+    assert_true(c->rope_high_freq_factor == 4.0f);
+    assert_int_equal(c->rope_original_context, 8192);
+    assert_int_equal(cllm_source_n_tensors(s), 11);  // rope_freqs is not a weight of its own
+    cllm_source_free(s);
+    // All ones: no scaling.
+    assert_int_equal(open_model(&(model_opts){.rope_factor = 1}, "rope1.gguf", &s), CLLM_OK);
+    assert_int_equal(cllm_source_config(s)->rope_scaling, CLLM_ROPE_SCALING_NONE);
     cllm_source_free(s);
 }
 
@@ -714,6 +764,35 @@ static void test_convert_model(void **state) {
     cllm_container_free(c);
 }
 
+static void count_lines(void *user, const char *line) {
+    (void)line;
+    ++*(int *)user;
+}
+
+// verify refuses a stored tokenizer that does not fit the model: here a bundle of 16 tokens in a
+// container whose model has 8.
+static void test_verify_tokenizer(void **state) {
+    (void)state;
+    cllm_source *s = NULL;
+    assert_int_equal(open_model(&(model_opts){0}, "v.gguf", &s), CLLM_OK);
+    const uint8_t *tok = NULL;
+    size_t size = 0;
+    cllm_tokenizer_kind kind = cllm_source_tokenizer(s, &tok, &size);
+    cllm_model_config cfg = *cllm_source_config(s);
+    cfg.vocab_size = 8;
+    char out[4096];
+    snprintf(out, sizeof out, "%s/small_vocab.cllm", cllm_test_tmpdir());
+    cllm_writer *w = NULL;
+    assert_int_equal(cllm_writer_open(out, &cfg, 0, kind, tok, size, &w), CLLM_OK);
+    assert_int_equal(cllm_writer_finish(w), CLLM_OK);
+    cllm_source_free(s);
+    cllm_verify_result res;
+    int lines = 0;
+    assert_int_equal(cllm_verify(out, NULL, 1, count_lines, &lines, &res), CLLM_ERR_MISMATCH);
+    assert_int_equal(res.n_failed, 1);
+    assert_true(lines >= 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),          cmocka_unit_test(test_read_file),
@@ -721,6 +800,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_fields), cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_import_model),   cmocka_unit_test(test_import_qwen2),
         cmocka_unit_test(test_import_errors),  cmocka_unit_test(test_convert_model),
+        cmocka_unit_test(test_import_rope_freqs), cmocka_unit_test(test_verify_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,8 @@
 static const char convert_usage[] =
     "codecllm convert IN OUT.cllm [--codec lossless|int8|raw] [--group G] [--predictor none|left]\n"
     "                 [--tokenizer FILE] [--threads N]\n"
-    "  IN: a llama2.c checkpoint (.bin) or a Hugging Face directory (config.json + safetensors)\n"
+    "  IN: a llama2.c checkpoint (.bin), a Hugging Face directory (config.json + safetensors)\n"
+    "      or a GGUF file (llama/mistral/qwen2; quantized tensors are stored dequantized to f32)\n"
     "  --codec      lossless (default): bit-exact, exponent entropy-coded\n"
     "               int8: per-output-channel int8 (or per group of G weights), entropy-coded\n"
     "               raw: stored as is\n"

@@ -79,7 +79,8 @@ static int parse_run_args(int argc, char **argv, run_args *a) {
     return CLI_EXIT_OK;
 }
 
-// The prompt as ids: --tokens as given, -p encoded with BOS, or BOS alone.
+// The prompt as ids: --tokens as given, -p encoded (BOS first when the tokenizer asks for it:
+// cllm_tokenizer_add_bos), or BOS alone.
 static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokenizer *tok,
                       int32_t **ids, size_t *n) {
     const cllm_model_config *cfg = cllm_engine_config(e);

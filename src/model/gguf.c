@@ -154,9 +154,7 @@ static cllm_status parse_kv(gguf_rd *r, cllm_gguf *g, size_t i) {
     char *key = NULL;
     TRY(parse_key(r, i, &key));
     kv->key = key;
-    g->n_kv = i + 1; // owned from here on: freed by cllm_gguf_free
-    for (size_t k = 0; k < i; k++)
-        RETURN_IF(strcmp(g->kv[k].key, key) == 0, CLLM_ERR_CORRUPT, "key '%s' appears twice", key);
+    g->n_kv = i + 1; // owned from here on: freed by cllm_gguf_free (duplicates: check_keys)
     TRY(rd_u32(r, key, &kv->type));
     kv->n = 1;
     switch (kv->type) {
@@ -216,6 +214,24 @@ static cllm_status parse_tensor(gguf_rd *r, cllm_gguf *g, size_t i) {
     TRY(rd_u32(r, t->name, &t->type));
     TRY(rd_u64(r, t->name, &t->offset)); // relative until check_tensors
     return tensor_size(t);
+}
+
+static int cmp_keys(const void *a, const void *b) {
+    return strcmp((*(const cllm_gguf_kv *const *)a)->key, (*(const cllm_gguf_kv *const *)b)->key);
+}
+
+// Keys are unique (sorted, O(n log n): a file may hold up to CLLM_GGUF_MAX_KV pairs).
+static cllm_status check_keys(const cllm_gguf *g) {
+    const cllm_gguf_kv **order = malloc((g->n_kv ? g->n_kv : 1) * sizeof *order);
+    RETURN_IF(!order, CLLM_ERR_NOMEM, "out of memory for %zu keys", g->n_kv);
+    for (size_t i = 0; i < g->n_kv; i++) order[i] = &g->kv[i];
+    qsort(order, g->n_kv, sizeof *order, cmp_keys);
+    cllm_status st = CLLM_OK;
+    for (size_t i = 1; i < g->n_kv && st == CLLM_OK; i++)
+        if (strcmp(order[i - 1]->key, order[i]->key) == 0)
+            st = CLLM_FAIL(CLLM_ERR_CORRUPT, "key '%s' appears twice", order[i]->key);
+    free(order);
+    return st;
 }
 
 static int cmp_by_offset(const void *a, const void *b) {
@@ -311,6 +327,7 @@ static cllm_status parse_all(gguf_rd *r, cllm_gguf *g) {
     g->tensors = calloc((size_t)(n_tensors ? n_tensors : 1), sizeof *g->tensors);
     RETURN_IF(!g->kv || !g->tensors, CLLM_ERR_NOMEM, "out of memory for the GGUF tables");
     for (size_t i = 0; i < n_kv; i++) TRY(parse_kv(r, g, i));
+    TRY(check_keys(g));
     TRY(parse_alignment(g, r->buf));
     for (size_t i = 0; i < n_tensors; i++) TRY(parse_tensor(r, g, i));
     g->hdr_size = (size_t)r->pos;

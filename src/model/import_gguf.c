@@ -6,6 +6,7 @@
 //   blk.N.attn_q/k/v/output -> self_attn.q/k/v/o_proj
 //   blk.N.ffn_norm -> post_attention_layernorm   blk.N.ffn_gate/up/down -> mlp.*_proj
 //   output_norm -> model.norm                output -> lm_head (absent: tied embeddings)
+// Llama 3.1-style RoPE scaling (rope_freqs.weight) is recognised and stored as its parameters.
 // RoPE: llama.cpp's converter stores llama/mistral q/k rows permuted back to the adjacent-pair
 // convention the engine uses (read as stored); qwen2 keeps Hugging Face's rotate-half rows
 // (llama.cpp runs it with NEOX RoPE), undone here as for HF checkpoints.
@@ -15,6 +16,7 @@
 #include "gguf.h"
 #include "gguf_quant.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,9 +90,69 @@ static cllm_status gg_token_id(gg_ctx *x, const char *key, int32_t *out) {
     return CLLM_OK;
 }
 
-// RoPE variants the engine does not run are refused: scaling types other than none, and
-// per-frequency factors (rope_freqs.weight, how llama.cpp stores Llama 3.1 scaling).
-static cllm_status gg_rope(gg_ctx *x) {
+// Llama 3.1-style RoPE scaling as llama.cpp stores it: rope_freqs.weight holds, per frequency
+// pair i, the divisor its converter derived from (factor, low_freq_factor, high_freq_factor,
+// original context). The engine takes the parameters, so they are recovered: factor = the largest
+// divisor, low 1, high 4 and the original context from `rope.scaling.original_context_length`
+// (default 8192) as every Llama 3.1/3.2 model has them, and every divisor must then match.
+static double llama3_divisor(const cllm_model_config *c, size_t i) {
+    const double two_pi = 6.283185307179586476925;
+    double f = pow((double)c->rope_theta, -(double)(2 * i) / (double)c->head_dim);
+    double orig = c->rope_original_context, wavelen = two_pi / f;
+    if (wavelen < orig / c->rope_high_freq_factor) return 1.0;
+    if (wavelen > orig / c->rope_low_freq_factor) return c->rope_factor;
+    double smooth = (orig / wavelen - c->rope_low_freq_factor) /
+                    (c->rope_high_freq_factor - c->rope_low_freq_factor);
+    return 1.0 / ((1.0 - smooth) / c->rope_factor + smooth);
+}
+
+static cllm_status gg_rope_check(gg_ctx *x, const float *v, size_t n) {
+    cllm_model_config *c = &x->s->cfg;
+    float factor = 1.0f;
+    for (size_t i = 0; i < n; i++) {
+        RETURN_IF(!(isfinite(v[i]) && v[i] >= 1.0f && v[i] <= 1024.0f), CLLM_ERR_UNSUPPORTED,
+                  "tensor 'rope_freqs.weight': value %zu = %g is not a Llama 3 divisor", i,
+                  (double)v[i]);
+        if (v[i] > factor) factor = v[i];
+    }
+    if (factor == 1.0f) return CLLM_OK; // no scaling at all
+    c->rope_scaling = CLLM_ROPE_SCALING_LLAMA3;
+    c->rope_factor = factor;
+    c->rope_low_freq_factor = 1.0f;
+    c->rope_high_freq_factor = 4.0f;
+    TRY(gg_u32(x, "rope.scaling.original_context_length", 0, 8192, &c->rope_original_context));
+    for (size_t i = 0; i < n; i++) {
+        double want = llama3_divisor(c, i);
+        RETURN_IF(fabs(v[i] / want - 1.0) > 1e-3, CLLM_ERR_UNSUPPORTED,
+                  "tensor 'rope_freqs.weight': value %zu = %g, but Llama 3 scaling (factor %g, "
+                  "low 1, high 4, original context %u) gives %g: these per-frequency RoPE "
+                  "factors are not supported", i, (double)v[i], (double)factor,
+                  c->rope_original_context, want);
+    }
+    return CLLM_OK;
+}
+
+static cllm_status gg_rope_freqs(gg_ctx *x, const cllm_gguf_tensor *t, int fd) {
+    size_t n = x->s->cfg.head_dim / 2;
+    RETURN_IF(t->type != CLLM_GGML_F32 || t->n_elements != n, CLLM_ERR_FORMAT,
+              "tensor 'rope_freqs.weight': expected %zu F32 values (head_dim / 2)", n);
+    x->used[t - x->g->tensors] = 1;
+    float *v = malloc(n * sizeof *v);
+    RETURN_IF(!v, CLLM_ERR_NOMEM, "out of memory");
+    uint8_t *raw = (uint8_t *)v;
+    cllm_status st = cllm_pread_full(fd, raw, n * 4, t->offset, x->path);
+    for (size_t i = 0; st == CLLM_OK && i < n; i++) { // little-endian in the file
+        uint32_t bits = cllm_load_le32(raw + 4 * i);
+        memcpy(&v[i], &bits, 4);
+    }
+    if (st == CLLM_OK) st = gg_rope_check(x, v, n);
+    free(v);
+    return st;
+}
+
+// RoPE variants the engine does not run are refused: scaling types other than none (or llama3,
+// via rope_freqs.weight), partial rotary embeddings.
+static cllm_status gg_rope(gg_ctx *x, int fd) {
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", x->arch);
     if (cllm_gguf_find(x->g, key)) {
@@ -101,15 +163,13 @@ static cllm_status gg_rope(gg_ctx *x) {
                   "GGUF key '%s' = '%.*s': RoPE scaling is not supported", key,
                   len > 32 ? 32 : (int)len, s);
     }
-    RETURN_IF(cllm_gguf_find_tensor(x->g, "rope_freqs.weight"), CLLM_ERR_UNSUPPORTED,
-              "tensor 'rope_freqs.weight': per-frequency RoPE factors (Llama 3.1-style scaling) "
-              "are not supported");
     uint32_t rot = 0;
     TRY(gg_u32(x, "rope.dimension_count", 0, x->s->cfg.head_dim, &rot));
     RETURN_IF(rot != x->s->cfg.head_dim, CLLM_ERR_UNSUPPORTED,
               "%s.rope.dimension_count = %u: partial rotary embeddings (head_dim %u) are not "
               "supported", x->arch, rot, x->s->cfg.head_dim);
-    return CLLM_OK;
+    const cllm_gguf_tensor *t = cllm_gguf_find_tensor(x->g, "rope_freqs.weight");
+    return t ? gg_rope_freqs(x, t, fd) : CLLM_OK;
 }
 
 // Vocabulary size: the rows of token_embd.weight (the token list may be shorter, never longer).
@@ -131,7 +191,7 @@ static cllm_status gg_vocab(gg_ctx *x, uint32_t *vocab) {
     return CLLM_OK;
 }
 
-static cllm_status gg_config(gg_ctx *x) {
+static cllm_status gg_config(gg_ctx *x, int fd) {
     cllm_model_config *c = &x->s->cfg;
     memset(c, 0, sizeof *c);
     c->arch = CLLM_ARCH_LLAMA;
@@ -157,7 +217,7 @@ static cllm_status gg_config(gg_ctx *x) {
     c->tied_embeddings = cllm_gguf_find_tensor(x->g, "output.weight") ? 0 : 1;
     TRY(gg_token_id(x, "tokenizer.ggml.bos_token_id", &c->bos_id));
     TRY(gg_token_id(x, "tokenizer.ggml.eos_token_id", &c->eos_id));
-    TRY(gg_rope(x));
+    TRY(gg_rope(x, fd));
     return cllm_model_config_check(c);
 }
 
@@ -265,10 +325,10 @@ static cllm_status gg_import(gg_ctx *x) {
     TRY(cllm_source_add_file(x->s, x->path, &file, &size));
     TRY(cllm_gguf_read(x->s->files[file].fd, x->path, size, &x->g));
     TRY(gg_arch(x));
-    TRY(gg_config(x));
-    TRY(cllm_source_alloc_tensors(x->s));
     x->used = calloc(x->g->n_tensors ? x->g->n_tensors : 1, 1);
     RETURN_IF(!x->used, CLLM_ERR_NOMEM, "out of memory");
+    TRY(gg_config(x, x->s->files[file].fd));
+    TRY(cllm_source_alloc_tensors(x->s));
     for (size_t i = 0; i < x->s->n_tensors; i++) TRY(gg_bind(x, i, file));
     TRY(gg_check_extra(x));
     if (!cllm_gguf_find(x->g, "tokenizer.ggml.model")) return CLLM_OK; // no tokenizer stored

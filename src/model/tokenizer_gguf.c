@@ -10,8 +10,8 @@
 //       qwen2            Split(Qwen2 regex, Isolated) + ByteLevel without regex
 //     anything else is UNSUPPORTED, naming it.
 //   model "llama" (SentencePiece): BPE with byte_fallback over the pieces; merges derived from the
-//     scores: every (a, b) with a, b and ab normal pieces, ranked by ab's score (highest first,
-//     ties by the id of ab, then of a); normalizer Prepend("▁") (when add_space_prefix) +
+//     scores: every (a, b) with a, b and ab normal pieces (ab at most 128 bytes), ranked by ab's
+//     score (highest first, ties by the id of ab, then of a); normalizer Prepend("▁") (when add_space_prefix) +
 //     Replace(" " -> "▁"), as Hugging Face's Llama tokenizer.json.
 // add_bos: `add_bos_token` (default: true for llama, false for gpt2); bos/eos tokens from
 // `bos_token_id` / `eos_token_id`; `tokenizer.chat_template`.
@@ -241,6 +241,10 @@ static int32_t normal_id(const gg_tok *k, const json_t *vocab, const char *s, si
     return token_type(k, (uint64_t)id) == GG_TYPE_NORMAL ? (int32_t)id : -1;
 }
 
+// SentencePiece pieces are at most 16 characters (max_sentencepiece_length): longer pieces are
+// never merge results, which also bounds the quadratic cost of splitting a piece.
+#define SPM_MAX_MERGED 128
+
 // Every split of every normal piece into two normal pieces, at UTF-8 character boundaries.
 static cllm_status spm_collect(const gg_tok *k, const cllm_gguf_kv *scores, const json_t *vocab,
                                spm_merge **out, size_t *n_out) {
@@ -252,7 +256,7 @@ static cllm_status spm_collect(const gg_tok *k, const cllm_gguf_kv *scores, cons
         const char *s;
         size_t len;
         cllm_gguf_arr_str(k->g, k->tokens, id, &s, &len);
-        if (normal_id(k, vocab, s, len) != (int32_t)id) continue; // a repeated piece
+        if (len > SPM_MAX_MERGED || normal_id(k, vocab, s, len) != (int32_t)id) continue;
         for (size_t cut = 1; cut < len; cut++) {
             if (((uint8_t)s[cut] & 0xC0) == 0x80) continue; // inside a character
             int32_t a = normal_id(k, vocab, s, cut), b = normal_id(k, vocab, s + cut, len - cut);
