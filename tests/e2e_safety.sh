@@ -126,6 +126,12 @@ err_has "FIFO"
 [ -p "$TMP/fifo" ] || fail "convert replaced a FIFO"
 mkdir "$TMP/dir"
 expect_rc 1 "$BIN" convert "$TMP/tiny" "$TMP/dir"
+# As root a rename replaces a device node (convert ... /dev/full did): a private node stands in.
+if [ "$(id -u)" -eq 0 ] && mknod "$TMP/null" c 1 3 2> /dev/null; then
+    expect_rc 1 "$BIN" convert "$TMP/tiny" "$TMP/null"
+    err_has "character device"
+    [ -c "$TMP/null" ] || fail "convert replaced a device node"
+fi
 expect_rc 1 timeout 60 "$BIN" logits "$TMP/m.cllm" --tokens 1,2 --out "$TMP/fifo"
 [ -p "$TMP/fifo" ] || fail "logits replaced a FIFO"
 

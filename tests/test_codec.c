@@ -407,6 +407,36 @@ static void test_decode_rejects(void **state) {
     free_damaged(x);
 }
 
+// A damaged block among many, decoded on 4 threads: the failure is reported once, and the other
+// threads only poll it (scripts/test.sh --tsan checks that polling is race-free).
+static void test_decode_error_parallel(void **state) {
+    (void)state;
+    const uint64_t rows = 256, cols = 64;
+    void *src = make_tensor(CLLM_DTYPE_BF16, rows, cols, 0, 5);
+    cllm_encode_params p = params_of(CLLM_CODEC_LOSSLESS, 0, cols);  // one row per block
+    cllm_coded coded;
+    assert_int_equal(cllm_encode_tensor(src, CLLM_DTYPE_BF16, rows, cols, &p, &coded), CLLM_OK);
+    cllm_coded_desc d;
+    cllm_payload_layout_t lay;
+    assert_int_equal(cllm_desc_from_payload(&coded.info, coded.payload, coded.payload_size, &d),
+                     CLLM_OK);
+    assert_int_equal(cllm_payload_layout(&d, &lay), CLLM_OK);
+    uint16_t *out = malloc(rows * cols * sizeof *out);
+    for (uint64_t k = 1; k < 8; k++) {  // damage a few places along the streams
+        uint8_t *copy = malloc(coded.payload_size);
+        memcpy(copy, coded.payload, coded.payload_size);
+        copy[lay.streams_off + k * d.stream_bytes / 8] ^= 0x5a;
+        cllm_status st = cllm_decode_tensor(&coded.info, copy, coded.payload_size, out,
+                                            rows * cols * sizeof *out, NULL, 0, 4);
+        assert_int_equal(st, CLLM_ERR_CORRUPT);
+        assert_true(cllm_last_error()[0] != 0);
+        free(copy);
+    }
+    free(out);
+    free(src);
+    cllm_coded_free(&coded);
+}
+
 // A lossless f16 payload whose table allows exponent symbols above 31 decodes to an error.
 static void test_f16_exponent_range(void **state) {
     (void)state;
@@ -490,6 +520,7 @@ int main(void) {
         cmocka_unit_test(test_raw_round_trip),
         cmocka_unit_test(test_decode_blocks_range),
         cmocka_unit_test(test_decode_blocks_raw_range),
+        cmocka_unit_test(test_decode_error_parallel),
         cmocka_unit_test(test_decode_rejects),
         cmocka_unit_test(test_f16_exponent_range),
         cmocka_unit_test(test_size_bound),

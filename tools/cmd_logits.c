@@ -14,7 +14,9 @@ static const char logits_usage[] =
     "codecllm logits MODEL.cllm --tokens LIST|@FILE --out FILE.f32 [-t N] [-c CTX]\n"
     "             [--weights stream|resident] [--kv-type f32|f16] [--verbose]\n"
     "  --tokens LIST|@FILE  the sequence (\"1,300,42\" or a file of ids)\n"
-    "  --out FILE           float32 little-endian logits, shape (T, vocab)\n" CLI_ENGINE_FLAGS_HELP;
+    "  --out FILE           float32 little-endian logits, shape (T, vocab); written to a new\n"
+    "                       temporary file and renamed when complete (an existing regular FILE\n"
+    "                       is replaced then, never left partial)\n" CLI_ENGINE_FLAGS_HELP;
 
 // Through a temporary file and a rename: `path` is never left partial (a full disk, a signal).
 static int write_f32(const char *path, const float *x, size_t n) {
