@@ -85,7 +85,9 @@ static int prompt_ids(const run_args *a, const cllm_engine *e, const cllm_tokeni
                       int32_t **ids, size_t *n) {
     const cllm_model_config *cfg = cllm_engine_config(e);
     if (a->tokens) {
-        if (cli_parse_tokens(a->tokens, ids, n) != 0)
+        int prc = cli_parse_tokens(a->tokens, ids, n);
+        if (prc == -2) return CLI_EXIT_FAIL;  // the file could not be read: said already
+        if (prc != 0)
             return cli_usage_error("run", run_usage, "cannot read token ids from '%s'", a->tokens);
         return cli_check_ids("run", *ids, *n, cfg->vocab_size);
     }
