@@ -595,11 +595,11 @@ static void cuda_stats(const void *state, cllm_engine_stats *out) {
     out->plan = s->plan;
 }
 
-static const cllm_backend_ops cuda_ops = {
+static const cllm_whole_backend cuda_ops = {
     "cuda", cuda_create, cuda_free, be_forward, cuda_stats,
 };
 
-extern "C" const cllm_backend_ops *cllm_backend_cuda(void) { return &cuda_ops; }
+extern "C" const cllm_whole_backend *cllm_backend_cuda(void) { return &cuda_ops; }
 
 extern "C" cllm_status cllm_cuda_backend_layer_times(const void *state, double *copy_s,
                                                      double *decode_s, double *compute_s,

@@ -7,7 +7,7 @@
 #include "cllm_cuda_check.h"
 
 extern "C" {
-#include "backend_cpu/cllm_kernels.h"  // RoPE frequencies and angles: the CPU's, bit for bit
+#include "ref/cllm_ref.h"  // RoPE frequencies and angles: the CPU's, bit for bit
 #include "engine/cllm_backend.h"
 }
 #include "cllm_cuda_backend.h"

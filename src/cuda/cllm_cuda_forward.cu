@@ -1,4 +1,4 @@
-// The CUDA backend's forward pass: the same Llama block as src/backend_cpu/cllm_cpu_forward.c,
+// The CUDA backend's forward pass: the same Llama block as src/engine/cllm_forward.c,
 // run in chunks ("passes") of up to s->batch tokens, each ending with one synchronisation.
 //
 // Weights. Each layer's 7 matrices and the classifier are RAW (decoded in VRAM: read in place),

@@ -28,6 +28,24 @@ typedef struct cllm_weight {
 
 #define CLLM_LAYER_N_TENSORS 9
 
+// The tensors of a layer in canonical order: the index into cllm_layer_weights.all.
+typedef enum cllm_layer_tensor {
+    CLLM_LT_ATTN_NORM = 0,
+    CLLM_LT_WQ,
+    CLLM_LT_WK,
+    CLLM_LT_WV,
+    CLLM_LT_WO,
+    CLLM_LT_FFN_NORM,
+    CLLM_LT_GATE,
+    CLLM_LT_UP,
+    CLLM_LT_DOWN,
+} cllm_layer_tensor;
+
+// 1 for the seven matrices of a layer, 0 for its two RMSNorm vectors.
+static inline int cllm_layer_tensor_is_matrix(int i) {
+    return i != CLLM_LT_ATTN_NORM && i != CLLM_LT_FFN_NORM;
+}
+
 // The nine tensors of one transformer block, by name or as an array (canonical order).
 typedef union cllm_layer_weights {
     struct {

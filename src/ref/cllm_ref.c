@@ -1,4 +1,4 @@
-#include "cllm_kernels.h"
+#include "cllm_ref.h"
 
 #include "common/cllm_half.h"
 
