@@ -75,7 +75,7 @@ static void test_presets(void **state) {
     for (; names[n]; n++) {
         cllm_model_config c;
         assert_int_equal(cllm_synth_preset_config(names[n], &c), CLLM_OK);
-        assert_int_equal(cllm_model_config_check(&c), CLLM_OK);
+        assert_int_equal(cllm_config_validate(&c), CLLM_OK);
     }
     assert_int_equal(n, 5);
     cllm_model_config c;

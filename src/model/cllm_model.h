@@ -123,10 +123,6 @@ typedef struct cllm_tensor_spec {
     uint64_t shape[2];
 } cllm_tensor_spec;
 
-// Checks the fields an importer produced: every dimension non-zero and within sane bounds, heads
-// divide dim, kv heads divide heads, head_dim = dim / heads and even, finite positive eps/theta,
-// rope scaling parameters. CLLM_ERR_FORMAT naming the field.
-cllm_status cllm_model_config_check(const cllm_model_config *cfg);
 // Number of tensors of a model with this config: 1 + 9 * n_layers + 1 (+1 untied).
 size_t cllm_llama_n_tensors(const cllm_model_config *cfg);
 // Name, role and shape of tensor i in canonical order: embed; per layer input_layernorm, q, k, v,
@@ -172,7 +168,7 @@ struct cllm_source {
 // Opens `path` read-only, records it in s->files and returns its index and size.
 cllm_status cllm_source_add_file(cllm_source *s, const char *path, uint32_t *index,
                                  uint64_t *size);
-// Allocates s->tensors for s->cfg (the config must have passed cllm_model_config_check) and
+// Allocates s->tensors for s->cfg (the config must have passed cllm_config_validate) and
 // fills names, roles' shapes; the importer then sets dtype, file, offset, size, permute_heads.
 cllm_status cllm_source_alloc_tensors(cllm_source *s);
 // Loads a tokenizer file: *.json -> HF_JSON, anything else -> LLAMA2C bytes.

@@ -383,7 +383,7 @@ static cllm_status synth_make_dir(const char *dir) {
 }
 
 static cllm_status synth_run(synth_ctx *x, uint64_t max_shard_bytes) {
-    TRY(cllm_model_config_check(x->cfg));
+    TRY(cllm_config_validate(x->cfg));
     RETURN_IF(cllm_model_dtype_size(x->opt->dtype) == 0, CLLM_ERR_ARG, "synth: unknown dtype %d",
               (int)x->opt->dtype);
     RETURN_IF(max_shard_bytes == 0, CLLM_ERR_ARG, "synth: shard size must be positive");
