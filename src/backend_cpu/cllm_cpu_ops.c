@@ -82,8 +82,7 @@ static cllm_status cpu_matmul(void *state, float *out, size_t ldo, const cllm_wv
 
 // Address of position p in a layer's cache of rows of K elements.
 static inline uint8_t *kv_row(const cpu_state *s, const cllm_kv_layer *kv, void *base, size_t p) {
-    size_t esize = kv->dtype == CLLM_DTYPE_F16 ? 2 : 4;
-    return (uint8_t *)base + p * s->kv_dim * esize;
+    return (uint8_t *)base + p * s->kv_dim * cllm_dtype_size(kv->dtype);
 }
 
 static cllm_status cpu_rope_kv(void *state, float *q, float *k, const float *v,
@@ -112,7 +111,7 @@ static cllm_status cpu_attention(void *state, float *out, const float *q,
     cpu_state *s = state;
     const size_t Q = s->q_dim, hd = s->cfg.head_dim, n_heads = s->cfg.n_heads;
     const size_t group = n_heads / s->cfg.n_kv_heads;
-    const size_t esize = kv->dtype == CLLM_DTYPE_F16 ? 2 : 4;
+    const size_t esize = cllm_dtype_size(kv->dtype);
     const int64_t n_items = (int64_t)(n_tok * n_heads);
     const int par = (n_tok * n_heads) * (pos + n_tok) * hd >= CLLM_K_PARALLEL_MIN_WORK;
 #pragma omp parallel for schedule(static) num_threads(s->n_threads) if (par)

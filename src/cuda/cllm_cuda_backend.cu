@@ -11,17 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Indices in cllm_layer_weights.all of the seven matrices, in use order.
-static const int be_layer_tensor[BE_MATS_PER_LAYER] = {1, 2, 3, 4, 6, 7, 8};
 
 void be_log(const be_state *s, const char *fmt, ...) {
-    if (!s->log) return;
-    char line[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    cllm_vlogf(s->log, s->log_user, fmt, ap);
     va_end(ap);
-    s->log(s->log_user, line);
 }
 
 static cllm_status dalloc(be_state *s, uint64_t bytes, void **p) {
@@ -70,7 +65,7 @@ static cllm_status init_mats(be_state *s) {
     for (uint32_t l = 0; l < s->n_layers; l++)
         for (int i = 0; i < BE_MATS_PER_LAYER; i++) {
             be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + i];
-            m->w = &s->w->layers[l].all[be_layer_tensor[i]];
+            m->w = &s->w->layers[l].all[cllm_layout_matrix_tensor(i)];
             m->layer = l;
         }
     s->mats[s->n_mats - 1].w = s->w->classifier;
@@ -330,7 +325,7 @@ static cllm_status sched_layer(be_state *s, uint32_t l, uint64_t *cur_g, uint64_
         const int gi = s->n_groups;
         be_group *g = sched_group(s, place, l, be_group_dec_bytes(s, l, i), cur_g);
         uint64_t doff = 0, soff = 0;
-        for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++) {
+        for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
             be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + k];
             const uint8_t *src = m->payload_dev;
             if (c) {
@@ -342,7 +337,7 @@ static cllm_status sched_layer(be_state *s, uint32_t l, uint64_t *cur_g, uint64_
             }
             TRY(sched_job(g, m, src, s->scratch + g->off + doff, 0, m->w->desc.rows, &m->view));
             m->group = gi;
-            m->last_in_group = k == be_group_first[i + 1] - 1;
+            m->last_in_group = k == cllm_layout_group_first(i + 1) - 1;
             doff += be_mat_raw_bytes(m->w);
         }
     }
@@ -517,15 +512,12 @@ static cllm_status cuda_setup(be_state *s, int device) {
     TRY(cllm_cuda_device_open(device, s->device_desc, sizeof s->device_desc));
     RETURN_IF(s->head_dim > BE_ATT_MAX_HD, CLLM_ERR_UNSUPPORTED,
               "cuda backend: head_dim %zu (at most %d)", s->head_dim, BE_ATT_MAX_HD);
-    TRY(be_attention_init(s->ctx));
+    TRY(cllm_cuda_attention_init(s->ctx));
     TRY(cllm_cuda_mem_create(&s->mem));
     TRY(cllm_cuda_stream_create(&s->compute));
     TRY(cllm_cuda_stream_create(&s->copy));
     for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_stream_create(&s->dec[d]));
     s->n_dec_streams = BE_DEC_STREAMS_DEFAULT;
-    const char *nd = getenv("CLLM_CUDA_DEC_STREAMS");  // an A/B switch, not a tuning knob
-    if (nd && nd[0] >= '1' && nd[0] <= '0' + BE_DEC_STREAMS && !nd[1])
-        s->n_dec_streams = nd[0] - '0';
     TRY(init_mats(s));
     TRY(be_measure_h2d(s));
     TRY(be_measure_gpu(s));

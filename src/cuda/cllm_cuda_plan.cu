@@ -126,14 +126,14 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychun
 
 uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i) {
     uint64_t b = 0;
-    for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++)
+    for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++)
         b += be_mat_raw_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
     return b;
 }
 
 uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i) {
     uint64_t b = 0;
-    for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++)
+    for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++)
         b += be_mat_comp_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
     return b;
 }
@@ -838,7 +838,7 @@ static cllm_status probe_setup(be_state *s, probe_ctx *c) {
     for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
         uint64_t ooff = 0;
         c->n_jobs[i] = 0;
-        for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++) {
+        for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
             const cllm_weight *w = s->mats[k].w;
             uint8_t *src = c->payload + poff, *dst = c->out + ooff;
             CLLM_CUDA_TRY(cudaMemcpy(src, w->payload, w->payload_size, cudaMemcpyHostToDevice));

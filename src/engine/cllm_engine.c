@@ -46,17 +46,6 @@ cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out) {
                      s ? s : "");
 }
 
-static void engine_log(const cllm_engine *e, const char *fmt, ...) CLLM_PRINTF(2, 3);
-static void engine_log(const cllm_engine *e, const char *fmt, ...) {
-    if (!e->opt.log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    e->opt.log(e->opt.log_user, line);
-}
-
 static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_options *out) {
     cllm_engine_options def;
     memset(&def, 0, sizeof def);
@@ -151,7 +140,7 @@ cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt
     }
     cllm_engine_stats sts;
     cllm_engine_stats_get(e, &sts);
-    engine_log(e, "engine: %s backend, %s weights, %d threads, context %u, KV %s", sts.backend,
+    cllm_logf(e->opt.log, e->opt.log_user, "engine: %s backend, %s weights, %d threads, context %u, KV %s", sts.backend,
                cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
                cllm_dtype_name(e->opt.kv_dtype));
     *out = e;

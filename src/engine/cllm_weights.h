@@ -11,6 +11,7 @@
 #define CLLM_WEIGHTS_H
 
 #include "codec/cllm_codec.h"
+#include "model/cllm_layout.h"
 
 // One bound tensor, viewed as (rows, cols) like the codec sees it.
 typedef struct cllm_weight {
@@ -25,26 +26,6 @@ typedef struct cllm_weight {
     uint64_t decoded_bytes;        // rows * cols * elem_size
     uint64_t block_scratch_bytes;  // what cllm_decode_blocks needs as per-thread scratch
 } cllm_weight;
-
-#define CLLM_LAYER_N_TENSORS 9
-
-// The tensors of a layer in canonical order: the index into cllm_layer_weights.all.
-typedef enum cllm_layer_tensor {
-    CLLM_LT_ATTN_NORM = 0,
-    CLLM_LT_WQ,
-    CLLM_LT_WK,
-    CLLM_LT_WV,
-    CLLM_LT_WO,
-    CLLM_LT_FFN_NORM,
-    CLLM_LT_GATE,
-    CLLM_LT_UP,
-    CLLM_LT_DOWN,
-} cllm_layer_tensor;
-
-// 1 for the seven matrices of a layer, 0 for its two RMSNorm vectors.
-static inline int cllm_layer_tensor_is_matrix(int i) {
-    return i != CLLM_LT_ATTN_NORM && i != CLLM_LT_FFN_NORM;
-}
 
 // The nine tensors of one transformer block, by name or as an array (canonical order).
 typedef union cllm_layer_weights {

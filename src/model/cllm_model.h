@@ -20,21 +20,9 @@
 #define CLLM_MODEL_H
 
 #include "../common/cllm_common.h"
+#include "cllm_layout.h"
 
 #include <stdint.h>
-
-// ---- dtypes ------------------------------------------------------------------------------------
-
-// Bytes per element of a source dtype, 0 when unknown (the model stage's own copy so that it does
-// not depend on a later stage).
-static inline uint32_t cllm_model_dtype_size(cllm_dtype dt) {
-    switch (dt) {
-    case CLLM_DTYPE_F32: return 4;
-    case CLLM_DTYPE_F16: return 2;
-    case CLLM_DTYPE_BF16: return 2;
-    default: return 0;
-    }
-}
 
 // ---- safetensors -------------------------------------------------------------------------------
 // File layout: u64 little-endian N, then N bytes of JSON (an object: "__metadata__" -> object of
@@ -97,22 +85,6 @@ cllm_status cllm_st_write_file(const char *path, const cllm_st_spec *specs, size
 
 // ---- the canonical Llama layout ----------------------------------------------------------------
 
-typedef enum cllm_role {
-    CLLM_ROLE_EMBED,     // model.embed_tokens.weight            (vocab, dim)
-    CLLM_ROLE_ATTN_NORM, // model.layers.L.input_layernorm.weight (dim)
-    CLLM_ROLE_WQ,        // self_attn.q_proj.weight              (n_heads*head_dim, dim)
-    CLLM_ROLE_WK,        // self_attn.k_proj.weight              (n_kv_heads*head_dim, dim)
-    CLLM_ROLE_WV,        // self_attn.v_proj.weight              (n_kv_heads*head_dim, dim)
-    CLLM_ROLE_WO,        // self_attn.o_proj.weight              (dim, n_heads*head_dim)
-    CLLM_ROLE_FFN_NORM,  // post_attention_layernorm.weight      (dim)
-    CLLM_ROLE_GATE,      // mlp.gate_proj.weight                 (hidden, dim)
-    CLLM_ROLE_UP,        // mlp.up_proj.weight                   (hidden, dim)
-    CLLM_ROLE_DOWN,      // mlp.down_proj.weight                 (dim, hidden)
-    CLLM_ROLE_NORM,      // model.norm.weight                    (dim)
-    CLLM_ROLE_LM_HEAD,   // lm_head.weight (vocab, dim), only when embeddings are not tied
-} cllm_role;
-
-#define CLLM_LLAMA_PER_LAYER 9
 #define CLLM_TENSOR_NAME_CAP 96
 
 typedef struct cllm_tensor_spec {

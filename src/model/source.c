@@ -12,23 +12,8 @@
 #include <unistd.h>
 
 size_t cllm_llama_n_tensors(const cllm_model_config *cfg) {
-    return 2 + (size_t)CLLM_LLAMA_PER_LAYER * cfg->n_layers + (cfg->tied_embeddings ? 0 : 1);
+    return 2 + (size_t)CLLM_LAYER_N_TENSORS * cfg->n_layers + (cfg->tied_embeddings ? 0 : 1);
 }
-
-static const struct {
-    const char *suffix;
-    cllm_role role;
-} layer_roles[CLLM_LLAMA_PER_LAYER] = {
-    {"input_layernorm", CLLM_ROLE_ATTN_NORM},
-    {"self_attn.q_proj", CLLM_ROLE_WQ},
-    {"self_attn.k_proj", CLLM_ROLE_WK},
-    {"self_attn.v_proj", CLLM_ROLE_WV},
-    {"self_attn.o_proj", CLLM_ROLE_WO},
-    {"post_attention_layernorm", CLLM_ROLE_FFN_NORM},
-    {"mlp.gate_proj", CLLM_ROLE_GATE},
-    {"mlp.up_proj", CLLM_ROLE_UP},
-    {"mlp.down_proj", CLLM_ROLE_DOWN},
-};
 
 static void set_shape(cllm_tensor_spec *t, uint64_t rows, uint64_t cols) {
     t->ndim = cols ? 2 : 1;
@@ -36,40 +21,30 @@ static void set_shape(cllm_tensor_spec *t, uint64_t rows, uint64_t cols) {
     t->shape[1] = cols;
 }
 
+static void spec_from(const cllm_model_config *c, const cllm_layer_tensor_desc *d,
+                      cllm_tensor_spec *t) {
+    t->role = d->role;
+    if (d->rows == CLLM_DIM_NONE) set_shape(t, cllm_llama_dim(c, d->cols), 0);
+    else set_shape(t, cllm_llama_dim(c, d->rows), cllm_llama_dim(c, d->cols));
+}
+
 void cllm_llama_tensor_spec(const cllm_model_config *c, size_t i, cllm_tensor_spec *t) {
-    uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
-    uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
-    size_t n_layer_tensors = (size_t)CLLM_LLAMA_PER_LAYER * c->n_layers;
+    const size_t n_layer_tensors = (size_t)CLLM_LAYER_N_TENSORS * c->n_layers;
     memset(t, 0, sizeof *t);
     t->layer = -1;
-    if (i == 0) {
-        snprintf(t->name, sizeof t->name, "model.embed_tokens.weight");
-        t->role = CLLM_ROLE_EMBED;
-        set_shape(t, c->vocab_size, c->dim);
+    if (i == 0 || i > n_layer_tensors) {
+        const cllm_layer_tensor_desc *d =
+            &cllm_llama_global_layout[i == 0 ? CLLM_GI_EMBED
+                                      : i == n_layer_tensors + 1 ? CLLM_GI_NORM
+                                                                 : CLLM_GI_LM_HEAD];
+        snprintf(t->name, sizeof t->name, "%s", d->suffix);
+        spec_from(c, d, t);
         return;
     }
-    if (i > n_layer_tensors) {
-        int norm = (i == n_layer_tensors + 1);
-        snprintf(t->name, sizeof t->name, "%s", norm ? "model.norm.weight" : "lm_head.weight");
-        t->role = norm ? CLLM_ROLE_NORM : CLLM_ROLE_LM_HEAD;
-        if (norm) set_shape(t, c->dim, 0);
-        else set_shape(t, c->vocab_size, c->dim);
-        return;
-    }
-    size_t k = (i - 1) % CLLM_LLAMA_PER_LAYER;
-    t->layer = (int)((i - 1) / CLLM_LLAMA_PER_LAYER);
-    t->role = layer_roles[k].role;
-    snprintf(t->name, sizeof t->name, "model.layers.%d.%s.weight", t->layer, layer_roles[k].suffix);
-    switch (t->role) {
-    case CLLM_ROLE_WQ: set_shape(t, q_dim, c->dim); break;
-    case CLLM_ROLE_WK:
-    case CLLM_ROLE_WV: set_shape(t, kv_dim, c->dim); break;
-    case CLLM_ROLE_WO: set_shape(t, c->dim, q_dim); break;
-    case CLLM_ROLE_GATE:
-    case CLLM_ROLE_UP: set_shape(t, c->hidden_dim, c->dim); break;
-    case CLLM_ROLE_DOWN: set_shape(t, c->dim, c->hidden_dim); break;
-    default: set_shape(t, c->dim, 0); break;  // the two norms
-    }
+    const cllm_layer_tensor_desc *d = &cllm_llama_layer_layout[(i - 1) % CLLM_LAYER_N_TENSORS];
+    t->layer = (int)((i - 1) / CLLM_LAYER_N_TENSORS);
+    snprintf(t->name, sizeof t->name, "model.layers.%d.%s", t->layer, d->suffix);
+    spec_from(c, d, t);
 }
 
 void cllm_rope_unpermute_rows(uint8_t *rows, uint32_t n_heads, uint32_t head_dim, uint64_t cols,
@@ -210,7 +185,7 @@ cllm_status cllm_source_read(cllm_source *s, size_t i, void *buf, size_t cap) {
     cllm_status st = cllm_pread_full(f->fd, buf, (size_t)e->size, e->offset, f->path);
     if (st != CLLM_OK) return cllm_error_context(st, "tensor '%s'", e->name);
     if (e->permute_heads == 0) return CLLM_OK;
-    uint32_t esize = cllm_model_dtype_size(e->dtype);
+    uint32_t esize = cllm_dtype_size(e->dtype);
     size_t scratch_bytes = (size_t)s->cfg.head_dim * (size_t)e->shape[1] * esize;
     uint8_t *scratch = malloc(scratch_bytes);
     RETURN_IF(!scratch, CLLM_ERR_NOMEM, "tensor '%s': out of memory for %zu bytes", e->name,

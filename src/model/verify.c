@@ -20,17 +20,6 @@ typedef struct verify_ctx {
     size_t src_cap, dec_cap, q_cap, sc_cap, ref_cap;
 } verify_ctx;
 
-static void say(verify_ctx *v, const char *fmt, ...) CLLM_PRINTF(2, 3);
-static void say(verify_ctx *v, const char *fmt, ...) {
-    if (!v->report) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    v->report(v->user, line);
-}
-
 static cllm_status grow(void **buf, size_t *cap, size_t need) {
     if (need <= *cap) return CLLM_OK;
     free(*buf);
@@ -58,7 +47,7 @@ static int compare_int8(verify_ctx *v, const cllm_tensor_info *ti, size_t n) {
     size_t n_scales = (size_t)(ti->rows * groups);
     if (cllm_quantize_int8(v->src, ti->dtype, ti->rows, ti->cols, ti->group_size, (int8_t *)v->q,
                            v->scales_ref) != CLLM_OK) {
-        say(v, "tensor '%s': cannot re-quantise the source: %s", ti->name, cllm_last_error());
+        cllm_logf(v->report, v->user, "tensor '%s': cannot re-quantise the source: %s", ti->name, cllm_last_error());
         return 0;
     }
     int ok = memcmp(v->q, v->dec, n) == 0 &&
@@ -70,9 +59,9 @@ static int compare_int8(verify_ctx *v, const cllm_tensor_info *ti, size_t n) {
         if (err > max_err) max_err = err;
     }
     if (max_err > v->res->max_abs_err) v->res->max_abs_err = max_err;
-    if (!ok) say(v, "tensor '%s': int8 values or scales differ from re-quantising the source",
+    if (!ok) cllm_logf(v->report, v->user, "tensor '%s': int8 values or scales differ from re-quantising the source",
                  ti->name);
-    else say(v, "tensor '%s': int8 re-quantisation exact, max |error| %.3g", ti->name, max_err);
+    else cllm_logf(v->report, v->user, "tensor '%s': int8 re-quantisation exact, max |error| %.3g", ti->name, max_err);
     return ok;
 }
 
@@ -88,14 +77,14 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
         if (!strcmp(st.name, ti.name)) {
             idx = j;
             if (st.dtype != ti.dtype) {
-                say(v, "tensor '%s': dtype %s, source has %s", ti.name, cllm_dtype_name(ti.dtype),
+                cllm_logf(v->report, v->user, "tensor '%s': dtype %s, source has %s", ti.name, cllm_dtype_name(ti.dtype),
                     cllm_dtype_name(st.dtype));
                 return CLLM_OK;
             }
         }
     }
     if (idx == cllm_source_n_tensors(src)) {
-        say(v, "tensor '%s' is not in the source", ti.name);
+        cllm_logf(v->report, v->user, "tensor '%s' is not in the source", ti.name);
         return CLLM_OK;
     }
     size_t n = (size_t)ti.n_elements, bytes = n * cllm_dtype_size(ti.dtype);
@@ -109,7 +98,7 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
     TRY(cllm_source_read(src, idx, v->src, bytes));
     cllm_status st = cllm_container_decode(c, i, v->dec, v->dec_cap, v->scales_dec, v->sc_cap, 0);
     if (st != CLLM_OK) {
-        say(v, "tensor '%s': decode failed: %s", ti.name, cllm_last_error());
+        cllm_logf(v->report, v->user, "tensor '%s': decode failed: %s", ti.name, cllm_last_error());
         return CLLM_OK;
     }
     if (ti.codec == CLLM_CODEC_INT8) {
@@ -117,7 +106,7 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
         *ok = compare_int8(v, &ti, n);
     } else {
         *ok = memcmp(v->src, v->dec, bytes) == 0;
-        if (!*ok) say(v, "tensor '%s': decoded bytes differ from the source", ti.name);
+        if (!*ok) cllm_logf(v->report, v->user, "tensor '%s': decoded bytes differ from the source", ti.name);
     }
     return CLLM_OK;
 }
@@ -128,11 +117,11 @@ static cllm_status verify_against(verify_ctx *v, const cllm_container *c, const 
     cllm_status st = CLLM_OK;
     size_t n = cllm_container_n_tensors(c);
     if (cllm_source_n_tensors(src) != n) {
-        say(v, "the container has %zu tensors, the source %zu", n, cllm_source_n_tensors(src));
+        cllm_logf(v->report, v->user, "the container has %zu tensors, the source %zu", n, cllm_source_n_tensors(src));
         v->res->n_failed++;
     }
     if (memcmp(cllm_source_config(src), cllm_container_config(c), sizeof(cllm_model_config))) {
-        say(v, "the container's model config differs from the source's");
+        cllm_logf(v->report, v->user, "the container's model config differs from the source's");
         v->res->n_failed++;
     }
     for (size_t i = 0; st == CLLM_OK && i < n; i++) {
