@@ -69,7 +69,8 @@ static cllm_status cpu_embed(void *state, float *x, const cllm_wview *table, uin
 static cllm_status cpu_rmsnorm(void *state, float *out, const float *x, const cllm_wview *w,
                                size_t n_tok, size_t dim, float eps) {
     (void)state;
-    for (size_t t = 0; t < n_tok; t++) cllm_k_rmsnorm(out + t * dim, x + t * dim, w->data, dim, eps);
+    for (size_t t = 0; t < n_tok; t++)
+        cllm_k_rmsnorm(out + t * dim, x + t * dim, w->data, dim, eps);
     return CLLM_OK;
 }
 

@@ -9,6 +9,7 @@
 extern "C" {
 #include "ref/cllm_ref.h"  // RoPE frequencies and angles: the CPU's, bit for bit
 #include "engine/cllm_backend.h"
+#include "engine/cllm_sched.h"
 }
 #include "cllm_cuda_backend.h"
 
@@ -221,11 +222,18 @@ uint64_t be_cls_chunk_rows(const be_state *s);
 // Decoded bytes (matrices + int8 scales, aligned) and payload bytes of group i of layer l.
 uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i);
 uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i);
+// Decoded bytes (aligned, int8 scales included) of a classifier chunk of `rows` rows.
+uint64_t be_cls_rows_bytes(const be_state *s, uint64_t rows);
+// The pass's groups in use order from the placements, RAW ones included (layers' decode groups,
+// then the classifier's row chunks), as cllm_sched_build takes them; returns their number, at
+// most be_sched_groups_max. The backend's pipeline and the planner's simulation both use it.
+int be_sched_groups(const be_state *s, cllm_sched_group *g);
+int be_sched_groups_max(const be_state *s);
 // Chooses every matrix's placement (mode, or the planner under a budget), fills s->bytes,
 // s->predicted and s->plan, and checks the total against the budget and the free device memory.
 cllm_status be_plan(be_state *s);
 
-// The batch-1 fast paths (see be_state): reads the switches and sizes att_scratch_bytes; at
+// The batch-1 fast paths (see be_state): picks the attention and sizes att_scratch_bytes; at
 // create, before be_plan. be_fast_alloc allocates and zeroes the scratch (before any capture).
 cllm_status be_fast_choose(be_state *s);
 cllm_status be_fast_alloc(be_state *s);

@@ -62,7 +62,7 @@ typedef struct cllm_layer_tensor_desc {
     cllm_role role;
     cllm_dim rows, cols; // rows CLLM_DIM_NONE: a vector of cols values
     int matrix;          // index among the layer's matrices in order, -1 for the norms
-    int group;           // decode group 0..CLLM_LAYER_N_GROUPS-1, -1 for the norms (decoded at load)
+    int group;           // decode group 0..CLLM_LAYER_N_GROUPS-1; -1: the norms (decoded at load)
 } cllm_layer_tensor_desc;
 
 extern const cllm_layer_tensor_desc cllm_llama_layer_layout[CLLM_LAYER_N_TENSORS];

@@ -951,8 +951,10 @@ static void rope_store_case(void) {
     double freqs[64];
     float *cs = xmalloc((size_t)ctx * half * 4), *sn = xmalloc((size_t)ctx * half * 4);
     cllm_k_rope_freqs(&cfg, freqs);
-    for (uint32_t p = 0; p < ctx; p++) cllm_k_rope_angles(freqs, half, p, cs + p * half, sn + p * half);
-    const size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * nkv * hd, ncache = (size_t)ctx * nkv * hd;
+    for (uint32_t p = 0; p < ctx; p++)
+        cllm_k_rope_angles(freqs, half, p, cs + (size_t)p * half, sn + (size_t)p * half);
+    const size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * nkv * hd;
+    const size_t ncache = (size_t)ctx * nkv * hd;
     float *q = xmalloc(nq * 4), *k = xmalloc(nk * 4), *v = xmalloc(nk * 4);
     float *gq = xmalloc(nq * 4), *gk = xmalloc(ncache * 4), *gv = xmalloc(ncache * 4);
     fill_floats(q, nq, 1.0), fill_floats(k, nk, 1.0), fill_floats(v, nk, 1.0);
