@@ -458,9 +458,9 @@ size_t cllm_engine_n_past(const cllm_engine *e);
 //        (activations rounded to bf16/f16, int8 through a bf16 copy of W; fp32 accumulation)
 //        and another attention kernel. So logits depend on how a
 //        sequence is split into calls (prefill in one call vs token by token differ within
-//        bf16 rounding), though a given split repeats bit for bit, and lossless gives the same
-//        bits as raw. Results differ from the CPU's within a tolerance (fast exp, other sums).
-//        The KV cache is f32 only.
+//        bf16 rounding); a lossless container gives the raw one's bits in raw mode, other modes
+//        agree within rounding. Results differ from the CPU's within a tolerance (fast exp,
+//        other summation orders). The KV cache is f32 only.
 // @return CLLM_OK, ARG (token id outside the vocabulary, pos > n_past, pos + n beyond the
 //         context, small buffer: the message says which), CORRUPT (a block failed to decode),
 //         DEVICE.
