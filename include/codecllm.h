@@ -358,9 +358,10 @@ typedef enum cllm_backend_kind {
 
 // Where decoded weights live. Values are append-only.
 typedef enum cllm_weights_mode {
-    CLLM_WEIGHTS_STREAM = 0,   // compressed in host memory; each layer decoded just before use
-                               // into one reused scratch buffer (the default). GPU: only the
-                               // compressed bytes cross PCIe, decoded on the GPU per use
+    CLLM_WEIGHTS_STREAM = 0,   // compressed in host memory; each decode group of a layer (q/k/v,
+                               // o, gate/up, down) decoded just before use into one reused
+                               // scratch buffer (the default). GPU: only the compressed bytes
+                               // cross PCIe, decoded on the GPU per use
     CLLM_WEIGHTS_RESIDENT = 1, // every tensor decoded once at load (GPU: into device memory)
     CLLM_WEIGHTS_DEVICE = 2,   // (GPU backends) compressed payloads resident in device memory,
                                // each matrix decoded on the GPU just before every use into a
@@ -412,7 +413,8 @@ typedef struct cllm_engine_stats {
     uint32_t context_len;         // positions the KV cache holds
     uint64_t compressed_bytes;    // payload bytes of the bound tensors (in the file mapping)
     uint64_t decoded_bytes;       // decoded weights held: all tensors (resident) or 0 (stream)
-    uint64_t scratch_bytes;       // decode scratch: one layer + per-thread block buffers (stream)
+    uint64_t scratch_bytes;       // decode scratch: the largest decode group (CPU; GPU: rings) +
+                                  // per-thread block buffers (stream)
     uint64_t kv_bytes;            // KV cache
     uint64_t activation_bytes;    // activations, attention scores, norms, RoPE tables
     uint64_t peak_rss_bytes;      // getrusage ru_maxrss of the process, at the time of the call

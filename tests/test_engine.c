@@ -530,12 +530,15 @@ static void test_stories_int8_and_f16_kv(void **state) {
 
 // ---- the op table and the provider contract ---------------------------------------------------
 
-// A stream provider wrapped to check the engine's side of the contract: one layer acquired at a
-// time, layers in order within a chunk, every acquire released, no rows acquired inside a layer.
+// A stream provider wrapped to check the engine's side of the contract: one decode group held at
+// a time, a layer's groups in order, layers in order within a chunk, every acquire released, no
+// rows acquired while a group is held.
 typedef struct checked_prov {
     const cllm_provider_ops *inner;
     void *st;
-    int64_t layer;     // acquired layer, -1 none
+    int64_t layer;     // held layer, -1 none
+    int group;         // held group
+    int64_t last;      // layer * CLLM_LAYER_N_GROUPS + group of the last acquire (-1: none yet)
     int rows;          // a global range is acquired
     uint64_t acquires, releases;
 } checked_prov;
@@ -546,7 +549,7 @@ static const cllm_provider_ops *inner_stream(void) {
 static cllm_status cp_create(void *be, const cllm_weights *w, void **prov) {
     checked_prov *p = calloc(1, sizeof *p);
     p->inner = inner_stream();
-    p->layer = -1;
+    p->layer = p->last = -1;
     *prov = p;
     return p->inner->create(be, w, &p->st);
 }
@@ -556,20 +559,27 @@ static void cp_free(void *prov) {
     p->inner->free(p->st);
     free(p);
 }
-static cllm_status cp_layer(void *prov, uint32_t l, cllm_layer_view *out) {
+static cllm_status cp_group(void *prov, uint32_t l, int g, cllm_layer_view *out) {
     checked_prov *p = prov;
     assert_int_equal(p->layer, -1);
     assert_false(p->rows);
+    assert_true(g >= 0 && g < CLLM_LAYER_N_GROUPS);
+    const int64_t at = (int64_t)l * CLLM_LAYER_N_GROUPS + g;
+    assert_true(at == p->last + 1 || (l == 0 && g == 0));  // in order; a new chunk restarts
+    p->last = at;
     p->layer = l;
+    p->group = g;
     p->acquires++;
-    return p->inner->acquire_layer(p->st, l, out);
+    memset(out, 0xa5, sizeof *out);  // the engine may read only what the provider sets
+    return p->inner->acquire_group(p->st, l, g, out);
 }
-static void cp_release_layer(void *prov, uint32_t l) {
+static void cp_release_group(void *prov, uint32_t l, int g) {
     checked_prov *p = prov;
     assert_int_equal(p->layer, (int64_t)l);
+    assert_int_equal(p->group, g);
     p->layer = -1;
     p->releases++;
-    p->inner->release_layer(p->st, l);
+    p->inner->release_group(p->st, l, g);
 }
 static uint64_t cp_max_rows(const void *prov, cllm_global_tensor g) {
     const checked_prov *p = prov;
@@ -580,7 +590,7 @@ static cllm_status cp_rows(void *prov, cllm_global_tensor g, uint64_t r0, uint64
     checked_prov *p = prov;
     assert_int_equal(p->layer, -1);
     assert_false(p->rows);
-    uint64_t max = p->inner->max_rows(p->st, g);
+    const uint64_t max = p->inner->max_rows(p->st, g);
     assert_true(r1 > r0 && (r1 - r0 == 1 || (r0 % max == 0 && r1 - r0 <= max)));
     p->rows = 1;
     p->acquires++;
@@ -598,7 +608,7 @@ static void cp_stats(const void *prov, cllm_engine_stats *out) {
     p->inner->stats(p->st, out);
 }
 static const cllm_provider_ops checked_ops = {
-    "checked", cp_create, cp_free, cp_layer, cp_release_layer, cp_max_rows, cp_rows,
+    "checked", cp_create, cp_free, cp_group, cp_release_group, cp_max_rows, cp_rows,
     cp_release_rows, cp_stats,
 };
 static const cllm_provider_ops *checked_provider(cllm_weights_mode mode) {

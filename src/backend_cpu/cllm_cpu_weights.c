@@ -1,8 +1,9 @@
 // The CPU weight providers, over host memory:
 //   resident: every matrix decoded once at load into its own buffer; views fixed.
-//   stream:   each layer decoded just in time into one reused scratch (sized for the largest
-//             layer), the embedding one decode unit at a time, the classifier in chunks of whole
-//             units that fit the scratch.
+//   stream:   each decode group of a layer (q/k/v, o, gate/up, down: model/cllm_layout.h)
+//             decoded just in time into one reused scratch (sized for the largest group), the
+//             embedding one decode unit at a time, the classifier in chunks of whole units that
+//             fit the scratch.
 // In both, raw tensors aligned for their dtype are read in place from the mapping (their decoded
 // bytes are the payload), and the RMSNorm weights are decoded to fp32 at load.
 #include "cllm_cpu.h"
@@ -24,7 +25,7 @@ typedef struct cpu_prov {
     size_t n_bufs;
     cllm_wview embed, cls;       // valid when embed_ready / cls_ready (resident, or in place)
     int embed_ready, cls_ready;
-    uint8_t *scratch;            // stream: one decoded layer, or rows of a global tensor
+    uint8_t *scratch;            // stream: one decoded group, or rows of a global tensor
     size_t scratch_bytes;
     uint8_t *block_scratch;      // n_threads * block_stride bytes for cllm_weight_decode_rows
     size_t block_stride;
@@ -92,27 +93,29 @@ static void norm_views(const cpu_prov *p, uint32_t l, cllm_layer_view *out) {
     out->t[CLLM_LT_FFN_NORM] = norm_view(p, 2 * (size_t)l + 1);
 }
 
-static cllm_status resident_layer(void *prov, uint32_t l, cllm_layer_view *out) {
+static cllm_status resident_group(void *prov, uint32_t l, int group, cllm_layer_view *out) {
     const cpu_prov *p = prov;
+    (void)group;  // every matrix of the layer is there
     *out = p->resident[l];
     return CLLM_OK;
 }
 
-// Decodes layer l's matrices into the scratch, each on a SCRATCH_ALIGN boundary.
-static cllm_status stream_layer(void *prov, uint32_t l, cllm_layer_view *out) {
+// Decodes the matrices of decode group `group` of layer l into the scratch, each on a
+// SCRATCH_ALIGN boundary.
+static cllm_status stream_group(void *prov, uint32_t l, int group, cllm_layer_view *out) {
     cpu_prov *p = prov;
     const cllm_layer_weights *L = &p->w->layers[l];
     norm_views(p, l, out);
     uint64_t off = 0;
     for (int i = 0; i < CLLM_LAYER_N_TENSORS; i++) {
         const cllm_weight *w = &L->all[i];
-        if (!cllm_layer_tensor_is_matrix(i)) continue;
+        if (cllm_llama_layer_layout[i].group != group) continue;
         if (in_place(w)) {
             out->t[i] = view_of(w, w->payload);
             continue;
         }
         off = cllm_align_up(off, SCRATCH_ALIGN);
-        // off + decoded_bytes <= scratch_bytes: the scratch was sized by layer_scratch_bytes.
+        // off + decoded_bytes <= scratch_bytes: the scratch was sized by group_scratch_bytes.
         TRY(decode_timed(p, w, 0, w->desc.rows, p->scratch + off, (size_t)w->decoded_bytes));
         out->t[i] = view_of(w, p->scratch + off);
         off += w->decoded_bytes;
@@ -120,9 +123,10 @@ static cllm_status stream_layer(void *prov, uint32_t l, cllm_layer_view *out) {
     return CLLM_OK;
 }
 
-static void release_nothing(void *prov, uint32_t l) {
+static void release_nothing(void *prov, uint32_t l, int group) {
     (void)prov;
     (void)l;
+    (void)group;
 }
 
 // ---- global tensors -------------------------------------------------------------------------
@@ -219,26 +223,27 @@ static cllm_status load_norms(cpu_prov *p) {
     return cllm_weight_decode_f32(&w->norm, p->norms + (n - 1) * p->dim, p->dim);
 }
 
-// Bytes a layer takes decoded into the scratch (tensors read in place take none), each tensor
-// starting on a SCRATCH_ALIGN boundary.
-static uint64_t layer_scratch_bytes(const cllm_layer_weights *L) {
+// Bytes decode group `group` of a layer takes decoded into the scratch (tensors read in place
+// take none), each tensor starting on a SCRATCH_ALIGN boundary.
+static uint64_t group_scratch_bytes(const cllm_layer_weights *L, int group) {
     uint64_t total = 0;
     for (int i = 0; i < CLLM_LAYER_N_TENSORS; i++) {
-        if (!cllm_layer_tensor_is_matrix(i) || in_place(&L->all[i])) continue;
+        if (cllm_llama_layer_layout[i].group != group || in_place(&L->all[i])) continue;
         total = cllm_align_up(total, SCRATCH_ALIGN) + L->all[i].decoded_bytes;
     }
     return total;
 }
 
-// Stream scratch: the largest layer, and at least one decode unit of the embedding and the
-// classifier when they are not read in place.
+// Stream scratch: the largest decode group, and at least one decode unit of the embedding and
+// the classifier when they are not read in place.
 static cllm_status alloc_scratch(cpu_prov *p) {
     const cllm_weights *w = p->w;
     uint64_t need = 0;
-    for (uint32_t l = 0; l < w->cfg.n_layers; l++) {
-        uint64_t b = layer_scratch_bytes(&w->layers[l]);
-        need = b > need ? b : need;
-    }
+    for (uint32_t l = 0; l < w->cfg.n_layers; l++)
+        for (int g = 0; g < CLLM_LAYER_N_GROUPS; g++) {
+            uint64_t b = group_scratch_bytes(&w->layers[l], g);
+            need = b > need ? b : need;
+        }
     const cllm_weight *g[2] = {&w->embed, w->classifier};
     for (int i = 0; i < 2; i++) {
         uint64_t unit = unit_rows(g[i]) * g[i]->desc.cols * g[i]->elem_size;
@@ -333,8 +338,8 @@ static const cllm_provider_ops resident_ops = {
     .name = "resident",
     .create = create_resident,
     .free = prov_free,
-    .acquire_layer = resident_layer,
-    .release_layer = release_nothing,
+    .acquire_group = resident_group,
+    .release_group = release_nothing,
     .max_rows = prov_max_rows,
     .acquire_rows = prov_rows,
     .release_rows = release_rows_nothing,
@@ -345,8 +350,8 @@ static const cllm_provider_ops stream_ops = {
     .name = "stream",
     .create = create_stream,
     .free = prov_free,
-    .acquire_layer = stream_layer,
-    .release_layer = release_nothing,
+    .acquire_group = stream_group,
+    .release_group = release_nothing,
     .max_rows = prov_max_rows,
     .acquire_rows = prov_rows,
     .release_rows = release_rows_nothing,

@@ -22,8 +22,8 @@
 // output is one dot product).
 #define CLLM_ENGINE_BATCH 64
 
-// A layer's weights as a provider hands them out, indexed by cllm_layer_tensor. The two norm
-// weights are F32 views of shape (1, D).
+// A layer's weights as a provider hands them out, indexed by cllm_layer_tensor: the two norm
+// weights (F32 views of shape (1, D)) and the matrices of the acquired decode group.
 typedef struct cllm_layer_view {
     cllm_wview t[CLLM_LAYER_N_TENSORS];
 } cllm_layer_view;
@@ -43,9 +43,10 @@ typedef struct cllm_kv_layer {
 } cllm_kv_layer;
 
 // A weight provider: one placement of the weights (decoded resident, decoded just in time into
-// reused scratch, compressed in device memory, ...). At most one layer and one global-tensor
-// range are acquired at a time, and a layer is released before the next is acquired; views stay
-// valid until their release. Providers count their own decode time and memory.
+// reused scratch, compressed in device memory, ...). The engine acquires a layer's decode groups
+// (model/cllm_layout.h: q/k/v, o, gate/up, down) in order, one at a time, each released before
+// the next is acquired, and at most one global-tensor range, never while a group is held; views
+// stay valid until their release. Providers count their own decode time and memory.
 typedef struct cllm_provider_ops {
     const char *name;
     // Creates the provider on the backend state `be` (the backend outlives it). `w` and its
@@ -53,13 +54,15 @@ typedef struct cllm_provider_ops {
     // @return CLLM_OK, NOMEM, CORRUPT, DEVICE.
     cllm_status (*create)(void *be, const cllm_weights *w, void **prov);
     void (*free)(void *prov);
-    // Views of layer l. @return CLLM_OK, CORRUPT (a block fails its checks), DEVICE.
-    cllm_status (*acquire_layer)(void *prov, uint32_t l, cllm_layer_view *out);
-    void (*release_layer)(void *prov, uint32_t l);
+    // Sets out->t[] of the matrices of decode group `group` of layer l and of the layer's two
+    // norms (other entries unspecified). @return CLLM_OK, CORRUPT (a block fails its checks),
+    // DEVICE.
+    cllm_status (*acquire_group)(void *prov, uint32_t l, int group, cllm_layer_view *out);
+    void (*release_group)(void *prov, uint32_t l, int group);
     // Most rows of global tensor g one acquire_rows may ask for (>= 1).
     uint64_t (*max_rows)(const void *prov, cllm_global_tensor g);
     // A view of rows [r0, r1) of g: either r1 - r0 == 1, or r0 a multiple of max_rows and
-    // r1 - r0 <= max_rows. @return as acquire_layer.
+    // r1 - r0 <= max_rows. @return as acquire_group.
     cllm_status (*acquire_rows)(void *prov, cllm_global_tensor g, uint64_t r0, uint64_t r1,
                                 cllm_wview *out);
     void (*release_rows)(void *prov, cllm_global_tensor g);

@@ -32,6 +32,9 @@ struct cllm_forward {
     float *q, *k, *v;                  // (T, Q), (T, K), (T, K)
     float *att;                        // (T, Q) attention output before Wo
     float *hb, *hb2;                   // (T, H) gate and up projections
+    cllm_layer_view lv;                // the acquired group's matrices and the layer's norms
+    int64_t held_layer;                // layer and group acquired; -1: none
+    int held_group;
     uint64_t kv_bytes, act_bytes;
     uint64_t n_tokens, n_forward;
     double compute_seconds, load_seconds;
@@ -57,45 +60,81 @@ static cllm_status embed_tokens(cllm_forward *f, const int32_t *tokens, size_t n
     return CLLM_OK;
 }
 
+static void release_held(cllm_forward *f) {
+    if (f->held_layer < 0) return;
+    f->pv->release_group(f->prov, (uint32_t)f->held_layer, f->held_group);
+    f->held_layer = -1;
+}
+
+// The view of tensor t of layer l: acquires its decode group (releasing the one held) unless
+// that group is held already. Norms come with every group.
+static cllm_status need(cllm_forward *f, uint32_t l, cllm_layer_tensor t, const cllm_wview **v) {
+    int g = cllm_llama_layer_layout[t].group;
+    if (g < 0) g = f->held_layer == (int64_t)l ? f->held_group : 0;  // a norm: any group
+    if (f->held_layer != (int64_t)l || f->held_group != g) {
+        release_held(f);
+        TRY(f->pv->acquire_group(f->prov, l, g, &f->lv));
+        f->held_layer = l;
+        f->held_group = g;
+    }
+    *v = &f->lv.t[t];
+    return CLLM_OK;
+}
+
+// out (T, rows of W) = W x for tensor t of layer l.
+static cllm_status mm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, float *out, size_t ldo,
+                      const float *x, size_t ldx, size_t nt) {
+    const cllm_wview *w;
+    TRY(need(f, l, t, &w));
+    return f->ops->matmul(f->be, out, ldo, w, x, ldx, nt);
+}
+
+static cllm_status norm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, size_t nt) {
+    const cllm_wview *w;
+    TRY(need(f, l, t, &w));
+    return f->ops->rmsnorm(f->be, f->xb, f->x, w, nt, f->D, f->cfg.norm_eps);
+}
+
 // x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h) with h = RMSNorm(x) * w_att.
-static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_layer_view *lv,
-                                   size_t nt, size_t pos) {
+static cllm_status attention_block(cllm_forward *f, uint32_t l, size_t nt, size_t pos) {
     const cllm_backend_ops *o = f->ops;
     const size_t D = f->D, Q = f->Q, K = f->K;
     const cllm_kv_layer kv = kv_layer(f, l);
-    TRY(o->rmsnorm(f->be, f->xb, f->x, &lv->t[CLLM_LT_ATTN_NORM], nt, D, f->cfg.norm_eps));
-    TRY(o->matmul(f->be, f->q, Q, &lv->t[CLLM_LT_WQ], f->xb, D, nt));
-    TRY(o->matmul(f->be, f->k, K, &lv->t[CLLM_LT_WK], f->xb, D, nt));
-    TRY(o->matmul(f->be, f->v, K, &lv->t[CLLM_LT_WV], f->xb, D, nt));
+    TRY(norm(f, l, CLLM_LT_ATTN_NORM, nt));
+    TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
+    TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
+    TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
     TRY(o->rope_kv(f->be, f->q, f->k, f->v, &kv, nt, pos));
     TRY(o->attention(f->be, f->att, f->q, &kv, nt, pos));
-    TRY(o->matmul(f->be, f->xb, D, &lv->t[CLLM_LT_WO], f->att, Q, nt));
+    TRY(mm(f, l, CLLM_LT_WO, f->xb, D, f->att, Q, nt));
     return o->add(f->be, f->x, f->xb, nt * D);
 }
 
-// x += Wdown (silu(Wgate h) * Wup h) with h = RMSNorm(x) * w_ffn.
-static cllm_status mlp_block(cllm_forward *f, const cllm_layer_view *lv, size_t nt) {
+// x += Wdown (silu(Wgate h) * Wup h) with h = RMSNorm(x) * w_ffn. The fused gate/up op runs
+// when the backend has one and both matrices are in one decode group.
+static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
     const cllm_backend_ops *o = f->ops;
     const size_t D = f->D, H = f->H;
-    const cllm_wview *gate = &lv->t[CLLM_LT_GATE], *up = &lv->t[CLLM_LT_UP];
-    TRY(o->rmsnorm(f->be, f->xb, f->x, &lv->t[CLLM_LT_FFN_NORM], nt, D, f->cfg.norm_eps));
-    if (o->gate_up_swiglu) {
+    TRY(norm(f, l, CLLM_LT_FFN_NORM, nt));
+    const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
+    if (o->gate_up_swiglu && lay[CLLM_LT_GATE].group == lay[CLLM_LT_UP].group) {
+        const cllm_wview *gate, *up;
+        TRY(need(f, l, CLLM_LT_GATE, &gate));
+        TRY(need(f, l, CLLM_LT_UP, &up));
         TRY(o->gate_up_swiglu(f->be, f->hb, f->hb2, gate, up, f->xb, nt));
     } else {
-        TRY(o->matmul(f->be, f->hb, H, gate, f->xb, D, nt));
-        TRY(o->matmul(f->be, f->hb2, H, up, f->xb, D, nt));
+        TRY(mm(f, l, CLLM_LT_GATE, f->hb, H, f->xb, D, nt));
+        TRY(mm(f, l, CLLM_LT_UP, f->hb2, H, f->xb, D, nt));
         TRY(o->swiglu(f->be, f->hb, f->hb2, nt * H));
     }
-    TRY(o->matmul(f->be, f->xb, D, &lv->t[CLLM_LT_DOWN], f->hb, H, nt));
+    TRY(mm(f, l, CLLM_LT_DOWN, f->xb, D, f->hb, H, nt));
     return o->add(f->be, f->x, f->xb, nt * D);
 }
 
 static cllm_status layer(cllm_forward *f, uint32_t l, size_t nt, size_t pos) {
-    cllm_layer_view lv;
-    TRY(f->pv->acquire_layer(f->prov, l, &lv));
-    cllm_status st = attention_block(f, l, &lv, nt, pos);
-    if (st == CLLM_OK) st = mlp_block(f, &lv, nt);
-    f->pv->release_layer(f->prov, l);
+    cllm_status st = attention_block(f, l, nt, pos);
+    if (st == CLLM_OK) st = mlp_block(f, l, nt);
+    release_held(f);
     return st;
 }
 
@@ -214,6 +253,7 @@ cllm_status cllm_forward_create(const cllm_backend_ops *ops, const cllm_weights 
     double t0 = cllm_now_seconds();
     f->ops = ops;
     f->pv = pv;
+    f->held_layer = -1;
     shapes(f, w, opt, ctx);
     cllm_status st = ops->create(&w->cfg, opt, ctx, &f->be);
     if (st == CLLM_OK) st = pv->create(f->be, w, &f->prov);
