@@ -168,7 +168,7 @@ typedef enum cllm_cuda_wkind {
 #define CLLM_CUDA_RESIDENT 2u
 
 // y[r] = sum_c W[r][c] * x[c] (+ y[r] when accumulate), fp32 accumulation. x: cols floats,
-// y: rows floats. Reference: ref_matvec (tolerance 1e-5 relative L2).
+// y: rows floats. Reference: cllm_k_matmul (src/ref; tolerance 1e-5 relative L2).
 // int8 with cols % 64 == 0, group_size == cols or a multiple of 64, and 16-byte aligned data and x
 // runs on the integer tensor cores: x is taken per 64 columns as a fixed-point value with 29 bits
 // below the block's largest |x| (exact to ~2^-29 of it), the products are exact; a NaN or infinity
@@ -178,14 +178,14 @@ cllm_status cllm_cuda_matvec(const cllm_cuda_weight *w, const float *x_dev, floa
 
 // y_dev[i] = W_i x for i < n_w (1..CLLM_CUDA_MATVEC_MAX) in one launch (q/k/v, gate/up): every
 // w[i] of w[0]'s kind and cols (int8: and group_size, else CLLM_ERR_ARG); rows may differ. Same
-// arithmetic as cllm_cuda_matvec (no accumulate). Reference: ref_matvec per matrix.
+// arithmetic as cllm_cuda_matvec (no accumulate). Reference: cllm_k_matmul per matrix.
 #define CLLM_CUDA_MATVEC_MAX 3
 cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w, const float *x_dev,
                                    float *const *y_dev, void *stream);
 
 // out[r] = silu((gate x)[r]) * (up x)[r] in one launch (replaces two matvecs and cllm_cuda_swiglu):
 // gate and up of one kind and shape (int8: and group_size, else CLLM_ERR_ARG). out: rows floats,
-// must not alias x. Reference: ref_matvec of both, then ref_swiglu.
+// must not alias x. Reference: cllm_k_matmul of both, then cllm_k_swiglu.
 cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
                                     const float *x_dev, float *out_dev, void *stream);
 
@@ -199,7 +199,7 @@ cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate, const cllm_
                                        void *stream);
 
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
-// fine. Reference: ref_rmsnorm.
+// fine. Reference: cllm_k_rmsnorm.
 cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,
                               uint32_t n_rows, uint32_t dim, float eps, void *stream);
 cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev, float *out_dev,
@@ -249,7 +249,7 @@ cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_d
                                       void *scratch_dev, size_t scratch_bytes, unsigned flags,
                                       void *stream);
 
-// out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: ref_swiglu.
+// out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: cllm_k_swiglu.
 cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *out_dev, size_t n,
                              void *stream);
 // x[i] += y[i], n elements.
@@ -270,7 +270,7 @@ void cllm_cuda_blas_destroy(void *handle);
 // X is rounded to the weight's type in `scratch` (n_tok * cols * 2 bytes); f32 weights: plain
 // SGEMM (no scratch). int8 weights: W is first dequantised to bf16 in `scratch` as well (needs
 // n_tok * cols * 2 + rows * cols * 2 bytes). `scratch_cap` in bytes. Tolerance against
-// ref_matvec per token: bf16/int8 ~ 1e-2 relative L2 (X rounding), f32 ~ 1e-5.
+// cllm_k_matmul per token: bf16/int8 ~ 1e-2 relative L2 (X rounding), f32 ~ 1e-5.
 cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
                            uint32_t n_tok, float *y_dev, void *scratch_dev, size_t scratch_cap,
                            void *stream);

@@ -1,7 +1,8 @@
 // GPU checks and benchmarks of src/cuda: the rANS decoders against the C decoder (bit-exact),
-// corruption reporting, every compute kernel against its C reference below (relative L2 error
-// within a stated tolerance), and timings (CUDA events, warm-up, median of many runs, rotating
-// buffers). Prints a summary table at the end. Exit: 0 all passed, 1 a check failed, 77 no GPU.
+// corruption reporting, every compute kernel against the library's C reference (src/ref: relative
+// L2 error within a stated tolerance, or bit for bit), and timings (CUDA events, warm-up, median
+// of many runs, rotating buffers). Prints a summary table at the end. Exit: 0 all passed, 1 a
+// check failed, 77 no GPU.
 //
 // Usage: gpu_check [--quick]   (--quick: skips the 7B-layer decode benchmark)
 #include "codec/cllm_codec.h"
