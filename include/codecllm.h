@@ -450,11 +450,16 @@ typedef enum cllm_backend_kind {
 
 // Where decoded weights live. Values are append-only.
 typedef enum cllm_weights_mode {
-    CLLM_WEIGHTS_STREAM = 0,   // compressed in memory; each layer decoded just before use into one
-                               // reused scratch buffer (the default)
-    CLLM_WEIGHTS_RESIDENT = 1, // every tensor decoded once at load
-    CLLM_WEIGHTS_DEVICE = 2,   // (GPU backends) decoded once into device memory
-    CLLM_WEIGHTS_RAW = 3,      // (GPU backends) uncompressed upload, for comparison
+    CLLM_WEIGHTS_STREAM = 0,   // compressed in host memory; each decode group of a layer (q/k/v,
+                               // o, gate/up, down) decoded just before use into one reused
+                               // scratch buffer (the default). GPU: only the compressed bytes
+                               // cross PCIe, decoded on the GPU per use
+    CLLM_WEIGHTS_RESIDENT = 1, // every tensor decoded once at load (GPU: into device memory)
+    CLLM_WEIGHTS_DEVICE = 2,   // (GPU backends) compressed payloads resident in device memory,
+                               // each matrix decoded on the GPU just before every use into a
+                               // reused scratch ring: least VRAM for the weights, decode per token
+    CLLM_WEIGHTS_RAW = 3,      // (GPU backends) every matrix decoded once at load and kept
+                               // decoded in device memory (the fastest; the same as RESIDENT)
     CLLM_WEIGHTS_AUTO = 4,     // CPU: resident when the decoded weights take at most half of the
                                // available RAM, else stream. GPU: raw when the decoded weights
                                // take at most 85% of the free device memory, else device when
@@ -502,7 +507,8 @@ typedef struct cllm_engine_stats {
     uint32_t context_len;         // positions the KV cache holds
     uint64_t compressed_bytes;    // payload bytes of the bound tensors (in the file mapping)
     uint64_t decoded_bytes;       // decoded weights held: all tensors (resident) or 0 (stream)
-    uint64_t scratch_bytes;       // decode scratch: one layer + per-thread block buffers (stream)
+    uint64_t scratch_bytes;       // decode scratch: the largest decode group (CPU; GPU: rings) +
+                                  // per-thread block buffers (stream)
     uint64_t kv_bytes;            // KV cache
     uint64_t activation_bytes;    // activations, attention scores, norms, RoPE tables
     uint64_t peak_rss_bytes;      // getrusage ru_maxrss of the process, at the time of the call
@@ -539,8 +545,20 @@ size_t cllm_engine_n_past(const cllm_engine *e);
 // Runs tokens[0..n) at positions pos..pos+n-1 and stores their keys/values in the cache; the
 // cache is kept for positions < pos (pos <= n_past: rewinding is allowed, holes are not).
 // logits receives vocab floats for the last token, or n * vocab ((n, vocab), row i for
-// tokens[i]) when all_logits; logits_cap is in floats. Results do not depend on how a sequence
-// is split into calls. On failure the cache is valid for positions < pos only.
+// tokens[i]) when all_logits; logits_cap is in floats. On failure the cache is valid for
+// positions < pos only.
+// Determinism, per backend:
+//   CPU: fp32 throughout in a fixed order (src/ref): results do not depend on how a sequence is
+//        split into calls, on the thread count or on the weights mode, and a lossless container
+//        gives the same bits as the raw one.
+//   CUDA: a call's tokens run in passes of up to 256; passes of at most 4 tokens use fp32
+//        matvecs and split attention, longer ones cuBLAS GEMMs in the weights' precision
+//        (activations rounded to bf16/f16, int8 through a bf16 copy of W; fp32 accumulation)
+//        and another attention kernel. So logits depend on how a
+//        sequence is split into calls (prefill in one call vs token by token differ within
+//        bf16 rounding); a lossless container gives the raw one's bits in raw mode, other modes
+//        agree within rounding. Results differ from the CPU's within a tolerance (fast exp,
+//        other summation orders). The KV cache is f32 only.
 // @return CLLM_OK, ARG (token id outside the vocabulary, pos > n_past, pos + n beyond the
 //         context, small buffer: the message says which), CORRUPT (a block failed to decode),
 //         DEVICE.

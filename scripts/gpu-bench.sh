@@ -118,23 +118,6 @@ stage_bench() {
     fi
 }
 
-# A/B of run-time kernel switches on raw (resident) weights: `ab "VAR=a VAR2=b" "VAR=c ..."`.
-stage_ab() {
-    [ -f "$models/l7b/config.json" ] || $bin synth --preset llama2-7b --dtype bf16 \
-        --threads "$(nproc)" "$models/l7b" 2> /dev/null
-    for codec in lossless int8; do
-        [ -f "$models/l7b-$codec.cllm" ] || $bin convert "$models/l7b" "$models/l7b-$codec.cllm" \
-            --codec "$codec" --threads "$(nproc)" 2> /dev/null
-    done
-    for variant in "$@"; do
-        for codec in lossless int8; do
-            echo "== $variant ($codec)"
-            env $variant $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 128 -r 3 \
-                -c 512 --weights raw 2>&1 | grep -E "^\| /tmp" | tee -a "$res/ab.md"
-        done
-    done
-}
-
 stage_peers() {
     python3 bench/hf_baseline.py "$models/l7b" -p 128 -n 128 -r 2 --offload-n 8 \
         --json "$res/peers.json" 2>&1 | grep -v Warning | tee "$res/peers.txt"
@@ -145,6 +128,5 @@ check) stage_check ;;
 model) shift; stage_model "$@" ;;
 bench) stage_bench "${2:-all}" ;;
 peers) stage_peers ;;
-ab) shift; stage_ab "$@" ;;
 *) echo "usage: $0 check|model|bench [lossless|int8]|peers" >&2; exit 2 ;;
 esac

@@ -170,13 +170,13 @@ static void test_config_validate(void **state) {
         stmt;                                                                                      \
         expect_error(cllm_config_validate(&x), CLLM_ERR_FORMAT, needle);                           \
     } while (0)
-    BAD(x.arch = 7, "architecture");
-    BAD(x.dim = 0, "dim 0");
+    BAD(x.arch = 7, "arch = 7");
+    BAD(x.dim = 0, "dim = 0");
     BAD(x.dim = 1u << 20, "dim");
     BAD(x.n_layers = 5000, "n_layers");
-    BAD(x.head_dim = 8, "head_dim 8 * n_heads");
+    BAD(x.head_dim = 8, "head_dim = 8 times n_heads");
     BAD(x.n_kv_heads = 3, "n_kv_heads");
-    BAD((x.head_dim = 1, x.n_heads = 64), "head_dim 1");
+    BAD((x.head_dim = 1, x.n_heads = 64), "head_dim = 1");
     BAD(x.vocab_size = 1u << 23, "vocab_size");
     BAD(x.context_len = 0, "context_len");
     BAD(x.tied_embeddings = 2, "tied_embeddings");
@@ -453,7 +453,7 @@ static void crafted_header(uint8_t *buf, const uint8_t *orig, size_t size) {
     CRAFT(cllm_store_le64(buf + CLLM_HDR_TOK_OFFSET, 8192), CLLM_ERR_CORRUPT, "tokenizer at");
     CRAFT(cllm_store_le64(buf + CLLM_HDR_TOK_SIZE, 1ull << 62), CLLM_ERR_CORRUPT, "tokenizer of");
     CRAFT(cllm_store_le64(buf + CLLM_HDR_FILE_SIZE, size + 4096), CLLM_ERR_CORRUPT, "truncated");
-    CRAFT(cllm_store_le32(buf + CLLM_CONFIG_OFFSET + 4, 0), CLLM_ERR_FORMAT, "dim 0");
+    CRAFT(cllm_store_le32(buf + CLLM_CONFIG_OFFSET + 4, 0), CLLM_ERR_FORMAT, "dim = 0");
     // One tensor fewer announced: the last payload becomes trailing data.
     CRAFT((cllm_store_le32(buf + CLLM_HDR_N_TENSORS, 3),
            cllm_store_le64(buf + CLLM_HDR_TABLE_SIZE, 3 * 256), memset(entry(buf, 3), 0, 256)),
@@ -644,7 +644,7 @@ static void test_writer_refuses(void **state) {
     cllm_writer *w = NULL;
     cfg.dim = 0;
     expect_error(cllm_writer_open(path, &cfg, 1, CLLM_TOKENIZER_NONE, NULL, 0, &w),
-                 CLLM_ERR_FORMAT, "dim 0");
+                 CLLM_ERR_FORMAT, "dim = 0");
     assert_null(w);
     cfg = good_config();
     expect_error(cllm_writer_open(path, &cfg, 1, CLLM_TOKENIZER_HF_JSON, NULL, 0, &w),

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "backend_cpu/cllm_kernels.h"
+#include "ref/cllm_ref.h"
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
 #include "engine/cllm_engine_internal.h"
@@ -528,6 +528,146 @@ static void test_stories_int8_and_f16_kv(void **state) {
     free_mem_model(&q8g);
 }
 
+// ---- the op table and the provider contract ---------------------------------------------------
+
+// A stream provider wrapped to check the engine's side of the contract: one decode group held at
+// a time, a layer's groups in order, layers in order within a chunk, every acquire released, no
+// rows acquired while a group is held.
+typedef struct checked_prov {
+    const cllm_provider_ops *inner;
+    void *st;
+    int64_t layer;     // held layer, -1 none
+    int group;         // held group
+    int64_t last;      // layer * CLLM_LAYER_N_GROUPS + group of the last acquire (-1: none yet)
+    int rows;          // a global range is acquired
+    uint64_t acquires, releases;
+} checked_prov;
+
+static const cllm_provider_ops *inner_stream(void) {
+    return cllm_backend_cpu()->provider(CLLM_WEIGHTS_STREAM);
+}
+static cllm_status cp_create(void *be, const cllm_weights *w, void **prov) {
+    checked_prov *p = calloc(1, sizeof *p);
+    p->inner = inner_stream();
+    p->layer = p->last = -1;
+    *prov = p;
+    return p->inner->create(be, w, &p->st);
+}
+static void cp_free(void *prov) {
+    checked_prov *p = prov;
+    assert_int_equal(p->acquires, p->releases);
+    p->inner->free(p->st);
+    free(p);
+}
+static cllm_status cp_group(void *prov, uint32_t l, int g, cllm_layer_view *out) {
+    checked_prov *p = prov;
+    assert_int_equal(p->layer, -1);
+    assert_false(p->rows);
+    assert_true(g >= 0 && g < CLLM_LAYER_N_GROUPS);
+    const int64_t at = (int64_t)l * CLLM_LAYER_N_GROUPS + g;
+    assert_true(at == p->last + 1 || (l == 0 && g == 0));  // in order; a new chunk restarts
+    p->last = at;
+    p->layer = l;
+    p->group = g;
+    p->acquires++;
+    memset(out, 0xa5, sizeof *out);  // the engine may read only what the provider sets
+    return p->inner->acquire_group(p->st, l, g, out);
+}
+static void cp_release_group(void *prov, uint32_t l, int g) {
+    checked_prov *p = prov;
+    assert_int_equal(p->layer, (int64_t)l);
+    assert_int_equal(p->group, g);
+    p->layer = -1;
+    p->releases++;
+    p->inner->release_group(p->st, l, g);
+}
+static uint64_t cp_max_rows(const void *prov, cllm_global_tensor g) {
+    const checked_prov *p = prov;
+    return p->inner->max_rows(p->st, g);
+}
+static cllm_status cp_rows(void *prov, cllm_global_tensor g, uint64_t r0, uint64_t r1,
+                           cllm_wview *out) {
+    checked_prov *p = prov;
+    assert_int_equal(p->layer, -1);
+    assert_false(p->rows);
+    const uint64_t max = p->inner->max_rows(p->st, g);
+    assert_true(r1 > r0 && (r1 - r0 == 1 || (r0 % max == 0 && r1 - r0 <= max)));
+    p->rows = 1;
+    p->acquires++;
+    return p->inner->acquire_rows(p->st, g, r0, r1, out);
+}
+static void cp_release_rows(void *prov, cllm_global_tensor g) {
+    checked_prov *p = prov;
+    assert_true(p->rows);
+    p->rows = 0;
+    p->releases++;
+    p->inner->release_rows(p->st, g);
+}
+static void cp_stats(const void *prov, cllm_engine_stats *out) {
+    const checked_prov *p = prov;
+    p->inner->stats(p->st, out);
+}
+static const cllm_provider_ops checked_ops = {
+    "checked", cp_create, cp_free, cp_group, cp_release_group, cp_max_rows, cp_rows,
+    cp_release_rows, cp_stats,
+};
+static const cllm_provider_ops *checked_provider(cllm_weights_mode mode) {
+    return mode == CLLM_WEIGHTS_STREAM ? &checked_ops : NULL;
+}
+
+static cllm_engine *open_mem_ops(mem_model *m, const cllm_backend_ops *ops) {
+    cllm_weights *w;
+    assert_int_equal(cllm_weights_bind_lookup(&m->cfg, mem_lookup, m, &w), CLLM_OK);
+    cllm_engine_options opt = {0};
+    opt.weights = CLLM_WEIGHTS_STREAM;
+    opt.n_threads = 2;
+    cllm_engine *e;
+    cllm_status st = cllm_engine_open_ops(w, &opt, ops, &e);
+    if (st != CLLM_OK) fail_msg("open: %s", cllm_last_error());
+    return e;
+}
+
+// The engine's forward pass over (a) the CPU table without its fused gate/up/SwiGLU (the plain
+// fallback) and (b) a provider checking acquire/release gives the same bits as the plain CPU
+// engine; a weights mode the backend has no provider for is refused.
+static void test_ops_fallback_and_provider_contract(void **state) {
+    (void)state;
+    load_reference();
+    const cllm_codec codecs[2] = {CLLM_CODEC_LOSSLESS, CLLM_CODEC_INT8};
+    for (int c = 0; c < 2; c++) {
+        mem_model m;
+        load_stories(&m, codecs[c], 0);
+        cllm_backend_ops plain = *cllm_backend_cpu(), checked = *cllm_backend_cpu();
+        assert_non_null(plain.gate_up_swiglu);
+        plain.gate_up_swiglu = NULL;
+        checked.provider = checked_provider;
+        cllm_engine *e = open_mem(&m, CLLM_WEIGHTS_STREAM, CLLM_DTYPE_F32);
+        cllm_engine *ep = open_mem_ops(&m, &plain), *ec = open_mem_ops(&m, &checked);
+        float *l = teacher_logits(e), *lp = teacher_logits(ep), *lc = teacher_logits(ec);
+        assert_memory_equal(l, lp, 256 * 512 * sizeof *l);
+        assert_memory_equal(l, lc, 256 * 512 * sizeof *l);
+        int32_t ids[256];
+        greedy(ec, ids);  // one token per call through the checked provider
+        if (codecs[c] == CLLM_CODEC_LOSSLESS) assert_memory_equal(ids, ref_ids, sizeof ids);
+        free(l);
+        free(lp);
+        free(lc);
+        cllm_engine_free(e);
+        cllm_engine_free(ep);
+        cllm_engine_free(ec);
+        if (c == 1) {
+            cllm_weights *w;
+            assert_int_equal(cllm_weights_bind_lookup(&m.cfg, mem_lookup, &m, &w), CLLM_OK);
+            cllm_engine_options opt = {0};
+            opt.weights = CLLM_WEIGHTS_RESIDENT;
+            opt.n_threads = 1;
+            assert_int_equal(cllm_engine_open_ops(w, &opt, &checked, &e), CLLM_ERR_UNSUPPORTED);
+            assert_non_null(strstr(cllm_last_error(), "resident"));
+        }
+        free_mem_model(&m);
+    }
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     mem_model m;
@@ -599,6 +739,7 @@ int main(void) {
         cmocka_unit_test(test_swiglu_softmax),
         cmocka_unit_test(test_stories_raw_lossless),
         cmocka_unit_test(test_stories_int8_and_f16_kv),
+        cmocka_unit_test(test_ops_fallback_and_provider_contract),
         cmocka_unit_test(test_bad_input),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,7 +34,7 @@ static uint8_t *read_all(const char *path, size_t *size) {
 static uint8_t *read_tensor(cllm_source *s, size_t i, size_t *bytes) {
     cllm_source_tensor t;
     assert_int_equal(cllm_source_tensor_info(s, i, &t), CLLM_OK);
-    *bytes = t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1) * cllm_model_dtype_size(t.dtype);
+    *bytes = t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1) * cllm_dtype_size(t.dtype);
     uint8_t *buf = malloc(*bytes);
     assert_int_equal(cllm_source_read(s, i, buf, *bytes), CLLM_OK);
     return buf;
@@ -75,7 +75,7 @@ static void test_presets(void **state) {
     for (; names[n]; n++) {
         cllm_model_config c;
         assert_int_equal(cllm_synth_preset_config(names[n], &c), CLLM_OK);
-        assert_int_equal(cllm_model_config_check(&c), CLLM_OK);
+        assert_int_equal(cllm_config_validate(&c), CLLM_OK);
     }
     assert_int_equal(n, 5);
     cllm_model_config c;

@@ -73,7 +73,8 @@ uint32_t cllm_float_raw_bits(uint32_t dtype) {
     }
 }
 
-// ---- layout ---------------------------------------------------------------------------------------
+// ---- layout
+// ---------------------------------------------------------------------------------------
 
 // RAW carries no coder fields: they must all be zero so that a description has one spelling.
 static cllm_status raw_layout(const cllm_coded_desc *d, uint64_t n, cllm_payload_layout_t *lay) {

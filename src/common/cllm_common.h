@@ -6,6 +6,7 @@
 
 #include "codecllm.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -93,6 +94,11 @@ static inline void cllm_store_le64(uint8_t *p, uint64_t v) {
 // Reads a whole file into a malloc'd buffer (NUL-terminated for convenience; *size excludes the
 // NUL). Refuses files larger than max_size. The caller frees *data.
 cllm_status cllm_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size);
+
+// The one log helper: formats a line (cut at 1023 bytes) and hands it to fn(user, line); nothing
+// when fn is NULL. The library reports through such callbacks and never prints.
+void cllm_logf(cllm_log_fn fn, void *user, const char *fmt, ...) CLLM_PRINTF(3, 4);
+void cllm_vlogf(cllm_log_fn fn, void *user, const char *fmt, va_list ap);
 
 // Monotonic wall clock in seconds.
 double cllm_now_seconds(void);

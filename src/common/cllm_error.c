@@ -123,3 +123,17 @@ double cllm_now_seconds(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+void cllm_vlogf(cllm_log_fn fn, void *user, const char *fmt, va_list ap) {
+    if (!fn) return;
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fn(user, line);
+}
+
+void cllm_logf(cllm_log_fn fn, void *user, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    cllm_vlogf(fn, user, fmt, ap);
+    va_end(ap);
+}

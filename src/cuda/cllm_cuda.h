@@ -168,7 +168,7 @@ typedef enum cllm_cuda_wkind {
 #define CLLM_CUDA_RESIDENT 2u
 
 // y[r] = sum_c W[r][c] * x[c] (+ y[r] when accumulate), fp32 accumulation. x: cols floats,
-// y: rows floats. Reference: ref_matvec (tolerance 1e-5 relative L2).
+// y: rows floats. Reference: cllm_k_matmul (src/ref; tolerance 1e-5 relative L2).
 // int8 with cols % 64 == 0, group_size == cols or a multiple of 64, and 16-byte aligned data and x
 // runs on the integer tensor cores: x is taken per 64 columns as a fixed-point value with 29 bits
 // below the block's largest |x| (exact to ~2^-29 of it), the products are exact; a NaN or infinity
@@ -178,14 +178,14 @@ cllm_status cllm_cuda_matvec(const cllm_cuda_weight *w, const float *x_dev, floa
 
 // y_dev[i] = W_i x for i < n_w (1..CLLM_CUDA_MATVEC_MAX) in one launch (q/k/v, gate/up): every
 // w[i] of w[0]'s kind and cols (int8: and group_size, else CLLM_ERR_ARG); rows may differ. Same
-// arithmetic as cllm_cuda_matvec (no accumulate). Reference: ref_matvec per matrix.
+// arithmetic as cllm_cuda_matvec (no accumulate). Reference: cllm_k_matmul per matrix.
 #define CLLM_CUDA_MATVEC_MAX 3
 cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w, const float *x_dev,
                                    float *const *y_dev, void *stream);
 
 // out[r] = silu((gate x)[r]) * (up x)[r] in one launch (replaces two matvecs and cllm_cuda_swiglu):
 // gate and up of one kind and shape (int8: and group_size, else CLLM_ERR_ARG). out: rows floats,
-// must not alias x. Reference: ref_matvec of both, then ref_swiglu.
+// must not alias x. Reference: cllm_k_matmul of both, then cllm_k_swiglu.
 cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
                                     const float *x_dev, float *out_dev, void *stream);
 
@@ -198,47 +198,39 @@ cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate, const cllm_
                                        const float *x_dev, float *out_dev, unsigned flags,
                                        void *stream);
 
-// RMSNorm fused into the matvecs that read it (one row): y_i = W_i rmsnorm(x) (multi), out =
-// silu(gate n) * (up n), n = rmsnorm(x) * norm_w. Bit-identical to cllm_cuda_rmsnorm_ex into xn
-// then the plain launcher: where the 16-byte-vector kernel takes the weights (bf16/f16/f32 and
-// the int8 shapes the tensor-core path does not take), each block recomputes sum(x^2) in the
-// RMSNorm kernel's order and stages rmsnorm(x) in shared memory (cols <= 12288), and xn is left
-// untouched; otherwise the two launches run, writing xn (cols floats, 16-byte aligned).
-cllm_status cllm_cuda_matvec_multi_norm_ex(const cllm_cuda_weight *w, int n_w, const float *x_dev,
-                                           const float *norm_w_dev, float eps, float *xn_dev,
-                                           float *const *y_dev, unsigned flags, void *stream);
-cllm_status cllm_cuda_matvec_swiglu_norm_ex(const cllm_cuda_weight *gate,
-                                            const cllm_cuda_weight *up, const float *x_dev,
-                                            const float *norm_w_dev, float eps, float *xn_dev,
-                                            float *out_dev, unsigned flags, void *stream);
-
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
-// fine. Reference: ref_rmsnorm.
+// fine. Reference: cllm_k_rmsnorm.
 cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,
                               uint32_t n_rows, uint32_t dim, float eps, void *stream);
 cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev, float *out_dev,
                                  uint32_t n_rows, uint32_t dim, float eps, unsigned flags,
                                  void *stream);
 
-// Rotary embedding in place, interleaved pairs (2i, 2i+1) of each head: q (n_tok, n_heads,
-// head_dim), k (n_tok, n_kv_heads, head_dim) (k may be NULL); token t sits at position pos0 + t.
-// Angle of pair i: pos * inv_freq[i]; inv_freq (head_dim/2 floats, device) may be NULL, then
-// inv_freq[i] = theta^(-2i/head_dim). Reference: ref_rope.
-cllm_status cllm_cuda_rope(float *q_dev, float *k_dev, uint32_t n_tok, uint32_t n_heads,
-                           uint32_t n_kv_heads, uint32_t head_dim, uint32_t pos0, float theta,
-                           const float *inv_freq_dev, void *stream);
+// RoPE + KV store (graph-replayable: the first position is read on the device). Token t of
+// n_tok sits at position *pos_dev + t; pair (2i, 2i+1) of every head of q (n_tok, n_heads, hd)
+// is rotated in place by the angle in cos_t/sin_t (ctx, hd/2: the CPU's tables from
+// cllm_k_rope_angles), and k (n_tok, n_kv_heads, hd) rotated into the cache kc, v copied into vc
+// (caches (ctx, n_kv_heads, hd)). Reference: cllm_k_rope + cllm_k_store_kv, bit for bit (no FMA
+// contraction). flags: CLLM_CUDA_PDL.
+cllm_status cllm_cuda_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
+                                 const float *cos_t, const float *sin_t, const int32_t *pos_dev,
+                                 uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads,
+                                 uint32_t hd, unsigned flags, void *stream);
 
-// Attention of n_q queries over a fp32 KV cache, causal: query t (position pos0 + t) attends to
-// positions 0..pos0+t. q/out: (n_q, n_heads, head_dim); k/v cache: (max_pos, n_kv_heads,
-// head_dim), positions 0..pos0+n_q-1 filled. GQA: head h reads kv head h / (n_heads/n_kv_heads).
-// Scores scaled by 1/sqrt(head_dim). head_dim <= 256; pos0 + n_q <= 49152. Reference: ref_attention.
-cllm_status cllm_cuda_attention(const float *q_dev, const float *k_cache_dev,
-                                const float *v_cache_dev, float *out_dev, uint32_t n_q,
-                                uint32_t pos0, uint32_t n_heads, uint32_t n_kv_heads,
-                                uint32_t head_dim, void *stream);
+// Causal attention of n_q queries at positions *pos_dev + t over fp32 caches (max_pos, n_kv_heads,
+// head_dim): query t attends to positions 0..*pos_dev + t; q/out (n_q, n_heads, head_dim); GQA:
+// head h reads kv head h / (n_heads / n_kv_heads); scores scaled by 1/sqrt(head_dim). smem_pos >=
+// *pos_dev + n_q sizes the score buffer (the context when captured in a graph); head_dim <= 256,
+// smem_pos <= 49152. Reference: cllm_k_attention_head, within 1e-5 relative L2 (fast exp).
+// cllm_cuda_attention_init(max_pos) raises the shared-memory limit once, before capture.
+cllm_status cllm_cuda_attention_init(uint32_t max_pos);
+cllm_status cllm_cuda_attention(const float *q, const float *kc, const float *vc, float *out,
+                                const int32_t *pos_dev, uint32_t n_q, uint32_t smem_pos,
+                                uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
+                                unsigned flags, void *stream);
 
 // Batch-1 split attention (flash-decoding), the same result as cllm_cuda_attention within 1e-5
-// relative L2 (reference: ref_attention): query t of n_q (1..4) sits at position *pos_dev + t (read
+// relative L2 (reference: cllm_k_attention_head): query t of n_q (1..4) sits at position *pos_dev + t (read
 // on the device: replays in a CUDA graph). The positions are spread over n_kv_heads x n_splits
 // blocks of 4 warps; the heads sharing a kv head share its K/V loads (n_heads / n_kv_heads of 1,
 // 2, 4 or 8), head_dim a multiple of 4 up to 256, q and caches 16-byte aligned. max_pos (>= every
@@ -257,7 +249,7 @@ cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_d
                                       void *scratch_dev, size_t scratch_bytes, unsigned flags,
                                       void *stream);
 
-// out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: ref_swiglu.
+// out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: cllm_k_swiglu.
 cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *out_dev, size_t n,
                              void *stream);
 // x[i] += y[i], n elements.
@@ -268,9 +260,6 @@ cllm_status cllm_cuda_add(float *x_dev, const float *y_dev, size_t n, void *stre
 cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev, uint32_t n_tok,
                             float *out_dev, void *stream);
 
-// *out_dev = index of the largest of x[0..n) (lowest index among equals; NaN ignored; 0 when all
-// are NaN). Reference: ref_argmax.
-cllm_status cllm_cuda_argmax(const float *x_dev, size_t n, int32_t *out_dev, void *stream);
 
 // ---- prefill GEMM through cuBLAS --------------------------------------------------------------
 
@@ -281,7 +270,7 @@ void cllm_cuda_blas_destroy(void *handle);
 // X is rounded to the weight's type in `scratch` (n_tok * cols * 2 bytes); f32 weights: plain
 // SGEMM (no scratch). int8 weights: W is first dequantised to bf16 in `scratch` as well (needs
 // n_tok * cols * 2 + rows * cols * 2 bytes). `scratch_cap` in bytes. Tolerance against
-// ref_matvec per token: bf16/int8 ~ 1e-2 relative L2 (X rounding), f32 ~ 1e-5.
+// cllm_k_matmul per token: bf16/int8 ~ 1e-2 relative L2 (X rounding), f32 ~ 1e-5.
 cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
                            uint32_t n_tok, float *y_dev, void *scratch_dev, size_t scratch_cap,
                            void *stream);

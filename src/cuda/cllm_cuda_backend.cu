@@ -11,17 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Indices in cllm_layer_weights.all of the seven matrices, in use order.
-static const int be_layer_tensor[BE_MATS_PER_LAYER] = {1, 2, 3, 4, 6, 7, 8};
 
 void be_log(const be_state *s, const char *fmt, ...) {
-    if (!s->log) return;
-    char line[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    cllm_vlogf(s->log, s->log_user, fmt, ap);
     va_end(ap);
-    s->log(s->log_user, line);
 }
 
 static cllm_status dalloc(be_state *s, uint64_t bytes, void **p) {
@@ -70,7 +65,7 @@ static cllm_status init_mats(be_state *s) {
     for (uint32_t l = 0; l < s->n_layers; l++)
         for (int i = 0; i < BE_MATS_PER_LAYER; i++) {
             be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + i];
-            m->w = &s->w->layers[l].all[be_layer_tensor[i]];
+            m->w = &s->w->layers[l].all[cllm_layout_matrix_tensor(i)];
             m->layer = l;
         }
     s->mats[s->n_mats - 1].w = s->w->classifier;
@@ -233,66 +228,11 @@ static cllm_status pin_streamed(be_state *s) {
     return CLLM_OK;
 }
 
-// ---- pipeline schedule -------------------------------------------------------------------------
+// ---- pipeline schedule ----------------------------------------------------------------------
 //
-// Groups and copy units take consecutive ranges of their ring in use order, wrapping to 0 when a
-// range does not fit before the end. A group's range may be decoded into once compute has
-// released every earlier group overlapping it; compute releases in order, so waiting for the
-// latest overlapping one (wait_release) suffices. Likewise a copy unit waits for the decode of
-// the latest earlier unit it overlaps (wait_group): STREAM groups all decode on s->dec[0], in
-// order. Every range lies inside its ring: no group (unit) is larger than its ring.
-
-static uint64_t ring_place(uint64_t *cursor, uint64_t bytes, uint64_t cap) {
-    const uint64_t off = *cursor + bytes <= cap ? *cursor : 0;
-    *cursor = off + bytes;
-    return off;
-}
-
-static int overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
-    return a < b + bn && b < a + an;
-}
-
-static void sched_waits(be_state *s) {
-    for (int g = 0; g < s->n_groups; g++) {
-        be_group *x = &s->groups[g];
-        x->wait_release = -1;
-        for (int e = g - 1; e >= 0 && x->wait_release < 0; e--)
-            if (overlaps(x->off, x->bytes, s->groups[e].off, s->groups[e].bytes))
-                x->wait_release = e;
-    }
-    for (int u = 0; u < s->n_copies; u++) {
-        be_copy *c = &s->copies[u];
-        c->wait_group = -1;
-        for (int v = u - 1; v >= 0 && c->wait_group < 0; v--)
-            if (overlaps(c->off, c->size, s->copies[v].off, s->copies[v].size))
-                c->wait_group = s->copies[v].last_group;
-    }
-}
-
-// A new copy unit for layer `layer` of `size` bytes in the staging ring.
-static be_copy *sched_copy(be_state *s, uint32_t layer, uint64_t size, uint64_t *cursor) {
-    be_copy *c = &s->copies[s->n_copies++];
-    c->layer = layer;
-    c->size = size;
-    c->off = ring_place(cursor, size, s->bytes.staging);
-    return c;
-}
-
-// A new group of `bytes` in the scratch ring.
-static be_group *sched_group(be_state *s, int place, uint32_t layer, uint64_t bytes,
-                             uint64_t *cursor) {
-    be_group *g = &s->groups[s->n_groups];
-    g->place = place;
-    g->layer = layer;
-    g->bytes = bytes;
-    g->off = ring_place(cursor, bytes, s->bytes.scratch);
-    g->copy = place == BE_STREAM ? s->n_copies - 1 : -1;  // its unit was just added
-    // DEVICE groups alternate between the decode streams; STREAM groups stay in order on [0].
-    g->dec = place == BE_DEVICE ? s->n_groups % s->n_dec_streams : 0;
-    if (g->copy >= 0) s->copies[g->copy].last_group = s->n_groups;
-    s->n_groups++;
-    return g;
-}
+// The ranges, decode streams and waits of every group and copy unit come from one schedule
+// (be_sched_groups, then cllm_sched_build in src/engine/cllm_sched.c: the rules are written down
+// there), the one the planner simulates; here they are materialised as decode jobs and copies.
 
 // Job (and for STREAM int8 the scales copy) of rows [r0, r0 + nr) of matrix m, decoded from
 // `src` (its payload on the device) into `dst`; returns the view of those rows.
@@ -322,15 +262,16 @@ static cllm_status sched_job(be_group *g, const be_mat *m, const uint8_t *src, u
     return CLLM_OK;
 }
 
-static cllm_status sched_layer(be_state *s, uint32_t l, uint64_t *cur_g, uint64_t *cur_c) {
-    const int place = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+// Layer l's groups s->groups[*gi..] (in schedule order): their copies and decode jobs.
+static cllm_status sched_layer(be_state *s, uint32_t l, int *gi) {
     for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
-        be_copy *c = place == BE_STREAM ? sched_copy(s, l, be_group_comp_bytes(s, l, i), cur_c)
-                                        : NULL;
-        const int gi = s->n_groups;
-        be_group *g = sched_group(s, place, l, be_group_dec_bytes(s, l, i), cur_g);
+        const int k0 = (*gi)++;
+        be_group *g = &s->groups[k0];
+        be_copy *c = g->copy >= 0 ? &s->copies[g->copy] : NULL;
+        g->layer = l;
+        if (c) c->layer = l;
         uint64_t doff = 0, soff = 0;
-        for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++) {
+        for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
             be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + k];
             const uint8_t *src = m->payload_dev;
             if (c) {
@@ -341,16 +282,17 @@ static cllm_status sched_layer(be_state *s, uint32_t l, uint64_t *cur_g, uint64_
                 soff += be_mat_comp_bytes(m->w);
             }
             TRY(sched_job(g, m, src, s->scratch + g->off + doff, 0, m->w->desc.rows, &m->view));
-            m->group = gi;
-            m->last_in_group = k == be_group_first[i + 1] - 1;
+            m->group = k0;
+            m->last_in_group = k == cllm_layout_group_first(i + 1) - 1;
             doff += be_mat_raw_bytes(m->w);
         }
     }
     return CLLM_OK;
 }
 
-// The classifier in row chunks of be_cls_chunk_rows (one chunk, its own view, when RAW).
-static cllm_status sched_classifier(be_state *s, uint64_t *cur_g, uint64_t *cur_c) {
+// The classifier in row chunks of be_cls_chunk_rows (one chunk, its own view, when RAW), its
+// groups s->groups[*gi..].
+static cllm_status sched_classifier(be_state *s, int *gi) {
     be_mat *m = &s->mats[s->n_mats - 1];
     const cllm_weight *w = m->w;
     if (m->place == BE_RAW) {
@@ -362,7 +304,8 @@ static cllm_status sched_classifier(be_state *s, uint64_t *cur_g, uint64_t *cur_
     }
     const uint8_t *src = m->payload_dev;
     if (m->place == BE_STREAM) {
-        be_copy *c = sched_copy(s, s->n_layers, be_mat_comp_bytes(w), cur_c);
+        be_copy *c = &s->copies[s->groups[*gi].copy];  // opened by the first chunk
+        c->layer = s->n_layers;
         c->src[0] = m->host_src;
         c->dst[0] = s->staging + c->off;
         c->bytes[0] = w->payload_size;
@@ -370,18 +313,50 @@ static cllm_status sched_classifier(be_state *s, uint64_t *cur_g, uint64_t *cur_
         src = c->dst[0];
         s->cls_copied = 1;
     }
-    const uint64_t rc = be_cls_chunk_rows(s), gpr = w->layout.groups_per_row;
+    const uint64_t rc = be_cls_chunk_rows(s);
     for (uint64_t r0 = 0; r0 < w->desc.rows; r0 += rc) {
         const uint64_t nr = w->desc.rows - r0 < rc ? w->desc.rows - r0 : rc;
-        const uint64_t bytes = al(nr * w->desc.cols * w->elem_size) +
-                               (w->desc.codec == CLLM_CODEC_INT8 ? al(nr * gpr * 4) : 0);
         be_chunk *ch = &s->chunks[s->n_chunks++];
         ch->row0 = r0;
-        ch->group = s->n_groups;
-        be_group *g = sched_group(s, m->place, s->n_layers, bytes, cur_g);
+        ch->group = *gi;
+        be_group *g = &s->groups[(*gi)++];
+        g->layer = s->n_layers;
         TRY(sched_job(g, m, src, s->scratch + g->off, r0, nr, &ch->view));
         s->n_cls_groups++;
     }
+    return CLLM_OK;
+}
+
+// The non-RAW groups of the pass and their copy units, placed by cllm_sched_build.
+static cllm_status place_schedule(be_state *s, cllm_sched_group *all, cllm_sched_group *sg,
+                                  cllm_sched_copy *sc) {
+    const int n_all = be_sched_groups(s, all);
+    int n = 0;
+    for (int i = 0; i < n_all; i++)
+        if (all[i].place != BE_RAW) sg[n++] = all[i];
+    const int n_c = cllm_sched_build(sg, n, sc, s->bytes.scratch, s->bytes.staging,
+                                     s->n_dec_streams);
+    s->groups = (be_group *)calloc(n ? (size_t)n : 1, sizeof *s->groups);
+    s->copies = (be_copy *)calloc(n_c ? (size_t)n_c : 1, sizeof *s->copies);
+    RETURN_IF(!s->groups || !s->copies, CLLM_ERR_NOMEM, "cuda backend: schedule");
+    for (int i = 0; i < n; i++) {
+        be_group *g = &s->groups[i];
+        g->place = sg[i].place;
+        g->dec = sg[i].dec;
+        g->copy = sg[i].copy;
+        g->wait_release = sg[i].wait_release;
+        g->off = sg[i].off;
+        g->bytes = sg[i].dec_bytes;
+    }
+    for (int u = 0; u < n_c; u++) {
+        be_copy *c = &s->copies[u];
+        c->off = sc[u].off;
+        c->size = sc[u].size;
+        c->last_group = sc[u].last_group;
+        c->wait_group = sc[u].wait_group;
+    }
+    s->n_groups = n;
+    s->n_copies = n_c;
     return CLLM_OK;
 }
 
@@ -390,25 +365,22 @@ static cllm_status build_schedule(be_state *s) {
     const be_mat *cls = &s->mats[s->n_mats - 1];
     const uint64_t rc = be_cls_chunk_rows(s);
     const size_t n_chunks = cls->place == BE_RAW ? 1 : (size_t)((cls->w->desc.rows + rc - 1) / rc);
-    size_t n_dec = 0, n_str = 0;
-    for (uint32_t l = 0; l < s->n_layers; l++) {
-        const int p = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
-        n_dec += p != BE_RAW ? BE_GROUPS_PER_LAYER : 0;
-        n_str += p == BE_STREAM ? BE_GROUPS_PER_LAYER : 0;
-    }
-    n_dec += cls->place != BE_RAW ? n_chunks : 0;
-    n_str += cls->place == BE_STREAM;
-    s->groups = (be_group *)calloc(n_dec ? n_dec : 1, sizeof *s->groups);
-    s->copies = (be_copy *)calloc(n_str ? n_str : 1, sizeof *s->copies);
+    const size_t cap = (size_t)be_sched_groups_max(s);
+    cllm_sched_group *all = (cllm_sched_group *)calloc(cap, sizeof *all);
+    cllm_sched_group *sg = (cllm_sched_group *)calloc(cap, sizeof *sg);
+    cllm_sched_copy *sc = (cllm_sched_copy *)calloc(cap, sizeof *sc);
     s->chunks = (be_chunk *)calloc(n_chunks, sizeof *s->chunks);
-    RETURN_IF(!s->groups || !s->copies || !s->chunks, CLLM_ERR_NOMEM, "cuda backend: schedule");
-    uint64_t cur_g = 0, cur_c = 0;
+    cllm_status st = all && sg && sc && s->chunks
+                         ? place_schedule(s, all, sg, sc)
+                         : CLLM_FAIL(CLLM_ERR_NOMEM, "cuda backend: schedule");
+    free(all);
+    free(sg);
+    free(sc);
+    TRY(st);
+    int gi = 0;
     for (uint32_t l = 0; l < s->n_layers; l++)
-        if (s->mats[(size_t)l * BE_MATS_PER_LAYER].place != BE_RAW)
-            TRY(sched_layer(s, l, &cur_g, &cur_c));
-    TRY(sched_classifier(s, &cur_g, &cur_c));
-    sched_waits(s);
-    return CLLM_OK;
+        if (s->mats[(size_t)l * BE_MATS_PER_LAYER].place != BE_RAW) TRY(sched_layer(s, l, &gi));
+    return sched_classifier(s, &gi);
 }
 
 static cllm_status load_embedding(be_state *s) {
@@ -517,15 +489,12 @@ static cllm_status cuda_setup(be_state *s, int device) {
     TRY(cllm_cuda_device_open(device, s->device_desc, sizeof s->device_desc));
     RETURN_IF(s->head_dim > BE_ATT_MAX_HD, CLLM_ERR_UNSUPPORTED,
               "cuda backend: head_dim %zu (at most %d)", s->head_dim, BE_ATT_MAX_HD);
-    TRY(be_attention_init(s->ctx));
+    TRY(cllm_cuda_attention_init(s->ctx));
     TRY(cllm_cuda_mem_create(&s->mem));
     TRY(cllm_cuda_stream_create(&s->compute));
     TRY(cllm_cuda_stream_create(&s->copy));
     for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_stream_create(&s->dec[d]));
     s->n_dec_streams = BE_DEC_STREAMS_DEFAULT;
-    const char *nd = getenv("CLLM_CUDA_DEC_STREAMS");  // an A/B switch, not a tuning knob
-    if (nd && nd[0] >= '1' && nd[0] <= '0' + BE_DEC_STREAMS && !nd[1])
-        s->n_dec_streams = nd[0] - '0';
     TRY(init_mats(s));
     TRY(be_measure_h2d(s));
     TRY(be_measure_gpu(s));
@@ -595,11 +564,11 @@ static void cuda_stats(const void *state, cllm_engine_stats *out) {
     out->plan = s->plan;
 }
 
-static const cllm_backend_ops cuda_ops = {
+static const cllm_whole_backend cuda_ops = {
     "cuda", cuda_create, cuda_free, be_forward, cuda_stats,
 };
 
-extern "C" const cllm_backend_ops *cllm_backend_cuda(void) { return &cuda_ops; }
+extern "C" const cllm_whole_backend *cllm_backend_cuda(void) { return &cuda_ops; }
 
 extern "C" cllm_status cllm_cuda_backend_layer_times(const void *state, double *copy_s,
                                                      double *decode_s, double *compute_s,

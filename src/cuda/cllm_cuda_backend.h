@@ -20,7 +20,7 @@ extern "C" {
 // usable GPU, CLLM_ERR_UNSUPPORTED for an f16 KV cache or a context above the attention limit,
 // CLLM_ERR_NOMEM when the model does not fit the device (or the VRAM budget): the message says
 // what it needs.
-const cllm_backend_ops *cllm_backend_cuda(void);
+const cllm_whole_backend *cllm_backend_cuda(void);
 
 // Per-layer split of the last forward call's final chunk, in seconds, for benchmarks: index l <
 // n_layers is layer l, index n_layers the classifier. Each is the busy time of one engine, and

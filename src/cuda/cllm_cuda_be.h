@@ -7,8 +7,9 @@
 #include "cllm_cuda_check.h"
 
 extern "C" {
-#include "backend_cpu/cllm_kernels.h"  // RoPE frequencies and angles: the CPU's, bit for bit
+#include "ref/cllm_ref.h"  // RoPE frequencies and angles: the CPU's, bit for bit
 #include "engine/cllm_backend.h"
+#include "engine/cllm_sched.h"
 }
 #include "cllm_cuda_backend.h"
 
@@ -18,15 +19,14 @@ extern "C" {
 #define BE_GEMM_W_CAP (64ull << 20)      // int8 GEMM: bf16 copy of at most this many bytes of W
 #define BE_BLAS_WS (32ull << 20)         // cuBLAS workspace (set explicitly: no lazy allocation)
 #define BE_ALIGN 256
-#define BE_MATS_PER_LAYER 7              // wq wk wv wo gate up down, in use order
-#define BE_GROUPS_PER_LAYER 4            // decode launches per layer: {q,k,v} {o} {gate,up} {down}
+#define BE_MATS_PER_LAYER CLLM_LAYER_N_MATRICES // wq wk wv wo gate up down (the layout table)
+#define BE_GROUPS_PER_LAYER CLLM_LAYER_N_GROUPS // decode launches per layer: the layout's groups
 #define BE_GROUP_MAX_MATS 3
 #define BE_DEC_STREAMS 4                 // decode streams created; DEVICE groups alternate among
                                          // the first n_dec_streams, STREAM groups use [0]
-// n_dec_streams unless CLLM_CUDA_DEC_STREAMS says 1-4. Each decode launch is latency-bound (a
-// block's steps run one after another), so launches on more streams overlap: a 7B layer in device
-// mode on an H100 at 8c5d181, 4 streams against 2: int8 tg 64.6 against 46.0 tok/s, lossless
-// 63.8 against 59.3.
+// n_dec_streams. Each decode launch is latency-bound (a block's steps run one after another), so
+// launches on more streams overlap: a 7B layer in device mode on an H100 at 8c5d181, 4 streams
+// against 2: int8 tg 64.6 against 46.0 tok/s, lossless 63.8 against 59.3 (docs/PERF.md).
 #define BE_DEC_STREAMS_DEFAULT 4
 #define BE_PROBE_DEC_STREAMS 2           // the probe's dual run (sim_slowdowns calibrates on it)
 _Static_assert(BE_GROUPS_PER_LAYER <= BE_DEC_STREAMS, "the probe's quad run: a stream per group");
@@ -43,9 +43,8 @@ _Static_assert(BE_GROUPS_PER_LAYER <= BE_DEC_STREAMS, "the probe's quad run: a s
 // Where a matrix lives between forward calls.
 enum be_place { BE_RAW = 0, BE_DEVICE = 1, BE_STREAM = 2 };
 
-// First matrix (index in the layer) of each decode group of a layer; group i is
-// [be_group_first[i], be_group_first[i + 1]). Matrices needed together share one launch.
-static const int be_group_first[BE_GROUPS_PER_LAYER + 1] = {0, 3, 4, 6, 7};
+// Decode group i of a layer is its matrices [cllm_layout_group_first(i),
+// cllm_layout_group_first(i + 1)) (model/cllm_layout.h). Matrices needed together share a launch.
 
 // One large matrix (7 per layer, then the classifier), in use order.
 struct be_mat {
@@ -200,13 +199,10 @@ struct be_state {
     int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
     char *plan;
 
-    // Batch-1 fast paths, chosen at create before the plan (be_fast_choose; logged), the split
-    // attention scratch allocated with the activations and counted in the plan's bytes:
-    //   CLLM_CUDA_ATTN=split|old      split attention (cllm_cuda_attention_split) for passes of
-    //                                 at most BE_MATVEC_MAX_N tokens, or be_attention; default split
-    //   CLLM_CUDA_NORM_FUSED=1|0      RMSNorm fused into the q/k/v and gate/up matvecs of such
-    //                                 passes (cllm_cuda_matvec_*_norm_ex); default 0
-    int att_split, norm_fused;
+    // Split attention (cllm_cuda_attention_split) for passes of at most BE_MATVEC_MAX_N tokens
+    // when it takes the heads (be_fast_choose, at create before the plan), else cllm_cuda_attention; its
+    // scratch is allocated with the activations and counted in the plan's bytes.
+    int att_split;
     void *att_scratch;            // split attention scratch (counters zeroed at init)
     size_t att_scratch_bytes;
 };
@@ -226,11 +222,18 @@ uint64_t be_cls_chunk_rows(const be_state *s);
 // Decoded bytes (matrices + int8 scales, aligned) and payload bytes of group i of layer l.
 uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i);
 uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i);
+// Decoded bytes (aligned, int8 scales included) of a classifier chunk of `rows` rows.
+uint64_t be_cls_rows_bytes(const be_state *s, uint64_t rows);
+// The pass's groups in use order from the placements, RAW ones included (layers' decode groups,
+// then the classifier's row chunks), as cllm_sched_build takes them; returns their number, at
+// most be_sched_groups_max. The backend's pipeline and the planner's simulation both use it.
+int be_sched_groups(const be_state *s, cllm_sched_group *g);
+int be_sched_groups_max(const be_state *s);
 // Chooses every matrix's placement (mode, or the planner under a budget), fills s->bytes,
 // s->predicted and s->plan, and checks the total against the budget and the free device memory.
 cllm_status be_plan(be_state *s);
 
-// The batch-1 fast paths (see be_state): reads the switches and sizes att_scratch_bytes; at
+// The batch-1 fast paths (see be_state): picks the attention and sizes att_scratch_bytes; at
 // create, before be_plan. be_fast_alloc allocates and zeroes the scratch (before any capture).
 cllm_status be_fast_choose(be_state *s);
 cllm_status be_fast_alloc(be_state *s);
@@ -242,22 +245,6 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychun
 enum { BE_EMBED_CLASSIFIER = 0, BE_EMBED_DECODED = 1, BE_EMBED_COMPRESSED = 2 };
 int be_embed_mode(const be_state *s);
 
-// cllm_cuda_be_kernels.cu: kernels reading the position from device memory (CUDA-graph safe).
-// flags: launch options (CLLM_CUDA_PDL, see cllm_cuda.h); the kernels always wait for the
-// previous grid before their first memory access.
-// q (n_tok, n_heads, hd) rotated in place; k rotated and v copied into the caches at positions
-// *pos_dev + t. cos/sin: (ctx, hd / 2) tables.
-cllm_status be_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
-                          const float *cos_t, const float *sin_t, const int32_t *pos_dev,
-                          uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
-                          unsigned flags, void *stream);
-// Causal attention of n_q queries at positions *pos_dev + t over the layer's caches.
-// smem_pos >= *pos_dev + n_q sizes the score buffer (the context when captured in a graph).
-cllm_status be_attention(const float *q, const float *kc, const float *vc, float *out,
-                         const int32_t *pos_dev, uint32_t n_q, uint32_t smem_pos,
-                         uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd, unsigned flags,
-                         void *stream);
-cllm_status be_attention_init(uint32_t max_pos);  // raises the shared-memory limit once
 
 // cllm_cuda_forward.cu
 cllm_status be_forward(void *state, const int32_t *tokens, size_t n, size_t pos, float *logits,

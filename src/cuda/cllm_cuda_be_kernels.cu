@@ -1,9 +1,9 @@
 // Kernels of the CUDA backend that read the chunk's first position from device memory, so that the
 // batch-1 step can be captured once in a CUDA graph and replayed at every position (the launchers
 // in cllm_cuda_kernels.cu take the position by value). Same arithmetic as their C references:
-//   be_rope_store: cllm_k_rope with the CPU's cos/sin tables (no FMA contraction: bit-exact),
-//                  then cllm_k_store_kv (F32);
-//   be_attention:  cllm_k_attention_head (softmax with __expf under --use_fast_math: tolerance).
+//   cllm_cuda_rope_store: cllm_k_rope with the CPU's cos/sin tables (no FMA contraction:
+//                         bit-exact), then cllm_k_store_kv (F32);
+//   cllm_cuda_attention:  cllm_k_attention_head (softmax with __expf under --use_fast_math: tolerance).
 #include "cllm_cuda_be.h"
 
 #include <math.h>
@@ -82,17 +82,18 @@ static __global__ void be_rope_store_kernel(float *q, const float *k, const floa
     vd[1] = vp[1];
 }
 
-cllm_status be_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
-                          const float *cos_t, const float *sin_t, const int32_t *pos_dev,
-                          uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
-                          unsigned flags, void *stream) {
+extern "C" cllm_status cllm_cuda_rope_store(float *q, const float *k, const float *v, float *kc,
+                                            float *vc, const float *cos_t, const float *sin_t,
+                                            const int32_t *pos_dev, uint32_t n_tok,
+                                            uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
+                                            unsigned flags, void *stream) {
     const uint64_t total = (uint64_t)(n_heads + n_kv_heads) * (hd / 2) * n_tok;
     if (total == 0) return CLLM_OK;
     RETURN_IF(total > 0x7fffffffull * 256, CLLM_ERR_UNSUPPORTED, "rope: too many elements");
     CLLM_CUDA_TRY(be_launch(be_rope_store_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256),
                             0, stream, flags, q, k, v, kc, vc, cos_t, sin_t, pos_dev, n_tok,
                             n_heads, n_kv_heads, hd));
-    CLLM_CUDA_CHECK_LAUNCH("be_rope_store");
+    CLLM_CUDA_CHECK_LAUNCH("rope_store");
     return CLLM_OK;
 }
 
@@ -168,7 +169,7 @@ static __global__ void __launch_bounds__(BE_ATT_WARPS * 32)
     }
 }
 
-cllm_status be_attention_init(uint32_t max_pos) {
+extern "C" cllm_status cllm_cuda_attention_init(uint32_t max_pos) {
     RETURN_IF(max_pos > BE_ATT_MAX_POS, CLLM_ERR_UNSUPPORTED,
               "CUDA attention: context %u above the limit of %d positions", max_pos,
               BE_ATT_MAX_POS);
@@ -179,10 +180,11 @@ cllm_status be_attention_init(uint32_t max_pos) {
     return CLLM_OK;
 }
 
-cllm_status be_attention(const float *q, const float *kc, const float *vc, float *out,
-                         const int32_t *pos_dev, uint32_t n_q, uint32_t smem_pos,
-                         uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd, unsigned flags,
-                         void *stream) {
+extern "C" cllm_status cllm_cuda_attention(const float *q, const float *kc, const float *vc,
+                                           float *out, const int32_t *pos_dev, uint32_t n_q,
+                                           uint32_t smem_pos, uint32_t n_heads,
+                                           uint32_t n_kv_heads, uint32_t hd, unsigned flags,
+                                           void *stream) {
     RETURN_IF(!n_heads || !n_kv_heads || n_heads % n_kv_heads || !hd || hd > BE_ATT_MAX_HD,
               CLLM_ERR_UNSUPPORTED, "CUDA attention: heads %u/%u, head_dim %u (at most %d)",
               n_heads, n_kv_heads, hd, BE_ATT_MAX_HD);
@@ -192,7 +194,7 @@ cllm_status be_attention(const float *q, const float *kc, const float *vc, float
     const size_t smem = (size_t)smem_pos * sizeof(float);
     CLLM_CUDA_TRY(be_launch(be_attention_kernel, dim3(n_heads, n_q), dim3(BE_ATT_WARPS * 32), smem,
                             stream, flags, q, kc, vc, out, pos_dev, n_heads, n_kv_heads, hd));
-    CLLM_CUDA_CHECK_LAUNCH("be_attention");
+    CLLM_CUDA_CHECK_LAUNCH("attention");
     return CLLM_OK;
 }
 

@@ -478,19 +478,8 @@ static cllm_status allow_smem() {
 // and a 7B int8 layer's 3,083 blocks on the GPU at once, evenly (2 x 132 x 12 = 3,168 slots);
 // 16-warp blocks left some SMs with 32 warps and others with 16. Measured on the H100, 7B int8:
 // device mode (4 launches per layer on 4 streams) 87.8 tok/s with 12, 78.0 with 8, 76.1 with 16;
-// the layer in one launch 0.28 ms with 12.
-static uint32_t warps_for(bool wide) {
-    if (!wide) return DEC_NARROW_WARPS;
-    static std::atomic<int> chosen(0);  // CLLM_CUDA_DEC_WARPS=4..16 overrides: an A/B switch
-    int w = chosen.load(std::memory_order_relaxed);
-    if (w == 0) {
-        const char *v = getenv("CLLM_CUDA_DEC_WARPS");
-        w = v ? atoi(v) : 0;
-        w = w >= 4 && w <= DEC_WIDE_WARPS ? w : DEC_WIDE_WARPS_DEFAULT;
-        chosen.store(w, std::memory_order_relaxed);
-    }
-    return (uint32_t)w;
-}
+// the layer in one launch 0.28 ms with 12 (docs/PERF.md keeps the A/B log).
+static uint32_t warps_for(bool wide) { return wide ? DEC_WIDE_WARPS_DEFAULT : DEC_NARROW_WARPS; }
 
 template <int W, int TB>
 static cllm_status launch_shape(decode_batch *batch, uint32_t nw, cllm_cuda_decode_status *status,

@@ -1,4 +1,4 @@
-// The CUDA backend's forward pass: the same Llama block as src/backend_cpu/cllm_cpu_forward.c,
+// The CUDA backend's forward pass: the same Llama block as src/engine/cllm_forward.c,
 // run in chunks ("passes") of up to s->batch tokens, each ending with one synchronisation.
 //
 // Weights. Each layer's 7 matrices and the classifier are RAW (decoded in VRAM: read in place),
@@ -215,8 +215,8 @@ static cllm_status use(be_state *s, const be_pass *p, size_t j, const float *x, 
 // they run as one launch per token (small matrices such as q/k/v then fill the GPU like one large
 // one); otherwise one matmul each. ys[i]: (nt, rows_i).
 // nw: x is the residual stream and the matrices read RMSNorm(x) * nw (eps of the model) through
-// s->xb: fused into the launches (norm_fused, see cllm_cuda_matvec_multi_norm_ex), else one
-// RMSNorm launch first. lf0: launch flags of that first launch (no PDL on a graph's first kernel).
+// s->xb, one RMSNorm launch first. lf0: launch flags of that first launch (no PDL on a graph's
+// first kernel). (An RMSNorm fused into the matvecs measured slower: docs/PERF.md.)
 static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_w, const float *x,
                                 float *const *ys, const float *nw, unsigned lf0) {
     const be_mat *m = &s->mats[j0];
@@ -224,8 +224,7 @@ static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_
     for (int i = 1; i < n_w && fused; i++)
         fused = m[i].view.kind == m[0].view.kind && m[i].view.cols == m[0].view.cols &&
                 m[i].view.group_size == m[0].view.group_size;
-    const int norm_in = nw && fused && s->norm_fused;
-    if (nw && !norm_in) {
+    if (nw) {
         TRY(cllm_cuda_rmsnorm_ex(x, nw, s->xb, p->nt, (uint32_t)s->dim, s->cfg.norm_eps, lf0,
                                  s->compute));
         x = s->xb;
@@ -245,13 +244,7 @@ static cllm_status use_shared_x(be_state *s, const be_pass *p, size_t j0, int n_
         float *yt[CLLM_CUDA_MATVEC_MAX];
         for (int i = 0; i < n_w; i++) yt[i] = ys[i] + (size_t)t * w[i].rows;
         const float *xt = x + (size_t)t * w[0].cols;
-        if (norm_in)
-            TRY(cllm_cuda_matvec_multi_norm_ex(w, n_w, xt, nw, s->cfg.norm_eps,
-                                               s->xb + (size_t)t * s->dim, yt,
-                                               t == 0 && !lf0 ? 0u : mat_flags(p, raw),
-                                               s->compute));
-        else
-            TRY(cllm_cuda_matvec_multi_ex(w, n_w, xt, yt, mat_flags(p, raw), s->compute));
+        TRY(cllm_cuda_matvec_multi_ex(w, n_w, xt, yt, mat_flags(p, raw), s->compute));
     }
     for (int i = 0; i < n_w; i++)
         if (m[i].place != BE_RAW && m[i].last_in_group) TRY(release(s, p, m[i].group));
@@ -267,8 +260,7 @@ static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const f
     const int fused = p->nt <= BE_MATVEC_MAX_N && g->view.kind == u->view.kind &&
                       g->view.rows == u->view.rows && g->view.cols == u->view.cols &&
                       g->view.group_size == u->view.group_size;
-    const int norm_in = nw && fused && s->norm_fused;
-    if (nw && !norm_in) {
+    if (nw) {
         TRY(cllm_cuda_rmsnorm_ex(h, nw, s->xb, p->nt, (uint32_t)s->dim, s->cfg.norm_eps, p->lf,
                                  s->compute));
         h = s->xb;
@@ -283,13 +275,8 @@ static cllm_status use_gate_up(be_state *s, const be_pass *p, size_t jg, const f
     const unsigned lf = mat_flags(p, g->place == BE_RAW && u->place == BE_RAW);
     for (uint32_t t = 0; t < p->nt; t++) {
         const float *ht = h + (size_t)t * g->view.cols;
-        if (norm_in)
-            TRY(cllm_cuda_matvec_swiglu_norm_ex(&g->view, &u->view, ht, nw, s->cfg.norm_eps,
-                                                s->xb + (size_t)t * s->dim,
-                                                s->hb + (size_t)t * s->hidden, lf, s->compute));
-        else
-            TRY(cllm_cuda_matvec_swiglu_ex(&g->view, &u->view, ht, s->hb + (size_t)t * s->hidden,
-                                           lf, s->compute));
+        TRY(cllm_cuda_matvec_swiglu_ex(&g->view, &u->view, ht, s->hb + (size_t)t * s->hidden, lf,
+                                       s->compute));
     }
     if (g->place != BE_RAW && g->last_in_group) TRY(release(s, p, g->group));
     if (u->place != BE_RAW && u->last_in_group) TRY(release(s, p, u->group));
@@ -305,18 +292,18 @@ static cllm_status attention_block(be_state *s, const be_pass *p, uint32_t l) {
     const unsigned lf0 = l == 0 && !p->embed ? 0u : p->lf;  // no PDL on a graph's first kernel
     float *const qkv[3] = {s->q, s->k, s->v};
     TRY(use_shared_x(s, p, j, 3, s->x, qkv, s->norm_att + l * D, lf0));
-    TRY(be_rope_store(s->q, s->k, s->v, s->kc + kv_off, s->vc + kv_off, s->rope_cos, s->rope_sin,
-                      s->ctl_dev, p->nt, s->cfg.n_heads, s->cfg.n_kv_heads,
-                      (uint32_t)s->head_dim, p->lf, s->compute));
+    TRY(cllm_cuda_rope_store(s->q, s->k, s->v, s->kc + kv_off, s->vc + kv_off, s->rope_cos,
+                             s->rope_sin, s->ctl_dev, p->nt, s->cfg.n_heads, s->cfg.n_kv_heads,
+                             (uint32_t)s->head_dim, p->lf, s->compute));
     if (s->att_split && p->nt <= BE_MATVEC_MAX_N)  // splits fixed by the context: graph-safe
         TRY(cllm_cuda_attention_split(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev,
                                       p->nt, s->ctx, s->cfg.n_heads, s->cfg.n_kv_heads,
                                       (uint32_t)s->head_dim, s->att_scratch,
                                       s->att_scratch_bytes, p->lf, s->compute));
     else
-        TRY(be_attention(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev, p->nt,
-                         p->smem_pos, s->cfg.n_heads, s->cfg.n_kv_heads, (uint32_t)s->head_dim,
-                         p->lf, s->compute));
+        TRY(cllm_cuda_attention(s->q, s->kc + kv_off, s->vc + kv_off, s->att, s->ctl_dev,
+                                p->nt, p->smem_pos, s->cfg.n_heads, s->cfg.n_kv_heads,
+                                (uint32_t)s->head_dim, p->lf, s->compute));
     return use(s, p, j + 3, s->att, s->x, 1, s->xb);
 }
 
@@ -551,35 +538,20 @@ static cllm_status pass_run(be_state *s, const int32_t *tokens, uint32_t nt, siz
     return CLLM_OK;
 }
 
-// 1 / 0 from an environment switch: `on` / `off` spelled as given, else the default.
-static int env_switch(const char *name, const char *on, const char *off, int def) {
-    const char *v = getenv(name);
-    if (!v || !*v) return def;
-    if (!strcmp(v, on)) return 1;
-    if (!strcmp(v, off)) return 0;
-    return def;
-}
-
 cllm_status be_fast_choose(be_state *s) {
     const uint32_t nh = s->cfg.n_heads, nkv = s->cfg.n_kv_heads, hd = (uint32_t)s->head_dim;
-    s->att_split = env_switch("CLLM_CUDA_ATTN", "split", "old", 1);
-    // Off by default: measured slower on the H100 (7B bf16 raw tg128 158.7 tok/s fused against
-    // 169.1 separate, with split attention): every block re-reading x and its sum of squares costs
-    // more than the launch it saves under programmatic dependent launch.
-    s->norm_fused = env_switch("CLLM_CUDA_NORM_FUSED", "1", "0", 0);
-    if (s->att_split && !cllm_cuda_attention_split_ok(1, nh, nkv, hd)) {
-        be_log(s, "cuda: split attention cannot take heads %u/%u x %u; using the old kernel",
-               nh, nkv, hd);
-        s->att_split = 0;
-    }
+    // Split attention for passes of at most BE_MATVEC_MAX_N tokens where it takes the heads,
+    // else cllm_cuda_attention. (The RMSNorm fused into the matvecs measured slower and was deleted:
+    // docs/PERF.md.)
+    s->att_split = cllm_cuda_attention_split_ok(1, nh, nkv, hd);
+    if (!s->att_split)
+        be_log(s, "cuda: split attention cannot take heads %u/%u x %u; using cllm_cuda_attention", nh,
+               nkv, hd);
     s->att_scratch_bytes = 0;
     for (uint32_t q = 1; q <= BE_MATVEC_MAX_N && s->att_split; q++) {
         const size_t b = cllm_cuda_attention_split_scratch(q, s->ctx, nh, nkv, hd);
         s->att_scratch_bytes = b > s->att_scratch_bytes ? b : s->att_scratch_bytes;
     }
-    be_log(s, "cuda: batch-1 attention %s (CLLM_CUDA_ATTN=split|old), RMSNorm %s "
-              "(CLLM_CUDA_NORM_FUSED=1|0)",
-           s->att_split ? "split" : "old", s->norm_fused ? "fused into the matvecs" : "separate");
     return CLLM_OK;
 }
 

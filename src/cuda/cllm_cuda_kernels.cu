@@ -1,6 +1,6 @@
 // Compute kernels for batch-1 decode and small-batch prefill: matvec over bf16/f16/f32/int8
-// weights, RMSNorm, RoPE, attention over a fp32 KV cache, SwiGLU, residual add, embedding lookup,
-// argmax. All fp32 arithmetic with fp32 accumulation; each kernel's C reference (the spec) is named
+// weights, RMSNorm, SwiGLU, residual add, embedding lookup (RoPE + KV store and attention:
+// cllm_cuda_be_kernels.cu). All fp32 arithmetic with fp32 accumulation; each kernel's C reference (the spec) is named
 // in cllm_cuda.h.
 #include "cllm_cuda_check.h"
 
@@ -87,12 +87,6 @@ static __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-static __device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int d = 16; d; d >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, d));
-    return v;
-}
-
 // ---- matvec ------------------------------------------------------------------------------------------
 //
 // Three kernels, one job description. A job is up to CLLM_CUDA_MATVEC_MAX matrices of one kind and
@@ -110,8 +104,6 @@ struct mv_job {
     uint32_t block_end[CLLM_CUDA_MATVEC_MAX];  // unused entries repeat the last
     int32_t acc;                                // y += W x instead of y = W x (not swiglu)
     int32_t pre;                                // weights resident: first loads before pdl_wait
-    const float *nw;                            // fused RMSNorm weights (NULL: x is the input)
-    float eps;                                  // fused RMSNorm epsilon
     int32_t reserved_;
 };
 
@@ -222,51 +214,19 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
         }
 }
 
-static __device__ float block_sum(float v, float *red);
-
-// xn[i] = rmsnorm_kernel's out[i] for one row, by a block of 256 threads (its size: the same
-// partial sums, the same reduction tree, the same expressions, so bit-identical). Ends with a
-// barrier (xn readable by the whole block).
-static __device__ __forceinline__ void mv_norm_stage(const float *xr, const float *w,
-                                                     uint32_t dim, float eps, float *xn,
-                                                     float *red) {
-    float ss = 0.f;
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = block_sum(ss, red);
-    const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) xn[i] = xr[i] * inv * __ldg(w + i);
-    __syncthreads();
-}
-
 // One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
 // (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
 // 16 (a 16-byte vector never straddles two groups).
-// NORM: x is rmsnorm(x) * m.nw, staged in dynamic shared memory (cols floats) by every block
-// (mv_norm_stage); resident weights are then only prefetched into L2 before the wait.
-template <int KIND, bool SWIGLU, bool NORM>
+template <int KIND, bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    extern __shared__ float4 mv_xn4[];
-    __shared__ float red[NORM ? 32 : 1];
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
-    if (NORM) {  // every thread: the staging has block barriers
-        if (m.pre && r < rows)
-#pragma unroll
-            for (int k = 0; k < NR; k++) {
-                const uint8_t *rw = (const uint8_t *)m.w[SWIGLU ? k : i].data +
-                                    r * cols * (16 / EPV) + 16 * (size_t)lane;
-                for (uint32_t u = 0; u < 4 && lane + 32 * u < cols / EPV; u++)
-                    asm volatile("prefetch.global.L2 [%0];" ::"l"(rw + 512 * u));
-            }
-        pdl_wait();
-        mv_norm_stage(x, m.nw, (uint32_t)cols, m.eps, (float *)mv_xn4, red);
-    }
     if (r >= rows) {
         pdl_wait();
         return;
@@ -282,8 +242,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
     }
     float sum[NR];
-    mv_rows<KIND, NR, NORM>(row, sc, gs / 16, (uint32_t)(cols / EPV),
-                            NORM ? (const float *)mv_xn4 : x, lane, m.pre != 0 && !NORM, sum);
+    mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k] = warp_sum(sum[k]);
     if (lane == 0) mv_store(m, i, r, sum[0], sum[NR - 1], SWIGLU);
@@ -544,23 +503,23 @@ static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, 
                     flags, m, x);
 }
 
-template <bool SW, bool NORM>
+template <bool SW>
 static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
                                  cudaStream_t s, unsigned flags) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
-    const size_t sm = NORM ? (size_t)m.w[0].cols * sizeof(float) : 0;
+    const size_t sm = 0;
     switch (kind) {
     case CLLM_CUDA_W_F32:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW, NORM>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW>, grid, block, sm, s, flags,
                         m, x);
     case CLLM_CUDA_W_F16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW, NORM>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, sm, s, flags,
                         m, x);
     case CLLM_CUDA_W_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW, NORM>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags,
                         m, x);
     default:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW, NORM>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, sm, s, flags,
                         m, x);
     }
 }
@@ -594,13 +553,10 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     } else if (!vec) {
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
-    } else if (m->nw) {  // the caller checked mv_norm_fusable
-        e = swiglu ? mv_vec_launch<true, true>(m->w[0].kind, *m, x, nb, s, flags)
-                   : mv_vec_launch<false, true>(m->w[0].kind, *m, x, nb, s, flags);
     } else if (swiglu) {
-        e = mv_vec_launch<true, false>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch<true>(m->w[0].kind, *m, x, nb, s, flags);
     } else {
-        e = mv_vec_launch<false, false>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch<false>(m->w[0].kind, *m, x, nb, s, flags);
     }
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
     return CLLM_OK;
@@ -685,16 +641,6 @@ static __device__ float block_sum(float v, float *red) {
     return warp_sum(v);
 }
 
-static __device__ float block_max(float v, float *red) {
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    v = lane < nw ? red[lane] : -INFINITY;
-    return warp_max(v);
-}
-
 // ---- RMSNorm -------------------------------------------------------------------------------------
 
 static __global__ void __launch_bounds__(256)
@@ -727,147 +673,6 @@ extern "C" cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight
                                          float *out_dev, uint32_t n_rows, uint32_t dim, float eps,
                                          void *stream) {
     return cllm_cuda_rmsnorm_ex(x_dev, weight_dev, out_dev, n_rows, dim, eps, 0, stream);
-}
-
-// ---- RoPE ----------------------------------------------------------------------------------------
-
-// One thread per pair (2i, 2i+1) of one head of q or k. The angle is the fp32 product
-// pos * inv_freq (as in the C reference); its cosine and sine are taken in double so that large
-// angles keep full fp32 accuracy (--use_fast_math would otherwise use the fast approximations).
-static __global__ void rope_kernel(float *q, float *k, uint32_t n_tok, uint32_t n_heads,
-                                   uint32_t n_kv_heads, uint32_t head_dim, uint32_t pos0,
-                                   float theta, const float *inv_freq) {
-    pdl_trigger();
-    pdl_wait();
-    const uint32_t half = head_dim / 2;
-    const uint32_t per_tok = (n_heads + (k ? n_kv_heads : 0)) * half;
-    const uint64_t gid = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (gid >= (uint64_t)per_tok * n_tok) return;
-    const uint32_t t = (uint32_t)(gid / per_tok), r = (uint32_t)(gid % per_tok);
-    const uint32_t i = r % half;
-    uint32_t head = r / half;
-    float *v;
-    if (head < n_heads) {
-        v = q + ((size_t)t * n_heads + head) * head_dim;
-    } else {
-        head -= n_heads;
-        v = k + ((size_t)t * n_kv_heads + head) * head_dim;
-    }
-    const float f = inv_freq ? inv_freq[i]
-                             : (float)pow((double)theta, -2.0 * (double)i / (double)head_dim);
-    const float ang = (float)(pos0 + t) * f;
-    double sd, cd;
-    sincos((double)ang, &sd, &cd);
-    const float c = (float)cd, s = (float)sd;
-    const float a = v[2 * i], b = v[2 * i + 1];
-    v[2 * i] = a * c - b * s;
-    v[2 * i + 1] = a * s + b * c;
-}
-
-extern "C" cllm_status cllm_cuda_rope(float *q_dev, float *k_dev, uint32_t n_tok, uint32_t n_heads,
-                                      uint32_t n_kv_heads, uint32_t head_dim, uint32_t pos0,
-                                      float theta, const float *inv_freq_dev, void *stream) {
-    RETURN_IF(!q_dev || !n_heads || !head_dim || head_dim % 2 || (k_dev && !n_kv_heads),
-              CLLM_ERR_ARG, "rope: bad argument");
-    const uint64_t total = (uint64_t)(n_heads + (k_dev ? n_kv_heads : 0)) * (head_dim / 2) * n_tok;
-    if (total == 0) return CLLM_OK;
-    RETURN_IF(total > 0x7fffffffull * 256, CLLM_ERR_UNSUPPORTED, "rope: too many elements");
-    rope_kernel<<<(unsigned)((total + 255) / 256), 256, 0, CLLM_STREAM(stream)>>>(
-        q_dev, k_dev, n_tok, n_heads, n_kv_heads, head_dim, pos0, theta, inv_freq_dev);
-    CLLM_CUDA_CHECK_LAUNCH("rope");
-    return CLLM_OK;
-}
-
-// ---- attention -----------------------------------------------------------------------------------
-
-#define ATT_WARPS 4
-#define ATT_MAX_HD 256
-#define ATT_MAX_POS 49152  // scores in dynamic shared memory: 192 KiB
-
-// One thread block per (head, query): scores for positions 0..n_ctx-1 in shared memory, softmax,
-// then the weighted sum of V with each warp taking every ATT_WARPS-th position and lanes over
-// head_dim; the warps' partial sums are added through shared memory.
-static __global__ void __launch_bounds__(ATT_WARPS * 32)
-    attention_kernel(const float *q, const float *kc, const float *vc, float *out, uint32_t pos0,
-                     uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd) {
-    extern __shared__ float scores[];
-    __shared__ float qs[ATT_MAX_HD];
-    __shared__ float part[ATT_WARPS][ATT_MAX_HD];
-    __shared__ float red[32];
-    pdl_trigger();
-    pdl_wait();
-    const uint32_t h = blockIdx.x, t = blockIdx.y;
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    const uint32_t n_ctx = pos0 + t + 1;
-    const uint32_t kvh = h / (n_heads / n_kv_heads);
-    const size_t kv_stride = (size_t)n_kv_heads * hd;
-    const float *qh = q + ((size_t)t * n_heads + h) * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qh[d];
-    __syncthreads();
-    for (uint32_t p = warp; p < n_ctx; p += ATT_WARPS) {
-        const float *kr = kc + p * kv_stride + (size_t)kvh * hd;
-        float s = 0.f;
-        for (uint32_t d = lane; d < hd; d += 32) s += qs[d] * __ldg(kr + d);
-        s = warp_sum(s);
-        if (lane == 0) scores[p] = s * scale;
-    }
-    __syncthreads();
-    float m = -INFINITY;
-    for (uint32_t p = threadIdx.x; p < n_ctx; p += blockDim.x) m = fmaxf(m, scores[p]);
-    m = block_max(m, red);
-    float sum = 0.f;
-    for (uint32_t p = threadIdx.x; p < n_ctx; p += blockDim.x) {
-        const float e = __expf(scores[p] - m);
-        scores[p] = e;
-        sum += e;
-    }
-    sum = block_sum(sum, red);  // its barriers also publish scores[]
-    float acc[ATT_MAX_HD / 32];
-#pragma unroll
-    for (int j = 0; j < ATT_MAX_HD / 32; j++) acc[j] = 0.f;
-    for (uint32_t p = warp; p < n_ctx; p += ATT_WARPS) {
-        const float *vr = vc + p * kv_stride + (size_t)kvh * hd;
-        const float a = scores[p];
-#pragma unroll
-        for (int j = 0; j < ATT_MAX_HD / 32; j++)
-            if (lane + 32 * j < hd) acc[j] += a * __ldg(vr + lane + 32 * j);
-    }
-#pragma unroll
-    for (int j = 0; j < ATT_MAX_HD / 32; j++)
-        if (lane + 32 * j < hd) part[warp][lane + 32 * j] = acc[j];
-    __syncthreads();
-    float *oh = out + ((size_t)t * n_heads + h) * hd;
-    const float inv = 1.0f / sum;
-    for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) o += part[w][d];
-        oh[d] = o * inv;
-    }
-}
-
-extern "C" cllm_status cllm_cuda_attention(const float *q_dev, const float *k_cache_dev,
-                                           const float *v_cache_dev, float *out_dev, uint32_t n_q,
-                                           uint32_t pos0, uint32_t n_heads, uint32_t n_kv_heads,
-                                           uint32_t head_dim, void *stream) {
-    RETURN_IF(!q_dev || !k_cache_dev || !v_cache_dev || !out_dev, CLLM_ERR_ARG,
-              "attention: NULL pointer");
-    RETURN_IF(!n_heads || !n_kv_heads || n_heads % n_kv_heads || !head_dim ||
-                  head_dim > ATT_MAX_HD,
-              CLLM_ERR_ARG, "attention: heads %u/%u, head_dim %u (at most %d)", n_heads,
-              n_kv_heads, head_dim, ATT_MAX_HD);
-    if (n_q == 0) return CLLM_OK;
-    RETURN_IF((uint64_t)pos0 + n_q > ATT_MAX_POS || n_q > 65535, CLLM_ERR_UNSUPPORTED,
-              "attention: %u positions (at most %d)", pos0 + n_q, ATT_MAX_POS);
-    const size_t smem = (size_t)(pos0 + n_q) * sizeof(float);
-    if (smem > 48 * 1024)
-        CLLM_CUDA_TRY(cudaFuncSetAttribute(attention_kernel,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           ATT_MAX_POS * (int)sizeof(float)));
-    attention_kernel<<<dim3(n_heads, n_q), ATT_WARPS * 32, smem, CLLM_STREAM(stream)>>>(
-        q_dev, k_cache_dev, v_cache_dev, out_dev, pos0, n_heads, n_kv_heads, head_dim);
-    CLLM_CUDA_CHECK_LAUNCH("attention");
-    return CLLM_OK;
 }
 
 // ---- element-wise ------------------------------------------------------------------------------
@@ -933,107 +738,4 @@ extern "C" cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t 
     embed_kernel<<<n_tok, 256, 0, CLLM_STREAM(stream)>>>(*w, tokens_dev, out_dev);
     CLLM_CUDA_CHECK_LAUNCH("embed");
     return CLLM_OK;
-}
-
-// ---- argmax --------------------------------------------------------------------------------------
-
-// (value, index) order: larger value first, then lower index; NaN and "none" (index -1) lose.
-static __device__ __forceinline__ bool better(float v, int64_t i, float bv, int64_t bi) {
-    if (i < 0 || isnan(v)) return false;
-    if (bi < 0) return true;
-    return v > bv || (v == bv && i < bi);
-}
-
-static __global__ void __launch_bounds__(1024) argmax_kernel(const float *x, size_t n, int32_t *out) {
-    __shared__ float sv[32];
-    __shared__ long long si[32];
-    pdl_trigger();
-    pdl_wait();
-    float bv = 0.f;
-    int64_t bi = -1;
-    for (size_t i = threadIdx.x; i < n; i += blockDim.x) {
-        const float v = x[i];
-        if (better(v, (int64_t)i, bv, bi)) { bv = v; bi = (int64_t)i; }
-    }
-    for (int d = 16; d; d >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, bv, d);
-        const long long oi = __shfl_xor_sync(0xffffffffu, (long long)bi, d);
-        if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-    }
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    if (lane == 0) { sv[warp] = bv; si[warp] = bi; }
-    __syncthreads();
-    if (warp == 0) {
-        bv = lane < blockDim.x / 32 ? sv[lane] : 0.f;
-        bi = lane < blockDim.x / 32 ? si[lane] : -1;
-        for (int d = 16; d; d >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, d);
-            const long long oi = __shfl_xor_sync(0xffffffffu, (long long)bi, d);
-            if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-        }
-        if (lane == 0) *out = bi < 0 ? 0 : (int32_t)bi;
-    }
-}
-
-extern "C" cllm_status cllm_cuda_argmax(const float *x_dev, size_t n, int32_t *out_dev,
-                                        void *stream) {
-    RETURN_IF(!x_dev || !out_dev || n == 0 || n > 0x7fffffff, CLLM_ERR_ARG, "argmax: bad argument");
-    argmax_kernel<<<1, 1024, 0, CLLM_STREAM(stream)>>>(x_dev, n, out_dev);
-    CLLM_CUDA_CHECK_LAUNCH("argmax");
-    return CLLM_OK;
-}
-
-// ---- RMSNorm fused into the following matvec (batch 1) ---------------------------------------
-
-// The fused form runs where the 16-byte-vector kernel takes every matrix (see mv_launch) and x
-// fits in the default 48 KB of shared memory.
-static bool mv_norm_fusable(const cllm_cuda_weight *w, int n, const float *x) {
-    if ((size_t)w[0].cols * sizeof(float) > 48 * 1024 || mv8_smem_bytes(&w[0])) return false;
-    for (int i = 0; i < n; i++)
-        if (!mv_vec_ok(&w[i], x)) return false;
-    return true;
-}
-
-extern "C" cllm_status cllm_cuda_matvec_multi_norm_ex(const cllm_cuda_weight *w, int n_w,
-                                                      const float *x_dev,
-                                                      const float *norm_w_dev, float eps,
-                                                      float *xn_dev, float *const *y_dev,
-                                                      unsigned flags, void *stream) {
-    RETURN_IF(!w || !x_dev || !norm_w_dev || !xn_dev || !y_dev || n_w < 1 ||
-                  n_w > CLLM_CUDA_MATVEC_MAX,
-              CLLM_ERR_ARG, "matvec_multi_norm: bad argument");
-    TRY(check_job(w, n_w, false, "matvec_multi_norm"));
-    if (!mv_norm_fusable(w, n_w, x_dev)) {
-        TRY(cllm_cuda_rmsnorm_ex(x_dev, norm_w_dev, xn_dev, 1, (uint32_t)w[0].cols, eps, flags,
-                                 stream));
-        return cllm_cuda_matvec_multi_ex(w, n_w, xn_dev, y_dev, flags, stream);
-    }
-    mv_job m = {};
-    for (int i = 0; i < n_w; i++) {
-        RETURN_IF(!y_dev[i], CLLM_ERR_ARG, "matvec_multi_norm: NULL output %d", i);
-        m.w[i] = w[i], m.y[i] = y_dev[i];
-    }
-    m.nw = norm_w_dev, m.eps = eps;
-    return mv_launch(&m, n_w, x_dev, false, flags, stream, "matvec_multi_norm");
-}
-
-extern "C" cllm_status cllm_cuda_matvec_swiglu_norm_ex(const cllm_cuda_weight *gate,
-                                                       const cllm_cuda_weight *up,
-                                                       const float *x_dev,
-                                                       const float *norm_w_dev, float eps,
-                                                       float *xn_dev, float *out_dev,
-                                                       unsigned flags, void *stream) {
-    RETURN_IF(!gate || !up || !x_dev || !norm_w_dev || !xn_dev || !out_dev, CLLM_ERR_ARG,
-              "matvec_swiglu_norm: NULL pointer");
-    const cllm_cuda_weight w[2] = {*gate, *up};
-    TRY(check_job(w, 2, true, "matvec_swiglu_norm"));
-    if (!mv_norm_fusable(w, 2, x_dev)) {
-        TRY(cllm_cuda_rmsnorm_ex(x_dev, norm_w_dev, xn_dev, 1, (uint32_t)w[0].cols, eps, flags,
-                                 stream));
-        return cllm_cuda_matvec_swiglu_ex(gate, up, xn_dev, out_dev, flags, stream);
-    }
-    mv_job m = {};
-    m.w[0] = w[0], m.w[1] = w[1], m.y[0] = out_dev;
-    m.nw = norm_w_dev, m.eps = eps;
-    return mv_launch(&m, 2, x_dev, true, flags, stream, "matvec_swiglu_norm");
 }

@@ -14,7 +14,7 @@
 //
 // Time model for one batch-1 token (predicted_token_seconds): a deterministic discrete-event
 // simulation of the pass (sim_run), on the host, of the groups in forward order with the real
-// rings' ranges and waits (sim_schedule mirrors build_schedule in cllm_cuda_backend.cu). Each
+// rings' ranges and waits (both from be_sched_groups and cllm_sched_build: one schedule). Each
 // group carries its copy time (payload / H2D rate, measured with a 64 MiB pinned copy), its decode
 // time (the probe's launch of the same group of layer 0, measured at create by be_measure_gpu;
 // classifier chunks interpolated by bytes), its matvec time (the probe's matvecs, by bytes) and
@@ -126,20 +126,20 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychun
 
 uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i) {
     uint64_t b = 0;
-    for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++)
+    for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++)
         b += be_mat_raw_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
     return b;
 }
 
 uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i) {
     uint64_t b = 0;
-    for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++)
+    for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++)
         b += be_mat_comp_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
     return b;
 }
 
 // Decoded bytes of `rows` classifier rows (+ their int8 scales), aligned.
-static uint64_t cls_rows_bytes(const be_state *s, uint64_t rows) {
+uint64_t be_cls_rows_bytes(const be_state *s, uint64_t rows) {
     const cllm_weight *w = cls_mat(s)->w;
     const uint64_t scales_per_row = int8_scales_bytes(w) / w->desc.rows;
     return al(rows * w->desc.cols * w->elem_size) + al(rows * scales_per_row);
@@ -152,7 +152,7 @@ uint64_t be_cls_chunk_rows(const be_state *s) {
     for (uint32_t l = 0; l < s->n_layers; l++)
         for (int i = 0; i < BE_GROUPS_PER_LAYER; i++)
             if (be_group_dec_bytes(s, l, i) > cap) cap = be_group_dec_bytes(s, l, i);
-    const uint64_t row = cls_rows_bytes(s, 1);
+    const uint64_t row = be_cls_rows_bytes(s, 1);
     uint64_t rows = cap / row / unit * unit;
     rows = rows ? rows : unit;
     return rows < w->desc.rows ? rows : w->desc.rows;
@@ -178,7 +178,7 @@ static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) 
     }
     uint64_t cls_comp = 0;
     if (cls_mat(s)->place != BE_RAW) {
-        const uint64_t c = cls_rows_bytes(s, be_cls_chunk_rows(s));
+        const uint64_t c = be_cls_rows_bytes(s, be_cls_chunk_rows(s));
         max_dec = c > max_dec ? c : max_dec;
         any_device |= cls_mat(s)->place == BE_DEVICE;
         if (cls_mat(s)->place == BE_STREAM) cls_comp = be_mat_comp_bytes(cls_mat(s)->w);
@@ -231,32 +231,29 @@ static uint64_t plan_need(const be_state *s) {
 
 // One use of weights by the forward, in order: a layer's decode group ({q,k,v} {o} {gate,up}
 // {down}; RAW groups only compute), or a classifier row chunk.
+// The simulation's side of a group (its schedule: cllm_sched_group, same index).
 struct sim_group {
-    int place;             // be_place
-    int opens_unit;        // STREAM: the group opens a copy unit (a layer group, or the
-                           // classifier's first chunk, which all its chunks decode from)
-    uint64_t dec_bytes;    // non-RAW: its scratch ring range
-    uint64_t unit_bytes;   // opens_unit: the unit's staging ring range
     double t_copy;         // opens_unit: copy engine seconds of the unit
     double t_dec;          // non-RAW: decode seconds when no other decode runs
     double t_pre;          // compute seconds before the group's acquire (norms, RoPE, attention)
     double t_use;          // compute seconds from the acquire to the release (the matvecs)
-    // Set by sim_schedule, as build_schedule sets them (cllm_cuda_backend.cu):
-    int dec;               // decode stream
-    int copy;              // STREAM: copy unit decoded from; else -1
-    int wait_release;      // group whose release frees this group's scratch range; -1: none
-    uint64_t off;          // scratch ring offset
     // Set by sim_run: end times, seconds from the pass start.
     double dec_end, rel_end;
 };
 
-// A copy unit: one STREAM group's payloads, or the whole classifier's.
+// A copy unit's side (its schedule: cllm_sched_copy, same index).
 struct sim_copy {
     double t;              // copy engine seconds
-    uint64_t off, size;    // staging ring range
-    int last_group;        // the range is free once this group's decode is done
-    int wait_group;        // decode whose end frees the range before the copy; -1: none
     double end;            // set by sim_run
+};
+
+// A pass's schedule and its timings, in use order.
+struct sim_pass {
+    cllm_sched_group *sg;
+    cllm_sched_copy *sc;
+    sim_group *g;
+    sim_copy *c;
+    int n, n_c;
 };
 
 struct sim_result {
@@ -266,53 +263,6 @@ struct sim_result {
     double gpu_busy;       // seconds with a decode or compute running
     double ring_stall;     // copy engine idle with copies left, waiting for a staging range
 };
-
-// ring_place in cllm_cuda_backend.cu: consecutive ranges, wrapping to 0 when one does not fit.
-static uint64_t sim_ring_place(uint64_t *cursor, uint64_t bytes, uint64_t cap) {
-    const uint64_t off = *cursor + bytes <= cap ? *cursor : 0;
-    *cursor = off + bytes;
-    return off;
-}
-
-static int sim_overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
-    return a < b + bn && b < a + an;
-}
-
-// Ring ranges, decode streams and waits of groups g[0..n), as build_schedule and sched_waits
-// set them for the real pass; copy units into c (capacity: n). Returns the number of units.
-static int sim_schedule(sim_group *g, int n, sim_copy *c, uint64_t scratch, uint64_t staging,
-                        int n_dec_streams) {
-    uint64_t cur_g = 0, cur_c = 0;
-    int n_dec = 0, n_c = 0;
-    for (int i = 0; i < n; i++) {
-        sim_group *x = &g[i];
-        x->copy = x->wait_release = -1;
-        x->dec = 0;
-        if (x->place == BE_RAW) continue;
-        if (x->place == BE_STREAM && x->opens_unit) {
-            sim_copy *u = &c[n_c++];
-            u->t = x->t_copy;
-            u->size = x->unit_bytes;
-            u->off = sim_ring_place(&cur_c, u->size, staging);
-        }
-        x->off = sim_ring_place(&cur_g, x->dec_bytes, scratch);
-        x->copy = x->place == BE_STREAM ? n_c - 1 : -1;
-        x->dec = x->place == BE_DEVICE ? n_dec % n_dec_streams : 0;
-        if (x->copy >= 0) c[x->copy].last_group = i;
-        n_dec++;
-        for (int e = i - 1; e >= 0 && x->wait_release < 0; e--)
-            if (g[e].place != BE_RAW &&
-                sim_overlaps(x->off, x->dec_bytes, g[e].off, g[e].dec_bytes))
-                x->wait_release = e;
-    }
-    for (int u = 0; u < n_c; u++) {
-        c[u].wait_group = -1;
-        for (int v = u - 1; v >= 0 && c[u].wait_group < 0; v--)
-            if (sim_overlaps(c[u].off, c[u].size, c[v].off, c[v].size))
-                c[u].wait_group = c[v].last_group;
-    }
-    return n_c;
-}
 
 #define SIM_NEVER 1e30
 
@@ -329,17 +279,20 @@ struct sim_state {
     double comp_end;               // 2 waiting for its decode, 3 using
 };
 
-static int sim_next_on(const sim_group *g, int n, int d, int from) {
-    while (from < n && (g[from].place == BE_RAW || g[from].dec != d)) from++;
+static int sim_next_on(const cllm_sched_group *sg, int n, int d, int from) {
+    while (from < n && (sg[from].place == BE_RAW || sg[from].dec != d)) from++;
     return from;
 }
 
 // Starts whatever may start at st->t; returns whether anything did.
-static int sim_start(sim_state *st, sim_group *g, int n, sim_copy *c, int n_c) {
+static int sim_start(sim_state *st, sim_pass *ps) {
+    sim_group *g = ps->g;
+    const sim_copy *c = ps->c;
+    const int n = ps->n, n_c = ps->n_c;
     int any = 0;
     const double t = st->t;
     if (!st->copying && st->next_copy < n_c) {
-        const int w = c[st->next_copy].wait_group;
+        const int w = ps->sc[st->next_copy].wait_group;
         if (w < 0 || g[w].dec_end <= t) {
             st->copying = 1;
             st->copy_end = t + c[st->next_copy].t;
@@ -349,11 +302,11 @@ static int sim_start(sim_state *st, sim_group *g, int n, sim_copy *c, int n_c) {
     for (int d = 0; d < BE_DEC_STREAMS; d++) {
         const int i = st->dec_next[d];
         if (st->dec_cur[d] >= 0 || i >= n) continue;
-        const int cp = g[i].copy, wr = g[i].wait_release;
+        const int cp = ps->sg[i].copy, wr = ps->sg[i].wait_release;
         if ((cp >= 0 && c[cp].end > t) || (wr >= 0 && g[wr].rel_end > t)) continue;
         st->dec_cur[d] = i;
         st->dec_left[d] = g[i].t_dec;
-        st->dec_next[d] = sim_next_on(g, n, d, i + 1);
+        st->dec_next[d] = sim_next_on(ps->sg, n, d, i + 1);
         any = 1;
     }
     if (st->comp_next < n) {
@@ -364,7 +317,7 @@ static int sim_start(sim_state *st, sim_group *g, int n, sim_copy *c, int n_c) {
             any = 1;
         }
         if (st->comp_phase == 1 && st->comp_end <= t) st->comp_phase = 2;
-        if (st->comp_phase == 2 && (x->place == BE_RAW || x->dec_end <= t)) {
+        if (st->comp_phase == 2 && (ps->sg[st->comp_next].place == BE_RAW || x->dec_end <= t)) {
             st->comp_phase = 3;
             st->comp_end = t + x->t_use;
             any = 1;
@@ -373,15 +326,17 @@ static int sim_start(sim_state *st, sim_group *g, int n, sim_copy *c, int n_c) {
     return any;
 }
 
-// One deterministic discrete-event run of a pass over g[0..n) with copy units c[0..n_c) (both
-// from sim_schedule). Engines: the copy engine (serial, units in order, each after the decode
+// One deterministic discrete-event run of a pass (groups and copy units scheduled by
+// cllm_sched_build). Engines: the copy engine (serial, units in order, each after the decode
 // that frees its staging range), the decode streams (each serial, its groups in order, each after
 // its copy and the release of the scratch range it reuses), compute (serial, in order: pre-work,
 // then the matvecs once the group is decoded, then the release). Decodes share the GPU: with one
 // running it progresses at 1/k[0] of its solo speed (beside the matvecs), with two each at
 // 1/k[1], with three or more each at 1/k[2].
-static void sim_run(sim_group *g, int n, sim_copy *c, int n_c, const double k_share[3],
-                    sim_result *r) {
+static void sim_run(sim_pass *ps, const double k_share[3], sim_result *r) {
+    sim_group *g = ps->g;
+    sim_copy *c = ps->c;
+    const int n = ps->n, n_c = ps->n_c;
     sim_state st;
     memset(&st, 0, sizeof st);
     memset(r, 0, sizeof *r);
@@ -389,10 +344,10 @@ static void sim_run(sim_group *g, int n, sim_copy *c, int n_c, const double k_sh
     for (int u = 0; u < n_c; u++) c[u].end = SIM_NEVER;
     for (int d = 0; d < BE_DEC_STREAMS; d++) {
         st.dec_cur[d] = -1;
-        st.dec_next[d] = sim_next_on(g, n, d, 0);
+        st.dec_next[d] = sim_next_on(ps->sg, n, d, 0);
     }
     while (st.comp_next < n) {
-        while (sim_start(&st, g, n, c, n_c)) {
+        while (sim_start(&st, ps)) {
         }
         int active = 0;
         for (int d = 0; d < BE_DEC_STREAMS; d++) active += st.dec_cur[d] >= 0;
@@ -442,8 +397,7 @@ static const double sim_pre_share[BE_GROUPS_PER_LAYER] = {0.2, 0.6, 0.2, 0.0};
 
 // Planner workspace: the groups and copy units of one pass (n_layers * 4 + classifier chunks).
 struct plan_ws {
-    sim_group *g;
-    sim_copy *c;
+    sim_pass p;
     int cap;
 };
 
@@ -500,55 +454,67 @@ static void sim_slowdowns(const be_state *s, double k[3]) {
     k[2] = fmin(fmax(k4, k[1]), 2 * k[1]);
 }
 
-// Group x of layer l (sim group index gi) from the placements.
-static void sim_layer_group(const be_state *s, uint32_t l, int i, sim_group *x) {
-    memset(x, 0, sizeof *x);
-    x->place = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
-    x->dec_bytes = be_group_dec_bytes(s, l, i);
-    x->opens_unit = x->place == BE_STREAM;
-    x->unit_bytes = be_group_comp_bytes(s, l, i);
-    x->t_copy = (double)x->unit_bytes / s->h2d_rate;
-    x->t_dec = x->place == BE_RAW ? 0 : sim_dec_seconds(s, i, (double)x->dec_bytes);
-    x->t_pre = SIM_LAYER_OTHER_S * sim_pre_share[i];
-    x->t_use = sim_matvec_seconds(s, (double)x->dec_bytes);
-}
-
-// The pass's groups in use order; returns their number.
-static int sim_groups(const be_state *s, sim_group *g) {
+int be_sched_groups(const be_state *s, cllm_sched_group *g) {
     int n = 0;
     for (uint32_t l = 0; l < s->n_layers; l++)
-        for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) sim_layer_group(s, l, i, &g[n++]);
+        for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
+            cllm_sched_group *x = &g[n++];
+            memset(x, 0, sizeof *x);
+            x->place = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+            x->dec_bytes = be_group_dec_bytes(s, l, i);
+            x->opens_unit = x->place == BE_STREAM;
+            x->unit_bytes = be_group_comp_bytes(s, l, i);
+        }
     const be_mat *m = cls_mat(s);
     const uint64_t rows = m->w->desc.rows;
     const uint64_t rc = m->place == BE_RAW ? rows : be_cls_chunk_rows(s);
     for (uint64_t r0 = 0; r0 < rows; r0 += rc) {
-        sim_group *x = &g[n++];
+        cllm_sched_group *x = &g[n++];
         memset(x, 0, sizeof *x);
-        const uint64_t nr = rows - r0 < rc ? rows - r0 : rc;
         x->place = m->place;
-        x->dec_bytes = cls_rows_bytes(s, nr);
+        x->dec_bytes = be_cls_rows_bytes(s, rows - r0 < rc ? rows - r0 : rc);
         x->opens_unit = r0 == 0 && m->place == BE_STREAM;
         x->unit_bytes = be_mat_comp_bytes(m->w);
-        x->t_copy = (double)x->unit_bytes / s->h2d_rate;
-        x->t_dec = m->place == BE_RAW ? 0 : sim_dec_seconds(s, -1, (double)x->dec_bytes);
-        x->t_pre = r0 == 0 ? SIM_LAYER_OTHER_S * sim_pre_share[0] : 0;  // the final norm
-        x->t_use = sim_matvec_seconds(s, (double)x->dec_bytes);
     }
     return n;
 }
 
-static int plan_ws_init(const be_state *s, plan_ws *ws) {
-    const be_mat *m = cls_mat(s);
+int be_sched_groups_max(const be_state *s) {
     const uint64_t rc = be_cls_chunk_rows(s);
-    ws->cap = (int)(s->n_layers * BE_GROUPS_PER_LAYER + (m->w->desc.rows + rc - 1) / rc + 1);
-    ws->g = (sim_group *)calloc((size_t)ws->cap, sizeof *ws->g);
-    ws->c = (sim_copy *)calloc((size_t)ws->cap, sizeof *ws->c);
-    return ws->g && ws->c;
+    return (int)(s->n_layers * BE_GROUPS_PER_LAYER + (cls_mat(s)->w->desc.rows + rc - 1) / rc + 1);
+}
+
+// The timings of the pass's groups g[0..n) (schedule sg) from the probe; layer groups come
+// BE_GROUPS_PER_LAYER per layer, then the classifier's chunks.
+static void sim_times(const be_state *s, const cllm_sched_group *sg, int n, sim_group *g) {
+    const int n_layer_groups = (int)s->n_layers * BE_GROUPS_PER_LAYER;
+    for (int j = 0; j < n; j++) {
+        const cllm_sched_group *x = &sg[j];
+        const int i = j < n_layer_groups ? j % BE_GROUPS_PER_LAYER : -1;  // -1: classifier
+        sim_group *t = &g[j];
+        memset(t, 0, sizeof *t);
+        t->t_copy = (double)x->unit_bytes / s->h2d_rate;
+        t->t_dec = x->place == BE_RAW ? 0 : sim_dec_seconds(s, i, (double)x->dec_bytes);
+        t->t_pre = i >= 0 ? SIM_LAYER_OTHER_S * sim_pre_share[i]
+                          : (j == n_layer_groups ? SIM_LAYER_OTHER_S * sim_pre_share[0] : 0);
+        t->t_use = sim_matvec_seconds(s, (double)x->dec_bytes);
+    }
+}
+
+static int plan_ws_init(const be_state *s, plan_ws *ws) {
+    ws->cap = be_sched_groups_max(s);
+    ws->p.sg = (cllm_sched_group *)calloc((size_t)ws->cap, sizeof *ws->p.sg);
+    ws->p.sc = (cllm_sched_copy *)calloc((size_t)ws->cap, sizeof *ws->p.sc);
+    ws->p.g = (sim_group *)calloc((size_t)ws->cap, sizeof *ws->p.g);
+    ws->p.c = (sim_copy *)calloc((size_t)ws->cap, sizeof *ws->p.c);
+    return ws->p.sg && ws->p.sc && ws->p.g && ws->p.c;
 }
 
 static void plan_ws_free(plan_ws *ws) {
-    free(ws->g);
-    free(ws->c);
+    free(ws->p.sg);
+    free(ws->p.sc);
+    free(ws->p.g);
+    free(ws->p.c);
 }
 
 // Simulated token of the current placements and staging depth.
@@ -557,11 +523,16 @@ static double plan_seconds(const be_state *s, plan_ws *ws, sim_result *r) {
     r = r ? r : &tmp;
     uint64_t scratch = 0, staging = 0;
     ring_sizes(s, &scratch, &staging);
-    const int n = sim_groups(s, ws->g);
-    const int n_c = sim_schedule(ws->g, n, ws->c, scratch, staging, s->n_dec_streams);
+    sim_pass *ps = &ws->p;
+    ps->n = be_sched_groups(s, ps->sg);
+    ps->n_c = cllm_sched_build(ps->sg, ps->n, ps->sc, scratch, staging, s->n_dec_streams);
+    sim_times(s, ps->sg, ps->n, ps->g);
+    for (int i = 0; i < ps->n; i++)
+        if (ps->sg[i].place == BE_STREAM && ps->sg[i].opens_unit)
+            ps->c[ps->sg[i].copy].t = ps->g[i].t_copy;
     double k[3];
     sim_slowdowns(s, k);
-    sim_run(ws->g, n, ws->c, n_c, k, r);
+    sim_run(ps, k, r);
     return r->token;
 }
 
@@ -838,7 +809,7 @@ static cllm_status probe_setup(be_state *s, probe_ctx *c) {
     for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
         uint64_t ooff = 0;
         c->n_jobs[i] = 0;
-        for (int k = be_group_first[i]; k < be_group_first[i + 1]; k++) {
+        for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
             const cllm_weight *w = s->mats[k].w;
             uint8_t *src = c->payload + poff, *dst = c->out + ooff;
             CLLM_CUDA_TRY(cudaMemcpy(src, w->payload, w->payload_size, cudaMemcpyHostToDevice));

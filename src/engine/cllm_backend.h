@@ -1,37 +1,136 @@
-// The backend seam: what the engine asks of a place that runs the forward pass.
+// The backend seam: an op table and weight providers (see ../shared/STYLE.md, "The engine owns
+// the model; backends own the hardware").
 //
-// A backend is a table of functions over an opaque state. The engine owns the bound weights and
-// validates every argument of a forward call (token ids, positions, capacities) before handing it
-// over, so a backend trusts its inputs and only reports what it alone can detect (a corrupt block,
-// a device failure). The CPU backend (src/backend_cpu) is the reference; a CUDA backend
-// (src/cuda) implements the same table.
+// The engine (cllm_forward.c) writes the Llama block order once and calls these ops; a backend
+// implements the arithmetic on its hardware, and a weight provider per placement hands the engine
+// a layer's weights and takes them back. Every pointer an op receives (activations, KV cache,
+// weight data) lives in the backend's memory: what its `alloc` returned or what its provider
+// handed out. The engine validates every argument of a forward call (token ids, positions,
+// capacities) before any op runs, so ops trust their inputs and only report what they alone can
+// detect (a corrupt block, a device failure).
+//
+// Shapes below: T = tokens of a chunk (<= CLLM_ENGINE_BATCH), D = dim, Q = n_heads * head_dim,
+// K = n_kv_heads * head_dim, H = hidden_dim.
 #ifndef CLLM_BACKEND_H
 #define CLLM_BACKEND_H
 
 #include "cllm_weights.h"
+#include "ref/cllm_ref.h"
 
+// Tokens the engine runs through the layers together: each weight row is read once per chunk.
+// Longer calls are split into chunks of this many; on the CPU results do not depend on it (every
+// output is one dot product).
+#define CLLM_ENGINE_BATCH 64
+
+// A layer's weights as a provider hands them out, indexed by cllm_layer_tensor: the two norm
+// weights (F32 views of shape (1, D)) and the matrices of the acquired decode group.
+typedef struct cllm_layer_view {
+    cllm_wview t[CLLM_LAYER_N_TENSORS];
+} cllm_layer_view;
+
+// The tensors outside the layers.
+typedef enum cllm_global_tensor {
+    CLLM_GLOBAL_EMBED = 0,      // (vocab, D)
+    CLLM_GLOBAL_NORM = 1,       // (1, D), F32
+    CLLM_GLOBAL_CLASSIFIER = 2, // (vocab, D): lm_head, or the embedding when tied
+} cllm_global_tensor;
+
+// One layer's slice of the KV cache: (ctx, K) elements of `dtype` for keys and for values.
+typedef struct cllm_kv_layer {
+    void *k, *v;
+    cllm_dtype dtype; // F32 or F16
+    size_t ctx;
+} cllm_kv_layer;
+
+// A weight provider: one placement of the weights (decoded resident, decoded just in time into
+// reused scratch, compressed in device memory, ...). The engine acquires a layer's decode groups
+// (model/cllm_layout.h: q/k/v, o, gate/up, down) in order, one at a time, each released before
+// the next is acquired, and at most one global-tensor range, never while a group is held; views
+// stay valid until their release. Providers count their own decode time and memory.
+typedef struct cllm_provider_ops {
+    const char *name;
+    // Creates the provider on the backend state `be` (the backend outlives it). `w` and its
+    // container outlive the provider. Load-time decoding happens here.
+    // @return CLLM_OK, NOMEM, CORRUPT, DEVICE.
+    cllm_status (*create)(void *be, const cllm_weights *w, void **prov);
+    void (*free)(void *prov);
+    // Sets out->t[] of the matrices of decode group `group` of layer l and of the layer's two
+    // norms (other entries unspecified). @return CLLM_OK, CORRUPT (a block fails its checks),
+    // DEVICE.
+    cllm_status (*acquire_group)(void *prov, uint32_t l, int group, cllm_layer_view *out);
+    void (*release_group)(void *prov, uint32_t l, int group);
+    // Most rows of global tensor g one acquire_rows may ask for (>= 1).
+    uint64_t (*max_rows)(const void *prov, cllm_global_tensor g);
+    // A view of rows [r0, r1) of g: either r1 - r0 == 1, or r0 a multiple of max_rows and
+    // r1 - r0 <= max_rows. @return as acquire_group.
+    cllm_status (*acquire_rows)(void *prov, cllm_global_tensor g, uint64_t r0, uint64_t r1,
+                                cllm_wview *out);
+    void (*release_rows)(void *prov, cllm_global_tensor g);
+    // Fills decoded_bytes, scratch_bytes and decode_seconds of *out.
+    void (*stats)(const void *prov, cllm_engine_stats *out);
+} cllm_provider_ops;
+
+// The op table. Ops return CLLM_OK or what the hardware reports (DEVICE); optional ops may be
+// NULL, and the engine then runs their plain fallback (named with each).
 typedef struct cllm_backend_ops {
     const char *name;
-
-    // Creates the state: decode scratch or resident weights, KV cache for `context_len`
-    // positions, activations. `w` and the container behind it outlive the state; `opt` has been
-    // checked by the engine (n_threads >= 1, kv_dtype F32 or F16). Allocates everything forward
-    // will need. @return CLLM_OK, UNSUPPORTED (weights mode), NOMEM, CORRUPT, DEVICE.
-    cllm_status (*create)(const cllm_weights *w, const cllm_engine_options *opt,
-                          uint32_t context_len, void **state);
+    // State for `cfg` with a KV cache of `ctx` positions: threads, device, op scratch. `opt` was
+    // checked by the engine. @return CLLM_OK, UNSUPPORTED, NOMEM, DEVICE.
+    cllm_status (*create)(const cllm_model_config *cfg, const cllm_engine_options *opt,
+                          uint32_t ctx, void **state);
     void (*free)(void *state);
+    // `bytes` of zeroed backend memory (NULL when it cannot), and its release (NULL accepted).
+    void *(*alloc)(void *state, size_t bytes);
+    void (*release)(void *state, void *p);
+    // The provider for a weights mode, or NULL when this backend has none.
+    const cllm_provider_ops *(*provider)(cllm_weights_mode mode);
 
-    // Runs tokens[0..n) at positions pos.. (pos + n <= context_len, every id < vocab, positions
-    // < pos cached). logits: (n, vocab) when all_logits, else (vocab) for the last token.
-    // @return CLLM_OK, CORRUPT, DEVICE.
-    cllm_status (*forward)(void *state, const int32_t *tokens, size_t n, size_t pos,
-                           float *logits, int all_logits);
+    // x (D) = row r of `table` widened to fp32.
+    cllm_status (*embed)(void *state, float *x, const cllm_wview *table, uint64_t r);
+    // out[t] = RMSNorm(x[t]) * w for t < T; rows of D floats (out may alias x).
+    cllm_status (*rmsnorm)(void *state, float *out, const float *x, const cllm_wview *w,
+                           size_t n_tok, size_t dim, float eps);
+    // out[t * ldo + r] = W[r] . x[t * ldx + :] for t < T, r < W.rows.
+    cllm_status (*matmul)(void *state, float *out, size_t ldo, const cllm_wview *w,
+                          const float *x, size_t ldx, size_t n_tok);
+    // Rotates q (T, Q) and k (T, K) for positions pos.. and stores k, v (T, K) at those positions
+    // of the layer's cache.
+    cllm_status (*rope_kv)(void *state, float *q, float *k, const float *v,
+                           const cllm_kv_layer *kv, size_t n_tok, size_t pos);
+    // out (T, Q): causal attention of q (T, Q) over cache positions 0..pos + t (GQA: query head
+    // h reads KV head h / (n_heads / n_kv_heads)).
+    cllm_status (*attention)(void *state, float *out, const float *q, const cllm_kv_layer *kv,
+                             size_t n_tok, size_t pos);
+    // gate[i] = silu(gate[i]) * up[i], n values.
+    cllm_status (*swiglu)(void *state, float *gate, const float *up, size_t n);
+    // x[i] += y[i], n values (the residual).
+    cllm_status (*add)(void *state, float *x, const float *y, size_t n);
 
-    // Fills the memory and timing fields of *out (backend, weights, *_bytes, *_seconds).
+    // Optional, fused: gate (T, H) = silu(Wgate h) * Wup h for h (T, D). Fallback: matmul
+    // Wgate into gate, matmul Wup into up, swiglu. Must give the same result as the fallback.
+    cllm_status (*gate_up_swiglu)(void *state, float *gate, float *up, const cllm_wview *wgate,
+                                  const cllm_wview *wup, const float *h, size_t n_tok);
+
+    // Fills backend and the backend's own memory (activation_bytes) in *out.
     void (*stats)(const void *state, cllm_engine_stats *out);
 } cllm_backend_ops;
 
-// The CPU backend (always available).
+// The CPU backend (always available): host memory, OpenMP, the reference kernels.
 const cllm_backend_ops *cllm_backend_cpu(void);
+
+// A backend that still runs the whole forward pass itself (the CUDA backend, until it moves onto
+// the op table). Same contract as the engine's forward: arguments checked before the call.
+typedef struct cllm_whole_backend {
+    const char *name;
+    // `w` and its container outlive the state; `opt` was checked by the engine.
+    // @return CLLM_OK, UNSUPPORTED, NOMEM, CORRUPT, DEVICE.
+    cllm_status (*create)(const cllm_weights *w, const cllm_engine_options *opt,
+                          uint32_t context_len, void **state);
+    void (*free)(void *state);
+    // tokens[0..n) at positions pos..; logits (n, vocab) when all_logits, else (vocab).
+    cllm_status (*forward)(void *state, const int32_t *tokens, size_t n, size_t pos,
+                           float *logits, int all_logits);
+    void (*stats)(const void *state, cllm_engine_stats *out);
+} cllm_whole_backend;
 
 #endif

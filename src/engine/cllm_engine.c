@@ -4,8 +4,8 @@
 #include "cuda/cllm_cuda.h"
 #include "cuda/cllm_cuda_backend.h"
 #endif
-#include "cllm_backend.h"
 #include "cllm_engine_internal.h"
+#include "cllm_forward.h"
 #include "format/cllm_format.h"
 
 #include <math.h>
@@ -18,10 +18,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+// One of two seams runs the forward pass: the engine's own over a backend's op table (`fwd`:
+// the CPU), or a backend that still runs the whole pass itself (`whole`: CUDA, until it moves).
 struct cllm_engine {
     cllm_weights *weights;       // owned
-    const cllm_backend_ops *ops;
-    void *backend;
+    cllm_forward *fwd;
+    const cllm_whole_backend *whole;
+    void *whole_state;
     cllm_engine_options opt;     // resolved: n_threads >= 1
     uint32_t ctx;
     size_t n_past;               // positions [0, n_past) hold valid keys and values
@@ -42,17 +45,6 @@ cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out) {
     return CLLM_FAIL(CLLM_ERR_ARG,
                      "unknown weights mode '%s' (stream, resident, device, raw, auto)",
                      s ? s : "");
-}
-
-static void engine_log(const cllm_engine *e, const char *fmt, ...) CLLM_PRINTF(2, 3);
-static void engine_log(const cllm_engine *e, const char *fmt, ...) {
-    if (!e->opt.log) return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    e->opt.log(e->opt.log_user, line);
 }
 
 static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_options *out) {
@@ -82,7 +74,8 @@ static void weight_totals(const cllm_weights *w, uint64_t *decoded, uint64_t *co
 // Settles CLLM_BACKEND_AUTO and CLLM_WEIGHTS_AUTO (see include/codecllm.h for the rules).
 static cllm_status resolve_auto(const cllm_weights *w, cllm_engine_options *o) {
     if (o->backend == CLLM_BACKEND_AUTO)
-        o->backend = cllm_backend_available(CLLM_BACKEND_CUDA) ? CLLM_BACKEND_CUDA : CLLM_BACKEND_CPU;
+        o->backend =
+            cllm_backend_available(CLLM_BACKEND_CUDA) ? CLLM_BACKEND_CUDA : CLLM_BACKEND_CPU;
     if (o->weights != CLLM_WEIGHTS_AUTO) return CLLM_OK;
     uint64_t decoded, compressed;
     weight_totals(w, &decoded, &compressed);
@@ -107,24 +100,27 @@ static cllm_status resolve_auto(const cllm_weights *w, cllm_engine_options *o) {
     return CLLM_OK;
 }
 
-static cllm_status pick_backend(cllm_backend_kind kind, const cllm_backend_ops **ops) {
-    switch (kind) {
+// Creates the forward pass of backend `kind` (resolved: not AUTO).
+static cllm_status open_backend(cllm_engine *e, const cllm_backend_ops *ops) {
+    if (ops) return cllm_forward_create(ops, e->weights, &e->opt, e->ctx, &e->fwd);
+    switch (e->opt.backend) {
     case CLLM_BACKEND_AUTO: break;  // resolved before
-    case CLLM_BACKEND_CPU: *ops = cllm_backend_cpu(); return CLLM_OK;
+    case CLLM_BACKEND_CPU:
+        return cllm_forward_create(cllm_backend_cpu(), e->weights, &e->opt, e->ctx, &e->fwd);
     case CLLM_BACKEND_CUDA:
 #ifdef CLLM_HAVE_CUDA
-        *ops = cllm_backend_cuda();
-        return CLLM_OK;
+        e->whole = cllm_backend_cuda();
+        return e->whole->create(e->weights, &e->opt, e->ctx, &e->whole_state);
 #else
         return CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "the CUDA backend is not built into this library "
                                                "(rebuild with -DCODECLLM_CUDA=ON and nvcc)");
 #endif
     }
-    return CLLM_FAIL(CLLM_ERR_ARG, "unknown backend %d", (int)kind);
+    return CLLM_FAIL(CLLM_ERR_ARG, "unknown backend %d", (int)e->opt.backend);
 }
 
-cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options *opt,
-                                     cllm_engine **out) {
+cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt,
+                                 const cllm_backend_ops *ops, cllm_engine **out) {
     RETURN_IF(!w || !out, CLLM_ERR_ARG, "engine: NULL argument");
     *out = NULL;
     cllm_engine *e = calloc(1, sizeof *e);
@@ -135,11 +131,10 @@ cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options 
     e->weights = w;
     cllm_status st = resolve_options(opt, &e->opt);
     if (st == CLLM_OK) st = resolve_auto(w, &e->opt);
-    if (st == CLLM_OK) st = pick_backend(e->opt.backend, &e->ops);
     if (st == CLLM_OK) {
         e->ctx = w->cfg.context_len;
         if (e->opt.context_len && e->opt.context_len < e->ctx) e->ctx = e->opt.context_len;
-        st = e->ops->create(w, &e->opt, e->ctx, &e->backend);
+        st = open_backend(e, ops);
     }
     if (st != CLLM_OK) {
         cllm_engine_free(e);
@@ -147,11 +142,17 @@ cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options 
     }
     cllm_engine_stats sts;
     cllm_engine_stats_get(e, &sts);
-    engine_log(e, "engine: %s backend, %s weights, %d threads, context %u, KV %s", sts.backend,
-               cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
-               cllm_dtype_name(e->opt.kv_dtype));
+    cllm_logf(e->opt.log, e->opt.log_user,
+              "engine: %s backend, %s weights, %d threads, context %u, KV %s", sts.backend,
+              cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
+              cllm_dtype_name(e->opt.kv_dtype));
     *out = e;
     return CLLM_OK;
+}
+
+cllm_status cllm_engine_open_weights(cllm_weights *w, const cllm_engine_options *opt,
+                                     cllm_engine **out) {
+    return cllm_engine_open_ops(w, opt, NULL, out);
 }
 
 // Every byte checked before any is used: a flipped payload bit would otherwise decode into wrong
@@ -161,13 +162,11 @@ static cllm_status verify_at_open(const cllm_container *c, const cllm_engine_opt
     cllm_status st = cllm_container_verify_bytes(c, NULL, NULL, NULL);
     if (st != CLLM_OK) return cllm_error_context(st, "checksum check at open");
     double dt = cllm_now_seconds() - t0;
-    if (opt && opt->log) {
-        char line[160];
-        uint64_t bytes = cllm_container_file_size(c);
-        snprintf(line, sizeof line, "engine: verified %.1f MiB of checksums in %.3f s (%.1f GB/s)",
-                 (double)bytes / (1024.0 * 1024.0), dt, dt > 0 ? (double)bytes / 1e9 / dt : 0.0);
-        opt->log(opt->log_user, line);
-    }
+    uint64_t bytes = cllm_container_file_size(c);
+    if (opt)
+        cllm_logf(opt->log, opt->log_user,
+                  "engine: verified %.1f MiB of checksums in %.3f s (%.1f GB/s)",
+                  (double)bytes / (1024.0 * 1024.0), dt, dt > 0 ? (double)bytes / 1e9 / dt : 0.0);
     return CLLM_OK;
 }
 
@@ -183,7 +182,8 @@ cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options 
 
 void cllm_engine_free(cllm_engine *e) {
     if (!e) return;
-    if (e->backend) e->ops->free(e->backend);
+    cllm_forward_free(e->fwd);
+    if (e->whole_state) e->whole->free(e->whole_state);
     cllm_weights_free(e->weights);
     free(e);
 }
@@ -216,14 +216,16 @@ cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n,
                                 float *logits, size_t logits_cap, int all_logits) {
     RETURN_IF(!e, CLLM_ERR_ARG, "forward: NULL engine");
     TRY(check_forward(e, tokens, n, pos, logits, logits_cap, all_logits));
-    cllm_status st = e->ops->forward(e->backend, tokens, n, pos, logits, all_logits);
+    cllm_status st = e->fwd ? cllm_forward_run(e->fwd, tokens, n, pos, logits, all_logits)
+                            : e->whole->forward(e->whole_state, tokens, n, pos, logits, all_logits);
     e->n_past = st == CLLM_OK ? pos + n : pos;
     return st;
 }
 
 void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out) {
     memset(out, 0, sizeof *out);
-    e->ops->stats(e->backend, out);
+    if (e->fwd) cllm_forward_stats(e->fwd, out);
+    else e->whole->stats(e->whole_state, out);
     out->context_len = e->ctx;
     out->compressed_bytes = e->weights->compressed_bytes;
     struct rusage ru;

@@ -83,32 +83,20 @@ static void weight_release(cllm_weight *w) {
 
 // ---- the model ----------------------------------------------------------------------------------
 
+// Binds tensor `d` of the layout (layer l, or l < 0: a global tensor) into w.
+static cllm_status bind_desc(const cllm_weights *ws, cllm_weight_lookup_fn lookup, void *user,
+                             const cllm_layer_tensor_desc *d, int64_t l, cllm_weight *w) {
+    char name[96];
+    if (l < 0) snprintf(name, sizeof name, "%s", d->suffix);
+    else snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, d->suffix);
+    return bind_one(lookup, user, name, cllm_llama_dim(&ws->cfg, d->rows),
+                    cllm_llama_dim(&ws->cfg, d->cols), w);
+}
+
 static cllm_status bind_layer(cllm_weights *ws, cllm_weight_lookup_fn lookup, void *user,
                               uint32_t l) {
-    const cllm_model_config *c = &ws->cfg;
-    const uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
-    const uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
-    cllm_layer_weights *L = &ws->layers[l];
-    struct {
-        const char *suffix;
-        uint64_t rows, cols;
-        cllm_weight *w;
-    } t[CLLM_LAYER_N_TENSORS] = {
-        {"input_layernorm.weight", 0, c->dim, &L->attn_norm},
-        {"self_attn.q_proj.weight", q_dim, c->dim, &L->wq},
-        {"self_attn.k_proj.weight", kv_dim, c->dim, &L->wk},
-        {"self_attn.v_proj.weight", kv_dim, c->dim, &L->wv},
-        {"self_attn.o_proj.weight", c->dim, q_dim, &L->wo},
-        {"post_attention_layernorm.weight", 0, c->dim, &L->ffn_norm},
-        {"mlp.gate_proj.weight", c->hidden_dim, c->dim, &L->gate},
-        {"mlp.up_proj.weight", c->hidden_dim, c->dim, &L->up},
-        {"mlp.down_proj.weight", c->dim, c->hidden_dim, &L->down},
-    };
-    for (size_t i = 0; i < CLLM_LAYER_N_TENSORS; i++) {
-        char name[96];
-        snprintf(name, sizeof name, "model.layers.%u.%s", l, t[i].suffix);
-        TRY(bind_one(lookup, user, name, t[i].rows, t[i].cols, t[i].w));
-    }
+    for (int i = 0; i < CLLM_LAYER_N_TENSORS; i++)
+        TRY(bind_desc(ws, lookup, user, &cllm_llama_layer_layout[i], l, &ws->layers[l].all[i]));
     return CLLM_OK;
 }
 
@@ -133,14 +121,14 @@ static void weights_totals(cllm_weights *ws) {
 }
 
 static cllm_status bind_all(cllm_weights *ws, cllm_weight_lookup_fn lookup, void *user) {
-    const cllm_model_config *c = &ws->cfg;
-    TRY(bind_one(lookup, user, "model.embed_tokens.weight", c->vocab_size, c->dim, &ws->embed));
-    for (uint32_t l = 0; l < c->n_layers; l++) TRY(bind_layer(ws, lookup, user, l));
-    TRY(bind_one(lookup, user, "model.norm.weight", 0, c->dim, &ws->norm));
-    if (c->tied_embeddings) {
+    const cllm_layer_tensor_desc *g = cllm_llama_global_layout;
+    TRY(bind_desc(ws, lookup, user, &g[CLLM_GI_EMBED], -1, &ws->embed));
+    for (uint32_t l = 0; l < ws->cfg.n_layers; l++) TRY(bind_layer(ws, lookup, user, l));
+    TRY(bind_desc(ws, lookup, user, &g[CLLM_GI_NORM], -1, &ws->norm));
+    if (ws->cfg.tied_embeddings) {
         ws->classifier = &ws->embed;
     } else {
-        TRY(bind_one(lookup, user, "lm_head.weight", c->vocab_size, c->dim, &ws->lm_head));
+        TRY(bind_desc(ws, lookup, user, &g[CLLM_GI_LM_HEAD], -1, &ws->lm_head));
         ws->classifier = &ws->lm_head;
     }
     weights_totals(ws);

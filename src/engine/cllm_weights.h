@@ -11,6 +11,7 @@
 #define CLLM_WEIGHTS_H
 
 #include "codec/cllm_codec.h"
+#include "model/cllm_layout.h"
 
 // One bound tensor, viewed as (rows, cols) like the codec sees it.
 typedef struct cllm_weight {
@@ -25,8 +26,6 @@ typedef struct cllm_weight {
     uint64_t decoded_bytes;        // rows * cols * elem_size
     uint64_t block_scratch_bytes;  // what cllm_decode_blocks needs as per-thread scratch
 } cllm_weight;
-
-#define CLLM_LAYER_N_TENSORS 9
 
 // The nine tensors of one transformer block, by name or as an array (canonical order).
 typedef union cllm_layer_weights {

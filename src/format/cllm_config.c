@@ -41,28 +41,29 @@ static cllm_status check_archive(const cllm_model_config *c) {
 }
 
 static cllm_status check_dims(const cllm_model_config *c) {
-    CFG_CHECK(c->arch == CLLM_ARCH_LLAMA, "unknown architecture %u", c->arch);
-    CFG_CHECK(c->dim >= 1 && c->dim <= CFG_MAX_DIM, "dim %u outside 1..%u", c->dim, CFG_MAX_DIM);
-    CFG_CHECK(c->hidden_dim >= 1 && c->hidden_dim <= CFG_MAX_HIDDEN, "hidden_dim %u outside 1..%u",
-              c->hidden_dim, CFG_MAX_HIDDEN);
-    CFG_CHECK(c->n_layers >= 1 && c->n_layers <= CFG_MAX_LAYERS, "n_layers %u outside 1..%u",
+    CFG_CHECK(c->arch == CLLM_ARCH_LLAMA, "arch = %u is unknown", c->arch);
+    CFG_CHECK(c->dim >= 1 && c->dim <= CFG_MAX_DIM, "dim = %u outside 1..%u", c->dim, CFG_MAX_DIM);
+    CFG_CHECK(c->hidden_dim >= 1 && c->hidden_dim <= CFG_MAX_HIDDEN,
+              "hidden_dim = %u outside 1..%u", c->hidden_dim, CFG_MAX_HIDDEN);
+    CFG_CHECK(c->n_layers >= 1 && c->n_layers <= CFG_MAX_LAYERS, "n_layers = %u outside 1..%u",
               c->n_layers, CFG_MAX_LAYERS);
-    CFG_CHECK(c->n_heads >= 1 && c->n_heads <= c->dim, "n_heads %u outside 1..dim (%u)",
+    CFG_CHECK(c->n_heads >= 1 && c->n_heads <= c->dim, "n_heads = %u outside 1..dim (%u)",
               c->n_heads, c->dim);
-    CFG_CHECK(c->n_kv_heads >= 1 && c->n_kv_heads <= c->n_heads, "n_kv_heads %u outside 1..n_heads",
-              c->n_kv_heads);
-    CFG_CHECK(c->n_heads % c->n_kv_heads == 0, "n_kv_heads %u does not divide n_heads %u",
+    CFG_CHECK(c->n_kv_heads >= 1 && c->n_kv_heads <= c->n_heads,
+              "n_kv_heads = %u outside 1..n_heads", c->n_kv_heads);
+    CFG_CHECK(c->n_heads % c->n_kv_heads == 0, "n_kv_heads = %u does not divide n_heads = %u",
               c->n_kv_heads, c->n_heads);
-    CFG_CHECK(c->head_dim >= 2 && c->head_dim % 2 == 0, "head_dim %u is not even and >= 2",
+    CFG_CHECK(c->head_dim >= 2 && c->head_dim % 2 == 0, "head_dim = %u is not even and >= 2",
               c->head_dim);
     // 64-bit product: head_dim and n_heads are each < 2^32.
-    CFG_CHECK((uint64_t)c->head_dim * c->n_heads == c->dim, "head_dim %u * n_heads %u != dim %u",
-              c->head_dim, c->n_heads, c->dim);
-    CFG_CHECK(c->vocab_size >= 1 && c->vocab_size <= CFG_MAX_VOCAB, "vocab_size %u outside 1..%u",
+    CFG_CHECK((uint64_t)c->head_dim * c->n_heads == c->dim,
+              "head_dim = %u times n_heads = %u differs from dim = %u", c->head_dim, c->n_heads,
+              c->dim);
+    CFG_CHECK(c->vocab_size >= 1 && c->vocab_size <= CFG_MAX_VOCAB, "vocab_size = %u outside 1..%u",
               c->vocab_size, CFG_MAX_VOCAB);
     CFG_CHECK(c->context_len >= 1 && c->context_len <= CFG_MAX_CONTEXT,
-              "context_len %u outside 1..%u", c->context_len, CFG_MAX_CONTEXT);
-    CFG_CHECK(c->tied_embeddings <= 1, "tied_embeddings %u is not 0 or 1", c->tied_embeddings);
+              "context_len = %u outside 1..%u", c->context_len, CFG_MAX_CONTEXT);
+    CFG_CHECK(c->tied_embeddings <= 1, "tied_embeddings = %u is not 0 or 1", c->tied_embeddings);
     return CLLM_OK;
 }
 
@@ -70,9 +71,9 @@ static cllm_status check_dims(const cllm_model_config *c) {
 // that no config byte carries a value nobody reads).
 static cllm_status check_rope(const cllm_model_config *c) {
     CFG_CHECK(isfinite(c->rope_theta) && c->rope_theta > 0.0f,
-              "rope_theta %g is not finite and > 0", (double)c->rope_theta);
+              "rope_theta = %g is not finite and > 0", (double)c->rope_theta);
     CFG_CHECK(isfinite(c->norm_eps) && c->norm_eps > 0.0f && c->norm_eps < 1.0f,
-              "norm_eps %g outside (0, 1)", (double)c->norm_eps);
+              "norm_eps = %g outside (0, 1)", (double)c->norm_eps);
     if (c->rope_scaling == CLLM_ROPE_SCALING_NONE) {
         // Bit patterns, so that -0.0 is refused too.
         CFG_CHECK(f32_bits(c->rope_factor) == 0 && f32_bits(c->rope_low_freq_factor) == 0 &&
@@ -103,9 +104,9 @@ cllm_status cllm_config_validate(const cllm_model_config *cfg) {
     TRY(check_dims(cfg));
     TRY(check_rope(cfg));
     CFG_CHECK(cfg->bos_id >= -1 && cfg->bos_id < (int64_t)cfg->vocab_size,
-              "bos_id %d outside [-1, vocab_size %u)", cfg->bos_id, cfg->vocab_size);
+              "bos_id = %d outside [-1, vocab_size %u)", cfg->bos_id, cfg->vocab_size);
     CFG_CHECK(cfg->eos_id >= -1 && cfg->eos_id < (int64_t)cfg->vocab_size,
-              "eos_id %d outside [-1, vocab_size %u)", cfg->eos_id, cfg->vocab_size);
+              "eos_id = %d outside [-1, vocab_size %u)", cfg->eos_id, cfg->vocab_size);
     return CLLM_OK;
 }
 

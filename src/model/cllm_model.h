@@ -20,21 +20,9 @@
 #define CLLM_MODEL_H
 
 #include "../common/cllm_common.h"
+#include "cllm_layout.h"
 
 #include <stdint.h>
-
-// ---- dtypes ------------------------------------------------------------------------------------
-
-// Bytes per element of a source dtype, 0 when unknown (the model stage's own copy so that it does
-// not depend on a later stage).
-static inline uint32_t cllm_model_dtype_size(cllm_dtype dt) {
-    switch (dt) {
-    case CLLM_DTYPE_F32: return 4;
-    case CLLM_DTYPE_F16: return 2;
-    case CLLM_DTYPE_BF16: return 2;
-    default: return 0;
-    }
-}
 
 // ---- safetensors -------------------------------------------------------------------------------
 // File layout: u64 little-endian N, then N bytes of JSON (an object: "__metadata__" -> object of
@@ -97,22 +85,6 @@ cllm_status cllm_st_write_file(const char *path, const cllm_st_spec *specs, size
 
 // ---- the canonical Llama layout ----------------------------------------------------------------
 
-typedef enum cllm_role {
-    CLLM_ROLE_EMBED,     // model.embed_tokens.weight            (vocab, dim)
-    CLLM_ROLE_ATTN_NORM, // model.layers.L.input_layernorm.weight (dim)
-    CLLM_ROLE_WQ,        // self_attn.q_proj.weight              (n_heads*head_dim, dim)
-    CLLM_ROLE_WK,        // self_attn.k_proj.weight              (n_kv_heads*head_dim, dim)
-    CLLM_ROLE_WV,        // self_attn.v_proj.weight              (n_kv_heads*head_dim, dim)
-    CLLM_ROLE_WO,        // self_attn.o_proj.weight              (dim, n_heads*head_dim)
-    CLLM_ROLE_FFN_NORM,  // post_attention_layernorm.weight      (dim)
-    CLLM_ROLE_GATE,      // mlp.gate_proj.weight                 (hidden, dim)
-    CLLM_ROLE_UP,        // mlp.up_proj.weight                   (hidden, dim)
-    CLLM_ROLE_DOWN,      // mlp.down_proj.weight                 (dim, hidden)
-    CLLM_ROLE_NORM,      // model.norm.weight                    (dim)
-    CLLM_ROLE_LM_HEAD,   // lm_head.weight (vocab, dim), only when embeddings are not tied
-} cllm_role;
-
-#define CLLM_LLAMA_PER_LAYER 9
 #define CLLM_TENSOR_NAME_CAP 96
 
 typedef struct cllm_tensor_spec {
@@ -123,10 +95,6 @@ typedef struct cllm_tensor_spec {
     uint64_t shape[2];
 } cllm_tensor_spec;
 
-// Checks the fields an importer produced: every dimension non-zero and within sane bounds, heads
-// divide dim, kv heads divide heads, head_dim = dim / heads and even, finite positive eps/theta,
-// rope scaling parameters. CLLM_ERR_FORMAT naming the field.
-cllm_status cllm_model_config_check(const cllm_model_config *cfg);
 // Number of tensors of a model with this config: 1 + 9 * n_layers + 1 (+1 untied).
 size_t cllm_llama_n_tensors(const cllm_model_config *cfg);
 // Name, role and shape of tensor i in canonical order: embed; per layer input_layernorm, q, k, v,
@@ -175,7 +143,7 @@ struct cllm_source {
 // Opens `path` read-only, records it in s->files and returns its index and size.
 cllm_status cllm_source_add_file(cllm_source *s, const char *path, uint32_t *index,
                                  uint64_t *size);
-// Allocates s->tensors for s->cfg (the config must have passed cllm_model_config_check) and
+// Allocates s->tensors for s->cfg (the config must have passed cllm_config_validate) and
 // fills names, roles' shapes; the importer then sets dtype, file, offset, size, permute_heads.
 cllm_status cllm_source_alloc_tensors(cllm_source *s);
 // Loads a tokenizer file: *.json -> HF_JSON, anything else -> LLAMA2C bytes.

@@ -218,22 +218,21 @@ static cllm_status gg_config(gg_ctx *x, int fd) {
     TRY(gg_token_id(x, "tokenizer.ggml.bos_token_id", &c->bos_id));
     TRY(gg_token_id(x, "tokenizer.ggml.eos_token_id", &c->eos_id));
     TRY(gg_rope(x, fd));
-    return cllm_model_config_check(c);
+    return cllm_config_validate(c);
 }
 
 // ---- tensors ------------------------------------------------------------------------------------
 
-static const char *const layer_names[CLLM_LLAMA_PER_LAYER] = {
-    "attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-    "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
-
+// The GGUF name of canonical tensor i (the layout table's gguf column).
 static void gguf_name(const cllm_model_config *c, size_t i, char *buf, size_t cap) {
-    size_t per_layer = (size_t)CLLM_LLAMA_PER_LAYER * c->n_layers;
-    if (i == 0) snprintf(buf, cap, "token_embd.weight");
-    else if (i == per_layer + 1) snprintf(buf, cap, "output_norm.weight");
-    else if (i == per_layer + 2) snprintf(buf, cap, "output.weight");
-    else snprintf(buf, cap, "blk.%zu.%s.weight", (i - 1) / CLLM_LLAMA_PER_LAYER,
-                  layer_names[(i - 1) % CLLM_LLAMA_PER_LAYER]);
+    size_t per_layer = (size_t)CLLM_LAYER_N_TENSORS * c->n_layers;
+    if (i == 0) snprintf(buf, cap, "%s", cllm_llama_global_layout[CLLM_GI_EMBED].gguf);
+    else if (i == per_layer + 1)
+        snprintf(buf, cap, "%s", cllm_llama_global_layout[CLLM_GI_NORM].gguf);
+    else if (i == per_layer + 2)
+        snprintf(buf, cap, "%s", cllm_llama_global_layout[CLLM_GI_LM_HEAD].gguf);
+    else snprintf(buf, cap, "blk.%zu.%s", (i - 1) / CLLM_LAYER_N_TENSORS,
+                  cllm_llama_layer_layout[(i - 1) % CLLM_LAYER_N_TENSORS].gguf);
 }
 
 static cllm_status gg_check_shape(const cllm_gguf_tensor *t, const cllm_src_entry *e) {

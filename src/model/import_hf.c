@@ -196,7 +196,7 @@ static cllm_status hf_config_fields(json_t *root, cllm_model_config *c) {
     TRY(hf_token_id(root, "bos_token_id", &c->bos_id));
     TRY(hf_token_id(root, "eos_token_id", &c->eos_id));
     TRY(hf_check_features(root, fam, c->context_len));
-    return cllm_model_config_check(c);
+    return cllm_config_validate(c);
 }
 
 static cllm_status hf_config(hf_ctx *x) {

@@ -53,7 +53,7 @@ static const int v1_order[] = {
     CLLM_ROLE_UP,        CLLM_ROLE_LM_HEAD};
 
 // Walks the arrays in file order: base[role] gets each array's file offset, *end the end of the
-// last. Dimensions were bounded by cllm_model_config_check, but the sums are still checked.
+// last. Dimensions were bounded by cllm_config_validate, but the sums are still checked.
 static cllm_status l2c_layout(const cllm_model_config *c, const int *order, size_t n,
                               uint64_t header, uint64_t base[CLLM_ROLE_LM_HEAD + 1],
                               uint64_t *end) {
@@ -103,7 +103,7 @@ static cllm_status l2c_params(const uint8_t *p, int legacy, cllm_model_config *c
     c->rope_scaling = CLLM_ROPE_SCALING_NONE;
     c->bos_id = c->vocab_size > 1 ? 1 : -1;
     c->eos_id = c->vocab_size > 2 ? 2 : -1;
-    return cllm_model_config_check(c);
+    return cllm_config_validate(c);
 }
 
 static cllm_status l2c_header(cllm_source *s, const char *path, uint64_t size, int *legacy) {

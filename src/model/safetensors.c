@@ -236,7 +236,7 @@ static cllm_status st_spec_json(const cllm_st_spec *sp, uint64_t *pos, json_t **
     const char *dt = st_dtype_string(sp->dtype);
     RETURN_IF(!dt || sp->ndim < 1 || sp->ndim > 4 || !sp->name, CLLM_ERR_ARG,
               "tensor '%s': bad dtype or ndim for safetensors", sp->name ? sp->name : "?");
-    uint64_t bytes = cllm_model_dtype_size(sp->dtype);
+    uint64_t bytes = cllm_dtype_size(sp->dtype);
     for (uint32_t d = 0; d < sp->ndim; d++)
         RETURN_IF(sp->shape[d] > (uint64_t)INT64_MAX ||
                       cllm_mul_overflow_u64(bytes, sp->shape[d], &bytes),
@@ -318,7 +318,7 @@ cllm_status cllm_st_write_file(const char *path, const cllm_st_spec *specs, size
     cllm_status st = cllm_write_full(fd, hdr, hdr_size, path);
     free(hdr);
     for (size_t i = 0; i < n && st == CLLM_OK; i++) {
-        uint64_t bytes = cllm_model_dtype_size(specs[i].dtype);
+        uint64_t bytes = cllm_dtype_size(specs[i].dtype);
         for (uint32_t d = 0; d < specs[i].ndim; d++) bytes *= specs[i].shape[d];  // checked above
         st = cllm_write_full(fd, data[i], (size_t)bytes, path);
     }

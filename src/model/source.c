@@ -12,93 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-// Bounds well above every released Llama-family model, low enough that products of two of them
-// cannot overflow 64 bits and absurd headers are refused before anything is allocated. The same
-// as the container's (cllm_config_validate), so that every importable model is storable.
-#define CLLM_MAX_DIM 65536u
-#define CLLM_MAX_HIDDEN (1u << 20)
-#define CLLM_MAX_LAYERS 1024u
-#define CLLM_MAX_VOCAB (1u << 22)
-#define CLLM_MAX_CONTEXT (1u << 22)
-
-static cllm_status check_range(const char *field, uint32_t v, uint32_t max) {
-    RETURN_IF(v == 0 || v > max, CLLM_ERR_FORMAT, "config field %s = %u is out of range [1, %u]",
-              field, v, max);
-    return CLLM_OK;
-}
-
-static cllm_status check_rope_scaling(const cllm_model_config *c) {
-    if (c->rope_scaling == CLLM_ROPE_SCALING_NONE) return CLLM_OK;
-    RETURN_IF(c->rope_scaling != CLLM_ROPE_SCALING_LLAMA3, CLLM_ERR_FORMAT,
-              "config field rope_scaling = %u is unknown", c->rope_scaling);
-    RETURN_IF(!(isfinite(c->rope_factor) && c->rope_factor >= 1.0f), CLLM_ERR_FORMAT,
-              "config field rope_scaling.factor = %g must be finite and >= 1", c->rope_factor);
-    RETURN_IF(!(isfinite(c->rope_low_freq_factor) && c->rope_low_freq_factor > 0.0f),
-              CLLM_ERR_FORMAT, "config field rope_scaling.low_freq_factor = %g must be positive",
-              c->rope_low_freq_factor);
-    RETURN_IF(!(isfinite(c->rope_high_freq_factor) &&
-                c->rope_high_freq_factor > c->rope_low_freq_factor),
-              CLLM_ERR_FORMAT,
-              "config field rope_scaling.high_freq_factor = %g must exceed low_freq_factor = %g",
-              c->rope_high_freq_factor, c->rope_low_freq_factor);
-    TRY(check_range("rope_scaling.original_max_position_embeddings", c->rope_original_context,
-                    CLLM_MAX_CONTEXT));
-    return CLLM_OK;
-}
-
-cllm_status cllm_model_config_check(const cllm_model_config *c) {
-    RETURN_IF(!c, CLLM_ERR_ARG, "config is NULL");
-    RETURN_IF(c->arch != CLLM_ARCH_LLAMA, CLLM_ERR_FORMAT, "config field arch = %u is unknown",
-              c->arch);
-    TRY(check_range("dim", c->dim, CLLM_MAX_DIM));
-    TRY(check_range("hidden_dim", c->hidden_dim, CLLM_MAX_HIDDEN));
-    TRY(check_range("n_layers", c->n_layers, CLLM_MAX_LAYERS));
-    TRY(check_range("n_heads", c->n_heads, c->dim));
-    TRY(check_range("n_kv_heads", c->n_kv_heads, c->n_heads));
-    TRY(check_range("vocab_size", c->vocab_size, CLLM_MAX_VOCAB));
-    TRY(check_range("context_len", c->context_len, CLLM_MAX_CONTEXT));
-    RETURN_IF(c->dim % c->n_heads != 0, CLLM_ERR_FORMAT,
-              "config: n_heads = %u does not divide dim = %u", c->n_heads, c->dim);
-    RETURN_IF(c->n_heads % c->n_kv_heads != 0, CLLM_ERR_FORMAT,
-              "config: n_kv_heads = %u does not divide n_heads = %u", c->n_kv_heads, c->n_heads);
-    RETURN_IF(c->head_dim != c->dim / c->n_heads, CLLM_ERR_FORMAT,
-              "config: head_dim = %u differs from dim / n_heads = %u", c->head_dim,
-              c->dim / c->n_heads);
-    RETURN_IF(c->head_dim % 2 != 0, CLLM_ERR_FORMAT,
-              "config: head_dim = %u must be even for RoPE", c->head_dim);
-    RETURN_IF(c->tied_embeddings > 1, CLLM_ERR_FORMAT, "config: tied_embeddings = %u",
-              c->tied_embeddings);
-    RETURN_IF(!(isfinite(c->rope_theta) && c->rope_theta > 1.0f), CLLM_ERR_FORMAT,
-              "config field rope_theta = %g must be finite and > 1", c->rope_theta);
-    RETURN_IF(!(isfinite(c->norm_eps) && c->norm_eps > 0.0f && c->norm_eps < 1.0f),
-              CLLM_ERR_FORMAT, "config field norm_eps = %g must be in (0, 1)", c->norm_eps);
-    RETURN_IF(c->bos_id < -1 || (c->bos_id >= 0 && (uint32_t)c->bos_id >= c->vocab_size),
-              CLLM_ERR_FORMAT, "config field bos_id = %d is outside the vocabulary", c->bos_id);
-    RETURN_IF(c->eos_id < -1 || (c->eos_id >= 0 && (uint32_t)c->eos_id >= c->vocab_size),
-              CLLM_ERR_FORMAT, "config field eos_id = %d is outside the vocabulary", c->eos_id);
-    TRY(check_rope_scaling(c));
-    // The container's own rules (unused rope fields zero, ...): what imports must also store.
-    return cllm_config_validate(c);
-}
-
 size_t cllm_llama_n_tensors(const cllm_model_config *cfg) {
-    return 2 + (size_t)CLLM_LLAMA_PER_LAYER * cfg->n_layers + (cfg->tied_embeddings ? 0 : 1);
+    return 2 + (size_t)CLLM_LAYER_N_TENSORS * cfg->n_layers + (cfg->tied_embeddings ? 0 : 1);
 }
-
-static const struct {
-    const char *suffix;
-    cllm_role role;
-} layer_roles[CLLM_LLAMA_PER_LAYER] = {
-    {"input_layernorm", CLLM_ROLE_ATTN_NORM},
-    {"self_attn.q_proj", CLLM_ROLE_WQ},
-    {"self_attn.k_proj", CLLM_ROLE_WK},
-    {"self_attn.v_proj", CLLM_ROLE_WV},
-    {"self_attn.o_proj", CLLM_ROLE_WO},
-    {"post_attention_layernorm", CLLM_ROLE_FFN_NORM},
-    {"mlp.gate_proj", CLLM_ROLE_GATE},
-    {"mlp.up_proj", CLLM_ROLE_UP},
-    {"mlp.down_proj", CLLM_ROLE_DOWN},
-};
 
 static void set_shape(cllm_tensor_spec *t, uint64_t rows, uint64_t cols) {
     t->ndim = cols ? 2 : 1;
@@ -106,40 +22,30 @@ static void set_shape(cllm_tensor_spec *t, uint64_t rows, uint64_t cols) {
     t->shape[1] = cols;
 }
 
+static void spec_from(const cllm_model_config *c, const cllm_layer_tensor_desc *d,
+                      cllm_tensor_spec *t) {
+    t->role = d->role;
+    if (d->rows == CLLM_DIM_NONE) set_shape(t, cllm_llama_dim(c, d->cols), 0);
+    else set_shape(t, cllm_llama_dim(c, d->rows), cllm_llama_dim(c, d->cols));
+}
+
 void cllm_llama_tensor_spec(const cllm_model_config *c, size_t i, cllm_tensor_spec *t) {
-    uint64_t q_dim = (uint64_t)c->n_heads * c->head_dim;
-    uint64_t kv_dim = (uint64_t)c->n_kv_heads * c->head_dim;
-    size_t n_layer_tensors = (size_t)CLLM_LLAMA_PER_LAYER * c->n_layers;
+    const size_t n_layer_tensors = (size_t)CLLM_LAYER_N_TENSORS * c->n_layers;
     memset(t, 0, sizeof *t);
     t->layer = -1;
-    if (i == 0) {
-        snprintf(t->name, sizeof t->name, "model.embed_tokens.weight");
-        t->role = CLLM_ROLE_EMBED;
-        set_shape(t, c->vocab_size, c->dim);
+    if (i == 0 || i > n_layer_tensors) {
+        const cllm_layer_tensor_desc *d =
+            &cllm_llama_global_layout[i == 0 ? CLLM_GI_EMBED
+                                      : i == n_layer_tensors + 1 ? CLLM_GI_NORM
+                                                                 : CLLM_GI_LM_HEAD];
+        snprintf(t->name, sizeof t->name, "%s", d->suffix);
+        spec_from(c, d, t);
         return;
     }
-    if (i > n_layer_tensors) {
-        int norm = (i == n_layer_tensors + 1);
-        snprintf(t->name, sizeof t->name, "%s", norm ? "model.norm.weight" : "lm_head.weight");
-        t->role = norm ? CLLM_ROLE_NORM : CLLM_ROLE_LM_HEAD;
-        if (norm) set_shape(t, c->dim, 0);
-        else set_shape(t, c->vocab_size, c->dim);
-        return;
-    }
-    size_t k = (i - 1) % CLLM_LLAMA_PER_LAYER;
-    t->layer = (int)((i - 1) / CLLM_LLAMA_PER_LAYER);
-    t->role = layer_roles[k].role;
-    snprintf(t->name, sizeof t->name, "model.layers.%d.%s.weight", t->layer, layer_roles[k].suffix);
-    switch (t->role) {
-    case CLLM_ROLE_WQ: set_shape(t, q_dim, c->dim); break;
-    case CLLM_ROLE_WK:
-    case CLLM_ROLE_WV: set_shape(t, kv_dim, c->dim); break;
-    case CLLM_ROLE_WO: set_shape(t, c->dim, q_dim); break;
-    case CLLM_ROLE_GATE:
-    case CLLM_ROLE_UP: set_shape(t, c->hidden_dim, c->dim); break;
-    case CLLM_ROLE_DOWN: set_shape(t, c->dim, c->hidden_dim); break;
-    default: set_shape(t, c->dim, 0); break;  // the two norms
-    }
+    const cllm_layer_tensor_desc *d = &cllm_llama_layer_layout[(i - 1) % CLLM_LAYER_N_TENSORS];
+    t->layer = (int)((i - 1) / CLLM_LAYER_N_TENSORS);
+    snprintf(t->name, sizeof t->name, "model.layers.%d.%s", t->layer, d->suffix);
+    spec_from(c, d, t);
 }
 
 void cllm_rope_unpermute_rows(uint8_t *rows, uint32_t n_heads, uint32_t head_dim, uint64_t cols,
@@ -311,7 +217,7 @@ cllm_status cllm_source_read(cllm_source *s, size_t i, void *buf, size_t cap) {
         if (st != CLLM_OK) return cllm_error_context(st, "tensor '%s'", e->name);
     }
     if (e->permute_heads == 0) return CLLM_OK;
-    uint32_t esize = cllm_model_dtype_size(e->dtype);
+    uint32_t esize = cllm_dtype_size(e->dtype);
     size_t scratch_bytes = (size_t)s->cfg.head_dim * (size_t)e->shape[1] * esize;
     uint8_t *scratch = malloc(scratch_bytes);
     RETURN_IF(!scratch, CLLM_ERR_NOMEM, "tensor '%s': out of memory for %zu bytes", e->name,

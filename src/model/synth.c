@@ -159,7 +159,7 @@ static cllm_status synth_tensor_init(synth_tensor *t, const cllm_model_config *c
     t->is_norm = t->spec.ndim == 1;
     t->rows = t->is_norm ? 1 : t->spec.shape[0];
     t->cols = t->is_norm ? t->spec.shape[0] : t->spec.shape[1];
-    t->bytes = t->rows * t->cols * cllm_model_dtype_size(dt);  // bounded by the config check
+    t->bytes = t->rows * t->cols * cllm_dtype_size(dt);  // bounded by the config check
     synth_rng r = rng_for(seed, i, UINT64_MAX);  // tensor-level draws
     if (t->is_norm) {
         // Real checkpoints have some layers whose norms sit well below 1.
@@ -225,7 +225,7 @@ static cllm_status synth_plan(synth_ctx *x, uint64_t max_shard_bytes) {
     x->tensor_bytes = calloc(x->n_tensors, sizeof *x->tensor_bytes);
     x->shard_of = calloc(x->n_tensors, sizeof *x->shard_of);
     RETURN_IF(!x->tensor_bytes || !x->shard_of, CLLM_ERR_NOMEM, "synth: out of memory");
-    uint64_t in_shard = 0, esize = cllm_model_dtype_size(x->opt->dtype);
+    uint64_t in_shard = 0, esize = cllm_dtype_size(x->opt->dtype);
     size_t shard = 0;
     for (size_t i = 0; i < x->n_tensors; i++) {
         cllm_tensor_spec sp;
@@ -405,8 +405,8 @@ static cllm_status synth_make_dir(const char *dir) {
 }
 
 static cllm_status synth_run(synth_ctx *x, uint64_t max_shard_bytes) {
-    TRY(cllm_model_config_check(x->cfg));
-    RETURN_IF(cllm_model_dtype_size(x->opt->dtype) == 0, CLLM_ERR_ARG, "synth: unknown dtype %d",
+    TRY(cllm_config_validate(x->cfg));
+    RETURN_IF(cllm_dtype_size(x->opt->dtype) == 0, CLLM_ERR_ARG, "synth: unknown dtype %d",
               (int)x->opt->dtype);
     RETURN_IF(max_shard_bytes == 0, CLLM_ERR_ARG, "synth: shard size must be positive");
     TRY(synth_make_dir(x->dir));

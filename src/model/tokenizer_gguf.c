@@ -11,8 +11,8 @@
 //     anything else is UNSUPPORTED, naming it.
 //   model "llama" (SentencePiece): BPE with byte_fallback over the pieces; merges derived from the
 //     scores: every (a, b) with a, b and ab normal pieces (ab at most 128 bytes), ranked by ab's
-//     score (highest first, ties by the id of ab, then of a); normalizer Prepend("▁") (when add_space_prefix) +
-//     Replace(" " -> "▁"), as Hugging Face's Llama tokenizer.json.
+//     score (highest first, ties by the id of ab, then of a); normalizer Prepend("▁") (when
+//     add_space_prefix) + Replace(" " -> "▁"), as Hugging Face's Llama tokenizer.json.
 // add_bos: `add_bos_token` (default: true for llama, false for gpt2); bos/eos tokens from
 // `bos_token_id` / `eos_token_id`; `tokenizer.chat_template`.
 #include "cllm_bundle.h"
@@ -34,7 +34,8 @@ static const char QWEN2_RE[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-// ---- serialising ---------------------------------------------------------------------------------
+// ---- serialising
+// ---------------------------------------------------------------------------------
 
 cllm_status cllm_bundle_encode(json_t *tokenizer, int add_bos, const char *chat_template,
                                size_t chat_template_len, const char *bos_token,
@@ -70,7 +71,8 @@ cllm_status cllm_bundle_encode(json_t *tokenizer, int add_bos, const char *chat_
     return CLLM_OK;
 }
 
-// ---- GGUF: shared pieces -------------------------------------------------------------------------
+// ---- GGUF: shared pieces
+// -------------------------------------------------------------------------
 
 typedef struct gg_tok {
     const cllm_gguf *g;
@@ -219,7 +221,8 @@ static cllm_status gpt2_tokenizer(const gg_tok *k, json_t *root) {
     return CLLM_OK;
 }
 
-// ---- GGUF: llama (SentencePiece) ------------------------------------------------------------------
+// ---- GGUF: llama (SentencePiece)
+// ------------------------------------------------------------------
 
 typedef struct spm_merge {
     float score;
@@ -403,7 +406,8 @@ cllm_status cllm_bundle_from_gguf(const cllm_gguf *g, json_t *source, uint8_t **
     return st;
 }
 
-// ---- Hugging Face directories ---------------------------------------------------------------------
+// ---- Hugging Face directories
+// ---------------------------------------------------------------------
 
 static cllm_status load_json_file(const char *path, json_t **out) {
     uint8_t *data = NULL;
@@ -474,7 +478,8 @@ cllm_status cllm_bundle_from_hf(const char *tokenizer_path, const char *config_p
     return CLLM_OK;
 }
 
-// ---- the source note (public: cllm_container_source_note) ----------------------------------------
+// ---- the source note (public: cllm_container_source_note)
+// ----------------------------------------
 
 // "F32 61, Q4_1 210, Q8_0 1" from {"F32": 61, ...}.
 static void append_types(const json_t *types, char *buf, size_t cap, size_t *n) {

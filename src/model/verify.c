@@ -24,17 +24,6 @@ typedef struct verify_ctx {
     size_t src_cap, dec_cap, q_cap, sc_cap, ref_cap;
 } verify_ctx;
 
-static void say(verify_ctx *v, const char *fmt, ...) CLLM_PRINTF(2, 3);
-static void say(verify_ctx *v, const char *fmt, ...) {
-    if (!v->report) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    v->report(v->user, line);
-}
-
 static cllm_status grow(void **buf, size_t *cap, size_t need) {
     if (need <= *cap) return CLLM_OK;
     free(*buf);
@@ -62,7 +51,8 @@ static int compare_int8(verify_ctx *v, const cllm_tensor_info *ti, size_t n) {
     size_t n_scales = (size_t)(ti->rows * groups);
     if (cllm_quantize_int8(v->src, ti->dtype, ti->rows, ti->cols, ti->group_size, (int8_t *)v->q,
                            v->scales_ref) != CLLM_OK) {
-        say(v, "tensor '%s': cannot re-quantise the source: %s", ti->name, cllm_last_error());
+        cllm_logf(v->report, v->user, "tensor '%s': cannot re-quantise the source: %s", ti->name,
+                  cllm_last_error());
         return 0;
     }
     int ok = memcmp(v->q, v->dec, n) == 0 &&
@@ -74,9 +64,13 @@ static int compare_int8(verify_ctx *v, const cllm_tensor_info *ti, size_t n) {
         if (err > max_err) max_err = err;
     }
     if (max_err > v->res->max_abs_err) v->res->max_abs_err = max_err;
-    if (!ok) say(v, "tensor '%s': int8 values or scales differ from re-quantising the source",
-                 ti->name);
-    else say(v, "tensor '%s': int8 re-quantisation exact, max |error| %.3g", ti->name, max_err);
+    if (!ok)
+        cllm_logf(v->report, v->user,
+                  "tensor '%s': int8 values or scales differ from re-quantising the source",
+                  ti->name);
+    else
+        cllm_logf(v->report, v->user, "tensor '%s': int8 re-quantisation exact, max |error| %.3g",
+                  ti->name, max_err);
     return ok;
 }
 
@@ -92,18 +86,19 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
         if (!strcmp(st.name, ti.name)) {
             idx = j;
             if (st.dtype != ti.dtype) {
-                say(v, "tensor '%s': dtype %s, source has %s", ti.name, cllm_dtype_name(ti.dtype),
-                    cllm_dtype_name(st.dtype));
+                cllm_logf(v->report, v->user, "tensor '%s': dtype %s, source has %s", ti.name,
+                          cllm_dtype_name(ti.dtype), cllm_dtype_name(st.dtype));
                 return CLLM_OK;
             }
         }
     }
     if (idx == cllm_source_n_tensors(src)) {
-        say(v, "tensor '%s' is not in the source", ti.name);
+        cllm_logf(v->report, v->user, "tensor '%s' is not in the source", ti.name);
         return CLLM_OK;
     }
     size_t n = (size_t)ti.n_elements, bytes = n * cllm_dtype_size(ti.dtype);
-    uint64_t groups = ti.codec == CLLM_CODEC_INT8 ? (ti.cols + ti.group_size - 1) / ti.group_size : 0;
+    uint64_t groups =
+        ti.codec == CLLM_CODEC_INT8 ? (ti.cols + ti.group_size - 1) / ti.group_size : 0;
     size_t sc_bytes = (size_t)(ti.rows * groups) * sizeof(float);
     TRY(grow((void **)&v->src, &v->src_cap, bytes));
     TRY(grow((void **)&v->dec, &v->dec_cap, bytes));
@@ -113,7 +108,7 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
     TRY(cllm_source_read(src, idx, v->src, bytes));
     cllm_status st = cllm_container_decode(c, i, v->dec, v->dec_cap, v->scales_dec, v->sc_cap, 0);
     if (st != CLLM_OK) {
-        say(v, "tensor '%s': decode failed: %s", ti.name, cllm_last_error());
+        cllm_logf(v->report, v->user, "tensor '%s': decode failed: %s", ti.name, cllm_last_error());
         return CLLM_OK;
     }
     if (ti.codec == CLLM_CODEC_INT8) {
@@ -121,7 +116,9 @@ static cllm_status check_tensor(verify_ctx *v, const cllm_container *c, size_t i
         *ok = compare_int8(v, &ti, n);
     } else {
         *ok = memcmp(v->src, v->dec, bytes) == 0;
-        if (!*ok) say(v, "tensor '%s': decoded bytes differ from the source", ti.name);
+        if (!*ok)
+            cllm_logf(v->report, v->user, "tensor '%s': decoded bytes differ from the source",
+                      ti.name);
     }
     return CLLM_OK;
 }
@@ -132,11 +129,12 @@ static cllm_status verify_against(verify_ctx *v, const cllm_container *c, const 
     cllm_status st = CLLM_OK;
     size_t n = cllm_container_n_tensors(c);
     if (cllm_source_n_tensors(src) != n) {
-        say(v, "the container has %zu tensors, the source %zu", n, cllm_source_n_tensors(src));
+        cllm_logf(v->report, v->user, "the container has %zu tensors, the source %zu", n,
+                  cllm_source_n_tensors(src));
         v->res->n_failed++;
     }
     if (memcmp(cllm_source_config(src), cllm_container_config(c), sizeof(cllm_model_config))) {
-        say(v, "the container's model config differs from the source's");
+        cllm_logf(v->report, v->user, "the container's model config differs from the source's");
         v->res->n_failed++;
     }
     for (size_t i = 0; st == CLLM_OK && i < n; i++) {
@@ -175,8 +173,8 @@ static cllm_status archive_against(verify_ctx *v, const cllm_container *c, const
     cllm_status st = fstat(fd, &sb) == 0 ? CLLM_OK : CLLM_FAIL(CLLM_ERR_IO, "%s: cannot stat",
                                                                 against);
     if (st == CLLM_OK && (uint64_t)sb.st_size != sum.file_size) {
-        say(v, "restores %llu bytes, %s has %llu", (unsigned long long)sum.file_size, against,
-            (unsigned long long)sb.st_size);
+        cllm_logf(v->report, v->user, "restores %llu bytes, %s has %llu",
+                  (unsigned long long)sum.file_size, against, (unsigned long long)sb.st_size);
         v->res->n_failed++;
         st = CLLM_ERR_MISMATCH;  // nothing more to compare
     }
@@ -186,7 +184,7 @@ static cllm_status archive_against(verify_ctx *v, const cllm_container *c, const
     if (st == CLLM_OK) st = grow((void **)&v->src, &v->src_cap, blob_size);
     if (st == CLLM_OK) st = cllm_pread_full(fd, v->src, blob_size, 0, against);
     if (st == CLLM_OK && memcmp(v->src, blob, blob_size) != 0) {
-        say(v, "the stored safetensors header differs from %s", against);
+        cllm_logf(v->report, v->user, "the stored safetensors header differs from %s", against);
         v->res->n_failed++;
     }
     for (size_t i = 0; st == CLLM_OK && i < cllm_container_n_tensors(c); i++) {
@@ -195,8 +193,8 @@ static cllm_status archive_against(verify_ctx *v, const cllm_container *c, const
         st = cllm_archive_segment_get(a, i, &seg);
         if (st == CLLM_OK) st = compare_segment(v, c, i, fd, blob_size + seg.begin, against, &ok);
         if (st == CLLM_OK && !ok) {
-            say(v, "tensor '%s': restored bytes differ from %s", seg.name ? seg.name : "(gap)",
-                against);
+            cllm_logf(v->report, v->user, "tensor '%s': restored bytes differ from %s",
+                      seg.name ? seg.name : "(gap)", against);
             v->res->n_failed++;
         }
     }
@@ -208,7 +206,7 @@ static cllm_status archive_against(verify_ctx *v, const cllm_container *c, const
 static cllm_status verify_archive(verify_ctx *v, const cllm_container *c, const char *against) {
     cllm_archive *a = NULL;
     if (cllm_archive_open(c, &a) != CLLM_OK) {
-        say(v, "%s", cllm_last_error());
+        cllm_logf(v->report, v->user, "%s", cllm_last_error());
         v->res->n_failed++;
         return CLLM_OK;
     }
@@ -225,8 +223,9 @@ static void check_tokenizer(verify_ctx *v, const cllm_container *c) {
     cllm_tokenizer_kind kind = cllm_container_tokenizer(c, &data, &size);
     if (kind == CLLM_TOKENIZER_NONE) return;
     cllm_tokenizer *t = NULL;
-    if (cllm_tokenizer_load(kind, data, size, cllm_container_config(c)->vocab_size, &t) != CLLM_OK) {
-        say(v, "tokenizer: %s", cllm_last_error());
+    if (cllm_tokenizer_load(kind, data, size, cllm_container_config(c)->vocab_size, &t) !=
+        CLLM_OK) {
+        cllm_logf(v->report, v->user, "tokenizer: %s", cllm_last_error());
         v->res->n_failed++;
     }
     cllm_tokenizer_free(t);

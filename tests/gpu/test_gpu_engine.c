@@ -20,36 +20,34 @@
 
 static int fails;
 
-static cllm_status run(const char *path, const cllm_backend_ops *ops, cllm_weights_mode mode,
+static cllm_status run(const char *path, cllm_backend_kind backend, cllm_weights_mode mode,
                        uint64_t budget, float *logits /* (N_TOK, vocab) */, uint64_t *peak) {
     cllm_container *c = NULL;
-    cllm_weights *w = NULL;
-    void *st = NULL;
+    cllm_engine *e = NULL;
     cllm_status s = cllm_container_open(path, &c);
-    if (s == CLLM_OK) s = cllm_weights_bind(c, &w);
     cllm_engine_options opt;
     memset(&opt, 0, sizeof opt);
+    opt.backend = backend;
     opt.weights = mode;
     opt.n_threads = 1;
     opt.vram_budget = budget;
-    if (s == CLLM_OK) s = ops->create(w, &opt, 64, &st);
+    opt.context_len = 64;
+    if (s == CLLM_OK) s = cllm_engine_open(c, &opt, &e);
     int32_t tok[N_TOK];
-    const uint32_t vocab = w ? w->cfg.vocab_size : 1;
+    const uint32_t vocab = e ? cllm_engine_config(e)->vocab_size : 1;
     for (int i = 0; i < N_TOK; i++) tok[i] = (int32_t)((i * 37 + 1) % vocab);
     // Prefill 8 (all logits), then 4 single steps: exercises GEMM, matvec and the graph.
-    if (s == CLLM_OK) s = ops->forward(st, tok, 8, 0, logits, 1);
+    if (s == CLLM_OK) s = cllm_engine_forward(e, tok, 8, 0, logits, (size_t)8 * vocab, 1);
     for (int i = 8; i < N_TOK && s == CLLM_OK; i++)
-        s = ops->forward(st, tok + i, 1, (size_t)i, logits + (size_t)i * vocab, 0);
+        s = cllm_engine_forward(e, tok + i, 1, (size_t)i, logits + (size_t)i * vocab, vocab, 0);
     if (s == CLLM_OK) {
         cllm_engine_stats stats;
-        memset(&stats, 0, sizeof stats);
-        ops->stats(st, &stats);
+        cllm_engine_stats_get(e, &stats);
         if (stats.plan) printf("plan:\n%s\n", stats.plan);
         if (peak) *peak = stats.device_peak_bytes;
     }
     if (s != CLLM_OK) printf("  %s: %s\n", cllm_status_name(s), cllm_last_error());
-    if (st) ops->free(st);
-    cllm_weights_free(w);
+    cllm_engine_free(e);
     cllm_container_free(c);
     return s;
 }
@@ -119,7 +117,7 @@ static int check_small(const char *dir) {
     float *ref = calloc(n, 4), *got = calloc(n, 4);
     for (int i = 0; i < 2 && ref && got; i++) {
         uint64_t peak_dev = 0, peak_str = 0, peak_mix = 0;
-        if (run(path[i], cllm_backend_cuda(), CLLM_WEIGHTS_RAW, 0, ref, NULL) != CLLM_OK) {
+        if (run(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_RAW, 0, ref, NULL) != CLLM_OK) {
             fails++;
             continue;
         }
@@ -129,7 +127,7 @@ static int check_small(const char *dir) {
             snprintf(what, sizeof what, "small %s, %s", cllm_codec_name(codecs[i]),
                      m == 0 ? "device" : m == 1 ? "stream" : "mixed plan");
             const uint64_t budget = m < 2 ? 0 : (peak_dev + peak_str) / 2;
-            if (run(path[i], cllm_backend_cuda(), m < 2 ? modes[m] : CLLM_WEIGHTS_STREAM, budget,
+            if (run(path[i], CLLM_BACKEND_CUDA, m < 2 ? modes[m] : CLLM_WEIGHTS_STREAM, budget,
                     got, m == 0 ? &peak_dev : m == 1 ? &peak_str : &peak_mix) != CLLM_OK) {
                 fails++;
                 continue;
@@ -182,11 +180,11 @@ int main(void) {
     const cllm_weights_mode modes[3] = {CLLM_WEIGHTS_RAW, CLLM_WEIGHTS_DEVICE, CLLM_WEIGHTS_STREAM};
     const char *names[3] = {"raw", "device", "stream"};
     for (int i = 0; i < 3; i++) {
-        if (run(path[i], cllm_backend_cpu(), CLLM_WEIGHTS_STREAM, 0, ref, NULL) != CLLM_OK) return 1;
+        if (run(path[i], CLLM_BACKEND_CPU, CLLM_WEIGHTS_STREAM, 0, ref, NULL) != CLLM_OK) return 1;
         for (int m = 0; m < 3; m++) {
             char what[96];
             snprintf(what, sizeof what, "%s container, %s mode", cllm_codec_name(codecs[i]), names[m]);
-            if (run(path[i], cllm_backend_cuda(), modes[m], 0, got, NULL) != CLLM_OK) { fails++; continue; }
+            if (run(path[i], CLLM_BACKEND_CUDA, modes[m], 0, got, NULL) != CLLM_OK) { fails++; continue; }
             check(what, got, ref, n, TOL);
             if (i == 0 && m == 0) memcpy(raw, got, n * 4);
             if (i == 1 && m == 0 && memcmp(raw, got, n * 4) != 0) {
@@ -194,7 +192,7 @@ int main(void) {
                 fails++;
             }
         }
-        if (run(path[i], cllm_backend_cuda(), CLLM_WEIGHTS_STREAM, 64ull << 20, got, NULL) == CLLM_OK)
+        if (run(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_STREAM, 64ull << 20, got, NULL) == CLLM_OK)
             check("budget 64 MiB", got, ref, n, TOL);
         else
             printf("budget 64 MiB refused (may be below the minimum)\n");

@@ -1,4 +1,4 @@
-#include "cllm_kernels.h"
+#include "cllm_ref.h"
 
 #include "common/cllm_half.h"
 
@@ -8,10 +8,10 @@
 #define LANES 8
 
 cllm_wview cllm_wview_rows(const cllm_wview *w, uint64_t r0, uint64_t n) {
-    static const size_t esize[4] = {4, 2, 2, 1};
+    const size_t esize = w->kind == CLLM_W_I8 ? 1 : cllm_dtype_size((cllm_dtype)w->kind);
     cllm_wview v = *w;
     v.rows = n;
-    v.data = (const uint8_t *)w->data + r0 * w->cols * esize[w->kind];
+    v.data = (const uint8_t *)w->data + r0 * w->cols * esize;
     if (w->kind == CLLM_W_I8) v.scales = w->scales + r0 * w->groups_per_row;
     return v;
 }

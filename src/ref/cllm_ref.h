@@ -8,8 +8,8 @@
 // 8 interleaved fp32 partial sums (element c goes to sum c % 8) that are added pairwise at the end:
 // the same order for f32, f16 and bf16 weights, so a lossless and a raw copy of a model give
 // bit-identical results.
-#ifndef CLLM_KERNELS_H
-#define CLLM_KERNELS_H
+#ifndef CLLM_REF_H
+#define CLLM_REF_H
 
 #include "codecllm.h"
 

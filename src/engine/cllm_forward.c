@@ -1,0 +1,291 @@
+// The Llama forward pass, written once, over a backend's ops and weight provider. Shapes: T =
+// tokens in the chunk, D = dim, Q = n_heads * head_dim, K = n_kv_heads * head_dim,
+// H = hidden_dim, V = vocab.
+//
+//   x = Embed[tokens]                                          (T, D)
+//   for each layer:
+//     h = RMSNorm(x) * w_att
+//     q, k, v = Wq h, Wk h, Wv h                                (T, Q), (T, K), (T, K)
+//     q, k = RoPE(q, pos), RoPE(k, pos); cache[pos..] = k, v
+//     x += Wo Attention(q, cache[0..pos+t] for token t)         (T, D)
+//     h = RMSNorm(x) * w_ffn
+//     x += Wdown (silu(Wgate h) * Wup h)                        (T, H) -> (T, D)
+//   logits = Wcls (RMSNorm(x) * w_final)                       (T or 1, V)
+#include "cllm_forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct cllm_forward {
+    const cllm_backend_ops *ops;
+    void *be;
+    const cllm_provider_ops *pv;
+    void *prov;
+    cllm_weights_mode mode;
+    cllm_model_config cfg;
+    size_t ctx, D, Q, K, H, V;
+    cllm_dtype kv_dtype;
+    size_t kv_esize;
+    uint8_t *kcache, *vcache;          // (n_layers, ctx, K) elements of kv_dtype each
+    float *x;                          // (T, D) residual stream
+    float *xb;                         // (T, max(D, Q)) normalised input / block output
+    float *q, *k, *v;                  // (T, Q), (T, K), (T, K)
+    float *att;                        // (T, Q) attention output before Wo
+    float *hb, *hb2;                   // (T, H) gate and up projections
+    cllm_layer_view lv;                // the acquired group's matrices and the layer's norms
+    int64_t held_layer;                // layer and group acquired; -1: none
+    int held_group;
+    uint64_t kv_bytes, act_bytes;
+    uint64_t n_tokens, n_forward;
+    double compute_seconds, load_seconds;
+};
+
+// ---- the blocks -------------------------------------------------------------------------------
+
+static cllm_kv_layer kv_layer(const cllm_forward *f, uint32_t l) {
+    const size_t off = (size_t)l * f->ctx * f->K * f->kv_esize;
+    cllm_kv_layer kv = {f->kcache + off, f->vcache + off, f->kv_dtype, f->ctx};
+    return kv;
+}
+
+static cllm_status embed_tokens(cllm_forward *f, const int32_t *tokens, size_t nt) {
+    for (size_t t = 0; t < nt; t++) {
+        const uint64_t r = (uint64_t)tokens[t];
+        cllm_wview row;
+        TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_EMBED, r, r + 1, &row));
+        cllm_status st = f->ops->embed(f->be, f->x + t * f->D, &row, 0);
+        f->pv->release_rows(f->prov, CLLM_GLOBAL_EMBED);
+        TRY(st);
+    }
+    return CLLM_OK;
+}
+
+static void release_held(cllm_forward *f) {
+    if (f->held_layer < 0) return;
+    f->pv->release_group(f->prov, (uint32_t)f->held_layer, f->held_group);
+    f->held_layer = -1;
+}
+
+// The view of tensor t of layer l: acquires its decode group (releasing the one held) unless
+// that group is held already. Norms come with every group.
+static cllm_status need(cllm_forward *f, uint32_t l, cllm_layer_tensor t, const cllm_wview **v) {
+    int g = cllm_llama_layer_layout[t].group;
+    if (g < 0) g = f->held_layer == (int64_t)l ? f->held_group : 0;  // a norm: any group
+    if (f->held_layer != (int64_t)l || f->held_group != g) {
+        release_held(f);
+        TRY(f->pv->acquire_group(f->prov, l, g, &f->lv));
+        f->held_layer = l;
+        f->held_group = g;
+    }
+    *v = &f->lv.t[t];
+    return CLLM_OK;
+}
+
+// out (T, rows of W) = W x for tensor t of layer l.
+static cllm_status mm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, float *out, size_t ldo,
+                      const float *x, size_t ldx, size_t nt) {
+    const cllm_wview *w;
+    TRY(need(f, l, t, &w));
+    return f->ops->matmul(f->be, out, ldo, w, x, ldx, nt);
+}
+
+static cllm_status norm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, size_t nt) {
+    const cllm_wview *w;
+    TRY(need(f, l, t, &w));
+    return f->ops->rmsnorm(f->be, f->xb, f->x, w, nt, f->D, f->cfg.norm_eps);
+}
+
+// x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h) with h = RMSNorm(x) * w_att.
+static cllm_status attention_block(cllm_forward *f, uint32_t l, size_t nt, size_t pos) {
+    const cllm_backend_ops *o = f->ops;
+    const size_t D = f->D, Q = f->Q, K = f->K;
+    const cllm_kv_layer kv = kv_layer(f, l);
+    TRY(norm(f, l, CLLM_LT_ATTN_NORM, nt));
+    TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
+    TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
+    TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
+    TRY(o->rope_kv(f->be, f->q, f->k, f->v, &kv, nt, pos));
+    TRY(o->attention(f->be, f->att, f->q, &kv, nt, pos));
+    TRY(mm(f, l, CLLM_LT_WO, f->xb, D, f->att, Q, nt));
+    return o->add(f->be, f->x, f->xb, nt * D);
+}
+
+// x += Wdown (silu(Wgate h) * Wup h) with h = RMSNorm(x) * w_ffn. The fused gate/up op runs
+// when the backend has one and both matrices are in one decode group.
+static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
+    const cllm_backend_ops *o = f->ops;
+    const size_t D = f->D, H = f->H;
+    TRY(norm(f, l, CLLM_LT_FFN_NORM, nt));
+    const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
+    if (o->gate_up_swiglu && lay[CLLM_LT_GATE].group == lay[CLLM_LT_UP].group) {
+        const cllm_wview *gate, *up;
+        TRY(need(f, l, CLLM_LT_GATE, &gate));
+        TRY(need(f, l, CLLM_LT_UP, &up));
+        TRY(o->gate_up_swiglu(f->be, f->hb, f->hb2, gate, up, f->xb, nt));
+    } else {
+        TRY(mm(f, l, CLLM_LT_GATE, f->hb, H, f->xb, D, nt));
+        TRY(mm(f, l, CLLM_LT_UP, f->hb2, H, f->xb, D, nt));
+        TRY(o->swiglu(f->be, f->hb, f->hb2, nt * H));
+    }
+    TRY(mm(f, l, CLLM_LT_DOWN, f->xb, D, f->hb, H, nt));
+    return o->add(f->be, f->x, f->xb, nt * D);
+}
+
+static cllm_status layer(cllm_forward *f, uint32_t l, size_t nt, size_t pos) {
+    cllm_status st = attention_block(f, l, nt, pos);
+    if (st == CLLM_OK) st = mlp_block(f, l, nt);
+    release_held(f);
+    return st;
+}
+
+// logits (n_out, V) = Wcls (RMSNorm(x[first..]) * w_final), the classifier in row ranges the
+// provider can hand out at once (each logit is one dot product either way).
+static cllm_status classifier(cllm_forward *f, size_t first, size_t n_out, float *logits) {
+    const size_t D = f->D, V = f->V;
+    cllm_wview norm;
+    TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_NORM, 0, 1, &norm));
+    cllm_status st = f->ops->rmsnorm(f->be, f->xb, f->x + first * D, &norm, n_out, D,
+                                     f->cfg.norm_eps);
+    f->pv->release_rows(f->prov, CLLM_GLOBAL_NORM);
+    TRY(st);
+    const uint64_t chunk = f->pv->max_rows(f->prov, CLLM_GLOBAL_CLASSIFIER);
+    for (uint64_t r0 = 0; r0 < V; r0 += chunk) {
+        const uint64_t r1 = r0 + chunk < V ? r0 + chunk : V;
+        cllm_wview part;
+        TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_CLASSIFIER, r0, r1, &part));
+        st = f->ops->matmul(f->be, logits + r0, V, &part, f->xb, D, n_out);
+        f->pv->release_rows(f->prov, CLLM_GLOBAL_CLASSIFIER);
+        TRY(st);
+    }
+    return CLLM_OK;
+}
+
+// One chunk of nt <= CLLM_ENGINE_BATCH tokens; logits NULL: none wanted from this chunk.
+static cllm_status forward_chunk(cllm_forward *f, const int32_t *tokens, size_t nt, size_t pos,
+                                 float *logits, int all_logits) {
+    TRY(embed_tokens(f, tokens, nt));
+    for (uint32_t l = 0; l < f->cfg.n_layers; l++) TRY(layer(f, l, nt, pos));
+    if (!logits) return CLLM_OK;
+    const size_t first = all_logits ? 0 : nt - 1;
+    return classifier(f, first, nt - first, logits);
+}
+
+static double provider_decode_seconds(const cllm_forward *f) {
+    cllm_engine_stats s;
+    memset(&s, 0, sizeof s);
+    f->pv->stats(f->prov, &s);
+    return s.decode_seconds;
+}
+
+cllm_status cllm_forward_run(cllm_forward *f, const int32_t *tokens, size_t n, size_t pos,
+                             float *logits, int all_logits) {
+    double t0 = cllm_now_seconds(), dec0 = provider_decode_seconds(f);
+    cllm_status st = CLLM_OK;
+    for (size_t done = 0; done < n && st == CLLM_OK;) {
+        size_t nt = n - done < CLLM_ENGINE_BATCH ? n - done : CLLM_ENGINE_BATCH;
+        int last = done + nt == n;
+        // Logits: every chunk's rows (all_logits), or only the last token's.
+        float *out = all_logits ? logits + done * f->V : (last ? logits : NULL);
+        st = forward_chunk(f, tokens + done, nt, pos + done, out, all_logits);
+        done += nt;
+    }
+    f->n_forward++;
+    f->n_tokens += n;
+    f->compute_seconds += (cllm_now_seconds() - t0) - (provider_decode_seconds(f) - dec0);
+    return st;
+}
+
+// ---- setup ------------------------------------------------------------------------------------
+
+// n * size bytes of backend memory, the product overflow-checked; adds the bytes to *total.
+static void *be_array(cllm_forward *f, size_t n, size_t size, uint64_t *total) {
+    size_t bytes;
+    if (cllm_mul_overflow(n, size, &bytes)) return NULL;
+    *total += bytes;
+    return f->ops->alloc(f->be, bytes);
+}
+
+static cllm_status alloc_buffers(cllm_forward *f) {
+    const size_t B = CLLM_ENGINE_BATCH, wide = f->D > f->Q ? f->D : f->Q;
+    size_t kv_elems;
+    RETURN_IF(cllm_mul_overflow((size_t)f->cfg.n_layers * f->ctx, f->K, &kv_elems),
+              CLLM_ERR_NOMEM, "KV cache size overflows");
+    f->kcache = be_array(f, kv_elems, f->kv_esize, &f->kv_bytes);
+    f->vcache = be_array(f, kv_elems, f->kv_esize, &f->kv_bytes);
+    RETURN_IF(!f->kcache || !f->vcache, CLLM_ERR_NOMEM, "KV cache: 2 x %zu elements", kv_elems);
+    uint64_t *t = &f->act_bytes;
+    f->x = be_array(f, B * f->D, sizeof(float), t);
+    f->xb = be_array(f, B * wide, sizeof(float), t);
+    f->q = be_array(f, B * f->Q, sizeof(float), t);
+    f->k = be_array(f, B * f->K, sizeof(float), t);
+    f->v = be_array(f, B * f->K, sizeof(float), t);
+    f->att = be_array(f, B * f->Q, sizeof(float), t);
+    f->hb = be_array(f, B * f->H, sizeof(float), t);
+    f->hb2 = be_array(f, B * f->H, sizeof(float), t);
+    RETURN_IF(!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->hb || !f->hb2,
+              CLLM_ERR_NOMEM, "activations");
+    return CLLM_OK;
+}
+
+static void shapes(cllm_forward *f, const cllm_weights *w, const cllm_engine_options *opt,
+                   uint32_t ctx) {
+    const cllm_model_config *c = &w->cfg;
+    f->cfg = *c;
+    f->mode = opt->weights;
+    f->ctx = ctx;
+    f->D = c->dim;
+    f->Q = (size_t)c->n_heads * c->head_dim;
+    f->K = (size_t)c->n_kv_heads * c->head_dim;
+    f->H = c->hidden_dim;
+    f->V = c->vocab_size;
+    f->kv_dtype = opt->kv_dtype;
+    f->kv_esize = cllm_dtype_size(opt->kv_dtype);
+}
+
+cllm_status cllm_forward_create(const cllm_backend_ops *ops, const cllm_weights *w,
+                                const cllm_engine_options *opt, uint32_t ctx, cllm_forward **out) {
+    *out = NULL;
+    const cllm_provider_ops *pv = ops->provider(opt->weights);
+    RETURN_IF(!pv, CLLM_ERR_UNSUPPORTED, "%s backend: weights mode '%s'", ops->name,
+              cllm_weights_mode_name(opt->weights));
+    cllm_forward *f = calloc(1, sizeof *f);
+    RETURN_IF(!f, CLLM_ERR_NOMEM, "forward state");
+    double t0 = cllm_now_seconds();
+    f->ops = ops;
+    f->pv = pv;
+    f->held_layer = -1;
+    shapes(f, w, opt, ctx);
+    cllm_status st = ops->create(&w->cfg, opt, ctx, &f->be);
+    if (st == CLLM_OK) st = pv->create(f->be, w, &f->prov);
+    if (st == CLLM_OK) st = alloc_buffers(f);
+    if (st != CLLM_OK) {
+        cllm_forward_free(f);
+        return st;
+    }
+    f->load_seconds = cllm_now_seconds() - t0;
+    *out = f;
+    return CLLM_OK;
+}
+
+void cllm_forward_free(cllm_forward *f) {
+    if (!f) return;
+    if (f->be) {
+        void *bufs[] = {f->kcache, f->vcache, f->x, f->xb, f->q, f->k, f->v, f->att, f->hb, f->hb2};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) f->ops->release(f->be, bufs[i]);
+        if (f->prov) f->pv->free(f->prov);
+        f->ops->free(f->be);
+    }
+    free(f);
+}
+
+void cllm_forward_stats(const cllm_forward *f, cllm_engine_stats *out) {
+    out->weights = f->mode;
+    out->kv_bytes = f->kv_bytes;
+    out->activation_bytes = f->act_bytes;
+    f->ops->stats(f->be, out);
+    f->pv->stats(f->prov, out);
+    out->n_tokens = f->n_tokens;
+    out->n_forward = f->n_forward;
+    out->compute_seconds = f->compute_seconds;
+    out->load_seconds = f->load_seconds;
+}
