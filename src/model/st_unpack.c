@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -21,29 +20,14 @@ typedef struct out_file {
     int fd;
 } out_file;
 
-// "<dir>/.<base>.tmp-XXXXXXXX": O_EXCL creates a new file (never an existing one or through a
-// symlink); a clash draws another name.
+// A new temporary file beside the output (cllm_temp_create: created exclusively, never through
+// an existing name or symlink).
 static cllm_status out_create(out_file *o, const char *path) {
     const char *slash = strrchr(path, '/');
-    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-    const char *base = path + dir_len;
-    RETURN_IF(!*base, CLLM_ERR_ARG, "output %s names a directory", path);
-    size_t cap = strlen(path) + 32;
+    RETURN_IF(!*(slash ? slash + 1 : path), CLLM_ERR_ARG, "output %s names a directory", path);
     o->path = strdup(path);
-    o->tmp = malloc(cap);
-    RETURN_IF(!o->path || !o->tmp, CLLM_ERR_NOMEM, "cannot allocate a path");
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t seed = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
-    for (int attempt = 0; attempt < 64; attempt++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        snprintf(o->tmp, cap, "%.*s.%s.tmp-%08x", (int)dir_len, path, base,
-                 (unsigned)(seed >> 32));
-        o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (o->fd >= 0) return CLLM_OK;
-        RETURN_IF(errno != EEXIST, CLLM_ERR_IO, "cannot create %s: %s", o->tmp, strerror(errno));
-    }
-    return CLLM_FAIL(CLLM_ERR_IO, "cannot create a temporary file beside %s", path);
+    RETURN_IF(!o->path, CLLM_ERR_NOMEM, "cannot allocate a path");
+    return cllm_temp_create(path, &o->tmp, &o->fd);
 }
 
 static cllm_status sync_dir_of(const char *path) {
