@@ -496,8 +496,12 @@ static cllm_status cuda_setup(be_state *s, int device) {
     for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_stream_create(&s->dec[d]));
     s->n_dec_streams = BE_DEC_STREAMS_DEFAULT;
     TRY(init_mats(s));
-    TRY(be_measure_h2d(s));
-    TRY(be_measure_gpu(s));
+    // The timing probes (an H2D copy, decodes and matvecs of layer 0: a fraction of a second)
+    // feed the planner and its prediction only: a fixed weights mode places nothing.
+    if (s->budget > 0) {
+        TRY(be_measure_h2d(s));
+        TRY(be_measure_gpu(s));
+    }
     TRY(be_fast_choose(s));
     TRY(be_plan(s));
     TRY(alloc_activations(s));

@@ -663,20 +663,9 @@ static void unit_line(const be_state *s, uint32_t u0, uint32_t u1, char *buf, si
     if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
 }
 
-static cllm_status plan_text(be_state *s, plan_ws *ws) {
-    const size_t cap = 4608;
-    char *t = (char *)malloc(cap);
-    RETURN_IF(!t, CLLM_ERR_NOMEM, "plan text");
-    size_t len = 0;
-    t[0] = 0;
-    for (uint32_t u0 = 0; u0 < s->n_layers;) {
-        uint32_t u1 = u0;
-        while (u1 + 1 < s->n_layers && unit_place(s, u1 + 1) == unit_place(s, u0)) u1++;
-        unit_line(s, u0, u1, t, cap, &len);
-        u0 = u1 + 1;
-    }
-    unit_line(s, s->n_layers, s->n_layers, t, cap, &len);
-    const be_bytes *b = &s->bytes;
+// The time model's lines of the plan text: the prediction, what it rests on (the probes), and the
+// simulated pipeline.
+static void plan_time_text(be_state *s, plan_ws *ws, char *t, size_t cap) {
     sim_result r;
     plan_seconds(s, ws, &r);
     const double gpu = r.gpu_busy;
@@ -697,25 +686,45 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
     const char *bound = r.copy_busy >= r.dec_busy && r.copy_busy >= r.comp_busy ? "copy-bound"
                         : r.dec_busy >= r.comp_busy                             ? "decode-bound"
                                                                                 : "compute-bound";
-    snprintf(t + len, cap - len,
-             "embedding: %s (%.2f GiB)\n"
-             "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
-             "scratch ring %.2f GiB, staging ring %.2f MiB\n"
-             "total %.2f GiB of device memory%s\n"
-             "predicted %.2f ms/token = %.1f tok/s, %s (copy %.2f ms at %.1f GB/s measured, GPU "
+    snprintf(t, cap,
+             "\npredicted %.2f ms/token = %.1f tok/s, %s (copy %.2f ms at %.1f GB/s measured, GPU "
              "%.2f ms; %s)\n"
              "simulated pipeline: %s, ring stalls %.2f ms (copy engine busy %.2f ms, decodes "
              "%.2f ms, compute %.2f ms; staging ring %d groups deep)",
-             b->embed == 0 ? "reads the classifier's decoded table"
-             : embed_decoded_own(s) ? "decoded resident"
-                                    : "compressed resident, rows decoded per token",
-             b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
-             b->staging / MIB, b->total / GIB,
-             s->budget ? " (planned under the VRAM budget)" : "", s->predicted * 1e3,
-             s->predicted > 0 ? 1.0 / s->predicted : 0.0,
+             s->predicted * 1e3, s->predicted > 0 ? 1.0 / s->predicted : 0.0,
              r.copy_busy > gpu ? "copy-bound" : "GPU-bound", r.copy_busy * 1e3, s->h2d_rate / 1e9,
              gpu * 1e3, probe, bound, r.ring_stall * 1e3, r.copy_busy * 1e3, r.dec_busy * 1e3,
              r.comp_busy * 1e3, staging_depth(s));
+}
+
+static cllm_status plan_text(be_state *s, plan_ws *ws) {
+    const size_t cap = 4608;
+    char *t = (char *)malloc(cap);
+    RETURN_IF(!t, CLLM_ERR_NOMEM, "plan text");
+    size_t len = 0;
+    t[0] = 0;
+    for (uint32_t u0 = 0; u0 < s->n_layers;) {
+        uint32_t u1 = u0;
+        while (u1 + 1 < s->n_layers && unit_place(s, u1 + 1) == unit_place(s, u0)) u1++;
+        unit_line(s, u0, u1, t, cap, &len);
+        u0 = u1 + 1;
+    }
+    unit_line(s, s->n_layers, s->n_layers, t, cap, &len);
+    const be_bytes *b = &s->bytes;
+    int n = snprintf(t + len, cap - len,
+                     "embedding: %s (%.2f GiB)\n"
+                     "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
+                     "scratch ring %.2f GiB, staging ring %.2f MiB\n"
+                     "total %.2f GiB of device memory%s",
+                     b->embed == 0 ? "reads the classifier's decoded table"
+                     : embed_decoded_own(s) ? "decoded resident"
+                                            : "compressed resident, rows decoded per token",
+                     b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB,
+                     b->scratch / GIB, b->staging / MIB, b->total / GIB,
+                     s->budget ? " (planned under the VRAM budget)"
+                               : " (no time model: the probes run for a VRAM budget only)");
+    if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
+    if (s->budget > 0) plan_time_text(s, ws, t + len, cap - len);
     free(s->plan);
     s->plan = t;
     return CLLM_OK;
@@ -956,7 +965,8 @@ static cllm_status plan_with(be_state *s, plan_ws *ws) {
     s->n_streamed = 0;
     for (size_t j = 0; j < s->n_mats; j++) s->n_streamed += s->mats[j].place == BE_STREAM;
     s->bytes = plan_bytes(s);
-    s->predicted = plan_seconds(s, ws, NULL);
+    // A prediction needs the probes, which only a budget runs (be_state's create).
+    s->predicted = s->budget > 0 ? plan_seconds(s, ws, NULL) : 0.0;
     TRY(check_device_fits(s));
     return plan_text(s, ws);
 }
