@@ -58,6 +58,7 @@ typedef struct serve_srv {
     int busy, waiting;
     unsigned long long next_ticket, serving;  // FIFO order of the waiting requests
     atomic_int stopping;
+    atomic_int active;       // requests between parsing and their last byte (jobs alive)
     atomic_ullong ids;
 } serve_srv;
 
@@ -331,6 +332,7 @@ static void log_line(const char *method, const char *path, int status, long long
 
 static void job_free(serve_job *j) {
     job_end(j);
+    atomic_fetch_sub(&j->s->active, 1);
     serve_req_free(&j->r);
     free(j->text);
     free(j->out);
@@ -476,9 +478,11 @@ static enum MHD_Result post_route(serve_srv *s, struct MHD_Connection *c, serve_
     serve_job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
     j->s = s;
+    atomic_fetch_add(&s->active, 1);
     serve_err err = {0};
     if (serve_req_parse(k->body ? k->body : "", k->len, k->route == ROUTE_CHAT, &s->m, &j->r,
                         &err)) {
+        atomic_fetch_sub(&s->active, 1);
         free(j);
         return respond_error(c, k, 400, err.message, "invalid_request_error", err.param, NULL,
                              NULL, NULL);
@@ -617,7 +621,7 @@ static struct MHD_Daemon *start_daemon(serve_srv *s, const serve_args *a) {
         return NULL;
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)a->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
@@ -648,7 +652,10 @@ static int serve_loop(serve_srv *s, const serve_args *a) {
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    MHD_socket ls = MHD_quiesce_daemon(d);
+    MHD_socket ls = MHD_quiesce_daemon(d);  // no new connections
+    // Running requests end at their next token and send their last event; give them 10 s.
+    for (int i = 0; i < 1000 && atomic_load(&s->active) > 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(d);  // joins every connection thread
     if (ls != MHD_INVALID_SOCKET) close(ls);
     return CLI_EXIT_OK;
