@@ -48,240 +48,6 @@ typedef struct serve_args {
     cli_engine_args eng;
 } serve_args;
 
-typedef struct serve_srv {
-    serve_model m;
-    cllm_engine *e;
-    cli_gen gen;             // the engine's KV cache; used only by the request holding the gate
-    const serve_args *a;
-    pthread_mutex_t mu;      // guards the gate below
-    pthread_cond_t cv;
-    int busy, waiting;
-    unsigned long long next_ticket, serving;  // FIFO order of the waiting requests
-    atomic_int stopping;
-    atomic_int active;       // requests between parsing and their last byte (jobs alive)
-    atomic_ullong ids;
-} serve_srv;
-
-// ---- the engine gate: one request at a time, the rest in FIFO order ------------------------
-
-// 0: the caller holds the engine; -1: the queue is full; -2: the server is stopping.
-static int gate_enter(serve_srv *s) {
-    pthread_mutex_lock(&s->mu);
-    int rc = 0;
-    if (atomic_load(&s->stopping)) rc = -2;
-    else if ((s->busy || s->waiting) && s->waiting >= s->a->queue) rc = -1;
-    if (rc) {
-        pthread_mutex_unlock(&s->mu);
-        return rc;
-    }
-    unsigned long long ticket = s->next_ticket++;
-    s->waiting++;
-    while (!atomic_load(&s->stopping) && (s->busy || ticket != s->serving))
-        pthread_cond_wait(&s->cv, &s->mu);
-    s->waiting--;
-    if (atomic_load(&s->stopping)) rc = -2;
-    else s->busy = 1, s->serving++;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static void gate_leave(serve_srv *s) {
-    pthread_mutex_lock(&s->mu);
-    s->busy = 0;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-// ---- one request's generation --------------------------------------------------------------
-
-typedef struct serve_job {
-    serve_srv *s;
-    serve_req r;
-    cllm_sampler *smp;
-    char *text;              // the answer so far (cut at a stop sequence)
-    size_t len, cap, sent;   // sent: bytes of text already streamed
-    long long n_prompt, n_gen;
-    const char *finish;      // NULL while generating, then "stop" or "length"
-    int holding, failed, role_sent, done_sent;
-    char id[48];
-    long long created;
-    char *out;               // a streamed event not yet handed to the connection
-    size_t out_len, out_off;
-    char method[16], path[96];
-    double t0;
-} serve_job;
-
-// Why a request could not start: HTTP status, message, type and code.
-typedef struct serve_fail {
-    int status;
-    const char *type, *code;
-    char message[200];
-} serve_fail;
-
-static int job_fail(serve_fail *f, int status, const char *type, const char *code,
-                    const char *msg) {
-    f->status = status;
-    f->type = type;
-    f->code = code;
-    snprintf(f->message, sizeof f->message, "%s", msg);
-    return -1;
-}
-
-// Tokenizes the prompt, waits for the engine and runs the prompt. 0, or -1 with *f filled.
-static int job_begin(serve_job *j, serve_fail *f) {
-    serve_srv *s = j->s;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    cllm_status st = CLLM_OK;
-    if (cli_tokenize("serve", s->gen.tok, j->r.prompt, strlen(j->r.prompt),
-                     cllm_tokenizer_add_bos(s->gen.tok), &ids, &n) != CLI_EXIT_OK)
-        return job_fail(f, 400, "invalid_request_error", NULL, "the prompt cannot be tokenized");
-    j->n_prompt = (long long)n;
-    if (n == 0 || n + 1 > s->m.ctx) {
-        free(ids);
-        return job_fail(f, 400, "invalid_request_error", "context_length_exceeded",
-                        n ? "the prompt does not fit the model's context" : "the prompt is empty");
-    }
-    int g = gate_enter(s);
-    if (g) {
-        free(ids);
-        return job_fail(f, 503, "server_error", g == -1 ? "queue_full" : "shutting_down",
-                        g == -1 ? "too many requests are waiting: retry later"
-                                : "the server is stopping");
-    }
-    j->holding = 1;
-    size_t from = 0;
-    st = cllm_sampler_create(&j->r.sp, cllm_engine_config(s->e)->vocab_size, &j->smp);
-    s->gen.smp = j->smp;
-    if (st == CLLM_OK) st = cli_gen_prefill(&s->gen, ids, n, &from);
-    for (size_t i = 0; st == CLLM_OK && i < n; i++) cllm_sampler_accept(j->smp, ids[i]);
-    free(ids);
-    if (st != CLLM_OK)
-        return job_fail(f, 500, "server_error", NULL, "the engine failed on the prompt");
-    return 0;
-}
-
-// Gives the engine back (idempotent).
-static void job_end(serve_job *j) {
-    if (!j->holding) return;
-    cllm_sampler_free(j->smp);
-    j->smp = NULL;
-    j->s->gen.smp = NULL;
-    j->holding = 0;
-    gate_leave(j->s);
-}
-
-static int job_append(serve_job *j, const char *p, size_t n) {
-    if (j->len + n + 1 > j->cap) {
-        size_t want = j->cap ? 2 * j->cap : 256;
-        while (want < j->len + n + 1) want *= 2;
-        char *t = realloc(j->text, want);
-        if (!t) return -1;
-        j->text = t;
-        j->cap = want;
-    }
-    memcpy(j->text + j->len, p, n);
-    j->len += n;
-    j->text[j->len] = 0;
-    return 0;
-}
-
-// One token (or the end). Sets j->finish when the answer is complete.
-static void job_step(serve_job *j) {
-    if (j->finish) return;
-    if (j->n_gen >= j->r.max_tokens || atomic_load(&j->s->stopping)) {
-        j->finish = "length";
-        return;
-    }
-    char piece[512];
-    size_t n = 0, at = 0;
-    cli_gen_event ev;
-    cllm_status st = cli_gen_next(&j->s->gen, &ev, piece, sizeof piece, &n);
-    if (st != CLLM_OK || (ev != CLI_GEN_END && job_append(j, piece, n))) {
-        j->failed = 1;
-        j->finish = "length";
-        return;
-    }
-    if (ev == CLI_GEN_END) {
-        j->finish = "stop";
-        return;
-    }
-    j->n_gen++;
-    if (j->r.n_stop && serve_find_stop(&j->r, j->text, j->len, j->len - n, &at) >= 0) {
-        j->len = at;
-        j->text[at] = 0;
-        j->finish = "stop";
-    } else if (ev == CLI_GEN_FULL) {
-        j->finish = "length";
-    }
-}
-
-// Bytes of text that can be sent now: all of it when finished, else all but what could still
-// turn out to start a stop sequence, never ending inside a UTF-8 character.
-static size_t job_safe(const serve_job *j) {
-    if (j->finish) return j->len;
-    size_t hold = j->r.max_stop ? j->r.max_stop - 1 : 0;
-    size_t safe = j->len > hold ? j->len - hold : 0;
-    safe = serve_utf8_cut(j->text, safe);
-    return safe > j->sent ? safe : j->sent;
-}
-
-// ---- response bodies -------------------------------------------------------------------------
-
-static json_t *usage_json(const serve_job *j) {
-    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)j->n_prompt,
-                     "completion_tokens", (json_int_t)j->n_gen, "total_tokens",
-                     (json_int_t)(j->n_prompt + j->n_gen));
-}
-
-// The object around the choices: id, object, created, model.
-static json_t *envelope(const serve_job *j, const char *object, json_t *choice) {
-    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", j->id, "object", object, "created",
-                     (json_int_t)j->created, "model", j->s->m.name, "choices", choice);
-}
-
-static char *dump(json_t *o) {
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
-}
-
-// The whole answer (non-streaming).
-static char *answer_json(const serve_job *j) {
-    json_t *choice = j->r.chat
-        ? json_pack("{s:i, s:{s:s, s:o}, s:n, s:s}", "index", 0, "message", "role", "assistant",
-                    "content", serve_json_text(j->text, j->len), "logprobs", "finish_reason",
-                    j->finish)
-        : json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", serve_json_text(j->text, j->len),
-                    "logprobs", "finish_reason", j->finish);
-    json_t *o = envelope(j, j->r.chat ? "chat.completion" : "text_completion", choice);
-    if (o) json_object_set_new(o, "usage", usage_json(j));
-    return dump(o);
-}
-
-// One server-sent event with text[from..to) (role: the chat's first event; finish: the last).
-static char *chunk_json(const serve_job *j, size_t from, size_t to, int role, const char *finish) {
-    json_t *text = serve_json_text(j->text ? j->text + from : "", to - from);
-    json_t *fin = finish ? json_string(finish) : json_null();
-    json_t *choice = j->r.chat
-        ? json_pack("{s:i, s:{s:o}, s:n, s:o}", "index", 0, "delta", "content", text, "logprobs",
-                    "finish_reason", fin)
-        : json_pack("{s:i, s:o, s:n, s:o}", "index", 0, "text", text, "logprobs", "finish_reason",
-                    fin);
-    if (choice && role) json_object_set_new(json_object_get(choice, "delta"), "role",
-                                            json_string("assistant"));
-    json_t *o = envelope(j, j->r.chat ? "chat.completion.chunk" : "text_completion", choice);
-    if (o && finish) json_object_set_new(o, "usage", usage_json(j));
-    char *body = dump(o);
-    if (!body) return NULL;
-    size_t n = strlen(body);
-    const char *tail = finish ? "\n\ndata: [DONE]\n\n" : "\n\n";
-    char *ev = malloc(n + 6 + strlen(tail) + 1);
-    if (ev) sprintf(ev, "data: %s%s", body, tail);
-    free(body);
-    return ev;
-}
 
 // ---- streaming -----------------------------------------------------------------------------
 
@@ -294,19 +60,19 @@ static int stream_fill(serve_job *j) {
     const char *finish = NULL;
     int role = j->r.chat && !j->role_sent;
     if (!role) {
-        job_step(j);
-        to = job_safe(j);
+        serve_job_step(j);
+        to = serve_job_safe(j);
         finish = j->finish;
         if (to == j->sent && !finish) return 0;
     }
-    j->out = chunk_json(j, j->sent, to, role, finish);
+    j->out = serve_chunk_json(j, j->sent, to, role, finish);
     if (!j->out) return -1;
     j->out_len = strlen(j->out);
     j->sent = to;
     j->role_sent = 1;
     if (finish) {
         j->done_sent = 1;
-        job_end(j);  // the engine is free for the next request while the last bytes go out
+        serve_job_end(j);  // the engine is free for the next request while the last bytes go out
     }
     return 0;
 }
@@ -330,21 +96,13 @@ static void log_line(const char *method, const char *path, int status, long long
             n_prompt, n_gen, cllm_now_seconds_cli() - t0, note);
 }
 
-static void job_free(serve_job *j) {
-    job_end(j);
-    atomic_fetch_sub(&j->s->active, 1);
-    serve_req_free(&j->r);
-    free(j->text);
-    free(j->out);
-    free(j);
-}
 
 // The stream is over: finished, or the client went away (MHD frees the response).
 static void stream_free(void *cls) {
     serve_job *j = cls;
     log_line(j->method, j->path, 200, j->n_prompt, j->n_gen, j->t0,
              j->done_sent ? " stream" : " stream cut: client gone or server stopping");
-    job_free(j);
+    serve_job_free(j);
 }
 
 // ---- HTTP --------------------------------------------------------------------------------
@@ -401,7 +159,7 @@ static enum MHD_Result get_route(serve_srv *s, struct MHD_Connection *c, serve_c
     json_t *o = json_pack("{s:s, s:[{s:s, s:s, s:I, s:s}]}", "object", "list", "data", "id",
                           s->m.name, "object", "model", "created", (json_int_t)time(NULL),
                           "owned_by", "codecllm");
-    return respond(c, k, 200, dump(o), NULL, NULL);
+    return respond(c, k, 200, serve_dump(o), NULL, NULL);
 }
 
 // The first call for a request: route, method, key and declared size, before any body is read.
@@ -414,15 +172,15 @@ static enum MHD_Result first_call(serve_srv *s, struct MHD_Connection *c, serve_
     if (strcmp(method, post ? "POST" : "GET"))
         return respond_error(c, k, 405, "method not allowed", "invalid_request_error", NULL,
                              "method_not_allowed", "Allow", post ? "POST" : "GET");
-    if (s->a->api_key && k->route != ROUTE_HEALTH) {
+    if (s->api_key && k->route != ROUTE_HEALTH) {
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, s->a->api_key))
+        if (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, s->api_key))
             return respond_error(c, k, 401, "a valid API key is needed", "invalid_request_error",
                                  NULL, "invalid_api_key", "WWW-Authenticate", "Bearer");
     }
     if (!post) return get_route(s, c, k);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > s->a->max_body)
+    if (cl && strtoull(cl, NULL, 10) > s->max_body)
         return respond_error(c, k, 413, "the request body is too large", "invalid_request_error",
                              NULL, "body_too_large", "Connection", "close");
     return MHD_YES;
@@ -441,20 +199,20 @@ static enum MHD_Result run_job(serve_srv *s, struct MHD_Connection *c, serve_con
     snprintf(j->id, sizeof j->id, "%s-%llx%llx", j->r.chat ? "chatcmpl" : "cmpl",
              (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&s->ids, 1));
     j->created = (long long)time(NULL);
-    if (job_begin(j, &f)) {
+    if (serve_job_begin(j, &f)) {
         k->n_prompt = j->n_prompt;
-        job_free(j);
+        serve_job_free(j);
         return respond_error(c, k, f.status, f.message, f.type, NULL, f.code,
                              f.status == 503 ? "Retry-After" : NULL, "1");
     }
     k->n_prompt = j->n_prompt;
     if (!j->r.stream) {
-        while (!j->finish) job_step(j);
-        job_end(j);
+        while (!j->finish) serve_job_step(j);
+        serve_job_end(j);
         k->n_gen = j->n_gen;
         int failed = j->failed;
-        char *body = failed ? NULL : answer_json(j);
-        job_free(j);
+        char *body = failed ? NULL : serve_answer_json(j);
+        serve_job_free(j);
         if (!body) return respond_error(c, k, 500, "generation failed", "server_error", NULL, NULL,
                                         NULL, NULL);
         return respond(c, k, 200, body, NULL, NULL);
@@ -463,7 +221,7 @@ static enum MHD_Result run_job(serve_srv *s, struct MHD_Connection *c, serve_con
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, j, stream_free);
     if (!r) {
-        job_free(j);
+        serve_job_free(j);
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
@@ -510,7 +268,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (*upload_size) {
-        if (k->len + *upload_size > s->a->max_body) {
+        if (k->len + *upload_size > s->max_body) {
             respond_error(c, k, 413, "the request body is too large", "invalid_request_error",
                           NULL, "body_too_large", "Connection", "close");
             return MHD_NO;  // a chunked body over the limit: stop reading it
@@ -665,7 +423,7 @@ int cmd_serve(int argc, char **argv) {
     serve_args a;
     int rc = parse_serve_args(argc, argv, &a);
     if (rc != CLI_EXIT_OK) return rc < 0 ? CLI_EXIT_OK : rc;
-    serve_srv s = {.a = &a, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    serve_srv s = {.queue_max = a.queue, .api_key = a.api_key, .max_body = a.max_body, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     cllm_container *c;
     rc = cli_engine_open("serve", a.model, &a.eng, &c, &s.e);
     if (rc != CLI_EXIT_OK) return rc;
