@@ -382,7 +382,7 @@ static struct MHD_Daemon *start_daemon(serve_srv *s, const serve_args *a) {
                      MHD_USE_ERROR_LOG | MHD_USE_ITC | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)a->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 600u,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(a->queue + 64), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d) fprintf(stderr, "codecllm serve: error: cannot listen on %s port %lld\n", a->host,
