@@ -111,6 +111,8 @@ def bad_requests(key):
                        ("messages", [{"role": "user", "content": 5}])]:
         expect(400, "POST", c, chat_body("hi", **{field: val}), key=key, what=f"{field}={val!r}")
     expect(400, "POST", "/v1/completions", {"prompt": 5}, key=key, what="prompt 5")
+    expect(400, "POST", "/v1/completions", {"prompt": "a\u0000b"}, key=key, what="prompt NUL")
+    expect(400, "POST", "/v1/completions", raw=b'{"prompt": "\xff"}', key=key, what="not UTF-8")
     expect(404, "GET", "/v1/nothing", key=key, what="unknown route")
     h = expect(405, "GET", c, key=key, what="GET on chat")
     if h.get("Allow") != "POST":
@@ -124,7 +126,7 @@ def bad_requests(key):
     s.close()
     if not resp.startswith(b"HTTP/1.1 413"):
         fail(f"10 MB body: {resp[:100]!r}")
-    print("ok: bad requests (401, 400 x20, 404, 405, 413)")
+    print("ok: bad requests (401, 400 x24, 404, 405, 413)")
 
 
 def disconnect_mid_stream(key):

@@ -133,7 +133,8 @@ static int get_messages(json_t *o, const serve_model *m, cllm_chat_message **out
 static int get_prompt(json_t *o, const serve_model *m, serve_req *r, serve_err *err) {
     if (!r->chat) {
         json_t *p = json_object_get(o, "prompt");
-        if (!json_is_string(p)) return bad(err, "prompt", "'prompt' must be a string");
+        if (!json_is_string(p) || strlen(json_string_value(p)) != json_string_length(p))
+            return bad(err, "prompt", "'prompt' must be a string (without NUL)");
         r->prompt = strndup(json_string_value(p), json_string_length(p));
         return r->prompt ? 0 : bad(err, NULL, "out of memory");
     }
