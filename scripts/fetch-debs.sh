@@ -7,4 +7,4 @@ mkdir -p .debs
 cd .debs
 apt-get download libjansson-dev libjansson4 libxxhash-dev libxxhash0 libzstd-dev libzstd1 \
     libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libcmocka-dev libcmocka0 \
-    pkgconf pkgconf-bin libpkgconf3
+    libmicrohttpd-dev libmicrohttpd12 pkgconf pkgconf-bin libpkgconf3

@@ -5,7 +5,7 @@
 # scripts/test.sh --tsan.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libjansson-dev libxxhash-dev libzstd-dev libcmocka-dev
-      libpcre2-dev clang libclang-rt-dev libomp-dev python3 python3-pip)
+      libpcre2-dev libmicrohttpd-dev clang libclang-rt-dev libomp-dev python3 python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);

@@ -8,6 +8,7 @@
 // the session.
 #include "cli.h"
 #include "cli_engine.h"
+#include "cli_gen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +49,7 @@ typedef struct chat_state {
     int32_t eot;              // the template's end-of-turn token, or -1
     cllm_chat_message *msgs;  // contents are malloc'd
     size_t n_msgs, cap_msgs;
-    int32_t *cached;          // tokens at positions [0, n_cached) of the KV cache (ctx capacity)
-    size_t n_cached;
-    float *logits;
+    cli_gen gen;              // the KV cache's tokens and the logits
     int interactive;
 } chat_state;
 
@@ -118,15 +117,6 @@ static void pop_messages(chat_state *s, size_t keep) {
     while (s->n_msgs > keep) free((char *)s->msgs[--s->n_msgs].content);
 }
 
-// The id of `text` when it is exactly one token (an end-of-turn marker), else -1.
-static int32_t single_token(const cllm_tokenizer *tok, const char *text) {
-    int32_t ids[4];
-    size_t n = 0;
-    if (!text || cllm_tokenizer_encode(tok, text, strlen(text), 0, ids, 4, &n) != CLLM_OK || n != 1)
-        return -1;
-    return ids[0];
-}
-
 // Runs the rendered conversation through the model, reusing the cached prefix. Returns
 // CLI_EXIT_OK, or CLI_EXIT_FAIL after printing why (the caller keeps the session when the
 // conversation merely outgrew the context: *too_long is set).
@@ -151,17 +141,12 @@ static int prefill(chat_state *s, int *too_long) {
         return CLI_EXIT_FAIL;
     }
     size_t p = 0;
-    while (p < s->n_cached && p < n && s->cached[p] == ids[p]) p++;
-    if (p == n) p--;  // the last token must run again to give the next logits
-    const size_t vocab = cllm_engine_config(s->e)->vocab_size;
-    st = cllm_engine_forward(s->e, ids + p, n - p, p, s->logits, vocab, 0);
-    if (st != CLLM_OK) {
+    cllm_status fst = cli_gen_prefill(&s->gen, ids, n, &p);
+    if (fst != CLLM_OK) {
         free(ids);
-        return cli_fail("chat", st, "prompt");
+        return cli_fail("chat", fst, "prompt");
     }
     for (size_t i = p; i < n; i++) cllm_sampler_accept(s->smp, ids[i]);
-    memcpy(s->cached, ids, n * sizeof *ids);  // n < ctx, the capacity
-    s->n_cached = n;
     free(ids);
     return CLI_EXIT_OK;
 }
@@ -185,32 +170,25 @@ static int append_text(char **text, size_t *len, size_t *cap, const char *piece,
 // Samples, streams and feeds the answer until the end of the turn, -n tokens or a full context;
 // the answer's text is appended to *reply.
 static int answer(chat_state *s, long long n_predict, char **reply, size_t *reply_len) {
-    const cllm_model_config *cfg = cllm_engine_config(s->e);
-    const size_t vocab = cfg->vocab_size, ctx = cllm_engine_context(s->e);
-    int32_t prev = s->cached[s->n_cached - 1];
     size_t reply_cap = 0;
     for (long long k = 0; k < n_predict; k++) {
-        int32_t next;
-        cllm_status st = cllm_sampler_sample(s->smp, s->logits, vocab, &next);
-        if (st != CLLM_OK) return cli_fail("chat", st, "sampling");
-        if (next == cfg->eos_id || next == s->eot) break;
-        cllm_sampler_accept(s->smp, next);
         char piece[512];
         size_t len = 0;
-        if (cllm_tokenizer_decode_token(s->tok, prev, next, piece, sizeof piece, &len) == CLLM_OK) {
+        cli_gen_event ev;
+        cllm_status st = cli_gen_next(&s->gen, &ev, piece, sizeof piece, &len);
+        if (st != CLLM_OK) return cli_fail("chat", st, k ? "generation" : "sampling");
+        if (ev == CLI_GEN_END) break;
+        if (len) {
             fwrite(piece, 1, len, stdout);
             fflush(stdout);
             if (append_text(reply, reply_len, &reply_cap, piece, len) != CLI_EXIT_OK)
                 return CLI_EXIT_FAIL;
         }
-        s->cached[s->n_cached++] = next;  // < ctx: checked below before the next forward
-        prev = next;
-        if (s->n_cached >= ctx) {
-            fprintf(stderr, "\ncodecllm chat: the context of %zu positions is full\n", ctx);
+        if (ev == CLI_GEN_FULL) {
+            fprintf(stderr, "\ncodecllm chat: the context of %zu positions is full\n",
+                    (size_t)cllm_engine_context(s->e));
             break;
         }
-        st = cllm_engine_forward(s->e, &next, 1, s->n_cached - 1, s->logits, vocab, 0);
-        if (st != CLLM_OK) return cli_fail("chat", st, "generation");
     }
     return CLI_EXIT_OK;
 }
@@ -254,8 +232,7 @@ static long read_line(char *buf, size_t cap) {
 
 static void reset(chat_state *s, size_t n_system) {
     pop_messages(s, n_system);
-    s->n_cached = 0;
-    cllm_engine_reset(s->e);
+    cli_gen_reset(&s->gen);
     cllm_sampler_reset(s->smp);
 }
 
@@ -304,7 +281,7 @@ static int chat_setup(chat_state *s, const chat_args *a, size_t *n_system) {
                 jinja ? "has a chat template of an unknown family" : "stores no chat template");
         return CLI_EXIT_FAIL;
     }
-    s->eot = single_token(s->tok, cllm_chat_end_of_turn(s->fmt));
+    s->eot = cli_gen_single_token(s->tok, cllm_chat_end_of_turn(s->fmt));
     char *def = a->system || a->no_system ? NULL : cllm_chat_default_system(jinja, s->fmt);
     const char *sys = a->system ? a->system : def;
     int rc = sys ? push_message(s, "system", sys, strlen(sys)) : CLI_EXIT_OK;
@@ -319,8 +296,7 @@ static int chat_setup(chat_state *s, const chat_args *a, size_t *n_system) {
 static void chat_state_free(chat_state *s) {
     pop_messages(s, 0);
     free(s->msgs);
-    free(s->cached);
-    free(s->logits);
+    cli_gen_free(&s->gen);
     cllm_sampler_free(s->smp);
 }
 
@@ -338,12 +314,11 @@ int cmd_chat(int argc, char **argv) {
     size_t n_system = 0;
     if (rc == CLI_EXIT_OK) rc = chat_setup(&s, &a, &n_system);
     const size_t vocab = cllm_engine_config(s.e)->vocab_size;
-    s.logits = malloc(vocab * sizeof *s.logits);
-    s.cached = malloc((size_t)cllm_engine_context(s.e) * sizeof *s.cached);
-    if (rc == CLI_EXIT_OK && (!s.logits || !s.cached))
+    if (rc == CLI_EXIT_OK && cli_gen_init(&s.gen, s.e, s.tok, s.eot) != CLLM_OK)
         rc = cli_fail("chat", CLLM_ERR_NOMEM, "logits and tokens");
     cllm_status st = rc == CLI_EXIT_OK ? cllm_sampler_create(&a.sp, vocab, &s.smp) : CLLM_OK;
     if (st != CLLM_OK) rc = cli_fail("chat", st, "sampler");
+    s.gen.smp = s.smp;
     if (rc == CLI_EXIT_OK && s.interactive)
         fprintf(stderr, "codecllm chat: %s (%s format). /exit or Ctrl-D quits, /reset starts over.\n",
                 a.model, cllm_chat_format_name(s.fmt));

@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"verify", cmd_verify, "check every checksum; with --against, decode and compare"},
     {"run", cmd_run, "generate text or token ids"},
     {"chat", cmd_chat, "interactive chat with the model's chat template"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (chat, completions, streaming)"},
     {"logits", cmd_logits, "teacher-forced logits of a token sequence"},
     {"compare", cmd_compare, "compare two models' logits (KL, top-1, perplexity)"},
     {"perplexity", cmd_perplexity, "perplexity of a text file"},
