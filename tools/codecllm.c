@@ -10,6 +10,18 @@ typedef struct cli_command {
     const char *help;
 } cli_command;
 
+#ifndef CLLM_HAVE_HTTP
+// This build has no HTTP library (CMake found no libmicrohttpd).
+static int cmd_serve_missing(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "codecllm serve: this build has no HTTP server: install libmicrohttpd-dev "
+                    "(scripts/install-deps.sh) and rebuild\n");
+    return CLI_EXIT_FAIL;
+}
+#define cmd_serve cmd_serve_missing
+#endif
+
 static const cli_command commands[] = {
     {"synth", cmd_synth, "write a synthetic Hugging Face model directory"},
     {"convert", cmd_convert, "compress a llama2.c checkpoint or HF directory into a .cllm file"},
