@@ -278,6 +278,8 @@ typedef struct cllm_pack_options {
     int force;                   // replace an existing output file (never the input itself)
     cllm_progress_fn progress;   // may be NULL; called after each tensor
     void *progress_user;
+    cllm_temp_fn temp;           // may be NULL: told of the output's temporary file
+    void *temp_user;
 } cllm_pack_options;
 
 // Packs the safetensors file `in_path` into the archive `out_path`, streaming tensor by tensor

@@ -81,6 +81,7 @@ static int run_pack(const char *cmd, const char *usage, pack_fn fn, int argc, ch
     cli_progress_init(&prog, cmd);
     opt.progress = progress_cb;
     opt.progress_user = &prog;
+    opt.temp = cli_temp_hook;  // SIGINT/SIGTERM remove the temporary output
     double t0 = cllm_now_seconds_cli();
     cllm_status st = fn(in, out, &opt);
     cli_progress_end(&prog);

@@ -22,6 +22,7 @@ typedef struct pack_state {
     cllm_st_segment *segs;
     size_t n_segs;
     cllm_writer *w;
+    char *tmp;                // the writer's temporary path, as announced to opt->temp
     uint8_t *buf;             // one segment's bytes
     size_t buf_cap;
     uint64_t bytes_done;
@@ -119,6 +120,8 @@ static cllm_status pack_all(pack_state *ps, const char *out_path, const cllm_pac
     cfg.arch = CLLM_ARCH_ARCHIVE;
     TRY(cllm_writer_open(out_path, &cfg, ps->n_segs, CLLM_TOKENIZER_SAFETENSORS_HEADER, ps->blob,
                          ps->blob_size, &ps->w));
+    if (opt->temp && (ps->tmp = strdup(cllm_writer_temp_path(ps->w))) != NULL)
+        opt->temp(opt->temp_user, ps->tmp, 1);
     for (size_t k = 0; k < ps->n_segs; k++) {
         cllm_status st = pack_segment(ps, k, ps->h.data_offset, opt);
         if (st != CLLM_OK) {
@@ -148,6 +151,8 @@ cllm_status cllm_pack_safetensors(const char *in_path, const char *out_path,
     RETURN_IF(ps.fd < 0, CLLM_ERR_IO, "%s: cannot open: %s", in_path, strerror(errno));
     cllm_status st = pack_all(&ps, out_path, opt);
     cllm_writer_abort(ps.w);
+    if (ps.tmp) opt->temp(opt->temp_user, ps.tmp, 0);  // renamed or removed by now
+    free(ps.tmp);
     close(ps.fd);
     free(ps.buf);
     free(ps.segs);

@@ -145,10 +145,15 @@ static cllm_status unpack_to(unpack_state *us, const char *in_path, const char *
     TRY(cllm_container_open(in_path, &us->c));
     TRY(cllm_archive_open(us->c, &us->a));
     out_file o = {.fd = -1};
+    char *announced = NULL;  // the temporary path as told to opt->temp
     cllm_status st = out_create(&o, out_path);
+    if (st == CLLM_OK && opt->temp && (announced = strdup(o.tmp)) != NULL)
+        opt->temp(opt->temp_user, announced, 1);
     if (st == CLLM_OK) st = write_all_segments(us, &o, opt);
     if (st == CLLM_OK) st = out_commit(&o, opt->force);
     out_free(&o);
+    if (announced) opt->temp(opt->temp_user, announced, 0);  // renamed or removed by now
+    free(announced);
     return st;
 }
 
