@@ -171,6 +171,10 @@ interrupt "$TMP/big" "$BIN" synth --preset small --layers 4 --threads 1 "$TMP/bi
 "$BIN" synth --preset small --layers 2 --threads 1 --force "$TMP/big" 2> /dev/null
 mkdir "$TMP/conv"
 interrupt "$TMP/conv" "$BIN" convert "$TMP/big" "$TMP/conv/big.cllm" --threads 1 --codec int8
+mkdir "$TMP/pk"
+interrupt "$TMP/pk" "$BIN" pack "$TMP/big/model.safetensors" "$TMP/pk/big.cllm" --threads 1
+"$BIN" pack "$TMP/big/model.safetensors" "$TMP/big.cllm" --threads 1 2> /dev/null
+interrupt "$TMP/pk" "$BIN" unpack "$TMP/big.cllm" "$TMP/pk/big.safetensors" --threads 1
 echo "ok: output files"
 
 # ---- bounded readers ----------------------------------------------------------------------------
