@@ -24,8 +24,8 @@ static int cmd_serve_missing(int argc, char **argv) {
 
 static const cli_command commands[] = {
     {"synth", cmd_synth, "write a synthetic Hugging Face model directory"},
-    {"convert", cmd_convert, "compress a llama2.c checkpoint or HF directory into a .cllm file"},
-    {"inspect", cmd_inspect, "per-tensor and per-layer-type sizes, entropy, zstd comparison"},
+    {"convert", cmd_convert, "compress a llama2.c checkpoint, HF directory or GGUF file into .cllm"},
+    {"inspect", cmd_inspect, "sizes and entropy per tensor and layer type; tokenizer, template"},
     {"verify", cmd_verify, "check every checksum; with --against, decode and compare"},
     {"run", cmd_run, "generate text or token ids"},
     {"chat", cmd_chat, "interactive chat with the model's chat template"},
