@@ -24,7 +24,7 @@ static int cmd_serve_missing(int argc, char **argv) {
 
 static const cli_command commands[] = {
     {"synth", cmd_synth, "write a synthetic Hugging Face model directory"},
-    {"convert", cmd_convert, "compress a llama2.c checkpoint, HF directory or GGUF file into .cllm"},
+    {"convert", cmd_convert, "compress a llama2.c, Hugging Face or GGUF model into a .cllm file"},
     {"inspect", cmd_inspect, "sizes and entropy per tensor and layer type; tokenizer, template"},
     {"verify", cmd_verify, "check every checksum; with --against, decode and compare"},
     {"run", cmd_run, "generate text or token ids"},
