@@ -79,8 +79,7 @@ cllm_status cllm_st_check_output(const struct stat *in_st, const char *out_path,
     }
     RETURN_IF(os.st_dev == in_st->st_dev && os.st_ino == in_st->st_ino, CLLM_ERR_ARG,
               "output %s is the input file", out_path);
-    RETURN_IF(!S_ISREG(os.st_mode), CLLM_ERR_ARG, "output %s exists and is not a regular file",
-              out_path);
+    TRY(cllm_output_check(out_path));  // a directory, FIFO or device is never replaced
     RETURN_IF(!force, CLLM_ERR_ARG, "output %s exists (--force replaces it)", out_path);
     return CLLM_OK;
 }
