@@ -498,6 +498,8 @@ typedef struct cllm_engine_options {
     int device;                // CUDA device index
     int no_verify;             // 1: skip the checksum pass of cllm_engine_open (default 0: every
                                // byte of the file is checked, as cllm_container_verify does)
+    uint32_t n_seq;            // sequences the KV cache holds (slots for batched decoding);
+                               // 0 = 1. The KV cache takes n_seq times the context.
 } cllm_engine_options;
 
 typedef struct cllm_engine cllm_engine;

@@ -14,7 +14,8 @@ typedef struct cpu_state {
     float *scores;               // (n_threads, ctx) attention weights, one row per thread
     double *freqs;               // (head_dim / 2) RoPE frequencies
     float *rope_cos, *rope_sin;  // (CLLM_ENGINE_BATCH, head_dim / 2) angles of positions
-    size_t angles_pos, angles_n; // the positions rope_cos/sin hold: angles_pos + [0, angles_n)
+    uint32_t *angles_pos;        // (CLLM_ENGINE_BATCH) the positions rope_cos/sin rows hold
+    size_t angles_n;             // rows valid
     uint64_t act_bytes;
 } cpu_state;
 

@@ -24,6 +24,7 @@ static void cpu_free(void *state) {
     free(s->freqs);
     free(s->rope_cos);
     free(s->rope_sin);
+    free(s->angles_pos);
     free(s);
 }
 
@@ -41,7 +42,8 @@ static cllm_status cpu_create(const cllm_model_config *cfg, const cllm_engine_op
     s->freqs = alloc_array(half, sizeof(double), &s->act_bytes);
     s->rope_cos = alloc_array(CLLM_ENGINE_BATCH * half, sizeof(float), &s->act_bytes);
     s->rope_sin = alloc_array(CLLM_ENGINE_BATCH * half, sizeof(float), &s->act_bytes);
-    if (!s->scores || !s->freqs || !s->rope_cos || !s->rope_sin) {
+    s->angles_pos = alloc_array(CLLM_ENGINE_BATCH, sizeof(uint32_t), &s->act_bytes);
+    if (!s->scores || !s->freqs || !s->rope_cos || !s->rope_sin || !s->angles_pos) {
         cpu_free(s);
         return CLLM_FAIL(CLLM_ERR_NOMEM, "cpu backend scratch");
     }
@@ -60,9 +62,10 @@ static void cpu_release(void *state, void *p) {
     free(p);
 }
 
-static cllm_status cpu_embed(void *state, float *x, const cllm_wview *table, uint64_t r) {
+static cllm_status cpu_embed(void *state, float *x, const cllm_wview *table, const uint32_t *rows,
+                             size_t n) {
     (void)state;
-    cllm_k_row_to_f32(table, r, x);
+    for (size_t t = 0; t < n; t++) cllm_k_row_to_f32(table, rows[t], x + t * table->cols);
     return CLLM_OK;
 }
 
@@ -81,48 +84,60 @@ static cllm_status cpu_matmul(void *state, float *out, size_t ldo, const cllm_wv
     return CLLM_OK;
 }
 
-// Address of position p in a layer's cache of rows of K elements.
-static inline uint8_t *kv_row(const cpu_state *s, const cllm_kv_layer *kv, void *base, size_t p) {
-    return (uint8_t *)base + p * s->kv_dim * cllm_dtype_size(kv->dtype);
+// Address of position p of slot `slot` in a layer's cache `base` of (n_slots, ctx, K) elements.
+static inline uint8_t *kv_row(const cpu_state *s, const cllm_kv_layer *kv, void *base,
+                              uint32_t slot, size_t p) {
+    return (uint8_t *)base + ((size_t)slot * kv->ctx + p) * s->kv_dim * cllm_dtype_size(kv->dtype);
+}
+
+// Fills rope_cos/sin rows with the step's angles unless they hold them already (every layer of a
+// step has the same positions).
+static void step_angles(cpu_state *s, const cllm_step *st) {
+    const size_t half = s->cfg.head_dim / 2;
+    int same = s->angles_n == st->n_tok;
+    for (size_t t = 0; same && t < st->n_tok; t++) same = s->angles_pos[t] == st->pos[t];
+    if (same) return;
+    for (size_t t = 0; t < st->n_tok; t++) {
+        cllm_k_rope_angles(s->freqs, half, st->pos[t], s->rope_cos + t * half,
+                           s->rope_sin + t * half);
+        s->angles_pos[t] = st->pos[t];
+    }
+    s->angles_n = st->n_tok;
 }
 
 static cllm_status cpu_rope_kv(void *state, float *q, float *k, const float *v,
-                               const cllm_kv_layer *kv, size_t n_tok, size_t pos) {
+                               const cllm_kv_layer *kv, const cllm_step *st) {
     cpu_state *s = state;
     const size_t Q = s->q_dim, K = s->kv_dim, hd = s->cfg.head_dim, half = hd / 2;
-    if (s->angles_pos != pos || s->angles_n != n_tok) {  // same positions in every layer
-        for (size_t t = 0; t < n_tok; t++)
-            cllm_k_rope_angles(s->freqs, half, pos + t, s->rope_cos + t * half,
-                               s->rope_sin + t * half);
-        s->angles_pos = pos;
-        s->angles_n = n_tok;
-    }
-    for (size_t t = 0; t < n_tok; t++) {
+    step_angles(s, st);
+    for (size_t t = 0; t < st->n_tok; t++) {
         const float *c = s->rope_cos + t * half, *sn = s->rope_sin + t * half;
         cllm_k_rope(q + t * Q, s->cfg.n_heads, hd, c, sn);
         cllm_k_rope(k + t * K, s->cfg.n_kv_heads, hd, c, sn);
-        cllm_k_store_kv(kv_row(s, kv, kv->k, pos + t), k + t * K, K, kv->dtype);
-        cllm_k_store_kv(kv_row(s, kv, kv->v, pos + t), v + t * K, K, kv->dtype);
+        cllm_k_store_kv(kv_row(s, kv, kv->k, st->slot[t], st->pos[t]), k + t * K, K, kv->dtype);
+        cllm_k_store_kv(kv_row(s, kv, kv->v, st->slot[t], st->pos[t]), v + t * K, K, kv->dtype);
     }
     return CLLM_OK;
 }
 
 static cllm_status cpu_attention(void *state, float *out, const float *q,
-                                 const cllm_kv_layer *kv, size_t n_tok, size_t pos) {
+                                 const cllm_kv_layer *kv, const cllm_step *st) {
     cpu_state *s = state;
     const size_t Q = s->q_dim, hd = s->cfg.head_dim, n_heads = s->cfg.n_heads;
     const size_t group = n_heads / s->cfg.n_kv_heads;
     const size_t esize = cllm_dtype_size(kv->dtype);
+    const size_t n_tok = st->n_tok;
     const int64_t n_items = (int64_t)(n_tok * n_heads);
-    const int par = (n_tok * n_heads) * (pos + n_tok) * hd >= CLLM_K_PARALLEL_MIN_WORK;
+    const int par = (n_tok * n_heads) * st->max_pos * hd >= CLLM_K_PARALLEL_MIN_WORK;
 #pragma omp parallel for schedule(static) num_threads(s->n_threads) if (par)
     for (int64_t it = 0; it < n_items; it++) {
         size_t t = (size_t)it / n_heads, h = (size_t)it % n_heads;
         size_t kv_off = (h / group) * hd * esize;
         float *scores = s->scores + (size_t)omp_get_thread_num() * s->ctx;
         cllm_k_attention_head(out + t * Q + h * hd, q + t * Q + h * hd,
-                              (const uint8_t *)kv->k + kv_off, (const uint8_t *)kv->v + kv_off,
-                              kv->dtype, pos + t + 1, hd, s->kv_dim, scores);
+                              kv_row(s, kv, kv->k, st->slot[t], 0) + kv_off,
+                              kv_row(s, kv, kv->v, st->slot[t], 0) + kv_off, kv->dtype,
+                              (size_t)st->pos[t] + 1, hd, s->kv_dim, scores);
     }
     return CLLM_OK;
 }

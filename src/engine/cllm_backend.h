@@ -35,12 +35,28 @@ typedef enum cllm_global_tensor {
     CLLM_GLOBAL_CLASSIFIER = 2, // (vocab, D): lm_head, or the embedding when tied
 } cllm_global_tensor;
 
-// One layer's slice of the KV cache: (ctx, K) elements of `dtype` for keys and for values.
+// One layer's slice of the KV cache: n_slots sequences of (ctx, K) elements of `dtype` each, for
+// keys and for values; slot s starts s * ctx * K elements after k (and v).
 typedef struct cllm_kv_layer {
     void *k, *v;
     cllm_dtype dtype; // F32 or F16
     size_t ctx;
+    uint32_t n_slots;
 } cllm_kv_layer;
+
+// What one step of the forward pass computes: n_tok tokens, token t belonging to the sequence in
+// KV slot slot[t] at position pos[t]. Tokens of one slot come in increasing positions; the slot's
+// positions below pos[t] hold keys and values (earlier steps', or this step's earlier tokens, which
+// rope_kv stores before attention reads them). The engine checked every entry: slot < n_slots,
+// pos < ctx, no hole. Host arrays, valid while the step runs.
+typedef struct cllm_step {
+    size_t n_tok;              // 1..CLLM_ENGINE_BATCH
+    const uint32_t *pos;       // (n_tok)
+    const uint32_t *slot;      // (n_tok)
+    uint32_t max_pos;          // 1 + max pos[t]: the longest attention span of the step
+    size_t n_out;              // tokens whose logits the step computes (0..n_tok)
+    const uint32_t *out_tok;   // (n_out) their indices in the step, increasing
+} cllm_step;
 
 // A weight provider: one placement of the weights (decoded resident, decoded just in time into
 // reused scratch, compressed in device memory, ...). The engine acquires a layer's decode groups
@@ -85,22 +101,35 @@ typedef struct cllm_backend_ops {
     // The provider for a weights mode, or NULL when this backend has none.
     const cllm_provider_ops *(*provider)(cllm_weights_mode mode);
 
-    // x (D) = row r of `table` widened to fp32.
-    cllm_status (*embed)(void *state, float *x, const cllm_wview *table, uint64_t r);
+    // Reads `bytes` of backend memory at src into host memory (logits). NULL: backend memory is
+    // host memory, and the engine has the classifier write into the caller's buffer directly.
+    cllm_status (*read)(void *state, void *host, const void *src, size_t bytes);
+    // Optional: runs body(arg) -- the step's layers and classifier, a fixed sequence of ops and
+    // provider calls on the engine's buffers -- for step `st`, directly or by replaying what an
+    // earlier body of the same n_tok and n_out launched (then body is not called; the backend
+    // must see positions and slots through `st`, e.g. uploaded to device memory here). Replays are
+    // allowed only when `read` is set (the body's pointers are then all engine buffers, the same
+    // for every step). NULL: the engine calls body(arg).
+    cllm_status (*step)(void *state, const cllm_step *st, cllm_status (*body)(void *arg),
+                        void *arg);
+
+    // x (n, D) = rows rows[0..n) of `table` widened to fp32 (rows: host array, each < table->rows).
+    cllm_status (*embed)(void *state, float *x, const cllm_wview *table, const uint32_t *rows,
+                         size_t n);
     // out[t] = RMSNorm(x[t]) * w for t < T; rows of D floats (out may alias x).
     cllm_status (*rmsnorm)(void *state, float *out, const float *x, const cllm_wview *w,
                            size_t n_tok, size_t dim, float eps);
     // out[t * ldo + r] = W[r] . x[t * ldx + :] for t < T, r < W.rows.
     cllm_status (*matmul)(void *state, float *out, size_t ldo, const cllm_wview *w,
                           const float *x, size_t ldx, size_t n_tok);
-    // Rotates q (T, Q) and k (T, K) for positions pos.. and stores k, v (T, K) at those positions
-    // of the layer's cache.
+    // Rotates q (T, Q) and k (T, K) of token t for position st->pos[t] and stores k, v (T, K) at
+    // that position of slot st->slot[t] of the layer's cache.
     cllm_status (*rope_kv)(void *state, float *q, float *k, const float *v,
-                           const cllm_kv_layer *kv, size_t n_tok, size_t pos);
-    // out (T, Q): causal attention of q (T, Q) over cache positions 0..pos + t (GQA: query head
-    // h reads KV head h / (n_heads / n_kv_heads)).
+                           const cllm_kv_layer *kv, const cllm_step *st);
+    // out (T, Q): attention of query t over positions 0..st->pos[t] of slot st->slot[t] (GQA:
+    // query head h reads KV head h / (n_heads / n_kv_heads)).
     cllm_status (*attention)(void *state, float *out, const float *q, const cllm_kv_layer *kv,
-                             size_t n_tok, size_t pos);
+                             const cllm_step *st);
     // gate[i] = silu(gate[i]) * up[i], n values.
     cllm_status (*swiglu)(void *state, float *gate, const float *up, size_t n);
     // x[i] += y[i], n values (the residual).

@@ -216,7 +216,7 @@ cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n,
                                 float *logits, size_t logits_cap, int all_logits) {
     RETURN_IF(!e, CLLM_ERR_ARG, "forward: NULL engine");
     TRY(check_forward(e, tokens, n, pos, logits, logits_cap, all_logits));
-    cllm_status st = e->fwd ? cllm_forward_run(e->fwd, tokens, n, pos, logits, all_logits)
+    cllm_status st = e->fwd ? cllm_forward_run(e->fwd, 0, tokens, n, pos, logits, all_logits)
                             : e->whole->forward(e->whole_state, tokens, n, pos, logits, all_logits);
     e->n_past = st == CLLM_OK ? pos + n : pos;
     return st;

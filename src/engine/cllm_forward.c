@@ -24,14 +24,18 @@ struct cllm_forward {
     cllm_weights_mode mode;
     cllm_model_config cfg;
     size_t ctx, D, Q, K, H, V;
+    uint32_t n_slots;                  // sequences the KV cache holds
     cllm_dtype kv_dtype;
     size_t kv_esize;
-    uint8_t *kcache, *vcache;          // (n_layers, ctx, K) elements of kv_dtype each
+    uint8_t *kcache, *vcache;          // (n_layers, n_slots, ctx, K) elements of kv_dtype each
     float *x;                          // (T, D) residual stream
     float *xb;                         // (T, max(D, Q)) normalised input / block output
     float *q, *k, *v;                  // (T, Q), (T, K), (T, K)
     float *att;                        // (T, Q) attention output before Wo
     float *hb, *hb2;                   // (T, H) gate and up projections
+    float *logits_be;                  // (T, V) in backend memory; NULL when ops->read is NULL
+    uint32_t *pos, *slot, *out_tok;    // (T) host: a step's positions, slots, logits rows
+    uint32_t *rows;                    // (T) host: embedding rows
     cllm_layer_view lv;                // the acquired group's matrices and the layer's norms
     int64_t held_layer;                // layer and group acquired; -1: none
     int held_group;
@@ -43,17 +47,27 @@ struct cllm_forward {
 // ---- the blocks -------------------------------------------------------------------------------
 
 static cllm_kv_layer kv_layer(const cllm_forward *f, uint32_t l) {
-    const size_t off = (size_t)l * f->ctx * f->K * f->kv_esize;
-    cllm_kv_layer kv = {f->kcache + off, f->vcache + off, f->kv_dtype, f->ctx};
+    const size_t off = (size_t)l * f->n_slots * f->ctx * f->K * f->kv_esize;
+    cllm_kv_layer kv = {f->kcache + off, f->vcache + off, f->kv_dtype, f->ctx, f->n_slots};
     return kv;
 }
 
+// x (T, D) = the tokens' embedding rows: the whole table in one call when the provider hands it
+// out at once, else a row at a time.
 static cllm_status embed_tokens(cllm_forward *f, const int32_t *tokens, size_t nt) {
+    cllm_wview tab;
+    if (f->pv->max_rows(f->prov, CLLM_GLOBAL_EMBED) >= f->V) {
+        for (size_t t = 0; t < nt; t++) f->rows[t] = (uint32_t)tokens[t];
+        TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_EMBED, 0, f->V, &tab));
+        cllm_status st = f->ops->embed(f->be, f->x, &tab, f->rows, nt);
+        f->pv->release_rows(f->prov, CLLM_GLOBAL_EMBED);
+        return st;
+    }
     for (size_t t = 0; t < nt; t++) {
         const uint64_t r = (uint64_t)tokens[t];
-        cllm_wview row;
-        TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_EMBED, r, r + 1, &row));
-        cllm_status st = f->ops->embed(f->be, f->x + t * f->D, &row, 0);
+        const uint32_t zero = 0;
+        TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_EMBED, r, r + 1, &tab));
+        cllm_status st = f->ops->embed(f->be, f->x + t * f->D, &tab, &zero, 1);
         f->pv->release_rows(f->prov, CLLM_GLOBAL_EMBED);
         TRY(st);
     }
@@ -96,16 +110,17 @@ static cllm_status norm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, size_t
 }
 
 // x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h) with h = RMSNorm(x) * w_att.
-static cllm_status attention_block(cllm_forward *f, uint32_t l, size_t nt, size_t pos) {
+static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step *sp) {
     const cllm_backend_ops *o = f->ops;
+    const size_t nt = sp->n_tok;
     const size_t D = f->D, Q = f->Q, K = f->K;
     const cllm_kv_layer kv = kv_layer(f, l);
     TRY(norm(f, l, CLLM_LT_ATTN_NORM, nt));
     TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
     TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
     TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
-    TRY(o->rope_kv(f->be, f->q, f->k, f->v, &kv, nt, pos));
-    TRY(o->attention(f->be, f->att, f->q, &kv, nt, pos));
+    TRY(o->rope_kv(f->be, f->q, f->k, f->v, &kv, sp));
+    TRY(o->attention(f->be, f->att, f->q, &kv, sp));
     TRY(mm(f, l, CLLM_LT_WO, f->xb, D, f->att, Q, nt));
     return o->add(f->be, f->x, f->xb, nt * D);
 }
@@ -131,21 +146,28 @@ static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
     return o->add(f->be, f->x, f->xb, nt * D);
 }
 
-static cllm_status layer(cllm_forward *f, uint32_t l, size_t nt, size_t pos) {
-    cllm_status st = attention_block(f, l, nt, pos);
-    if (st == CLLM_OK) st = mlp_block(f, l, nt);
+static cllm_status layer(cllm_forward *f, uint32_t l, const cllm_step *sp) {
+    cllm_status st = attention_block(f, l, sp);
+    if (st == CLLM_OK) st = mlp_block(f, l, sp->n_tok);
     release_held(f);
     return st;
 }
 
-// logits (n_out, V) = Wcls (RMSNorm(x[first..]) * w_final), the classifier in row ranges the
-// provider can hand out at once (each logit is one dot product either way).
-static cllm_status classifier(cllm_forward *f, size_t first, size_t n_out, float *logits) {
-    const size_t D = f->D, V = f->V;
+// logits (n_out, V) = Wcls (RMSNorm(x[out_tok[i]]) * w_final), the classifier in row ranges the
+// provider can hand out at once (each logit is one dot product either way). The normed rows are
+// gathered into xb by runs of consecutive tokens.
+static cllm_status classifier(cllm_forward *f, const cllm_step *sp, float *logits) {
+    const size_t D = f->D, V = f->V, n_out = sp->n_out;
     cllm_wview norm;
     TRY(f->pv->acquire_rows(f->prov, CLLM_GLOBAL_NORM, 0, 1, &norm));
-    cllm_status st = f->ops->rmsnorm(f->be, f->xb, f->x + first * D, &norm, n_out, D,
-                                     f->cfg.norm_eps);
+    cllm_status st = CLLM_OK;
+    for (size_t i = 0; i < n_out && st == CLLM_OK;) {
+        size_t run = 1;
+        while (i + run < n_out && sp->out_tok[i + run] == sp->out_tok[i] + run) run++;
+        st = f->ops->rmsnorm(f->be, f->xb + i * D, f->x + (size_t)sp->out_tok[i] * D, &norm, run,
+                             D, f->cfg.norm_eps);
+        i += run;
+    }
     f->pv->release_rows(f->prov, CLLM_GLOBAL_NORM);
     TRY(st);
     const uint64_t chunk = f->pv->max_rows(f->prov, CLLM_GLOBAL_CLASSIFIER);
@@ -160,14 +182,17 @@ static cllm_status classifier(cllm_forward *f, size_t first, size_t n_out, float
     return CLLM_OK;
 }
 
-// One chunk of nt <= CLLM_ENGINE_BATCH tokens; logits NULL: none wanted from this chunk.
-static cllm_status forward_chunk(cllm_forward *f, const int32_t *tokens, size_t nt, size_t pos,
-                                 float *logits, int all_logits) {
-    TRY(embed_tokens(f, tokens, nt));
-    for (uint32_t l = 0; l < f->cfg.n_layers; l++) TRY(layer(f, l, nt, pos));
-    if (!logits) return CLLM_OK;
-    const size_t first = all_logits ? 0 : nt - 1;
-    return classifier(f, first, nt - first, logits);
+// The part of a step a backend may capture and replay (cllm_backend_ops.step).
+typedef struct step_body {
+    cllm_forward *f;
+    const cllm_step *sp;
+    float *logits;  // (n_out, V): backend memory, or the caller's buffer when ops->read is NULL
+} step_body;
+
+static cllm_status run_body(void *arg) {
+    const step_body *b = arg;
+    for (uint32_t l = 0; l < b->f->cfg.n_layers; l++) TRY(layer(b->f, l, b->sp));
+    return b->sp->n_out ? classifier(b->f, b->sp, b->logits) : CLLM_OK;
 }
 
 static double provider_decode_seconds(const cllm_forward *f) {
@@ -177,16 +202,50 @@ static double provider_decode_seconds(const cllm_forward *f) {
     return s.decode_seconds;
 }
 
-cllm_status cllm_forward_run(cllm_forward *f, const int32_t *tokens, size_t n, size_t pos,
-                             float *logits, int all_logits) {
+// One step (checked by the caller: n_tok <= CLLM_ENGINE_BATCH, slots, positions, token ids).
+static cllm_status forward_step(cllm_forward *f, const int32_t *tokens, const cllm_step *sp,
+                                float *logits) {
+    TRY(embed_tokens(f, tokens, sp->n_tok));
+    step_body b = {f, sp, f->ops->read ? f->logits_be : logits};
+    TRY(f->ops->step ? f->ops->step(f->be, sp, run_body, &b) : run_body(&b));
+    if (!f->ops->read || !sp->n_out) return CLLM_OK;
+    return f->ops->read(f->be, logits, f->logits_be, sp->n_out * f->V * sizeof(float));
+}
+
+cllm_status cllm_forward_step(cllm_forward *f, const int32_t *tokens, const cllm_step *sp,
+                              float *logits) {
+    double t0 = cllm_now_seconds(), dec0 = provider_decode_seconds(f);
+    cllm_status st = forward_step(f, tokens, sp, logits);
+    f->n_forward++;
+    f->n_tokens += sp->n_tok;
+    f->compute_seconds += (cllm_now_seconds() - t0) - (provider_decode_seconds(f) - dec0);
+    return st;
+}
+
+cllm_status cllm_forward_run(cllm_forward *f, uint32_t slot, const int32_t *tokens, size_t n,
+                             size_t pos, float *logits, int all_logits) {
     double t0 = cllm_now_seconds(), dec0 = provider_decode_seconds(f);
     cllm_status st = CLLM_OK;
     for (size_t done = 0; done < n && st == CLLM_OK;) {
-        size_t nt = n - done < CLLM_ENGINE_BATCH ? n - done : CLLM_ENGINE_BATCH;
-        int last = done + nt == n;
+        const size_t nt = n - done < CLLM_ENGINE_BATCH ? n - done : CLLM_ENGINE_BATCH;
+        const int last = done + nt == n;
+        for (size_t t = 0; t < nt; t++) {
+            f->pos[t] = (uint32_t)(pos + done + t);
+            f->slot[t] = slot;
+            f->out_tok[t] = (uint32_t)t;
+        }
         // Logits: every chunk's rows (all_logits), or only the last token's.
-        float *out = all_logits ? logits + done * f->V : (last ? logits : NULL);
-        st = forward_chunk(f, tokens + done, nt, pos + done, out, all_logits);
+        cllm_step sp = {nt, f->pos, f->slot, (uint32_t)(pos + done + nt), 0, f->out_tok};
+        float *out = NULL;
+        if (all_logits) {
+            sp.n_out = nt;
+            out = logits + done * f->V;
+        } else if (last) {
+            sp.n_out = 1;
+            sp.out_tok = f->out_tok + nt - 1;
+            out = logits;
+        }
+        st = forward_step(f, tokens + done, &sp, out);
         done += nt;
     }
     f->n_forward++;
@@ -208,7 +267,8 @@ static void *be_array(cllm_forward *f, size_t n, size_t size, uint64_t *total) {
 static cllm_status alloc_buffers(cllm_forward *f) {
     const size_t B = CLLM_ENGINE_BATCH, wide = f->D > f->Q ? f->D : f->Q;
     size_t kv_elems;
-    RETURN_IF(cllm_mul_overflow((size_t)f->cfg.n_layers * f->ctx, f->K, &kv_elems),
+    RETURN_IF(cllm_mul_overflow((size_t)f->cfg.n_layers * f->n_slots, f->ctx, &kv_elems) ||
+                  cllm_mul_overflow(kv_elems, f->K, &kv_elems),
               CLLM_ERR_NOMEM, "KV cache size overflows");
     f->kcache = be_array(f, kv_elems, f->kv_esize, &f->kv_bytes);
     f->vcache = be_array(f, kv_elems, f->kv_esize, &f->kv_bytes);
@@ -222,8 +282,15 @@ static cllm_status alloc_buffers(cllm_forward *f) {
     f->att = be_array(f, B * f->Q, sizeof(float), t);
     f->hb = be_array(f, B * f->H, sizeof(float), t);
     f->hb2 = be_array(f, B * f->H, sizeof(float), t);
-    RETURN_IF(!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->hb || !f->hb2,
+    if (f->ops->read) f->logits_be = be_array(f, B * f->V, sizeof(float), t);
+    RETURN_IF(!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att || !f->hb || !f->hb2 ||
+                  (f->ops->read && !f->logits_be),
               CLLM_ERR_NOMEM, "activations");
+    f->pos = calloc(B, sizeof *f->pos);
+    f->slot = calloc(B, sizeof *f->slot);
+    f->out_tok = calloc(B, sizeof *f->out_tok);
+    f->rows = calloc(B, sizeof *f->rows);
+    RETURN_IF(!f->pos || !f->slot || !f->out_tok || !f->rows, CLLM_ERR_NOMEM, "step arrays");
     return CLLM_OK;
 }
 
@@ -238,6 +305,7 @@ static void shapes(cllm_forward *f, const cllm_weights *w, const cllm_engine_opt
     f->K = (size_t)c->n_kv_heads * c->head_dim;
     f->H = c->hidden_dim;
     f->V = c->vocab_size;
+    f->n_slots = opt->n_seq ? opt->n_seq : 1;
     f->kv_dtype = opt->kv_dtype;
     f->kv_esize = cllm_dtype_size(opt->kv_dtype);
 }
@@ -270,11 +338,16 @@ cllm_status cllm_forward_create(const cllm_backend_ops *ops, const cllm_weights 
 void cllm_forward_free(cllm_forward *f) {
     if (!f) return;
     if (f->be) {
-        void *bufs[] = {f->kcache, f->vcache, f->x, f->xb, f->q, f->k, f->v, f->att, f->hb, f->hb2};
+        void *bufs[] = {f->kcache, f->vcache, f->x,   f->xb,  f->q,        f->k,
+                        f->v,      f->att,    f->hb,  f->hb2, f->logits_be};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) f->ops->release(f->be, bufs[i]);
         if (f->prov) f->pv->free(f->prov);
         f->ops->free(f->be);
     }
+    free(f->pos);
+    free(f->slot);
+    free(f->out_tok);
+    free(f->rows);
     free(f);
 }
 

@@ -15,11 +15,19 @@ cllm_status cllm_forward_create(const cllm_backend_ops *ops, const cllm_weights 
                                 const cllm_engine_options *opt, uint32_t ctx, cllm_forward **out);
 void cllm_forward_free(cllm_forward *f);
 
-// tokens[0..n) at positions pos.. (checked by the engine: pos + n <= ctx, ids < vocab).
+// tokens[0..n) of the sequence in KV slot `slot` at positions pos.. (checked by the engine:
+// slot < n_seq, pos + n <= ctx, ids < vocab), in steps of at most CLLM_ENGINE_BATCH tokens.
 // logits: (n, vocab) when all_logits, else (vocab) for the last token.
 // @return CLLM_OK, CORRUPT (a weight block fails its checks), DEVICE.
-cllm_status cllm_forward_run(cllm_forward *f, const int32_t *tokens, size_t n, size_t pos,
-                             float *logits, int all_logits);
+cllm_status cllm_forward_run(cllm_forward *f, uint32_t slot, const int32_t *tokens, size_t n,
+                             size_t pos, float *logits, int all_logits);
+
+// One step of tokens from any sequences (see cllm_step; checked by the caller: n_tok <=
+// CLLM_ENGINE_BATCH, every slot < n_seq and position < ctx without holes, ids < vocab).
+// logits: (sp->n_out, vocab) host floats, the rows of sp->out_tok (NULL when n_out is 0).
+// @return as cllm_forward_run.
+cllm_status cllm_forward_step(cllm_forward *f, const int32_t *tokens, const cllm_step *sp,
+                              float *logits);
 
 // Fills backend, weights, memory and timing fields of *out.
 void cllm_forward_stats(const cllm_forward *f, cllm_engine_stats *out);
