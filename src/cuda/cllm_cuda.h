@@ -206,35 +206,46 @@ cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev, fl
                                  uint32_t n_rows, uint32_t dim, float eps, unsigned flags,
                                  void *stream);
 
-// RoPE + KV store (graph-replayable: the first position is read on the device). Token t of
-// n_tok sits at position *pos_dev + t; pair (2i, 2i+1) of every head of q (n_tok, n_heads, hd)
-// is rotated in place by the angle in cos_t/sin_t (ctx, hd/2: the CPU's tables from
-// cllm_k_rope_angles), and k (n_tok, n_kv_heads, hd) rotated into the cache kc, v copied into vc
-// (caches (ctx, n_kv_heads, hd)). Reference: cllm_k_rope + cllm_k_store_kv, bit for bit (no FMA
-// contraction). flags: CLLM_CUDA_PDL.
+// Where the tokens of a step sit, read on the device (so that a CUDA graph replays for any
+// positions): token t at position pos[t] of KV slot slot[t] (slot NULL: every token in slot 0).
+// Caches are (n_slots, slot_stride, n_kv_heads, head_dim): slot s starts s * slot_stride
+// positions after the pointer a launcher is given. pos[t] < slot_stride.
+typedef struct cllm_cuda_tokpos {
+    const uint32_t *pos;     // device, one per token
+    const uint32_t *slot;    // device, one per token, or NULL
+    uint32_t slot_stride;    // positions per slot (the context)
+    uint32_t reserved_;
+} cllm_cuda_tokpos;
+CLLM_CUDA_STATIC_ASSERT(sizeof(cllm_cuda_tokpos) == 24, "token positions are 24 bytes");
+
+// RoPE + KV store (graph-replayable: positions and slots are read on the device, see
+// cllm_cuda_tokpos). Pair (2i, 2i+1) of every head of token t of q (n_tok, n_heads, hd) is
+// rotated in place by the angle of position pos[t] in cos_t/sin_t (ctx, hd/2: the CPU's tables
+// from cllm_k_rope_angles), and k (n_tok, n_kv_heads, hd) rotated into the cache kc, v copied
+// into vc, at position pos[t] of slot slot[t]. Reference: cllm_k_rope + cllm_k_store_kv, bit for
+// bit (no FMA contraction). flags: CLLM_CUDA_PDL.
 cllm_status cllm_cuda_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
-                                 const float *cos_t, const float *sin_t, const int32_t *pos_dev,
+                                 const float *cos_t, const float *sin_t, cllm_cuda_tokpos tp,
                                  uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads,
                                  uint32_t hd, unsigned flags, void *stream);
 
-// Causal attention of n_q queries at positions *pos_dev + t over fp32 caches (max_pos, n_kv_heads,
-// head_dim): query t attends to positions 0..*pos_dev + t; q/out (n_q, n_heads, head_dim); GQA:
-// head h reads kv head h / (n_heads / n_kv_heads); scores scaled by 1/sqrt(head_dim). smem_pos >=
-// *pos_dev + n_q sizes the score buffer (the context when captured in a graph); head_dim <= 256,
-// smem_pos <= 49152. Reference: cllm_k_attention_head, within 1e-5 relative L2 (fast exp).
+// Attention of n_q queries over fp32 caches (see cllm_cuda_tokpos): query t attends to positions
+// 0..pos[t] of slot slot[t]; q/out (n_q, n_heads, head_dim); GQA: head h reads kv head h /
+// (n_heads / n_kv_heads); scores scaled by 1/sqrt(head_dim). smem_pos > every pos[t] sizes the
+// score buffer (the context when captured in a graph); head_dim <= 256, smem_pos <= 49152. Reference: cllm_k_attention_head, within 1e-5 relative L2 (fast exp).
 // cllm_cuda_attention_init(max_pos) raises the shared-memory limit once, before capture.
 cllm_status cllm_cuda_attention_init(uint32_t max_pos);
 cllm_status cllm_cuda_attention(const float *q, const float *kc, const float *vc, float *out,
-                                const int32_t *pos_dev, uint32_t n_q, uint32_t smem_pos,
+                                cllm_cuda_tokpos tp, uint32_t n_q, uint32_t smem_pos,
                                 uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
                                 unsigned flags, void *stream);
 
 // Batch-1 split attention (flash-decoding), the same result as cllm_cuda_attention within 1e-5
-// relative L2 (reference: cllm_k_attention_head): query t of n_q (1..4) sits at position *pos_dev + t (read
-// on the device: replays in a CUDA graph). The positions are spread over n_kv_heads x n_splits
+// relative L2 (reference: cllm_k_attention_head): query t of n_q (1..4) sits at position pos[t]
+// of slot slot[t] (read on the device: replays in a CUDA graph; see cllm_cuda_tokpos). The positions are spread over n_kv_heads x n_splits
 // blocks of 4 warps; the heads sharing a kv head share its K/V loads (n_heads / n_kv_heads of 1,
-// 2, 4 or 8), head_dim a multiple of 4 up to 256, q and caches 16-byte aligned. max_pos (>= every
-// *pos_dev + n_q it will see; the context) fixes n_splits, so results do not depend on the
+// 2, 4 or 8), head_dim a multiple of 4 up to 256, q and caches 16-byte aligned. max_pos (> every
+// pos[t] it will see; the context) fixes n_splits, so results do not depend on the
 // position's range. scratch: cllm_cuda_attention_split_scratch bytes of device memory whose first
 // 256-byte-rounded n_q * n_kv_heads words are zero before the first launch (each launch leaves
 // them zero again); one launch at a time per scratch. flags: CLLM_CUDA_PDL.
@@ -244,7 +255,7 @@ size_t cllm_cuda_attention_split_scratch(uint32_t n_q, uint32_t max_pos, uint32_
                                          uint32_t n_kv_heads, uint32_t head_dim);
 cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
                                       const float *v_cache_dev, float *out_dev,
-                                      const int32_t *pos_dev, uint32_t n_q, uint32_t max_pos,
+                                      cllm_cuda_tokpos tp, uint32_t n_q, uint32_t max_pos,
                                       uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
                                       void *scratch_dev, size_t scratch_bytes, unsigned flags,
                                       void *stream);

@@ -1,16 +1,41 @@
-// The CUDA backend: create (device, plan, buffers, weights), free, stats. The forward pass and its
-// pipeline invariants are in cllm_cuda_forward.cu, the memory plan in cllm_cuda_plan.cu.
+// The CUDA weight provider: the placements of the plan (cllm_cuda_plan.cu), the weights loaded
+// accordingly, and the copy/decode pipeline that hands the engine each decode group in device
+// memory (acquire_group / acquire_rows) and takes it back (release_*).
 //
-// Everything a forward call needs is allocated here, through the tracking allocator, after the
-// plan has checked that the total fits (the budget, and the device's free memory).
+// Weights. Each layer's 7 matrices and the classifier are RAW (decoded in VRAM: read in place),
+// DEVICE (payload in VRAM) or STREAM (payload in pinned host memory). The non-RAW ones are decoded
+// in groups, one launch per group: {q,k,v}, {o}, {gate,up}, {down} of each layer, then the
+// classifier in row chunks. A group decodes into its range of the scratch ring; a STREAM group
+// first has its payloads copied into a range of the staging ring.
+//
+// Streams. copy (H2D copies), dec[0..] (decodes: STREAM groups in order on dec[0], DEVICE groups
+// alternating), compute (the backend's: every op). Decodes run ahead of compute by as many groups
+// as the scratch ring holds, copies ahead of decodes by as many as the staging ring holds.
+// Events, per step (g: group, u: copy unit, both numbered in use order):
+//   ev_copied[u]   copy stream, after unit u's copies. Decode of u's groups waits on it.
+//   ev_decoded[g]  dec stream, after group g's decode (and STREAM int8 scales copy out of the
+//                  staging range). Compute waits on it at the acquire of g; the copy of a later
+//                  unit into a staging range overlapping u's waits on it for u's last group
+//                  (copies[].wait_group). STREAM decodes are in order on dec[0], so the latest
+//                  overlapping unit's decode implies all earlier ones.
+//   ev_released[g] compute, at the release of g (after the last kernel reading its range). Decode
+//                  of a later group into an overlapping range waits on it (groups[].wait_release);
+//                  compute runs in order, so the latest overlapping group implies all earlier ones.
+//   ev_fork        compute, at the step start (inside the graph when capturing). A decode stream
+//                  waits on it before its first decode of the step (this also joins it to a
+//                  graph capture).
+// cudaStreamWaitEvent waits for the record enqueued last before it, so the host enqueues a wait
+// only after the record it means (advance() checks this): copy u after the decode of its
+// wait_group, decode g after its copy and after the release of its wait_release, compute's use of
+// g after decode g. Records from the previous step are complete (be_pipe_end synchronises every
+// stream), so a range with no earlier overlapping group in this step needs no wait. A wait only
+// ever names a record already enqueued: nothing can hang.
 #include "cllm_cuda_be.h"
 
-#include <cublas_v2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 void be_log(const be_state *s, const char *fmt, ...) {
     va_list ap;
@@ -26,42 +51,35 @@ static cllm_status dalloc(be_state *s, uint64_t bytes, void **p) {
 }
 
 #define DALLOC(s, bytes, ptr) dalloc((s), (bytes), (void **)(ptr))
+#define REC(ev, stream) CLLM_CUDA_TRY(cudaEventRecord((ev), CLLM_STREAM(stream)))
+#define WAIT(stream, ev) CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(stream), (ev), 0))
 
 static uint64_t al(uint64_t x) { return cllm_align_up(x, BE_ALIGN); }
 
 // ---- setup -----------------------------------------------------------------------------------
 
-// All pipeline events in one array: per group decoded, released, decode and stall timing pairs;
-// per copy unit copied and a timing pair; per layer the timing marks; the fork event.
+// The pipeline events in one array: per group decoded and released, per copy unit copied, and
+// the fork event last. Synchronisation only: no timing (cheaper records and waits).
 static cllm_status create_events(be_state *s) {
-    const size_t G = (size_t)s->n_groups, C = (size_t)s->n_copies, L = s->n_layers;
-    const size_t n_sync = 2 * G + C + 1, n = n_sync + 4 * G + 2 * C + L + 2;
+    const size_t G = (size_t)s->n_groups, C = (size_t)s->n_copies, n = 2 * G + C + 1;
     cudaEvent_t *ev = (cudaEvent_t *)calloc(n, sizeof *ev);
-    RETURN_IF(!ev, CLLM_ERR_NOMEM, "cuda backend: events");
+    RETURN_IF(!ev, CLLM_ERR_NOMEM, "cuda provider: events");
     s->ev_decoded = ev;
     s->ev_released = ev + G;
     s->ev_copied = ev + 2 * G;
-    s->ev_layer = ev + n_sync;  // ev[n_sync - 1] is the fork event
-    s->ev_dec_t = s->ev_layer + L + 2;
-    s->ev_stall_t = s->ev_dec_t + 2 * G;
-    s->ev_cp_t = s->ev_stall_t + 2 * G;
     for (size_t i = 0; i < n; i++) {
-        // Synchronisation-only events skip timing (cheaper records and waits).
-        CLLM_CUDA_TRY(cudaEventCreateWithFlags(&ev[i], i < n_sync ? cudaEventDisableTiming : 0));
+        CLLM_CUDA_TRY(cudaEventCreateWithFlags(&ev[i], cudaEventDisableTiming));
         s->n_events = (int)i + 1;
     }
-    s->ev_fork = ev[n_sync - 1];
+    s->ev_fork = ev[n - 1];
     return CLLM_OK;
 }
 
 static cllm_status init_mats(be_state *s) {
     s->n_mats = (size_t)s->n_layers * BE_MATS_PER_LAYER + 1;
     s->mats = (be_mat *)calloc(s->n_mats, sizeof *s->mats);
-    const size_t nt = (size_t)s->n_layers + 1;
-    s->t_copy = (double *)calloc(3 * nt, sizeof(double));
-    RETURN_IF(!s->mats || !s->t_copy, CLLM_ERR_NOMEM, "cuda backend: tables");
-    s->t_dec = s->t_copy + nt;
-    s->t_comp = s->t_dec + nt;
+    s->layer_group0 = (int *)calloc(s->n_layers ? s->n_layers : 1, sizeof(int));
+    RETURN_IF(!s->mats || !s->layer_group0, CLLM_ERR_NOMEM, "cuda provider: tables");
     for (uint32_t l = 0; l < s->n_layers; l++)
         for (int i = 0; i < BE_MATS_PER_LAYER; i++) {
             be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + i];
@@ -73,88 +91,46 @@ static cllm_status init_mats(be_state *s) {
     return CLLM_OK;
 }
 
-// Norm weights in fp32 and the RoPE tables, computed on the host exactly as the CPU does.
-static cllm_status upload_norms_rope(be_state *s) {
-    const size_t D = s->dim, L = s->n_layers, n_pairs = s->head_dim / 2;
-    const size_t n_norm = 2 * L * D + D, n_rope = 2 * (size_t)s->ctx * n_pairs;
-    float *h = (float *)malloc((n_norm > n_rope ? n_norm : n_rope) * sizeof(float));
-    double *freqs = (double *)malloc(n_pairs * sizeof(double));
-    cllm_status st = h && freqs ? CLLM_OK : CLLM_FAIL(CLLM_ERR_NOMEM, "norm/RoPE staging");
+// Norm weights in fp32, (2 * n_layers + 1, dim): attention and MLP norm of each layer, final.
+static cllm_status upload_norms(be_state *s) {
+    const size_t D = s->dim, L = s->n_layers, n = (2 * L + 1) * D;
+    float *h = (float *)malloc(n * sizeof(float));
+    cllm_status st = h ? CLLM_OK : CLLM_FAIL(CLLM_ERR_NOMEM, "norm staging");
     for (size_t l = 0; l < L && st == CLLM_OK; l++) {
-        st = cllm_weight_decode_f32(&s->w->layers[l].attn_norm, h + l * D, D);
-        if (st == CLLM_OK) st = cllm_weight_decode_f32(&s->w->layers[l].ffn_norm, h + (L + l) * D, D);
+        st = cllm_weight_decode_f32(&s->w->layers[l].attn_norm, h + 2 * l * D, D);
+        if (st == CLLM_OK)
+            st = cllm_weight_decode_f32(&s->w->layers[l].ffn_norm, h + (2 * l + 1) * D, D);
     }
     if (st == CLLM_OK) st = cllm_weight_decode_f32(&s->w->norm, h + 2 * L * D, D);
-    if (st == CLLM_OK) st = DALLOC(s, n_norm * 4, &s->norm_att);
-    if (st == CLLM_OK && cudaMemcpy(s->norm_att, h, n_norm * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+    if (st == CLLM_OK) st = DALLOC(s, n * 4, &s->norms);
+    if (st == CLLM_OK && cudaMemcpy(s->norms, h, n * 4, cudaMemcpyHostToDevice) != cudaSuccess)
         st = CLLM_FAIL(CLLM_ERR_DEVICE, "norm upload: %s", cudaGetErrorString(cudaGetLastError()));
-    if (st == CLLM_OK) {
-        s->norm_ffn = s->norm_att + L * D;
-        s->norm_final = s->norm_att + 2 * L * D;
-        cllm_k_rope_freqs(&s->cfg, freqs);
-        for (size_t p = 0; p < s->ctx; p++)
-            cllm_k_rope_angles(freqs, n_pairs, p, h + p * n_pairs, h + (s->ctx + p) * n_pairs);
-        st = DALLOC(s, n_rope * 4, &s->rope_cos);
-    }
-    if (st == CLLM_OK && cudaMemcpy(s->rope_cos, h, n_rope * 4, cudaMemcpyHostToDevice) != cudaSuccess)
-        st = CLLM_FAIL(CLLM_ERR_DEVICE, "RoPE upload: %s", cudaGetErrorString(cudaGetLastError()));
-    s->rope_sin = s->rope_cos + (size_t)s->ctx * n_pairs;
     free(h);
-    free(freqs);
     return st;
 }
 
-static cllm_status alloc_activations(be_state *s) {
-    const uint64_t B = s->batch, wide = s->dim > s->q_dim ? s->dim : s->q_dim;
-    TRY(DALLOC(s, B * s->dim * 4, &s->x));
-    TRY(DALLOC(s, B * wide * 4, &s->xb));
-    TRY(DALLOC(s, B * s->q_dim * 4, &s->q));
-    TRY(DALLOC(s, B * s->q_dim * 4, &s->att));
-    TRY(DALLOC(s, B * s->kv_dim * 4, &s->k));
-    TRY(DALLOC(s, B * s->kv_dim * 4, &s->v));
-    TRY(DALLOC(s, B * s->hidden * 4, &s->hb));
-    TRY(DALLOC(s, B * s->hidden * 4, &s->hb2));
-    TRY(DALLOC(s, (uint64_t)BE_LOGIT_ROWS * s->vocab * 4, &s->logits_dev));
-    TRY(DALLOC(s, (B + 1) * 4, &s->ctl_dev));
-    TRY(DALLOC(s, sizeof(cllm_cuda_decode_status), &s->status_dev));
-    TRY(cllm_cuda_host_alloc((B + 1) * 4, (void **)&s->ctl_host));
-    const uint64_t kv = (uint64_t)s->n_layers * s->ctx * s->kv_dim * 4;
-    TRY(DALLOC(s, kv, &s->kc));
-    TRY(DALLOC(s, kv, &s->vc));
-    return upload_norms_rope(s);
-}
-
-static cllm_status alloc_gemm(be_state *s) {
-    uint64_t scratch = 0, ychunk = 0;
-    if (!be_gemm_sizes(s, &scratch, &ychunk)) return CLLM_OK;
-    s->gemm_scratch_bytes = (size_t)scratch;
-    TRY(DALLOC(s, scratch, &s->gemm_scratch));
-    TRY(DALLOC(s, ychunk, &s->ychunk));
-    TRY(DALLOC(s, BE_BLAS_WS, &s->blas_ws));
-    TRY(cllm_cuda_blas_create(&s->blas));
-    // An explicit workspace: cuBLAS then allocates nothing on the forward path.
-    cublasStatus_t bs = cublasSetWorkspace((cublasHandle_t)s->blas, s->blas_ws, BE_BLAS_WS);
-    RETURN_IF(bs != CUBLAS_STATUS_SUCCESS, CLLM_ERR_DEVICE, "cublasSetWorkspace: status %d",
-              (int)bs);
-    return CLLM_OK;
-}
-
-// The decode scratch ring and the staging ring (sizes from the plan; see cllm_cuda_plan.cu).
+// The decode scratch ring and the staging ring (sizes from the plan; see cllm_cuda_plan.cu), and
+// the backend's GEMM buffers (sized by the plan).
 static cllm_status alloc_weight_buffers(be_state *s) {
+    uint64_t scratch = 0, ychunk = 0;
+    if (be_gemm_sizes(s, &scratch, &ychunk)) TRY(be_dev_gemm_alloc(s->dev, scratch, ychunk));
     TRY(DALLOC(s, s->bytes.scratch, &s->scratch));
     return DALLOC(s, s->bytes.staging, &s->staging);
 }
 
 // ---- weights ---------------------------------------------------------------------------------
 
-static cllm_cuda_weight base_view(const cllm_weight *w, const void *data) {
-    cllm_cuda_weight v;
+static cllm_wview base_view(const cllm_weight *w, const void *data) {
+    cllm_wview v;
     memset(&v, 0, sizeof v);
     v.data = data;
     v.rows = w->desc.rows;
     v.cols = w->desc.cols;
-    v.kind = cllm_weight_decoded_kind(w);
-    v.group_size = w->desc.codec == CLLM_CODEC_INT8 ? w->desc.group_size : 0;
+    v.kind = (cllm_wkind)cllm_weight_decoded_kind(w);
+    if (w->desc.codec == CLLM_CODEC_INT8) {
+        v.group_size = w->desc.group_size;
+        v.groups_per_row = w->layout.groups_per_row;
+    }
     return v;
 }
 
@@ -171,7 +147,7 @@ static size_t scales_bytes(const cllm_weight *w) {
 // Decodes `w` whole into a new device buffer on the GPU (uploading its payload through `tmp`):
 // (rows, cols) decoded elements, then, for int8, the scales.
 static cllm_status load_decoded(be_state *s, const cllm_weight *w, uint8_t *tmp,
-                                cllm_cuda_weight *view) {
+                                cllm_wview *view) {
     uint8_t *buf;
     TRY(DALLOC(s, be_mat_raw_bytes(w), &buf));
     *view = base_view(w, buf);
@@ -237,7 +213,7 @@ static cllm_status pin_streamed(be_state *s) {
 // Job (and for STREAM int8 the scales copy) of rows [r0, r0 + nr) of matrix m, decoded from
 // `src` (its payload on the device) into `dst`; returns the view of those rows.
 static cllm_status sched_job(be_group *g, const be_mat *m, const uint8_t *src, uint8_t *dst,
-                             uint64_t r0, uint64_t nr, cllm_cuda_weight *view) {
+                             uint64_t r0, uint64_t nr, cllm_wview *view) {
     const cllm_weight *w = m->w;
     const uint64_t unit = w->desc.codec == CLLM_CODEC_RAW ? 1 : w->desc.rows_per_block;
     const uint64_t row = w->desc.cols * w->elem_size;
@@ -282,6 +258,7 @@ static cllm_status sched_layer(be_state *s, uint32_t l, int *gi) {
                 soff += be_mat_comp_bytes(m->w);
             }
             TRY(sched_job(g, m, src, s->scratch + g->off + doff, 0, m->w->desc.rows, &m->view));
+            if (k == 0) s->layer_group0[l] = k0;
             m->group = k0;
             m->last_in_group = k == cllm_layout_group_first(i + 1) - 1;
             doff += be_mat_raw_bytes(m->w);
@@ -296,12 +273,14 @@ static cllm_status sched_classifier(be_state *s, int *gi) {
     be_mat *m = &s->mats[s->n_mats - 1];
     const cllm_weight *w = m->w;
     if (m->place == BE_RAW) {
+        s->cls_chunk_rows = w->desc.rows;
         s->chunks[0].row0 = 0;
         s->chunks[0].view = m->view;
         s->chunks[0].group = -1;
         s->n_chunks = 1;
         return CLLM_OK;
     }
+    s->cls_chunk_rows = be_cls_chunk_rows(s);
     const uint8_t *src = m->payload_dev;
     if (m->place == BE_STREAM) {
         be_copy *c = &s->copies[s->groups[*gi].copy];  // opened by the first chunk
@@ -313,7 +292,7 @@ static cllm_status sched_classifier(be_state *s, int *gi) {
         src = c->dst[0];
         s->cls_copied = 1;
     }
-    const uint64_t rc = be_cls_chunk_rows(s);
+    const uint64_t rc = s->cls_chunk_rows;
     for (uint64_t r0 = 0; r0 < w->desc.rows; r0 += rc) {
         const uint64_t nr = w->desc.rows - r0 < rc ? w->desc.rows - r0 : rc;
         be_chunk *ch = &s->chunks[s->n_chunks++];
@@ -378,8 +357,10 @@ static cllm_status build_schedule(be_state *s) {
     free(sc);
     TRY(st);
     int gi = 0;
-    for (uint32_t l = 0; l < s->n_layers; l++)
+    for (uint32_t l = 0; l < s->n_layers; l++) {
+        s->layer_group0[l] = -1;
         if (s->mats[(size_t)l * BE_MATS_PER_LAYER].place != BE_RAW) TRY(sched_layer(s, l, &gi));
+    }
     return sched_classifier(s, &gi);
 }
 
@@ -394,10 +375,7 @@ static cllm_status load_embedding(be_state *s) {
     if (mode == BE_EMBED_DECODED) return CLLM_OK;  // decoded by load_weights
     TRY(load_compressed(s, e, &s->embed_payload_dev));
     const uint64_t unit_rows = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
-    s->embed_unit_bytes = (size_t)al(unit_rows * e->desc.cols * e->elem_size);
-    TRY(DALLOC(s, (uint64_t)s->batch * s->embed_unit_bytes, &s->embed_scratch));
-    s->embed_jobs = (cllm_cuda_decode_job *)calloc(s->batch, sizeof *s->embed_jobs);
-    RETURN_IF(!s->embed_jobs, CLLM_ERR_NOMEM, "embedding jobs");
+    TRY(DALLOC(s, unit_rows * e->desc.cols * e->elem_size, &s->embed_scratch));
     s->embed_view = base_view(e, NULL);
     if (e->desc.codec == CLLM_CODEC_INT8)
         s->embed_view.scales = (const float *)(s->embed_payload_dev + e->layout.side_off);
@@ -435,63 +413,209 @@ static cllm_status load_weights(be_state *s) {
     return st == CLLM_OK ? create_events(s) : st;
 }
 
-// ---- the backend table -----------------------------------------------------------------------
+// ---- the pipeline ----------------------------------------------------------------------------
 
-static void cuda_free(void *state) {
-    be_state *s = (be_state *)state;
+static cllm_status issue_copy(be_state *s, int u) {
+    const be_copy *c = &s->copies[u];
+    if (c->wait_group >= 0) WAIT(s->copy, s->ev_decoded[c->wait_group]);
+    for (int i = 0; i < c->n; i++)
+        CLLM_CUDA_TRY(cudaMemcpyAsync(c->dst[i], c->src[i], c->bytes[i], cudaMemcpyHostToDevice,
+                                      CLLM_STREAM(s->copy)));
+    REC(s->ev_copied[u], s->copy);
+    return CLLM_OK;
+}
+
+static cllm_status issue_decode(be_state *s, int gi) {
+    const be_group *g = &s->groups[gi];
+    void *ds = s->dec[g->dec];
+    if (!s->dec_joined[g->dec]) {
+        WAIT(ds, s->ev_fork);
+        s->dec_joined[g->dec] = 1;
+    }
+    if (g->copy >= 0) WAIT(ds, s->ev_copied[g->copy]);
+    if (g->wait_release >= 0) WAIT(ds, s->ev_released[g->wait_release]);
+    TRY(cllm_cuda_decode(g->jobs, (size_t)g->n_jobs, s->status_dev, ds));
+    for (int i = 0; i < g->n_jobs; i++)
+        if (g->scales_bytes[i])
+            TRY(cllm_cuda_copy(g->scales_dst[i], g->scales_src[i], g->scales_bytes[i], ds));
+    REC(s->ev_decoded[gi], ds);
+    return CLLM_OK;
+}
+
+// Enqueues every copy and decode whose waits name records already enqueued (see the top).
+static cllm_status advance(be_state *s) {
+    for (int progress = 1; progress;) {
+        progress = 0;
+        while (s->next_copy < s->n_copies_active) {
+            const int w = s->copies[s->next_copy].wait_group;
+            if (w >= 0 && w >= s->next_dec) break;
+            TRY(issue_copy(s, s->next_copy++));
+            progress = 1;
+        }
+        while (s->next_dec < s->n_groups_active) {
+            const be_group *g = &s->groups[s->next_dec];
+            if (g->copy >= s->next_copy || g->wait_release >= s->n_released) break;
+            TRY(issue_decode(s, s->next_dec++));
+            progress = 1;
+        }
+    }
+    return CLLM_OK;
+}
+
+cllm_status be_pipe_begin(be_state *s, int with_classifier) {
+    const int cls = with_classifier ? 0 : 1;  // the classifier's groups (last) only with logits
+    s->n_groups_active = s->n_groups - (cls ? s->n_cls_groups : 0);
+    s->n_copies_active = s->n_copies - (cls && s->cls_copied ? 1 : 0);
+    s->next_copy = s->next_dec = s->n_released = 0;
+    s->cur_group = -1;
+    for (int d = 0; d < BE_DEC_STREAMS; d++) s->dec_joined[d] = 0;
+    s->n_passes++;
+    if (!s->n_groups_active) return CLLM_OK;
+    REC(s->ev_fork, s->compute);
+    return advance(s);
+}
+
+cllm_status be_pipe_end(be_state *s) {
+    // Compute waited for every decode it read, and every decode for its copies; the streams are
+    // synchronised anyway so that nothing of this step is in flight at the next.
+    cllm_status st = cllm_cuda_decode_status_check(s->status_dev, s->compute);  // synchronises
+    for (int d = 0; d < BE_DEC_STREAMS; d++) {
+        const cllm_status sd = cllm_cuda_sync(s->dec[d]);
+        st = st == CLLM_OK ? sd : st;
+    }
+    const cllm_status sc = cllm_cuda_sync(s->copy);
+    st = st == CLLM_OK ? sc : st;
+    if (st == CLLM_ERR_CORRUPT) (void)cllm_cuda_decode_status_reset(s->status_dev, s->compute);
+    return st;
+}
+
+// Makes group gi's scratch range readable on the compute stream.
+static cllm_status acquire(be_state *s, int gi) {
+    if (gi == s->cur_group) return CLLM_OK;
+    RETURN_IF(gi >= s->next_dec, CLLM_ERR_DEVICE,
+              "cuda pipeline: group %d used before its decode was enqueued", gi);  // a bug
+    WAIT(s->compute, s->ev_decoded[gi]);
+    s->cur_group = gi;
+    return CLLM_OK;
+}
+
+// Compute is done reading group gi's range: later decodes may overwrite it.
+static cllm_status release(be_state *s, int gi) {
+    REC(s->ev_released[gi], s->compute);
+    s->n_released = gi + 1;
+    return advance(s);
+}
+
+// ---- the provider ----------------------------------------------------------------------------
+
+static cllm_wview norm_view(const be_state *s, size_t index) {
+    cllm_wview v;
+    memset(&v, 0, sizeof v);
+    v.kind = CLLM_W_F32;
+    v.rows = 1;
+    v.cols = s->dim;
+    v.data = s->norms + index * s->dim;
+    return v;
+}
+
+static cllm_status prov_acquire_group(void *prov, uint32_t l, int group, cllm_layer_view *out) {
+    be_state *s = (be_state *)prov;
+    out->t[CLLM_LT_ATTN_NORM] = norm_view(s, 2 * (size_t)l);
+    out->t[CLLM_LT_FFN_NORM] = norm_view(s, 2 * (size_t)l + 1);
+    if (s->layer_group0[l] >= 0) TRY(acquire(s, s->layer_group0[l] + group));
+    for (int k = cllm_layout_group_first(group); k < cllm_layout_group_first(group + 1); k++)
+        out->t[cllm_layout_matrix_tensor(k)] = s->mats[(size_t)l * BE_MATS_PER_LAYER + k].view;
+    return CLLM_OK;
+}
+
+static void prov_release_group(void *prov, uint32_t l, int group) {
+    be_state *s = (be_state *)prov;
+    // A failed record or wait leaves the step failing at be_pipe_end (the error is sticky).
+    if (s->layer_group0[l] >= 0) (void)release(s, s->layer_group0[l] + group);
+}
+
+static uint64_t prov_max_rows(const void *prov, cllm_global_tensor g) {
+    const be_state *s = (const be_state *)prov;
+    if (g == CLLM_GLOBAL_EMBED && s->embed_direct) return s->vocab;  // the whole table at once
+    return g == CLLM_GLOBAL_CLASSIFIER ? s->cls_chunk_rows : 1;
+}
+
+// Row r of the embedding: in place in a decoded table, else its block decoded (on the compute
+// stream, ahead of the op that reads it) into the one-unit scratch.
+static cllm_status embed_row(be_state *s, uint64_t r, cllm_wview *out) {
+    const cllm_weight *e = &s->w->embed;
+    const uint64_t esize = e->elem_size, row = e->desc.cols * esize;
+    const uint8_t *data;
+    if (s->embed_direct) {
+        data = (const uint8_t *)s->embed_view.data + r * row;
+    } else {
+        const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
+        const uint64_t b = r / unit;
+        // The job writes block b's rows at out + row index * row: out sits b * unit rows before.
+        TRY(cllm_cuda_decode_job_init(&e->desc, s->embed_payload_dev,
+                                      s->embed_scratch - b * unit * row, b, 1, &s->embed_job));
+        TRY(cllm_cuda_decode(&s->embed_job, 1, s->status_dev, s->compute));
+        data = s->embed_scratch + (r - b * unit) * row;
+    }
+    *out = s->embed_view;
+    out->rows = 1;
+    out->data = data;
+    if (out->scales) out->scales += r * out->groups_per_row;
+    return CLLM_OK;
+}
+
+static cllm_status prov_acquire_rows(void *prov, cllm_global_tensor g, uint64_t r0, uint64_t r1,
+                                     cllm_wview *out) {
+    be_state *s = (be_state *)prov;
+    if (g == CLLM_GLOBAL_EMBED && r1 - r0 > 1) {  // a decoded table (prov_max_rows)
+        *out = s->embed_view;
+        return CLLM_OK;
+    }
+    if (g == CLLM_GLOBAL_EMBED) return embed_row(s, r0, out);
+    if (g == CLLM_GLOBAL_NORM) {
+        *out = norm_view(s, 2 * (size_t)s->n_layers);
+        return CLLM_OK;
+    }
+    const be_chunk *ch = &s->chunks[r0 / s->cls_chunk_rows];
+    RETURN_IF(ch->row0 != r0 || ch->view.rows != r1 - r0, CLLM_ERR_ARG,
+              "cuda provider: classifier rows %llu..%llu are not a chunk",
+              (unsigned long long)r0, (unsigned long long)r1);  // a bug
+    if (ch->group >= 0) TRY(acquire(s, ch->group));
+    *out = ch->view;
+    return CLLM_OK;
+}
+
+static void prov_release_rows(void *prov, cllm_global_tensor g) {
+    be_state *s = (be_state *)prov;
+    if (g == CLLM_GLOBAL_CLASSIFIER && s->cur_group >= 0 &&
+        s->cur_group >= s->n_groups - s->n_cls_groups)
+        (void)release(s, s->cur_group);
+}
+
+static void prov_free(void *prov) {
+    be_state *s = (be_state *)prov;
     if (!s) return;
     if (s->compute) (void)cudaStreamSynchronize(CLLM_STREAM(s->compute));
     if (s->copy) (void)cudaStreamSynchronize(CLLM_STREAM(s->copy));
-    if (s->graph) (void)cudaGraphExecDestroy(s->graph);
     for (int d = 0; d < BE_DEC_STREAMS; d++)
         if (s->dec[d]) (void)cudaStreamSynchronize(CLLM_STREAM(s->dec[d]));
     for (int i = 0; i < s->n_events; i++) (void)cudaEventDestroy(s->ev_decoded[i]);
     free(s->ev_decoded);
-    cllm_cuda_blas_destroy(s->blas);
-    cllm_cuda_stream_destroy(s->compute);
     cllm_cuda_stream_destroy(s->copy);
     for (int d = 0; d < BE_DEC_STREAMS; d++) cllm_cuda_stream_destroy(s->dec[d]);
     cllm_cuda_host_free(s->host_pinned);
-    cllm_cuda_host_free(s->ctl_host);
-    cllm_cuda_mem_free_all(s->mem);
+    // Device buffers belong to the backend's tracker (freed with it).
     (void)cudaGetLastError();
-    free(s->embed_jobs);
     free(s->mats);
+    free(s->layer_group0);
     free(s->groups);
     free(s->copies);
     free(s->chunks);
-    free(s->t_copy);
     free(s->plan);
     free(s);
 }
 
-static void set_shapes(be_state *s, const cllm_weights *w, const cllm_engine_options *opt,
-                       uint32_t context_len) {
-    s->w = w;
-    s->cfg = w->cfg;
-    s->mode = opt->weights;
-    s->budget = opt->vram_budget;
-    s->log = opt->log;
-    s->log_user = opt->log_user;
-    s->ctx = context_len;
-    s->batch = context_len < BE_BATCH ? context_len : BE_BATCH;
-    s->n_layers = w->cfg.n_layers;
-    s->dim = w->cfg.dim;
-    s->head_dim = w->cfg.head_dim;
-    s->q_dim = (size_t)w->cfg.n_heads * w->cfg.head_dim;
-    s->kv_dim = (size_t)w->cfg.n_kv_heads * w->cfg.head_dim;
-    s->hidden = w->cfg.hidden_dim;
-    s->vocab = w->cfg.vocab_size;
-    s->device = opt->device;
-}
-
-static cllm_status cuda_setup(be_state *s, int device) {
-    TRY(cllm_cuda_device_open(device, s->device_desc, sizeof s->device_desc));
-    RETURN_IF(s->head_dim > BE_ATT_MAX_HD, CLLM_ERR_UNSUPPORTED,
-              "cuda backend: head_dim %zu (at most %d)", s->head_dim, BE_ATT_MAX_HD);
-    TRY(cllm_cuda_attention_init(s->ctx));
-    TRY(cllm_cuda_mem_create(&s->mem));
-    TRY(cllm_cuda_stream_create(&s->compute));
+static cllm_status prov_setup(be_state *s) {
     TRY(cllm_cuda_stream_create(&s->copy));
     for (int d = 0; d < BE_DEC_STREAMS; d++) TRY(cllm_cuda_stream_create(&s->dec[d]));
     s->n_dec_streams = BE_DEC_STREAMS_DEFAULT;
@@ -502,11 +626,8 @@ static cllm_status cuda_setup(be_state *s, int device) {
         TRY(be_measure_h2d(s));
         TRY(be_measure_gpu(s));
     }
-    TRY(be_fast_choose(s));
     TRY(be_plan(s));
-    TRY(alloc_activations(s));
-    TRY(be_fast_alloc(s));
-    TRY(alloc_gemm(s));
+    TRY(upload_norms(s));
     TRY(alloc_weight_buffers(s));
     TRY(load_weights(s));
     // Pageable uploads may still be in flight on any stream: wait for all of them.
@@ -514,26 +635,19 @@ static cllm_status cuda_setup(be_state *s, int device) {
     return CLLM_OK;
 }
 
-static cllm_status cuda_create(const cllm_weights *w, const cllm_engine_options *opt,
-                               uint32_t context_len, void **state) {
-    RETURN_IF(opt->kv_dtype != CLLM_DTYPE_F32, CLLM_ERR_UNSUPPORTED,
-              "cuda backend: KV cache dtype %s is not supported (f32 only)",
-              cllm_dtype_name(opt->kv_dtype));
-    const int n_dev = cllm_cuda_device_count();
-    RETURN_IF(n_dev == 0, CLLM_ERR_DEVICE, "cuda backend: no CUDA device (or no driver)");
-    RETURN_IF(opt->device < 0 || opt->device >= n_dev, CLLM_ERR_DEVICE,
-              "cuda backend: device %d requested, %d present", opt->device, n_dev);
+static cllm_status prov_create(void *be, const cllm_weights *w, void **prov) {
     be_state *s = (be_state *)calloc(1, sizeof *s);
-    RETURN_IF(!s, CLLM_ERR_NOMEM, "cuda backend state");
+    RETURN_IF(!s, CLLM_ERR_NOMEM, "cuda provider state");
     const double t0 = cllm_now_seconds();
-    set_shapes(s, w, opt, context_len);
-    cllm_status st = cuda_setup(s, opt->device);
+    be_dev_lend((be_dev *)be, s);
+    s->w = w;
+    cllm_status st = prov_setup(s);
     if (st != CLLM_OK) {
-        cuda_free(s);
+        prov_free(s);
         return cllm_error_context(st, "cuda backend");
     }
     s->load_s = cllm_now_seconds() - t0;
-    be_log(s, "cuda: %s; %.2f GiB of device memory, loaded in %.2f s", s->device_desc,
+    be_log(s, "cuda: %s; %.2f GiB of device memory, weights loaded in %.2f s", s->device_desc,
            cllm_cuda_mem_peak(s->mem) / 1073741824.0, s->load_s);
     for (const char *p = s->plan; p && *p;) {  // the plan, one log line per line
         const char *nl = strchr(p, '\n');
@@ -541,48 +655,28 @@ static cllm_status cuda_create(const cllm_weights *w, const cllm_engine_options 
         be_log(s, "cuda plan: %.*s", len, p);
         p += len + (nl ? 1 : 0);
     }
-    *state = s;
+    *prov = s;
     return CLLM_OK;
 }
 
-static void cuda_stats(const void *state, cllm_engine_stats *out) {
-    const be_state *s = (const be_state *)state;
+static void prov_stats(const void *prov, cllm_engine_stats *out) {
+    const be_state *s = (const be_state *)prov;
     const be_bytes *b = &s->bytes;
-    out->backend = "cuda";
-    out->weights = s->mode;
-    out->context_len = s->ctx;
     out->decoded_bytes = b->raw + (be_embed_mode(s) == BE_EMBED_DECODED ? b->embed : 0);
-    out->scratch_bytes = b->scratch + b->gemm +
-                         (s->embed_scratch ? (uint64_t)s->batch * s->embed_unit_bytes : 0);
-    out->kv_bytes = b->kv;
-    out->activation_bytes = b->act;
-    out->n_tokens = s->n_tokens;
-    out->n_forward = s->n_forward;
-    out->decode_seconds = s->decode_s;
-    out->compute_seconds = s->compute_s;
-    out->load_seconds = s->load_s;
-    out->device_peak_bytes = cllm_cuda_mem_peak(s->mem);
+    out->scratch_bytes = b->scratch + b->gemm;
     out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + b->embed;
-    out->copy_seconds = s->copy_s;
     out->predicted_token_seconds = s->predicted;
     out->plan = s->plan;
 }
 
-static const cllm_whole_backend cuda_ops = {
-    "cuda", cuda_create, cuda_free, be_forward, cuda_stats,
+static const cllm_provider_ops cuda_provider = {
+    "cuda",          prov_create,       prov_free,         prov_acquire_group,
+    prov_release_group, prov_max_rows,  prov_acquire_rows, prov_release_rows,
+    prov_stats,
 };
 
-extern "C" const cllm_whole_backend *cllm_backend_cuda(void) { return &cuda_ops; }
-
-extern "C" cllm_status cllm_cuda_backend_layer_times(const void *state, double *copy_s,
-                                                     double *decode_s, double *compute_s,
-                                                     size_t n) {
-    const be_state *s = (const be_state *)state;
-    RETURN_IF(!s || n < (size_t)s->n_layers + 1, CLLM_ERR_ARG,
-              "layer times: %zu entries, %u needed", n, s ? s->n_layers + 1 : 0);
-    const size_t bytes = ((size_t)s->n_layers + 1) * sizeof(double);
-    if (copy_s) memcpy(copy_s, s->t_copy, bytes);
-    if (decode_s) memcpy(decode_s, s->t_dec, bytes);
-    if (compute_s) memcpy(compute_s, s->t_comp, bytes);
-    return CLLM_OK;
+// One provider for every mode: the plan reads the mode (and the VRAM budget) from the options.
+const cllm_provider_ops *be_provider(cllm_weights_mode mode) {
+    (void)mode;
+    return &cuda_provider;
 }

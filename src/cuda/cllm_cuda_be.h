@@ -51,7 +51,7 @@ struct be_mat {
     const cllm_weight *w;
     uint32_t layer;              // n_layers for the classifier
     int place;                   // be_place
-    cllm_cuda_weight view;       // what the kernels read: the RAW buffer, or its scratch range
+    cllm_wview view;             // what the kernels read: the RAW buffer, or its scratch range
     const uint8_t *payload_dev;  // DEVICE: resident payload
     const uint8_t *host_src;     // STREAM: pinned copy of the payload (or the mapping)
     int group;                   // DEVICE / STREAM layer matrix: its decode group
@@ -92,7 +92,7 @@ struct be_copy {
 // A row chunk of the classifier: rows [row0, row0 + view.rows), decoded by `group` (-1: RAW).
 struct be_chunk {
     uint64_t row0;
-    cllm_cuda_weight view;
+    cllm_wview view;
     int group;
 };
 
@@ -118,7 +118,14 @@ struct be_bytes {
     uint64_t total;              // everything held after load
 };
 
+// The backend's own state (cllm_cuda_ops.cu): the device, the compute stream, op scratch, the
+// step control block and the graph. The provider (be_state) borrows the device and the stream.
+struct be_dev;
+
+// The weight provider's state (cllm_cuda_backend.cu; the planner in cllm_cuda_plan.cu fills the
+// placement and byte fields): shapes, plan, schedule and the copy/decode pipeline's runtime.
 struct be_state {
+    struct be_dev *dev;          // the backend it was created on (outlives it)
     const cllm_weights *w;
     cllm_model_config cfg;
     cllm_weights_mode mode;
@@ -127,84 +134,60 @@ struct be_state {
     void *log_user;
     uint32_t ctx, batch, n_layers;
     size_t dim, q_dim, kv_dim, hidden, vocab, head_dim;
-    char device_desc[160];
-    int device;                  // CUDA device index (selected again by every forward call)
+    const char *device_desc;
+    size_t att_scratch_bytes;    // the backend's split-attention scratch (counted by the plan)
 
+    // Borrowed from the backend.
     cllm_cuda_mem *mem;
-    void *compute, *copy;        // cudaStream_t: kernels; copy engine
+    void *compute;               // cudaStream_t: kernels
+    cllm_cuda_decode_status *status_dev;
+    // Owned.
+    void *copy;                  // cudaStream_t: copy engine
     void *dec[BE_DEC_STREAMS];   // cudaStream_t: decodes (run ahead of compute)
     int n_dec_streams;           // DEVICE groups alternate among dec[0 .. n_dec_streams)
-    void *blas;
+
+    // Plan (cllm_cuda_plan.cu).
     double h2d_rate;             // bytes per second, measured at create
     be_probe probe;              // measured at create (be_measure_gpu)
-
     be_mat *mats;                // n_mats = n_layers * 7 + 1, classifier last
     size_t n_mats;
     int n_streamed;              // STREAM matrices
-    be_group *groups;            // decode groups in use order, classifier chunks last
-    int n_groups, n_cls_groups;
-    be_copy *copies;             // copy units in use order, the classifier's last
-    int n_copies, cls_copied;    // cls_copied: the last copy unit is the classifier's
-    be_chunk *chunks;            // classifier row chunks (1 when RAW)
-    int n_chunks;
-    uint8_t *staging, *scratch;  // the two rings (sizes in s->bytes)
-    uint8_t *host_pinned;        // STREAM payload copies (NULL: read from the mapping)
-
-    // Embedding: a decoded table (direct), or its resident payload + per-token block scratch.
-    int embed_direct;
-    cllm_cuda_weight embed_view;
-    const uint8_t *embed_payload_dev;
-    uint8_t *embed_scratch;
-    size_t embed_unit_bytes;     // bytes of one decode unit (block, or row for RAW)
-    cllm_cuda_decode_job *embed_jobs;  // host array, batch entries
-
-    float *norm_att, *norm_ffn, *norm_final;  // (n_layers, dim) x 2, (dim)
-    float *rope_cos, *rope_sin;               // (ctx, head_dim / 2)
-    float *kc, *vc;                           // (n_layers, ctx, kv_dim) each
-    float *x, *xb, *q, *k, *v, *att, *hb, *hb2;  // (batch, ...)
-    float *logits_dev;                        // (BE_LOGIT_ROWS, vocab)
-    float *ychunk;                            // int8 GEMM row-chunk output
-    void *gemm_scratch;
-    size_t gemm_scratch_bytes;
-    void *blas_ws;
-    int32_t *ctl_dev, *ctl_host;  // [0] = first position of the chunk, [1..] its tokens (pinned)
-    cllm_cuda_decode_status *status_dev;
-
-    // Pipeline events (see cllm_cuda_forward.cu for what guards what), one array.
-    cudaEvent_t ev_fork;          // compute: pass start; a decode stream joins on it
-    cudaEvent_t *ev_decoded;      // per group: its decode (and scales copy) done
-    cudaEvent_t *ev_released;     // per group: compute's last read of its scratch range done
-    cudaEvent_t *ev_copied;       // per copy unit: its payloads are in the staging ring
-    cudaEvent_t *ev_layer;        // n_layers + 2 (timing)
-    cudaEvent_t *ev_dec_t, *ev_stall_t, *ev_cp_t;  // 2 per group, group, copy (timing)
-    int n_events;                 // created so far (for free)
-
-    // Host side of the pipeline during one pass (reset by pipe_start).
-    int n_groups_active, n_copies_active;
-    int next_copy, next_dec, n_released, cur_group;
-    int dec_joined[BE_DEC_STREAMS];
-
-    cudaGraphExec_t graph;        // n == 1 step (no streamed matrix)
-    int graph_state;              // 0 not tried, 1 ready, -1 failed (direct launches)
-    // Programmatic dependent launch inside the graph (all matrices RAW, see cllm_cuda_forward.cu):
-    // 0 not tried, 1 in use, -1 off (refused, or the graph with it differed from direct launches).
-    int pdl_state;
-    int graph_checked;            // the graph's first replay was compared with direct launches
-
     be_bytes bytes;
-    double *t_copy, *t_dec, *t_comp;  // per layer + classifier, last chunk
-    uint64_t n_tokens, n_forward;
-    double copy_s, decode_s, compute_s, load_s;
     double predicted;
     int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
     char *plan;
 
-    // Split attention (cllm_cuda_attention_split) for passes of at most BE_MATVEC_MAX_N tokens
-    // when it takes the heads (be_fast_choose, at create before the plan), else cllm_cuda_attention; its
-    // scratch is allocated with the activations and counted in the plan's bytes.
-    int att_split;
-    void *att_scratch;            // split attention scratch (counters zeroed at init)
-    size_t att_scratch_bytes;
+    // Schedule (built at load).
+    be_group *groups;            // decode groups in use order, classifier chunks last
+    int n_groups, n_cls_groups;
+    int *layer_group0;           // (n_layers): layer l's first group, -1 when RAW
+    be_copy *copies;             // copy units in use order, the classifier's last
+    int n_copies, cls_copied;    // cls_copied: the last copy unit is the classifier's
+    be_chunk *chunks;            // classifier row chunks (1 when RAW)
+    int n_chunks;
+    uint64_t cls_chunk_rows;
+    uint8_t *staging, *scratch;  // the two rings (sizes in s->bytes)
+    uint8_t *host_pinned;        // STREAM payload copies (NULL: read from the mapping)
+    float *norms;                // (2 * n_layers + 1, dim): attn, ffn of each layer, final
+    cllm_wview embed_view;       // a decoded table (embed_direct), else the layout of a row
+    int embed_direct;
+    const uint8_t *embed_payload_dev;
+    uint8_t *embed_scratch;      // one decode unit of the compressed-resident embedding
+    cllm_cuda_decode_job embed_job;
+
+    // Pipeline events (see cllm_cuda_backend.cu for what guards what), one array.
+    cudaEvent_t ev_fork;          // compute: pass start; a decode stream joins on it
+    cudaEvent_t *ev_decoded;      // per group: its decode (and scales copy) done
+    cudaEvent_t *ev_released;     // per group: compute's last read of its scratch range done
+    cudaEvent_t *ev_copied;       // per copy unit: its payloads are in the staging ring
+    int n_events;                 // created so far (for free)
+
+    // Host side of the pipeline during one pass (reset by be_pipe_begin).
+    int n_groups_active, n_copies_active;
+    int next_copy, next_dec, n_released, cur_group;
+    int dec_joined[BE_DEC_STREAMS];
+    uint64_t n_passes;
+    double load_s;
 };
 
 // Log a line through the engine's callback (no-op without one).
@@ -233,10 +216,6 @@ int be_sched_groups_max(const be_state *s);
 // s->predicted and s->plan, and checks the total against the budget and the free device memory.
 cllm_status be_plan(be_state *s);
 
-// The batch-1 fast paths (see be_state): picks the attention and sizes att_scratch_bytes; at
-// create, before be_plan. be_fast_alloc allocates and zeroes the scratch (before any capture).
-cllm_status be_fast_choose(be_state *s);
-cllm_status be_fast_alloc(be_state *s);
 // Rows per GEMM pass of a (rows, cols) matrix of `kind` (int8: bounded bf16 copy; else all rows).
 uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols);
 // GEMM scratch and int8 row-chunk output bytes; returns them + the cuBLAS workspace (0: no GEMM).
@@ -245,9 +224,28 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychun
 enum { BE_EMBED_CLASSIFIER = 0, BE_EMBED_DECODED = 1, BE_EMBED_COMPRESSED = 2 };
 int be_embed_mode(const be_state *s);
 
+// cllm_cuda_backend.cu: the pipeline around one step. begin: what is active (the classifier's
+// groups only when the step has logits), the fork point, the first copies and decodes; end: waits
+// for every stream and reports a corrupt block.
+cllm_status be_pipe_begin(be_state *s, int with_classifier);
+cllm_status be_pipe_end(be_state *s);
+const cllm_provider_ops *be_provider(cllm_weights_mode mode);
 
-// cllm_cuda_forward.cu
-cllm_status be_forward(void *state, const int32_t *tokens, size_t n, size_t pos, float *logits,
-                       int all_logits);
+// cllm_cuda_ops.cu: what the provider asks of the backend.
+// The planner's GEMM sizes: allocates the GEMM scratch, its row-chunk output and cuBLAS.
+cllm_status be_dev_gemm_alloc(struct be_dev *d, uint64_t scratch, uint64_t ychunk);
+// Fills the provider's borrowed fields (shapes, device, stream, memory, status).
+void be_dev_lend(struct be_dev *d, be_state *s);
+// The kernels' view of a weight view (the launchers' plain C struct).
+static inline cllm_cuda_weight be_kw(const cllm_wview *v) {
+    cllm_cuda_weight k;
+    k.data = v->data;
+    k.scales = v->scales;
+    k.rows = v->rows;
+    k.cols = v->cols;
+    k.kind = (uint32_t)v->kind;
+    k.group_size = (uint32_t)v->group_size;
+    return k;
+}
 
 #endif

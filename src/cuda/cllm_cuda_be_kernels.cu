@@ -54,7 +54,7 @@ static __device__ __forceinline__ float be_warp_max(float v) {
 // One thread per pair (2i, 2i+1) of one head of q or of k; k threads also store v's pair.
 static __global__ void be_rope_store_kernel(float *q, const float *k, const float *v, float *kc,
                                             float *vc, const float *cos_t, const float *sin_t,
-                                            const int32_t *pos_dev, uint32_t n_tok,
+                                            cllm_cuda_tokpos tp, uint32_t n_tok,
                                             uint32_t n_heads, uint32_t n_kv, uint32_t hd) {
     be_pdl_enter();
     const uint32_t half = hd / 2, per_tok = (n_heads + n_kv) * half;
@@ -62,7 +62,8 @@ static __global__ void be_rope_store_kernel(float *q, const float *k, const floa
     if (gid >= (uint64_t)per_tok * n_tok) return;
     const uint32_t t = (uint32_t)(gid / per_tok), r = (uint32_t)(gid % per_tok);
     const uint32_t i = r % half, head = r / half;
-    const size_t pos = (size_t)pos_dev[0] + t, kv_dim = (size_t)n_kv * hd;
+    const size_t pos = tp.pos[t], kv_dim = (size_t)n_kv * hd;
+    const size_t row = (size_t)(tp.slot ? tp.slot[t] : 0) * tp.slot_stride + pos;  // cache row
     const float c = cos_t[pos * half + i], s = sin_t[pos * half + i];
     float a, b;
     if (head < n_heads) {
@@ -75,7 +76,7 @@ static __global__ void be_rope_store_kernel(float *q, const float *k, const floa
     const size_t off = (size_t)(head - n_heads) * hd + 2 * i;
     const float *kp = k + (size_t)t * kv_dim + off, *vp = v + (size_t)t * kv_dim + off;
     a = kp[0], b = kp[1];
-    float *kd = kc + pos * kv_dim + off, *vd = vc + pos * kv_dim + off;
+    float *kd = kc + row * kv_dim + off, *vd = vc + row * kv_dim + off;
     kd[0] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
     kd[1] = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
     vd[0] = vp[0];
@@ -84,14 +85,15 @@ static __global__ void be_rope_store_kernel(float *q, const float *k, const floa
 
 extern "C" cllm_status cllm_cuda_rope_store(float *q, const float *k, const float *v, float *kc,
                                             float *vc, const float *cos_t, const float *sin_t,
-                                            const int32_t *pos_dev, uint32_t n_tok,
+                                            cllm_cuda_tokpos tp, uint32_t n_tok,
                                             uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
                                             unsigned flags, void *stream) {
+    RETURN_IF(!tp.pos, CLLM_ERR_ARG, "rope_store: no positions");
     const uint64_t total = (uint64_t)(n_heads + n_kv_heads) * (hd / 2) * n_tok;
     if (total == 0) return CLLM_OK;
     RETURN_IF(total > 0x7fffffffull * 256, CLLM_ERR_UNSUPPORTED, "rope: too many elements");
     CLLM_CUDA_TRY(be_launch(be_rope_store_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256),
-                            0, stream, flags, q, k, v, kc, vc, cos_t, sin_t, pos_dev, n_tok,
+                            0, stream, flags, q, k, v, kc, vc, cos_t, sin_t, tp, n_tok,
                             n_heads, n_kv_heads, hd));
     CLLM_CUDA_CHECK_LAUNCH("rope_store");
     return CLLM_OK;
@@ -113,7 +115,7 @@ static __device__ float be_block_reduce(float v, float *red, bool is_max) {
 // the weighted sum of V (warps over positions, lanes over head_dim, partials added in shared).
 static __global__ void __launch_bounds__(BE_ATT_WARPS * 32)
     be_attention_kernel(const float *q, const float *kc, const float *vc, float *out,
-                        const int32_t *pos_dev, uint32_t n_heads, uint32_t n_kv, uint32_t hd) {
+                        cllm_cuda_tokpos tp, uint32_t n_heads, uint32_t n_kv, uint32_t hd) {
     extern __shared__ float scores[];
     __shared__ float qs[BE_ATT_MAX_HD];
     __shared__ float part[BE_ATT_WARPS][BE_ATT_MAX_HD];
@@ -121,9 +123,12 @@ static __global__ void __launch_bounds__(BE_ATT_WARPS * 32)
     be_pdl_enter();
     const uint32_t h = blockIdx.x, t = blockIdx.y;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    const uint32_t n_ctx = (uint32_t)pos_dev[0] + t + 1;
+    const uint32_t n_ctx = tp.pos[t] + 1;
     const uint32_t kvh = h / (n_heads / n_kv);
     const size_t stride = (size_t)n_kv * hd;
+    const size_t slot_off = (size_t)(tp.slot ? tp.slot[t] : 0) * tp.slot_stride * stride;
+    kc += slot_off;
+    vc += slot_off;
     const float *qh = q + ((size_t)t * n_heads + h) * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qh[d];
@@ -181,7 +186,7 @@ extern "C" cllm_status cllm_cuda_attention_init(uint32_t max_pos) {
 }
 
 extern "C" cllm_status cllm_cuda_attention(const float *q, const float *kc, const float *vc,
-                                           float *out, const int32_t *pos_dev, uint32_t n_q,
+                                           float *out, cllm_cuda_tokpos tp, uint32_t n_q,
                                            uint32_t smem_pos, uint32_t n_heads,
                                            uint32_t n_kv_heads, uint32_t hd, unsigned flags,
                                            void *stream) {
@@ -193,7 +198,7 @@ extern "C" cllm_status cllm_cuda_attention(const float *q, const float *kc, cons
               "CUDA attention: %u positions (at most %d)", smem_pos, BE_ATT_MAX_POS);
     const size_t smem = (size_t)smem_pos * sizeof(float);
     CLLM_CUDA_TRY(be_launch(be_attention_kernel, dim3(n_heads, n_q), dim3(BE_ATT_WARPS * 32), smem,
-                            stream, flags, q, kc, vc, out, pos_dev, n_heads, n_kv_heads, hd));
+                            stream, flags, q, kc, vc, out, tp, n_heads, n_kv_heads, hd));
     CLLM_CUDA_CHECK_LAUNCH("attention");
     return CLLM_OK;
 }
@@ -230,7 +235,7 @@ static size_t ats_counter_bytes(uint32_t n_q, uint32_t n_kv) {
 template <int G, int NV>
 static __global__ void __launch_bounds__(ATS_WARPS * 32)
     be_attn_split_kernel(const float *q, const float *kc, const float *vc, float *out,
-                         const int32_t *pos_dev, uint32_t n_heads, uint32_t n_kv, uint32_t hd,
+                         cllm_cuda_tokpos tp, uint32_t n_heads, uint32_t n_kv, uint32_t hd,
                          uint32_t n_splits, uint32_t *count, float *ml, float *po) {
     constexpr int B = G * NV >= 8 ? 2 : 4;  // positions per warp step (register budget)
     __shared__ float s_o[ATS_WARPS][G][NV * 128];
@@ -241,8 +246,9 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
     be_pdl_enter();
     const uint32_t kvh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    const uint32_t n_ctx = (uint32_t)pos_dev[0] + t + 1;
+    const uint32_t n_ctx = tp.pos[t] + 1;
     const size_t stride = (size_t)n_kv * hd;
+    const size_t slot_off = (size_t)(tp.slot ? tp.slot[t] : 0) * tp.slot_stride * stride;
     const float scale = 1.0f / sqrtf((float)hd);
     const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
     float4 qv[G][NV], acc[G][NV];
@@ -258,7 +264,7 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
             acc[g][j] = zero;
         }
     }
-    const float *kb = kc + (size_t)kvh * hd, *vb = vc + (size_t)kvh * hd;
+    const float *kb = kc + slot_off + (size_t)kvh * hd, *vb = vc + slot_off + (size_t)kvh * hd;
     const uint32_t tw = n_splits * ATS_WARPS;
     for (uint32_t p0 = split * ATS_WARPS + warp; p0 < n_ctx; p0 += B * tw) {
         float4 kr[B][NV], vr[B][NV];
@@ -395,18 +401,18 @@ extern "C" size_t cllm_cuda_attention_split_scratch(uint32_t n_q, uint32_t max_p
 template <int G>
 static cudaError_t ats_launch(uint32_t nv, dim3 grid, void *stream, unsigned flags,
                               const float *q, const float *kc, const float *vc, float *out,
-                              const int32_t *pos_dev, uint32_t nh, uint32_t nkv, uint32_t hd,
+                              cllm_cuda_tokpos tp, uint32_t nh, uint32_t nkv, uint32_t hd,
                               uint32_t ns, uint32_t *count, float *ml, float *po) {
     const dim3 block(ATS_WARPS * 32);
     return nv == 1 ? be_launch(be_attn_split_kernel<G, 1>, grid, block, 0, stream, flags, q, kc,
-                               vc, out, pos_dev, nh, nkv, hd, ns, count, ml, po)
+                               vc, out, tp, nh, nkv, hd, ns, count, ml, po)
                    : be_launch(be_attn_split_kernel<G, 2>, grid, block, 0, stream, flags, q, kc,
-                               vc, out, pos_dev, nh, nkv, hd, ns, count, ml, po);
+                               vc, out, tp, nh, nkv, hd, ns, count, ml, po);
 }
 
 extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
                                                  const float *v_cache_dev, float *out_dev,
-                                                 const int32_t *pos_dev, uint32_t n_q,
+                                                 cllm_cuda_tokpos tp, uint32_t n_q,
                                                  uint32_t max_pos, uint32_t n_heads,
                                                  uint32_t n_kv_heads, uint32_t hd,
                                                  void *scratch_dev, size_t scratch_bytes,
@@ -414,7 +420,7 @@ extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float
     RETURN_IF(!cllm_cuda_attention_split_ok(n_q, n_heads, n_kv_heads, hd), CLLM_ERR_UNSUPPORTED,
               "split attention: %u queries, heads %u/%u, head_dim %u", n_q, n_heads, n_kv_heads,
               hd);
-    RETURN_IF(!q_dev || !k_cache_dev || !v_cache_dev || !out_dev || !pos_dev || !scratch_dev ||
+    RETURN_IF(!q_dev || !k_cache_dev || !v_cache_dev || !out_dev || !tp.pos || !scratch_dev ||
                   ((uintptr_t)q_dev | (uintptr_t)k_cache_dev | (uintptr_t)v_cache_dev) % 16,
               CLLM_ERR_ARG, "split attention: NULL or unaligned pointer");
     const size_t need = cllm_cuda_attention_split_scratch(n_q, max_pos, n_heads, n_kv_heads, hd);
@@ -428,13 +434,13 @@ extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float
     cudaError_t e;
     switch (n_heads / n_kv_heads) {
     case 1: e = ats_launch<1>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     case 2: e = ats_launch<2>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     case 4: e = ats_launch<4>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     default: e = ats_launch<8>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                               pos_dev, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                               tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     }
     CLLM_CUDA_TRY(e);
     CLLM_CUDA_CHECK_LAUNCH("attention_split");

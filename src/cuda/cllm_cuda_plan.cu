@@ -1,7 +1,7 @@
 // The CUDA backend's memory plan: what every placement costs in device bytes, the per-token time
 // model, and the planner that picks a placement per layer under a VRAM budget.
 //
-// Weight buffers of the non-RAW matrices (see cllm_cuda_forward.cu for the pipeline):
+// Weight buffers of the non-RAW matrices (see cllm_cuda_backend.cu for the pipeline):
 //   scratch ring = depth x the largest decode group's decoded bytes; depth 3 when any layer is
 //                  DEVICE (decode streams filling ranges while compute reads another; with four
 //                  streams the ring, not the stream count, bounds how far decodes run ahead),
@@ -91,7 +91,7 @@ static uint64_t activation_bytes(const be_state *s) {
     const uint64_t B = s->batch, wide = s->dim > s->q_dim ? s->dim : s->q_dim;
     uint64_t t = al(B * s->dim * 4) + al(B * wide * 4) + 2 * al(B * s->q_dim * 4) +
                  2 * al(B * s->kv_dim * 4) + 2 * al(B * s->hidden * 4);
-    t += al((uint64_t)BE_LOGIT_ROWS * s->vocab * 4);
+    t += al(B * s->vocab * 4) + al(B * s->dim * 4);                     // logits, matmul_add
     t += 2 * al((uint64_t)s->n_layers * s->dim * 4) + al(s->dim * 4);    // norms
     t += 2 * al((uint64_t)s->ctx * (s->head_dim / 2) * 4);              // RoPE tables
     t += al((B + 1) * 4) + al(sizeof(cllm_cuda_decode_status));         // ctl, status
@@ -227,7 +227,7 @@ static uint64_t plan_need(const be_state *s) {
 // ---- time: a simulation of one batch-1 token -------------------------------------------------
 //
 // Plain C on plain arrays (no device, no be_state), so that it reads as the specification of what
-// the pipeline in cllm_cuda_forward.cu does with the placements, and can be checked on any host.
+// the pipeline in cllm_cuda_backend.cu does with the placements, and can be checked on any host.
 
 // One use of weights by the forward, in order: a layer's decode group ({q,k,v} {o} {gate,up}
 // {down}; RAW groups only compute), or a classifier row chunk.

@@ -9,7 +9,7 @@
 // capacities) before any op runs, so ops trust their inputs and only report what they alone can
 // detect (a corrupt block, a device failure).
 //
-// Shapes below: T = tokens of a chunk (<= CLLM_ENGINE_BATCH), D = dim, Q = n_heads * head_dim,
+// Shapes below: T = tokens of a step (<= the backend's batch), D = dim, Q = n_heads * head_dim,
 // K = n_kv_heads * head_dim, H = hidden_dim.
 #ifndef CLLM_BACKEND_H
 #define CLLM_BACKEND_H
@@ -50,7 +50,7 @@ typedef struct cllm_kv_layer {
 // rope_kv stores before attention reads them). The engine checked every entry: slot < n_slots,
 // pos < ctx, no hole. Host arrays, valid while the step runs.
 typedef struct cllm_step {
-    size_t n_tok;              // 1..CLLM_ENGINE_BATCH
+    size_t n_tok;              // 1..the backend's batch (>= CLLM_ENGINE_BATCH)
     const uint32_t *pos;       // (n_tok)
     const uint32_t *slot;      // (n_tok)
     uint32_t max_pos;          // 1 + max pos[t]: the longest attention span of the step
@@ -90,6 +90,10 @@ typedef struct cllm_provider_ops {
 // NULL, and the engine then runs their plain fallback (named with each).
 typedef struct cllm_backend_ops {
     const char *name;
+    // Tokens per step when the engine splits a long call (0: CLLM_ENGINE_BATCH; never fewer).
+    // Steps built by a caller (cllm_forward_step) stay within CLLM_ENGINE_BATCH. The CUDA backend
+    // asks for more: each of its prefill GEMMs reads the weights once per step.
+    uint32_t batch;
     // State for `cfg` with a KV cache of `ctx` positions: threads, device, op scratch. `opt` was
     // checked by the engine. @return CLLM_OK, UNSUPPORTED, NOMEM, DEVICE.
     cllm_status (*create)(const cllm_model_config *cfg, const cllm_engine_options *opt,
@@ -135,6 +139,14 @@ typedef struct cllm_backend_ops {
     // x[i] += y[i], n values (the residual).
     cllm_status (*add)(void *state, float *x, const float *y, size_t n);
 
+    // Optional, fused: out[i] (T, w[i]->rows) = W_i x for i < n (<= 3: q, k, v of one decode
+    // group) sharing x (T, cols). Fallback: n matmuls.
+    cllm_status (*matmul_multi)(void *state, float *const *out, const cllm_wview *const *w, int n,
+                                const float *x, size_t n_tok);
+    // Optional, fused: out (T, W.rows) += W x for x (T, W.cols) (the residual after Wo and
+    // Wdown). Fallback: matmul into scratch, then add.
+    cllm_status (*matmul_add)(void *state, float *out, const cllm_wview *w, const float *x,
+                              size_t n_tok);
     // Optional, fused: gate (T, H) = silu(Wgate h) * Wup h for h (T, D). Fallback: matmul
     // Wgate into gate, matmul Wup into up, swiglu. Must give the same result as the fallback.
     cllm_status (*gate_up_swiglu)(void *state, float *gate, float *up, const cllm_wview *wgate,
@@ -146,20 +158,5 @@ typedef struct cllm_backend_ops {
 
 // The CPU backend (always available): host memory, OpenMP, the reference kernels.
 const cllm_backend_ops *cllm_backend_cpu(void);
-
-// A backend that still runs the whole forward pass itself (the CUDA backend, until it moves onto
-// the op table). Same contract as the engine's forward: arguments checked before the call.
-typedef struct cllm_whole_backend {
-    const char *name;
-    // `w` and its container outlive the state; `opt` was checked by the engine.
-    // @return CLLM_OK, UNSUPPORTED, NOMEM, CORRUPT, DEVICE.
-    cllm_status (*create)(const cllm_weights *w, const cllm_engine_options *opt,
-                          uint32_t context_len, void **state);
-    void (*free)(void *state);
-    // tokens[0..n) at positions pos..; logits (n, vocab) when all_logits, else (vocab).
-    cllm_status (*forward)(void *state, const int32_t *tokens, size_t n, size_t pos,
-                           float *logits, int all_logits);
-    void (*stats)(const void *state, cllm_engine_stats *out);
-} cllm_whole_backend;
 
 #endif

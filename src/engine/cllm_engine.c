@@ -18,13 +18,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-// One of two seams runs the forward pass: the engine's own over a backend's op table (`fwd`:
-// the CPU), or a backend that still runs the whole pass itself (`whole`: CUDA, until it moves).
+// The forward pass is the engine's own (cllm_forward.c), over the op table of a backend.
 struct cllm_engine {
     cllm_weights *weights;       // owned
     cllm_forward *fwd;
-    const cllm_whole_backend *whole;
-    void *whole_state;
     cllm_engine_options opt;     // resolved: n_threads >= 1
     uint32_t ctx;
     size_t n_past;               // positions [0, n_past) hold valid keys and values
@@ -109,8 +106,7 @@ static cllm_status open_backend(cllm_engine *e, const cllm_backend_ops *ops) {
         return cllm_forward_create(cllm_backend_cpu(), e->weights, &e->opt, e->ctx, &e->fwd);
     case CLLM_BACKEND_CUDA:
 #ifdef CLLM_HAVE_CUDA
-        e->whole = cllm_backend_cuda();
-        return e->whole->create(e->weights, &e->opt, e->ctx, &e->whole_state);
+        return cllm_forward_create(cllm_backend_cuda(), e->weights, &e->opt, e->ctx, &e->fwd);
 #else
         return CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "the CUDA backend is not built into this library "
                                                "(rebuild with -DCODECLLM_CUDA=ON and nvcc)");
@@ -183,7 +179,6 @@ cllm_status cllm_engine_open(const cllm_container *c, const cllm_engine_options 
 void cllm_engine_free(cllm_engine *e) {
     if (!e) return;
     cllm_forward_free(e->fwd);
-    if (e->whole_state) e->whole->free(e->whole_state);
     cllm_weights_free(e->weights);
     free(e);
 }
@@ -216,8 +211,7 @@ cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n,
                                 float *logits, size_t logits_cap, int all_logits) {
     RETURN_IF(!e, CLLM_ERR_ARG, "forward: NULL engine");
     TRY(check_forward(e, tokens, n, pos, logits, logits_cap, all_logits));
-    cllm_status st = e->fwd ? cllm_forward_run(e->fwd, 0, tokens, n, pos, logits, all_logits)
-                            : e->whole->forward(e->whole_state, tokens, n, pos, logits, all_logits);
+    cllm_status st = cllm_forward_run(e->fwd, 0, tokens, n, pos, logits, all_logits);
     e->n_past = st == CLLM_OK ? pos + n : pos;
     return st;
 }
@@ -225,7 +219,6 @@ cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n,
 void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out) {
     memset(out, 0, sizeof *out);
     if (e->fwd) cllm_forward_stats(e->fwd, out);
-    else e->whole->stats(e->whole_state, out);
     out->context_len = e->ctx;
     out->compressed_bytes = e->weights->compressed_bytes;
     struct rusage ru;

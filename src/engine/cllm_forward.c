@@ -23,7 +23,7 @@ struct cllm_forward {
     void *prov;
     cllm_weights_mode mode;
     cllm_model_config cfg;
-    size_t ctx, D, Q, K, H, V;
+    size_t ctx, B, D, Q, K, H, V;      // B: tokens per step (the backend's batch)
     uint32_t n_slots;                  // sequences the KV cache holds
     cllm_dtype kv_dtype;
     size_t kv_esize;
@@ -109,6 +109,18 @@ static cllm_status norm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, size_t
     return f->ops->rmsnorm(f->be, f->xb, f->x, w, nt, f->D, f->cfg.norm_eps);
 }
 
+// x += W in for `in` (T, W.cols) of row pitch ldin: the fused op, or W in into xb, then the add.
+static cllm_status residual(cllm_forward *f, uint32_t l, cllm_layer_tensor t, const float *in,
+                            size_t ldin, size_t nt) {
+    if (f->ops->matmul_add) {
+        const cllm_wview *w;
+        TRY(need(f, l, t, &w));
+        return f->ops->matmul_add(f->be, f->x, w, in, nt);
+    }
+    TRY(mm(f, l, t, f->xb, f->D, in, ldin, nt));
+    return f->ops->add(f->be, f->x, f->xb, nt * f->D);
+}
+
 // x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h) with h = RMSNorm(x) * w_att.
 static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step *sp) {
     const cllm_backend_ops *o = f->ops;
@@ -116,13 +128,23 @@ static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step 
     const size_t D = f->D, Q = f->Q, K = f->K;
     const cllm_kv_layer kv = kv_layer(f, l);
     TRY(norm(f, l, CLLM_LT_ATTN_NORM, nt));
-    TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
-    TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
-    TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
+    const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
+    if (o->matmul_multi && lay[CLLM_LT_WQ].group == lay[CLLM_LT_WK].group &&
+        lay[CLLM_LT_WK].group == lay[CLLM_LT_WV].group) {  // one group: views held together
+        const cllm_wview *w[3];
+        TRY(need(f, l, CLLM_LT_WQ, &w[0]));
+        TRY(need(f, l, CLLM_LT_WK, &w[1]));
+        TRY(need(f, l, CLLM_LT_WV, &w[2]));
+        float *const out[3] = {f->q, f->k, f->v};
+        TRY(o->matmul_multi(f->be, out, w, 3, f->xb, nt));
+    } else {
+        TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
+        TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
+        TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
+    }
     TRY(o->rope_kv(f->be, f->q, f->k, f->v, &kv, sp));
     TRY(o->attention(f->be, f->att, f->q, &kv, sp));
-    TRY(mm(f, l, CLLM_LT_WO, f->xb, D, f->att, Q, nt));
-    return o->add(f->be, f->x, f->xb, nt * D);
+    return residual(f, l, CLLM_LT_WO, f->att, Q, nt);
 }
 
 // x += Wdown (silu(Wgate h) * Wup h) with h = RMSNorm(x) * w_ffn. The fused gate/up op runs
@@ -142,8 +164,7 @@ static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
         TRY(mm(f, l, CLLM_LT_UP, f->hb2, H, f->xb, D, nt));
         TRY(o->swiglu(f->be, f->hb, f->hb2, nt * H));
     }
-    TRY(mm(f, l, CLLM_LT_DOWN, f->xb, D, f->hb, H, nt));
-    return o->add(f->be, f->x, f->xb, nt * D);
+    return residual(f, l, CLLM_LT_DOWN, f->hb, H, nt);
 }
 
 static cllm_status layer(cllm_forward *f, uint32_t l, const cllm_step *sp) {
@@ -227,7 +248,7 @@ cllm_status cllm_forward_run(cllm_forward *f, uint32_t slot, const int32_t *toke
     double t0 = cllm_now_seconds(), dec0 = provider_decode_seconds(f);
     cllm_status st = CLLM_OK;
     for (size_t done = 0; done < n && st == CLLM_OK;) {
-        const size_t nt = n - done < CLLM_ENGINE_BATCH ? n - done : CLLM_ENGINE_BATCH;
+        const size_t nt = n - done < f->B ? n - done : f->B;
         const int last = done + nt == n;
         for (size_t t = 0; t < nt; t++) {
             f->pos[t] = (uint32_t)(pos + done + t);
@@ -265,7 +286,7 @@ static void *be_array(cllm_forward *f, size_t n, size_t size, uint64_t *total) {
 }
 
 static cllm_status alloc_buffers(cllm_forward *f) {
-    const size_t B = CLLM_ENGINE_BATCH, wide = f->D > f->Q ? f->D : f->Q;
+    const size_t B = f->B, wide = f->D > f->Q ? f->D : f->Q;
     size_t kv_elems;
     RETURN_IF(cllm_mul_overflow((size_t)f->cfg.n_layers * f->n_slots, f->ctx, &kv_elems) ||
                   cllm_mul_overflow(kv_elems, f->K, &kv_elems),
@@ -306,6 +327,7 @@ static void shapes(cllm_forward *f, const cllm_weights *w, const cllm_engine_opt
     f->H = c->hidden_dim;
     f->V = c->vocab_size;
     f->n_slots = opt->n_seq ? opt->n_seq : 1;
+    f->B = f->ops->batch > CLLM_ENGINE_BATCH ? f->ops->batch : CLLM_ENGINE_BATCH;
     f->kv_dtype = opt->kv_dtype;
     f->kv_esize = cllm_dtype_size(opt->kv_dtype);
 }

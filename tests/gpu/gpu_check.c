@@ -771,10 +771,12 @@ static void attention_split_cases(void) {
             float *q = xmalloc(nq * 4), *o = xmalloc(nq * 4), *want = xmalloc(nq * 4);
             fill_floats(q, nq, 1.0);
             ref_attention(q, kc, vc, want, nqy, p0, nh, nkv, hd);
-            const int32_t p32 = (int32_t)p0;
+            uint32_t pt[4];
+            for (uint32_t t = 0; t < nqy; t++) pt[t] = p0 + t;
             float *qd = upload(q, nq * 4), *od = dev_alloc(nq * 4);
-            int32_t *pd = upload(&p32, sizeof p32);
-            MUST(cllm_cuda_attention_split(qd, kd, vd, od, pd, nqy, ctx, nh, nkv, hd, scratch, sb,
+            uint32_t *pd = upload(pt, nqy * sizeof *pt);
+            const cllm_cuda_tokpos tp = {pd, NULL, ctx, 0};
+            MUST(cllm_cuda_attention_split(qd, kd, vd, od, tp, nqy, ctx, nh, nkv, hd, scratch, sb,
                                            0, g_stream));
             download(o, od, nq * 4);
             const double e = rel_l2(o, want, nq);
@@ -939,9 +941,9 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
     free(x0), free(nw), free(q_ref), free(h_ref);
 }
 
-// RoPE + KV store, the kernel the engine runs: 3 tokens at positions 4093.. (large angles), 32 q
-// heads, 8 kv heads, head_dim 128, Llama 3 frequencies, the CPU's cos/sin tables. Bit-identical
-// to cllm_k_rope + cllm_k_store_kv.
+// RoPE + KV store, the kernel the engine runs: 3 tokens at positions 4093.. (large angles) of KV
+// slots 1, 0, 1 of a 2-slot cache, 32 q heads, 8 kv heads, head_dim 128, Llama 3 frequencies, the
+// CPU's cos/sin tables. Bit-identical to cllm_k_rope + cllm_k_store_kv at each (slot, position).
 static void rope_store_case(void) {
     const uint32_t nt = 3, nh = 32, nkv = 8, hd = 128, pos0 = 4093, ctx = 4096, half = hd / 2;
     cllm_model_config cfg;
@@ -955,23 +957,24 @@ static void rope_store_case(void) {
     for (uint32_t p = 0; p < ctx; p++)
         cllm_k_rope_angles(freqs, half, p, cs + (size_t)p * half, sn + (size_t)p * half);
     const size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * nkv * hd;
-    const size_t ncache = (size_t)ctx * nkv * hd;
+    const size_t ncache = 2 * (size_t)ctx * nkv * hd;
+    const uint32_t pt[3] = {pos0, pos0 + 1, pos0 + 2}, slot[3] = {1, 0, 1};
     float *q = xmalloc(nq * 4), *k = xmalloc(nk * 4), *v = xmalloc(nk * 4);
     float *gq = xmalloc(nq * 4), *gk = xmalloc(ncache * 4), *gv = xmalloc(ncache * 4);
     fill_floats(q, nq, 1.0), fill_floats(k, nk, 1.0), fill_floats(v, nk, 1.0);
-    const int32_t p32 = (int32_t)pos0;
     float *qd = upload(q, nq * 4), *kd = upload(k, nk * 4), *vd = upload(v, nk * 4);
     float *kcd = dev_alloc(ncache * 4), *vcd = dev_alloc(ncache * 4);
     float *csd = upload(cs, (size_t)ctx * half * 4), *snd = upload(sn, (size_t)ctx * half * 4);
-    int32_t *pd = upload(&p32, sizeof p32);
-    MUST(cllm_cuda_rope_store(qd, kd, vd, kcd, vcd, csd, snd, pd, nt, nh, nkv, hd, 0, g_stream));
+    uint32_t *pd = upload(pt, sizeof pt), *sd = upload(slot, sizeof slot);
+    const cllm_cuda_tokpos tp = {pd, sd, ctx, 0};
+    MUST(cllm_cuda_rope_store(qd, kd, vd, kcd, vcd, csd, snd, tp, nt, nh, nkv, hd, 0, g_stream));
     download(gq, qd, nq * 4), download(gk, kcd, ncache * 4), download(gv, vcd, ncache * 4);
     int same = 1;
     for (uint32_t t = 0; t < nt; t++) {
         const float *c = cs + (size_t)(pos0 + t) * half, *s = sn + (size_t)(pos0 + t) * half;
         cllm_k_rope(q + (size_t)t * nh * hd, nh, hd, c, s);
         cllm_k_rope(k + (size_t)t * nkv * hd, nkv, hd, c, s);
-        const size_t at = (size_t)(pos0 + t) * nkv * hd;
+        const size_t at = ((size_t)slot[t] * ctx + pt[t]) * nkv * hd;
         same &= memcmp(gk + at, k + (size_t)t * nkv * hd, (size_t)nkv * hd * 4) == 0;
         same &= memcmp(gv + at, v + (size_t)t * nkv * hd, (size_t)nkv * hd * 4) == 0;
     }
@@ -982,6 +985,7 @@ static void rope_store_case(void) {
     float *dev[] = {qd, kd, vd, kcd, vcd, csd, snd};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) MUST(cllm_cuda_release(g_mem, dev[i]));
     MUST(cllm_cuda_release(g_mem, pd));
+    MUST(cllm_cuda_release(g_mem, sd));
     free(cs), free(sn), free(q), free(k), free(v), free(gq), free(gk), free(gv);
 }
 
@@ -999,11 +1003,13 @@ static void attention_cases(void) {
         float *o = xmalloc(nq * 4), *want = xmalloc(nq * 4);
         fill_floats(q, nq, 1.0), fill_floats(kc, nkvs, 1.0), fill_floats(vc, nkvs, 1.0);
         ref_attention(q, kc, vc, want, nqy, pos0, nh, nkv, hd);
-        const int32_t p32 = (int32_t)pos0;
+        uint32_t pt[4];
+        for (uint32_t t = 0; t < nqy; t++) pt[t] = pos0 + t;
         float *qd = upload(q, nq * 4), *kd = upload(kc, nkvs * 4), *vd = upload(vc, nkvs * 4);
         float *od = dev_alloc(nq * 4);
-        int32_t *pd = upload(&p32, sizeof p32);
-        MUST(cllm_cuda_attention(qd, kd, vd, od, pd, nqy, npos, nh, nkv, hd, 0, g_stream));
+        uint32_t *pd = upload(pt, nqy * sizeof *pt);
+        const cllm_cuda_tokpos tp = {pd, NULL, npos, 0};
+        MUST(cllm_cuda_attention(qd, kd, vd, od, tp, nqy, npos, nh, nkv, hd, 0, g_stream));
         download(o, od, nq * 4);
         double e = rel_l2(o, want, nq);
         check(e < 1e-5, "attention %u queries at %u, %u/%u heads x %u: rel L2 %.2e, tol 1e-5",

@@ -1,0 +1,653 @@
+// The CUDA op table (engine/cllm_backend.h): the engine's forward pass runs on one GPU through
+// these ops, every one asynchronous on the compute stream; the weight provider (the copy/decode
+// pipeline, cllm_cuda_backend.cu) hands out views into device memory.
+//
+// Matrix products: steps of at most BE_MATVEC_MAX_N tokens run one fp32 matvec per token (q/k/v
+// as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual); larger
+// steps run cuBLAS GEMMs (bf16 inputs, fp32 output). Results therefore depend on how a sequence
+// is split into steps (include/codecllm.h states it).
+//
+// Steps. The positions and KV slots of a step's tokens live in device memory (ctl_dev, uploaded
+// by `step`), so the kernels do not depend on them and a batch-1 step with nothing streamed
+// replays a CUDA graph captured from the first such step: the layers and the classifier, decode branches
+// included (the provider's pipeline forks its decode streams from the compute stream inside the
+// capture and joins them at each acquire).
+//
+// Programmatic dependent launch (PDL). With every matrix RAW (no decode streams in the graph) the
+// graph's kernels are captured with CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT: each kernel may be
+// scheduled while its predecessor still runs, issues its first (resident) weight loads, then
+// waits for the predecessor's completion (griddepcontrol.wait) before reading activations. The
+// drain between kernels (~8 per layer) is then overlapped with weight streaming. The arithmetic
+// is unchanged: the graph's first replay is compared bit for bit with direct launches, and a
+// refused capture or a difference turns PDL off (logged), never the step.
+#include "cllm_cuda_be.h"
+
+#include <cublas_v2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BE_MAX_BUFFERS 32  // engine buffers tracked for the graph check
+
+// The batch-1 step graph.
+struct be_graph {
+    cudaGraphExec_t exec;
+    int state;                   // 0 not tried, 1 ready, -1 failed (direct launches)
+    // PDL inside the graph (all matrices RAW): 0 not tried, 1 in use, -1 off (refused, or the
+    // graph with it differed from direct launches).
+    int pdl;
+    int checked;                 // the first replay was compared with direct launches
+};
+
+struct be_dev {
+    cllm_model_config cfg;
+    cllm_engine_options opt;
+    uint32_t ctx, batch;
+    size_t dim, q_dim, kv_dim, hidden, vocab, head_dim;
+    char device_desc[160];
+
+    cllm_cuda_mem *mem;
+    void *compute;               // cudaStream_t
+    void *blas;
+    void *gemm_scratch, *blas_ws;
+    size_t gemm_scratch_bytes, ychunk_bytes;
+    float *ychunk;               // GEMM row-chunk output
+    float *acc_tmp;              // (batch, dim): matmul_add's GEMM output before the add
+    float *rope_cos, *rope_sin;  // (ctx, head_dim / 2)
+    uint32_t *ctl_dev, *ctl_host; // (2, batch): the step's positions, then slots (host: pinned)
+    uint32_t *rows_dev, *rows_host; // (batch): embedding rows (host: pinned)
+    cllm_cuda_decode_status *status_dev;
+    const int32_t *zero_index;   // one int32 0 on the device (embedding of a one-row view)
+    uint64_t own_bytes;
+
+    // Split attention for steps of at most BE_MATVEC_MAX_N tokens where it takes the heads.
+    int att_split;
+    void *att_scratch;
+    size_t att_scratch_bytes;
+
+    // The current step.
+    uint32_t smem_pos;           // attention score buffer: positions (the context in a graph)
+    unsigned lf;                 // launch flags while capturing with PDL (else 0)
+    int first_launch;            // the next launch is the graph's first (never PDL)
+    be_state *prov;              // the provider created on this backend
+    be_graph graph;
+    void *buf[BE_MAX_BUFFERS];   // engine buffers (alloc): the graph check's inputs and outputs
+    size_t buf_bytes[BE_MAX_BUFFERS];
+    int n_buf;
+};
+
+static void dev_log(const be_dev *d, const char *fmt, ...) CLLM_PRINTF(2, 3);
+static void dev_log(const be_dev *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    cllm_vlogf(d->opt.log, d->opt.log_user, fmt, ap);
+    va_end(ap);
+}
+
+static cllm_status dalloc(be_dev *d, uint64_t bytes, void **p) {
+    RETURN_IF(bytes > SIZE_MAX, CLLM_ERR_NOMEM, "device allocation of %llu bytes",
+              (unsigned long long)bytes);
+    d->own_bytes += cllm_align_up(bytes, BE_ALIGN);
+    return cllm_cuda_alloc(d->mem, (size_t)cllm_align_up(bytes, BE_ALIGN), p);
+}
+#define DALLOC(d, bytes, ptr) dalloc((d), (bytes), (void **)(ptr))
+
+// Launch flags of the next compute kernel: PDL while capturing with it, except the graph's first
+// kernel; weight loads before the wait only for resident weights (PDL is only on with every
+// matrix RAW).
+static unsigned lflags(be_dev *d, int weights) {
+    if (!d->lf) return 0;
+    if (d->first_launch) {
+        d->first_launch = 0;
+        return 0;
+    }
+    return d->lf | (weights ? CLLM_CUDA_RESIDENT : 0u);
+}
+
+// ---- setup -----------------------------------------------------------------------------------
+
+static cllm_status upload_rope(be_dev *d) {
+    const size_t n_pairs = d->head_dim / 2, n = 2 * (size_t)d->ctx * n_pairs;
+    float *h = (float *)malloc(n * sizeof(float));
+    double *freqs = (double *)malloc((n_pairs ? n_pairs : 1) * sizeof(double));
+    cllm_status st = h && freqs ? CLLM_OK : CLLM_FAIL(CLLM_ERR_NOMEM, "RoPE tables");
+    if (st == CLLM_OK) {
+        cllm_k_rope_freqs(&d->cfg, freqs);
+        for (size_t p = 0; p < d->ctx; p++)
+            cllm_k_rope_angles(freqs, n_pairs, p, h + p * n_pairs, h + (d->ctx + p) * n_pairs);
+        st = DALLOC(d, n * 4, &d->rope_cos);
+    }
+    if (st == CLLM_OK && cudaMemcpy(d->rope_cos, h, n * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+        st = CLLM_FAIL(CLLM_ERR_DEVICE, "RoPE upload: %s", cudaGetErrorString(cudaGetLastError()));
+    d->rope_sin = d->rope_cos + (size_t)d->ctx * n_pairs;
+    free(h);
+    free(freqs);
+    return st;
+}
+
+// Split attention where it takes the heads, its scratch zeroed (before any capture).
+static cllm_status att_setup(be_dev *d) {
+    const uint32_t nh = d->cfg.n_heads, nkv = d->cfg.n_kv_heads, hd = (uint32_t)d->head_dim;
+    d->att_split = cllm_cuda_attention_split_ok(1, nh, nkv, hd);
+    if (!d->att_split) {
+        dev_log(d, "cuda: split attention cannot take heads %u/%u x %u; using cllm_cuda_attention",
+                nh, nkv, hd);
+        return CLLM_OK;
+    }
+    for (uint32_t q = 1; q <= BE_MATVEC_MAX_N; q++) {
+        const size_t b = cllm_cuda_attention_split_scratch(q, d->ctx, nh, nkv, hd);
+        d->att_scratch_bytes = b > d->att_scratch_bytes ? b : d->att_scratch_bytes;
+    }
+    TRY(DALLOC(d, d->att_scratch_bytes, &d->att_scratch));
+    CLLM_CUDA_TRY(cudaMemsetAsync(d->att_scratch, 0, d->att_scratch_bytes,
+                                  CLLM_STREAM(d->compute)));
+    return CLLM_OK;
+}
+
+static cllm_status dev_setup(be_dev *d) {
+    TRY(cllm_cuda_device_open(d->opt.device, d->device_desc, sizeof d->device_desc));
+    RETURN_IF(d->head_dim > BE_ATT_MAX_HD, CLLM_ERR_UNSUPPORTED,
+              "cuda backend: head_dim %zu (at most %d)", d->head_dim, BE_ATT_MAX_HD);
+    TRY(cllm_cuda_attention_init(d->ctx));
+    TRY(cllm_cuda_mem_create(&d->mem));
+    TRY(cllm_cuda_stream_create(&d->compute));
+    TRY(upload_rope(d));
+    TRY(DALLOC(d, 2 * (uint64_t)d->batch * 4, &d->ctl_dev));
+    TRY(DALLOC(d, (uint64_t)d->batch * 4, &d->rows_dev));
+    TRY(DALLOC(d, 4, &d->zero_index));
+    CLLM_CUDA_TRY(cudaMemset((void *)d->zero_index, 0, 4));
+    TRY(DALLOC(d, sizeof(cllm_cuda_decode_status), &d->status_dev));
+    TRY(cllm_cuda_decode_status_reset(d->status_dev, d->compute));  // be_pipe_end: again
+    TRY(cllm_cuda_host_alloc(2 * (size_t)d->batch * 4, (void **)&d->ctl_host));
+    TRY(cllm_cuda_host_alloc((size_t)d->batch * 4, (void **)&d->rows_host));
+    TRY(DALLOC(d, (uint64_t)d->batch * d->dim * 4, &d->acc_tmp));
+    TRY(att_setup(d));
+    CLLM_CUDA_TRY(cudaDeviceSynchronize());
+    return CLLM_OK;
+}
+
+static void cuda_free(void *state) {
+    be_dev *d = (be_dev *)state;
+    if (!d) return;
+    if (d->compute) (void)cudaStreamSynchronize(CLLM_STREAM(d->compute));
+    if (d->graph.exec) (void)cudaGraphExecDestroy(d->graph.exec);
+    cllm_cuda_blas_destroy(d->blas);
+    cllm_cuda_stream_destroy(d->compute);
+    cllm_cuda_host_free(d->ctl_host);
+    cllm_cuda_host_free(d->rows_host);
+    cllm_cuda_mem_free_all(d->mem);
+    (void)cudaGetLastError();
+    free(d);
+}
+
+static cllm_status cuda_create(const cllm_model_config *cfg, const cllm_engine_options *opt,
+                               uint32_t ctx, void **state) {
+    RETURN_IF(opt->kv_dtype != CLLM_DTYPE_F32, CLLM_ERR_UNSUPPORTED,
+              "cuda backend: KV cache dtype %s is not supported (f32 only)",
+              cllm_dtype_name(opt->kv_dtype));
+    const int n_dev = cllm_cuda_device_count();
+    RETURN_IF(n_dev == 0, CLLM_ERR_DEVICE, "cuda backend: no CUDA device (or no driver)");
+    RETURN_IF(opt->device < 0 || opt->device >= n_dev, CLLM_ERR_DEVICE,
+              "cuda backend: device %d requested, %d present", opt->device, n_dev);
+    be_dev *d = (be_dev *)calloc(1, sizeof *d);
+    RETURN_IF(!d, CLLM_ERR_NOMEM, "cuda backend state");
+    d->cfg = *cfg;
+    d->opt = *opt;
+    d->ctx = ctx;
+    d->batch = BE_BATCH;
+    d->dim = cfg->dim;
+    d->head_dim = cfg->head_dim;
+    d->q_dim = (size_t)cfg->n_heads * cfg->head_dim;
+    d->kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    d->hidden = cfg->hidden_dim;
+    d->vocab = cfg->vocab_size;
+    cllm_status st = dev_setup(d);
+    if (st != CLLM_OK) {
+        cuda_free(d);
+        return cllm_error_context(st, "cuda backend");
+    }
+    *state = d;
+    return CLLM_OK;
+}
+
+void be_dev_lend(be_dev *d, be_state *s) {
+    s->dev = d;
+    s->cfg = d->cfg;
+    s->mode = d->opt.weights;
+    s->budget = d->opt.vram_budget;
+    s->log = d->opt.log;
+    s->log_user = d->opt.log_user;
+    s->ctx = d->ctx;
+    s->batch = d->batch;
+    s->n_layers = d->cfg.n_layers;
+    s->dim = d->dim;
+    s->head_dim = d->head_dim;
+    s->q_dim = d->q_dim;
+    s->kv_dim = d->kv_dim;
+    s->hidden = d->hidden;
+    s->vocab = d->vocab;
+    s->device_desc = d->device_desc;
+    s->att_scratch_bytes = d->att_scratch_bytes;
+    s->mem = d->mem;
+    s->compute = d->compute;
+    s->status_dev = d->status_dev;
+    d->prov = s;
+}
+
+cllm_status be_dev_gemm_alloc(be_dev *d, uint64_t scratch, uint64_t ychunk) {
+    if (!scratch && !ychunk) return CLLM_OK;
+    d->gemm_scratch_bytes = (size_t)scratch;
+    d->ychunk_bytes = (size_t)ychunk;
+    TRY(DALLOC(d, scratch, &d->gemm_scratch));
+    TRY(DALLOC(d, ychunk, &d->ychunk));
+    TRY(DALLOC(d, BE_BLAS_WS, &d->blas_ws));
+    TRY(cllm_cuda_blas_create(&d->blas));
+    // An explicit workspace: cuBLAS then allocates nothing on the forward path.
+    cublasStatus_t bs = cublasSetWorkspace((cublasHandle_t)d->blas, d->blas_ws, BE_BLAS_WS);
+    RETURN_IF(bs != CUBLAS_STATUS_SUCCESS, CLLM_ERR_DEVICE, "cublasSetWorkspace: status %d",
+              (int)bs);
+    return CLLM_OK;
+}
+
+// ---- memory ----------------------------------------------------------------------------------
+
+static void *cuda_alloc(void *state, size_t bytes) {
+    be_dev *d = (be_dev *)state;
+    void *p = NULL;
+    if (cllm_cuda_alloc(d->mem, bytes ? bytes : 1, &p) != CLLM_OK) return NULL;
+    if (cudaMemset(p, 0, bytes ? bytes : 1) != cudaSuccess) {
+        (void)cllm_cuda_release(d->mem, p);
+        return NULL;
+    }
+    if (d->n_buf < BE_MAX_BUFFERS) {
+        d->buf[d->n_buf] = p;
+        d->buf_bytes[d->n_buf++] = bytes;
+    }
+    return p;
+}
+
+static void cuda_release(void *state, void *p) {
+    be_dev *d = (be_dev *)state;
+    if (!p) return;
+    for (int i = 0; i < d->n_buf; i++)
+        if (d->buf[i] == p) {
+            d->buf[i] = d->buf[--d->n_buf];
+            d->buf_bytes[i] = d->buf_bytes[d->n_buf];
+            break;
+        }
+    (void)cllm_cuda_release(d->mem, p);
+}
+
+static cllm_status cuda_read(void *state, void *host, const void *src, size_t bytes) {
+    be_dev *d = (be_dev *)state;
+    CLLM_CUDA_TRY(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost,
+                                  CLLM_STREAM(d->compute)));
+    return cllm_cuda_sync(d->compute);
+}
+
+// ---- ops -------------------------------------------------------------------------------------
+
+// A view of row r alone (data, and int8 scales, of that row).
+static cllm_wview row_view(const cllm_wview *t, uint64_t r) {
+    cllm_wview v = *t;
+    const uint64_t esize = t->kind == CLLM_W_F32 ? 4 : t->kind == CLLM_W_I8 ? 1 : 2;
+    v.rows = 1;
+    v.data = (const uint8_t *)t->data + r * t->cols * esize;
+    if (t->scales) v.scales = t->scales + r * t->groups_per_row;
+    return v;
+}
+
+// One row: a view of it and a constant row index 0 (no upload). More: the rows uploaded through
+// rows_host, which is free (the previous step ended with a synchronisation).
+static cllm_status cuda_embed(void *state, float *x, const cllm_wview *table, const uint32_t *rows,
+                              size_t n) {
+    be_dev *d = (be_dev *)state;
+    if (n == 1) {
+        const cllm_wview row = row_view(table, rows[0]);
+        const cllm_cuda_weight k = be_kw(&row);
+        return cllm_cuda_embed(&k, d->zero_index, 1, x, d->compute);
+    }
+    RETURN_IF(n > d->batch, CLLM_ERR_ARG, "cuda embed: %zu rows", n);
+    memcpy(d->rows_host, rows, n * sizeof *rows);
+    TRY(cllm_cuda_copy(d->rows_dev, d->rows_host, n * sizeof *rows, d->compute));
+    const cllm_cuda_weight k = be_kw(table);
+    return cllm_cuda_embed(&k, (const int32_t *)d->rows_dev, (uint32_t)n, x, d->compute);
+}
+
+static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const cllm_wview *w,
+                                size_t n_tok, size_t dim, float eps) {
+    be_dev *d = (be_dev *)state;
+    return cllm_cuda_rmsnorm_ex(x, (const float *)w->data, out, (uint32_t)n_tok, (uint32_t)dim,
+                                eps, lflags(d, 0), d->compute);
+}
+
+static uint64_t elem_bytes(uint32_t kind) {
+    return kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
+}
+
+// Tokens per cuBLAS call of a (m, cols) piece so that its scratch (and, through ychunk, its
+// output) fit what the plan allocated.
+static uint32_t gemm_tokens(const be_dev *d, const cllm_cuda_weight *part, uint32_t n, int via) {
+    uint32_t nb = n;
+    if (via && part->rows * 4 * (uint64_t)nb > d->ychunk_bytes)
+        nb = (uint32_t)(d->ychunk_bytes / (part->rows * 4));
+    while (nb > 1 && cllm_cuda_gemm_scratch_bytes(part, nb) > d->gemm_scratch_bytes) nb /= 2;
+    return nb ? nb : 1;
+}
+
+// y (n, rows), row pitch ldy floats, = x (n, cols) . W^T through cuBLAS. int8 goes in row chunks
+// (bounded bf16 copy of W); a chunk, or a pitch other than rows, goes through ychunk, (nb, m)
+// scattered into y's columns.
+static cllm_status gemm_rows(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
+                             float *y, uint64_t ldy) {
+    RETURN_IF(!d->blas, CLLM_ERR_DEVICE, "cuda: GEMM without a cuBLAS handle");  // a bug
+    const uint64_t rc = be_gemm_chunk_rows(w->kind, w->rows, w->cols);
+    const uint64_t gpr = w->group_size ? (w->cols + w->group_size - 1) / w->group_size : 0;
+    for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
+        cllm_cuda_weight part = *w;
+        part.rows = w->rows - r0 < rc ? w->rows - r0 : rc;
+        part.data = (const uint8_t *)w->data + r0 * w->cols * elem_bytes(w->kind);
+        if (w->scales) part.scales = w->scales + r0 * gpr;
+        const int via = part.rows != ldy;
+        const uint32_t nb = gemm_tokens(d, &part, n, via);
+        for (uint32_t t0 = 0; t0 < n; t0 += nb) {
+            const uint32_t nt = n - t0 < nb ? n - t0 : nb;
+            const float *xt = x + (size_t)t0 * w->cols;
+            float *yt = y + (size_t)t0 * ldy + r0;
+            TRY(cllm_cuda_gemm(d->blas, &part, xt, nt, via ? d->ychunk : yt, d->gemm_scratch,
+                               d->gemm_scratch_bytes, d->compute));
+            if (via)
+                CLLM_CUDA_TRY(cudaMemcpy2DAsync(yt, ldy * 4, d->ychunk, part.rows * 4,
+                                                part.rows * 4, nt, cudaMemcpyDeviceToDevice,
+                                                CLLM_STREAM(d->compute)));
+        }
+    }
+    return CLLM_OK;
+}
+
+static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_wview *w,
+                               const float *x, size_t ldx, size_t n_tok) {
+    be_dev *d = (be_dev *)state;
+    const cllm_cuda_weight k = be_kw(w);
+    if (n_tok <= BE_MATVEC_MAX_N) {
+        for (size_t t = 0; t < n_tok; t++)
+            TRY(cllm_cuda_matvec_ex(&k, x + t * ldx, out + t * ldo, 0, lflags(d, 1), d->compute));
+        return CLLM_OK;
+    }
+    RETURN_IF(ldx != w->cols, CLLM_ERR_ARG, "cuda matmul: input pitch %zu for %llu columns", ldx,
+              (unsigned long long)w->cols);
+    return gemm_rows(d, &k, x, (uint32_t)n_tok, out, ldo);
+}
+
+// q/k/v: one launch per token when the kinds and widths match (small matrices then fill the GPU
+// like one large one), else one matmul each.
+static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_wview *const *w,
+                                     int n, const float *x, size_t n_tok) {
+    be_dev *d = (be_dev *)state;
+    cllm_cuda_weight k[CLLM_CUDA_MATVEC_MAX];
+    int fused = n_tok <= BE_MATVEC_MAX_N && n <= CLLM_CUDA_MATVEC_MAX;
+    for (int i = 0; i < n && fused; i++) {
+        k[i] = be_kw(w[i]);
+        fused = k[i].kind == k[0].kind && k[i].cols == k[0].cols &&
+                k[i].group_size == k[0].group_size;
+    }
+    if (!fused) {
+        for (int i = 0; i < n; i++)
+            TRY(cuda_matmul(state, out[i], w[i]->rows, w[i], x, w[i]->cols, n_tok));
+        return CLLM_OK;
+    }
+    for (size_t t = 0; t < n_tok; t++) {
+        float *yt[CLLM_CUDA_MATVEC_MAX];
+        for (int i = 0; i < n; i++) yt[i] = out[i] + t * k[i].rows;
+        TRY(cllm_cuda_matvec_multi_ex(k, n, x + t * k[0].cols, yt, lflags(d, 1), d->compute));
+    }
+    return CLLM_OK;
+}
+
+static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w, const float *x,
+                                   size_t n_tok) {
+    be_dev *d = (be_dev *)state;
+    const cllm_cuda_weight k = be_kw(w);
+    if (n_tok <= BE_MATVEC_MAX_N) {
+        for (size_t t = 0; t < n_tok; t++)
+            TRY(cllm_cuda_matvec_ex(&k, x + t * k.cols, out + t * k.rows, 1, lflags(d, 1),
+                                    d->compute));
+        return CLLM_OK;
+    }
+    RETURN_IF(n_tok * k.rows > (size_t)d->batch * d->dim, CLLM_ERR_ARG,
+              "cuda matmul_add: %zu x %llu outputs", n_tok, (unsigned long long)k.rows);
+    TRY(gemm_rows(d, &k, x, (uint32_t)n_tok, d->acc_tmp, k.rows));
+    return cllm_cuda_add(out, d->acc_tmp, n_tok * k.rows, d->compute);
+}
+
+static cllm_status cuda_gate_up_swiglu(void *state, float *gate, float *up, const cllm_wview *wg,
+                                       const cllm_wview *wu, const float *h, size_t n_tok) {
+    be_dev *d = (be_dev *)state;
+    const cllm_cuda_weight g = be_kw(wg), u = be_kw(wu);
+    const int fused = n_tok <= BE_MATVEC_MAX_N && g.kind == u.kind && g.rows == u.rows &&
+                      g.cols == u.cols && g.group_size == u.group_size;
+    if (!fused) {
+        TRY(cuda_matmul(state, gate, g.rows, wg, h, g.cols, n_tok));
+        TRY(cuda_matmul(state, up, u.rows, wu, h, u.cols, n_tok));
+        return cllm_cuda_swiglu(gate, up, gate, n_tok * g.rows, d->compute);
+    }
+    for (size_t t = 0; t < n_tok; t++)
+        TRY(cllm_cuda_matvec_swiglu_ex(&g, &u, h + t * g.cols, gate + t * g.rows, lflags(d, 1),
+                                       d->compute));
+    return CLLM_OK;
+}
+
+// The step's positions and slots as the kernels read them (uploaded by `step`).
+static cllm_cuda_tokpos tokpos(const be_dev *d, const cllm_kv_layer *kv) {
+    const cllm_cuda_tokpos tp = {d->ctl_dev, d->ctl_dev + d->batch, (uint32_t)kv->ctx, 0};
+    return tp;
+}
+
+static cllm_status cuda_rope_kv(void *state, float *q, float *k, const float *v,
+                                const cllm_kv_layer *kv, const cllm_step *st) {
+    be_dev *d = (be_dev *)state;
+    return cllm_cuda_rope_store(q, k, v, (float *)kv->k, (float *)kv->v, d->rope_cos, d->rope_sin,
+                                tokpos(d, kv), (uint32_t)st->n_tok, d->cfg.n_heads,
+                                d->cfg.n_kv_heads, (uint32_t)d->head_dim, lflags(d, 0),
+                                d->compute);
+}
+
+static cllm_status cuda_attention(void *state, float *out, const float *q,
+                                  const cllm_kv_layer *kv, const cllm_step *st) {
+    be_dev *d = (be_dev *)state;
+    const size_t n_tok = st->n_tok;
+    const float *kc = (const float *)kv->k, *vc = (const float *)kv->v;
+    const uint32_t nh = d->cfg.n_heads, nkv = d->cfg.n_kv_heads, hd = (uint32_t)d->head_dim;
+    if (d->att_split && n_tok <= BE_MATVEC_MAX_N)  // splits fixed by the context: graph-safe
+        return cllm_cuda_attention_split(q, kc, vc, out, tokpos(d, kv), (uint32_t)n_tok, d->ctx, nh,
+                                         nkv, hd, d->att_scratch, d->att_scratch_bytes,
+                                         lflags(d, 0), d->compute);
+    return cllm_cuda_attention(q, kc, vc, out, tokpos(d, kv), (uint32_t)n_tok, d->smem_pos, nh, nkv,
+                               hd, lflags(d, 0), d->compute);
+}
+
+static cllm_status cuda_swiglu(void *state, float *gate, const float *up, size_t n) {
+    return cllm_cuda_swiglu(gate, up, gate, n, ((be_dev *)state)->compute);
+}
+
+static cllm_status cuda_add(void *state, float *x, const float *y, size_t n) {
+    return cllm_cuda_add(x, y, n, ((be_dev *)state)->compute);
+}
+
+// ---- steps and the graph ---------------------------------------------------------------------
+
+typedef cllm_status (*be_body_fn)(void *ctx);
+
+// One body run by direct launches (capturing: into the graph), inside the provider's pipeline.
+static cllm_status run_body(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
+    TRY(be_pipe_begin(d->prov, st->n_out > 0));
+    return body(ctx);
+}
+
+static cllm_status graph_capture(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
+    cudaStream_t cs = CLLM_STREAM(d->compute);
+    CLLM_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
+    d->lf = d->graph.pdl == 1 ? CLLM_CUDA_PDL : 0u;
+    d->first_launch = 1;
+    d->smem_pos = d->ctx;
+    cllm_status s = run_body(d, st, body, ctx);
+    d->lf = 0;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cs, &g);
+    if (s == CLLM_OK && e != cudaSuccess)
+        s = CLLM_FAIL(CLLM_ERR_DEVICE, "cudaStreamEndCapture: %s", cudaGetErrorString(e));
+    if (s == CLLM_OK && (e = cudaGraphInstantiate(&d->graph.exec, g, 0)) != cudaSuccess)
+        s = CLLM_FAIL(CLLM_ERR_DEVICE, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    if (g) (void)cudaGraphDestroy(g);
+    return s;
+}
+
+// Captures the batch-1 step once (with PDL when every matrix is RAW; refused: again without);
+// on failure logs why and falls back to direct launches.
+static void graph_ensure(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
+    if (d->graph.state != 0) return;
+    if (d->graph.pdl == 0) d->graph.pdl = d->prov->n_groups == 0 ? 1 : -1;
+    cllm_status s = graph_capture(d, st, body, ctx);
+    if (s != CLLM_OK && d->graph.pdl == 1) {
+        (void)cudaGetLastError();
+        dev_log(d, "cuda: CUDA graph capture with programmatic dependent launch failed (%s); "
+                   "capturing without", cllm_last_error());
+        d->graph.pdl = -1;
+        s = graph_capture(d, st, body, ctx);
+    }
+    if (s == CLLM_OK) {
+        d->graph.state = 1;
+        dev_log(d, "cuda: batch-1 step captured in a CUDA graph (programmatic dependent launch %s)",
+                d->graph.pdl == 1 ? "on" : "off");
+        return;
+    }
+    (void)cudaGetLastError();
+    d->graph.exec = NULL;
+    d->graph.state = -1;
+    dev_log(d, "cuda: CUDA graph capture failed (%s); using direct launches", cllm_last_error());
+}
+
+// The graph holds the pipeline's fork, copies and decodes: nothing to enqueue beside it.
+static cllm_status graph_replay(be_dev *d) {
+    CLLM_CUDA_TRY(cudaGraphLaunch(d->graph.exec, CLLM_STREAM(d->compute)));
+    return CLLM_OK;
+}
+
+// The engine's buffers (up to 64 MiB each: activations and logits, not the KV cache, whose
+// entries at the step's position are rewritten with the same values) copied to or from a
+// contiguous host area of `total` bytes. dir 0: buffers to host, 1: host to buffers.
+static cllm_status buffers_copy(be_dev *d, uint8_t *host, int dir, size_t *total) {
+    size_t off = 0;
+    for (int i = 0; i < d->n_buf; i++) {
+        if (d->buf_bytes[i] > (64u << 20)) continue;
+        if (host && dir == 0)
+            TRY(cllm_cuda_copy(host + off, d->buf[i], d->buf_bytes[i], d->compute));
+        if (host && dir == 1)
+            TRY(cllm_cuda_copy(d->buf[i], host + off, d->buf_bytes[i], d->compute));
+        off += d->buf_bytes[i];
+    }
+    *total = off;
+    return host ? cllm_cuda_sync(d->compute) : CLLM_OK;
+}
+
+// Before the first replay of a graph captured with PDL: the step by direct launches (no PDL) and
+// by the graph, from the same inputs, must leave bit-identical buffers. On a difference PDL is
+// turned off and the step captured again without it. Runs once (allocates).
+static cllm_status graph_check(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
+    d->graph.checked = 1;
+    if (d->graph.pdl != 1) return CLLM_OK;
+    size_t n = 0;
+    TRY(buffers_copy(d, NULL, 0, &n));
+    uint8_t *h = (uint8_t *)malloc(3 * (n ? n : 1));
+    RETURN_IF(!h, CLLM_ERR_NOMEM, "cuda: %zu bytes for the graph check", 3 * n);
+    cllm_status s = buffers_copy(d, h, 0, &n);  // the inputs
+    d->smem_pos = st->max_pos;
+    if (s == CLLM_OK) s = run_body(d, st, body, ctx);
+    if (s == CLLM_OK) s = be_pipe_end(d->prov);
+    if (s == CLLM_OK) s = buffers_copy(d, h + n, 0, &n);
+    if (s == CLLM_OK) s = buffers_copy(d, h, 1, &n);
+    if (s == CLLM_OK) s = graph_replay(d);
+    if (s == CLLM_OK) s = be_pipe_end(d->prov);
+    if (s == CLLM_OK) s = buffers_copy(d, h + 2 * n, 0, &n);
+    const int same = s == CLLM_OK && memcmp(h + n, h + 2 * n, n) == 0;
+    if (s == CLLM_OK) s = buffers_copy(d, h, 1, &n);  // the step runs again from its inputs
+    free(h);
+    TRY(s);
+    if (same) {
+        dev_log(d, "cuda: graph with programmatic dependent launch matches direct launches");
+        return CLLM_OK;
+    }
+    dev_log(d, "cuda: graph with programmatic dependent launch differs from direct launches; "
+               "capturing without");
+    (void)cudaGraphExecDestroy(d->graph.exec);
+    d->graph.exec = NULL;
+    d->graph.state = 0;
+    d->graph.pdl = -1;
+    graph_ensure(d, st, body, ctx);
+    return CLLM_OK;
+}
+
+static cllm_status step_run(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
+    // ctl_host is free: the previous step ended with a synchronisation.
+    RETURN_IF(st->n_tok > d->batch, CLLM_ERR_ARG, "cuda step: %zu tokens", st->n_tok);
+    memcpy(d->ctl_host, st->pos, st->n_tok * sizeof *st->pos);
+    memcpy(d->ctl_host + d->batch, st->slot, st->n_tok * sizeof *st->slot);
+    TRY(cllm_cuda_copy(d->ctl_dev, d->ctl_host, 2 * (size_t)d->batch * 4, d->compute));
+    const int graph_ok = st->n_tok == 1 && st->n_out == 1 && d->prov->n_streamed == 0 &&
+                         d->graph.state >= 0;
+    if (graph_ok) graph_ensure(d, st, body, ctx);
+    if (graph_ok && d->graph.state == 1 && !d->graph.checked) TRY(graph_check(d, st, body, ctx));
+    if (graph_ok && d->graph.state == 1) {
+        TRY(graph_replay(d));
+    } else {
+        d->smem_pos = st->max_pos;
+        TRY(run_body(d, st, body, ctx));
+    }
+    return be_pipe_end(d->prov);
+}
+
+static cllm_status cuda_step(void *state, const cllm_step *st, be_body_fn body, void *ctx) {
+    be_dev *d = (be_dev *)state;
+    CLLM_CUDA_TRY(cudaSetDevice(d->opt.device));  // the device is per host thread
+    cllm_status s = step_run(d, st, body, ctx);
+    if (s != CLLM_OK) {  // leave no work in flight behind a failure
+        (void)be_pipe_end(d->prov);
+        (void)cudaGetLastError();
+    }
+    return s;
+}
+
+static void cuda_stats(const void *state, cllm_engine_stats *out) {
+    const be_dev *d = (const be_dev *)state;
+    out->backend = "cuda";
+    out->activation_bytes += d->own_bytes;
+    out->device_peak_bytes = cllm_cuda_mem_peak(d->mem);
+}
+
+static const cllm_provider_ops *cuda_provider(cllm_weights_mode mode) { return be_provider(mode); }
+
+static const cllm_backend_ops cuda_ops = {
+    "cuda",
+    BE_BATCH,
+    cuda_create,
+    cuda_free,
+    cuda_alloc,
+    cuda_release,
+    cuda_provider,
+    cuda_read,
+    cuda_step,
+    cuda_embed,
+    cuda_rmsnorm,
+    cuda_matmul,
+    cuda_rope_kv,
+    cuda_attention,
+    cuda_swiglu,
+    cuda_add,
+    cuda_matmul_multi,
+    cuda_matmul_add,
+    cuda_gate_up_swiglu,
+    cuda_stats,
+};
+
+extern "C" const cllm_backend_ops *cllm_backend_cuda(void) { return &cuda_ops; }
