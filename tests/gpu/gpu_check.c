@@ -991,7 +991,8 @@ static void rope_store_case(void) {
 
 // Attention, the kernel the engine runs for passes the split kernel does not take: GQA 32/8 x 128
 // over 1000 positions (1 query), and 4 causal queries with head_dim 48 (llama2.c stories15M),
-// against cllm_k_attention_head, tolerance 1e-5.
+// against cllm_k_attention_head, tolerance 1e-5. The queries read KV slot 1 of a 2-slot cache
+// whose slot 0 holds other values.
 static void attention_cases(void) {
     const uint32_t cfg[2][5] = {{1, 999, 32, 8, 128}, {4, 17, 6, 6, 48}};
     MUST(cllm_cuda_attention_init(4096));
@@ -1005,10 +1006,15 @@ static void attention_cases(void) {
         ref_attention(q, kc, vc, want, nqy, pos0, nh, nkv, hd);
         uint32_t pt[4];
         for (uint32_t t = 0; t < nqy; t++) pt[t] = pos0 + t;
-        float *qd = upload(q, nq * 4), *kd = upload(kc, nkvs * 4), *vd = upload(vc, nkvs * 4);
-        float *od = dev_alloc(nq * 4);
-        uint32_t *pd = upload(pt, nqy * sizeof *pt);
-        const cllm_cuda_tokpos tp = {pd, NULL, npos, 0};
+        float *k2 = xmalloc(2 * nkvs * 4), *v2 = xmalloc(2 * nkvs * 4);
+        fill_floats(k2, nkvs, 2.0), fill_floats(v2, nkvs, 3.0);  // slot 0: not read
+        memcpy(k2 + nkvs, kc, nkvs * 4), memcpy(v2 + nkvs, vc, nkvs * 4);
+        const uint32_t slot[4] = {1, 1, 1, 1};
+        float *qd = upload(q, nq * 4), *kd = upload(k2, 2 * nkvs * 4);
+        float *vd = upload(v2, 2 * nkvs * 4), *od = dev_alloc(nq * 4);
+        free(k2), free(v2);
+        uint32_t *pd = upload(pt, nqy * sizeof *pt), *sd = upload(slot, nqy * sizeof *slot);
+        const cllm_cuda_tokpos tp = {pd, sd, npos, 0};
         MUST(cllm_cuda_attention(qd, kd, vd, od, tp, nqy, npos, nh, nkv, hd, 0, g_stream));
         download(o, od, nq * 4);
         double e = rel_l2(o, want, nq);
@@ -1019,6 +1025,7 @@ static void attention_cases(void) {
         MUST(cllm_cuda_release(g_mem, qd)); MUST(cllm_cuda_release(g_mem, kd));
         MUST(cllm_cuda_release(g_mem, vd)); MUST(cllm_cuda_release(g_mem, od));
         MUST(cllm_cuda_release(g_mem, pd));
+        MUST(cllm_cuda_release(g_mem, sd));
         free(q), free(kc), free(vc), free(o), free(want);
     }
 }
