@@ -468,6 +468,7 @@ cllm_status be_pipe_begin(be_state *s, int with_classifier) {
     s->n_copies_active = s->n_copies - (cls && s->cls_copied ? 1 : 0);
     s->next_copy = s->next_dec = s->n_released = 0;
     s->cur_group = -1;
+    s->wait_pending = 0;
     for (int d = 0; d < BE_DEC_STREAMS; d++) s->dec_joined[d] = 0;
     s->n_passes++;
     if (!s->n_groups_active) return CLLM_OK;
@@ -489,18 +490,29 @@ cllm_status be_pipe_end(be_state *s) {
     return st;
 }
 
-// Makes group gi's scratch range readable on the compute stream.
+// Group gi's scratch range becomes readable on the compute stream before the next op that reads
+// a matrix (be_pipe_wait): ops on resident data (the RMSNorm before q/k/v and gate/up) run
+// before compute waits for the decode.
 static cllm_status acquire(be_state *s, int gi) {
     if (gi == s->cur_group) return CLLM_OK;
     RETURN_IF(gi >= s->next_dec, CLLM_ERR_DEVICE,
               "cuda pipeline: group %d used before its decode was enqueued", gi);  // a bug
-    WAIT(s->compute, s->ev_decoded[gi]);
     s->cur_group = gi;
+    s->wait_pending = 1;
     return CLLM_OK;
 }
 
-// Compute is done reading group gi's range: later decodes may overwrite it.
+cllm_status be_pipe_wait(be_state *s) {
+    if (!s->wait_pending) return CLLM_OK;
+    s->wait_pending = 0;
+    WAIT(s->compute, s->ev_decoded[s->cur_group]);
+    return CLLM_OK;
+}
+
+// Compute is done reading group gi's range: later decodes may overwrite it. (The wait is
+// enqueued first if no op read the group: the range is free only after its decode.)
 static cllm_status release(be_state *s, int gi) {
+    TRY(be_pipe_wait(s));
     REC(s->ev_released[gi], s->compute);
     s->n_released = gi + 1;
     return advance(s);

@@ -185,6 +185,7 @@ struct be_state {
     // Host side of the pipeline during one pass (reset by be_pipe_begin).
     int n_groups_active, n_copies_active;
     int next_copy, next_dec, n_released, cur_group;
+    int wait_pending;             // compute has not yet waited for cur_group's decode
     int dec_joined[BE_DEC_STREAMS];
     uint64_t n_passes;
     double load_s;
@@ -229,6 +230,9 @@ int be_embed_mode(const be_state *s);
 // for every stream and reports a corrupt block.
 cllm_status be_pipe_begin(be_state *s, int with_classifier);
 cllm_status be_pipe_end(be_state *s);
+// Enqueues the compute stream's wait for the acquired group's decode if still pending: every op
+// that reads a matrix calls it first.
+cllm_status be_pipe_wait(be_state *s);
 const cllm_provider_ops *be_provider(cllm_weights_mode mode);
 
 // cllm_cuda_ops.cu: what the provider asks of the backend.

@@ -369,6 +369,7 @@ static cllm_status gemm_rows(be_dev *d, const cllm_cuda_weight *w, const float *
 static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_wview *w,
                                const float *x, size_t ldx, size_t n_tok) {
     be_dev *d = (be_dev *)state;
+    TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
     if (n_tok <= BE_MATVEC_MAX_N) {
         for (size_t t = 0; t < n_tok; t++)
@@ -385,6 +386,7 @@ static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_w
 static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_wview *const *w,
                                      int n, const float *x, size_t n_tok) {
     be_dev *d = (be_dev *)state;
+    TRY(be_pipe_wait(d->prov));
     cllm_cuda_weight k[CLLM_CUDA_MATVEC_MAX];
     int fused = n_tok <= BE_MATVEC_MAX_N && n <= CLLM_CUDA_MATVEC_MAX;
     for (int i = 0; i < n && fused; i++) {
@@ -408,6 +410,7 @@ static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_
 static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w, const float *x,
                                    size_t n_tok) {
     be_dev *d = (be_dev *)state;
+    TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
     if (n_tok <= BE_MATVEC_MAX_N) {
         for (size_t t = 0; t < n_tok; t++)
@@ -424,6 +427,7 @@ static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w,
 static cllm_status cuda_gate_up_swiglu(void *state, float *gate, float *up, const cllm_wview *wg,
                                        const cllm_wview *wu, const float *h, size_t n_tok) {
     be_dev *d = (be_dev *)state;
+    TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight g = be_kw(wg), u = be_kw(wu);
     const int fused = n_tok <= BE_MATVEC_MAX_N && g.kind == u.kind && g.rows == u.rows &&
                       g.cols == u.cols && g.group_size == u.group_size;
