@@ -61,33 +61,33 @@ static uint64_t al(uint64_t x) { return cllm_align_up(x, BE_ALIGN); }
 // The pipeline events in one array: per group decoded and released, per copy unit copied, and
 // the fork event last. Synchronisation only: no timing (cheaper records and waits).
 static cllm_status create_events(be_state *s) {
-    const size_t G = (size_t)s->n_groups, C = (size_t)s->n_copies, n = 2 * G + C + 1;
+    const size_t G = (size_t)s->sched.n_groups, C = (size_t)s->sched.n_copies, n = 2 * G + C + 1;
     cudaEvent_t *ev = (cudaEvent_t *)calloc(n, sizeof *ev);
     RETURN_IF(!ev, CLLM_ERR_NOMEM, "cuda provider: events");
-    s->ev_decoded = ev;
-    s->ev_released = ev + G;
-    s->ev_copied = ev + 2 * G;
+    s->pipe.ev_decoded = ev;
+    s->pipe.ev_released = ev + G;
+    s->pipe.ev_copied = ev + 2 * G;
     for (size_t i = 0; i < n; i++) {
         CLLM_CUDA_TRY(cudaEventCreateWithFlags(&ev[i], cudaEventDisableTiming));
-        s->n_events = (int)i + 1;
+        s->pipe.n_events = (int)i + 1;
     }
-    s->ev_fork = ev[n - 1];
+    s->pipe.ev_fork = ev[n - 1];
     return CLLM_OK;
 }
 
 static cllm_status init_mats(be_state *s) {
-    s->n_mats = (size_t)s->n_layers * BE_MATS_PER_LAYER + 1;
-    s->mats = (be_mat *)calloc(s->n_mats, sizeof *s->mats);
-    s->layer_group0 = (int *)calloc(s->n_layers ? s->n_layers : 1, sizeof(int));
-    RETURN_IF(!s->mats || !s->layer_group0, CLLM_ERR_NOMEM, "cuda provider: tables");
+    s->plan.n_mats = (size_t)s->n_layers * BE_MATS_PER_LAYER + 1;
+    s->plan.mats = (be_mat *)calloc(s->plan.n_mats, sizeof *s->plan.mats);
+    s->sched.layer_group0 = (int *)calloc(s->n_layers ? s->n_layers : 1, sizeof(int));
+    RETURN_IF(!s->plan.mats || !s->sched.layer_group0, CLLM_ERR_NOMEM, "cuda provider: tables");
     for (uint32_t l = 0; l < s->n_layers; l++)
         for (int i = 0; i < BE_MATS_PER_LAYER; i++) {
-            be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + i];
+            be_mat *m = &s->plan.mats[(size_t)l * BE_MATS_PER_LAYER + i];
             m->w = &s->w->layers[l].all[cllm_layout_matrix_tensor(i)];
             m->layer = l;
         }
-    s->mats[s->n_mats - 1].w = s->w->classifier;
-    s->mats[s->n_mats - 1].layer = s->n_layers;
+    s->plan.mats[s->plan.n_mats - 1].w = s->w->classifier;
+    s->plan.mats[s->plan.n_mats - 1].layer = s->n_layers;
     return CLLM_OK;
 }
 
@@ -102,8 +102,8 @@ static cllm_status upload_norms(be_state *s) {
             st = cllm_weight_decode_f32(&s->w->layers[l].ffn_norm, h + (2 * l + 1) * D, D);
     }
     if (st == CLLM_OK) st = cllm_weight_decode_f32(&s->w->norm, h + 2 * L * D, D);
-    if (st == CLLM_OK) st = DALLOC(s, n * 4, &s->norms);
-    if (st == CLLM_OK && cudaMemcpy(s->norms, h, n * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+    if (st == CLLM_OK) st = DALLOC(s, n * 4, &s->sched.norms);
+    if (st == CLLM_OK && cudaMemcpy(s->sched.norms, h, n * 4, cudaMemcpyHostToDevice) != cudaSuccess)
         st = CLLM_FAIL(CLLM_ERR_DEVICE, "norm upload: %s", cudaGetErrorString(cudaGetLastError()));
     free(h);
     return st;
@@ -114,8 +114,8 @@ static cllm_status upload_norms(be_state *s) {
 static cllm_status alloc_weight_buffers(be_state *s) {
     uint64_t scratch = 0, ychunk = 0;
     if (be_gemm_sizes(s, &scratch, &ychunk)) TRY(be_dev_gemm_alloc(s->dev, scratch, ychunk));
-    TRY(DALLOC(s, s->bytes.scratch, &s->scratch));
-    return DALLOC(s, s->bytes.staging, &s->staging);
+    TRY(DALLOC(s, s->plan.bytes.scratch, &s->sched.scratch));
+    return DALLOC(s, s->plan.bytes.staging, &s->sched.staging);
 }
 
 // ---- weights ---------------------------------------------------------------------------------
@@ -179,26 +179,26 @@ static cllm_status load_compressed(be_state *s, const cllm_weight *w, const uint
 // Pinned host copies of the streamed payloads (one allocation); the mapping itself on failure.
 static cllm_status pin_streamed(be_state *s) {
     uint64_t total = 0;
-    for (size_t j = 0; j < s->n_mats; j++)
-        if (s->mats[j].place == BE_STREAM) total += cllm_align_up(s->mats[j].w->payload_size, 4096);
+    for (size_t j = 0; j < s->plan.n_mats; j++)
+        if (s->plan.mats[j].place == BE_STREAM) total += cllm_align_up(s->plan.mats[j].w->payload_size, 4096);
     if (total == 0) return CLLM_OK;
-    if (cllm_cuda_host_alloc((size_t)total, (void **)&s->host_pinned) != CLLM_OK) {
+    if (cllm_cuda_host_alloc((size_t)total, (void **)&s->sched.host_pinned) != CLLM_OK) {
         (void)cudaGetLastError();
-        s->host_pinned = NULL;
+        s->sched.host_pinned = NULL;
         be_log(s, "cuda: cannot pin %.2f GiB of host memory for the streamed payloads (%s); "
                   "copying from the file mapping instead (slower, synchronous)",
                total / 1073741824.0, cllm_last_error());
     }
     uint64_t off = 0;
-    for (size_t j = 0; j < s->n_mats; j++) {
-        be_mat *m = &s->mats[j];
+    for (size_t j = 0; j < s->plan.n_mats; j++) {
+        be_mat *m = &s->plan.mats[j];
         if (m->place != BE_STREAM) continue;
-        if (!s->host_pinned) {
+        if (!s->sched.host_pinned) {
             m->host_src = m->w->payload;
             continue;
         }
-        memcpy(s->host_pinned + off, m->w->payload, m->w->payload_size);
-        m->host_src = s->host_pinned + off;
+        memcpy(s->sched.host_pinned + off, m->w->payload, m->w->payload_size);
+        m->host_src = s->sched.host_pinned + off;
         off += cllm_align_up(m->w->payload_size, 4096);
     }
     return CLLM_OK;
@@ -238,27 +238,27 @@ static cllm_status sched_job(be_group *g, const be_mat *m, const uint8_t *src, u
     return CLLM_OK;
 }
 
-// Layer l's groups s->groups[*gi..] (in schedule order): their copies and decode jobs.
+// Layer l's groups s->sched.groups[*gi..] (in schedule order): their copies and decode jobs.
 static cllm_status sched_layer(be_state *s, uint32_t l, int *gi) {
     for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
         const int k0 = (*gi)++;
-        be_group *g = &s->groups[k0];
-        be_copy *c = g->copy >= 0 ? &s->copies[g->copy] : NULL;
+        be_group *g = &s->sched.groups[k0];
+        be_copy *c = g->copy >= 0 ? &s->sched.copies[g->copy] : NULL;
         g->layer = l;
         if (c) c->layer = l;
         uint64_t doff = 0, soff = 0;
         for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
-            be_mat *m = &s->mats[(size_t)l * BE_MATS_PER_LAYER + k];
+            be_mat *m = &s->plan.mats[(size_t)l * BE_MATS_PER_LAYER + k];
             const uint8_t *src = m->payload_dev;
             if (c) {
                 c->src[c->n] = m->host_src;
-                c->dst[c->n] = s->staging + c->off + soff;
+                c->dst[c->n] = s->sched.staging + c->off + soff;
                 c->bytes[c->n] = m->w->payload_size;
                 src = c->dst[c->n++];
                 soff += be_mat_comp_bytes(m->w);
             }
-            TRY(sched_job(g, m, src, s->scratch + g->off + doff, 0, m->w->desc.rows, &m->view));
-            if (k == 0) s->layer_group0[l] = k0;
+            TRY(sched_job(g, m, src, s->sched.scratch + g->off + doff, 0, m->w->desc.rows, &m->view));
+            if (k == 0) s->sched.layer_group0[l] = k0;
             m->group = k0;
             m->last_in_group = k == cllm_layout_group_first(i + 1) - 1;
             doff += be_mat_raw_bytes(m->w);
@@ -268,40 +268,40 @@ static cllm_status sched_layer(be_state *s, uint32_t l, int *gi) {
 }
 
 // The classifier in row chunks of be_cls_chunk_rows (one chunk, its own view, when RAW), its
-// groups s->groups[*gi..].
+// groups s->sched.groups[*gi..].
 static cllm_status sched_classifier(be_state *s, int *gi) {
-    be_mat *m = &s->mats[s->n_mats - 1];
+    be_mat *m = &s->plan.mats[s->plan.n_mats - 1];
     const cllm_weight *w = m->w;
     if (m->place == BE_RAW) {
-        s->cls_chunk_rows = w->desc.rows;
-        s->chunks[0].row0 = 0;
-        s->chunks[0].view = m->view;
-        s->chunks[0].group = -1;
-        s->n_chunks = 1;
+        s->sched.cls_chunk_rows = w->desc.rows;
+        s->sched.chunks[0].row0 = 0;
+        s->sched.chunks[0].view = m->view;
+        s->sched.chunks[0].group = -1;
+        s->sched.n_chunks = 1;
         return CLLM_OK;
     }
-    s->cls_chunk_rows = be_cls_chunk_rows(s);
+    s->sched.cls_chunk_rows = be_cls_chunk_rows(s);
     const uint8_t *src = m->payload_dev;
     if (m->place == BE_STREAM) {
-        be_copy *c = &s->copies[s->groups[*gi].copy];  // opened by the first chunk
+        be_copy *c = &s->sched.copies[s->sched.groups[*gi].copy];  // opened by the first chunk
         c->layer = s->n_layers;
         c->src[0] = m->host_src;
-        c->dst[0] = s->staging + c->off;
+        c->dst[0] = s->sched.staging + c->off;
         c->bytes[0] = w->payload_size;
         c->n = 1;
         src = c->dst[0];
-        s->cls_copied = 1;
+        s->sched.cls_copied = 1;
     }
-    const uint64_t rc = s->cls_chunk_rows;
+    const uint64_t rc = s->sched.cls_chunk_rows;
     for (uint64_t r0 = 0; r0 < w->desc.rows; r0 += rc) {
         const uint64_t nr = w->desc.rows - r0 < rc ? w->desc.rows - r0 : rc;
-        be_chunk *ch = &s->chunks[s->n_chunks++];
+        be_chunk *ch = &s->sched.chunks[s->sched.n_chunks++];
         ch->row0 = r0;
         ch->group = *gi;
-        be_group *g = &s->groups[(*gi)++];
+        be_group *g = &s->sched.groups[(*gi)++];
         g->layer = s->n_layers;
-        TRY(sched_job(g, m, src, s->scratch + g->off, r0, nr, &ch->view));
-        s->n_cls_groups++;
+        TRY(sched_job(g, m, src, s->sched.scratch + g->off, r0, nr, &ch->view));
+        s->sched.n_cls_groups++;
     }
     return CLLM_OK;
 }
@@ -313,13 +313,13 @@ static cllm_status place_schedule(be_state *s, cllm_sched_group *all, cllm_sched
     int n = 0;
     for (int i = 0; i < n_all; i++)
         if (all[i].place != BE_RAW) sg[n++] = all[i];
-    const int n_c = cllm_sched_build(sg, n, sc, s->bytes.scratch, s->bytes.staging,
+    const int n_c = cllm_sched_build(sg, n, sc, s->plan.bytes.scratch, s->plan.bytes.staging,
                                      s->n_dec_streams);
-    s->groups = (be_group *)calloc(n ? (size_t)n : 1, sizeof *s->groups);
-    s->copies = (be_copy *)calloc(n_c ? (size_t)n_c : 1, sizeof *s->copies);
-    RETURN_IF(!s->groups || !s->copies, CLLM_ERR_NOMEM, "cuda backend: schedule");
+    s->sched.groups = (be_group *)calloc(n ? (size_t)n : 1, sizeof *s->sched.groups);
+    s->sched.copies = (be_copy *)calloc(n_c ? (size_t)n_c : 1, sizeof *s->sched.copies);
+    RETURN_IF(!s->sched.groups || !s->sched.copies, CLLM_ERR_NOMEM, "cuda backend: schedule");
     for (int i = 0; i < n; i++) {
-        be_group *g = &s->groups[i];
+        be_group *g = &s->sched.groups[i];
         g->place = sg[i].place;
         g->dec = sg[i].dec;
         g->copy = sg[i].copy;
@@ -328,28 +328,28 @@ static cllm_status place_schedule(be_state *s, cllm_sched_group *all, cllm_sched
         g->bytes = sg[i].dec_bytes;
     }
     for (int u = 0; u < n_c; u++) {
-        be_copy *c = &s->copies[u];
+        be_copy *c = &s->sched.copies[u];
         c->off = sc[u].off;
         c->size = sc[u].size;
         c->last_group = sc[u].last_group;
         c->wait_group = sc[u].wait_group;
     }
-    s->n_groups = n;
-    s->n_copies = n_c;
+    s->sched.n_groups = n;
+    s->sched.n_copies = n_c;
     return CLLM_OK;
 }
 
 // Builds groups, copy units and classifier chunks (after the rings and payloads exist).
 static cllm_status build_schedule(be_state *s) {
-    const be_mat *cls = &s->mats[s->n_mats - 1];
+    const be_mat *cls = &s->plan.mats[s->plan.n_mats - 1];
     const uint64_t rc = be_cls_chunk_rows(s);
     const size_t n_chunks = cls->place == BE_RAW ? 1 : (size_t)((cls->w->desc.rows + rc - 1) / rc);
     const size_t cap = (size_t)be_sched_groups_max(s);
     cllm_sched_group *all = (cllm_sched_group *)calloc(cap, sizeof *all);
     cllm_sched_group *sg = (cllm_sched_group *)calloc(cap, sizeof *sg);
     cllm_sched_copy *sc = (cllm_sched_copy *)calloc(cap, sizeof *sc);
-    s->chunks = (be_chunk *)calloc(n_chunks, sizeof *s->chunks);
-    cllm_status st = all && sg && sc && s->chunks
+    s->sched.chunks = (be_chunk *)calloc(n_chunks, sizeof *s->sched.chunks);
+    cllm_status st = all && sg && sc && s->sched.chunks
                          ? place_schedule(s, all, sg, sc)
                          : CLLM_FAIL(CLLM_ERR_NOMEM, "cuda backend: schedule");
     free(all);
@@ -358,8 +358,8 @@ static cllm_status build_schedule(be_state *s) {
     TRY(st);
     int gi = 0;
     for (uint32_t l = 0; l < s->n_layers; l++) {
-        s->layer_group0[l] = -1;
-        if (s->mats[(size_t)l * BE_MATS_PER_LAYER].place != BE_RAW) TRY(sched_layer(s, l, &gi));
+        s->sched.layer_group0[l] = -1;
+        if (s->plan.mats[(size_t)l * BE_MATS_PER_LAYER].place != BE_RAW) TRY(sched_layer(s, l, &gi));
     }
     return sched_classifier(s, &gi);
 }
@@ -367,45 +367,45 @@ static cllm_status build_schedule(be_state *s) {
 static cllm_status load_embedding(be_state *s) {
     const cllm_weight *e = &s->w->embed;
     const int mode = be_embed_mode(s);
-    s->embed_direct = mode != BE_EMBED_COMPRESSED;
+    s->sched.embed_direct = mode != BE_EMBED_COMPRESSED;
     if (mode == BE_EMBED_CLASSIFIER) {
-        s->embed_view = s->mats[s->n_mats - 1].view;
+        s->sched.embed_view = s->plan.mats[s->plan.n_mats - 1].view;
         return CLLM_OK;
     }
     if (mode == BE_EMBED_DECODED) return CLLM_OK;  // decoded by load_weights
-    TRY(load_compressed(s, e, &s->embed_payload_dev));
+    TRY(load_compressed(s, e, &s->sched.embed_payload_dev));
     const uint64_t unit_rows = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
-    TRY(DALLOC(s, unit_rows * e->desc.cols * e->elem_size, &s->embed_scratch));
-    s->embed_view = base_view(e, NULL);
+    TRY(DALLOC(s, unit_rows * e->desc.cols * e->elem_size, &s->sched.embed_scratch));
+    s->sched.embed_view = base_view(e, NULL);
     if (e->desc.codec == CLLM_CODEC_INT8)
-        s->embed_view.scales = (const float *)(s->embed_payload_dev + e->layout.side_off);
+        s->sched.embed_view.scales = (const float *)(s->sched.embed_payload_dev + e->layout.side_off);
     return CLLM_OK;
 }
 
 static cllm_status load_weights(be_state *s) {
     // Load-time uploads go through the staging ring unless the plan reserved a larger buffer.
-    uint8_t *tmp = s->staging;
-    if (s->bytes.load_tmp) TRY(DALLOC(s, s->bytes.load_tmp, &tmp));
+    uint8_t *tmp = s->sched.staging;
+    if (s->plan.bytes.load_tmp) TRY(DALLOC(s, s->plan.bytes.load_tmp, &tmp));
     cllm_status st = CLLM_OK;
-    for (size_t j = 0; j < s->n_mats && st == CLLM_OK; j++) {
-        be_mat *m = &s->mats[j];
+    for (size_t j = 0; j < s->plan.n_mats && st == CLLM_OK; j++) {
+        be_mat *m = &s->plan.mats[j];
         if (m->place == BE_RAW) st = load_decoded(s, m->w, tmp, &m->view);
         if (st != CLLM_OK) st = cllm_error_context(st, "%s", m->w->name);
     }
     if (st == CLLM_OK && be_embed_mode(s) == BE_EMBED_DECODED) {
-        st = load_decoded(s, &s->w->embed, tmp, &s->embed_view);
+        st = load_decoded(s, &s->w->embed, tmp, &s->sched.embed_view);
         if (st != CLLM_OK) st = cllm_error_context(st, "%s", s->w->embed.name);
     }
-    if (s->bytes.load_tmp) (void)cllm_cuda_release(s->mem, tmp);
+    if (s->plan.bytes.load_tmp) (void)cllm_cuda_release(s->mem, tmp);
     TRY(st);
     TRY(load_embedding(s));
     TRY(pin_streamed(s));
     const int tied = s->w->classifier == &s->w->embed;
-    for (size_t j = 0; j < s->n_mats; j++) {
-        be_mat *m = &s->mats[j];
+    for (size_t j = 0; j < s->plan.n_mats; j++) {
+        be_mat *m = &s->plan.mats[j];
         if (m->place != BE_DEVICE) continue;
-        if (j == s->n_mats - 1 && tied)
-            m->payload_dev = s->embed_payload_dev;  // compressed-resident already, as the embedding
+        if (j == s->plan.n_mats - 1 && tied)
+            m->payload_dev = s->sched.embed_payload_dev;  // compressed-resident already, as the embedding
         else
             TRY(load_compressed(s, m->w, &m->payload_dev));
     }
@@ -416,29 +416,29 @@ static cllm_status load_weights(be_state *s) {
 // ---- the pipeline ----------------------------------------------------------------------------
 
 static cllm_status issue_copy(be_state *s, int u) {
-    const be_copy *c = &s->copies[u];
-    if (c->wait_group >= 0) WAIT(s->copy, s->ev_decoded[c->wait_group]);
+    const be_copy *c = &s->sched.copies[u];
+    if (c->wait_group >= 0) WAIT(s->copy, s->pipe.ev_decoded[c->wait_group]);
     for (int i = 0; i < c->n; i++)
         CLLM_CUDA_TRY(cudaMemcpyAsync(c->dst[i], c->src[i], c->bytes[i], cudaMemcpyHostToDevice,
                                       CLLM_STREAM(s->copy)));
-    REC(s->ev_copied[u], s->copy);
+    REC(s->pipe.ev_copied[u], s->copy);
     return CLLM_OK;
 }
 
 static cllm_status issue_decode(be_state *s, int gi) {
-    const be_group *g = &s->groups[gi];
+    const be_group *g = &s->sched.groups[gi];
     void *ds = s->dec[g->dec];
-    if (!s->dec_joined[g->dec]) {
-        WAIT(ds, s->ev_fork);
-        s->dec_joined[g->dec] = 1;
+    if (!s->pipe.dec_joined[g->dec]) {
+        WAIT(ds, s->pipe.ev_fork);
+        s->pipe.dec_joined[g->dec] = 1;
     }
-    if (g->copy >= 0) WAIT(ds, s->ev_copied[g->copy]);
-    if (g->wait_release >= 0) WAIT(ds, s->ev_released[g->wait_release]);
+    if (g->copy >= 0) WAIT(ds, s->pipe.ev_copied[g->copy]);
+    if (g->wait_release >= 0) WAIT(ds, s->pipe.ev_released[g->wait_release]);
     TRY(cllm_cuda_decode(g->jobs, (size_t)g->n_jobs, s->status_dev, ds));
     for (int i = 0; i < g->n_jobs; i++)
         if (g->scales_bytes[i])
             TRY(cllm_cuda_copy(g->scales_dst[i], g->scales_src[i], g->scales_bytes[i], ds));
-    REC(s->ev_decoded[gi], ds);
+    REC(s->pipe.ev_decoded[gi], ds);
     return CLLM_OK;
 }
 
@@ -446,16 +446,16 @@ static cllm_status issue_decode(be_state *s, int gi) {
 static cllm_status advance(be_state *s) {
     for (int progress = 1; progress;) {
         progress = 0;
-        while (s->next_copy < s->n_copies_active) {
-            const int w = s->copies[s->next_copy].wait_group;
-            if (w >= 0 && w >= s->next_dec) break;
-            TRY(issue_copy(s, s->next_copy++));
+        while (s->pipe.next_copy < s->pipe.n_copies_active) {
+            const int w = s->sched.copies[s->pipe.next_copy].wait_group;
+            if (w >= 0 && w >= s->pipe.next_dec) break;
+            TRY(issue_copy(s, s->pipe.next_copy++));
             progress = 1;
         }
-        while (s->next_dec < s->n_groups_active) {
-            const be_group *g = &s->groups[s->next_dec];
-            if (g->copy >= s->next_copy || g->wait_release >= s->n_released) break;
-            TRY(issue_decode(s, s->next_dec++));
+        while (s->pipe.next_dec < s->pipe.n_groups_active) {
+            const be_group *g = &s->sched.groups[s->pipe.next_dec];
+            if (g->copy >= s->pipe.next_copy || g->wait_release >= s->pipe.n_released) break;
+            TRY(issue_decode(s, s->pipe.next_dec++));
             progress = 1;
         }
     }
@@ -464,15 +464,15 @@ static cllm_status advance(be_state *s) {
 
 cllm_status be_pipe_begin(be_state *s, int with_classifier) {
     const int cls = with_classifier ? 0 : 1;  // the classifier's groups (last) only with logits
-    s->n_groups_active = s->n_groups - (cls ? s->n_cls_groups : 0);
-    s->n_copies_active = s->n_copies - (cls && s->cls_copied ? 1 : 0);
-    s->next_copy = s->next_dec = s->n_released = 0;
-    s->cur_group = -1;
-    s->wait_pending = 0;
-    for (int d = 0; d < BE_DEC_STREAMS; d++) s->dec_joined[d] = 0;
-    s->n_passes++;
-    if (!s->n_groups_active) return CLLM_OK;
-    REC(s->ev_fork, s->compute);
+    s->pipe.n_groups_active = s->sched.n_groups - (cls ? s->sched.n_cls_groups : 0);
+    s->pipe.n_copies_active = s->sched.n_copies - (cls && s->sched.cls_copied ? 1 : 0);
+    s->pipe.next_copy = s->pipe.next_dec = s->pipe.n_released = 0;
+    s->pipe.cur_group = -1;
+    s->pipe.wait_pending = 0;
+    for (int d = 0; d < BE_DEC_STREAMS; d++) s->pipe.dec_joined[d] = 0;
+    s->pipe.n_passes++;
+    if (!s->pipe.n_groups_active) return CLLM_OK;
+    REC(s->pipe.ev_fork, s->compute);
     return advance(s);
 }
 
@@ -494,18 +494,18 @@ cllm_status be_pipe_end(be_state *s) {
 // a matrix (be_pipe_wait): ops on resident data (the RMSNorm before q/k/v and gate/up) run
 // before compute waits for the decode.
 static cllm_status acquire(be_state *s, int gi) {
-    if (gi == s->cur_group) return CLLM_OK;
-    RETURN_IF(gi >= s->next_dec, CLLM_ERR_DEVICE,
+    if (gi == s->pipe.cur_group) return CLLM_OK;
+    RETURN_IF(gi >= s->pipe.next_dec, CLLM_ERR_DEVICE,
               "cuda pipeline: group %d used before its decode was enqueued", gi);  // a bug
-    s->cur_group = gi;
-    s->wait_pending = 1;
+    s->pipe.cur_group = gi;
+    s->pipe.wait_pending = 1;
     return CLLM_OK;
 }
 
 cllm_status be_pipe_wait(be_state *s) {
-    if (!s->wait_pending) return CLLM_OK;
-    s->wait_pending = 0;
-    WAIT(s->compute, s->ev_decoded[s->cur_group]);
+    if (!s->pipe.wait_pending) return CLLM_OK;
+    s->pipe.wait_pending = 0;
+    WAIT(s->compute, s->pipe.ev_decoded[s->pipe.cur_group]);
     return CLLM_OK;
 }
 
@@ -513,8 +513,8 @@ cllm_status be_pipe_wait(be_state *s) {
 // enqueued first if no op read the group: the range is free only after its decode.)
 static cllm_status release(be_state *s, int gi) {
     TRY(be_pipe_wait(s));
-    REC(s->ev_released[gi], s->compute);
-    s->n_released = gi + 1;
+    REC(s->pipe.ev_released[gi], s->compute);
+    s->pipe.n_released = gi + 1;
     return advance(s);
 }
 
@@ -526,7 +526,7 @@ static cllm_wview norm_view(const be_state *s, size_t index) {
     v.kind = CLLM_W_F32;
     v.rows = 1;
     v.cols = s->dim;
-    v.data = s->norms + index * s->dim;
+    v.data = s->sched.norms + index * s->dim;
     return v;
 }
 
@@ -534,22 +534,22 @@ static cllm_status prov_acquire_group(void *prov, uint32_t l, int group, cllm_la
     be_state *s = (be_state *)prov;
     out->t[CLLM_LT_ATTN_NORM] = norm_view(s, 2 * (size_t)l);
     out->t[CLLM_LT_FFN_NORM] = norm_view(s, 2 * (size_t)l + 1);
-    if (s->layer_group0[l] >= 0) TRY(acquire(s, s->layer_group0[l] + group));
+    if (s->sched.layer_group0[l] >= 0) TRY(acquire(s, s->sched.layer_group0[l] + group));
     for (int k = cllm_layout_group_first(group); k < cllm_layout_group_first(group + 1); k++)
-        out->t[cllm_layout_matrix_tensor(k)] = s->mats[(size_t)l * BE_MATS_PER_LAYER + k].view;
+        out->t[cllm_layout_matrix_tensor(k)] = s->plan.mats[(size_t)l * BE_MATS_PER_LAYER + k].view;
     return CLLM_OK;
 }
 
 static void prov_release_group(void *prov, uint32_t l, int group) {
     be_state *s = (be_state *)prov;
     // A failed record or wait leaves the step failing at be_pipe_end (the error is sticky).
-    if (s->layer_group0[l] >= 0) (void)release(s, s->layer_group0[l] + group);
+    if (s->sched.layer_group0[l] >= 0) (void)release(s, s->sched.layer_group0[l] + group);
 }
 
 static uint64_t prov_max_rows(const void *prov, cllm_global_tensor g) {
     const be_state *s = (const be_state *)prov;
-    if (g == CLLM_GLOBAL_EMBED && s->embed_direct) return s->vocab;  // the whole table at once
-    return g == CLLM_GLOBAL_CLASSIFIER ? s->cls_chunk_rows : 1;
+    if (g == CLLM_GLOBAL_EMBED && s->sched.embed_direct) return s->vocab;  // the whole table at once
+    return g == CLLM_GLOBAL_CLASSIFIER ? s->sched.cls_chunk_rows : 1;
 }
 
 // Row r of the embedding: in place in a decoded table, else its block decoded (on the compute
@@ -558,18 +558,18 @@ static cllm_status embed_row(be_state *s, uint64_t r, cllm_wview *out) {
     const cllm_weight *e = &s->w->embed;
     const uint64_t esize = e->elem_size, row = e->desc.cols * esize;
     const uint8_t *data;
-    if (s->embed_direct) {
-        data = (const uint8_t *)s->embed_view.data + r * row;
+    if (s->sched.embed_direct) {
+        data = (const uint8_t *)s->sched.embed_view.data + r * row;
     } else {
         const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
         const uint64_t b = r / unit;
         // The job writes block b's rows at out + row index * row: out sits b * unit rows before.
-        TRY(cllm_cuda_decode_job_init(&e->desc, s->embed_payload_dev,
-                                      s->embed_scratch - b * unit * row, b, 1, &s->embed_job));
-        TRY(cllm_cuda_decode(&s->embed_job, 1, s->status_dev, s->compute));
-        data = s->embed_scratch + (r - b * unit) * row;
+        TRY(cllm_cuda_decode_job_init(&e->desc, s->sched.embed_payload_dev,
+                                      s->sched.embed_scratch - b * unit * row, b, 1, &s->sched.embed_job));
+        TRY(cllm_cuda_decode(&s->sched.embed_job, 1, s->status_dev, s->compute));
+        data = s->sched.embed_scratch + (r - b * unit) * row;
     }
-    *out = s->embed_view;
+    *out = s->sched.embed_view;
     out->rows = 1;
     out->data = data;
     if (out->scales) out->scales += r * out->groups_per_row;
@@ -580,7 +580,7 @@ static cllm_status prov_acquire_rows(void *prov, cllm_global_tensor g, uint64_t 
                                      cllm_wview *out) {
     be_state *s = (be_state *)prov;
     if (g == CLLM_GLOBAL_EMBED && r1 - r0 > 1) {  // a decoded table (prov_max_rows)
-        *out = s->embed_view;
+        *out = s->sched.embed_view;
         return CLLM_OK;
     }
     if (g == CLLM_GLOBAL_EMBED) return embed_row(s, r0, out);
@@ -588,7 +588,7 @@ static cllm_status prov_acquire_rows(void *prov, cllm_global_tensor g, uint64_t 
         *out = norm_view(s, 2 * (size_t)s->n_layers);
         return CLLM_OK;
     }
-    const be_chunk *ch = &s->chunks[r0 / s->cls_chunk_rows];
+    const be_chunk *ch = &s->sched.chunks[r0 / s->sched.cls_chunk_rows];
     RETURN_IF(ch->row0 != r0 || ch->view.rows != r1 - r0, CLLM_ERR_ARG,
               "cuda provider: classifier rows %llu..%llu are not a chunk",
               (unsigned long long)r0, (unsigned long long)r1);  // a bug
@@ -599,9 +599,9 @@ static cllm_status prov_acquire_rows(void *prov, cllm_global_tensor g, uint64_t 
 
 static void prov_release_rows(void *prov, cllm_global_tensor g) {
     be_state *s = (be_state *)prov;
-    if (g == CLLM_GLOBAL_CLASSIFIER && s->cur_group >= 0 &&
-        s->cur_group >= s->n_groups - s->n_cls_groups)
-        (void)release(s, s->cur_group);
+    if (g == CLLM_GLOBAL_CLASSIFIER && s->pipe.cur_group >= 0 &&
+        s->pipe.cur_group >= s->sched.n_groups - s->sched.n_cls_groups)
+        (void)release(s, s->pipe.cur_group);
 }
 
 static void prov_free(void *prov) {
@@ -611,19 +611,19 @@ static void prov_free(void *prov) {
     if (s->copy) (void)cudaStreamSynchronize(CLLM_STREAM(s->copy));
     for (int d = 0; d < BE_DEC_STREAMS; d++)
         if (s->dec[d]) (void)cudaStreamSynchronize(CLLM_STREAM(s->dec[d]));
-    for (int i = 0; i < s->n_events; i++) (void)cudaEventDestroy(s->ev_decoded[i]);
-    free(s->ev_decoded);
+    for (int i = 0; i < s->pipe.n_events; i++) (void)cudaEventDestroy(s->pipe.ev_decoded[i]);
+    free(s->pipe.ev_decoded);
     cllm_cuda_stream_destroy(s->copy);
     for (int d = 0; d < BE_DEC_STREAMS; d++) cllm_cuda_stream_destroy(s->dec[d]);
-    cllm_cuda_host_free(s->host_pinned);
+    cllm_cuda_host_free(s->sched.host_pinned);
     // Device buffers belong to the backend's tracker (freed with it).
     (void)cudaGetLastError();
-    free(s->mats);
-    free(s->layer_group0);
-    free(s->groups);
-    free(s->copies);
-    free(s->chunks);
-    free(s->plan);
+    free(s->plan.mats);
+    free(s->sched.layer_group0);
+    free(s->sched.groups);
+    free(s->sched.copies);
+    free(s->sched.chunks);
+    free(s->plan.text);
     free(s);
 }
 
@@ -661,7 +661,7 @@ static cllm_status prov_create(void *be, const cllm_weights *w, void **prov) {
     s->load_s = cllm_now_seconds() - t0;
     be_log(s, "cuda: %s; %.2f GiB of device memory, weights loaded in %.2f s", s->device_desc,
            cllm_cuda_mem_peak(s->mem) / 1073741824.0, s->load_s);
-    for (const char *p = s->plan; p && *p;) {  // the plan, one log line per line
+    for (const char *p = s->plan.text; p && *p;) {  // the plan, one log line per line
         const char *nl = strchr(p, '\n');
         const int len = nl ? (int)(nl - p) : (int)strlen(p);
         be_log(s, "cuda plan: %.*s", len, p);
@@ -673,12 +673,12 @@ static cllm_status prov_create(void *be, const cllm_weights *w, void **prov) {
 
 static void prov_stats(const void *prov, cllm_engine_stats *out) {
     const be_state *s = (const be_state *)prov;
-    const be_bytes *b = &s->bytes;
+    const be_bytes *b = &s->plan.bytes;
     out->decoded_bytes = b->raw + (be_embed_mode(s) == BE_EMBED_DECODED ? b->embed : 0);
     out->scratch_bytes = b->scratch + b->gemm;
     out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + b->embed;
-    out->predicted_token_seconds = s->predicted;
-    out->plan = s->plan;
+    out->predicted_token_seconds = s->plan.predicted;
+    out->plan = s->plan.text;
 }
 
 static const cllm_provider_ops cuda_provider = {

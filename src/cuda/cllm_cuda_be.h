@@ -118,12 +118,60 @@ struct be_bytes {
     uint64_t total;              // everything held after load
 };
 
+// The plan (cllm_cuda_plan.cu): where every matrix lives and what that costs.
+struct be_plan_data {
+    double h2d_rate;             // bytes per second, measured at create (with a budget)
+    be_probe probe;              // measured at create (be_measure_gpu, with a budget)
+    be_mat *mats;                // n_mats = n_layers * 7 + 1, classifier last
+    size_t n_mats;
+    int n_streamed;              // STREAM matrices
+    be_bytes bytes;
+    double predicted;            // seconds per batch-1 token (with a budget)
+    int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
+    char *text;                  // the plan in lines, for the log
+};
+
+// The schedule (cllm_cuda_backend.cu, built at load from the plan): decode groups, copy units,
+// the rings, and the tensors read in place (norms, embedding).
+struct be_sched {
+    be_group *groups;            // decode groups in use order, classifier chunks last
+    int n_groups, n_cls_groups;
+    int *layer_group0;           // (n_layers): layer l's first group, -1 when RAW
+    be_copy *copies;             // copy units in use order, the classifier's last
+    int n_copies, cls_copied;    // cls_copied: the last copy unit is the classifier's
+    be_chunk *chunks;            // classifier row chunks (1 when RAW)
+    int n_chunks;
+    uint64_t cls_chunk_rows;
+    uint8_t *staging, *scratch;  // the two rings (sizes in plan.bytes)
+    uint8_t *host_pinned;        // STREAM payload copies (NULL: read from the mapping)
+    float *norms;                // (2 * n_layers + 1, dim): attn, ffn of each layer, final
+    cllm_wview embed_view;       // a decoded table (embed_direct), else the layout of a row
+    int embed_direct;
+    const uint8_t *embed_payload_dev;
+    uint8_t *embed_scratch;      // one decode unit of the compressed-resident embedding
+    cllm_cuda_decode_job embed_job;
+};
+
+// The pipeline at run time (cllm_cuda_backend.cu): events, and the host side of one step.
+struct be_pipe {
+    cudaEvent_t ev_fork;         // compute: step start; a decode stream joins on it
+    cudaEvent_t *ev_decoded;     // per group: its decode (and scales copy) done
+    cudaEvent_t *ev_released;    // per group: compute's last read of its scratch range done
+    cudaEvent_t *ev_copied;      // per copy unit: its payloads are in the staging ring
+    int n_events;                // created so far (for free)
+    int n_groups_active, n_copies_active;  // this step's (the classifier's only with logits)
+    int next_copy, next_dec, n_released, cur_group;
+    int wait_pending;            // compute has not yet waited for cur_group's decode
+    int dec_joined[BE_DEC_STREAMS];
+    uint64_t n_passes;
+};
+
 // The backend's own state (cllm_cuda_ops.cu): the device, the compute stream, op scratch, the
-// step control block and the graph. The provider (be_state) borrows the device and the stream.
+// step's positions and the graph. The provider borrows the device, stream and memory tracker.
 struct be_dev;
 
-// The weight provider's state (cllm_cuda_backend.cu; the planner in cllm_cuda_plan.cu fills the
-// placement and byte fields): shapes, plan, schedule and the copy/decode pipeline's runtime.
+// The weight provider (cllm_cuda_backend.cu): shapes and borrowed handles, then its plan,
+// schedule and pipeline.
 struct be_state {
     struct be_dev *dev;          // the backend it was created on (outlives it)
     const cllm_weights *w;
@@ -136,6 +184,7 @@ struct be_state {
     size_t dim, q_dim, kv_dim, hidden, vocab, head_dim;
     const char *device_desc;
     size_t att_scratch_bytes;    // the backend's split-attention scratch (counted by the plan)
+    double load_s;
 
     // Borrowed from the backend.
     cllm_cuda_mem *mem;
@@ -146,49 +195,9 @@ struct be_state {
     void *dec[BE_DEC_STREAMS];   // cudaStream_t: decodes (run ahead of compute)
     int n_dec_streams;           // DEVICE groups alternate among dec[0 .. n_dec_streams)
 
-    // Plan (cllm_cuda_plan.cu).
-    double h2d_rate;             // bytes per second, measured at create
-    be_probe probe;              // measured at create (be_measure_gpu)
-    be_mat *mats;                // n_mats = n_layers * 7 + 1, classifier last
-    size_t n_mats;
-    int n_streamed;              // STREAM matrices
-    be_bytes bytes;
-    double predicted;
-    int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
-    char *plan;
-
-    // Schedule (built at load).
-    be_group *groups;            // decode groups in use order, classifier chunks last
-    int n_groups, n_cls_groups;
-    int *layer_group0;           // (n_layers): layer l's first group, -1 when RAW
-    be_copy *copies;             // copy units in use order, the classifier's last
-    int n_copies, cls_copied;    // cls_copied: the last copy unit is the classifier's
-    be_chunk *chunks;            // classifier row chunks (1 when RAW)
-    int n_chunks;
-    uint64_t cls_chunk_rows;
-    uint8_t *staging, *scratch;  // the two rings (sizes in s->bytes)
-    uint8_t *host_pinned;        // STREAM payload copies (NULL: read from the mapping)
-    float *norms;                // (2 * n_layers + 1, dim): attn, ffn of each layer, final
-    cllm_wview embed_view;       // a decoded table (embed_direct), else the layout of a row
-    int embed_direct;
-    const uint8_t *embed_payload_dev;
-    uint8_t *embed_scratch;      // one decode unit of the compressed-resident embedding
-    cllm_cuda_decode_job embed_job;
-
-    // Pipeline events (see cllm_cuda_backend.cu for what guards what), one array.
-    cudaEvent_t ev_fork;          // compute: pass start; a decode stream joins on it
-    cudaEvent_t *ev_decoded;      // per group: its decode (and scales copy) done
-    cudaEvent_t *ev_released;     // per group: compute's last read of its scratch range done
-    cudaEvent_t *ev_copied;       // per copy unit: its payloads are in the staging ring
-    int n_events;                 // created so far (for free)
-
-    // Host side of the pipeline during one pass (reset by be_pipe_begin).
-    int n_groups_active, n_copies_active;
-    int next_copy, next_dec, n_released, cur_group;
-    int wait_pending;             // compute has not yet waited for cur_group's decode
-    int dec_joined[BE_DEC_STREAMS];
-    uint64_t n_passes;
-    double load_s;
+    be_plan_data plan;
+    be_sched sched;
+    be_pipe pipe;
 };
 
 // Log a line through the engine's callback (no-op without one).

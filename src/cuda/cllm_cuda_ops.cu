@@ -511,7 +511,7 @@ static cllm_status graph_capture(be_dev *d, const cllm_step *st, be_body_fn body
 // on failure logs why and falls back to direct launches.
 static void graph_ensure(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
     if (d->graph.state != 0) return;
-    if (d->graph.pdl == 0) d->graph.pdl = d->prov->n_groups == 0 ? 1 : -1;
+    if (d->graph.pdl == 0) d->graph.pdl = d->prov->sched.n_groups == 0 ? 1 : -1;
     cllm_status s = graph_capture(d, st, body, ctx);
     if (s != CLLM_OK && d->graph.pdl == 1) {
         (void)cudaGetLastError();
@@ -598,7 +598,7 @@ static cllm_status step_run(be_dev *d, const cllm_step *st, be_body_fn body, voi
     memcpy(d->ctl_host, st->pos, st->n_tok * sizeof *st->pos);
     memcpy(d->ctl_host + d->batch, st->slot, st->n_tok * sizeof *st->slot);
     TRY(cllm_cuda_copy(d->ctl_dev, d->ctl_host, 2 * (size_t)d->batch * 4, d->compute));
-    const int graph_ok = st->n_tok == 1 && st->n_out == 1 && d->prov->n_streamed == 0 &&
+    const int graph_ok = st->n_tok == 1 && st->n_out == 1 && d->prov->plan.n_streamed == 0 &&
                          d->graph.state >= 0;
     if (graph_ok) graph_ensure(d, st, body, ctx);
     if (graph_ok && d->graph.state == 1 && !d->graph.checked) TRY(graph_check(d, st, body, ctx));

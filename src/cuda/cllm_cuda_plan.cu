@@ -62,7 +62,7 @@ uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols) {
 // ---- bytes -----------------------------------------------------------------------------------
 
 static int cls_tied(const be_state *s) { return s->w->classifier == &s->w->embed; }
-static const be_mat *cls_mat(const be_state *s) { return &s->mats[s->n_mats - 1]; }
+static const be_mat *cls_mat(const be_state *s) { return &s->plan.mats[s->plan.n_mats - 1]; }
 
 // Whether the embedding is decoded whole into VRAM on its own (all-raw modes without a planner).
 static int embed_decoded_own(const be_state *s) {
@@ -103,8 +103,8 @@ static uint64_t activation_bytes(const be_state *s) {
 uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychunk_out) {
     uint64_t scratch = 0, ych = 0;
     if (s->batch > BE_MATVEC_MAX_N) {
-        for (size_t j = 0; j < s->n_mats; j++) {
-            const cllm_weight *w = s->mats[j].w;
+        for (size_t j = 0; j < s->plan.n_mats; j++) {
+            const cllm_weight *w = s->plan.mats[j].w;
             cllm_cuda_weight v;
             memset(&v, 0, sizeof v);
             v.cols = w->desc.cols;
@@ -127,14 +127,14 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychun
 uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i) {
     uint64_t b = 0;
     for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++)
-        b += be_mat_raw_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
+        b += be_mat_raw_bytes(s->plan.mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
     return b;
 }
 
 uint64_t be_group_comp_bytes(const be_state *s, uint32_t l, int i) {
     uint64_t b = 0;
     for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++)
-        b += be_mat_comp_bytes(s->mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
+        b += be_mat_comp_bytes(s->plan.mats[(size_t)l * BE_MATS_PER_LAYER + k].w);
     return b;
 }
 
@@ -159,7 +159,7 @@ uint64_t be_cls_chunk_rows(const be_state *s) {
 }
 
 static int staging_depth(const be_state *s) {
-    return s->staging_depth >= BE_STAGING_DEPTH_MIN ? s->staging_depth : BE_STAGING_DEPTH_MIN;
+    return s->plan.staging_depth >= BE_STAGING_DEPTH_MIN ? s->plan.staging_depth : BE_STAGING_DEPTH_MIN;
 }
 
 // Ring sizes of the current placements (see the top of this file).
@@ -167,7 +167,7 @@ static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) 
     uint64_t max_dec = 0, max_comp = 0;
     int any_device = 0;
     for (uint32_t l = 0; l < s->n_layers; l++) {
-        const int p = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+        const int p = s->plan.mats[(size_t)l * BE_MATS_PER_LAYER].place;
         if (p == BE_RAW) continue;
         any_device |= p == BE_DEVICE;
         for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
@@ -188,19 +188,19 @@ static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) 
     *staging = ring > cls_comp ? ring : cls_comp;
 }
 
-// Device bytes of the current placements (s->mats[].place).
+// Device bytes of the current placements (s->plan.mats[].place).
 static be_bytes plan_bytes(const be_state *s) {
     be_bytes b;
     memset(&b, 0, sizeof b);
     uint64_t max_load = 0;
-    for (size_t j = 0; j < s->n_mats; j++) {
-        const be_mat *m = &s->mats[j];
+    for (size_t j = 0; j < s->plan.n_mats; j++) {
+        const be_mat *m = &s->plan.mats[j];
         const cllm_weight *w = m->w;
         if (m->place == BE_RAW) {
             b.raw += be_mat_raw_bytes(w);
             if (w->desc.codec != CLLM_CODEC_RAW && be_mat_comp_bytes(w) > max_load)
                 max_load = be_mat_comp_bytes(w);
-        } else if (m->place == BE_DEVICE && !(j == s->n_mats - 1 && cls_tied(s))) {
+        } else if (m->place == BE_DEVICE && !(j == s->plan.n_mats - 1 && cls_tied(s))) {
             b.compressed += be_mat_comp_bytes(w);
         }
     }
@@ -405,7 +405,7 @@ struct plan_ws {
 // a classifier chunk (i < 0) interpolated between the probe's groups by bytes (its launches are
 // latency-bound, not byte-bound, so the nearest measured sizes say more than a rate).
 static double sim_dec_seconds(const be_state *s, int i, double bytes) {
-    const be_probe *pr = &s->probe;
+    const be_probe *pr = &s->plan.probe;
     if (!pr->ok) return bytes / BE_DECODE_RATE;
     double gb[BE_GROUPS_PER_LAYER], gt[BE_GROUPS_PER_LAYER];
     int n = 0;
@@ -427,7 +427,7 @@ static double sim_dec_seconds(const be_state *s, int i, double bytes) {
 }
 
 static double sim_matvec_seconds(const be_state *s, double bytes) {
-    const be_probe *pr = &s->probe;
+    const be_probe *pr = &s->plan.probe;
     return pr->ok ? pr->comp * bytes / pr->layer_bytes : bytes / BE_MATVEC_RATE;
 }
 
@@ -437,7 +437,7 @@ static double sim_matvec_seconds(const be_state *s, double bytes) {
 // halves); k[2] from the four-stream run, taken as all four sharing the GPU until the longest
 // group is done (within [k[1], 2 k[1]]).
 static void sim_slowdowns(const be_state *s, double k[3]) {
-    const be_probe *pr = &s->probe;
+    const be_probe *pr = &s->plan.probe;
     k[0] = 1, k[1] = 2, k[2] = 4;
     if (!pr->ok || pr->dec_serial <= 0) return;
     k[0] = fmin(fmax(pr->pipe_stream / pr->dec_serial, 1.0), 2.0);
@@ -460,7 +460,7 @@ int be_sched_groups(const be_state *s, cllm_sched_group *g) {
         for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
             cllm_sched_group *x = &g[n++];
             memset(x, 0, sizeof *x);
-            x->place = s->mats[(size_t)l * BE_MATS_PER_LAYER].place;
+            x->place = s->plan.mats[(size_t)l * BE_MATS_PER_LAYER].place;
             x->dec_bytes = be_group_dec_bytes(s, l, i);
             x->opens_unit = x->place == BE_STREAM;
             x->unit_bytes = be_group_comp_bytes(s, l, i);
@@ -493,7 +493,7 @@ static void sim_times(const be_state *s, const cllm_sched_group *sg, int n, sim_
         const int i = j < n_layer_groups ? j % BE_GROUPS_PER_LAYER : -1;  // -1: classifier
         sim_group *t = &g[j];
         memset(t, 0, sizeof *t);
-        t->t_copy = (double)x->unit_bytes / s->h2d_rate;
+        t->t_copy = (double)x->unit_bytes / s->plan.h2d_rate;
         t->t_dec = x->place == BE_RAW ? 0 : sim_dec_seconds(s, i, (double)x->dec_bytes);
         t->t_pre = i >= 0 ? SIM_LAYER_OTHER_S * sim_pre_share[i]
                           : (j == n_layer_groups ? SIM_LAYER_OTHER_S * sim_pre_share[0] : 0);
@@ -540,15 +540,15 @@ static double plan_seconds(const be_state *s, plan_ws *ws, sim_result *r) {
 
 static void set_unit(be_state *s, uint32_t u, int place) {
     if (u == s->n_layers) {
-        s->mats[s->n_mats - 1].place = place;
+        s->plan.mats[s->plan.n_mats - 1].place = place;
         return;
     }
-    for (int i = 0; i < BE_MATS_PER_LAYER; i++) s->mats[(size_t)u * BE_MATS_PER_LAYER + i].place = place;
+    for (int i = 0; i < BE_MATS_PER_LAYER; i++) s->plan.mats[(size_t)u * BE_MATS_PER_LAYER + i].place = place;
 }
 
 static int unit_place(const be_state *s, uint32_t u) {
-    return u == s->n_layers ? s->mats[s->n_mats - 1].place
-                            : s->mats[(size_t)u * BE_MATS_PER_LAYER].place;
+    return u == s->n_layers ? s->plan.mats[s->plan.n_mats - 1].place
+                            : s->plan.mats[(size_t)u * BE_MATS_PER_LAYER].place;
 }
 
 enum { STAGING_MOVE = BE_STREAM + 1 };  // plan_step: the move that deepens the staging ring
@@ -589,14 +589,14 @@ static int plan_step(be_state *s, uint64_t budget, plan_ws *ws) {
     }
     const int depth = staging_depth(s);
     if (any_streamed(s) && depth < BE_STAGING_DEPTH_MAX) {
-        s->staging_depth = depth + 1;
+        s->plan.staging_depth = depth + 1;
         const double score = move_score(s, ws, t0, b0, budget);
-        s->staging_depth = depth;
+        s->plan.staging_depth = depth;
         if (score > best) best = score, best_p = STAGING_MOVE;
     }
     if (best_p < 0) return 0;
     if (best_p == STAGING_MOVE)
-        s->staging_depth = depth + 1;
+        s->plan.staging_depth = depth + 1;
     else
         set_unit(s, best_u, best_p);
     return 1;
@@ -622,7 +622,7 @@ static cllm_status plan_budget(be_state *s, uint64_t budget, plan_ws *ws) {
                          "context %u (%s)",
                          budget / GIB, (b.total + b.load_tmp) / GIB, s->ctx, why);
     }
-    s->staging_depth = BE_STAGING_DEPTH_MIN;
+    s->plan.staging_depth = BE_STAGING_DEPTH_MIN;
     while (plan_step(s, budget, ws)) {
     }
     return CLLM_OK;
@@ -635,8 +635,8 @@ static void unit_line(const be_state *s, uint32_t u0, uint32_t u1, char *buf, si
     const int p = unit_place(s, u0);
     uint64_t dec = 0, comp = 0;
     const char *codec = "";
-    for (size_t j = 0; j < s->n_mats; j++) {
-        const be_mat *m = &s->mats[j];
+    for (size_t j = 0; j < s->plan.n_mats; j++) {
+        const be_mat *m = &s->plan.mats[j];
         if (m->layer < u0 || m->layer > u1) continue;
         dec += be_mat_raw_bytes(m->w);
         comp += m->w->payload_size;
@@ -670,7 +670,7 @@ static void plan_time_text(be_state *s, plan_ws *ws, char *t, size_t cap) {
     plan_seconds(s, ws, &r);
     const double gpu = r.gpu_busy;
     char probe[320];
-    const be_probe *pr = &s->probe;
+    const be_probe *pr = &s->plan.probe;
     if (pr->ok)
         snprintf(probe, sizeof probe,
                  "measured per layer: matvecs %.3f ms, decodes %.3f ms (4 launches: %.3f %.3f "
@@ -691,8 +691,8 @@ static void plan_time_text(be_state *s, plan_ws *ws, char *t, size_t cap) {
              "%.2f ms; %s)\n"
              "simulated pipeline: %s, ring stalls %.2f ms (copy engine busy %.2f ms, decodes "
              "%.2f ms, compute %.2f ms; staging ring %d groups deep)",
-             s->predicted * 1e3, s->predicted > 0 ? 1.0 / s->predicted : 0.0,
-             r.copy_busy > gpu ? "copy-bound" : "GPU-bound", r.copy_busy * 1e3, s->h2d_rate / 1e9,
+             s->plan.predicted * 1e3, s->plan.predicted > 0 ? 1.0 / s->plan.predicted : 0.0,
+             r.copy_busy > gpu ? "copy-bound" : "GPU-bound", r.copy_busy * 1e3, s->plan.h2d_rate / 1e9,
              gpu * 1e3, probe, bound, r.ring_stall * 1e3, r.copy_busy * 1e3, r.dec_busy * 1e3,
              r.comp_busy * 1e3, staging_depth(s));
 }
@@ -710,7 +710,7 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
         u0 = u1 + 1;
     }
     unit_line(s, s->n_layers, s->n_layers, t, cap, &len);
-    const be_bytes *b = &s->bytes;
+    const be_bytes *b = &s->plan.bytes;
     int n = snprintf(t + len, cap - len,
                      "embedding: %s (%.2f GiB)\n"
                      "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
@@ -725,8 +725,8 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
                                : " (no time model: the probes run for a VRAM budget only)");
     if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
     if (s->budget > 0) plan_time_text(s, ws, t + len, cap - len);
-    free(s->plan);
-    s->plan = t;
+    free(s->plan.text);
+    s->plan.text = t;
     return CLLM_OK;
 }
 
@@ -759,11 +759,11 @@ cllm_status be_measure_h2d(be_state *s) {
     cllm_cuda_host_free(host);
     if (st != CLLM_OK || ms <= 0) {
         (void)cudaGetLastError();
-        s->h2d_rate = 25e9;
+        s->plan.h2d_rate = 25e9;
         be_log(s, "cuda: H2D rate probe failed (%s); assuming 25 GB/s", cllm_last_error());
         return CLLM_OK;
     }
-    s->h2d_rate = bytes / (ms * 1e-3);
+    s->plan.h2d_rate = bytes / (ms * 1e-3);
     return CLLM_OK;
 }
 
@@ -791,7 +791,7 @@ enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4, PROBE_QUAD = 8 };
 static cllm_status probe_alloc(be_state *s, probe_ctx *c) {
     uint64_t comp = 0, out = 0, cols = 0, rows = 0;
     for (int k = 0; k < BE_MATS_PER_LAYER; k++) {
-        const cllm_weight *w = s->mats[k].w;
+        const cllm_weight *w = s->plan.mats[k].w;
         comp += be_mat_comp_bytes(w);
         cols = w->desc.cols > cols ? w->desc.cols : cols;
         rows = w->desc.rows > rows ? w->desc.rows : rows;
@@ -819,7 +819,7 @@ static cllm_status probe_setup(be_state *s, probe_ctx *c) {
         uint64_t ooff = 0;
         c->n_jobs[i] = 0;
         for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
-            const cllm_weight *w = s->mats[k].w;
+            const cllm_weight *w = s->plan.mats[k].w;
             uint8_t *src = c->payload + poff, *dst = c->out + ooff;
             CLLM_CUDA_TRY(cudaMemcpy(src, w->payload, w->payload_size, cudaMemcpyHostToDevice));
             cllm_cuda_decode_job *job = &c->jobs[i][c->n_jobs[i]++];
@@ -885,7 +885,7 @@ static cllm_status probe_time(be_state *s, probe_ctx *c, int what, double *sec) 
 }
 
 static cllm_status probe_run(be_state *s, probe_ctx *c) {
-    be_probe *pr = &s->probe;
+    be_probe *pr = &s->plan.probe;
     TRY(probe_alloc(s, c));
     TRY(probe_setup(s, c));
     TRY(probe_time(s, c, PROBE_MATVEC, &pr->comp));
@@ -899,7 +899,7 @@ static cllm_status probe_run(be_state *s, probe_ctx *c) {
         TRY(probe_time(s, c, PROBE_DEC | PROBE_GROUP(i), &pr->dec_group[i]));
     TRY(cllm_cuda_decode_status_check(c->status, s->compute));
     pr->layer_bytes = 0;
-    for (int k = 0; k < BE_MATS_PER_LAYER; k++) pr->layer_bytes += (double)be_mat_raw_bytes(s->mats[k].w);
+    for (int k = 0; k < BE_MATS_PER_LAYER; k++) pr->layer_bytes += (double)be_mat_raw_bytes(s->plan.mats[k].w);
     pr->ok = pr->comp > 0 && pr->pipe_stream > 0 && pr->pipe_device > 0 && pr->layer_bytes > 0;
     return CLLM_OK;
 }
@@ -907,7 +907,7 @@ static cllm_status probe_run(be_state *s, probe_ctx *c) {
 cllm_status be_measure_gpu(be_state *s) {
     probe_ctx c;
     memset(&c, 0, sizeof c);
-    memset(&s->probe, 0, sizeof s->probe);
+    memset(&s->plan.probe, 0, sizeof s->plan.probe);
     cllm_status st = s->n_layers ? probe_run(s, &c) : CLLM_OK;
     if (c.e0) (void)cudaEventDestroy(c.e0);
     if (c.e1) (void)cudaEventDestroy(c.e1);
@@ -918,10 +918,10 @@ cllm_status be_measure_gpu(be_state *s) {
     (void)cllm_cuda_release(s->mem, c.out);
     (void)cllm_cuda_release(s->mem, c.payload);
     if (st == CLLM_ERR_CORRUPT) return st;  // the container's layer 0 does not decode
-    if (st != CLLM_OK || !s->probe.ok) {
+    if (st != CLLM_OK || !s->plan.probe.ok) {
         (void)cudaDeviceSynchronize();
         (void)cudaGetLastError();
-        s->probe.ok = 0;
+        s->plan.probe.ok = 0;
         be_log(s, "cuda: GPU timing probe failed (%s); assuming fixed rates", cllm_last_error());
     }
     return CLLM_OK;
@@ -930,7 +930,7 @@ cllm_status be_measure_gpu(be_state *s) {
 static cllm_status check_device_fits(be_state *s) {
     size_t free_b = 0, total_b = 0;
     CLLM_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
-    const be_bytes *b = &s->bytes;
+    const be_bytes *b = &s->plan.bytes;
     const uint64_t need = b->total + b->load_tmp + DEVICE_MARGIN;
     if (need <= free_b) return CLLM_OK;
     char why[512];
@@ -960,13 +960,13 @@ static cllm_status plan_with(be_state *s, plan_ws *ws) {
                       : s->mode == CLLM_WEIGHTS_DEVICE ? BE_DEVICE
                                                        : BE_RAW;
         for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, p);
-        s->staging_depth = BE_STAGING_DEPTH_MIN;
+        s->plan.staging_depth = BE_STAGING_DEPTH_MIN;
     }
-    s->n_streamed = 0;
-    for (size_t j = 0; j < s->n_mats; j++) s->n_streamed += s->mats[j].place == BE_STREAM;
-    s->bytes = plan_bytes(s);
+    s->plan.n_streamed = 0;
+    for (size_t j = 0; j < s->plan.n_mats; j++) s->plan.n_streamed += s->plan.mats[j].place == BE_STREAM;
+    s->plan.bytes = plan_bytes(s);
     // A prediction needs the probes, which only a budget runs (be_state's create).
-    s->predicted = s->budget > 0 ? plan_seconds(s, ws, NULL) : 0.0;
+    s->plan.predicted = s->budget > 0 ? plan_seconds(s, ws, NULL) : 0.0;
     TRY(check_device_fits(s));
     return plan_text(s, ws);
 }
