@@ -1,6 +1,6 @@
-// Private to the CUDA backend's .cu files (cllm_cuda_backend.cu, cllm_cuda_plan.cu,
-// cllm_cuda_forward.cu, cllm_cuda_be_kernels.cu): the backend state and the functions they share.
-// C++ (nvcc) only.
+// Private to the CUDA backend's .cu files (cllm_cuda_ops.cu: the op table; cllm_cuda_backend.cu:
+// the weight provider and its pipeline; cllm_cuda_plan.cu: the plan; cllm_cuda_be_kernels.cu):
+// their states and the functions they share. C++ (nvcc) only.
 #ifndef CLLM_CUDA_BE_H
 #define CLLM_CUDA_BE_H
 
@@ -13,9 +13,9 @@ extern "C" {
 }
 #include "cllm_cuda_backend.h"
 
-#define BE_BATCH 256                     // tokens per prefill chunk
-#define BE_MATVEC_MAX_N 4                // chunks of at most this many tokens use matvecs
-#define BE_LOGIT_ROWS 32                 // logits rows computed per classifier pass
+#define BE_BATCH 256                     // tokens per step of a long call (the table's batch)
+#define BE_MATVEC_MAX_N 4                // steps of at most this many tokens use matvecs
+#define BE_LOGIT_ROWS 32                 // classifier row chunks: tokens per GEMM (ychunk size)
 #define BE_GEMM_W_CAP (64ull << 20)      // int8 GEMM: bf16 copy of at most this many bytes of W
 #define BE_BLAS_WS (32ull << 20)         // cuBLAS workspace (set explicitly: no lazy allocation)
 #define BE_ALIGN 256
