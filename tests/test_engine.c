@@ -668,6 +668,57 @@ static void test_ops_fallback_and_provider_contract(void **state) {
     }
 }
 
+// Fused q/k/v and residual ops as a backend adds them, written with the reference matmul (each
+// output the same dot product as the CPU's matmul, each residual the same float addition as its
+// add): the engine must call them and give the plain CPU engine's bits.
+static int n_multi_calls, n_madd_calls;
+
+static cllm_status fused_multi(void *state, float *const *out, const cllm_wview *const *w, int n,
+                               const float *x, size_t n_tok) {
+    (void)state;
+    n_multi_calls++;
+    for (int i = 0; i < n; i++) cllm_k_matmul(out[i], w[i]->rows, w[i], x, w[i]->cols, n_tok, 1);
+    return CLLM_OK;
+}
+
+static cllm_status fused_madd(void *state, float *out, const cllm_wview *w, const float *x,
+                              size_t n_tok) {
+    (void)state;
+    n_madd_calls++;
+    float *y = malloc(n_tok * w->rows * sizeof *y);
+    if (!y) return CLLM_ERR_NOMEM;
+    cllm_k_matmul(y, w->rows, w, x, w->cols, n_tok, 1);
+    for (size_t i = 0; i < n_tok * w->rows; i++) out[i] += y[i];
+    free(y);
+    return CLLM_OK;
+}
+
+static void test_fused_matmul_ops(void **state) {
+    (void)state;
+    load_reference();
+    mem_model m;
+    load_stories(&m, CLLM_CODEC_INT8, 0);
+    cllm_backend_ops fused = *cllm_backend_cpu();
+    assert_null(fused.matmul_multi);
+    assert_null(fused.matmul_add);
+    fused.matmul_multi = fused_multi;
+    fused.matmul_add = fused_madd;
+    cllm_engine *e = open_mem(&m, CLLM_WEIGHTS_STREAM, CLLM_DTYPE_F32);
+    cllm_engine *ef = open_mem_ops(&m, &fused);
+    n_multi_calls = n_madd_calls = 0;
+    float *l = teacher_logits(e), *lf = teacher_logits(ef);
+    assert_memory_equal(l, lf, 256 * 512 * sizeof *l);
+    // 256 tokens in steps of CLLM_ENGINE_BATCH, every layer: q/k/v once, Wo and Wdown.
+    const int steps = (256 + CLLM_ENGINE_BATCH - 1) / CLLM_ENGINE_BATCH;
+    assert_int_equal(n_multi_calls, steps * (int)m.cfg.n_layers);
+    assert_int_equal(n_madd_calls, 2 * steps * (int)m.cfg.n_layers);
+    free(l);
+    free(lf);
+    cllm_engine_free(e);
+    cllm_engine_free(ef);
+    free_mem_model(&m);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     mem_model m;
@@ -740,6 +791,7 @@ int main(void) {
         cmocka_unit_test(test_stories_raw_lossless),
         cmocka_unit_test(test_stories_int8_and_f16_kv),
         cmocka_unit_test(test_ops_fallback_and_provider_contract),
+        cmocka_unit_test(test_fused_matmul_ops),
         cmocka_unit_test(test_bad_input),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -303,6 +303,7 @@ static cllm_wview row_view(const cllm_wview *t, uint64_t r) {
 static cllm_status cuda_embed(void *state, float *x, const cllm_wview *table, const uint32_t *rows,
                               size_t n) {
     be_dev *d = (be_dev *)state;
+    CLLM_CUDA_TRY(cudaSetDevice(d->opt.device));  // a step's first op (the device is per thread)
     if (n == 1) {
         const cllm_wview row = row_view(table, rows[0]);
         const cllm_cuda_weight k = be_kw(&row);
