@@ -140,7 +140,7 @@ static double time_ms(const variant *var, const float *x, float *y) {
 
 // One shape: raw bf16, fused lossless, raw int8, fused int8. Adds the encode seconds of the two
 // codes to enc_s[0] (bf16) and enc_s[1] (int8), `times` times (a layer holds that many).
-static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s) {
+static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, double *tok_ms) {
     const uint64_t n = rows * cols;
     float *f = synth(rows, cols, rows * 1000003 + cols);
     uint16_t *bf = malloc(n * 2);
@@ -184,6 +184,7 @@ static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s) 
         const int same = k % 2 ? memcmp(ya, yb, rows * 4) == 0 : 1;
         const double ms = time_ms(&v[k], xd, yd);
         if (k % 2 == 0) raw_ms[k / 2] = ms;
+        tok_ms[k] += ms * (times ? 32.0 * times : 1.0);  // 32 layers; the lm_head once
         printf("%5llux%-5llu %-15s %6.3f bits/w %8.2f us %7.1f GB/s read %7.1f GB/s bf16-eq",
                (unsigned long long)rows, (unsigned long long)cols, v[k].name,
                8.0 * (double)v[k].bytes / (double)n, ms * 1e3, v[k].bytes / (ms * 1e6),
@@ -210,8 +211,11 @@ int main(void) {
            omp_get_max_threads());
     static const uint64_t shapes[4][3] = {{4096, 4096, 4}, {11008, 4096, 2}, {4096, 11008, 1},
                                           {32000, 4096, 0}};
-    double enc[2] = {0, 0};
-    for (int s = 0; s < 4; s++) bench_shape(shapes[s][0], shapes[s][1], (int)shapes[s][2], enc);
+    double enc[2] = {0, 0}, tok[4] = {0, 0, 0, 0};
+    for (int s = 0; s < 4; s++) bench_shape(shapes[s][0], shapes[s][1], (int)shapes[s][2], enc, tok);
+    printf("matvec time of one Llama-2-7B token (32 layers x 7 matrices + lm_head, separate launches):"
+           " raw bf16 %.3f ms, fused lossless %.3f ms (%.3fx), raw int8 %.3f ms, fused int8 %.3f ms "
+           "(%.3fx)\n", tok[0], tok[1], tok[0] / tok[1], tok[2], tok[3], tok[2] / tok[3]);
     printf("compute-code load (C encoder + upload) of one 7B layer (4 x 4096x4096, 2 x 11008x4096, "
            "4096x11008): lossless %.3f s, int8 %.3f s\n", enc[0], enc[1]);
     cllm_cuda_mem_free_all(g_mem);

@@ -230,16 +230,22 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 // row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
 // A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
 // weight, a byte permute, a shift, an AND, an IMAD and a LOP3 (layout: src/codec/cllm_ccode.h).
-// Exceptions: step k of the warp is group k of the row; its entries (global, row-relative offsets
-// goff[k], goff[k + 1]) are written by lanes in parallel into the warp's 256 addends in shared
+// Steps go in batches of CC16_BATCH (twice the raw kernel's 4: a row is a short chain of
+// dependent round trips, and the code's bytes are fewer). Exceptions: the row's entries are
+// staged in shared memory while the first batch is in flight (CC16_XCAP at most; a longer list is
+// read from global memory); step k of the warp is group k of the row, whose entries (row-relative
+// offsets goff[k], goff[k + 1]) the lanes write in parallel into the warp's 256 addends in shared
 // memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
-// read back by the owning lanes, then restored.
+// read back by the owning lanes, then restore.
+#define CC16_BATCH 8
+#define CC16_XCAP 512
 struct cc16_row {
     const uint2 *bytes;     // (nvec) the row's sign/mantissa bytes, 8 per vector
     const uint16_t *lo;     // (nvec) code word bits 0..15
     const uint8_t *hi;      // (nvec) code word bits 16..23
     const uint16_t *goff;   // (ngroups + 1) row-relative exception offsets
-    const uint16_t *exc;    // the row's exceptions: pos | delta << 8
+    const uint16_t *exc;    // the row's exceptions: pos | delta << 8 (global, or staged)
+    uint32_t n_exc;         // the row's exception count
     uint32_t base;          // exponent of code 0
 };
 
@@ -247,13 +253,15 @@ static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t
     const uint8_t *b = (const uint8_t *)m.w[wi].data;
     const uint64_t *off = m.cc_off[wi];
     const uint64_t nvec = m.w[wi].cols / 8, ng = (nvec + 31) / 32;
+    const uint32_t *rowexc = (const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r;
+    const uint32_t e0 = __ldg(rowexc), e1 = __ldg(rowexc + 1);
     cc16_row o;
     o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
     o.lo = (const uint16_t *)(b + off[CLLM_CC16_S_CODELO]) + r * nvec;
     o.hi = b + off[CLLM_CC16_S_CODEHI] + r * nvec;
     o.goff = (const uint16_t *)(b + off[CLLM_CC16_S_GOFF]) + r * (ng + 1);
-    o.exc = (const uint16_t *)(b + off[CLLM_CC16_S_EXC]) +
-            __ldg((const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r);
+    o.exc = (const uint16_t *)(b + off[CLLM_CC16_S_EXC]) + e0;
+    o.n_exc = e1 - e0;
     o.base = __ldg(b + off[CLLM_CC16_S_BASE] + r);
     return o;
 }
@@ -279,10 +287,12 @@ static __device__ __forceinline__ void cc16_decode(uint2 b, uint32_t c, const ui
     }
 }
 
-// This lane's 8 addends for group g of a row (entries [g0, g1) of exc): warp-uniform.
-static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
-                                                    uint32_t g1, uint32_t lane, uint32_t (&q)[8]) {
-    const uint32_t b23 = rw.base << 23;
+// This lane's 8 addends for a group whose entries are exc[g0, g1) (generic pointer: shared or
+// global memory). Warp-uniform.
+static __device__ __forceinline__ void cc16_addends(const uint16_t *exc, uint32_t base,
+                                                    uint32_t *qw, uint32_t g0, uint32_t g1,
+                                                    uint32_t lane, uint32_t (&q)[8]) {
+    const uint32_t b23 = base << 23;
     if (g1 == g0) {
 #pragma unroll
         for (int p = 0; p < 8; p++) q[p] = b23;
@@ -290,40 +300,42 @@ static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t
     }
     __syncwarp();  // the previous group's restores are done
     for (uint32_t e = g0 + lane; e < g1; e += 32) {
-        const uint32_t ent = __ldg(rw.exc + e);
-        qw[ent & 255u] = (rw.base ^ (ent >> 8)) << 23;
+        const uint32_t ent = exc[e];
+        qw[ent & 255u] = (base ^ (ent >> 8)) << 23;
     }
     __syncwarp();
     const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
     q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
     __syncwarp();
-    for (uint32_t e = g0 + lane; e < g1; e += 32) qw[__ldg(rw.exc + e) & 255u] = b23;
+    for (uint32_t e = g0 + lane; e < g1; e += 32) qw[exc[e] & 255u] = b23;
 }
 
 // The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16>. qs: this
-// warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
-// full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
+// warp's NR x 256 addends, xs: its NR x CC16_XCAP staged entries (shared memory). Batches are
+// warp-uniform (the exception patch needs the whole warp); a lane past the row's end in the last
+// step only loads and adds nothing.
 template <int NR>
-static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
-                                                    uint32_t nvec, const float *x, uint32_t lane,
-                                                    bool pre, float (&sum)[NR]) {
+static __device__ __forceinline__ void mv_rows_cc16(cc16_row (&rw)[NR], uint4 (*qs)[64],
+                                                    uint16_t (*xs)[CC16_XCAP], uint32_t nvec,
+                                                    const float *x, uint32_t lane, bool pre,
+                                                    float (&sum)[NR]) {
+    constexpr uint32_t B = NR == 2 ? CC16_BATCH / 2 : CC16_BATCH;  // swiglu: registers
 #pragma unroll
     for (int t = 0; t < NR; t++) {
         const uint32_t b23 = rw[t].base << 23;
         qs[t][2 * lane] = qs[t][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
         sum[t] = 0.f;
     }
-    __syncwarp();
-    uint2 b[NR][4];
-    uint32_t c[NR][4], g[NR][4][2];
-    auto load = [&](uint32_t k0, uint32_t n, bool guard) {
+    uint2 b[NR][B];
+    uint32_t c[NR][B], g[NR][B][2];
+    auto load = [&](uint32_t k0, uint32_t n) {
 #pragma unroll
-        for (uint32_t u = 0; u < 4; u++) {
+        for (uint32_t u = 0; u < B; u++) {
             if (u >= n) break;
             const uint32_t k = k0 + u, v = lane + 32 * k;
 #pragma unroll
             for (int t = 0; t < NR; t++) {
-                if (!guard || v < nvec) {
+                if (v < nvec) {
                     b[t][u] = __ldg(rw[t].bytes + v);
                     c[t][u] = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
                 }
@@ -331,18 +343,19 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
             }
         }
     };
-    auto fold = [&](uint32_t k0, uint32_t n, bool guard) {
+    auto fold = [&](uint32_t k0, uint32_t n) {
 #pragma unroll
-        for (uint32_t u = 0; u < 4; u++) {
+        for (uint32_t u = 0; u < B; u++) {
             if (u >= n) break;
             const uint32_t v = lane + 32 * (k0 + u);
-            const bool act = !guard || v < nvec;
+            const bool act = v < nvec;
             float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
             if (act) xa = __ldg((const float4 *)x + 2 * v), xb = __ldg((const float4 *)x + 2 * v + 1);
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
-                cc16_addends(rw[t], (uint32_t *)qs[t], g[t][u][0], g[t][u][1], lane, q);
+                cc16_addends(rw[t].exc, rw[t].base, (uint32_t *)qs[t], g[t][u][0], g[t][u][1],
+                             lane, q);
                 if (act) {
                     float w[8];
                     cc16_decode(b[t][u], c[t][u], q, w);
@@ -351,23 +364,22 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
             }
         }
     };
-    const uint32_t nsteps = (nvec + 31) / 32, nfull = nvec / 32;
-    uint32_t k = 0;
-    if (pre && nfull >= 4) {  // the first batch in flight across the wait
-        load(0, 4, false);
-        pdl_wait();
-        fold(0, 4, false);
-        k = 4;
-    } else {
-        pdl_wait();
-    }
-    for (; k + 4 <= nfull; k += 4) {
-        load(k, 4, false);
-        fold(k, 4, false);
-    }
-    for (; k < nsteps; k++) {
-        load(k, 1, true);
-        fold(k, 1, true);
+    const uint32_t nsteps = (nvec + 31) / 32, n0 = min(B, nsteps);
+    if (!pre) pdl_wait();
+    load(0, n0);  // the first batch in flight while the exceptions are staged
+#pragma unroll
+    for (int t = 0; t < NR; t++)
+        if (rw[t].n_exc <= CC16_XCAP) {
+            for (uint32_t e = lane; e < rw[t].n_exc; e += 32) xs[t][e] = __ldg(rw[t].exc + e);
+            rw[t].exc = xs[t];
+        }
+    __syncwarp();
+    if (pre) pdl_wait();
+    fold(0, n0);
+    for (uint32_t k = n0; k < nsteps; k += B) {
+        const uint32_t n = min(B, nsteps - k);
+        load(k, n);
+        fold(k, n);
     }
 }
 
@@ -391,10 +403,13 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     float sum[NR];
     if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
+        __shared__ uint16_t ccx[MV_WARPS][NR][CC16_XCAP];
         cc16_row rw[NR];
+        if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
 #pragma unroll
         for (int k = 0; k < NR; k++) rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
-        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), x, lane, m.pre != 0, sum);
+        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], ccx[threadIdx.x / 32], (uint32_t)(cols / 8),
+                         x, lane, m.pre != 0, sum);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -459,6 +474,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 #define MV8_WARPS 8
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
+#define CC8_XCAP 3072              // CC_INT8: exception entries staged per block (all tiles)
 
 static __device__ __forceinline__ void mma_s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                               uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -538,13 +554,14 @@ static __device__ __forceinline__ uint4 cc8_half(uint32_t n0, uint32_t n1, uint3
 // pw: the warp's 256-word patch area (zero outside this function).
 static __device__ __forceinline__ void cc8_patch(const uint32_t *exc, uint32_t e0, uint32_t e1,
                                                  uint32_t *pw, uint32_t lane, uint4 &wa, uint4 &wb) {
+    // exc: entries indexed from e0's list origin (staged in shared memory or global)
     __syncwarp();  // the previous chunk's clears are done
     auto slot = [](uint32_t ent) {  // row i, column j -> (owner lane, half, word)
         const uint32_t i = ent & 15u, j = (ent >> 4) & 63u;
         return ((i & 7u) * 4 + (j >> 4)) * 8 + (i >> 3) * 4 + ((j & 15u) >> 2);
     };
     for (uint32_t e = e0 + lane; e < e1; e += 32) {
-        const uint32_t ent = __ldg(exc + e);
+        const uint32_t ent = exc[e];
         atomicOr(pw + slot(ent), ((ent >> 16) & 0xffu) << (8 * ((ent >> 4) & 3u)));
     }
     __syncwarp();
@@ -552,7 +569,7 @@ static __device__ __forceinline__ void cc8_patch(const uint32_t *exc, uint32_t e
     wa.x |= pa.x, wa.y |= pa.y, wa.z |= pa.z, wa.w |= pa.w;
     wb.x |= pb.x, wb.y |= pb.y, wb.z |= pb.z, wb.w |= pb.w;
     __syncwarp();
-    for (uint32_t e = e0 + lane; e < e1; e += 32) pw[slot(__ldg(exc + e))] = 0;
+    for (uint32_t e = e0 + lane; e < e1; e += 32) pw[slot(exc[e])] = 0;
 }
 
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
@@ -567,6 +584,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][MV8_WARPS][16];
     __shared__ uint4 ccp[CC ? MV8_WARPS : 1][MT][64];  // CC: per-warp exception patch areas
+    __shared__ uint32_t ccx8[CC ? CC8_XCAP : 1];        // CC: the tiles' entries, staged
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
@@ -579,6 +597,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const uint4 *pa[MT], *pb[MT];  // raw: rows g and g + 8 at this lane's bytes of chunk `warp`;
                                    // CC: nibbles and high bits of block (tile, warp) for this lane
     const uint32_t *eo[MT], *ex[MT];  // CC: exception offsets of (tile, warp), the entries
+    uint32_t xo[MT];                  // CC: list index of ex[t][0] (staged lists start at 0)
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
@@ -591,6 +610,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             pb[t] = (const uint4 *)((const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_HI] + blk * 256) + lane);
             eo[t] = (const uint32_t *)(base + m.cc_off[wi][CLLM_CC8_S_EOFF]) + blk;
             ex[t] = (const uint32_t *)(base + m.cc_off[wi][CLLM_CC8_S_EXC]);
+            xo[t] = 0;
             ccp[CC ? warp : 0][t][2 * lane] = ccp[CC ? warp : 0][t][2 * lane + 1] = make_uint4(0, 0, 0, 0);
         } else {
             const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
@@ -624,6 +644,20 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     };
     if (!m.pre) pdl_wait();
     load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    if (CC) {  // stage each tile's entries (a list longer than its share stays in global memory)
+        constexpr uint32_t cap = CC8_XCAP / MT;
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            const uint32_t *eot = eo[t] - warp;  // offsets of (tile, chunk 0 ..)
+            const uint32_t e0 = __ldg(eot), e1 = __ldg(eot + nch);
+            if (e1 - e0 <= cap) {
+                for (uint32_t e = threadIdx.x; e < e1 - e0; e += MV8_WARPS * 32)
+                    ccx8[t * cap + e] = __ldg(ex[t] + e0 + e);
+                ex[t] = ccx8 + t * cap, xo[t] = e0;
+            }
+        }
+        __syncthreads();
+    }
     if (m.pre) pdl_wait();
     uint4 *frag = mv8_smem;
     float *csc = (float *)(mv8_smem + (size_t)nch * 16);
@@ -650,8 +684,8 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
                     const uint4 n = a[u][t][0], h = a[u][t][1];
                     wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
                     if (eb[u][t][1] > eb[u][t][0])
-                        cc8_patch(ex[t], eb[u][t][0], eb[u][t][1], (uint32_t *)ccp[CC ? warp : 0][t],
-                                  lane, wa, wb);
+                        cc8_patch(ex[t], eb[u][t][0] - xo[t], eb[u][t][1] - xo[t],
+                                  (uint32_t *)ccp[CC ? warp : 0][t], lane, wa, wb);
                 }
                 int d[4] = {0, 0, 0, 0};
                 mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
@@ -726,7 +760,8 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
     const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
-    const size_t stat = MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? MV8_WARPS * 2 * 1024 : 0);
+    const size_t stat =
+        MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? MV8_WARPS * 2 * 1024 + CC8_XCAP * 4 : 0);
     if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -739,7 +774,7 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
 template <int MT, bool GROUPED, bool CC>
 static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
                               cudaStream_t s, unsigned flags) {
-    if (smem > 48 * 1024 - (CC ? MV8_WARPS * MT * 1024 : 0)) {
+    if (smem > 48 * 1024 - (CC ? MV8_WARPS * MT * 1024 + CC8_XCAP * 4 : 0) - MT * 512) {
         const cudaError_t e = cudaFuncSetAttribute(matvec_i8_kernel<MT, GROUPED, CC>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    (int)smem);

@@ -1287,6 +1287,7 @@ int main(int argc, char **argv) {
         return g_failed ? 1 : 0;
     }
     if (fused_only) {
+        MUST(cllm_cuda_release(g_mem, st_dev));
         fused_cases();
         printf("%s", g_summary);
         check(cllm_cuda_mem_current(g_mem) == 0, "every device allocation released");
