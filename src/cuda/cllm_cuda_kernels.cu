@@ -230,22 +230,16 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 // row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
 // A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
 // weight, a byte permute, a shift, an AND, an IMAD and a LOP3 (layout: src/codec/cllm_ccode.h).
-// Steps go in batches of CC16_BATCH (twice the raw kernel's 4: a row is a short chain of
-// dependent round trips, and the code's bytes are fewer). Exceptions: the row's entries are
-// staged in shared memory while the first batch is in flight (CC16_XCAP at most; a longer list is
-// read from global memory); step k of the warp is group k of the row, whose entries (row-relative
-// offsets goff[k], goff[k + 1]) the lanes write in parallel into the warp's 256 addends in shared
+// Exceptions: step k of the warp is group k of the row; its entries (global, row-relative offsets
+// goff[k], goff[k + 1]) are written by lanes in parallel into the warp's 256 addends in shared
 // memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
-// read back by the owning lanes, then restore.
-#define CC16_BATCH 8
-#define CC16_XCAP 512
+// read back by the owning lanes, then restored.
 struct cc16_row {
     const uint2 *bytes;     // (nvec) the row's sign/mantissa bytes, 8 per vector
     const uint16_t *lo;     // (nvec) code word bits 0..15
     const uint8_t *hi;      // (nvec) code word bits 16..23
     const uint16_t *goff;   // (ngroups + 1) row-relative exception offsets
-    const uint16_t *exc;    // the row's exceptions: pos | delta << 8 (global, or staged)
-    uint32_t n_exc;         // the row's exception count
+    const uint16_t *exc;    // the row's exceptions: pos | delta << 8
     uint32_t base;          // exponent of code 0
 };
 
@@ -253,15 +247,13 @@ static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t
     const uint8_t *b = (const uint8_t *)m.w[wi].data;
     const uint64_t *off = m.cc_off[wi];
     const uint64_t nvec = m.w[wi].cols / 8, ng = (nvec + 31) / 32;
-    const uint32_t *rowexc = (const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r;
-    const uint32_t e0 = __ldg(rowexc), e1 = __ldg(rowexc + 1);
     cc16_row o;
     o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
     o.lo = (const uint16_t *)(b + off[CLLM_CC16_S_CODELO]) + r * nvec;
     o.hi = b + off[CLLM_CC16_S_CODEHI] + r * nvec;
     o.goff = (const uint16_t *)(b + off[CLLM_CC16_S_GOFF]) + r * (ng + 1);
-    o.exc = (const uint16_t *)(b + off[CLLM_CC16_S_EXC]) + e0;
-    o.n_exc = e1 - e0;
+    o.exc = (const uint16_t *)(b + off[CLLM_CC16_S_EXC]) +
+            __ldg((const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r);
     o.base = __ldg(b + off[CLLM_CC16_S_BASE] + r);
     return o;
 }
@@ -287,12 +279,10 @@ static __device__ __forceinline__ void cc16_decode(uint2 b, uint32_t c, const ui
     }
 }
 
-// This lane's 8 addends for a group whose entries are exc[g0, g1) (generic pointer: shared or
-// global memory). Warp-uniform.
-static __device__ __forceinline__ void cc16_addends(const uint16_t *exc, uint32_t base,
-                                                    uint32_t *qw, uint32_t g0, uint32_t g1,
-                                                    uint32_t lane, uint32_t (&q)[8]) {
-    const uint32_t b23 = base << 23;
+// This lane's 8 addends for group g of a row (entries [g0, g1) of exc): warp-uniform.
+static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
+                                                    uint32_t g1, uint32_t lane, uint32_t (&q)[8]) {
+    const uint32_t b23 = rw.base << 23;
     if (g1 == g0) {
 #pragma unroll
         for (int p = 0; p < 8; p++) q[p] = b23;
@@ -300,42 +290,40 @@ static __device__ __forceinline__ void cc16_addends(const uint16_t *exc, uint32_
     }
     __syncwarp();  // the previous group's restores are done
     for (uint32_t e = g0 + lane; e < g1; e += 32) {
-        const uint32_t ent = exc[e];
-        qw[ent & 255u] = (base ^ (ent >> 8)) << 23;
+        const uint32_t ent = __ldg(rw.exc + e);
+        qw[ent & 255u] = (rw.base ^ (ent >> 8)) << 23;
     }
     __syncwarp();
     const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
     q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
     __syncwarp();
-    for (uint32_t e = g0 + lane; e < g1; e += 32) qw[exc[e] & 255u] = b23;
+    for (uint32_t e = g0 + lane; e < g1; e += 32) qw[__ldg(rw.exc + e) & 255u] = b23;
 }
 
 // The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16>. qs: this
-// warp's NR x 256 addends, xs: its NR x CC16_XCAP staged entries (shared memory). Batches are
-// warp-uniform (the exception patch needs the whole warp); a lane past the row's end in the last
-// step only loads and adds nothing.
+// warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
+// full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
 template <int NR>
-static __device__ __forceinline__ void mv_rows_cc16(cc16_row (&rw)[NR], uint4 (*qs)[64],
-                                                    uint16_t (*xs)[CC16_XCAP], uint32_t nvec,
-                                                    const float *x, uint32_t lane, bool pre,
-                                                    float (&sum)[NR]) {
-    constexpr uint32_t B = NR == 2 ? CC16_BATCH / 2 : CC16_BATCH;  // swiglu: registers
+static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
+                                                    uint32_t nvec, const float *x, uint32_t lane,
+                                                    bool pre, float (&sum)[NR]) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
         const uint32_t b23 = rw[t].base << 23;
         qs[t][2 * lane] = qs[t][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
         sum[t] = 0.f;
     }
-    uint2 b[NR][B];
-    uint32_t c[NR][B], g[NR][B][2];
-    auto load = [&](uint32_t k0, uint32_t n) {
+    __syncwarp();
+    uint2 b[NR][4];
+    uint32_t c[NR][4], g[NR][4][2];
+    auto load = [&](uint32_t k0, uint32_t n, bool guard) {
 #pragma unroll
-        for (uint32_t u = 0; u < B; u++) {
+        for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
             const uint32_t k = k0 + u, v = lane + 32 * k;
 #pragma unroll
             for (int t = 0; t < NR; t++) {
-                if (v < nvec) {
+                if (!guard || v < nvec) {
                     b[t][u] = __ldg(rw[t].bytes + v);
                     c[t][u] = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
                 }
@@ -343,19 +331,18 @@ static __device__ __forceinline__ void mv_rows_cc16(cc16_row (&rw)[NR], uint4 (*
             }
         }
     };
-    auto fold = [&](uint32_t k0, uint32_t n) {
+    auto fold = [&](uint32_t k0, uint32_t n, bool guard) {
 #pragma unroll
-        for (uint32_t u = 0; u < B; u++) {
+        for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
             const uint32_t v = lane + 32 * (k0 + u);
-            const bool act = v < nvec;
+            const bool act = !guard || v < nvec;
             float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
             if (act) xa = __ldg((const float4 *)x + 2 * v), xb = __ldg((const float4 *)x + 2 * v + 1);
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
-                cc16_addends(rw[t].exc, rw[t].base, (uint32_t *)qs[t], g[t][u][0], g[t][u][1],
-                             lane, q);
+                cc16_addends(rw[t], (uint32_t *)qs[t], g[t][u][0], g[t][u][1], lane, q);
                 if (act) {
                     float w[8];
                     cc16_decode(b[t][u], c[t][u], q, w);
@@ -364,22 +351,23 @@ static __device__ __forceinline__ void mv_rows_cc16(cc16_row (&rw)[NR], uint4 (*
             }
         }
     };
-    const uint32_t nsteps = (nvec + 31) / 32, n0 = min(B, nsteps);
-    if (!pre) pdl_wait();
-    load(0, n0);  // the first batch in flight while the exceptions are staged
-#pragma unroll
-    for (int t = 0; t < NR; t++)
-        if (rw[t].n_exc <= CC16_XCAP) {
-            for (uint32_t e = lane; e < rw[t].n_exc; e += 32) xs[t][e] = __ldg(rw[t].exc + e);
-            rw[t].exc = xs[t];
-        }
-    __syncwarp();
-    if (pre) pdl_wait();
-    fold(0, n0);
-    for (uint32_t k = n0; k < nsteps; k += B) {
-        const uint32_t n = min(B, nsteps - k);
-        load(k, n);
-        fold(k, n);
+    const uint32_t nsteps = (nvec + 31) / 32, nfull = nvec / 32;
+    uint32_t k = 0;
+    if (pre && nfull >= 4) {  // the first batch in flight across the wait
+        load(0, 4, false);
+        pdl_wait();
+        fold(0, 4, false);
+        k = 4;
+    } else {
+        pdl_wait();
+    }
+    for (; k + 4 <= nfull; k += 4) {
+        load(k, 4, false);
+        fold(k, 4, false);
+    }
+    for (; k < nsteps; k++) {
+        load(k, 1, true);
+        fold(k, 1, true);
     }
 }
 
@@ -403,13 +391,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     float sum[NR];
     if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
-        __shared__ uint16_t ccx[MV_WARPS][NR][CC16_XCAP];
         cc16_row rw[NR];
         if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
 #pragma unroll
         for (int k = 0; k < NR; k++) rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
-        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], ccx[threadIdx.x / 32], (uint32_t)(cols / 8),
-                         x, lane, m.pre != 0, sum);
+        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), x, lane, m.pre != 0, sum);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -650,9 +636,17 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
         for (int t = 0; t < MT; t++) {
             const uint32_t *eot = eo[t] - warp;  // offsets of (tile, chunk 0 ..)
             const uint32_t e0 = __ldg(eot), e1 = __ldg(eot + nch);
-            if (e1 - e0 <= cap) {
-                for (uint32_t e = threadIdx.x; e < e1 - e0; e += MV8_WARPS * 32)
-                    ccx8[t * cap + e] = __ldg(ex[t] + e0 + e);
+            if (e1 - e0 <= cap) {  // all loads first: one round trip
+                constexpr uint32_t per = cap / (MV8_WARPS * 32);
+                uint32_t tmp[per];
+#pragma unroll
+                for (uint32_t j = 0; j < per; j++)
+                    if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
+                        tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + MV8_WARPS * 32 * j);
+#pragma unroll
+                for (uint32_t j = 0; j < per; j++)
+                    if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
+                        ccx8[t * cap + threadIdx.x + MV8_WARPS * 32 * j] = tmp[j];
                 ex[t] = ccx8 + t * cap, xo[t] = e0;
             }
         }
