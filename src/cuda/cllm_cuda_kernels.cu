@@ -102,6 +102,9 @@ static __device__ __forceinline__ float warp_sum(float v) {
 //   matvec_i8_kernel   int8 with cols % 64 == 0 and per-row or 64-multiple groups: integer tensor
 //                      cores (mma m16n8k32 s8) against x split into four signed byte digits.
 //   matvec_any_kernel  any shape and alignment: one element per lane per step.
+// The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse the first two
+// with another loader: CC_BF16 in matvec_vec_kernel (mv_rows_cc16), CC_INT8 in matvec_i8_kernel
+// (CC = true); each result is bit-identical to the raw kind's.
 struct mv_job {
     cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
     float *y[CLLM_CUDA_MATVEC_MAX];
