@@ -138,6 +138,49 @@ static double time_ms(const variant *var, const float *x, float *y) {
     return ms[7] / BURST;
 }
 
+// Median microseconds per launch of cllm_cuda_matvec_cols with n columns (15 bursts of BURST).
+static double time_cols_us(const variant *var, const float *x, uint64_t ldx, uint32_t n, float *y,
+                           uint64_t ldy) {
+    cllm_cuda_timer *t;
+    MUST(cllm_cuda_timer_create(&t));
+    float ms[15];
+    for (int b = -1; b < 15; b++) {
+        MUST(cllm_cuda_timer_start(t, g_stream));
+        for (int i = 0; i < BURST; i++)
+            MUST(cllm_cuda_matvec_cols(&var->w[(b * BURST + i + BURST) % var->n_rot], x, ldx, n,
+                                       y, ldy, g_stream));
+        MUST(cllm_cuda_timer_stop(t, g_stream));
+        MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
+    }
+    cllm_cuda_timer_free(t);
+    qsort(ms, 15, sizeof ms[0], cmpf);
+    return 1e3 * ms[7] / BURST;
+}
+
+// n = 2, 4, 8 columns: raw bf16 against fused lossless (bit-identical check on the first copy).
+static void bench_cols(const variant *raw, const variant *cc, uint64_t rows, uint64_t cols) {
+    float *x = malloc(8 * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(8 * rows * 4);
+    for (uint64_t i = 0; i < 8 * cols; i++) x[i] = (float)gauss(99, i);
+    float *xd = dev_copy(x, 8 * cols * 4, 1), *yd;
+    MUST(cllm_cuda_alloc(g_mem, 8 * rows * 4, (void **)&yd));
+    for (uint32_t n = 2; n <= 8; n *= 2) {
+        MUST(cllm_cuda_matvec_cols(&raw->w[0], xd, cols, n, yd, rows, g_stream));
+        MUST(cllm_cuda_copy(ya, yd, n * rows * 4, g_stream));
+        MUST(cllm_cuda_matvec_cols(&cc->w[0], xd, cols, n, yd, rows, g_stream));
+        MUST(cllm_cuda_copy(yb, yd, n * rows * 4, g_stream));
+        MUST(cllm_cuda_sync(g_stream));
+        const int same = memcmp(ya, yb, n * rows * 4) == 0;
+        const double ur = time_cols_us(raw, xd, cols, n, yd, rows);
+        const double uf = time_cols_us(cc, xd, cols, n, yd, rows);
+        printf("%5llux%-5llu n=%u columns: raw bf16 %8.2f us, fused lossless %8.2f us  %.3fx raw  %s\n",
+               (unsigned long long)rows, (unsigned long long)cols, n, ur, uf, ur / uf,
+               same ? "bit-identical" : "DIFFERS");
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    free(x), free(ya), free(yb);
+}
+
 // One shape: raw bf16, fused lossless, raw int8, fused int8. Adds the encode seconds of the two
 // codes to enc_s[0] (bf16) and enc_s[1] (int8), `times` times (a layer holds that many).
 static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, double *tok_ms) {
@@ -192,6 +235,7 @@ static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, 
         if (k % 2) printf("  %.3fx raw  %s", raw_ms[k / 2] / ms, same ? "bit-identical" : "DIFFERS");
         printf("\n");
     }
+    if (cols % 8 == 0) bench_cols(&v[0], &v[1], rows, cols);
     for (int k = 0; k < 4; k++) free_rot(&v[k]);
     MUST(cllm_cuda_release(g_mem, xd));
     MUST(cllm_cuda_release(g_mem, yd));

@@ -216,6 +216,14 @@ cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w, const flo
 cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
                                     const float *x_dev, float *out_dev, void *stream);
 
+// Several activation columns (batched decode): y[c * ldy + r] = W x_c, x_c = x + c * ldx, for
+// c < n <= CLLM_CUDA_MATVEC_COLS, in one launch that reads the weights once. Kinds BF16, F16 and
+// CC_BF16 with cols % 8 == 0, 16-byte aligned data and columns (ldx % 4 == 0); others
+// CLLM_ERR_UNSUPPORTED. Column c is bit-identical to cllm_cuda_matvec on x_c (one order).
+#define CLLM_CUDA_MATVEC_COLS 8
+cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev, uint64_t ldx,
+                                  uint32_t n, float *y_dev, uint64_t ldy, void *stream);
+
 // The same launches with launch options (see CLLM_CUDA_PDL above).
 cllm_status cllm_cuda_matvec_ex(const cllm_cuda_weight *w, const float *x_dev, float *y_dev,
                                 int accumulate, unsigned flags, void *stream);

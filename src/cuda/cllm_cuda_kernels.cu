@@ -417,6 +417,70 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     if (lane == 0) mv_store(m, i, r, sum[0], sum[NR - 1], SWIGLU);
 }
 
+// ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
+//
+// y[c * ldy + r] = W x_c for c < n (x_c = x + c * ldx), n <= NC. One warp per row; lane `lane`
+// takes vectors lane, lane + 32, ... as matvec_vec_kernel and adds each column's dot8f in that
+// order, so column c equals a one-column launch on x_c bit for bit (raw and compute code alike).
+// The weights are loaded (and decoded) once for all columns. Steps one at a time (warp-uniform:
+// the compute code's exception patch needs the whole warp).
+template <int KIND, int NC>
+static __global__ void __launch_bounds__(MV_WARPS * 32)
+    matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n,
+                       uint64_t ldy) {
+    __shared__ uint4 ccq[KIND == CLLM_CUDA_W_CC_BF16 ? MV_WARPS : 1][64];
+    pdl_trigger();
+    pdl_wait();
+    const uint32_t lane = threadIdx.x & 31;
+    const uint64_t r = (uint64_t)blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    if (r >= m.w[0].rows) return;
+    const uint32_t nvec = (uint32_t)(m.w[0].cols / 8), nsteps = (nvec + 31) / 32;
+    float sum[NC];
+#pragma unroll
+    for (int c = 0; c < NC; c++) sum[c] = 0.f;
+    cc16_row rw;
+    const uint4 *row = (const uint4 *)((const uint8_t *)m.w[0].data + r * m.w[0].cols * 2);
+    uint32_t *qw = (uint32_t *)ccq[KIND == CLLM_CUDA_W_CC_BF16 ? threadIdx.x / 32 : 0];
+    if (KIND == CLLM_CUDA_W_CC_BF16) {
+        rw = cc16_row_of(m, 0, r);
+        const uint32_t b23 = rw.base << 23;
+        ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+    }
+    for (uint32_t k = 0; k < nsteps; k++) {
+        const uint32_t v = lane + 32 * k;
+        const bool act = v < nvec;
+        float w[8];
+        if (KIND == CLLM_CUDA_W_CC_BF16) {
+            uint2 b = make_uint2(0, 0);
+            uint32_t cw = 0, q[8];
+            if (act) b = __ldg(rw.bytes + v), cw = __ldg(rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
+            cc16_addends(rw, qw, __ldg(rw.goff + k), __ldg(rw.goff + k + 1), lane, q);
+            cc16_decode(b, cw, q, w);
+        } else if (act) {
+            const uint4 a = __ldg(row + v);
+            const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                if (KIND == CLLM_CUDA_W_BF16) w[2 * j] = bf16_lo(u[j]), w[2 * j + 1] = bf16_hi(u[j]);
+                else w[2 * j] = f16_bits(u[j] & 0xffffu), w[2 * j + 1] = f16_bits(u[j] >> 16);
+            }
+        }
+        if (!act) continue;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            if ((uint32_t)c >= n) break;
+            const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
+            sum[c] = __fadd_rn(sum[c], dot8f(w, __ldg(xc), __ldg(xc + 1)));
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+        if ((uint32_t)c >= n) break;
+        const float t = warp_sum(sum[c]);
+        if (lane == 0) m.y[0][(uint64_t)c * ldy + r] = t;
+    }
+}
+
 // Any shape and alignment: one warp per row, one element per lane per iteration.
 template <bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
@@ -930,6 +994,46 @@ extern "C" cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate,
     mv_job m = {};
     m.w[0] = w[0], m.w[1] = w[1], m.y[0] = out_dev;
     return mv_launch(&m, 2, x_dev, true, flags, stream, "matvec_swiglu");
+}
+
+template <int KIND>
+static cudaError_t mv_cols_launch(uint32_t n, const mv_job &m, const float *x, uint64_t ldx,
+                                  uint64_t ldy, unsigned blocks, cudaStream_t s) {
+    const dim3 grid(blocks), block(MV_WARPS * 32);
+    if (n <= 2) return launch_k(matvec_cols_kernel<KIND, 2>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+    if (n <= 4) return launch_k(matvec_cols_kernel<KIND, 4>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+    return launch_k(matvec_cols_kernel<KIND, 8>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+}
+
+extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
+                                             uint64_t ldx, uint32_t n, float *y_dev, uint64_t ldy,
+                                             void *stream) {
+    TRY(check_weight(w, "matvec_cols"));
+    RETURN_IF(!x_dev || !y_dev || n < 1 || n > CLLM_CUDA_MATVEC_COLS, CLLM_ERR_ARG,
+              "matvec_cols: bad argument (n %u, at most %d)", n, CLLM_CUDA_MATVEC_COLS);
+    RETURN_IF(w->kind != CLLM_CUDA_W_BF16 && w->kind != CLLM_CUDA_W_F16 &&
+                  w->kind != CLLM_CUDA_W_CC_BF16,
+              CLLM_ERR_UNSUPPORTED, "matvec_cols: weight kind %u", w->kind);
+    RETURN_IF(w->cols % 8 || (uintptr_t)w->data % 16 || (uintptr_t)x_dev % 16 || ldx % 4 ||
+                  ldx < w->cols || ldy < w->rows,
+              CLLM_ERR_UNSUPPORTED, "matvec_cols: needs cols %% 8 == 0, 16-byte aligned data "
+              "and columns, ldx >= cols, ldy >= rows");
+    mv_job m = {};
+    m.w[0] = *w, m.y[0] = y_dev;
+    if (w->kind == CLLM_CUDA_W_CC_BF16) {
+        const cllm_ccode_info in = {CLLM_CCODE_BF16, 0, w->rows, w->cols, 0};
+        cllm_ccode_layout lay;
+        RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "matvec_cols: bad code");
+        for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m.cc_off[0][k] = lay.off[k];
+    }
+    const uint64_t blocks = (w->rows + MV_WARPS - 1) / MV_WARPS;
+    cudaStream_t s = CLLM_STREAM(stream);
+    const cudaError_t e =
+        w->kind == CLLM_CUDA_W_BF16  ? mv_cols_launch<CLLM_CUDA_W_BF16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s)
+        : w->kind == CLLM_CUDA_W_F16 ? mv_cols_launch<CLLM_CUDA_W_F16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s)
+                                     : mv_cols_launch<CLLM_CUDA_W_CC_BF16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s);
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols");
+    return CLLM_OK;
 }
 
 // ---- block reductions ----------------------------------------------------------------------------

@@ -1189,6 +1189,38 @@ static void fused_run(int how, const cllm_cuda_weight *w, const cllm_cuda_weight
     download(out, y_dev, 2 * rows * sizeof(float));
 }
 
+// Several columns (cllm_cuda_matvec_cols, bf16 only): raw and compute code memcmp-equal for n = 2,
+// 3, 8, and column c of the raw result equal to the one-column matvec of x_c.
+static int cols_check(const cllm_cuda_weight *raw, const cllm_cuda_weight *cc, uint64_t rows,
+                      uint64_t cols) {
+    static const uint32_t ns[3] = {2, 3, 8};
+    float *x = xmalloc(8 * cols * 4), *a = xmalloc(8 * rows * 4), *b = xmalloc(8 * rows * 4);
+    float *one = xmalloc(rows * 4);
+    make_x(x, 8 * cols, 1);
+    float *xd = upload(x, 8 * cols * 4), *yd = dev_alloc(8 * rows * 4), *y1 = dev_alloc(rows * 4);
+    int ok = 1;
+    for (int k = 0; k < 3; k++) {
+        const uint32_t n = ns[k];
+        poison(yd, 8 * rows);
+        MUST(cllm_cuda_matvec_cols(raw, xd, cols, n, yd, rows, g_stream));
+        download(a, yd, n * rows * 4);
+        poison(yd, 8 * rows);
+        MUST(cllm_cuda_matvec_cols(cc, xd, cols, n, yd, rows, g_stream));
+        download(b, yd, n * rows * 4);
+        ok &= memcmp(a, b, n * rows * 4) == 0;
+        for (uint32_t c = 0; c < n; c++) {
+            MUST(cllm_cuda_matvec(raw, xd + c * cols, y1, 0, g_stream));
+            download(one, y1, rows * 4);
+            ok &= memcmp(one, a + c * rows, rows * 4) == 0;
+        }
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    MUST(cllm_cuda_release(g_mem, y1));
+    free(x), free(a), free(b), free(one);
+    return ok;
+}
+
 // Two matrices of one kind and shape, their compute codes made on the GPU side; the code C-decodes
 // to the raw data; every launcher's output memcmp-equal to the raw kernel's.
 static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t group, int specials) {
@@ -1225,8 +1257,13 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
             snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", how_name[how]);
         }
     }
+    if (kind == CLLM_CUDA_W_BF16 && !cols_check(&raw[0], &cc[0], rows, cols)) {
+        ok = 0;
+        snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " cols");
+    }
     const double bpw = 8.0 * (double)bytes[0] / (double)(rows * cols);
-    check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, outputs bit-identical to raw%s%s "
+    check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, outputs bit-identical to raw (bf16: "
+          "and n = 2, 3, 8 columns)%s%s "
           "(%.3f bits/weight)", wkind_name(kind), (unsigned long long)rows,
           (unsigned long long)cols, h[0].w.group_size, specials ? " specials" : "",
           code_ok ? "exactly" : "WRONG", ok ? "" : ", differ:", bad, bpw);
