@@ -147,7 +147,34 @@ typedef enum cllm_cuda_wkind {
     CLLM_CUDA_W_F16 = 1,
     CLLM_CUDA_W_BF16 = 2,
     CLLM_CUDA_W_INT8 = 3,
+    // In-VRAM compute code (src/codec/cllm_ccode.h; made by cllm_cuda_ccode_make): data is the
+    // whole code buffer (header included), decoded inside the matvec. Only the matvec launchers
+    // take these kinds (embed and GEMM: CLLM_ERR_UNSUPPORTED); results are bit-identical to the
+    // raw kind's (CC_BF16: BF16 with cols % 8 == 0; CC_INT8: INT8 on the tensor-core path, i.e.
+    // cols % 64 == 0 and group_size == cols or a multiple of 64; scales point into the buffer).
+    CLLM_CUDA_W_CC_BF16 = 4,
+    CLLM_CUDA_W_CC_INT8 = 5,
 } cllm_cuda_wkind;
+
+// ---- compute code (weights compressed in VRAM, decoded inside the matvec) ----------------------
+
+// Makes the compute code of a raw device matrix `raw` (BF16: lossless; INT8: symbols and scales)
+// in a new allocation of `mem`: downloads it, encodes it with the C encoder (cllm_ccode_encode_*,
+// n_threads OpenMP threads), uploads the code. Synchronous on `stream`. *out: a view of kind
+// CLLM_CUDA_W_CC_BF16 / CLLM_CUDA_W_CC_INT8 whose data (the buffer) the caller releases with
+// cllm_cuda_release(mem, (void *)out->data); *bytes: the buffer's size (everything the view
+// reads). @return CLLM_OK; CLLM_ERR_UNSUPPORTED for another kind or a shape the fused kernels do
+// not take (BF16: cols % 8 != 0; INT8: see above) or the code cannot hold; CLLM_ERR_NOMEM;
+// CLLM_ERR_DEVICE.
+cllm_status cllm_cuda_ccode_make(cllm_cuda_mem *mem, const cllm_cuda_weight *raw, int n_threads,
+                                 void *stream, cllm_cuda_weight *out, size_t *bytes);
+
+// The same from host copies of the matrix (rows * cols bf16 values, or int8 symbols with
+// rows * groups_per_row scales): no download.
+cllm_status cllm_cuda_ccode_make_host(cllm_cuda_mem *mem, uint32_t kind, const void *data,
+                                      const float *scales, uint64_t rows, uint64_t cols,
+                                      uint32_t group_size, int n_threads, void *stream,
+                                      cllm_cuda_weight *out, size_t *bytes);
 
 // Launch options of the *_ex launchers (bit flags; 0 gives the plain launch). Results are bit-
 // identical with any flags: they change only when a kernel may start.
@@ -188,6 +215,14 @@ cllm_status cllm_cuda_matvec_multi(const cllm_cuda_weight *w, int n_w, const flo
 // must not alias x. Reference: cllm_k_matmul of both, then cllm_k_swiglu.
 cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cuda_weight *up,
                                     const float *x_dev, float *out_dev, void *stream);
+
+// Several activation columns (batched decode): y[c * ldy + r] = W x_c, x_c = x + c * ldx, for
+// c < n <= CLLM_CUDA_MATVEC_COLS, in one launch that reads the weights once. Kinds BF16, F16 and
+// CC_BF16 with cols % 8 == 0, 16-byte aligned data and columns (ldx % 4 == 0); others
+// CLLM_ERR_UNSUPPORTED. Column c is bit-identical to cllm_cuda_matvec on x_c (one order).
+#define CLLM_CUDA_MATVEC_COLS 8
+cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev, uint64_t ldx,
+                                  uint32_t n, float *y_dev, uint64_t ldy, void *stream);
 
 // The same launches with launch options (see CLLM_CUDA_PDL above).
 cllm_status cllm_cuda_matvec_ex(const cllm_cuda_weight *w, const float *x_dev, float *y_dev,

@@ -68,6 +68,8 @@ extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, con
               (unsigned long long)w->rows, (unsigned long long)w->cols, n_tok);
     RETURN_IF(w->kind == CLLM_CUDA_W_INT8 && (!w->scales || !w->group_size), CLLM_ERR_ARG,
               "gemm: int8 weight without scales");
+    RETURN_IF(w->kind > CLLM_CUDA_W_INT8, CLLM_ERR_UNSUPPORTED,
+              "gemm: weight kind %u (compute code) has no GEMM", w->kind);
     if (n_tok == 0) return CLLM_OK;
     const size_t need = cllm_cuda_gemm_scratch_bytes(w, n_tok);
     RETURN_IF(need && (!scratch_dev || scratch_cap < need), CLLM_ERR_ARG,

@@ -4,6 +4,10 @@
 // in cllm_cuda.h.
 #include "cllm_cuda_check.h"
 
+extern "C" {
+#include "../codec/cllm_ccode.h"
+}
+
 #include <cuda_fp16.h>
 #include <math.h>
 
@@ -98,6 +102,9 @@ static __device__ __forceinline__ float warp_sum(float v) {
 //   matvec_i8_kernel   int8 with cols % 64 == 0 and per-row or 64-multiple groups: integer tensor
 //                      cores (mma m16n8k32 s8) against x split into four signed byte digits.
 //   matvec_any_kernel  any shape and alignment: one element per lane per step.
+// The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse the first two
+// with another loader: CC_BF16 in matvec_vec_kernel (mv_rows_cc16), CC_INT8 in matvec_i8_kernel
+// (CC = true); each result is bit-identical to the raw kind's.
 struct mv_job {
     cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
     float *y[CLLM_CUDA_MATVEC_MAX];
@@ -105,6 +112,8 @@ struct mv_job {
     int32_t acc;                                // y += W x instead of y = W x (not swiglu)
     int32_t pre;                                // weights resident: first loads before pdl_wait
     int32_t reserved_;
+    // Compute-code kinds: section offsets of each matrix's buffer (cllm_ccode_layout_of).
+    uint64_t cc_off[CLLM_CUDA_MATVEC_MAX][CLLM_CCODE_MAX_SECTIONS];
 };
 
 static __device__ __forceinline__ uint32_t mv_pick(const mv_job &m, uint32_t b) {
@@ -128,6 +137,18 @@ static __device__ __forceinline__ void mv_store(const mv_job &m, uint32_t i, uin
 template <bool SH>
 static __device__ __forceinline__ float4 ldx(const float4 *p) { return SH ? *p : __ldg(p); }
 
+// Dot of 8 fp32 weights with x[0..8) (two float4s) in one fixed order, spelled with explicit
+// round-to-nearest intrinsics so that no contraction choice of the compiler can differ between
+// the raw bf16/f16 kernels and the fused compute-code kernel (their results are bit-identical):
+// t0 = ((w0 x0 + w1 x1) + w2 x2) + w3 x3 as a multiply and three FMAs, t1 likewise, t0 + t1.
+static __device__ __forceinline__ float dot8f(const float (&w)[8], float4 a, float4 b) {
+    float t0 = __fmul_rn(w[0], a.x), t1 = __fmul_rn(w[4], b.x);
+    t0 = __fmaf_rn(w[1], a.y, t0), t1 = __fmaf_rn(w[5], b.y, t1);
+    t0 = __fmaf_rn(w[2], a.z, t0), t1 = __fmaf_rn(w[6], b.z, t1);
+    t0 = __fmaf_rn(w[3], a.w, t0), t1 = __fmaf_rn(w[7], b.w, t1);
+    return __fadd_rn(t0, t1);
+}
+
 template <int KIND, bool SH = false>
 static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
     if (KIND == CLLM_CUDA_W_F32) {
@@ -146,21 +167,13 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
         return s;
     } else {
         const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-        float s = 0.f;
+        float w[8];
 #pragma unroll
-        for (int k = 0; k < 2; k++) {
-            const float4 a = ldx<SH>(x + k);
-            float w0, w1, w2, w3;
-            if (KIND == CLLM_CUDA_W_BF16) {
-                w0 = bf16_lo(u[2 * k]); w1 = bf16_hi(u[2 * k]);
-                w2 = bf16_lo(u[2 * k + 1]); w3 = bf16_hi(u[2 * k + 1]);
-            } else {
-                w0 = f16_bits(u[2 * k] & 0xffffu); w1 = f16_bits(u[2 * k] >> 16);
-                w2 = f16_bits(u[2 * k + 1] & 0xffffu); w3 = f16_bits(u[2 * k + 1] >> 16);
-            }
-            s += w0 * a.x + w1 * a.y + w2 * a.z + w3 * a.w;
+        for (int k = 0; k < 4; k++) {
+            if (KIND == CLLM_CUDA_W_BF16) w[2 * k] = bf16_lo(u[k]), w[2 * k + 1] = bf16_hi(u[k]);
+            else w[2 * k] = f16_bits(u[k] & 0xffffu), w[2 * k + 1] = f16_bits(u[k] >> 16);
         }
-        return s;
+        return dot8f(w, ldx<SH>(x), ldx<SH>(x + 1));
     }
 }
 
@@ -190,7 +203,7 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
             for (int u = 0; u < 4; u++) {
                 const uint32_t vi = v + 32 * u;
                 const float d = dot16<KIND, SH>(a[k][u], (const float4 *)(x + (size_t)vi * EPV));
-                sum[k] += KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d;
+                sum[k] = __fadd_rn(sum[k], KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d);
             }
     };
     uint32_t v = lane;
@@ -210,8 +223,155 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 #pragma unroll
         for (int k = 0; k < NR; k++) {
             const float d = dot16<KIND, SH>(__ldg(row[k] + v), (const float4 *)(x + (size_t)v * EPV));
-            sum[k] += KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + v / vpg) : d;
+            sum[k] = __fadd_rn(sum[k], KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + v / vpg) : d);
         }
+}
+
+// ---- fused matvec over the lossless compute code (CLLM_CUDA_W_CC_BF16) ------------------------------
+//
+// The raw bf16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
+// row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
+// A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
+// weight, a byte permute, a shift, an AND, an IMAD and a LOP3 (layout: src/codec/cllm_ccode.h).
+// Exceptions: step k of the warp is group k of the row; its entries (global, row-relative offsets
+// goff[k], goff[k + 1]) are written by lanes in parallel into the warp's 256 addends in shared
+// memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
+// read back by the owning lanes, then restored.
+struct cc16_row {
+    const uint2 *bytes;     // (nvec) the row's sign/mantissa bytes, 8 per vector
+    const uint16_t *lo;     // (nvec) code word bits 0..15
+    const uint8_t *hi;      // (nvec) code word bits 16..23
+    const uint16_t *goff;   // (ngroups + 1) row-relative exception offsets
+    const uint16_t *exc;    // the row's exceptions: pos | delta << 8
+    uint32_t base;          // exponent of code 0
+};
+
+static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t wi, uint64_t r) {
+    const uint8_t *b = (const uint8_t *)m.w[wi].data;
+    const uint64_t *off = m.cc_off[wi];
+    const uint64_t nvec = m.w[wi].cols / 8, ng = (nvec + 31) / 32;
+    cc16_row o;
+    o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
+    o.lo = (const uint16_t *)(b + off[CLLM_CC16_S_CODELO]) + r * nvec;
+    o.hi = b + off[CLLM_CC16_S_CODEHI] + r * nvec;
+    o.goff = (const uint16_t *)(b + off[CLLM_CC16_S_GOFF]) + r * (ng + 1);
+    o.exc = (const uint16_t *)(b + off[CLLM_CC16_S_EXC]) +
+            __ldg((const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r);
+    o.base = __ldg(b + off[CLLM_CC16_S_BASE] + r);
+    return o;
+}
+
+// Byte i of w with its sign bit replicated over byte 3: bits 31..24 = sign, 23..16 = the byte.
+template <int I>
+static __device__ __forceinline__ uint32_t cc16_place(uint32_t w) {
+    uint32_t u;
+    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(u) : "r"(w), "n"((0x8 | I) << 12 | I << 8 | 0x44));
+    return u;
+}
+
+// The 8 weights of a vector as fp32: sign from the byte, exponent code * 2^23 + addend, mantissa.
+static __device__ __forceinline__ void cc16_decode(uint2 b, uint32_t c, const uint32_t (&q)[8],
+                                                   float (&w)[8]) {
+#pragma unroll
+    for (int p = 0; p < 8; p++) {
+        const uint32_t word = p < 4 ? b.x : b.y;
+        const uint32_t u = (p & 3) == 0 ? cc16_place<0>(word) : (p & 3) == 1 ? cc16_place<1>(word)
+                           : (p & 3) == 2 ? cc16_place<2>(word) : cc16_place<3>(word);
+        const uint32_t e = ((c >> (3 * p)) & 7u) * (1u << 23) + q[p];
+        w[p] = __uint_as_float((u & 0x807f0000u) | e);
+    }
+}
+
+// This lane's 8 addends for group g of a row (entries [g0, g1) of exc): warp-uniform.
+static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
+                                                    uint32_t g1, uint32_t lane, uint32_t (&q)[8]) {
+    const uint32_t b23 = rw.base << 23;
+    if (g1 == g0) {
+#pragma unroll
+        for (int p = 0; p < 8; p++) q[p] = b23;
+        return;
+    }
+    __syncwarp();  // the previous group's restores are done
+    for (uint32_t e = g0 + lane; e < g1; e += 32) {
+        const uint32_t ent = __ldg(rw.exc + e);
+        qw[ent & 255u] = (rw.base ^ (ent >> 8)) << 23;
+    }
+    __syncwarp();
+    const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
+    q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
+    __syncwarp();
+    for (uint32_t e = g0 + lane; e < g1; e += 32) qw[__ldg(rw.exc + e) & 255u] = b23;
+}
+
+// The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16>. qs: this
+// warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
+// full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
+template <int NR>
+static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
+                                                    uint32_t nvec, const float *x, uint32_t lane,
+                                                    bool pre, float (&sum)[NR]) {
+#pragma unroll
+    for (int t = 0; t < NR; t++) {
+        const uint32_t b23 = rw[t].base << 23;
+        qs[t][2 * lane] = qs[t][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+        sum[t] = 0.f;
+    }
+    __syncwarp();
+    uint2 b[NR][4];
+    uint32_t c[NR][4], g[NR][4][2];
+    auto load = [&](uint32_t k0, uint32_t n, bool guard) {
+#pragma unroll
+        for (uint32_t u = 0; u < 4; u++) {
+            if (u >= n) break;
+            const uint32_t k = k0 + u, v = lane + 32 * k;
+#pragma unroll
+            for (int t = 0; t < NR; t++) {
+                if (!guard || v < nvec) {
+                    b[t][u] = __ldg(rw[t].bytes + v);
+                    c[t][u] = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
+                }
+                g[t][u][0] = __ldg(rw[t].goff + k), g[t][u][1] = __ldg(rw[t].goff + k + 1);
+            }
+        }
+    };
+    auto fold = [&](uint32_t k0, uint32_t n, bool guard) {
+#pragma unroll
+        for (uint32_t u = 0; u < 4; u++) {
+            if (u >= n) break;
+            const uint32_t v = lane + 32 * (k0 + u);
+            const bool act = !guard || v < nvec;
+            float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
+            if (act) xa = __ldg((const float4 *)x + 2 * v), xb = __ldg((const float4 *)x + 2 * v + 1);
+#pragma unroll
+            for (int t = 0; t < NR; t++) {
+                uint32_t q[8];
+                cc16_addends(rw[t], (uint32_t *)qs[t], g[t][u][0], g[t][u][1], lane, q);
+                if (act) {
+                    float w[8];
+                    cc16_decode(b[t][u], c[t][u], q, w);
+                    sum[t] = __fadd_rn(sum[t], dot8f(w, xa, xb));
+                }
+            }
+        }
+    };
+    const uint32_t nsteps = (nvec + 31) / 32, nfull = nvec / 32;
+    uint32_t k = 0;
+    if (pre && nfull >= 4) {  // the first batch in flight across the wait
+        load(0, 4, false);
+        pdl_wait();
+        fold(0, 4, false);
+        k = 4;
+    } else {
+        pdl_wait();
+    }
+    for (; k + 4 <= nfull; k += 4) {
+        load(k, 4, false);
+        fold(k, 4, false);
+    }
+    for (; k < nsteps; k++) {
+        load(k, 1, true);
+        fold(k, 1, true);
+    }
 }
 
 // One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
@@ -222,7 +382,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    pdl_trigger();
+    pdl_trigger();  // (CC_BF16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
@@ -231,21 +391,94 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         pdl_wait();
         return;
     }
-    const uint32_t gs = m.w[i].group_size;
-    const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
-    const uint4 *row[NR];
-    const float *sc[NR];
-#pragma unroll
-    for (int k = 0; k < NR; k++) {
-        const uint32_t wi = SWIGLU ? (uint32_t)k : i;
-        row[k] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * cols * (16 / EPV));
-        sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
-    }
     float sum[NR];
-    mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
+    if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
+        __shared__ uint4 ccq[MV_WARPS][NR][64];
+        cc16_row rw[NR];
+        if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
+#pragma unroll
+        for (int k = 0; k < NR; k++) rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
+        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), x, lane, m.pre != 0, sum);
+    } else {
+        const uint32_t gs = m.w[i].group_size;
+        const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
+        const uint4 *row[NR];
+        const float *sc[NR];
+#pragma unroll
+        for (int k = 0; k < NR; k++) {
+            const uint32_t wi = SWIGLU ? (uint32_t)k : i;
+            row[k] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * cols * (16 / EPV));
+            sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
+        }
+        mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
+    }
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k] = warp_sum(sum[k]);
     if (lane == 0) mv_store(m, i, r, sum[0], sum[NR - 1], SWIGLU);
+}
+
+// ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
+//
+// y[c * ldy + r] = W x_c for c < n (x_c = x + c * ldx), n <= NC. One warp per row; lane `lane`
+// takes vectors lane, lane + 32, ... as matvec_vec_kernel and adds each column's dot8f in that
+// order, so column c equals a one-column launch on x_c bit for bit (raw and compute code alike).
+// The weights are loaded (and decoded) once for all columns. Steps one at a time (warp-uniform:
+// the compute code's exception patch needs the whole warp).
+template <int KIND, int NC>
+static __global__ void __launch_bounds__(MV_WARPS * 32)
+    matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n,
+                       uint64_t ldy) {
+    __shared__ uint4 ccq[KIND == CLLM_CUDA_W_CC_BF16 ? MV_WARPS : 1][64];
+    pdl_trigger();
+    pdl_wait();
+    const uint32_t lane = threadIdx.x & 31;
+    const uint64_t r = (uint64_t)blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    if (r >= m.w[0].rows) return;
+    const uint32_t nvec = (uint32_t)(m.w[0].cols / 8), nsteps = (nvec + 31) / 32;
+    float sum[NC];
+#pragma unroll
+    for (int c = 0; c < NC; c++) sum[c] = 0.f;
+    cc16_row rw;
+    const uint4 *row = (const uint4 *)((const uint8_t *)m.w[0].data + r * m.w[0].cols * 2);
+    uint32_t *qw = (uint32_t *)ccq[KIND == CLLM_CUDA_W_CC_BF16 ? threadIdx.x / 32 : 0];
+    if (KIND == CLLM_CUDA_W_CC_BF16) {
+        rw = cc16_row_of(m, 0, r);
+        const uint32_t b23 = rw.base << 23;
+        ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+    }
+    for (uint32_t k = 0; k < nsteps; k++) {
+        const uint32_t v = lane + 32 * k;
+        const bool act = v < nvec;
+        float w[8];
+        if (KIND == CLLM_CUDA_W_CC_BF16) {
+            uint2 b = make_uint2(0, 0);
+            uint32_t cw = 0, q[8];
+            if (act) b = __ldg(rw.bytes + v), cw = __ldg(rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
+            cc16_addends(rw, qw, __ldg(rw.goff + k), __ldg(rw.goff + k + 1), lane, q);
+            cc16_decode(b, cw, q, w);
+        } else if (act) {
+            const uint4 a = __ldg(row + v);
+            const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                if (KIND == CLLM_CUDA_W_BF16) w[2 * j] = bf16_lo(u[j]), w[2 * j + 1] = bf16_hi(u[j]);
+                else w[2 * j] = f16_bits(u[j] & 0xffffu), w[2 * j + 1] = f16_bits(u[j] >> 16);
+            }
+        }
+        if (!act) continue;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            if ((uint32_t)c >= n) break;
+            const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
+            sum[c] = __fadd_rn(sum[c], dot8f(w, __ldg(xc), __ldg(xc + 1)));
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+        if ((uint32_t)c >= n) break;
+        const float t = warp_sum(sum[c]);
+        if (lane == 0) m.y[0][(uint64_t)c * ldy + r] = t;
+    }
 }
 
 // Any shape and alignment: one warp per row, one element per lane per iteration.
@@ -294,6 +527,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 #define MV8_WARPS 8
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
+#define CC8_XCAP 3072              // CC_INT8: exception entries staged per block (all tiles)
 
 static __device__ __forceinline__ void mma_s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                               uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -350,16 +584,60 @@ static __device__ __forceinline__ void mv8_quantize(const float *x, uint32_t c, 
         csc[c] = mb >= 0x7f800000u ? __int_as_float(0x7fc00000) : __int_as_float((127 - k) << 23);
 }
 
+// ---- the int8 compute code (CLLM_CUDA_W_CC_INT8) in the same kernel -------------------------------
+//
+// Lane 4 g + q of a warp gets, per (tile, chunk), the 16 values of rows g and g + 8 it feeds to
+// the MMAs as a 16-byte nibble load and an 8-byte load of high bits (src/codec/cllm_ccode.h), and
+// rebuilds the raw kernel's A words exactly; exceptions (code 0) are ORed in as bytes through a
+// per-warp patch area in shared memory. The MMAs then see the raw int8 values: same results.
+
+// Word k of a half from its nibbles (already shifted to bits 0..3 of each byte) and high bits
+// (shifted to bits 4..5): the 6-bit values sign-extended to bytes.
+static __device__ __forceinline__ uint32_t cc8_word(uint32_t nib, uint32_t hs) {
+    const uint32_t v = (nib & 0x0f0f0f0fu) | (hs & 0x30303030u);
+    return v | (v & 0x20202020u) * 6u;  // bit 5 set: bits 6 and 7 too
+}
+
+static __device__ __forceinline__ uint4 cc8_half(uint32_t n0, uint32_t n1, uint32_t h) {
+    return make_uint4(cc8_word(n0, h << 4), cc8_word(n0 >> 4, h << 2), cc8_word(n1, h),
+                      cc8_word(n1 >> 4, h >> 2));
+}
+
+// ORs the exceptions [e0, e1) of one (tile, chunk) into this lane's words (warp-uniform call).
+// pw: the warp's 256-word patch area (zero outside this function).
+static __device__ __forceinline__ void cc8_patch(const uint32_t *exc, uint32_t e0, uint32_t e1,
+                                                 uint32_t *pw, uint32_t lane, uint4 &wa, uint4 &wb) {
+    // exc: entries indexed from e0's list origin (staged in shared memory or global)
+    __syncwarp();  // the previous chunk's clears are done
+    auto slot = [](uint32_t ent) {  // row i, column j -> (owner lane, half, word)
+        const uint32_t i = ent & 15u, j = (ent >> 4) & 63u;
+        return ((i & 7u) * 4 + (j >> 4)) * 8 + (i >> 3) * 4 + ((j & 15u) >> 2);
+    };
+    for (uint32_t e = e0 + lane; e < e1; e += 32) {
+        const uint32_t ent = exc[e];
+        atomicOr(pw + slot(ent), ((ent >> 16) & 0xffu) << (8 * ((ent >> 4) & 3u)));
+    }
+    __syncwarp();
+    const uint4 pa = ((const uint4 *)pw)[2 * lane], pb = ((const uint4 *)pw)[2 * lane + 1];
+    wa.x |= pa.x, wa.y |= pa.y, wa.z |= pa.z, wa.w |= pa.w;
+    wb.x |= pb.x, wb.y |= pb.y, wb.z |= pb.z, wb.w |= pb.w;
+    __syncwarp();
+    for (uint32_t e = e0 + lane; e < e1; e += 32) pw[slot(exc[e])] = 0;
+}
+
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
 // group of group_size (a multiple of 64) columns, applied per chunk; else one scale per row,
-// applied at the end. Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned,
-// nch * MV8_CHUNK_SMEM bytes of dynamic shared memory.
-template <int MT, bool GROUPED>
+// applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
+// Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned, nch * MV8_CHUNK_SMEM bytes
+// of dynamic shared memory.
+template <int MT, bool GROUPED, bool CC>
 static __global__ void __launch_bounds__(MV8_WARPS * 32)
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][MV8_WARPS][16];
+    __shared__ uint4 ccp[CC ? MV8_WARPS : 1][MT][64];  // CC: per-warp exception patch areas
+    __shared__ uint32_t ccx8[CC ? CC8_XCAP : 1];        // CC: the tiles' entries, staged
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
@@ -369,16 +647,32 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const uint32_t nj = nch > warp ? (nch - warp + MV8_WARPS - 1) / MV8_WARPS : 0;  // my chunks
     const uint64_t gpr = (cols + gs - 1) / gs;
     const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
-    const uint4 *pa[MT], *pb[MT];  // rows g and g + 8 at this lane's bytes of chunk `warp`
+    const uint4 *pa[MT], *pb[MT];  // raw: rows g and g + 8 at this lane's bytes of chunk `warp`;
+                                   // CC: nibbles and high bits of block (tile, warp) for this lane
+    const uint32_t *eo[MT], *ex[MT];  // CC: exception offsets of (tile, warp), the entries
+    uint32_t xo[MT];                  // CC: list index of ex[t][0] (staged lists start at 0)
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        const cllm_cuda_weight &w = m.w[MT == 2 ? t : i];
-        const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
-        pa[t] = (const uint4 *)(base + ra * cols), pb[t] = (const uint4 *)(base + rb * cols);
+        const uint32_t wi = MT == 2 ? t : i;
+        const cllm_cuda_weight &w = m.w[wi];
+        if (CC) {
+            const uint8_t *base = (const uint8_t *)w.data;
+            const uint64_t blk = (uint64_t)tile * nch + warp;
+            pa[t] = (const uint4 *)(base + m.cc_off[wi][CLLM_CC8_S_NIB] + blk * 512) + lane;
+            pb[t] = (const uint4 *)((const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_HI] + blk * 256) + lane);
+            eo[t] = (const uint32_t *)(base + m.cc_off[wi][CLLM_CC8_S_EOFF]) + blk;
+            ex[t] = (const uint32_t *)(base + m.cc_off[wi][CLLM_CC8_S_EXC]);
+            xo[t] = 0;
+            ccp[CC ? warp : 0][t][2 * lane] = ccp[CC ? warp : 0][t][2 * lane + 1] = make_uint4(0, 0, 0, 0);
+        } else {
+            const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
+            pa[t] = (const uint4 *)(base + ra * cols), pb[t] = (const uint4 *)(base + rb * cols);
+        }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
     uint4 a[U][MT][2];
+    uint32_t eb[U][MT][2];  // CC: exception range of each chunk
     float ws[U][MT][2];
     auto load = [&](uint32_t j0) {  // local chunks j0 .. j0 + U - 1 (warp-uniform guards)
 #pragma unroll
@@ -388,13 +682,43 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             const uint32_t grp = GROUPED ? (warp + MV8_WARPS * (j0 + u)) * MV8_COLS / gs : 0;
 #pragma unroll
             for (int t = 0; t < MT; t++) {
-                a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                if (CC) {  // blocks of 512 / 256 bytes: 8 chunks on = 256 uint4 / 256 uint2
+                    a[u][t][0] = __ldg(pa[t] + 256 * (j0 + u));
+                    const uint2 h = __ldg((const uint2 *)pb[t] + 256 * (j0 + u));
+                    a[u][t][1] = make_uint4(h.x, h.y, 0, 0);
+                    eb[u][t][0] = __ldg(eo[t] + 8 * (j0 + u));
+                    eb[u][t][1] = __ldg(eo[t] + 8 * (j0 + u) + 1);
+                } else {
+                    a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                }
                 if (GROUPED) ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
             }
         }
     };
     if (!m.pre) pdl_wait();
     load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    if (CC) {  // stage each tile's entries (a list longer than its share stays in global memory)
+        constexpr uint32_t cap = CC8_XCAP / MT;
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            const uint32_t *eot = eo[t] - warp;  // offsets of (tile, chunk 0 ..)
+            const uint32_t e0 = __ldg(eot), e1 = __ldg(eot + nch);
+            if (e1 - e0 <= cap) {  // all loads first: one round trip
+                constexpr uint32_t per = cap / (MV8_WARPS * 32);
+                uint32_t tmp[per];
+#pragma unroll
+                for (uint32_t j = 0; j < per; j++)
+                    if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
+                        tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + MV8_WARPS * 32 * j);
+#pragma unroll
+                for (uint32_t j = 0; j < per; j++)
+                    if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
+                        ccx8[t * cap + threadIdx.x + MV8_WARPS * 32 * j] = tmp[j];
+                ex[t] = ccx8 + t * cap, xo[t] = e0;
+            }
+        }
+        __syncthreads();
+    }
     if (m.pre) pdl_wait();
     uint4 *frag = mv8_smem;
     float *csc = (float *)(mv8_smem + (size_t)nch * 16);
@@ -416,7 +740,14 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             const float s = csc[c];
 #pragma unroll
             for (int t = 0; t < MT; t++) {
-                const uint4 wa = a[u][t][0], wb = a[u][t][1];
+                uint4 wa = a[u][t][0], wb = a[u][t][1];
+                if (CC) {
+                    const uint4 n = a[u][t][0], h = a[u][t][1];
+                    wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
+                    if (eb[u][t][1] > eb[u][t][0])
+                        cc8_patch(ex[t], eb[u][t][0] - xo[t], eb[u][t][1] - xo[t],
+                                  (uint32_t *)ccp[CC ? warp : 0][t], lane, wa, wb);
+                }
                 int d[4] = {0, 0, 0, 0};
                 mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
                 mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
@@ -455,8 +786,9 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
 static cllm_status check_weight(const cllm_cuda_weight *w, const char *who) {
     RETURN_IF(!w || !w->data || w->rows == 0 || w->cols == 0, CLLM_ERR_ARG, "%s: empty weight",
               who);
-    RETURN_IF(w->kind > CLLM_CUDA_W_INT8, CLLM_ERR_ARG, "%s: unknown weight kind %u", who, w->kind);
-    RETURN_IF(w->kind == CLLM_CUDA_W_INT8 &&
+    RETURN_IF(w->kind > CLLM_CUDA_W_CC_INT8, CLLM_ERR_ARG, "%s: unknown weight kind %u", who,
+              w->kind);
+    RETURN_IF((w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8) &&
                   (!w->scales || w->group_size == 0 || w->group_size > w->cols),
               CLLM_ERR_ARG, "%s: int8 weight needs scales and 1 <= group_size <= cols", who);
     RETURN_IF(w->rows > 0x7fffffffull * MV_WARPS || w->cols >= (1ull << 32), CLLM_ERR_UNSUPPORTED,
@@ -469,8 +801,14 @@ static size_t wkind_size(uint32_t kind) {
     return kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
 }
 
+static bool is_ccode(uint32_t kind) {
+    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8;
+}
+
 // The 16-byte-vector kernels' requirements (see matvec_vec_kernel).
 static bool mv_vec_ok(const cllm_cuda_weight *w, const float *x) {
+    if (w->kind == CLLM_CUDA_W_CC_BF16)
+        return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0 && (uintptr_t)x % 16 == 0;
     return (size_t)w->cols * wkind_size(w->kind) % 16 == 0 && (uintptr_t)w->data % 16 == 0 &&
            (uintptr_t)x % 16 == 0 && (w->kind != CLLM_CUDA_W_INT8 || w->group_size % 16 == 0);
 }
@@ -478,29 +816,40 @@ static bool mv_vec_ok(const cllm_cuda_weight *w, const float *x) {
 // Shared memory of matvec_i8_kernel for w, or 0 when it cannot take w (shape, groups, or more
 // shared memory than a block of this device may have).
 static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
-    if (w->kind != CLLM_CUDA_W_INT8 || w->cols % MV8_COLS ||
+    const bool cc = w->kind == CLLM_CUDA_W_CC_INT8;
+    if ((w->kind != CLLM_CUDA_W_INT8 && !cc) || w->cols % MV8_COLS ||
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
     const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
-    if (bytes <= 48 * 1024) return bytes;
+    const size_t stat =
+        MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? MV8_WARPS * 2 * 1024 + CC8_XCAP * 4 : 0);
+    if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
             cudaSuccess)
         return 0;
-    return bytes + MV8_WARPS * 16 * 2 * sizeof(float) <= (size_t)optin ? bytes : 0;
+    return bytes + stat <= (size_t)optin ? bytes : 0;
+}
+
+template <int MT, bool GROUPED, bool CC>
+static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
+                              cudaStream_t s, unsigned flags) {
+    if (smem > 48 * 1024 - (CC ? MV8_WARPS * MT * 1024 + CC8_XCAP * 4 : 0) - MT * 512) {
+        const cudaError_t e = cudaFuncSetAttribute(matvec_i8_kernel<MT, GROUPED, CC>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return launch_k(matvec_i8_kernel<MT, GROUPED, CC>, dim3(blocks), dim3(MV8_WARPS * 32), smem,
+                    s, flags, m, x);
 }
 
 template <int MT, bool GROUPED>
-static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
-                              cudaStream_t s, unsigned flags) {
-    if (smem > 48 * 1024) {
-        const cudaError_t e = cudaFuncSetAttribute(
-            matvec_i8_kernel<MT, GROUPED>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return e;
-    }
-    return launch_k(matvec_i8_kernel<MT, GROUPED>, dim3(blocks), dim3(MV8_WARPS * 32), smem, s,
-                    flags, m, x);
+static cudaError_t mv8_launch_cc(bool cc, const mv_job &m, const float *x, unsigned blocks,
+                                 size_t smem, cudaStream_t s, unsigned flags) {
+    return cc ? mv8_launch<MT, GROUPED, true>(m, x, blocks, smem, s, flags)
+              : mv8_launch<MT, GROUPED, false>(m, x, blocks, smem, s, flags);
 }
 
 template <bool SW>
@@ -518,6 +867,9 @@ static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x,
     case CLLM_CUDA_W_BF16:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags,
                         m, x);
+    case CLLM_CUDA_W_CC_BF16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags,
+                        m, x);
     default:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, sm, s, flags,
                         m, x);
@@ -531,6 +883,21 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     bool vec = true;
     for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x);
     const size_t smem = vec ? mv8_smem_bytes(&m->w[0]) : 0;
+    const uint32_t kind = m->w[0].kind;
+    if (is_ccode(kind)) {  // only the fused kernels read a compute code
+        RETURN_IF(kind == CLLM_CUDA_W_CC_BF16 ? !vec : !smem, CLLM_ERR_UNSUPPORTED,
+                  "%s: compute code of %llu columns (group %u) with x at %p: no fused kernel", who,
+                  (unsigned long long)m->w[0].cols, m->w[0].group_size, (const void *)x);
+        for (int i = 0; i < n; i++) {
+            const cllm_ccode_info in = {kind == CLLM_CUDA_W_CC_BF16 ? (uint32_t)CLLM_CCODE_BF16
+                                                                    : (uint32_t)CLLM_CCODE_INT8,
+                                        kind == CLLM_CUDA_W_CC_BF16 ? 0u : m->w[i].group_size,
+                                        m->w[i].rows, m->w[i].cols, 0};
+            cllm_ccode_layout lay;
+            RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
+            for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m->cc_off[i][k] = lay.off[k];
+        }
+    }
     const uint64_t rpb = smem ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
@@ -546,10 +913,11 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     cudaError_t e;
     if (smem) {
         const bool grouped = m->w[0].group_size < m->w[0].cols;
-        e = swiglu ? (grouped ? mv8_launch<2, true>(*m, x, nb, smem, s, flags)
-                              : mv8_launch<2, false>(*m, x, nb, smem, s, flags))
-                   : (grouped ? mv8_launch<1, true>(*m, x, nb, smem, s, flags)
-                              : mv8_launch<1, false>(*m, x, nb, smem, s, flags));
+        const bool cc = m->w[0].kind == CLLM_CUDA_W_CC_INT8;
+        e = swiglu ? (grouped ? mv8_launch_cc<2, true>(cc, *m, x, nb, smem, s, flags)
+                              : mv8_launch_cc<2, false>(cc, *m, x, nb, smem, s, flags))
+                   : (grouped ? mv8_launch_cc<1, true>(cc, *m, x, nb, smem, s, flags)
+                              : mv8_launch_cc<1, false>(cc, *m, x, nb, smem, s, flags));
     } else if (!vec) {
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
@@ -626,6 +994,46 @@ extern "C" cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate,
     mv_job m = {};
     m.w[0] = w[0], m.w[1] = w[1], m.y[0] = out_dev;
     return mv_launch(&m, 2, x_dev, true, flags, stream, "matvec_swiglu");
+}
+
+template <int KIND>
+static cudaError_t mv_cols_launch(uint32_t n, const mv_job &m, const float *x, uint64_t ldx,
+                                  uint64_t ldy, unsigned blocks, cudaStream_t s) {
+    const dim3 grid(blocks), block(MV_WARPS * 32);
+    if (n <= 2) return launch_k(matvec_cols_kernel<KIND, 2>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+    if (n <= 4) return launch_k(matvec_cols_kernel<KIND, 4>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+    return launch_k(matvec_cols_kernel<KIND, 8>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+}
+
+extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
+                                             uint64_t ldx, uint32_t n, float *y_dev, uint64_t ldy,
+                                             void *stream) {
+    TRY(check_weight(w, "matvec_cols"));
+    RETURN_IF(!x_dev || !y_dev || n < 1 || n > CLLM_CUDA_MATVEC_COLS, CLLM_ERR_ARG,
+              "matvec_cols: bad argument (n %u, at most %d)", n, CLLM_CUDA_MATVEC_COLS);
+    RETURN_IF(w->kind != CLLM_CUDA_W_BF16 && w->kind != CLLM_CUDA_W_F16 &&
+                  w->kind != CLLM_CUDA_W_CC_BF16,
+              CLLM_ERR_UNSUPPORTED, "matvec_cols: weight kind %u", w->kind);
+    RETURN_IF(w->cols % 8 || (uintptr_t)w->data % 16 || (uintptr_t)x_dev % 16 || ldx % 4 ||
+                  ldx < w->cols || ldy < w->rows,
+              CLLM_ERR_UNSUPPORTED, "matvec_cols: needs cols %% 8 == 0, 16-byte aligned data "
+              "and columns, ldx >= cols, ldy >= rows");
+    mv_job m = {};
+    m.w[0] = *w, m.y[0] = y_dev;
+    if (w->kind == CLLM_CUDA_W_CC_BF16) {
+        const cllm_ccode_info in = {CLLM_CCODE_BF16, 0, w->rows, w->cols, 0};
+        cllm_ccode_layout lay;
+        RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "matvec_cols: bad code");
+        for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m.cc_off[0][k] = lay.off[k];
+    }
+    const uint64_t blocks = (w->rows + MV_WARPS - 1) / MV_WARPS;
+    cudaStream_t s = CLLM_STREAM(stream);
+    const cudaError_t e =
+        w->kind == CLLM_CUDA_W_BF16  ? mv_cols_launch<CLLM_CUDA_W_BF16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s)
+        : w->kind == CLLM_CUDA_W_F16 ? mv_cols_launch<CLLM_CUDA_W_F16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s)
+                                     : mv_cols_launch<CLLM_CUDA_W_CC_BF16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s);
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols");
+    return CLLM_OK;
 }
 
 // ---- block reductions ----------------------------------------------------------------------------
@@ -733,6 +1141,7 @@ static __global__ void embed_kernel(const cllm_cuda_weight w, const int32_t *tok
 extern "C" cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev,
                                        uint32_t n_tok, float *out_dev, void *stream) {
     TRY(check_weight(w, "embed"));
+    RETURN_IF(is_ccode(w->kind), CLLM_ERR_UNSUPPORTED, "embed: compute-code weights");
     RETURN_IF(!tokens_dev || !out_dev, CLLM_ERR_ARG, "embed: NULL pointer");
     if (n_tok == 0) return CLLM_OK;
     embed_kernel<<<n_tok, 256, 0, CLLM_STREAM(stream)>>>(*w, tokens_dev, out_dev);

@@ -5,6 +5,7 @@
 // check failed, 77 no GPU.
 //
 // Usage: gpu_check [--quick]   (--quick: skips the 7B-layer decode benchmark)
+#include "codec/cllm_ccode.h"
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
 #include "cuda/cllm_cuda.h"
@@ -1151,10 +1152,170 @@ static void gemm_cases(void *blas) {
     }
 }
 
+// ---- fused compute-code matvecs: bit-identical to the raw kernels ------------------------------
+
+// Realistic data for the compute code: int8 symbols ~ N(0, 9^2) (clamped; ~0.1% exceptions, and
+// a few full-range values), bf16 as host_weight_make; `specials`: NaN, +-inf, +-0 and subnormals
+// sprinkled in (bf16), or a row of all-exception values (int8).
+static void ccode_data(host_weight *h, int specials) {
+    const size_t n = h->w.rows * h->w.cols;
+    if (h->w.kind == CLLM_CUDA_W_INT8) {
+        int8_t *q = (int8_t *)h->w.data;
+        for (size_t i = 0; i < n; i++) {
+            long v = lround(9.0 * normal());
+            if (rnd() % 997 == 0) v = (long)(rnd() % 255) - 127;
+            q[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+        }
+        if (specials)
+            for (size_t c = 0; c < h->w.cols; c++) q[c] = (int8_t)(c % 2 ? 100 : -128 + (int)(c % 7));
+        return;
+    }
+    if (!specials) return;
+    static const uint16_t sp[] = {0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x0000, 0x8000, 0x0001, 0x807f,
+                                  0x0080, 0x7f7f};
+    uint16_t *w = (uint16_t *)h->w.data;
+    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = sp[rnd() % 10];
+}
+
+// y for raw and fused views through one launcher: 0 single, 1 accumulate, 2 PDL + resident,
+// 3 multi (w, w2), 4 swiglu (w, w2). Outputs (rows * 2 floats) into out.
+static void fused_run(int how, const cllm_cuda_weight *w, const cllm_cuda_weight *w2,
+                      const float *x, float *y_dev, float *out, uint64_t rows) {
+    poison(y_dev, 2 * rows);
+    if (how == 1) {  // accumulate onto y = 0.5, 1.5, 2.5, ...
+        float *init = xmalloc(rows * sizeof(float));
+        for (uint64_t r = 0; r < rows; r++) init[r] = 0.5f + (float)(r % 100);
+        MUST(cllm_cuda_copy(y_dev, init, rows * sizeof(float), g_stream));
+        MUST(cllm_cuda_sync(g_stream));
+        free(init);
+    }
+    float *ys[2] = {y_dev, y_dev + rows};
+    const cllm_cuda_weight ws[2] = {*w, *w2};
+    switch (how) {
+    case 0: case 1: MUST(cllm_cuda_matvec(w, x, y_dev, how, g_stream)); break;
+    case 2:
+        MUST(cllm_cuda_matvec_ex(w, x, y_dev, 0, CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT, g_stream));
+        break;
+    case 3: MUST(cllm_cuda_matvec_multi(ws, 2, x, ys, g_stream)); break;
+    default: MUST(cllm_cuda_matvec_swiglu(w, w2, x, y_dev, g_stream)); break;
+    }
+    download(out, y_dev, 2 * rows * sizeof(float));
+}
+
+// Several columns (cllm_cuda_matvec_cols, bf16 only): raw and compute code memcmp-equal for n = 2,
+// 3, 8, and column c of the raw result equal to the one-column matvec of x_c.
+static int cols_check(const cllm_cuda_weight *raw, const cllm_cuda_weight *cc, uint64_t rows,
+                      uint64_t cols) {
+    static const uint32_t ns[3] = {2, 3, 8};
+    float *x = xmalloc(8 * cols * 4), *a = xmalloc(8 * rows * 4), *b = xmalloc(8 * rows * 4);
+    float *one = xmalloc(rows * 4);
+    make_x(x, 8 * cols, 1);
+    float *xd = upload(x, 8 * cols * 4), *yd = dev_alloc(8 * rows * 4), *y1 = dev_alloc(rows * 4);
+    int ok = 1;
+    for (int k = 0; k < 3; k++) {
+        const uint32_t n = ns[k];
+        poison(yd, 8 * rows);
+        MUST(cllm_cuda_matvec_cols(raw, xd, cols, n, yd, rows, g_stream));
+        download(a, yd, n * rows * 4);
+        poison(yd, 8 * rows);
+        MUST(cllm_cuda_matvec_cols(cc, xd, cols, n, yd, rows, g_stream));
+        download(b, yd, n * rows * 4);
+        ok &= memcmp(a, b, n * rows * 4) == 0;
+        for (uint32_t c = 0; c < n; c++) {
+            MUST(cllm_cuda_matvec(raw, xd + c * cols, y1, 0, g_stream));
+            download(one, y1, rows * 4);
+            ok &= memcmp(one, a + c * rows, rows * 4) == 0;
+        }
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    MUST(cllm_cuda_release(g_mem, y1));
+    free(x), free(a), free(b), free(one);
+    return ok;
+}
+
+// Two matrices of one kind and shape, their compute codes made on the GPU side; the code C-decodes
+// to the raw data; every launcher's output memcmp-equal to the raw kernel's.
+static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t group, int specials) {
+    host_weight h[2];
+    cllm_cuda_weight raw[2], cc[2];
+    size_t bytes[2];
+    int ok = 1;
+    for (int i = 0; i < 2; i++) {
+        host_weight_make(&h[i], kind, rows, cols, group);
+        ccode_data(&h[i], specials && i == 0);
+        raw[i] = weight_upload(&h[i]);
+        MUST(cllm_cuda_ccode_make(g_mem, &raw[i], omp_get_max_threads(), g_stream, &cc[i],
+                                  &bytes[i]));
+        uint8_t *buf = xmalloc(bytes[i]), *back = xmalloc(h[i].bytes);
+        float *sc = xmalloc(h[i].n_sc * sizeof(float) + 4);
+        download(buf, cc[i].data, bytes[i]);
+        ok &= cllm_ccode_decode(buf, bytes[i], back, h[i].bytes, sc, h[i].n_sc * 4) == CLLM_OK &&
+              memcmp(back, h[i].w.data, h[i].bytes) == 0 &&
+              (!h[i].n_sc || memcmp(sc, h[i].w.scales, h[i].n_sc * 4) == 0);
+        free(buf), free(back), free(sc);
+    }
+    const int code_ok = ok;
+    float *x = xmalloc(cols * sizeof(float)), *a = xmalloc(2 * rows * 4), *b = xmalloc(2 * rows * 4);
+    make_x(x, cols, 1);
+    float *xd = upload(x, cols * sizeof(float)), *yd = dev_alloc(2 * rows * sizeof(float));
+    static const char *how_name[5] = {"single", "accumulate", "pdl+resident", "multi", "swiglu"};
+    char bad[128] = "";
+    for (int how = 0; how < 5; how++) {
+        fused_run(how, &raw[0], &raw[1], xd, yd, a, rows);
+        fused_run(how, &cc[0], &cc[1], xd, yd, b, rows);
+        const size_t nout = how == 3 ? 2 * rows : rows;
+        if (memcmp(a, b, nout * sizeof(float)) != 0) {
+            ok = 0;
+            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", how_name[how]);
+        }
+    }
+    if (kind == CLLM_CUDA_W_BF16 && !cols_check(&raw[0], &cc[0], rows, cols)) {
+        ok = 0;
+        snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " cols");
+    }
+    const double bpw = 8.0 * (double)bytes[0] / (double)(rows * cols);
+    check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, outputs bit-identical to raw (bf16: "
+          "and n = 2, 3, 8 columns)%s%s "
+          "(%.3f bits/weight)", wkind_name(kind), (unsigned long long)rows,
+          (unsigned long long)cols, h[0].w.group_size, specials ? " specials" : "",
+          code_ok ? "exactly" : "WRONG", ok ? "" : ", differ:", bad, bpw);
+    char name[96];
+    snprintf(name, sizeof name, "fused %s %llux%llu g%u%s", wkind_name(kind),
+             (unsigned long long)rows, (unsigned long long)cols, h[0].w.group_size,
+             specials ? " sp" : "");
+    summary("%-44s %s  %.3f bits/weight\n", name, ok ? "PASS" : "FAIL", bpw);
+    for (int i = 0; i < 2; i++) {
+        weight_release(&raw[i]);
+        MUST(cllm_cuda_release(g_mem, (void *)cc[i].data));
+        host_weight_free(&h[i]);
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    free(x), free(a), free(b);
+}
+
+static void fused_cases(void) {
+    fused_case(CLLM_CUDA_W_BF16, 1, 8, 0, 0);
+    fused_case(CLLM_CUDA_W_BF16, 37, 336, 0, 1);      // a partial group, specials
+    fused_case(CLLM_CUDA_W_BF16, 300, 1024, 0, 0);
+    fused_case(CLLM_CUDA_W_BF16, 64, 4104, 0, 1);     // 4 full batches + tail steps
+    fused_case(CLLM_CUDA_W_BF16, 4096, 4096, 0, 0);
+    fused_case(CLLM_CUDA_W_BF16, 1000, 11008, 0, 1);
+    fused_case(CLLM_CUDA_W_INT8, 16, 64, 0, 1);
+    fused_case(CLLM_CUDA_W_INT8, 37, 320, 0, 0);      // rows % 16
+    fused_case(CLLM_CUDA_W_INT8, 300, 1024, 64, 1);   // grouped scales, an all-exception row
+    fused_case(CLLM_CUDA_W_INT8, 4096, 4096, 0, 0);
+    fused_case(CLLM_CUDA_W_INT8, 1000, 11008, 128, 0);
+    fused_case(CLLM_CUDA_W_INT8, 64, 14336, 0, 1);    // > 48 KiB of shared memory
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     // --decode-layer: only the 7B-layer decode benchmarks (bit-exact checked), for a profiler.
     const int layer_only = argc > 1 && strcmp(argv[1], "--decode-layer") == 0;
+    // --fused: only the compute-code checks (fused kernels against the raw ones).
+    const int fused_only = argc > 1 && strcmp(argv[1], "--fused") == 0;
     if (cllm_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");
         return 77;
@@ -1173,6 +1334,14 @@ int main(int argc, char **argv) {
         decode_bench("lossless bf16 7B layer (7 tensors)", CLLM_CODEC_LOSSLESS, 7, layer, 0, 0,
                      st_dev);
         printf("%s", g_summary);
+        return g_failed ? 1 : 0;
+    }
+    if (fused_only) {
+        MUST(cllm_cuda_release(g_mem, st_dev));
+        fused_cases();
+        printf("%s", g_summary);
+        check(cllm_cuda_mem_current(g_mem) == 0, "every device allocation released");
+        printf("checks: %d passed, %d failed\n", g_passed, g_failed);
         return g_failed ? 1 : 0;
     }
     int n_ok = 0, n_cases = (int)(sizeof k_shapes / sizeof k_shapes[0]);
@@ -1239,6 +1408,7 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 32, 1, 0);  // 16-byte vector path
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
+    fused_cases();
     attention_split_cases();
     chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
     chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128);  // tensor cores, grouped scales

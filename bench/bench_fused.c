@@ -1,0 +1,275 @@
+// Kernel benchmark: the fused compute-code matvecs (weights compressed in VRAM) against the raw
+// BF16 and int8 matvecs, batch 1, on the Llama-2-7B shapes, with synth-like weights (as `codecllm
+// synth`: Student-t(5), log-normal row scales, 0.5% of input columns 6x larger; int8: per-channel
+// quantisation of the same values). Prints time per matvec (median of bursts of back-to-back
+// launches over rotating copies, so no run finds its weights in L2), GB/s of bytes read, GB/s of
+// bf16-equivalent weights, bits/weight in VRAM, the fused/raw speed ratio, that the fused output
+// is bit-identical to the raw one, and the compute-code encode (load) time of a 7B layer.
+//
+// Usage: bench_fused          (exit 77 without a GPU or a CUDA build)
+#ifdef CLLM_HAVE_CUDA
+#include "codec/cllm_codec.h"
+#include "common/cllm_half.h"
+#include "cuda/cllm_cuda.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MUST(expr)                                                                                 \
+    do {                                                                                           \
+        cllm_status must_st_ = (expr);                                                             \
+        if (must_st_ != CLLM_OK) {                                                                 \
+            fprintf(stderr, "FATAL %s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,              \
+                    cllm_status_name(must_st_), cllm_last_error());                                \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define ROT_MAX 8
+#define BURST 50
+
+static cllm_cuda_mem *g_mem;
+static void *g_stream;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static uint64_t mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double unif(uint64_t h) { return ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double gauss(uint64_t seed, uint64_t i) {
+    return sqrt(-2.0 * log(unif(mix(seed + 2 * i)))) * cos(6.283185307179586 * unif(mix(seed + 2 * i + 1)));
+}
+
+// (rows, cols) synth-like fp32 weights.
+static float *synth(uint64_t rows, uint64_t cols, uint64_t seed) {
+    float *w = malloc(rows * cols * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (uint64_t r = 0; r < rows; r++) {
+        const double scale = 0.02 * exp(0.3 * gauss(seed ^ 0x5555, r));
+        for (uint64_t c = 0; c < cols; c++) {
+            const uint64_t i = (r * cols + c) * 6;
+            double chi = 0;
+            for (int k = 1; k <= 5; k++) {
+                const double g = gauss(seed, i + k);
+                chi += g * g;
+            }
+            const double gain = unif(mix(seed * 31 + c)) < 0.005 ? 6.0 : 1.0;
+            w[r * cols + c] = (float)(scale * gain * gauss(seed, i) / sqrt(chi / 5) * sqrt(0.6));
+        }
+    }
+    return w;
+}
+
+typedef struct variant {
+    const char *name;
+    cllm_cuda_weight w[ROT_MAX];
+    int n_rot;
+    size_t bytes;  // per copy: everything a matvec reads of the weights
+} variant;
+
+static void *dev_copy(const void *src, size_t n, int from_host) {
+    void *p;
+    MUST(cllm_cuda_alloc(g_mem, n, &p));
+    MUST(cllm_cuda_copy(p, src, n, g_stream));
+    (void)from_host;
+    return p;
+}
+
+// n_rot copies of the view v (data + scales; compute code: one buffer holding its scales).
+static void make_rot(variant *var, const cllm_cuda_weight *v, size_t data_bytes, size_t sc_bytes) {
+    var->n_rot = (int)(192.0 * 1048576 / (double)(data_bytes + sc_bytes)) + 1;
+    if (var->n_rot > ROT_MAX) var->n_rot = ROT_MAX;
+    if (var->n_rot < 2) var->n_rot = 2;
+    var->bytes = data_bytes + sc_bytes;
+    var->w[0] = *v;
+    const int cc = v->kind >= CLLM_CUDA_W_CC_BF16;
+    for (int r = 1; r < var->n_rot; r++) {
+        var->w[r] = *v;
+        var->w[r].data = dev_copy(v->data, data_bytes, 0);
+        if (cc && v->scales)
+            var->w[r].scales = (const float *)((const uint8_t *)var->w[r].data +
+                                               ((const uint8_t *)v->scales - (const uint8_t *)v->data));
+        else if (v->scales)
+            var->w[r].scales = dev_copy(v->scales, sc_bytes, 0);
+    }
+    MUST(cllm_cuda_sync(g_stream));
+}
+
+static void free_rot(variant *var) {
+    const int cc = var->w[0].kind >= CLLM_CUDA_W_CC_BF16;
+    for (int r = 0; r < var->n_rot; r++) {
+        MUST(cllm_cuda_release(g_mem, (void *)var->w[r].data));
+        if (!cc) MUST(cllm_cuda_release(g_mem, (void *)var->w[r].scales));
+    }
+}
+
+static int cmpf(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+// Median milliseconds per matvec over 15 bursts of BURST launches.
+static double time_ms(const variant *var, const float *x, float *y) {
+    cllm_cuda_timer *t;
+    MUST(cllm_cuda_timer_create(&t));
+    for (int i = 0; i < 10; i++)
+        MUST(cllm_cuda_matvec(&var->w[i % var->n_rot], x, y, 0, g_stream));
+    float ms[15];
+    for (int b = 0; b < 15; b++) {
+        MUST(cllm_cuda_timer_start(t, g_stream));
+        for (int i = 0; i < BURST; i++)
+            MUST(cllm_cuda_matvec(&var->w[(b * BURST + i) % var->n_rot], x, y, 0, g_stream));
+        MUST(cllm_cuda_timer_stop(t, g_stream));
+        MUST(cllm_cuda_timer_ms(t, &ms[b]));
+    }
+    cllm_cuda_timer_free(t);
+    qsort(ms, 15, sizeof ms[0], cmpf);
+    return ms[7] / BURST;
+}
+
+// Median microseconds per launch of cllm_cuda_matvec_cols with n columns (15 bursts of BURST).
+static double time_cols_us(const variant *var, const float *x, uint64_t ldx, uint32_t n, float *y,
+                           uint64_t ldy) {
+    cllm_cuda_timer *t;
+    MUST(cllm_cuda_timer_create(&t));
+    float ms[15];
+    for (int b = -1; b < 15; b++) {
+        MUST(cllm_cuda_timer_start(t, g_stream));
+        for (int i = 0; i < BURST; i++)
+            MUST(cllm_cuda_matvec_cols(&var->w[(b * BURST + i + BURST) % var->n_rot], x, ldx, n,
+                                       y, ldy, g_stream));
+        MUST(cllm_cuda_timer_stop(t, g_stream));
+        MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
+    }
+    cllm_cuda_timer_free(t);
+    qsort(ms, 15, sizeof ms[0], cmpf);
+    return 1e3 * ms[7] / BURST;
+}
+
+// n = 2, 4, 8 columns: raw bf16 against fused lossless (bit-identical check on the first copy).
+static void bench_cols(const variant *raw, const variant *cc, uint64_t rows, uint64_t cols) {
+    float *x = malloc(8 * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(8 * rows * 4);
+    for (uint64_t i = 0; i < 8 * cols; i++) x[i] = (float)gauss(99, i);
+    float *xd = dev_copy(x, 8 * cols * 4, 1), *yd;
+    MUST(cllm_cuda_alloc(g_mem, 8 * rows * 4, (void **)&yd));
+    for (uint32_t n = 2; n <= 8; n *= 2) {
+        MUST(cllm_cuda_matvec_cols(&raw->w[0], xd, cols, n, yd, rows, g_stream));
+        MUST(cllm_cuda_copy(ya, yd, n * rows * 4, g_stream));
+        MUST(cllm_cuda_matvec_cols(&cc->w[0], xd, cols, n, yd, rows, g_stream));
+        MUST(cllm_cuda_copy(yb, yd, n * rows * 4, g_stream));
+        MUST(cllm_cuda_sync(g_stream));
+        const int same = memcmp(ya, yb, n * rows * 4) == 0;
+        const double ur = time_cols_us(raw, xd, cols, n, yd, rows);
+        const double uf = time_cols_us(cc, xd, cols, n, yd, rows);
+        printf("%5llux%-5llu n=%u columns: raw bf16 %8.2f us, fused lossless %8.2f us  %.3fx raw  %s\n",
+               (unsigned long long)rows, (unsigned long long)cols, n, ur, uf, ur / uf,
+               same ? "bit-identical" : "DIFFERS");
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    free(x), free(ya), free(yb);
+}
+
+// One shape: raw bf16, fused lossless, raw int8, fused int8. Adds the encode seconds of the two
+// codes to enc_s[0] (bf16) and enc_s[1] (int8), `times` times (a layer holds that many).
+static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, double *tok_ms) {
+    const uint64_t n = rows * cols;
+    float *f = synth(rows, cols, rows * 1000003 + cols);
+    uint16_t *bf = malloc(n * 2);
+    int8_t *q = malloc(n);
+    float *sc = malloc(rows * sizeof(float));
+    for (uint64_t i = 0; i < n; i++) bf[i] = cllm_f32_to_bf16(f[i]);
+    MUST(cllm_quantize_int8(f, CLLM_DTYPE_F32, rows, cols, 0, q, sc));
+    free(f);
+    const int nt = omp_get_max_threads();
+    variant v[4] = {{.name = "raw bf16"}, {.name = "fused lossless"}, {.name = "raw int8"},
+                    {.name = "fused int8"}};
+    cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = CLLM_CUDA_W_BF16};
+    w.data = dev_copy(bf, n * 2, 1);
+    make_rot(&v[0], &w, n * 2, 0);
+    cllm_cuda_weight cw;
+    size_t cb;
+    double t0 = now_s();
+    MUST(cllm_cuda_ccode_make_host(g_mem, CLLM_CUDA_W_BF16, bf, NULL, rows, cols, 0, nt, g_stream,
+                                   &cw, &cb));
+    enc_s[0] += (now_s() - t0) * times;
+    make_rot(&v[1], &cw, cb, 0);
+    cllm_cuda_weight wi = {.rows = rows, .cols = cols, .kind = CLLM_CUDA_W_INT8,
+                           .group_size = (uint32_t)cols};
+    wi.data = dev_copy(q, n, 1);
+    wi.scales = dev_copy(sc, rows * 4, 1);
+    make_rot(&v[2], &wi, n, rows * 4);
+    t0 = now_s();
+    MUST(cllm_cuda_ccode_make_host(g_mem, CLLM_CUDA_W_INT8, q, sc, rows, cols, (uint32_t)cols, nt,
+                                   g_stream, &cw, &cb));
+    enc_s[1] += (now_s() - t0) * times;
+    make_rot(&v[3], &cw, cb, 0);
+    float *x = malloc(cols * 4), *ya = malloc(rows * 4), *yb = malloc(rows * 4);
+    for (uint64_t c = 0; c < cols; c++) x[c] = (float)gauss(77, c);
+    float *xd = dev_copy(x, cols * 4, 1), *yd;
+    MUST(cllm_cuda_alloc(g_mem, rows * 4, (void **)&yd));
+    double raw_ms[2] = {0, 0};
+    for (int k = 0; k < 4; k++) {
+        MUST(cllm_cuda_matvec(&v[k].w[0], xd, yd, 0, g_stream));
+        MUST(cllm_cuda_copy(k % 2 ? yb : ya, yd, rows * 4, g_stream));
+        MUST(cllm_cuda_sync(g_stream));
+        const int same = k % 2 ? memcmp(ya, yb, rows * 4) == 0 : 1;
+        const double ms = time_ms(&v[k], xd, yd);
+        if (k % 2 == 0) raw_ms[k / 2] = ms;
+        tok_ms[k] += ms * (times ? 32.0 * times : 1.0);  // 32 layers; the lm_head once
+        printf("%5llux%-5llu %-15s %6.3f bits/w %8.2f us %7.1f GB/s read %7.1f GB/s bf16-eq",
+               (unsigned long long)rows, (unsigned long long)cols, v[k].name,
+               8.0 * (double)v[k].bytes / (double)n, ms * 1e3, v[k].bytes / (ms * 1e6),
+               2.0 * (double)n / (ms * 1e6));
+        if (k % 2) printf("  %.3fx raw  %s", raw_ms[k / 2] / ms, same ? "bit-identical" : "DIFFERS");
+        printf("\n");
+    }
+    if (cols % 8 == 0) bench_cols(&v[0], &v[1], rows, cols);
+    for (int k = 0; k < 4; k++) free_rot(&v[k]);
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    free(bf), free(q), free(sc), free(x), free(ya), free(yb);
+}
+
+int main(void) {
+    if (cllm_cuda_device_count() == 0) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
+    char desc[256];
+    MUST(cllm_cuda_device_open(0, desc, sizeof desc));
+    MUST(cllm_cuda_mem_create(&g_mem));
+    MUST(cllm_cuda_stream_create(&g_stream));
+    printf("device: %s; batch 1 (n = 1 column); %d host threads for the encoder\n", desc,
+           omp_get_max_threads());
+    static const uint64_t shapes[4][3] = {{4096, 4096, 4}, {11008, 4096, 2}, {4096, 11008, 1},
+                                          {32000, 4096, 0}};
+    double enc[2] = {0, 0}, tok[4] = {0, 0, 0, 0};
+    for (int s = 0; s < 4; s++) bench_shape(shapes[s][0], shapes[s][1], (int)shapes[s][2], enc, tok);
+    printf("matvec time of one Llama-2-7B token (32 layers x 7 matrices + lm_head, separate launches):"
+           " raw bf16 %.3f ms, fused lossless %.3f ms (%.3fx), raw int8 %.3f ms, fused int8 %.3f ms "
+           "(%.3fx)\n", tok[0], tok[1], tok[0] / tok[1], tok[2], tok[3], tok[2] / tok[3]);
+    printf("compute-code load (C encoder + upload) of one 7B layer (4 x 4096x4096, 2 x 11008x4096, "
+           "4096x11008): lossless %.3f s, int8 %.3f s\n", enc[0], enc[1]);
+    cllm_cuda_mem_free_all(g_mem);
+    cllm_cuda_stream_destroy(g_stream);
+    return 0;
+}
+#else
+#include <stdio.h>
+int main(void) {
+    printf("SKIP: bench_fused needs the CUDA build\n");
+    return 77;
+}
+#endif

@@ -1,0 +1,172 @@
+// The in-VRAM compute code: weights kept compressed in GPU memory in a layout a matvec decodes in
+// a few integer instructions per weight (no serial chain), so the fused kernels read it directly.
+// rANS stays the file/transport code; the compute code is made from decoded weights at load time.
+// The encoder (cllm_ccode_enc.c) and the decoder (cllm_ccode_dec.c) are the specification; the
+// layout is documented byte for byte in docs/FORMAT.md ("in-VRAM compute code").
+//
+// A buffer is a 64-byte header followed by sections, each starting at a multiple of 16 bytes
+// from the buffer start. The section offsets depend only on (kind, rows, cols, group_size): the
+// exception list is last. This header compiles as C11 and under nvcc (the kernels use
+// cllm_ccode_layout_of to find the sections).
+//
+// BF16 (lossless): each weight is a byte b = sign << 7 | mantissa7 (bytes plane) and a 3-bit code:
+// exponent = base[row] + code. A weight whose exponent lies outside [base, base + 7] has code 0
+// and an entry in the exception list whose delta is XORed into the exponent (the kernels apply a
+// group's entries as patches, never branching on codes). A lane of the matvec owns 8 consecutive weights ("a vector"): its 8 codes form a
+// 24-bit word (code p at bits 3p..3p+2), stored as a 16-bit low part (codelo) and an 8-bit high
+// part (codehi). 32 vectors (256 weights) form a group, the unit of exception lookup.
+//
+// INT8: the per-channel int8 symbols q of 16-row tiles x 64-column chunks (the int8 tensor-core
+// matvec's unit), each as a 6-bit two's complement value: q in [-31, 31] directly, any other q as
+// the code 0 plus an exception entry holding q (the kernels add q times x to the exact integer
+// sums). Low 4 bits in a nibble plane, high 2 bits in a second plane,
+// arranged so that lane l of a warp gets the 16 values it feeds to the MMAs with two loads.
+#ifndef CLLM_CCODE_H
+#define CLLM_CCODE_H
+
+#include "codecllm.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#define CLLM_CCODE_HD __host__ __device__ static inline
+extern "C" {
+#else
+#define CLLM_CCODE_HD static inline
+#endif
+
+#define CLLM_CCODE_MAGIC 0x43434c43u  // "CLCC" little-endian
+#define CLLM_CCODE_VERSION 1u
+#define CLLM_CCODE_HEADER_BYTES 64u
+
+typedef enum cllm_ccode_kind {
+    CLLM_CCODE_BF16 = 1,  // lossless bf16
+    CLLM_CCODE_INT8 = 2,  // int8 symbols + fp32 scales
+} cllm_ccode_kind;
+
+// BF16 geometry.
+#define CLLM_CC16_VEC 8          // weights per vector (one lane's share of a warp step)
+#define CLLM_CC16_GROUP 256      // weights per group (32 vectors: one warp step)
+#define CLLM_CC16_BASE_MAX 248u  // base + 7 <= 255: base + code never carries into the sign
+// INT8 geometry.
+#define CLLM_CC8_TILE_ROWS 16
+#define CLLM_CC8_CHUNK 64        // columns per chunk
+#define CLLM_CC8_NIB_BYTES 512   // nibble plane bytes per (tile, chunk)
+#define CLLM_CC8_HI_BYTES 256    // high-bit plane bytes per (tile, chunk)
+
+// Sections, in buffer order.
+enum {
+    // BF16
+    CLLM_CC16_S_BYTES = 0,  // (rows, nvec, 8) bytes: sign << 7 | mantissa7
+    CLLM_CC16_S_CODELO,     // (rows, nvec) uint16: bits 0..15 of the vector's 24-bit code word
+    CLLM_CC16_S_CODEHI,     // (rows, nvec) uint8: bits 16..23
+    CLLM_CC16_S_BASE,       // (rows) uint8: exponent of code 0, <= CLLM_CC16_BASE_MAX
+    CLLM_CC16_S_ROWEXC,     // (rows + 1) uint32: first exception of each row; last = n_exc
+    CLLM_CC16_S_GOFF,       // (rows, ngroups + 1) uint16: row-relative first exception per group
+    CLLM_CC16_S_EXC,        // (n_exc) uint16: pos | delta << 8 (pos = column % 256, delta =
+                            // true exponent XOR base); sorted by column within a row
+    CLLM_CC16_N_SECTIONS,
+    // INT8
+    CLLM_CC8_S_NIB = 0,     // (ntiles, nch, 512) bytes
+    CLLM_CC8_S_HI,          // (ntiles, nch, 256) bytes
+    CLLM_CC8_S_SCALES,      // (rows, groups_per_row) float
+    CLLM_CC8_S_EOFF,        // (ntiles * nch + 1) uint32: first exception of each (tile, chunk)
+    CLLM_CC8_S_EXC,         // (n_exc) uint32: row_in_tile | col_in_chunk << 4 | (uint8)q << 16,
+                            // sorted by row_in_tile * 64 + col_in_chunk within a (tile, chunk)
+    CLLM_CC8_N_SECTIONS,
+};
+#define CLLM_CCODE_MAX_SECTIONS 7
+
+// Header fields (little-endian): magic u32 @0, version u16 @4, kind u16 @6, group_size u32 @8
+// (int8; 0 for bf16), reserved u32 @12 (0), rows u64 @16, cols u64 @24, n_exc u64 @32, zero to 64.
+typedef struct cllm_ccode_info {
+    uint32_t kind;        // cllm_ccode_kind
+    uint32_t group_size;  // int8: columns per scale (1..cols); bf16: 0
+    uint64_t rows, cols;
+    uint64_t n_exc;       // exception entries
+} cllm_ccode_info;
+
+// Section offsets (from the buffer start, header included) and sizes in bytes.
+typedef struct cllm_ccode_layout {
+    uint64_t off[CLLM_CCODE_MAX_SECTIONS], size[CLLM_CCODE_MAX_SECTIONS];
+    uint64_t total;  // buffer bytes
+    uint64_t nvec, ngroups;        // bf16: vectors and groups per row
+    uint64_t ntiles, nch, gpr;     // int8: tiles, chunks per row, scale groups per row
+    int n_sections;
+} cllm_ccode_layout;
+
+// Layout of a buffer described by `in`. Returns 0 on success, -1 when a size overflows 2^62 or a
+// field is out of range (unknown kind, zero or oversized group). n_exc may be 0 for the offsets of
+// every section but the exception list's size.
+CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_layout *lay) {
+    const uint64_t lim = 1ull << 62, r = in->rows, c = in->cols;
+    uint64_t sz[CLLM_CCODE_MAX_SECTIONS] = {0};
+    int n = 0;
+    if (r >= (1ull << 40) || c >= (1ull << 40) || in->n_exc >= (1ull << 40)) return -1;
+    lay->nvec = lay->ngroups = lay->ntiles = lay->nch = lay->gpr = 0;
+    if (in->kind == CLLM_CCODE_BF16) {
+        if (in->group_size != 0) return -1;
+        const uint64_t nv = (c + CLLM_CC16_VEC - 1) / CLLM_CC16_VEC, ng = (nv + 31) / 32;
+        if (r && nv > lim / 8 / r) return -1;
+        lay->nvec = nv, lay->ngroups = ng;
+        sz[0] = r * nv * 8, sz[1] = r * nv * 2, sz[2] = r * nv, sz[3] = r, sz[4] = (r + 1) * 4;
+        sz[5] = r * (ng + 1) * 2, sz[6] = in->n_exc * 2;
+        n = CLLM_CC16_N_SECTIONS;
+    } else if (in->kind == CLLM_CCODE_INT8) {
+        if (in->group_size == 0 || (c && in->group_size > c)) return -1;
+        const uint64_t nt = (r + 15) / 16, nc = (c + 63) / 64, g = (c + in->group_size - 1) / in->group_size;
+        lay->ntiles = nt, lay->nch = nc, lay->gpr = g;
+        if (nt && nc > lim / 1024 / nt) return -1;
+        sz[0] = nt * nc * CLLM_CC8_NIB_BYTES, sz[1] = nt * nc * CLLM_CC8_HI_BYTES;
+        sz[2] = r * g * 4, sz[3] = (nt * nc + 1) * 4, sz[4] = in->n_exc * 4;
+        n = CLLM_CC8_N_SECTIONS;
+    } else {
+        return -1;
+    }
+    uint64_t at = CLLM_CCODE_HEADER_BYTES;
+    for (int i = 0; i < n; i++) {
+        lay->off[i] = at, lay->size[i] = sz[i];
+        at = (at + sz[i] + 15) & ~15ull;
+    }
+    for (int i = n; i < CLLM_CCODE_MAX_SECTIONS; i++) lay->off[i] = at, lay->size[i] = 0;
+    lay->total = at;
+    lay->n_sections = n;
+    return 0;
+}
+
+// ---- encoder (cllm_ccode_enc.c) -----------------------------------------------------------------
+
+// Encodes a (rows, cols) row-major bf16 matrix (any bit patterns: NaN, infinities, subnormals,
+// zeros become exceptions when outside a row's 8-exponent window). *out: a malloc'd buffer of
+// *out_bytes (the caller frees it). Uses up to n_threads OpenMP threads (<= 1: one).
+// @return CLLM_OK, CLLM_ERR_ARG, CLLM_ERR_NOMEM, CLLM_ERR_UNSUPPORTED (a row with more than 65535
+// exceptions, or a shape beyond the layout's limits).
+cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                                   uint8_t **out, size_t *out_bytes);
+
+// Encodes int8 symbols (rows, cols) with their scales (rows, ceil(cols / group_size)), as made by
+// cllm_quantize_int8. Same ownership and statuses as cllm_ccode_encode_bf16.
+cllm_status cllm_ccode_encode_int8(const int8_t *q, const float *scales, uint64_t rows,
+                                   uint64_t cols, uint32_t group_size, int n_threads,
+                                   uint8_t **out, size_t *out_bytes);
+
+// ---- decoder (cllm_ccode_dec.c): reads an untrusted buffer ---------------------------------------
+
+// Parses and checks the header of `buf` (n bytes): magic, version, kind, fields, and that the
+// layout's total equals n. @return CLLM_OK or CLLM_ERR_FORMAT naming the bad field.
+cllm_status cllm_ccode_read_info(const uint8_t *buf, size_t n, cllm_ccode_info *info,
+                                 cllm_ccode_layout *lay);
+
+// Decodes a whole buffer after checking every count and offset in it (exception offsets monotone
+// and in range, each escape matched by exactly one entry, bases in range). bf16: out receives rows
+// * cols uint16 (out_cap bytes); int8: out receives rows * cols int8 and scales rows *
+// groups_per_row floats (scales_cap bytes). @return CLLM_OK, CLLM_ERR_FORMAT / CLLM_ERR_CORRUPT
+// naming the first inconsistency, CLLM_ERR_ARG when a capacity is too small.
+cllm_status cllm_ccode_decode(const uint8_t *buf, size_t n, void *out, size_t out_cap,
+                              float *scales, size_t scales_cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,222 @@
+// The in-VRAM compute code (src/codec/cllm_ccode_*.c): encode -> decode reproduces bf16 and int8
+// matrices bit for bit, for every bf16 pattern, worst-case exception densities, odd shapes and
+// empty matrices; the layout's sizes stay within the bits-per-weight budget on realistic weights;
+// corrupted buffers are refused.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/cllm_ccode.h"
+#include "codec/cllm_codec.h"
+#include "common/cllm_half.h"
+#include "testutil.h"
+
+static void roundtrip_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int threads,
+                           size_t *bytes_out) {
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    assert_int_equal(cllm_ccode_encode_bf16(w, rows, cols, threads, &buf, &n), CLLM_OK);
+    uint16_t *back = malloc(rows * cols * 2 + 2);
+    memset(back, 0xa5, rows * cols * 2 + 2);
+    assert_int_equal(cllm_ccode_decode(buf, n, back, rows * cols * 2, NULL, 0), CLLM_OK);
+    if (rows && cols) assert_memory_equal(back, w, rows * cols * 2);
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    assert_int_equal(in.kind, CLLM_CCODE_BF16);
+    assert_true(in.rows == rows && in.cols == cols);
+    if (bytes_out) *bytes_out = n;
+    free(back);
+    free(buf);
+}
+
+// Every one of the 65536 bf16 patterns (NaN payloads, +-0, +-inf, subnormals) in several shapes.
+static void test_bf16_every_pattern(void **state) {
+    (void)state;
+    uint16_t *w = malloc(65536 * 2);
+    for (uint32_t i = 0; i < 65536; i++) w[i] = (uint16_t)(i * 40503u);  // odd: a permutation
+    roundtrip_bf16(w, 1, 65536, 1, NULL);
+    roundtrip_bf16(w, 256, 256, 4, NULL);
+    roundtrip_bf16(w, 65536 / 37, 37, 2, NULL);  // cols not a multiple of 8
+    roundtrip_bf16(w, 4096, 16, 1, NULL);
+    free(w);
+}
+
+// Every weight an escape (exponents spread over 256 values, none dominant), and a row of one
+// exponent outside any window (zeros): exceptions at the densest.
+static void test_bf16_all_exceptions(void **state) {
+    (void)state;
+    const uint64_t rows = 3, cols = 2048;
+    uint16_t *w = malloc(rows * cols * 2);
+    for (uint64_t c = 0; c < cols; c++) {
+        w[c] = (uint16_t)(((c * 7) % 256) << 7 | (c & 0x807f));  // 8 of each exponent
+        w[cols + c] = (uint16_t)(c & 1 ? 0x8000 : 0);             // +-0: exponent 0, in window
+        w[2 * cols + c] = (uint16_t)(0x7f80 | (c & 0x7f) | (c & 0x100 ? 0x8000 : 0));  // inf/NaN
+    }
+    size_t n;
+    roundtrip_bf16(w, rows, cols, 1, &n);
+    free(w);
+}
+
+// Zero-size and tiny shapes.
+static void test_bf16_edges(void **state) {
+    (void)state;
+    const uint16_t one[3] = {0x3f80, 0x0001, 0xffff};
+    roundtrip_bf16(one, 1, 1, 1, NULL);
+    roundtrip_bf16(one, 1, 3, 1, NULL);
+    roundtrip_bf16(one, 3, 1, 1, NULL);
+    roundtrip_bf16(NULL, 0, 0, 1, NULL);
+    roundtrip_bf16(NULL, 0, 100, 1, NULL);
+    roundtrip_bf16(NULL, 5, 0, 1, NULL);
+}
+
+// Synth-like weights (as `codecllm synth`: Student-t(5) values, a log-normal row scale, 0.5% of
+// input columns 6x larger).
+static void synth_like(float *w, uint64_t rows, uint64_t cols, uint64_t seed) {
+    uint64_t s = seed;
+    float *gain = malloc(cols * sizeof *gain);
+    for (uint64_t c = 0; c < cols; c++) gain[c] = cllm_test_uniform(&s) < 0.005 ? 6.0f : 1.0f;
+    for (uint64_t r = 0; r < rows; r++) {
+        const double scale = 0.02 * exp(0.3 * cllm_test_normal(&s));
+        for (uint64_t c = 0; c < cols; c++) {
+            double z = cllm_test_normal(&s), chi = 0;
+            for (int k = 0; k < 5; k++) {
+                double g = cllm_test_normal(&s);
+                chi += g * g;
+            }
+            w[r * cols + c] = (float)(scale * gain[c] * z / sqrt(chi / 5) * sqrt(3.0 / 5));
+        }
+    }
+    free(gain);
+}
+
+// Synth-like weights: bits/weight within the 11.5, escape rate reported.
+static void test_bf16_size(void **state) {
+    (void)state;
+    const uint64_t rows = 512, cols = 4096;
+    uint16_t *w = malloc(rows * cols * 2);
+    float *f = malloc(rows * cols * 4);
+    synth_like(f, rows, cols, 42);
+    for (uint64_t i = 0; i < rows * cols; i++) w[i] = cllm_f32_to_bf16(f[i]);
+    free(f);
+    size_t n;
+    roundtrip_bf16(w, rows, cols, 4, &n);
+    const double bpw = 8.0 * (double)n / (double)(rows * cols);
+    uint8_t *buf;
+    size_t n2;
+    assert_int_equal(cllm_ccode_encode_bf16(w, rows, cols, 1, &buf, &n2), CLLM_OK);
+    assert_int_equal(n2, n);  // thread count does not change the code
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n2, &in, &lay), CLLM_OK);
+    print_message("bf16 compute code: %.3f bits/weight, %.3f%% escapes\n", bpw,
+                  100.0 * (double)in.n_exc / (double)(rows * cols));
+    assert_true(bpw <= 11.5);
+    free(buf);
+    free(w);
+}
+
+static void roundtrip_int8(const int8_t *q, const float *sc, uint64_t rows, uint64_t cols,
+                           uint32_t gs, size_t *bytes_out) {
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    assert_int_equal(cllm_ccode_encode_int8(q, sc, rows, cols, gs, 2, &buf, &n), CLLM_OK);
+    const uint64_t gpr = (cols + gs - 1) / gs;
+    int8_t *back = malloc(rows * cols + 1);
+    float *bsc = malloc(rows * gpr * 4 + 4);
+    assert_int_equal(cllm_ccode_decode(buf, n, back, rows * cols, bsc, rows * gpr * 4), CLLM_OK);
+    if (rows && cols) {
+        assert_memory_equal(back, q, rows * cols);
+        assert_memory_equal(bsc, sc, rows * gpr * 4);
+    }
+    if (bytes_out) *bytes_out = n;
+    free(back), free(bsc), free(buf);
+}
+
+// Every int8 value at every position class, odd shapes (rows not a multiple of 16, columns not
+// a multiple of 64), groups, all-exception and no-exception matrices.
+static void test_int8_roundtrip(void **state) {
+    (void)state;
+    const uint64_t shapes[][3] = {{1, 1, 1},   {16, 64, 64}, {37, 333, 7},  {17, 65, 65},
+                                  {64, 512, 64}, {3, 1000, 1000}, {0, 64, 64}, {5, 0, 1}};
+    uint64_t s = 7;
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const uint64_t rows = shapes[k][0], cols = shapes[k][1], gs = shapes[k][2];
+        const uint64_t gpr = cols ? (cols + gs - 1) / gs : 0;
+        int8_t *q = malloc(rows * cols + 1);
+        float *sc = malloc(rows * gpr * 4 + 4);
+        for (int mode = 0; mode < 3; mode++) {
+            for (uint64_t i = 0; i < rows * cols; i++) {
+                const int v = mode == 0   ? (int)(cllm_test_rand(&s) % 256) - 128  // all values
+                              : mode == 1 ? (int)lround(9 * cllm_test_normal(&s))  // realistic
+                                          : (i % 2 ? 127 : -33);                    // all escapes
+                q[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+            }
+            for (uint64_t i = 0; i < rows * gpr; i++) sc[i] = (float)cllm_test_uniform(&s);
+            roundtrip_int8(q, sc, rows, cols, (uint32_t)gs, NULL);
+        }
+        free(q), free(sc);
+    }
+}
+
+// Per-channel int8 of synth-like weights: bits/weight incl. scales <= 6.5.
+static void test_int8_size(void **state) {
+    (void)state;
+    const uint64_t rows = 256, cols = 4096;
+    float *w = malloc(rows * cols * 4), *sc = malloc(rows * 4);
+    int8_t *q = malloc(rows * cols);
+    synth_like(w, rows, cols, 9);
+    assert_int_equal(cllm_quantize_int8(w, CLLM_DTYPE_F32, rows, cols, 0, q, sc), CLLM_OK);
+    size_t n;
+    roundtrip_int8(q, sc, rows, cols, (uint32_t)cols, &n);
+    const double bpw = 8.0 * (double)n / (double)(rows * cols);
+    double ss = 0;
+    for (uint64_t i = 0; i < rows * cols; i++) ss += (double)q[i] * q[i];
+    print_message("int8 compute code: %.3f bits/weight incl. scales (symbol std %.1f)\n", bpw,
+                  sqrt(ss / (double)(rows * cols)));
+    assert_true(bpw <= 6.5);
+    free(w), free(sc), free(q);
+}
+
+// Corruptions the decoder must refuse (never read out of bounds: run under ASan).
+static void test_corrupt(void **state) {
+    (void)state;
+    uint16_t w[64 * 8];
+    for (int i = 0; i < 64 * 8; i++) w[i] = (uint16_t)(i % 3 ? 0x3c00 + i : i * 977);
+    uint8_t *buf;
+    size_t n;
+    assert_int_equal(cllm_ccode_encode_bf16(w, 8, 64, 1, &buf, &n), CLLM_OK);
+    uint16_t out[64 * 8];
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    assert_true(in.n_exc > 0);
+    assert_int_equal(cllm_ccode_decode(buf, n - 1, out, sizeof out, NULL, 0), CLLM_ERR_FORMAT);
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out - 2, NULL, 0), CLLM_ERR_ARG);
+    const uint64_t flips[] = {0, 6, 12, lay.off[CLLM_CC16_S_BASE], lay.off[CLLM_CC16_S_ROWEXC] + 4,
+                              lay.off[CLLM_CC16_S_GOFF] + 2, lay.off[CLLM_CC16_S_EXC]};
+    for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
+        const uint8_t old = buf[flips[k]];
+        buf[flips[k]] = k == 3 ? 0xff : (uint8_t)(old ^ 0x01);  // base 255: out of range
+        const cllm_status st = cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0);
+        assert_true(st == CLLM_ERR_FORMAT || st == CLLM_ERR_CORRUPT);
+        buf[flips[k]] = old;
+    }
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_OK);
+    free(buf);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_every_pattern), cmocka_unit_test(test_bf16_all_exceptions),
+        cmocka_unit_test(test_bf16_edges),         cmocka_unit_test(test_bf16_size),
+        cmocka_unit_test(test_int8_roundtrip),     cmocka_unit_test(test_int8_size),
+        cmocka_unit_test(test_corrupt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
