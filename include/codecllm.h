@@ -466,10 +466,15 @@ typedef enum cllm_weights_mode {
                                // available RAM, else stream. GPU: raw when the decoded weights
                                // take at most 85% of the free device memory, else device when
                                // the compressed ones do, else stream
+    CLLM_WEIGHTS_FUSED = 5,    // (GPU backends) every layer matrix (and an untied lm_head) kept in
+                               // VRAM in a compute code that the matvec kernels decode as they
+                               // read it (lossless BF16 ~11.4 bits/weight, int8 ~6.5), made from
+                               // the decoded weights at load; results bit-identical to raw mode.
+                               // Shapes the fused kernels do not take stay decoded
 } cllm_weights_mode;
 
 const char *cllm_weights_mode_name(cllm_weights_mode m);
-// "stream", "resident", "device", "raw", "auto". Returns CLLM_ERR_ARG for anything else.
+// "stream", "resident", "device", "raw", "auto", "fused". Returns CLLM_ERR_ARG for anything else.
 cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out);
 
 // How this library was built, one line: version, CUDA on/off with the CUDA version and the GPU

@@ -100,7 +100,7 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
     } else if (!strcmp(f, "--weights")) {
         if (cllm_weights_mode_parse(v, &a->opt.weights) != CLLM_OK)
             return cli_usage_error(cmd, usage,
-                                   "bad --weights '%s' (auto, stream, resident, raw, device)",
+                                   "bad --weights '%s' (auto, stream, resident, raw, device, fused)",
                                    v), -1;
     } else if (!strcmp(f, "--backend")) {
         if (!strcmp(v, "cpu")) a->opt.backend = CLLM_BACKEND_CPU;

@@ -150,6 +150,11 @@ struct be_sched {
     const uint8_t *embed_payload_dev;
     uint8_t *embed_scratch;      // one decode unit of the compressed-resident embedding
     cllm_cuda_decode_job embed_job;
+    // FUSED mode: the matrices held in compute code, their bytes and weights, those that stay
+    // decoded (a shape the fused kernels do not take), the transcoding time.
+    int n_fused, n_fused_raw;
+    uint64_t fused_bytes, fused_weights;
+    double fuse_s;
 };
 
 // The pipeline at run time (cllm_cuda_backend.cu): events, and the host side of one step.
@@ -182,6 +187,7 @@ struct be_state {
     void *log_user;
     uint32_t ctx, batch, n_layers;
     size_t dim, q_dim, kv_dim, hidden, vocab, head_dim;
+    int n_threads;               // host threads (the compute-code encoder at load)
     const char *device_desc;
     size_t att_scratch_bytes;    // the backend's split-attention scratch (counted by the plan)
     double load_s;
@@ -249,7 +255,11 @@ const cllm_provider_ops *be_provider(cllm_weights_mode mode);
 cllm_status be_dev_gemm_alloc(struct be_dev *d, uint64_t scratch, uint64_t ychunk);
 // Fills the provider's borrowed fields (shapes, device, stream, memory, status).
 void be_dev_lend(struct be_dev *d, be_state *s);
-// The kernels' view of a weight view (the launchers' plain C struct).
+// The kernels' view of a weight view (the launchers' plain C struct): the kinds share values.
+static_assert((int)CLLM_W_CC_BF16 == (int)CLLM_CUDA_W_CC_BF16 &&
+                  (int)CLLM_W_CC_I8 == (int)CLLM_CUDA_W_CC_INT8 &&
+                  (int)CLLM_W_I8 == (int)CLLM_CUDA_W_INT8 && (int)CLLM_W_BF16 == (int)CLLM_CUDA_W_BF16,
+              "cllm_wkind and cllm_cuda_wkind values");
 static inline cllm_cuda_weight be_kw(const cllm_wview *v) {
     cllm_cuda_weight k;
     k.data = v->data;

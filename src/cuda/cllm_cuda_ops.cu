@@ -216,6 +216,7 @@ void be_dev_lend(be_dev *d, be_state *s) {
     s->cfg = d->cfg;
     s->mode = d->opt.weights;
     s->budget = d->opt.vram_budget;
+    s->n_threads = d->opt.n_threads;
     s->log = d->opt.log;
     s->log_user = d->opt.log_user;
     s->ctx = d->ctx;
@@ -367,16 +368,38 @@ static cllm_status gemm_rows(be_dev *d, const cllm_cuda_weight *w, const float *
     return CLLM_OK;
 }
 
+static int is_ccode(uint32_t kind) {
+    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8;
+}
+
+// out (n, rows), pitch ldo, = W x_t through the matvec kernels: up to CLLM_CUDA_MATVEC_COLS tokens
+// per launch where the kind allows it (the weights read once; each column bit-identical to a
+// one-token matvec), else a launch per token. Compute-code weights (no GEMM) take every n here.
+static cllm_status matvecs(be_dev *d, const cllm_cuda_weight *k, const float *x, size_t ldx,
+                           size_t n_tok, float *out, size_t ldo) {
+    const int cols = (k->kind == CLLM_CUDA_W_BF16 || k->kind == CLLM_CUDA_W_F16 ||
+                      k->kind == CLLM_CUDA_W_CC_BF16) &&
+                     k->cols % 8 == 0 && ldx % 4 == 0;
+    for (size_t t = 0; t < n_tok;) {
+        const size_t nb = n_tok - t < CLLM_CUDA_MATVEC_COLS ? n_tok - t : CLLM_CUDA_MATVEC_COLS;
+        if (cols && nb > 1) {
+            TRY(cllm_cuda_matvec_cols(k, x + t * ldx, ldx, (uint32_t)nb, out + t * ldo, ldo,
+                                      d->compute));
+            t += nb;
+        } else {
+            TRY(cllm_cuda_matvec_ex(k, x + t * ldx, out + t * ldo, 0, lflags(d, 1), d->compute));
+            t++;
+        }
+    }
+    return CLLM_OK;
+}
+
 static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_wview *w,
                                const float *x, size_t ldx, size_t n_tok) {
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
-    if (n_tok <= BE_MATVEC_MAX_N) {
-        for (size_t t = 0; t < n_tok; t++)
-            TRY(cllm_cuda_matvec_ex(&k, x + t * ldx, out + t * ldo, 0, lflags(d, 1), d->compute));
-        return CLLM_OK;
-    }
+    if (n_tok <= BE_MATVEC_MAX_N || is_ccode(k.kind)) return matvecs(d, &k, x, ldx, n_tok, out, ldo);
     RETURN_IF(ldx != w->cols, CLLM_ERR_ARG, "cuda matmul: input pitch %zu for %llu columns", ldx,
               (unsigned long long)w->cols);
     return gemm_rows(d, &k, x, (uint32_t)n_tok, out, ldo);
@@ -421,7 +444,10 @@ static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w,
     }
     RETURN_IF(n_tok * k.rows > (size_t)d->batch * d->dim, CLLM_ERR_ARG,
               "cuda matmul_add: %zu x %llu outputs", n_tok, (unsigned long long)k.rows);
-    TRY(gemm_rows(d, &k, x, (uint32_t)n_tok, d->acc_tmp, k.rows));
+    if (is_ccode(k.kind))
+        TRY(matvecs(d, &k, x, k.cols, n_tok, d->acc_tmp, k.rows));
+    else
+        TRY(gemm_rows(d, &k, x, (uint32_t)n_tok, d->acc_tmp, k.rows));
     return cllm_cuda_add(out, d->acc_tmp, n_tok * k.rows, d->compute);
 }
 

@@ -27,7 +27,8 @@ struct cllm_engine {
     size_t n_past;               // positions [0, n_past) hold valid keys and values
 };
 
-static const char *const mode_names[] = {"stream", "resident", "device", "raw", "auto"};
+static const char *const mode_names[] = {"stream", "resident", "device",
+                                            "raw",    "auto",     "fused"};
 
 const char *cllm_weights_mode_name(cllm_weights_mode m) {
     return (unsigned)m < sizeof mode_names / sizeof mode_names[0] ? mode_names[m] : "?";
@@ -40,7 +41,7 @@ cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out) {
             return CLLM_OK;
         }
     return CLLM_FAIL(CLLM_ERR_ARG,
-                     "unknown weights mode '%s' (stream, resident, device, raw, auto)",
+                     "unknown weights mode '%s' (stream, resident, device, raw, fused, auto)",
                      s ? s : "");
 }
 
@@ -53,7 +54,7 @@ static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_o
     RETURN_IF(out->kv_dtype != CLLM_DTYPE_F32 && out->kv_dtype != CLLM_DTYPE_F16,
               CLLM_ERR_UNSUPPORTED, "KV cache dtype %s (f32 or f16)",
               cllm_dtype_name(out->kv_dtype));
-    RETURN_IF((unsigned)out->weights > CLLM_WEIGHTS_AUTO, CLLM_ERR_ARG, "weights mode %d",
+    RETURN_IF((unsigned)out->weights > CLLM_WEIGHTS_FUSED, CLLM_ERR_ARG, "weights mode %d",
               (int)out->weights);
     return CLLM_OK;
 }
