@@ -104,7 +104,7 @@ stage_bench() {
     for codec in lossless int8; do
         [ "$which" = all ] || [ "$which" = "$codec" ] || continue
         $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 128 -r 2 -c 512 \
-            --weights raw,device 2>&1 | tee "$res/bench-$codec.md"
+            --weights raw,fused,device 2>&1 | tee "$res/bench-$codec.md"
         $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
             --weights stream 2>&1 | tee -a "$res/bench-$codec.md"
         $bin run "$models/l7b-$codec.cllm" --backend cuda --weights stream -c 512 --tokens 1 -n 2 \
