@@ -75,7 +75,7 @@ wait "$SERVER_PID" || rc=$?
 [ "$rc" -eq 0 ] || fail "serve exited $rc on SIGTERM"
 echo "ok: SIGTERM exits 0"
 
-start_server "$TMP/serve2.log" --queue 0
+start_server "$TMP/serve2.log" --parallel 1 --queue 0
 python3 "$CLLM_SRC/tests/serve_client.py" busy "$PORT" "$SERVER_PID" ||
     fail "--queue 0 / SIGINT checks (server log: $(tail -5 "$TMP/serve2.log"))"
 rc=0
