@@ -151,16 +151,27 @@ static int emit_token(serve_srv *s, int i) {
     return 1;
 }
 
-// The items of the next engine call: the new token of every decoding slot, then a chunk of the
-// prompt of the job admitted first among those still prefilling. Returns the item count.
-static size_t build_items(serve_srv *s) {
-    size_t n = 0;
+// The prefilling slot admitted first among those not yet in this call's items (-1: none).
+static int first_prefill(const serve_srv *s, size_t n_items) {
     int pre = -1;
     for (int i = 0; i < s->n_par; i++) {
+        const serve_job *j = s->slots[i].job;
+        if (!j || j->state != JOB_PREFILL) continue;
+        int taken = 0;
+        for (size_t k = 0; k < n_items && !taken; k++) taken = s->item_slot[k] == i;
+        if (!taken && (pre < 0 || j->order < s->slots[pre].job->order)) pre = i;
+    }
+    return pre;
+}
+
+// The items of the next engine call: the new token of every decoding slot, then chunks of the
+// prompts still to run, in admission order, filling one engine step beside the decoding tokens
+// (at least 16 prompt tokens): a long prompt takes several calls. Returns the item count.
+static size_t build_items(serve_srv *s) {
+    size_t n = 0;
+    for (int i = 0; i < s->n_par; i++) {
         serve_job *j = s->slots[i].job;
-        if (!j) continue;
-        if (j->state == JOB_PREFILL && (pre < 0 || j->order < s->slots[pre].job->order)) pre = i;
-        if (j->state != JOB_DECODE) continue;
+        if (!j || j->state != JOB_DECODE) continue;
         if (!emit_token(s, i)) {
             slot_release(s, i);
             continue;
@@ -168,14 +179,15 @@ static size_t build_items(serve_srv *s) {
         s->items[n] = (cllm_batch_item){(uint32_t)i, &s->next_tok[i], 1, s->slots[i].n_cached, 1};
         s->item_slot[n++] = i;
     }
-    if (pre >= 0) {
+    const size_t step = cllm_engine_step_tokens(s->e);
+    size_t budget = step > n + 16 ? step - n : 16;
+    for (int pre; budget > 0 && (pre = first_prefill(s, n)) >= 0;) {
         serve_job *j = s->slots[pre].job;
-        // A chunk fills the step beside the decoding tokens, at least 16 tokens of the prompt.
-        size_t step = cllm_engine_step_tokens(s->e), chunk = step > n + 16 ? step - n : 16;
-        size_t left = j->n_ids - j->fed, take = left < chunk ? left : chunk;
+        size_t left = j->n_ids - j->fed, take = left < budget ? left : budget;
         s->items[n] = (cllm_batch_item){(uint32_t)pre, j->ids + j->fed, take, j->fed,
                                         take == left};
         s->item_slot[n++] = pre;
+        budget -= take;
     }
     return n;
 }
