@@ -139,7 +139,7 @@ static int emit_token(serve_srv *s, int i) {
         return job_finish(j, "length"), 0;
     }
     j->n_gen++;
-    pthread_cond_broadcast(&j->cv);
+    if (j->r.stream) pthread_cond_broadcast(&j->cv);  // a whole answer waits for job_finish
     if (j->r.n_stop && serve_find_stop(&j->r, j->text, j->len, j->len - n, &at) >= 0) {
         j->len = at;
         j->text[at] = 0;
