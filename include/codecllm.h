@@ -503,8 +503,9 @@ typedef struct cllm_engine_options {
     int device;                // CUDA device index
     int no_verify;             // 1: skip the checksum pass of cllm_engine_open (default 0: every
                                // byte of the file is checked, as cllm_container_verify does)
-    uint32_t n_seq;            // sequences the KV cache holds (slots for batched decoding);
-                               // 0 = 1. The KV cache takes n_seq times the context.
+    uint32_t n_seq;            // sequences the KV cache holds (slots for batched decoding,
+                               // cllm_engine_forward_batch); 0 = 1. The KV cache takes n_seq
+                               // times the context. At most 65536.
 } cllm_engine_options;
 
 typedef struct cllm_engine cllm_engine;
@@ -548,7 +549,8 @@ void cllm_engine_free(cllm_engine *e);
 const cllm_model_config *cllm_engine_config(const cllm_engine *e);
 // Positions the KV cache holds (the model's context capped by options.context_len).
 uint32_t cllm_engine_context(const cllm_engine *e);
-// Positions currently filled in the KV cache (where the next token goes by default).
+// Positions of sequence 0 currently filled in the KV cache (where the next token goes by
+// default).
 size_t cllm_engine_n_past(const cllm_engine *e);
 
 // Runs tokens[0..n) at positions pos..pos+n-1 and stores their keys/values in the cache; the
@@ -573,8 +575,57 @@ size_t cllm_engine_n_past(const cllm_engine *e);
 //         DEVICE.
 cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n, size_t pos,
                                 float *logits, size_t logits_cap, int all_logits);
-// Forgets every cached position (n_past = 0).
+// Forgets every cached position of sequence 0 (n_past = 0).
 void cllm_engine_reset(cllm_engine *e);
+
+// ---- many sequences at once ------------------------------------------------------------------
+// An engine opened with options.n_seq = N holds N independent sequences (KV slots 0..N-1), each
+// with its own positions; the single-sequence calls above work on sequence 0.
+
+// One sequence's part of a batched call: tokens[0..n) of sequence `seq` at positions
+// pos..pos+n-1 (pos <= that sequence's n_past: rewinding is allowed, holes are not).
+typedef struct cllm_batch_item {
+    uint32_t seq;            // < options.n_seq
+    const int32_t *tokens;   // (n) ids < vocab
+    size_t n;                // >= 1
+    size_t pos;
+    int want_logits;         // 1: this item's last token gets a row of logits
+} cllm_batch_item;
+
+// Sequences the engine holds (options.n_seq, at least 1).
+uint32_t cllm_engine_n_seq(const cllm_engine *e);
+// Most tokens one step of the forward pass runs together (the weights are read once per step).
+size_t cllm_engine_step_tokens(const cllm_engine *e);
+// Positions of sequence `seq` filled in the KV cache (0 for seq >= n_seq).
+size_t cllm_engine_seq_n_past(const cllm_engine *e, uint32_t seq);
+// Forgets every cached position of sequence `seq` (no effect for seq >= n_seq).
+void cllm_engine_seq_reset(cllm_engine *e, uint32_t seq);
+
+// Runs items[0..n_items), each of a different sequence, together: the items' tokens, in order,
+// go through the layers in steps of at most cllm_engine_step_tokens tokens (a long item spans
+// several steps; the steps' tokens come from as many items as fit), so every step reads each
+// weight once for all the sequences in it. The caller bounds what one call costs: a server
+// decoding many sequences adds a bounded chunk of a new prompt per call, so that a long prompt
+// does not stall the others. logits receives one row of vocab floats per item with want_logits,
+// in item order ((rows, vocab)); logits_cap is in floats (logits may be NULL when no item wants
+// any). Every argument is checked before anything runs. On failure, each item's sequence is valid
+// for positions < its pos only.
+// Determinism, per backend:
+//   CPU: every result is one dot product in a fixed order, whatever else is in the step: a
+//        sequence's logits do not depend on the batch (which sequences, how many, how they are
+//        split into steps and calls), so greedy decoding in a batch gives the tokens of a lone
+//        cllm_engine_forward.
+//   CUDA: a step of at most 4 tokens uses fp32 matvecs (each token's result the same as alone),
+//        a longer one GEMMs in the weights' precision (see cllm_engine_forward), so a sequence's
+//        logits may depend on the batch composition (how many tokens share its step) within
+//        bf16 rounding; greedy tokens may then differ from a lone run's where two logits nearly
+//        tie. (Weights in compute code, the fused mode, always take the matvecs, but attention
+//        too has a kernel for steps of at most 4 tokens and another for longer ones.)
+// @return CLLM_OK, ARG (seq >= n_seq, a sequence twice in one call, no tokens, token id outside
+//         the vocabulary, pos > that sequence's n_past, positions beyond the context, small
+//         logits buffer: the message names the item), CORRUPT, DEVICE.
+cllm_status cllm_engine_forward_batch(cllm_engine *e, const cllm_batch_item *items, size_t n_items,
+                                      float *logits, size_t logits_cap);
 void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out);
 
 // ---- sampling --------------------------------------------------------------------------------

@@ -7,8 +7,10 @@
 #     404, 405, 413 for a 10 MB body (refused from its Content-Length, not read);
 #   - a client that disconnects mid-stream frees the engine; 4 concurrent clients each get their
 #     own answer; 40 requests in a loop all answered; SIGTERM exits 0;
-#   - a second server with --queue 0: a request while another streams gets 503 + Retry-After,
-#     and SIGINT during a stream ends it and exits 0.
+#   - with the official `openai` package when it is installed (tests/openai_client.py): chat
+#     completion, streaming chat and completion equal chat/run; else a SKIP line for that part;
+#   - a second server with --parallel 1 --queue 0: a request while another streams gets 503 +
+#     Retry-After, and SIGINT during a stream ends it and exits 0.
 # Env: CLLM_BIN, CLLM_SHARED, CLLM_SRC (tests/e2elib.sh). Exit 77 = skipped (outside CI).
 source "$(dirname "$0")/e2elib.sh"
 
@@ -67,6 +69,13 @@ n_prompt=$("$BIN" tokenize --tokenizer "$M" "$P" | wc -w)
 start_server "$TMP/serve.log" --api-key sekrit --queue 16
 python3 "$CLLM_SRC/tests/serve_client.py" main "$PORT" sekrit "$Q" "$TMP/chat.txt" "$Q2" \
     "$TMP/chat2.txt" "$P" "$TMP/run.txt" || fail "client checks (server log: $(tail -5 "$TMP/serve.log"))"
+# The official openai package (PyPI, not in Debian: CI skips this part).
+if python3 -c "import openai" 2> /dev/null; then
+    python3 "$CLLM_SRC/tests/openai_client.py" "$PORT" sekrit "$Q" "$TMP/chat.txt" "$P" \
+        "$TMP/run.txt" || fail "openai client checks (server log: $(tail -5 "$TMP/serve.log"))"
+else
+    echo "SKIP: the openai Python package is not installed (pip install openai): its checks skipped"
+fi
 grep -q "stream cut" "$TMP/serve.log" || fail "the disconnected stream is not in the log"
 grep -q "POST /v1/chat/completions 200 prompt=" "$TMP/serve.log" || fail "no request log line"
 kill -TERM "$SERVER_PID"
@@ -75,7 +84,7 @@ wait "$SERVER_PID" || rc=$?
 [ "$rc" -eq 0 ] || fail "serve exited $rc on SIGTERM"
 echo "ok: SIGTERM exits 0"
 
-start_server "$TMP/serve2.log" --queue 0
+start_server "$TMP/serve2.log" --parallel 1 --queue 0
 python3 "$CLLM_SRC/tests/serve_client.py" busy "$PORT" "$SERVER_PID" ||
     fail "--queue 0 / SIGINT checks (server log: $(tail -5 "$TMP/serve2.log"))"
 rc=0

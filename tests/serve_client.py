@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 PORT = int(sys.argv[2])
 
@@ -210,8 +211,32 @@ def main():
     print("ok: 40 requests from 4 clients all answered, server still up")
 
 
+def slot_freed(what):
+    """The only slot is free again soon after its client went away (503 meanwhile)."""
+    for _ in range(100):
+        st, _, b = request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2})
+        if st == 200:
+            return
+        if st != 503:
+            fail(f"after {what}: status {st} {b!r}")
+        time.sleep(0.1)
+    fail(f"the slot stays taken after {what}")
+
+
 def busy():
     pid = int(sys.argv[3])
+    # A client that goes away frees the only slot: mid-stream, and waiting for a whole answer.
+    disconnect_mid_stream("none")
+    slot_freed("a disconnected stream")
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=60)
+    body = json.dumps({"prompt": "Tell me a long story.", "max_tokens": 2000, "temperature": 1.0,
+                       "seed": 3}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(0.5)
+    s.close()
+    slot_freed("a disconnected non-streaming request")
+    print("ok: a client that goes away (streaming or not) frees the only slot")
     c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
     c.request("POST", "/v1/chat/completions", json.dumps(chat_body("Tell me a long story.",
               stream=True, max_tokens=2000, temperature=1.0, seed=1)),

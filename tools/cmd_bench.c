@@ -1,9 +1,12 @@
-// codecllm bench MODEL.cllm [-p 128] [-n 128] [-r 3] [--weights raw,device,stream] [--vram SIZE]
-//                [--backend cuda|cpu] [-t N] [-c CTX] [-o md|json]
+// codecllm bench MODEL.cllm [-p 128] [-n 128] [-r 3] [-b 1,8,32] [--weights raw,device,stream]
+//                [--vram SIZE] [--backend cuda|cpu] [-t N] [-c CTX] [-o md|json]
 //
 // In the spirit of llama-bench: for each weights mode, pp<p> (one forward over a p-token prompt)
 // and tg<n> (n single-token steps from an empty cache), tokens/s as mean ± sd over r repetitions,
 // peak memory, and for streamed weights the split of time into copy / decode / compute.
+// With -b, in the spirit of llama-batched-bench: for each count B, B sequences with different
+// prompts are prefilled (one batched call), then decoded together for n steps; aggregate and
+// per-sequence tokens/s and the KV cache's size.
 #include "cli.h"
 
 #include <math.h>
@@ -12,11 +15,14 @@
 #include <string.h>
 
 static const char bench_usage[] =
-    "codecllm bench MODEL.cllm [-p 128] [-n 128] [-r 3] [--weights raw,device,stream]\n"
+    "codecllm bench MODEL.cllm [-p 128] [-n 128] [-r 3] [-b 1,8,32] [--weights raw,device,stream]\n"
     "               [--vram SIZE] [--backend cuda|cpu] [-t N] [-c CTX] [-o md|json]\n"
-    "  -p N         prompt tokens for the prefill test (0: skip)\n"
-    "  -n N         generated tokens for the decode test (0: skip)\n"
+    "  -p N         prompt tokens for the prefill test (0: skip); with -b, per sequence\n"
+    "  -n N         generated tokens for the decode test (0: skip); with -b, per sequence\n"
     "  -r N         repetitions (mean ± sd)\n"
+    "  -b LIST      comma-separated sequence counts: B sequences prefilled together, then decoded\n"
+    "               together n steps; aggregate and per-sequence tokens/s, KV cache size\n"
+    "               (context: -c, default p + n)\n"
     "  --weights    comma-separated weights modes (GPU: raw,device,stream; CPU: stream,resident)\n"
     "  --vram SIZE  GPU: let the planner place layers within SIZE (e.g. 3.6GiB); adds a 'plan' row\n"
     "  -o md|json   output format (default md)\n"
@@ -32,6 +38,8 @@ typedef struct bench_cfg {
     char modes[8][16];
     int n_modes;
     uint32_t n_layers;
+    int batch[16];  // -b: sequence counts (n_batch 0: the single-sequence tests)
+    int n_batch;
 } bench_cfg;
 
 typedef struct bench_result {
@@ -201,6 +209,133 @@ static int bench_mode(bench_cfg *b, cllm_container *c, const char *mode, int *fi
     return rc;
 }
 
+// ---- -b: many sequences at once ----------------------------------------------------------
+
+// One repetition: B prompts of p tokens in one batched call, then n steps of one token of every
+// sequence. Seconds of each phase into *t_pp, *t_tg.
+static cllm_status batch_rep(cllm_engine *e, const bench_cfg *b, int n_seq, int rep,
+                             int32_t *tokens, cllm_batch_item *items, float *logits,
+                             double *t_pp, double *t_tg) {
+    const uint32_t vocab = cllm_engine_config(e)->vocab_size;
+    const size_t p = (size_t)b->n_prompt, cap = (size_t)n_seq * vocab;
+    const size_t per = p + (size_t)b->n_gen;
+    for (int s = 0; s < n_seq; s++) {
+        cllm_engine_seq_reset(e, (uint32_t)s);
+        fill_tokens(tokens + (size_t)s * per, (int)per, vocab, 3000u + 1000u * (uint64_t)rep + (uint64_t)s);
+        items[s] = (cllm_batch_item){(uint32_t)s, tokens + (size_t)s * per, p, 0, 1};
+    }
+    double t0 = cllm_now_seconds_cli();
+    cllm_status st = p ? cllm_engine_forward_batch(e, items, (size_t)n_seq, logits, cap) : CLLM_OK;
+    double t1 = cllm_now_seconds_cli();
+    for (int i = 0; st == CLLM_OK && i < b->n_gen; i++) {
+        for (int s = 0; s < n_seq; s++) {
+            items[s].tokens = tokens + (size_t)s * per + p + (size_t)i;
+            items[s].n = 1;
+            items[s].pos = p + (size_t)i;
+        }
+        st = cllm_engine_forward_batch(e, items, (size_t)n_seq, logits, cap);
+    }
+    *t_pp = t1 - t0;
+    *t_tg = cllm_now_seconds_cli() - t1;
+    return st;
+}
+
+static void batch_row(const bench_cfg *b, const cllm_container *c, const char *mode, int n_seq,
+                      const double *t_pp, const double *t_tg, const cllm_engine_stats *s,
+                      int *first) {
+    double spp[1000], stg[1000], tpp = 0, ttg = 0;
+    for (int r = 0; r < b->reps; r++) {
+        spp[r] = t_pp[r] > 0 ? (double)n_seq * b->n_prompt / t_pp[r] : 0;
+        stg[r] = t_tg[r] > 0 ? (double)n_seq * b->n_gen / t_tg[r] : 0;
+        tpp += t_pp[r] / b->reps;
+        ttg += t_tg[r] / b->reps;
+    }
+    bench_result pp = summarize(spp, b->reps), tg = summarize(stg, b->reps);
+    uint64_t peak = b->backend == CLLM_BACKEND_CUDA ? s->device_peak_bytes : s->peak_rss_bytes;
+    const double mib = 1024.0 * 1024, gib = mib * 1024;
+    if (b->json) {
+        printf("%s  {\"model\": \"%s\", \"codec\": \"%s\", \"backend\": \"%s\", \"weights\": \"%s\","
+               " \"n_seq\": %d, \"pp\": %d, \"tg\": %d, \"kv_bytes\": %llu, \"t_pp\": %.6f,"
+               " \"s_pp\": %.4f, \"t_tg\": %.6f, \"s_tg\": %.4f, \"s_tg_sd\": %.4f,"
+               " \"s_tg_per_seq\": %.4f, \"peak_bytes\": %llu}",
+               *first ? "" : ",\n", b->path, majority_codec(c), s->backend, mode, n_seq,
+               b->n_prompt, b->n_gen, (unsigned long long)s->kv_bytes, tpp, pp.mean, ttg, tg.mean,
+               tg.sd, tg.mean / n_seq, (unsigned long long)peak);
+        *first = 0;
+        return;
+    }
+    printf("| %-24.24s | %-8s | %-4s | %-8s | %4d | %5d | %5d | %5.0f MiB | %8.3f | %10.2f |"
+           " %8.3f | %9.2f ± %6.2f | %12.2f | %7.2f GiB |\n",
+           b->path, majority_codec(c), s->backend, mode, n_seq, b->n_prompt, b->n_gen,
+           (double)s->kv_bytes / mib, tpp, pp.mean, ttg, tg.mean, tg.sd, tg.mean / n_seq,
+           (double)peak / gib);
+}
+
+static cllm_engine *batch_engine(bench_cfg *b, cllm_container *c, const char *mode, int n_seq,
+                                 cllm_status *st) {
+    cllm_engine_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.backend = b->backend;
+    opt.n_threads = b->n_threads;
+    opt.context_len = b->ctx ? b->ctx : (uint32_t)(b->n_prompt + b->n_gen);
+    opt.vram_budget = b->vram;
+    opt.no_verify = b->no_verify;
+    opt.n_seq = (uint32_t)n_seq;
+    opt.weights = CLLM_WEIGHTS_STREAM;
+    *st = strcmp(mode, "plan") ? cllm_weights_mode_parse(mode, &opt.weights) : CLLM_OK;
+    cllm_engine *e = NULL;
+    if (*st == CLLM_OK) *st = cllm_engine_open(c, &opt, &e);
+    if (*st == CLLM_OK) b->no_verify = 1;
+    return e;
+}
+
+// B sequences: a warm-up repetition, then r timed ones; one row.
+static int bench_batch(bench_cfg *b, cllm_container *c, const char *mode, int n_seq, int *first) {
+    if (b->n_prompt + b->n_gen < 1)
+        return cli_usage_error("bench", bench_usage, "-b needs -p or -n above 0");
+    cllm_status st;
+    cllm_engine *e = batch_engine(b, c, mode, n_seq, &st);
+    if (!e) return cli_fail("bench", st, mode);
+    if ((size_t)b->n_prompt + (size_t)b->n_gen > cllm_engine_context(e)) {
+        cllm_engine_free(e);
+        return cli_usage_error("bench", bench_usage, "-p + -n exceed the context");
+    }
+    const size_t vocab = cllm_engine_config(e)->vocab_size;
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)n_seq * (size_t)(b->n_prompt + b->n_gen));
+    cllm_batch_item *items = malloc(sizeof *items * (size_t)n_seq);
+    float *logits = malloc(sizeof(float) * vocab * (size_t)n_seq);
+    double t_pp[1000], t_tg[1000], w0, w1;
+    int rc = tokens && items && logits ? CLI_EXIT_OK : cli_fail("bench", CLLM_ERR_NOMEM, "buffers");
+    if (rc == CLI_EXIT_OK)
+        st = batch_rep(e, b, n_seq, 999, tokens, items, logits, &w0, &w1);  // warm-up
+    for (int r = 0; rc == CLI_EXIT_OK && st == CLLM_OK && r < b->reps; r++)
+        st = batch_rep(e, b, n_seq, r, tokens, items, logits, &t_pp[r], &t_tg[r]);
+    if (rc == CLI_EXIT_OK && st != CLLM_OK) rc = cli_fail("bench", st, mode);
+    if (rc == CLI_EXIT_OK) {
+        cllm_engine_stats s;
+        cllm_engine_stats_get(e, &s);
+        batch_row(b, c, mode, n_seq, t_pp, t_tg, &s, first);
+        fflush(stdout);
+    }
+    free(tokens);
+    free(items);
+    free(logits);
+    cllm_engine_free(e);
+    return rc;
+}
+
+static int parse_batch(bench_cfg *b, const char *list) {
+    b->n_batch = 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        long long v;
+        if (b->n_batch == 16 || cli_parse_int(tok, 1, 4096, &v)) return -1;
+        b->batch[b->n_batch++] = (int)v;
+    }
+    return b->n_batch ? 0 : -1;
+}
+
 static int parse_modes(bench_cfg *b, const char *list) {
     b->n_modes = 0;
     char buf[128];
@@ -241,6 +376,7 @@ static int parse_bench_args(bench_cfg *b, int argc, char **argv) {
         else if (!strcmp(a, "-c")) bad = cli_parse_int(val, 1, 1 << 22, &v), b->ctx = (uint32_t)v;
         else if (!strcmp(a, "--vram")) bad = cli_parse_size(val, &b->vram);
         else if (!strcmp(a, "--weights")) modes = val;
+        else if (!strcmp(a, "-b")) bad = parse_batch(b, val);
         else if (!strcmp(a, "-o")) bad = strcmp(val, "md") && strcmp(val, "json"), b->json = !strcmp(val, "json");
         else if (!strcmp(a, "--backend")) {
             if (!strcmp(val, "cpu")) b->backend = CLLM_BACKEND_CPU;
@@ -271,6 +407,12 @@ int cmd_bench(int argc, char **argv) {
     if (st != CLLM_OK) return cli_fail("bench", st, b.path);
     b.n_layers = cllm_container_config(c)->n_layers;
     if (b.json) printf("[\n");
+    else if (b.n_batch)
+        printf("| %-24s | %-8s | %-4s | %-8s | %4s | %5s | %5s | %9s | %8s | %10s | %8s | %18s |"
+               " %12s | %11s |\n|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n",
+               "model", "codec", "back", "weights", "B", "PP", "TG", "KV", "T_PP s", "S_PP t/s",
+               "T_TG s", "S_TG t/s", "per seq t/s", "peak mem", "---", "---", "---", "---",
+               "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:");
     else
         printf("| %-24s | %11s | %-8s | %-4s | %-8s | %6s | %18s | %11s | %24s |\n"
                "|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n",
@@ -279,7 +421,9 @@ int cmd_bench(int argc, char **argv) {
                "---:", "---:");
     int first = 1;
     for (int m = 0; m < b.n_modes && rc == CLI_EXIT_OK; m++)
-        rc = bench_mode(&b, c, b.modes[m], &first);
+        for (int k = 0; k < (b.n_batch ? b.n_batch : 1) && rc == CLI_EXIT_OK; k++)
+            rc = b.n_batch ? bench_batch(&b, c, b.modes[m], b.batch[k], &first)
+                           : bench_mode(&b, c, b.modes[m], &first);
     if (b.json) printf("\n]\n");
     cllm_container_free(c);
     return rc;

@@ -1,10 +1,11 @@
-// codecllm serve MODEL.cllm [--host H] [--port P] [--api-key KEY] [--queue N] [--max-body SIZE]
-//                 [--chat-template NAME] [-n N] [sampling flags] [engine flags]
+// codecllm serve MODEL.cllm [--host H] [--port P] [--api-key KEY] [--parallel N] [--queue N]
+//                 [--max-body SIZE] [--chat-template NAME] [-n N] [sampling flags] [engine flags]
 //
 // An OpenAI-compatible HTTP server (libmicrohttpd, one thread per connection): /v1/chat/completions,
-// /v1/completions, /v1/models, /health. One engine answers one request at a time; the others wait
-// in a bounded FIFO queue (503 when full). The KV cache is kept between requests, so a prompt that
-// starts like the previous one runs only from where they differ (cli_gen, shared with chat).
+// /v1/completions, /v1/models, /health. One scheduler thread (serve_sched.c) decodes up to
+// --parallel requests together (continuous batching over the engine's sequence slots); the others
+// wait in a bounded FIFO queue (503 when full). Each slot's KV cache is kept between requests, so
+// a prompt that starts like one a slot holds runs only from where they differ.
 #include "cli.h"
 #include "cli_engine.h"
 #include "cli_gen.h"
@@ -23,17 +24,19 @@
 #include <unistd.h>
 
 static const char serve_usage[] =
-    "codecllm serve MODEL.cllm [--host H] [--port P] [--api-key KEY] [--queue N]\n"
+    "codecllm serve MODEL.cllm [--host H] [--port P] [--api-key KEY] [--parallel N] [--queue N]\n"
     "               [--max-body SIZE] [--chat-template NAME] [-n N] [--temp T] [--top-k K]\n"
     "               [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [-t N] [-c CTX]\n"
     "               [--backend B] [--weights MODE] [--verbose]\n"
     "  OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions (both with\n"
-    "  \"stream\": true as server-sent events), GET /v1/models, GET /health. One request is\n"
-    "  answered at a time; SIGINT/SIGTERM stop the server (exit 0).\n"
+    "  \"stream\": true as server-sent events), GET /v1/models, GET /health. Up to --parallel\n"
+    "  requests are decoded together; SIGINT/SIGTERM stop the server (exit 0).\n"
     "  --host H             address to listen on (default 127.0.0.1)\n"
     "  --port P             TCP port (default 8080; 0 = any free one, printed at start)\n"
     "  --api-key KEY        requests to /v1/ need 'Authorization: Bearer KEY' (else 401)\n"
-    "  --queue N            requests that may wait for the engine (default 16; more: 503)\n"
+    "  --parallel N         requests decoded together, each in its own KV cache slot (default 4;\n"
+    "                       the KV cache takes N times the context: -c caps it)\n"
+    "  --queue N            requests that may wait for a slot (default 16; more: 503)\n"
     "  --max-body SIZE      largest request body (default 1MiB; larger: 413)\n"
     "  --chat-template NAME as chat (default: recognised from the stored template)\n"
     "  sampling flags: the defaults of requests that do not set them; -n is the default\n"
@@ -42,7 +45,7 @@ static const char serve_usage[] =
 
 typedef struct serve_args {
     const char *model, *host, *api_key, *format_name;
-    long long port, queue, n_predict;
+    long long port, queue, n_predict, parallel;
     uint64_t max_body;
     cllm_sampler_params sp;
     cli_engine_args eng;
@@ -51,38 +54,13 @@ typedef struct serve_args {
 
 // ---- streaming -----------------------------------------------------------------------------
 
-// Makes the next event (possibly none yet). -1 when out of memory.
-static int stream_fill(serve_job *j) {
-    free(j->out);
-    j->out = NULL;
-    j->out_len = j->out_off = 0;
-    size_t to = j->sent;
-    const char *finish = NULL;
-    int role = j->r.chat && !j->role_sent;
-    if (!role) {
-        serve_job_step(j);
-        to = serve_job_safe(j);
-        finish = j->finish;
-        if (to == j->sent && !finish) return 0;
-    }
-    j->out = serve_chunk_json(j, j->sent, to, role, finish);
-    if (!j->out) return -1;
-    j->out_len = strlen(j->out);
-    j->sent = to;
-    j->role_sent = 1;
-    if (finish) {
-        j->done_sent = 1;
-        serve_job_end(j);  // the engine is free for the next request while the last bytes go out
-    }
-    return 0;
-}
-
+// Events as the job's text grows: waits in the connection's thread (serve_job_next_event).
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     serve_job *j = cls;
     while (j->out_off == j->out_len) {
         if (j->done_sent) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (stream_fill(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (serve_job_next_event(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     size_t n = j->out_len - j->out_off < max ? j->out_len - j->out_off : max;
     memcpy(buf, j->out + j->out_off, n);
@@ -100,7 +78,10 @@ static void log_line(const char *method, const char *path, int status, long long
 // The stream is over: finished, or the client went away (MHD frees the response).
 static void stream_free(void *cls) {
     serve_job *j = cls;
-    log_line(j->method, j->path, 200, j->n_prompt, j->n_gen, j->t0,
+    pthread_mutex_lock(&j->s->mu);  // the scheduler may still be writing a cut job's count
+    long long n_gen = j->n_gen;
+    pthread_mutex_unlock(&j->s->mu);
+    log_line(j->method, j->path, 200, j->n_prompt, n_gen, j->t0,
              j->done_sent ? " stream" : " stream cut: client gone or server stopping");
     serve_job_free(j);
 }
@@ -207,8 +188,10 @@ static enum MHD_Result run_job(serve_srv *s, struct MHD_Connection *c, serve_con
     }
     k->n_prompt = j->n_prompt;
     if (!j->r.stream) {
-        while (!j->finish) serve_job_step(j);
-        serve_job_end(j);
+        if (serve_job_wait_done(j)) {  // the client went away: nobody to answer
+            serve_job_free(j);
+            return MHD_NO;
+        }
         k->n_gen = j->n_gen;
         int failed = j->failed;
         char *body = failed ? NULL : serve_answer_json(j);
@@ -236,11 +219,17 @@ static enum MHD_Result post_route(serve_srv *s, struct MHD_Connection *c, serve_
     serve_job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
     j->s = s;
+    j->slot = -1;
+    pthread_cond_init(&j->cv, NULL);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? (int)ci->connect_fd : -1;
     atomic_fetch_add(&s->active, 1);
     serve_err err = {0};
     if (serve_req_parse(k->body ? k->body : "", k->len, k->route == ROUTE_CHAT, &s->m, &j->r,
                         &err)) {
         atomic_fetch_sub(&s->active, 1);
+        pthread_cond_destroy(&j->cv);
         free(j);
         return respond_error(c, k, 400, err.message, "invalid_request_error", err.param, NULL,
                              NULL, NULL);
@@ -302,8 +291,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static int serve_flag(int argc, char **argv, int *i, serve_args *a) {
     const char *f = argv[*i];
-    static const char *const takes[] = {"--host", "--port", "--api-key", "--queue", "--max-body",
-                                        "--chat-template"};
+    static const char *const takes[] = {"--host",     "--port",          "--api-key", "--queue",
+                                        "--max-body", "--chat-template", "--parallel"};
     size_t w = 0;
     while (w < sizeof takes / sizeof *takes && strcmp(f, takes[w])) w++;
     if (w == sizeof takes / sizeof *takes) return 0;
@@ -316,6 +305,7 @@ static int serve_flag(int argc, char **argv, int *i, serve_args *a) {
     else if (w == 2) a->api_key = v;
     else if (w == 3) ok = cli_parse_int(v, 0, 1 << 20, &a->queue) == 0;
     else if (w == 4) ok = cli_parse_size(v, &a->max_body) == 0 && a->max_body > 0;
+    else if (w == 6) ok = cli_parse_int(v, 1, 256, &a->parallel) == 0;
     else if ((ok = cllm_chat_format_parse(v, &fmt) == CLLM_OK)) a->format_name = v;
     if (!ok) return cli_usage_error("serve", serve_usage, "bad value '%s' for %s", v, f), -1;
     return 1;
@@ -328,6 +318,7 @@ static int parse_serve_args(int argc, char **argv, serve_args *a) {
     a->host = "127.0.0.1";
     a->port = 8080;
     a->queue = 16;
+    a->parallel = 4;
     a->max_body = (uint64_t)1 << 20;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -346,12 +337,13 @@ static int parse_serve_args(int argc, char **argv, serve_args *a) {
     }
     if (!a->model) return cli_usage_error("serve", serve_usage, "no model given");
     if (a->n_predict < 1) return cli_usage_error("serve", serve_usage, "-n must be at least 1");
+    a->eng.opt.n_seq = (uint32_t)a->parallel;
     return CLI_EXIT_OK;
 }
 
-// The model's name, chat format, default system prompt and end-of-turn token.
+// The model's name, chat format, default system prompt and end tokens.
 static void model_setup(serve_srv *s, const serve_args *a, const cllm_tokenizer *tok,
-                        char **def_system, int32_t *eot) {
+                        char **def_system) {
     const char *jinja = cllm_tokenizer_chat_template(tok);
     const char *slash = strrchr(a->model, '/');
     s->m.name = slash ? slash + 1 : a->model;
@@ -359,8 +351,10 @@ static void model_setup(serve_srv *s, const serve_args *a, const cllm_tokenizer 
     else s->m.fmt = cllm_chat_detect(jinja);
     *def_system = s->m.fmt == CLLM_CHAT_UNKNOWN ? NULL : cllm_chat_default_system(jinja, s->m.fmt);
     s->m.default_system = *def_system;
-    *eot = s->m.fmt == CLLM_CHAT_UNKNOWN ? -1
-                                         : cli_gen_single_token(tok, cllm_chat_end_of_turn(s->m.fmt));
+    s->tok = tok;
+    s->eos = cllm_engine_config(s->e)->eos_id;
+    s->eot = s->m.fmt == CLLM_CHAT_UNKNOWN ? -1
+                                           : cli_gen_single_token(tok, cllm_chat_end_of_turn(s->m.fmt));
     s->m.ctx = cllm_engine_context(s->e);
     s->m.sp = a->sp;
     s->m.max_tokens = a->n_predict;
@@ -383,7 +377,7 @@ static struct MHD_Daemon *start_daemon(serve_srv *s, const serve_args *a) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)a->port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT, 600u,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(a->queue + 64), MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(a->queue + a->parallel + 64), MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d) fprintf(stderr, "codecllm serve: error: cannot listen on %s port %lld\n", a->host,
                     a->port);
@@ -398,15 +392,20 @@ static int serve_loop(serve_srv *s, const serve_args *a) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);  // before the daemon's threads inherit the mask
     signal(SIGPIPE, SIG_IGN);
+    if (serve_sched_start(s)) return CLI_EXIT_FAIL;
     struct MHD_Daemon *d = start_daemon(s, a);
-    if (!d) return CLI_EXIT_FAIL;
+    if (!d) {
+        serve_sched_stop(s);
+        return CLI_EXIT_FAIL;
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    fprintf(stderr, "codecllm serve: listening on http://%s:%u (model %s, context %zu)\n",
-            a->host, info ? info->port : (unsigned)a->port, s->m.name, s->m.ctx);
+    fprintf(stderr, "codecllm serve: listening on http://%s:%u (model %s, context %zu, %lld "
+            "parallel)\n", a->host, info ? info->port : (unsigned)a->port, s->m.name, s->m.ctx,
+            s->n_par);
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "codecllm serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    atomic_store(&s->stopping, 1);  // waiting requests get 503, running ones end at their next token
+    atomic_store(&s->stopping, 1);  // waiting requests get 503, running ones end at their next step
     pthread_mutex_lock(&s->mu);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -416,6 +415,7 @@ static int serve_loop(serve_srv *s, const serve_args *a) {
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(d);  // joins every connection thread
     if (ls != MHD_INVALID_SOCKET) close(ls);
+    serve_sched_stop(s);
     return CLI_EXIT_OK;
 }
 
@@ -423,20 +423,18 @@ int cmd_serve(int argc, char **argv) {
     serve_args a;
     int rc = parse_serve_args(argc, argv, &a);
     if (rc != CLI_EXIT_OK) return rc < 0 ? CLI_EXIT_OK : rc;
-    serve_srv s = {.queue_max = a.queue, .api_key = a.api_key, .max_body = a.max_body, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    serve_srv s = {.queue_max = a.queue, .n_par = a.parallel, .api_key = a.api_key,
+                   .max_body = a.max_body, .mu = PTHREAD_MUTEX_INITIALIZER,
+                   .cv = PTHREAD_COND_INITIALIZER};
     cllm_container *c;
     rc = cli_engine_open("serve", a.model, &a.eng, &c, &s.e);
     if (rc != CLI_EXIT_OK) return rc;
     cllm_tokenizer *tok = NULL;
     rc = cli_container_tokenizer("serve", a.model, c, "serve needs one", &tok);
     char *def_system = NULL;
-    int32_t eot = -1;
-    if (rc == CLI_EXIT_OK) model_setup(&s, &a, tok, &def_system, &eot);
-    if (rc == CLI_EXIT_OK && cli_gen_init(&s.gen, s.e, tok, eot) != CLLM_OK)
-        rc = cli_fail("serve", CLLM_ERR_NOMEM, "logits and tokens");
+    if (rc == CLI_EXIT_OK) model_setup(&s, &a, tok, &def_system);
     if (rc == CLI_EXIT_OK) rc = serve_loop(&s, &a);
     if (rc == CLI_EXIT_OK && a.eng.verbose) cli_engine_report(s.e, 1);
-    cli_gen_free(&s.gen);
     free(def_system);
     cllm_tokenizer_free(tok);
     cllm_engine_free(s.e);

@@ -1,47 +1,16 @@
-// The engine gate and one request's generation for `codecllm serve` (see serve.h): requests wait
-// in FIFO order for the one engine; a job prefills its prompt (reusing the cached prefix), then
-// produces tokens one at a time, cutting the text at a stop sequence.
+// One request's side of `codecllm serve` (see serve.h): its prompt queued for the scheduler, the
+// connection's thread waiting for the text (and noticing a client that went away), and the
+// response bodies.
 #include "cli.h"
 #include "cli_engine.h"
 #include "serve.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-// ---- the engine gate: one request at a time, the rest in FIFO order ------------------------
-
-// 0: the caller holds the engine; -1: the queue is full; -2: the server is stopping.
-static int gate_enter(serve_srv *s) {
-    pthread_mutex_lock(&s->mu);
-    int rc = 0;
-    if (atomic_load(&s->stopping)) rc = -2;
-    else if ((s->busy || s->waiting) && s->waiting >= s->queue_max) rc = -1;
-    if (rc) {
-        pthread_mutex_unlock(&s->mu);
-        return rc;
-    }
-    unsigned long long ticket = s->next_ticket++;
-    s->waiting++;
-    while (!atomic_load(&s->stopping) && (s->busy || ticket != s->serving))
-        pthread_cond_wait(&s->cv, &s->mu);
-    s->waiting--;
-    if (atomic_load(&s->stopping)) rc = -2;
-    else s->busy = 1, s->serving++;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static void gate_leave(serve_srv *s) {
-    pthread_mutex_lock(&s->mu);
-    s->busy = 0;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-
-
+#include <sys/socket.h>
+#include <time.h>
 
 static int job_fail(serve_fail *f, int status, const char *type, const char *code,
                     const char *msg) {
@@ -52,51 +21,111 @@ static int job_fail(serve_fail *f, int status, const char *type, const char *cod
     return -1;
 }
 
-// Tokenizes the prompt, waits for the engine and runs the prompt. 0, or -1 with *f filled.
-int serve_job_begin(serve_job *j, serve_fail *f) {
-    serve_srv *s = j->s;
-    int32_t *ids = NULL;
-    size_t n = 0;
-    cllm_status st = CLLM_OK;
-    if (cli_tokenize("serve", s->gen.tok, j->r.prompt, strlen(j->r.prompt),
-                     cllm_tokenizer_add_bos(s->gen.tok), &ids, &n) != CLI_EXIT_OK)
-        return job_fail(f, 400, "invalid_request_error", NULL, "the prompt cannot be tokenized");
-    j->n_prompt = (long long)n;
-    if (n == 0 || n + 1 > s->m.ctx) {
-        free(ids);
-        return job_fail(f, 400, "invalid_request_error", "context_length_exceeded",
-                        n ? "the prompt does not fit the model's context" : "the prompt is empty");
+// 1 when the peer closed the connection (or it broke): a peek finds the end of the stream.
+static int client_gone(int fd) {
+    if (fd < 0) return 0;
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r == 0) return 1;
+    return r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+// (s->mu held) Waits until ready(j), looking at the connection every 100 ms. -1 when the client
+// went away first: the job is then cancelled (the scheduler frees its slot).
+static int job_wait(serve_job *j, int (*ready)(const serve_job *)) {
+    while (!ready(j)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&j->cv, &j->s->mu, &ts);
+        if (!ready(j) && client_gone(j->fd)) {
+            j->cancelled = 1;
+            pthread_cond_signal(&j->s->cv);
+            return -1;
+        }
     }
-    int g = gate_enter(s);
-    if (g) {
-        free(ids);
-        return job_fail(f, 503, "server_error", g == -1 ? "queue_full" : "shutting_down",
-                        g == -1 ? "too many requests are waiting: retry later"
-                                : "the server is stopping");
-    }
-    j->holding = 1;
-    size_t from = 0;
-    st = cllm_sampler_create(&j->r.sp, cllm_engine_config(s->e)->vocab_size, &j->smp);
-    s->gen.smp = j->smp;
-    if (st == CLLM_OK) st = cli_gen_prefill(&s->gen, ids, n, &from);
-    for (size_t i = 0; st == CLLM_OK && i < n; i++) cllm_sampler_accept(j->smp, ids[i]);
-    free(ids);
-    if (st != CLLM_OK)
-        return job_fail(f, 500, "server_error", NULL, "the engine failed on the prompt");
     return 0;
 }
 
-// Gives the engine back (idempotent).
-void serve_job_end(serve_job *j) {
-    if (!j->holding) return;
-    cllm_sampler_free(j->smp);
-    j->smp = NULL;
-    j->s->gen.smp = NULL;
-    j->holding = 0;
-    gate_leave(j->s);
+static int started(const serve_job *j) { return j->start != 0; }
+static int finished(const serve_job *j) { return j->finish != NULL; }
+static int has_news(const serve_job *j) { return j->finish || serve_job_safe(j) > j->sent; }
+
+// (s->mu held) A new job may wait when fewer than n_par + queue_max are in slots or waiting.
+static int job_enqueue(serve_job *j, serve_fail *f) {
+    serve_srv *s = j->s;
+    if (atomic_load(&s->stopping))
+        return job_fail(f, 503, "server_error", "shutting_down", "the server is stopping");
+    if (s->n_used + s->n_waiting >= s->n_par + s->queue_max)
+        return job_fail(f, 503, "server_error", "queue_full",
+                        "too many requests are waiting: retry later");
+    j->refs = 2;  // the connection's and the queue's
+    j->state = JOB_WAITING;
+    if (s->wait_tail) s->wait_tail->next = j;
+    else s->wait_head = j;
+    s->wait_tail = j;
+    s->n_waiting++;
+    pthread_cond_signal(&s->cv);
+    return 0;
 }
 
-static int job_append(serve_job *j, const char *p, size_t n) {
+int serve_job_begin(serve_job *j, serve_fail *f) {
+    serve_srv *s = j->s;
+    size_t n = 0;
+    if (cli_tokenize("serve", s->tok, j->r.prompt, strlen(j->r.prompt),
+                     cllm_tokenizer_add_bos(s->tok), &j->ids, &n) != CLI_EXIT_OK)
+        return job_fail(f, 400, "invalid_request_error", NULL, "the prompt cannot be tokenized");
+    j->n_ids = n;
+    j->n_prompt = (long long)n;
+    if (n == 0 || n + 1 > s->m.ctx)
+        return job_fail(f, 400, "invalid_request_error", "context_length_exceeded",
+                        n ? "the prompt does not fit the model's context" : "the prompt is empty");
+    if (cllm_sampler_create(&j->r.sp, cllm_engine_config(s->e)->vocab_size, &j->smp) != CLLM_OK)
+        return job_fail(f, 400, "invalid_request_error", NULL, cllm_last_error());
+    for (size_t i = 0; i < n; i++) cllm_sampler_accept(j->smp, j->ids[i]);
+    pthread_mutex_lock(&s->mu);
+    int rc = job_enqueue(j, f);
+    if (rc == 0 && job_wait(j, started))
+        rc = job_fail(f, 499, "invalid_request_error", "client_gone", "the client went away");
+    if (rc == 0 && j->start < 0) {
+        *f = j->fail;
+        rc = -1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int serve_job_wait_done(serve_job *j) {
+    pthread_mutex_lock(&j->s->mu);
+    int rc = job_wait(j, finished);
+    pthread_mutex_unlock(&j->s->mu);
+    return rc;
+}
+
+int serve_job_next_event(serve_job *j) {
+    free(j->out);
+    j->out = NULL;
+    j->out_len = j->out_off = 0;
+    pthread_mutex_lock(&j->s->mu);
+    int role = j->r.chat && !j->role_sent;
+    if (!role && job_wait(j, has_news)) {
+        pthread_mutex_unlock(&j->s->mu);
+        return -1;
+    }
+    const char *finish = role ? NULL : j->finish;
+    size_t to = role ? j->sent : serve_job_safe(j);
+    j->out = serve_chunk_json(j, j->sent, to, role, finish);  // reads text: under the lock
+    pthread_mutex_unlock(&j->s->mu);
+    if (!j->out) return -1;
+    j->out_len = strlen(j->out);
+    j->sent = to;
+    j->role_sent = 1;
+    if (finish) j->done_sent = 1;
+    return 0;
+}
+
+int serve_job_append(serve_job *j, const char *p, size_t n) {
     if (j->len + n + 1 > j->cap) {
         size_t want = j->cap ? 2 * j->cap : 256;
         while (want < j->len + n + 1) want *= 2;
@@ -109,36 +138,6 @@ static int job_append(serve_job *j, const char *p, size_t n) {
     j->len += n;
     j->text[j->len] = 0;
     return 0;
-}
-
-// One token (or the end). Sets j->finish when the answer is complete.
-void serve_job_step(serve_job *j) {
-    if (j->finish) return;
-    if (j->n_gen >= j->r.max_tokens || atomic_load(&j->s->stopping)) {
-        j->finish = "length";
-        return;
-    }
-    char piece[512];
-    size_t n = 0, at = 0;
-    cli_gen_event ev;
-    cllm_status st = cli_gen_next(&j->s->gen, &ev, piece, sizeof piece, &n);
-    if (st != CLLM_OK || (ev != CLI_GEN_END && job_append(j, piece, n))) {
-        j->failed = 1;
-        j->finish = "length";
-        return;
-    }
-    if (ev == CLI_GEN_END) {
-        j->finish = "stop";
-        return;
-    }
-    j->n_gen++;
-    if (j->r.n_stop && serve_find_stop(&j->r, j->text, j->len, j->len - n, &at) >= 0) {
-        j->len = at;
-        j->text[at] = 0;
-        j->finish = "stop";
-    } else if (ev == CLI_GEN_FULL) {
-        j->finish = "length";
-    }
 }
 
 // Bytes of text that can be sent now: all of it when finished, else all but what could still
@@ -207,11 +206,24 @@ char *serve_chunk_json(const serve_job *j, size_t from, size_t to, int role, con
     return ev;
 }
 
-void serve_job_free(serve_job *j) {
-    serve_job_end(j);
-    atomic_fetch_sub(&j->s->active, 1);
+void serve_job_unref(serve_job *j) {
+    if (--j->refs > 0) return;
+    cllm_sampler_free(j->smp);
     serve_req_free(&j->r);
+    pthread_cond_destroy(&j->cv);
+    free(j->ids);
     free(j->text);
     free(j->out);
     free(j);
+}
+
+void serve_job_free(serve_job *j) {
+    serve_srv *s = j->s;
+    atomic_fetch_sub(&s->active, 1);
+    pthread_mutex_lock(&s->mu);
+    if (j->state != JOB_DONE) j->cancelled = 1;
+    pthread_cond_signal(&s->cv);
+    if (j->refs == 0) j->refs = 1;  // never queued: the connection's reference only
+    serve_job_unref(j);
+    pthread_mutex_unlock(&s->mu);
 }

@@ -22,10 +22,18 @@
 struct cllm_engine {
     cllm_weights *weights;       // owned
     cllm_forward *fwd;
-    cllm_engine_options opt;     // resolved: n_threads >= 1
+    cllm_engine_options opt;     // resolved: n_threads >= 1, n_seq >= 1
     uint32_t ctx;
-    size_t n_past;               // positions [0, n_past) hold valid keys and values
+    uint32_t n_seq;
+    size_t *n_past;              // (n_seq) positions [0, n_past[s]) of sequence s hold valid
+                                 // keys and values
+    uint64_t *seen, epoch;       // (n_seq) seen[s] == epoch: s is in the call being checked
+    int32_t *step_tok;           // (CLLM_ENGINE_BATCH) a batched step's tokens,
+    uint32_t *step_pos, *step_slot, *step_out;  // positions, slots and logits rows
 };
+
+// Longest KV cache in sequences (options.n_seq): a bound on allocations sized by it.
+#define CLLM_ENGINE_MAX_SEQ 65536u
 
 static const char *const mode_names[] = {"stream", "resident", "device",
                                             "raw",    "auto",     "fused"};
@@ -56,6 +64,9 @@ static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_o
               cllm_dtype_name(out->kv_dtype));
     RETURN_IF((unsigned)out->weights > CLLM_WEIGHTS_FUSED, CLLM_ERR_ARG, "weights mode %d",
               (int)out->weights);
+    RETURN_IF(out->n_seq > CLLM_ENGINE_MAX_SEQ, CLLM_ERR_ARG, "n_seq %u (at most %u)", out->n_seq,
+              CLLM_ENGINE_MAX_SEQ);
+    if (out->n_seq == 0) out->n_seq = 1;
     return CLLM_OK;
 }
 
@@ -116,6 +127,22 @@ static cllm_status open_backend(cllm_engine *e, const cllm_backend_ops *ops) {
     return CLLM_FAIL(CLLM_ERR_ARG, "unknown backend %d", (int)e->opt.backend);
 }
 
+// Per-sequence positions and the host arrays of a batched step.
+static cllm_status alloc_seq_state(cllm_engine *e) {
+    const size_t B = CLLM_ENGINE_BATCH;
+    e->n_seq = e->opt.n_seq;
+    e->n_past = calloc(e->n_seq, sizeof *e->n_past);
+    e->seen = calloc(e->n_seq, sizeof *e->seen);
+    e->step_tok = calloc(B, sizeof *e->step_tok);
+    e->step_pos = calloc(B, sizeof *e->step_pos);
+    e->step_slot = calloc(B, sizeof *e->step_slot);
+    e->step_out = calloc(B, sizeof *e->step_out);
+    RETURN_IF(!e->n_past || !e->seen || !e->step_tok || !e->step_pos || !e->step_slot ||
+                  !e->step_out,
+              CLLM_ERR_NOMEM, "engine: state of %u sequences", e->n_seq);
+    return CLLM_OK;
+}
+
 cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt,
                                  const cllm_backend_ops *ops, cllm_engine **out) {
     RETURN_IF(!w || !out, CLLM_ERR_ARG, "engine: NULL argument");
@@ -133,6 +160,7 @@ cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt
         if (e->opt.context_len && e->opt.context_len < e->ctx) e->ctx = e->opt.context_len;
         st = open_backend(e, ops);
     }
+    if (st == CLLM_OK) st = alloc_seq_state(e);
     if (st != CLLM_OK) {
         cllm_engine_free(e);
         return st;
@@ -140,9 +168,9 @@ cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt
     cllm_engine_stats sts;
     cllm_engine_stats_get(e, &sts);
     cllm_logf(e->opt.log, e->opt.log_user,
-              "engine: %s backend, %s weights, %d threads, context %u, KV %s", sts.backend,
-              cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
-              cllm_dtype_name(e->opt.kv_dtype));
+              "engine: %s backend, %s weights, %d threads, context %u, KV %s, %u sequence%s",
+              sts.backend, cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
+              cllm_dtype_name(e->opt.kv_dtype), e->n_seq, e->n_seq == 1 ? "" : "s");
     *out = e;
     return CLLM_OK;
 }
@@ -181,45 +209,137 @@ void cllm_engine_free(cllm_engine *e) {
     if (!e) return;
     cllm_forward_free(e->fwd);
     cllm_weights_free(e->weights);
+    free(e->n_past);
+    free(e->seen);
+    free(e->step_tok);
+    free(e->step_pos);
+    free(e->step_slot);
+    free(e->step_out);
     free(e);
 }
 
 const cllm_model_config *cllm_engine_config(const cllm_engine *e) { return &e->weights->cfg; }
 uint32_t cllm_engine_context(const cllm_engine *e) { return e->ctx; }
-size_t cllm_engine_n_past(const cllm_engine *e) { return e->n_past; }
-void cllm_engine_reset(cllm_engine *e) { e->n_past = 0; }
+size_t cllm_engine_n_past(const cllm_engine *e) { return e->n_past[0]; }
+void cllm_engine_reset(cllm_engine *e) { e->n_past[0] = 0; }
+uint32_t cllm_engine_n_seq(const cllm_engine *e) { return e->n_seq; }
+size_t cllm_engine_step_tokens(const cllm_engine *e) {
+    (void)e;
+    return CLLM_ENGINE_BATCH;
+}
+size_t cllm_engine_seq_n_past(const cllm_engine *e, uint32_t seq) {
+    return seq < e->n_seq ? e->n_past[seq] : 0;
+}
+void cllm_engine_seq_reset(cllm_engine *e, uint32_t seq) {
+    if (seq < e->n_seq) e->n_past[seq] = 0;
+}
 
-static cllm_status check_forward(const cllm_engine *e, const int32_t *tokens, size_t n, size_t pos,
-                                 const float *logits, size_t logits_cap, int all_logits) {
+// tokens[0..n) at pos.. of a sequence with n_past cached positions: ids, hole, context. `what`
+// names the call (and the item) in the message.
+static cllm_status check_span(const cllm_engine *e, const char *what, const int32_t *tokens,
+                              size_t n, size_t pos, size_t n_past) {
     const uint32_t vocab = e->weights->cfg.vocab_size;
-    RETURN_IF(!tokens || n == 0, CLLM_ERR_ARG, "forward: no tokens");
-    RETURN_IF(pos > e->n_past, CLLM_ERR_ARG,
-              "forward: position %zu leaves a hole after the %zu cached positions", pos, e->n_past);
+    RETURN_IF(!tokens || n == 0, CLLM_ERR_ARG, "%s: no tokens", what);
+    RETURN_IF(pos > n_past, CLLM_ERR_ARG,
+              "%s: position %zu leaves a hole after the %zu cached positions", what, pos, n_past);
     RETURN_IF(pos > e->ctx || n > e->ctx - pos, CLLM_ERR_ARG,
-              "forward: positions %zu..%zu exceed the context of %u", pos, pos + n - 1, e->ctx);
+              "%s: positions %zu..%zu exceed the context of %u", what, pos, pos + n - 1, e->ctx);
     for (size_t i = 0; i < n; i++)
         RETURN_IF(tokens[i] < 0 || (uint32_t)tokens[i] >= vocab, CLLM_ERR_ARG,
-                  "forward: token id %d at index %zu is outside the vocabulary of %u", tokens[i],
+                  "%s: token id %d at index %zu is outside the vocabulary of %u", what, tokens[i],
                   i, vocab);
-    size_t need = vocab;
-    RETURN_IF(all_logits && cllm_mul_overflow(n, vocab, &need), CLLM_ERR_ARG, "forward: size");
-    RETURN_IF(!logits || logits_cap < need, CLLM_ERR_ARG,
-              "forward: logits buffer holds %zu floats, %zu needed", logits_cap, need);
+    return CLLM_OK;
+}
+
+static cllm_status check_logits(const cllm_engine *e, const char *what, const float *logits,
+                                size_t logits_cap, size_t rows) {
+    size_t need;
+    RETURN_IF(cllm_mul_overflow(rows, e->weights->cfg.vocab_size, &need), CLLM_ERR_ARG,
+              "%s: size", what);
+    RETURN_IF(need && (!logits || logits_cap < need), CLLM_ERR_ARG,
+              "%s: logits buffer holds %zu floats, %zu needed", what, logits ? logits_cap : 0,
+              need);
     return CLLM_OK;
 }
 
 cllm_status cllm_engine_forward(cllm_engine *e, const int32_t *tokens, size_t n, size_t pos,
                                 float *logits, size_t logits_cap, int all_logits) {
     RETURN_IF(!e, CLLM_ERR_ARG, "forward: NULL engine");
-    TRY(check_forward(e, tokens, n, pos, logits, logits_cap, all_logits));
+    TRY(check_span(e, "forward", tokens, n, pos, e->n_past[0]));
+    TRY(check_logits(e, "forward", logits, logits_cap, all_logits ? n : 1));
     cllm_status st = cllm_forward_run(e->fwd, 0, tokens, n, pos, logits, all_logits);
-    e->n_past = st == CLLM_OK ? pos + n : pos;
+    e->n_past[0] = st == CLLM_OK ? pos + n : pos;
     return st;
+}
+
+// Every item: its sequence exists and is not in the call twice, its span, and the logits rows.
+static cllm_status check_items(cllm_engine *e, const cllm_batch_item *items, size_t n_items,
+                               const float *logits, size_t logits_cap) {
+    RETURN_IF(!items || n_items == 0, CLLM_ERR_ARG, "forward_batch: no items");
+    RETURN_IF(n_items > e->n_seq, CLLM_ERR_ARG,
+              "forward_batch: %zu items, the engine holds %u sequences", n_items, e->n_seq);
+    e->epoch++;
+    size_t rows = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        const cllm_batch_item *it = &items[i];
+        char what[48];
+        snprintf(what, sizeof what, "forward_batch: item %zu", i);
+        RETURN_IF(it->seq >= e->n_seq, CLLM_ERR_ARG, "%s: sequence %u, the engine holds %u", what,
+                  it->seq, e->n_seq);
+        RETURN_IF(e->seen[it->seq] == e->epoch, CLLM_ERR_ARG,
+                  "%s: sequence %u appears twice in one call", what, it->seq);
+        e->seen[it->seq] = e->epoch;
+        TRY(check_span(e, what, it->tokens, it->n, it->pos, e->n_past[it->seq]));
+        rows += it->want_logits != 0;
+    }
+    return check_logits(e, "forward_batch", logits, logits_cap, rows);
+}
+
+// The items' tokens, in order, in steps of up to CLLM_ENGINE_BATCH; each step's logits rows are
+// the next rows of `logits` (items complete in order, so their rows are consecutive).
+static cllm_status run_batch(cllm_engine *e, const cllm_batch_item *items, size_t n_items,
+                             float *logits) {
+    const size_t B = CLLM_ENGINE_BATCH, V = e->weights->cfg.vocab_size;
+    size_t it = 0, off = 0, row = 0;  // off: tokens of items[it] already placed
+    while (it < n_items) {
+        size_t nt = 0, n_out = 0;
+        uint32_t max_pos = 0;
+        while (it < n_items && nt < B) {
+            const cllm_batch_item *x = &items[it];
+            const size_t take = x->n - off < B - nt ? x->n - off : B - nt;
+            for (size_t k = 0; k < take; k++, nt++) {
+                e->step_tok[nt] = x->tokens[off + k];
+                e->step_pos[nt] = (uint32_t)(x->pos + off + k);
+                e->step_slot[nt] = x->seq;
+            }
+            off += take;
+            if (e->step_pos[nt - 1] + 1 > max_pos) max_pos = e->step_pos[nt - 1] + 1;
+            if (off < x->n) break;  // the step is full
+            if (x->want_logits) e->step_out[n_out++] = (uint32_t)(nt - 1);
+            it++;
+            off = 0;
+        }
+        const cllm_step sp = {nt, e->step_pos, e->step_slot, max_pos, n_out, e->step_out};
+        TRY(cllm_forward_step(e->fwd, e->step_tok, &sp, n_out ? logits + row * V : NULL));
+        row += n_out;
+    }
+    return CLLM_OK;
+}
+
+cllm_status cllm_engine_forward_batch(cllm_engine *e, const cllm_batch_item *items, size_t n_items,
+                                      float *logits, size_t logits_cap) {
+    RETURN_IF(!e, CLLM_ERR_ARG, "forward_batch: NULL engine");
+    TRY(check_items(e, items, n_items, logits, logits_cap));
+    for (size_t i = 0; i < n_items; i++) e->n_past[items[i].seq] = items[i].pos;
+    cllm_status st = run_batch(e, items, n_items, logits);
+    if (st != CLLM_OK) return st;
+    for (size_t i = 0; i < n_items; i++) e->n_past[items[i].seq] = items[i].pos + items[i].n;
+    return CLLM_OK;
 }
 
 void cllm_engine_stats_get(const cllm_engine *e, cllm_engine_stats *out) {
     memset(out, 0, sizeof *out);
-    if (e->fwd) cllm_forward_stats(e->fwd, out);
+    cllm_forward_stats(e->fwd, out);
     out->context_len = e->ctx;
     out->compressed_bytes = e->weights->compressed_bytes;
     struct rusage ru;
