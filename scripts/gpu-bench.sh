@@ -4,6 +4,9 @@
 #   scripts/gpu-bench.sh model [CODEC...]  synthesize the 7B-shape BF16 model and convert it
 #                                (default: lossless int8)
 #   scripts/gpu-bench.sh bench   codecllm bench on both containers (raw, device, stream, --vram)
+#   scripts/gpu-bench.sh batch   bench -b 1,8,32,64 (raw BF16 and int8) and stream int8 -b 1,64
+#   scripts/gpu-bench.sh session check + model + bench (raw, fused, device, stream) + batch in one
+#                                call, going on past a failing step (reported as FAILED)
 #   scripts/gpu-bench.sh peers   transformers and accelerate cpu_offload on the same model
 # Results go to $OUT (or build-gpu/results) as logs; each stage prints a short summary last.
 set -euo pipefail
@@ -93,6 +96,7 @@ stage_model() {
     done
     # int8 with 2^15-symbol blocks: more independent chains for the GPU decoder (device mode).
     case " $codecs " in *" int8 "*) ;; *) df -h "$models" | tail -1; return ;; esac
+    [ -z "${SKIP_B15:-}" ] || return 0
     $bin convert "$models/l7b" "$models/l7b-int8-b15.cllm" --codec int8 --block-symbols 32768 \
         --threads "$(nproc)" 2> /dev/null
     $bin inspect "$models/l7b-int8-b15.cllm" --no-zstd | tail -1
@@ -118,6 +122,37 @@ stage_bench() {
     fi
 }
 
+# Many sequences at once (llama-batched-bench style): aggregate decode tok/s at 1, 8, 32 and 64
+# sequences of -p 128 -n 128 each (KV for 64 x 256 positions), raw BF16 and int8; stream int8.
+stage_batch() {
+    for codec in lossless int8; do
+        $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 128 -r 1 -c 256 \
+            --weights raw -b 1,8,32,64 2>&1 | tee "$res/batch-$codec.md"
+    done
+    $bin bench "$models/l7b-int8.cllm" --backend cuda -p 128 -n 32 -r 1 -c 256 \
+        --weights stream -b 1,64 2>&1 | tee "$res/batch-int8-stream.md"
+}
+
+# One device call: checks, the 7B models, the batch-1 benchmarks (raw, fused, device, stream) and
+# the batched ones. About 6 minutes on the H200.
+stage_session() {
+    set +e +o pipefail
+    trap 'echo "FAILED (exit $?): $BASH_COMMAND"' ERR
+    stage_check
+    SKIP_B15=1 stage_model lossless int8
+    for codec in lossless int8; do
+        $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 128 -r 2 -c 512 \
+            --weights raw,fused,device 2>&1 | tee "$res/bench-$codec.md"
+        $bin run "$models/l7b-$codec.cllm" --backend cuda --weights fused -c 512 --tokens 1 -n 2 \
+            --temp 0 --output ids --verbose 2>&1 | grep -E "fused|VRAM" | tee -a "$res/bench-$codec.md"
+        $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
+            --weights stream 2>&1 | tee -a "$res/bench-$codec.md"
+    done
+    $bin bench "$models/l7b-int8.cllm" --backend cuda -p 128 -n 32 -r 1 -c 512 \
+        --weights stream --vram 3.6GiB 2>&1 | tee "$res/bench-int8-vram.md"
+    stage_batch
+}
+
 stage_peers() {
     python3 bench/hf_baseline.py "$models/l7b" -p 128 -n 128 -r 2 --offload-n 8 \
         --json "$res/peers.json" 2>&1 | grep -v Warning | tee "$res/peers.txt"
@@ -128,5 +163,7 @@ check) stage_check ;;
 model) shift; stage_model "$@" ;;
 bench) stage_bench "${2:-all}" ;;
 peers) stage_peers ;;
-*) echo "usage: $0 check|model|bench [lossless|int8]|peers" >&2; exit 2 ;;
+batch) stage_batch ;;
+session) stage_session ;;
+*) echo "usage: $0 check|model|bench [lossless|int8]|batch|session|peers" >&2; exit 2 ;;
 esac
