@@ -5,6 +5,7 @@
 #                                (default: lossless int8)
 #   scripts/gpu-bench.sh bench   codecllm bench on both containers (raw, device, stream, --vram)
 #   scripts/gpu-bench.sh batch   bench -b 1,8,32,64 (raw BF16 and int8) and stream int8 -b 1,64
+#   scripts/gpu-bench.sh serve   serve --parallel 32 with 32 concurrent clients vs bench -b 32
 #   scripts/gpu-bench.sh session check + model + bench (raw, fused, device, stream) + batch in one
 #                                call, going on past a failing step (reported as FAILED)
 #   scripts/gpu-bench.sh peers   transformers and accelerate cpu_offload on the same model
@@ -88,7 +89,9 @@ stage_model() {
         --threads "$(nproc)" "$models/l7b" 2> "$res/synth.log" || { tail "$res/synth.log"; exit 1; }
     grep -E "Elapsed|Maximum resident" "$res/synth.log" || true
     for codec in $codecs; do
+        # CLLM_TOKENIZER: a tokenizer to store (the synthesized model has none; serve needs one).
         /usr/bin/time -v $bin convert "$models/l7b" "$models/l7b-$codec.cllm" --codec "$codec" \
+            ${CLLM_TOKENIZER:+--tokenizer "$CLLM_TOKENIZER"} \
             --threads "$(nproc)" 2> "$res/convert-$codec.log" || { tail "$res/convert-$codec.log"; exit 1; }
         grep -E "wrote|Elapsed|Maximum resident" "$res/convert-$codec.log" || true
         $bin inspect "$models/l7b-$codec.cllm" --no-zstd > "$res/inspect-$codec.txt"
@@ -125,12 +128,34 @@ stage_bench() {
 # Many sequences at once (llama-batched-bench style): aggregate decode tok/s at 1, 8, 32 and 64
 # sequences of -p 128 -n 128 each (KV for 64 x 256 positions), raw BF16 and int8; stream int8.
 stage_batch() {
+    local which=${1:-all}
     for codec in lossless int8; do
+        [ "$which" = all ] || [ "$which" = "$codec" ] || continue
         $bin bench "$models/l7b-$codec.cllm" --backend cuda -p 128 -n 128 -r 1 -c 256 \
             --weights raw -b 1,8,32,64 2>&1 | tee "$res/batch-$codec.md"
     done
+    [ "$which" = all ] || return 0
     $bin bench "$models/l7b-int8.cllm" --backend cuda -p 128 -n 32 -r 1 -c 256 \
         --weights stream -b 1,64 2>&1 | tee "$res/batch-int8-stream.md"
+}
+
+# Server overhead: 32 concurrent clients (bench/serve_load.py, ~31-token prompts, 128 tokens each,
+# greedy) against `serve --parallel 32`, beside bench -b 32 -p 32 -n 128 on the same model (raw
+# BF16; the model needs a stored tokenizer: convert with CLLM_TOKENIZER set).
+stage_serve() {
+    local m="$models/l7b-lossless.cllm" port=18080
+    $bin bench "$m" --backend cuda --weights raw -b 32 -p 32 -n 128 -r 1 -c 256 2>&1 \
+        | tee "$res/serve-bench.md"
+    $bin serve "$m" --backend cuda --weights raw --parallel 32 --queue 64 -c 256 --port $port \
+        2> "$res/serve.log" &
+    local pid=$!
+    for _ in $(seq 120); do
+        python3 -c "import http.client as h; c=h.HTTPConnection('127.0.0.1',$port,timeout=2); c.request('GET','/health'); exit(c.getresponse().status!=200)" 2>/dev/null && break
+        sleep 1
+    done
+    python3 bench/serve_load.py $port 32 128 2 0 2>&1 | tee "$res/serve-load.txt"
+    kill -TERM $pid; wait $pid || true
+    grep -c " 200 " "$res/serve.log" || true
 }
 
 # One device call: checks, the 7B models, the batch-1 benchmarks (raw, fused, device, stream) and
@@ -163,7 +188,8 @@ check) stage_check ;;
 model) shift; stage_model "$@" ;;
 bench) stage_bench "${2:-all}" ;;
 peers) stage_peers ;;
-batch) stage_batch ;;
+batch) stage_batch "${2:-all}" ;;
+serve) stage_serve ;;
 session) stage_session ;;
-*) echo "usage: $0 check|model|bench [lossless|int8]|batch|session|peers" >&2; exit 2 ;;
+*) echo "usage: $0 check|model|bench [lossless|int8]|batch [lossless|int8]|serve|session|peers" >&2; exit 2 ;;
 esac

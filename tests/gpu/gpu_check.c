@@ -1111,15 +1111,20 @@ static void small_kernels(void) {
 }
 
 // cuBLAS prefill GEMM of 7 tokens against ref_matvec per token.
+// Two shapes: the int8 dequantisation's vector path (cols % 8 == 0, groups of 128) and its
+// element path (odd columns, groups of 29).
 static void gemm_cases(void *blas) {
     const uint32_t kinds[] = {CLLM_CUDA_W_F32, CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_INT8};
-    const uint64_t rows = 1000, cols = 512;
+    const uint64_t shape_rows[2] = {1000, 37}, shape_cols[2] = {512, 203};
+    const uint32_t shape_group[2] = {128, 29};
     const uint32_t nt = 7;
+    for (int si = 0; si < 2; si++)
     for (int ki = 0; ki < 4; ki++) {
+        const uint64_t rows = shape_rows[si], cols = shape_cols[si];
         uint32_t kind = kinds[ki];
         size_t esz = kind == 0 ? 4 : kind == 3 ? 1 : 2, n = rows * cols;
         uint8_t *data = xmalloc(n * esz);
-        float *scales = xmalloc(rows * 4 * sizeof(float));
+        float *scales = xmalloc(rows * 8 * sizeof(float));
         for (size_t i = 0; i < n; i++) {
             float f = (float)(0.02 * normal());
             if (kind == 0) ((float *)data)[i] = f;
@@ -1127,13 +1132,13 @@ static void gemm_cases(void *blas) {
             else if (kind == 2) ((uint16_t *)data)[i] = cllm_f32_to_bf16(f);
             else ((int8_t *)data)[i] = (int8_t)((int)(rnd() % 255) - 127);
         }
-        for (size_t i = 0; i < rows * 4; i++) scales[i] = (float)(0.001 * (1 + uni()));
-        cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = kind, .group_size = 128};
+        for (size_t i = 0; i < rows * 8; i++) scales[i] = (float)(0.001 * (1 + uni()));
+        cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = kind, .group_size = shape_group[si]};
         float *x = xmalloc(nt * cols * 4), *y = xmalloc(nt * rows * 4), *want = xmalloc(nt * rows * 4);
         fill_floats(x, nt * cols, 1.0);
         for (uint32_t t = 0; t < nt; t++) ref_matvec(&w, data, scales, x + t * cols, want + t * rows);
         w.data = upload(data, n * esz);
-        w.scales = kind == 3 ? upload(scales, rows * 4 * sizeof(float)) : NULL;
+        w.scales = kind == 3 ? upload(scales, rows * 8 * sizeof(float)) : NULL;
         float *xd = upload(x, nt * cols * 4), *yd = dev_alloc(nt * rows * 4);
         size_t sb = cllm_cuda_gemm_scratch_bytes(&w, nt);
         void *scratch = dev_alloc(sb);
@@ -1143,7 +1148,8 @@ static void gemm_cases(void *blas) {
         check(e < tol, "gemm %-4s %u tokens x %llux%llu rel L2 %.2e, tol %.0e", wkind_name(kind),
               nt, (unsigned long long)rows, (unsigned long long)cols, e, tol);
         char name[64];
-        snprintf(name, sizeof name, "gemm (cuBLAS) %s", wkind_name(kind));
+        snprintf(name, sizeof name, "gemm (cuBLAS) %s %llux%llu", wkind_name(kind),
+                 (unsigned long long)rows, (unsigned long long)cols);
         summary("%-44s %s  rel L2 %.1e\n", name, e < tol ? "PASS" : "FAIL", e);
         MUST(cllm_cuda_release(g_mem, (void *)w.data)); MUST(cllm_cuda_release(g_mem, (void *)w.scales));
         MUST(cllm_cuda_release(g_mem, xd)); MUST(cllm_cuda_release(g_mem, yd));
