@@ -188,6 +188,7 @@ struct be_state {
     uint32_t ctx, batch, n_layers;
     size_t dim, q_dim, kv_dim, hidden, vocab, head_dim;
     int n_threads;               // host threads (the compute-code encoder at load)
+    uint32_t n_seq;              // KV cache slots (sequences decoded together)
     const char *device_desc;
     size_t att_scratch_bytes;    // the backend's split-attention scratch (counted by the plan)
     double load_s;

@@ -217,6 +217,7 @@ void be_dev_lend(be_dev *d, be_state *s) {
     s->mode = d->opt.weights;
     s->budget = d->opt.vram_budget;
     s->n_threads = d->opt.n_threads;
+    s->n_seq = d->opt.n_seq ? d->opt.n_seq : 1;
     s->log = d->opt.log;
     s->log_user = d->opt.log_user;
     s->ctx = d->ctx;

@@ -209,7 +209,7 @@ static be_bytes plan_bytes(const be_state *s) {
         max_load = be_mat_comp_bytes(&s->w->embed);
     ring_sizes(s, &b.scratch, &b.staging);
     b.embed = embed_bytes(s);
-    b.kv = 2 * al((uint64_t)s->n_layers * s->ctx * s->kv_dim * 4);
+    b.kv = 2 * al((uint64_t)s->n_layers * s->n_seq * s->ctx * s->kv_dim * 4);  // every slot
     b.act = activation_bytes(s);
     b.gemm = be_gemm_sizes(s, NULL, NULL);
     // Load uploads go through the staging ring when it is large enough.
@@ -604,10 +604,10 @@ static int plan_step(be_state *s, uint64_t budget, plan_ws *ws) {
 
 static void bytes_breakdown(const be_state *s, const be_bytes *b, char *buf, size_t cap) {
     snprintf(buf, cap,
-             "KV %.2f GiB at context %u, activations %.2f GiB, GEMM %.2f GiB, decode scratch "
-             "%.2f GiB, staging %.2f GiB, embedding %.2f GiB, decoded weights %.2f GiB, "
-             "compressed weights %.2f GiB",
-             b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
+             "KV %.2f GiB at context %u x %u sequence(s), activations %.2f GiB, GEMM %.2f GiB, "
+             "decode scratch %.2f GiB, staging %.2f GiB, embedding %.2f GiB, decoded weights "
+             "%.2f GiB, compressed weights %.2f GiB",
+             b->kv / GIB, s->ctx, s->n_seq, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
              b->staging / GIB, b->embed / GIB, b->raw / GIB, b->compressed / GIB);
 }
 
