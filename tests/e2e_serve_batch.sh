@@ -5,8 +5,8 @@
 #     prefill runs in chunks beside the others' decoding; half of them streaming) on a server with
 #     6 slots: every answer equals its sequential greedy `codecllm run`;
 #   - a bounded load test: 200 requests from 8 client threads, all answered 200; the server's RSS
-#     (from /proc) after the last request is within 8 MiB of its RSS after warm-up (not checked
-#     under AddressSanitizer, whose quarantine keeps freed memory);
+#     (from /proc) after the last request is within 8 MiB of its RSS after warm-up (under
+#     AddressSanitizer, whose quarantine keeps freed memory: 40 requests, RSS not checked);
 #   - the server stays up, and SIGTERM exits 0.
 # Env: CLLM_BIN, CLLM_SHARED, CLLM_SRC (tests/e2elib.sh). Exit 77 = skipped (outside CI).
 source "$(dirname "$0")/e2elib.sh"
