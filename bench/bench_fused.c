@@ -138,17 +138,33 @@ static double time_ms(const variant *var, const float *x, float *y) {
     return ms[7] / BURST;
 }
 
-// Median microseconds per launch of cllm_cuda_matvec_cols with n columns (15 bursts of BURST).
-static double time_cols_us(const variant *var, const float *x, uint64_t ldx, uint32_t n, float *y,
-                           uint64_t ldy) {
+// Median microseconds per launch of one job over n columns, 15 bursts of BURST over the rotating
+// copies: cllm_cuda_matvec_cols_job (gemm == 0) or cllm_cuda_gemm (gemm != 0: cuBLAS).
+typedef struct cols_ctx {
+    const float *x;
+    float *y;
+    void *scratch, *blas;
+    size_t scratch_bytes;
+} cols_ctx;
+
+static void cols_launch(const cols_ctx *c, const cllm_cuda_weight *w, uint32_t n, int gemm) {
+    if (gemm) {
+        MUST(cllm_cuda_gemm(c->blas, w, c->x, n, c->y, c->scratch, c->scratch_bytes, g_stream));
+    } else {
+        const uint64_t ld = w->rows;
+        MUST(cllm_cuda_matvec_cols_job(w, 1, CLLM_CUDA_COLS_SET, c->x, w->cols, n, &c->y, &ld,
+                                       c->scratch, c->scratch_bytes, g_stream));
+    }
+}
+
+static double time_cols_us(const variant *var, const cols_ctx *c, uint32_t n, int gemm) {
     cllm_cuda_timer *t;
     MUST(cllm_cuda_timer_create(&t));
     float ms[15];
     for (int b = -1; b < 15; b++) {
         MUST(cllm_cuda_timer_start(t, g_stream));
         for (int i = 0; i < BURST; i++)
-            MUST(cllm_cuda_matvec_cols(&var->w[(b * BURST + i + BURST) % var->n_rot], x, ldx, n,
-                                       y, ldy, g_stream));
+            cols_launch(c, &var->w[(b * BURST + i + BURST) % var->n_rot], n, gemm);
         MUST(cllm_cuda_timer_stop(t, g_stream));
         MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
     }
@@ -157,27 +173,50 @@ static double time_cols_us(const variant *var, const float *x, uint64_t ldx, uin
     return 1e3 * ms[7] / BURST;
 }
 
-// n = 2, 4, 8 columns: raw bf16 against fused lossless (bit-identical check on the first copy).
-static void bench_cols(const variant *raw, const variant *cc, uint64_t rows, uint64_t cols) {
-    float *x = malloc(8 * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(8 * rows * 4);
-    for (uint64_t i = 0; i < 8 * cols; i++) x[i] = (float)gauss(99, i);
-    float *xd = dev_copy(x, 8 * cols * 4, 1), *yd;
-    MUST(cllm_cuda_alloc(g_mem, 8 * rows * 4, (void **)&yd));
-    for (uint32_t n = 2; n <= 8; n *= 2) {
-        MUST(cllm_cuda_matvec_cols(&raw->w[0], xd, cols, n, yd, rows, g_stream));
-        MUST(cllm_cuda_copy(ya, yd, n * rows * 4, g_stream));
-        MUST(cllm_cuda_matvec_cols(&cc->w[0], xd, cols, n, yd, rows, g_stream));
-        MUST(cllm_cuda_copy(yb, yd, n * rows * 4, g_stream));
-        MUST(cllm_cuda_sync(g_stream));
-        const int same = memcmp(ya, yb, n * rows * 4) == 0;
-        const double ur = time_cols_us(raw, xd, cols, n, yd, rows);
-        const double uf = time_cols_us(cc, xd, cols, n, yd, rows);
-        printf("%5llux%-5llu n=%u columns: raw bf16 %8.2f us, fused lossless %8.2f us  %.3fx raw  %s\n",
-               (unsigned long long)rows, (unsigned long long)cols, n, ur, uf, ur / uf,
-               same ? "bit-identical" : "DIFFERS");
+// Several columns (batched decode): the column kernels of raw bf16, fused lossless and raw int8 at
+// n = 1, 2, 4, 8 (µs per launch, and per token against n one-token launches), beside cuBLAS
+// (cllm_cuda_gemm, the engine's path for longer steps) at n = 8, 16, 32. Bit-identity: each
+// column of the column launch against the one-token launch (first copy).
+static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
+    const uint32_t nmax = 32;
+    float *x = malloc(nmax * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(rows * 4);
+    for (uint64_t i = 0; i < nmax * cols; i++) x[i] = (float)gauss(99, i);
+    cols_ctx c = {.x = dev_copy(x, nmax * cols * 4, 1)};
+    MUST(cllm_cuda_alloc(g_mem, nmax * rows * 4, (void **)&c.y));
+    cllm_cuda_weight wi = v[2].w[0];
+    c.scratch_bytes = cllm_cuda_gemm_scratch_bytes(&wi, nmax);
+    if (c.scratch_bytes < cllm_cuda_matvec_cols_scratch(cols))
+        c.scratch_bytes = cllm_cuda_matvec_cols_scratch(cols);
+    MUST(cllm_cuda_alloc(g_mem, c.scratch_bytes, &c.scratch));
+    MUST(cllm_cuda_blas_create(&c.blas));
+    static const int ks[3] = {0, 1, 2};  // raw bf16, fused lossless, raw int8
+    for (int ki = 0; ki < 3; ki++) {
+        const variant *var = &v[ks[ki]];
+        const double one = time_cols_us(var, &c, 1, 0);
+        for (uint32_t n = 1; n <= 8; n *= 2) {
+            cols_launch(&c, &var->w[0], n, 0);
+            MUST(cllm_cuda_copy(ya, c.y, n * rows * 4, g_stream));
+            int same = 1;
+            for (uint32_t k = 0; k < n; k++) {
+                MUST(cllm_cuda_matvec(&var->w[0], c.x + k * cols, c.y, 0, g_stream));
+                MUST(cllm_cuda_copy(yb, c.y, rows * 4, g_stream));
+                MUST(cllm_cuda_sync(g_stream));
+                same &= memcmp(ya + k * rows, yb, rows * 4) == 0;
+            }
+            const double us = time_cols_us(var, &c, n, 0);
+            printf("%5llux%-5llu %-15s n=%u columns %8.2f us (%.3fx n one-token launches)  %s\n",
+                   (unsigned long long)rows, (unsigned long long)cols, var->name, n, us,
+                   n * one / us, same ? "bit-identical" : "DIFFERS");
+        }
+        if (ks[ki] == 1) continue;  // compute code has no GEMM
+        for (uint32_t n = 8; n <= nmax; n *= 2)
+            printf("%5llux%-5llu %-15s n=%u cuBLAS GEMM %8.2f us\n", (unsigned long long)rows,
+                   (unsigned long long)cols, var->name, n, time_cols_us(var, &c, n, 1));
     }
-    MUST(cllm_cuda_release(g_mem, xd));
-    MUST(cllm_cuda_release(g_mem, yd));
+    cllm_cuda_blas_destroy(c.blas);
+    MUST(cllm_cuda_release(g_mem, (void *)c.x));
+    MUST(cllm_cuda_release(g_mem, c.y));
+    MUST(cllm_cuda_release(g_mem, c.scratch));
     free(x), free(ya), free(yb);
 }
 
@@ -235,7 +274,7 @@ static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, 
         if (k % 2) printf("  %.3fx raw  %s", raw_ms[k / 2] / ms, same ? "bit-identical" : "DIFFERS");
         printf("\n");
     }
-    if (cols % 8 == 0) bench_cols(&v[0], &v[1], rows, cols);
+    bench_cols(v, rows, cols);
     for (int k = 0; k < 4; k++) free_rot(&v[k]);
     MUST(cllm_cuda_release(g_mem, xd));
     MUST(cllm_cuda_release(g_mem, yd));

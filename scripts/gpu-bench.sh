@@ -25,7 +25,7 @@ shared=${CLLM_SHARED:-.shared}
 
 build() {
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCODECLLM_CUDA=ON \
-          -DCMAKE_CUDA_ARCHITECTURES=90 > "$res/configure.log" 2>&1 || { cat "$res/configure.log"; exit 1; }
+          -DCMAKE_CUDA_ARCHITECTURES=90 ${CLLM_DX:+-DCMAKE_PREFIX_PATH="$CLLM_DX/usr"} > "$res/configure.log" 2>&1 || { cat "$res/configure.log"; exit 1; }
     cmake --build "$dir" -j"$(nproc)" --target codecllm_cli gpu_check test_gpu_engine \
         > "$res/build.log" 2>&1 || { tail -50 "$res/build.log"; exit 1; }
 }

@@ -609,7 +609,7 @@ static void cp_stats(const void *prov, cllm_engine_stats *out) {
 }
 static const cllm_provider_ops checked_ops = {
     "checked", cp_create, cp_free, cp_group, cp_release_group, cp_max_rows, cp_rows,
-    cp_release_rows, cp_stats,
+    cp_release_rows, cp_stats, NULL,
 };
 static const cllm_provider_ops *checked_provider(cllm_weights_mode mode) {
     return mode == CLLM_WEIGHTS_STREAM ? &checked_ops : NULL;

@@ -224,6 +224,24 @@ cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cud
 cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev, uint64_t ldx,
                                   uint32_t n, float *y_dev, uint64_t ldy, void *stream);
 
+// The column launch for a whole job (batched decode's q/k/v, Wo and Wdown into the residual,
+// gate/up + SwiGLU): for c < n <= CLLM_CUDA_MATVEC_COLS and x_c = x + c * ldx,
+//   CLLM_CUDA_COLS_SET     y[i][c * ldy[i] + r]  = (W_i x_c)[r]     (n_w matrices of one width)
+//   CLLM_CUDA_COLS_ACC     y[i][c * ldy[i] + r] += (W_i x_c)[r]
+//   CLLM_CUDA_COLS_SWIGLU  y[0][c * ldy[0] + r]  = silu(W_0 x_c) * (W_1 x_c)  (n_w = 2, equal rows)
+// Kinds where cllm_cuda_matvec_cols_ok: BF16, F16, CC_BF16 (cols % 8 == 0) and INT8 (cols % 64 ==
+// 0, one group per row or groups of a multiple of 64), with 16-byte aligned data and columns.
+// INT8 also needs `scratch` (16-byte aligned) of cllm_cuda_matvec_cols_scratch(cols) bytes: x is
+// turned into the tensor-core kernel's digit planes there once per launch. Column c is
+// bit-identical to the one-token launch (cllm_cuda_matvec_ex / _multi_ex / _swiglu_ex) on x_c.
+enum { CLLM_CUDA_COLS_SET = 0, CLLM_CUDA_COLS_ACC = 1, CLLM_CUDA_COLS_SWIGLU = 2 };
+int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w);
+size_t cllm_cuda_matvec_cols_scratch(uint64_t cols);
+cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int n_w, int mode,
+                                      const float *x_dev, uint64_t ldx, uint32_t n,
+                                      float *const *y_dev, const uint64_t *ldy, void *scratch,
+                                      size_t scratch_bytes, void *stream);
+
 // The same launches with launch options (see CLLM_CUDA_PDL above).
 cllm_status cllm_cuda_matvec_ex(const cllm_cuda_weight *w, const float *x_dev, float *y_dev,
                                 int accumulate, unsigned flags, void *stream);

@@ -364,6 +364,13 @@ static cllm_status build_schedule(be_state *s) {
     return sched_classifier(s, &gi);
 }
 
+// Bytes of one embedding decode unit in the scratch (aligned).
+static uint64_t embed_unit_bytes(const be_state *s) {
+    const cllm_weight *e = &s->w->embed;
+    const uint64_t unit_rows = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
+    return cllm_align_up(unit_rows * e->desc.cols * e->elem_size, BE_ALIGN);
+}
+
 static cllm_status load_embedding(be_state *s) {
     const cllm_weight *e = &s->w->embed;
     const int mode = be_embed_mode(s);
@@ -374,8 +381,12 @@ static cllm_status load_embedding(be_state *s) {
     }
     if (mode == BE_EMBED_DECODED) return CLLM_OK;  // decoded by load_weights
     TRY(load_compressed(s, e, &s->sched.embed_payload_dev));
-    const uint64_t unit_rows = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
-    TRY(DALLOC(s, unit_rows * e->desc.cols * e->elem_size, &s->sched.embed_scratch));
+    s->sched.embed_units = s->batch + 1;
+    s->sched.embed_block = (uint64_t *)malloc(s->sched.embed_units * sizeof(uint64_t));
+    s->sched.embed_jobs = (cllm_cuda_decode_job *)calloc(s->batch, sizeof(cllm_cuda_decode_job));
+    RETURN_IF(!s->sched.embed_block || !s->sched.embed_jobs, CLLM_ERR_NOMEM, "embedding jobs");
+    for (uint32_t u = 0; u < s->sched.embed_units; u++) s->sched.embed_block[u] = UINT64_MAX;
+    TRY(DALLOC(s, (uint64_t)s->sched.embed_units * embed_unit_bytes(s), &s->sched.embed_scratch));
     s->sched.embed_view = base_view(e, NULL);
     if (e->desc.codec == CLLM_CODEC_INT8)
         s->sched.embed_view.scales = (const float *)(s->sched.embed_payload_dev + e->layout.side_off);
@@ -582,8 +593,58 @@ static uint64_t prov_max_rows(const void *prov, cllm_global_tensor g) {
     return g == CLLM_GLOBAL_CLASSIFIER ? s->sched.cls_chunk_rows : 1;
 }
 
-// Row r of the embedding: in place in a decoded table, else its block decoded (on the compute
-// stream, ahead of the op that reads it) into the one-unit scratch.
+// The unit holding embedding block b, or -1.
+static int embed_unit_of(const be_state *s, uint64_t b) {
+    for (uint32_t u = 0; u < s->sched.embed_units; u++)
+        if (s->sched.embed_block[u] == b) return (int)u;
+    return -1;
+}
+
+// The decode job of block b into unit u (unit u then holds nothing until the decode is issued).
+static cllm_status embed_job(be_state *s, uint64_t b, uint32_t u, cllm_cuda_decode_job *job) {
+    const cllm_weight *e = &s->w->embed;
+    const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
+    const uint64_t row = e->desc.cols * e->elem_size;
+    // The job writes block b's rows at out + row index * row: out sits b * unit rows before.
+    uint8_t *dst = s->sched.embed_scratch + (uint64_t)u * embed_unit_bytes(s) - b * unit * row;
+    s->sched.embed_block[u] = UINT64_MAX;
+    return cllm_cuda_decode_job_init(&e->desc, s->sched.embed_payload_dev, dst, b, 1, job);
+}
+
+// prepare_rows: every block the rows need and no unit holds yet, decoded in one batched call into
+// units 0..batch-1 (blocks already held keep their units).
+static cllm_status prov_prepare_rows(void *prov, cllm_global_tensor g, const uint32_t *rows,
+                                     size_t n) {
+    be_state *s = (be_state *)prov;
+    if (g != CLLM_GLOBAL_EMBED || s->sched.embed_direct) return CLLM_OK;
+    const cllm_weight *e = &s->w->embed;
+    const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
+    RETURN_IF(n > s->batch, CLLM_ERR_ARG, "prepare_rows: %zu rows (at most %u)", n, s->batch);
+    RETURN_IF(s->batch > BE_BATCH, CLLM_ERR_ARG, "prepare_rows: batch %u", s->batch);
+    uint8_t keep[BE_BATCH + 1] = {0};  // units this step reads: not reused for another block
+    uint32_t n_jobs = 0, next = 0, unit_of_job[BE_BATCH];
+    uint64_t block_of_job[BE_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        RETURN_IF(rows[i] >= e->desc.rows, CLLM_ERR_ARG, "prepare_rows: row %u", rows[i]);
+        const uint64_t b = rows[i] / unit;
+        const int have = embed_unit_of(s, b);
+        if (have >= 0 && have < (int)s->batch) {
+            keep[have] = 1;
+            continue;
+        }
+        while (next < s->batch && keep[next]) next++;
+        RETURN_IF(next >= s->batch, CLLM_ERR_ARG, "prepare_rows: units exhausted");
+        keep[next] = 1;
+        unit_of_job[n_jobs] = next, block_of_job[n_jobs] = b;
+        TRY(embed_job(s, b, next, &s->sched.embed_jobs[n_jobs++]));
+    }
+    if (n_jobs) TRY(cllm_cuda_decode(s->sched.embed_jobs, n_jobs, s->status_dev, s->compute));
+    for (uint32_t j = 0; j < n_jobs; j++) s->sched.embed_block[unit_of_job[j]] = block_of_job[j];
+    return CLLM_OK;
+}
+
+// Row r of the embedding: in place in a decoded table, else in the unit that holds its block
+// (prepare_rows), else its block decoded into the last unit.
 static cllm_status embed_row(be_state *s, uint64_t r, cllm_wview *out) {
     const cllm_weight *e = &s->w->embed;
     const uint64_t esize = e->elem_size, row = e->desc.cols * esize;
@@ -593,11 +654,14 @@ static cllm_status embed_row(be_state *s, uint64_t r, cllm_wview *out) {
     } else {
         const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
         const uint64_t b = r / unit;
-        // The job writes block b's rows at out + row index * row: out sits b * unit rows before.
-        TRY(cllm_cuda_decode_job_init(&e->desc, s->sched.embed_payload_dev,
-                                      s->sched.embed_scratch - b * unit * row, b, 1, &s->sched.embed_job));
-        TRY(cllm_cuda_decode(&s->sched.embed_job, 1, s->status_dev, s->compute));
-        data = s->sched.embed_scratch + (r - b * unit) * row;
+        int u = embed_unit_of(s, b);
+        if (u < 0) {
+            u = (int)s->sched.embed_units - 1;
+            TRY(embed_job(s, b, (uint32_t)u, &s->sched.embed_job));
+            TRY(cllm_cuda_decode(&s->sched.embed_job, 1, s->status_dev, s->compute));
+            s->sched.embed_block[u] = b;
+        }
+        data = s->sched.embed_scratch + (uint64_t)u * embed_unit_bytes(s) + (r - b * unit) * row;
     }
     *out = s->sched.embed_view;
     out->rows = 1;
@@ -650,6 +714,8 @@ static void prov_free(void *prov) {
     (void)cudaGetLastError();
     free(s->plan.mats);
     free(s->sched.layer_group0);
+    free(s->sched.embed_block);
+    free(s->sched.embed_jobs);
     free(s->sched.groups);
     free(s->sched.copies);
     free(s->sched.chunks);
@@ -735,7 +801,7 @@ static void prov_stats(const void *prov, cllm_engine_stats *out) {
 static const cllm_provider_ops cuda_provider = {
     "cuda",          prov_create,       prov_free,         prov_acquire_group,
     prov_release_group, prov_max_rows,  prov_acquire_rows, prov_release_rows,
-    prov_stats,
+    prov_stats,      prov_prepare_rows,
 };
 
 // One provider for every mode: the plan reads the mode (and the VRAM budget) from the options.

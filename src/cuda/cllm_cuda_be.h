@@ -15,6 +15,7 @@ extern "C" {
 
 #define BE_BATCH 256                     // tokens per step of a long call (the table's batch)
 #define BE_MATVEC_MAX_N 4                // steps of at most this many tokens use matvecs
+#define BE_COLS_MAX_N 8                  // ... and column launches (kinds that have them)
 #define BE_LOGIT_ROWS 32                 // classifier row chunks: tokens per GEMM (ychunk size)
 #define BE_GEMM_W_CAP (64ull << 20)      // int8 GEMM: bf16 copy of at most this many bytes of W
 #define BE_BLAS_WS (32ull << 20)         // cuBLAS workspace (set explicitly: no lazy allocation)
@@ -148,7 +149,13 @@ struct be_sched {
     cllm_wview embed_view;       // a decoded table (embed_direct), else the layout of a row
     int embed_direct;
     const uint8_t *embed_payload_dev;
-    uint8_t *embed_scratch;      // one decode unit of the compressed-resident embedding
+    // Compressed-resident embedding: decode units for a step's rows (prepare_rows: up to batch
+    // blocks, one batched decode; unit `batch` serves an unannounced row). Decoded blocks stay
+    // valid (the weights never change): embed_block[u] is the block unit u holds, or UINT64_MAX.
+    uint8_t *embed_scratch;
+    uint64_t *embed_block;       // (batch + 1)
+    cllm_cuda_decode_job *embed_jobs;  // (batch)
+    uint32_t embed_units;        // batch + 1
     cllm_cuda_decode_job embed_job;
     // FUSED mode: the matrices held in compute code, their bytes and weights, those that stay
     // decoded (a shape the fused kernels do not take), the transcoding time.

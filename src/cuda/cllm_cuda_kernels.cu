@@ -112,6 +112,7 @@ struct mv_job {
     int32_t acc;                                // y += W x instead of y = W x (not swiglu)
     int32_t pre;                                // weights resident: first loads before pdl_wait
     int32_t reserved_;
+    uint64_t ldy[CLLM_CUDA_MATVEC_MAX];         // column launches: pitch of y[i] between columns
     // Compute-code kinds: section offsets of each matrix's buffer (cllm_ccode_layout_of).
     uint64_t cc_off[CLLM_CUDA_MATVEC_MAX][CLLM_CCODE_MAX_SECTIONS];
 };
@@ -419,50 +420,68 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 
 // ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
 //
-// y[c * ldy + r] = W x_c for c < n (x_c = x + c * ldx), n <= NC. One warp per row; lane `lane`
-// takes vectors lane, lane + 32, ... as matvec_vec_kernel and adds each column's dot8f in that
-// order, so column c equals a one-column launch on x_c bit for bit (raw and compute code alike).
-// The weights are loaded (and decoded) once for all columns. Steps one at a time (warp-uniform:
-// the compute code's exception patch needs the whole warp).
-template <int KIND, int NC>
+// The job's rows for columns x_c = x + c * ldx, c < n <= NC: y[i][c * ldy[i] + r] (+)= (W_i x_c)[r],
+// or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
+// gate and up, in swiglu mode); lane `lane` takes vectors lane, lane + 32, ... as
+// matvec_vec_kernel and adds each column's dot8f in that order, so column c equals a one-column
+// launch on x_c bit for bit (raw and compute code alike). The weights are loaded (and decoded)
+// once for all columns. Steps one at a time (warp-uniform: the compute code's exception patch
+// needs the whole warp).
+template <int KIND, int NC, bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
-    matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n,
-                       uint64_t ldy) {
-    __shared__ uint4 ccq[KIND == CLLM_CUDA_W_CC_BF16 ? MV_WARPS : 1][64];
+    matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n) {
+    constexpr int NR = SWIGLU ? 2 : 1;
+    constexpr bool CC = KIND == CLLM_CUDA_W_CC_BF16;
+    __shared__ uint4 ccq[CC ? MV_WARPS : 1][NR][64];
     pdl_trigger();
     pdl_wait();
-    const uint32_t lane = threadIdx.x & 31;
-    const uint64_t r = (uint64_t)blockIdx.x * MV_WARPS + threadIdx.x / 32;
-    if (r >= m.w[0].rows) return;
-    const uint32_t nvec = (uint32_t)(m.w[0].cols / 8), nsteps = (nvec + 31) / 32;
-    float sum[NC];
+    const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
+    const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
+                       threadIdx.x / 32;
+    if (r >= m.w[i].rows) return;
+    const uint32_t nvec = (uint32_t)(m.w[i].cols / 8), nsteps = (nvec + 31) / 32;
+    float sum[NR][NC];
+    cc16_row rw[NR];
+    const uint4 *row[NR];
+    uint32_t *qw[NR];
 #pragma unroll
-    for (int c = 0; c < NC; c++) sum[c] = 0.f;
-    cc16_row rw;
-    const uint4 *row = (const uint4 *)((const uint8_t *)m.w[0].data + r * m.w[0].cols * 2);
-    uint32_t *qw = (uint32_t *)ccq[KIND == CLLM_CUDA_W_CC_BF16 ? threadIdx.x / 32 : 0];
-    if (KIND == CLLM_CUDA_W_CC_BF16) {
-        rw = cc16_row_of(m, 0, r);
-        const uint32_t b23 = rw.base << 23;
-        ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+    for (int t = 0; t < NR; t++) {
+        const uint32_t wi = SWIGLU ? (uint32_t)t : i;
+#pragma unroll
+        for (int c = 0; c < NC; c++) sum[t][c] = 0.f;
+        row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
+        qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
+        if (CC) {
+            rw[t] = cc16_row_of(m, wi, r);
+            const uint32_t b23 = rw[t].base << 23;
+            ((uint4 *)qw[t])[2 * lane] = ((uint4 *)qw[t])[2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+        }
     }
+    __syncwarp();
     for (uint32_t k = 0; k < nsteps; k++) {
         const uint32_t v = lane + 32 * k;
         const bool act = v < nvec;
-        float w[8];
-        if (KIND == CLLM_CUDA_W_CC_BF16) {
-            uint2 b = make_uint2(0, 0);
-            uint32_t cw = 0, q[8];
-            if (act) b = __ldg(rw.bytes + v), cw = __ldg(rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
-            cc16_addends(rw, qw, __ldg(rw.goff + k), __ldg(rw.goff + k + 1), lane, q);
-            cc16_decode(b, cw, q, w);
-        } else if (act) {
-            const uint4 a = __ldg(row + v);
-            const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+        float w[NR][8];
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                if (KIND == CLLM_CUDA_W_BF16) w[2 * j] = bf16_lo(u[j]), w[2 * j + 1] = bf16_hi(u[j]);
-                else w[2 * j] = f16_bits(u[j] & 0xffffu), w[2 * j + 1] = f16_bits(u[j] >> 16);
+        for (int t = 0; t < NR; t++) {
+            if (CC) {
+                uint2 b = make_uint2(0, 0);
+                uint32_t cw = 0, q[8];
+                if (act)
+                    b = __ldg(rw[t].bytes + v),
+                    cw = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
+                cc16_addends(rw[t], qw[t], __ldg(rw[t].goff + k), __ldg(rw[t].goff + k + 1), lane, q);
+                cc16_decode(b, cw, q, w[t]);
+            } else if (act) {
+                const uint4 a = __ldg(row[t] + v);
+                const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    if (KIND == CLLM_CUDA_W_BF16)
+                        w[t][2 * j] = bf16_lo(u[j]), w[t][2 * j + 1] = bf16_hi(u[j]);
+                    else
+                        w[t][2 * j] = f16_bits(u[j] & 0xffffu), w[t][2 * j + 1] = f16_bits(u[j] >> 16);
+                }
             }
         }
         if (!act) continue;
@@ -470,14 +489,19 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         for (int c = 0; c < NC; c++) {
             if ((uint32_t)c >= n) break;
             const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
-            sum[c] = __fadd_rn(sum[c], dot8f(w, __ldg(xc), __ldg(xc + 1)));
+            const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
+#pragma unroll
+            for (int t = 0; t < NR; t++) sum[t][c] = __fadd_rn(sum[t][c], dot8f(w[t], xa, xb));
         }
     }
 #pragma unroll
     for (int c = 0; c < NC; c++) {
         if ((uint32_t)c >= n) break;
-        const float t = warp_sum(sum[c]);
-        if (lane == 0) m.y[0][(uint64_t)c * ldy + r] = t;
+        const float s = warp_sum(sum[0][c]), s_up = SWIGLU ? warp_sum(sum[NR - 1][c]) : s;
+        if (lane) continue;
+        float *y = m.y[i] + (uint64_t)c * m.ldy[i];
+        if (SWIGLU) y[r] = silu_mul(s, s_up);
+        else y[r] = m.acc ? y[r] + s : s;
     }
 }
 
@@ -547,11 +571,12 @@ static __device__ __forceinline__ void transpose_bytes(uint32_t a, uint32_t b, u
 }
 
 // This lane's quarter q of chunk c: x[64c + 16q, +16) to digits. Digit p of the 16 values is the
-// B fragment of lane 4p + q: frag[16c + 4p + q] = {columns 0-3, 4-7 (first MMA), 8-11, 12-15
+// B fragment of lane 4p + q: frag[fstride c + 4p + q] = {columns 0-3, 4-7 (first MMA), 8-11, 12-15
 // (second MMA)}. csc[c] = 2^-k, or NaN when the chunk holds a NaN or an infinity (the rows come
 // out NaN). All four lanes of the quad must call it (the chunk maximum is a quad shuffle).
 static __device__ __forceinline__ void mv8_quantize(const float *x, uint32_t c, uint32_t q,
-                                                    bool valid, uint4 *frag, float *csc) {
+                                                    bool valid, uint4 *frag, float *csc,
+                                                    uint32_t fstride = 16) {
     float v[16];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
@@ -579,9 +604,22 @@ static __device__ __forceinline__ void mv8_quantize(const float *x, uint32_t c, 
         transpose_bytes(d[4 * gi], d[4 * gi + 1], d[4 * gi + 2], d[4 * gi + 3], p[gi]);
 #pragma unroll
     for (int di = 0; di < 4; di++)
-        frag[(size_t)c * 16 + 4 * di + q] = make_uint4(p[0][di], p[1][di], p[2][di], p[3][di]);
+        frag[(size_t)c * fstride + 4 * di + q] = make_uint4(p[0][di], p[1][di], p[2][di], p[3][di]);
     if (q == 0)
         csc[c] = mb >= 0x7f800000u ? __int_as_float(0x7fc00000) : __int_as_float((127 - k) << 23);
+}
+
+// One chunk's MMA result into the accumulators: d0, d1 (row g) scaled by s0, d2, d3 (row g + 8) by
+// s8. Spelled as intrinsics: the one-token and the column kernels round identically.
+static __device__ __forceinline__ void mv8_fold(float (&acc)[4], const int (&d)[4], float s0,
+                                                float s8) {
+    acc[0] = __fmaf_rn((float)d[0], s0, acc[0]), acc[1] = __fmaf_rn((float)d[1], s0, acc[1]);
+    acc[2] = __fmaf_rn((float)d[2], s8, acc[2]), acc[3] = __fmaf_rn((float)d[3], s8, acc[3]);
+}
+
+// A lane's two digit planes (digits 2q', 2q' + 1 of weights 2^(16q'), 2^(16q' + 8)) as one value.
+static __device__ __forceinline__ float mv8_digits(float lo, float hi, float pw) {
+    return __fmaf_rn(hi, __fmul_rn(pw, 256.f), __fmul_rn(lo, pw));
 }
 
 // ---- the int8 compute code (CLLM_CUDA_W_CC_INT8) in the same kernel -------------------------------
@@ -752,8 +790,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
                 mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
                 mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
                 const float s0 = GROUPED ? s * ws[u][t][0] : s, s8 = GROUPED ? s * ws[u][t][1] : s;
-                acc[t][0] += (float)d[0] * s0, acc[t][1] += (float)d[1] * s0;
-                acc[t][2] += (float)d[2] * s8, acc[t][3] += (float)d[3] * s8;
+                mv8_fold(acc[t], d, s0, s8);
             }
         }
     }
@@ -761,10 +798,11 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const float pw = __int_as_float((127 + 16 * (int)q) << 23);
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        float va = acc[t][0] * pw + acc[t][1] * (pw * 256.f);
-        float vb = acc[t][2] * pw + acc[t][3] * (pw * 256.f);
-        va += __shfl_xor_sync(0xffffffffu, va, 1), vb += __shfl_xor_sync(0xffffffffu, vb, 1);
-        va += __shfl_xor_sync(0xffffffffu, va, 2), vb += __shfl_xor_sync(0xffffffffu, vb, 2);
+        float va = mv8_digits(acc[t][0], acc[t][1], pw), vb = mv8_digits(acc[t][2], acc[t][3], pw);
+        va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
+        vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
+        va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 2));
+        vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 2));
         if (q == 0) red[t][warp][g] = va, red[t][warp][g + 8] = vb;
     }
     __syncthreads();
@@ -775,10 +813,138 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     for (int t = 0; t < MT; t++) {
         sum[t] = 0.f;
 #pragma unroll
-        for (int w = 0; w < MV8_WARPS; w++) sum[t] += red[t][w][threadIdx.x];
-        if (!GROUPED) sum[t] *= __ldg(m.w[MT == 2 ? t : i].scales + r);  // one group per row
+        for (int w = 0; w < MV8_WARPS; w++) sum[t] = __fadd_rn(sum[t], red[t][w][threadIdx.x]);
+        if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[MT == 2 ? t : i].scales + r));  // per row
     }
     mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
+}
+
+// ---- int8, several activation columns (batched decode) -------------------------------------------
+//
+// matvec_i8_kernel for n <= 2 NP columns: a second token's four digit planes fill B columns 4..7 of
+// each MMA, so a pair of tokens costs what one does, and the weights are loaded once for all
+// pairs. x is turned into B fragments once per launch by mv8_prep_kernel (not per block) into
+// global scratch: pair p, chunk c: frag[(p nch + c) 32 + lane] (lanes 0-15: token 2p, 16-31: token
+// 2p + 1, as mv8_quantize lays out one token), and 2^-k of token t in csc[t nch + c]. D lanes q = 0,
+// 1 then hold token 2p's digit planes, q = 2, 3 token 2p + 1's; every rounding step is the one-token
+// kernel's (mv8_fold, mv8_digits, the same warp and row order; its sum over the zero lanes, + 0,
+// is spelled out), so column c is bit-identical to a one-token launch on x_c.
+static __global__ void __launch_bounds__(256)
+    mv8_prep_kernel(const float *__restrict__ x, uint64_t ldx, uint32_t n, uint32_t npad,
+                    uint32_t nch, uint4 *frag, float *csc) {
+    pdl_trigger();
+    pdl_wait();
+    const uint64_t quad = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 4;
+    const uint32_t q = threadIdx.x & 3;
+    const bool in = quad < (uint64_t)npad * nch;  // every lane reaches the quad shuffles
+    const uint32_t t = in ? (uint32_t)(quad / nch) : 0, c = in ? (uint32_t)(quad % nch) : 0;
+    uint4 *ft = frag + (uint64_t)(t / 2) * nch * 32 + (t & 1) * 16;
+    if (in && t >= n) {  // the pad column of an odd n: zero digits
+#pragma unroll
+        for (int di = 0; di < 4; di++) ft[(uint64_t)c * 32 + 4 * di + q] = make_uint4(0, 0, 0, 0);
+        if (q == 0) csc[(uint64_t)t * nch + c] = 0.f;
+    }
+    const bool valid = in && t < n;
+    mv8_quantize(x + (valid ? (uint64_t)t * ldx : 0), c, q, valid, ft, csc + (uint64_t)t * nch, 32);
+}
+
+template <int MT, bool GROUPED, int NP>
+static __global__ void __launch_bounds__(MV8_WARPS * 32)
+    matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
+                          const float *__restrict__ csc, uint32_t n) {
+    constexpr uint32_t U = 4 / MT;
+    __shared__ float red[MT][2 * NP][MV8_WARPS][16];
+    pdl_trigger();
+    pdl_wait();
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
+    const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
+    const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
+    const uint32_t gs = m.w[i].group_size, nch = (uint32_t)(cols / MV8_COLS);
+    const uint32_t nj = nch > warp ? (nch - warp + MV8_WARPS - 1) / MV8_WARPS : 0;
+    const uint32_t np = (n + 1) / 2;
+    const uint64_t gpr = (cols + gs - 1) / gs;
+    const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
+    const uint4 *pa[MT], *pb[MT];
+    const float *sa[MT], *sb[MT];
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+        const cllm_cuda_weight &w = m.w[MT == 2 ? t : i];
+        const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
+        pa[t] = (const uint4 *)(base + ra * cols), pb[t] = (const uint4 *)(base + rb * cols);
+        sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
+    }
+    float acc[MT][NP][4];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int p = 0; p < NP; p++) acc[t][p][0] = acc[t][p][1] = acc[t][p][2] = acc[t][p][3] = 0.f;
+    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
+        uint4 a[U][MT][2];
+        float ws[U][MT][2];
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++) {
+            if (j0 + u >= nj) break;
+            const uint32_t step = (j0 + u) * (MV8_WARPS * MV8_COLS / 16);
+            const uint32_t grp = GROUPED ? (warp + MV8_WARPS * (j0 + u)) * MV8_COLS / gs : 0;
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                if (GROUPED) ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+            }
+        }
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++) {
+            if (j0 + u >= nj) break;
+            const uint32_t c = warp + MV8_WARPS * (j0 + u);
+#pragma unroll
+            for (int p = 0; p < NP; p++) {
+                if ((uint32_t)p >= np) break;
+                const uint4 b = __ldg(frag + ((uint64_t)p * nch + c) * 32 + lane);
+                const float s = __ldg(csc + (uint64_t)(2 * p + (q >> 1)) * nch + c);
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+                    const uint4 wa = a[u][t][0], wb = a[u][t][1];
+                    int d[4] = {0, 0, 0, 0};
+                    mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
+                    mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
+                    const float s0 = GROUPED ? s * ws[u][t][0] : s, s8 = GROUPED ? s * ws[u][t][1] : s;
+                    mv8_fold(acc[t][p], d, s0, s8);
+                }
+            }
+        }
+    }
+    const float pw = __int_as_float((127 + 16 * (int)(q & 1)) << 23);
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int p = 0; p < NP; p++) {
+            if ((uint32_t)p >= np) break;
+            float va = mv8_digits(acc[t][p][0], acc[t][p][1], pw);
+            float vb = mv8_digits(acc[t][p][2], acc[t][p][3], pw);
+            va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
+            vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
+            va = __fadd_rn(va, 0.f), vb = __fadd_rn(vb, 0.f);  // the one-token kernel's zero lanes
+            if ((q & 1) == 0)
+                red[t][2 * p + (q >> 1)][warp][g] = va, red[t][2 * p + (q >> 1)][warp][g + 8] = vb;
+        }
+    __syncthreads();
+    for (uint32_t e = threadIdx.x; e < 16 * n; e += MV8_WARPS * 32) {
+        const uint32_t col = e / 16, rl = e % 16;
+        const uint64_t r = (uint64_t)tile * 16 + rl;
+        if (r >= rows) continue;
+        float sum[MT];
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            sum[t] = 0.f;
+#pragma unroll
+            for (int w = 0; w < MV8_WARPS; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
+            if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[MT == 2 ? t : i].scales + r));
+        }
+        float *y = m.y[i] + (uint64_t)col * m.ldy[i];
+        if (MT == 2) y[r] = silu_mul(sum[0], sum[MT - 1]);
+        else y[r] = m.acc ? y[r] + sum[0] : sum[0];
+    }
 }
 
 // ---- matvec launchers ----------------------------------------------------------------------------
@@ -996,44 +1162,136 @@ extern "C" cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate,
     return mv_launch(&m, 2, x_dev, true, flags, stream, "matvec_swiglu");
 }
 
-template <int KIND>
+template <int KIND, bool SW>
 static cudaError_t mv_cols_launch(uint32_t n, const mv_job &m, const float *x, uint64_t ldx,
-                                  uint64_t ldy, unsigned blocks, cudaStream_t s) {
+                                  unsigned blocks, cudaStream_t s) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
-    if (n <= 2) return launch_k(matvec_cols_kernel<KIND, 2>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
-    if (n <= 4) return launch_k(matvec_cols_kernel<KIND, 4>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
-    return launch_k(matvec_cols_kernel<KIND, 8>, grid, block, 0, s, 0u, m, x, ldx, n, ldy);
+    if (n <= 2) return launch_k(matvec_cols_kernel<KIND, 2, SW>, grid, block, 0, s, 0u, m, x, ldx, n);
+    if (n <= 4) return launch_k(matvec_cols_kernel<KIND, 4, SW>, grid, block, 0, s, 0u, m, x, ldx, n);
+    return launch_k(matvec_cols_kernel<KIND, 8, SW>, grid, block, 0, s, 0u, m, x, ldx, n);
+}
+
+template <bool SW>
+static cudaError_t mv_cols_kind(uint32_t n, const mv_job &m, const float *x, uint64_t ldx,
+                                unsigned blocks, cudaStream_t s) {
+    switch (m.w[0].kind) {
+    case CLLM_CUDA_W_BF16: return mv_cols_launch<CLLM_CUDA_W_BF16, SW>(n, m, x, ldx, blocks, s);
+    case CLLM_CUDA_W_F16: return mv_cols_launch<CLLM_CUDA_W_F16, SW>(n, m, x, ldx, blocks, s);
+    default: return mv_cols_launch<CLLM_CUDA_W_CC_BF16, SW>(n, m, x, ldx, blocks, s);
+    }
+}
+
+template <int MT, bool GROUPED>
+static cudaError_t mv8_cols_launch(uint32_t n, const mv_job &m, const uint4 *frag,
+                                   const float *csc, unsigned blocks, cudaStream_t s) {
+    const dim3 grid(blocks), block(MV8_WARPS * 32);
+    if (n <= 2)
+        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 1>, grid, block, 0, s, 0u, m, frag, csc, n);
+    if (n <= 4)
+        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 2>, grid, block, 0, s, 0u, m, frag, csc, n);
+    return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4>, grid, block, 0, s, 0u, m, frag, csc, n);
+}
+
+extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
+    if (!w) return 0;
+    switch (w->kind) {
+    case CLLM_CUDA_W_BF16:
+    case CLLM_CUDA_W_F16:
+    case CLLM_CUDA_W_CC_BF16: return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0;
+    case CLLM_CUDA_W_INT8:
+        return w->cols % MV8_COLS == 0 && (uintptr_t)w->data % 16 == 0 &&
+               (w->group_size == w->cols || (w->group_size && w->group_size % MV8_COLS == 0));
+    default: return 0;
+    }
+}
+
+extern "C" size_t cllm_cuda_matvec_cols_scratch(uint64_t cols) {
+    const uint64_t nch = cols / MV8_COLS;  // B fragments of 4 token pairs, then 8 tokens' 2^-k
+    return (size_t)(nch * (CLLM_CUDA_MATVEC_COLS / 2) * 512 + nch * CLLM_CUDA_MATVEC_COLS * 4);
+}
+
+// The int8 path of cllm_cuda_matvec_cols_job: x to B fragments once, then the column kernel.
+static cllm_status mv8_cols(mv_job *m, int swiglu, const float *x, uint64_t ldx, uint32_t n,
+                            void *scratch, size_t scratch_bytes, unsigned blocks, cudaStream_t s) {
+    const uint32_t nch = (uint32_t)(m->w[0].cols / MV8_COLS), npad = (n + 1) & ~1u;
+    RETURN_IF(!scratch || (uintptr_t)scratch % 16 ||
+                  scratch_bytes < (size_t)nch * (npad / 2) * 512 + (size_t)nch * npad * 4,
+              CLLM_ERR_ARG, "matvec_cols: int8 needs %zu bytes of 16-byte aligned scratch",
+              (size_t)nch * (npad / 2) * 512 + (size_t)nch * npad * 4);
+    uint4 *frag = (uint4 *)scratch;
+    float *csc = (float *)(frag + (size_t)(npad / 2) * nch * 32);
+    const uint64_t threads = (uint64_t)npad * nch * 4;
+    CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(mv8_prep_kernel, dim3((unsigned)((threads + 255) / 256)),
+                                       dim3(256), 0, s, 0u, x, ldx, n, npad, nch, frag, csc),
+                              "matvec_cols (x to int8 digits)");
+    const bool grouped = m->w[0].group_size < m->w[0].cols;
+    const cudaError_t e =
+        swiglu ? (grouped ? mv8_cols_launch<2, true>(n, *m, frag, csc, blocks, s)
+                          : mv8_cols_launch<2, false>(n, *m, frag, csc, blocks, s))
+               : (grouped ? mv8_cols_launch<1, true>(n, *m, frag, csc, blocks, s)
+                          : mv8_cols_launch<1, false>(n, *m, frag, csc, blocks, s));
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols (int8)");
+    return CLLM_OK;
+}
+
+extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int n_w, int mode,
+                                                 const float *x_dev, uint64_t ldx, uint32_t n,
+                                                 float *const *y_dev, const uint64_t *ldy,
+                                                 void *scratch, size_t scratch_bytes,
+                                                 void *stream) {
+    const char *who = "matvec_cols";
+    const bool swiglu = mode == CLLM_CUDA_COLS_SWIGLU;
+    RETURN_IF(!w || !x_dev || !y_dev || !ldy || n < 1 || n > CLLM_CUDA_MATVEC_COLS || n_w < 1 ||
+                  n_w > CLLM_CUDA_MATVEC_MAX || mode < CLLM_CUDA_COLS_SET ||
+                  mode > CLLM_CUDA_COLS_SWIGLU || (swiglu && n_w != 2),
+              CLLM_ERR_ARG, "%s: bad argument (n %u of at most %d, %d matrices, mode %d)", who, n,
+              CLLM_CUDA_MATVEC_COLS, n_w, mode);
+    TRY(check_job(w, n_w, swiglu, who));
+    RETURN_IF(!cllm_cuda_matvec_cols_ok(&w[0]), CLLM_ERR_UNSUPPORTED,
+              "%s: weight kind %u, %llu columns (group %u): no column kernel", who, w[0].kind,
+              (unsigned long long)w[0].cols, w[0].group_size);
+    RETURN_IF((uintptr_t)x_dev % 16 || ldx % 4 || ldx < w[0].cols, CLLM_ERR_UNSUPPORTED,
+              "%s: needs 16-byte aligned columns and ldx >= cols", who);
+    mv_job m = {};
+    m.acc = mode == CLLM_CUDA_COLS_ACC;
+    for (int i = 0; i < n_w; i++) {
+        RETURN_IF(!y_dev[i] || ldy[i] < (swiglu ? w[0].rows : w[i].rows) ||
+                      !cllm_cuda_matvec_cols_ok(&w[i]),
+                  CLLM_ERR_ARG, "%s: output %d (pitch %llu) or weight %d", who, i,
+                  (unsigned long long)ldy[i], i);
+        m.w[i] = w[i], m.y[i] = y_dev[i], m.ldy[i] = ldy[i];
+    }
+    const bool i8 = w[0].kind == CLLM_CUDA_W_INT8;
+    if (w[0].kind == CLLM_CUDA_W_CC_BF16)
+        for (int i = 0; i < n_w; i++) {
+            const cllm_ccode_info in = {CLLM_CCODE_BF16, 0, w[i].rows, w[i].cols, 0};
+            cllm_ccode_layout lay;
+            RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad code", who);
+            for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m.cc_off[i][k] = lay.off[k];
+        }
+    const uint64_t rpb = i8 ? 16 : MV_WARPS;
+    uint64_t blocks = 0;
+    for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
+        if (i < (swiglu ? 1 : n_w)) blocks += (w[i].rows + rpb - 1) / rpb;
+        m.block_end[i] = (uint32_t)blocks;
+    }
+    RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
+              (unsigned long long)blocks);
+    cudaStream_t s = CLLM_STREAM(stream);
+    if (i8) return mv8_cols(&m, swiglu, x_dev, ldx, n, scratch, scratch_bytes, (unsigned)blocks, s);
+    const cudaError_t e = swiglu ? mv_cols_kind<true>(n, m, x_dev, ldx, (unsigned)blocks, s)
+                                 : mv_cols_kind<false>(n, m, x_dev, ldx, (unsigned)blocks, s);
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
+    return CLLM_OK;
 }
 
 extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
                                              uint64_t ldx, uint32_t n, float *y_dev, uint64_t ldy,
                                              void *stream) {
-    TRY(check_weight(w, "matvec_cols"));
-    RETURN_IF(!x_dev || !y_dev || n < 1 || n > CLLM_CUDA_MATVEC_COLS, CLLM_ERR_ARG,
-              "matvec_cols: bad argument (n %u, at most %d)", n, CLLM_CUDA_MATVEC_COLS);
-    RETURN_IF(w->kind != CLLM_CUDA_W_BF16 && w->kind != CLLM_CUDA_W_F16 &&
-                  w->kind != CLLM_CUDA_W_CC_BF16,
-              CLLM_ERR_UNSUPPORTED, "matvec_cols: weight kind %u", w->kind);
-    RETURN_IF(w->cols % 8 || (uintptr_t)w->data % 16 || (uintptr_t)x_dev % 16 || ldx % 4 ||
-                  ldx < w->cols || ldy < w->rows,
-              CLLM_ERR_UNSUPPORTED, "matvec_cols: needs cols %% 8 == 0, 16-byte aligned data "
-              "and columns, ldx >= cols, ldy >= rows");
-    mv_job m = {};
-    m.w[0] = *w, m.y[0] = y_dev;
-    if (w->kind == CLLM_CUDA_W_CC_BF16) {
-        const cllm_ccode_info in = {CLLM_CCODE_BF16, 0, w->rows, w->cols, 0};
-        cllm_ccode_layout lay;
-        RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "matvec_cols: bad code");
-        for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m.cc_off[0][k] = lay.off[k];
-    }
-    const uint64_t blocks = (w->rows + MV_WARPS - 1) / MV_WARPS;
-    cudaStream_t s = CLLM_STREAM(stream);
-    const cudaError_t e =
-        w->kind == CLLM_CUDA_W_BF16  ? mv_cols_launch<CLLM_CUDA_W_BF16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s)
-        : w->kind == CLLM_CUDA_W_F16 ? mv_cols_launch<CLLM_CUDA_W_F16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s)
-                                     : mv_cols_launch<CLLM_CUDA_W_CC_BF16>(n, m, x_dev, ldx, ldy, (unsigned)blocks, s);
-    CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols");
-    return CLLM_OK;
+    RETURN_IF(w && w->kind == CLLM_CUDA_W_INT8, CLLM_ERR_UNSUPPORTED,
+              "matvec_cols: int8 needs scratch (cllm_cuda_matvec_cols_job)");
+    return cllm_cuda_matvec_cols_job(w, 1, CLLM_CUDA_COLS_SET, x_dev, ldx, n, &y_dev, &ldy, NULL,
+                                     0, stream);
 }
 
 // ---- block reductions ----------------------------------------------------------------------------

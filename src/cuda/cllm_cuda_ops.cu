@@ -2,10 +2,12 @@
 // these ops, every one asynchronous on the compute stream; the weight provider (the copy/decode
 // pipeline, cllm_cuda_backend.cu) hands out views into device memory.
 //
-// Matrix products: steps of at most BE_MATVEC_MAX_N tokens run one fp32 matvec per token (q/k/v
-// as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual); larger
-// steps run cuBLAS GEMMs (bf16 inputs, fp32 output). Results therefore depend on how a sequence
-// is split into steps (include/codecllm.h states it).
+// Matrix products: steps of at most BE_MATVEC_MAX_N tokens run the fp32 matvec kernels (q/k/v
+// as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual); for
+// bf16, f16, int8 and the lossless compute code, steps of up to BE_COLS_MAX_N tokens run them as
+// column launches (weights read once per step; each token bit-identical to its one-token launch).
+// Larger steps run cuBLAS GEMMs (bf16 inputs, fp32 output). Results therefore depend on how a
+// sequence is split into steps (include/codecllm.h states it).
 //
 // Steps. The positions and KV slots of a step's tokens live in device memory (ctl_dev, uploaded
 // by `step`), so the kernels do not depend on them and a batch-1 step with nothing streamed
@@ -54,6 +56,8 @@ struct be_dev {
     size_t gemm_scratch_bytes, ychunk_bytes;
     float *ychunk;               // GEMM row-chunk output
     float *acc_tmp;              // (batch, dim): matmul_add's GEMM output before the add
+    void *cols_scratch;          // int8 column launches: x as digit planes
+    size_t cols_scratch_bytes;
     float *rope_cos, *rope_sin;  // (ctx, head_dim / 2)
     uint32_t *ctl_dev, *ctl_host; // (2, batch): the step's positions, then slots (host: pinned)
     uint32_t *rows_dev, *rows_host; // (batch): embedding rows (host: pinned)
@@ -162,6 +166,8 @@ static cllm_status dev_setup(be_dev *d) {
     TRY(cllm_cuda_host_alloc(2 * (size_t)d->batch * 4, (void **)&d->ctl_host));
     TRY(cllm_cuda_host_alloc((size_t)d->batch * 4, (void **)&d->rows_host));
     TRY(DALLOC(d, (uint64_t)d->batch * d->dim * 4, &d->acc_tmp));
+    d->cols_scratch_bytes = cllm_cuda_matvec_cols_scratch(d->hidden > d->dim ? d->hidden : d->dim);
+    TRY(DALLOC(d, d->cols_scratch_bytes, &d->cols_scratch));
     TRY(att_setup(d));
     CLLM_CUDA_TRY(cudaDeviceSynchronize());
     return CLLM_OK;
@@ -373,25 +379,41 @@ static int is_ccode(uint32_t kind) {
     return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8;
 }
 
-// out (n, rows), pitch ldo, = W x_t through the matvec kernels: up to CLLM_CUDA_MATVEC_COLS tokens
-// per launch where the kind allows it (the weights read once; each column bit-identical to a
-// one-token matvec), else a launch per token. Compute-code weights (no GEMM) take every n here.
+// Steps of 2..BE_COLS_MAX_N tokens on kinds with a column kernel (cllm_cuda_matvec_cols_ok) run
+// one launch per job for up to CLLM_CUDA_MATVEC_COLS tokens: the weights are read once and each
+// token's result is bit-identical to its one-token launch. One-token steps keep the one-token
+// launches (graph and PDL).
+static int cols_step(const cllm_cuda_weight *k, int n, size_t n_tok) {
+    if (n_tok < 2 || n_tok > BE_COLS_MAX_N) return 0;
+    for (int i = 0; i < n; i++)
+        if (!cllm_cuda_matvec_cols_ok(&k[i])) return 0;
+    return 1;
+}
+
+// The job w[0..n) in column launches of up to CLLM_CUDA_MATVEC_COLS tokens: x (n_tok, pitch ldx),
+// y[i] (n_tok, pitch ldy[i]).
+static cllm_status cols_job(be_dev *d, const cllm_cuda_weight *k, int n, int mode, const float *x,
+                            size_t ldx, size_t n_tok, float *const *y, const uint64_t *ldy) {
+    for (size_t t = 0; t < n_tok; t += CLLM_CUDA_MATVEC_COLS) {
+        const size_t nb = n_tok - t < CLLM_CUDA_MATVEC_COLS ? n_tok - t : CLLM_CUDA_MATVEC_COLS;
+        float *yt[CLLM_CUDA_MATVEC_MAX];
+        for (int i = 0; i < n; i++) yt[i] = y[i] + t * ldy[i];
+        TRY(cllm_cuda_matvec_cols_job(k, n, mode, x + t * ldx, ldx, (uint32_t)nb, yt, ldy,
+                                      d->cols_scratch, d->cols_scratch_bytes, d->compute));
+    }
+    return CLLM_OK;
+}
+
+// out (n, rows), pitch ldo, = W x_t through the matvec kernels: column launches where the kind
+// has them, else a launch per token. Compute-code weights (no GEMM) take every n here.
 static cllm_status matvecs(be_dev *d, const cllm_cuda_weight *k, const float *x, size_t ldx,
                            size_t n_tok, float *out, size_t ldo) {
-    const int cols = (k->kind == CLLM_CUDA_W_BF16 || k->kind == CLLM_CUDA_W_F16 ||
-                      k->kind == CLLM_CUDA_W_CC_BF16) &&
-                     k->cols % 8 == 0 && ldx % 4 == 0;
-    for (size_t t = 0; t < n_tok;) {
-        const size_t nb = n_tok - t < CLLM_CUDA_MATVEC_COLS ? n_tok - t : CLLM_CUDA_MATVEC_COLS;
-        if (cols && nb > 1) {
-            TRY(cllm_cuda_matvec_cols(k, x + t * ldx, ldx, (uint32_t)nb, out + t * ldo, ldo,
-                                      d->compute));
-            t += nb;
-        } else {
-            TRY(cllm_cuda_matvec_ex(k, x + t * ldx, out + t * ldo, 0, lflags(d, 1), d->compute));
-            t++;
-        }
+    if (n_tok > 1 && cllm_cuda_matvec_cols_ok(k) && ldx % 4 == 0) {
+        const uint64_t ld = ldo;
+        return cols_job(d, k, 1, CLLM_CUDA_COLS_SET, x, ldx, n_tok, &out, &ld);
     }
+    for (size_t t = 0; t < n_tok; t++)
+        TRY(cllm_cuda_matvec_ex(k, x + t * ldx, out + t * ldo, 0, lflags(d, 1), d->compute));
     return CLLM_OK;
 }
 
@@ -400,26 +422,32 @@ static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_w
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
-    if (n_tok <= BE_MATVEC_MAX_N || is_ccode(k.kind)) return matvecs(d, &k, x, ldx, n_tok, out, ldo);
+    if (n_tok <= BE_MATVEC_MAX_N || cols_step(&k, 1, n_tok) || is_ccode(k.kind))
+        return matvecs(d, &k, x, ldx, n_tok, out, ldo);
     RETURN_IF(ldx != w->cols, CLLM_ERR_ARG, "cuda matmul: input pitch %zu for %llu columns", ldx,
               (unsigned long long)w->cols);
     return gemm_rows(d, &k, x, (uint32_t)n_tok, out, ldo);
 }
 
-// q/k/v: one launch per token when the kinds and widths match (small matrices then fill the GPU
-// like one large one), else one matmul each.
+// q/k/v: one launch per token (or per column launch) when the kinds and widths match (small
+// matrices then fill the GPU like one large one), else one matmul each.
 static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_wview *const *w,
                                      int n, const float *x, size_t n_tok) {
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     cllm_cuda_weight k[CLLM_CUDA_MATVEC_MAX];
-    int fused = n_tok <= BE_MATVEC_MAX_N && n <= CLLM_CUDA_MATVEC_MAX;
-    for (int i = 0; i < n && fused; i++) {
+    int same = n <= CLLM_CUDA_MATVEC_MAX;
+    for (int i = 0; i < n && same; i++) {
         k[i] = be_kw(w[i]);
-        fused = k[i].kind == k[0].kind && k[i].cols == k[0].cols &&
-                k[i].group_size == k[0].group_size;
+        same = k[i].kind == k[0].kind && k[i].cols == k[0].cols &&
+               k[i].group_size == k[0].group_size;
     }
-    if (!fused) {
+    if (same && cols_step(k, n, n_tok)) {
+        uint64_t ld[CLLM_CUDA_MATVEC_MAX];
+        for (int i = 0; i < n; i++) ld[i] = k[i].rows;
+        return cols_job(d, k, n, CLLM_CUDA_COLS_SET, x, k[0].cols, n_tok, out, ld);
+    }
+    if (!same || n_tok > BE_MATVEC_MAX_N) {
         for (int i = 0; i < n; i++)
             TRY(cuda_matmul(state, out[i], w[i]->rows, w[i], x, w[i]->cols, n_tok));
         return CLLM_OK;
@@ -437,6 +465,10 @@ static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w,
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
+    if (cols_step(&k, 1, n_tok)) {
+        const uint64_t ld = k.rows;
+        return cols_job(d, &k, 1, CLLM_CUDA_COLS_ACC, x, k.cols, n_tok, &out, &ld);
+    }
     if (n_tok <= BE_MATVEC_MAX_N) {
         for (size_t t = 0; t < n_tok; t++)
             TRY(cllm_cuda_matvec_ex(&k, x + t * k.cols, out + t * k.rows, 1, lflags(d, 1),
@@ -456,10 +488,16 @@ static cllm_status cuda_gate_up_swiglu(void *state, float *gate, float *up, cons
                                        const cllm_wview *wu, const float *h, size_t n_tok) {
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
-    const cllm_cuda_weight g = be_kw(wg), u = be_kw(wu);
-    const int fused = n_tok <= BE_MATVEC_MAX_N && g.kind == u.kind && g.rows == u.rows &&
-                      g.cols == u.cols && g.group_size == u.group_size;
-    if (!fused) {
+    const cllm_cuda_weight gu[2] = {be_kw(wg), be_kw(wu)};
+    const cllm_cuda_weight &g = gu[0], &u = gu[1];
+    const int same = g.kind == u.kind && g.rows == u.rows && g.cols == u.cols &&
+                     g.group_size == u.group_size;
+    if (same && cols_step(gu, 2, n_tok)) {
+        float *y[2] = {gate, gate};  // swiglu mode writes y[0] only
+        const uint64_t ld[2] = {g.rows, g.rows};
+        return cols_job(d, gu, 2, CLLM_CUDA_COLS_SWIGLU, h, g.cols, n_tok, y, ld);
+    }
+    if (!same || n_tok > BE_MATVEC_MAX_N) {
         TRY(cuda_matmul(state, gate, g.rows, wg, h, g.cols, n_tok));
         TRY(cuda_matmul(state, up, u.rows, wu, h, u.cols, n_tok));
         return cllm_cuda_swiglu(gate, up, gate, n_tok * g.rows, d->compute);

@@ -84,7 +84,7 @@ static uint64_t embed_bytes(const be_state *s) {
     if (cls_tied(s) && cls_mat(s)->place == BE_RAW) return 0;  // reads the classifier's table
     if (embed_decoded_own(s)) return be_mat_raw_bytes(e);
     uint64_t unit = embed_unit_rows(e) * e->desc.cols * e->elem_size;
-    return be_mat_comp_bytes(e) + al((uint64_t)s->batch * al(unit));
+    return be_mat_comp_bytes(e) + al(((uint64_t)s->batch + 1) * al(unit));  // + the spare unit
 }
 
 static uint64_t activation_bytes(const be_state *s) {

@@ -84,6 +84,11 @@ typedef struct cllm_provider_ops {
     void (*release_rows)(void *prov, cllm_global_tensor g);
     // Fills decoded_bytes, scratch_bytes and decode_seconds of *out.
     void (*stats)(const void *prov, cllm_engine_stats *out);
+    // Optional (NULL: none). Rows rows[0..n) of g (n <= the step's tokens) are asked for one at a
+    // time next: the provider may ready them together (the CUDA provider decodes every block
+    // they need in one batched decode instead of one decode per acquire_rows).
+    // @return as acquire_group.
+    cllm_status (*prepare_rows)(void *prov, cllm_global_tensor g, const uint32_t *rows, size_t n);
 } cllm_provider_ops;
 
 // The op table. Ops return CLLM_OK or what the hardware reports (DEVICE); optional ops may be

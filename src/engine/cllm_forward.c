@@ -53,7 +53,8 @@ static cllm_kv_layer kv_layer(const cllm_forward *f, uint32_t l) {
 }
 
 // x (T, D) = the tokens' embedding rows: the whole table in one call when the provider hands it
-// out at once, else a row at a time.
+// out at once, else a row at a time (announced first, so that the provider can ready them in one
+// go).
 static cllm_status embed_tokens(cllm_forward *f, const int32_t *tokens, size_t nt) {
     cllm_wview tab;
     if (f->pv->max_rows(f->prov, CLLM_GLOBAL_EMBED) >= f->V) {
@@ -62,6 +63,10 @@ static cllm_status embed_tokens(cllm_forward *f, const int32_t *tokens, size_t n
         cllm_status st = f->ops->embed(f->be, f->x, &tab, f->rows, nt);
         f->pv->release_rows(f->prov, CLLM_GLOBAL_EMBED);
         return st;
+    }
+    if (f->pv->prepare_rows) {
+        for (size_t t = 0; t < nt; t++) f->rows[t] = (uint32_t)tokens[t];
+        TRY(f->pv->prepare_rows(f->prov, CLLM_GLOBAL_EMBED, f->rows, nt));
     }
     for (size_t t = 0; t < nt; t++) {
         const uint64_t r = (uint64_t)tokens[t];

@@ -1301,6 +1301,106 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
     free(x), free(a), free(b);
 }
 
+// Column launches of a whole job (cllm_cuda_matvec_cols_job) on device weights w[0..n_w): for
+// n = 1..8 columns (x with outliers), each column memcmp-equal to the one-token launch on x_c
+// (mode SET: matvec_multi_ex, ACC: matvec_ex accumulate onto the same start values, SWIGLU:
+// matvec_swiglu_ex). Returns 1 when every column of every n matches.
+static int cols_job_check(const cllm_cuda_weight *w, int n_w, int mode) {
+    const uint64_t cols = w[0].cols;
+    uint64_t rows[CLLM_CUDA_MATVEC_MAX], ld[CLLM_CUDA_MATVEC_MAX], tot = 0;
+    const int n_out = mode == CLLM_CUDA_COLS_SWIGLU ? 1 : n_w;
+    for (int i = 0; i < n_out; i++) rows[i] = ld[i] = w[i].rows + 3, tot += rows[i];  // pitch > rows
+    float *x = xmalloc(8 * cols * 4), *init = xmalloc(8 * tot * 4);
+    float *a = xmalloc(8 * tot * 4), *b = xmalloc(8 * tot * 4);
+    make_x(x, 8 * cols, 1);
+    for (uint64_t i = 0; i < 8 * tot; i++) init[i] = 0.25f + (float)(i % 97);
+    const size_t scratch_bytes = cllm_cuda_matvec_cols_scratch(cols);
+    float *xd = upload(x, 8 * cols * 4), *yd = dev_alloc(8 * tot * 4);
+    void *scratch = dev_alloc(scratch_bytes);
+    float *y[CLLM_CUDA_MATVEC_MAX];
+    for (int i = 0, o = 0; i < n_out; o += (int)(8 * rows[i]), i++) y[i] = yd + o;
+    int ok = 1;
+    for (uint32_t n = 1; n <= CLLM_CUDA_MATVEC_COLS; n++) {
+        for (int pass = 0; pass < 2; pass++) {  // 0: the column launch, 1: one token at a time
+            if (mode == CLLM_CUDA_COLS_ACC) {
+                MUST(cllm_cuda_copy(yd, init, 8 * tot * 4, g_stream));
+            } else {
+                poison(yd, 8 * tot);
+            }
+            if (pass == 0) {
+                MUST(cllm_cuda_matvec_cols_job(w, n_w, mode, xd, cols, n, y, ld, scratch,
+                                               scratch_bytes, g_stream));
+            } else {
+                for (uint32_t c = 0; c < n; c++) {
+                    float *yc[CLLM_CUDA_MATVEC_MAX];
+                    for (int i = 0; i < n_out; i++) yc[i] = y[i] + c * ld[i];
+                    if (mode == CLLM_CUDA_COLS_SWIGLU)
+                        MUST(cllm_cuda_matvec_swiglu_ex(&w[0], &w[1], xd + c * cols, yc[0], 0, g_stream));
+                    else if (mode == CLLM_CUDA_COLS_ACC)
+                        MUST(cllm_cuda_matvec_ex(&w[0], xd + c * cols, yc[0], 1, 0, g_stream));
+                    else
+                        MUST(cllm_cuda_matvec_multi_ex(w, n_w, xd + c * cols, yc, 0, g_stream));
+                }
+            }
+            download(pass ? b : a, yd, 8 * tot * 4);
+        }
+        for (int i = 0, o = 0; i < n_out; o += (int)(8 * rows[i]), i++)
+            for (uint32_t c = 0; c < n; c++)
+                ok &= memcmp(a + o + c * ld[i], b + o + c * ld[i], w[i].rows * 4) == 0;
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    MUST(cllm_cuda_release(g_mem, scratch));
+    free(x), free(init), free(a), free(b);
+    return ok;
+}
+
+// cols_job_check on random weights of a kind in every mode (multi with n_w matrices of rows[i]).
+static void cols_job_case(uint32_t kind, int n_w, const uint64_t *rows, uint64_t cols,
+                          uint32_t group) {
+    host_weight h[CLLM_CUDA_MATVEC_MAX];
+    cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX], sq[2];
+    for (int i = 0; i < n_w; i++) {
+        host_weight_make(&h[i], kind, rows[i], cols, group);
+        w[i] = weight_upload(&h[i]);
+    }
+    sq[0] = w[0], sq[1] = w[0];  // swiglu: gate and up of equal rows (one matrix twice)
+    const int set = cols_job_check(w, n_w, CLLM_CUDA_COLS_SET);
+    const int acc = cols_job_check(w, 1, CLLM_CUDA_COLS_ACC);
+    const int sw = cols_job_check(sq, 2, CLLM_CUDA_COLS_SWIGLU);
+    check(set && acc && sw, "matvec_cols_job %s %d x (%llu..) x %llu g%u: n = 1..8 columns "
+          "bit-identical to one-token launches (set %s, accumulate %s, swiglu %s)",
+          wkind_name(kind), n_w, (unsigned long long)rows[0], (unsigned long long)cols,
+          w[0].group_size, set ? "ok" : "DIFFER", acc ? "ok" : "DIFFER", sw ? "ok" : "DIFFER");
+    for (int i = 0; i < n_w; i++) weight_release(&w[i]), host_weight_free(&h[i]);
+}
+
+static void cols_job_cases(void) {
+    static const uint64_t qkv[3] = {512, 128, 128}, odd[3] = {37, 100, 17}, big[1] = {11008},
+                          down[1] = {4096};
+    cols_job_case(CLLM_CUDA_W_BF16, 3, qkv, 1024, 0);
+    cols_job_case(CLLM_CUDA_W_F16, 3, odd, 1000, 0);
+    cols_job_case(CLLM_CUDA_W_BF16, 1, big, 4096, 0);
+    cols_job_case(CLLM_CUDA_W_INT8, 3, qkv, 1024, 0);
+    cols_job_case(CLLM_CUDA_W_INT8, 3, odd, 1024, 128);  // rows % 16, grouped
+    cols_job_case(CLLM_CUDA_W_INT8, 1, down, 11008, 0);  // 172 chunks (> one block's smem share)
+    cols_job_case(CLLM_CUDA_W_INT8, 1, big, 4096, 64);
+    // Compute code (lossless): the swiglu/multi loaders with two rows per warp.
+    host_weight h;
+    host_weight_make(&h, CLLM_CUDA_W_BF16, 300, 1024, 0);
+    cllm_cuda_weight raw = weight_upload(&h), cc[2];
+    size_t bytes;
+    MUST(cllm_cuda_ccode_make(g_mem, &raw, omp_get_max_threads(), g_stream, &cc[0], &bytes));
+    cc[1] = cc[0];
+    const int ok = cols_job_check(cc, 2, CLLM_CUDA_COLS_SET) &&
+                   cols_job_check(cc, 2, CLLM_CUDA_COLS_SWIGLU) &&
+                   cols_job_check(cc, 1, CLLM_CUDA_COLS_ACC);
+    check(ok, "matvec_cols_job cc-bf16 300 x 1024: n = 1..8 columns bit-identical to one-token "
+          "launches (multi, swiglu, accumulate)");
+    MUST(cllm_cuda_release(g_mem, (void *)cc[0].data));
+    weight_release(&raw), host_weight_free(&h);
+}
+
 static void fused_cases(void) {
     fused_case(CLLM_CUDA_W_BF16, 1, 8, 0, 0);
     fused_case(CLLM_CUDA_W_BF16, 37, 336, 0, 1);      // a partial group, specials
@@ -1345,6 +1445,7 @@ int main(int argc, char **argv) {
     if (fused_only) {
         MUST(cllm_cuda_release(g_mem, st_dev));
         fused_cases();
+        cols_job_cases();
         printf("%s", g_summary);
         check(cllm_cuda_mem_current(g_mem) == 0, "every device allocation released");
         printf("checks: %d passed, %d failed\n", g_passed, g_failed);
@@ -1415,6 +1516,7 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
     fused_cases();
+    cols_job_cases();
     attention_split_cases();
     chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
     chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128);  // tensor cores, grouped scales
