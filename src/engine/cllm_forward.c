@@ -85,11 +85,17 @@ static void release_held(cllm_forward *f) {
     f->held_layer = -1;
 }
 
+// The group a norm is acquired with when none of its layer is held: the group of the matrices
+// that read its output (q/k/v after the attention norm, gate/up after the MLP norm).
+static int norm_group(cllm_layer_tensor t) {
+    return cllm_llama_layer_layout[t == CLLM_LT_ATTN_NORM ? CLLM_LT_WQ : CLLM_LT_GATE].group;
+}
+
 // The view of tensor t of layer l: acquires its decode group (releasing the one held) unless
 // that group is held already. Norms come with every group.
 static cllm_status need(cllm_forward *f, uint32_t l, cllm_layer_tensor t, const cllm_wview **v) {
     int g = cllm_llama_layer_layout[t].group;
-    if (g < 0) g = f->held_layer == (int64_t)l ? f->held_group : 0;  // a norm: any group
+    if (g < 0) g = f->held_layer == (int64_t)l ? f->held_group : norm_group(t);
     if (f->held_layer != (int64_t)l || f->held_group != g) {
         release_held(f);
         TRY(f->pv->acquire_group(f->prov, l, g, &f->lv));
@@ -100,12 +106,23 @@ static cllm_status need(cllm_forward *f, uint32_t l, cllm_layer_tensor t, const 
     return CLLM_OK;
 }
 
+// Matrix t was the last of its decode group to be used (the layout's matrix order is the use
+// order): the group goes back at once, so that a provider decoding ahead (the GPU's scratch ring)
+// may reuse its memory while attention or SwiGLU run, not only at the next group's acquire.
+static void done_with(cllm_forward *f, cllm_layer_tensor t) {
+    const int g = cllm_llama_layer_layout[t].group;
+    if (g >= 0 && cllm_layout_matrix_tensor(cllm_layout_group_first(g + 1) - 1) == (int)t)
+        release_held(f);
+}
+
 // out (T, rows of W) = W x for tensor t of layer l.
 static cllm_status mm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, float *out, size_t ldo,
                       const float *x, size_t ldx, size_t nt) {
     const cllm_wview *w;
     TRY(need(f, l, t, &w));
-    return f->ops->matmul(f->be, out, ldo, w, x, ldx, nt);
+    TRY(f->ops->matmul(f->be, out, ldo, w, x, ldx, nt));
+    done_with(f, t);
+    return CLLM_OK;
 }
 
 static cllm_status norm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, size_t nt) {
@@ -120,7 +137,9 @@ static cllm_status residual(cllm_forward *f, uint32_t l, cllm_layer_tensor t, co
     if (f->ops->matmul_add) {
         const cllm_wview *w;
         TRY(need(f, l, t, &w));
-        return f->ops->matmul_add(f->be, f->x, w, in, nt);
+        TRY(f->ops->matmul_add(f->be, f->x, w, in, nt));
+        done_with(f, t);
+        return CLLM_OK;
     }
     TRY(mm(f, l, t, f->xb, f->D, in, ldin, nt));
     return f->ops->add(f->be, f->x, f->xb, nt * f->D);
@@ -142,6 +161,7 @@ static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step 
         TRY(need(f, l, CLLM_LT_WV, &w[2]));
         float *const out[3] = {f->q, f->k, f->v};
         TRY(o->matmul_multi(f->be, out, w, 3, f->xb, nt));
+        done_with(f, CLLM_LT_WV);
     } else {
         TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
         TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
@@ -164,6 +184,7 @@ static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
         TRY(need(f, l, CLLM_LT_GATE, &gate));
         TRY(need(f, l, CLLM_LT_UP, &up));
         TRY(o->gate_up_swiglu(f->be, f->hb, f->hb2, gate, up, f->xb, nt));
+        done_with(f, CLLM_LT_UP);
     } else {
         TRY(mm(f, l, CLLM_LT_GATE, f->hb, H, f->xb, D, nt));
         TRY(mm(f, l, CLLM_LT_UP, f->hb2, H, f->xb, D, nt));
