@@ -563,9 +563,9 @@ size_t cllm_engine_n_past(const cllm_engine *e);
 //        split into calls, on the thread count or on the weights mode, and a lossless container
 //        gives the same bits as the raw one.
 //   CUDA: a call's tokens run in passes of up to 256; passes of at most 4 tokens use fp32
-//        matvecs and split attention, passes of up to 8 tokens the same matvecs (one token's
-//        result the same as alone) where the weights are bf16, f16, int8 or lossless compute
-//        code, with the other attention kernel; longer ones cuBLAS GEMMs in the weights' precision
+//        matvecs and split attention, int8 passes of up to 8 tokens the same matvecs (one
+//        token's result the same as alone) with the other attention kernel; longer ones (bf16/f16
+//        from 5 tokens) cuBLAS GEMMs in the weights' precision
 //        (activations rounded to bf16/f16, int8 through a bf16 copy of W; fp32 accumulation)
 //        and another attention kernel. So logits depend on how a
 //        sequence is split into calls (prefill in one call vs token by token differ within
@@ -617,7 +617,7 @@ void cllm_engine_seq_reset(cllm_engine *e, uint32_t seq);
 //        sequence's logits do not depend on the batch (which sequences, how many, how they are
 //        split into steps and calls), so greedy decoding in a batch gives the tokens of a lone
 //        cllm_engine_forward.
-//   CUDA: a step of at most 4 tokens (8 for bf16, f16, int8 and lossless compute-code weights)
+//   CUDA: a step of at most 4 tokens (8 for int8 weights; any size for compute-code weights)
 //        uses fp32 matvecs (each token's matrix products the same as alone), a longer one GEMMs
 //        in the weights' precision (see cllm_engine_forward), so a sequence's
 //        logits may depend on the batch composition (how many tokens share its step) within

@@ -228,7 +228,8 @@ cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
 // gate/up + SwiGLU): for c < n <= CLLM_CUDA_MATVEC_COLS and x_c = x + c * ldx,
 //   CLLM_CUDA_COLS_SET     y[i][c * ldy[i] + r]  = (W_i x_c)[r]     (n_w matrices of one width)
 //   CLLM_CUDA_COLS_ACC     y[i][c * ldy[i] + r] += (W_i x_c)[r]
-//   CLLM_CUDA_COLS_SWIGLU  y[0][c * ldy[0] + r]  = silu(W_0 x_c) * (W_1 x_c)  (n_w = 2, equal rows)
+//   CLLM_CUDA_COLS_SWIGLU  y[0][c * ldy[0] + r]  = silu(W_0 x_c) * (W_1 x_c)  (n_w = 2, equal rows;
+//                          y_dev and ldy need only entry 0)
 // Kinds where cllm_cuda_matvec_cols_ok: BF16, F16, CC_BF16 (cols % 8 == 0) and INT8 (cols % 64 ==
 // 0, one group per row or groups of a multiple of 64), with 16-byte aligned data and columns.
 // INT8 also needs `scratch` (16-byte aligned) of cllm_cuda_matvec_cols_scratch(cols) bytes: x is

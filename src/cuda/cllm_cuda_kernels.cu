@@ -1254,12 +1254,12 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
               "%s: needs 16-byte aligned columns and ldx >= cols", who);
     mv_job m = {};
     m.acc = mode == CLLM_CUDA_COLS_ACC;
-    for (int i = 0; i < n_w; i++) {
-        RETURN_IF(!y_dev[i] || ldy[i] < (swiglu ? w[0].rows : w[i].rows) ||
-                      !cllm_cuda_matvec_cols_ok(&w[i]),
-                  CLLM_ERR_ARG, "%s: output %d (pitch %llu) or weight %d", who, i,
-                  (unsigned long long)ldy[i], i);
-        m.w[i] = w[i], m.y[i] = y_dev[i], m.ldy[i] = ldy[i];
+    for (int i = 0; i < n_w; i++) {  // swiglu: one output (y_dev[0], ldy[0])
+        const int out = !swiglu || i == 0;
+        RETURN_IF(!cllm_cuda_matvec_cols_ok(&w[i]) || (out && (!y_dev[i] || ldy[i] < w[i].rows)),
+                  CLLM_ERR_ARG, "%s: weight %d, or its output (NULL or pitch below rows)", who, i);
+        m.w[i] = w[i];
+        if (out) m.y[i] = y_dev[i], m.ldy[i] = ldy[i];
     }
     const bool i8 = w[0].kind == CLLM_CUDA_W_INT8;
     if (w[0].kind == CLLM_CUDA_W_CC_BF16)

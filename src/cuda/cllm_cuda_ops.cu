@@ -3,17 +3,19 @@
 // pipeline, cllm_cuda_backend.cu) hands out views into device memory.
 //
 // Matrix products: steps of at most BE_MATVEC_MAX_N tokens run the fp32 matvec kernels (q/k/v
-// as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual); for
-// bf16, f16, int8 and the lossless compute code, steps of up to BE_COLS_MAX_N tokens run them as
-// column launches (weights read once per step; each token bit-identical to its one-token launch).
+// as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual), as
+// column launches where the kind has them (weights read once per step; each token bit-identical
+// to its one-token launch); int8 takes column launches up to BE_COLS_MAX_N tokens, and the
+// lossless compute code (no GEMM) at any size.
 // Larger steps run cuBLAS GEMMs (bf16 inputs, fp32 output). Results therefore depend on how a
 // sequence is split into steps (include/codecllm.h states it).
 //
 // Steps. The positions and KV slots of a step's tokens live in device memory (ctl_dev, uploaded
-// by `step`), so the kernels do not depend on them and a batch-1 step with nothing streamed
-// replays a CUDA graph captured from the first such step: the layers and the classifier, decode branches
-// included (the provider's pipeline forks its decode streams from the compute stream inside the
-// capture and joins them at each acquire).
+// by `step`), so the kernels do not depend on them, and a step of n <= BE_GRAPH_MAX_N tokens that
+// each want their logits (a decode step of n sequences; n = 1: one sequence) with nothing streamed
+// replays a CUDA graph captured from the first such step of n tokens: the layers and the
+// classifier, decode branches included (the provider's pipeline forks its decode streams from
+// the compute stream inside the capture and joins them at each acquire).
 //
 // Programmatic dependent launch (PDL). With every matrix RAW (no decode streams in the graph) the
 // graph's kernels are captured with CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT: each kernel may be
@@ -32,7 +34,9 @@
 
 #define BE_MAX_BUFFERS 32  // engine buffers tracked for the graph check
 
-// The batch-1 step graph.
+#define BE_GRAPH_MAX_N 64  // steps of 1..64 tokens that each want their logits: one graph each
+
+// A step graph (one per token count).
 struct be_graph {
     cudaGraphExec_t exec;
     int state;                   // 0 not tried, 1 ready, -1 failed (direct launches)
@@ -75,7 +79,7 @@ struct be_dev {
     unsigned lf;                 // launch flags while capturing with PDL (else 0)
     int first_launch;            // the next launch is the graph's first (never PDL)
     be_state *prov;              // the provider created on this backend
-    be_graph graph;
+    be_graph graphs[BE_GRAPH_MAX_N + 1];  // [n]: the n-token step's graph ([0] unused)
     void *buf[BE_MAX_BUFFERS];   // engine buffers (alloc): the graph check's inputs and outputs
     size_t buf_bytes[BE_MAX_BUFFERS];
     int n_buf;
@@ -177,7 +181,8 @@ static void cuda_free(void *state) {
     be_dev *d = (be_dev *)state;
     if (!d) return;
     if (d->compute) (void)cudaStreamSynchronize(CLLM_STREAM(d->compute));
-    if (d->graph.exec) (void)cudaGraphExecDestroy(d->graph.exec);
+    for (int i = 0; i <= BE_GRAPH_MAX_N; i++)
+        if (d->graphs[i].exec) (void)cudaGraphExecDestroy(d->graphs[i].exec);
     cllm_cuda_blas_destroy(d->blas);
     cllm_cuda_stream_destroy(d->compute);
     cllm_cuda_host_free(d->ctl_host);
@@ -383,8 +388,13 @@ static int is_ccode(uint32_t kind) {
 // one launch per job for up to CLLM_CUDA_MATVEC_COLS tokens: the weights are read once and each
 // token's result is bit-identical to its one-token launch. One-token steps keep the one-token
 // launches (graph and PDL).
+// Up to which step size: int8 up to 8 tokens (its column kernel reads the weights once and runs
+// two tokens per MMA: 8 columns cost ~1.6x one token, cuBLAS after dequantising ~2.4x); bf16 and
+// f16 up to BE_MATVEC_MAX_N (their fp32 column kernel loads each x column per weight vector:
+// 8 columns cost ~3-4.5x one token, cuBLAS ~1.1x; measured on the H200, docs/PERF.md section 8c).
 static int cols_step(const cllm_cuda_weight *k, int n, size_t n_tok) {
-    if (n_tok < 2 || n_tok > BE_COLS_MAX_N) return 0;
+    const size_t max = k[0].kind == CLLM_CUDA_W_INT8 ? BE_COLS_MAX_N : BE_MATVEC_MAX_N;
+    if (n_tok < 2 || n_tok > max) return 0;
     for (int i = 0; i < n; i++)
         if (!cllm_cuda_matvec_cols_ok(&k[i])) return 0;
     return 1;
@@ -555,10 +565,11 @@ static cllm_status run_body(be_dev *d, const cllm_step *st, be_body_fn body, voi
     return body(ctx);
 }
 
-static cllm_status graph_capture(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
+static cllm_status graph_capture(be_dev *d, be_graph *gr, const cllm_step *st, be_body_fn body,
+                                 void *ctx) {
     cudaStream_t cs = CLLM_STREAM(d->compute);
     CLLM_CUDA_TRY(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
-    d->lf = d->graph.pdl == 1 ? CLLM_CUDA_PDL : 0u;
+    d->lf = gr->pdl == 1 ? CLLM_CUDA_PDL : 0u;
     d->first_launch = 1;
     d->smem_pos = d->ctx;
     cllm_status s = run_body(d, st, body, ctx);
@@ -567,7 +578,7 @@ static cllm_status graph_capture(be_dev *d, const cllm_step *st, be_body_fn body
     cudaError_t e = cudaStreamEndCapture(cs, &g);
     if (s == CLLM_OK && e != cudaSuccess)
         s = CLLM_FAIL(CLLM_ERR_DEVICE, "cudaStreamEndCapture: %s", cudaGetErrorString(e));
-    if (s == CLLM_OK && (e = cudaGraphInstantiate(&d->graph.exec, g, 0)) != cudaSuccess)
+    if (s == CLLM_OK && (e = cudaGraphInstantiate(&gr->exec, g, 0)) != cudaSuccess)
         s = CLLM_FAIL(CLLM_ERR_DEVICE, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
     if (g) (void)cudaGraphDestroy(g);
     return s;
@@ -575,32 +586,32 @@ static cllm_status graph_capture(be_dev *d, const cllm_step *st, be_body_fn body
 
 // Captures the batch-1 step once (with PDL when every matrix is RAW; refused: again without);
 // on failure logs why and falls back to direct launches.
-static void graph_ensure(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
-    if (d->graph.state != 0) return;
-    if (d->graph.pdl == 0) d->graph.pdl = d->prov->sched.n_groups == 0 ? 1 : -1;
-    cllm_status s = graph_capture(d, st, body, ctx);
-    if (s != CLLM_OK && d->graph.pdl == 1) {
+static void graph_ensure(be_dev *d, be_graph *gr, const cllm_step *st, be_body_fn body, void *ctx) {
+    if (gr->state != 0) return;
+    if (gr->pdl == 0) gr->pdl = d->prov->sched.n_groups == 0 ? 1 : -1;
+    cllm_status s = graph_capture(d, gr, st, body, ctx);
+    if (s != CLLM_OK && gr->pdl == 1) {
         (void)cudaGetLastError();
         dev_log(d, "cuda: CUDA graph capture with programmatic dependent launch failed (%s); "
                    "capturing without", cllm_last_error());
-        d->graph.pdl = -1;
-        s = graph_capture(d, st, body, ctx);
+        gr->pdl = -1;
+        s = graph_capture(d, gr, st, body, ctx);
     }
     if (s == CLLM_OK) {
-        d->graph.state = 1;
-        dev_log(d, "cuda: batch-1 step captured in a CUDA graph (programmatic dependent launch %s)",
-                d->graph.pdl == 1 ? "on" : "off");
+        gr->state = 1;
+        dev_log(d, "cuda: %zu-token step captured in a CUDA graph (programmatic dependent launch "
+                   "%s)", st->n_tok, gr->pdl == 1 ? "on" : "off");
         return;
     }
     (void)cudaGetLastError();
-    d->graph.exec = NULL;
-    d->graph.state = -1;
+    gr->exec = NULL;
+    gr->state = -1;
     dev_log(d, "cuda: CUDA graph capture failed (%s); using direct launches", cllm_last_error());
 }
 
 // The graph holds the pipeline's fork, copies and decodes: nothing to enqueue beside it.
-static cllm_status graph_replay(be_dev *d) {
-    CLLM_CUDA_TRY(cudaGraphLaunch(d->graph.exec, CLLM_STREAM(d->compute)));
+static cllm_status graph_replay(be_dev *d, const be_graph *gr) {
+    CLLM_CUDA_TRY(cudaGraphLaunch(gr->exec, CLLM_STREAM(d->compute)));
     return CLLM_OK;
 }
 
@@ -624,9 +635,10 @@ static cllm_status buffers_copy(be_dev *d, uint8_t *host, int dir, size_t *total
 // Before the first replay of a graph captured with PDL: the step by direct launches (no PDL) and
 // by the graph, from the same inputs, must leave bit-identical buffers. On a difference PDL is
 // turned off and the step captured again without it. Runs once (allocates).
-static cllm_status graph_check(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
-    d->graph.checked = 1;
-    if (d->graph.pdl != 1) return CLLM_OK;
+static cllm_status graph_check(be_dev *d, be_graph *gr, const cllm_step *st, be_body_fn body,
+                               void *ctx) {
+    gr->checked = 1;
+    if (gr->pdl != 1) return CLLM_OK;
     size_t n = 0;
     TRY(buffers_copy(d, NULL, 0, &n));
     uint8_t *h = (uint8_t *)malloc(3 * (n ? n : 1));
@@ -637,7 +649,7 @@ static cllm_status graph_check(be_dev *d, const cllm_step *st, be_body_fn body, 
     if (s == CLLM_OK) s = be_pipe_end(d->prov);
     if (s == CLLM_OK) s = buffers_copy(d, h + n, 0, &n);
     if (s == CLLM_OK) s = buffers_copy(d, h, 1, &n);
-    if (s == CLLM_OK) s = graph_replay(d);
+    if (s == CLLM_OK) s = graph_replay(d, gr);
     if (s == CLLM_OK) s = be_pipe_end(d->prov);
     if (s == CLLM_OK) s = buffers_copy(d, h + 2 * n, 0, &n);
     const int same = s == CLLM_OK && memcmp(h + n, h + 2 * n, n) == 0;
@@ -650,12 +662,24 @@ static cllm_status graph_check(be_dev *d, const cllm_step *st, be_body_fn body, 
     }
     dev_log(d, "cuda: graph with programmatic dependent launch differs from direct launches; "
                "capturing without");
-    (void)cudaGraphExecDestroy(d->graph.exec);
-    d->graph.exec = NULL;
-    d->graph.state = 0;
-    d->graph.pdl = -1;
-    graph_ensure(d, st, body, ctx);
+    (void)cudaGraphExecDestroy(gr->exec);
+    gr->exec = NULL;
+    gr->state = 0;
+    gr->pdl = -1;
+    graph_ensure(d, gr, st, body, ctx);
     return CLLM_OK;
+}
+
+// The graph of a step that can replay one: nothing streamed, at most BE_GRAPH_MAX_N tokens, each
+// wanting its logits (token i's in row i: what the capture baked in). Everything else a step
+// varies by (positions, slots, token ids) is read from device memory.
+static be_graph *graph_of(be_dev *d, const cllm_step *st) {
+    if (st->n_tok == 0 || st->n_tok > BE_GRAPH_MAX_N || st->n_out != st->n_tok ||
+        d->prov->plan.n_streamed != 0)
+        return NULL;
+    for (size_t i = 0; i < st->n_out; i++)
+        if (st->out_tok[i] != i) return NULL;
+    return &d->graphs[st->n_tok];
 }
 
 static cllm_status step_run(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
@@ -664,12 +688,12 @@ static cllm_status step_run(be_dev *d, const cllm_step *st, be_body_fn body, voi
     memcpy(d->ctl_host, st->pos, st->n_tok * sizeof *st->pos);
     memcpy(d->ctl_host + d->batch, st->slot, st->n_tok * sizeof *st->slot);
     TRY(cllm_cuda_copy(d->ctl_dev, d->ctl_host, 2 * (size_t)d->batch * 4, d->compute));
-    const int graph_ok = st->n_tok == 1 && st->n_out == 1 && d->prov->plan.n_streamed == 0 &&
-                         d->graph.state >= 0;
-    if (graph_ok) graph_ensure(d, st, body, ctx);
-    if (graph_ok && d->graph.state == 1 && !d->graph.checked) TRY(graph_check(d, st, body, ctx));
-    if (graph_ok && d->graph.state == 1) {
-        TRY(graph_replay(d));
+    be_graph *gr = graph_of(d, st);
+    const int graph_ok = gr && gr->state >= 0;
+    if (graph_ok) graph_ensure(d, gr, st, body, ctx);
+    if (graph_ok && gr->state == 1 && !gr->checked) TRY(graph_check(d, gr, st, body, ctx));
+    if (graph_ok && gr->state == 1) {
+        TRY(graph_replay(d, gr));
     } else {
         d->smem_pos = st->max_pos;
         TRY(run_body(d, st, body, ctx));

@@ -141,6 +141,73 @@ static int check_fused(char (*path)[300], const cllm_codec *codecs, size_t vocab
     return 0;
 }
 
+// Batched decoding on the GPU (cllm_engine_forward_batch): NB_SEQ sequences, each a 4-token
+// prompt in one call, then NB_STEPS decode steps of all of them together (a 6-token step: int8's
+// column kernels, bf16's GEMMs; the step's CUDA graph captured at the first and replayed after).
+// Against each sequence decoded alone (token by token): logits within TOL_BATCH (other attention
+// kernel, and GEMMs for bf16), int8 the same argmax. Tokens are fixed, not sampled.
+#define NB_SEQ 6
+#define NB_STEPS 10
+#define TOL_BATCH 2e-2
+static int32_t batch_tok(int s, int i, uint32_t vocab) {
+    return (int32_t)((uint32_t)(s * 101 + i * 37 + 7) % vocab);
+}
+
+static cllm_status batch_run(const char *path, uint32_t n_seq, int alone, float *logits) {
+    cllm_container *c = NULL;
+    cllm_engine *e = NULL;
+    cllm_engine_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.backend = CLLM_BACKEND_CUDA;
+    opt.weights = CLLM_WEIGHTS_RAW;
+    opt.n_threads = 1;
+    opt.context_len = 64;
+    opt.n_seq = n_seq;
+    cllm_status s = cllm_container_open(path, &c);
+    if (s == CLLM_OK) s = cllm_engine_open(c, &opt, &e);
+    const uint32_t vocab = e ? cllm_engine_config(e)->vocab_size : 1;
+    int32_t tok[NB_SEQ][4 + NB_STEPS];
+    for (int q = 0; q < NB_SEQ; q++)
+        for (int i = 0; i < 4 + NB_STEPS; i++) tok[q][i] = batch_tok(q, i, vocab);
+    cllm_batch_item it[NB_SEQ];
+    for (int q0 = 0; q0 < NB_SEQ && s == CLLM_OK; q0 += alone ? 1 : NB_SEQ) {
+        const int nq = alone ? 1 : NB_SEQ;  // alone: one sequence at a time in slot 0
+        for (int step = -1; step < NB_STEPS && s == CLLM_OK; step++) {
+            for (int k = 0; k < nq; k++) {
+                const int q = q0 + k;
+                it[k] = step < 0 ? (cllm_batch_item){(uint32_t)k, tok[q], 4, 0, 1}
+                                 : (cllm_batch_item){(uint32_t)k, &tok[q][4 + step], 1,
+                                                     (size_t)(4 + step), 1};
+            }
+            float *out = logits + ((size_t)(step + 1) * NB_SEQ + q0) * vocab;
+            s = cllm_engine_forward_batch(e, it, (size_t)nq, out, (size_t)nq * vocab);
+        }
+    }
+    if (s != CLLM_OK) printf("  %s: %s\n", cllm_status_name(s), cllm_last_error());
+    cllm_engine_free(e);
+    cllm_container_free(c);
+    return s;
+}
+
+static void check_batch(const char *path, const char *name, size_t vocab) {
+    const size_t n = (size_t)(NB_STEPS + 1) * NB_SEQ * vocab;
+    float *ref = calloc(n, 4), *got = calloc(n, 4);
+    char what[96];
+    snprintf(what, sizeof what, "small %s, %d sequences batched vs alone", name, NB_SEQ);
+    if (!ref || !got || batch_run(path, 1, 1, ref) != CLLM_OK ||
+        batch_run(path, NB_SEQ, 0, got) != CLLM_OK) {
+        printf("FAIL %s: did not run\n", what);
+        fails++;
+    } else {
+        check(what, got, ref, n, TOL_BATCH);
+        // int8: the same matrix products bit for bit (column kernels), so the same argmax; bf16
+        // GEMMs round x to bf16, which may flip a near-tie of this random model.
+        if (strcmp(name, "int8") == 0)
+            check_tokens(what, got, ref, (size_t)(NB_STEPS + 1) * NB_SEQ, vocab);
+    }
+    free(ref), free(got);
+}
+
 // The "small" preset (12 layers, untied 32000-row classifier decoded in several row chunks, many
 // trips round both rings) against the GPU's own raw mode: device, stream and a mixed plan (a
 // budget between the two) must pick the same tokens with the same decoded bits (logits differ
@@ -184,6 +251,7 @@ static int check_small(const char *dir) {
         }
     }
     free(ref), free(got);
+    for (int i = 0; i < 2; i++) check_batch(path[i], cllm_codec_name(codecs[i]), vocab);
     return check_fused(path, codecs, vocab);
 }
 
