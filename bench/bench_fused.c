@@ -147,8 +147,12 @@ typedef struct cols_ctx {
     size_t scratch_bytes;
 } cols_ctx;
 
+// gemm: 0 the column kernel, 1 cllm_cuda_gemm (cuBLAS; int8 after dequantising), 2 the
+// tensor-core int8 GEMM.
 static void cols_launch(const cols_ctx *c, const cllm_cuda_weight *w, uint32_t n, int gemm) {
-    if (gemm) {
+    if (gemm == 2) {
+        MUST(cllm_cuda_gemm_i8(w, c->x, n, c->y, w->rows, c->scratch, c->scratch_bytes, g_stream));
+    } else if (gemm) {
         MUST(cllm_cuda_gemm(c->blas, w, c->x, n, c->y, c->scratch, c->scratch_bytes, g_stream));
     } else {
         const uint64_t ld = w->rows;
@@ -178,7 +182,7 @@ static double time_cols_us(const variant *var, const cols_ctx *c, uint32_t n, in
 // (cllm_cuda_gemm, the engine's path for longer steps) at n = 8, 16, 32. Bit-identity: each
 // column of the column launch against the one-token launch (first copy).
 static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
-    const uint32_t nmax = 32;
+    const uint32_t nmax = 256;
     float *x = malloc(nmax * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(rows * 4);
     for (uint64_t i = 0; i < nmax * cols; i++) x[i] = (float)gauss(99, i);
     cols_ctx c = {.x = dev_copy(x, nmax * cols * 4, 1)};
@@ -209,9 +213,12 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
                    n * one / us, same ? "bit-identical" : "DIFFERS");
         }
         if (ks[ki] == 1) continue;  // compute code has no GEMM
-        for (uint32_t n = 8; n <= nmax; n *= 2)
-            printf("%5llux%-5llu %-15s n=%u cuBLAS GEMM %8.2f us\n", (unsigned long long)rows,
+        for (uint32_t n = 8; n <= nmax; n *= 2) {
+            printf("%5llux%-5llu %-15s n=%u cuBLAS GEMM %8.2f us", (unsigned long long)rows,
                    (unsigned long long)cols, var->name, n, time_cols_us(var, &c, n, 1));
+            if (ks[ki] == 2) printf("  tensor-core int8 GEMM %8.2f us", time_cols_us(var, &c, n, 2));
+            printf("\n");
+        }
     }
     cllm_cuda_blas_destroy(c.blas);
     MUST(cllm_cuda_release(g_mem, (void *)c.x));

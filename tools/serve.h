@@ -95,6 +95,8 @@ typedef struct serve_srv {
     cllm_batch_item *items;  // (n_par) one engine call
     int *item_slot;          // (n_par) the slot of each item
     int32_t *next_tok;       // (n_par) the token each decoding slot runs next
+    int32_t *sampled;        // (n_par) each decoding slot's sampled token (before emit_token)
+    cllm_status *sampled_st; // (n_par) and the sampler's status
     float *batch_logits;     // (n_par, vocab)
     atomic_int stopping;
     atomic_int active;       // requests between parsing and their last byte (jobs alive)

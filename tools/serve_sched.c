@@ -118,12 +118,26 @@ static void admit(serve_srv *s) {
 
 // Samples slot i's next token (as cli_gen_next does): the text grows, and the job may end (end
 // of sequence or turn, a stop sequence, max_tokens, a full context). 1 when the token is to run.
+// Every decoding slot's next token into s->sampled[i], in parallel: each job has its own
+// sampler, and the GPU waits for this between engine steps (greedy over 32,000 logits per slot).
+static void sample_all(serve_srv *s) {
+    const size_t vocab = cllm_engine_config(s->e)->vocab_size;
+    int *dec = s->item_slot, nd = 0;  // item_slot is free until the items are built
+    for (int i = 0; i < s->n_par; i++)
+        if (s->slots[i].job && s->slots[i].job->state == JOB_DECODE) dec[nd++] = i;
+#pragma omp parallel for schedule(dynamic, 1) if (nd > 1)
+    for (int k = 0; k < nd; k++) {
+        const int i = dec[k];
+        s->sampled_st[i] = cllm_sampler_sample(s->slots[i].job->smp, s->slots[i].logits, vocab,
+                                               &s->sampled[i]);
+    }
+}
+
 static int emit_token(serve_srv *s, int i) {
     serve_slot *sl = &s->slots[i];
     serve_job *j = sl->job;
-    const size_t vocab = cllm_engine_config(s->e)->vocab_size;
-    int32_t next;
-    if (cllm_sampler_sample(j->smp, sl->logits, vocab, &next) != CLLM_OK) {
+    const int32_t next = s->sampled[i];
+    if (s->sampled_st[i] != CLLM_OK) {
         j->failed = 1;
         return job_finish(j, "length"), 0;
     }
@@ -168,6 +182,7 @@ static int first_prefill(const serve_srv *s, size_t n_items) {
 // prompts still to run, in admission order, filling one engine step beside the decoding tokens
 // (at least 16 prompt tokens): a long prompt takes several calls. Returns the item count.
 static size_t build_items(serve_srv *s) {
+    sample_all(s);
     size_t n = 0;
     for (int i = 0; i < s->n_par; i++) {
         serve_job *j = s->slots[i].job;
@@ -252,8 +267,11 @@ int serve_sched_start(serve_srv *s) {
     s->items = calloc(np, sizeof *s->items);
     s->item_slot = calloc(np, sizeof *s->item_slot);
     s->next_tok = calloc(np, sizeof *s->next_tok);
+    s->sampled = calloc(np, sizeof *s->sampled);
+    s->sampled_st = calloc(np, sizeof *s->sampled_st);
     s->batch_logits = calloc(np * vocab, sizeof(float));
-    int ok = s->slots && s->items && s->item_slot && s->next_tok && s->batch_logits;
+    int ok = s->slots && s->items && s->item_slot && s->next_tok && s->sampled &&
+             s->sampled_st && s->batch_logits;
     for (size_t i = 0; ok && i < np; i++) {
         s->slots[i].cached = calloc(s->m.ctx, sizeof(int32_t));
         s->slots[i].logits = calloc(vocab, sizeof(float));
@@ -283,6 +301,8 @@ void serve_sched_stop(serve_srv *s) {
     free(s->items);
     free(s->item_slot);
     free(s->next_tok);
+    free(s->sampled);
+    free(s->sampled_st);
     free(s->batch_logits);
     s->slots = NULL;
 }

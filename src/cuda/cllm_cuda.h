@@ -342,6 +342,17 @@ cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x
 // Bytes of scratch cllm_cuda_gemm needs.
 size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32_t n_tok);
 
+// int8 weights (cllm_cuda_gemm_i8_ok: cols % 64 == 0, one group per row or groups of a multiple
+// of 64, 16-byte aligned data) on the bf16 tensor cores without a bf16 copy of W:
+// Y[t * ldy + r] = sum_c q[r][c] bf16(x_t[c]) times the scales in fp32 (exact int8 x bf16
+// products, fp32 sums in a fixed order). `scratch` (16-byte aligned) holds x in bf16:
+// cllm_cuda_gemm_i8_scratch bytes. Tolerance against cllm_k_matmul: ~1e-2 relative L2 (x rounding).
+int cllm_cuda_gemm_i8_ok(const cllm_cuda_weight *w);
+size_t cllm_cuda_gemm_i8_scratch(const cllm_cuda_weight *w, uint32_t n_tok);
+cllm_status cllm_cuda_gemm_i8(const cllm_cuda_weight *w, const float *x_dev, uint32_t n_tok,
+                              float *y_dev, uint64_t ldy, void *scratch_dev, size_t scratch_cap,
+                              void *stream);
+
 #ifdef __cplusplus
 }
 #endif

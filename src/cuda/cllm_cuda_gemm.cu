@@ -73,6 +73,150 @@ static __global__ void dequant_kernel(const int8_t *q, const float *scales, uint
     }
 }
 
+// ---- int8 weights on the bf16 tensor cores, without a bf16 copy of W -----------------------------
+//
+// Y[t * ldy + r] = scale(r, .) * sum_c q[r][c] * bf16(x_t[c]): the int8 values are exact in bf16,
+// so each MMA product is exact and only x is rounded (as in the cuBLAS path); the scale is applied
+// in fp32 per 64-column chunk (groups) or per row at the end (the cuBLAS path rounds q * scale to
+// bf16 first). W is read once at int8 width per 32-token block (the dequantising path reads it,
+// writes a bf16 copy twice its size and reads that again).
+//
+// Block: 8 warps on I8G_R 16-row tiles x I8G_NT 8-token tiles; warp w takes 64-column chunks
+// w, w + 8, ... (the next chunk's weights in flight while this one computes) and the warps' partial
+// sums are added in warp order through shared memory, so the result does not depend on timing.
+// mma.m16n8k16 bf16 fragments (PTX ISA), lane = 4 g + q: A regs {row g, k 2q..+1}, {row g + 8,
+// k 2q..}, {row g, k 2q + 8..}, {row g + 8, k 2q + 8..}; B regs {k 2q..+1}, {k 2q + 8..} of column
+// g; D {row g, columns 2q, 2q + 1}, {row g + 8, same}. k is only a position in the dot product:
+// in k16 step s of a chunk, lane q takes columns 16q + 4s .. + 3 (two int8 pairs of its 16-byte
+// load per row) as k {2q, 2q + 1, 2q + 8, 2q + 9}, and x's bf16 copy gives the matching B regs as
+// one 8-byte load.
+#define I8G_WARPS 8
+#define I8G_R 2   // 16-row tiles per block
+#define I8G_NT 4  // 8-token tiles per block
+
+static __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Bytes i and i + 1 of u (int8, biased by 128 in t = u ^ 0x80808080) as a bf16 pair, exactly:
+// 2^23 + byte as a float, minus 2^23 + 128.
+template <int I>
+static __device__ __forceinline__ uint32_t i8_pair_bf16(uint32_t t) {
+    const float a = __uint_as_float(__byte_perm(t, 0x4b000000u, 0x7540 | I)) - 8388736.0f;
+    const float b = __uint_as_float(__byte_perm(t, 0x4b000000u, 0x7540 | (I + 1))) - 8388736.0f;
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *(const uint32_t *)&h;
+}
+
+template <bool GROUPED>
+static __global__ void __launch_bounds__(I8G_WARPS * 32)
+    i8_gemm_kernel(const int8_t *__restrict__ w, const float *__restrict__ scales, uint32_t rows,
+                   uint32_t cols, uint32_t gs, const uint16_t *__restrict__ xb, uint32_t n,
+                   float *__restrict__ y, uint64_t ldy) {
+    __shared__ float red[I8G_WARPS][I8G_R * 16][I8G_NT * 8 + 1];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t r0 = blockIdx.x * (16 * I8G_R), t0 = blockIdx.y * (8 * I8G_NT);
+    const uint32_t nch = cols / 64, gpr = (cols + gs - 1) / gs;
+    const uint4 *pa[I8G_R][2];
+    const float *ps[I8G_R][2];
+#pragma unroll
+    for (int t = 0; t < I8G_R; t++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t r = min(r0 + 16 * t + g + 8 * h, rows - 1);
+            pa[t][h] = (const uint4 *)(w + (uint64_t)r * cols + 16 * q);
+            ps[t][h] = scales + (uint64_t)r * gpr;
+        }
+    const uint2 *px[I8G_NT];
+#pragma unroll
+    for (int j = 0; j < I8G_NT; j++)
+        px[j] = (const uint2 *)(xb + (uint64_t)min(t0 + 8 * j + g, n - 1) * cols + 16 * q);
+    float acc[I8G_R][I8G_NT][4];
+#pragma unroll
+    for (int t = 0; t < I8G_R; t++)
+#pragma unroll
+        for (int j = 0; j < I8G_NT; j++) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
+    uint4 a[I8G_R][2], an[I8G_R][2];
+    auto load = [&](uint32_t c, uint4 (&dst)[I8G_R][2]) {
+#pragma unroll
+        for (int t = 0; t < I8G_R; t++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) dst[t][h] = __ldg(pa[t][h] + 4 * (uint64_t)c);
+    };
+    if (warp < nch) load(warp, a);
+    for (uint32_t c = warp; c < nch; c += I8G_WARPS) {
+        if (c + I8G_WARPS < nch) load(c + I8G_WARPS, an);
+        float part[I8G_R][I8G_NT][4];
+#pragma unroll
+        for (int t = 0; t < I8G_R; t++)
+#pragma unroll
+            for (int j = 0; j < I8G_NT; j++) part[t][j][0] = part[t][j][1] = part[t][j][2] = part[t][j][3] = 0.f;
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            uint2 b[I8G_NT];
+#pragma unroll
+            for (int j = 0; j < I8G_NT; j++) b[j] = __ldg(px[j] + 16 * (uint64_t)c + s);
+#pragma unroll
+            for (int t = 0; t < I8G_R; t++) {
+                const uint32_t ug = (s == 0 ? a[t][0].x : s == 1 ? a[t][0].y : s == 2 ? a[t][0].z : a[t][0].w) ^ 0x80808080u;
+                const uint32_t uh = (s == 0 ? a[t][1].x : s == 1 ? a[t][1].y : s == 2 ? a[t][1].z : a[t][1].w) ^ 0x80808080u;
+                const uint32_t a0 = i8_pair_bf16<0>(ug), a2 = i8_pair_bf16<2>(ug);
+                const uint32_t a1 = i8_pair_bf16<0>(uh), a3 = i8_pair_bf16<2>(uh);
+#pragma unroll
+                for (int j = 0; j < I8G_NT; j++) mma_bf16(part[t][j], a0, a1, a2, a3, b[j].x, b[j].y);
+            }
+        }
+        const uint32_t grp = GROUPED ? c * 64 / gs : 0;
+#pragma unroll
+        for (int t = 0; t < I8G_R; t++) {
+            const float sg = GROUPED ? __ldg(ps[t][0] + grp) : 1.f, sh = GROUPED ? __ldg(ps[t][1] + grp) : 1.f;
+#pragma unroll
+            for (int j = 0; j < I8G_NT; j++) {
+                acc[t][j][0] = __fmaf_rn(part[t][j][0], sg, acc[t][j][0]);
+                acc[t][j][1] = __fmaf_rn(part[t][j][1], sg, acc[t][j][1]);
+                acc[t][j][2] = __fmaf_rn(part[t][j][2], sh, acc[t][j][2]);
+                acc[t][j][3] = __fmaf_rn(part[t][j][3], sh, acc[t][j][3]);
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < I8G_R; t++) a[t][0] = an[t][0], a[t][1] = an[t][1];
+    }
+#pragma unroll
+    for (int t = 0; t < I8G_R; t++)
+#pragma unroll
+        for (int j = 0; j < I8G_NT; j++) {
+            red[warp][16 * t + g][8 * j + 2 * q] = acc[t][j][0];
+            red[warp][16 * t + g][8 * j + 2 * q + 1] = acc[t][j][1];
+            red[warp][16 * t + g + 8][8 * j + 2 * q] = acc[t][j][2];
+            red[warp][16 * t + g + 8][8 * j + 2 * q + 1] = acc[t][j][3];
+        }
+    __syncthreads();
+    for (uint32_t e = threadIdx.x; e < 16 * I8G_R * 8 * I8G_NT; e += I8G_WARPS * 32) {
+        const uint32_t rl = e % (16 * I8G_R), tl = e / (16 * I8G_R);
+        const uint32_t r = r0 + rl, tok = t0 + tl;
+        if (r >= rows || tok >= n) continue;
+        float sum = 0.f;
+#pragma unroll
+        for (int k = 0; k < I8G_WARPS; k++) sum = __fadd_rn(sum, red[k][rl][tl]);
+        if (!GROUPED) sum = __fmul_rn(sum, __ldg(scales + r));
+        y[(uint64_t)tok * ldy + r] = sum;
+    }
+}
+
+extern "C" int cllm_cuda_gemm_i8_ok(const cllm_cuda_weight *w) {
+    return w && w->kind == CLLM_CUDA_W_INT8 && w->data && w->scales && w->cols % 64 == 0 &&
+           w->cols <= 0x7fffffffu && w->rows <= 0x7fffffffu && (uintptr_t)w->data % 16 == 0 &&
+           (w->group_size == w->cols || (w->group_size && w->group_size % 64 == 0));
+}
+
+extern "C" size_t cllm_cuda_gemm_i8_scratch(const cllm_cuda_weight *w, uint32_t n_tok) {
+    return w ? (((size_t)n_tok * w->cols * 2 + 255) & ~(size_t)255) : 0;
+}
+
 static unsigned grid_for(size_t n) {
     size_t b = (n + 255) / 256;
     return (unsigned)(b < 65535 ? (b ? b : 1) : 65535);
@@ -131,5 +275,38 @@ extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, con
     const cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
     CLLM_BLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, a, t, k, xs, t, k, &zero,
                                y_dev, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return CLLM_OK;
+}
+
+extern "C" cllm_status cllm_cuda_gemm_i8(const cllm_cuda_weight *w, const float *x_dev,
+                                         uint32_t n_tok, float *y_dev, uint64_t ldy,
+                                         void *scratch_dev, size_t scratch_cap, void *stream) {
+    RETURN_IF(!x_dev || !y_dev, CLLM_ERR_ARG, "gemm_i8: NULL argument");
+    RETURN_IF(!cllm_cuda_gemm_i8_ok(w), CLLM_ERR_UNSUPPORTED,
+              "gemm_i8: needs int8 weights, cols %% 64 == 0, one group per row or groups of a "
+              "multiple of 64, 16-byte aligned data");
+    RETURN_IF(ldy < w->rows || n_tok > 0xffffu * 8 * I8G_NT, CLLM_ERR_ARG,
+              "gemm_i8: output pitch %llu for %llu rows, or %u tokens", (unsigned long long)ldy,
+              (unsigned long long)w->rows, n_tok);
+    if (n_tok == 0) return CLLM_OK;
+    const size_t need = cllm_cuda_gemm_i8_scratch(w, n_tok);
+    RETURN_IF(!scratch_dev || scratch_cap < need || (uintptr_t)scratch_dev % 16, CLLM_ERR_ARG,
+              "gemm_i8: scratch of %zu bytes, needs %zu (16-byte aligned)", scratch_cap, need);
+    cudaStream_t s = CLLM_STREAM(stream);
+    uint16_t *xs = (uint16_t *)scratch_dev;
+    const size_t nx = (size_t)n_tok * w->cols;
+    convert_kernel<<<grid_for(nx), 256, 0, s>>>(x_dev, xs, nx, 1);
+    CLLM_CUDA_CHECK_LAUNCH("convert_kernel");
+    const dim3 grid((unsigned)((w->rows + 16 * I8G_R - 1) / (16 * I8G_R)),
+                    (n_tok + 8 * I8G_NT - 1) / (8 * I8G_NT));
+    if (w->group_size < w->cols)
+        i8_gemm_kernel<true><<<grid, I8G_WARPS * 32, 0, s>>>(
+            (const int8_t *)w->data, w->scales, (uint32_t)w->rows, (uint32_t)w->cols,
+            w->group_size, xs, n_tok, y_dev, ldy);
+    else
+        i8_gemm_kernel<false><<<grid, I8G_WARPS * 32, 0, s>>>(
+            (const int8_t *)w->data, w->scales, (uint32_t)w->rows, (uint32_t)w->cols,
+            w->group_size, xs, n_tok, y_dev, ldy);
+    CLLM_CUDA_CHECK_LAUNCH("i8_gemm_kernel");
     return CLLM_OK;
 }

@@ -356,6 +356,17 @@ static uint32_t gemm_tokens(const be_dev *d, const cllm_cuda_weight *part, uint3
 static cllm_status gemm_rows(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
                              float *y, uint64_t ldy) {
     RETURN_IF(!d->blas, CLLM_ERR_DEVICE, "cuda: GEMM without a cuBLAS handle");  // a bug
+    if (cllm_cuda_gemm_i8_ok(w)) {  // int8 on the tensor cores: no bf16 copy of W, y pitch as is
+        uint32_t nb = (uint32_t)(d->gemm_scratch_bytes / (w->cols * 2));
+        nb = nb < n ? nb : n;
+        RETURN_IF(nb == 0, CLLM_ERR_DEVICE, "cuda: GEMM scratch of %zu bytes", d->gemm_scratch_bytes);
+        for (uint32_t t0 = 0; t0 < n; t0 += nb) {
+            const uint32_t nt = n - t0 < nb ? n - t0 : nb;
+            TRY(cllm_cuda_gemm_i8(w, x + (size_t)t0 * w->cols, nt, y + (size_t)t0 * ldy, ldy,
+                                  d->gemm_scratch, d->gemm_scratch_bytes, d->compute));
+        }
+        return CLLM_OK;
+    }
     const uint64_t rc = be_gemm_chunk_rows(w->kind, w->rows, w->cols);
     const uint64_t gpr = w->group_size ? (w->cols + w->group_size - 1) / w->group_size : 0;
     for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {

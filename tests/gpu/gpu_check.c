@@ -1145,6 +1145,14 @@ static void gemm_cases(void *blas) {
         MUST(cllm_cuda_gemm(blas, &w, xd, nt, yd, scratch, sb, g_stream));
         download(y, yd, nt * rows * 4);
         double e = rel_l2(y, want, nt * rows), tol = kind == 0 ? 1e-5 : 1e-2;
+        if (cllm_cuda_gemm_i8_ok(&w)) {  // the tensor-core int8 GEMM on the same inputs
+            poison(yd, nt * rows);
+            MUST(cllm_cuda_gemm_i8(&w, xd, nt, yd, rows, scratch, sb, g_stream));
+            download(y, yd, nt * rows * 4);
+            const double e8 = rel_l2(y, want, nt * rows);
+            check(e8 < tol, "gemm_i8 %u tokens x %llux%llu g%u rel L2 %.2e, tol %.0e", nt,
+                  (unsigned long long)rows, (unsigned long long)cols, w.group_size, e8, tol);
+        }
         check(e < tol, "gemm %-4s %u tokens x %llux%llu rel L2 %.2e, tol %.0e", wkind_name(kind),
               nt, (unsigned long long)rows, (unsigned long long)cols, e, tol);
         char name[64];
@@ -1155,6 +1163,46 @@ static void gemm_cases(void *blas) {
         MUST(cllm_cuda_release(g_mem, xd)); MUST(cllm_cuda_release(g_mem, yd));
         MUST(cllm_cuda_release(g_mem, scratch));
         free(data), free(scales), free(x), free(y), free(want);
+    }
+}
+
+// The tensor-core int8 GEMM (cllm_cuda_gemm_i8) on shapes with row and token tails, per-row and
+// grouped scales, x with outliers, against ref_matvec per token (tolerance 1e-2: x in bf16).
+static void gemm_i8_cases(void) {
+    static const struct { uint64_t rows, cols; uint32_t group, nt; } cs[] = {
+        {1000, 512, 0, 7}, {37, 1024, 128, 33}, {4096, 4096, 0, 32}, {300, 11008, 64, 64},
+        {11008, 4096, 128, 40}, {64, 192, 64, 1}, {4096, 11008, 0, 129}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        host_weight h;
+        host_weight_make(&h, CLLM_CUDA_W_INT8, cs[ci].rows, cs[ci].cols, cs[ci].group);
+        const uint64_t rows = cs[ci].rows, cols = cs[ci].cols;
+        const uint32_t nt = cs[ci].nt;
+        float *x = xmalloc(nt * cols * 4), *y = xmalloc(nt * (rows + 5) * 4),
+              *want = xmalloc(nt * rows * 4);
+        make_x(x, nt * cols, 1);
+        for (uint32_t t = 0; t < nt; t++) ref_matvec_h(&h, x + t * cols, want + t * rows);
+        cllm_cuda_weight w = weight_upload(&h);
+        const size_t sb = cllm_cuda_gemm_i8_scratch(&w, nt);
+        float *xd = upload(x, nt * cols * 4), *yd = dev_alloc(nt * (rows + 5) * 4);
+        void *scratch = dev_alloc(sb);
+        poison(yd, nt * (rows + 5));
+        MUST(cllm_cuda_gemm_i8(&w, xd, nt, yd, rows + 5, scratch, sb, g_stream));  // pitch > rows
+        download(y, yd, nt * (rows + 5) * 4);
+        double num = 0, den = 0;
+        for (uint32_t t = 0; t < nt; t++)
+            for (uint64_t r = 0; r < rows; r++) {
+                const double d = (double)y[t * (rows + 5) + r] - want[t * rows + r];
+                num += d * d, den += (double)want[t * rows + r] * want[t * rows + r];
+            }
+        const double e = sqrt(num / (den > 0 ? den : 1));
+        check(e < 1e-2, "gemm_i8 %3u tokens x %5llux%-5llu g%-5u rel L2 %.2e, tol 1e-2", nt,
+              (unsigned long long)rows, (unsigned long long)cols, w.group_size, e);
+        weight_release(&w);
+        MUST(cllm_cuda_release(g_mem, xd));
+        MUST(cllm_cuda_release(g_mem, yd));
+        MUST(cllm_cuda_release(g_mem, scratch));
+        host_weight_free(&h);
+        free(x), free(y), free(want);
     }
 }
 
@@ -1446,6 +1494,7 @@ int main(int argc, char **argv) {
         MUST(cllm_cuda_release(g_mem, st_dev));
         fused_cases();
         cols_job_cases();
+        gemm_i8_cases();
         printf("%s", g_summary);
         check(cllm_cuda_mem_current(g_mem) == 0, "every device allocation released");
         printf("checks: %d passed, %d failed\n", g_passed, g_failed);
@@ -1526,6 +1575,7 @@ int main(int argc, char **argv) {
     void *blas;
     MUST(cllm_cuda_blas_create(&blas));
     gemm_cases(blas);
+    gemm_i8_cases();
     cllm_cuda_blas_destroy(blas);
 
     MUST(cllm_cuda_release(g_mem, st_dev));
