@@ -153,7 +153,7 @@ stage_serve() {
         python3 -c "import http.client as h; c=h.HTTPConnection('127.0.0.1',$port,timeout=2); c.request('GET','/health'); exit(c.getresponse().status!=200)" 2>/dev/null && break
         sleep 1
     done
-    python3 bench/serve_load.py $port 32 128 2 0 2>&1 | tee "$res/serve-load.txt"
+    python3 bench/serve_load.py $port 32 128 3 0 2>&1 | tee "$res/serve-load.txt"
     kill -TERM $pid; wait $pid || true
     grep -c " 200 " "$res/serve.log" || true
 }
