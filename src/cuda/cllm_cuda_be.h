@@ -16,6 +16,7 @@ extern "C" {
 #define BE_BATCH 256                     // tokens per step of a long call (the table's batch)
 #define BE_MATVEC_MAX_N 4                // steps of at most this many tokens use matvecs
 #define BE_COLS_MAX_N 8                  // int8 steps of at most this many: column launches
+#define BE_GEMM_I8_MAX_N 64              // int8 GEMM on the tensor cores up to here (PERF.md 8d)
 #define BE_LOGIT_ROWS 32                 // classifier row chunks: tokens per GEMM (ychunk size)
 #define BE_GEMM_W_CAP (64ull << 20)      // int8 GEMM: bf16 copy of at most this many bytes of W
 #define BE_BLAS_WS (32ull << 20)         // cuBLAS workspace (set explicitly: no lazy allocation)

@@ -356,7 +356,9 @@ static uint32_t gemm_tokens(const be_dev *d, const cllm_cuda_weight *part, uint3
 static cllm_status gemm_rows(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
                              float *y, uint64_t ldy) {
     RETURN_IF(!d->blas, CLLM_ERR_DEVICE, "cuda: GEMM without a cuBLAS handle");  // a bug
-    if (cllm_cuda_gemm_i8_ok(w)) {  // int8 on the tensor cores: no bf16 copy of W, y pitch as is
+    // int8 steps of up to BE_GEMM_I8_MAX_N tokens on the tensor cores (no bf16 copy of W, y at its
+    // pitch); longer ones read W once per 32 tokens there, and the dequantising cuBLAS path wins.
+    if (n <= BE_GEMM_I8_MAX_N && cllm_cuda_gemm_i8_ok(w)) {
         uint32_t nb = (uint32_t)(d->gemm_scratch_bytes / (w->cols * 2));
         nb = nb < n ? nb : n;
         RETURN_IF(nb == 0, CLLM_ERR_DEVICE, "cuda: GEMM scratch of %zu bytes", d->gemm_scratch_bytes);
