@@ -35,6 +35,10 @@
 #define BE_MAX_BUFFERS 32  // engine buffers tracked for the graph check
 
 #define BE_GRAPH_MAX_N 64  // steps of 1..64 tokens that each want their logits: one graph each
+// A size's graph is captured at its BE_GRAPH_AFTER-th step: a server whose batch grows one sequence
+// at a time (each size seen once or twice) captures nothing until a size repeats (each capture with
+// its check costs ~0.1 s: 32 sizes made the first round of a 32-client load 4-5x slower).
+#define BE_GRAPH_AFTER 3
 
 // A step graph (one per token count).
 struct be_graph {
@@ -44,6 +48,7 @@ struct be_graph {
     // graph with it differed from direct launches).
     int pdl;
     int checked;                 // the first replay was compared with direct launches
+    int seen;                    // steps of this size so far (captured from the BE_GRAPH_AFTER-th)
 };
 
 struct be_dev {
@@ -692,7 +697,9 @@ static be_graph *graph_of(be_dev *d, const cllm_step *st) {
         return NULL;
     for (size_t i = 0; i < st->n_out; i++)
         if (st->out_tok[i] != i) return NULL;
-    return &d->graphs[st->n_tok];
+    be_graph *gr = &d->graphs[st->n_tok];
+    if (gr->seen < BE_GRAPH_AFTER) gr->seen++;
+    return gr->seen >= BE_GRAPH_AFTER ? gr : NULL;
 }
 
 static cllm_status step_run(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
