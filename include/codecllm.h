@@ -565,9 +565,10 @@ size_t cllm_engine_n_past(const cllm_engine *e);
 //   CUDA: a call's tokens run in passes of up to 256; passes of at most 4 tokens use fp32
 //        matvecs and split attention, int8 passes of up to 8 tokens the same matvecs (one
 //        token's result the same as alone) with the other attention kernel; longer ones (bf16/f16
-//        from 5 tokens) cuBLAS GEMMs in the weights' precision
-//        (activations rounded to bf16/f16, int8 through a bf16 copy of W; fp32 accumulation)
-//        and another attention kernel. So logits depend on how a
+//        from 5 tokens) GEMMs in the weights' precision, with activations rounded to bf16/f16
+//        and fp32 sums: cuBLAS, and for int8 a tensor-core GEMM on the exact int8 values up to
+//        64 tokens, cuBLAS on a bf16 copy of W above; and another attention kernel. So logits
+//        depend on how a
 //        sequence is split into calls (prefill in one call vs token by token differ within
 //        bf16 rounding); a lossless container gives the raw one's bits in raw mode, other modes
 //        agree within rounding. Results differ from the CPU's within a tolerance (fast exp,
