@@ -541,6 +541,9 @@ typedef struct checked_prov {
     int64_t last;      // layer * CLLM_LAYER_N_GROUPS + group of the last acquire (-1: none yet)
     int rows;          // a global range is acquired
     uint64_t acquires, releases;
+    uint32_t ann[256]; // embedding rows announced by prepare_rows, then acquired in this order
+    size_t n_ann, next_ann;
+    uint64_t prepares, embed_rows;  // prepare_rows calls; single embedding rows acquired
 } checked_prov;
 
 static const cllm_provider_ops *inner_stream(void) {
@@ -556,6 +559,9 @@ static cllm_status cp_create(void *be, const cllm_weights *w, void **prov) {
 static void cp_free(void *prov) {
     checked_prov *p = prov;
     assert_int_equal(p->acquires, p->releases);
+    // Rows fetched one at a time were announced first (all of them, in order).
+    if (p->embed_rows) assert_true(p->prepares > 0);
+    assert_int_equal(p->next_ann, p->n_ann);
     p->inner->free(p->st);
     free(p);
 }
@@ -594,6 +600,11 @@ static cllm_status cp_rows(void *prov, cllm_global_tensor g, uint64_t r0, uint64
     assert_true(r1 > r0 && (r1 - r0 == 1 || (r0 % max == 0 && r1 - r0 <= max)));
     p->rows = 1;
     p->acquires++;
+    if (g == CLLM_GLOBAL_EMBED && r1 - r0 == 1) {  // one row at a time: announced first
+        p->embed_rows++;
+        assert_true(p->next_ann < p->n_ann);
+        assert_int_equal(r0, p->ann[p->next_ann++]);
+    }
     return p->inner->acquire_rows(p->st, g, r0, r1, out);
 }
 static void cp_release_rows(void *prov, cllm_global_tensor g) {
@@ -607,9 +618,22 @@ static void cp_stats(const void *prov, cllm_engine_stats *out) {
     const checked_prov *p = prov;
     p->inner->stats(p->st, out);
 }
+// The rows of a step's tokens, announced before they are acquired one at a time; the previous
+// step's announcement is used up.
+static cllm_status cp_prepare_rows(void *prov, cllm_global_tensor g, const uint32_t *rows,
+                                   size_t n) {
+    checked_prov *p = prov;
+    assert_int_equal(g, CLLM_GLOBAL_EMBED);
+    assert_int_equal(p->next_ann, p->n_ann);
+    assert_true(n >= 1 && n <= sizeof p->ann / sizeof p->ann[0]);
+    memcpy(p->ann, rows, n * sizeof *rows);
+    p->n_ann = n, p->next_ann = 0;
+    p->prepares++;
+    return CLLM_OK;  // the inner provider has nothing to ready
+}
 static const cllm_provider_ops checked_ops = {
     "checked", cp_create, cp_free, cp_group, cp_release_group, cp_max_rows, cp_rows,
-    cp_release_rows, cp_stats, NULL,
+    cp_release_rows, cp_stats, cp_prepare_rows,
 };
 static const cllm_provider_ops *checked_provider(cllm_weights_mode mode) {
     return mode == CLLM_WEIGHTS_STREAM ? &checked_ops : NULL;
