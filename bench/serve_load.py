@@ -2,9 +2,10 @@
 """N concurrent clients against `codecllm serve` (python3's standard library only): each sends one
 /v1/completions request with its own prompt of about P tokens and max_tokens G at the same time;
 prints the aggregate completion tokens/s over the wall time (prefill included) and per client.
-Compare with `codecllm bench -b N -p P -n G`: its N*G/(T_PP+T_TG).
+Compare with `codecllm bench -b N -p P -n G`: its N*G/(T_PP+T_TG). STREAM 1: each client asks
+for server-sent events ("stream": true) and reads them as they come (the usage comes with the last).
 
-    python3 bench/serve_load.py PORT N [G] [REPS] [TEMPERATURE]
+    python3 bench/serve_load.py PORT N [G] [REPS] [TEMPERATURE] [STREAM]
 """
 import http.client
 import json
@@ -16,6 +17,7 @@ port, n = int(sys.argv[1]), int(sys.argv[2])
 gen = int(sys.argv[3]) if len(sys.argv) > 3 else 64
 reps = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 temp = float(sys.argv[5]) if len(sys.argv) > 5 else 0.8
+stream = len(sys.argv) > 6 and sys.argv[6] == "1"
 WORDS = "the a little cat dog house river tree sun moon boy girl ran saw big red old happy".split()
 
 
@@ -26,12 +28,26 @@ def prompt(i):
 
 def one(i, out):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    body = {"prompt": prompt(i), "max_tokens": gen, "temperature": temp, "seed": i}
+    body = {"prompt": prompt(i), "max_tokens": gen, "temperature": temp, "seed": i,
+            "stream": stream}
     t0 = time.time()
     c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()
-    o = json.loads(r.read())
-    out[i] = (o["usage"]["prompt_tokens"], o["usage"]["completion_tokens"], time.time() - t0)
+    if r.status != 200:
+        raise SystemExit(f"client {i}: HTTP {r.status}: {r.read()[:200]!r}")
+    if not stream:
+        usage = json.loads(r.read())["usage"]
+    else:
+        usage, events = None, 0
+        for line in r:  # one event per "data: " line; [DONE] ends the stream
+            line = line.strip()
+            if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                continue
+            events += 1
+            usage = json.loads(line[6:]).get("usage") or usage
+        if usage is None:
+            raise SystemExit(f"client {i}: no usage in {events} events")
+    out[i] = (usage["prompt_tokens"], usage["completion_tokens"], time.time() - t0)
 
 
 for rep in range(reps):

@@ -5,7 +5,8 @@
 #                                (default: lossless int8)
 #   scripts/gpu-bench.sh bench   codecllm bench on both containers (raw, device, stream, --vram)
 #   scripts/gpu-bench.sh batch   bench -b 1,8,32,64 (raw BF16 and int8) and stream int8 -b 1,64
-#   scripts/gpu-bench.sh serve   serve --parallel 32 with 32 concurrent clients vs bench -b 32
+#   scripts/gpu-bench.sh serve   serve --parallel 32 with 32 concurrent clients (whole answers,
+#                                then streaming) vs bench -b 32
 #   scripts/gpu-bench.sh session check + model + bench (raw, fused, device, stream) + batch in one
 #                                call, going on past a failing step (reported as FAILED)
 #   scripts/gpu-bench.sh peers   transformers and accelerate cpu_offload on the same model
@@ -154,6 +155,8 @@ stage_serve() {
         sleep 1
     done
     python3 bench/serve_load.py $port 32 128 3 0 2>&1 | tee "$res/serve-load.txt"
+    echo "streaming clients:" | tee -a "$res/serve-load.txt"  # the target: streaming
+    python3 bench/serve_load.py $port 32 128 3 0 1 2>&1 | tee -a "$res/serve-load.txt"
     kill -TERM $pid; wait $pid || true
     grep -c " 200 " "$res/serve.log" || true
 }
