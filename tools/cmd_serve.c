@@ -384,6 +384,45 @@ static struct MHD_Daemon *start_daemon(serve_srv *s, const serve_args *a) {
     return d;
 }
 
+// Runs the step shapes a server meets most before the first request: a prompt in every slot, then
+// three decode steps of all slots and three of one (a backend that keeps state per step shape,
+// such as the CUDA graphs made at a shape's third step, has it ready), then forgets them all.
+// Without it the first requests pay for kernel loading and graph capture.
+static int warm_up(serve_srv *s) {
+    const double t0 = cllm_now_seconds_cli();
+    const uint32_t n = (uint32_t)s->n_par, vocab = cllm_engine_config(s->e)->vocab_size;
+    enum { PROMPT = 8, STEPS = 3 };
+    if (s->m.ctx < PROMPT + 2 * STEPS) return CLI_EXIT_OK;
+    float *logits = malloc((size_t)n * vocab * sizeof *logits);
+    cllm_batch_item *it = calloc(n, sizeof *it);
+    int32_t *ids = malloc((size_t)n * PROMPT * sizeof *ids);
+    cllm_status st = logits && it && ids ? CLLM_OK : CLLM_ERR_NOMEM;
+    for (uint32_t i = 0; i < n && st == CLLM_OK; i++) {
+        for (int k = 0; k < PROMPT; k++) ids[(size_t)i * PROMPT + k] = (int32_t)((i + 7u * k) % vocab);
+        it[i] = (cllm_batch_item){.seq = i, .tokens = ids + (size_t)i * PROMPT, .n = PROMPT,
+                                  .pos = 0, .want_logits = 1};
+    }
+    if (st == CLLM_OK) st = cllm_engine_forward_batch(s->e, it, n, logits, (size_t)n * vocab);
+    for (int k = 0; k < 2 * STEPS && st == CLLM_OK; k++) {
+        const uint32_t m = k < STEPS ? n : 1;
+        for (uint32_t i = 0; i < m; i++) {
+            it[i].n = 1;
+            it[i].pos = cllm_engine_seq_n_past(s->e, i);
+        }
+        st = cllm_engine_forward_batch(s->e, it, m, logits, (size_t)n * vocab);
+    }
+    for (uint32_t i = 0; i < n; i++) cllm_engine_seq_reset(s->e, i);
+    free(logits);
+    free(it);
+    free(ids);
+    if (st != CLLM_OK) {
+        fprintf(stderr, "codecllm serve: error: warm-up: %s\n", cllm_last_error());
+        return CLI_EXIT_FAIL;
+    }
+    fprintf(stderr, "codecllm serve: warm-up in %.2f s\n", cllm_now_seconds_cli() - t0);
+    return CLI_EXIT_OK;
+}
+
 // Serves until SIGINT or SIGTERM (blocked in every thread, taken here by sigwait).
 static int serve_loop(serve_srv *s, const serve_args *a) {
     sigset_t set;
@@ -433,6 +472,7 @@ int cmd_serve(int argc, char **argv) {
     rc = cli_container_tokenizer("serve", a.model, c, "serve needs one", &tok);
     char *def_system = NULL;
     if (rc == CLI_EXIT_OK) model_setup(&s, &a, tok, &def_system);
+    if (rc == CLI_EXIT_OK) rc = warm_up(&s);
     if (rc == CLI_EXIT_OK) rc = serve_loop(&s, &a);
     if (rc == CLI_EXIT_OK && a.eng.verbose) cli_engine_report(s.e, 1);
     free(def_system);
