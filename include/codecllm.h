@@ -623,8 +623,9 @@ void cllm_engine_seq_reset(cllm_engine *e, uint32_t seq);
 //        in the weights' precision (see cllm_engine_forward), so a sequence's
 //        logits may depend on the batch composition (how many tokens share its step) within
 //        bf16 rounding; greedy tokens may then differ from a lone run's where two logits nearly
-//        tie. (Weights in compute code, the fused mode, always take the matvecs, but attention
-//        too has a kernel for steps of at most 4 tokens and another for longer ones.)
+//        tie. (Weights in compute code, the fused mode, take the paths of their raw kind:
+//        the fused matvecs where raw weights take matvecs, the GEMM on the matrix unpacked from
+//        its compute code for longer steps; fused and raw modes give the same bits.)
 // @return CLLM_OK, ARG (seq >= n_seq, a sequence twice in one call, no tokens, token id outside
 //         the vocabulary, pos > that sequence's n_past, positions beyond the context, small
 //         logits buffer: the message names the item), CORRUPT, DEVICE.

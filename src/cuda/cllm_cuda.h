@@ -224,6 +224,14 @@ cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cud
 cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev, uint64_t ldx,
                                   uint32_t n, float *y_dev, uint64_t ldy, void *stream);
 
+// Compute code back to raw weights: w (CC_BF16, CC_INT8) decoded into dst (16-byte aligned, at
+// least cllm_cuda_ccode_unpack_bytes(w) bytes: rows x cols bf16 or int8), bit for bit the matrix
+// it was made from; *out = the raw view of dst (INT8 keeps w's scales, inside w's buffer). One
+// launch on `stream`. Steps too long for the fused matvecs (prefill) give the GEMM this.
+size_t cllm_cuda_ccode_unpack_bytes(const cllm_cuda_weight *w);
+cllm_status cllm_cuda_ccode_unpack(const cllm_cuda_weight *w, void *dst, size_t dst_bytes,
+                                   cllm_cuda_weight *out, void *stream);
+
 // The column launch for a whole job (batched decode's q/k/v, Wo and Wdown into the residual,
 // gate/up + SwiGLU): for c < n <= CLLM_CUDA_MATVEC_COLS and x_c = x + c * ldx,
 //   CLLM_CUDA_COLS_SET     y[i][c * ldy[i] + r]  = (W_i x_c)[r]     (n_w matrices of one width)

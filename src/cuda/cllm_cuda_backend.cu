@@ -439,6 +439,14 @@ static cllm_status load_weights(be_state *s) {
     }
     if (s->plan.bytes.load_tmp) (void)cllm_cuda_release(s->mem, tmp);
     TRY(st);
+    if (s->mode == CLLM_WEIGHTS_FUSED && s->batch > BE_MATVEC_MAX_N) {
+        for (size_t j = 0; j < s->plan.n_mats; j++) {
+            const cllm_cuda_weight k = be_kw(&s->plan.mats[j].view);
+            const uint64_t b = cllm_cuda_ccode_unpack_bytes(&k);
+            s->sched.unpack_bytes = b > s->sched.unpack_bytes ? b : s->sched.unpack_bytes;
+        }
+        if (s->sched.unpack_bytes) TRY(DALLOC(s, s->sched.unpack_bytes, &s->sched.unpack));
+    }
     TRY(load_embedding(s));
     TRY(pin_streamed(s));
     const int tied = s->w->classifier == &s->w->embed;

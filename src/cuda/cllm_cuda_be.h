@@ -163,6 +163,10 @@ struct be_sched {
     int n_fused, n_fused_raw;
     uint64_t fused_bytes, fused_weights;
     double fuse_s;
+    // FUSED mode, steps longer than the fused matvecs take: one matrix's compute code unpacked
+    // for the GEMM (the largest matrix's raw bytes).
+    void *unpack;
+    uint64_t unpack_bytes;
 };
 
 // The pipeline at run time (cllm_cuda_backend.cu): events, and the host side of one step.

@@ -190,14 +190,14 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k] = 0.f;
-    uint4 a[NR][4];
-    auto load = [&](uint32_t v) {
+    using batch = uint4[NR][4];
+    auto load = [&](batch &a, uint32_t v) {
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
             for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + 32 * u);
     };
-    auto fold = [&](uint32_t v) {
+    auto fold = [&](const batch &a, uint32_t v) {
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
@@ -207,18 +207,20 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                 sum[k] = __fadd_rn(sum[k], KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d);
             }
     };
+    auto full = [&](uint32_t v) { return v + 96 < nvec; };
     uint32_t v = lane;
-    if (pre && v + 96 < nvec) {  // the first batch in flight across the wait
-        load(v);
+    batch a;
+    if (pre && full(v)) {  // the first batch in flight across the wait
+        load(a, v);
         pdl_wait();
-        fold(v);
+        fold(a, v);
         v += 128;
     } else {
         pdl_wait();
     }
-    for (; v + 96 < nvec; v += 128) {
-        load(v);
-        fold(v);
+    for (; full(v); v += 128) {
+        load(a, v);
+        fold(a, v);
     }
     for (; v < nvec; v += 32)
 #pragma unroll
@@ -283,25 +285,41 @@ static __device__ __forceinline__ void cc16_decode(uint2 b, uint32_t c, const ui
     }
 }
 
-// This lane's 8 addends for group g of a row (entries [g0, g1) of exc): warp-uniform.
+// This lane's 8 addends for group g of a row, whose entries are [g0, g1) of exc (row-relative):
+// warp-uniform. Entries e0 .. e0 + 31 were read ahead, entry e0 + lane into ent (valid where
+// e0 + lane lies below the end of the entries read ahead, which is at least g1); any entry of
+// the group beyond those is read here.
 static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
-                                                    uint32_t g1, uint32_t lane, uint32_t (&q)[8]) {
+                                                    uint32_t g1, uint32_t e0, uint32_t ent,
+                                                    uint32_t lane, uint32_t (&q)[8]) {
     const uint32_t b23 = rw.base << 23;
     if (g1 == g0) {
 #pragma unroll
         for (int p = 0; p < 8; p++) q[p] = b23;
         return;
     }
+    const bool own = e0 + lane >= g0 && e0 + lane < g1;
+    const uint32_t far = max(g0, e0 + 32);
     __syncwarp();  // the previous group's restores are done
-    for (uint32_t e = g0 + lane; e < g1; e += 32) {
-        const uint32_t ent = __ldg(rw.exc + e);
-        qw[ent & 255u] = (rw.base ^ (ent >> 8)) << 23;
+    if (own) qw[ent & 255u] = (rw.base ^ (ent >> 8)) << 23;
+    for (uint32_t e = far + lane; e < g1; e += 32) {
+        const uint32_t en = __ldg(rw.exc + e);
+        qw[en & 255u] = (rw.base ^ (en >> 8)) << 23;
     }
     __syncwarp();
     const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
     q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
     __syncwarp();
-    for (uint32_t e = g0 + lane; e < g1; e += 32) qw[__ldg(rw.exc + e) & 255u] = b23;
+    if (own) qw[ent & 255u] = b23;
+    for (uint32_t e = far + lane; e < g1; e += 32) qw[__ldg(rw.exc + e) & 255u] = b23;
+}
+
+// cc16_addends for one group whose entries were not read ahead.
+static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32_t *qw, uint32_t g,
+                                                      uint32_t lane, uint32_t (&q)[8]) {
+    const uint32_t g0 = __ldg(rw.goff + g), g1 = __ldg(rw.goff + g + 1);
+    const uint32_t ent = g0 + lane < g1 ? __ldg(rw.exc + g0 + lane) : 0u;
+    cc16_addends(rw, qw, g0, g1, g0, ent, lane, q);
 }
 
 // The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16>. qs: this
@@ -318,24 +336,41 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
         sum[t] = 0.f;
     }
     __syncwarp();
-    uint2 b[NR][4];
-    uint32_t c[NR][4], g[NR][4][2];
-    auto load = [&](uint32_t k0, uint32_t n, bool guard) {
+    // The group offsets in a window held one per lane (lane i: goff[kb + i]), read by shuffles:
+    // a batch's exception entries are read with its weights, in the same round trip.
+    const uint32_t nsteps = (nvec + 31) / 32, nfull = nvec / 32;
+    uint32_t gw[NR], kb = 0;
+    auto window = [&](uint32_t k) {
+        kb = k;
+#pragma unroll
+        for (int t = 0; t < NR; t++) gw[t] = __ldg(rw[t].goff + min(k + lane, nsteps));
+    };
+    struct batch {
+        uint2 b[NR][4];
+        uint32_t c[NR][4], g[NR][5], ent[NR];
+    };
+    auto load = [&](batch &a, uint32_t k0, uint32_t n, bool guard) {
+        if (k0 + n - kb > 31) window(k0);
+#pragma unroll
+        for (int t = 0; t < NR; t++) {
+#pragma unroll
+            for (uint32_t u = 0; u < 5; u++)
+                if (u <= n) a.g[t][u] = __shfl_sync(0xffffffffu, gw[t], k0 + u - kb);
+            a.ent[t] = lane < a.g[t][n] - a.g[t][0] ? __ldg(rw[t].exc + a.g[t][0] + lane) : 0u;
+        }
 #pragma unroll
         for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
-            const uint32_t k = k0 + u, v = lane + 32 * k;
+            const uint32_t v = lane + 32 * (k0 + u);
 #pragma unroll
-            for (int t = 0; t < NR; t++) {
+            for (int t = 0; t < NR; t++)
                 if (!guard || v < nvec) {
-                    b[t][u] = __ldg(rw[t].bytes + v);
-                    c[t][u] = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
+                    a.b[t][u] = __ldg(rw[t].bytes + v);
+                    a.c[t][u] = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
                 }
-                g[t][u][0] = __ldg(rw[t].goff + k), g[t][u][1] = __ldg(rw[t].goff + k + 1);
-            }
         }
     };
-    auto fold = [&](uint32_t k0, uint32_t n, bool guard) {
+    auto fold = [&](const batch &a, uint32_t k0, uint32_t n, bool guard) {
 #pragma unroll
         for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
@@ -346,32 +381,35 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
-                cc16_addends(rw[t], (uint32_t *)qs[t], g[t][u][0], g[t][u][1], lane, q);
+                cc16_addends(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1], a.g[t][0],
+                             a.ent[t], lane, q);
                 if (act) {
                     float w[8];
-                    cc16_decode(b[t][u], c[t][u], q, w);
+                    cc16_decode(a.b[t][u], a.c[t][u], q, w);
                     sum[t] = __fadd_rn(sum[t], dot8f(w, xa, xb));
                 }
             }
         }
     };
-    const uint32_t nsteps = (nvec + 31) / 32, nfull = nvec / 32;
     uint32_t k = 0;
+    batch a;
     if (pre && nfull >= 4) {  // the first batch in flight across the wait
-        load(0, 4, false);
+        window(0);
+        load(a, 0, 4, false);
         pdl_wait();
-        fold(0, 4, false);
+        fold(a, 0, 4, false);
         k = 4;
     } else {
         pdl_wait();
+        window(0);
     }
     for (; k + 4 <= nfull; k += 4) {
-        load(k, 4, false);
-        fold(k, 4, false);
+        load(a, k, 4, false);
+        fold(a, k, 4, false);
     }
     for (; k < nsteps; k++) {
-        load(k, 1, true);
-        fold(k, 1, true);
+        load(a, k, 1, true);
+        fold(a, k, 1, true);
     }
 }
 
@@ -470,7 +508,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
                 if (act)
                     b = __ldg(rw[t].bytes + v),
                     cw = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
-                cc16_addends(rw[t], qw[t], __ldg(rw[t].goff + k), __ldg(rw[t].goff + k + 1), lane, q);
+                cc16_addends_1(rw[t], qw[t], k, lane, q);
                 cc16_decode(b, cw, q, w[t]);
             } else if (act) {
                 const uint4 a = __ldg(row[t] + v);
@@ -661,6 +699,78 @@ static __device__ __forceinline__ void cc8_patch(const uint32_t *exc, uint32_t e
     wb.x |= pb.x, wb.y |= pb.y, wb.z |= pb.z, wb.w |= pb.w;
     __syncwarp();
     for (uint32_t e = e0 + lane; e < e1; e += 32) pw[slot(exc[e])] = 0;
+}
+
+// ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
+//
+// cc16: one warp per (row, group of 256 weights), the fused kernel's decode and exception patch;
+// each weight's fp32 value is a bf16 value, so its top 16 bits are the weight. cc8: one warp per
+// (16-row tile, 64-column chunk), the fused kernel's fragment and patch; lane (g, q) holds rows g
+// and g + 8 at columns 16q .. 16q + 15 of the chunk, as the raw int8 kernel loads them.
+struct cc_unpack_args {
+    cllm_cuda_weight w;
+    uint64_t off[CLLM_CCODE_MAX_SECTIONS];
+    uint64_t n_units;  // warps with work: rows x groups (cc16), tiles x chunks (cc8)
+    void *dst;
+};
+
+static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const cc_unpack_args a) {
+    __shared__ uint4 qs[MV_WARPS][64];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+    const uint64_t unit = (uint64_t)blockIdx.x * MV_WARPS + warp;
+    if (unit >= a.n_units) return;
+    const uint64_t cols = a.w.cols, nvec = cols / 8, ng = (nvec + 31) / 32;
+    const uint64_t r = unit / ng;
+    const uint32_t g = (uint32_t)(unit % ng);
+    const uint8_t *b = (const uint8_t *)a.w.data;
+    cc16_row rw;
+    rw.bytes = (const uint2 *)(b + a.off[CLLM_CC16_S_BYTES]) + r * nvec;
+    rw.lo = (const uint16_t *)(b + a.off[CLLM_CC16_S_CODELO]) + r * nvec;
+    rw.hi = b + a.off[CLLM_CC16_S_CODEHI] + r * nvec;
+    rw.goff = (const uint16_t *)(b + a.off[CLLM_CC16_S_GOFF]) + r * (ng + 1);
+    rw.exc = (const uint16_t *)(b + a.off[CLLM_CC16_S_EXC]) +
+             __ldg((const uint32_t *)(b + a.off[CLLM_CC16_S_ROWEXC]) + r);
+    rw.base = __ldg(b + a.off[CLLM_CC16_S_BASE] + r);
+    const uint32_t b23 = rw.base << 23;
+    qs[warp][2 * lane] = qs[warp][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+    __syncwarp();
+    const uint64_t v = 32ull * g + lane;
+    uint2 by = make_uint2(0, 0);
+    uint32_t c = 0;
+    if (v < nvec) by = __ldg(rw.bytes + v), c = __ldg(rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
+    uint32_t q[8];
+    cc16_addends_1(rw, (uint32_t *)qs[warp], g, lane, q);
+    if (v >= nvec) return;
+    float w[8];
+    cc16_decode(by, c, q, w);
+    uint32_t o[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        o[k] = __float_as_uint(w[2 * k]) >> 16 | (__float_as_uint(w[2 * k + 1]) & 0xffff0000u);
+    ((uint4 *)a.dst)[r * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const cc_unpack_args a) {
+    __shared__ uint4 pws[MV_WARPS][64];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint64_t blk = (uint64_t)blockIdx.x * MV_WARPS + warp;
+    if (blk >= a.n_units) return;
+    const uint64_t rows = a.w.rows, cols = a.w.cols, nch = cols / MV8_COLS;
+    const uint64_t tile = blk / nch, ch = blk % nch;
+    const uint8_t *b = (const uint8_t *)a.w.data;
+    pws[warp][2 * lane] = pws[warp][2 * lane + 1] = make_uint4(0, 0, 0, 0);
+    const uint4 n = __ldg((const uint4 *)(b + a.off[CLLM_CC8_S_NIB] + blk * 512) + lane);
+    const uint2 h = __ldg((const uint2 *)(b + a.off[CLLM_CC8_S_HI] + blk * 256) + lane);
+    uint4 wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
+    const uint32_t *eo = (const uint32_t *)(b + a.off[CLLM_CC8_S_EOFF]) + blk;
+    const uint32_t e0 = __ldg(eo), e1 = __ldg(eo + 1);
+    if (e1 > e0)
+        cc8_patch((const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]), e0, e1, (uint32_t *)pws[warp], lane,
+                  wa, wb);
+    const uint64_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q;
+    int8_t *dst = (int8_t *)a.dst;
+    if (r < rows) *(uint4 *)(dst + r * cols + col) = wa;
+    if (r + 8 < rows) *(uint4 *)(dst + (r + 8) * cols + col) = wb;
 }
 
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
@@ -1190,6 +1300,47 @@ static cudaError_t mv8_cols_launch(uint32_t n, const mv_job &m, const uint4 *fra
     if (n <= 4)
         return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 2>, grid, block, 0, s, 0u, m, frag, csc, n);
     return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4>, grid, block, 0, s, 0u, m, frag, csc, n);
+}
+
+extern "C" size_t cllm_cuda_ccode_unpack_bytes(const cllm_cuda_weight *w) {
+    if (!w || (w->kind != CLLM_CUDA_W_CC_BF16 && w->kind != CLLM_CUDA_W_CC_INT8)) return 0;
+    return (size_t)(w->rows * w->cols) * (w->kind == CLLM_CUDA_W_CC_BF16 ? 2 : 1);
+}
+
+extern "C" cllm_status cllm_cuda_ccode_unpack(const cllm_cuda_weight *w, void *dst,
+                                              size_t dst_bytes, cllm_cuda_weight *out,
+                                              void *stream) {
+    static const char *who = "cllm_cuda_ccode_unpack";
+    TRY(check_weight(w, who));
+    RETURN_IF(!is_ccode(w->kind), CLLM_ERR_ARG, "%s: weight kind %u is not compute code", who,
+              w->kind);
+    RETURN_IF(!out || !dst || (uintptr_t)dst % 16 || dst_bytes < cllm_cuda_ccode_unpack_bytes(w),
+              CLLM_ERR_ARG, "%s: destination of %zu bytes at %p for %llu x %llu", who, dst_bytes,
+              dst, (unsigned long long)w->rows, (unsigned long long)w->cols);
+    const bool b16 = w->kind == CLLM_CUDA_W_CC_BF16;
+    RETURN_IF(b16 ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
+              "%s: compute code of %llu columns", who, (unsigned long long)w->cols);
+    const cllm_ccode_info in = {b16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
+                                b16 ? 0u : w->group_size, w->rows, w->cols, 0};
+    cllm_ccode_layout lay;
+    RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
+    cc_unpack_args a = {};
+    a.w = *w;
+    for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) a.off[k] = lay.off[k];
+    a.n_units = b16 ? w->rows * ((w->cols / 8 + 31) / 32) : (w->rows + 15) / 16 * (w->cols / MV8_COLS);
+    a.dst = dst;
+    const uint64_t blocks = (a.n_units + MV_WARPS - 1) / MV_WARPS;
+    RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
+              (unsigned long long)blocks);
+    cudaStream_t s = CLLM_STREAM(stream);
+    if (b16) cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    else cc8_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    CLLM_CUDA_CHECK_LAUNCH_EX(cudaGetLastError(), who);
+    *out = *w;
+    out->data = dst;
+    out->kind = b16 ? CLLM_CUDA_W_BF16 : CLLM_CUDA_W_INT8;  // int8: w's scales, in its buffer
+    if (b16) out->scales = nullptr, out->group_size = 0;
+    return CLLM_OK;
 }
 
 extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {

@@ -5,10 +5,11 @@
 // Matrix products: steps of at most BE_MATVEC_MAX_N tokens run the fp32 matvec kernels (q/k/v
 // as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual), as
 // column launches where the kind has them (weights read once per step; each token bit-identical
-// to its one-token launch); int8 takes column launches up to BE_COLS_MAX_N tokens, and the
-// lossless compute code (no GEMM) at any size.
+// to its one-token launch); int8 takes column launches up to BE_COLS_MAX_N tokens.
 // Larger steps run cuBLAS GEMMs (bf16 inputs, fp32 output). Results therefore depend on how a
-// sequence is split into steps (include/codecllm.h states it).
+// sequence is split into steps (include/codecllm.h states it). Compute code (fused mode) takes
+// the fused matvecs where its raw kind takes matvecs, and for longer steps the GEMM on the matrix
+// unpacked into one buffer (cllm_cuda_ccode_unpack): fused mode gives raw mode's bits.
 //
 // Steps. The positions and KV slots of a step's tokens live in device memory (ctl_dev, uploaded
 // by `step`), so the kernels do not depend on them, and a step of n <= BE_GRAPH_MAX_N tokens that
@@ -402,6 +403,23 @@ static int is_ccode(uint32_t kind) {
     return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8;
 }
 
+// Most tokens a compute-code matrix takes through the fused matvec kernels: as many as its raw
+// kind's matvecs take (int8: 8, bf16: 4), so that the fused mode's results equal the raw mode's
+// bit for bit at every step size. A longer step unpacks it for the GEMM.
+static size_t cc_matvec_max(uint32_t kind) {
+    return kind == CLLM_CUDA_W_CC_INT8 ? BE_COLS_MAX_N : BE_MATVEC_MAX_N;
+}
+
+// gemm_rows, through the unpack buffer for a compute-code matrix.
+static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
+                          float *y, uint64_t ldy) {
+    if (!is_ccode(w->kind)) return gemm_rows(d, w, x, n, y, ldy);
+    cllm_cuda_weight raw;
+    TRY(cllm_cuda_ccode_unpack(w, d->prov->sched.unpack, d->prov->sched.unpack_bytes, &raw,
+                               d->compute));
+    return gemm_rows(d, &raw, x, n, y, ldy);
+}
+
 // Steps of 2..BE_COLS_MAX_N tokens on kinds with a column kernel (cllm_cuda_matvec_cols_ok) run
 // one launch per job for up to CLLM_CUDA_MATVEC_COLS tokens: the weights are read once and each
 // token's result is bit-identical to its one-token launch. One-token steps keep the one-token
@@ -450,11 +468,12 @@ static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_w
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
-    if (n_tok <= BE_MATVEC_MAX_N || cols_step(&k, 1, n_tok) || is_ccode(k.kind))
+    if (n_tok <= BE_MATVEC_MAX_N || cols_step(&k, 1, n_tok) ||
+        (is_ccode(k.kind) && n_tok <= cc_matvec_max(k.kind)))
         return matvecs(d, &k, x, ldx, n_tok, out, ldo);
     RETURN_IF(ldx != w->cols, CLLM_ERR_ARG, "cuda matmul: input pitch %zu for %llu columns", ldx,
               (unsigned long long)w->cols);
-    return gemm_rows(d, &k, x, (uint32_t)n_tok, out, ldo);
+    return gemm_w(d, &k, x, (uint32_t)n_tok, out, ldo);
 }
 
 // q/k/v: one launch per token (or per column launch) when the kinds and widths match (small
@@ -505,10 +524,10 @@ static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w,
     }
     RETURN_IF(n_tok * k.rows > (size_t)d->batch * d->dim, CLLM_ERR_ARG,
               "cuda matmul_add: %zu x %llu outputs", n_tok, (unsigned long long)k.rows);
-    if (is_ccode(k.kind))
+    if (is_ccode(k.kind) && n_tok <= cc_matvec_max(k.kind))
         TRY(matvecs(d, &k, x, k.cols, n_tok, d->acc_tmp, k.rows));
     else
-        TRY(gemm_rows(d, &k, x, (uint32_t)n_tok, d->acc_tmp, k.rows));
+        TRY(gemm_w(d, &k, x, (uint32_t)n_tok, d->acc_tmp, k.rows));
     return cllm_cuda_add(out, d->acc_tmp, n_tok * k.rows, d->compute);
 }
 

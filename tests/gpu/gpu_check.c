@@ -1307,6 +1307,22 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
         ok &= cllm_ccode_decode(buf, bytes[i], back, h[i].bytes, sc, h[i].n_sc * 4) == CLLM_OK &&
               memcmp(back, h[i].w.data, h[i].bytes) == 0 &&
               (!h[i].n_sc || memcmp(sc, h[i].w.scales, h[i].n_sc * 4) == 0);
+        // The GPU unpack (prefill's path to the GEMM) gives the raw matrix back, bit for bit.
+        cllm_cuda_weight un;
+        const size_t ub = cllm_cuda_ccode_unpack_bytes(&cc[i]);
+        void *ud = dev_alloc(ub + 16);
+        memset(back, 0xa5, h[i].bytes);
+        const int un_ok = ub == h[i].bytes &&
+                          cllm_cuda_ccode_unpack(&cc[i], ud, ub, &un, g_stream) == CLLM_OK &&
+                          un.kind == kind && un.rows == rows && un.cols == cols &&
+                          un.scales == cc[i].scales;
+        if (un_ok) download(back, ud, ub);
+        if (!un_ok || memcmp(back, h[i].w.data, h[i].bytes) != 0) {
+            ok = 0;
+            printf("  unpack of %s %llux%llu differs from the raw matrix\n", wkind_name(kind),
+                   (unsigned long long)rows, (unsigned long long)cols);
+        }
+        MUST(cllm_cuda_release(g_mem, ud));
         free(buf), free(back), free(sc);
     }
     const int code_ok = ok;
@@ -1329,8 +1345,8 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
         snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " cols");
     }
     const double bpw = 8.0 * (double)bytes[0] / (double)(rows * cols);
-    check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, outputs bit-identical to raw (bf16: "
-          "and n = 2, 3, 8 columns)%s%s "
+    check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, unpacks and outputs bit-identical to "
+          "raw (bf16: and n = 2, 3, 8 columns)%s%s "
           "(%.3f bits/weight)", wkind_name(kind), (unsigned long long)rows,
           (unsigned long long)cols, h[0].w.group_size, specials ? " specials" : "",
           code_ok ? "exactly" : "WRONG", ok ? "" : ", differ:", bad, bpw);
