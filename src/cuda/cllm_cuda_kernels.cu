@@ -249,10 +249,11 @@ struct cc16_row {
     uint32_t base;          // exponent of code 0
 };
 
-static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t wi, uint64_t r) {
-    const uint8_t *b = (const uint8_t *)m.w[wi].data;
-    const uint64_t *off = m.cc_off[wi];
-    const uint64_t nvec = m.w[wi].cols / 8, ng = (nvec + 31) / 32;
+// Row r of a compute-code matrix w whose section offsets are off.
+static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w,
+                                                       const uint64_t *off, uint64_t r) {
+    const uint8_t *b = (const uint8_t *)w.data;
+    const uint64_t nvec = w.cols / 8, ng = (nvec + 31) / 32;
     cc16_row o;
     o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
     o.lo = (const uint16_t *)(b + off[CLLM_CC16_S_CODELO]) + r * nvec;
@@ -262,6 +263,10 @@ static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t
             __ldg((const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r);
     o.base = __ldg(b + off[CLLM_CC16_S_BASE] + r);
     return o;
+}
+
+static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t wi, uint64_t r) {
+    return cc16_row_at(m.w[wi], m.cc_off[wi], r);
 }
 
 // Byte i of w with its sign bit replicated over byte 3: bits 31..24 = sign, 23..16 = the byte.
@@ -722,15 +727,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
     const uint64_t cols = a.w.cols, nvec = cols / 8, ng = (nvec + 31) / 32;
     const uint64_t r = unit / ng;
     const uint32_t g = (uint32_t)(unit % ng);
-    const uint8_t *b = (const uint8_t *)a.w.data;
-    cc16_row rw;
-    rw.bytes = (const uint2 *)(b + a.off[CLLM_CC16_S_BYTES]) + r * nvec;
-    rw.lo = (const uint16_t *)(b + a.off[CLLM_CC16_S_CODELO]) + r * nvec;
-    rw.hi = b + a.off[CLLM_CC16_S_CODEHI] + r * nvec;
-    rw.goff = (const uint16_t *)(b + a.off[CLLM_CC16_S_GOFF]) + r * (ng + 1);
-    rw.exc = (const uint16_t *)(b + a.off[CLLM_CC16_S_EXC]) +
-             __ldg((const uint32_t *)(b + a.off[CLLM_CC16_S_ROWEXC]) + r);
-    rw.base = __ldg(b + a.off[CLLM_CC16_S_BASE] + r);
+    const cc16_row rw = cc16_row_at(a.w, a.off, r);
     const uint32_t b23 = rw.base << 23;
     qs[warp][2 * lane] = qs[warp][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
     __syncwarp();
