@@ -33,13 +33,7 @@ start_server() {
     "$BIN" serve "$M" --backend cpu --port 0 -t 2 "$@" 2> "$log" &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
-    for _ in $(seq 1 300); do
-        PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log")
-        [ -n "$PORT" ] && break
-        kill -0 "$SERVER_PID" 2> /dev/null || fail "serve did not start: $(cat "$log")"
-        sleep 0.1
-    done
-    [ -n "$PORT" ] || fail "serve did not print its port: $(cat "$log")"
+    PORT=$(wait_listening "$log" "$SERVER_PID")
     python3 - "$PORT" <<'PY' || fail "no /health from the server"
 import sys, time, urllib.request
 for _ in range(100):

@@ -44,14 +44,7 @@ done
 
 "$BIN" serve "$M" --backend cpu --port 0 -t 2 --parallel 6 --queue 64 2> "$TMP/serve.log" &
 SERVER_PID=$!
-PORT=
-for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/serve.log")
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2> /dev/null || fail "serve did not start: $(cat "$TMP/serve.log")"
-    sleep 0.1
-done
-[ -n "$PORT" ] || fail "serve did not print its port"
+PORT=$(wait_listening "$TMP/serve.log" "$SERVER_PID")
 grep -q "6 parallel" "$TMP/serve.log" || fail "the log does not say 6 parallel"
 
 # Under AddressSanitizer freed memory sits in its quarantine (256 MB), so RSS grows by design:

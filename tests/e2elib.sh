@@ -25,3 +25,17 @@ expect_fail() {
     if [ "$rc" -gt 127 ]; then fail "crashed (exit $rc): $*"; fi
     if [ ! -s "$TMP/err.txt" ]; then fail "no error message: $*"; fi
 }
+
+# wait_listening LOG PID: prints the port from serve's "listening on" line once it appears in LOG.
+# serve warms up before it listens (seconds; minutes under the sanitizers on a loaded 2-core CI
+# machine), so the bound is generous; a server that exits fails at once with its log.
+wait_listening() {
+    local log=$1 pid=$2 port=
+    for _ in $(seq 1 6000); do
+        port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$log")
+        if [ -n "$port" ]; then echo "$port"; return 0; fi
+        kill -0 "$pid" 2> /dev/null || fail "serve did not start: $(cat "$log")"
+        sleep 0.1
+    done
+    fail "serve did not print its port within 600 s: $(cat "$log")"
+}
