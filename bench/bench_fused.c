@@ -6,7 +6,8 @@
 // bf16-equivalent weights, bits/weight in VRAM, the fused/raw speed ratio, that the fused output
 // is bit-identical to the raw one, and the compute-code encode (load) time of a 7B layer.
 //
-// Usage: bench_fused          (exit 77 without a GPU or a CUDA build)
+// Usage: bench_fused [N]      the first N shapes only (default all 4; exit 77 without a GPU or a
+//                             CUDA build)
 #ifdef CLLM_HAVE_CUDA
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
@@ -288,7 +289,12 @@ static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, 
     free(bf), free(q), free(sc), free(x), free(ya), free(yb);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    const int n_shapes = argc > 1 ? atoi(argv[1]) : 4;
+    if (argc > 2 || n_shapes < 1 || n_shapes > 4) {
+        fprintf(stderr, "usage: bench_fused [N]   (N = 1..4: the first N shapes)\n");
+        return 2;
+    }
     if (cllm_cuda_device_count() == 0) {
         printf("SKIP: no CUDA device\n");
         return 77;
@@ -302,10 +308,11 @@ int main(void) {
     static const uint64_t shapes[4][3] = {{4096, 4096, 4}, {11008, 4096, 2}, {4096, 11008, 1},
                                           {32000, 4096, 0}};
     double enc[2] = {0, 0}, tok[4] = {0, 0, 0, 0};
-    for (int s = 0; s < 4; s++) bench_shape(shapes[s][0], shapes[s][1], (int)shapes[s][2], enc, tok);
-    printf("matvec time of one Llama-2-7B token (32 layers x 7 matrices + lm_head, separate launches):"
-           " raw bf16 %.3f ms, fused lossless %.3f ms (%.3fx), raw int8 %.3f ms, fused int8 %.3f ms "
-           "(%.3fx)\n", tok[0], tok[1], tok[0] / tok[1], tok[2], tok[3], tok[2] / tok[3]);
+    for (int s = 0; s < n_shapes; s++) bench_shape(shapes[s][0], shapes[s][1], (int)shapes[s][2], enc, tok);
+    if (n_shapes == 4)
+        printf("matvec time of one Llama-2-7B token (32 layers x 7 matrices + lm_head, separate launches):"
+               " raw bf16 %.3f ms, fused lossless %.3f ms (%.3fx), raw int8 %.3f ms, fused int8 %.3f "
+               "ms (%.3fx)\n", tok[0], tok[1], tok[0] / tok[1], tok[2], tok[3], tok[2] / tok[3]);
     printf("compute-code load (C encoder + upload) of one 7B layer (4 x 4096x4096, 2 x 11008x4096, "
            "4096x11008): lossless %.3f s, int8 %.3f s\n", enc[0], enc[1]);
     cllm_cuda_mem_free_all(g_mem);
