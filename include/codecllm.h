@@ -464,13 +464,16 @@ typedef enum cllm_weights_mode {
                                // decoded in device memory (the fastest; the same as RESIDENT)
     CLLM_WEIGHTS_AUTO = 4,     // CPU: resident when the decoded weights take at most half of the
                                // available RAM, else stream. GPU: raw when the decoded weights
-                               // take at most 85% of the free device memory, else device when
-                               // the compressed ones do, else stream
+                               // take at most 85% of the free device memory, else the planner
+                               // places each layer (raw, fused, device or stream: the fastest
+                               // mix its time model finds) under 85% of the free memory
     CLLM_WEIGHTS_FUSED = 5,    // (GPU backends) every layer matrix (and an untied lm_head) kept in
                                // VRAM in a compute code that the matvec kernels decode as they
                                // read it (lossless BF16 ~11.4 bits/weight, int8 ~6.5), made from
                                // the decoded weights at load; results bit-identical to raw mode.
-                               // Shapes the fused kernels do not take stay decoded
+                               // Shapes the fused kernels do not take stay decoded. With a VRAM
+                               // budget: the planner's placements without raw (fused, device,
+                               // stream)
 } cllm_weights_mode;
 
 const char *cllm_weights_mode_name(cllm_weights_mode m);
@@ -498,8 +501,9 @@ typedef struct cllm_engine_options {
     cllm_log_fn log;           // may be NULL
     void *log_user;
     // GPU backends only.
-    uint64_t vram_budget;      // > 0: plan each layer's placement (raw resident, compressed
-                               // resident or streamed) to fit this many bytes of device memory
+    uint64_t vram_budget;      // > 0: plan each layer's placement (raw resident, compute code
+                               // resident, compressed resident or streamed) to fit this many
+                               // bytes of device memory
     int device;                // CUDA device index
     int no_verify;             // 1: skip the checksum pass of cllm_engine_open (default 0: every
                                // byte of the file is checked, as cllm_container_verify does)
@@ -529,7 +533,8 @@ typedef struct cllm_engine_stats {
     double load_seconds;          // open: binding, decode tables, resident decoding
     // GPU backends (zero on the CPU).
     uint64_t device_peak_bytes;   // peak of every device allocation made through the allocator
-    uint64_t device_weight_bytes; // device bytes holding weights: raw, compressed, staging, scratch
+    uint64_t device_weight_bytes; // device bytes holding weights: raw, compute code, compressed,
+                                  // staging, scratch, compute-code unpack buffer
     double copy_seconds;          // host-to-device copies of streamed weights (copy-engine time)
     double predicted_token_seconds; // the planner's prediction for one decode token (0: none)
     const char *plan;             // one line per placement decision (NULL: none); owned by the engine

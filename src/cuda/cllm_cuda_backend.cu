@@ -2,7 +2,8 @@
 // accordingly, and the copy/decode pipeline that hands the engine each decode group in device
 // memory (acquire_group / acquire_rows) and takes it back (release_*).
 //
-// Weights. Each layer's 7 matrices and the classifier are RAW (decoded in VRAM: read in place),
+// Weights. Each layer's 7 matrices and the classifier are RAW (decoded in VRAM: read in place;
+// at level FUSED transcoded at load to compute code, which the matvecs decode as they read),
 // DEVICE (payload in VRAM) or STREAM (payload in pinned host memory). The non-RAW ones are decoded
 // in groups, one launch per group: {q,k,v}, {o}, {gate,up}, {down} of each layer, then the
 // classifier in row chunks. A group decodes into its range of the scratch ring; a STREAM group
@@ -393,9 +394,9 @@ static cllm_status load_embedding(be_state *s) {
     return CLLM_OK;
 }
 
-// FUSED mode: matrix m's decoded buffer becomes its in-VRAM compute code, which the matvec kernels
-// decode as they read it (same results as the decoded matrix). A shape the fused kernels do not
-// take stays decoded.
+// Level FUSED: matrix m's decoded buffer becomes its in-VRAM compute code, which the matvec
+// kernels decode as they read it (same results as the decoded matrix). A shape the fused kernels
+// do not take, or a matrix the code cannot hold, stays decoded.
 static cllm_status to_compute_code(be_state *s, be_mat *m) {
     const cllm_cuda_weight raw = be_kw(&m->view);
     cllm_cuda_weight cc;
@@ -405,6 +406,7 @@ static cllm_status to_compute_code(be_state *s, be_mat *m) {
     s->sched.fuse_s += cllm_now_seconds() - t0;
     if (st == CLLM_ERR_UNSUPPORTED) {
         s->sched.n_fused_raw++;
+        s->sched.fused_raw_bytes += be_mat_raw_bytes(m->w);
         be_log(s, "cuda: %s stays decoded (%s)", m->w->name, cllm_last_error());
         return CLLM_OK;
     }
@@ -427,10 +429,8 @@ static cllm_status load_weights(be_state *s) {
     for (size_t j = 0; j < s->plan.n_mats && st == CLLM_OK; j++) {
         be_mat *m = &s->plan.mats[j];
         if (m->place == BE_RAW) st = load_decoded(s, m->w, tmp, &m->view);
-        // The classifier stays decoded when it is the embedding too (the lookup reads it).
-        const int shared = j == s->plan.n_mats - 1 && s->w->classifier == &s->w->embed;
-        if (st == CLLM_OK && s->mode == CLLM_WEIGHTS_FUSED && m->place == BE_RAW && !shared)
-            st = to_compute_code(s, m);
+        // (be_mat_fusable: never the classifier when it is the embedding too: the lookup reads it.)
+        if (st == CLLM_OK && m->fused) st = to_compute_code(s, m);
         if (st != CLLM_OK) st = cllm_error_context(st, "%s", m->w->name);
     }
     if (st == CLLM_OK && be_embed_mode(s) == BE_EMBED_DECODED) {
@@ -439,7 +439,7 @@ static cllm_status load_weights(be_state *s) {
     }
     if (s->plan.bytes.load_tmp) (void)cllm_cuda_release(s->mem, tmp);
     TRY(st);
-    if (s->mode == CLLM_WEIGHTS_FUSED && s->batch > BE_MATVEC_MAX_N) {
+    if (s->sched.n_fused > 0 && s->batch > BE_MATVEC_MAX_N) {
         for (size_t j = 0; j < s->plan.n_mats; j++) {
             const cllm_cuda_weight k = be_kw(&s->plan.mats[j].view);
             const uint64_t b = cllm_cuda_ccode_unpack_bytes(&k);
@@ -756,12 +756,6 @@ static cllm_status prov_create(void *be, const cllm_weights *w, void **prov) {
     RETURN_IF(!s, CLLM_ERR_NOMEM, "cuda provider state");
     const double t0 = cllm_now_seconds();
     be_dev_lend((be_dev *)be, s);
-    if (s->mode == CLLM_WEIGHTS_FUSED && s->budget > 0) {
-        free(s);
-        return CLLM_FAIL(CLLM_ERR_UNSUPPORTED,
-                         "cuda backend: --weights fused with a VRAM budget (the planner does not "
-                         "place compute code yet: use --weights fused alone, or a budget)");
-    }
     s->w = w;
     cllm_status st = prov_setup(s);
     if (st != CLLM_OK) {
@@ -771,12 +765,12 @@ static cllm_status prov_create(void *be, const cllm_weights *w, void **prov) {
     s->load_s = cllm_now_seconds() - t0;
     be_log(s, "cuda: %s; %.2f GiB of device memory, weights loaded in %.2f s", s->device_desc,
            cllm_cuda_mem_peak(s->mem) / 1073741824.0, s->load_s);
-    if (s->mode == CLLM_WEIGHTS_FUSED)
-        be_log(s, "cuda: fused: %d matrices in compute code, %.2f GiB (%.2f bits/weight), made in "
-                  "%.2f s; %d kept decoded",
+    if (s->sched.n_fused + s->sched.n_fused_raw > 0)
+        be_log(s, "cuda: fused: %d matrices in compute code, %.2f GiB (%.2f bits/weight; the plan "
+                  "assumed %.2f GiB), made in %.2f s; %d kept decoded",
                s->sched.n_fused, s->sched.fused_bytes / 1073741824.0,
                s->sched.fused_weights ? 8.0 * s->sched.fused_bytes / s->sched.fused_weights : 0.0,
-               s->sched.fuse_s, s->sched.n_fused_raw);
+               s->plan.bytes.fused / 1073741824.0, s->sched.fuse_s, s->sched.n_fused_raw);
     for (const char *p = s->plan.text; p && *p;) {  // the plan, one log line per line
         const char *nl = strchr(p, '\n');
         const int len = nl ? (int)(nl - p) : (int)strlen(p);
@@ -791,17 +785,12 @@ static void prov_stats(const void *prov, cllm_engine_stats *out) {
     const be_state *s = (const be_state *)prov;
     const be_bytes *b = &s->plan.bytes;
     out->decoded_bytes = b->raw + (be_embed_mode(s) == BE_EMBED_DECODED ? b->embed : 0);
-    out->scratch_bytes = b->scratch + b->gemm;
-    out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + b->embed;
-    if (s->mode == CLLM_WEIGHTS_FUSED) {  // the plan counted the fused matrices decoded
-        uint64_t dec = 0;
-        for (size_t j = 0; j < s->plan.n_mats; j++)
-            if (s->plan.mats[j].view.kind == CLLM_W_CC_BF16 || s->plan.mats[j].view.kind == CLLM_W_CC_I8)
-                dec += be_mat_raw_bytes(s->plan.mats[j].w);
-        out->decoded_bytes -= dec;
-        out->device_weight_bytes -= dec;
-        out->device_weight_bytes += s->sched.fused_bytes;
-    }
+    out->scratch_bytes = b->scratch + b->gemm + s->sched.unpack_bytes;
+    // Compute code as made (the plan's figure is an estimate); level-FUSED matrices that stayed
+    // decoded count as decoded.
+    out->decoded_bytes += s->sched.fused_raw_bytes;
+    out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + b->embed +
+                               s->sched.fused_bytes + s->sched.fused_raw_bytes + s->sched.unpack_bytes;
     out->predicted_token_seconds = s->plan.predicted;
     out->plan = s->plan.text;
 }

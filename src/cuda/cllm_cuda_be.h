@@ -45,6 +45,18 @@ _Static_assert(BE_GROUPS_PER_LAYER <= BE_DEC_STREAMS, "the probe's quad run: a s
 // Where a matrix lives between forward calls.
 enum be_place { BE_RAW = 0, BE_DEVICE = 1, BE_STREAM = 2 };
 
+// What the planner chooses per unit (a layer's 7 matrices, or the classifier), fastest first: RAW
+// (decoded), FUSED (RAW placement, the matrices transcoded to compute code at load: be_mat.fused),
+// DEVICE, STREAM.
+enum be_level { BE_L_RAW = 0, BE_L_FUSED = 1, BE_L_DEVICE = 2, BE_L_STREAM = 3 };
+
+// Exceptions per weight a plan assumes for compute code before the code exists (synthesized 7B:
+// lossless 2.2%, int8 1.3%); with a VRAM budget the probe's layer 0 corrects it.
+#define BE_CC_EXC_ASSUMED 0.03
+// Fused matvecs' time over raw's when the probe did not measure it (H200, 7B, batch 1: raw tg /
+// fused tg = 212.96 / 136.25 lossless, 320.46 / 232.06 int8: PERF.md 7c).
+#define BE_FUSED_SLOWDOWN 1.56
+
 // Decode group i of a layer is its matrices [cllm_layout_group_first(i),
 // cllm_layout_group_first(i + 1)) (model/cllm_layout.h). Matrices needed together share a launch.
 
@@ -53,6 +65,8 @@ struct be_mat {
     const cllm_weight *w;
     uint32_t layer;              // n_layers for the classifier
     int place;                   // be_place
+    int level;                   // be_level of its unit (the planner's choice)
+    int fused;                   // RAW and transcoded to compute code at load (level FUSED)
     cllm_wview view;             // what the kernels read: the RAW buffer, or its scratch range
     const uint8_t *payload_dev;  // DEVICE: resident payload
     const uint8_t *host_src;     // STREAM: pinned copy of the payload (or the mapping)
@@ -108,11 +122,16 @@ struct be_probe {
     double pipe_quad;            // each of the 4 decode launches on its own stream, beside them
     double dec_serial;           // the 4 group launches on one stream, nothing else running
     double dec_group[BE_GROUPS_PER_LAYER];  // each group's launch alone (0: not measured)
+    double comp_fused;           // the 7 matvecs on the layer's compute code (0: not measured)
+    double fused_ratio;          // the layer's compute-code bytes over the plan's estimate (0: none)
 };
 
 // Byte figures of a placement (see be_plan_bytes).
 struct be_bytes {
     uint64_t raw, compressed;    // matrices: decoded resident, compressed resident
+    uint64_t fused;              // matrices in compute code (estimated; the tied classifier and
+                                 // shapes the fused kernels do not take count decoded)
+    uint64_t unpack;             // compute code unpacked for steps beyond the matvecs (largest)
     uint64_t staging, scratch;   // staging ring, decode scratch ring (see be_ring_sizes)
     uint64_t embed;              // embedding: resident payload + row scratch, or decoded table
     uint64_t kv, act, gemm;      // KV cache; activations/norms/RoPE/logits/ctl; GEMM + cuBLAS
@@ -130,6 +149,7 @@ struct be_plan_data {
     be_bytes bytes;
     double predicted;            // seconds per batch-1 token (with a budget)
     int staging_depth;           // staging ring = this x the largest STREAM group (0 reads as 2)
+    int min_level;               // fastest be_level the budget planner may choose
     char *text;                  // the plan in lines, for the log
 };
 
@@ -158,12 +178,12 @@ struct be_sched {
     cllm_cuda_decode_job *embed_jobs;  // (batch)
     uint32_t embed_units;        // batch + 1
     cllm_cuda_decode_job embed_job;
-    // FUSED mode: the matrices held in compute code, their bytes and weights, those that stay
-    // decoded (a shape the fused kernels do not take), the transcoding time.
+    // Level FUSED: the matrices held in compute code, their bytes and weights, those that stay
+    // decoded (a shape the fused kernels do not take; their decoded bytes), the transcoding time.
     int n_fused, n_fused_raw;
-    uint64_t fused_bytes, fused_weights;
+    uint64_t fused_bytes, fused_weights, fused_raw_bytes;
     double fuse_s;
-    // FUSED mode, steps longer than the fused matvecs take: one matrix's compute code unpacked
+    // Level FUSED, steps longer than the fused matvecs take: one matrix's compute code unpacked
     // for the GEMM (the largest matrix's raw bytes).
     void *unpack;
     uint64_t unpack_bytes;
@@ -225,6 +245,13 @@ void be_log(const be_state *s, const char *fmt, ...) CLLM_PRINTF(2, 3);
 // cllm_cuda_plan.cu
 uint64_t be_mat_raw_bytes(const cllm_weight *w);   // decoded + int8 scales, aligned
 uint64_t be_mat_comp_bytes(const cllm_weight *w);  // payload, aligned
+// Bytes plan j's matrix takes in compute code: the estimate (BE_CC_EXC_ASSUMED exceptions, scaled
+// by the probe's layer-0 ratio when measured); decoded bytes for the tied classifier (the
+// embedding reads it) and for what the fused kernels do not take.
+uint64_t be_mat_fused_bytes(const be_state *s, size_t j);
+// Whether plan j's matrix becomes compute code at level FUSED (not the tied classifier, a kind
+// and shape the fused kernels take).
+int be_mat_fusable(const be_state *s, size_t j);
 cllm_status be_measure_h2d(be_state *s);
 // Times, on the device, one real layer's decode launches (grouped as the forward groups them)
 // and its matvecs, alone and overlapped; fills s->probe (probe.ok = 0 when it cannot run).

@@ -14,6 +14,19 @@ static bool ccode_shape_ok(uint32_t kind, uint64_t cols, uint32_t group_size) {
     return cols % 64 == 0 && (group_size == cols || group_size % 64 == 0);
 }
 
+extern "C" size_t cllm_cuda_ccode_estimate_bytes(uint32_t kind, uint64_t rows, uint64_t cols,
+                                                  uint32_t group_size, double exc_fraction) {
+    if ((kind != CLLM_CUDA_W_BF16 && kind != CLLM_CUDA_W_INT8) || rows == 0 || cols == 0) return 0;
+    const uint32_t gs = kind == CLLM_CUDA_W_INT8 ? (group_size ? group_size : (uint32_t)cols) : 0;
+    if (!ccode_shape_ok(kind, cols, gs)) return 0;
+    const double f = exc_fraction < 0 ? 0 : exc_fraction > 1 ? 1 : exc_fraction;
+    cllm_ccode_info in = {kind == CLLM_CUDA_W_BF16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
+                          gs, rows, cols, (uint64_t)(f * (double)rows * (double)cols)};
+    cllm_ccode_layout lay;
+    if (cllm_ccode_layout_of(&in, &lay) != 0 || lay.total > SIZE_MAX) return 0;
+    return (size_t)lay.total;
+}
+
 extern "C" cllm_status cllm_cuda_ccode_make_host(cllm_cuda_mem *mem, uint32_t kind,
                                                  const void *data, const float *scales,
                                                  uint64_t rows, uint64_t cols,

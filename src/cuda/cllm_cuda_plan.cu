@@ -27,7 +27,11 @@
 // while compute runs through layers that copy nothing, and decodes then wait for copies.
 // The planner greedily takes the move (a unit to a cheaper-to-run placement, or one more staging
 // slot) with the most simulated seconds saved per added byte, evaluating the exact byte total
-// (rings included) of each move.
+// (rings included) of each move. Level FUSED (be_level) is a RAW placement whose matrices are
+// held in compute code: no decode in the pipeline, its matvecs slower by the probe's measured
+// factor (layer 0 transcoded at create), its bytes estimated (BE_CC_EXC_ASSUMED exceptions,
+// scaled by the probe's layer-0 ratio), plus one unpack buffer for steps longer than the
+// matvecs take.
 #include "cllm_cuda_be.h"
 
 #include <float.h>
@@ -52,6 +56,13 @@ uint64_t be_mat_raw_bytes(const cllm_weight *w) {
 
 uint64_t be_mat_comp_bytes(const cllm_weight *w) { return al(w->payload_size); }
 
+// Compute-code bytes of w with `exc` exceptions per weight (0: the fused kernels do not take it).
+static uint64_t fused_estimate(const cllm_weight *w, double exc) {
+    return cllm_cuda_ccode_estimate_bytes(cllm_weight_decoded_kind(w), w->desc.rows, w->desc.cols,
+                                          w->desc.codec == CLLM_CODEC_INT8 ? w->desc.group_size : 0,
+                                          exc);
+}
+
 uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols) {
     if (kind != CLLM_CUDA_W_INT8) return rows;
     uint64_t rc = BE_GEMM_W_CAP / (cols * 2);
@@ -63,6 +74,26 @@ uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols) {
 
 static int cls_tied(const be_state *s) { return s->w->classifier == &s->w->embed; }
 static const be_mat *cls_mat(const be_state *s) { return &s->plan.mats[s->plan.n_mats - 1]; }
+
+int be_mat_fusable(const be_state *s, size_t j) {
+    if (j == s->plan.n_mats - 1 && cls_tied(s)) return 0;
+    return fused_estimate(s->plan.mats[j].w, 0) > 0;
+}
+
+uint64_t be_mat_fused_bytes(const be_state *s, size_t j) {
+    const cllm_weight *w = s->plan.mats[j].w;
+    if (!be_mat_fusable(s, j)) return be_mat_raw_bytes(w);
+    const double lo = (double)fused_estimate(w, 0), est = (double)fused_estimate(w, BE_CC_EXC_ASSUMED);
+    const double r = s->plan.probe.fused_ratio;
+    const double b = r > 0 ? est * r : est;
+    return al((uint64_t)(b > lo ? b : lo));
+}
+
+// Fused matvecs' time over raw's: the probe's layer 0, else the default.
+static double fused_slowdown(const be_state *s) {
+    const be_probe *pr = &s->plan.probe;
+    return pr->ok && pr->comp > 0 && pr->comp_fused > 0 ? pr->comp_fused / pr->comp : BE_FUSED_SLOWDOWN;
+}
 
 // Whether the embedding is decoded whole into VRAM on its own (all-raw modes without a planner).
 static int embed_decoded_own(const be_state *s) {
@@ -192,12 +223,20 @@ static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) 
 static be_bytes plan_bytes(const be_state *s) {
     be_bytes b;
     memset(&b, 0, sizeof b);
-    uint64_t max_load = 0;
+    uint64_t max_load = 0, max_fused_raw = 0, unpack = 0;
     for (size_t j = 0; j < s->plan.n_mats; j++) {
         const be_mat *m = &s->plan.mats[j];
         const cllm_weight *w = m->w;
         if (m->place == BE_RAW) {
-            b.raw += be_mat_raw_bytes(w);
+            if (m->fused) {  // decoded at load, then transcoded (the decoded copy freed)
+                b.fused += be_mat_fused_bytes(s, j);
+                const uint64_t r = be_mat_raw_bytes(w);
+                max_fused_raw = r > max_fused_raw ? r : max_fused_raw;
+                const uint64_t u = w->desc.rows * w->desc.cols * (cllm_weight_decoded_kind(w) == CLLM_CUDA_W_BF16 ? 2 : 1);
+                unpack = u > unpack ? u : unpack;
+            } else {
+                b.raw += be_mat_raw_bytes(w);
+            }
             if (w->desc.codec != CLLM_CODEC_RAW && be_mat_comp_bytes(w) > max_load)
                 max_load = be_mat_comp_bytes(w);
         } else if (m->place == BE_DEVICE && !(j == s->plan.n_mats - 1 && cls_tied(s))) {
@@ -212,9 +251,14 @@ static be_bytes plan_bytes(const be_state *s) {
     b.kv = 2 * al((uint64_t)s->n_layers * s->n_seq * s->ctx * s->kv_dim * 4);  // every slot
     b.act = activation_bytes(s);
     b.gemm = be_gemm_sizes(s, NULL, NULL);
-    // Load uploads go through the staging ring when it is large enough.
-    b.load_tmp = b.staging >= max_load ? 0 : max_load;
-    b.total = b.raw + b.compressed + b.staging + b.scratch + b.embed + b.kv + b.act + b.gemm;
+    // Steps longer than the matvecs take unpack compute code into one buffer (allocated after load).
+    b.unpack = s->batch > BE_MATVEC_MAX_N ? al(unpack) : 0;
+    // Load uploads go through the staging ring when it is large enough; a matrix becoming compute
+    // code is held decoded beside its code for a moment (before the unpack buffer exists).
+    b.load_tmp = (b.staging >= max_load ? 0 : max_load) +
+                 (max_fused_raw > b.unpack ? max_fused_raw - b.unpack : 0);
+    b.total = b.raw + b.fused + b.unpack + b.compressed + b.staging + b.scratch + b.embed + b.kv +
+              b.act + b.gemm;
     return b;
 }
 
@@ -497,7 +541,9 @@ static void sim_times(const be_state *s, const cllm_sched_group *sg, int n, sim_
         t->t_dec = x->place == BE_RAW ? 0 : sim_dec_seconds(s, i, (double)x->dec_bytes);
         t->t_pre = i >= 0 ? SIM_LAYER_OTHER_S * sim_pre_share[i]
                           : (j == n_layer_groups ? SIM_LAYER_OTHER_S * sim_pre_share[0] : 0);
-        t->t_use = sim_matvec_seconds(s, (double)x->dec_bytes);
+        const be_mat *m0 = i >= 0 ? &s->plan.mats[(size_t)(j / BE_GROUPS_PER_LAYER) * BE_MATS_PER_LAYER]
+                                  : cls_mat(s);
+        t->t_use = sim_matvec_seconds(s, (double)x->dec_bytes) * (m0->fused ? fused_slowdown(s) : 1.0);
     }
 }
 
@@ -538,24 +584,29 @@ static double plan_seconds(const be_state *s, plan_ws *ws, sim_result *r) {
 
 // ---- planner ---------------------------------------------------------------------------------
 
-static void set_unit(be_state *s, uint32_t u, int place) {
-    if (u == s->n_layers) {
-        s->plan.mats[s->plan.n_mats - 1].place = place;
-        return;
+// Unit u (layer u, or the classifier for u = n_layers) to be_level `level`.
+static void set_unit(be_state *s, uint32_t u, int level) {
+    const int place = level == BE_L_STREAM ? BE_STREAM : level == BE_L_DEVICE ? BE_DEVICE : BE_RAW;
+    const size_t j0 = u == s->n_layers ? s->plan.n_mats - 1 : (size_t)u * BE_MATS_PER_LAYER;
+    const size_t j1 = u == s->n_layers ? s->plan.n_mats : j0 + BE_MATS_PER_LAYER;
+    for (size_t j = j0; j < j1; j++) {
+        be_mat *m = &s->plan.mats[j];
+        m->level = level;
+        m->place = place;
+        m->fused = level == BE_L_FUSED && be_mat_fusable(s, j);
     }
-    for (int i = 0; i < BE_MATS_PER_LAYER; i++) s->plan.mats[(size_t)u * BE_MATS_PER_LAYER + i].place = place;
 }
 
-static int unit_place(const be_state *s, uint32_t u) {
-    return u == s->n_layers ? s->plan.mats[s->plan.n_mats - 1].place
-                            : s->plan.mats[(size_t)u * BE_MATS_PER_LAYER].place;
+static int unit_level(const be_state *s, uint32_t u) {
+    return u == s->n_layers ? s->plan.mats[s->plan.n_mats - 1].level
+                            : s->plan.mats[(size_t)u * BE_MATS_PER_LAYER].level;
 }
 
-enum { STAGING_MOVE = BE_STREAM + 1 };  // plan_step: the move that deepens the staging ring
+enum { STAGING_MOVE = BE_L_STREAM + 1 };  // plan_step: the move that deepens the staging ring
 
 static int any_streamed(const be_state *s) {
     for (uint32_t u = 0; u <= s->n_layers; u++)
-        if (unit_place(s, u) == BE_STREAM) return 1;
+        if (unit_level(s, u) == BE_L_STREAM) return 1;
     return 0;
 }
 
@@ -579,8 +630,8 @@ static int plan_step(be_state *s, uint64_t budget, plan_ws *ws) {
     uint32_t best_u = 0;
     int best_p = -1;
     for (uint32_t u = 0; u <= s->n_layers; u++) {
-        const int cur = unit_place(s, u);
-        for (int p = BE_RAW; p < cur; p++) {
+        const int cur = unit_level(s, u);
+        for (int p = s->plan.min_level; p < cur; p++) {
             set_unit(s, u, p);
             const double score = move_score(s, ws, t0, b0, budget);
             set_unit(s, u, cur);
@@ -606,13 +657,15 @@ static void bytes_breakdown(const be_state *s, const be_bytes *b, char *buf, siz
     snprintf(buf, cap,
              "KV %.2f GiB at context %u x %u sequence(s), activations %.2f GiB, GEMM %.2f GiB, "
              "decode scratch %.2f GiB, staging %.2f GiB, embedding %.2f GiB, decoded weights "
-             "%.2f GiB, compressed weights %.2f GiB",
+             "%.2f GiB, compute-code weights %.2f GiB (estimated) + unpack buffer %.2f GiB, "
+             "compressed weights %.2f GiB",
              b->kv / GIB, s->ctx, s->n_seq, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
-             b->staging / GIB, b->embed / GIB, b->raw / GIB, b->compressed / GIB);
+             b->staging / GIB, b->embed / GIB, b->raw / GIB, b->fused / GIB, b->unpack / GIB,
+             b->compressed / GIB);
 }
 
 static cllm_status plan_budget(be_state *s, uint64_t budget, plan_ws *ws) {
-    for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, BE_STREAM);
+    for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, BE_L_STREAM);
     be_bytes b = plan_bytes(s);
     if (b.total + b.load_tmp > budget) {
         char why[512];
@@ -632,14 +685,15 @@ static cllm_status plan_budget(be_state *s, uint64_t budget, plan_ws *ws) {
 
 static void unit_line(const be_state *s, uint32_t u0, uint32_t u1, char *buf, size_t cap,
                       size_t *len) {
-    const int p = unit_place(s, u0);
-    uint64_t dec = 0, comp = 0;
+    const int p = unit_level(s, u0);
+    uint64_t dec = 0, comp = 0, fused = 0;
     const char *codec = "";
     for (size_t j = 0; j < s->plan.n_mats; j++) {
         const be_mat *m = &s->plan.mats[j];
         if (m->layer < u0 || m->layer > u1) continue;
         dec += be_mat_raw_bytes(m->w);
         comp += m->w->payload_size;
+        fused += m->fused ? be_mat_fused_bytes(s, j) : be_mat_raw_bytes(m->w);
         codec = cllm_codec_name((cllm_codec)m->w->desc.codec);
     }
     char what[64];
@@ -650,10 +704,14 @@ static void unit_line(const be_state *s, uint32_t u0, uint32_t u1, char *buf, si
     else
         snprintf(what, sizeof what, "layers %u-%u", u0, u1);
     int n = 0;
-    if (p == BE_RAW)
+    if (p == BE_L_RAW)
         n = snprintf(buf + *len, cap - *len, "%s: raw resident (%s decoded, %.2f GiB)\n", what,
                      codec, dec / GIB);
-    else if (p == BE_DEVICE)
+    else if (p == BE_L_FUSED)
+        n = snprintf(buf + *len, cap - *len,
+                     "%s: compute code resident (%s, about %.2f GiB, decoded inside the matvecs)\n",
+                     what, codec, fused / GIB);
+    else if (p == BE_L_DEVICE)
         n = snprintf(buf + *len, cap - *len,
                      "%s: compressed resident (%s, %.2f GiB, decoded per token)\n", what, codec,
                      comp / GIB);
@@ -669,17 +727,18 @@ static void plan_time_text(be_state *s, plan_ws *ws, char *t, size_t cap) {
     sim_result r;
     plan_seconds(s, ws, &r);
     const double gpu = r.gpu_busy;
-    char probe[320];
+    char probe[400];
     const be_probe *pr = &s->plan.probe;
     if (pr->ok)
         snprintf(probe, sizeof probe,
-                 "measured per layer: matvecs %.3f ms, decodes %.3f ms (4 launches: %.3f %.3f "
-                 "%.3f %.3f alone), with the matvecs %.3f ms on one decode stream, %.3f ms on two, "
-                 "%.3f ms on four; %d decode streams",
-                 pr->comp * 1e3, pr->dec_serial * 1e3, pr->dec_group[0] * 1e3,
-                 pr->dec_group[1] * 1e3, pr->dec_group[2] * 1e3, pr->dec_group[3] * 1e3,
-                 pr->pipe_stream * 1e3, pr->pipe_device * 1e3, pr->pipe_quad * 1e3,
-                 s->n_dec_streams);
+                 "measured per layer: matvecs %.3f ms (on compute code %.3f ms, its bytes %.2fx "
+                 "the assumed), decodes %.3f ms (4 launches: %.3f %.3f %.3f %.3f alone), with the "
+                 "matvecs %.3f ms on one decode stream, %.3f ms on two, %.3f ms on four; %d decode "
+                 "streams",
+                 pr->comp * 1e3, pr->comp_fused * 1e3, pr->fused_ratio, pr->dec_serial * 1e3,
+                 pr->dec_group[0] * 1e3, pr->dec_group[1] * 1e3, pr->dec_group[2] * 1e3,
+                 pr->dec_group[3] * 1e3, pr->pipe_stream * 1e3, pr->pipe_device * 1e3,
+                 pr->pipe_quad * 1e3, s->n_dec_streams);
     else
         snprintf(probe, sizeof probe, "assumed: decode %.0f GB/s, matvec %.1f TB/s, serial",
                  BE_DECODE_RATE / 1e9, BE_MATVEC_RATE / 1e12);
@@ -698,14 +757,14 @@ static void plan_time_text(be_state *s, plan_ws *ws, char *t, size_t cap) {
 }
 
 static cllm_status plan_text(be_state *s, plan_ws *ws) {
-    const size_t cap = 4608;
+    const size_t cap = 5120;
     char *t = (char *)malloc(cap);
     RETURN_IF(!t, CLLM_ERR_NOMEM, "plan text");
     size_t len = 0;
     t[0] = 0;
     for (uint32_t u0 = 0; u0 < s->n_layers;) {
         uint32_t u1 = u0;
-        while (u1 + 1 < s->n_layers && unit_place(s, u1 + 1) == unit_place(s, u0)) u1++;
+        while (u1 + 1 < s->n_layers && unit_level(s, u1 + 1) == unit_level(s, u0)) u1++;
         unit_line(s, u0, u1, t, cap, &len);
         u0 = u1 + 1;
     }
@@ -714,13 +773,14 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
     int n = snprintf(t + len, cap - len,
                      "embedding: %s (%.2f GiB)\n"
                      "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
-                     "scratch ring %.2f GiB, staging ring %.2f MiB\n"
+                     "scratch ring %.2f GiB, staging ring %.2f MiB, compute-code unpack buffer "
+                     "%.2f GiB\n"
                      "total %.2f GiB of device memory%s",
                      b->embed == 0 ? "reads the classifier's decoded table"
                      : embed_decoded_own(s) ? "decoded resident"
                                             : "compressed resident, rows decoded per token",
                      b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB,
-                     b->scratch / GIB, b->staging / MIB, b->total / GIB,
+                     b->scratch / GIB, b->staging / MIB, b->unpack / GIB, b->total / GIB,
                      s->budget ? " (planned under the VRAM budget)"
                                : " (no time model: the probes run for a VRAM budget only)");
     if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
@@ -776,6 +836,8 @@ struct probe_ctx {
     cllm_cuda_decode_job jobs[BE_GROUPS_PER_LAYER][BE_GROUP_MAX_MATS];
     int n_jobs[BE_GROUPS_PER_LAYER];
     cllm_cuda_weight views[BE_MATS_PER_LAYER];
+    cllm_cuda_weight fviews[BE_MATS_PER_LAYER];  // the same in compute code where it takes them
+    void *fbuf[BE_MATS_PER_LAYER];                // their compute-code buffers
     uint8_t *payload, *out;
     float *xy;                   // x (largest cols), then y (largest rows)
     size_t x_floats;
@@ -784,8 +846,9 @@ struct probe_ctx {
 };
 
 // PROBE_GROUP(i): with PROBE_DEC, only group i's launch (else all four). PROBE_DUAL: the
-// launches alternate on two decode streams; PROBE_QUAD: each on its own stream.
-enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4, PROBE_QUAD = 8 };
+// launches alternate on two decode streams; PROBE_QUAD: each on its own stream. PROBE_FUSED: the
+// matvecs read the compute-code views.
+enum { PROBE_DEC = 1, PROBE_DUAL = 2, PROBE_MATVEC = 4, PROBE_QUAD = 8, PROBE_FUSED = 1 << 10 };
 #define PROBE_GROUP(i) (((i) + 1) << 4)
 
 static cllm_status probe_alloc(be_state *s, probe_ctx *c) {
@@ -854,12 +917,13 @@ static cllm_status probe_once(be_state *s, probe_ctx *c, int what, double *sec) 
     CLLM_CUDA_TRY(cudaEventRecord(c->e0, cs));
     for (int d = 0; d < n_dec; d++)
         CLLM_CUDA_TRY(cudaStreamWaitEvent(CLLM_STREAM(s->dec[d]), c->e0, 0));
-    const int only = (what >> 4) - 1;
+    const int only = ((what & (PROBE_FUSED - 1)) >> 4) - 1;
     for (int i = 0; i < BE_GROUPS_PER_LAYER && n_dec; i++)
         if (only < 0 || only == i)
             TRY(cllm_cuda_decode(c->jobs[i], (size_t)c->n_jobs[i], c->status, s->dec[i % n_dec]));
     for (int k = 0; k < BE_MATS_PER_LAYER && (what & PROBE_MATVEC); k++)
-        TRY(cllm_cuda_matvec(&c->views[k], c->xy, c->xy + c->x_floats, 0, s->compute));
+        TRY(cllm_cuda_matvec(what & PROBE_FUSED ? &c->fviews[k] : &c->views[k], c->xy,
+                             c->xy + c->x_floats, 0, s->compute));
     for (int d = 0; d < n_dec; d++) {
         CLLM_CUDA_TRY(cudaEventRecord(c->join[d], CLLM_STREAM(s->dec[d])));
         CLLM_CUDA_TRY(cudaStreamWaitEvent(cs, c->join[d], 0));
@@ -884,6 +948,34 @@ static cllm_status probe_time(be_state *s, probe_ctx *c, int what, double *sec) 
     return CLLM_OK;
 }
 
+// Layer 0 in compute code: each group decoded alone, then its matrices transcoded (as load does
+// for level FUSED); the 7 matvecs timed on them (comp_fused), and their bytes over the plan's
+// estimate (fused_ratio), which then scales the estimate of every matrix.
+static cllm_status probe_fused(be_state *s, probe_ctx *c) {
+    be_probe *pr = &s->plan.probe;
+    double est = 0, got = 0, t = 0;
+    for (int i = 0; i < BE_GROUPS_PER_LAYER; i++) {
+        TRY(probe_once(s, c, PROBE_DEC | PROBE_GROUP(i), &t));  // joined: the group is decoded
+        for (int k = cllm_layout_group_first(i); k < cllm_layout_group_first(i + 1); k++) {
+            c->fviews[k] = c->views[k];
+            if (!be_mat_fusable(s, (size_t)k)) continue;
+            size_t bytes = 0;
+            cllm_cuda_weight cc;
+            const cllm_status st = cllm_cuda_ccode_make(s->mem, &c->views[k], s->n_threads,
+                                                        s->compute, &cc, &bytes);
+            if (st == CLLM_ERR_UNSUPPORTED) continue;  // load keeps it decoded too
+            TRY(st);
+            c->fviews[k] = cc;
+            c->fbuf[k] = (void *)cc.data;
+            got += (double)bytes;
+            est += (double)fused_estimate(s->plan.mats[k].w, BE_CC_EXC_ASSUMED);
+        }
+    }
+    TRY(probe_time(s, c, PROBE_MATVEC | PROBE_FUSED, &pr->comp_fused));
+    pr->fused_ratio = est > 0 ? got / est : 0;
+    return CLLM_OK;
+}
+
 static cllm_status probe_run(be_state *s, probe_ctx *c) {
     be_probe *pr = &s->plan.probe;
     TRY(probe_alloc(s, c));
@@ -897,6 +989,7 @@ static cllm_status probe_run(be_state *s, probe_ctx *c) {
     // flight more than its bytes (the pipeline simulation needs each group's own time).
     for (int i = 0; i < BE_GROUPS_PER_LAYER; i++)
         TRY(probe_time(s, c, PROBE_DEC | PROBE_GROUP(i), &pr->dec_group[i]));
+    TRY(probe_fused(s, c));
     TRY(cllm_cuda_decode_status_check(c->status, s->compute));
     pr->layer_bytes = 0;
     for (int k = 0; k < BE_MATS_PER_LAYER; k++) pr->layer_bytes += (double)be_mat_raw_bytes(s->plan.mats[k].w);
@@ -913,6 +1006,7 @@ cllm_status be_measure_gpu(be_state *s) {
     if (c.e1) (void)cudaEventDestroy(c.e1);
     for (int d = 0; d < BE_DEC_STREAMS; d++)
         if (c.join[d]) (void)cudaEventDestroy(c.join[d]);
+    for (int k = 0; k < BE_MATS_PER_LAYER; k++) (void)cllm_cuda_release(s->mem, c.fbuf[k]);
     (void)cllm_cuda_release(s->mem, c.status);
     (void)cllm_cuda_release(s->mem, c.xy);
     (void)cllm_cuda_release(s->mem, c.out);
@@ -954,11 +1048,14 @@ static cllm_status plan_with(be_state *s, plan_ws *ws) {
             be_log(s, "cuda: VRAM budget %.2f GiB capped to the %.2f GiB free (less a margin)",
                    s->budget / GIB, budget / GIB);
         }
+        // Under a budget with --weights fused: compute code where weights are resident, never raw.
+        s->plan.min_level = s->mode == CLLM_WEIGHTS_FUSED ? BE_L_FUSED : BE_L_RAW;
         TRY(plan_budget(s, budget, ws));
     } else {
-        const int p = s->mode == CLLM_WEIGHTS_STREAM   ? BE_STREAM
-                      : s->mode == CLLM_WEIGHTS_DEVICE ? BE_DEVICE
-                                                       : BE_RAW;
+        const int p = s->mode == CLLM_WEIGHTS_STREAM   ? BE_L_STREAM
+                      : s->mode == CLLM_WEIGHTS_DEVICE ? BE_L_DEVICE
+                      : s->mode == CLLM_WEIGHTS_FUSED  ? BE_L_FUSED
+                                                       : BE_L_RAW;
         for (uint32_t u = 0; u <= s->n_layers; u++) set_unit(s, u, p);
         s->plan.staging_depth = BE_STAGING_DEPTH_MIN;
     }

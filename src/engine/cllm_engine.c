@@ -102,10 +102,12 @@ static cllm_status resolve_auto(const cllm_weights *w, cllm_engine_options *o) {
     size_t free_b = 0, total_b = 0;
     TRY(cllm_cuda_mem_info(o->device, &free_b, &total_b));
     uint64_t room = (uint64_t)free_b / 100 * 85;
-    o->weights = decoded <= room      ? CLLM_WEIGHTS_RAW
-                 : compressed <= room ? CLLM_WEIGHTS_DEVICE
-                                      : CLLM_WEIGHTS_STREAM;
+    // Raw when it fits; else the planner places each layer (raw, compute code, compressed
+    // resident or streamed) under the room as a VRAM budget.
+    o->weights = decoded <= room ? CLLM_WEIGHTS_RAW : CLLM_WEIGHTS_STREAM;
+    if (o->weights == CLLM_WEIGHTS_STREAM) o->vram_budget = room;
 #endif
+    (void)compressed;
     return CLLM_OK;
 }
 

@@ -19,6 +19,7 @@
 #define TOL 2e-2
 
 static int fails;
+static char last_plan[8192];  // the plan text of run_ex's last GPU engine
 
 // Prefill 8 (all logits), then 4 single steps: exercises GEMM, matvec and the graph. With
 // `steps`, every token is its own step (the matvec kernels throughout).
@@ -49,6 +50,7 @@ static cllm_status run_ex(const char *path, cllm_backend_kind backend, cllm_weig
         cllm_engine_stats stats;
         cllm_engine_stats_get(e, &stats);
         if (stats.plan) printf("plan:\n%s\n", stats.plan);
+        snprintf(last_plan, sizeof last_plan, "%s", stats.plan ? stats.plan : "");
         if (peak) *peak = stats.device_peak_bytes;
     }
     if (s != CLLM_OK) printf("  %s: %s\n", cllm_status_name(s), cllm_last_error());
@@ -135,6 +137,38 @@ static int check_fused(char (*path)[300], const cllm_codec *codecs, size_t vocab
             const int same = memcmp(ref, got, n * 4) == 0;
             printf("%s %s: logits bit-identical to raw mode\n", same ? "PASS" : "FAIL", what);
             fails += !same;
+        }
+        // Plans with compute code (level FUSED): --weights fused under a roomy budget (every
+        // unit in compute code), then a budget halfway between the fused and the raw peaks (the
+        // planner's mix). Every placement gives raw mode's bits; the peak stays in the budget.
+        uint64_t peak_raw = 0, peak_fused = 0, peak = 0;
+        if (run(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_RAW, 0, ref, &peak_raw) != CLLM_OK ||
+            run(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_FUSED, 0, got, &peak_fused) != CLLM_OK) {
+            fails++;
+            continue;
+        }
+        for (int b = 0; b < 2; b++) {
+            const uint64_t budget = b == 0 ? 2 * peak_raw : (peak_raw + peak_fused) / 2;
+            char what[128];
+            snprintf(what, sizeof what, "small %s, %s, budget %llu", cllm_codec_name(codecs[i]),
+                     b == 0 ? "fused mode" : "planner's mix", (unsigned long long)budget);
+            if (run(path[i], CLLM_BACKEND_CUDA, b == 0 ? CLLM_WEIGHTS_FUSED : CLLM_WEIGHTS_STREAM,
+                    budget, got, &peak) != CLLM_OK) {
+                printf("FAIL %s: refused\n", what);
+                fails++;
+                continue;
+            }
+            const int same = memcmp(ref, got, n * 4) == 0;
+            const int in_budget = peak <= budget;
+            const int all_cc = b == 1 || (strstr(last_plan, "compute code resident") &&
+                                          !strstr(last_plan, "raw resident (") &&
+                                          !strstr(last_plan, "compressed resident (") &&
+                                          !strstr(last_plan, "streamed ("));
+            printf("%s %s: logits bit-identical to raw mode %s, device peak %llu %s the budget%s\n",
+                   same && in_budget && all_cc ? "PASS" : "FAIL", what, same ? "yes" : "NO",
+                   (unsigned long long)peak, in_budget ? "within" : "OVER",
+                   all_cc ? "" : ", NOT every unit in compute code");
+            fails += !(same && in_budget && all_cc);
         }
     }
     free(ref), free(got);
