@@ -422,7 +422,7 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 // (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
 // 16 (a 16-byte vector never straddles two groups).
 template <int KIND, bool SWIGLU>
-static __global__ void __launch_bounds__(MV_WARPS * 32, KIND == CLLM_CUDA_W_CC_BF16 && !SWIGLU ? 4 : 1)
+static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
