@@ -441,10 +441,13 @@ static void sim_run(sim_pass *ps, const double k_share[3], sim_result *r) {
 // RAW; a streamed step launches directly). H200, 7B raw: tg 221 tok/s = 4.52 ms/token against
 // 4.28 ms of probe-timed matvecs, ~8 us per layer.
 #define SIM_LAYER_OTHER_GRAPH_S 10e-6
-// The planner's objective adds this share of the decode and copy engines' busy time to the token:
-// of two placements with the same simulated token it prefers the one that decodes and copies less
-// (the simulation hides work that a busier GPU or PCIe link may not).
-#define SIM_WORK_WEIGHT 0.05
+// The planner's objective adds shares of the decode and copy engines' busy time to the simulated
+// token: the simulation hides decodes behind compute, but both read HBM and share the SMs. H200,
+// 7B lossless: device mode's token is longer than raw's by about half its layers' serial decode
+// time ((1/78.3 - 1/213.0) s against 32 x 0.486 ms: 0.52), so a decode counts half; a copy
+// (another engine, PCIe) a twentieth, to prefer less traffic where the token ties.
+#define SIM_DECODE_WEIGHT 0.5
+#define SIM_COPY_WEIGHT 0.05
 static const double sim_pre_share[BE_GROUPS_PER_LAYER] = {0.2, 0.6, 0.2, 0.0};
 
 // Planner workspace: the groups and copy units of one pass (n_layers * 4 + classifier chunks).
@@ -621,11 +624,11 @@ static int any_streamed(const be_state *s) {
     return 0;
 }
 
-// The planner's objective: the simulated token plus SIM_WORK_WEIGHT of the decode and copy time.
+// The planner's objective: the simulated token plus weighted decode and copy time (see above).
 static double plan_objective(const be_state *s, plan_ws *ws) {
     sim_result r;
     const double t = plan_seconds(s, ws, &r);
-    return t + SIM_WORK_WEIGHT * (r.dec_busy + r.copy_busy);
+    return t + SIM_DECODE_WEIGHT * r.dec_busy + SIM_COPY_WEIGHT * r.copy_busy;
 }
 
 // Score of a move from (t0, b0) to the current state: objective seconds saved per byte added

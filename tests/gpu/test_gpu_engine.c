@@ -139,8 +139,10 @@ static int check_fused(char (*path)[300], const cllm_codec *codecs, size_t vocab
             fails += !same;
         }
         // Plans with compute code (level FUSED): --weights fused under a roomy budget (every
-        // unit in compute code), then a budget halfway between the fused and the raw peaks (the
-        // planner's mix). Every placement gives raw mode's bits; the peak stays in the budget.
+        // unit in compute code: raw mode's bits), then a budget halfway between the fused and
+        // the raw peaks (the planner's mix; decoded layers' prefill GEMMs and the classifier's
+        // row chunks may round differently: within 1e-4, the same tokens). The peak stays in
+        // the budget.
         uint64_t peak_raw = 0, peak_fused = 0, peak = 0;
         if (run(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_RAW, 0, ref, &peak_raw) != CLLM_OK ||
             run(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_FUSED, 0, got, &peak_fused) != CLLM_OK) {
@@ -158,14 +160,16 @@ static int check_fused(char (*path)[300], const cllm_codec *codecs, size_t vocab
                 fails++;
                 continue;
             }
-            const int same = memcmp(ref, got, n * 4) == 0;
+            const int same = b == 0 ? memcmp(ref, got, n * 4) == 0 : rel_l2(got, ref, n) <= 1e-4;
+            if (b == 1) check_tokens(what, got, ref, N_TOK, vocab);
             const int in_budget = peak <= budget;
             const int all_cc = b == 1 || (strstr(last_plan, "compute code resident") &&
                                           !strstr(last_plan, "raw resident (") &&
                                           !strstr(last_plan, "compressed resident (") &&
                                           !strstr(last_plan, "streamed ("));
-            printf("%s %s: logits bit-identical to raw mode %s, device peak %llu %s the budget%s\n",
-                   same && in_budget && all_cc ? "PASS" : "FAIL", what, same ? "yes" : "NO",
+            printf("%s %s: logits %s raw mode's %s, device peak %llu %s the budget%s\n",
+                   same && in_budget && all_cc ? "PASS" : "FAIL", what,
+                   b == 0 ? "bit-identical to" : "within 1e-4 of", same ? "yes" : "NO",
                    (unsigned long long)peak, in_budget ? "within" : "OVER",
                    all_cc ? "" : ", NOT every unit in compute code");
             fails += !(same && in_budget && all_cc);
