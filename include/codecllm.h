@@ -174,6 +174,16 @@ cllm_status cllm_container_source_note(const cllm_container *c, char *buf, size_
 cllm_status cllm_container_decode(const cllm_container *c, size_t i, void *out, size_t out_cap,
                                   float *scales, size_t scales_cap, int check_sum);
 
+// What the GPU's fused mode (CLLM_WEIGHTS_FUSED) holds in device memory for tensor i: the bytes of
+// its in-VRAM compute code (docs/FORMAT.md) and its exception entries, made by the compute code's
+// C encoder (n_threads OpenMP threads; <= 1: one) from the tensor decoded here (checksum checked).
+// @return CLLM_OK; UNSUPPORTED for a tensor with no compute code (source dtype other than bf16
+//         unless int8-coded, or columns the fused kernels do not take: bf16 needs a multiple of
+//         8, int8 of 64 with per-row scales or groups of a multiple of 64); CORRUPT/FORMAT when
+//         the payload does not decode; NOMEM; ARG.
+cllm_status cllm_container_ccode_size(const cllm_container *c, size_t i, int n_threads,
+                                      uint64_t *bytes, uint64_t *n_exc);
+
 // ---------------------------------------------------------------------------------------------
 // Tensor codecs on memory buffers (what convert and the benchmarks use).
 

@@ -49,12 +49,43 @@ for codec in lossless int8; do
 done
 rm -rf "$TMP/small" "$TMP"/small-*.cllm
 
-# The Llama-2-7B shapes (one layer): 4096 x 11008 down_proj has the longest int8 tail.
+# check_ccode inspect.json MAX_BITS: inspect --ccode gives every layer matrix and the lm_head a
+# compute code (bits/weight consistent with its bytes; all of them together at most MAX_BITS
+# including the int8 scales and the exceptions, each at most one bit more) and nothing to the
+# embedding and the norms.
+check_ccode() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); cap = float(sys.argv[2])
+mats = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "lm_head")
+for t in d["tensors"]:
+    b = t["ccode_bits_per_weight"]
+    if t["layer_type"] in mats:
+        assert b is not None, t["name"]
+        assert abs(b - 8.0 * t["ccode_bytes"] / t["elements"]) < 1e-9, t["name"]
+        assert 0 <= t["ccode_exceptions"] < t["elements"], t["name"]
+        assert b <= cap + 1, (t["name"], b, cap + 1)
+    else:
+        assert b is None, t["name"]
+tot = d["total"]
+assert tot["ccode_bits_per_weight"] <= cap, (tot["ccode_bits_per_weight"], cap)
+print("compute code: %.3f bits/weight, %.2f%% exceptions" %
+      (tot["ccode_bits_per_weight"], 100.0 * tot["ccode_exceptions"] / tot["ccode_elements"]))
+PY
+}
+
+# The Llama-2-7B shapes (one layer): 4096 x 11008 down_proj has the longest int8 tail. The compute
+# code (what --weights fused holds in VRAM) within issue 9's sizes: lossless 11.5 bits/weight, int8
+# 6.5 including scales.
 "$BIN" synth --preset llama2-7b --layers 1 --dtype bf16 --seed 5 "$TMP/l7"
 for codec in lossless int8; do
     "$BIN" convert "$TMP/l7" "$TMP/l7-$codec.cllm" --codec "$codec"
-    "$BIN" inspect "$TMP/l7-$codec.cllm" --json --no-zstd > "$TMP/l7-$codec.json"
+    "$BIN" inspect "$TMP/l7-$codec.cllm" --json --no-zstd --ccode > "$TMP/l7-$codec.json"
     check_bound "$TMP/l7-$codec.json" || fail "7B-shape bound check for $codec"
+    cap=11.5; [ "$codec" = int8 ] && cap=6.5
+    check_ccode "$TMP/l7-$codec.json" "$cap" || fail "7B-shape compute code for $codec"
     rm -f "$TMP/l7-$codec.cllm"
 done
+"$BIN" inspect "$TMP/s-lossless.cllm" --ccode > "$TMP/inspect-cc.txt" || fail "inspect --ccode"
+grep -q "cc b/w" "$TMP/inspect-cc.txt" || fail "inspect --ccode prints no compute-code column"
 echo "e2e_convert: OK"

@@ -1,23 +1,31 @@
-// codecllm inspect FILE.cllm [--json] [--zstd] [--zstd-level L] [--threads N]
+// codecllm inspect FILE.cllm [--json] [--zstd] [--zstd-level L] [--ccode] [--threads N]
 //
 // Per tensor and per layer type: elements, codec, bits per weight, ratio to the source dtype, the
-// recorded order-0 entropy of the coded symbols, the bound it implies, and (with --zstd) what zstd
-// (the original design's CPU path) gets on the same bytes the codec started from. Also says
-// whether a tokenizer and a chat template are stored.
+// recorded order-0 entropy of the coded symbols, the bound it implies, (with --zstd) what zstd
+// (the original design's CPU path) gets on the same bytes the codec started from, and (with
+// --ccode) what the GPU's fused mode holds in VRAM for each layer matrix: the compute code's bits
+// per weight and its share of exceptions. Also says whether a tokenizer and a chat template are
+// stored.
 #include "cli.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 static const char inspect_usage[] =
-    "codecllm inspect FILE.cllm [--json] [--zstd] [--zstd-level L] [--threads N]\n"
+    "codecllm inspect FILE.cllm [--json] [--zstd] [--zstd-level L] [--ccode] [--threads N]\n"
     "  --json        machine-readable output (schema in docs/INSPECT.md)\n"
     "  --zstd        add a column with what zstd gets on the same bytes (slow: about 2 MB/s per\n"
     "                thread at level 19; progress on a terminal)\n"
-    "  --zstd-level  zstd level for that column (default 19; implies --zstd)";
+    "  --zstd-level  zstd level for that column (default 19; implies --zstd)\n"
+    "  --ccode       add the columns of the GPU's fused mode: bits per weight of each layer\n"
+    "                matrix in VRAM as compute code, and its exceptions (decodes and re-encodes\n"
+    "                every matrix: seconds per GB)\n"
+    "  --threads N   threads for zstd and the compute-code encoder (default: zstd one, the\n"
+    "                encoder all cores)";
 
 // Layer types, in the order they are printed.
 static const char *const kind_names[] = {"embeddings", "attn_q", "attn_k", "attn_v", "attn_o",
@@ -40,6 +48,7 @@ static int tensor_kind(const char *name) {
 
 typedef struct stat_row {
     uint64_t elements, source_bytes, coded_bytes, zstd_bytes;
+    uint64_t cc_elements, cc_bytes, cc_exc;  // --ccode: the matrices with a compute code
     double entropy_bits;  // sum over elements of the per-symbol entropy
     double bound_bits;    // order-0 bound in bits (entropy + stored raw bits)
 } stat_row;
@@ -77,6 +86,16 @@ static int zstd_size(const cllm_container *c, size_t i, const cllm_tensor_info *
     return rc;
 }
 
+// The layer types the fused mode holds in compute code (the layer matrices and an untied lm_head).
+static int ccode_kind(int kind) { return (kind >= 1 && kind <= 7) || kind == 9; }
+
+static void add_cc(stat_row *r, const cllm_tensor_info *t, uint64_t cc_bytes, uint64_t cc_exc) {
+    if (!cc_bytes) return;
+    r->cc_elements += t->n_elements;
+    r->cc_bytes += cc_bytes;
+    r->cc_exc += cc_exc;
+}
+
 static void add_row(stat_row *r, const cllm_tensor_info *t, uint64_t zbytes) {
     r->elements += t->n_elements;
     r->source_bytes += t->n_elements * cllm_dtype_size(t->dtype);
@@ -88,7 +107,7 @@ static void add_row(stat_row *r, const cllm_tensor_info *t, uint64_t zbytes) {
     r->bound_bits += per * (double)t->n_elements;
 }
 
-static json_t *row_json(const stat_row *r, int with_zstd) {
+static json_t *row_json(const stat_row *r, int with_zstd, int with_cc) {
     double n = r->elements ? (double)r->elements : 1;
     json_t *o = json_object();
     json_object_set_new(o, "elements", json_integer((json_int_t)r->elements));
@@ -102,22 +121,37 @@ static json_t *row_json(const stat_row *r, int with_zstd) {
         json_object_set_new(o, "zstd_bytes", json_integer((json_int_t)r->zstd_bytes));
         json_object_set_new(o, "zstd_bits_per_weight", json_real(8.0 * (double)r->zstd_bytes / n));
     }
+    if (with_cc && r->cc_elements) {
+        const double m = (double)r->cc_elements;
+        json_object_set_new(o, "ccode_elements", json_integer((json_int_t)r->cc_elements));
+        json_object_set_new(o, "ccode_bytes", json_integer((json_int_t)r->cc_bytes));
+        json_object_set_new(o, "ccode_bits_per_weight", json_real(8.0 * (double)r->cc_bytes / m));
+        json_object_set_new(o, "ccode_exceptions", json_integer((json_int_t)r->cc_exc));
+    } else if (with_cc) {
+        json_object_set_new(o, "ccode_bits_per_weight", json_null());
+    }
     return o;
 }
 
 static void print_row(const char *name, const char *codec, const stat_row *r, int with_zstd,
-                      const char *entropy) {
+                      int with_cc, const char *entropy) {
     double n = r->elements ? (double)r->elements : 1;
     printf("%-48s %-8s %12llu %7.3f %7.3f %6.3fx %8s", name, codec,
            (unsigned long long)r->elements, 8.0 * (double)r->coded_bytes / n, r->bound_bits / n,
            r->coded_bytes ? (double)r->source_bytes / (double)r->coded_bytes : 0.0, entropy);
     if (with_zstd) printf(" %7.3f", 8.0 * (double)r->zstd_bytes / n);
+    if (with_cc && r->cc_elements)
+        printf(" %7.3f %6.2f%%", 8.0 * (double)r->cc_bytes / (double)r->cc_elements,
+               100.0 * (double)r->cc_exc / (double)r->cc_elements);
+    else if (with_cc)
+        printf(" %7s %7s", "-", "-");
     printf("\n");
 }
 
 // One tensor's JSON row (docs/INSPECT.md).
-static json_t *tensor_json(const cllm_tensor_info *t, const stat_row *r, int with_zstd) {
-    json_t *row = row_json(r, with_zstd);
+static json_t *tensor_json(const cllm_tensor_info *t, const stat_row *r, int with_zstd,
+                           int with_cc) {
+    json_t *row = row_json(r, with_zstd, with_cc);
     json_t *shape = json_array();
     for (uint32_t d = 0; d < t->ndim; d++)
         json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
@@ -126,6 +160,7 @@ static json_t *tensor_json(const cllm_tensor_info *t, const stat_row *r, int wit
     json_object_set_new(row, "dtype", json_string(cllm_dtype_name(t->dtype)));
     json_object_set_new(row, "codec", json_string(cllm_codec_name(t->codec)));
     json_object_set_new(row, "layer_type", json_string(kind_names[tensor_kind(t->name)]));
+    json_object_set_new(row, "data_offset", json_integer((json_int_t)t->data_offset));
     if (t->codec != CLLM_CODEC_RAW) {
         json_object_set_new(row, "symbol_entropy", json_real(t->symbol_entropy));
         json_object_set_new(row, "scale_bits", json_integer(t->scale_bits));
@@ -185,7 +220,7 @@ static json_t *tokenizer_json(const tok_summary *ts) {
 // The whole document; takes ownership of `tensors`.
 static void print_json(const cllm_container *c, const char *path, uint64_t file_bytes,
                        json_t *tensors, const stat_row *kinds, const stat_row *total,
-                       int with_zstd) {
+                       int with_zstd, int with_cc) {
     json_t *root = json_object(), *jk = json_object();
     char note[512];
     json_object_set_new(root, "file", json_string(path));
@@ -197,16 +232,17 @@ static void print_json(const cllm_container *c, const char *path, uint64_t file_
     json_object_set_new(root, "tokenizer", tokenizer_json(&ts));
     json_object_set_new(root, "tensors", tensors);
     for (int k = 0; k < N_KINDS; k++)
-        if (kinds[k].elements) json_object_set_new(jk, kind_names[k], row_json(&kinds[k], with_zstd));
+        if (kinds[k].elements)
+            json_object_set_new(jk, kind_names[k], row_json(&kinds[k], with_zstd, with_cc));
     json_object_set_new(root, "layer_types", jk);
-    json_object_set_new(root, "total", row_json(total, with_zstd));
+    json_object_set_new(root, "total", row_json(total, with_zstd, with_cc));
     json_dumpf(root, stdout, JSON_INDENT(2));
     printf("\n");
     json_decref(root);
 }
 
 typedef struct inspect_opts {
-    int json, zstd, level, threads;
+    int json, zstd, level, threads, ccode;
 } inspect_opts;
 
 static int inspect_file(const char *path, const inspect_opts *o) {
@@ -236,8 +272,9 @@ static int inspect_file(const char *path, const inspect_opts *o) {
         tok_summary ts;
         summarize_tokenizer(c, &ts);
         print_tokenizer(&ts);
-        printf("%-48s %-8s %12s %7s %7s %7s %8s%s\n", "tensor", "codec", "elements", "bits/w",
-               "bound", "ratio", "H(sym)", o->zstd ? " zstd b/w" : "");
+        printf("%-48s %-8s %12s %7s %7s %7s %8s%s%s\n", "tensor", "codec", "elements", "bits/w",
+               "bound", "ratio", "H(sym)", o->zstd ? " zstd b/w" : "",
+               o->ccode ? " cc b/w     exc" : "");
     }
     int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < n && rc == CLI_EXIT_OK; i++) {
@@ -251,29 +288,49 @@ static int inspect_file(const char *path, const inspect_opts *o) {
             rc = cli_fail("inspect", CLLM_ERR_CORRUPT, t.name);
             break;
         }
+        // --ccode: the layer matrices' compute code; a tensor it cannot hold stays "-".
+        uint64_t cb = 0, ce = 0;
+        if (o->ccode && ccode_kind(tensor_kind(t.name))) {
+            const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+            st = cllm_container_ccode_size(c, i, o->threads ? o->threads : (int)(ncpu > 0 ? ncpu : 1),
+                                           &cb, &ce);
+            if (st == CLLM_ERR_UNSUPPORTED) {
+                cb = ce = 0;
+            } else if (st != CLLM_OK) {
+                rc = cli_fail("inspect", st, t.name);
+                break;
+            }
+        }
         stat_row r;
         memset(&r, 0, sizeof r);
         add_row(&r, &t, zb);
         add_row(&kinds[tensor_kind(t.name)], &t, zb);
         add_row(&total, &t, zb);
+        add_cc(&r, &t, cb, ce);
+        add_cc(&kinds[tensor_kind(t.name)], &t, cb, ce);
+        add_cc(&total, &t, cb, ce);
         char ent[32];
         snprintf(ent, sizeof ent, t.codec == CLLM_CODEC_RAW ? "-" : "%.3f", t.symbol_entropy);
         if (o->json) {
-            json_array_append_new(jt, tensor_json(&t, &r, o->zstd));
+            json_array_append_new(jt, tensor_json(&t, &r, o->zstd, o->ccode));
         } else {
-            print_row(t.name, cllm_codec_name(t.codec), &r, o->zstd, ent);
+            print_row(t.name, cllm_codec_name(t.codec), &r, o->zstd, o->ccode, ent);
         }
         cli_progress_cb(&prog, i + 1, n, i + 1, n, t.name);
     }
     cli_progress_end(&prog);
     if (rc == CLI_EXIT_OK && o->json) {
-        print_json(c, path, cllm_container_file_size(c), jt, kinds, &total, o->zstd);
+        print_json(c, path, cllm_container_file_size(c), jt, kinds, &total, o->zstd, o->ccode);
         jt = NULL;
     } else if (rc == CLI_EXIT_OK) {
         printf("\nper layer type:\n");
         for (int k = 0; k < N_KINDS; k++)
-            if (kinds[k].elements) print_row(kind_names[k], "", &kinds[k], o->zstd, "");
-        print_row("TOTAL", "", &total, o->zstd, "");
+            if (kinds[k].elements) print_row(kind_names[k], "", &kinds[k], o->zstd, o->ccode, "");
+        print_row("TOTAL", "", &total, o->zstd, o->ccode, "");
+        if (o->ccode)
+            printf("cc b/w: the compute code the GPU's fused mode holds in VRAM (layer matrices "
+                   "with one; rows: over those), exc: the share of their weights that are "
+                   "exceptions\n");
     }
     json_decref(jt);
     cllm_container_free(c);
@@ -281,7 +338,7 @@ static int inspect_file(const char *path, const inspect_opts *o) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-    inspect_opts o = {.json = 0, .zstd = 0, .level = 19, .threads = 0};
+    inspect_opts o = {.json = 0, .zstd = 0, .level = 19, .threads = 0, .ccode = 0};
     const char *path = NULL;
     long long v;
     for (int i = 1; i < argc; i++) {
@@ -291,6 +348,8 @@ int cmd_inspect(int argc, char **argv) {
             return CLI_EXIT_OK;
         } else if (!strcmp(a, "--json")) {
             o.json = 1;
+        } else if (!strcmp(a, "--ccode")) {
+            o.ccode = 1;
         } else if (!strcmp(a, "--zstd") || !strcmp(a, "--no-zstd")) {
             o.zstd = !strcmp(a, "--zstd");  // --no-zstd: the default, accepted as before
         } else if (!strcmp(a, "--zstd-level") && i + 1 < argc) {

@@ -135,6 +135,16 @@ CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_lay
     return 0;
 }
 
+// Whether the fused kernels take a (rows, cols) matrix of this kind: bf16 with cols % 8 == 0;
+// int8 with cols % 64 == 0 and one scale per row or groups of a multiple of 64 columns (the int8
+// tensor-core matvec's chunks). group_size: int8 columns per scale (0 or cols: per row).
+CLLM_CCODE_HD int cllm_ccode_takes(uint32_t kind, uint64_t cols, uint32_t group_size) {
+    if (kind == CLLM_CCODE_BF16) return cols > 0 && cols % CLLM_CC16_VEC == 0;
+    if (kind != CLLM_CCODE_INT8) return 0;
+    return cols > 0 && cols % CLLM_CC8_CHUNK == 0 &&
+           (group_size == 0 || group_size == cols || group_size % CLLM_CC8_CHUNK == 0);
+}
+
 // ---- encoder (cllm_ccode_enc.c) -----------------------------------------------------------------
 
 // Encodes a (rows, cols) row-major bf16 matrix (any bit patterns: NaN, infinities, subnormals,

@@ -8,10 +8,11 @@ extern "C" {
 
 #include <stdlib.h>
 
-// Shapes the fused kernels take (see cllm_cuda.h, CLLM_CUDA_W_CC_*).
+// Shapes the fused kernels take (see cllm_cuda.h, CLLM_CUDA_W_CC_*): the compute code's rule.
 static bool ccode_shape_ok(uint32_t kind, uint64_t cols, uint32_t group_size) {
-    if (kind == CLLM_CUDA_W_BF16) return cols % 8 == 0;
-    return cols % 64 == 0 && (group_size == cols || group_size % 64 == 0);
+    return cllm_ccode_takes(kind == CLLM_CUDA_W_BF16 ? (uint32_t)CLLM_CCODE_BF16
+                                                     : (uint32_t)CLLM_CCODE_INT8,
+                            cols, group_size) != 0;
 }
 
 extern "C" size_t cllm_cuda_ccode_estimate_bytes(uint32_t kind, uint64_t rows, uint64_t cols,
