@@ -169,10 +169,17 @@ cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt
     }
     cllm_engine_stats sts;
     cllm_engine_stats_get(e, &sts);
+    char how[96];
+    if (e->opt.vram_budget && e->opt.backend == CLLM_BACKEND_CUDA)
+        snprintf(how, sizeof how, "weights placed by the planner under %.2f GiB of VRAM%s",
+                 (double)e->opt.vram_budget / 1073741824.0,
+                 opt && opt->weights == CLLM_WEIGHTS_AUTO ? " (auto: raw does not fit)" : "");
+    else
+        snprintf(how, sizeof how, "%s weights", cllm_weights_mode_name(sts.weights));
     cllm_logf(e->opt.log, e->opt.log_user,
-              "engine: %s backend, %s weights, %d threads, context %u, KV %s, %u sequence%s",
-              sts.backend, cllm_weights_mode_name(sts.weights), e->opt.n_threads, e->ctx,
-              cllm_dtype_name(e->opt.kv_dtype), e->n_seq, e->n_seq == 1 ? "" : "s");
+              "engine: %s backend, %s, %d threads, context %u, KV %s, %u sequence%s", sts.backend,
+              how, e->opt.n_threads, e->ctx, cllm_dtype_name(e->opt.kv_dtype), e->n_seq,
+              e->n_seq == 1 ? "" : "s");
     *out = e;
     return CLLM_OK;
 }
