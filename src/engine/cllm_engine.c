@@ -70,14 +70,13 @@ static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_o
     return CLLM_OK;
 }
 
-// Bytes of the weights once decoded, and as stored.
-static void weight_totals(const cllm_weights *w, uint64_t *decoded, uint64_t *compressed) {
+// Bytes of the weights once decoded.
+static uint64_t decoded_total(const cllm_weights *w) {
     uint64_t d = w->embed.decoded_bytes + w->norm.decoded_bytes;
     if (!w->cfg.tied_embeddings) d += w->lm_head.decoded_bytes;
     for (uint32_t l = 0; l < w->cfg.n_layers; l++)
         for (int i = 0; i < CLLM_LAYER_N_TENSORS; i++) d += w->layers[l].all[i].decoded_bytes;
-    *decoded = d;
-    *compressed = w->compressed_bytes;
+    return d;
 }
 
 // Settles CLLM_BACKEND_AUTO and CLLM_WEIGHTS_AUTO (see include/codecllm.h for the rules).
@@ -86,8 +85,7 @@ static cllm_status resolve_auto(const cllm_weights *w, cllm_engine_options *o) {
         o->backend =
             cllm_backend_available(CLLM_BACKEND_CUDA) ? CLLM_BACKEND_CUDA : CLLM_BACKEND_CPU;
     if (o->weights != CLLM_WEIGHTS_AUTO) return CLLM_OK;
-    uint64_t decoded, compressed;
-    weight_totals(w, &decoded, &compressed);
+    const uint64_t decoded = decoded_total(w);
     if (o->backend != CLLM_BACKEND_CUDA) {
         long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
         uint64_t avail = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
@@ -107,7 +105,6 @@ static cllm_status resolve_auto(const cllm_weights *w, cllm_engine_options *o) {
     o->weights = decoded <= room ? CLLM_WEIGHTS_RAW : CLLM_WEIGHTS_STREAM;
     if (o->weights == CLLM_WEIGHTS_STREAM) o->vram_budget = room;
 #endif
-    (void)compressed;
     return CLLM_OK;
 }
 
@@ -173,7 +170,8 @@ cllm_status cllm_engine_open_ops(cllm_weights *w, const cllm_engine_options *opt
     if (e->opt.vram_budget && e->opt.backend == CLLM_BACKEND_CUDA)
         snprintf(how, sizeof how, "weights placed by the planner under %.2f GiB of VRAM%s",
                  (double)e->opt.vram_budget / 1073741824.0,
-                 opt && opt->weights == CLLM_WEIGHTS_AUTO ? " (auto: raw does not fit)" : "");
+                 opt && opt->weights == CLLM_WEIGHTS_AUTO && !opt->vram_budget
+                     ? " (auto: raw does not fit)" : "");
     else
         snprintf(how, sizeof how, "%s weights", cllm_weights_mode_name(sts.weights));
     cllm_logf(e->opt.log, e->opt.log_user,
