@@ -195,9 +195,10 @@ cllm_status cllm_cuda_ccode_make_host(cllm_cuda_mem *mem, uint32_t kind, const v
 //                       graph the stream edge becomes programmatic. A device or driver that
 //                       refuses the attribute fails the launch (CLLM_ERR_DEVICE): the caller
 //                       falls back to flags 0.
-//   CLLM_CUDA_RESIDENT  (matvecs, with PDL) no kernel that may still be running writes the
-//                       weights (resident, not decoded just in time): the first weight loads are
-//                       issued before the wait, overlapping the previous kernel's tail.
+//   CLLM_CUDA_RESIDENT  (matvecs and RMSNorm, with PDL) no kernel that may still be running
+//                       writes the weights (resident, not decoded just in time): the first
+//                       weight loads are issued before the wait, overlapping the previous
+//                       kernel's tail.
 #define CLLM_CUDA_PDL 1u
 #define CLLM_CUDA_RESIDENT 2u
 

@@ -1456,19 +1456,64 @@ static __device__ float block_sum(float v, float *red) {
 }
 
 // ---- RMSNorm -------------------------------------------------------------------------------------
+//
+// One block per row. At batch 1 each norm is one row (4096 wide on the 7B) between two matvecs,
+// on the critical path of every layer: the vector path reads the row once, as float4s held in
+// registers (RN_VEC per thread, every load issued before any use; resident weights before the
+// PDL wait), so the kernel is one round trip, a block reduction and the stores. (It replaced a
+// 256-thread loop that read x twice and the weights after the reduction: 11 us per norm on the
+// H200, 15% of a raw BF16 token.) Widths not a multiple of 4, or wider than the registers hold,
+// take the plain loop. A row's result depends only on the row (the block size only on dim), so a
+// token's norm is the same in any batch.
+#define RN_THREADS 1024
+#define RN_VEC 4  // float4s per thread: rows up to 16384 wide on the vector path
 
-static __global__ void __launch_bounds__(256)
-    rmsnorm_kernel(const float *x, const float *w, float *out, uint32_t dim, float eps) {
+template <bool VEC>
+static __global__ void __launch_bounds__(RN_THREADS)
+    rmsnorm_kernel(const float *x, const float *w, float *out, uint32_t dim, float eps, int pre) {
     __shared__ float red[32];
     pdl_trigger();
-    pdl_wait();
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *orow = out + (size_t)blockIdx.x * dim;
     float ss = 0.f;
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = block_sum(ss, red);
-    const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = xr[i] * inv * __ldg(w + i);
+    if (VEC) {
+        const uint32_t n4 = dim / 4;
+        float4 wv[RN_VEC], xv[RN_VEC];
+        if (!pre) pdl_wait();
+#pragma unroll
+        for (uint32_t k = 0; k < RN_VEC; k++) {
+            const uint32_t i = threadIdx.x + k * blockDim.x;
+            if (i < n4) wv[k] = __ldg((const float4 *)w + i);
+        }
+        if (pre) pdl_wait();
+#pragma unroll
+        for (uint32_t k = 0; k < RN_VEC; k++) {
+            const uint32_t i = threadIdx.x + k * blockDim.x;
+            if (i < n4) xv[k] = ((const float4 *)xr)[i];
+        }
+#pragma unroll
+        for (uint32_t k = 0; k < RN_VEC; k++) {
+            if (threadIdx.x + k * blockDim.x >= n4) continue;
+            ss = fmaf(xv[k].x, xv[k].x, ss), ss = fmaf(xv[k].y, xv[k].y, ss);
+            ss = fmaf(xv[k].z, xv[k].z, ss), ss = fmaf(xv[k].w, xv[k].w, ss);
+        }
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+#pragma unroll
+        for (uint32_t k = 0; k < RN_VEC; k++) {
+            const uint32_t i = threadIdx.x + k * blockDim.x;
+            if (i >= n4) continue;
+            const float4 a = xv[k], b = wv[k];
+            ((float4 *)orow)[i] = make_float4(a.x * inv * b.x, a.y * inv * b.y, a.z * inv * b.z,
+                                              a.w * inv * b.w);
+        }
+    } else {
+        pdl_wait();
+        for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = xr[i] * inv * __ldg(w + i);
+    }
 }
 
 extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev,
@@ -1476,9 +1521,14 @@ extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *wei
                                             float eps, unsigned flags, void *stream) {
     RETURN_IF(!x_dev || !weight_dev || !out_dev || !dim, CLLM_ERR_ARG, "rmsnorm: bad argument");
     if (n_rows == 0) return CLLM_OK;
-    CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(rmsnorm_kernel, dim3(n_rows), dim3(256), 0,
-                                       CLLM_STREAM(stream), flags, x_dev, weight_dev, out_dev,
-                                       dim, eps),
+    const uint32_t n4 = dim / 4;
+    const bool vec = dim % 4 == 0 && n4 <= RN_THREADS * RN_VEC &&
+                     ((uintptr_t)x_dev | (uintptr_t)weight_dev | (uintptr_t)out_dev) % 16 == 0;
+    const uint32_t threads = vec ? (n4 < RN_THREADS ? (n4 + 31) / 32 * 32 : RN_THREADS) : 256;
+    const int pre = (flags & CLLM_CUDA_RESIDENT) != 0;
+    CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(vec ? rmsnorm_kernel<true> : rmsnorm_kernel<false>,
+                                       dim3(n_rows), dim3(threads), 0, CLLM_STREAM(stream), flags,
+                                       x_dev, weight_dev, out_dev, dim, eps, pre),
                               "rmsnorm");
     return CLLM_OK;
 }

@@ -338,8 +338,9 @@ static cllm_status cuda_embed(void *state, float *x, const cllm_wview *table, co
 static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const cllm_wview *w,
                                 size_t n_tok, size_t dim, float eps) {
     be_dev *d = (be_dev *)state;
+    // The norm weights are resident in every weights mode (uploaded at create).
     return cllm_cuda_rmsnorm_ex(x, (const float *)w->data, out, (uint32_t)n_tok, (uint32_t)dim,
-                                eps, lflags(d, 0), d->compute);
+                                eps, lflags(d, 1), d->compute);
 }
 
 static uint64_t elem_bytes(uint32_t kind) {

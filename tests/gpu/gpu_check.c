@@ -1032,9 +1032,11 @@ static void attention_cases(void) {
 }
 
 static void small_kernels(void) {
-    // RMSNorm: 3 rows of 4096 (and an odd width), tolerance 1e-5.
-    {
-        uint32_t rows = 3, dim = 4097;
+    // RMSNorm: 3 rows of each width, tolerance 1e-5: the vector path (4096, 576, 64; 16384, its
+    // widest) and the plain loop (an odd width; one wider than the vector path holds).
+    static const uint32_t dims[] = {4097, 4096, 576, 64, 16384, 16388};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        uint32_t rows = 3, dim = dims[di];
         size_t n = (size_t)rows * dim;
         float *x = xmalloc(n * 4), *w = xmalloc(dim * 4), *o = xmalloc(n * 4), *want = xmalloc(n * 4);
         fill_floats(x, n, 2.0), fill_floats(w, dim, 1.0);
@@ -1044,7 +1046,9 @@ static void small_kernels(void) {
         download(o, od, n * 4);
         double e = rel_l2(o, want, n);
         check(e < 1e-5, "rmsnorm %ux%u rel L2 %.2e, tol 1e-5", rows, dim, e);
-        summary("%-44s %s  rel L2 %.1e\n", "rmsnorm", e < 1e-5 ? "PASS" : "FAIL", e);
+        char what[48];
+        snprintf(what, sizeof what, "rmsnorm 3x%u", dim);
+        summary("%-44s %s  rel L2 %.1e\n", what, e < 1e-5 ? "PASS" : "FAIL", e);
         MUST(cllm_cuda_release(g_mem, xd)); MUST(cllm_cuda_release(g_mem, wd));
         MUST(cllm_cuda_release(g_mem, od));
         free(x), free(w), free(o), free(want);
