@@ -130,11 +130,47 @@ static void test_matmul_bf16(void **state) {
     (void)state;
     check_matmul(CLLM_W_BF16, 0);
 }
+// An int8 row as the reference kernel spells it: per group, 8 lane sums of the products (element
+// i in lane i mod 8, the tail from lane 0), the lanes added pairwise, the group scaled; groups added
+// in order. The library computes it with whichever of its compiled versions suits the CPU (the
+// baseline, or AVX2 on x86-64): the bits must be these.
+static float spec_dot_i8_row(const cllm_wview *w, uint64_t r, const float *x) {
+    const int8_t *row = (const int8_t *)w->data + r * w->cols;
+    float sum = 0.0f;
+    for (uint64_t g = 0; g < w->groups_per_row; g++) {
+        const uint64_t c0 = g * w->group_size;
+        const uint64_t n = w->cols - c0 < w->group_size ? w->cols - c0 : w->group_size;
+        float acc[8] = {0};
+        uint64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) acc[j] += (float)row[c0 + i + j] * x[c0 + i + j];
+        for (int j = 0; i < n; i++, j++) acc[j] += (float)row[c0 + i] * x[c0 + i];
+        const float d = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        sum += w->scales[r * w->groups_per_row + g] * d;
+    }
+    return sum;
+}
+
 static void test_matmul_i8(void **state) {
     (void)state;
     check_matmul(CLLM_W_I8, 0);   // per row
     check_matmul(CLLM_W_I8, 16);  // groups of 16, last group short (133 = 8 * 16 + 5)
     check_matmul(CLLM_W_I8, 1);
+    // Bit for bit the spelled-out reference, on rows long enough for every vector width.
+    uint64_t rng = 99;
+    for (uint32_t group = 64; group <= 1000; group += 936) {
+        test_mat m;
+        make_mat(&m, CLLM_W_I8, 7, 1000, group, &rng);
+        float x[1000];
+        fill_normal(x, 1000, &rng, 1.0);
+        for (uint64_t r = 0; r < 7; r++) {
+            const float got = cllm_k_dot_row(&m.v, r, x), want = spec_dot_i8_row(&m.v, r, x);
+            if (memcmp(&got, &want, sizeof got) != 0)
+                fail_msg("int8 row %llu (group %u): %.9g, the spelled-out reference %.9g",
+                         (unsigned long long)r, group, got, want);
+        }
+        free_mat(&m);
+    }
 }
 
 static void test_row_to_f32(void **state) {

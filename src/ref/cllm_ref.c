@@ -50,13 +50,43 @@ static float dot_f16(const uint16_t *w, const float *x, size_t n) {
     return lanes_sum(acc);
 }
 
-static float dot_i8(const int8_t *w, const float *x, size_t n) {
+static float dot_i8_lanes(const int8_t *w, const float *x, size_t n) {
     float acc[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) acc[j] += (float)w[i + j] * x[i + j];
     for (int j = 0; i < n; i++, j++) acc[j] += (float)w[i] * x[i];
     return lanes_sum(acc);
+}
+
+// x86-64's baseline (SSE2) has no instruction that widens int8 to int32, and compilers widen
+// int8 vectors element by element, which made the int8 dot product slower than f32's on the CPU.
+// With AVX2 (checked at run time) the same lanes are computed with vector instructions: lane j
+// adds (float)w[i] * x[i] for i = j (mod 8) in order, a multiply then an add (no fused
+// multiply-add), the tail as dot_i8_lanes: the same bits.
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CLLM_DOT_I8_AVX2 1
+__attribute__((target("avx2"))) static float dot_i8_avx2(const int8_t *w, const float *x,
+                                                         size_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        const __m256i wi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w + i)));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(wi), _mm256_loadu_ps(x + i)));
+    }
+    float a[LANES];
+    _mm256_storeu_ps(a, acc);
+    for (int j = 0; i < n; i++, j++) a[j] += (float)w[i] * x[i];
+    return lanes_sum(a);
+}
+#endif
+
+static float dot_i8(const int8_t *w, const float *x, size_t n) {
+#ifdef CLLM_DOT_I8_AVX2
+    if (__builtin_cpu_supports("avx2")) return dot_i8_avx2(w, x, n);
+#endif
+    return dot_i8_lanes(w, x, n);
 }
 
 // Int8 row: each group's integer-valued products are summed, then scaled once; the row sum adds
