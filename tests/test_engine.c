@@ -184,6 +184,21 @@ static void test_row_to_f32(void **state) {
         for (int c = 0; c < 40; c++) assert_true((double)row[c] == (double)(float)m.wf[80 + c]);
         free_mat(&m);
     }
+    // f16 rows are widened without branches (so that the kernels vectorise): every one of the
+    // 65536 patterns (NaN payloads, signalling ones too, +-0, +-inf, subnormals) gives
+    // cllm_f16_to_f32's bits.
+    uint16_t *all = malloc(65536 * sizeof *all);
+    float *got = malloc(65536 * sizeof *got);
+    for (uint32_t i = 0; i < 65536; i++) all[i] = (uint16_t)i;
+    cllm_wview v = {.kind = CLLM_W_F16, .rows = 1, .cols = 65536, .data = all};
+    cllm_k_row_to_f32(&v, 0, got);
+    for (uint32_t i = 0; i < 65536; i++) {
+        const float want = cllm_f16_to_f32((uint16_t)i);
+        if (memcmp(&got[i], &want, sizeof want) != 0)
+            fail_msg("f16 0x%04x: widened to 0x%08x, cllm_f16_to_f32 0x%08x", i,
+                     cllm_f32_to_bits(got[i]), cllm_f32_to_bits(want));
+    }
+    free(all), free(got);
 }
 
 static void test_rmsnorm(void **state) {
