@@ -116,50 +116,6 @@ static float dot_i8_row(const cllm_wview *w, uint64_t r, const float *x) {
     return sum;
 }
 
-#ifdef CLLM_DOT_I8_AVX2
-// Two rows at once: one chain of vector adds is bound by the add's latency, two independent ones
-// overlap. Each row's lanes and tail exactly as dot_i8_avx2's: the same bits as one row at a time.
-__attribute__((target("avx2"))) static void dot_i8_avx2_x2(const int8_t *w0, const int8_t *w1,
-                                                           const float *x, size_t n, float *d0,
-                                                           float *d1) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-        const __m256 xv = _mm256_loadu_ps(x + i);
-        const __m256i u0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w0 + i)));
-        const __m256i u1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w1 + i)));
-        a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_cvtepi32_ps(u0), xv));
-        a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_cvtepi32_ps(u1), xv));
-    }
-    float b0[LANES], b1[LANES];
-    _mm256_storeu_ps(b0, a0);
-    _mm256_storeu_ps(b1, a1);
-    for (int j = 0; i < n; i++, j++) {
-        b0[j] += (float)w0[i] * x[i];
-        b1[j] += (float)w1[i] * x[i];
-    }
-    *d0 = lanes_sum(b0);
-    *d1 = lanes_sum(b1);
-}
-
-// Rows r and r + 1 of an int8 matrix, each exactly as dot_i8_row.
-static void dot_i8_rows2(const cllm_wview *w, uint64_t r, const float *x, float *s0, float *s1) {
-    const int8_t *row0 = (const int8_t *)w->data + r * w->cols, *row1 = row0 + w->cols;
-    const float *sc0 = w->scales + r * w->groups_per_row, *sc1 = sc0 + w->groups_per_row;
-    float sum0 = 0.0f, sum1 = 0.0f;
-    for (uint64_t g = 0; g < w->groups_per_row; g++) {
-        const uint64_t c0 = g * w->group_size;
-        const uint64_t n = w->cols - c0 < w->group_size ? w->cols - c0 : w->group_size;
-        float d0, d1;
-        dot_i8_avx2_x2(row0 + c0, row1 + c0, x + c0, n, &d0, &d1);
-        sum0 += sc0[g] * d0;
-        sum1 += sc1[g] * d1;
-    }
-    *s0 = sum0;
-    *s1 = sum1;
-}
-#endif
-
 float cllm_k_dot_row(const cllm_wview *w, uint64_t r, const float *x) {
     size_t n = w->cols;
     switch (w->kind) {
@@ -179,20 +135,6 @@ void cllm_k_matmul(float *out, size_t ldo, const cllm_wview *w, const float *x, 
     const int par = n_threads > 1 && w->rows * w->cols * n_tok >= CLLM_K_PARALLEL_MIN_WORK;
     // Rows outside, tokens inside: a weight row is read from memory once per call and reused
     // from cache for every token of the batch.
-#ifdef CLLM_DOT_I8_AVX2
-    if (w->kind == CLLM_W_I8 && rows >= 2 && __builtin_cpu_supports("avx2")) {  // rows in pairs
-        const int64_t pairs = rows / 2;
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (par)
-        for (int64_t p = 0; p < pairs; p++)
-            for (size_t t = 0; t < n_tok; t++)
-                dot_i8_rows2(w, (uint64_t)(2 * p), x + t * ldx, out + t * ldo + 2 * p,
-                             out + t * ldo + 2 * p + 1);
-        if (rows % 2)
-            for (size_t t = 0; t < n_tok; t++)
-                out[t * ldo + (size_t)rows - 1] = cllm_k_dot_row(w, (uint64_t)rows - 1, x + t * ldx);
-        return;
-    }
-#endif
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (par)
     for (int64_t r = 0; r < rows; r++)
         for (size_t t = 0; t < n_tok; t++)
