@@ -232,13 +232,15 @@ cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cud
 cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev, uint64_t ldx,
                                   uint32_t n, float *y_dev, uint64_t ldy, void *stream);
 
-// Compute code back to raw weights: w (CC_BF16, CC_INT8) decoded into dst (16-byte aligned, at
-// least cllm_cuda_ccode_unpack_bytes(w) bytes: rows x cols bf16 or int8), bit for bit the matrix
-// it was made from; *out = the raw view of dst (INT8 keeps w's scales, inside w's buffer). One
-// launch on `stream`. Steps too long for the fused matvecs (prefill) give the GEMM this.
-size_t cllm_cuda_ccode_unpack_bytes(const cllm_cuda_weight *w);
-cllm_status cllm_cuda_ccode_unpack(const cllm_cuda_weight *w, void *dst, size_t dst_bytes,
-                                   cllm_cuda_weight *out, void *stream);
+// Compute code back to raw weights: rows [r0, r0 + n_rows) of w (CC_BF16, CC_INT8; CC_INT8: r0 a
+// multiple of 16) decoded into dst (16-byte aligned, n_rows x cols elements), bit for bit the
+// rows it was made from: bf16 for CC_BF16; for CC_INT8 the int8 values, or with `bf16` their
+// dequantised bf16 values (q * scale rounded to nearest even, as the int8 GEMM's dequantisation).
+// *out = the raw view of dst (int8: w's scales from row r0 on, inside w's buffer). One launch on
+// `stream`. Steps too long for the fused matvecs (prefill) give the GEMM this (cllm_cuda_gemm).
+cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, uint64_t r0, uint64_t n_rows,
+                                        int bf16, void *dst, size_t dst_bytes,
+                                        cllm_cuda_weight *out, void *stream);
 
 // The column launch for a whole job (batched decode's q/k/v, Wo and Wdown into the residual,
 // gate/up + SwiGLU): for c < n <= CLLM_CUDA_MATVEC_COLS and x_c = x + c * ldx,
@@ -347,22 +349,31 @@ cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev
 cllm_status cllm_cuda_blas_create(void **handle);
 void cllm_cuda_blas_destroy(void *handle);
 
-// Y (n_tok, rows) = X (n_tok, cols) . W^T in fp32 output, through cublasGemmEx. bf16/f16 weights:
-// X is rounded to the weight's type in `scratch` (n_tok * cols * 2 bytes); f32 weights: plain
-// SGEMM (no scratch). int8 weights: W is first dequantised to bf16 in `scratch` as well (needs
-// n_tok * cols * 2 + rows * cols * 2 bytes). `scratch_cap` in bytes. Tolerance against
-// cllm_k_matmul per token: bf16/int8 ~ 1e-2 relative L2 (X rounding), f32 ~ 1e-5.
+// Y[t * ldy + r] = (X W^T)[t][r] (t < n_tok, r < rows, ldy >= rows) in fp32, through
+// cublasGemmEx, for every kind: f32 weights by SGEMM (no scratch); otherwise X is rounded to
+// bf16 (f16 for f16 weights) in `scratch`, and W goes in row chunks of
+// cllm_cuda_gemm_chunk_rows, one cuBLAS call each: bf16/f16 whole and in place; int8 in chunks of
+// at most CLLM_CUDA_GEMM_CHUNK bytes dequantised to bf16 in `scratch` after X; compute code
+// unpacked there to bf16 (CC_INT8: and dequantised) in its raw kind's chunks, so that it gives
+// its raw kind's bits. `scratch_cap` in bytes (cllm_cuda_gemm_scratch_bytes, enough for any row
+// range of w too). Tolerance against cllm_k_matmul per token: bf16/int8 ~ 1e-2 relative L2 (X
+// rounding), f32 ~ 1e-5.
 cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
-                           uint32_t n_tok, float *y_dev, void *scratch_dev, size_t scratch_cap,
-                           void *stream);
-// Bytes of scratch cllm_cuda_gemm needs.
+                           uint32_t n_tok, float *y_dev, uint64_t ldy, void *scratch_dev,
+                           size_t scratch_cap, void *stream);
 size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32_t n_tok);
+#ifndef CLLM_CUDA_GEMM_CHUNK
+#define CLLM_CUDA_GEMM_CHUNK (64ull << 20)
+#endif
+uint64_t cllm_cuda_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols);
 
-// int8 weights (cllm_cuda_gemm_i8_ok: cols % 64 == 0, one group per row or groups of a multiple
-// of 64, 16-byte aligned data) on the bf16 tensor cores without a bf16 copy of W:
-// Y[t * ldy + r] = sum_c q[r][c] bf16(x_t[c]) times the scales in fp32 (exact int8 x bf16
-// products, fp32 sums in a fixed order). `scratch` (16-byte aligned) holds x in bf16:
-// cllm_cuda_gemm_i8_scratch bytes. Tolerance against cllm_k_matmul: ~1e-2 relative L2 (x rounding).
+// int8 weights (cllm_cuda_gemm_i8_ok: INT8 or CC_INT8, cols % 64 == 0, one group per row or
+// groups of a multiple of 64, 16-byte aligned data) on the bf16 tensor cores without a bf16 copy
+// of W: Y[t * ldy + r] = sum_c q[r][c] bf16(x_t[c]) times the scales in fp32 (exact int8 x bf16
+// products, fp32 sums in a fixed order; a row's result does not depend on the others). `scratch`
+// (16-byte aligned) holds x in bf16 and, for CC_INT8, one row chunk of the int8 values unpacked
+// (the same rows' results as the raw int8 matrix, bit for bit): cllm_cuda_gemm_i8_scratch bytes
+// (enough for any row range of w too). Tolerance against cllm_k_matmul: ~1e-2 relative L2 (x rounding).
 int cllm_cuda_gemm_i8_ok(const cllm_cuda_weight *w);
 size_t cllm_cuda_gemm_i8_scratch(const cllm_cuda_weight *w, uint32_t n_tok);
 cllm_status cllm_cuda_gemm_i8(const cllm_cuda_weight *w, const float *x_dev, uint32_t n_tok,

@@ -113,8 +113,8 @@ static cllm_status upload_norms(be_state *s) {
 // The decode scratch ring and the staging ring (sizes from the plan; see cllm_cuda_plan.cu), and
 // the backend's GEMM buffers (sized by the plan).
 static cllm_status alloc_weight_buffers(be_state *s) {
-    uint64_t scratch = 0, ychunk = 0;
-    if (be_gemm_sizes(s, &scratch, &ychunk)) TRY(be_dev_gemm_alloc(s->dev, scratch, ychunk));
+    uint64_t scratch = 0;
+    if (be_gemm_sizes(s, &scratch)) TRY(be_dev_gemm_alloc(s->dev, scratch));
     TRY(DALLOC(s, s->plan.bytes.scratch, &s->sched.scratch));
     return DALLOC(s, s->plan.bytes.staging, &s->sched.staging);
 }
@@ -439,14 +439,6 @@ static cllm_status load_weights(be_state *s) {
     }
     if (s->plan.bytes.load_tmp) (void)cllm_cuda_release(s->mem, tmp);
     TRY(st);
-    if (s->sched.n_fused > 0 && s->batch > BE_MATVEC_MAX_N) {
-        for (size_t j = 0; j < s->plan.n_mats; j++) {
-            const cllm_cuda_weight k = be_kw(&s->plan.mats[j].view);
-            const uint64_t b = cllm_cuda_ccode_unpack_bytes(&k);
-            s->sched.unpack_bytes = b > s->sched.unpack_bytes ? b : s->sched.unpack_bytes;
-        }
-        if (s->sched.unpack_bytes) TRY(DALLOC(s, s->sched.unpack_bytes, &s->sched.unpack));
-    }
     TRY(load_embedding(s));
     TRY(pin_streamed(s));
     const int tied = s->w->classifier == &s->w->embed;
@@ -785,12 +777,12 @@ static void prov_stats(const void *prov, cllm_engine_stats *out) {
     const be_state *s = (const be_state *)prov;
     const be_bytes *b = &s->plan.bytes;
     out->decoded_bytes = b->raw + (be_embed_mode(s) == BE_EMBED_DECODED ? b->embed : 0);
-    out->scratch_bytes = b->scratch + b->gemm + s->sched.unpack_bytes;
+    out->scratch_bytes = b->scratch + b->gemm;
     // Compute code as made (the plan's figure is an estimate); level-FUSED matrices that stayed
     // decoded count as decoded.
     out->decoded_bytes += s->sched.fused_raw_bytes;
     out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + b->embed +
-                               s->sched.fused_bytes + s->sched.fused_raw_bytes + s->sched.unpack_bytes;
+                               s->sched.fused_bytes + s->sched.fused_raw_bytes;
     out->predicted_token_seconds = s->plan.predicted;
     out->plan = s->plan.text;
 }

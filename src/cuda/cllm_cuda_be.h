@@ -17,8 +17,6 @@ extern "C" {
 #define BE_MATVEC_MAX_N 4                // steps of at most this many tokens use matvecs
 #define BE_COLS_MAX_N 8                  // int8 steps of at most this many: column launches
 #define BE_GEMM_I8_MAX_N 64              // int8 GEMM on the tensor cores up to here (PERF.md 8d)
-#define BE_LOGIT_ROWS 32                 // classifier row chunks: tokens per GEMM (ychunk size)
-#define BE_GEMM_W_CAP (64ull << 20)      // int8 GEMM: bf16 copy of at most this many bytes of W
 #define BE_BLAS_WS (32ull << 20)         // cuBLAS workspace (set explicitly: no lazy allocation)
 #define BE_ALIGN 256
 #define BE_MATS_PER_LAYER CLLM_LAYER_N_MATRICES // wq wk wv wo gate up down (the layout table)
@@ -131,7 +129,6 @@ struct be_bytes {
     uint64_t raw, compressed;    // matrices: decoded resident, compressed resident
     uint64_t fused;              // matrices in compute code (estimated; the tied classifier and
                                  // shapes the fused kernels do not take count decoded)
-    uint64_t unpack;             // compute code unpacked for steps beyond the matvecs (largest)
     uint64_t staging, scratch;   // staging ring, decode scratch ring (see be_ring_sizes)
     uint64_t embed;              // embedding: resident payload + row scratch, or decoded table
     uint64_t kv, act, gemm;      // KV cache; activations/norms/RoPE/logits/ctl; GEMM + cuBLAS
@@ -183,10 +180,6 @@ struct be_sched {
     int n_fused, n_fused_raw;
     uint64_t fused_bytes, fused_weights, fused_raw_bytes;
     double fuse_s;
-    // Level FUSED, steps longer than the fused matvecs take: one matrix's compute code unpacked
-    // for the GEMM (the largest matrix's raw bytes).
-    void *unpack;
-    uint64_t unpack_bytes;
 };
 
 // The pipeline at run time (cllm_cuda_backend.cu): events, and the host side of one step.
@@ -273,9 +266,8 @@ int be_sched_groups_max(const be_state *s);
 cllm_status be_plan(be_state *s);
 
 // Rows per GEMM pass of a (rows, cols) matrix of `kind` (int8: bounded bf16 copy; else all rows).
-uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols);
 // GEMM scratch and int8 row-chunk output bytes; returns them + the cuBLAS workspace (0: no GEMM).
-uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychunk_out);
+uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out);
 // How the embedding is read, given the placements.
 enum { BE_EMBED_CLASSIFIER = 0, BE_EMBED_DECODED = 1, BE_EMBED_COMPRESSED = 2 };
 int be_embed_mode(const be_state *s);
@@ -292,7 +284,7 @@ const cllm_provider_ops *be_provider(cllm_weights_mode mode);
 
 // cllm_cuda_ops.cu: what the provider asks of the backend.
 // The planner's GEMM sizes: allocates the GEMM scratch, its row-chunk output and cuBLAS.
-cllm_status be_dev_gemm_alloc(struct be_dev *d, uint64_t scratch, uint64_t ychunk);
+cllm_status be_dev_gemm_alloc(struct be_dev *d, uint64_t scratch);
 // Fills the provider's borrowed fields (shapes, device, stream, memory, status).
 void be_dev_lend(struct be_dev *d, be_state *s);
 // The kernels' view of a weight view (the launchers' plain C struct): the kinds share values.

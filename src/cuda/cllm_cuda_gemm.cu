@@ -208,13 +208,33 @@ static __global__ void __launch_bounds__(I8G_WARPS * 32)
 }
 
 extern "C" int cllm_cuda_gemm_i8_ok(const cllm_cuda_weight *w) {
-    return w && w->kind == CLLM_CUDA_W_INT8 && w->data && w->scales && w->cols % 64 == 0 &&
-           w->cols <= 0x7fffffffu && w->rows <= 0x7fffffffu && (uintptr_t)w->data % 16 == 0 &&
+    return w && (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8) && w->data &&
+           w->scales && w->cols % 64 == 0 && w->cols <= 0x7fffffffu && w->rows <= 0x7fffffffu &&
+           (uintptr_t)w->data % 16 == 0 &&
            (w->group_size == w->cols || (w->group_size && w->group_size % 64 == 0));
 }
 
+static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+extern "C" uint64_t cllm_cuda_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols) {
+    if (kind != CLLM_CUDA_W_INT8 && kind != CLLM_CUDA_W_CC_INT8) return rows;
+    uint64_t rc = cols ? CLLM_CUDA_GEMM_CHUNK / (cols * 2) / 32 * 32 : rows;
+    rc = rc ? rc : 32;
+    return rc < rows ? rc : rows;
+}
+
+// Rows of the bf16 (or int8) copy of W a GEMM of w (or of any row range of it) writes to its
+// scratch: int8 chunks, a whole compute-code bf16 matrix; raw bf16/f16 none.
+static uint64_t copy_rows(const cllm_cuda_weight *w) {
+    if (w->kind == CLLM_CUDA_W_BF16 || w->kind == CLLM_CUDA_W_F16 || w->kind == CLLM_CUDA_W_F32)
+        return 0;
+    return cllm_cuda_gemm_chunk_rows(w->kind, w->rows, w->cols);
+}
+
 extern "C" size_t cllm_cuda_gemm_i8_scratch(const cllm_cuda_weight *w, uint32_t n_tok) {
-    return w ? (((size_t)n_tok * w->cols * 2 + 255) & ~(size_t)255) : 0;
+    if (!w) return 0;
+    const size_t x = al256((size_t)n_tok * w->cols * 2);
+    return w->kind == CLLM_CUDA_W_CC_INT8 ? x + al256(copy_rows(w) * w->cols) : x;
 }
 
 static unsigned grid_for(size_t n) {
@@ -224,36 +244,40 @@ static unsigned grid_for(size_t n) {
 
 extern "C" size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32_t n_tok) {
     if (!w || w->kind == CLLM_CUDA_W_F32) return 0;
-    size_t bytes = ((size_t)n_tok * w->cols * 2 + 255) & ~(size_t)255;  // X, then W (int8)
-    if (w->kind == CLLM_CUDA_W_INT8) bytes += (size_t)w->rows * w->cols * 2;
-    return (bytes + 255) & ~(size_t)255;
+    size_t bytes = al256((size_t)n_tok * w->cols * 2);  // X, then a chunk of W as bf16
+    bytes += al256(copy_rows(w) * w->cols * 2);
+    return bytes;
 }
 
 extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
-                                      uint32_t n_tok, float *y_dev, void *scratch_dev,
-                                      size_t scratch_cap, void *stream) {
+                                      uint32_t n_tok, float *y_dev, uint64_t ldy,
+                                      void *scratch_dev, size_t scratch_cap, void *stream) {
     RETURN_IF(!blas || !w || !w->data || !x_dev || !y_dev, CLLM_ERR_ARG, "gemm: NULL argument");
     RETURN_IF(w->rows == 0 || w->cols == 0 || w->rows > 0x7fffffff || w->cols > 0x7fffffff ||
-                  n_tok > 0x7fffffff,
-              CLLM_ERR_UNSUPPORTED, "gemm: shape %llu x %llu x %u outside cuBLAS int range",
-              (unsigned long long)w->rows, (unsigned long long)w->cols, n_tok);
-    RETURN_IF(w->kind == CLLM_CUDA_W_INT8 && (!w->scales || !w->group_size), CLLM_ERR_ARG,
-              "gemm: int8 weight without scales");
-    RETURN_IF(w->kind > CLLM_CUDA_W_INT8, CLLM_ERR_UNSUPPORTED,
-              "gemm: weight kind %u (compute code) has no GEMM", w->kind);
+                  n_tok > 0x7fffffff || ldy > 0x7fffffff,
+              CLLM_ERR_UNSUPPORTED, "gemm: shape %llu x %llu x %u (pitch %llu) outside cuBLAS int range",
+              (unsigned long long)w->rows, (unsigned long long)w->cols, n_tok,
+              (unsigned long long)ldy);
+    RETURN_IF(ldy < w->rows, CLLM_ERR_ARG, "gemm: output pitch %llu for %llu rows",
+              (unsigned long long)ldy, (unsigned long long)w->rows);
+    RETURN_IF((w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8) &&
+                  (!w->scales || !w->group_size),
+              CLLM_ERR_ARG, "gemm: int8 weight without scales");
+    RETURN_IF(w->kind > CLLM_CUDA_W_CC_INT8, CLLM_ERR_ARG, "gemm: unknown weight kind %u", w->kind);
     if (n_tok == 0) return CLLM_OK;
     const size_t need = cllm_cuda_gemm_scratch_bytes(w, n_tok);
-    RETURN_IF(need && (!scratch_dev || scratch_cap < need), CLLM_ERR_ARG,
-              "gemm: scratch of %zu bytes, needs %zu", scratch_cap, need);
+    RETURN_IF(need && (!scratch_dev || scratch_cap < need || (uintptr_t)scratch_dev % 16),
+              CLLM_ERR_ARG, "gemm: scratch of %zu bytes, needs %zu (16-byte aligned)", scratch_cap,
+              need);
     cudaStream_t s = CLLM_STREAM(stream);
     cublasHandle_t h = (cublasHandle_t)blas;
     CLLM_BLAS_TRY(cublasSetStream(h, s));
-    const int m = (int)w->rows, n = (int)n_tok, k = (int)w->cols;
+    const int n = (int)n_tok, k = (int)w->cols, ldc = (int)ldy;
     const float one = 1.0f, zero = 0.0f;
     if (w->kind == CLLM_CUDA_W_F32) {
-        CLLM_BLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w->data, CUDA_R_32F,
-                                   k, x_dev, CUDA_R_32F, k, &zero, y_dev, CUDA_R_32F, m,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        CLLM_BLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, k, &one, w->data,
+                                   CUDA_R_32F, k, x_dev, CUDA_R_32F, k, &zero, y_dev, CUDA_R_32F,
+                                   ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return CLLM_OK;
     }
     const int bf16 = w->kind != CLLM_CUDA_W_F16;
@@ -261,21 +285,49 @@ extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, con
     const size_t nx = (size_t)n_tok * w->cols;
     convert_kernel<<<grid_for(nx), 256, 0, s>>>(x_dev, xs, nx, bf16);
     CLLM_CUDA_CHECK_LAUNCH("convert_kernel");
-    const void *a = w->data;
-    if (w->kind == CLLM_CUDA_W_INT8) {
-        uint16_t *ws = (uint16_t *)((uint8_t *)scratch_dev + ((nx * 2 + 255) & ~(size_t)255));
-        const int vec = w->cols % 8 == 0 && (uintptr_t)w->data % 8 == 0 && (uintptr_t)ws % 16 == 0;
-        const dim3 grid((unsigned)((w->cols + 8 * 256 - 1) / (8 * 256)),
-                        (unsigned)(w->rows < 65535 ? w->rows : 65535));
-        dequant_kernel<<<grid, 256, 0, s>>>((const int8_t *)w->data, w->scales, w->rows,
-                                             (uint32_t)w->cols, w->group_size, ws, vec);
-        CLLM_CUDA_CHECK_LAUNCH("dequant_kernel");
-        a = ws;
-    }
+    uint16_t *ws = (uint16_t *)((uint8_t *)scratch_dev + al256(nx * 2));
+    const uint64_t rc = cllm_cuda_gemm_chunk_rows(w->kind, w->rows, w->cols);
+    const uint64_t gpr = w->group_size ? (w->cols + w->group_size - 1) / w->group_size : 0;
     const cudaDataType_t t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
-    CLLM_BLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, a, t, k, xs, t, k, &zero,
-                               y_dev, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
+        const uint64_t nr = w->rows - r0 < rc ? w->rows - r0 : rc;
+        const void *a;
+        if (w->kind == CLLM_CUDA_W_BF16 || w->kind == CLLM_CUDA_W_F16) {
+            a = (const uint8_t *)w->data + r0 * w->cols * 2;
+        } else if (w->kind == CLLM_CUDA_W_INT8) {
+            const int8_t *q = (const int8_t *)w->data + r0 * w->cols;
+            const int vec = w->cols % 8 == 0 && (uintptr_t)q % 8 == 0;
+            const dim3 grid((unsigned)((w->cols + 8 * 256 - 1) / (8 * 256)),
+                            (unsigned)(nr < 65535 ? nr : 65535));
+            dequant_kernel<<<grid, 256, 0, s>>>(q, w->scales + r0 * gpr, nr, (uint32_t)w->cols,
+                                                 w->group_size, ws, vec);
+            CLLM_CUDA_CHECK_LAUNCH("dequant_kernel");
+            a = ws;
+        } else {
+            cllm_cuda_weight un;
+            TRY(cllm_cuda_ccode_unpack_rows(w, r0, nr, 1, ws, scratch_cap - al256(nx * 2), &un,
+                                            stream));
+            a = ws;
+        }
+        CLLM_BLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, k, &one, a, t, k, xs, t,
+                                   k, &zero, y_dev + r0, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
+    }
     return CLLM_OK;
+}
+
+static void i8_gemm_launch(const cllm_cuda_weight *w, const uint16_t *xs, uint32_t n_tok,
+                           float *y, uint64_t ldy, cudaStream_t s) {
+    const dim3 grid((unsigned)((w->rows + 16 * I8G_R - 1) / (16 * I8G_R)),
+                    (n_tok + 8 * I8G_NT - 1) / (8 * I8G_NT));
+    if (w->group_size < w->cols)
+        i8_gemm_kernel<true><<<grid, I8G_WARPS * 32, 0, s>>>(
+            (const int8_t *)w->data, w->scales, (uint32_t)w->rows, (uint32_t)w->cols,
+            w->group_size, xs, n_tok, y, ldy);
+    else
+        i8_gemm_kernel<false><<<grid, I8G_WARPS * 32, 0, s>>>(
+            (const int8_t *)w->data, w->scales, (uint32_t)w->rows, (uint32_t)w->cols,
+            w->group_size, xs, n_tok, y, ldy);
 }
 
 extern "C" cllm_status cllm_cuda_gemm_i8(const cllm_cuda_weight *w, const float *x_dev,
@@ -297,16 +349,20 @@ extern "C" cllm_status cllm_cuda_gemm_i8(const cllm_cuda_weight *w, const float 
     const size_t nx = (size_t)n_tok * w->cols;
     convert_kernel<<<grid_for(nx), 256, 0, s>>>(x_dev, xs, nx, 1);
     CLLM_CUDA_CHECK_LAUNCH("convert_kernel");
-    const dim3 grid((unsigned)((w->rows + 16 * I8G_R - 1) / (16 * I8G_R)),
-                    (n_tok + 8 * I8G_NT - 1) / (8 * I8G_NT));
-    if (w->group_size < w->cols)
-        i8_gemm_kernel<true><<<grid, I8G_WARPS * 32, 0, s>>>(
-            (const int8_t *)w->data, w->scales, (uint32_t)w->rows, (uint32_t)w->cols,
-            w->group_size, xs, n_tok, y_dev, ldy);
-    else
-        i8_gemm_kernel<false><<<grid, I8G_WARPS * 32, 0, s>>>(
-            (const int8_t *)w->data, w->scales, (uint32_t)w->rows, (uint32_t)w->cols,
-            w->group_size, xs, n_tok, y_dev, ldy);
-    CLLM_CUDA_CHECK_LAUNCH("i8_gemm_kernel");
+    if (w->kind == CLLM_CUDA_W_INT8) {
+        i8_gemm_launch(w, xs, n_tok, y_dev, ldy, s);
+        CLLM_CUDA_CHECK_LAUNCH("i8_gemm_kernel");
+        return CLLM_OK;
+    }
+    // Compute code: row chunks unpacked to int8 after x, each through the same kernel.
+    uint8_t *ws = (uint8_t *)scratch_dev + al256(nx * 2);
+    const uint64_t rc = cllm_cuda_gemm_chunk_rows(w->kind, w->rows, w->cols);
+    for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
+        const uint64_t nr = w->rows - r0 < rc ? w->rows - r0 : rc;
+        cllm_cuda_weight un;
+        TRY(cllm_cuda_ccode_unpack_rows(w, r0, nr, 0, ws, scratch_cap - al256(nx * 2), &un, stream));
+        i8_gemm_launch(&un, xs, n_tok, y_dev + r0, ldy, s);
+        CLLM_CUDA_CHECK_LAUNCH("i8_gemm_kernel");
+    }
     return CLLM_OK;
 }

@@ -8,6 +8,7 @@ extern "C" {
 #include "../codec/cllm_ccode.h"
 }
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
 
@@ -708,14 +709,18 @@ static __device__ __forceinline__ void cc8_patch(const uint32_t *exc, uint32_t e
 
 // ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
 //
-// cc16: one warp per (row, group of 256 weights), the fused kernel's decode and exception patch;
-// each weight's fp32 value is a bf16 value, so its top 16 bits are the weight. cc8: one warp per
-// (16-row tile, 64-column chunk), the fused kernel's fragment and patch; lane (g, q) holds rows g
-// and g + 8 at columns 16q .. 16q + 15 of the chunk, as the raw int8 kernel loads them.
+// Rows [r0, r0 + n_rows) of the matrix into dst (row r at dst row r - r0). cc16: one warp per
+// (row, group of 256 weights), the fused kernel's decode and exception patch; each weight's fp32
+// value is a bf16 value, so its top 16 bits are the weight. cc8: one warp per (16-row tile,
+// 64-column chunk), the fused kernel's fragment and patch; lane (g, q) holds rows g and g + 8 at
+// columns 16q .. 16q + 15 of the chunk, as the raw int8 kernel loads them; written as the int8
+// values or (bf16) dequantised as the GEMM's dequant_kernel does: bf16_rn((float)q * scale).
 struct cc_unpack_args {
     cllm_cuda_weight w;
     uint64_t off[CLLM_CCODE_MAX_SECTIONS];
-    uint64_t n_units;  // warps with work: rows x groups (cc16), tiles x chunks (cc8)
+    uint64_t r0, n_rows;  // cc8: r0 % 16 == 0
+    uint64_t n_units;     // warps with work: rows x groups (cc16), tiles x chunks (cc8)
+    int bf16;             // cc8: dequantised bf16 out instead of int8
     void *dst;
 };
 
@@ -725,7 +730,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
     const uint64_t unit = (uint64_t)blockIdx.x * MV_WARPS + warp;
     if (unit >= a.n_units) return;
     const uint64_t cols = a.w.cols, nvec = cols / 8, ng = (nvec + 31) / 32;
-    const uint64_t r = unit / ng;
+    const uint64_t rl = unit / ng, r = a.r0 + rl;
     const uint32_t g = (uint32_t)(unit % ng);
     const cc16_row rw = cc16_row_at(a.w, a.off, r);
     const uint32_t b23 = rw.base << 23;
@@ -744,15 +749,31 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
 #pragma unroll
     for (int k = 0; k < 4; k++)
         o[k] = __float_as_uint(w[2 * k]) >> 16 | (__float_as_uint(w[2 * k + 1]) & 0xffff0000u);
-    ((uint4 *)a.dst)[r * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
+    ((uint4 *)a.dst)[rl * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+// 16 int8 values (u) times s, each rounded to bf16, as 32 bytes.
+static __device__ __forceinline__ void cc8_store_bf16(uint16_t *o, uint4 u, float s) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+    uint32_t h[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const float a = (float)(int8_t)(w[k / 2] >> (16 * (k & 1)));
+        const float b = (float)(int8_t)(w[k / 2] >> (16 * (k & 1) + 8));
+        h[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(__fmul_rn(a, s))) |
+               (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(__fmul_rn(b, s))) << 16;
+    }
+    ((uint4 *)o)[0] = make_uint4(h[0], h[1], h[2], h[3]);
+    ((uint4 *)o)[1] = make_uint4(h[4], h[5], h[6], h[7]);
 }
 
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 pws[MV_WARPS][64];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
-    const uint64_t blk = (uint64_t)blockIdx.x * MV_WARPS + warp;
-    if (blk >= a.n_units) return;
-    const uint64_t rows = a.w.rows, cols = a.w.cols, nch = cols / MV8_COLS;
+    const uint64_t unit = (uint64_t)blockIdx.x * MV_WARPS + warp;
+    if (unit >= a.n_units) return;
+    const uint64_t cols = a.w.cols, nch = cols / MV8_COLS;
+    const uint64_t blk = a.r0 / 16 * nch + unit;  // (tile, chunk) index in the whole matrix
     const uint64_t tile = blk / nch, ch = blk % nch;
     const uint8_t *b = (const uint8_t *)a.w.data;
     pws[warp][2 * lane] = pws[warp][2 * lane + 1] = make_uint4(0, 0, 0, 0);
@@ -764,10 +785,18 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     if (e1 > e0)
         cc8_patch((const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]), e0, e1, (uint32_t *)pws[warp], lane,
                   wa, wb);
-    const uint64_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q;
-    int8_t *dst = (int8_t *)a.dst;
-    if (r < rows) *(uint4 *)(dst + r * cols + col) = wa;
-    if (r + 8 < rows) *(uint4 *)(dst + (r + 8) * cols + col) = wb;
+    const uint64_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q, end = a.r0 + a.n_rows;
+    if (a.bf16) {
+        const uint64_t gs = a.w.group_size, gpr = (cols + gs - 1) / gs;
+        uint16_t *dst = (uint16_t *)a.dst;
+        if (r < end) cc8_store_bf16(dst + (r - a.r0) * cols + col, wa, __ldg(a.w.scales + r * gpr + col / gs));
+        if (r + 8 < end)
+            cc8_store_bf16(dst + (r + 8 - a.r0) * cols + col, wb, __ldg(a.w.scales + (r + 8) * gpr + col / gs));
+    } else {
+        int8_t *dst = (int8_t *)a.dst;
+        if (r < end) *(uint4 *)(dst + (r - a.r0) * cols + col) = wa;
+        if (r + 8 < end) *(uint4 *)(dst + (r + 8 - a.r0) * cols + col) = wb;
+    }
 }
 
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
@@ -1299,22 +1328,22 @@ static cudaError_t mv8_cols_launch(uint32_t n, const mv_job &m, const uint4 *fra
     return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4>, grid, block, 0, s, 0u, m, frag, csc, n);
 }
 
-extern "C" size_t cllm_cuda_ccode_unpack_bytes(const cllm_cuda_weight *w) {
-    if (!w || (w->kind != CLLM_CUDA_W_CC_BF16 && w->kind != CLLM_CUDA_W_CC_INT8)) return 0;
-    return (size_t)(w->rows * w->cols) * (w->kind == CLLM_CUDA_W_CC_BF16 ? 2 : 1);
-}
-
-extern "C" cllm_status cllm_cuda_ccode_unpack(const cllm_cuda_weight *w, void *dst,
-                                              size_t dst_bytes, cllm_cuda_weight *out,
-                                              void *stream) {
-    static const char *who = "cllm_cuda_ccode_unpack";
+extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, uint64_t r0,
+                                                   uint64_t n_rows, int bf16, void *dst,
+                                                   size_t dst_bytes, cllm_cuda_weight *out,
+                                                   void *stream) {
+    static const char *who = "cllm_cuda_ccode_unpack_rows";
     TRY(check_weight(w, who));
     RETURN_IF(!is_ccode(w->kind), CLLM_ERR_ARG, "%s: weight kind %u is not compute code", who,
               w->kind);
-    RETURN_IF(!out || !dst || (uintptr_t)dst % 16 || dst_bytes < cllm_cuda_ccode_unpack_bytes(w),
-              CLLM_ERR_ARG, "%s: destination of %zu bytes at %p for %llu x %llu", who, dst_bytes,
-              dst, (unsigned long long)w->rows, (unsigned long long)w->cols);
     const bool b16 = w->kind == CLLM_CUDA_W_CC_BF16;
+    const uint64_t esz = b16 || bf16 ? 2 : 1;
+    RETURN_IF(n_rows == 0 || r0 >= w->rows || n_rows > w->rows - r0 || (!b16 && r0 % 16),
+              CLLM_ERR_ARG, "%s: rows [%llu, +%llu) of %llu", who, (unsigned long long)r0,
+              (unsigned long long)n_rows, (unsigned long long)w->rows);
+    RETURN_IF(!out || !dst || (uintptr_t)dst % 16 || dst_bytes / esz / w->cols < n_rows,
+              CLLM_ERR_ARG, "%s: destination of %zu bytes at %p for %llu x %llu", who, dst_bytes,
+              dst, (unsigned long long)n_rows, (unsigned long long)w->cols);
     RETURN_IF(b16 ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
               "%s: compute code of %llu columns", who, (unsigned long long)w->cols);
     const cllm_ccode_info in = {b16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
@@ -1324,7 +1353,8 @@ extern "C" cllm_status cllm_cuda_ccode_unpack(const cllm_cuda_weight *w, void *d
     cc_unpack_args a = {};
     a.w = *w;
     for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) a.off[k] = lay.off[k];
-    a.n_units = b16 ? w->rows * ((w->cols / 8 + 31) / 32) : (w->rows + 15) / 16 * (w->cols / MV8_COLS);
+    a.r0 = r0, a.n_rows = n_rows, a.bf16 = !b16 && bf16;
+    a.n_units = b16 ? n_rows * ((w->cols / 8 + 31) / 32) : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
     a.dst = dst;
     const uint64_t blocks = (a.n_units + MV_WARPS - 1) / MV_WARPS;
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
@@ -1335,8 +1365,10 @@ extern "C" cllm_status cllm_cuda_ccode_unpack(const cllm_cuda_weight *w, void *d
     CLLM_CUDA_CHECK_LAUNCH_EX(cudaGetLastError(), who);
     *out = *w;
     out->data = dst;
-    out->kind = b16 ? CLLM_CUDA_W_BF16 : CLLM_CUDA_W_INT8;  // int8: w's scales, in its buffer
-    if (b16) out->scales = nullptr, out->group_size = 0;
+    out->rows = n_rows;
+    out->kind = b16 || bf16 ? CLLM_CUDA_W_BF16 : CLLM_CUDA_W_INT8;
+    if (out->kind == CLLM_CUDA_W_BF16) out->scales = nullptr, out->group_size = 0;
+    else out->scales = w->scales + r0 * ((w->cols + w->group_size - 1) / w->group_size);
     return CLLM_OK;
 }
 

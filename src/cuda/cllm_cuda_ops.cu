@@ -6,10 +6,11 @@
 // as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual), as
 // column launches where the kind has them (weights read once per step; each token bit-identical
 // to its one-token launch); int8 takes column launches up to BE_COLS_MAX_N tokens.
-// Larger steps run cuBLAS GEMMs (bf16 inputs, fp32 output). Results therefore depend on how a
-// sequence is split into steps (include/codecllm.h states it). Compute code (fused mode) takes
-// the fused matvecs where its raw kind takes matvecs, and for longer steps the GEMM on the matrix
-// unpacked into one buffer (cllm_cuda_ccode_unpack): fused mode gives raw mode's bits.
+// Larger steps run GEMMs (int8 up to BE_GEMM_I8_MAX_N tokens on the tensor cores, else cuBLAS
+// with bf16 inputs and fp32 output, W in row chunks). Results therefore depend on how a sequence
+// is split into steps (include/codecllm.h states it). Compute code (fused mode) takes the fused
+// matvecs where its raw kind takes matvecs, and for longer steps the same GEMMs, each row chunk
+// unpacked into the GEMM scratch: fused mode gives raw mode's bits.
 //
 // Steps. The positions and KV slots of a step's tokens live in device memory (ctl_dev, uploaded
 // by `step`), so the kernels do not depend on them, and a step of n <= BE_GRAPH_MAX_N tokens that
@@ -63,8 +64,7 @@ struct be_dev {
     void *compute;               // cudaStream_t
     void *blas;
     void *gemm_scratch, *blas_ws;
-    size_t gemm_scratch_bytes, ychunk_bytes;
-    float *ychunk;               // GEMM row-chunk output
+    size_t gemm_scratch_bytes;
     float *acc_tmp;              // (batch, dim): matmul_add's GEMM output before the add
     void *cols_scratch;          // int8 column launches: x as digit planes
     size_t cols_scratch_bytes;
@@ -254,12 +254,10 @@ void be_dev_lend(be_dev *d, be_state *s) {
     d->prov = s;
 }
 
-cllm_status be_dev_gemm_alloc(be_dev *d, uint64_t scratch, uint64_t ychunk) {
-    if (!scratch && !ychunk) return CLLM_OK;
+cllm_status be_dev_gemm_alloc(be_dev *d, uint64_t scratch) {
+    if (!scratch) return CLLM_OK;
     d->gemm_scratch_bytes = (size_t)scratch;
-    d->ychunk_bytes = (size_t)ychunk;
     TRY(DALLOC(d, scratch, &d->gemm_scratch));
-    TRY(DALLOC(d, ychunk, &d->ychunk));
     TRY(DALLOC(d, BE_BLAS_WS, &d->blas_ws));
     TRY(cllm_cuda_blas_create(&d->blas));
     // An explicit workspace: cuBLAS then allocates nothing on the forward path.
@@ -343,59 +341,28 @@ static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const c
                                 eps, lflags(d, 1), d->compute);
 }
 
-static uint64_t elem_bytes(uint32_t kind) {
-    return kind == CLLM_CUDA_W_F32 ? 4 : kind == CLLM_CUDA_W_INT8 ? 1 : 2;
-}
-
-// Tokens per cuBLAS call of a (m, cols) piece so that its scratch (and, through ychunk, its
-// output) fit what the plan allocated.
-static uint32_t gemm_tokens(const be_dev *d, const cllm_cuda_weight *part, uint32_t n, int via) {
-    uint32_t nb = n;
-    if (via && part->rows * 4 * (uint64_t)nb > d->ychunk_bytes)
-        nb = (uint32_t)(d->ychunk_bytes / (part->rows * 4));
-    while (nb > 1 && cllm_cuda_gemm_scratch_bytes(part, nb) > d->gemm_scratch_bytes) nb /= 2;
-    return nb ? nb : 1;
-}
-
-// y (n, rows), row pitch ldy floats, = x (n, cols) . W^T through cuBLAS. int8 goes in row chunks
-// (bounded bf16 copy of W); a chunk, or a pitch other than rows, goes through ychunk, (nb, m)
-// scattered into y's columns.
-static cllm_status gemm_rows(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
-                             float *y, uint64_t ldy) {
+// y (n, rows), row pitch ldy floats, = x (n, cols) . W^T: int8 (raw or compute code) steps of up
+// to BE_GEMM_I8_MAX_N tokens on the tensor cores (no bf16 copy of W); longer ones read W once per
+// 32 tokens there, and cuBLAS (cllm_cuda_gemm: W in row chunks, dequantised or unpacked to bf16
+// in the scratch) wins. Token chunks only if the scratch is short (the plan sizes it for the step).
+static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
+                          float *y, uint64_t ldy) {
     RETURN_IF(!d->blas, CLLM_ERR_DEVICE, "cuda: GEMM without a cuBLAS handle");  // a bug
-    // int8 steps of up to BE_GEMM_I8_MAX_N tokens on the tensor cores (no bf16 copy of W, y at its
-    // pitch); longer ones read W once per 32 tokens there, and the dequantising cuBLAS path wins.
-    if (n <= BE_GEMM_I8_MAX_N && cllm_cuda_gemm_i8_ok(w)) {
-        uint32_t nb = (uint32_t)(d->gemm_scratch_bytes / (w->cols * 2));
-        nb = nb < n ? nb : n;
-        RETURN_IF(nb == 0, CLLM_ERR_DEVICE, "cuda: GEMM scratch of %zu bytes", d->gemm_scratch_bytes);
-        for (uint32_t t0 = 0; t0 < n; t0 += nb) {
-            const uint32_t nt = n - t0 < nb ? n - t0 : nb;
-            TRY(cllm_cuda_gemm_i8(w, x + (size_t)t0 * w->cols, nt, y + (size_t)t0 * ldy, ldy,
-                                  d->gemm_scratch, d->gemm_scratch_bytes, d->compute));
-        }
-        return CLLM_OK;
-    }
-    const uint64_t rc = be_gemm_chunk_rows(w->kind, w->rows, w->cols);
-    const uint64_t gpr = w->group_size ? (w->cols + w->group_size - 1) / w->group_size : 0;
-    for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
-        cllm_cuda_weight part = *w;
-        part.rows = w->rows - r0 < rc ? w->rows - r0 : rc;
-        part.data = (const uint8_t *)w->data + r0 * w->cols * elem_bytes(w->kind);
-        if (w->scales) part.scales = w->scales + r0 * gpr;
-        const int via = part.rows != ldy;
-        const uint32_t nb = gemm_tokens(d, &part, n, via);
-        for (uint32_t t0 = 0; t0 < n; t0 += nb) {
-            const uint32_t nt = n - t0 < nb ? n - t0 : nb;
-            const float *xt = x + (size_t)t0 * w->cols;
-            float *yt = y + (size_t)t0 * ldy + r0;
-            TRY(cllm_cuda_gemm(d->blas, &part, xt, nt, via ? d->ychunk : yt, d->gemm_scratch,
-                               d->gemm_scratch_bytes, d->compute));
-            if (via)
-                CLLM_CUDA_TRY(cudaMemcpy2DAsync(yt, ldy * 4, d->ychunk, part.rows * 4,
-                                                part.rows * 4, nt, cudaMemcpyDeviceToDevice,
-                                                CLLM_STREAM(d->compute)));
-        }
+    const int i8 = n <= BE_GEMM_I8_MAX_N && cllm_cuda_gemm_i8_ok(w);
+    uint32_t nb = n;
+    while (nb > 1 && (i8 ? cllm_cuda_gemm_i8_scratch(w, nb) : cllm_cuda_gemm_scratch_bytes(w, nb)) >
+                         d->gemm_scratch_bytes)
+        nb = (nb + 1) / 2;
+    for (uint32_t t0 = 0; t0 < n; t0 += nb) {
+        const uint32_t nt = n - t0 < nb ? n - t0 : nb;
+        const float *xt = x + (size_t)t0 * w->cols;
+        float *yt = y + (size_t)t0 * ldy;
+        if (i8)
+            TRY(cllm_cuda_gemm_i8(w, xt, nt, yt, ldy, d->gemm_scratch, d->gemm_scratch_bytes,
+                                  d->compute));
+        else
+            TRY(cllm_cuda_gemm(d->blas, w, xt, nt, yt, ldy, d->gemm_scratch, d->gemm_scratch_bytes,
+                               d->compute));
     }
     return CLLM_OK;
 }
@@ -406,19 +373,9 @@ static int is_ccode(uint32_t kind) {
 
 // Most tokens a compute-code matrix takes through the fused matvec kernels: as many as its raw
 // kind's matvecs take (int8: 8, bf16: 4), so that the fused mode's results equal the raw mode's
-// bit for bit at every step size. A longer step unpacks it for the GEMM.
+// bit for bit at every step size. A longer step takes the GEMM, as the raw kind does.
 static size_t cc_matvec_max(uint32_t kind) {
     return kind == CLLM_CUDA_W_CC_INT8 ? BE_COLS_MAX_N : BE_MATVEC_MAX_N;
-}
-
-// gemm_rows, through the unpack buffer for a compute-code matrix.
-static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
-                          float *y, uint64_t ldy) {
-    if (!is_ccode(w->kind)) return gemm_rows(d, w, x, n, y, ldy);
-    cllm_cuda_weight raw;
-    TRY(cllm_cuda_ccode_unpack(w, d->prov->sched.unpack, d->prov->sched.unpack_bytes, &raw,
-                               d->compute));
-    return gemm_rows(d, &raw, x, n, y, ldy);
 }
 
 // Steps of 2..BE_COLS_MAX_N tokens on kinds with a column kernel (cllm_cuda_matvec_cols_ok) run

@@ -30,8 +30,8 @@
 // (rings included) of each move. Level FUSED (be_level) is a RAW placement whose matrices are
 // held in compute code: no decode in the pipeline, its matvecs slower by the probe's measured
 // factor (layer 0 transcoded at create), its bytes estimated (BE_CC_EXC_ASSUMED exceptions,
-// scaled by the probe's layer-0 ratio), plus one unpack buffer for steps longer than the
-// matvecs take.
+// scaled by the probe's layer-0 ratio); steps longer than the matvecs take unpack row chunks into
+// the GEMM scratch.
 #include "cllm_cuda_be.h"
 
 #include <float.h>
@@ -61,13 +61,6 @@ static uint64_t fused_estimate(const cllm_weight *w, double exc) {
     return cllm_cuda_ccode_estimate_bytes(cllm_weight_decoded_kind(w), w->desc.rows, w->desc.cols,
                                           w->desc.codec == CLLM_CODEC_INT8 ? w->desc.group_size : 0,
                                           exc);
-}
-
-uint64_t be_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols) {
-    if (kind != CLLM_CUDA_W_INT8) return rows;
-    uint64_t rc = BE_GEMM_W_CAP / (cols * 2);
-    rc = rc ? rc : 1;
-    return rc < rows ? rc : rows;
 }
 
 // ---- bytes -----------------------------------------------------------------------------------
@@ -131,28 +124,26 @@ static uint64_t activation_bytes(const be_state *s) {
 }
 
 // GEMM scratch (prefill), its int8 row-chunk output and the cuBLAS workspace.
-uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out, uint64_t *ychunk_out) {
-    uint64_t scratch = 0, ych = 0;
+uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out) {
+    uint64_t scratch = 0;
     if (s->batch > BE_MATVEC_MAX_N) {
         for (size_t j = 0; j < s->plan.n_mats; j++) {
-            const cllm_weight *w = s->plan.mats[j].w;
+            const be_mat *m = &s->plan.mats[j];
             cllm_cuda_weight v;
             memset(&v, 0, sizeof v);
-            v.cols = w->desc.cols;
-            v.kind = cllm_weight_decoded_kind(w);
-            v.rows = be_gemm_chunk_rows(v.kind, w->desc.rows, v.cols);
+            v.rows = m->w->desc.rows;
+            v.cols = m->w->desc.cols;
+            v.kind = cllm_weight_decoded_kind(m->w);
+            // Compute code takes its row chunks through the scratch (bf16, or int8 below 64 tokens).
+            if (m->fused) v.kind = v.kind == CLLM_CUDA_W_INT8 ? CLLM_CUDA_W_CC_INT8 : CLLM_CUDA_W_CC_BF16;
             uint64_t b = cllm_cuda_gemm_scratch_bytes(&v, s->batch);
+            const uint64_t b8 = cllm_cuda_gemm_i8_scratch(&v, s->batch);
+            b = b8 > b ? b8 : b;
             scratch = b > scratch ? b : scratch;
-            if (v.rows < w->desc.rows && s->batch * v.rows * 4 > ych) ych = s->batch * v.rows * 4;
         }
-        // Classifier row chunks: (logits rows, chunk rows) scattered into the logits.
-        const uint64_t n = s->batch < BE_LOGIT_ROWS ? s->batch : BE_LOGIT_ROWS;
-        const uint64_t c = n * be_cls_chunk_rows(s) * 4;
-        ych = c > ych ? c : ych;
     }
     if (scratch_out) *scratch_out = al(scratch);
-    if (ychunk_out) *ychunk_out = al(ych);
-    return s->batch > BE_MATVEC_MAX_N ? al(scratch) + al(ych) + BE_BLAS_WS : 0;
+    return s->batch > BE_MATVEC_MAX_N ? al(scratch) + BE_BLAS_WS : 0;
 }
 
 uint64_t be_group_dec_bytes(const be_state *s, uint32_t l, int i) {
@@ -223,7 +214,7 @@ static void ring_sizes(const be_state *s, uint64_t *scratch, uint64_t *staging) 
 static be_bytes plan_bytes(const be_state *s) {
     be_bytes b;
     memset(&b, 0, sizeof b);
-    uint64_t max_load = 0, max_fused_raw = 0, unpack = 0;
+    uint64_t max_load = 0, max_fused_raw = 0;
     for (size_t j = 0; j < s->plan.n_mats; j++) {
         const be_mat *m = &s->plan.mats[j];
         const cllm_weight *w = m->w;
@@ -232,8 +223,6 @@ static be_bytes plan_bytes(const be_state *s) {
                 b.fused += be_mat_fused_bytes(s, j);
                 const uint64_t r = be_mat_raw_bytes(w);
                 max_fused_raw = r > max_fused_raw ? r : max_fused_raw;
-                const uint64_t u = w->desc.rows * w->desc.cols * (cllm_weight_decoded_kind(w) == CLLM_CUDA_W_BF16 ? 2 : 1);
-                unpack = u > unpack ? u : unpack;
             } else {
                 b.raw += be_mat_raw_bytes(w);
             }
@@ -250,15 +239,12 @@ static be_bytes plan_bytes(const be_state *s) {
     b.embed = embed_bytes(s);
     b.kv = 2 * al((uint64_t)s->n_layers * s->n_seq * s->ctx * s->kv_dim * 4);  // every slot
     b.act = activation_bytes(s);
-    b.gemm = be_gemm_sizes(s, NULL, NULL);
-    // Steps longer than the matvecs take unpack compute code into one buffer (allocated after load).
-    b.unpack = s->batch > BE_MATVEC_MAX_N ? al(unpack) : 0;
+    b.gemm = be_gemm_sizes(s, NULL);
     // Load uploads go through the staging ring when it is large enough; a matrix becoming compute
-    // code is held decoded beside its code for a moment (before the unpack buffer exists).
-    b.load_tmp = (b.staging >= max_load ? 0 : max_load) +
-                 (max_fused_raw > b.unpack ? max_fused_raw - b.unpack : 0);
-    b.total = b.raw + b.fused + b.unpack + b.compressed + b.staging + b.scratch + b.embed + b.kv +
-              b.act + b.gemm;
+    // code is held decoded beside its code for a moment.
+    b.load_tmp = (b.staging >= max_load ? 0 : max_load) + max_fused_raw;
+    b.total = b.raw + b.fused + b.compressed + b.staging + b.scratch + b.embed + b.kv + b.act +
+              b.gemm;
     return b;
 }
 
@@ -678,11 +664,10 @@ static void bytes_breakdown(const be_state *s, const be_bytes *b, char *buf, siz
     snprintf(buf, cap,
              "KV %.2f GiB at context %u x %u sequence(s), activations %.2f GiB, GEMM %.2f GiB, "
              "decode scratch %.2f GiB, staging %.2f GiB, embedding %.2f GiB, decoded weights "
-             "%.2f GiB, compute-code weights %.2f GiB (estimated) + unpack buffer %.2f GiB, "
+             "%.2f GiB, compute-code weights %.2f GiB (estimated), "
              "compressed weights %.2f GiB",
              b->kv / GIB, s->ctx, s->n_seq, b->act / GIB, b->gemm / GIB, b->scratch / GIB,
-             b->staging / GIB, b->embed / GIB, b->raw / GIB, b->fused / GIB, b->unpack / GIB,
-             b->compressed / GIB);
+             b->staging / GIB, b->embed / GIB, b->raw / GIB, b->fused / GIB, b->compressed / GIB);
 }
 
 // Every unit at `level`, the staging ring at its minimum; 1 when that fits `budget`.
@@ -820,14 +805,13 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
     int n = snprintf(t + len, cap - len,
                      "embedding: %s (%.2f GiB)\n"
                      "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
-                     "scratch ring %.2f GiB, staging ring %.2f MiB, compute-code unpack buffer "
-                     "%.2f GiB\n"
+                     "scratch ring %.2f GiB, staging ring %.2f MiB\n"
                      "total %.2f GiB of device memory%s",
                      b->embed == 0 ? "reads the classifier's decoded table"
                      : embed_decoded_own(s) ? "decoded resident"
                                             : "compressed resident, rows decoded per token",
                      b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB,
-                     b->scratch / GIB, b->staging / MIB, b->unpack / GIB, b->total / GIB,
+                     b->scratch / GIB, b->staging / MIB, b->total / GIB,
                      s->budget ? " (planned under the VRAM budget)"
                                : " (no time model: the probes run for a VRAM budget only)");
     if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;

@@ -1146,7 +1146,7 @@ static void gemm_cases(void *blas) {
         float *xd = upload(x, nt * cols * 4), *yd = dev_alloc(nt * rows * 4);
         size_t sb = cllm_cuda_gemm_scratch_bytes(&w, nt);
         void *scratch = dev_alloc(sb);
-        MUST(cllm_cuda_gemm(blas, &w, xd, nt, yd, scratch, sb, g_stream));
+        MUST(cllm_cuda_gemm(blas, &w, xd, nt, yd, rows, scratch, sb, g_stream));
         download(y, yd, nt * rows * 4);
         double e = rel_l2(y, want, nt * rows), tol = kind == 0 ? 1e-5 : 1e-2;
         if (cllm_cuda_gemm_i8_ok(&w)) {  // the tensor-core int8 GEMM on the same inputs
@@ -1294,6 +1294,52 @@ static int cols_check(const cllm_cuda_weight *raw, const cllm_cuda_weight *cc, u
 
 // Two matrices of one kind and shape, their compute codes made on the GPU side; the code C-decodes
 // to the raw data; every launcher's output memcmp-equal to the raw kernel's.
+static void *g_blas;  // cuBLAS handle for the GEMM checks
+
+// The prefill GEMMs on compute code against the raw matrix (h: its host copy), nt tokens: cuBLAS
+// (row chunks unpacked into the scratch) and, for int8, the tensor-core GEMM. Outputs at a pitch
+// above rows must be bit-identical, and the raw one within 1e-2 relative L2 of the reference on
+// the first and last token (chunks placed right; not with `specials`: NaN and inf weights).
+// Returns 1 if every path passes.
+static int gemm_same(const host_weight *h, const cllm_cuda_weight *raw, const cllm_cuda_weight *cc,
+                     uint32_t nt, int specials) {
+    const uint64_t rows = raw->rows, cols = raw->cols, ldy = rows + 3;
+    float *x = xmalloc(nt * cols * 4), *a = xmalloc(nt * ldy * 4), *b = xmalloc(nt * ldy * 4);
+    float *want = xmalloc(rows * 4);
+    make_x(x, nt * cols, 1);
+    float *xd = upload(x, nt * cols * 4), *yd = dev_alloc(nt * ldy * 4);
+    int same = 1;
+    for (int path = 0; path < (raw->kind == CLLM_CUDA_W_INT8 ? 2 : 1); path++) {
+        for (int k = 0; k < 2; k++) {
+            const cllm_cuda_weight *w = k ? cc : raw;
+            const size_t sb = path ? cllm_cuda_gemm_i8_scratch(w, nt) : cllm_cuda_gemm_scratch_bytes(w, nt);
+            void *scratch = dev_alloc(sb);
+            poison(yd, nt * ldy);
+            MUST(path ? cllm_cuda_gemm_i8(w, xd, nt, yd, ldy, scratch, sb, g_stream)
+                      : cllm_cuda_gemm(g_blas, w, xd, nt, yd, ldy, scratch, sb, g_stream));
+            download(k ? b : a, yd, nt * ldy * 4);
+            MUST(cllm_cuda_release(g_mem, scratch));
+        }
+        for (uint32_t t = 0; t < nt; t++)
+            if (memcmp(a + t * ldy, b + t * ldy, rows * 4) != 0) same = 0;
+        const uint32_t ts[2] = {0, nt - 1};
+        for (int i = 0; i < (specials ? 0 : 2); i++) {
+            const uint32_t t = ts[i];
+            ref_matvec_h(h, x + t * cols, want);
+            const double e = rel_l2(a + t * ldy, want, rows);
+            if (!(e < 1e-2)) {
+                same = 0;
+                printf("  GEMM (%s) token %u rel L2 %.2e against the reference\n",
+                       path ? "tensor-core int8" : "cuBLAS", t, e);
+            }
+        }
+    }
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    free(x), free(a), free(b), free(want);
+    return same;
+}
+
 static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t group, int specials) {
     host_weight h[2];
     cllm_cuda_weight raw[2], cc[2];
@@ -1311,20 +1357,48 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
         ok &= cllm_ccode_decode(buf, bytes[i], back, h[i].bytes, sc, h[i].n_sc * 4) == CLLM_OK &&
               memcmp(back, h[i].w.data, h[i].bytes) == 0 &&
               (!h[i].n_sc || memcmp(sc, h[i].w.scales, h[i].n_sc * 4) == 0);
-        // The GPU unpack (prefill's path to the GEMM) gives the raw matrix back, bit for bit.
-        cllm_cuda_weight un;
-        const size_t ub = cllm_cuda_ccode_unpack_bytes(&cc[i]);
-        void *ud = dev_alloc(ub + 16);
-        memset(back, 0xa5, h[i].bytes);
-        const int un_ok = ub == h[i].bytes &&
-                          cllm_cuda_ccode_unpack(&cc[i], ud, ub, &un, g_stream) == CLLM_OK &&
-                          un.kind == kind && un.rows == rows && un.cols == cols &&
-                          un.scales == cc[i].scales;
-        if (un_ok) download(back, ud, ub);
-        if (!un_ok || memcmp(back, h[i].w.data, h[i].bytes) != 0) {
-            ok = 0;
-            printf("  unpack of %s %llux%llu differs from the raw matrix\n", wkind_name(kind),
-                   (unsigned long long)rows, (unsigned long long)cols);
+        // The GPU unpack (prefill's path to the GEMM) gives the raw matrix back, bit for bit:
+        // whole, and rows [16, rows) (cc8 takes 16-row tiles); int8 also dequantised to bf16.
+        const size_t esz = kind == CLLM_CUDA_W_INT8 ? 1 : 2;
+        void *ud = dev_alloc(rows * cols * 2 + 16);
+        for (int part = 0; part < (rows > 16 ? 2 : 1); part++) {
+            const uint64_t r0 = part ? 16 : 0, nr = rows - r0;
+            cllm_cuda_weight un;
+            memset(back, 0xa5, h[i].bytes);
+            const int un_ok =
+                cllm_cuda_ccode_unpack_rows(&cc[i], r0, nr, 0, ud, rows * cols * 2, &un,
+                                            g_stream) == CLLM_OK &&
+                un.kind == kind && un.rows == nr && un.cols == cols && un.data == ud &&
+                (kind != CLLM_CUDA_W_INT8 ||
+                 un.scales == cc[i].scales + r0 * ((cols + h[i].w.group_size - 1) / h[i].w.group_size));
+            if (un_ok) download(back, ud, nr * cols * esz);
+            if (!un_ok || memcmp(back, (const uint8_t *)h[i].w.data + r0 * cols * esz, nr * cols * esz) != 0) {
+                ok = 0;
+                printf("  unpack of %s %llux%llu rows %llu.. differs from the raw matrix\n",
+                       wkind_name(kind), (unsigned long long)rows, (unsigned long long)cols,
+                       (unsigned long long)r0);
+            }
+        }
+        if (kind == CLLM_CUDA_W_INT8) {  // dequantised: bf16(q * scale), as the GEMM's dequantisation
+            cllm_cuda_weight un;
+            uint16_t *got = xmalloc(rows * cols * 2);
+            int dq_ok = cllm_cuda_ccode_unpack_rows(&cc[i], 0, rows, 1, ud, rows * cols * 2, &un,
+                                                    g_stream) == CLLM_OK &&
+                        un.kind == CLLM_CUDA_W_BF16;
+            if (dq_ok) download(got, ud, rows * cols * 2);
+            const uint64_t gs = h[i].w.group_size, gpr = (cols + gs - 1) / gs;
+            for (uint64_t r = 0; dq_ok && r < rows; r++)
+                for (uint64_t c = 0; c < cols; c++) {
+                    const float v = (float)((const int8_t *)h[i].w.data)[r * cols + c] *
+                                    h[i].w.scales[r * gpr + c / gs];
+                    if (got[r * cols + c] != cllm_f32_to_bf16(v)) { dq_ok = 0; break; }
+                }
+            if (!dq_ok) {
+                ok = 0;
+                printf("  bf16 unpack of int8 %llux%llu differs from bf16(q * scale)\n",
+                       (unsigned long long)rows, (unsigned long long)cols);
+            }
+            free(got);
         }
         MUST(cllm_cuda_release(g_mem, ud));
         free(buf), free(back), free(sc);
@@ -1348,9 +1422,14 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
         ok = 0;
         snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " cols");
     }
+    if (!gemm_same(&h[0], &raw[0], &cc[0], 12, specials) ||
+        !gemm_same(&h[0], &raw[0], &cc[0], 70, specials)) {
+        ok = 0;
+        snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " gemm");
+    }
     const double bpw = 8.0 * (double)bytes[0] / (double)(rows * cols);
     check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, unpacks and outputs bit-identical to "
-          "raw (bf16: and n = 2, 3, 8 columns)%s%s "
+          "raw (bf16: and n = 2, 3, 8 columns; GEMMs of 12 and 70 tokens)%s%s "
           "(%.3f bits/weight)", wkind_name(kind), (unsigned long long)rows,
           (unsigned long long)cols, h[0].w.group_size, specials ? " specials" : "",
           code_ok ? "exactly" : "WRONG", ok ? "" : ", differ:", bad, bpw);
@@ -1510,6 +1589,7 @@ int main(int argc, char **argv) {
         printf("%s", g_summary);
         return g_failed ? 1 : 0;
     }
+    MUST(cllm_cuda_blas_create(&g_blas));
     if (fused_only) {
         MUST(cllm_cuda_release(g_mem, st_dev));
         fused_cases();
@@ -1592,11 +1672,9 @@ int main(int argc, char **argv) {
     chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0);    // tensor cores, one scale per row
     chain_case(CLLM_CUDA_W_F16, 1001, 37, 203, 0);       // any-shape kernel
     small_kernels();
-    void *blas;
-    MUST(cllm_cuda_blas_create(&blas));
-    gemm_cases(blas);
+    gemm_cases(g_blas);
     gemm_i8_cases();
-    cllm_cuda_blas_destroy(blas);
+    cllm_cuda_blas_destroy(g_blas);
 
     MUST(cllm_cuda_release(g_mem, st_dev));
     printf("device memory: peak %.1f MiB through the tracker, %zu bytes still held\n",
