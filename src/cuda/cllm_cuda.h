@@ -346,18 +346,26 @@ cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev
 
 // ---- prefill GEMM through cuBLAS --------------------------------------------------------------
 
+// A handle for the GEMMs (cuBLAS and cuBLASLt); an optional device workspace for both (without
+// one, cuBLAS allocates its own and the integer GEMM takes algorithms that need none).
 cllm_status cllm_cuda_blas_create(void **handle);
+cllm_status cllm_cuda_blas_workspace(void *handle, void *ws_dev, size_t bytes);
 void cllm_cuda_blas_destroy(void *handle);
 
-// Y[t * ldy + r] = (X W^T)[t][r] (t < n_tok, r < rows, ldy >= rows) in fp32, through
-// cublasGemmEx, for every kind: f32 weights by SGEMM (no scratch); otherwise X is rounded to
-// bf16 (f16 for f16 weights) in `scratch`, and W goes in row chunks of
-// cllm_cuda_gemm_chunk_rows, one cuBLAS call each: bf16/f16 whole and in place; int8 in chunks of
-// at most CLLM_CUDA_GEMM_CHUNK bytes dequantised to bf16 in `scratch` after X; compute code
-// unpacked there to bf16 (CC_INT8: and dequantised) in its raw kind's chunks, so that it gives
-// its raw kind's bits. `scratch_cap` in bytes (cllm_cuda_gemm_scratch_bytes, enough for any row
-// range of w too). Tolerance against cllm_k_matmul per token: bf16/int8 ~ 1e-2 relative L2 (X
-// rounding), f32 ~ 1e-5.
+// Y[t * ldy + r] = (X W^T)[t][r] (t < n_tok, r < rows, ldy >= rows) in fp32, for every kind:
+//   int8 (and CC_INT8) with one scale per row, cols % 16 == 0: integer tensor cores through
+//     cuBLASLt, X as two int8 digits per value (15 bits of each token row's maximum), W read as
+//     int8 once per 128 tokens, compute code unpacked to int8 in row chunks first (int32 sums:
+//     the same bits as the raw matrix);
+//   f32: SGEMM (no scratch);
+//   otherwise cublasGemmEx on X rounded to bf16 (f16 for f16 weights) in `scratch`, W in row
+//     chunks of cllm_cuda_gemm_chunk_rows, one call each: bf16/f16 whole and in place; grouped
+//     int8 in chunks of at most CLLM_CUDA_GEMM_CHUNK bytes dequantised to bf16 in `scratch` after
+//     X; compute code unpacked there to bf16 (CC_INT8: and dequantised) in its raw kind's chunks,
+//     so that it gives its raw kind's bits.
+// `scratch_cap` in bytes (cllm_cuda_gemm_scratch_bytes, enough for any row range of w too).
+// Tolerance against cllm_k_matmul per token: bf16/grouped int8 ~ 1e-2 relative L2 (X rounding),
+// per-row int8 and f32 ~ 1e-4.
 cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
                            uint32_t n_tok, float *y_dev, uint64_t ldy, void *scratch_dev,
                            size_t scratch_cap, void *stream);

@@ -3,9 +3,11 @@
 // ld = cols, so Y^T = op_T(W) . X^T: m = rows, n = n_tok, k = cols.
 #include "cllm_cuda_check.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <stdlib.h>
 
 #define CLLM_BLAS_TRY(call)                                                                        \
     do {                                                                                           \
@@ -15,16 +17,181 @@
                              (int)blas_st_);                                                       \
     } while (0)
 
+// The handle behind the void *: cuBLAS for the floating-point GEMMs, cuBLASLt for the integer
+// one, and the workspace both use.
+struct cllm_blas {
+    cublasHandle_t h;
+    cublasLtHandle_t lt;
+    void *ws;
+    size_t ws_bytes;
+};
+
 extern "C" cllm_status cllm_cuda_blas_create(void **handle) {
     RETURN_IF(!handle, CLLM_ERR_ARG, "blas: NULL argument");
-    cublasHandle_t h;
-    CLLM_BLAS_TRY(cublasCreate(&h));
-    *handle = (void *)h;
+    cllm_blas *b = (cllm_blas *)calloc(1, sizeof *b);
+    RETURN_IF(!b, CLLM_ERR_NOMEM, "blas: out of host memory");
+    cublasStatus_t st = cublasCreate(&b->h);
+    if (st == CUBLAS_STATUS_SUCCESS) {
+        st = cublasLtCreate(&b->lt);
+        if (st != CUBLAS_STATUS_SUCCESS) (void)cublasDestroy(b->h);
+    }
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        free(b);
+        return cllm_fail(CLLM_ERR_DEVICE, __FILE__, __LINE__, "blas: cuBLAS status %d", (int)st);
+    }
+    *handle = b;
+    return CLLM_OK;
+}
+
+extern "C" cllm_status cllm_cuda_blas_workspace(void *handle, void *ws, size_t bytes) {
+    RETURN_IF(!handle, CLLM_ERR_ARG, "blas: NULL argument");
+    cllm_blas *b = (cllm_blas *)handle;
+    CLLM_BLAS_TRY(cublasSetWorkspace(b->h, ws, bytes));
+    b->ws = ws, b->ws_bytes = bytes;
     return CLLM_OK;
 }
 
 extern "C" void cllm_cuda_blas_destroy(void *handle) {
-    if (handle) (void)cublasDestroy((cublasHandle_t)handle);
+    if (!handle) return;
+    cllm_blas *b = (cllm_blas *)handle;
+    (void)cublasLtDestroy(b->lt);
+    (void)cublasDestroy(b->h);
+    free(b);
+}
+
+// ---- int8 with one scale per row: integer tensor cores through cuBLASLt ----------------------------
+//
+// Each token row x_t becomes 15-bit integers v = rint(x / d_t), d_t = max|x_t| / 16256, written as
+// two int8 digits v = 128 h + l (h in [-127, 127], l in [-64, 63]); one int8 GEMM (int32 sums,
+// exact in any order) takes the h columns and the l columns together, so W is read once per
+// IM_NT tokens, and y = s_r * d_t * (128 sum_h + sum_l) in fp32. x keeps ~2^-15 of its row
+// maximum (the bf16 path keeps 2^-8 of each value). No bf16 copy of W is made.
+#define IM_NT 128  // tokens per integer GEMM
+
+static __global__ void __launch_bounds__(256)
+    x_digits_kernel(const float *x, uint32_t cols, uint32_t nt, int8_t *dg, float *dt) {
+    __shared__ float red[8];
+    const uint32_t t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+    const float *xt = x + (uint64_t)t * cols;
+    float m = 0.f;
+    for (uint32_t c = threadIdx.x; c < cols; c += 256) m = fmaxf(m, fabsf(xt[c]));
+#pragma unroll
+    for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
+    m = red[0];
+#pragma unroll
+    for (int k = 1; k < 8; k++) m = fmaxf(m, red[k]);
+    const float inv = m > 0.f ? __fdiv_rn(16256.0f, m) : 0.f;
+    if (threadIdx.x == 0) dt[t] = __fdiv_rn(m, 16256.0f);
+    int8_t *hi = dg + (uint64_t)t * cols, *lo = dg + (uint64_t)(nt + t) * cols;
+    for (uint32_t c = threadIdx.x; c < cols; c += 256) {
+        int v = __float2int_rn(__fmul_rn(xt[c], inv));
+        v = max(-16256, min(16256, v));
+        const int h = (v + 64) >> 7;
+        hi[c] = (int8_t)h;
+        lo[c] = (int8_t)(v - 128 * h);
+    }
+}
+
+// y[t * ldy + r] = s[r] * d_t * (128 D[t][r] + D[nt + t][r]) for r < rows, t < nt (D: ldd pitch).
+static __global__ void im_combine_kernel(const int32_t *d, uint64_t ldd, const float *dt,
+                                         const float *s, uint32_t rows, uint32_t nt, float *y,
+                                         uint64_t ldy) {
+    const uint32_t t = blockIdx.y;
+    const float f = dt[t];
+    for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+        const float v = __fmaf_rn((float)d[t * ldd + r], 128.0f, (float)d[(nt + t) * ldd + r]);
+        y[t * ldy + r] = __fmul_rn(__fmul_rn(v, f), s[r]);
+    }
+}
+
+static bool im_ok(const cllm_cuda_weight *w) {
+    return (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8) &&
+           w->group_size == w->cols && w->cols % 16 == 0 && (uintptr_t)w->data % 16 == 0;
+}
+
+static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+static uint64_t im_ldd(uint64_t rows) { return (rows + 15) & ~(uint64_t)15; }
+
+// Scratch of the integer path for n_tok tokens and chunks of rc rows: digits, d_t, D, then (compute
+// code) the int8 chunk.
+static size_t im_scratch(const cllm_cuda_weight *w, uint32_t n_tok, uint64_t rc) {
+    const size_t nt = n_tok < IM_NT ? n_tok : IM_NT;
+    return al256(2 * nt * w->cols) + al256(nt * 4) + al256(2 * nt * im_ldd(rc) * 4) +
+           (w->kind == CLLM_CUDA_W_CC_INT8 ? al256(rc * w->cols) : 0);
+}
+
+// D (rows x 2 nt, int32, pitch ldd) = W (rows x cols int8, row-major) . [h | l] (cols x 2 nt).
+static cllm_status im_matmul(const cllm_blas *b, const int8_t *a, uint64_t rows, uint64_t cols,
+                             const int8_t *dg, uint32_t nt, int32_t *d, uint64_t ldd,
+                             cudaStream_t s) {
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    const int32_t one = 1, zero = 0;
+    cublasStatus_t st = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32I, CUDA_R_32I);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&la, CUDA_R_8I, cols, rows, cols);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lb, CUDA_R_8I, cols, 2 * nt, cols);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&ld, CUDA_R_32I, rows, 2 * nt, ldd);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &b->ws_bytes, sizeof b->ws_bytes);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(b->lt, op, la, lb, ld, ld, pref, 1, &res, &nres);
+    if (st == CUBLAS_STATUS_SUCCESS && nres < 1) st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmul(b->lt, op, &one, a, la, dg, lb, &zero, d, ld, d, ld, &res.algo, b->ws,
+                            b->ws_bytes, s);
+    if (pref) (void)cublasLtMatmulPreferenceDestroy(pref);
+    if (ld) (void)cublasLtMatrixLayoutDestroy(ld);
+    if (lb) (void)cublasLtMatrixLayoutDestroy(lb);
+    if (la) (void)cublasLtMatrixLayoutDestroy(la);
+    if (op) (void)cublasLtMatmulDescDestroy(op);
+    RETURN_IF(st != CUBLAS_STATUS_SUCCESS, CLLM_ERR_DEVICE,
+              "gemm: int8 cuBLASLt matmul %llu x %llu x %u: status %d", (unsigned long long)rows,
+              (unsigned long long)cols, 2 * nt, (int)st);
+    return CLLM_OK;
+}
+
+static cllm_status im_gemm(const cllm_blas *b, const cllm_cuda_weight *w, const float *x,
+                           uint32_t n_tok, float *y, uint64_t ldy, uint8_t *scratch,
+                           size_t scratch_cap, uint64_t rc, cudaStream_t s, void *stream) {
+    const uint32_t T = n_tok < IM_NT ? n_tok : IM_NT;
+    int8_t *dg = (int8_t *)scratch;
+    float *dt = (float *)(scratch + al256(2 * (size_t)T * w->cols));
+    int32_t *d = (int32_t *)((uint8_t *)dt + al256((size_t)T * 4));
+    int8_t *chunk = (int8_t *)((uint8_t *)d + al256(2 * (size_t)T * im_ldd(rc) * 4));
+    const size_t chunk_cap = scratch_cap - (size_t)((uint8_t *)chunk - scratch);
+    for (uint32_t t0 = 0; t0 < n_tok; t0 += T) {
+        const uint32_t nt = n_tok - t0 < T ? n_tok - t0 : T;
+        x_digits_kernel<<<nt, 256, 0, s>>>(x + (size_t)t0 * w->cols, (uint32_t)w->cols, nt, dg, dt);
+        CLLM_CUDA_CHECK_LAUNCH("x_digits_kernel");
+        for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
+            const uint64_t nr = w->rows - r0 < rc ? w->rows - r0 : rc;
+            const int8_t *a = (const int8_t *)w->data + r0 * w->cols;
+            if (w->kind == CLLM_CUDA_W_CC_INT8) {
+                cllm_cuda_weight un;
+                TRY(cllm_cuda_ccode_unpack_rows(w, r0, nr, 0, chunk, chunk_cap, &un, stream));
+                a = chunk;
+            }
+            TRY(im_matmul(b, a, nr, w->cols, dg, nt, d, im_ldd(nr), s));
+            const dim3 grid((unsigned)((nr + 255) / 256 < 1024 ? (nr + 255) / 256 : 1024), nt);
+            im_combine_kernel<<<grid, 256, 0, s>>>(d, im_ldd(nr), dt, w->scales + r0,
+                                                   (uint32_t)nr, nt, y + (size_t)t0 * ldy + r0, ldy);
+            CLLM_CUDA_CHECK_LAUNCH("im_combine_kernel");
+        }
+    }
+    return CLLM_OK;
 }
 
 // fp32 -> bf16 (to_bf16) or fp16, round to nearest even.
@@ -214,8 +381,6 @@ extern "C" int cllm_cuda_gemm_i8_ok(const cllm_cuda_weight *w) {
            (w->group_size == w->cols || (w->group_size && w->group_size % 64 == 0));
 }
 
-static size_t al256(size_t n) { return (n + 255) & ~(size_t)255; }
-
 extern "C" uint64_t cllm_cuda_gemm_chunk_rows(uint32_t kind, uint64_t rows, uint64_t cols) {
     if (kind != CLLM_CUDA_W_INT8 && kind != CLLM_CUDA_W_CC_INT8) return rows;
     uint64_t rc = cols ? CLLM_CUDA_GEMM_CHUNK / (cols * 2) / 32 * 32 : rows;
@@ -244,6 +409,7 @@ static unsigned grid_for(size_t n) {
 
 extern "C" size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32_t n_tok) {
     if (!w || w->kind == CLLM_CUDA_W_F32) return 0;
+    if (im_ok(w)) return im_scratch(w, n_tok, cllm_cuda_gemm_chunk_rows(w->kind, w->rows, w->cols));
     size_t bytes = al256((size_t)n_tok * w->cols * 2);  // X, then a chunk of W as bf16
     bytes += al256(copy_rows(w) * w->cols * 2);
     return bytes;
@@ -270,7 +436,10 @@ extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, con
               CLLM_ERR_ARG, "gemm: scratch of %zu bytes, needs %zu (16-byte aligned)", scratch_cap,
               need);
     cudaStream_t s = CLLM_STREAM(stream);
-    cublasHandle_t h = (cublasHandle_t)blas;
+    if (im_ok(w))
+        return im_gemm((const cllm_blas *)blas, w, x_dev, n_tok, y_dev, ldy, (uint8_t *)scratch_dev,
+                       scratch_cap, cllm_cuda_gemm_chunk_rows(w->kind, w->rows, w->cols), s, stream);
+    cublasHandle_t h = ((const cllm_blas *)blas)->h;
     CLLM_BLAS_TRY(cublasSetStream(h, s));
     const int n = (int)n_tok, k = (int)w->cols, ldc = (int)ldy;
     const float one = 1.0f, zero = 0.0f;

@@ -3,6 +3,7 @@
 // cllm_cuda_be_kernels.cu). All fp32 arithmetic with fp32 accumulation; each kernel's C reference (the spec) is named
 // in cllm_cuda.h.
 #include "cllm_cuda_check.h"
+#include "cllm_cuda_i8.cuh"
 
 extern "C" {
 #include "../codec/cllm_ccode.h"
@@ -752,21 +753,6 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
     ((uint4 *)a.dst)[rl * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
 }
 
-// 16 int8 values (u) times s, each rounded to bf16, as 32 bytes.
-static __device__ __forceinline__ void cc8_store_bf16(uint16_t *o, uint4 u, float s) {
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-    uint32_t h[8];
-#pragma unroll
-    for (int k = 0; k < 8; k++) {
-        const float a = (float)(int8_t)(w[k / 2] >> (16 * (k & 1)));
-        const float b = (float)(int8_t)(w[k / 2] >> (16 * (k & 1) + 8));
-        h[k] = (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(__fmul_rn(a, s))) |
-               (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(__fmul_rn(b, s))) << 16;
-    }
-    ((uint4 *)o)[0] = make_uint4(h[0], h[1], h[2], h[3]);
-    ((uint4 *)o)[1] = make_uint4(h[4], h[5], h[6], h[7]);
-}
-
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 pws[MV_WARPS][64];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
@@ -786,16 +772,58 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
         cc8_patch((const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]), e0, e1, (uint32_t *)pws[warp], lane,
                   wa, wb);
     const uint64_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q, end = a.r0 + a.n_rows;
-    if (a.bf16) {
-        const uint64_t gs = a.w.group_size, gpr = (cols + gs - 1) / gs;
-        uint16_t *dst = (uint16_t *)a.dst;
-        if (r < end) cc8_store_bf16(dst + (r - a.r0) * cols + col, wa, __ldg(a.w.scales + r * gpr + col / gs));
-        if (r + 8 < end)
-            cc8_store_bf16(dst + (r + 8 - a.r0) * cols + col, wb, __ldg(a.w.scales + (r + 8) * gpr + col / gs));
-    } else {
-        int8_t *dst = (int8_t *)a.dst;
-        if (r < end) *(uint4 *)(dst + (r - a.r0) * cols + col) = wa;
-        if (r + 8 < end) *(uint4 *)(dst + (r + 8 - a.r0) * cols + col) = wb;
+    int8_t *dst = (int8_t *)a.dst;
+    if (r < end) *(uint4 *)(dst + (r - a.r0) * cols + col) = wa;
+    if (r + 8 < end) *(uint4 *)(dst + (r + 8 - a.r0) * cols + col) = wb;
+}
+
+// cc8 to dequantised bf16 (the cuBLAS path): bf16_rn(q * scale), as dequant_kernel. Each warp
+// takes units (16-row tile, 64-column chunk) unit, unit + total warps, ... (32-bit indices: the
+// host checks they fit), decodes and patches one as cc8_unpack_kernel, converts it (no conversion
+// instructions: cllm_i8x4_bf16) into a 16 x 64 bf16 tile in shared memory, and stores that as
+// four 512-byte rows of full 128-byte lines.
+static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_bf16_kernel(const cc_unpack_args a) {
+    __shared__ uint4 pws[MV_WARPS][64];
+    __shared__ uint4 stage[MV_WARPS][16 * 8];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t cols = (uint32_t)a.w.cols, nch = cols / MV8_COLS, gs = a.w.group_size;
+    const uint32_t gpr = (cols + gs - 1) / gs, t0 = (uint32_t)(a.r0 / 16);
+    const uint32_t rows = (uint32_t)a.w.rows, end = (uint32_t)(a.r0 + a.n_rows);
+    const uint8_t *b = (const uint8_t *)a.w.data;
+    const uint4 *nib = (const uint4 *)(b + a.off[CLLM_CC8_S_NIB]);
+    const uint2 *his = (const uint2 *)(b + a.off[CLLM_CC8_S_HI]);
+    const uint32_t *eo = (const uint32_t *)(b + a.off[CLLM_CC8_S_EOFF]);
+    const uint32_t *exc = (const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]);
+    uint16_t *dst = (uint16_t *)a.dst;
+    pws[warp][2 * lane] = pws[warp][2 * lane + 1] = make_uint4(0, 0, 0, 0);
+    for (uint32_t unit = blockIdx.x * MV_WARPS + warp; unit < (uint32_t)a.n_units;
+         unit += gridDim.x * MV_WARPS) {
+        const uint32_t tile = t0 + unit / nch, ch = unit % nch;
+        const uint64_t blk = (uint64_t)tile * nch + ch;
+        const uint4 n = __ldg(nib + blk * 32 + lane);
+        const uint2 h = __ldg(his + blk * 32 + lane);
+        const uint32_t e0 = __ldg(eo + blk), e1 = __ldg(eo + blk + 1);
+        const uint32_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q;
+        const float sa = __ldg(a.w.scales + (uint64_t)min(r, rows - 1) * gpr + col / gs);
+        const float sb = __ldg(a.w.scales + (uint64_t)min(r + 8, rows - 1) * gpr + col / gs);
+        uint4 wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
+        if (e1 > e0) cc8_patch(exc, e0, e1, (uint32_t *)pws[warp], lane, wa, wb);
+        const uint2 a0 = cllm_i8x4_bf16(wa.x, sa), a1 = cllm_i8x4_bf16(wa.y, sa);
+        const uint2 a2 = cllm_i8x4_bf16(wa.z, sa), a3 = cllm_i8x4_bf16(wa.w, sa);
+        const uint2 b0 = cllm_i8x4_bf16(wb.x, sb), b1 = cllm_i8x4_bf16(wb.y, sb);
+        const uint2 b2 = cllm_i8x4_bf16(wb.z, sb), b3 = cllm_i8x4_bf16(wb.w, sb);
+        __syncwarp();  // the previous unit's stores have read the stage
+        stage[warp][g * 8 + 2 * q] = make_uint4(a0.x, a0.y, a1.x, a1.y);
+        stage[warp][g * 8 + 2 * q + 1] = make_uint4(a2.x, a2.y, a3.x, a3.y);
+        stage[warp][(g + 8) * 8 + 2 * q] = make_uint4(b0.x, b0.y, b1.x, b1.y);
+        stage[warp][(g + 8) * 8 + 2 * q + 1] = make_uint4(b2.x, b2.y, b3.x, b3.y);
+        __syncwarp();
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint32_t idx = 32 * j + lane, rr = tile * 16 + idx / 8;
+            if (rr < end)
+                ((uint4 *)(dst + (uint64_t)(rr - a.r0) * cols + ch * MV8_COLS))[idx % 8] = stage[warp][idx];
+        }
     }
 }
 
@@ -1360,8 +1388,15 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
-    if (b16) cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
-    else cc8_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    if (b16) {
+        cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    } else if (a.bf16) {
+        RETURN_IF(w->rows > 0xffffffffull - 16 || a.n_units > 0xffffffffull - 65536ull * MV_WARPS,
+                  CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who, (unsigned long long)w->rows);
+        cc8_unpack_bf16_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), MV_WARPS * 32, 0, s>>>(a);
+    } else {
+        cc8_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    }
     CLLM_CUDA_CHECK_LAUNCH_EX(cudaGetLastError(), who);
     *out = *w;
     out->data = dst;

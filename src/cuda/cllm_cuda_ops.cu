@@ -28,7 +28,6 @@
 // refused capture or a difference turns PDL off (logged), never the step.
 #include "cllm_cuda_be.h"
 
-#include <cublas_v2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,9 +260,7 @@ cllm_status be_dev_gemm_alloc(be_dev *d, uint64_t scratch) {
     TRY(DALLOC(d, BE_BLAS_WS, &d->blas_ws));
     TRY(cllm_cuda_blas_create(&d->blas));
     // An explicit workspace: cuBLAS then allocates nothing on the forward path.
-    cublasStatus_t bs = cublasSetWorkspace((cublasHandle_t)d->blas, d->blas_ws, BE_BLAS_WS);
-    RETURN_IF(bs != CUBLAS_STATUS_SUCCESS, CLLM_ERR_DEVICE, "cublasSetWorkspace: status %d",
-              (int)bs);
+    TRY(cllm_cuda_blas_workspace(d->blas, d->blas_ws, BE_BLAS_WS));
     return CLLM_OK;
 }
 

@@ -1119,10 +1119,11 @@ static void small_kernels(void) {
 // element path (odd columns, groups of 29).
 static void gemm_cases(void *blas) {
     const uint32_t kinds[] = {CLLM_CUDA_W_F32, CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_INT8};
-    const uint64_t shape_rows[2] = {1000, 37}, shape_cols[2] = {512, 203};
-    const uint32_t shape_group[2] = {128, 29};
+    // The third shape: int8 with one scale per row takes the integer GEMM (x as two int8 digits).
+    const uint64_t shape_rows[3] = {1000, 37, 301}, shape_cols[3] = {512, 203, 1024};
+    const uint32_t shape_group[3] = {128, 29, 1024};
     const uint32_t nt = 7;
-    for (int si = 0; si < 2; si++)
+    for (int si = 0; si < 3; si++)
     for (int ki = 0; ki < 4; ki++) {
         const uint64_t rows = shape_rows[si], cols = shape_cols[si];
         uint32_t kind = kinds[ki];
@@ -1148,14 +1149,15 @@ static void gemm_cases(void *blas) {
         void *scratch = dev_alloc(sb);
         MUST(cllm_cuda_gemm(blas, &w, xd, nt, yd, rows, scratch, sb, g_stream));
         download(y, yd, nt * rows * 4);
-        double e = rel_l2(y, want, nt * rows), tol = kind == 0 ? 1e-5 : 1e-2;
-        if (cllm_cuda_gemm_i8_ok(&w)) {  // the tensor-core int8 GEMM on the same inputs
+        const int per_row_i8 = kind == 3 && w.group_size == cols;
+        double e = rel_l2(y, want, nt * rows), tol = kind == 0 ? 1e-5 : per_row_i8 ? 1e-3 : 1e-2;
+        if (cllm_cuda_gemm_i8_ok(&w)) {  // the tensor-core int8 GEMM on the same inputs (x in bf16)
             poison(yd, nt * rows);
             MUST(cllm_cuda_gemm_i8(&w, xd, nt, yd, rows, scratch, sb, g_stream));
             download(y, yd, nt * rows * 4);
             const double e8 = rel_l2(y, want, nt * rows);
-            check(e8 < tol, "gemm_i8 %u tokens x %llux%llu g%u rel L2 %.2e, tol %.0e", nt,
-                  (unsigned long long)rows, (unsigned long long)cols, w.group_size, e8, tol);
+            check(e8 < 1e-2, "gemm_i8 %u tokens x %llux%llu g%u rel L2 %.2e, tol 1e-2", nt,
+                  (unsigned long long)rows, (unsigned long long)cols, w.group_size, e8);
         }
         check(e < tol, "gemm %-4s %u tokens x %llux%llu rel L2 %.2e, tol %.0e", wkind_name(kind),
               nt, (unsigned long long)rows, (unsigned long long)cols, e, tol);
