@@ -354,9 +354,9 @@ void cllm_cuda_blas_destroy(void *handle);
 
 // Y[t * ldy + r] = (X W^T)[t][r] (t < n_tok, r < rows, ldy >= rows) in fp32, for every kind:
 //   int8 (and CC_INT8) with one scale per row, cols % 16 == 0: integer tensor cores through
-//     cuBLASLt, X as two int8 digits per value (15 bits of each token row's maximum), W read as
-//     int8 once per 128 tokens, compute code unpacked to int8 in row chunks first (int32 sums:
-//     the same bits as the raw matrix);
+//     cuBLASLt, X (16-byte aligned) as two int8 digits per value (15 bits of each token row's
+//     maximum), W read as int8 once per 128 tokens, compute code unpacked to int8 in row chunks
+//     first (int32 sums: the same bits as the raw matrix);
 //   f32: SGEMM (no scratch);
 //   otherwise cublasGemmEx on X rounded to bf16 (f16 for f16 weights) in `scratch`, W in row
 //     chunks of cllm_cuda_gemm_chunk_rows, one call each: bf16/f16 whole and in place; grouped

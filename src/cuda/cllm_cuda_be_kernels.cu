@@ -9,6 +9,9 @@
 #include <math.h>
 
 #define BE_ATT_WARPS 4
+#ifndef BE_ATT_ILP
+#define BE_ATT_ILP 4  // positions per warp whose K (V) rows are loaded together
+#endif
 
 // Programmatic dependent launch (flags CLLM_CUDA_PDL; see cllm_cuda.h and the same helpers in
 // cllm_cuda_kernels.cu): trigger at entry, wait for the previous grid before the first access to
@@ -133,7 +136,30 @@ static __global__ void __launch_bounds__(BE_ATT_WARPS * 32)
     const float scale = 1.0f / sqrtf((float)hd);
     for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = qh[d];
     __syncthreads();
-    for (uint32_t p = warp; p < n_ctx; p += BE_ATT_WARPS) {
+    // Each warp takes positions warp, warp + BE_ATT_WARPS, ... in groups of BE_ATT_ILP whose K
+    // rows are loaded together (the same sums, position by position, as one at a time).
+    const uint32_t kstep = BE_ATT_WARPS * BE_ATT_ILP;
+    uint32_t p0 = warp;
+    for (; p0 + (BE_ATT_ILP - 1) * BE_ATT_WARPS < n_ctx; p0 += kstep) {
+        float kv[BE_ATT_ILP][BE_ATT_MAX_HD / 32];
+#pragma unroll
+        for (int u = 0; u < BE_ATT_ILP; u++) {
+            const float *kr = kc + (p0 + u * BE_ATT_WARPS) * stride + (size_t)kvh * hd;
+#pragma unroll
+            for (int j = 0; j < BE_ATT_MAX_HD / 32; j++)
+                kv[u][j] = lane + 32 * j < hd ? __ldg(kr + lane + 32 * j) : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < BE_ATT_ILP; u++) {
+            float sc = 0.f;
+#pragma unroll
+            for (int j = 0; j < BE_ATT_MAX_HD / 32; j++)
+                if (lane + 32 * j < hd) sc += qs[lane + 32 * j] * kv[u][j];
+            sc = be_warp_sum(sc);
+            if (lane == 0) scores[p0 + u * BE_ATT_WARPS] = sc * scale;
+        }
+    }
+    for (uint32_t p = p0; p < n_ctx; p += BE_ATT_WARPS) {
         const float *kr = kc + p * stride + (size_t)kvh * hd;
         float sc = 0.f;
         for (uint32_t d = lane; d < hd; d += 32) sc += qs[d] * __ldg(kr + d);
@@ -154,7 +180,25 @@ static __global__ void __launch_bounds__(BE_ATT_WARPS * 32)
     float acc[BE_ATT_MAX_HD / 32];
 #pragma unroll
     for (int j = 0; j < BE_ATT_MAX_HD / 32; j++) acc[j] = 0.f;
-    for (uint32_t p = warp; p < n_ctx; p += BE_ATT_WARPS) {
+    p0 = warp;
+    for (; p0 + (BE_ATT_ILP - 1) * BE_ATT_WARPS < n_ctx; p0 += kstep) {  // V rows loaded together
+        float vv[BE_ATT_ILP][BE_ATT_MAX_HD / 32];
+#pragma unroll
+        for (int u = 0; u < BE_ATT_ILP; u++) {
+            const float *vr = vc + (p0 + u * BE_ATT_WARPS) * stride + (size_t)kvh * hd;
+#pragma unroll
+            for (int j = 0; j < BE_ATT_MAX_HD / 32; j++)
+                vv[u][j] = lane + 32 * j < hd ? __ldg(vr + lane + 32 * j) : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < BE_ATT_ILP; u++) {
+            const float a = scores[p0 + u * BE_ATT_WARPS];
+#pragma unroll
+            for (int j = 0; j < BE_ATT_MAX_HD / 32; j++)
+                if (lane + 32 * j < hd) acc[j] += a * vv[u][j];
+        }
+    }
+    for (uint32_t p = p0; p < n_ctx; p += BE_ATT_WARPS) {
         const float *vr = vc + p * stride + (size_t)kvh * hd;
         const float a = scores[p];
 #pragma unroll

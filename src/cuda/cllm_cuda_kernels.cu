@@ -753,38 +753,16 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
     ((uint4 *)a.dst)[rl * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
 }
 
+// cc8 to int8 (the integer GEMM) or, BF16, to dequantised bf16 (the cuBLAS path for grouped
+// scales): bf16_rn(q * scale), as dequant_kernel, without conversion instructions
+// (cllm_i8x4_bf16). Each warp takes units (16-row tile, 64-column chunk) unit, unit + total
+// warps, ... (32-bit indices: the host checks they fit) and decodes and patches one as the fused
+// kernel does; int8 rows go out as lane (g, q) holds them (rows g and g + 8, 16 bytes at column
+// 16q: 64-byte runs), bf16 through a 16 x 64 tile in shared memory as 512-byte runs.
+template <bool BF16>
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 pws[MV_WARPS][64];
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
-    const uint64_t unit = (uint64_t)blockIdx.x * MV_WARPS + warp;
-    if (unit >= a.n_units) return;
-    const uint64_t cols = a.w.cols, nch = cols / MV8_COLS;
-    const uint64_t blk = a.r0 / 16 * nch + unit;  // (tile, chunk) index in the whole matrix
-    const uint64_t tile = blk / nch, ch = blk % nch;
-    const uint8_t *b = (const uint8_t *)a.w.data;
-    pws[warp][2 * lane] = pws[warp][2 * lane + 1] = make_uint4(0, 0, 0, 0);
-    const uint4 n = __ldg((const uint4 *)(b + a.off[CLLM_CC8_S_NIB] + blk * 512) + lane);
-    const uint2 h = __ldg((const uint2 *)(b + a.off[CLLM_CC8_S_HI] + blk * 256) + lane);
-    uint4 wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
-    const uint32_t *eo = (const uint32_t *)(b + a.off[CLLM_CC8_S_EOFF]) + blk;
-    const uint32_t e0 = __ldg(eo), e1 = __ldg(eo + 1);
-    if (e1 > e0)
-        cc8_patch((const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]), e0, e1, (uint32_t *)pws[warp], lane,
-                  wa, wb);
-    const uint64_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q, end = a.r0 + a.n_rows;
-    int8_t *dst = (int8_t *)a.dst;
-    if (r < end) *(uint4 *)(dst + (r - a.r0) * cols + col) = wa;
-    if (r + 8 < end) *(uint4 *)(dst + (r + 8 - a.r0) * cols + col) = wb;
-}
-
-// cc8 to dequantised bf16 (the cuBLAS path): bf16_rn(q * scale), as dequant_kernel. Each warp
-// takes units (16-row tile, 64-column chunk) unit, unit + total warps, ... (32-bit indices: the
-// host checks they fit), decodes and patches one as cc8_unpack_kernel, converts it (no conversion
-// instructions: cllm_i8x4_bf16) into a 16 x 64 bf16 tile in shared memory, and stores that as
-// four 512-byte rows of full 128-byte lines.
-static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_bf16_kernel(const cc_unpack_args a) {
-    __shared__ uint4 pws[MV_WARPS][64];
-    __shared__ uint4 stage[MV_WARPS][16 * 8];
+    __shared__ uint4 stage[BF16 ? MV_WARPS : 1][16 * 8];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t cols = (uint32_t)a.w.cols, nch = cols / MV8_COLS, gs = a.w.group_size;
     const uint32_t gpr = (cols + gs - 1) / gs, t0 = (uint32_t)(a.r0 / 16);
@@ -794,7 +772,6 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_bf16_kernel(c
     const uint2 *his = (const uint2 *)(b + a.off[CLLM_CC8_S_HI]);
     const uint32_t *eo = (const uint32_t *)(b + a.off[CLLM_CC8_S_EOFF]);
     const uint32_t *exc = (const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]);
-    uint16_t *dst = (uint16_t *)a.dst;
     pws[warp][2 * lane] = pws[warp][2 * lane + 1] = make_uint4(0, 0, 0, 0);
     for (uint32_t unit = blockIdx.x * MV_WARPS + warp; unit < (uint32_t)a.n_units;
          unit += gridDim.x * MV_WARPS) {
@@ -804,25 +781,36 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_bf16_kernel(c
         const uint2 h = __ldg(his + blk * 32 + lane);
         const uint32_t e0 = __ldg(eo + blk), e1 = __ldg(eo + blk + 1);
         const uint32_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q;
-        const float sa = __ldg(a.w.scales + (uint64_t)min(r, rows - 1) * gpr + col / gs);
-        const float sb = __ldg(a.w.scales + (uint64_t)min(r + 8, rows - 1) * gpr + col / gs);
+        float sa = 0.f, sb = 0.f;
+        if (BF16) {
+            sa = __ldg(a.w.scales + (uint64_t)min(r, rows - 1) * gpr + col / gs);
+            sb = __ldg(a.w.scales + (uint64_t)min(r + 8, rows - 1) * gpr + col / gs);
+        }
         uint4 wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
         if (e1 > e0) cc8_patch(exc, e0, e1, (uint32_t *)pws[warp], lane, wa, wb);
+        if (!BF16) {
+            int8_t *dst = (int8_t *)a.dst + (uint64_t)(r - a.r0) * cols + col;
+            if (r < end) *(uint4 *)dst = wa;
+            if (r + 8 < end) *(uint4 *)(dst + 8ull * cols) = wb;
+            continue;
+        }
         const uint2 a0 = cllm_i8x4_bf16(wa.x, sa), a1 = cllm_i8x4_bf16(wa.y, sa);
         const uint2 a2 = cllm_i8x4_bf16(wa.z, sa), a3 = cllm_i8x4_bf16(wa.w, sa);
         const uint2 b0 = cllm_i8x4_bf16(wb.x, sb), b1 = cllm_i8x4_bf16(wb.y, sb);
         const uint2 b2 = cllm_i8x4_bf16(wb.z, sb), b3 = cllm_i8x4_bf16(wb.w, sb);
+        uint4 *st = stage[BF16 ? warp : 0];
         __syncwarp();  // the previous unit's stores have read the stage
-        stage[warp][g * 8 + 2 * q] = make_uint4(a0.x, a0.y, a1.x, a1.y);
-        stage[warp][g * 8 + 2 * q + 1] = make_uint4(a2.x, a2.y, a3.x, a3.y);
-        stage[warp][(g + 8) * 8 + 2 * q] = make_uint4(b0.x, b0.y, b1.x, b1.y);
-        stage[warp][(g + 8) * 8 + 2 * q + 1] = make_uint4(b2.x, b2.y, b3.x, b3.y);
+        st[g * 8 + 2 * q] = make_uint4(a0.x, a0.y, a1.x, a1.y);
+        st[g * 8 + 2 * q + 1] = make_uint4(a2.x, a2.y, a3.x, a3.y);
+        st[(g + 8) * 8 + 2 * q] = make_uint4(b0.x, b0.y, b1.x, b1.y);
+        st[(g + 8) * 8 + 2 * q + 1] = make_uint4(b2.x, b2.y, b3.x, b3.y);
         __syncwarp();
+        uint16_t *dst = (uint16_t *)a.dst;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const uint32_t idx = 32 * j + lane, rr = tile * 16 + idx / 8;
             if (rr < end)
-                ((uint4 *)(dst + (uint64_t)(rr - a.r0) * cols + ch * MV8_COLS))[idx % 8] = stage[warp][idx];
+                ((uint4 *)(dst + (uint64_t)(rr - a.r0) * cols + ch * MV8_COLS))[idx % 8] = st[idx];
         }
     }
 }
@@ -1390,12 +1378,12 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     cudaStream_t s = CLLM_STREAM(stream);
     if (b16) {
         cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
-    } else if (a.bf16) {
+    } else {
         RETURN_IF(w->rows > 0xffffffffull - 16 || a.n_units > 0xffffffffull - 65536ull * MV_WARPS,
                   CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who, (unsigned long long)w->rows);
-        cc8_unpack_bf16_kernel<<<(unsigned)(blocks < 65536 ? blocks : 65536), MV_WARPS * 32, 0, s>>>(a);
-    } else {
-        cc8_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+        const unsigned nb = (unsigned)(blocks < 65536 ? blocks : 65536);
+        if (a.bf16) cc8_unpack_kernel<true><<<nb, MV_WARPS * 32, 0, s>>>(a);
+        else cc8_unpack_kernel<false><<<nb, MV_WARPS * 32, 0, s>>>(a);
     }
     CLLM_CUDA_CHECK_LAUNCH_EX(cudaGetLastError(), who);
     *out = *w;
@@ -1651,14 +1639,41 @@ extern "C" cllm_status cllm_cuda_add(float *x_dev, const float *y_dev, size_t n,
 
 // ---- embedding -----------------------------------------------------------------------------------
 
+// Row tokens[b] of w into out row b (zeros for a token outside the table), as weight_at reads
+// it, with the row's pointer and (int8) scale row found once and 32-bit columns (check_weight:
+// cols < 2^32): a 64-bit index and division per element made one row cost ~8 us.
 static __global__ void embed_kernel(const cllm_cuda_weight w, const int32_t *tokens, float *out) {
     pdl_trigger();
     pdl_wait();
     const int32_t tok = tokens[blockIdx.x];
-    float *o = out + (size_t)blockIdx.x * w.cols;
-    const bool ok = tok >= 0 && (uint64_t)tok < w.rows;
-    for (uint64_t c = threadIdx.x; c < w.cols; c += blockDim.x)
-        o[c] = ok ? weight_at(w, (uint64_t)tok, c) : 0.f;
+    const uint32_t cols = (uint32_t)w.cols;
+    float *o = out + (size_t)blockIdx.x * cols;
+    if (tok < 0 || (uint64_t)tok >= w.rows) {
+        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = 0.f;
+        return;
+    }
+    const uint64_t i0 = (uint64_t)tok * cols;
+    switch (w.kind) {
+    case CLLM_CUDA_W_F32:
+        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+            o[c] = __ldg((const float *)w.data + i0 + c);
+        break;
+    case CLLM_CUDA_W_F16:
+        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+            o[c] = f16_bits(__ldg((const unsigned short *)w.data + i0 + c));
+        break;
+    case CLLM_CUDA_W_BF16:
+        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+            o[c] = bf16_lo(__ldg((const unsigned short *)w.data + i0 + c));
+        break;
+    default: {
+        const uint32_t gs = w.group_size, gpr = (cols + gs - 1) / gs;
+        const float *sc = w.scales + (uint64_t)tok * gpr;
+        const int8_t *q = (const int8_t *)w.data + i0;
+        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+            o[c] = (float)q[c] * __ldg(sc + c / gs);
+    }
+    }
 }
 
 extern "C" cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev,
