@@ -544,7 +544,7 @@ typedef struct cllm_engine_stats {
     // GPU backends (zero on the CPU).
     uint64_t device_peak_bytes;   // peak of every device allocation made through the allocator
     uint64_t device_weight_bytes; // device bytes holding weights: raw, compute code, compressed,
-                                  // staging, scratch, compute-code unpack buffer
+                                  // staging, decode scratch
     double copy_seconds;          // host-to-device copies of streamed weights (copy-engine time)
     double predicted_token_seconds; // the planner's prediction for one decode token (0: none)
     const char *plan;             // one line per placement decision (NULL: none); owned by the engine
