@@ -1,5 +1,5 @@
-// Sampler tests: greedy, top-k and top-p truncation, temperature, seed reproducibility, and
-// refusal of bad logits.
+// Sampler tests: greedy, top-k and top-p truncation, temperature, seed reproducibility, refusal
+// of bad logits, and every truncated draw against a spelled-out reference that sorts all tokens.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include "codecllm.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static cllm_sampler *make(float temp, uint32_t top_k, float top_p, uint64_t seed, size_t vocab) {
@@ -189,13 +190,150 @@ static void test_bad_input(void **state) {
     cllm_sampler_free(NULL);
 }
 
+// The sampler's documented truncation spelled out with a sort of every token (the spec the
+// sampler's selection of the top_k through a heap must reproduce): candidates (p as float, id)
+// ordered by p descending then id, top_k, then the nucleus of top_p of the remaining mass, then
+// min_p of the first; a draw at u times the kept mass (without any truncation, in id order).
+typedef struct ref_cand {
+    float p;
+    int32_t id;
+} ref_cand;
+
+static int ref_cmp(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int32_t ref_sample(const float *l, size_t n, const cllm_sampler_params *p, double u) {
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) mx = l[i] > mx ? l[i] : mx;
+    const double inv_t = 1.0 / (double)p->temperature;
+    ref_cand *c = malloc(n * sizeof *c);
+    assert_non_null(c);
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = exp(((double)l[i] - mx) * inv_t);
+        total += e;
+        c[i].p = (float)e;
+        c[i].id = (int32_t)i;
+    }
+    if ((p->top_k == 0 || p->top_k >= n) && p->top_p >= 1.0f && p->min_p <= 0.0f) {
+        // No truncation: the draw walks the tokens in id order (no sort needed).
+        const double r = u * total;
+        double cum = 0.0;
+        int32_t tok = 0;
+        for (size_t i = 0; i < n; i++) {
+            const double e = exp(((double)l[i] - mx) * inv_t);
+            if (e > 0.0) tok = (int32_t)i;
+            cum += e;
+            if (r < cum) {
+                tok = (int32_t)i;
+                break;
+            }
+        }
+        free(c);
+        return tok;
+    }
+    qsort(c, n, sizeof *c, ref_cmp);
+    size_t m = n;
+    if (p->top_k > 0 && p->top_k < n) {
+        m = p->top_k;
+        total = 0.0;
+        for (size_t i = 0; i < m; i++) total += c[i].p;
+    }
+    if (p->top_p < 1.0f) {
+        double cum = 0.0, want = (double)p->top_p * total;
+        size_t keep = m;
+        for (size_t i = 0; i < m; i++) {
+            cum += c[i].p;
+            if (cum >= want) {
+                keep = i + 1;
+                break;
+            }
+        }
+        m = keep;
+        total = cum;
+    }
+    if (p->min_p > 0.0f) {
+        const double floor_p = (double)p->min_p * c[0].p;
+        size_t keep = 1;
+        while (keep < m && (double)c[keep].p >= floor_p) keep++;
+        m = keep;
+        total = 0.0;
+        for (size_t i = 0; i < m; i++) total += c[i].p;
+    }
+    const double r = u * total;
+    double cum = 0.0;
+    int32_t tok = c[m - 1].id;
+    for (size_t i = 0; i < m; i++) {
+        cum += c[i].p;
+        if (r < cum) {
+            tok = c[i].id;
+            break;
+        }
+    }
+    free(c);
+    return tok;
+}
+
+// Random logits (ties, -inf, a wide and a narrow spread), vocabularies from 2 to 50,000 and every
+// truncation mix with top_k: each draw equals the reference's at the same uniform (a second
+// sampler with the same seed gives the sampler's own stream; a truncated draw takes one).
+static void test_against_reference(void **state) {
+    (void)state;
+    static const size_t vocabs[] = {2, 7, 64, 1000, 50000};
+    static const uint32_t ks[] = {1, 2, 40, 999};
+    static const float tps[] = {1.0f, 0.95f, 0.5f};
+    static const float mps[] = {0.0f, 0.05f};
+    uint64_t st = 12345;
+    int draws = 0;
+    for (size_t vi = 0; vi < sizeof vocabs / sizeof vocabs[0]; vi++) {
+        const size_t n = vocabs[vi];
+        float *l = malloc(n * sizeof *l);
+        assert_non_null(l);
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (size_t pi = 0; pi < sizeof tps / sizeof tps[0]; pi++)
+                for (size_t mi = 0; mi < sizeof mps / sizeof mps[0]; mi++) {
+                    const cllm_sampler_params prm = {.temperature = 0.8f, .top_k = ks[ki],
+                                                     .top_p = tps[pi], .min_p = mps[mi],
+                                                     .seed = 7 + ki};
+                    cllm_sampler *s = NULL, *u = NULL;
+                    assert_int_equal(cllm_sampler_create(&prm, n, &s), CLLM_OK);
+                    assert_int_equal(cllm_sampler_create(&prm, n, &u), CLLM_OK);
+                    for (int it = 0; it < 6; it++) {
+                        const double spread = it % 2 ? 8.0 : 0.5;
+                        for (size_t i = 0; i < n; i++) {
+                            st = st * 6364136223846793005ull + 1442695040888963407ull;
+                            const uint32_t b = (uint32_t)(st >> 33);
+                            l[i] = b % 17 == 0 ? 1.0f  // ties
+                                   : b % 101 == 0 ? -INFINITY
+                                                  : (float)(spread * ((double)(b % 100000) / 50000.0 - 1.0));
+                        }
+                        int32_t got;
+                        assert_int_equal(cllm_sampler_sample(s, l, n, &got), CLLM_OK);
+                        const int32_t want = ref_sample(l, n, &prm, cllm_sampler_uniform(u));
+                        if (got != want)
+                            fail_msg("vocab %zu top_k %u top_p %g min_p %g draw %d: %d, reference %d",
+                                     n, prm.top_k, (double)prm.top_p, (double)prm.min_p, it, got,
+                                     want);
+                        draws++;
+                    }
+                    cllm_sampler_free(s);
+                    cllm_sampler_free(u);
+                }
+        free(l);
+    }
+    assert_int_equal(draws, 5 * 4 * 3 * 2 * 6);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy),      cmocka_unit_test(test_top_k),
         cmocka_unit_test(test_top_p),       cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_seed),        cmocka_unit_test(test_min_p),
         cmocka_unit_test(test_repeat_penalty),
-        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_input),   cmocka_unit_test(test_against_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@ struct cllm_sampler {
     size_t vocab;
     uint64_t rng;   // xorshift64* state, never 0
     cand *work;     // vocab candidates
+    double *pr;     // (vocab) exp((logit - max) / T) of the current call
     // Repeat penalty (penalty != 1): a ring of the last `hist_cap` accepted tokens, the penalised
     // copy of the logits and a per-id mark so that each distinct token is penalised once.
     float penalty;
@@ -70,7 +71,8 @@ cllm_status cllm_sampler_create(const cllm_sampler_params *p, size_t vocab, cllm
         s->mark = calloc(vocab, 1);
     }
     s->work = malloc(vocab * sizeof *s->work);
-    if (!s->work || (s->penalty != 1.0f && (!s->hist || !s->penalised || !s->mark))) {
+    s->pr = malloc(vocab * sizeof *s->pr);
+    if (!s->work || !s->pr || (s->penalty != 1.0f && (!s->hist || !s->penalised || !s->mark))) {
         cllm_sampler_free(s);
         return CLLM_FAIL(CLLM_ERR_NOMEM, "sampler: %zu candidates", vocab);
     }
@@ -86,6 +88,7 @@ cllm_status cllm_sampler_create(const cllm_sampler_params *p, size_t vocab, cllm
 void cllm_sampler_free(cllm_sampler *s) {
     if (!s) return;
     free(s->work);
+    free(s->pr);
     free(s->hist);
     free(s->penalised);
     free(s->mark);
@@ -138,16 +141,52 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-// Fills s->work with the candidates worth sorting and sorts them; returns their count.
-// With top_p < 1 and no top_k, a token whose probability is below (1 - top_p) / (n - 1) cannot
-// be in the nucleus (the tokens above it would already reach top_p), so it is dropped before
-// sorting.
+// Restores the heap order of h[0..m) below position i: the root is the candidate that sorts last
+// (cand_cmp), so that it is the one a better candidate replaces.
+static void heap_down(cand *h, size_t m, size_t i) {
+    for (;;) {
+        size_t w = i, l = 2 * i + 1, r = l + 1;
+        if (l < m && cand_cmp(&h[l], &h[w]) > 0) w = l;
+        if (r < m && cand_cmp(&h[r], &h[w]) > 0) w = r;
+        if (w == i) return;
+        const cand t = h[i];
+        h[i] = h[w], h[w] = t;
+        i = w;
+    }
+}
+
+// Fills s->work with the candidates worth sorting and sorts them; returns their count, and in
+// *total the sum of every token's probability. With 0 < top_k < n only the top_k first candidates
+// of the full order are kept (selected through a heap of top_k, then sorted: the same candidates
+// in the same order as sorting all n, without sorting all n). With top_p < 1 and no top_k, a
+// token whose probability is below (1 - top_p) / (n - 1) cannot be in the nucleus (the tokens
+// above it would already reach top_p), so it is dropped before sorting.
 static size_t sorted_candidates(cllm_sampler *s, const float *logits, size_t n, float mx,
                                 double *total) {
     const double inv_t = 1.0 / (double)s->p.temperature;
     double sum = 0.0;
-    for (size_t i = 0; i < n; i++) sum += exp(((double)logits[i] - mx) * inv_t);
+    for (size_t i = 0; i < n; i++) {
+        s->pr[i] = exp(((double)logits[i] - mx) * inv_t);
+        sum += s->pr[i];
+    }
     *total = sum;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        const size_t k = s->p.top_k;
+        cand *h = s->work;
+        for (size_t i = 0; i < n; i++) {
+            const cand c = {(float)s->pr[i], (int32_t)i};
+            if (i < k) {
+                h[i] = c;
+                if (i == k - 1)
+                    for (size_t j = k / 2; j-- > 0;) heap_down(h, k, j);
+            } else if (cand_cmp(&c, &h[0]) < 0) {
+                h[0] = c;
+                heap_down(h, k, 0);
+            }
+        }
+        qsort(h, k, sizeof *h, cand_cmp);
+        return k;
+    }
     const int top_p_only = s->p.top_p < 1.0f && (s->p.top_k == 0 || s->p.top_k >= n);
     double cutoff = top_p_only && n > 1 ? (1.0 - s->p.top_p) / (double)(n - 1) * sum : 0.0;
     // min-p keeps p >= min_p * p_max, and p_max = exp(0) = 1 here: nothing below can survive.
@@ -155,7 +194,7 @@ static size_t sorted_candidates(cllm_sampler *s, const float *logits, size_t n, 
         cutoff = (double)s->p.min_p;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        double p = exp(((double)logits[i] - mx) * inv_t);
+        const double p = s->pr[i];
         if (p < cutoff) continue;
         s->work[m].p = (float)p;
         s->work[m].id = (int32_t)i;
@@ -211,7 +250,7 @@ cllm_status cllm_sampler_sample(cllm_sampler *s, const float *logits, size_t n, 
     }
     double total;
     size_t m = sorted_candidates(s, logits, n, mx, &total);
-    if (s->p.top_k > 0 && s->p.top_k < m) {
+    if (s->p.top_k > 0 && s->p.top_k < n) {  // (m == top_k: the top_k selected)
         m = s->p.top_k;
         total = 0.0;
         for (size_t i = 0; i < m; i++) total += s->work[i].p;
