@@ -6,7 +6,8 @@
 // as one launch, gate/up fused with SwiGLU, Wo and Wdown accumulating into the residual), as
 // column launches where the kind has them (weights read once per step; each token bit-identical
 // to its one-token launch); int8 takes column launches up to BE_COLS_MAX_N tokens.
-// Larger steps run GEMMs (int8 up to BE_GEMM_I8_MAX_N tokens on the tensor cores, else cuBLAS
+// Larger steps run GEMMs (int8 up to BE_GEMM_I8_MAX_N tokens on the bf16 tensor cores; beyond,
+// int8 with one scale per row through cuBLASLt's integer GEMM, everything else through cuBLAS
 // with bf16 inputs and fp32 output, W in row chunks). Results therefore depend on how a sequence
 // is split into steps (include/codecllm.h states it). Compute code (fused mode) takes the fused
 // matvecs where its raw kind takes matvecs, and for longer steps the same GEMMs, each row chunk
@@ -339,9 +340,10 @@ static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const c
 }
 
 // y (n, rows), row pitch ldy floats, = x (n, cols) . W^T: int8 (raw or compute code) steps of up
-// to BE_GEMM_I8_MAX_N tokens on the tensor cores (no bf16 copy of W); longer ones read W once per
-// 32 tokens there, and cuBLAS (cllm_cuda_gemm: W in row chunks, dequantised or unpacked to bf16
-// in the scratch) wins. Token chunks only if the scratch is short (the plan sizes it for the step).
+// to BE_GEMM_I8_MAX_N tokens on the tensor cores (no bf16 copy of W); longer ones would read W once
+// per 32 tokens there, and cllm_cuda_gemm wins (per-row int8: the integer GEMM; else cuBLAS on W
+// in row chunks, dequantised or unpacked to bf16 in the scratch). Token chunks only if the scratch
+// is short (the plan sizes it for the step).
 static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
                           float *y, uint64_t ldy) {
     RETURN_IF(!d->blas, CLLM_ERR_DEVICE, "cuda: GEMM without a cuBLAS handle");  // a bug
