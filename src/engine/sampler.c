@@ -213,11 +213,14 @@ static size_t sorted_candidates(cllm_sampler *s, const float *logits, size_t n, 
 static int32_t draw_untruncated(cllm_sampler *s, const float *logits, size_t n, float mx) {
     const double inv_t = 1.0 / (double)s->p.temperature;
     double total = 0.0;
-    for (size_t i = 0; i < n; i++) total += exp(((double)logits[i] - mx) * inv_t);
+    for (size_t i = 0; i < n; i++) {
+        s->pr[i] = exp(((double)logits[i] - mx) * inv_t);
+        total += s->pr[i];
+    }
     double r = cllm_sampler_uniform(s) * total, cum = 0.0;
     size_t last = 0;
     for (size_t i = 0; i < n; i++) {
-        double p = exp(((double)logits[i] - mx) * inv_t);
+        const double p = s->pr[i];
         if (p > 0.0) last = i;
         cum += p;
         if (r < cum) return (int32_t)i;
