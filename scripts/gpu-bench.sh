@@ -33,7 +33,9 @@ build() {
 
 stage_check() {
     build
-    (cd "$dir" && ctest -R 'gpu' --output-on-failure) 2>&1 | tee "$res/gpu-ctest.log" | tail -20
+    # A failing GPU test is reported and the stage goes on to the end-to-end checks.
+    (cd "$dir" && ctest -R 'gpu' --output-on-failure) 2>&1 | tee "$res/gpu-ctest.log" | tail -20 ||
+        echo "FAIL GPU ctest (log: $res/gpu-ctest.log)"
     local m=$shared/models/stories260K.bin ref=$shared/models/stories260K.greedy_bos.txt
     for codec in raw lossless int8; do
         $bin convert "$m" "$models/s-$codec.cllm" --codec "$codec" 2> /dev/null

@@ -370,6 +370,15 @@ cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x
                            uint32_t n_tok, float *y_dev, uint64_t ldy, void *scratch_dev,
                            size_t scratch_cap, void *stream);
 size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32_t n_tok);
+// cllm_cuda_gemm of n_w <= CLLM_CUDA_GEMM_SHARED_MAX weights of one width on the same X (q/k/v,
+// gate/up): y_dev[i] (pitch ldy[i]) = X W_i^T, each bit for bit its own cllm_cuda_gemm. When every
+// weight takes the integer path, X is split into digits once for all of them. `scratch_cap`: the
+// largest cllm_cuda_gemm_scratch_bytes of the weights.
+#define CLLM_CUDA_GEMM_SHARED_MAX 3
+cllm_status cllm_cuda_gemm_shared(void *blas, const cllm_cuda_weight *w, int n_w,
+                                  const float *x_dev, uint32_t n_tok, float *const *y_dev,
+                                  const uint64_t *ldy, void *scratch_dev, size_t scratch_cap,
+                                  void *stream);
 #ifndef CLLM_CUDA_GEMM_CHUNK
 #define CLLM_CUDA_GEMM_CHUNK (64ull << 20)
 #endif

@@ -68,7 +68,12 @@ extern "C" void cllm_cuda_blas_destroy(void *handle) {
 // maximum (the bf16 path keeps 2^-8 of each value). No bf16 copy of W is made.
 #define IM_NT 128  // tokens per integer GEMM
 
+// max(a, b) where a NaN in either wins (fmaxf would drop it).
+static __device__ __forceinline__ float nan_max(float a, float b) { return a > b || a != a ? a : b; }
+
 // One block per token row (cols % 16 == 0, rows 16-byte aligned: 4 values per thread and step).
+// A NaN in x_t makes d_t NaN (and its digits 0), so that every output of token t is NaN, as on
+// the bf16 path; an infinity gives d_t = inf and digits 0: NaN outputs too.
 static __global__ void __launch_bounds__(256)
     x_digits_kernel(const float *x, uint32_t cols, uint32_t nt, int8_t *dg, float *dt) {
     __shared__ float red[8];
@@ -77,15 +82,15 @@ static __global__ void __launch_bounds__(256)
     float m = 0.f;
     for (uint32_t c = threadIdx.x; c < n4; c += 256) {
         const float4 v = xt[c];
-        m = fmaxf(m, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        m = nan_max(m, nan_max(nan_max(fabsf(v.x), fabsf(v.y)), nan_max(fabsf(v.z), fabsf(v.w))));
     }
 #pragma unroll
-    for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    for (int o = 16; o; o >>= 1) m = nan_max(m, __shfl_xor_sync(0xffffffffu, m, o));
     if (lane == 0) red[warp] = m;
     __syncthreads();
     m = red[0];
 #pragma unroll
-    for (int k = 1; k < 8; k++) m = fmaxf(m, red[k]);
+    for (int k = 1; k < 8; k++) m = nan_max(m, red[k]);
     const float inv = m > 0.f ? __fdiv_rn(16256.0f, m) : 0.f;
     if (threadIdx.x == 0) dt[t] = __fdiv_rn(m, 16256.0f);
     uint32_t *hi = (uint32_t *)(dg + (uint64_t)t * cols), *lo = (uint32_t *)(dg + (uint64_t)(nt + t) * cols);
@@ -198,37 +203,47 @@ static cllm_status im_matmul(const cllm_blas *b, const int8_t *a, uint64_t rows,
     return CLLM_OK;
 }
 
-static cllm_status im_gemm(const cllm_blas *b, const cllm_cuda_weight *w, const float *x,
-                           uint32_t n_tok, float *y, uint64_t ldy, uint8_t *scratch,
-                           size_t scratch_cap, uint64_t rc, cudaStream_t s, void *stream) {
+// y[i] = x . W_i^T for n weights (im_ok, one width) that share x: x is split into digits once per
+// IM_NT tokens for all of them (q/k/v, gate/up). The scratch is laid out for the largest row chunk
+// rc (im_scratch of the weight with the most rows per chunk: every region grows with rc).
+static cllm_status im_gemm(const cllm_blas *b, const cllm_cuda_weight *w, int n, const float *x,
+                           uint32_t n_tok, float *const *y, const uint64_t *ldy, uint8_t *scratch,
+                           size_t scratch_cap, cudaStream_t s, void *stream) {
     const uint32_t T = n_tok < IM_NT ? n_tok : IM_NT;
+    const uint64_t cols = w[0].cols;
+    uint64_t rc = 0;
+    for (int i = 0; i < n; i++) rc = im_rows(&w[i]) > rc ? im_rows(&w[i]) : rc;
     int8_t *dg = (int8_t *)scratch;
-    float *dt = (float *)(scratch + al256(2 * (size_t)T * w->cols));
+    float *dt = (float *)(scratch + al256(2 * (size_t)T * cols));
     int32_t *d = (int32_t *)((uint8_t *)dt + al256((size_t)T * 4));
     int8_t *chunk = (int8_t *)((uint8_t *)d + al256(2 * (size_t)T * im_ldd(rc) * 4));
     const size_t chunk_cap = scratch_cap - (size_t)((uint8_t *)chunk - scratch);
     for (uint32_t t0 = 0; t0 < n_tok; t0 += T) {
         const uint32_t nt = n_tok - t0 < T ? n_tok - t0 : T;
-        x_digits_kernel<<<nt, 256, 0, s>>>(x + (size_t)t0 * w->cols, (uint32_t)w->cols, nt, dg, dt);
+        x_digits_kernel<<<nt, 256, 0, s>>>(x + (size_t)t0 * cols, (uint32_t)cols, nt, dg, dt);
         CLLM_CUDA_CHECK_LAUNCH("x_digits_kernel");
-        for (uint64_t r0 = 0; r0 < w->rows; r0 += rc) {
-            const uint64_t nr = w->rows - r0 < rc ? w->rows - r0 : rc;
-            const int8_t *a = (const int8_t *)w->data + r0 * w->cols;
-            if (w->kind == CLLM_CUDA_W_CC_INT8) {
-                cllm_cuda_weight un;
-                TRY(cllm_cuda_ccode_unpack_rows(w, r0, nr, 0, chunk, chunk_cap, &un, stream));
-                a = chunk;
+        for (int i = 0; i < n; i++) {
+            const uint64_t rci = im_rows(&w[i]);
+            for (uint64_t r0 = 0; r0 < w[i].rows; r0 += rci) {
+                const uint64_t nr = w[i].rows - r0 < rci ? w[i].rows - r0 : rci;
+                const int8_t *a = (const int8_t *)w[i].data + r0 * cols;
+                if (w[i].kind == CLLM_CUDA_W_CC_INT8) {
+                    cllm_cuda_weight un;
+                    TRY(cllm_cuda_ccode_unpack_rows(&w[i], r0, nr, 0, chunk, chunk_cap, &un,
+                                                    stream));
+                    a = chunk;
+                }
+                TRY(im_matmul(b, a, nr, cols, dg, nt, d, im_ldd(nr), s));
+                float *yc = y[i] + (size_t)t0 * ldy[i] + r0;
+                const float *sc = w[i].scales + r0;
+                const int vec = nr % 4 == 0 && ldy[i] % 4 == 0 && (uintptr_t)yc % 16 == 0 &&
+                                (uintptr_t)sc % 16 == 0;
+                const uint64_t per = vec ? nr / 4 : nr;
+                const dim3 grid((unsigned)((per + 255) / 256 < 1024 ? (per + 255) / 256 : 1024), nt);
+                im_combine_kernel<<<grid, 256, 0, s>>>(d, im_ldd(nr), dt, sc, (uint32_t)nr, nt, yc,
+                                                       ldy[i], vec);
+                CLLM_CUDA_CHECK_LAUNCH("im_combine_kernel");
             }
-            TRY(im_matmul(b, a, nr, w->cols, dg, nt, d, im_ldd(nr), s));
-            float *yc = y + (size_t)t0 * ldy + r0;
-            const float *sc = w->scales + r0;
-            const int vec = nr % 4 == 0 && ldy % 4 == 0 && (uintptr_t)yc % 16 == 0 &&
-                            (uintptr_t)sc % 16 == 0;
-            const uint64_t per = vec ? nr / 4 : nr;
-            const dim3 grid((unsigned)((per + 255) / 256 < 1024 ? (per + 255) / 256 : 1024), nt);
-            im_combine_kernel<<<grid, 256, 0, s>>>(d, im_ldd(nr), dt, sc, (uint32_t)nr, nt, yc, ldy,
-                                                   vec);
-            CLLM_CUDA_CHECK_LAUNCH("im_combine_kernel");
         }
     }
     return CLLM_OK;
@@ -455,9 +470,10 @@ extern "C" size_t cllm_cuda_gemm_scratch_bytes(const cllm_cuda_weight *w, uint32
     return bytes;
 }
 
-extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
-                                      uint32_t n_tok, float *y_dev, uint64_t ldy,
-                                      void *scratch_dev, size_t scratch_cap, void *stream) {
+// The arguments of a GEMM of w (see cllm_cuda_gemm).
+static cllm_status gemm_args(const void *blas, const cllm_cuda_weight *w, const float *x_dev,
+                             uint32_t n_tok, const float *y_dev, uint64_t ldy,
+                             const void *scratch_dev, size_t scratch_cap) {
     RETURN_IF(!blas || !w || !w->data || !x_dev || !y_dev, CLLM_ERR_ARG, "gemm: NULL argument");
     RETURN_IF(w->rows == 0 || w->cols == 0 || w->rows > 0x7fffffff || w->cols > 0x7fffffff ||
                   n_tok > 0x7fffffff || ldy > 0x7fffffff,
@@ -470,17 +486,48 @@ extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, con
                   (!w->scales || !w->group_size),
               CLLM_ERR_ARG, "gemm: int8 weight without scales");
     RETURN_IF(w->kind > CLLM_CUDA_W_CC_INT8, CLLM_ERR_ARG, "gemm: unknown weight kind %u", w->kind);
-    if (n_tok == 0) return CLLM_OK;
-    const size_t need = cllm_cuda_gemm_scratch_bytes(w, n_tok);
+    const size_t need = n_tok ? cllm_cuda_gemm_scratch_bytes(w, n_tok) : 0;
     RETURN_IF(need && (!scratch_dev || scratch_cap < need || (uintptr_t)scratch_dev % 16),
               CLLM_ERR_ARG, "gemm: scratch of %zu bytes, needs %zu (16-byte aligned)", scratch_cap,
               need);
+    RETURN_IF(n_tok && im_ok(w) && (uintptr_t)x_dev % 16, CLLM_ERR_ARG,
+              "gemm: int8 input at %p, not 16-byte aligned", (const void *)x_dev);
+    return CLLM_OK;
+}
+
+extern "C" cllm_status cllm_cuda_gemm_shared(void *blas, const cllm_cuda_weight *w, int n_w,
+                                             const float *x_dev, uint32_t n_tok,
+                                             float *const *y_dev, const uint64_t *ldy,
+                                             void *scratch_dev, size_t scratch_cap, void *stream) {
+    RETURN_IF(!w || !y_dev || !ldy || n_w < 1 || n_w > CLLM_CUDA_GEMM_SHARED_MAX, CLLM_ERR_ARG,
+              "gemm_shared: %d weights", n_w);
+    bool im = true;
+    for (int i = 0; i < n_w; i++) {
+        TRY(gemm_args(blas, &w[i], x_dev, n_tok, y_dev[i], ldy[i], scratch_dev, scratch_cap));
+        RETURN_IF(w[i].cols != w[0].cols, CLLM_ERR_ARG,
+                  "gemm_shared: weight %d has %llu columns, weight 0 %llu", i,
+                  (unsigned long long)w[i].cols, (unsigned long long)w[0].cols);
+        im = im && im_ok(&w[i]);
+    }
+    if (n_tok == 0) return CLLM_OK;
+    if (im)
+        return im_gemm((const cllm_blas *)blas, w, n_w, x_dev, n_tok, y_dev, ldy,
+                       (uint8_t *)scratch_dev, scratch_cap, CLLM_STREAM(stream), stream);
+    for (int i = 0; i < n_w; i++)
+        TRY(cllm_cuda_gemm(blas, &w[i], x_dev, n_tok, y_dev[i], ldy[i], scratch_dev, scratch_cap,
+                           stream));
+    return CLLM_OK;
+}
+
+extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, const float *x_dev,
+                                      uint32_t n_tok, float *y_dev, uint64_t ldy,
+                                      void *scratch_dev, size_t scratch_cap, void *stream) {
+    TRY(gemm_args(blas, w, x_dev, n_tok, y_dev, ldy, scratch_dev, scratch_cap));
+    if (n_tok == 0) return CLLM_OK;
     cudaStream_t s = CLLM_STREAM(stream);
     if (im_ok(w)) {
-        RETURN_IF((uintptr_t)x_dev % 16, CLLM_ERR_ARG, "gemm: int8 input at %p, not 16-byte aligned",
-                  (const void *)x_dev);
-        return im_gemm((const cllm_blas *)blas, w, x_dev, n_tok, y_dev, ldy, (uint8_t *)scratch_dev,
-                       scratch_cap, im_rows(w), s, stream);
+        return im_gemm((const cllm_blas *)blas, w, 1, x_dev, n_tok, &y_dev, &ldy,
+                       (uint8_t *)scratch_dev, scratch_cap, s, stream);
     }
     cublasHandle_t h = ((const cllm_blas *)blas)->h;
     CLLM_BLAS_TRY(cublasSetStream(h, s));

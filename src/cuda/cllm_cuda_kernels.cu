@@ -135,11 +135,6 @@ static __device__ __forceinline__ void mv_store(const mv_job &m, uint32_t i, uin
     else y[r] = m.acc ? y[r] + s : s;
 }
 
-// Dot of 16 bytes of weights with the matching x (a float4 per 4 elements).
-// x in global memory (read-only path) or, SH, in shared memory (the fused RMSNorm's staging).
-template <bool SH>
-static __device__ __forceinline__ float4 ldx(const float4 *p) { return SH ? *p : __ldg(p); }
-
 // Dot of 8 fp32 weights with x[0..8) (two float4s) in one fixed order, spelled with explicit
 // round-to-nearest intrinsics so that no contraction choice of the compiler can differ between
 // the raw bf16/f16 kernels and the fused compute-code kernel (their results are bit-identical):
@@ -152,10 +147,11 @@ static __device__ __forceinline__ float dot8f(const float (&w)[8], float4 a, flo
     return __fadd_rn(t0, t1);
 }
 
-template <int KIND, bool SH = false>
+// Dot of 16 bytes of weights with the matching x (a float4 per 4 elements).
+template <int KIND>
 static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
     if (KIND == CLLM_CUDA_W_F32) {
-        const float4 a = ldx<SH>(x);
+        const float4 a = __ldg(x);
         return __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y +
                __uint_as_float(v.z) * a.z + __uint_as_float(v.w) * a.w;
     } else if (KIND == CLLM_CUDA_W_INT8) {
@@ -163,7 +159,7 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const float4 a = ldx<SH>(x + k);
+            const float4 a = __ldg(x + k);
             s += (float)(int8_t)(u[k]) * a.x + (float)(int8_t)(u[k] >> 8) * a.y +
                  (float)(int8_t)(u[k] >> 16) * a.z + (float)(int8_t)(u[k] >> 24) * a.w;
         }
@@ -176,60 +172,72 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
             if (KIND == CLLM_CUDA_W_BF16) w[2 * k] = bf16_lo(u[k]), w[2 * k + 1] = bf16_hi(u[k]);
             else w[2 * k] = f16_bits(u[k] & 0xffffu), w[2 * k + 1] = f16_bits(u[k] >> 16);
         }
-        return dot8f(w, ldx<SH>(x), ldx<SH>(x + 1));
+        return dot8f(w, __ldg(x), __ldg(x + 1));
     }
 }
 
-// This lane's partial dots of NR rows of equal width: vectors lane, lane + 32, ... of each row,
-// 4 per row in flight. int8: sc[k] is row k's scales, vpg vectors per group.
+// ---- the summation order of a row (every 16-byte-vector kernel: raw, compute code, columns) ----
+//
+// Step k of a row is its vectors 32 k .. 32 k + 31, vector 32 k + j belonging to lane j. Lane j
+// keeps two partial sums, s0 over its even steps and s1 over its odd ones, each added in step
+// order (__fadd_rn, one per vector); the row is warp_sum over the lanes of s0 + s1. A kernel may
+// run the row on one warp (each lane holding both sums) or on two (warp h taking the steps of
+// parity h, the sums meeting in shared memory): the bits are the same.
+static __device__ __forceinline__ float row_total(float s0, float s1) {
+    return warp_sum(__fadd_rn(s0, s1));
+}
+
+// This lane's partial dots of NR rows of equal width, for the steps of parity `par` (SPLIT = 2,
+// into sum[k][0]) or all steps (SPLIT = 1, into sum[k][step parity]); 4 vectors per row in flight.
+// int8: sc[k] is row k's scales, vpg vectors per group.
 // pre: the first batch of weight loads is issued before pdl_wait (weights no running kernel
 // writes); x and the scales are read after it either way. The sums are the same either way.
-template <int KIND, int NR, bool SH = false>
+template <int KIND, int NR, int SPLIT>
 static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                                                const float *const (&sc)[NR], uint32_t vpg,
                                                uint32_t nvec, const float *x, uint32_t lane,
-                                               bool pre, float (&sum)[NR]) {
+                                               uint32_t par, bool pre, float (&sum)[NR][2]) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
+    constexpr uint32_t ST = 32 * SPLIT;  // vectors between this lane's steps
 #pragma unroll
-    for (int k = 0; k < NR; k++) sum[k] = 0.f;
+    for (int k = 0; k < NR; k++) sum[k][0] = sum[k][1] = 0.f;
     using batch = uint4[NR][4];
     auto load = [&](batch &a, uint32_t v) {
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
-            for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + 32 * u);
+            for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + ST * u);
     };
-    auto fold = [&](const batch &a, uint32_t v) {
+    auto add = [&](int k, bool odd, uint4 a, uint32_t vi) {  // (a branch: no indexed registers)
+        const float d = dot16<KIND>(a, (const float4 *)(x + (size_t)vi * EPV));
+        const float t = KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d;
+        if (odd) sum[k][1] = __fadd_rn(sum[k][1], t);
+        else sum[k][0] = __fadd_rn(sum[k][0], t);
+    };
+    auto fold = [&](const batch &a, uint32_t v) {  // v: an even step (SPLIT = 1)
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const uint32_t vi = v + 32 * u;
-                const float d = dot16<KIND, SH>(a[k][u], (const float4 *)(x + (size_t)vi * EPV));
-                sum[k] = __fadd_rn(sum[k], KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d);
-            }
+            for (int u = 0; u < 4; u++) add(k, SPLIT == 1 && (u & 1), a[k][u], v + ST * u);
     };
-    auto full = [&](uint32_t v) { return v + 96 < nvec; };
-    uint32_t v = lane;
+    auto full = [&](uint32_t v) { return v + 3 * ST < nvec; };
+    uint32_t v = lane + 32 * par;
     batch a;
     if (pre && full(v)) {  // the first batch in flight across the wait
         load(a, v);
         pdl_wait();
         fold(a, v);
-        v += 128;
+        v += 4 * ST;
     } else {
         pdl_wait();
     }
-    for (; full(v); v += 128) {
+    for (; full(v); v += 4 * ST) {
         load(a, v);
         fold(a, v);
     }
-    for (; v < nvec; v += 32)
+    for (bool odd = false; v < nvec; v += ST, odd = !odd)
 #pragma unroll
-        for (int k = 0; k < NR; k++) {
-            const float d = dot16<KIND, SH>(__ldg(row[k] + v), (const float4 *)(x + (size_t)v * EPV));
-            sum[k] = __fadd_rn(sum[k], KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + v / vpg) : d);
-        }
+        for (int k = 0; k < NR; k++) add(k, SPLIT == 1 && odd, __ldg(row[k] + v), v);
 }
 
 // ---- fused matvec over the lossless compute code (CLLM_CUDA_W_CC_BF16) ------------------------------
@@ -329,18 +337,18 @@ static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32
     cc16_addends(rw, qw, g0, g1, g0, ent, lane, q);
 }
 
-// The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16>. qs: this
+// The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR, 1>. qs: this
 // warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
 // full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
 template <int NR>
 static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
                                                     uint32_t nvec, const float *x, uint32_t lane,
-                                                    bool pre, float (&sum)[NR]) {
+                                                    bool pre, float (&sum)[NR][2]) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
         const uint32_t b23 = rw[t].base << 23;
         qs[t][2 * lane] = qs[t][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
-        sum[t] = 0.f;
+        sum[t][0] = sum[t][1] = 0.f;
     }
     __syncwarp();
     // The group offsets in a window held one per lane (lane i: goff[kb + i]), read by shuffles:
@@ -393,7 +401,9 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
                 if (act) {
                     float w[8];
                     cc16_decode(a.b[t][u], a.c[t][u], q, w);
-                    sum[t] = __fadd_rn(sum[t], dot8f(w, xa, xb));
+                    const float d = dot8f(w, xa, xb);  // (a branch: no indexed registers)
+                    if ((k0 + u) & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
+                    else sum[t][0] = __fadd_rn(sum[t][0], d);
                 }
             }
         }
@@ -420,24 +430,29 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
     }
 }
 
-// One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
-// (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
-// 16 (a 16-byte vector never straddles two groups).
-template <int KIND, bool SWIGLU>
+// One warp per row (MV_WARPS rows per block), or with SPLIT = 2 (raw kinds, not swiglu) two warps
+// per row, MV_WARPS / 2 rows per block: a job too short to fill the GPU at one warp per row keeps
+// twice the loads in flight (the sums are the same: see row_total). Requires (host-checked): rows
+// 16-byte aligned (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8:
+// group_size a multiple of 16 (a 16-byte vector never straddles two groups).
+template <int KIND, bool SWIGLU, int SPLIT>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
+    static_assert(SPLIT == 1 || (SPLIT == 2 && !SWIGLU && KIND != CLLM_CUDA_W_CC_BF16), "split");
+    constexpr uint32_t RPB = MV_WARPS / SPLIT;
+    __shared__ float part[SPLIT == 2 ? RPB : 1][32];
     pdl_trigger();  // (CC_BF16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
-    const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
-                       threadIdx.x / 32;
+    const uint32_t slot = threadIdx.x / 32 / SPLIT, par = threadIdx.x / 32 % SPLIT;
+    const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * RPB + slot;
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
-    if (r >= rows) {
+    if (r >= rows) {  // (both warps of a split row)
         pdl_wait();
         return;
     }
-    float sum[NR];
+    float sum[NR][2];
     if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
         cc16_row rw[NR];
@@ -456,11 +471,19 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
             row[k] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * cols * (16 / EPV));
             sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
         }
-        mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
+        mv_rows<KIND, NR, SPLIT>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, par,
+                                 m.pre != 0, sum);
     }
+    if constexpr (SPLIT == 2) {  // the odd steps' sums to the even warp (a barrier per row pair)
+        if (par) part[slot][lane] = sum[0][0];
+        asm volatile("bar.sync %0, 64;" ::"r"(1 + slot) : "memory");
+        if (par) return;
+        sum[0][1] = part[slot][lane];
+    }
+    float s[NR];
 #pragma unroll
-    for (int k = 0; k < NR; k++) sum[k] = warp_sum(sum[k]);
-    if (lane == 0) mv_store(m, i, r, sum[0], sum[NR - 1], SWIGLU);
+    for (int k = 0; k < NR; k++) s[k] = row_total(sum[k][0], sum[k][1]);
+    if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
 }
 
 // ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
@@ -468,7 +491,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // The job's rows for columns x_c = x + c * ldx, c < n <= NC: y[i][c * ldy[i] + r] (+)= (W_i x_c)[r],
 // or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
 // gate and up, in swiglu mode); lane `lane` takes vectors lane, lane + 32, ... as
-// matvec_vec_kernel and adds each column's dot8f in that order, so column c equals a one-column
+// matvec_vec_kernel and adds each column's dot8f in the order of row_total, so column c equals a one-column
 // launch on x_c bit for bit (raw and compute code alike). The weights are loaded (and decoded)
 // once for all columns. Steps one at a time (warp-uniform: the compute code's exception patch
 // needs the whole warp).
@@ -485,7 +508,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
                        threadIdx.x / 32;
     if (r >= m.w[i].rows) return;
     const uint32_t nvec = (uint32_t)(m.w[i].cols / 8), nsteps = (nvec + 31) / 32;
-    float sum[NR][NC];
+    float sum[NR][NC][2];
     cc16_row rw[NR];
     const uint4 *row[NR];
     uint32_t *qw[NR];
@@ -493,7 +516,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     for (int t = 0; t < NR; t++) {
         const uint32_t wi = SWIGLU ? (uint32_t)t : i;
 #pragma unroll
-        for (int c = 0; c < NC; c++) sum[t][c] = 0.f;
+        for (int c = 0; c < NC; c++) sum[t][c][0] = sum[t][c][1] = 0.f;
         row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
         qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
         if (CC) {
@@ -536,13 +559,18 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
             const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
             const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
 #pragma unroll
-            for (int t = 0; t < NR; t++) sum[t][c] = __fadd_rn(sum[t][c], dot8f(w[t], xa, xb));
+            for (int t = 0; t < NR; t++) {
+                const float d = dot8f(w[t], xa, xb);  // (a branch: no indexed registers)
+                if (k & 1) sum[t][c][1] = __fadd_rn(sum[t][c][1], d);
+                else sum[t][c][0] = __fadd_rn(sum[t][c][0], d);
+            }
         }
     }
 #pragma unroll
     for (int c = 0; c < NC; c++) {
         if ((uint32_t)c >= n) break;
-        const float s = warp_sum(sum[0][c]), s_up = SWIGLU ? warp_sum(sum[NR - 1][c]) : s;
+        const float s = row_total(sum[0][c][0], sum[0][c][1]),
+                    s_up = SWIGLU ? row_total(sum[NR - 1][c][0], sum[NR - 1][c][1]) : s;
         if (lane) continue;
         float *y = m.y[i] + (uint64_t)c * m.ldy[i];
         if (SWIGLU) y[r] = silu_mul(s, s_up);
@@ -1170,28 +1198,44 @@ static cudaError_t mv8_launch_cc(bool cc, const mv_job &m, const float *x, unsig
               : mv8_launch<MT, GROUPED, false>(m, x, blocks, smem, s, flags);
 }
 
-template <bool SW>
+template <bool SW, int SPLIT>
 static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
                                  cudaStream_t s, unsigned flags) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
     const size_t sm = 0;
     switch (kind) {
     case CLLM_CUDA_W_F32:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW, SPLIT>, grid, block, sm, s, flags,
                         m, x);
     case CLLM_CUDA_W_F16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW, SPLIT>, grid, block, sm, s, flags,
                         m, x);
     case CLLM_CUDA_W_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW, SPLIT>, grid, block, sm, s, flags,
                         m, x);
     case CLLM_CUDA_W_CC_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags,
-                        m, x);
+        if constexpr (SPLIT == 1)
+            return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW, 1>, grid, block, sm, s,
+                            flags, m, x);
+        return cudaErrorInvalidValue;  // a bug (mv_split)
     default:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, sm, s, flags,
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW, SPLIT>, grid, block, sm, s, flags,
                         m, x);
     }
+}
+
+// Two warps per row for a plain (not swiglu) raw-kind job of at most one warp per SM thread slot
+// pair: rows * 2 <= SMs * 64 (the most warps an SM holds), e.g. the 4096-row Wo and Wdown of a
+// 7B model on 132 SMs; one warp per row leaves half the GPU's loads unissued there.
+static bool mv_split(const mv_job *m, int n, bool swiglu) {
+    if (swiglu || is_ccode(m->w[0].kind)) return false;
+    uint64_t rows = 0;
+    for (int i = 0; i < n; i++) rows += m->w[i].rows;
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return false;
+    return rows * 2 <= (uint64_t)sms * 64;
 }
 
 // Launches a job of n checked matrices (same kind, cols and group size; swiglu: n == 2, same
@@ -1216,7 +1260,8 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
             for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m->cc_off[i][k] = lay.off[k];
         }
     }
-    const uint64_t rpb = smem ? 16 : MV_WARPS;
+    const bool split = vec && !smem && mv_split(m, n, swiglu);
+    const uint64_t rpb = smem ? 16 : split ? MV_WARPS / 2 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
         if (i < (swiglu ? 1 : n)) blocks += (m->w[i].rows + rpb - 1) / rpb;
@@ -1240,9 +1285,11 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
     } else if (swiglu) {
-        e = mv_vec_launch<true>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch<true, 1>(m->w[0].kind, *m, x, nb, s, flags);
+    } else if (split) {
+        e = mv_vec_launch<false, 2>(m->w[0].kind, *m, x, nb, s, flags);
     } else {
-        e = mv_vec_launch<false>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch<false, 1>(m->w[0].kind, *m, x, nb, s, flags);
     }
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
     return CLLM_OK;

@@ -339,29 +339,41 @@ static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const c
                                 eps, lflags(d, 1), d->compute);
 }
 
-// y (n, rows), row pitch ldy floats, = x (n, cols) . W^T: int8 (raw or compute code) steps of up
-// to BE_GEMM_I8_MAX_N tokens on the tensor cores (no bf16 copy of W); longer ones would read W once
-// per 32 tokens there, and cllm_cuda_gemm wins (per-row int8: the integer GEMM; else cuBLAS on W
-// in row chunks, dequantised or unpacked to bf16 in the scratch). Token chunks only if the scratch
-// is short (the plan sizes it for the step).
-static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, const float *x, uint32_t n,
-                          float *y, uint64_t ldy) {
+// y[i] (n, rows of w[i]), row pitch ldy[i] floats, = x (n, cols) . W_i^T for n_w weights of one
+// width on the same x: int8 (raw or compute code) steps of up to BE_GEMM_I8_MAX_N tokens on the
+// tensor cores (no bf16 copy of W); longer ones would read W once per 32 tokens there, and
+// cllm_cuda_gemm_shared wins (per-row int8: the integer GEMM, x split into digits once for every
+// weight; else cuBLAS on W in row chunks, dequantised or unpacked to bf16 in the scratch). Token
+// chunks only if the scratch is short (the plan sizes it for the step).
+static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, int n_w, const float *x,
+                          uint32_t n, float *const *y, const uint64_t *ldy) {
     RETURN_IF(!d->blas, CLLM_ERR_DEVICE, "cuda: GEMM without a cuBLAS handle");  // a bug
-    const int i8 = n <= BE_GEMM_I8_MAX_N && cllm_cuda_gemm_i8_ok(w);
+    int i8 = n <= BE_GEMM_I8_MAX_N;
+    for (int i = 0; i < n_w; i++) i8 = i8 && cllm_cuda_gemm_i8_ok(&w[i]);
+    auto need = [&](uint32_t nb) {
+        size_t m = 0;
+        for (int i = 0; i < n_w; i++) {
+            const size_t b = i8 ? cllm_cuda_gemm_i8_scratch(&w[i], nb)
+                                : cllm_cuda_gemm_scratch_bytes(&w[i], nb);
+            m = b > m ? b : m;
+        }
+        return m;
+    };
     uint32_t nb = n;
-    while (nb > 1 && (i8 ? cllm_cuda_gemm_i8_scratch(w, nb) : cllm_cuda_gemm_scratch_bytes(w, nb)) >
-                         d->gemm_scratch_bytes)
-        nb = (nb + 1) / 2;
+    while (nb > 1 && need(nb) > d->gemm_scratch_bytes) nb = (nb + 1) / 2;
     for (uint32_t t0 = 0; t0 < n; t0 += nb) {
         const uint32_t nt = n - t0 < nb ? n - t0 : nb;
-        const float *xt = x + (size_t)t0 * w->cols;
-        float *yt = y + (size_t)t0 * ldy;
-        if (i8)
-            TRY(cllm_cuda_gemm_i8(w, xt, nt, yt, ldy, d->gemm_scratch, d->gemm_scratch_bytes,
-                                  d->compute));
-        else
-            TRY(cllm_cuda_gemm(d->blas, w, xt, nt, yt, ldy, d->gemm_scratch, d->gemm_scratch_bytes,
-                               d->compute));
+        const float *xt = x + (size_t)t0 * w[0].cols;
+        float *yt[CLLM_CUDA_GEMM_SHARED_MAX];
+        for (int i = 0; i < n_w; i++) yt[i] = y[i] + (size_t)t0 * ldy[i];
+        if (!i8) {
+            TRY(cllm_cuda_gemm_shared(d->blas, w, n_w, xt, nt, yt, ldy, d->gemm_scratch,
+                                      d->gemm_scratch_bytes, d->compute));
+            continue;
+        }
+        for (int i = 0; i < n_w; i++)
+            TRY(cllm_cuda_gemm_i8(&w[i], xt, nt, yt[i], ldy[i], d->gemm_scratch,
+                                  d->gemm_scratch_bytes, d->compute));
     }
     return CLLM_OK;
 }
@@ -391,6 +403,12 @@ static int cols_step(const cllm_cuda_weight *k, int n, size_t n_tok) {
     for (int i = 0; i < n; i++)
         if (!cllm_cuda_matvec_cols_ok(&k[i])) return 0;
     return 1;
+}
+
+// Whether a step of n_tok tokens on k goes to the GEMM (cuda_matmul), not the matvec kernels.
+static int takes_gemm(const cllm_cuda_weight *k, size_t n_tok) {
+    return n_tok > BE_MATVEC_MAX_N && !cols_step(k, 1, n_tok) &&
+           !(is_ccode(k->kind) && n_tok <= cc_matvec_max(k->kind));
 }
 
 // The job w[0..n) in column launches of up to CLLM_CUDA_MATVEC_COLS tokens: x (n_tok, pitch ldx),
@@ -425,12 +443,11 @@ static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_w
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight k = be_kw(w);
-    if (n_tok <= BE_MATVEC_MAX_N || cols_step(&k, 1, n_tok) ||
-        (is_ccode(k.kind) && n_tok <= cc_matvec_max(k.kind)))
-        return matvecs(d, &k, x, ldx, n_tok, out, ldo);
+    if (!takes_gemm(&k, n_tok)) return matvecs(d, &k, x, ldx, n_tok, out, ldo);
     RETURN_IF(ldx != w->cols, CLLM_ERR_ARG, "cuda matmul: input pitch %zu for %llu columns", ldx,
               (unsigned long long)w->cols);
-    return gemm_w(d, &k, x, (uint32_t)n_tok, out, ldo);
+    const uint64_t ld = ldo;
+    return gemm_w(d, &k, 1, x, (uint32_t)n_tok, &out, &ld);
 }
 
 // q/k/v: one launch per token (or per column launch) when the kinds and widths match (small
@@ -450,6 +467,11 @@ static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_
         uint64_t ld[CLLM_CUDA_MATVEC_MAX];
         for (int i = 0; i < n; i++) ld[i] = k[i].rows;
         return cols_job(d, k, n, CLLM_CUDA_COLS_SET, x, k[0].cols, n_tok, out, ld);
+    }
+    if (same && n <= CLLM_CUDA_GEMM_SHARED_MAX && takes_gemm(&k[0], n_tok)) {
+        uint64_t ld[CLLM_CUDA_GEMM_SHARED_MAX];
+        for (int i = 0; i < n; i++) ld[i] = k[i].rows;
+        return gemm_w(d, k, n, x, (uint32_t)n_tok, out, ld);
     }
     if (!same || n_tok > BE_MATVEC_MAX_N) {
         for (int i = 0; i < n; i++)
@@ -484,7 +506,7 @@ static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w,
     if (is_ccode(k.kind) && n_tok <= cc_matvec_max(k.kind))
         TRY(matvecs(d, &k, x, k.cols, n_tok, d->acc_tmp, k.rows));
     else
-        TRY(gemm_w(d, &k, x, (uint32_t)n_tok, d->acc_tmp, k.rows));
+        TRY(gemm_w(d, &k, 1, x, (uint32_t)n_tok, &d->acc_tmp, &k.rows));
     return cllm_cuda_add(out, d->acc_tmp, n_tok * k.rows, d->compute);
 }
 
@@ -500,6 +522,12 @@ static cllm_status cuda_gate_up_swiglu(void *state, float *gate, float *up, cons
         float *y[2] = {gate, gate};  // swiglu mode writes y[0] only
         const uint64_t ld[2] = {g.rows, g.rows};
         return cols_job(d, gu, 2, CLLM_CUDA_COLS_SWIGLU, h, g.cols, n_tok, y, ld);
+    }
+    if (same && takes_gemm(&g, n_tok)) {
+        float *const y[2] = {gate, up};
+        const uint64_t ld[2] = {g.rows, u.rows};
+        TRY(gemm_w(d, gu, 2, h, (uint32_t)n_tok, y, ld));
+        return cllm_cuda_swiglu(gate, up, gate, n_tok * g.rows, d->compute);
     }
     if (!same || n_tok > BE_MATVEC_MAX_N) {
         TRY(cuda_matmul(state, gate, g.rows, wg, h, g.cols, n_tok));

@@ -828,6 +828,51 @@ static void multi_arg_cases(void) {
     MUST(cllm_cuda_release(g_mem, v));
 }
 
+// Two warps per row (a job short enough, mv_split) against one (the same matrix in a job of
+// 20,000 more rows, too many for any GPU to split): the rows must be bit-identical, for every
+// kind of the 16-byte-vector kernel and for widths of an odd and an even number of 32-vector steps
+// with and without a partial last step, and within 1e-5 of the reference.
+static void split_cases(void) {
+    const uint32_t kinds[] = {CLLM_CUDA_W_F32, CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_INT8};
+    // int8 (16 weights per vector; groups of 32 keep it off the tensor-core kernel) twice as wide
+    const uint64_t widths[] = {1032, 4104, 4096, 8};
+    int all = 1;
+    for (int ki = 0; ki < 4; ki++)
+        for (int wi = 0; wi < 4; wi++) {
+            const uint32_t kind = kinds[ki];
+            const uint64_t cols = widths[wi] * (kind == CLLM_CUDA_W_INT8 ? 2 : 1), rows = 300;
+            const uint32_t group = kind != CLLM_CUDA_W_INT8 ? 0 : cols < 32 ? (uint32_t)cols : 32;
+            host_weight a, big;
+            host_weight_make(&a, kind, rows, cols, group);
+            host_weight_make(&big, kind, 20000, cols, group);
+            float *x = xmalloc(cols * 4), *want = xmalloc(rows * 4);
+            float *y1 = xmalloc(rows * 4), *y2 = xmalloc(rows * 4);
+            make_x(x, cols, 1);
+            ref_matvec_h(&a, x, want);
+            cllm_cuda_weight w[2] = {weight_upload(&a), weight_upload(&big)};
+            float *xd = upload(x, cols * 4), *yd[2] = {dev_alloc(rows * 4), dev_alloc(20000 * 4)};
+            poison(yd[0], rows);
+            MUST(cllm_cuda_matvec(&w[0], xd, yd[0], 0, g_stream));
+            download(y1, yd[0], rows * 4);
+            poison(yd[0], rows);
+            MUST(cllm_cuda_matvec_multi(w, 2, xd, yd, g_stream));
+            download(y2, yd[0], rows * 4);
+            const double e = rel_l2(y1, want, rows);
+            const int ok = memcmp(y1, y2, rows * 4) == 0 && e < 1e-5;
+            check(ok, "matvec %s %llux%llu: two warps per row %s one (rel L2 %.2e, tol 1e-5)",
+                  wkind_name(kind), (unsigned long long)rows, (unsigned long long)cols,
+                  memcmp(y1, y2, rows * 4) == 0 ? "bit-identical to" : "DIFFERS from", e);
+            all &= ok;
+            weight_release(&w[0]), weight_release(&w[1]);
+            MUST(cllm_cuda_release(g_mem, xd));
+            MUST(cllm_cuda_release(g_mem, yd[0]));
+            MUST(cllm_cuda_release(g_mem, yd[1]));
+            host_weight_free(&a), host_weight_free(&big);
+            free(x), free(want), free(y1), free(y2);
+        }
+    summary("%-44s %s\n", "matvec two warps per row = one", all ? "PASS" : "FAIL");
+}
+
 // ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
 //
 // Per layer, as the batch-1 forward pass: xb = rmsnorm(x), q/k/v = W xb (one launch), x += Wo q,
@@ -1333,6 +1378,30 @@ static int gemm_same(const host_weight *h, const cllm_cuda_weight *raw, const cl
         }
         for (uint32_t t = 0; t < nt; t++)
             if (memcmp(a + t * ldy, b + t * ldy, rows * 4) != 0) same = 0;
+        if (!path) {  // the shared-x GEMM of {cc, raw, cc}: each output as its own GEMM's
+            const cllm_cuda_weight ws[3] = {*cc, *raw, *cc};
+            float *ys[3] = {yd, dev_alloc(nt * ldy * 4), dev_alloc(nt * ldy * 4)};
+            const uint64_t lds[3] = {ldy, ldy, ldy};
+            const size_t sb = cllm_cuda_gemm_scratch_bytes(cc, nt) > cllm_cuda_gemm_scratch_bytes(raw, nt)
+                                  ? cllm_cuda_gemm_scratch_bytes(cc, nt)
+                                  : cllm_cuda_gemm_scratch_bytes(raw, nt);
+            void *scratch = dev_alloc(sb);
+            for (int i = 0; i < 3; i++) poison(ys[i], nt * ldy);
+            MUST(cllm_cuda_gemm_shared(g_blas, ws, 3, xd, nt, ys, lds, scratch, sb, g_stream));
+            float *g = xmalloc(nt * ldy * 4);
+            for (int i = 0; i < 3; i++) {
+                download(g, ys[i], nt * ldy * 4);
+                for (uint32_t t = 0; t < nt; t++)
+                    if (memcmp(g + t * ldy, (i == 1 ? a : b) + t * ldy, rows * 4) != 0) {
+                        if (same) printf("  gemm_shared output %d token %u differs from its own GEMM\n", i, t);
+                        same = 0;
+                    }
+            }
+            free(g);
+            MUST(cllm_cuda_release(g_mem, scratch));
+            MUST(cllm_cuda_release(g_mem, ys[1]));
+            MUST(cllm_cuda_release(g_mem, ys[2]));
+        }
         const uint32_t ts[2] = {0, nt - 1};
         for (int i = 0; i < (specials ? 0 : 2); i++) {
             const uint32_t t = ts[i];
@@ -1682,6 +1751,7 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 32, 1, 0);  // 16-byte vector path
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
+    split_cases();
     fused_cases();
     cols_job_cases();
     attention_split_cases();
