@@ -436,8 +436,7 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 // 16-byte aligned (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8:
 // group_size a multiple of 16 (a 16-byte vector never straddles two groups).
 template <int KIND, bool SWIGLU, int SPLIT>
-static __global__ void __launch_bounds__(MV_WARPS * 32)
-    matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
+static __device__ __forceinline__ void mv_vec(const mv_job &m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
     static_assert(SPLIT == 1 || (SPLIT == 2 && !SWIGLU && KIND != CLLM_CUDA_W_CC_BF16), "split");
@@ -484,6 +483,38 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 #pragma unroll
     for (int k = 0; k < NR; k++) s[k] = row_total(sum[k][0], sum[k][1]);
     if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
+}
+
+// The launches of mv_vec: any kind in its own register budget; raw kinds' two-warp rows and
+// swiglu jobs with a least number of blocks per SM (MV_SPLIT_MINB, MV_SWIGLU_MINB; 0: none).
+#ifndef MV_SPLIT_MINB
+#define MV_SPLIT_MINB 0
+#endif
+#ifndef MV_SWIGLU_MINB
+#define MV_SWIGLU_MINB 0
+#endif
+#if MV_SPLIT_MINB
+#define MV_LB_SPLIT __launch_bounds__(MV_WARPS * 32, MV_SPLIT_MINB)
+#else
+#define MV_LB_SPLIT __launch_bounds__(MV_WARPS * 32)
+#endif
+#if MV_SWIGLU_MINB
+#define MV_LB_SWIGLU __launch_bounds__(MV_WARPS * 32, MV_SWIGLU_MINB)
+#else
+#define MV_LB_SWIGLU __launch_bounds__(MV_WARPS * 32)
+#endif
+template <int KIND, bool SWIGLU>
+static __global__ void __launch_bounds__(MV_WARPS * 32)
+    matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
+    mv_vec<KIND, SWIGLU, 1>(m, x);
+}
+template <int KIND>
+static __global__ void MV_LB_SPLIT matvec_split_kernel(const mv_job m, const float *__restrict__ x) {
+    mv_vec<KIND, false, 2>(m, x);
+}
+template <int KIND>
+static __global__ void MV_LB_SWIGLU matvec_swiglu_kernel(const mv_job m, const float *__restrict__ x) {
+    mv_vec<KIND, true, 1>(m, x);
 }
 
 // ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
@@ -1198,29 +1229,30 @@ static cudaError_t mv8_launch_cc(bool cc, const mv_job &m, const float *x, unsig
               : mv8_launch<MT, GROUPED, false>(m, x, blocks, smem, s, flags);
 }
 
-template <bool SW, int SPLIT>
-static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
-                                 cudaStream_t s, unsigned flags) {
+template <int KIND>
+static cudaError_t mv_vec_launch_k(bool sw, bool split, const mv_job &m, const float *x,
+                                   unsigned blocks, cudaStream_t s, unsigned flags) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
-    const size_t sm = 0;
+    if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
+        if (split) return cudaErrorInvalidValue;  // a bug (mv_split)
+        return sw ? launch_k(matvec_vec_kernel<KIND, true>, grid, block, 0, s, flags, m, x)
+                  : launch_k(matvec_vec_kernel<KIND, false>, grid, block, 0, s, flags, m, x);
+    } else {
+        if (sw) return launch_k(matvec_swiglu_kernel<KIND>, grid, block, 0, s, flags, m, x);
+        if (split) return launch_k(matvec_split_kernel<KIND>, grid, block, 0, s, flags, m, x);
+        return launch_k(matvec_vec_kernel<KIND, false>, grid, block, 0, s, flags, m, x);
+    }
+}
+
+static cudaError_t mv_vec_launch(uint32_t kind, bool sw, bool split, const mv_job &m,
+                                 const float *x, unsigned blocks, cudaStream_t s, unsigned flags) {
     switch (kind) {
-    case CLLM_CUDA_W_F32:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW, SPLIT>, grid, block, sm, s, flags,
-                        m, x);
-    case CLLM_CUDA_W_F16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW, SPLIT>, grid, block, sm, s, flags,
-                        m, x);
-    case CLLM_CUDA_W_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW, SPLIT>, grid, block, sm, s, flags,
-                        m, x);
+    case CLLM_CUDA_W_F32: return mv_vec_launch_k<CLLM_CUDA_W_F32>(sw, split, m, x, blocks, s, flags);
+    case CLLM_CUDA_W_F16: return mv_vec_launch_k<CLLM_CUDA_W_F16>(sw, split, m, x, blocks, s, flags);
+    case CLLM_CUDA_W_BF16: return mv_vec_launch_k<CLLM_CUDA_W_BF16>(sw, split, m, x, blocks, s, flags);
     case CLLM_CUDA_W_CC_BF16:
-        if constexpr (SPLIT == 1)
-            return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW, 1>, grid, block, sm, s,
-                            flags, m, x);
-        return cudaErrorInvalidValue;  // a bug (mv_split)
-    default:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW, SPLIT>, grid, block, sm, s, flags,
-                        m, x);
+        return mv_vec_launch_k<CLLM_CUDA_W_CC_BF16>(sw, split, m, x, blocks, s, flags);
+    default: return mv_vec_launch_k<CLLM_CUDA_W_INT8>(sw, split, m, x, blocks, s, flags);
     }
 }
 
@@ -1284,12 +1316,8 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     } else if (!vec) {
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
-    } else if (swiglu) {
-        e = mv_vec_launch<true, 1>(m->w[0].kind, *m, x, nb, s, flags);
-    } else if (split) {
-        e = mv_vec_launch<false, 2>(m->w[0].kind, *m, x, nb, s, flags);
     } else {
-        e = mv_vec_launch<false, 1>(m->w[0].kind, *m, x, nb, s, flags);
+        e = mv_vec_launch(m->w[0].kind, swiglu, split, *m, x, nb, s, flags);
     }
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
     return CLLM_OK;
