@@ -180,25 +180,24 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
 //
 // Step k of a row is its vectors 32 k .. 32 k + 31, vector 32 k + j belonging to lane j. Lane j
 // keeps two partial sums, s0 over its even steps and s1 over its odd ones, each added in step
-// order (__fadd_rn, one per vector); the row is warp_sum over the lanes of s0 + s1. A kernel may
-// run the row on one warp (each lane holding both sums) or on two (warp h taking the steps of
-// parity h, the sums meeting in shared memory): the bits are the same.
+// order (__fadd_rn, one per vector); the row is warp_sum over the lanes of s0 + s1. (Two sums
+// halve the chain of dependent adds between a batch's loads and the next batch: 7B raw BF16 tg
+// 242 -> 247 tok/s on the H200, docs/PERF.md 7g.)
 static __device__ __forceinline__ float row_total(float s0, float s1) {
     return warp_sum(__fadd_rn(s0, s1));
 }
 
-// This lane's partial dots of NR rows of equal width, for the steps of parity `par` (SPLIT = 2,
-// into sum[k][0]) or all steps (SPLIT = 1, into sum[k][step parity]); 4 vectors per row in flight.
-// int8: sc[k] is row k's scales, vpg vectors per group.
+// This lane's partial dots of NR rows of equal width (sum[k][step parity], see row_total): vectors
+// lane, lane + 32, ... of each row, 4 per row in flight. int8: sc[k] is row k's scales, vpg
+// vectors per group.
 // pre: the first batch of weight loads is issued before pdl_wait (weights no running kernel
 // writes); x and the scales are read after it either way. The sums are the same either way.
-template <int KIND, int NR, int SPLIT>
+template <int KIND, int NR>
 static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                                                const float *const (&sc)[NR], uint32_t vpg,
                                                uint32_t nvec, const float *x, uint32_t lane,
-                                               uint32_t par, bool pre, float (&sum)[NR][2]) {
+                                               bool pre, float (&sum)[NR][2]) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
-    constexpr uint32_t ST = 32 * SPLIT;  // vectors between this lane's steps
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k][0] = sum[k][1] = 0.f;
     using batch = uint4[NR][4];
@@ -206,7 +205,7 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
-            for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + ST * u);
+            for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + 32 * u);
     };
     auto add = [&](int k, bool odd, uint4 a, uint32_t vi) {  // (a branch: no indexed registers)
         const float d = dot16<KIND>(a, (const float4 *)(x + (size_t)vi * EPV));
@@ -214,30 +213,30 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
         if (odd) sum[k][1] = __fadd_rn(sum[k][1], t);
         else sum[k][0] = __fadd_rn(sum[k][0], t);
     };
-    auto fold = [&](const batch &a, uint32_t v) {  // v: an even step (SPLIT = 1)
+    auto fold = [&](const batch &a, uint32_t v) {  // v: the vector of an even step
 #pragma unroll
         for (int k = 0; k < NR; k++)
 #pragma unroll
-            for (int u = 0; u < 4; u++) add(k, SPLIT == 1 && (u & 1), a[k][u], v + ST * u);
+            for (int u = 0; u < 4; u++) add(k, u & 1, a[k][u], v + 32 * u);
     };
-    auto full = [&](uint32_t v) { return v + 3 * ST < nvec; };
-    uint32_t v = lane + 32 * par;
+    auto full = [&](uint32_t v) { return v + 96 < nvec; };
+    uint32_t v = lane;
     batch a;
     if (pre && full(v)) {  // the first batch in flight across the wait
         load(a, v);
         pdl_wait();
         fold(a, v);
-        v += 4 * ST;
+        v += 128;
     } else {
         pdl_wait();
     }
-    for (; full(v); v += 4 * ST) {
+    for (; full(v); v += 128) {
         load(a, v);
         fold(a, v);
     }
-    for (bool odd = false; v < nvec; v += ST, odd = !odd)
+    for (bool odd = false; v < nvec; v += 32, odd = !odd)
 #pragma unroll
-        for (int k = 0; k < NR; k++) add(k, SPLIT == 1 && odd, __ldg(row[k] + v), v);
+        for (int k = 0; k < NR; k++) add(k, odd, __ldg(row[k] + v), v);
 }
 
 // ---- fused matvec over the lossless compute code (CLLM_CUDA_W_CC_BF16) ------------------------------
@@ -430,24 +429,20 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
     }
 }
 
-// One warp per row (MV_WARPS rows per block), or with SPLIT = 2 (raw kinds, not swiglu) two warps
-// per row, MV_WARPS / 2 rows per block: a job too short to fill the GPU at one warp per row keeps
-// twice the loads in flight (the sums are the same: see row_total). Requires (host-checked): rows
-// 16-byte aligned (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8:
-// group_size a multiple of 16 (a 16-byte vector never straddles two groups).
-template <int KIND, bool SWIGLU, int SPLIT>
-static __device__ __forceinline__ void mv_vec(const mv_job &m, const float *__restrict__ x) {
+// One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
+// (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
+// 16 (a 16-byte vector never straddles two groups).
+template <int KIND, bool SWIGLU>
+static __global__ void __launch_bounds__(MV_WARPS * 32)
+    matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    static_assert(SPLIT == 1 || (SPLIT == 2 && !SWIGLU && KIND != CLLM_CUDA_W_CC_BF16), "split");
-    constexpr uint32_t RPB = MV_WARPS / SPLIT;
-    __shared__ float part[SPLIT == 2 ? RPB : 1][32];
     pdl_trigger();  // (CC_BF16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
-    const uint32_t slot = threadIdx.x / 32 / SPLIT, par = threadIdx.x / 32 % SPLIT;
-    const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * RPB + slot;
+    const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
+                       threadIdx.x / 32;
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
-    if (r >= rows) {  // (both warps of a split row)
+    if (r >= rows) {
         pdl_wait();
         return;
     }
@@ -470,51 +465,12 @@ static __device__ __forceinline__ void mv_vec(const mv_job &m, const float *__re
             row[k] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * cols * (16 / EPV));
             sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
         }
-        mv_rows<KIND, NR, SPLIT>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, par,
-                                 m.pre != 0, sum);
-    }
-    if constexpr (SPLIT == 2) {  // the odd steps' sums to the even warp (a barrier per row pair)
-        if (par) part[slot][lane] = sum[0][0];
-        asm volatile("bar.sync %0, 64;" ::"r"(1 + slot) : "memory");
-        if (par) return;
-        sum[0][1] = part[slot][lane];
+        mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
     }
     float s[NR];
 #pragma unroll
     for (int k = 0; k < NR; k++) s[k] = row_total(sum[k][0], sum[k][1]);
     if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
-}
-
-// The launches of mv_vec: any kind in its own register budget; raw kinds' two-warp rows and
-// swiglu jobs with a least number of blocks per SM (MV_SPLIT_MINB, MV_SWIGLU_MINB; 0: none).
-#ifndef MV_SPLIT_MINB
-#define MV_SPLIT_MINB 0
-#endif
-#ifndef MV_SWIGLU_MINB
-#define MV_SWIGLU_MINB 0
-#endif
-#if MV_SPLIT_MINB
-#define MV_LB_SPLIT __launch_bounds__(MV_WARPS * 32, MV_SPLIT_MINB)
-#else
-#define MV_LB_SPLIT __launch_bounds__(MV_WARPS * 32)
-#endif
-#if MV_SWIGLU_MINB
-#define MV_LB_SWIGLU __launch_bounds__(MV_WARPS * 32, MV_SWIGLU_MINB)
-#else
-#define MV_LB_SWIGLU __launch_bounds__(MV_WARPS * 32)
-#endif
-template <int KIND, bool SWIGLU>
-static __global__ void __launch_bounds__(MV_WARPS * 32)
-    matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
-    mv_vec<KIND, SWIGLU, 1>(m, x);
-}
-template <int KIND>
-static __global__ void MV_LB_SPLIT matvec_split_kernel(const mv_job m, const float *__restrict__ x) {
-    mv_vec<KIND, false, 2>(m, x);
-}
-template <int KIND>
-static __global__ void MV_LB_SWIGLU matvec_swiglu_kernel(const mv_job m, const float *__restrict__ x) {
-    mv_vec<KIND, true, 1>(m, x);
 }
 
 // ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
@@ -1229,45 +1185,24 @@ static cudaError_t mv8_launch_cc(bool cc, const mv_job &m, const float *x, unsig
               : mv8_launch<MT, GROUPED, false>(m, x, blocks, smem, s, flags);
 }
 
-template <int KIND>
-static cudaError_t mv_vec_launch_k(bool sw, bool split, const mv_job &m, const float *x,
-                                   unsigned blocks, cudaStream_t s, unsigned flags) {
+template <bool SW>
+static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
+                                 cudaStream_t s, unsigned flags) {
     const dim3 grid(blocks), block(MV_WARPS * 32);
-    if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
-        if (split) return cudaErrorInvalidValue;  // a bug (mv_split)
-        return sw ? launch_k(matvec_vec_kernel<KIND, true>, grid, block, 0, s, flags, m, x)
-                  : launch_k(matvec_vec_kernel<KIND, false>, grid, block, 0, s, flags, m, x);
-    } else {
-        if (sw) return launch_k(matvec_swiglu_kernel<KIND>, grid, block, 0, s, flags, m, x);
-        if (split) return launch_k(matvec_split_kernel<KIND>, grid, block, 0, s, flags, m, x);
-        return launch_k(matvec_vec_kernel<KIND, false>, grid, block, 0, s, flags, m, x);
-    }
-}
-
-static cudaError_t mv_vec_launch(uint32_t kind, bool sw, bool split, const mv_job &m,
-                                 const float *x, unsigned blocks, cudaStream_t s, unsigned flags) {
+    const size_t sm = 0;
     switch (kind) {
-    case CLLM_CUDA_W_F32: return mv_vec_launch_k<CLLM_CUDA_W_F32>(sw, split, m, x, blocks, s, flags);
-    case CLLM_CUDA_W_F16: return mv_vec_launch_k<CLLM_CUDA_W_F16>(sw, split, m, x, blocks, s, flags);
-    case CLLM_CUDA_W_BF16: return mv_vec_launch_k<CLLM_CUDA_W_BF16>(sw, split, m, x, blocks, s, flags);
+    case CLLM_CUDA_W_F32:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW>, grid, block, sm, s, flags, m, x);
+    case CLLM_CUDA_W_F16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, sm, s, flags, m, x);
+    case CLLM_CUDA_W_BF16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags, m, x);
     case CLLM_CUDA_W_CC_BF16:
-        return mv_vec_launch_k<CLLM_CUDA_W_CC_BF16>(sw, split, m, x, blocks, s, flags);
-    default: return mv_vec_launch_k<CLLM_CUDA_W_INT8>(sw, split, m, x, blocks, s, flags);
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags, m,
+                        x);
+    default:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, sm, s, flags, m, x);
     }
-}
-
-// Two warps per row for a plain (not swiglu) raw-kind job of at most one warp per SM thread slot
-// pair: rows * 2 <= SMs * 64 (the most warps an SM holds), e.g. the 4096-row Wo and Wdown of a
-// 7B model on 132 SMs; one warp per row leaves half the GPU's loads unissued there.
-static bool mv_split(const mv_job *m, int n, bool swiglu) {
-    if (swiglu || is_ccode(m->w[0].kind)) return false;
-    uint64_t rows = 0;
-    for (int i = 0; i < n; i++) rows += m->w[i].rows;
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        return false;
-    return rows * 2 <= (uint64_t)sms * 64;
 }
 
 // Launches a job of n checked matrices (same kind, cols and group size; swiglu: n == 2, same
@@ -1292,8 +1227,7 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
             for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m->cc_off[i][k] = lay.off[k];
         }
     }
-    const bool split = vec && !smem && mv_split(m, n, swiglu);
-    const uint64_t rpb = smem ? 16 : split ? MV_WARPS / 2 : MV_WARPS;
+    const uint64_t rpb = smem ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
         if (i < (swiglu ? 1 : n)) blocks += (m->w[i].rows + rpb - 1) / rpb;
@@ -1316,8 +1250,10 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     } else if (!vec) {
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);
+    } else if (swiglu) {
+        e = mv_vec_launch<true>(m->w[0].kind, *m, x, nb, s, flags);
     } else {
-        e = mv_vec_launch(m->w[0].kind, swiglu, split, *m, x, nb, s, flags);
+        e = mv_vec_launch<false>(m->w[0].kind, *m, x, nb, s, flags);
     }
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
     return CLLM_OK;

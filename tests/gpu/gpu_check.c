@@ -828,51 +828,6 @@ static void multi_arg_cases(void) {
     MUST(cllm_cuda_release(g_mem, v));
 }
 
-// Two warps per row (a job short enough, mv_split) against one (the same matrix in a job of
-// 20,000 more rows, too many for any GPU to split): the rows must be bit-identical, for every
-// kind of the 16-byte-vector kernel and for widths of an odd and an even number of 32-vector steps
-// with and without a partial last step, and within 1e-5 of the reference.
-static void split_cases(void) {
-    const uint32_t kinds[] = {CLLM_CUDA_W_F32, CLLM_CUDA_W_BF16, CLLM_CUDA_W_F16, CLLM_CUDA_W_INT8};
-    // int8 (16 weights per vector; groups of 32 keep it off the tensor-core kernel) twice as wide
-    const uint64_t widths[] = {1032, 4104, 4096, 8};
-    int all = 1;
-    for (int ki = 0; ki < 4; ki++)
-        for (int wi = 0; wi < 4; wi++) {
-            const uint32_t kind = kinds[ki];
-            const uint64_t cols = widths[wi] * (kind == CLLM_CUDA_W_INT8 ? 2 : 1), rows = 300;
-            const uint32_t group = kind != CLLM_CUDA_W_INT8 ? 0 : cols < 32 ? (uint32_t)cols : 32;
-            host_weight a, big;
-            host_weight_make(&a, kind, rows, cols, group);
-            host_weight_make(&big, kind, 20000, cols, group);
-            float *x = xmalloc(cols * 4), *want = xmalloc(rows * 4);
-            float *y1 = xmalloc(rows * 4), *y2 = xmalloc(rows * 4);
-            make_x(x, cols, 1);
-            ref_matvec_h(&a, x, want);
-            cllm_cuda_weight w[2] = {weight_upload(&a), weight_upload(&big)};
-            float *xd = upload(x, cols * 4), *yd[2] = {dev_alloc(rows * 4), dev_alloc(20000 * 4)};
-            poison(yd[0], rows);
-            MUST(cllm_cuda_matvec(&w[0], xd, yd[0], 0, g_stream));
-            download(y1, yd[0], rows * 4);
-            poison(yd[0], rows);
-            MUST(cllm_cuda_matvec_multi(w, 2, xd, yd, g_stream));
-            download(y2, yd[0], rows * 4);
-            const double e = rel_l2(y1, want, rows);
-            const int ok = memcmp(y1, y2, rows * 4) == 0 && e < 1e-5;
-            check(ok, "matvec %s %llux%llu: two warps per row %s one (rel L2 %.2e, tol 1e-5)",
-                  wkind_name(kind), (unsigned long long)rows, (unsigned long long)cols,
-                  memcmp(y1, y2, rows * 4) == 0 ? "bit-identical to" : "DIFFERS from", e);
-            all &= ok;
-            weight_release(&w[0]), weight_release(&w[1]);
-            MUST(cllm_cuda_release(g_mem, xd));
-            MUST(cllm_cuda_release(g_mem, yd[0]));
-            MUST(cllm_cuda_release(g_mem, yd[1]));
-            host_weight_free(&a), host_weight_free(&big);
-            free(x), free(want), free(y1), free(y2);
-        }
-    summary("%-44s %s\n", "matvec two warps per row = one", all ? "PASS" : "FAIL");
-}
-
 // ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
 //
 // Per layer, as the batch-1 forward pass: xb = rmsnorm(x), q/k/v = W xb (one launch), x += Wo q,
@@ -1751,7 +1706,6 @@ int main(int argc, char **argv) {
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 32, 1, 0);  // 16-byte vector path
     multi_case(CLLM_CUDA_W_INT8, 2, sq_odd, 1024, 64, 1, 0);  // tensor cores, rows % 16
     multi_arg_cases();
-    split_cases();
     fused_cases();
     cols_job_cases();
     attention_split_cases();
