@@ -189,8 +189,13 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
     for (uint64_t i = 0; i < nmax * cols; i++) x[i] = (float)gauss(99, i);
     cols_ctx c = {.x = dev_copy(x, nmax * cols * 4, 1)};
     MUST(cllm_cuda_alloc(g_mem, nmax * rows * 4, (void **)&c.y));
-    cllm_cuda_weight wi = v[3].w[0];  // compute code: the largest scratch
-    c.scratch_bytes = cllm_cuda_gemm_scratch_bytes(&wi, nmax);
+    c.scratch_bytes = 0;  // the largest GEMM scratch of the four kinds (either path)
+    for (int ki = 0; ki < 4; ki++) {
+        const size_t b = cllm_cuda_gemm_scratch_bytes(&v[ki].w[0], nmax),
+                     b8 = cllm_cuda_gemm_i8_scratch(&v[ki].w[0], nmax);
+        if (b > c.scratch_bytes) c.scratch_bytes = b;
+        if (b8 > c.scratch_bytes) c.scratch_bytes = b8;
+    }
     if (c.scratch_bytes < cllm_cuda_matvec_cols_scratch(cols))
         c.scratch_bytes = cllm_cuda_matvec_cols_scratch(cols);
     MUST(cllm_cuda_alloc(g_mem, c.scratch_bytes, &c.scratch));
