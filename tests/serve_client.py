@@ -114,6 +114,9 @@ def bad_requests(key):
     expect(400, "POST", "/v1/completions", {"prompt": 5}, key=key, what="prompt 5")
     expect(400, "POST", "/v1/completions", {"prompt": "a\u0000b"}, key=key, what="prompt NUL")
     expect(400, "POST", "/v1/completions", raw=b'{"prompt": "\xff"}', key=key, what="not UTF-8")
+    # The parser's message quotes the bytes after a bad escape: the error body stays valid JSON.
+    expect(400, "POST", "/v1/completions", raw=b'{"prompt": "\\\xe0\xad\xa5\xad"}', key=key,
+           what="bad escape before invalid UTF-8")
     expect(404, "GET", "/v1/nothing", key=key, what="unknown route")
     h = expect(405, "GET", c, key=key, what="GET on chat")
     if h.get("Allow") != "POST":

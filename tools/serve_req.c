@@ -172,8 +172,12 @@ void serve_req_free(serve_req *r) {
 }
 
 char *serve_error_json(const char *message, const char *type, const char *param, const char *code) {
-    json_t *e = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", message, "type", type,
-                          "param", param, "code", code);
+    // The message may quote the request's bytes (a JSON parse error): invalid UTF-8 is replaced,
+    // else json_pack refuses it and the client would get an empty error.
+    json_t *m = serve_json_text(message, strlen(message));
+    json_t *e = m ? json_pack("{s:{s:o, s:s, s:s?, s:s?}}", "error", "message", m, "type", type,
+                              "param", param, "code", code)
+                  : NULL;
     char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
     return s;
@@ -224,10 +228,12 @@ json_t *serve_json_text(const char *s, size_t n) {
 }
 
 int serve_find_stop(const serve_req *r, const char *text, size_t len, size_t from, size_t *at) {
-    size_t start = from + 1 > r->max_stop ? from + 1 - r->max_stop : 0;
     int best = -1;
+    if (from >= len) return -1;  // no new text
     for (size_t i = 0; i < r->n_stop; i++) {
-        const char *p = memmem(text + start, len - start, r->stop[i], strlen(r->stop[i]));
+        // A match that ends after `from` starts at or after from + 1 - its length.
+        const size_t n = strlen(r->stop[i]), start = from + 1 > n ? from + 1 - n : 0;
+        const char *p = memmem(text + start, len - start, r->stop[i], n);
         if (p && (best < 0 || (size_t)(p - text) < *at)) {
             best = (int)i;
             *at = (size_t)(p - text);
