@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# A/B measurements on the GPU machine in one device call: the working tree ("new") against a base
+# revision, and optionally variants of the working tree built with extra CUDA flags, on the
+# synthesized Llama-2-7B shape, interleaved round by round so that drift hits every build alike.
+#
+# Here (before the call):
+#   scripts/gpu-ab.sh prepare [REV]   base = REV (default HEAD) as .ab/base.tar; fetches .debs/;
+#                                     .ab/ ignored through .git/info/exclude
+# On the GPU machine (the device call; carry .debs and .ab, and .shared for --check):
+#   scripts/gpu-ab.sh run [--check] [--ncu] [--rounds N] [--codecs "lossless int8"]
+#                         [--bench "ARGS"] [--variant NAME=FLAGS]...
+#     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis
+#     --ncu        per-kernel time and DRAM bytes of the matvecs of one raw decode step, each build
+#     --rounds N   bench rounds (default 2); each round runs every build on every codec
+#     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused")
+#     --variant NAME=FLAGS  the working tree again with CMAKE_CUDA_FLAGS=FLAGS (e.g.
+#                  "-DMV_SOMETHING=2"), reported as NAME
+#   Results: $OUT/log.txt (a line per bench row: build, round, weights, test, t/s) and $OUT/r.tgz
+#   (every log). About 2 minutes of setup (builds, 7B synthesis and conversion) plus the benches.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+prepare() {
+    local rev=${1:-HEAD}
+    mkdir -p .ab .git/info
+    grep -qx '.ab/' .git/info/exclude 2> /dev/null || echo '.ab/' >> .git/info/exclude
+    git archive "$rev" -o .ab/base.tar
+    [ -d .debs ] || bash scripts/fetch-debs.sh
+    echo "gpu-ab: base $(git rev-parse --short "$rev") in .ab/base.tar; carry .debs and .ab"
+}
+
+run() {
+    local check=0 ncu=0 rounds=2 codecs="lossless int8"
+    local bench="-p 128 -n 128 -r 2 -c 512 --weights raw,fused"
+    local -a names=(new base) flags=("" "")
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --check) check=1 ;;
+        --ncu) ncu=1 ;;
+        --rounds) rounds=$2; shift ;;
+        --codecs) codecs=$2; shift ;;
+        --bench) bench=$2; shift ;;
+        --variant) names+=("${2%%=*}"); flags+=("${2#*=}"); shift ;;
+        *) echo "gpu-ab: unknown option $1" >&2; exit 2 ;;
+        esac
+        shift
+    done
+    [ -f .ab/base.tar ] || { echo "gpu-ab: no .ab/base.tar (run 'prepare' here first)" >&2; exit 2; }
+    if [ -d .debs ]; then source scripts/gpu-env.sh; fi  # (as gpu-bench.sh)
+    export PATH="$PATH:/usr/local/cuda/bin"
+    local out=${OUT:-build-gpu/ab} r=/tmp/gpu-ab models=/tmp/cllm-models
+    mkdir -p "$out" "$r"
+    local log=$out/log.txt t0
+    t0=$(date +%s)
+    say() { echo "[$(($(date +%s) - t0))s] $*" | tee -a "$log"; }
+    # Builds: new in build-gpu (with the test targets), base and variants under .ab/.
+    local -a dirs=() pids=()
+    for i in "${!names[@]}"; do
+        local n=${names[$i]} src=. dir=build-gpu targets="codecllm_cli"
+        if [ "$n" = base ]; then
+            src=.ab/base; dir=.ab/base/b
+            rm -rf .ab/base && mkdir -p .ab/base && tar -xf .ab/base.tar -C .ab/base
+        elif [ "$n" != new ]; then
+            dir=.ab/$n/b
+        fi
+        [ "$n" = new ] && targets="codecllm_cli gpu_check test_gpu_engine bench_fused"
+        dirs+=("$dir")
+        (cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCODECLLM_CUDA=ON \
+             -DCMAKE_CUDA_ARCHITECTURES=90 "-DCMAKE_CUDA_FLAGS=${flags[$i]}" \
+             ${CLLM_DX:+-DCMAKE_PREFIX_PATH="$CLLM_DX/usr"} > "$r/cfg-$n.log" 2>&1 &&
+             cmake --build "$dir" -j4 --target $targets > "$r/build-$n.log" 2>&1
+         echo "build $n [${flags[$i]}] rc=$?" >> "$log") &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    say "builds done"
+    local cp=
+    if [ $check = 1 ]; then
+        (OUT=$r/check bash scripts/gpu-bench.sh check > "$r/check.txt" 2>&1
+         echo "check rc=$?" >> "$log") &
+        cp=$!
+    fi
+    CLLM_MODELS=$models SKIP_B15=1 OUT=$r/model bash scripts/gpu-bench.sh model $codecs \
+        > "$r/model.txt" 2>&1 || say "model FAILED (see model.txt)"
+    say "model done"
+    if [ -n "$cp" ]; then
+        wait "$cp"
+        grep -E "^(PASS|FAIL)" "$r/check.txt" | cut -c1-160 >> "$log"
+        grep -E "Test #|tests passed|FATAL|DIFFER" "$r/check/gpu-ctest.log" 2> /dev/null | head -20 >> "$log"
+        say "check done"
+    fi
+    for round in $(seq "$rounds"); do
+        for i in "${!names[@]}"; do
+            for c in $codecs; do
+                local f=$r/bench-${names[$i]}-$c-$round.md
+                "${dirs[$i]}/codecllm" bench "$models/l7b-$c.cllm" --backend cuda $bench > "$f" 2>&1
+                grep -E "\| +(pp|tg)[0-9]" "$f" | awk -F'|' -v b="${names[$i]}" -v k="$round" -v c="$c" \
+                    '{gsub(/ +/, " "); print b, "round " k, c, $6, $7, $8}' >> "$log"
+            done
+        done
+        say "round $round done"
+    done
+    if [ $ncu = 1 ]; then
+        for i in "${!names[@]}"; do
+            local f=$r/ncu-${names[$i]}.csv c=${codecs%% *}
+            ncu --clock-control none --cache-control none \
+                --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread \
+                --csv --kernel-name regex:matvec --launch-skip 300 --launch-count 40 \
+                "${dirs[$i]}/codecllm" run "$models/l7b-$c.cllm" --backend cuda --weights raw \
+                --tokens 1 -n 16 --temp 0 -c 512 --output ids > "$f" 2> "$f.err"
+            echo "ncu ${names[$i]} ($c, raw, one decode step's matvecs):" >> "$log"
+            python3 scripts/ncu-sum.py "$f" >> "$log" 2>&1
+        done
+    fi
+    say "all done"
+    tar -czf "$out/r.tgz" -C /tmp gpu-ab
+    cat "$log"
+}
+
+case "${1:-}" in
+prepare) shift; prepare "$@" ;;
+run) shift; run "$@" ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--rounds N] [--codecs LIST] [--bench ARGS] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+esac
