@@ -336,8 +336,8 @@ static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32
     cc16_addends(rw, qw, g0, g1, g0, ent, lane, q);
 }
 
-// The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR, 1>. qs: this
-// warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
+// The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR>. qs:
+// this warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
 // full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
 template <int NR>
 static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
@@ -478,8 +478,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // The job's rows for columns x_c = x + c * ldx, c < n <= NC: y[i][c * ldy[i] + r] (+)= (W_i x_c)[r],
 // or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
 // gate and up, in swiglu mode); lane `lane` takes vectors lane, lane + 32, ... as
-// matvec_vec_kernel and adds each column's dot8f in the order of row_total, so column c equals a one-column
-// launch on x_c bit for bit (raw and compute code alike). The weights are loaded (and decoded)
+// matvec_vec_kernel and adds each column's dot8f in the order of row_total, so column c equals a
+// one-column launch on x_c bit for bit (raw and compute code alike). The weights are loaded (and decoded)
 // once for all columns. Steps one at a time (warp-uniform: the compute code's exception patch
 // needs the whole warp).
 template <int KIND, int NC, bool SWIGLU>
