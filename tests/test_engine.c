@@ -762,14 +762,9 @@ static void test_ops_fallback_and_provider_contract(void **state) {
 static int n_multi_calls, n_madd_calls;
 
 static cllm_status fused_multi(void *state, float *const *out, const cllm_wview *const *w, int n,
-                               const float *x, size_t n_tok, const cllm_norm_in *norm) {
+                               const float *x, size_t n_tok) {
     (void)state;
     n_multi_calls++;
-    assert_non_null(norm);  // the engine hands the attention norm over
-    for (size_t t = 0; t < n_tok; t++)
-        cllm_k_rmsnorm(norm->scratch + t * w[0]->cols, x + t * w[0]->cols, norm->w->data,
-                       w[0]->cols, norm->eps);
-    x = norm->scratch;
     for (int i = 0; i < n; i++) cllm_k_matmul(out[i], w[i]->rows, w[i], x, w[i]->cols, n_tok, 1);
     return CLLM_OK;
 }

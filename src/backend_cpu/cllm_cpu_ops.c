@@ -155,16 +155,11 @@ static cllm_status cpu_add(void *state, float *x, const float *y, size_t n) {
 }
 
 // Both projections of a row in one pass over h, then SwiGLU: the same dot products and the same
-// silu(g) * u as the fallback, so the same bits. A norm is run first, into its scratch.
+// silu(g) * u as the fallback, so the same bits.
 static cllm_status cpu_gate_up_swiglu(void *state, float *gate, float *up, const cllm_wview *wg,
-                                      const cllm_wview *wu, const float *h, size_t n_tok,
-                                      const cllm_norm_in *norm) {
+                                      const cllm_wview *wu, const float *h, size_t n_tok) {
     const cpu_state *s = state;
     const size_t H = wg->rows, D = wg->cols;
-    if (norm) {
-        TRY(cpu_rmsnorm(state, norm->scratch, h, norm->w, n_tok, D, norm->eps));
-        h = norm->scratch;
-    }
     const int64_t rows = (int64_t)H;
     const int par = s->n_threads > 1 && 2 * H * D * n_tok >= CLLM_K_PARALLEL_MIN_WORK;
 #pragma omp parallel for schedule(static) num_threads(s->n_threads) if (par)

@@ -270,19 +270,6 @@ cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate, const cllm_
                                        const float *x_dev, float *out_dev, unsigned flags,
                                        void *stream);
 
-// A one-token job with the RMSNorm of its input in the same launch (batch-1 decode: one launch
-// and one round trip fewer per norm): y_dev[i] = W_i xn for i < n_w (as cllm_cuda_matvec_multi_ex),
-// or with swiglu (n_w == 2, equal rows) y_dev[0] = silu(W_0 xn) * (W_1 xn), where
-// xn = RMSNorm(x_dev) * nw_dev (eps) is bit for bit what cllm_cuda_rmsnorm_ex writes for x_dev, so
-// the outputs equal the norm launch followed by the plain job's. nw_dev: cols floats, 16-byte
-// aligned, resident (no kernel this launch may overlap writes it). Where
-// cllm_cuda_matvec_norm_ok(&w[0], x_dev) is 0 (the any-shape kernel, cols % 4 != 0 or above
-// 8192): CLLM_ERR_UNSUPPORTED, and the caller norms first.
-int cllm_cuda_matvec_norm_ok(const cllm_cuda_weight *w, const float *x_dev);
-cllm_status cllm_cuda_matvec_norm_ex(const cllm_cuda_weight *w, int n_w, int swiglu,
-                                     const float *x_dev, const float *nw_dev, float eps,
-                                     float *const *y_dev, unsigned flags, void *stream);
-
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
 // fine. Reference: cllm_k_rmsnorm.
 cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,

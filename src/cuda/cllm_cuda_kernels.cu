@@ -93,61 +93,6 @@ static __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// ---- block reductions ----------------------------------------------------------------------------
-
-// Sum over a thread block of blockDim.x (a multiple of 32, <= 1024) threads; every thread gets it.
-static __device__ float block_sum(float v, float *red) {
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, nw = blockDim.x / 32;
-    v = warp_sum(v);
-    __syncthreads();  // red may still be read by a previous reduction
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    v = lane < nw ? red[lane] : 0.f;
-    return warp_sum(v);
-}
-
-// ---- RMSNorm: the arithmetic every vector-path norm shares --------------------------------------
-//
-// A row of dim = 4 n4 floats is normed by a block of RN_THREADS threads: thread t adds the squares
-// of float4s t, t + RN_THREADS, ... in that order (fmaf, x y z w), block_sum adds the threads, and
-// element i becomes (x_i inv) w_i with inv = 1 / sqrt(ss / dim + eps). The standalone kernel and
-// the matvecs that take the norm in their prologue (mv_job.norm) run these same functions on
-// blocks of RN_THREADS threads, so a fused matvec reads the normed row bit for bit.
-#define RN_THREADS 256
-#define RN_VEC 16  // float4s per thread: rows up to 16384 wide on the standalone vector path
-
-static __device__ __forceinline__ float rn_sq4(float ss, float4 v) {
-    ss = fmaf(v.x, v.x, ss), ss = fmaf(v.y, v.y, ss), ss = fmaf(v.z, v.z, ss);
-    return fmaf(v.w, v.w, ss);
-}
-
-static __device__ __forceinline__ float rn_inv(float ss, uint32_t dim, float eps) {
-    return 1.0f / sqrtf(ss / (float)dim + eps);
-}
-
-static __device__ __forceinline__ float4 rn_apply(float4 a, float inv, float4 b) {
-    return make_float4(__fmul_rn(__fmul_rn(a.x, inv), b.x), __fmul_rn(__fmul_rn(a.y, inv), b.y),
-                       __fmul_rn(__fmul_rn(a.z, inv), b.z), __fmul_rn(__fmul_rn(a.w, inv), b.w));
-}
-
-// inv of the row x (n4 float4s), loaded 4 float4s per thread at a time (a padded float4 adds
-// +0 to a sum that is >= +0: the same value). Every thread of the block calls it.
-static __device__ __forceinline__ float rn_row_inv(const float4 *x, uint32_t n4, float eps,
-                                                   float *red) {
-    float ss = 0.f;
-    for (uint32_t k0 = 0; threadIdx.x + k0 * RN_THREADS < n4; k0 += 4) {
-        float4 v[4];
-#pragma unroll
-        for (uint32_t u = 0; u < 4; u++) {
-            const uint32_t i = threadIdx.x + (k0 + u) * RN_THREADS;
-            v[u] = i < n4 ? x[i] : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-#pragma unroll
-        for (uint32_t u = 0; u < 4; u++) ss = rn_sq4(ss, v[u]);
-    }
-    return rn_inv(block_sum(ss, red), 4 * n4, eps);
-}
-
 // ---- matvec ------------------------------------------------------------------------------------------
 //
 // Three kernels, one job description. A job is up to CLLM_CUDA_MATVEC_MAX matrices of one kind and
@@ -168,9 +113,7 @@ struct mv_job {
     uint32_t block_end[CLLM_CUDA_MATVEC_MAX];  // unused entries repeat the last
     int32_t acc;                                // y += W x instead of y = W x (not swiglu)
     int32_t pre;                                // weights resident: first loads before pdl_wait
-    int32_t norm;   // x is the residual stream: the kernel reads RMSNorm(x) * nw (eps) in its place
-    float eps;
-    const float *nw;                            // norm: cols floats, resident
+    int32_t reserved_;
     uint64_t ldy[CLLM_CUDA_MATVEC_MAX];         // column launches: pitch of y[i] between columns
     // Compute-code kinds: section offsets of each matrix's buffer (cllm_ccode_layout_of).
     uint64_t cc_off[CLLM_CUDA_MATVEC_MAX][CLLM_CCODE_MAX_SECTIONS];
@@ -204,19 +147,11 @@ static __device__ __forceinline__ float dot8f(const float (&w)[8], float4 a, flo
     return __fadd_rn(t0, t1);
 }
 
-// A float4 of x: from global memory (read-only path), or (XS) from the block's normed copy of x in
-// shared memory (mv_job.norm).
-template <bool XS>
-static __device__ __forceinline__ float4 ldx(const float4 *p) {
-    if constexpr (XS) return *p;
-    else return __ldg(p);
-}
-
 // Dot of 16 bytes of weights with the matching x (a float4 per 4 elements).
-template <int KIND, bool XS = false>
+template <int KIND>
 static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
     if (KIND == CLLM_CUDA_W_F32) {
-        const float4 a = ldx<XS>(x);
+        const float4 a = __ldg(x);
         return __uint_as_float(v.x) * a.x + __uint_as_float(v.y) * a.y +
                __uint_as_float(v.z) * a.z + __uint_as_float(v.w) * a.w;
     } else if (KIND == CLLM_CUDA_W_INT8) {
@@ -224,7 +159,7 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
         float s = 0.f;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const float4 a = ldx<XS>(x + k);
+            const float4 a = __ldg(x + k);
             s += (float)(int8_t)(u[k]) * a.x + (float)(int8_t)(u[k] >> 8) * a.y +
                  (float)(int8_t)(u[k] >> 16) * a.z + (float)(int8_t)(u[k] >> 24) * a.w;
         }
@@ -237,7 +172,7 @@ static __device__ __forceinline__ float dot16(uint4 v, const float4 *x) {
             if (KIND == CLLM_CUDA_W_BF16) w[2 * k] = bf16_lo(u[k]), w[2 * k + 1] = bf16_hi(u[k]);
             else w[2 * k] = f16_bits(u[k] & 0xffffu), w[2 * k + 1] = f16_bits(u[k] >> 16);
         }
-        return dot8f(w, ldx<XS>(x), ldx<XS>(x + 1));
+        return dot8f(w, __ldg(x), __ldg(x + 1));
     }
 }
 
@@ -255,15 +190,13 @@ static __device__ __forceinline__ float row_total(float s0, float s1) {
 // This lane's partial dots of NR rows of equal width (sum[k][step parity], see row_total): vectors
 // lane, lane + 32, ... of each row, 4 per row in flight. int8: sc[k] is row k's scales, vpg
 // vectors per group.
-// pre: the first batch of weight loads is issued before wait() (weights no running kernel
+// pre: the first batch of weight loads is issued before pdl_wait (weights no running kernel
 // writes); x and the scales are read after it either way. The sums are the same either way.
-// wait(): pdl_wait, and with the norm in the prologue the block's norm (barriers: called once by
-// every warp, at one place). XS: x is the block's normed copy in shared memory.
-template <int KIND, int NR, bool XS, typename Wait>
+template <int KIND, int NR>
 static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
                                                const float *const (&sc)[NR], uint32_t vpg,
                                                uint32_t nvec, const float *x, uint32_t lane,
-                                               bool pre, float (&sum)[NR][2], const Wait &wait) {
+                                               bool pre, float (&sum)[NR][2]) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
 #pragma unroll
     for (int k = 0; k < NR; k++) sum[k][0] = sum[k][1] = 0.f;
@@ -275,7 +208,7 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
             for (int u = 0; u < 4; u++) a[k][u] = __ldg(row[k] + v + 32 * u);
     };
     auto add = [&](int k, bool odd, uint4 a, uint32_t vi) {  // (a branch: no indexed registers)
-        const float d = dot16<KIND, XS>(a, (const float4 *)(x + (size_t)vi * EPV));
+        const float d = dot16<KIND>(a, (const float4 *)(x + (size_t)vi * EPV));
         const float t = KIND == CLLM_CUDA_W_INT8 ? d * __ldg(sc[k] + vi / vpg) : d;
         if (odd) sum[k][1] = __fadd_rn(sum[k][1], t);
         else sum[k][0] = __fadd_rn(sum[k][0], t);
@@ -289,13 +222,13 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
     auto full = [&](uint32_t v) { return v + 96 < nvec; };
     uint32_t v = lane;
     batch a;
-    if (pre && nvec >= 128) {  // the first batch in flight across the wait (every lane: uniform)
+    if (pre && full(v)) {  // the first batch in flight across the wait
         load(a, v);
-        wait();
+        pdl_wait();
         fold(a, v);
         v += 128;
     } else {
-        wait();
+        pdl_wait();
     }
     for (; full(v); v += 128) {
         load(a, v);
@@ -406,11 +339,10 @@ static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32
 // The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR>. qs:
 // this warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
 // full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
-template <int NR, bool XS, typename Wait>
+template <int NR>
 static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
                                                     uint32_t nvec, const float *x, uint32_t lane,
-                                                    bool pre, float (&sum)[NR][2],
-                                                    const Wait &wait) {
+                                                    bool pre, float (&sum)[NR][2]) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
         const uint32_t b23 = rw[t].base << 23;
@@ -459,7 +391,7 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
             const uint32_t v = lane + 32 * (k0 + u);
             const bool act = !guard || v < nvec;
             float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
-            if (act) xa = ldx<XS>((const float4 *)x + 2 * v), xb = ldx<XS>((const float4 *)x + 2 * v + 1);
+            if (act) xa = __ldg((const float4 *)x + 2 * v), xb = __ldg((const float4 *)x + 2 * v + 1);
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
@@ -480,11 +412,11 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
     if (pre && nfull >= 4) {  // the first batch in flight across the wait
         window(0);
         load(a, 0, 4, false);
-        wait();
+        pdl_wait();
         fold(a, 0, 4, false);
         k = 4;
     } else {
-        wait();
+        pdl_wait();
         window(0);
     }
     for (; k + 4 <= nfull; k += 4) {
@@ -500,55 +432,20 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 // One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
 // (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
 // 16 (a 16-byte vector never straddles two groups).
-// NORM (mv_job.norm): x is the residual stream and the block first norms it into shared memory
-// (cols / 4 float4s of dynamic shared memory): the norm weights are staged there before the PDL
-// wait (resident in every mode), then, while the first batch of weights is in flight, every
-// thread reads its float4s of x, the block reduces (rn_row_inv) and writes (x inv) w over the
-// staged weights; the rows then read x from there. Warps past the last row take part in the
-// norm (its barriers) on a copy of the last row and store nothing.
-// Blocks per SM the one-matrix raw kernels keep with the norm in the prologue: 6, the plain
-// kernel's occupancy (44 registers would allow 5; 40 spill 8 bytes around the wait).
-#ifndef CLLM_MV_NORM_MINB
-#define CLLM_MV_NORM_MINB 6
-#endif
-#define MV_NORM_MIN_BLOCKS(KIND, SWIGLU, NORM) \
-    ((NORM) && !(SWIGLU) && (KIND) != CLLM_CUDA_W_CC_BF16 ? CLLM_MV_NORM_MINB : 1)
-template <int KIND, bool SWIGLU, bool NORM>
-static __global__ void __launch_bounds__(MV_WARPS * 32, MV_NORM_MIN_BLOCKS(KIND, SWIGLU, NORM))
+template <int KIND, bool SWIGLU>
+static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    extern __shared__ float4 mv_xn[];  // NORM: the normed x
-    __shared__ float rn_red[NORM ? 32 : 1];
     pdl_trigger();  // (CC_BF16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
-    uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
-                 threadIdx.x / 32;
+    const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
+                       threadIdx.x / 32;
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
-    const bool live = r < rows;
-    if (!live) {
-        if (!NORM) {
-            pdl_wait();
-            return;
-        }
-        r = rows - 1;
-    }
-    const uint32_t n4 = (uint32_t)(cols / 4);
-    if (NORM)  // the norm weights, before the wait
-#pragma unroll 4
-        for (uint32_t j = threadIdx.x; j < n4; j += MV_WARPS * 32)
-            mv_xn[j] = __ldg((const float4 *)m.nw + j);
-    auto wait = [&]() {
+    if (r >= rows) {
         pdl_wait();
-        if constexpr (NORM) {
-            const float inv = rn_row_inv((const float4 *)x, n4, m.eps, rn_red);
-#pragma unroll 4
-            for (uint32_t j = threadIdx.x; j < n4; j += MV_WARPS * 32)
-                mv_xn[j] = rn_apply(((const float4 *)x)[j], inv, mv_xn[j]);
-            __syncthreads();
-        }
-    };
-    const float *xr = NORM ? (const float *)mv_xn : x;
+        return;
+    }
     float sum[NR][2];
     if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
@@ -556,8 +453,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MV_NORM_MIN_BLOCKS(KIND,
         if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
 #pragma unroll
         for (int k = 0; k < NR; k++) rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
-        mv_rows_cc16<NR, NORM>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), xr, lane,
-                               m.pre != 0, sum, wait);
+        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), x, lane, m.pre != 0, sum);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -569,13 +465,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MV_NORM_MIN_BLOCKS(KIND,
             row[k] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * cols * (16 / EPV));
             sc[k] = KIND == CLLM_CUDA_W_INT8 ? m.w[wi].scales + r * gpr : nullptr;
         }
-        mv_rows<KIND, NR, NORM>(row, sc, gs / 16, (uint32_t)(cols / EPV), xr, lane, m.pre != 0,
-                                sum, wait);
+        mv_rows<KIND, NR>(row, sc, gs / 16, (uint32_t)(cols / EPV), x, lane, m.pre != 0, sum);
     }
     float s[NR];
 #pragma unroll
     for (int k = 0; k < NR; k++) s[k] = row_total(sum[k][0], sum[k][1]);
-    if (lane == 0 && live) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
+    if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
 }
 
 // ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
@@ -739,19 +634,14 @@ static __device__ __forceinline__ void transpose_bytes(uint32_t a, uint32_t b, u
 // B fragment of lane 4p + q: frag[fstride c + 4p + q] = {columns 0-3, 4-7 (first MMA), 8-11, 12-15
 // (second MMA)}. csc[c] = 2^-k, or NaN when the chunk holds a NaN or an infinity (the rows come
 // out NaN). All four lanes of the quad must call it (the chunk maximum is a quad shuffle).
-// nw (the norm in the prologue, matvec_i8_kernel): x is the residual stream, and the values
-// quantized are rn_apply(x, inv, nw) with nw the staged norm weights (shared memory), bit for bit
-// the standalone norm's output.
 static __device__ __forceinline__ void mv8_quantize(const float *x, uint32_t c, uint32_t q,
                                                     bool valid, uint4 *frag, float *csc,
-                                                    uint32_t fstride = 16,
-                                                    const float4 *nw = nullptr, float inv = 0.f) {
+                                                    uint32_t fstride = 16) {
     float v[16];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        const size_t j = (size_t)c * (MV8_COLS / 4) + 4 * q + k;  // float4 index
-        float4 f = valid ? __ldg((const float4 *)x + j) : make_float4(0.f, 0.f, 0.f, 0.f);
-        if (nw && valid) f = rn_apply(f, inv, nw[j]);
+        const float4 f = valid ? __ldg((const float4 *)(x + (size_t)c * MV8_COLS + 16 * q) + k)
+                               : make_float4(0.f, 0.f, 0.f, 0.f);
         v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
     }
     uint32_t mb = 0;  // largest |x| as bits: finite < infinity < NaN
@@ -943,11 +833,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
 // group of group_size (a multiple of 64) columns, applied per chunk; else one scale per row,
 // applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
-// Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned, mv8_smem_bytes of dynamic
-// shared memory. NORM (mv_job.norm): x is the residual stream; the norm weights are staged in
-// shared memory before the PDL wait, the block reduces x (rn_row_inv) and the digits are made
-// from the normed values (mv8_quantize).
-template <int MT, bool GROUPED, bool CC, bool NORM>
+// Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned, nch * MV8_CHUNK_SMEM bytes
+// of dynamic shared memory.
+template <int MT, bool GROUPED, bool CC>
 static __global__ void __launch_bounds__(MV8_WARPS * 32)
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
@@ -955,7 +843,6 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     __shared__ float red[MT][MV8_WARPS][16];
     __shared__ uint4 ccp[CC ? MV8_WARPS : 1][MT][64];  // CC: per-warp exception patch areas
     __shared__ uint32_t ccx8[CC ? CC8_XCAP : 1];        // CC: the tiles' entries, staged
-    __shared__ float rn_red[NORM ? 32 : 1];
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
@@ -1015,11 +902,6 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     };
     if (!m.pre) pdl_wait();
     load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
-    float4 *const nws = (float4 *)(mv8_smem + (size_t)nch * 16 + (nch + 3) / 4);  // NORM
-    if (NORM)  // the norm weights (resident in every mode)
-#pragma unroll 4
-        for (uint32_t j = threadIdx.x; j < cols / 4; j += MV8_WARPS * 32)
-            nws[j] = __ldg((const float4 *)m.nw + j);
     if (CC) {  // stage each tile's entries (a list longer than its share stays in global memory)
         constexpr uint32_t cap = CC8_XCAP / MT;
 #pragma unroll
@@ -1043,13 +925,11 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
         __syncthreads();
     }
     if (m.pre) pdl_wait();
-    float inv = 0.f;
-    if (NORM) inv = rn_row_inv((const float4 *)x, (uint32_t)(cols / 4), m.eps, rn_red);
     uint4 *frag = mv8_smem;
     float *csc = (float *)(mv8_smem + (size_t)nch * 16);
     for (uint32_t s = 0; s * 8 < nj; s++) {
         const uint32_t j = 8 * s + g;
-        mv8_quantize(x, warp + MV8_WARPS * j, q, j < nj, frag, csc, 16, NORM ? nws : nullptr, inv);
+        mv8_quantize(x, warp + MV8_WARPS * j, q, j < nj, frag, csc);
     }
     __syncwarp();  // a warp reads only the chunks it wrote
     float acc[MT][4];
@@ -1266,18 +1146,16 @@ static bool mv_vec_ok(const cllm_cuda_weight *w, const float *x) {
            (uintptr_t)x % 16 == 0 && (w->kind != CLLM_CUDA_W_INT8 || w->group_size % 16 == 0);
 }
 
-// Dynamic shared memory of matvec_i8_kernel for w (norm: with the norm in its prologue), or 0
-// when it cannot take w (shape, groups, or more shared memory than a block of this device may
-// have).
-static size_t mv8_smem_bytes(const cllm_cuda_weight *w, bool norm = false) {
+// Shared memory of matvec_i8_kernel for w, or 0 when it cannot take w (shape, groups, or more
+// shared memory than a block of this device may have).
+static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
     const bool cc = w->kind == CLLM_CUDA_W_CC_INT8;
     if ((w->kind != CLLM_CUDA_W_INT8 && !cc) || w->cols % MV8_COLS ||
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
-    const size_t nch = w->cols / MV8_COLS;
-    const size_t bytes = norm ? nch * 256 + (nch + 3) / 4 * 16 + w->cols * 4 : nch * MV8_CHUNK_SMEM;
-    const size_t stat = MV8_WARPS * 16 * 2 * sizeof(float) + 128 +
-                        (cc ? MV8_WARPS * 2 * 1024 + CC8_XCAP * 4 : 0);
+    const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
+    const size_t stat =
+        MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? MV8_WARPS * 2 * 1024 + CC8_XCAP * 4 : 0);
     if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -1287,66 +1165,44 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w, bool norm = false) {
     return bytes + stat <= (size_t)optin ? bytes : 0;
 }
 
-// Lets kernel k take smem bytes of dynamic shared memory beside stat bytes of static memory
-// (above 48 KiB a kernel must opt in).
-template <typename K>
-static cudaError_t smem_optin(K *k, size_t smem, size_t stat) {
-    if (smem + stat <= 48 * 1024) return cudaSuccess;
-    return cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-}
-
-template <int MT, bool GROUPED, bool CC, bool NORM>
+template <int MT, bool GROUPED, bool CC>
 static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
                               cudaStream_t s, unsigned flags) {
-    const cudaError_t e =
-        smem_optin(matvec_i8_kernel<MT, GROUPED, CC, NORM>, smem,
-                   (CC ? MV8_WARPS * MT * 1024 + CC8_XCAP * 4 : 0) + MT * 512 + 128);
-    if (e != cudaSuccess) return e;
-    return launch_k(matvec_i8_kernel<MT, GROUPED, CC, NORM>, dim3(blocks), dim3(MV8_WARPS * 32),
-                    smem, s, flags, m, x);
+    if (smem > 48 * 1024 - (CC ? MV8_WARPS * MT * 1024 + CC8_XCAP * 4 : 0) - MT * 512) {
+        const cudaError_t e = cudaFuncSetAttribute(matvec_i8_kernel<MT, GROUPED, CC>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return launch_k(matvec_i8_kernel<MT, GROUPED, CC>, dim3(blocks), dim3(MV8_WARPS * 32), smem,
+                    s, flags, m, x);
 }
 
 template <int MT, bool GROUPED>
 static cudaError_t mv8_launch_cc(bool cc, const mv_job &m, const float *x, unsigned blocks,
                                  size_t smem, cudaStream_t s, unsigned flags) {
-    if (m.norm)
-        return cc ? mv8_launch<MT, GROUPED, true, true>(m, x, blocks, smem, s, flags)
-                  : mv8_launch<MT, GROUPED, false, true>(m, x, blocks, smem, s, flags);
-    return cc ? mv8_launch<MT, GROUPED, true, false>(m, x, blocks, smem, s, flags)
-              : mv8_launch<MT, GROUPED, false, false>(m, x, blocks, smem, s, flags);
-}
-
-template <int KIND, bool SW, bool NORM>
-static cudaError_t mv_vec_launch_k(const mv_job &m, const float *x, unsigned blocks,
-                                   cudaStream_t s, unsigned flags) {
-    const size_t sm = NORM ? m.w[0].cols * 4 : 0;  // the normed x
-    if (NORM) {
-        const size_t stat = (KIND == CLLM_CUDA_W_CC_BF16 ? MV_WARPS * (SW ? 2 : 1) * 1024 : 0) + 128;
-        const cudaError_t e = smem_optin(matvec_vec_kernel<KIND, SW, NORM>, sm, stat);
-        if (e != cudaSuccess) return e;
-    }
-    return launch_k(matvec_vec_kernel<KIND, SW, NORM>, dim3(blocks), dim3(MV_WARPS * 32), sm, s,
-                    flags, m, x);
-}
-
-template <bool SW, bool NORM>
-static cudaError_t mv_vec_launch_n(uint32_t kind, const mv_job &m, const float *x,
-                                   unsigned blocks, cudaStream_t s, unsigned flags) {
-    switch (kind) {
-    case CLLM_CUDA_W_F32: return mv_vec_launch_k<CLLM_CUDA_W_F32, SW, NORM>(m, x, blocks, s, flags);
-    case CLLM_CUDA_W_F16: return mv_vec_launch_k<CLLM_CUDA_W_F16, SW, NORM>(m, x, blocks, s, flags);
-    case CLLM_CUDA_W_BF16: return mv_vec_launch_k<CLLM_CUDA_W_BF16, SW, NORM>(m, x, blocks, s, flags);
-    case CLLM_CUDA_W_CC_BF16:
-        return mv_vec_launch_k<CLLM_CUDA_W_CC_BF16, SW, NORM>(m, x, blocks, s, flags);
-    default: return mv_vec_launch_k<CLLM_CUDA_W_INT8, SW, NORM>(m, x, blocks, s, flags);
-    }
+    return cc ? mv8_launch<MT, GROUPED, true>(m, x, blocks, smem, s, flags)
+              : mv8_launch<MT, GROUPED, false>(m, x, blocks, smem, s, flags);
 }
 
 template <bool SW>
 static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x, unsigned blocks,
                                  cudaStream_t s, unsigned flags) {
-    return m.norm ? mv_vec_launch_n<SW, true>(kind, m, x, blocks, s, flags)
-                  : mv_vec_launch_n<SW, false>(kind, m, x, blocks, s, flags);
+    const dim3 grid(blocks), block(MV_WARPS * 32);
+    const size_t sm = 0;
+    switch (kind) {
+    case CLLM_CUDA_W_F32:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F32, SW>, grid, block, sm, s, flags, m, x);
+    case CLLM_CUDA_W_F16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, sm, s, flags, m, x);
+    case CLLM_CUDA_W_BF16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags, m, x);
+    case CLLM_CUDA_W_CC_BF16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags, m,
+                        x);
+    default:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, sm, s, flags, m, x);
+    }
 }
 
 // Launches a job of n checked matrices (same kind, cols and group size; swiglu: n == 2, same
@@ -1355,8 +1211,7 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
                              void *stream, const char *who) {
     bool vec = true;
     for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x);
-    const size_t smem = vec ? mv8_smem_bytes(&m->w[0], m->norm != 0) : 0;
-    RETURN_IF(m->norm && !vec, CLLM_ERR_UNSUPPORTED, "%s: no kernel takes the norm here", who);
+    const size_t smem = vec ? mv8_smem_bytes(&m->w[0]) : 0;
     const uint32_t kind = m->w[0].kind;
     if (is_ccode(kind)) {  // only the fused kernels read a compute code
         RETURN_IF(kind == CLLM_CUDA_W_CC_BF16 ? !vec : !smem, CLLM_ERR_UNSUPPORTED,
@@ -1451,39 +1306,6 @@ extern "C" cllm_status cllm_cuda_matvec_multi_ex(const cllm_cuda_weight *w, int 
         m.w[i] = w[i], m.y[i] = y_dev[i];
     }
     return mv_launch(&m, n_w, x_dev, false, flags, stream, "matvec_multi");
-}
-
-// The widest row the matvecs norm in their prologue (the vector kernel's x in shared memory).
-#define MV_NORM_MAX_COLS 8192
-
-extern "C" int cllm_cuda_matvec_norm_ok(const cllm_cuda_weight *w, const float *x_dev) {
-    if (!w || !x_dev || check_weight(w, "matvec_norm") != CLLM_OK) {
-        cllm_clear_error();
-        return 0;
-    }
-    return w->cols % 4 == 0 && w->cols <= MV_NORM_MAX_COLS && mv_vec_ok(w, x_dev) &&
-           (w->kind != CLLM_CUDA_W_CC_INT8 || mv8_smem_bytes(w, true));
-}
-
-extern "C" cllm_status cllm_cuda_matvec_norm_ex(const cllm_cuda_weight *w, int n_w, int swiglu,
-                                                const float *x_dev, const float *nw_dev,
-                                                float eps, float *const *y_dev, unsigned flags,
-                                                void *stream) {
-    RETURN_IF(!w || !x_dev || !nw_dev || !y_dev || n_w < 1 || n_w > CLLM_CUDA_MATVEC_MAX ||
-                  (swiglu && n_w != 2) || (uintptr_t)nw_dev % 16,
-              CLLM_ERR_ARG, "matvec_norm: bad argument (n_w %d, swiglu %d)", n_w, swiglu);
-    TRY(check_job(w, n_w, swiglu != 0, "matvec_norm"));
-    RETURN_IF(!cllm_cuda_matvec_norm_ok(&w[0], x_dev), CLLM_ERR_UNSUPPORTED,
-              "matvec_norm: no fused norm for %llu columns of kind %u (x at %p)",
-              (unsigned long long)w[0].cols, w[0].kind, (const void *)x_dev);
-    mv_job m = {};
-    for (int i = 0; i < n_w; i++) {
-        RETURN_IF(!y_dev[i] && !(swiglu && i == 1), CLLM_ERR_ARG, "matvec_norm: NULL output %d",
-                  i);
-        m.w[i] = w[i], m.y[i] = y_dev[i];
-    }
-    m.norm = 1, m.eps = eps, m.nw = nw_dev;
-    return mv_launch(&m, n_w, x_dev, swiglu != 0, flags, stream, "matvec_norm");
 }
 
 extern "C" cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate,
@@ -1686,16 +1508,32 @@ extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const fl
                                      0, stream);
 }
 
+// ---- block reductions ----------------------------------------------------------------------------
+
+// Sum over a thread block of blockDim.x (a multiple of 32, <= 1024) threads; every thread gets it.
+static __device__ float block_sum(float v, float *red) {
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();  // red may still be read by a previous reduction
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : 0.f;
+    return warp_sum(v);
+}
+
 // ---- RMSNorm -------------------------------------------------------------------------------------
 //
 // One block per row. At batch 1 each norm is one row (4096 wide on the 7B) between two matvecs,
-// on the critical path of every layer: the vector path (the shared arithmetic above, RN_THREADS
-// threads) loads the norm weights before the PDL wait, then reads the row (4 float4s per thread
-// at a time), reduces once and stores. (It replaced a 256-thread loop that read x twice and the
-// weights after the reduction: 11 us per norm on the H200, 15% of a raw BF16 token.) The batch-1
-// decode takes the norm into the next matvec instead (mv_job.norm): one launch and one round trip
-// fewer per norm. Widths not a multiple of 4, or wider than RN_VEC float4s per thread, take the
-// plain loop. A row's result depends only on the row, so a token's norm is the same in any batch.
+// on the critical path of every layer: the vector path reads the row once, as float4s held in
+// registers (RN_VEC per thread, every load issued before any use; resident weights before the
+// PDL wait), so the kernel is one round trip, a block reduction and the stores. (It replaced a
+// 256-thread loop that read x twice and the weights after the reduction: 11 us per norm on the
+// H200, 15% of a raw BF16 token.) Widths not a multiple of 4, or wider than the registers hold,
+// take the plain loop. A row's result depends only on the row (the block size only on dim), so a
+// token's norm is the same in any batch.
+#define RN_THREADS 1024
+#define RN_VEC 4  // float4s per thread: rows up to 16384 wide on the vector path
+
 template <bool VEC>
 static __global__ void __launch_bounds__(RN_THREADS)
     rmsnorm_kernel(const float *x, const float *w, float *out, uint32_t dim, float eps, int pre) {
@@ -1703,24 +1541,39 @@ static __global__ void __launch_bounds__(RN_THREADS)
     pdl_trigger();
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *orow = out + (size_t)blockIdx.x * dim;
+    float ss = 0.f;
     if (VEC) {
         const uint32_t n4 = dim / 4;
-        float4 wv[RN_VEC];
+        float4 wv[RN_VEC], xv[RN_VEC];
         if (!pre) pdl_wait();
 #pragma unroll
         for (uint32_t k = 0; k < RN_VEC; k++) {
-            const uint32_t i = threadIdx.x + k * RN_THREADS;
+            const uint32_t i = threadIdx.x + k * blockDim.x;
             if (i < n4) wv[k] = __ldg((const float4 *)w + i);
         }
         if (pre) pdl_wait();
-        const float inv = rn_row_inv((const float4 *)xr, n4, eps, red);
 #pragma unroll
         for (uint32_t k = 0; k < RN_VEC; k++) {
-            const uint32_t i = threadIdx.x + k * RN_THREADS;
-            if (i < n4) ((float4 *)orow)[i] = rn_apply(((const float4 *)xr)[i], inv, wv[k]);
+            const uint32_t i = threadIdx.x + k * blockDim.x;
+            if (i < n4) xv[k] = ((const float4 *)xr)[i];
+        }
+#pragma unroll
+        for (uint32_t k = 0; k < RN_VEC; k++) {
+            if (threadIdx.x + k * blockDim.x >= n4) continue;
+            ss = fmaf(xv[k].x, xv[k].x, ss), ss = fmaf(xv[k].y, xv[k].y, ss);
+            ss = fmaf(xv[k].z, xv[k].z, ss), ss = fmaf(xv[k].w, xv[k].w, ss);
+        }
+        ss = block_sum(ss, red);
+        const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+#pragma unroll
+        for (uint32_t k = 0; k < RN_VEC; k++) {
+            const uint32_t i = threadIdx.x + k * blockDim.x;
+            if (i >= n4) continue;
+            const float4 a = xv[k], b = wv[k];
+            ((float4 *)orow)[i] = make_float4(a.x * inv * b.x, a.y * inv * b.y, a.z * inv * b.z,
+                                              a.w * inv * b.w);
         }
     } else {
-        float ss = 0.f;
         pdl_wait();
         for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
         ss = block_sum(ss, red);
@@ -1737,7 +1590,7 @@ extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *wei
     const uint32_t n4 = dim / 4;
     const bool vec = dim % 4 == 0 && n4 <= RN_THREADS * RN_VEC &&
                      ((uintptr_t)x_dev | (uintptr_t)weight_dev | (uintptr_t)out_dev) % 16 == 0;
-    const uint32_t threads = RN_THREADS;
+    const uint32_t threads = vec ? (n4 < RN_THREADS ? (n4 + 31) / 32 * 32 : RN_THREADS) : 256;
     const int pre = (flags & CLLM_CUDA_RESIDENT) != 0;
     CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(vec ? rmsnorm_kernel<true> : rmsnorm_kernel<false>,
                                        dim3(n_rows), dim3(threads), 0, CLLM_STREAM(stream), flags,

@@ -450,30 +450,10 @@ static cllm_status cuda_matmul(void *state, float *out, size_t ldo, const cllm_w
     return gemm_w(d, &k, 1, x, (uint32_t)n_tok, &out, &ld);
 }
 
-// A norm taken into an op: one-token steps whose kernel takes it run it in the matvec's prologue
-// (returns 1: *done set to that launch's status); otherwise the norm runs into its scratch and
-// *x points there (returns 0).
-static int fused_norm(be_dev *d, const cllm_norm_in *norm, const cllm_cuda_weight *k, int n,
-                      int swiglu, int same, const float **x, size_t n_tok, float *const *y,
-                      cllm_status *done) {
-    int ok = same && n_tok == 1;
-    for (int i = 0; i < n && ok; i++) ok = cllm_cuda_matvec_norm_ok(&k[i], *x);
-    if (ok) {
-        *done = cllm_cuda_matvec_norm_ex(k, n, swiglu, *x, (const float *)norm->w->data,
-                                         norm->eps, y, lflags(d, 1), d->compute);
-        return 1;
-    }
-    *done = cuda_rmsnorm(d, norm->scratch, *x, norm->w, n_tok, k[0].cols, norm->eps);
-    *x = norm->scratch;
-    return 0;
-}
-
 // q/k/v: one launch per token (or per column launch) when the kinds and widths match (small
-// matrices then fill the GPU like one large one), else one matmul each. A one-token step takes
-// the norm into that launch.
+// matrices then fill the GPU like one large one), else one matmul each.
 static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_wview *const *w,
-                                     int n, const float *x, size_t n_tok,
-                                     const cllm_norm_in *norm) {
+                                     int n, const float *x, size_t n_tok) {
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     cllm_cuda_weight k[CLLM_CUDA_MATVEC_MAX];
@@ -482,12 +462,6 @@ static cllm_status cuda_matmul_multi(void *state, float *const *out, const cllm_
         k[i] = be_kw(w[i]);
         same = k[i].kind == k[0].kind && k[i].cols == k[0].cols &&
                k[i].group_size == k[0].group_size;
-    }
-    if (!same) k[0] = be_kw(w[0]);
-    if (norm) {
-        cllm_status st;
-        if (fused_norm(d, norm, k, n, 0, same, &x, n_tok, out, &st)) return st;
-        TRY(st);
     }
     if (same && cols_step(k, n, n_tok)) {
         uint64_t ld[CLLM_CUDA_MATVEC_MAX];
@@ -537,20 +511,13 @@ static cllm_status cuda_matmul_add(void *state, float *out, const cllm_wview *w,
 }
 
 static cllm_status cuda_gate_up_swiglu(void *state, float *gate, float *up, const cllm_wview *wg,
-                                       const cllm_wview *wu, const float *h, size_t n_tok,
-                                       const cllm_norm_in *norm) {
+                                       const cllm_wview *wu, const float *h, size_t n_tok) {
     be_dev *d = (be_dev *)state;
     TRY(be_pipe_wait(d->prov));
     const cllm_cuda_weight gu[2] = {be_kw(wg), be_kw(wu)};
     const cllm_cuda_weight &g = gu[0], &u = gu[1];
     const int same = g.kind == u.kind && g.rows == u.rows && g.cols == u.cols &&
                      g.group_size == u.group_size;
-    if (norm) {
-        float *const y[2] = {gate, gate};  // swiglu mode writes y[0] only
-        cllm_status st;
-        if (fused_norm(d, norm, gu, 2, 1, same, &h, n_tok, y, &st)) return st;
-        TRY(st);
-    }
     if (same && cols_step(gu, 2, n_tok)) {
         float *y[2] = {gate, gate};  // swiglu mode writes y[0] only
         const uint64_t ld[2] = {g.rows, g.rows};

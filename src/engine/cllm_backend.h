@@ -91,17 +91,6 @@ typedef struct cllm_provider_ops {
     cllm_status (*prepare_rows)(void *prov, cllm_global_tensor g, const uint32_t *rows, size_t n);
 } cllm_provider_ops;
 
-// An RMSNorm taken into an op (matmul_multi, gate_up_swiglu): the op's input x (T, D) is the
-// residual stream and the op reads RMSNorm(x) * w (eps) in its place, bit for bit what the
-// rmsnorm op writes for x; scratch (T, D) is the engine's buffer the op may norm into first (a
-// backend that does not fuse the norm runs its rmsnorm there). One launch and one round trip
-// fewer per norm on a GPU.
-typedef struct cllm_norm_in {
-    const cllm_wview *w;
-    float eps;
-    float *scratch;
-} cllm_norm_in;
-
 // The op table. Ops return CLLM_OK or what the hardware reports (DEVICE); optional ops may be
 // NULL, and the engine then runs their plain fallback (named with each).
 typedef struct cllm_backend_ops {
@@ -156,20 +145,17 @@ typedef struct cllm_backend_ops {
     cllm_status (*add)(void *state, float *x, const float *y, size_t n);
 
     // Optional, fused: out[i] (T, w[i]->rows) = W_i x for i < n (<= 3: q, k, v of one decode
-    // group) sharing x (T, cols). norm (or NULL): x is the residual stream, and the op reads
-    // RMSNorm(x) * norm->w in its place (see cllm_norm_in). Fallback: rmsnorm, n matmuls.
+    // group) sharing x (T, cols). Fallback: n matmuls.
     cllm_status (*matmul_multi)(void *state, float *const *out, const cllm_wview *const *w, int n,
-                                const float *x, size_t n_tok, const cllm_norm_in *norm);
+                                const float *x, size_t n_tok);
     // Optional, fused: out (T, W.rows) += W x for x (T, W.cols) (the residual after Wo and
     // Wdown). Fallback: matmul into scratch, then add.
     cllm_status (*matmul_add)(void *state, float *out, const cllm_wview *w, const float *x,
                               size_t n_tok);
-    // Optional, fused: gate (T, H) = silu(Wgate h) * Wup h for h (T, D); norm as matmul_multi's.
-    // Fallback: rmsnorm, matmul Wgate into gate, matmul Wup into up, swiglu. Must give the same
-    // result as the fallback.
+    // Optional, fused: gate (T, H) = silu(Wgate h) * Wup h for h (T, D). Fallback: matmul
+    // Wgate into gate, matmul Wup into up, swiglu. Must give the same result as the fallback.
     cllm_status (*gate_up_swiglu)(void *state, float *gate, float *up, const cllm_wview *wgate,
-                                  const cllm_wview *wup, const float *h, size_t n_tok,
-                                  const cllm_norm_in *norm);
+                                  const cllm_wview *wup, const float *h, size_t n_tok);
 
     // Fills backend and the backend's own memory (activation_bytes) in *out.
     void (*stats)(const void *state, cllm_engine_stats *out);

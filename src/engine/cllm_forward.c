@@ -131,14 +131,6 @@ static cllm_status norm(cllm_forward *f, uint32_t l, cllm_layer_tensor t, size_t
     return f->ops->rmsnorm(f->be, f->xb, f->x, w, nt, f->D, f->cfg.norm_eps);
 }
 
-// The norm t of layer l as a fused op takes it (x -> RMSNorm(x) * w, xb its scratch).
-static cllm_status norm_in(cllm_forward *f, uint32_t l, cllm_layer_tensor t, cllm_norm_in *out) {
-    const cllm_wview *w;
-    TRY(need(f, l, t, &w));
-    *out = (cllm_norm_in){w, f->cfg.norm_eps, f->xb};
-    return CLLM_OK;
-}
-
 // x += W in for `in` (T, W.cols) of row pitch ldin: the fused op, or W in into xb, then the add.
 static cllm_status residual(cllm_forward *f, uint32_t l, cllm_layer_tensor t, const float *in,
                             size_t ldin, size_t nt) {
@@ -153,27 +145,24 @@ static cllm_status residual(cllm_forward *f, uint32_t l, cllm_layer_tensor t, co
     return f->ops->add(f->be, f->x, f->xb, nt * f->D);
 }
 
-// x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h) with h = RMSNorm(x) * w_att (the norm inside
-// the fused q/k/v op where the backend has one).
+// x += Wo Attention(RoPE(Wq h), RoPE(Wk h), Wv h) with h = RMSNorm(x) * w_att.
 static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step *sp) {
     const cllm_backend_ops *o = f->ops;
     const size_t nt = sp->n_tok;
     const size_t D = f->D, Q = f->Q, K = f->K;
     const cllm_kv_layer kv = kv_layer(f, l);
+    TRY(norm(f, l, CLLM_LT_ATTN_NORM, nt));
     const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
     if (o->matmul_multi && lay[CLLM_LT_WQ].group == lay[CLLM_LT_WK].group &&
         lay[CLLM_LT_WK].group == lay[CLLM_LT_WV].group) {  // one group: views held together
-        cllm_norm_in nin;
-        TRY(norm_in(f, l, CLLM_LT_ATTN_NORM, &nin));
         const cllm_wview *w[3];
         TRY(need(f, l, CLLM_LT_WQ, &w[0]));
         TRY(need(f, l, CLLM_LT_WK, &w[1]));
         TRY(need(f, l, CLLM_LT_WV, &w[2]));
         float *const out[3] = {f->q, f->k, f->v};
-        TRY(o->matmul_multi(f->be, out, w, 3, f->x, nt, &nin));
+        TRY(o->matmul_multi(f->be, out, w, 3, f->xb, nt));
         done_with(f, CLLM_LT_WV);
     } else {
-        TRY(norm(f, l, CLLM_LT_ATTN_NORM, nt));
         TRY(mm(f, l, CLLM_LT_WQ, f->q, Q, f->xb, D, nt));
         TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
         TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
@@ -183,22 +172,20 @@ static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step 
     return residual(f, l, CLLM_LT_WO, f->att, Q, nt);
 }
 
-// x += Wdown (silu(Wgate h) * Wup h) with h = RMSNorm(x) * w_ffn. The fused gate/up op (with
-// the norm inside) runs when the backend has one and both matrices are in one decode group.
+// x += Wdown (silu(Wgate h) * Wup h) with h = RMSNorm(x) * w_ffn. The fused gate/up op runs
+// when the backend has one and both matrices are in one decode group.
 static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
     const cllm_backend_ops *o = f->ops;
     const size_t D = f->D, H = f->H;
+    TRY(norm(f, l, CLLM_LT_FFN_NORM, nt));
     const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
     if (o->gate_up_swiglu && lay[CLLM_LT_GATE].group == lay[CLLM_LT_UP].group) {
-        cllm_norm_in nin;
-        TRY(norm_in(f, l, CLLM_LT_FFN_NORM, &nin));
         const cllm_wview *gate, *up;
         TRY(need(f, l, CLLM_LT_GATE, &gate));
         TRY(need(f, l, CLLM_LT_UP, &up));
-        TRY(o->gate_up_swiglu(f->be, f->hb, f->hb2, gate, up, f->x, nt, &nin));
+        TRY(o->gate_up_swiglu(f->be, f->hb, f->hb2, gate, up, f->xb, nt));
         done_with(f, CLLM_LT_UP);
     } else {
-        TRY(norm(f, l, CLLM_LT_FFN_NORM, nt));
         TRY(mm(f, l, CLLM_LT_GATE, f->hb, H, f->xb, D, nt));
         TRY(mm(f, l, CLLM_LT_UP, f->hb2, H, f->xb, D, nt));
         TRY(o->swiglu(f->be, f->hb, f->hb2, nt * H));

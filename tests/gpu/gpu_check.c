@@ -828,37 +828,12 @@ static void multi_arg_cases(void) {
     MUST(cllm_cuda_release(g_mem, v));
 }
 
-// Realistic data for the compute code: int8 symbols ~ N(0, 9^2) (clamped; ~0.1% exceptions, and
-// a few full-range values), bf16 as host_weight_make; `specials`: NaN, +-inf, +-0 and subnormals
-// sprinkled in (bf16), or a row of all-exception values (int8).
-static void ccode_data(host_weight *h, int specials) {
-    const size_t n = h->w.rows * h->w.cols;
-    if (h->w.kind == CLLM_CUDA_W_INT8) {
-        int8_t *q = (int8_t *)h->w.data;
-        for (size_t i = 0; i < n; i++) {
-            long v = lround(9.0 * normal());
-            if (rnd() % 997 == 0) v = (long)(rnd() % 255) - 127;
-            q[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
-        }
-        if (specials)
-            for (size_t c = 0; c < h->w.cols; c++) q[c] = (int8_t)(c % 2 ? 100 : -128 + (int)(c % 7));
-        return;
-    }
-    if (!specials) return;
-    static const uint16_t sp[] = {0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x0000, 0x8000, 0x0001, 0x807f,
-                                  0x0080, 0x7f7f};
-    uint16_t *w = (uint16_t *)h->w.data;
-    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = sp[rnd() % 10];
-}
-
 // ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
 //
 // Per layer, as the batch-1 forward pass: xb = rmsnorm(x), q/k/v = W xb (one launch), x += Wo q,
 // xb = rmsnorm(x), h = silu(Wg xb) * (Wu xb), x += Wd h. With CLLM_CUDA_PDL each kernel may start
 // while its predecessor runs (and with CLLM_CUDA_RESIDENT loads weights before waiting): the
-// results must be bit-identical to plain launches and match the C reference. With the norms taken
-// into the q/k/v and gate/up launches (cllm_cuda_matvec_norm_ex, where the kernels take it) the
-// results must be bit-identical too.
+// results must be bit-identical to plain launches and match the C reference.
 
 enum { CH_Q, CH_K, CH_V, CH_O, CH_G, CH_U, CH_D, CH_N };
 
@@ -867,27 +842,16 @@ typedef struct chain_bufs {
 } chain_bufs;
 
 static cllm_status chain_run(const cllm_cuda_weight *w, const chain_bufs *b, uint32_t dim,
-                             int layers, unsigned flags, int fuse_norm) {
-    float *qkv[3] = {b->q, b->k, b->v}, *hh[2] = {b->h, NULL};
-    const int fq = fuse_norm && cllm_cuda_matvec_norm_ok(&w[CH_Q], b->x);
-    const int fg = fuse_norm && cllm_cuda_matvec_norm_ok(&w[CH_G], b->x);
+                             int layers, unsigned flags) {
+    float *qkv[3] = {b->q, b->k, b->v};
     for (int l = 0; l < layers; l++) {
-        cllm_status st;
-        if (fq) {
-            st = cllm_cuda_matvec_norm_ex(w + CH_Q, 3, 0, b->x, b->nw, 1e-5f, qkv, flags, g_stream);
-        } else {
-            st = cllm_cuda_rmsnorm_ex(b->x, b->nw, b->xb, 1, dim, 1e-5f, flags, g_stream);
-            if (st == CLLM_OK) st = cllm_cuda_matvec_multi_ex(w + CH_Q, 3, b->xb, qkv, flags, g_stream);
-        }
+        cllm_status st = cllm_cuda_rmsnorm_ex(b->x, b->nw, b->xb, 1, dim, 1e-5f, flags, g_stream);
+        if (st == CLLM_OK) st = cllm_cuda_matvec_multi_ex(w + CH_Q, 3, b->xb, qkv, flags, g_stream);
         if (st == CLLM_OK) st = cllm_cuda_matvec_ex(&w[CH_O], b->q, b->x, 1, flags, g_stream);
-        if (st == CLLM_OK && fg) {
-            st = cllm_cuda_matvec_norm_ex(w + CH_G, 2, 1, b->x, b->nw + dim, 1e-5f, hh, flags,
-                                          g_stream);
-        } else if (st == CLLM_OK) {
+        if (st == CLLM_OK)
             st = cllm_cuda_rmsnorm_ex(b->x, b->nw + dim, b->xb, 1, dim, 1e-5f, flags, g_stream);
-            if (st == CLLM_OK)
-                st = cllm_cuda_matvec_swiglu_ex(&w[CH_G], &w[CH_U], b->xb, b->h, flags, g_stream);
-        }
+        if (st == CLLM_OK)
+            st = cllm_cuda_matvec_swiglu_ex(&w[CH_G], &w[CH_U], b->xb, b->h, flags, g_stream);
         if (st == CLLM_OK) st = cllm_cuda_matvec_ex(&w[CH_D], b->h, b->x, 1, flags, g_stream);
         if (st != CLLM_OK) return st;
     }
@@ -918,9 +882,7 @@ static void chain_ref(const host_weight *hw, const float *nw, float *x, uint32_t
     free(xb), free(q), free(t), free(k), free(u), free(h);
 }
 
-// cc: the weights as compute code (cllm_cuda_ccode_make of the raw ones; same results).
-static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, uint32_t group,
-                       int cc) {
+static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, uint32_t group) {
     const int layers = 2;
     const uint64_t shape[CH_N][2] = {{dim, dim}, {kv, dim}, {kv, dim}, {dim, dim},
                                      {hid, dim}, {hid, dim}, {dim, hid}};
@@ -929,35 +891,24 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
     for (int i = 0; i < CH_N; i++) {
         const uint32_t g = group && shape[i][1] % group == 0 ? group : 0;
         host_weight_make(&hw[i], kind, shape[i][0], shape[i][1], g);
-        if (cc) ccode_data(&hw[i], 0);
         w[i] = weight_upload(&hw[i]);
-        if (cc) {
-            cllm_cuda_weight raw = w[i];
-            size_t bytes;
-            MUST(cllm_cuda_ccode_make(g_mem, &raw, omp_get_max_threads(), g_stream, &w[i],
-                                      &bytes));
-            weight_release(&raw);
-        }
     }
     float *x0 = xmalloc(dim * 4), *nw = xmalloc(2 * dim * 4);
     fill_floats(x0, dim, 1.0), fill_floats(nw, 2 * dim, 1.0);
     chain_bufs b = {.x = dev_alloc(dim * 4), .xb = dev_alloc(dim * 4), .q = dev_alloc(dim * 4),
                     .k = dev_alloc(kv * 4), .v = dev_alloc(kv * 4), .h = dev_alloc(hid * 4),
                     .nw = upload(nw, 2 * dim * 4)};
-    // [run][x, q, k, v, h] downloaded after each run; run 0 plain, 1 PDL, 2 PDL + resident, 3
-    // and 4: 1 and 2 with the norms fused.
-    enum { RUNS = 5 };
+    // [run][x, q, k, v, h] downloaded after each run; run 0 plain, 1 PDL, 2 PDL + resident.
     const size_t n_out[5] = {dim, dim, kv, kv, hid};
     float *const dev_out[5] = {b.x, b.q, b.k, b.v, b.h};
-    float *got[RUNS][5];
-    const unsigned flags[RUNS] = {0, CLLM_CUDA_PDL, CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT,
-                                  CLLM_CUDA_PDL, CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT};
-    cllm_status st[RUNS];
-    for (int r = 0; r < RUNS; r++) {
+    float *got[3][5];
+    const unsigned flags[3] = {0, CLLM_CUDA_PDL, CLLM_CUDA_PDL | CLLM_CUDA_RESIDENT};
+    cllm_status st[3];
+    for (int r = 0; r < 3; r++) {
         MUST(cllm_cuda_copy(b.x, x0, dim * 4, g_stream));
         for (int o = 1; o < 5; o++) poison(dev_out[o], n_out[o]);
         poison(b.xb, dim);
-        st[r] = chain_run(w, &b, dim, layers, flags[r], r >= 3);
+        st[r] = chain_run(w, &b, dim, layers, flags[r]);
         if (st[r] != CLLM_OK) {
             printf("  chain run %d (flags %u): %s: %s\n", r, flags[r], cllm_status_name(st[r]),
                    cllm_last_error());
@@ -972,21 +923,17 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
     chain_ref(hw, nw, x0, dim, layers, q_ref, h_ref);  // x0 becomes the reference x
     const double ex = rel_l2(got[0][0], x0, dim), eq = rel_l2(got[0][1], q_ref, dim);
     const double eh = rel_l2(got[0][4], h_ref, hid);
-    int same = 1;
-    for (int r = 1; r < RUNS && same; r++) {
-        same &= st[r] == CLLM_OK;
-        for (int o = 0; o < 5 && same; o++) same &= memcmp(got[r][o], got[0][o], n_out[o] * 4) == 0;
-        if (!same) printf("  chain run %d differs from plain launches\n", r);
-    }
-    const int fused = cllm_cuda_matvec_norm_ok(&w[CH_Q], b.x) && cllm_cuda_matvec_norm_ok(&w[CH_G], b.x);
+    int same = st[1] == CLLM_OK && st[2] == CLLM_OK;
+    for (int r = 1; r < 3 && same; r++)
+        for (int o = 0; o < 5; o++) same &= memcmp(got[r][o], got[0][o], n_out[o] * 4) == 0;
     const int ok = st[0] == CLLM_OK && same && ex < 1e-4 && eq < 1e-4 && eh < 1e-4;
     char name[96];
-    snprintf(name, sizeof name, "PDL chain %s%s %u/%u/%u g%u x%d%s", cc ? "cc " : "",
-             wkind_name(kind), dim, kv, hid, group, layers, fused ? " +norm" : "");
-    check(ok, "%s: PDL and fused-norm runs %s plain launches; rel L2 vs ref x %.2e q %.2e h %.2e, "
-          "tol 1e-4", name, same ? "bit-identical to" : "DIFFER from (or refused)", ex, eq, eh);
+    snprintf(name, sizeof name, "PDL chain %s %u/%u/%u g%u x%d", wkind_name(kind), dim, kv, hid,
+             group, layers);
+    check(ok, "%s: PDL runs %s plain launches; rel L2 vs ref x %.2e q %.2e h %.2e, tol 1e-4",
+          name, same ? "bit-identical to" : "DIFFER from (or refused)", ex, eq, eh);
     summary("%-44s %s  rel L2 %.1e\n", name, ok ? "PASS" : "FAIL", fmax(ex, fmax(eq, eh)));
-    for (int r = 0; r < RUNS; r++)
+    for (int r = 0; r < 3; r++)
         for (int o = 0; o < 5; o++) free(got[r][o]);
     for (int o = 0; o < 5; o++) MUST(cllm_cuda_release(g_mem, dev_out[o]));
     MUST(cllm_cuda_release(g_mem, b.xb));
@@ -1267,6 +1214,28 @@ static void gemm_i8_cases(void) {
 
 // ---- fused compute-code matvecs: bit-identical to the raw kernels ------------------------------
 
+// Realistic data for the compute code: int8 symbols ~ N(0, 9^2) (clamped; ~0.1% exceptions, and
+// a few full-range values), bf16 as host_weight_make; `specials`: NaN, +-inf, +-0 and subnormals
+// sprinkled in (bf16), or a row of all-exception values (int8).
+static void ccode_data(host_weight *h, int specials) {
+    const size_t n = h->w.rows * h->w.cols;
+    if (h->w.kind == CLLM_CUDA_W_INT8) {
+        int8_t *q = (int8_t *)h->w.data;
+        for (size_t i = 0; i < n; i++) {
+            long v = lround(9.0 * normal());
+            if (rnd() % 997 == 0) v = (long)(rnd() % 255) - 127;
+            q[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+        }
+        if (specials)
+            for (size_t c = 0; c < h->w.cols; c++) q[c] = (int8_t)(c % 2 ? 100 : -128 + (int)(c % 7));
+        return;
+    }
+    if (!specials) return;
+    static const uint16_t sp[] = {0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x0000, 0x8000, 0x0001, 0x807f,
+                                  0x0080, 0x7f7f};
+    uint16_t *w = (uint16_t *)h->w.data;
+    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = sp[rnd() % 10];
+}
 
 // y for raw and fused views through one launcher: 0 single, 1 accumulate, 2 PDL + resident,
 // 3 multi (w, w2), 4 swiglu (w, w2). Outputs (rows * 2 floats) into out.
@@ -1740,14 +1709,10 @@ int main(int argc, char **argv) {
     fused_cases();
     cols_job_cases();
     attention_split_cases();
-    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0, 0);  // 16-byte vector kernels (7B shapes)
-    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0, 1);  // the same as compute code
-    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128, 0);  // tensor cores, grouped scales
-    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 0, 1);  // compute code, one scale per row
-    chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0, 0);    // tensor cores, one scale per row
-    chain_case(CLLM_CUDA_W_F16, 1000, 37, 200, 0, 0);   // f16, rows not a multiple of 8
-    chain_case(CLLM_CUDA_W_INT8, 1008, 37, 208, 16, 0);  // int8 vector kernel (groups of 16)
-    chain_case(CLLM_CUDA_W_F16, 1001, 37, 203, 0, 0);     // any-shape kernel (norm not fused)
+    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
+    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128);  // tensor cores, grouped scales
+    chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0);    // tensor cores, one scale per row
+    chain_case(CLLM_CUDA_W_F16, 1001, 37, 203, 0);       // any-shape kernel
     small_kernels();
     gemm_cases(g_blas);
     gemm_i8_cases();
