@@ -344,8 +344,8 @@ cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_d
                                       const float *v_cache_dev, float *out_dev,
                                       cllm_cuda_tokpos tp, uint32_t n_q, uint32_t max_pos,
                                       uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
-                                      void *scratch_dev, size_t scratch_bytes,
-                                      const cllm_cuda_prefetch *pf, unsigned flags, void *stream);
+                                      void *scratch_dev, size_t scratch_bytes, unsigned flags,
+                                      void *stream);
 
 // out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: cllm_k_swiglu.
 cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *out_dev, size_t n,

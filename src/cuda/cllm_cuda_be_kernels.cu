@@ -289,20 +289,14 @@ template <int G, int NV>
 static __global__ void __launch_bounds__(ATS_WARPS * 32)
     be_attn_split_kernel(const float *q, const float *kc, const float *vc, float *out,
                          cllm_cuda_tokpos tp, uint32_t n_heads, uint32_t n_kv, uint32_t hd,
-                         uint32_t n_splits, uint32_t *count, float *ml, float *po,
-                         const cllm_cuda_prefetch pf) {
+                         uint32_t n_splits, uint32_t *count, float *ml, float *po) {
     constexpr int B = G * NV >= 8 ? 2 : 4;  // positions per warp step (register budget)
     __shared__ float s_o[ATS_WARPS][G][NV * 128];
     __shared__ float s_m[ATS_WARPS][G], s_l[ATS_WARPS][G];
     __shared__ float s_w[G][ATS_MAX_SPLITS];
     __shared__ float s_sum[G];
     __shared__ uint32_t s_last;
-    #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    if (CLLM_PF_EARLY) cllm_l2_prefetch(pf);
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    if (!CLLM_PF_EARLY) cllm_l2_prefetch(pf);
-#endif
+    be_pdl_enter();
     const uint32_t kvh = blockIdx.x, split = blockIdx.y, t = blockIdx.z;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     const uint32_t n_ctx = tp.pos[t] + 1;
@@ -461,13 +455,12 @@ template <int G>
 static cudaError_t ats_launch(uint32_t nv, dim3 grid, void *stream, unsigned flags,
                               const float *q, const float *kc, const float *vc, float *out,
                               cllm_cuda_tokpos tp, uint32_t nh, uint32_t nkv, uint32_t hd,
-                              uint32_t ns, uint32_t *count, float *ml, float *po,
-                              const cllm_cuda_prefetch &pf) {
+                              uint32_t ns, uint32_t *count, float *ml, float *po) {
     const dim3 block(ATS_WARPS * 32);
     return nv == 1 ? be_launch(be_attn_split_kernel<G, 1>, grid, block, 0, stream, flags, q, kc,
-                               vc, out, tp, nh, nkv, hd, ns, count, ml, po, pf)
+                               vc, out, tp, nh, nkv, hd, ns, count, ml, po)
                    : be_launch(be_attn_split_kernel<G, 2>, grid, block, 0, stream, flags, q, kc,
-                               vc, out, tp, nh, nkv, hd, ns, count, ml, po, pf);
+                               vc, out, tp, nh, nkv, hd, ns, count, ml, po);
 }
 
 extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
@@ -476,9 +469,7 @@ extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float
                                                  uint32_t max_pos, uint32_t n_heads,
                                                  uint32_t n_kv_heads, uint32_t hd,
                                                  void *scratch_dev, size_t scratch_bytes,
-                                                 const cllm_cuda_prefetch *pf, unsigned flags,
-                                                 void *stream) {
-    const cllm_cuda_prefetch pfv = pf ? *pf : cllm_cuda_prefetch{};
+                                                 unsigned flags, void *stream) {
     RETURN_IF(!cllm_cuda_attention_split_ok(n_q, n_heads, n_kv_heads, hd), CLLM_ERR_UNSUPPORTED,
               "split attention: %u queries, heads %u/%u, head_dim %u", n_q, n_heads, n_kv_heads,
               hd);
@@ -496,13 +487,13 @@ extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float
     cudaError_t e;
     switch (n_heads / n_kv_heads) {
     case 1: e = ats_launch<1>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po, pfv); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     case 2: e = ats_launch<2>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po, pfv); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     case 4: e = ats_launch<4>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po, pfv); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     default: e = ats_launch<8>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                               tp, n_heads, n_kv_heads, hd, ns, count, ml, po, pfv); break;
+                               tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
     }
     CLLM_CUDA_TRY(e);
     CLLM_CUDA_CHECK_LAUNCH("attention_split");

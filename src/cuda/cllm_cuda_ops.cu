@@ -358,9 +358,10 @@ static const cllm_cuda_prefetch *take_pf(be_dev *d, cllm_cuda_prefetch *buf) {
 static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const cllm_wview *w,
                                 size_t n_tok, size_t dim, float eps) {
     be_dev *d = (be_dev *)state;
+    cllm_cuda_prefetch pf;
     // The norm weights are resident in every weights mode (uploaded at create).
     return cllm_cuda_rmsnorm_ex(x, (const float *)w->data, out, (uint32_t)n_tok, (uint32_t)dim,
-                                eps, NULL, lflags(d, 1), d->compute);
+                                eps, take_pf(d, &pf), lflags(d, 1), d->compute);
 }
 
 // Regions of a weight view's memory in the order its rows are read: the data (and int8 scales),
@@ -623,9 +624,10 @@ static cllm_cuda_tokpos tokpos(const be_dev *d, const cllm_kv_layer *kv) {
 static cllm_status cuda_rope_kv(void *state, float *q, float *k, const float *v,
                                 const cllm_kv_layer *kv, const cllm_step *st) {
     be_dev *d = (be_dev *)state;
+    cllm_cuda_prefetch pf;
     return cllm_cuda_rope_store(q, k, v, (float *)kv->k, (float *)kv->v, d->rope_cos, d->rope_sin,
                                 tokpos(d, kv), (uint32_t)st->n_tok, d->cfg.n_heads,
-                                d->cfg.n_kv_heads, (uint32_t)d->head_dim, NULL,
+                                d->cfg.n_kv_heads, (uint32_t)d->head_dim, take_pf(d, &pf),
                                 lflags(d, 0), d->compute);
 }
 
@@ -635,11 +637,10 @@ static cllm_status cuda_attention(void *state, float *out, const float *q,
     const size_t n_tok = st->n_tok;
     const float *kc = (const float *)kv->k, *vc = (const float *)kv->v;
     const uint32_t nh = d->cfg.n_heads, nkv = d->cfg.n_kv_heads, hd = (uint32_t)d->head_dim;
-    cllm_cuda_prefetch pf;
     if (d->att_split && n_tok <= BE_MATVEC_MAX_N)  // splits fixed by the context: graph-safe
         return cllm_cuda_attention_split(q, kc, vc, out, tokpos(d, kv), (uint32_t)n_tok, d->ctx, nh,
                                          nkv, hd, d->att_scratch, d->att_scratch_bytes,
-                                         take_pf(d, &pf), lflags(d, 0), d->compute);
+                                         lflags(d, 0), d->compute);
     return cllm_cuda_attention(q, kc, vc, out, tokpos(d, kv), (uint32_t)n_tok, d->smem_pos, nh, nkv,
                                hd, lflags(d, 0), d->compute);
 }

@@ -15,16 +15,20 @@
 #define CLLM_PF_PCT 70
 #endif
 
-// This thread's share of the regions: 128-byte lines t, t + threads, ... of each (prefetch.L2
-// per line: fire and forget, no registers held).
+// This thread's share of the regions: each region split in equal 16-byte-multiple chunks over
+// the launch's threads (one prefetch instruction per thread and region at most).
 static __device__ __forceinline__ void cllm_l2_prefetch(const cllm_cuda_prefetch &pf) {
-    const uint64_t nt = (uint64_t)gridDim.x * gridDim.y * gridDim.z * blockDim.x;
-    const uint64_t t =
-        (((uint64_t)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * blockDim.x +
-        threadIdx.x;
-    for (uint32_t i = 0; i < pf.n && i < CLLM_CUDA_PF_MAX; i++)
-        for (uint64_t off = t * 128; off < pf.bytes[i]; off += nt * 128)
-            asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)pf.p[i] + off));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint64_t nt = (uint64_t)gridDim.x * gridDim.y * blockDim.x;
+    const uint64_t t = ((uint64_t)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+    for (uint32_t i = 0; i < pf.n && i < CLLM_CUDA_PF_MAX; i++) {
+        const uint64_t chunk = ((pf.bytes[i] + nt - 1) / nt + 15) & ~15ull, off = t * chunk;
+        if (off >= pf.bytes[i]) continue;
+        const uint32_t len = (uint32_t)min(chunk, (uint64_t)pf.bytes[i] - off);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
+                     :: "l"((const char *)pf.p[i] + off), "r"(len) : "memory");
+    }
+#endif
 }
 
 #endif

@@ -778,7 +778,7 @@ static void attention_split_cases(void) {
             uint32_t *pd = upload(pt, nqy * sizeof *pt);
             const cllm_cuda_tokpos tp = {pd, NULL, ctx, 0};
             MUST(cllm_cuda_attention_split(qd, kd, vd, od, tp, nqy, ctx, nh, nkv, hd, scratch, sb,
-                                           NULL, 0, g_stream));
+                                           0, g_stream));
             download(o, od, nq * 4);
             const double e = rel_l2(o, want, nq);
             check(e < 1e-5, "attention_split %u queries at %u, %u/%u heads x %u: rel L2 %.2e, "
