@@ -270,27 +270,13 @@ cllm_status cllm_cuda_matvec_swiglu_ex(const cllm_cuda_weight *gate, const cllm_
                                        const float *x_dev, float *out_dev, unsigned flags,
                                        void *stream);
 
-// An L2 prefetch riding on a launch (a hint, no effect on results): every thread of the launch
-// issues cp.async.bulk.prefetch.L2 for its share of the regions, so that weights the next matmul
-// reads start coming into L2 while the small kernels before it (RoPE and attention before Wo, the
-// norm before gate/up), bound by latency, leave the memory bandwidth idle. Regions 16-byte aligned,
-// sizes multiples of 16; n = 0: none. The kernels that take one: cllm_cuda_rope_store and
-// cllm_cuda_rmsnorm_ex (pf may be NULL).
-#define CLLM_CUDA_PF_MAX 16
-typedef struct cllm_cuda_prefetch {
-    const void *p[CLLM_CUDA_PF_MAX];
-    uint32_t bytes[CLLM_CUDA_PF_MAX];
-    uint32_t n;
-    uint32_t reserved_;
-} cllm_cuda_prefetch;
-
 // out[t][i] = x[t][i] / sqrt(mean_i(x[t][i]^2) + eps) * weight[i] for t < n_rows. In place is
 // fine. Reference: cllm_k_rmsnorm.
 cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev, float *out_dev,
                               uint32_t n_rows, uint32_t dim, float eps, void *stream);
 cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev, float *out_dev,
-                                 uint32_t n_rows, uint32_t dim, float eps,
-                                 const cllm_cuda_prefetch *pf, unsigned flags, void *stream);
+                                 uint32_t n_rows, uint32_t dim, float eps, unsigned flags,
+                                 void *stream);
 
 // Where the tokens of a step sit, read on the device (so that a CUDA graph replays for any
 // positions): token t at position pos[t] of KV slot slot[t] (slot NULL: every token in slot 0).
@@ -313,8 +299,7 @@ CLLM_CUDA_STATIC_ASSERT(sizeof(cllm_cuda_tokpos) == 24, "token positions are 24 
 cllm_status cllm_cuda_rope_store(float *q, const float *k, const float *v, float *kc, float *vc,
                                  const float *cos_t, const float *sin_t, cllm_cuda_tokpos tp,
                                  uint32_t n_tok, uint32_t n_heads, uint32_t n_kv_heads,
-                                 uint32_t hd, const cllm_cuda_prefetch *pf, unsigned flags,
-                                 void *stream);
+                                 uint32_t hd, unsigned flags, void *stream);
 
 // Attention of n_q queries over fp32 caches (see cllm_cuda_tokpos): query t attends to positions
 // 0..pos[t] of slot slot[t]; q/out (n_q, n_heads, head_dim); GQA: head h reads kv head h /

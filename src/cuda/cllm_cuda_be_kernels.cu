@@ -5,7 +5,6 @@
 //                         bit-exact), then cllm_k_store_kv (F32);
 //   cllm_cuda_attention:  cllm_k_attention_head (softmax with __expf under --use_fast_math: tolerance).
 #include "cllm_cuda_be.h"
-#include "cllm_cuda_pf.cuh"
 
 #include <math.h>
 
@@ -55,19 +54,12 @@ static __device__ __forceinline__ float be_warp_max(float v) {
 
 // ---- RoPE + KV store -------------------------------------------------------------------------
 
-// One thread per pair (2i, 2i+1) of one head of q or of k; k threads also store v's pair. Every
-// thread first issues its share of the prefetch pf (cllm_cuda_prefetch).
+// One thread per pair (2i, 2i+1) of one head of q or of k; k threads also store v's pair.
 static __global__ void be_rope_store_kernel(float *q, const float *k, const float *v, float *kc,
                                             float *vc, const float *cos_t, const float *sin_t,
                                             cllm_cuda_tokpos tp, uint32_t n_tok,
-                                            uint32_t n_heads, uint32_t n_kv, uint32_t hd,
-                                            const cllm_cuda_prefetch pf) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    if (CLLM_PF_EARLY) cllm_l2_prefetch(pf);
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    if (!CLLM_PF_EARLY) cllm_l2_prefetch(pf);
-#endif
+                                            uint32_t n_heads, uint32_t n_kv, uint32_t hd) {
+    be_pdl_enter();
     const uint32_t half = hd / 2, per_tok = (n_heads + n_kv) * half;
     const uint64_t gid = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (gid >= (uint64_t)per_tok * n_tok) return;
@@ -98,15 +90,14 @@ extern "C" cllm_status cllm_cuda_rope_store(float *q, const float *k, const floa
                                             float *vc, const float *cos_t, const float *sin_t,
                                             cllm_cuda_tokpos tp, uint32_t n_tok,
                                             uint32_t n_heads, uint32_t n_kv_heads, uint32_t hd,
-                                            const cllm_cuda_prefetch *pf, unsigned flags,
-                                            void *stream) {
+                                            unsigned flags, void *stream) {
     RETURN_IF(!tp.pos, CLLM_ERR_ARG, "rope_store: no positions");
     const uint64_t total = (uint64_t)(n_heads + n_kv_heads) * (hd / 2) * n_tok;
     if (total == 0) return CLLM_OK;
     RETURN_IF(total > 0x7fffffffull * 256, CLLM_ERR_UNSUPPORTED, "rope: too many elements");
     CLLM_CUDA_TRY(be_launch(be_rope_store_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256),
                             0, stream, flags, q, k, v, kc, vc, cos_t, sin_t, tp, n_tok,
-                            n_heads, n_kv_heads, hd, pf ? *pf : cllm_cuda_prefetch{}));
+                            n_heads, n_kv_heads, hd));
     CLLM_CUDA_CHECK_LAUNCH("rope_store");
     return CLLM_OK;
 }

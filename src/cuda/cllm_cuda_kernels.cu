@@ -4,7 +4,6 @@
 // in cllm_cuda.h.
 #include "cllm_cuda_check.h"
 #include "cllm_cuda_i8.cuh"
-#include "cllm_cuda_pf.cuh"
 
 extern "C" {
 #include "../codec/cllm_ccode.h"
@@ -1537,11 +1536,9 @@ static __device__ float block_sum(float v, float *red) {
 
 template <bool VEC>
 static __global__ void __launch_bounds__(RN_THREADS)
-    rmsnorm_kernel(const float *x, const float *w, float *out, uint32_t dim, float eps, int pre,
-                   const cllm_cuda_prefetch pf) {
+    rmsnorm_kernel(const float *x, const float *w, float *out, uint32_t dim, float eps, int pre) {
     __shared__ float red[32];
     pdl_trigger();
-    if (CLLM_PF_EARLY) cllm_l2_prefetch(pf);
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *orow = out + (size_t)blockIdx.x * dim;
     float ss = 0.f;
@@ -1555,7 +1552,6 @@ static __global__ void __launch_bounds__(RN_THREADS)
             if (i < n4) wv[k] = __ldg((const float4 *)w + i);
         }
         if (pre) pdl_wait();
-        if (!CLLM_PF_EARLY) cllm_l2_prefetch(pf);
 #pragma unroll
         for (uint32_t k = 0; k < RN_VEC; k++) {
             const uint32_t i = threadIdx.x + k * blockDim.x;
@@ -1579,7 +1575,6 @@ static __global__ void __launch_bounds__(RN_THREADS)
         }
     } else {
         pdl_wait();
-        if (!CLLM_PF_EARLY) cllm_l2_prefetch(pf);
         for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
         ss = block_sum(ss, red);
         const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
@@ -1589,8 +1584,7 @@ static __global__ void __launch_bounds__(RN_THREADS)
 
 extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *weight_dev,
                                             float *out_dev, uint32_t n_rows, uint32_t dim,
-                                            float eps, const cllm_cuda_prefetch *pf,
-                                            unsigned flags, void *stream) {
+                                            float eps, unsigned flags, void *stream) {
     RETURN_IF(!x_dev || !weight_dev || !out_dev || !dim, CLLM_ERR_ARG, "rmsnorm: bad argument");
     if (n_rows == 0) return CLLM_OK;
     const uint32_t n4 = dim / 4;
@@ -1600,8 +1594,7 @@ extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *wei
     const int pre = (flags & CLLM_CUDA_RESIDENT) != 0;
     CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(vec ? rmsnorm_kernel<true> : rmsnorm_kernel<false>,
                                        dim3(n_rows), dim3(threads), 0, CLLM_STREAM(stream), flags,
-                                       x_dev, weight_dev, out_dev, dim, eps, pre,
-                                       pf ? *pf : cllm_cuda_prefetch{}),
+                                       x_dev, weight_dev, out_dev, dim, eps, pre),
                               "rmsnorm");
     return CLLM_OK;
 }
@@ -1609,7 +1602,7 @@ extern "C" cllm_status cllm_cuda_rmsnorm_ex(const float *x_dev, const float *wei
 extern "C" cllm_status cllm_cuda_rmsnorm(const float *x_dev, const float *weight_dev,
                                          float *out_dev, uint32_t n_rows, uint32_t dim, float eps,
                                          void *stream) {
-    return cllm_cuda_rmsnorm_ex(x_dev, weight_dev, out_dev, n_rows, dim, eps, NULL, 0, stream);
+    return cllm_cuda_rmsnorm_ex(x_dev, weight_dev, out_dev, n_rows, dim, eps, 0, stream);
 }
 
 // ---- element-wise ------------------------------------------------------------------------------

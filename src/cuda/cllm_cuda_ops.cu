@@ -28,11 +28,6 @@
 // is unchanged: the graph's first replay is compared bit for bit with direct launches, and a
 // refused capture or a difference turns PDL off (logged), never the step.
 #include "cllm_cuda_be.h"
-#include "cllm_cuda_pf.cuh"
-
-extern "C" {
-#include "../codec/cllm_ccode.h"
-}
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,10 +79,6 @@ struct be_dev {
     int att_split;
     void *att_scratch;
     size_t att_scratch_bytes;
-
-    // L2 prefetch hints (cuda_prefetch): the pending one rides on the next RoPE or norm launch.
-    uint64_t pf_budget;          // bytes a hint may ask for: a share of the L2
-    cllm_cuda_prefetch pf;
 
     // The current step.
     uint32_t smem_pos;           // attention score buffer: positions (the context in a graph)
@@ -229,13 +220,6 @@ static cllm_status cuda_create(const cllm_model_config *cfg, const cllm_engine_o
     d->hidden = cfg->hidden_dim;
     d->vocab = cfg->vocab_size;
     cllm_status st = dev_setup(d);
-    int l2 = 0;
-    if (st == CLLM_OK &&
-        cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, opt->device) != cudaSuccess) {
-        (void)cudaGetLastError();
-        l2 = 0;  // no prefetch hints
-    }
-    d->pf_budget = (uint64_t)l2 * CLLM_PF_PCT / 100;
     if (st != CLLM_OK) {
         cuda_free(d);
         return cllm_error_context(st, "cuda backend");
@@ -347,71 +331,12 @@ static cllm_status cuda_embed(void *state, float *x, const cllm_wview *table, co
     return cllm_cuda_embed(&k, (const int32_t *)d->rows_dev, (uint32_t)n, x, d->compute);
 }
 
-// The pending prefetch hint for the launch about to be made (NULL: none), then none pending.
-static const cllm_cuda_prefetch *take_pf(be_dev *d, cllm_cuda_prefetch *buf) {
-    if (!d->pf.n) return NULL;
-    *buf = d->pf;
-    d->pf.n = 0;
-    return buf;
-}
-
 static cllm_status cuda_rmsnorm(void *state, float *out, const float *x, const cllm_wview *w,
                                 size_t n_tok, size_t dim, float eps) {
     be_dev *d = (be_dev *)state;
-    cllm_cuda_prefetch pf;
     // The norm weights are resident in every weights mode (uploaded at create).
     return cllm_cuda_rmsnorm_ex(x, (const float *)w->data, out, (uint32_t)n_tok, (uint32_t)dim,
-                                eps, take_pf(d, &pf), lflags(d, 1), d->compute);
-}
-
-// Regions of a weight view's memory in the order its rows are read: the data (and int8 scales),
-// or a compute code's sections but its exception list (small, and its size is not in the view).
-static int pf_regions(const cllm_wview *w, const void **p, uint64_t *bytes, int max) {
-    int n = 0;
-    auto add = [&](const void *q, uint64_t b) {
-        if (q && b && n < max) p[n] = q, bytes[n++] = b;
-    };
-    if (w->kind == CLLM_W_CC_BF16 || w->kind == CLLM_W_CC_I8) {
-        const cllm_ccode_info in = {w->kind == CLLM_W_CC_BF16 ? (uint32_t)CLLM_CCODE_BF16
-                                                              : (uint32_t)CLLM_CCODE_INT8,
-                                    w->kind == CLLM_W_CC_BF16 ? 0u : (uint32_t)w->group_size,
-                                    w->rows, w->cols, 0};
-        cllm_ccode_layout lay;
-        if (cllm_ccode_layout_of(&in, &lay) != 0) return 0;
-        for (int i = 0; i + 1 < lay.n_sections; i++)
-            add((const uint8_t *)w->data + lay.off[i], lay.size[i]);
-        return n;
-    }
-    const uint64_t esize = w->kind == CLLM_W_F32 ? 4 : w->kind == CLLM_W_I8 ? 1 : 2;
-    add(w->data, w->rows * w->cols * esize);
-    if (w->kind == CLLM_W_I8) add(w->scales, w->rows * w->groups_per_row * sizeof(float));
-    return n;
-}
-
-// The hint: the first share of each region of w[0..n) that fits the budget (the same share of
-// each, so that the first rows of every matrix are in L2), 16-byte aligned. Replaces a hint no
-// launch has taken.
-static cllm_status cuda_prefetch(void *state, const cllm_wview *const *w, int n) {
-    be_dev *d = (be_dev *)state;
-    d->pf.n = 0;
-    const void *p[CLLM_CUDA_PF_MAX];
-    uint64_t b[CLLM_CUDA_PF_MAX], total = 0;
-    int nr = 0;
-    for (int i = 0; i < n; i++) nr += pf_regions(w[i], p + nr, b + nr, CLLM_CUDA_PF_MAX - nr);
-    for (int i = 0; i < nr; i++) total += b[i];
-    if (!total || !d->pf_budget) return CLLM_OK;
-    const double share = total <= d->pf_budget ? 1.0 : (double)d->pf_budget / (double)total;
-    for (int i = 0; i < nr; i++) {
-        const uintptr_t a0 = ((uintptr_t)p[i] + 15) & ~(uintptr_t)15;
-        const uint64_t skip = a0 - (uintptr_t)p[i];
-        uint64_t len = (uint64_t)((double)b[i] * share);
-        len = len > skip ? (len - skip) & ~15ull : 0;
-        if (len > 0xfffffff0ull) len = 0xfffffff0ull;
-        if (!len) continue;
-        d->pf.p[d->pf.n] = (const void *)a0;
-        d->pf.bytes[d->pf.n++] = (uint32_t)len;
-    }
-    return CLLM_OK;
+                                eps, lflags(d, 1), d->compute);
 }
 
 // y[i] (n, rows of w[i]), row pitch ldy[i] floats, = x (n, cols) . W_i^T for n_w weights of one
@@ -624,11 +549,10 @@ static cllm_cuda_tokpos tokpos(const be_dev *d, const cllm_kv_layer *kv) {
 static cllm_status cuda_rope_kv(void *state, float *q, float *k, const float *v,
                                 const cllm_kv_layer *kv, const cllm_step *st) {
     be_dev *d = (be_dev *)state;
-    cllm_cuda_prefetch pf;
     return cllm_cuda_rope_store(q, k, v, (float *)kv->k, (float *)kv->v, d->rope_cos, d->rope_sin,
                                 tokpos(d, kv), (uint32_t)st->n_tok, d->cfg.n_heads,
-                                d->cfg.n_kv_heads, (uint32_t)d->head_dim, take_pf(d, &pf),
-                                lflags(d, 0), d->compute);
+                                d->cfg.n_kv_heads, (uint32_t)d->head_dim, lflags(d, 0),
+                                d->compute);
 }
 
 static cllm_status cuda_attention(void *state, float *out, const float *q,
@@ -783,7 +707,6 @@ static be_graph *graph_of(be_dev *d, const cllm_step *st) {
 }
 
 static cllm_status step_run(be_dev *d, const cllm_step *st, be_body_fn body, void *ctx) {
-    d->pf.n = 0;
     // ctl_host is free: the previous step ended with a synchronisation.
     RETURN_IF(st->n_tok > d->batch, CLLM_ERR_ARG, "cuda step: %zu tokens", st->n_tok);
     memcpy(d->ctl_host, st->pos, st->n_tok * sizeof *st->pos);
@@ -843,7 +766,6 @@ static const cllm_backend_ops cuda_ops = {
     cuda_matmul_add,
     cuda_gate_up_swiglu,
     cuda_stats,
-    cuda_prefetch,
 };
 
 extern "C" const cllm_backend_ops *cllm_backend_cuda(void) { return &cuda_ops; }

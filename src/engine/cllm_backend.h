@@ -159,13 +159,6 @@ typedef struct cllm_backend_ops {
 
     // Fills backend and the backend's own memory (activation_bytes) in *out.
     void (*stats)(const void *state, cllm_engine_stats *out);
-
-    // Optional hint (no effect on results): the matrices w[0..n) are what the next matmul-type
-    // op reads, after a few small ops (RoPE and attention before Wo, the norm before gate/up). A
-    // backend may start bringing them closer to its compute units meanwhile (the CUDA backend:
-    // into L2, while those latency-bound kernels leave memory bandwidth idle). The views stay
-    // valid until that op.
-    cllm_status (*prefetch)(void *state, const cllm_wview *const *w, int n);
 } cllm_backend_ops;
 
 // The CPU backend (always available): host memory, OpenMP, the reference kernels.

@@ -167,11 +167,6 @@ static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step 
         TRY(mm(f, l, CLLM_LT_WK, f->k, K, f->xb, D, nt));
         TRY(mm(f, l, CLLM_LT_WV, f->v, K, f->xb, D, nt));
     }
-    if (o->prefetch) {  // Wo's group acquired before RoPE and attention, which it follows
-        const cllm_wview *wo;
-        TRY(need(f, l, CLLM_LT_WO, &wo));
-        TRY(o->prefetch(f->be, &wo, 1));
-    }
     TRY(o->rope_kv(f->be, f->q, f->k, f->v, &kv, sp));
     TRY(o->attention(f->be, f->att, f->q, &kv, sp));
     return residual(f, l, CLLM_LT_WO, f->att, Q, nt);
@@ -182,14 +177,8 @@ static cllm_status attention_block(cllm_forward *f, uint32_t l, const cllm_step 
 static cllm_status mlp_block(cllm_forward *f, uint32_t l, size_t nt) {
     const cllm_backend_ops *o = f->ops;
     const size_t D = f->D, H = f->H;
-    const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
-    if (o->prefetch && lay[CLLM_LT_GATE].group == lay[CLLM_LT_UP].group) {  // before the norm
-        const cllm_wview *w[2];
-        TRY(need(f, l, CLLM_LT_GATE, &w[0]));
-        TRY(need(f, l, CLLM_LT_UP, &w[1]));
-        TRY(o->prefetch(f->be, w, 2));
-    }
     TRY(norm(f, l, CLLM_LT_FFN_NORM, nt));
+    const cllm_layer_tensor_desc *lay = cllm_llama_layer_layout;
     if (o->gate_up_swiglu && lay[CLLM_LT_GATE].group == lay[CLLM_LT_UP].group) {
         const cllm_wview *gate, *up;
         TRY(need(f, l, CLLM_LT_GATE, &gate));

@@ -841,29 +841,15 @@ typedef struct chain_bufs {
     float *x, *xb, *q, *k, *v, *h, *nw;  // device; nw: 2 x dim norm weights
 } chain_bufs;
 
-// The norms carry an L2 prefetch of the weights they feed (no effect on results).
 static cllm_status chain_run(const cllm_cuda_weight *w, const chain_bufs *b, uint32_t dim,
                              int layers, unsigned flags) {
     float *qkv[3] = {b->q, b->k, b->v};
-    cllm_cuda_prefetch pf[2];
-    memset(pf, 0, sizeof pf);
-    for (int i = 0; i < 3; i++) {  // q, k, v; gate, up
-        const int m[2] = {CH_Q + i, i < 2 ? CH_G + i : -1};
-        for (int j = 0; j < 2; j++) {
-            if (m[j] < 0) continue;
-            const size_t esz = w[m[j]].kind == CLLM_CUDA_W_INT8 ? 1 : w[m[j]].kind == CLLM_CUDA_W_F32 ? 4 : 2;
-            pf[j].p[pf[j].n] = w[m[j]].data;
-            pf[j].bytes[pf[j].n++] = (uint32_t)(w[m[j]].rows * w[m[j]].cols * esz) & ~15u;
-        }
-    }
     for (int l = 0; l < layers; l++) {
-        cllm_status st =
-            cllm_cuda_rmsnorm_ex(b->x, b->nw, b->xb, 1, dim, 1e-5f, &pf[0], flags, g_stream);
+        cllm_status st = cllm_cuda_rmsnorm_ex(b->x, b->nw, b->xb, 1, dim, 1e-5f, flags, g_stream);
         if (st == CLLM_OK) st = cllm_cuda_matvec_multi_ex(w + CH_Q, 3, b->xb, qkv, flags, g_stream);
         if (st == CLLM_OK) st = cllm_cuda_matvec_ex(&w[CH_O], b->q, b->x, 1, flags, g_stream);
         if (st == CLLM_OK)
-            st = cllm_cuda_rmsnorm_ex(b->x, b->nw + dim, b->xb, 1, dim, 1e-5f, &pf[1], flags,
-                                      g_stream);
+            st = cllm_cuda_rmsnorm_ex(b->x, b->nw + dim, b->xb, 1, dim, 1e-5f, flags, g_stream);
         if (st == CLLM_OK)
             st = cllm_cuda_matvec_swiglu_ex(&w[CH_G], &w[CH_U], b->xb, b->h, flags, g_stream);
         if (st == CLLM_OK) st = cllm_cuda_matvec_ex(&w[CH_D], b->h, b->x, 1, flags, g_stream);
@@ -982,8 +968,7 @@ static void rope_store_case(void) {
     float *csd = upload(cs, (size_t)ctx * half * 4), *snd = upload(sn, (size_t)ctx * half * 4);
     uint32_t *pd = upload(pt, sizeof pt), *sd = upload(slot, sizeof slot);
     const cllm_cuda_tokpos tp = {pd, sd, ctx, 0};
-    MUST(cllm_cuda_rope_store(qd, kd, vd, kcd, vcd, csd, snd, tp, nt, nh, nkv, hd, NULL, 0,
-                              g_stream));
+    MUST(cllm_cuda_rope_store(qd, kd, vd, kcd, vcd, csd, snd, tp, nt, nh, nkv, hd, 0, g_stream));
     download(gq, qd, nq * 4), download(gk, kcd, ncache * 4), download(gv, vcd, ncache * 4);
     int same = 1;
     for (uint32_t t = 0; t < nt; t++) {
