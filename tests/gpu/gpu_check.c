@@ -828,6 +828,29 @@ static void multi_arg_cases(void) {
     MUST(cllm_cuda_release(g_mem, v));
 }
 
+// Realistic data for the compute code: int8 symbols ~ N(0, 9^2) (clamped; ~0.1% exceptions, and
+// a few full-range values), bf16 as host_weight_make; `specials`: NaN, +-inf, +-0 and subnormals
+// sprinkled in (bf16), or a row of all-exception values (int8).
+static void ccode_data(host_weight *h, int specials) {
+    const size_t n = h->w.rows * h->w.cols;
+    if (h->w.kind == CLLM_CUDA_W_INT8) {
+        int8_t *q = (int8_t *)h->w.data;
+        for (size_t i = 0; i < n; i++) {
+            long v = lround(9.0 * normal());
+            if (rnd() % 997 == 0) v = (long)(rnd() % 255) - 127;
+            q[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+        }
+        if (specials)
+            for (size_t c = 0; c < h->w.cols; c++) q[c] = (int8_t)(c % 2 ? 100 : -128 + (int)(c % 7));
+        return;
+    }
+    if (!specials) return;
+    static const uint16_t sp[] = {0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x0000, 0x8000, 0x0001, 0x807f,
+                                  0x0080, 0x7f7f};
+    uint16_t *w = (uint16_t *)h->w.data;
+    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = sp[rnd() % 10];
+}
+
 // ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
 //
 // Per layer, as the batch-1 forward pass: xb = rmsnorm(x), q/k/v = W xb (one launch), x += Wo q,
@@ -882,7 +905,9 @@ static void chain_ref(const host_weight *hw, const float *nw, float *x, uint32_t
     free(xb), free(q), free(t), free(k), free(u), free(h);
 }
 
-static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, uint32_t group) {
+// cc: the weights as compute code (cllm_cuda_ccode_make of the raw ones: the same results).
+static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, uint32_t group,
+                       int cc) {
     const int layers = 2;
     const uint64_t shape[CH_N][2] = {{dim, dim}, {kv, dim}, {kv, dim}, {dim, dim},
                                      {hid, dim}, {hid, dim}, {dim, hid}};
@@ -891,7 +916,15 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
     for (int i = 0; i < CH_N; i++) {
         const uint32_t g = group && shape[i][1] % group == 0 ? group : 0;
         host_weight_make(&hw[i], kind, shape[i][0], shape[i][1], g);
+        if (cc) ccode_data(&hw[i], 0);
         w[i] = weight_upload(&hw[i]);
+        if (cc) {
+            cllm_cuda_weight raw = w[i];
+            size_t bytes;
+            MUST(cllm_cuda_ccode_make(g_mem, &raw, omp_get_max_threads(), g_stream, &w[i],
+                                      &bytes));
+            weight_release(&raw);
+        }
     }
     float *x0 = xmalloc(dim * 4), *nw = xmalloc(2 * dim * 4);
     fill_floats(x0, dim, 1.0), fill_floats(nw, 2 * dim, 1.0);
@@ -928,8 +961,8 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
         for (int o = 0; o < 5; o++) same &= memcmp(got[r][o], got[0][o], n_out[o] * 4) == 0;
     const int ok = st[0] == CLLM_OK && same && ex < 1e-4 && eq < 1e-4 && eh < 1e-4;
     char name[96];
-    snprintf(name, sizeof name, "PDL chain %s %u/%u/%u g%u x%d", wkind_name(kind), dim, kv, hid,
-             group, layers);
+    snprintf(name, sizeof name, "PDL chain %s%s %u/%u/%u g%u x%d", cc ? "cc " : "",
+             wkind_name(kind), dim, kv, hid, group, layers);
     check(ok, "%s: PDL runs %s plain launches; rel L2 vs ref x %.2e q %.2e h %.2e, tol 1e-4",
           name, same ? "bit-identical to" : "DIFFER from (or refused)", ex, eq, eh);
     summary("%-44s %s  rel L2 %.1e\n", name, ok ? "PASS" : "FAIL", fmax(ex, fmax(eq, eh)));
@@ -938,7 +971,13 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
     for (int o = 0; o < 5; o++) MUST(cllm_cuda_release(g_mem, dev_out[o]));
     MUST(cllm_cuda_release(g_mem, b.xb));
     MUST(cllm_cuda_release(g_mem, b.nw));
-    for (int i = 0; i < CH_N; i++) weight_release(&w[i]), host_weight_free(&hw[i]);
+    for (int i = 0; i < CH_N; i++) {
+        if (cc)  // (a compute code's scales lie inside its buffer)
+            MUST(cllm_cuda_release(g_mem, (void *)w[i].data));
+        else
+            weight_release(&w[i]);
+        host_weight_free(&hw[i]);
+    }
     free(x0), free(nw), free(q_ref), free(h_ref);
 }
 
@@ -1214,28 +1253,6 @@ static void gemm_i8_cases(void) {
 
 // ---- fused compute-code matvecs: bit-identical to the raw kernels ------------------------------
 
-// Realistic data for the compute code: int8 symbols ~ N(0, 9^2) (clamped; ~0.1% exceptions, and
-// a few full-range values), bf16 as host_weight_make; `specials`: NaN, +-inf, +-0 and subnormals
-// sprinkled in (bf16), or a row of all-exception values (int8).
-static void ccode_data(host_weight *h, int specials) {
-    const size_t n = h->w.rows * h->w.cols;
-    if (h->w.kind == CLLM_CUDA_W_INT8) {
-        int8_t *q = (int8_t *)h->w.data;
-        for (size_t i = 0; i < n; i++) {
-            long v = lround(9.0 * normal());
-            if (rnd() % 997 == 0) v = (long)(rnd() % 255) - 127;
-            q[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
-        }
-        if (specials)
-            for (size_t c = 0; c < h->w.cols; c++) q[c] = (int8_t)(c % 2 ? 100 : -128 + (int)(c % 7));
-        return;
-    }
-    if (!specials) return;
-    static const uint16_t sp[] = {0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x0000, 0x8000, 0x0001, 0x807f,
-                                  0x0080, 0x7f7f};
-    uint16_t *w = (uint16_t *)h->w.data;
-    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = sp[rnd() % 10];
-}
 
 // y for raw and fused views through one launcher: 0 single, 1 accumulate, 2 PDL + resident,
 // 3 multi (w, w2), 4 swiglu (w, w2). Outputs (rows * 2 floats) into out.
@@ -1709,10 +1726,14 @@ int main(int argc, char **argv) {
     fused_cases();
     cols_job_cases();
     attention_split_cases();
-    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0);  // 16-byte vector kernels (7B shapes)
-    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128);  // tensor cores, grouped scales
-    chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0);    // tensor cores, one scale per row
-    chain_case(CLLM_CUDA_W_F16, 1001, 37, 203, 0);       // any-shape kernel
+    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0, 0);  // 16-byte vector kernels (7B shapes)
+    chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0, 1);  // the same as compute code
+    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128, 0);  // tensor cores, grouped scales
+    chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 0, 1);  // compute code, one scale per row
+    chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0, 0);    // tensor cores, one scale per row
+    chain_case(CLLM_CUDA_W_F16, 1000, 37, 200, 0, 0);   // 16-byte f16, rows not a multiple of 8
+    chain_case(CLLM_CUDA_W_INT8, 1008, 37, 208, 16, 0);  // int8 vector kernel (groups of 16)
+    chain_case(CLLM_CUDA_W_F16, 1001, 37, 203, 0, 0);     // any-shape kernel
     small_kernels();
     gemm_cases(g_blas);
     gemm_i8_cases();
