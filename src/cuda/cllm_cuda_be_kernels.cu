@@ -262,7 +262,6 @@ extern "C" cllm_status cllm_cuda_attention(const float *q, const float *kc, cons
 #define ATS_TARGET_BLOCKS 512  // splits fill about this many blocks (132 SMs, 4+ blocks each)
 #define ATS_MAX_SPLITS 64
 #define ATS_MAX_Q 4
-#define ATS_PV 16  // splits whose partials the last block loads with the (max, sum) pairs
 
 static uint32_t ats_splits(uint32_t n_q, uint32_t max_pos, uint32_t n_kv) {
     const uint32_t need = (max_pos + ATS_WARPS * 4 - 1) / (ATS_WARPS * 4);
@@ -400,35 +399,17 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    // Last block: the splits' weights per head (split 0 always holds position 0: max finite),
-    // then each element's sum over the splits in split order. Every load first, in one round
-    // trip: a warp's (max, sum) pairs (lanes take splits lane and lane + 32), and each thread's
-    // first element's partials of the first ATS_PV splits.
-    float pv[ATS_PV];
-    if (threadIdx.x < G * hd) {
-        const uint32_t g = threadIdx.x / hd, d = threadIdx.x % hd;
-        const float *pr = po + ((size_t)t * n_heads + kvh * G + g) * n_splits * hd + d;
-#pragma unroll
-        for (uint32_t sp = 0; sp < ATS_PV; sp++)
-            if (sp < n_splits) pv[sp] = __ldcg(pr + (size_t)sp * hd);
-    }
+    // Last block: weights of the splits per head (split 0 always holds position 0: max finite).
     for (uint32_t g = warp; g < G; g += ATS_WARPS) {
         const size_t h0 = ((size_t)t * n_heads + kvh * G + g) * n_splits;
-        const float2 *mlh = (const float2 *)ml + h0;
-        float2 a = make_float2(-INFINITY, 0.f), b = a;
-        if (lane < n_splits) a = __ldcg(mlh + lane);
-        if (lane + 32 < n_splits) b = __ldcg(mlh + lane + 32);
-        const float mx = be_warp_max(fmaxf(fmaxf(-INFINITY, a.x), b.x));
+        float mx = -INFINITY;
+        for (uint32_t sp = lane; sp < n_splits; sp += 32) mx = fmaxf(mx, __ldcg(ml + 2 * (h0 + sp)));
+        mx = be_warp_max(mx);
         float sum = 0.f;
-        if (lane < n_splits) {
-            const float w = __expf(a.x - mx);
-            s_w[g][lane] = w;
-            sum += w * a.y;
-        }
-        if (lane + 32 < n_splits) {
-            const float w = __expf(b.x - mx);
-            s_w[g][lane + 32] = w;
-            sum += w * b.y;
+        for (uint32_t sp = lane; sp < n_splits; sp += 32) {
+            const float w = __expf(__ldcg(ml + 2 * (h0 + sp)) - mx);
+            s_w[g][sp] = w;
+            sum += w * __ldcg(ml + 2 * (h0 + sp) + 1);
         }
         sum = be_warp_sum(sum);
         if (lane == 0) s_sum[g] = sum;
@@ -439,15 +420,8 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
         const size_t h = (size_t)t * n_heads + kvh * G + g;
         const float *pr = po + h * n_splits * hd + d;
         float o = 0.f;
-        uint32_t sp = 0;
-        if (e == threadIdx.x)  // the partials loaded above
-#pragma unroll
-            for (; sp < ATS_PV; sp++) {
-                if (sp >= n_splits) break;
-                o += s_w[g][sp] * pv[sp];
-            }
 #pragma unroll 8
-        for (; sp < n_splits; sp++) o += s_w[g][sp] * __ldcg(pr + (size_t)sp * hd);
+        for (uint32_t sp = 0; sp < n_splits; sp++) o += s_w[g][sp] * __ldcg(pr + (size_t)sp * hd);
         out[h * hd + d] = o / s_sum[g];
     }
     if (threadIdx.x == 0) count[(size_t)t * n_kv + kvh] = 0;  // ready for the next launch
