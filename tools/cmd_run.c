@@ -135,7 +135,7 @@ static void emit(const run_args *a, const cllm_tokenizer *tok, int32_t prev, int
 typedef struct gen_result {
     size_t n_generated;
     double t_prefill, t_gen;
-    int context_full;
+    int context_full, eos;
 } gen_result;
 
 // Prefill, then sample / emit / feed until n_predict tokens, EOS or a full context.
@@ -160,7 +160,10 @@ static int generate(const run_args *a, cllm_engine *e, const cllm_tokenizer *tok
         int32_t next;
         st = cllm_sampler_sample(smp, logits, vocab, &next);
         if (st != CLLM_OK) return cli_fail("run", st, "sampling");
-        if (next == cfg->eos_id && !a->ignore_eos) break;
+        if (next == cfg->eos_id && !a->ignore_eos) {
+            r->eos = 1;
+            break;
+        }
         cllm_sampler_accept(smp, next);
         emit(a, tok, prev, next, 0);
         prev = next;
@@ -207,6 +210,11 @@ static int run_model(const run_args *a, cllm_engine *e, const cllm_tokenizer *to
         fflush(stdout);
         if (a->eng.verbose) fprintf(stderr, "seed: %llu\n", (unsigned long long)a->sp.seed);
         report(&r, n_prompt, e, a->eng.verbose);
+        if (r.eos && r.n_generated == 0 && tok && cllm_tokenizer_chat_template(tok) &&
+            cllm_tokenizer_chat_template(tok)[0])  // an instruct model given a bare prompt
+            fprintf(stderr,
+                    "codecllm run: the model ended the text at once (end-of-sequence token); it "
+                    "has a chat template: 'codecllm chat' applies it (or --ignore-eos)\n");
         if (r.context_full)  // a normal end of generation, like EOS (see -n in --help)
             fprintf(stderr,
                     "codecllm run: the context of %zu positions is full: stopped after %zu of "

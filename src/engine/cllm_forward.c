@@ -13,6 +13,7 @@
 //   logits = Wcls (RMSNorm(x) * w_final)                       (T or 1, V)
 #include "cllm_forward.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -362,8 +363,18 @@ cllm_status cllm_forward_create(const cllm_backend_ops *ops, const cllm_weights 
                                 const cllm_engine_options *opt, uint32_t ctx, cllm_forward **out) {
     *out = NULL;
     const cllm_provider_ops *pv = ops->provider(opt->weights);
-    RETURN_IF(!pv, CLLM_ERR_UNSUPPORTED, "%s backend: weights mode '%s'", ops->name,
-              cllm_weights_mode_name(opt->weights));
+    if (!pv) {  // name the modes this backend has
+        char modes[96] = "";
+        const cllm_weights_mode all[] = {CLLM_WEIGHTS_STREAM, CLLM_WEIGHTS_RESIDENT,
+                                         CLLM_WEIGHTS_DEVICE, CLLM_WEIGHTS_RAW, CLLM_WEIGHTS_FUSED};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (ops->provider(all[i]))
+                snprintf(modes + strlen(modes), sizeof modes - strlen(modes), "%s%s",
+                         modes[0] ? ", " : "", cllm_weights_mode_name(all[i]));
+        return CLLM_FAIL(CLLM_ERR_UNSUPPORTED,
+                         "the %s backend has no weights mode '%s' (it has: %s)", ops->name,
+                         cllm_weights_mode_name(opt->weights), modes);
+    }
     cllm_forward *f = calloc(1, sizeof *f);
     RETURN_IF(!f, CLLM_ERR_NOMEM, "forward state");
     double t0 = cllm_now_seconds();
