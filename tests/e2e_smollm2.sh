@@ -7,7 +7,8 @@
 #     perplexity within 0.5% of the reference's exp(mean nll);
 #   - greedy continuation of each chat prompt (raw, lossless) equal to the reference up to the
 #     first step whose top-1/top-2 margin is below 0.1;
-#   - int8 against raw with `compare` (KL and top-1 printed; loose sanity bounds).
+#   - int8 against raw with `compare` (KL and top-1 printed; loose sanity bounds);
+#   - a bare question (no template) ends at once, and run points at `chat`.
 source "$(dirname "$0")/e2elib.sh"
 GGUF=$(need_shared models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
 REF=$(need_shared models/smollm2/reference.json)
@@ -163,4 +164,13 @@ fi
     --weights resident \
     > "$TMP/compare.txt" 2>&1 || { cat "$TMP/compare.txt" >&2; fail "compare raw int8"; }
 cat "$TMP/compare.txt"
+
+# ---- a bare question to the instruct model: it ends the text at once (greedy: <|im_end|>
+# first), and run says why and points at chat (the model has a chat template) -------------------
+"$BIN" run "$TMP/raw.cllm" -p "What is the capital of France?" --temp 0 -n 8 --backend cpu \
+    -t 2 > "$TMP/bare.txt" 2> "$TMP/bare.err" || { cat "$TMP/bare.err" >&2; fail "run bare prompt"; }
+grep -q "generation: 0 tokens" "$TMP/bare.err" || { cat "$TMP/bare.err" >&2; fail "bare prompt: expected an immediate end of text"; }
+grep -q "it has a chat template: 'codecllm chat' applies it" "$TMP/bare.err" \
+    || { cat "$TMP/bare.err" >&2; fail "bare prompt: no hint towards chat"; }
+echo "bare prompt: ended at once, hint printed"
 echo "e2e_smollm2: OK"

@@ -210,8 +210,8 @@ static int run_model(const run_args *a, cllm_engine *e, const cllm_tokenizer *to
         fflush(stdout);
         if (a->eng.verbose) fprintf(stderr, "seed: %llu\n", (unsigned long long)a->sp.seed);
         report(&r, n_prompt, e, a->eng.verbose);
-        if (r.eos && r.n_generated == 0 && tok && cllm_tokenizer_chat_template(tok) &&
-            cllm_tokenizer_chat_template(tok)[0])  // an instruct model given a bare prompt
+        const char *tmpl = tok ? cllm_tokenizer_chat_template(tok) : NULL;
+        if (r.eos && r.n_generated == 0 && tmpl && tmpl[0])  // an instruct model, a bare prompt
             fprintf(stderr,
                     "codecllm run: the model ended the text at once (end-of-sequence token); it "
                     "has a chat template: 'codecllm chat' applies it (or --ignore-eos)\n");

@@ -1253,7 +1253,6 @@ static void gemm_i8_cases(void) {
 
 // ---- fused compute-code matvecs: bit-identical to the raw kernels ------------------------------
 
-
 // y for raw and fused views through one launcher: 0 single, 1 accumulate, 2 PDL + resident,
 // 3 multi (w, w2), 4 swiglu (w, w2). Outputs (rows * 2 floats) into out.
 static void fused_run(int how, const cllm_cuda_weight *w, const cllm_cuda_weight *w2,
