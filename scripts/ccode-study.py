@@ -45,14 +45,16 @@ def any_in(x, k):
 
 
 def window_escapes(e, width):
-    """Per row, the base b with the most exponents in [b, b + width); the mask of the others."""
-    out = np.zeros(e.shape, bool)
+    """Per row, the base b with the most exponents in [b, b + width); the mask of the others and
+    the mask of those below the window."""
+    out, low = np.zeros(e.shape, bool), np.zeros(e.shape, bool)
     for r in range(e.shape[0]):
         h = np.bincount(e[r], minlength=256 + width)
         c = np.convolve(h, np.ones(width, np.int64), 'valid')[:256 - width + 1]
         b = int(np.argmax(c))
-        out[r] = (e[r] < b) | (e[r] >= b + width)
-    return out
+        low[r] = e[r] < b
+        out[r] = low[r] | (e[r] >= b + width)
+    return out, low
 
 
 def entropy(sym, n):
@@ -69,9 +71,8 @@ def bf16_study(mats):
     acc = []
     for name, u in mats:
         e = ((u >> 7) & 0xff).astype(np.int64)
-        x8, x16 = window_escapes(e, 8), window_escapes(e, 16)
-        med = np.median(e, axis=1, keepdims=True)
-        below = float((x8 & (e < med)).sum() / max(1, x8.sum()))
+        (x8, low8), (x16, _) = window_escapes(e, 8), window_escapes(e, 16)
+        below = float(low8.sum() / max(1, x8.sum()))
         acc.append((x8.mean(), any_in(x8, 8), any_in(x8, 16), x16.mean()))
         print(f'| {name} {u.shape[0]}x{u.shape[1]} | {entropy(e, 256):.2f} | '
               f'{x8.mean()*100:.2f}% / {any_in(x8, 8)*100:.1f}% / {any_in(x8, 256)*100:.1f}% | '
