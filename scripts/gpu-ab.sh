@@ -12,7 +12,9 @@
 #     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis
 #     --ncu        per-kernel time and DRAM bytes of the matvecs of one raw decode step, each build
 #     --rounds N   bench rounds (default 2); each round runs every build on every codec
-#     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused")
+#     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused");
+#                  repeatable: each round runs every set, numbered b1, b2, ... in the log
+#     --kbench     bench_fused (kernel benchmark, the 4 shapes) of "new" once, after the rounds
 #     --variant NAME=FLAGS  the working tree again with CMAKE_CUDA_FLAGS=FLAGS (e.g.
 #                  "-DMV_SOMETHING=2"), reported as NAME
 #   Results: $OUT/log.txt (a line per bench row: build, round, weights, test, t/s) and $OUT/r.tgz
@@ -30,8 +32,8 @@ prepare() {
 }
 
 run() {
-    local check=0 ncu=0 rounds=2 codecs="lossless int8"
-    local bench="-p 128 -n 128 -r 2 -c 512 --weights raw,fused"
+    local check=0 ncu=0 kbench=0 rounds=2 codecs="lossless int8"
+    local -a benches=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -39,12 +41,14 @@ run() {
         --ncu) ncu=1 ;;
         --rounds) rounds=$2; shift ;;
         --codecs) codecs=$2; shift ;;
-        --bench) bench=$2; shift ;;
+        --bench) benches+=("$2"); shift ;;
+        --kbench) kbench=1 ;;
         --variant) names+=("${2%%=*}"); flags+=("${2#*=}"); shift ;;
         *) echo "gpu-ab: unknown option $1" >&2; exit 2 ;;
         esac
         shift
     done
+    [ ${#benches[@]} -gt 0 ] || benches=("-p 128 -n 128 -r 2 -c 512 --weights raw,fused")
     [ -f .ab/base.tar ] || { echo "gpu-ab: no .ab/base.tar (run 'prepare' here first)" >&2; exit 2; }
     if [ -d .debs ]; then source scripts/gpu-env.sh; fi  # (as gpu-bench.sh)
     export PATH="$PATH:/usr/local/cuda/bin"
@@ -92,14 +96,25 @@ run() {
     for round in $(seq "$rounds"); do
         for i in "${!names[@]}"; do
             for c in $codecs; do
-                local f=$r/bench-${names[$i]}-$c-$round.md
-                "${dirs[$i]}/codecllm" bench "$models/l7b-$c.cllm" --backend cuda $bench > "$f" 2>&1
-                grep -E "\| +(pp|tg)[0-9]" "$f" | awk -F'|' -v b="${names[$i]}" -v k="$round" -v c="$c" \
-                    '{gsub(/ +/, " "); print b, "round " k, c, $6, $7, $8}' >> "$log"
+                for j in "${!benches[@]}"; do
+                    local f=$r/bench-${names[$i]}-$c-$round-b$((j + 1)).md
+                    "${dirs[$i]}/codecllm" bench "$models/l7b-$c.cllm" --backend cuda ${benches[$j]} \
+                        > "$f" 2>&1
+                    # Every result row without the model path: weights, test or B/PP/TG, t/s.
+                    grep -E "^\| /" "$f" | awk -F'|' -v b="${names[$i]}" -v k="$round" -v c="$c" \
+                        -v j="b$((j + 1))" '{l = ""; for (x = 5; x < NF; x++) l = l "|" $x;
+                        gsub(/ +/, " ", l); print b, "round " k, c, j, l}' >> "$log"
+                done
             done
         done
         say "round $round done"
     done
+    if [ $kbench = 1 ]; then
+        ./build-gpu/bench/bench_fused > "$r/bench_fused.txt" 2>&1
+        echo "bench_fused rc=$?" >> "$log"
+        grep -E "x raw|columns|GEMM|7B token|load" "$r/bench_fused.txt" >> "$log"
+        say "kbench done"
+    fi
     if [ $ncu = 1 ]; then
         for i in "${!names[@]}"; do
             local f=$r/ncu-${names[$i]}.csv c=${codecs%% *}
@@ -120,5 +135,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--rounds N] [--codecs LIST] [--bench ARGS] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--rounds N] [--codecs LIST] [--bench ARGS]... [--kbench] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
