@@ -175,7 +175,8 @@ cllm_status cllm_container_decode(const cllm_container *c, size_t i, void *out, 
                                   float *scales, size_t scales_cap, int check_sum);
 
 // What the GPU's fused mode (CLLM_WEIGHTS_FUSED) holds in device memory for tensor i: the bytes of
-// its in-VRAM compute code (docs/FORMAT.md) and its exception entries, made by the compute code's
+// its in-VRAM compute code (docs/FORMAT.md) and the weights its main planes do not hold alone
+// (bf16: exception entries; int8: the values of flagged vectors), made by the compute code's
 // C encoder (n_threads OpenMP threads; <= 1: one) from the tensor decoded here (checksum checked).
 // @return CLLM_OK; UNSUPPORTED for a tensor with no compute code (source dtype other than bf16
 //         unless int8-coded, or columns the fused kernels do not take: bf16 needs a multiple of

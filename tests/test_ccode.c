@@ -211,12 +211,58 @@ static void test_corrupt(void **state) {
     free(buf);
 }
 
+// int8 corruptions: a flag bit (side entries no longer match), a first-entry index, the last
+// pair, a canonical violation.
+static void test_corrupt_int8(void **state) {
+    (void)state;
+    int8_t q[16 * 64];
+    float sc[16];
+    for (int i = 0; i < 16 * 64; i++) q[i] = (int8_t)(i % 37 == 0 ? 100 : i % 9 - 4);
+    for (int i = 0; i < 16; i++) sc[i] = 0.5f;
+    uint8_t *buf;
+    size_t n;
+    assert_int_equal(cllm_ccode_encode_int8(q, sc, 16, 64, 64, 1, &buf, &n), CLLM_OK);
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    assert_true(in.n_exc > 0 && in.n_exc < 128);
+    int8_t out[16 * 64];
+    float osc[16];
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, osc, sizeof osc), CLLM_OK);
+    assert_memory_equal(out, q, sizeof q);
+    const uint64_t f = lay.off[CLLM_CC8_S_FLAGS];  // pairs (word, first entry)
+    const uint64_t flips[] = {f, f + 4, f + 8, f + 15, f + 4 * 8 + 4};
+    for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
+        const uint8_t old = buf[flips[k]];
+        buf[flips[k]] = (uint8_t)(old ^ 0x01);
+        assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, osc, sizeof osc),
+                         CLLM_ERR_CORRUPT);
+        buf[flips[k]] = old;
+    }
+    // A flagged vector whose values then all fit 6 bits: lane 0's vector 0 is q2[0..8) =
+    // {-100, 1, ..., 1}; with its side bits cleared -100 (0x9c) reads as 28: all fit.
+    int8_t q2[16 * 64];
+    memcpy(q2, q, sizeof q2);
+    for (int j = 0; j < 8; j++) q2[j] = (int8_t)(j == 0 ? -100 : 1);
+    uint8_t *b2;
+    size_t n2;
+    assert_int_equal(cllm_ccode_encode_int8(q2, sc, 16, 64, 64, 1, &b2, &n2), CLLM_OK);
+    cllm_ccode_layout l2;
+    assert_int_equal(cllm_ccode_read_info(b2, n2, &in, &l2), CLLM_OK);
+    assert_true(b2[l2.off[CLLM_CC8_S_FLAGS]] & 1);
+    b2[l2.off[CLLM_CC8_S_XHI]] = 0, b2[l2.off[CLLM_CC8_S_XHI] + 1] = 0;
+    assert_int_equal(cllm_ccode_decode(b2, n2, out, sizeof out, osc, sizeof osc),
+                     CLLM_ERR_CORRUPT);
+    free(b2);
+    free(buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_every_pattern), cmocka_unit_test(test_bf16_all_exceptions),
         cmocka_unit_test(test_bf16_edges),         cmocka_unit_test(test_bf16_size),
         cmocka_unit_test(test_int8_roundtrip),     cmocka_unit_test(test_int8_size),
-        cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_corrupt),            cmocka_unit_test(test_corrupt_int8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -329,8 +329,8 @@ static int inspect_file(const char *path, const inspect_opts *o) {
         print_row("TOTAL", "", &total, o->zstd, o->ccode, "");
         if (o->ccode)
             printf("cc b/w: the compute code the GPU's fused mode holds in VRAM (layer matrices "
-                   "with one; rows: over those), exc: the share of their weights that are "
-                   "exceptions\n");
+                   "with one; rows: over those), exc: the share of their weights its main planes "
+                   "do not hold alone (bf16: exceptions; int8: values of flagged vectors)\n");
     }
     json_decref(jt);
     cllm_container_free(c);

@@ -17,10 +17,14 @@
 // part (codehi). 32 vectors (256 weights) form a group, the unit of exception lookup.
 //
 // INT8: the per-channel int8 symbols q of 16-row tiles x 64-column chunks (the int8 tensor-core
-// matvec's unit), each as a 6-bit two's complement value: q in [-31, 31] directly, any other q as
-// the code 0 plus an exception entry holding q (the kernels add q times x to the exact integer
-// sums). Low 4 bits in a nibble plane, high 2 bits in a second plane,
-// arranged so that lane l of a warp gets the 16 values it feeds to the MMAs with two loads.
+// matvec's unit). Lane l of a warp feeds the MMAs 32 values of a block (rows g and g + 8 of the
+// tile, l = 4 g + k, 16 columns from 16 k each), four vectors of 8. Every value's low 6 bits sit
+// in two planes (low 4 bits, bits 4-5) arranged so that the lane gets its 32 with two loads. A
+// vector whose 8 values all lie in [-32, 31] is their 6-bit two's complement (sign-extended
+// back); any other vector is flagged in the block's 128-bit mask and its values' bits 6-7 are a
+// 16-bit side entry (value i: bits 2i, 2i + 1). The mask is stored as four (32-bit word, index of
+// the word's first side entry) pairs, so that lane l loads pair l / 8 and finds its entries at
+// that index plus the flags below its bits. No exceptions: every value is read where it is loaded.
 #ifndef CLLM_CCODE_H
 #define CLLM_CCODE_H
 
@@ -37,7 +41,7 @@ extern "C" {
 #endif
 
 #define CLLM_CCODE_MAGIC 0x43434c43u  // "CLCC" little-endian
-#define CLLM_CCODE_VERSION 1u
+#define CLLM_CCODE_VERSION 2u
 #define CLLM_CCODE_HEADER_BYTES 64u
 
 typedef enum cllm_ccode_kind {
@@ -54,6 +58,9 @@ typedef enum cllm_ccode_kind {
 #define CLLM_CC8_CHUNK 64        // columns per chunk
 #define CLLM_CC8_NIB_BYTES 512   // nibble plane bytes per (tile, chunk)
 #define CLLM_CC8_HI_BYTES 256    // high-bit plane bytes per (tile, chunk)
+#define CLLM_CC8_FLAG_BYTES 32   // flag pairs per (tile, chunk): 4 x (u32 word, u32 first entry);
+                                 // word w bit 4 (l % 8) + v: lane l = 8 w + .. 's vector v (v: 0, 1
+                                 // row g columns 0-7, 8-15 of the lane's 16; 2, 3 row g + 8)
 
 // Sections, in buffer order.
 enum {
@@ -71,9 +78,9 @@ enum {
     CLLM_CC8_S_NIB = 0,     // (ntiles, nch, 512) bytes
     CLLM_CC8_S_HI,          // (ntiles, nch, 256) bytes
     CLLM_CC8_S_SCALES,      // (rows, groups_per_row) float
-    CLLM_CC8_S_EOFF,        // (ntiles * nch + 1) uint32: first exception of each (tile, chunk)
-    CLLM_CC8_S_EXC,         // (n_exc) uint32: row_in_tile | col_in_chunk << 4 | (uint8)q << 16,
-                            // sorted by row_in_tile * 64 + col_in_chunk within a (tile, chunk)
+    CLLM_CC8_S_FLAGS,       // (ntiles * nch * 4 + 1) x (u32 word, u32 first side entry); the last
+                            // pair (0, n_exc)
+    CLLM_CC8_S_XHI,         // (n_exc) uint16: the flagged vectors' bits 6-7, in (block, bit) order
     CLLM_CC8_N_SECTIONS,
 };
 #define CLLM_CCODE_MAX_SECTIONS 7
@@ -84,7 +91,7 @@ typedef struct cllm_ccode_info {
     uint32_t kind;        // cllm_ccode_kind
     uint32_t group_size;  // int8: columns per scale (1..cols); bf16: 0
     uint64_t rows, cols;
-    uint64_t n_exc;       // exception entries
+    uint64_t n_exc;       // bf16: exception entries; int8: flagged vectors (side entries)
 } cllm_ccode_info;
 
 // Section offsets (from the buffer start, header included) and sizes in bytes.
@@ -118,8 +125,9 @@ CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_lay
         const uint64_t nt = (r + 15) / 16, nc = (c + 63) / 64, g = (c + in->group_size - 1) / in->group_size;
         lay->ntiles = nt, lay->nch = nc, lay->gpr = g;
         if (nt && nc > lim / 1024 / nt) return -1;
+        if (in->n_exc > nt * nc * 128) return -1;  // at most every vector flagged
         sz[0] = nt * nc * CLLM_CC8_NIB_BYTES, sz[1] = nt * nc * CLLM_CC8_HI_BYTES;
-        sz[2] = r * g * 4, sz[3] = (nt * nc + 1) * 4, sz[4] = in->n_exc * 4;
+        sz[2] = r * g * 4, sz[3] = (nt * nc * 4 + 1) * 8, sz[4] = in->n_exc * 2;
         n = CLLM_CC8_N_SECTIONS;
     } else {
         return -1;

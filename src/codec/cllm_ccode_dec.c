@@ -116,65 +116,82 @@ static cllm_status decode_bf16(const uint8_t *buf, const cllm_ccode_info *in,
 
 // ---- int8 ---------------------------------------------------------------------------------------
 
-// Value j (0..15) of half h of lane l in block blk, sign-extended from 6 bits.
-static int int8_value(const uint8_t *nib, const uint8_t *hi, uint32_t l, uint32_t h, uint32_t j) {
+// The low 6 bits of value j (0..15) of half h of lane l in a block.
+static uint32_t int8_low6(const uint8_t *nib, const uint8_t *hi, uint32_t l, uint32_t h,
+                          uint32_t j) {
     const uint32_t i = j % 4, k = j / 4;  // byte i of word k
     const uint8_t n = nib[l * 16 + h * 8 + (k / 2) * 4 + i];
     const uint32_t lo4 = k % 2 ? n >> 4 : n & 15u;
     const uint32_t hi2 = (hi[l * 8 + h * 4 + i] >> (2 * k)) & 3u;
-    const uint32_t v = lo4 | hi2 << 4;
-    return v & 32u ? (int)v - 64 : (int)v;
+    return lo4 | hi2 << 4;
 }
 
-// Decodes (tile t, chunk ch), then applies its exception entries [e0, e1) (strictly increasing
-// positions, inside the matrix, each on a code 0 and holding a value outside [-32, 31]).
+// Decodes (tile t, chunk ch) whose flagged vectors' side entries start at `first` (entries
+// [first, first + flags) were checked to lie in the list). A flagged vector must hold a value
+// outside [-32, 31] (the code is canonical). Bit 4 (l % 8) + v of word l / 8: lane l's vector v.
 static cllm_status int8_block(const uint8_t *buf, const cllm_ccode_info *in,
-                              const cllm_ccode_layout *lay, uint64_t t, uint64_t ch, uint64_t e0,
-                              uint64_t e1, int8_t *q) {
+                              const cllm_ccode_layout *lay, uint64_t t, uint64_t ch,
+                              uint64_t first, int8_t *q) {
     const uint64_t blk = t * lay->nch + ch;
     const uint8_t *nib = buf + lay->off[CLLM_CC8_S_NIB] + blk * CLLM_CC8_NIB_BYTES;
     const uint8_t *hi = buf + lay->off[CLLM_CC8_S_HI] + blk * CLLM_CC8_HI_BYTES;
-    const uint8_t *exc = buf + lay->off[CLLM_CC8_S_EXC];
-    for (uint32_t i = 0; i < CLLM_CC8_TILE_ROWS; i++)
-        for (uint32_t j = 0; j < CLLM_CC8_CHUNK; j++) {
-            const uint64_t r = t * 16 + i, c = ch * 64 + j;
-            if (r < in->rows && c < in->cols)
-                q[r * in->cols + c] = (int8_t)int8_value(nib, hi, (i % 8) * 4 + j / 16, i / 8, j % 16);
+    const uint8_t *flags = buf + lay->off[CLLM_CC8_S_FLAGS] + blk * CLLM_CC8_FLAG_BYTES;
+    const uint8_t *side = buf + lay->off[CLLM_CC8_S_XHI] + first * 2;
+    for (uint32_t l = 0; l < 32; l++)
+        for (uint32_t v = 0; v < 4; v++) {
+            const uint32_t h = v / 2;
+            const int flagged = (cllm_load_le32(flags + 8 * (l / 8)) >> (4 * (l % 8) + v)) & 1;
+            const uint32_t e = flagged ? cllm_load_le16(side) : 0;
+            side += flagged ? 2 : 0;
+            int fits = 1;
+            for (uint32_t j = 0; j < 8; j++) {
+                const uint32_t jj = 8 * (v % 2) + j, low = int8_low6(nib, hi, l, h, jj);
+                const int x = flagged ? (int8_t)(uint8_t)(low | ((e >> (2 * j)) & 3u) << 6)
+                                      : (low & 32u ? (int)low - 64 : (int)low);
+                fits &= x >= -32 && x <= 31;
+                const uint64_t r = t * 16 + l / 4 + 8 * h, c = ch * 64 + 16 * (l % 4) + jj;
+                if (r < in->rows && c < in->cols) q[r * in->cols + c] = (int8_t)x;
+                else if (x != 0)
+                    return CLLM_FAIL(CLLM_ERR_CORRUPT,
+                                     "compute code: tile %llu chunk %llu: padding value %d at "
+                                     "row %llu column %llu", (unsigned long long)t,
+                                     (unsigned long long)ch, x, (unsigned long long)r,
+                                     (unsigned long long)c);
+            }
+            RETURN_IF(flagged && fits, CLLM_ERR_CORRUPT,
+                      "compute code: tile %llu chunk %llu: lane %u vector %u is flagged but "
+                      "fits 6 bits", (unsigned long long)t, (unsigned long long)ch, l, v);
         }
-    int64_t last = -1;
-    for (uint64_t e = e0; e < e1; e++) {
-        const uint32_t ent = cllm_load_le32(exc + 4 * e);
-        const uint32_t i = ent & 15u, j = (ent >> 4) & 63u, pos = i * 64 + j;
-        const uint64_t r = t * 16 + i, c = ch * 64 + j;
-        const int v = (int8_t)(uint8_t)(ent >> 16);
-        RETURN_IF((ent & 0xff00fc00u) != 0 || (int64_t)pos <= last || r >= in->rows ||
-                      c >= in->cols ||
-                      int8_value(nib, hi, (i % 8) * 4 + j / 16, i / 8, j % 16) != 0 ||
-                      (v >= -32 && v <= 31),
-                  CLLM_ERR_CORRUPT,
-                  "compute code: tile %llu chunk %llu: exception %llu (row %u column %u) is out "
-                  "of order, outside the matrix, on a non-zero code or fits the code",
-                  (unsigned long long)t, (unsigned long long)ch, (unsigned long long)e, i, j);
-        last = pos;
-        q[r * in->cols + c] = (int8_t)v;
-    }
     return CLLM_OK;
+}
+
+static uint32_t popcount32(uint32_t b) {
+    uint32_t n = 0;
+    for (; b; b &= b - 1) n++;
+    return n;
 }
 
 static cllm_status decode_int8(const uint8_t *buf, const cllm_ccode_info *in,
                                const cllm_ccode_layout *lay, int8_t *q, float *scales) {
-    const uint8_t *eoff = buf + lay->off[CLLM_CC8_S_EOFF];
-    const uint64_t nb = lay->ntiles * lay->nch;
-    RETURN_IF(cllm_load_le32(eoff) != 0 || cllm_load_le32(eoff + 4 * nb) != in->n_exc,
-              CLLM_ERR_CORRUPT, "compute code: exception offsets do not span the list");
-    for (uint64_t b = 0; b < nb; b++) {
-        const uint64_t e0 = cllm_load_le32(eoff + 4 * b), e1 = cllm_load_le32(eoff + 4 * b + 4);
-        RETURN_IF(e1 < e0 || e1 > in->n_exc, CLLM_ERR_CORRUPT,
-                  "compute code: block %llu: exception range [%llu, %llu) outside [0, %llu)",
-                  (unsigned long long)b, (unsigned long long)e0, (unsigned long long)e1,
-                  (unsigned long long)in->n_exc);
-        TRY(int8_block(buf, in, lay, b / lay->nch, b % lay->nch, e0, e1, q));
+    const uint8_t *fl = buf + lay->off[CLLM_CC8_S_FLAGS];
+    const uint64_t nb = lay->ntiles * lay->nch, np = 4 * nb;  // pairs before the last
+    RETURN_IF(cllm_load_le32(fl + 8 * np) != 0 || cllm_load_le32(fl + 8 * np + 4) != in->n_exc,
+              CLLM_ERR_CORRUPT, "compute code: the last flag pair is not (0, %llu)",
+              (unsigned long long)in->n_exc);
+    // Each pair's first entry is the previous pair's plus its flags; pair 0's is 0.
+    uint64_t at = 0;
+    for (uint64_t p = 0; p < np; p++) {
+        RETURN_IF(cllm_load_le32(fl + 8 * p + 4) != at, CLLM_ERR_CORRUPT,
+                  "compute code: flag pair %llu: first side entry %u where %llu come before it",
+                  (unsigned long long)p, cllm_load_le32(fl + 8 * p + 4), (unsigned long long)at);
+        at += popcount32(cllm_load_le32(fl + 8 * p));
     }
+    RETURN_IF(at != in->n_exc, CLLM_ERR_CORRUPT,
+              "compute code: %llu flagged vectors for %llu side entries", (unsigned long long)at,
+              (unsigned long long)in->n_exc);
+    for (uint64_t b = 0; b < nb; b++)
+        TRY(int8_block(buf, in, lay, b / lay->nch, b % lay->nch, cllm_load_le32(fl + 32 * b + 4),
+                       q));
     if (lay->size[CLLM_CC8_S_SCALES])
         memcpy(scales, buf + lay->off[CLLM_CC8_S_SCALES], (size_t)lay->size[CLLM_CC8_S_SCALES]);
     return CLLM_OK;

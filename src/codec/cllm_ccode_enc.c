@@ -157,31 +157,48 @@ static int q_at(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t r, uint6
     return r < rows && c < cols ? q[r * cols + c] : 0;
 }
 
-static int is_exc8(int v) { return v < -32 || v > 31; }
+static int fits6(int v) { return v >= -32 && v <= 31; }
 
-// Exceptions of (tile t, chunk ch).
-static uint64_t count_exc8(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t, uint64_t ch) {
+// Value j (0..15) of half h of lane l in (tile t, chunk ch): row 16 t + l / 4 + 8 h, column
+// 64 ch + 16 (l % 4) + j (see cllm_ccode.h).
+static int lane_value(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t, uint64_t ch,
+                      uint32_t l, uint32_t h, uint32_t j) {
+    return q_at(q, rows, cols, t * 16 + l / 4 + 8 * h, ch * 64 + 16 * (l % 4) + j);
+}
+
+// Whether lane l's vector v (half v / 2, values 8 (v % 2) .. + 7) has a value outside [-32, 31].
+static int flagged8(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t, uint64_t ch,
+                    uint32_t l, uint32_t v) {
+    for (uint32_t j = 0; j < 8; j++)
+        if (!fits6(lane_value(q, rows, cols, t, ch, l, v / 2, 8 * (v % 2) + j))) return 1;
+    return 0;
+}
+
+// Flagged vectors of (tile t, chunk ch).
+static uint64_t count_flagged8(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t,
+                               uint64_t ch) {
     uint64_t n = 0;
-    for (uint64_t i = 0; i < CLLM_CC8_TILE_ROWS; i++)
-        for (uint64_t j = 0; j < CLLM_CC8_CHUNK; j++)
-            n += (uint64_t)is_exc8(q_at(q, rows, cols, t * 16 + i, ch * 64 + j));
+    for (uint32_t l = 0; l < 32; l++)
+        for (uint32_t v = 0; v < 4; v++) n += (uint64_t)flagged8(q, rows, cols, t, ch, l, v);
     return n;
 }
 
-// Writes (tile t, chunk ch): lane l = 4 g + k holds 16 values of rows 16t + g (half 0) and
-// 16t + g + 8 (half 1), columns 64 ch + 16 k + j, j < 16 (see cllm_ccode.h).
+// Writes (tile t, chunk ch): the planes of every value's low 6 bits, the flag pairs (word w:
+// lanes 8 w .. 8 w + 7), and the side entries of its flagged vectors from index `first` on.
 static void int8_block(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t, uint64_t ch,
                        const cllm_ccode_layout *lay, uint8_t *buf, uint64_t first) {
     const uint64_t blk = t * lay->nch + ch;
     uint8_t *nib = buf + lay->off[CLLM_CC8_S_NIB] + blk * CLLM_CC8_NIB_BYTES;
     uint8_t *hi = buf + lay->off[CLLM_CC8_S_HI] + blk * CLLM_CC8_HI_BYTES;
-    for (uint32_t l = 0; l < 32; l++)
+    uint8_t *flags = buf + lay->off[CLLM_CC8_S_FLAGS] + blk * CLLM_CC8_FLAG_BYTES;
+    uint8_t *side = buf + lay->off[CLLM_CC8_S_XHI] + first * 2;
+    uint32_t word[4] = {0, 0, 0, 0}, at = (uint32_t)first, starts[4];
+    for (uint32_t l = 0; l < 32; l++) {
+        if (l % 8 == 0) starts[l / 8] = at;
         for (uint32_t h = 0; h < 2; h++) {
             uint32_t v[16];
-            for (uint32_t j = 0; j < 16; j++) {
-                const int x = q_at(q, rows, cols, t * 16 + l / 4 + 8 * h, ch * 64 + 16 * (l % 4) + j);
-                v[j] = (uint32_t)(is_exc8(x) ? 0 : x) & 63u;  // an exception codes 0
-            }
+            for (uint32_t j = 0; j < 16; j++)
+                v[j] = (uint32_t)(uint8_t)lane_value(q, rows, cols, t, ch, l, h, j) & 63u;
             for (uint32_t i = 0; i < 4; i++) {
                 nib[l * 16 + h * 8 + i] = (uint8_t)((v[i] & 15) | (v[4 + i] & 15) << 4);
                 nib[l * 16 + h * 8 + 4 + i] = (uint8_t)((v[8 + i] & 15) | (v[12 + i] & 15) << 4);
@@ -189,12 +206,19 @@ static void int8_block(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t
                                                   (v[8 + i] >> 4) << 4 | (v[12 + i] >> 4) << 6);
             }
         }
-    uint8_t *exc = buf + lay->off[CLLM_CC8_S_EXC] + first * 4;
-    for (uint32_t i = 0; i < CLLM_CC8_TILE_ROWS; i++)
-        for (uint32_t j = 0; j < CLLM_CC8_CHUNK; j++) {
-            const int x = q_at(q, rows, cols, t * 16 + i, ch * 64 + j);
-            if (is_exc8(x)) put32(exc, i | j << 4 | (uint32_t)(uint8_t)x << 16), exc += 4;
+        for (uint32_t vv = 0; vv < 4; vv++) {  // in bit order: 4 l + vv
+            if (!flagged8(q, rows, cols, t, ch, l, vv)) continue;
+            word[l / 8] |= 1u << (4 * (l % 8) + vv);
+            at++;
+            uint32_t e = 0;
+            for (uint32_t j = 0; j < 8; j++) {
+                const uint32_t x = (uint8_t)lane_value(q, rows, cols, t, ch, l, vv / 2, 8 * (vv % 2) + j);
+                e |= (x >> 6) << (2 * j);
+            }
+            side[0] = (uint8_t)e, side[1] = (uint8_t)(e >> 8), side += 2;
         }
+    }
+    for (uint32_t w = 0; w < 4; w++) put32(flags + 8 * w, word[w]), put32(flags + 8 * w + 4, starts[w]);
 }
 
 cllm_status cllm_ccode_encode_int8(const int8_t *q, const float *scales, uint64_t rows,
@@ -219,21 +243,21 @@ cllm_status cllm_ccode_encode_int8(const int8_t *q, const float *scales, uint64_
     const int nt = n_threads > 1 ? n_threads : 1;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(nt) if (nb > 64)
     for (uint64_t b = 0; b < nb; b++)
-        first[b + 1] = count_exc8(q, rows, cols, b / lay.nch, b % lay.nch);
+        first[b + 1] = count_flagged8(q, rows, cols, b / lay.nch, b % lay.nch);
     first[0] = 0;
     for (uint64_t b = 0; b < nb; b++) first[b + 1] += first[b];
     in.n_exc = first[nb];
     cllm_status st = in.n_exc > 0xffffffffull
-                         ? CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "compute code: over 2^32 exceptions")
+                         ? CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "compute code: over 2^32 flagged vectors")
                          : alloc_buffer(&in, &lay, out, out_bytes);
     if (st == CLLM_OK) {
         uint8_t *buf = *out;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(nt) if (nb > 64)
         for (uint64_t b = 0; b < nb; b++) {
-            put32(buf + lay.off[CLLM_CC8_S_EOFF] + b * 4, (uint32_t)first[b]);
+
             int8_block(q, rows, cols, b / lay.nch, b % lay.nch, &lay, buf, first[b]);
         }
-        put32(buf + lay.off[CLLM_CC8_S_EOFF] + nb * 4, (uint32_t)first[nb]);
+        put32(buf + lay.off[CLLM_CC8_S_FLAGS] + nb * CLLM_CC8_FLAG_BYTES + 4, (uint32_t)first[nb]);
         if (lay.size[CLLM_CC8_S_SCALES])
             memcpy(buf + lay.off[CLLM_CC8_S_SCALES], scales, (size_t)lay.size[CLLM_CC8_S_SCALES]);
     }

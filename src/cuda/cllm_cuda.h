@@ -170,7 +170,8 @@ cllm_status cllm_cuda_ccode_make(cllm_cuda_mem *mem, const cllm_cuda_weight *raw
                                  void *stream, cllm_cuda_weight *out, size_t *bytes);
 
 // Bytes of the compute code of a (rows, cols) matrix of raw kind `kind` (BF16 or INT8; group_size:
-// INT8 columns per scale) if `exc_fraction` of its weights were exceptions: what a plan counts
+// INT8 columns per scale) if `exc_fraction` of its weights fell outside the code's window (BF16:
+// exception entries; INT8: their 8-value vectors flagged, taken as independent): what a plan counts
 // before the code is made (the real count depends on the values). 0 when the fused kernels do not
 // take the kind or shape (cllm_cuda_ccode_make would refuse it with CLLM_ERR_UNSUPPORTED).
 size_t cllm_cuda_ccode_estimate_bytes(uint32_t kind, uint64_t rows, uint64_t cols,

@@ -2,6 +2,8 @@
 // through the C encoder on the host (the specification; the kernels read what it writes).
 #include "cllm_cuda_check.h"
 
+#include <math.h>
+
 extern "C" {
 #include "../codec/cllm_ccode.h"
 }
@@ -21,8 +23,14 @@ extern "C" size_t cllm_cuda_ccode_estimate_bytes(uint32_t kind, uint64_t rows, u
     const uint32_t gs = kind == CLLM_CUDA_W_INT8 ? (group_size ? group_size : (uint32_t)cols) : 0;
     if (!ccode_shape_ok(kind, cols, gs)) return 0;
     const double f = exc_fraction < 0 ? 0 : exc_fraction > 1 ? 1 : exc_fraction;
+    // int8 stores no exceptions but a side entry per 8-value vector holding an escape: with
+    // escapes independent at rate f, a share 1 - (1 - f)^8 of the vectors.
+    const double n_aux = kind == CLLM_CUDA_W_BF16
+                             ? f * (double)rows * (double)cols
+                             : (1.0 - pow(1.0 - f, 8.0)) * (double)((rows + 15) / 16 * 16) *
+                                   (double)cols / 8.0;
     cllm_ccode_info in = {kind == CLLM_CUDA_W_BF16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
-                          gs, rows, cols, (uint64_t)(f * (double)rows * (double)cols)};
+                          gs, rows, cols, (uint64_t)n_aux};
     cllm_ccode_layout lay;
     if (cllm_ccode_layout_of(&in, &lay) != 0 || lay.total > SIZE_MAX) return 0;
     return (size_t)lay.total;

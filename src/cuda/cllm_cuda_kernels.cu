@@ -611,7 +611,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 #define MV8_WARPS 8
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
-#define CC8_XCAP 3072              // CC_INT8: exception entries staged per block (all tiles)
+#define CC8_XCAP 3072              // CC_INT8: side entries (16-bit) staged per block (all tiles)
 
 static __device__ __forceinline__ void mma_s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                               uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -684,10 +684,13 @@ static __device__ __forceinline__ float mv8_digits(float lo, float hi, float pw)
 
 // ---- the int8 compute code (CLLM_CUDA_W_CC_INT8) in the same kernel -------------------------------
 //
-// Lane 4 g + q of a warp gets, per (tile, chunk), the 16 values of rows g and g + 8 it feeds to
-// the MMAs as a 16-byte nibble load and an 8-byte load of high bits (src/codec/cllm_ccode.h), and
-// rebuilds the raw kernel's A words exactly; exceptions (code 0) are ORed in as bytes through a
-// per-warp patch area in shared memory. The MMAs then see the raw int8 values: same results.
+// Lane 4 g + q of a warp gets, per (tile, chunk), the 32 values of rows g and g + 8 it feeds to
+// the MMAs as a 16-byte nibble load and an 8-byte load of bits 4-5 (src/codec/cllm_ccode.h), and
+// rebuilds the raw kernel's A words: each value's 6 bits sign-extended, then, for its vectors
+// flagged in the block's mask, bits 6-7 from their side entries. No atomics, no barriers: lane l
+// loads the block's flag pair l / 8 (a mask word and the index of its first side entry) with its
+// weights and finds its entries at that index plus the flags below its own. The MMAs then see the
+// raw int8 values: same results.
 
 // Word k of a half from its nibbles (already shifted to bits 0..3 of each byte) and high bits
 // (shifted to bits 4..5): the 6-bit values sign-extended to bytes.
@@ -701,26 +704,36 @@ static __device__ __forceinline__ uint4 cc8_half(uint32_t n0, uint32_t n1, uint3
                       cc8_word(n1 >> 4, h >> 2));
 }
 
-// ORs the exceptions [e0, e1) of one (tile, chunk) into this lane's words (warp-uniform call).
-// pw: the warp's 256-word patch area (zero outside this function).
-static __device__ __forceinline__ void cc8_patch(const uint32_t *exc, uint32_t e0, uint32_t e1,
-                                                 uint32_t *pw, uint32_t lane, uint4 &wa, uint4 &wb) {
-    // exc: entries indexed from e0's list origin (staged in shared memory or global)
-    __syncwarp();  // the previous chunk's clears are done
-    auto slot = [](uint32_t ent) {  // row i, column j -> (owner lane, half, word)
-        const uint32_t i = ent & 15u, j = (ent >> 4) & 63u;
-        return ((i & 7u) * 4 + (j >> 4)) * 8 + (i >> 3) * 4 + ((j & 15u) >> 2);
-    };
-    for (uint32_t e = e0 + lane; e < e1; e += 32) {
-        const uint32_t ent = exc[e];
-        atomicOr(pw + slot(ent), ((ent >> 16) & 0xffu) << (8 * ((ent >> 4) & 3u)));
+// Word w of a flagged vector with its values' bits 6-7 from e8 (value i: bits 2i, 2i + 1).
+static __device__ __forceinline__ uint32_t cc8_hi2(uint32_t w, uint32_t e8) {
+    const uint32_t x = (e8 & 0x03u) | (e8 & 0x0cu) << 6 | (e8 & 0x30u) << 12 | (e8 & 0xc0u) << 18;
+    return (w & 0x3f3f3f3fu) | x << 6;
+}
+
+// Puts the side entries of this lane's flagged vectors into its words. w: the mask word of the
+// block's flag pair lane / 8; side: the list (global, or a tile's staged copy in shared memory)
+// indexed from that word's first entry x0 (made relative to the list's origin).
+static __device__ __forceinline__ void cc8_flagged(uint32_t w, const uint16_t *side, uint32_t x0,
+                                                   uint32_t lane, uint4 &wa, uint4 &wb) {
+    const uint32_t sh = 4 * (lane & 7), mine = (w >> sh) & 15u;
+    if (!mine) return;
+    uint32_t i = x0 + __popc(w & ((1u << sh) - 1u));
+    if (mine & 1u) {
+        const uint32_t e = side[i++];
+        wa.x = cc8_hi2(wa.x, e & 0xffu), wa.y = cc8_hi2(wa.y, e >> 8);
     }
-    __syncwarp();
-    const uint4 pa = ((const uint4 *)pw)[2 * lane], pb = ((const uint4 *)pw)[2 * lane + 1];
-    wa.x |= pa.x, wa.y |= pa.y, wa.z |= pa.z, wa.w |= pa.w;
-    wb.x |= pb.x, wb.y |= pb.y, wb.z |= pb.z, wb.w |= pb.w;
-    __syncwarp();
-    for (uint32_t e = e0 + lane; e < e1; e += 32) pw[slot(exc[e])] = 0;
+    if (mine & 2u) {
+        const uint32_t e = side[i++];
+        wa.z = cc8_hi2(wa.z, e & 0xffu), wa.w = cc8_hi2(wa.w, e >> 8);
+    }
+    if (mine & 4u) {
+        const uint32_t e = side[i++];
+        wb.x = cc8_hi2(wb.x, e & 0xffu), wb.y = cc8_hi2(wb.y, e >> 8);
+    }
+    if (mine & 8u) {
+        const uint32_t e = side[i];
+        wb.z = cc8_hi2(wb.z, e & 0xffu), wb.w = cc8_hi2(wb.w, e >> 8);
+    }
 }
 
 // ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
@@ -776,7 +789,6 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
 // 16q: 64-byte runs), bf16 through a 16 x 64 tile in shared memory as 512-byte runs.
 template <bool BF16>
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const cc_unpack_args a) {
-    __shared__ uint4 pws[MV_WARPS][64];
     __shared__ uint4 stage[BF16 ? MV_WARPS : 1][16 * 8];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t cols = (uint32_t)a.w.cols, nch = cols / MV8_COLS, gs = a.w.group_size;
@@ -785,16 +797,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     const uint8_t *b = (const uint8_t *)a.w.data;
     const uint4 *nib = (const uint4 *)(b + a.off[CLLM_CC8_S_NIB]);
     const uint2 *his = (const uint2 *)(b + a.off[CLLM_CC8_S_HI]);
-    const uint32_t *eo = (const uint32_t *)(b + a.off[CLLM_CC8_S_EOFF]);
-    const uint32_t *exc = (const uint32_t *)(b + a.off[CLLM_CC8_S_EXC]);
-    pws[warp][2 * lane] = pws[warp][2 * lane + 1] = make_uint4(0, 0, 0, 0);
+    const uint2 *flg = (const uint2 *)(b + a.off[CLLM_CC8_S_FLAGS]);
+    const uint16_t *side = (const uint16_t *)(b + a.off[CLLM_CC8_S_XHI]);
     for (uint32_t unit = blockIdx.x * MV_WARPS + warp; unit < (uint32_t)a.n_units;
          unit += gridDim.x * MV_WARPS) {
         const uint32_t tile = t0 + unit / nch, ch = unit % nch;
         const uint64_t blk = (uint64_t)tile * nch + ch;
         const uint4 n = __ldg(nib + blk * 32 + lane);
         const uint2 h = __ldg(his + blk * 32 + lane);
-        const uint32_t e0 = __ldg(eo + blk), e1 = __ldg(eo + blk + 1);
+        const uint2 fp = __ldg(flg + blk * 4 + lane / 8);  // (mask word, its first entry)
         const uint32_t r = tile * 16 + g, col = ch * MV8_COLS + 16 * q;
         float sa = 0.f, sb = 0.f;
         if (BF16) {
@@ -802,7 +813,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
             sb = __ldg(a.w.scales + (uint64_t)min(r + 8, rows - 1) * gpr + col / gs);
         }
         uint4 wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
-        if (e1 > e0) cc8_patch(exc, e0, e1, (uint32_t *)pws[warp], lane, wa, wb);
+        cc8_flagged(fp.x, side, fp.y, lane, wa, wb);
         if (!BF16) {
             int8_t *dst = (int8_t *)a.dst + (uint64_t)(r - a.r0) * cols + col;
             if (r < end) *(uint4 *)dst = wa;
@@ -841,8 +852,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][MV8_WARPS][16];
-    __shared__ uint4 ccp[CC ? MV8_WARPS : 1][MT][64];  // CC: per-warp exception patch areas
-    __shared__ uint32_t ccx8[CC ? CC8_XCAP : 1];        // CC: the tiles' entries, staged
+    __shared__ uint16_t ccx8[CC ? CC8_XCAP : 1];  // CC: the tiles' side entries, staged
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
@@ -854,7 +864,8 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
     const uint4 *pa[MT], *pb[MT];  // raw: rows g and g + 8 at this lane's bytes of chunk `warp`;
                                    // CC: nibbles and high bits of block (tile, warp) for this lane
-    const uint32_t *eo[MT], *ex[MT];  // CC: exception offsets of (tile, warp), the entries
+    const uint2 *fo[MT];              // CC: this lane's flag pair of (tile, warp)
+    const uint16_t *ex[MT];           // CC: the side entries
     uint32_t xo[MT];                  // CC: list index of ex[t][0] (staged lists start at 0)
     const float *sa[MT], *sb[MT];
 #pragma unroll
@@ -866,18 +877,16 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             const uint64_t blk = (uint64_t)tile * nch + warp;
             pa[t] = (const uint4 *)(base + m.cc_off[wi][CLLM_CC8_S_NIB] + blk * 512) + lane;
             pb[t] = (const uint4 *)((const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_HI] + blk * 256) + lane);
-            eo[t] = (const uint32_t *)(base + m.cc_off[wi][CLLM_CC8_S_EOFF]) + blk;
-            ex[t] = (const uint32_t *)(base + m.cc_off[wi][CLLM_CC8_S_EXC]);
+            fo[t] = (const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_FLAGS]) + blk * 4 + lane / 8;
+            ex[t] = (const uint16_t *)(base + m.cc_off[wi][CLLM_CC8_S_XHI]);
             xo[t] = 0;
-            ccp[CC ? warp : 0][t][2 * lane] = ccp[CC ? warp : 0][t][2 * lane + 1] = make_uint4(0, 0, 0, 0);
         } else {
             const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
             pa[t] = (const uint4 *)(base + ra * cols), pb[t] = (const uint4 *)(base + rb * cols);
         }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
-    uint4 a[U][MT][2];
-    uint32_t eb[U][MT][2];  // CC: exception range of each chunk
+    uint4 a[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
     float ws[U][MT][2];
     auto load = [&](uint32_t j0) {  // local chunks j0 .. j0 + U - 1 (warp-uniform guards)
 #pragma unroll
@@ -890,9 +899,8 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
                 if (CC) {  // blocks of 512 / 256 bytes: 8 chunks on = 256 uint4 / 256 uint2
                     a[u][t][0] = __ldg(pa[t] + 256 * (j0 + u));
                     const uint2 h = __ldg((const uint2 *)pb[t] + 256 * (j0 + u));
-                    a[u][t][1] = make_uint4(h.x, h.y, 0, 0);
-                    eb[u][t][0] = __ldg(eo[t] + 8 * (j0 + u));
-                    eb[u][t][1] = __ldg(eo[t] + 8 * (j0 + u) + 1);
+                    const uint2 f = __ldg(fo[t] + 32 * (j0 + u));  // 8 chunks on: 8 x 4 pairs
+                    a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
                 } else {
                     a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
                 }
@@ -902,15 +910,15 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     };
     if (!m.pre) pdl_wait();
     load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
-    if (CC) {  // stage each tile's entries (a list longer than its share stays in global memory)
+    if (CC) {  // stage each tile's side entries (a longer list stays in global memory)
         constexpr uint32_t cap = CC8_XCAP / MT;
 #pragma unroll
         for (int t = 0; t < MT; t++) {
-            const uint32_t *eot = eo[t] - warp;  // offsets of (tile, chunk 0 ..)
-            const uint32_t e0 = __ldg(eot), e1 = __ldg(eot + nch);
+            const uint2 *fot = fo[t] - warp * 4 - lane / 8;  // pairs of (tile, chunk 0 ..)
+            const uint32_t e0 = __ldg(fot).y, e1 = __ldg(fot + 4 * nch).y;
             if (e1 - e0 <= cap) {  // all loads first: one round trip
                 constexpr uint32_t per = cap / (MV8_WARPS * 32);
-                uint32_t tmp[per];
+                uint16_t tmp[per];
 #pragma unroll
                 for (uint32_t j = 0; j < per; j++)
                     if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
@@ -949,9 +957,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
                 if (CC) {
                     const uint4 n = a[u][t][0], h = a[u][t][1];
                     wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
-                    if (eb[u][t][1] > eb[u][t][0])
-                        cc8_patch(ex[t], eb[u][t][0] - xo[t], eb[u][t][1] - xo[t],
-                                  (uint32_t *)ccp[CC ? warp : 0][t], lane, wa, wb);
+                    cc8_flagged(h.z, ex[t], h.w - xo[t], lane, wa, wb);
                 }
                 int d[4] = {0, 0, 0, 0};
                 mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
@@ -1154,8 +1160,7 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
     const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
-    const size_t stat =
-        MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? MV8_WARPS * 2 * 1024 + CC8_XCAP * 4 : 0);
+    const size_t stat = MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? CC8_XCAP * 2 : 0);
     if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -1168,7 +1173,7 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
 template <int MT, bool GROUPED, bool CC>
 static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
                               cudaStream_t s, unsigned flags) {
-    if (smem > 48 * 1024 - (CC ? MV8_WARPS * MT * 1024 + CC8_XCAP * 4 : 0) - MT * 512) {
+    if (smem > 48 * 1024 - (CC ? CC8_XCAP * 2 : 0) - MT * 512) {
         const cudaError_t e = cudaFuncSetAttribute(matvec_i8_kernel<MT, GROUPED, CC>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    (int)smem);

@@ -35,7 +35,8 @@ cllm_status cllm_container_ccode_size(const cllm_container *c, size_t i, int n_t
     cllm_ccode_info info;
     cllm_ccode_layout lay;
     if (st == CLLM_OK) st = cllm_ccode_read_info(code, code_n, &info, &lay);
-    if (st == CLLM_OK) *bytes = code_n, *n_exc = info.n_exc;
+    // int8: the values of its flagged vectors (bits 6-7 stored aside), 8 per side entry
+    if (st == CLLM_OK) *bytes = code_n, *n_exc = b16 ? info.n_exc : 8 * info.n_exc;
     free(code);
     free(sc);
     free(w);

@@ -840,7 +840,10 @@ static void ccode_data(host_weight *h, int specials) {
             if (rnd() % 997 == 0) v = (long)(rnd() % 255) - 127;
             q[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
         }
-        if (specials)
+        if (specials == 2)  // every value outside [-32, 31]: every vector flagged
+            for (size_t i = 0; i < n; i++)
+                q[i] = (int8_t)((int)(33 + rnd() % 95) * (rnd() % 2 ? 1 : -1));
+        else if (specials)
             for (size_t c = 0; c < h->w.cols; c++) q[c] = (int8_t)(c % 2 ? 100 : -128 + (int)(c % 7));
         return;
     }
@@ -1405,7 +1408,7 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
     int ok = 1;
     for (int i = 0; i < 2; i++) {
         host_weight_make(&h[i], kind, rows, cols, group);
-        ccode_data(&h[i], specials && i == 0);
+        ccode_data(&h[i], i == 0 ? specials : 0);
         raw[i] = weight_upload(&h[i]);
         MUST(cllm_cuda_ccode_make(g_mem, &raw[i], omp_get_max_threads(), g_stream, &cc[i],
                                   &bytes[i]));
@@ -1619,6 +1622,8 @@ static void fused_cases(void) {
     fused_case(CLLM_CUDA_W_INT8, 4096, 4096, 0, 0);
     fused_case(CLLM_CUDA_W_INT8, 1000, 11008, 128, 0);
     fused_case(CLLM_CUDA_W_INT8, 64, 14336, 0, 1);    // > 48 KiB of shared memory
+    fused_case(CLLM_CUDA_W_INT8, 48, 4096, 0, 2);     // every vector flagged: side lists longer
+                                                      // than the staging (read from global)
 }
 
 int main(int argc, char **argv) {
