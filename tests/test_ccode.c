@@ -13,6 +13,7 @@
 
 #include "codec/cllm_ccode.h"
 #include "codec/cllm_codec.h"
+#include "common/cllm_common.h"
 #include "common/cllm_half.h"
 #include "testutil.h"
 
@@ -164,6 +165,63 @@ static void test_int8_roundtrip(void **state) {
     }
 }
 
+// The fused kernels' loader (cllm_cc8_lane) run on the CPU over every lane of every block, from
+// the bytes each lane loads: each value equals the decoder's (so the GPU's A words are the raw
+// int8 values the MMAs expect).
+static void lanes_match(const uint8_t *buf, size_t n, const int8_t *q) {
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    const uint16_t *side = (const uint16_t *)(buf + lay.off[CLLM_CC8_S_XHI]);  // little-endian
+    for (uint64_t b = 0; b < lay.ntiles * lay.nch; b++) {
+        const uint64_t t = b / lay.nch, ch = b % lay.nch;
+        for (uint32_t l = 0; l < 32; l++) {
+            const uint8_t *nb = buf + lay.off[CLLM_CC8_S_NIB] + b * 512 + 16 * l;
+            const uint8_t *hb = buf + lay.off[CLLM_CC8_S_HI] + b * 256 + 8 * l;
+            const uint8_t *pb = buf + lay.off[CLLM_CC8_S_FLAGS] + b * 32 + 8 * (l / 8);
+            uint32_t a[8];
+            cllm_cc8_lane(cllm_load_le32(nb), cllm_load_le32(nb + 4), cllm_load_le32(nb + 8),
+                          cllm_load_le32(nb + 12), cllm_load_le32(hb), cllm_load_le32(hb + 4),
+                          cllm_load_le32(pb), cllm_load_le32(pb + 4), side, l, a);
+            for (uint32_t k = 0; k < 8; k++)
+                for (uint32_t i = 0; i < 4; i++) {
+                    const uint64_t r = t * 16 + l / 4 + 8 * (k / 4);
+                    const uint64_t c = ch * 64 + 16 * (l % 4) + 4 * (k % 4) + i;
+                    const int8_t got = (int8_t)(uint8_t)(a[k] >> (8 * i));
+                    const int8_t want = r < in.rows && c < in.cols ? q[r * in.cols + c] : 0;
+                    if (got != want)
+                        fail_msg("block %llu lane %u word %u byte %u: %d, want %d",
+                                 (unsigned long long)b, l, k, i, got, want);
+                }
+        }
+    }
+}
+
+static void test_int8_lanes(void **state) {
+    (void)state;
+    uint64_t s = 11;
+    const uint64_t shapes[][2] = {{16, 64}, {37, 320}, {48, 4096}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (int mode = 0; mode < 3; mode++) {
+            const uint64_t rows = shapes[k][0], cols = shapes[k][1];
+            int8_t *q = malloc(rows * cols);
+            float *sc = malloc(rows * 4);
+            for (uint64_t i = 0; i < rows * cols; i++) {
+                const int v = mode == 0   ? (int)(cllm_test_rand(&s) % 256) - 128
+                              : mode == 1 ? (int)lround(9 * cllm_test_normal(&s))
+                                          : (i % 3 ? 100 : -128);
+                q[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+            }
+            for (uint64_t i = 0; i < rows; i++) sc[i] = 1.0f;
+            uint8_t *buf;
+            size_t n;
+            assert_int_equal(cllm_ccode_encode_int8(q, sc, rows, cols, (uint32_t)cols, 1, &buf, &n),
+                             CLLM_OK);
+            lanes_match(buf, n, q);
+            free(buf), free(q), free(sc);
+        }
+}
+
 // Per-channel int8 of synth-like weights: bits/weight incl. scales <= 6.5.
 static void test_int8_size(void **state) {
     (void)state;
@@ -261,7 +319,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_every_pattern), cmocka_unit_test(test_bf16_all_exceptions),
         cmocka_unit_test(test_bf16_edges),         cmocka_unit_test(test_bf16_size),
-        cmocka_unit_test(test_int8_roundtrip),     cmocka_unit_test(test_int8_size),
+        cmocka_unit_test(test_int8_roundtrip),     cmocka_unit_test(test_int8_lanes),
+        cmocka_unit_test(test_int8_size),
         cmocka_unit_test(test_corrupt),            cmocka_unit_test(test_corrupt_int8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

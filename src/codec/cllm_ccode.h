@@ -153,6 +153,64 @@ CLLM_CCODE_HD int cllm_ccode_takes(uint32_t kind, uint64_t cols, uint32_t group_
            (group_size == 0 || group_size == cols || group_size % CLLM_CC8_CHUNK == 0);
 }
 
+// ---- int8: a lane's words, as the fused kernels rebuild them ------------------------------------
+//
+// The loader of the fused int8 matvec and of its unpack kernel (cllm_cuda_kernels.cu), here so
+// that the C tests run the same code: lane l of a warp, block b, from its nibble load (16 bytes at
+// nib + 512 b + 16 l as four little-endian words n0..n3), its bit-4-5 load (8 bytes at hi + 256 b
+// + 8 l: h0, h1), its flag pair (pairs[4 b + l / 8]: the mask word pw and the word's first side
+// entry p0, relative to `side`), gives the int8 values it feeds to the MMAs: a[0..3] row g,
+// a[4..7] row g + 8 (word k: values 4k .. 4k + 3 of the lane's 16, byte i = value 4k + i).
+
+CLLM_CCODE_HD uint32_t cllm_cc8_popc(uint32_t x) {
+#if defined(__CUDA_ARCH__)
+    return __popc(x);
+#else
+    return (uint32_t)__builtin_popcount(x);
+#endif
+}
+
+// Word of 4 values from their low nibbles (bits 0..3 of each byte) and bits 4-5 (at 4..5): the
+// 6-bit values sign-extended to bytes.
+CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs) {
+    const uint32_t v = (nib & 0x0f0f0f0fu) | (hs & 0x30303030u);
+    return v | (v & 0x20202020u) * 6u;  // bit 5 set: bits 6 and 7 too
+}
+
+// Word w of a flagged vector with its 4 values' bits 6-7 from e8 (value i: bits 2i, 2i + 1).
+CLLM_CCODE_HD uint32_t cllm_cc8_hi2(uint32_t w, uint32_t e8) {
+    const uint32_t x = (e8 & 0x03u) | (e8 & 0x0cu) << 6 | (e8 & 0x30u) << 12 | (e8 & 0xc0u) << 18;
+    return (w & 0x3f3f3f3fu) | x << 6;
+}
+
+CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t n3, uint32_t h0,
+                                 uint32_t h1, uint32_t pw, uint32_t p0, const uint16_t *side,
+                                 uint32_t lane, uint32_t a[8]) {
+    a[0] = cllm_cc8_word(n0, h0 << 4), a[1] = cllm_cc8_word(n0 >> 4, h0 << 2);
+    a[2] = cllm_cc8_word(n1, h0), a[3] = cllm_cc8_word(n1 >> 4, h0 >> 2);
+    a[4] = cllm_cc8_word(n2, h1 << 4), a[5] = cllm_cc8_word(n2 >> 4, h1 << 2);
+    a[6] = cllm_cc8_word(n3, h1), a[7] = cllm_cc8_word(n3 >> 4, h1 >> 2);
+    const uint32_t sh = 4 * (lane & 7), mine = (pw >> sh) & 15u;
+    if (!mine) return;
+    uint32_t i = p0 + cllm_cc8_popc(pw & ((1u << sh) - 1u));  // vector v: words 2v, 2v + 1
+    if (mine & 1u) {
+        const uint32_t e = side[i++];
+        a[0] = cllm_cc8_hi2(a[0], e & 0xffu), a[1] = cllm_cc8_hi2(a[1], e >> 8);
+    }
+    if (mine & 2u) {
+        const uint32_t e = side[i++];
+        a[2] = cllm_cc8_hi2(a[2], e & 0xffu), a[3] = cllm_cc8_hi2(a[3], e >> 8);
+    }
+    if (mine & 4u) {
+        const uint32_t e = side[i++];
+        a[4] = cllm_cc8_hi2(a[4], e & 0xffu), a[5] = cllm_cc8_hi2(a[5], e >> 8);
+    }
+    if (mine & 8u) {
+        const uint32_t e = side[i];
+        a[6] = cllm_cc8_hi2(a[6], e & 0xffu), a[7] = cllm_cc8_hi2(a[7], e >> 8);
+    }
+}
+
 // ---- encoder (cllm_ccode_enc.c) -----------------------------------------------------------------
 
 // Encodes a (rows, cols) row-major bf16 matrix (any bit patterns: NaN, infinities, subnormals,

@@ -692,48 +692,13 @@ static __device__ __forceinline__ float mv8_digits(float lo, float hi, float pw)
 // weights and finds its entries at that index plus the flags below its own. The MMAs then see the
 // raw int8 values: same results.
 
-// Word k of a half from its nibbles (already shifted to bits 0..3 of each byte) and high bits
-// (shifted to bits 4..5): the 6-bit values sign-extended to bytes.
-static __device__ __forceinline__ uint32_t cc8_word(uint32_t nib, uint32_t hs) {
-    const uint32_t v = (nib & 0x0f0f0f0fu) | (hs & 0x30303030u);
-    return v | (v & 0x20202020u) * 6u;  // bit 5 set: bits 6 and 7 too
-}
-
-static __device__ __forceinline__ uint4 cc8_half(uint32_t n0, uint32_t n1, uint32_t h) {
-    return make_uint4(cc8_word(n0, h << 4), cc8_word(n0 >> 4, h << 2), cc8_word(n1, h),
-                      cc8_word(n1 >> 4, h >> 2));
-}
-
-// Word w of a flagged vector with its values' bits 6-7 from e8 (value i: bits 2i, 2i + 1).
-static __device__ __forceinline__ uint32_t cc8_hi2(uint32_t w, uint32_t e8) {
-    const uint32_t x = (e8 & 0x03u) | (e8 & 0x0cu) << 6 | (e8 & 0x30u) << 12 | (e8 & 0xc0u) << 18;
-    return (w & 0x3f3f3f3fu) | x << 6;
-}
-
-// Puts the side entries of this lane's flagged vectors into its words. w: the mask word of the
-// block's flag pair lane / 8; side: the list (global, or a tile's staged copy in shared memory)
-// indexed from that word's first entry x0 (made relative to the list's origin).
-static __device__ __forceinline__ void cc8_flagged(uint32_t w, const uint16_t *side, uint32_t x0,
-                                                   uint32_t lane, uint4 &wa, uint4 &wb) {
-    const uint32_t sh = 4 * (lane & 7), mine = (w >> sh) & 15u;
-    if (!mine) return;
-    uint32_t i = x0 + __popc(w & ((1u << sh) - 1u));
-    if (mine & 1u) {
-        const uint32_t e = side[i++];
-        wa.x = cc8_hi2(wa.x, e & 0xffu), wa.y = cc8_hi2(wa.y, e >> 8);
-    }
-    if (mine & 2u) {
-        const uint32_t e = side[i++];
-        wa.z = cc8_hi2(wa.z, e & 0xffu), wa.w = cc8_hi2(wa.w, e >> 8);
-    }
-    if (mine & 4u) {
-        const uint32_t e = side[i++];
-        wb.x = cc8_hi2(wb.x, e & 0xffu), wb.y = cc8_hi2(wb.y, e >> 8);
-    }
-    if (mine & 8u) {
-        const uint32_t e = side[i];
-        wb.z = cc8_hi2(wb.z, e & 0xffu), wb.w = cc8_hi2(wb.w, e >> 8);
-    }
+// A lane's A words of a block: cllm_cc8_lane (src/codec/cllm_ccode.h, shared with the C tests).
+static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, uint32_t p0,
+                                                 const uint16_t *side, uint32_t lane, uint4 &wa,
+                                                 uint4 &wb) {
+    uint32_t a[8];
+    cllm_cc8_lane(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, side, lane, a);
+    wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
 // ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
@@ -812,8 +777,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
             sa = __ldg(a.w.scales + (uint64_t)min(r, rows - 1) * gpr + col / gs);
             sb = __ldg(a.w.scales + (uint64_t)min(r + 8, rows - 1) * gpr + col / gs);
         }
-        uint4 wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
-        cc8_flagged(fp.x, side, fp.y, lane, wa, wb);
+        uint4 wa, wb;
+        cc8_words(n, h, fp.x, fp.y, side, lane, wa, wb);
         if (!BF16) {
             int8_t *dst = (int8_t *)a.dst + (uint64_t)(r - a.r0) * cols + col;
             if (r < end) *(uint4 *)dst = wa;
@@ -956,8 +921,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
                 uint4 wa = a[u][t][0], wb = a[u][t][1];
                 if (CC) {
                     const uint4 n = a[u][t][0], h = a[u][t][1];
-                    wa = cc8_half(n.x, n.y, h.x), wb = cc8_half(n.z, n.w, h.y);
-                    cc8_flagged(h.z, ex[t], h.w - xo[t], lane, wa, wb);
+                    cc8_words(n, make_uint2(h.x, h.y), h.z, h.w - xo[t], ex[t], lane, wa, wb);
                 }
                 int d[4] = {0, 0, 0, 0};
                 mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
