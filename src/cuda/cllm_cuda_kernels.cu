@@ -985,7 +985,9 @@ static __global__ void __launch_bounds__(256)
     mv8_quantize(x + (valid ? (uint64_t)t * ldx : 0), c, q, valid, ft, csc + (uint64_t)t * nch, 32);
 }
 
-template <int MT, bool GROUPED, int NP>
+// CC: the weights are CC_INT8 compute code, rebuilt per chunk by the one-token kernel's loader
+// (cc8_words; side entries read from global memory, not staged).
+template <int MT, bool GROUPED, int NP, bool CC>
 static __global__ void __launch_bounds__(MV8_WARPS * 32)
     matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
                           const float *__restrict__ csc, uint32_t n) {
@@ -1002,13 +1004,25 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const uint32_t np = (n + 1) / 2;
     const uint64_t gpr = (cols + gs - 1) / gs;
     const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
-    const uint4 *pa[MT], *pb[MT];
+    const uint4 *pa[MT], *pb[MT];  // CC: nibbles, bits 4-5 (as uint2) of block (tile, warp)
+    const uint2 *fo[MT];           // CC: this lane's flag pair of (tile, warp)
+    const uint16_t *ex[MT];        // CC: the side entries
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        const cllm_cuda_weight &w = m.w[MT == 2 ? t : i];
-        const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
-        pa[t] = (const uint4 *)(base + ra * cols), pb[t] = (const uint4 *)(base + rb * cols);
+        const uint32_t wi = MT == 2 ? t : i;
+        const cllm_cuda_weight &w = m.w[wi];
+        if (CC) {
+            const uint8_t *base = (const uint8_t *)w.data;
+            const uint64_t blk = (uint64_t)tile * nch + warp;
+            pa[t] = (const uint4 *)(base + m.cc_off[wi][CLLM_CC8_S_NIB] + blk * 512) + lane;
+            pb[t] = (const uint4 *)((const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_HI] + blk * 256) + lane);
+            fo[t] = (const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_FLAGS]) + blk * 4 + lane / 8;
+            ex[t] = (const uint16_t *)(base + m.cc_off[wi][CLLM_CC8_S_XHI]);
+        } else {
+            const uint8_t *base = (const uint8_t *)w.data + MV8_COLS * warp + 16 * q;
+            pa[t] = (const uint4 *)(base + ra * cols), pb[t] = (const uint4 *)(base + rb * cols);
+        }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
     float acc[MT][NP][4];
@@ -1026,10 +1040,28 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             const uint32_t grp = GROUPED ? (warp + MV8_WARPS * (j0 + u)) * MV8_COLS / gs : 0;
 #pragma unroll
             for (int t = 0; t < MT; t++) {
-                a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                if (CC) {  // (as matvec_i8_kernel's load)
+                    a[u][t][0] = __ldg(pa[t] + 256 * (j0 + u));
+                    const uint2 h = __ldg((const uint2 *)pb[t] + 256 * (j0 + u));
+                    const uint2 f = __ldg(fo[t] + 32 * (j0 + u));
+                    a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+                } else {
+                    a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                }
                 if (GROUPED) ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
             }
         }
+        if (CC)  // the words, once for every column pair
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++) {
+                if (j0 + u >= nj) break;
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+                    const uint4 nb = a[u][t][0], h = a[u][t][1];
+                    cc8_words(nb, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, a[u][t][0],
+                              a[u][t][1]);
+                }
+            }
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1313,15 +1345,26 @@ static cudaError_t mv_cols_kind(uint32_t n, const mv_job &m, const float *x, uin
     }
 }
 
+template <int MT, bool GROUPED, bool CC>
+static cudaError_t mv8_cols_launch_cc(uint32_t n, const mv_job &m, const uint4 *frag,
+                                      const float *csc, unsigned blocks, cudaStream_t s) {
+    const dim3 grid(blocks), block(MV8_WARPS * 32);
+    if (n <= 2)
+        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 1, CC>, grid, block, 0, s, 0u, m, frag,
+                        csc, n);
+    if (n <= 4)
+        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 2, CC>, grid, block, 0, s, 0u, m, frag,
+                        csc, n);
+    return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4, CC>, grid, block, 0, s, 0u, m, frag,
+                    csc, n);
+}
+
 template <int MT, bool GROUPED>
 static cudaError_t mv8_cols_launch(uint32_t n, const mv_job &m, const uint4 *frag,
                                    const float *csc, unsigned blocks, cudaStream_t s) {
-    const dim3 grid(blocks), block(MV8_WARPS * 32);
-    if (n <= 2)
-        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 1>, grid, block, 0, s, 0u, m, frag, csc, n);
-    if (n <= 4)
-        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 2>, grid, block, 0, s, 0u, m, frag, csc, n);
-    return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4>, grid, block, 0, s, 0u, m, frag, csc, n);
+    return m.w[0].kind == CLLM_CUDA_W_CC_INT8
+               ? mv8_cols_launch_cc<MT, GROUPED, true>(n, m, frag, csc, blocks, s)
+               : mv8_cols_launch_cc<MT, GROUPED, false>(n, m, frag, csc, blocks, s);
 }
 
 extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, uint64_t r0,
@@ -1382,6 +1425,7 @@ extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
     case CLLM_CUDA_W_F16:
     case CLLM_CUDA_W_CC_BF16: return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0;
     case CLLM_CUDA_W_INT8:
+    case CLLM_CUDA_W_CC_INT8:
         return w->cols % MV8_COLS == 0 && (uintptr_t)w->data % 16 == 0 &&
                (w->group_size == w->cols || (w->group_size && w->group_size % MV8_COLS == 0));
     default: return 0;
@@ -1444,10 +1488,12 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
         m.w[i] = w[i];
         if (out) m.y[i] = y_dev[i], m.ldy[i] = ldy[i];
     }
-    const bool i8 = w[0].kind == CLLM_CUDA_W_INT8;
-    if (w[0].kind == CLLM_CUDA_W_CC_BF16)
+    const bool i8 = w[0].kind == CLLM_CUDA_W_INT8 || w[0].kind == CLLM_CUDA_W_CC_INT8;
+    if (is_ccode(w[0].kind))
         for (int i = 0; i < n_w; i++) {
-            const cllm_ccode_info in = {CLLM_CCODE_BF16, 0, w[i].rows, w[i].cols, 0};
+            const bool c16 = w[i].kind == CLLM_CUDA_W_CC_BF16;
+            const cllm_ccode_info in = {c16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
+                                        c16 ? 0u : w[i].group_size, w[i].rows, w[i].cols, 0};
             cllm_ccode_layout lay;
             RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad code", who);
             for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m.cc_off[i][k] = lay.off[k];
@@ -1471,8 +1517,8 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
 extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
                                              uint64_t ldx, uint32_t n, float *y_dev, uint64_t ldy,
                                              void *stream) {
-    RETURN_IF(w && w->kind == CLLM_CUDA_W_INT8, CLLM_ERR_UNSUPPORTED,
-              "matvec_cols: int8 needs scratch (cllm_cuda_matvec_cols_job)");
+    RETURN_IF(w && (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8),
+              CLLM_ERR_UNSUPPORTED, "matvec_cols: int8 needs scratch (cllm_cuda_matvec_cols_job)");
     return cllm_cuda_matvec_cols_job(w, 1, CLLM_CUDA_COLS_SET, x_dev, ldx, n, &y_dev, &ldy, NULL,
                                      0, stream);
 }

@@ -398,7 +398,9 @@ static size_t cc_matvec_max(uint32_t kind) {
 // f16 up to BE_MATVEC_MAX_N (their fp32 column kernel loads each x column per weight vector:
 // 8 columns cost ~3-4.5x one token, cuBLAS ~1.1x; measured on the H200, docs/PERF.md section 8c).
 static int cols_step(const cllm_cuda_weight *k, int n, size_t n_tok) {
-    const size_t max = k[0].kind == CLLM_CUDA_W_INT8 ? BE_COLS_MAX_N : BE_MATVEC_MAX_N;
+    const size_t max = k[0].kind == CLLM_CUDA_W_INT8 || k[0].kind == CLLM_CUDA_W_CC_INT8
+                           ? BE_COLS_MAX_N
+                           : BE_MATVEC_MAX_N;
     if (n_tok < 2 || n_tok > max) return 0;
     for (int i = 0; i < n; i++)
         if (!cllm_cuda_matvec_cols_ok(&k[i])) return 0;

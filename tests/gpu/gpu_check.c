@@ -1607,6 +1607,22 @@ static void cols_job_cases(void) {
           "launches (multi, swiglu, accumulate)");
     MUST(cllm_cuda_release(g_mem, (void *)cc[0].data));
     weight_release(&raw), host_weight_free(&h);
+    // Compute code (int8): realistic symbols with some full-range ones; then every vector flagged
+    // (the side entries of every lane).
+    for (int sp = 0; sp < 3; sp += 2) {
+        host_weight_make(&h, CLLM_CUDA_W_INT8, 300, 1024, 0);
+        ccode_data(&h, sp);
+        raw = weight_upload(&h);
+        MUST(cllm_cuda_ccode_make(g_mem, &raw, omp_get_max_threads(), g_stream, &cc[0], &bytes));
+        cc[1] = cc[0];
+        const int ok8 = cols_job_check(cc, 2, CLLM_CUDA_COLS_SET) &&
+                        cols_job_check(cc, 2, CLLM_CUDA_COLS_SWIGLU) &&
+                        cols_job_check(cc, 1, CLLM_CUDA_COLS_ACC);
+        check(ok8, "matvec_cols_job cc-int8 300 x 1024%s: n = 1..8 columns bit-identical to "
+              "one-token launches (multi, swiglu, accumulate)", sp ? " (all flagged)" : "");
+        MUST(cllm_cuda_release(g_mem, (void *)cc[0].data));
+        weight_release(&raw), host_weight_free(&h);
+    }
 }
 
 static void fused_cases(void) {
