@@ -21,8 +21,8 @@
 // tile, l = 4 g + k, 16 columns from 16 k each), four vectors of 8. Every value's low 6 bits sit
 // in two planes (low 4 bits, bits 4-5) arranged so that the lane gets its 32 with two loads. A
 // vector whose 8 values all lie in [-32, 31] is their 6-bit two's complement (sign-extended
-// back); any other vector is flagged in the block's 128-bit mask and its values' bits 6-7 are a
-// 16-bit side entry (value i: bits 2i, 2i + 1). The mask is stored as four (32-bit word, index of
+// back); any other vector is flagged in the block's 128-bit mask and has a 16-bit side entry
+// whose bits 2i, 2i + 1 correct value i's bits 6-7 (XOR). The mask is stored as four (32-bit word, index of
 // the word's first side entry) pairs, so that lane l loads pair l / 8 and finds its entries at
 // that index plus the flags below its bits. No exceptions: every value is read where it is loaded.
 #ifndef CLLM_CCODE_H
@@ -177,12 +177,15 @@ CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs) {
     return v | (v & 0x20202020u) * 6u;  // bit 5 set: bits 6 and 7 too
 }
 
-// Word w of a flagged vector with its 4 values' bits 6-7 from e8 (value i: bits 2i, 2i + 1).
-CLLM_CCODE_HD uint32_t cllm_cc8_hi2(uint32_t w, uint32_t e8) {
-    const uint32_t x = (e8 & 0x03u) | (e8 & 0x0cu) << 6 | (e8 & 0x30u) << 12 | (e8 & 0xc0u) << 18;
-    return (w & 0x3f3f3f3fu) | x << 6;
+// The 4 values' bits 6-7 of a word from 8 bits of a side entry (value i: bits 2i, 2i + 1 go to
+// bits 8i + 6, 8i + 7), by two multiplies whose partial products do not overlap.
+CLLM_CCODE_HD uint32_t cllm_cc8_spread(uint32_t e8) {
+    return ((e8 & 0x33u) * 0x00040040u & 0x00c000c0u) | ((e8 & 0xccu) * 0x01001000u & 0xc000c000u);
 }
 
+// A side entry holds, for each of its vector's 8 values, the XOR of the value's bits 6-7 with the
+// sign extension of its bit 5 (0 for a value in [-32, 31]): an unflagged vector is a zero entry,
+// and every vector is rebuilt the same way, branch-free (one predicated load per vector).
 CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t n3, uint32_t h0,
                                  uint32_t h1, uint32_t pw, uint32_t p0, const uint16_t *side,
                                  uint32_t lane, uint32_t a[8]) {
@@ -191,23 +194,11 @@ CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t
     a[4] = cllm_cc8_word(n2, h1 << 4), a[5] = cllm_cc8_word(n2 >> 4, h1 << 2);
     a[6] = cllm_cc8_word(n3, h1), a[7] = cllm_cc8_word(n3 >> 4, h1 >> 2);
     const uint32_t sh = 4 * (lane & 7), mine = (pw >> sh) & 15u;
-    if (!mine) return;
     uint32_t i = p0 + cllm_cc8_popc(pw & ((1u << sh) - 1u));  // vector v: words 2v, 2v + 1
-    if (mine & 1u) {
-        const uint32_t e = side[i++];
-        a[0] = cllm_cc8_hi2(a[0], e & 0xffu), a[1] = cllm_cc8_hi2(a[1], e >> 8);
-    }
-    if (mine & 2u) {
-        const uint32_t e = side[i++];
-        a[2] = cllm_cc8_hi2(a[2], e & 0xffu), a[3] = cllm_cc8_hi2(a[3], e >> 8);
-    }
-    if (mine & 4u) {
-        const uint32_t e = side[i++];
-        a[4] = cllm_cc8_hi2(a[4], e & 0xffu), a[5] = cllm_cc8_hi2(a[5], e >> 8);
-    }
-    if (mine & 8u) {
-        const uint32_t e = side[i];
-        a[6] = cllm_cc8_hi2(a[6], e & 0xffu), a[7] = cllm_cc8_hi2(a[7], e >> 8);
+    for (int v = 0; v < 4; v++) {
+        const uint32_t f = (mine >> v) & 1u, e = f ? side[i] : 0u;
+        i += f;
+        a[2 * v] ^= cllm_cc8_spread(e & 0xffu), a[2 * v + 1] ^= cllm_cc8_spread(e >> 8);
     }
 }
 

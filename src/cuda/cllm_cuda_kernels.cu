@@ -687,7 +687,8 @@ static __device__ __forceinline__ float mv8_digits(float lo, float hi, float pw)
 // Lane 4 g + q of a warp gets, per (tile, chunk), the 32 values of rows g and g + 8 it feeds to
 // the MMAs as a 16-byte nibble load and an 8-byte load of bits 4-5 (src/codec/cllm_ccode.h), and
 // rebuilds the raw kernel's A words: each value's 6 bits sign-extended, then, for its vectors
-// flagged in the block's mask, bits 6-7 from their side entries. No atomics, no barriers: lane l
+// flagged in the block's mask, bits 6-7 corrected by their side entries. No atomics, no barriers,
+// no branches: lane l
 // loads the block's flag pair l / 8 (a mask word and the index of its first side entry) with its
 // weights and finds its entries at that index plus the flags below its own. The MMAs then see the
 // raw int8 values: same results.
