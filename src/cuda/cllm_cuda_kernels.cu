@@ -432,8 +432,12 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 // One warp per row (MV_WARPS rows per block). Requires (host-checked): rows 16-byte aligned
 // (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
 // 16 (a 16-byte vector never straddles two groups).
+//
+// Raw bf16 declares one block per SM as its minimum: ptxas then gives it 72 registers (96 swiglu)
+// where, with no minimum, it held it to 40 (58), and decode tg on the 7B rose 2.5% (PERF.md 7k).
+// The other kinds keep the allocation they were measured with (a minimum of 0 is none).
 template <int KIND, bool SWIGLU>
-static __global__ void __launch_bounds__(MV_WARPS * 32)
+static __global__ void __launch_bounds__(MV_WARPS * 32, KIND == CLLM_CUDA_W_BF16 ? 1 : 0)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
