@@ -15,6 +15,8 @@
 #     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused");
 #                  repeatable: each round runs every set, numbered b1, b2, ... in the log
 #     --kbench     bench_fused (kernel benchmark, the 4 shapes) of "new" once, after the rounds
+#     --deadline S no new bench run (round, kbench, ncu) once S seconds have passed since the
+#                  start: a call that would outrun its limit still returns its log and r.tgz
 #     --variant NAME=FLAGS  the working tree again with CMAKE_CUDA_FLAGS=FLAGS (e.g.
 #                  "-DMV_SOMETHING=2"), reported as NAME
 #   Results: $OUT/log.txt (a line per bench row: build, round, weights, test, t/s) and $OUT/r.tgz
@@ -32,7 +34,7 @@ prepare() {
 }
 
 run() {
-    local check=0 ncu=0 kbench=0 rounds=2 codecs="lossless int8"
+    local check=0 ncu=0 kbench=0 rounds=2 codecs="lossless int8" deadline=0
     local -a benches=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
@@ -43,6 +45,7 @@ run() {
         --codecs) codecs=$2; shift ;;
         --bench) benches+=("$2"); shift ;;
         --kbench) kbench=1 ;;
+        --deadline) deadline=$2; shift ;;
         --variant) names+=("${2%%=*}"); flags+=("${2#*=}"); shift ;;
         *) echo "gpu-ab: unknown option $1" >&2; exit 2 ;;
         esac
@@ -57,6 +60,9 @@ run() {
     local log=$out/log.txt t0
     t0=$(date +%s)
     say() { echo "[$(($(date +%s) - t0))s] $*" | tee -a "$log"; }
+    late() {  # past the deadline: say so (once per skipped item) and return 0
+        [ "$deadline" -gt 0 ] && [ $(($(date +%s) - t0)) -ge "$deadline" ] && say "deadline: skipped $*"
+    }
     # Builds: new in build-gpu (with the test targets), base and variants under .ab/.
     local -a dirs=() pids=()
     for i in "${!names[@]}"; do
@@ -97,6 +103,7 @@ run() {
         for i in "${!names[@]}"; do
             for c in $codecs; do
                 for j in "${!benches[@]}"; do
+                    late "${names[$i]} round $round $c b$((j + 1))" && continue
                     local f=$r/bench-${names[$i]}-$c-$round-b$((j + 1)).md
                     "${dirs[$i]}/codecllm" bench "$models/l7b-$c.cllm" --backend cuda ${benches[$j]} \
                         > "$f" 2>&1
@@ -109,7 +116,7 @@ run() {
         done
         say "round $round done"
     done
-    if [ $kbench = 1 ]; then
+    if [ $kbench = 1 ] && ! late kbench; then
         ./build-gpu/bench/bench_fused > "$r/bench_fused.txt" 2>&1
         echo "bench_fused rc=$?" >> "$log"
         grep -E "x raw|columns|GEMM|7B token|load" "$r/bench_fused.txt" >> "$log"
@@ -117,6 +124,7 @@ run() {
     fi
     if [ $ncu = 1 ]; then
         for i in "${!names[@]}"; do
+            late "ncu ${names[$i]}" && continue
             local f=$r/ncu-${names[$i]}.csv c=${codecs%% *}
             ncu --clock-control none --cache-control none \
                 --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread \
@@ -135,5 +143,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--rounds N] [--codecs LIST] [--bench ARGS]... [--kbench] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--rounds N] [--codecs LIST] [--bench ARGS]... [--kbench] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
