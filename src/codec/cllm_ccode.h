@@ -80,7 +80,8 @@ enum {
     CLLM_CC8_S_SCALES,      // (rows, groups_per_row) float
     CLLM_CC8_S_FLAGS,       // (ntiles * nch * 4 + 1) x (u32 word, u32 first side entry); the last
                             // pair (0, n_exc)
-    CLLM_CC8_S_XHI,         // (n_exc) uint16: the flagged vectors' bits 6-7, in (block, bit) order
+    CLLM_CC8_S_XHI,         // (n_exc) uint16: the flagged vectors' bits 6-7 XOR their sign
+                            // extension, in (block, bit) order
     CLLM_CC8_N_SECTIONS,
 };
 #define CLLM_CCODE_MAX_SECTIONS 7
