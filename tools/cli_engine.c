@@ -98,10 +98,13 @@ int cli_engine_flag(const char *cmd, const char *usage, int argc, char **argv, i
             return cli_usage_error(cmd, usage, "bad -c '%s'", v), -1;
         a->opt.context_len = (uint32_t)n;
     } else if (!strcmp(f, "--weights")) {
-        if (cllm_weights_mode_parse(v, &a->opt.weights) != CLLM_OK)
-            return cli_usage_error(cmd, usage,
-                                   "bad --weights '%s' (auto, stream, resident, raw, device, fused)",
-                                   v), -1;
+        if (cllm_weights_mode_parse(v, &a->opt.weights) != CLLM_OK) {
+            char all[64] = "";  // every mode the library names
+            for (int m = 0; strcmp(cllm_weights_mode_name((cllm_weights_mode)m), "?") != 0; m++)
+                snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", m ? ", " : "",
+                         cllm_weights_mode_name((cllm_weights_mode)m));
+            return cli_usage_error(cmd, usage, "bad --weights '%s' (%s)", v, all), -1;
+        }
     } else if (!strcmp(f, "--backend")) {
         if (!strcmp(v, "cpu")) a->opt.backend = CLLM_BACKEND_CPU;
         else if (!strcmp(v, "cuda")) a->opt.backend = CLLM_BACKEND_CUDA;

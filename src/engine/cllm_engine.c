@@ -48,9 +48,10 @@ cllm_status cllm_weights_mode_parse(const char *s, cllm_weights_mode *out) {
             *out = (cllm_weights_mode)i;
             return CLLM_OK;
         }
-    return CLLM_FAIL(CLLM_ERR_ARG,
-                     "unknown weights mode '%s' (stream, resident, device, raw, fused, auto)",
-                     s ? s : "");
+    char all[64] = "";
+    for (unsigned i = 0; i < sizeof mode_names / sizeof mode_names[0]; i++)
+        snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "", mode_names[i]);
+    return CLLM_FAIL(CLLM_ERR_ARG, "unknown weights mode '%s' (%s)", s ? s : "", all);
 }
 
 static cllm_status resolve_options(const cllm_engine_options *opt, cllm_engine_options *out) {

@@ -365,12 +365,10 @@ cllm_status cllm_forward_create(const cllm_backend_ops *ops, const cllm_weights 
     const cllm_provider_ops *pv = ops->provider(opt->weights);
     if (!pv) {  // name the modes this backend has
         char modes[96] = "";
-        const cllm_weights_mode all[] = {CLLM_WEIGHTS_STREAM, CLLM_WEIGHTS_RESIDENT,
-                                         CLLM_WEIGHTS_DEVICE, CLLM_WEIGHTS_RAW, CLLM_WEIGHTS_FUSED};
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            if (ops->provider(all[i]))
+        for (int m = 0; strcmp(cllm_weights_mode_name((cllm_weights_mode)m), "?") != 0; m++)
+            if (ops->provider((cllm_weights_mode)m))  // every mode the names table knows
                 snprintf(modes + strlen(modes), sizeof modes - strlen(modes), "%s%s",
-                         modes[0] ? ", " : "", cllm_weights_mode_name(all[i]));
+                         modes[0] ? ", " : "", cllm_weights_mode_name((cllm_weights_mode)m));
         return CLLM_FAIL(CLLM_ERR_UNSUPPORTED,
                          "the %s backend has no weights mode '%s' (it has: %s)", ops->name,
                          cllm_weights_mode_name(opt->weights), modes);
