@@ -36,7 +36,7 @@ expect_fail "$BIN" convert "$model" "$TMP/x.cllm" --codec nope
 head -c 1000 "$model" > "$TMP/short.bin"
 expect_fail "$BIN" convert "$TMP/short.bin" "$TMP/x.cllm"
 [ ! -e "$TMP/x.cllm" ] || fail "a failed convert left an output file"
-ls "$TMP" | grep -q 'tmp-' && fail "a failed convert left a temporary file"
+ls "$TMP" | grep 'tmp-' > /dev/null && fail "a failed convert left a temporary file"
 
 # Verify against the wrong source reports a mismatch.
 "$BIN" synth --preset tiny --seed 1 "$TMP/tiny"

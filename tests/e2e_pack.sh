@@ -29,7 +29,7 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(text)) + text + data)
 PY
 
 IN=$TMP/in.safetensors
-"$BIN" pack --help | grep -q "byte for byte" || fail "pack --help"
+"$BIN" pack --help | grep "byte for byte" > /dev/null || fail "pack --help"
 "$BIN" unpack --help > /dev/null || fail "unpack --help"
 "$BIN" pack "$IN" "$TMP/a.cllm" --threads 2
 "$BIN" unpack "$TMP/a.cllm" "$TMP/out.safetensors" --threads 2
@@ -67,7 +67,7 @@ cp "$TMP/a.cllm" "$TMP/bad.cllm"
 python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(int(sys.argv[2])); b=f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0]^1]))' "$TMP/bad.cllm" $((size - 4096))
 expect_fail "$BIN" unpack "$TMP/bad.cllm" "$TMP/bad.out"
 [ ! -e "$TMP/bad.out" ] || fail "a failed unpack left its output"
-ls -A "$TMP" | grep -q '\.tmp-' && fail "a failed unpack left a temporary file"
+ls -A "$TMP" | grep '\.tmp-' > /dev/null && fail "a failed unpack left a temporary file"
 expect_fail "$BIN" verify "$TMP/bad.cllm"
 
 # Model commands name the problem.

@@ -140,7 +140,7 @@ echo "old" > "$TMP/l.f32"
 (trap '' XFSZ; ulimit -f 1; exec "$BIN" logits "$TMP/m.cllm" --tokens 1,2,3,4 --out "$TMP/l.f32") \
     > /dev/null 2> "$TMP/err.txt" && fail "logits succeeded past the file-size limit"
 [ "$(cat "$TMP/l.f32")" = "old" ] || fail "a failed logits --out damaged the existing file"
-ls "$TMP" | grep -q 'l.f32.tmp-' && fail "a failed logits --out left a temporary file"
+ls "$TMP" | grep 'l.f32.tmp-' > /dev/null && fail "a failed logits --out left a temporary file"
 expect_rc 0 "$BIN" logits "$TMP/m.cllm" --tokens 1,2,3,4 --out "$TMP/l.f32"
 [ "$(stat -c %s "$TMP/l.f32")" -eq $((4 * 512 * 4)) ] || fail "logits --out has the wrong size"
 
@@ -158,14 +158,14 @@ interrupt() {  # interrupt DIR CMD...: start CMD, TERM it once a temporary file 
     "$@" 2> /dev/null &
     local pid=$! i
     for i in $(seq 1 600); do
-        ls "$dir" 2> /dev/null | grep -q '\.tmp-' && break
+        ls "$dir" 2> /dev/null | grep '\.tmp-' > /dev/null && break
         sleep 0.05
     done
     kill -TERM "$pid" 2> /dev/null || fail "$* finished before it could be interrupted"
     local rc=0
     wait "$pid" || rc=$?
     [ "$rc" -eq 143 ] || fail "interrupted $* exited $rc, expected 143 (SIGTERM)"
-    if ls "$dir" | grep -q '\.tmp-'; then fail "SIGTERM left a temporary file: $(ls "$dir")"; fi
+    if ls "$dir" | grep '\.tmp-' > /dev/null; then fail "SIGTERM left a temporary file: $(ls "$dir")"; fi
 }
 interrupt "$TMP/big" "$BIN" synth --preset small --layers 4 --threads 1 "$TMP/big"
 "$BIN" synth --preset small --layers 2 --threads 1 --force "$TMP/big" 2> /dev/null
