@@ -602,8 +602,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // the row is sum_p 2^(8p) acc_p times the row scale. Per KiB of weights a warp issues 2 loads, 1
 // shared load, 2 MMAs and 8 conversion/FMA instructions instead of ~160 ALU instructions.
 //
-// A block is MV8_WARPS warps on one 16-row tile (two tiles, gate and up, in swiglu mode); warp w
-// takes chunks w, w + 8, ... and first turns its own chunks of x into B fragments in shared memory
+// A block is W warps on one 16-row tile (two tiles, gate and up, in swiglu mode; W, a template
+// parameter, is MV8_WARPS, or MV8_WARPS_MAX for a job of few tiles: mv8_warps); warp w takes
+// chunks w, w + W, ... and first turns its own chunks of x into B fragments in shared memory
 // (one pass per 8 chunks, after issuing its first weight loads); partial rows are summed across
 // the warps through shared memory at the end.
 //
@@ -612,7 +613,13 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // D: d0, d1 row g, columns 2q, 2q + 1; d2, d3 row g + 8. k is only a position inside the dot
 // product, so lane q loads 16 contiguous bytes (columns 16q..16q+15 of the chunk) of rows g and
 // g + 8 and the MMAs take its words {0, 1} and {2, 3}; B is laid out to match.
-#define MV8_WARPS 8
+#define MV8_WARPS 8      // warps per block of the int8 matvecs (a 16-row tile), or
+#define MV8_WARPS_MAX 12 // this many for a job of few tiles (mv8_warps; PERF.md 7l)
+// A wide block of one matrix with per-channel scales is held to two blocks per SM (80
+// registers): the column kernel at 8 columns would otherwise take 89 and fit one block of 12
+// warps per SM (8 columns 10% slower, PERF.md 7l). Grouped scales and swiglu pairs need more
+// registers than that without spilling.
+#define MV8_MIN_BLOCKS(MT, GROUPED, W) ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2 : 0)
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
 #define CC8_XCAP 3072              // CC_INT8: side entries (16-bit) staged per block (all tiles)
@@ -816,12 +823,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 // applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
 // Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned, nch * MV8_CHUNK_SMEM bytes
 // of dynamic shared memory.
-template <int MT, bool GROUPED, bool CC>
-static __global__ void __launch_bounds__(MV8_WARPS * 32)
+template <int MT, bool GROUPED, bool CC, uint32_t W>
+static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
     extern __shared__ uint4 mv8_smem[];
-    __shared__ float red[MT][MV8_WARPS][16];
+    __shared__ float red[MT][W][16];
     __shared__ uint16_t ccx8[CC ? CC8_XCAP : 1];  // CC: the tiles' side entries, staged
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
@@ -829,7 +836,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
     const uint32_t gs = m.w[i].group_size, nch = (uint32_t)(cols / MV8_COLS);
-    const uint32_t nj = nch > warp ? (nch - warp + MV8_WARPS - 1) / MV8_WARPS : 0;  // my chunks
+    const uint32_t nj = nch > warp ? (nch - warp + W - 1) / W : 0;  // my chunks
     const uint64_t gpr = (cols + gs - 1) / gs;
     const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
     const uint4 *pa[MT], *pb[MT];  // raw: rows g and g + 8 at this lane's bytes of chunk `warp`;
@@ -862,14 +869,14 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
-            const uint32_t step = (j0 + u) * (MV8_WARPS * MV8_COLS / 16);
-            const uint32_t grp = GROUPED ? (warp + MV8_WARPS * (j0 + u)) * MV8_COLS / gs : 0;
+            const uint32_t step = (j0 + u) * (W * MV8_COLS / 16);
+            const uint32_t grp = GROUPED ? (warp + W * (j0 + u)) * MV8_COLS / gs : 0;
 #pragma unroll
             for (int t = 0; t < MT; t++) {
-                if (CC) {  // blocks of 512 / 256 bytes: 8 chunks on = 256 uint4 / 256 uint2
-                    a[u][t][0] = __ldg(pa[t] + 256 * (j0 + u));
-                    const uint2 h = __ldg((const uint2 *)pb[t] + 256 * (j0 + u));
-                    const uint2 f = __ldg(fo[t] + 32 * (j0 + u));  // 8 chunks on: 8 x 4 pairs
+                if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
+                    a[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
+                    const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
+                    const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));  // W chunks on: W x 4 pairs
                     a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
                 } else {
                     a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
@@ -887,16 +894,16 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
             const uint2 *fot = fo[t] - warp * 4 - lane / 8;  // pairs of (tile, chunk 0 ..)
             const uint32_t e0 = __ldg(fot).y, e1 = __ldg(fot + 4 * nch).y;
             if (e1 - e0 <= cap) {  // all loads first: one round trip
-                constexpr uint32_t per = cap / (MV8_WARPS * 32);
+                constexpr uint32_t per = (cap + 32 * W - 1) / (32 * W);
                 uint16_t tmp[per];
 #pragma unroll
                 for (uint32_t j = 0; j < per; j++)
-                    if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
-                        tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + MV8_WARPS * 32 * j);
+                    if (threadIdx.x + 32 * W * j < e1 - e0)
+                        tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + 32 * W * j);
 #pragma unroll
                 for (uint32_t j = 0; j < per; j++)
-                    if (threadIdx.x + MV8_WARPS * 32 * j < e1 - e0)
-                        ccx8[t * cap + threadIdx.x + MV8_WARPS * 32 * j] = tmp[j];
+                    if (threadIdx.x + 32 * W * j < e1 - e0)
+                        ccx8[t * cap + threadIdx.x + 32 * W * j] = tmp[j];
                 ex[t] = ccx8 + t * cap, xo[t] = e0;
             }
         }
@@ -907,7 +914,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     float *csc = (float *)(mv8_smem + (size_t)nch * 16);
     for (uint32_t s = 0; s * 8 < nj; s++) {
         const uint32_t j = 8 * s + g;
-        mv8_quantize(x, warp + MV8_WARPS * j, q, j < nj, frag, csc);
+        mv8_quantize(x, warp + W * j, q, j < nj, frag, csc);
     }
     __syncwarp();  // a warp reads only the chunks it wrote
     float acc[MT][4];
@@ -918,7 +925,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
-            const uint32_t c = warp + MV8_WARPS * (j0 + u);
+            const uint32_t c = warp + W * (j0 + u);
             const uint4 b = lane < 16 ? frag[(size_t)c * 16 + lane] : make_uint4(0, 0, 0, 0);
             const float s = csc[c];
 #pragma unroll
@@ -955,7 +962,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     for (int t = 0; t < MT; t++) {
         sum[t] = 0.f;
 #pragma unroll
-        for (int w = 0; w < MV8_WARPS; w++) sum[t] = __fadd_rn(sum[t], red[t][w][threadIdx.x]);
+        for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][w][threadIdx.x]);
         if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[MT == 2 ? t : i].scales + r));  // per row
     }
     mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
@@ -992,12 +999,12 @@ static __global__ void __launch_bounds__(256)
 
 // CC: the weights are CC_INT8 compute code, rebuilt per chunk by the one-token kernel's loader
 // (cc8_words; side entries read from global memory, not staged).
-template <int MT, bool GROUPED, int NP, bool CC>
-static __global__ void __launch_bounds__(MV8_WARPS * 32)
+template <int MT, bool GROUPED, int NP, bool CC, uint32_t W>
+static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
                           const float *__restrict__ csc, uint32_t n) {
     constexpr uint32_t U = 4 / MT;
-    __shared__ float red[MT][2 * NP][MV8_WARPS][16];
+    __shared__ float red[MT][2 * NP][W][16];
     pdl_trigger();
     pdl_wait();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
@@ -1005,7 +1012,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
     const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
     const uint32_t gs = m.w[i].group_size, nch = (uint32_t)(cols / MV8_COLS);
-    const uint32_t nj = nch > warp ? (nch - warp + MV8_WARPS - 1) / MV8_WARPS : 0;
+    const uint32_t nj = nch > warp ? (nch - warp + W - 1) / W : 0;
     const uint32_t np = (n + 1) / 2;
     const uint64_t gpr = (cols + gs - 1) / gs;
     const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
@@ -1041,14 +1048,14 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
-            const uint32_t step = (j0 + u) * (MV8_WARPS * MV8_COLS / 16);
-            const uint32_t grp = GROUPED ? (warp + MV8_WARPS * (j0 + u)) * MV8_COLS / gs : 0;
+            const uint32_t step = (j0 + u) * (W * MV8_COLS / 16);
+            const uint32_t grp = GROUPED ? (warp + W * (j0 + u)) * MV8_COLS / gs : 0;
 #pragma unroll
             for (int t = 0; t < MT; t++) {
                 if (CC) {  // (as matvec_i8_kernel's load)
-                    a[u][t][0] = __ldg(pa[t] + 256 * (j0 + u));
-                    const uint2 h = __ldg((const uint2 *)pb[t] + 256 * (j0 + u));
-                    const uint2 f = __ldg(fo[t] + 32 * (j0 + u));
+                    a[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
+                    const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
+                    const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));
                     a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
                 } else {
                     a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
@@ -1070,7 +1077,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
-            const uint32_t c = warp + MV8_WARPS * (j0 + u);
+            const uint32_t c = warp + W * (j0 + u);
 #pragma unroll
             for (int p = 0; p < NP; p++) {
                 if ((uint32_t)p >= np) break;
@@ -1103,7 +1110,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
                 red[t][2 * p + (q >> 1)][warp][g] = va, red[t][2 * p + (q >> 1)][warp][g + 8] = vb;
         }
     __syncthreads();
-    for (uint32_t e = threadIdx.x; e < 16 * n; e += MV8_WARPS * 32) {
+    for (uint32_t e = threadIdx.x; e < 16 * n; e += 32 * W) {
         const uint32_t col = e / 16, rl = e % 16;
         const uint64_t r = (uint64_t)tile * 16 + rl;
         if (r >= rows) continue;
@@ -1112,7 +1119,7 @@ static __global__ void __launch_bounds__(MV8_WARPS * 32)
         for (int t = 0; t < MT; t++) {
             sum[t] = 0.f;
 #pragma unroll
-            for (int w = 0; w < MV8_WARPS; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
+            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
             if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[MT == 2 ? t : i].scales + r));
         }
         float *y = m.y[i] + (uint64_t)col * m.ldy[i];
@@ -1153,6 +1160,23 @@ static bool mv_vec_ok(const cllm_cuda_weight *w, const float *x) {
            (uintptr_t)x % 16 == 0 && (w->kind != CLLM_CUDA_W_INT8 || w->group_size % 16 == 0);
 }
 
+// Warps per block of the int8 matvecs (one-token and column kernels alike, so that a column
+// equals its one-token launch) for a job of `blocks` 16-row tiles: MV8_WARPS_MAX when MV8_WARPS
+// would leave block slots empty (fewer than two tiles per SM: a 4096-row matrix on a 132-SM GPU
+// runs 256 blocks where 3 of 8 warps fit per SM, 0.65 waves; ncu, PERF.md 7j), else MV8_WARPS.
+// The engine forms the same jobs for one token and for columns (q/k/v, gate/up, Wo, down), so a
+// matrix gets the same W in both.
+static unsigned mv8_warps(unsigned blocks) {
+    static const int n_sm = [] {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            return 0;
+        return n;
+    }();
+    return n_sm > 0 && blocks <= 2u * (unsigned)n_sm ? MV8_WARPS_MAX : MV8_WARPS;
+}
+
 // Shared memory of matvec_i8_kernel for w, or 0 when it cannot take w (shape, groups, or more
 // shared memory than a block of this device may have).
 static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
@@ -1161,7 +1185,7 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
     const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
-    const size_t stat = MV8_WARPS * 16 * 2 * sizeof(float) + (cc ? CC8_XCAP * 2 : 0);
+    const size_t stat = MV8_WARPS_MAX * 16 * 2 * sizeof(float) + (cc ? CC8_XCAP * 2 : 0);
     if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -1174,14 +1198,16 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
 template <int MT, bool GROUPED, bool CC>
 static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, size_t smem,
                               cudaStream_t s, unsigned flags) {
-    if (smem > 48 * 1024 - (CC ? CC8_XCAP * 2 : 0) - MT * 512) {
-        const cudaError_t e = cudaFuncSetAttribute(matvec_i8_kernel<MT, GROUPED, CC>,
-                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   (int)smem);
+    const bool wide = mv8_warps(blocks) == MV8_WARPS_MAX;
+    auto k = wide ? matvec_i8_kernel<MT, GROUPED, CC, MV8_WARPS_MAX>
+                  : matvec_i8_kernel<MT, GROUPED, CC, MV8_WARPS>;
+    if (smem > 48 * 1024 - (CC ? CC8_XCAP * 2 : 0) - MT * MV8_WARPS_MAX * 64) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    return launch_k(matvec_i8_kernel<MT, GROUPED, CC>, dim3(blocks), dim3(MV8_WARPS * 32), smem,
-                    s, flags, m, x);
+    return launch_k(k, dim3(blocks), dim3((wide ? MV8_WARPS_MAX : MV8_WARPS) * 32), smem, s, flags,
+                    m, x);
 }
 
 template <int MT, bool GROUPED>
@@ -1350,18 +1376,26 @@ static cudaError_t mv_cols_kind(uint32_t n, const mv_job &m, const float *x, uin
     }
 }
 
+template <int MT, bool GROUPED, bool CC, uint32_t W>
+static cudaError_t mv8_cols_launch_w(uint32_t n, const mv_job &m, const uint4 *frag,
+                                     const float *csc, unsigned blocks, cudaStream_t s) {
+    const dim3 grid(blocks), block(W * 32);
+    if (n <= 2)
+        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 1, CC, W>, grid, block, 0, s, 0u, m,
+                        frag, csc, n);
+    if (n <= 4)
+        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 2, CC, W>, grid, block, 0, s, 0u, m,
+                        frag, csc, n);
+    return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4, CC, W>, grid, block, 0, s, 0u, m, frag,
+                    csc, n);
+}
+
 template <int MT, bool GROUPED, bool CC>
 static cudaError_t mv8_cols_launch_cc(uint32_t n, const mv_job &m, const uint4 *frag,
                                       const float *csc, unsigned blocks, cudaStream_t s) {
-    const dim3 grid(blocks), block(MV8_WARPS * 32);
-    if (n <= 2)
-        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 1, CC>, grid, block, 0, s, 0u, m, frag,
-                        csc, n);
-    if (n <= 4)
-        return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 2, CC>, grid, block, 0, s, 0u, m, frag,
-                        csc, n);
-    return launch_k(matvec_i8_cols_kernel<MT, GROUPED, 4, CC>, grid, block, 0, s, 0u, m, frag,
-                    csc, n);
+    return mv8_warps(blocks) == MV8_WARPS_MAX
+               ? mv8_cols_launch_w<MT, GROUPED, CC, MV8_WARPS_MAX>(n, m, frag, csc, blocks, s)
+               : mv8_cols_launch_w<MT, GROUPED, CC, MV8_WARPS>(n, m, frag, csc, blocks, s);
 }
 
 template <int MT, bool GROUPED>
