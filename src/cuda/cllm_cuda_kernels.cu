@@ -433,11 +433,13 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 // (cols * elem_size % 16 == 0, data aligned), x 16-byte aligned; int8: group_size a multiple of
 // 16 (a 16-byte vector never straddles two groups).
 //
-// Raw bf16 declares one block per SM as its minimum: ptxas then gives it 72 registers (96 swiglu)
-// where, with no minimum, it held it to 40 (58), and decode tg on the 7B rose 2.5% (PERF.md 7k).
-// The other kinds keep the allocation they were measured with (a minimum of 0 is none).
+// Raw bf16 declares four blocks per SM as its minimum (swiglu form too): ptxas then gives it 64
+// registers, 32 warps fit per SM, and a 4096-row matrix is 0.97 waves of warps instead of 1.29;
+// decode tg on the 7B rose 4.1% over a minimum of 1 (72 / 96 registers; PERF.md 7l), which in
+// turn had gained 2.5% over none (40 / 58; 7k). The other kinds keep the allocation they were
+// measured with (a minimum of 0 is none; compute-code bf16 spills at 4).
 template <int KIND, bool SWIGLU>
-static __global__ void __launch_bounds__(MV_WARPS * 32, KIND == CLLM_CUDA_W_BF16 ? 1 : 0)
+static __global__ void __launch_bounds__(MV_WARPS * 32, KIND == CLLM_CUDA_W_BF16 ? 4 : 0)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
