@@ -42,15 +42,24 @@ stage_check() {
     done
     local want; want=$(tr -s ' \n' ' ' < "$ref" | sed 's/ $//')
     for codec in raw lossless; do
-        for mode in raw device stream; do
+        for mode in raw device stream fused; do
             got=$($bin run "$models/s-$codec.cllm" --backend cuda --weights $mode --tokens 1 -n 255 \
                   --temp 0 --output ids 2> "$res/run-$codec-$mode.err" | tr -s ' \n' ' ' | sed 's/ $//')
             if [ "$got" = "$want" ]; then echo "PASS stories260K greedy 255, $codec container, $mode";
             else echo "FAIL stories260K greedy 255, $codec container, $mode"; tail -3 "$res/run-$codec-$mode.err"; fi
         done
     done
+    # int8: fused mode must give raw mode's tokens on the same container (issue 9).
+    local i8raw i8fused
+    i8raw=$($bin run "$models/s-int8.cllm" --backend cuda --weights raw --tokens 1 -n 255 --temp 0 \
+            --output ids 2> "$res/run-int8-raw.err" | tr -s ' \n' ' ')
+    i8fused=$($bin run "$models/s-int8.cllm" --backend cuda --weights fused --tokens 1 -n 255 \
+              --temp 0 --output ids 2> "$res/run-int8-fused.err" | tr -s ' \n' ' ')
+    if [ -n "$i8raw" ] && [ "$i8raw" = "$i8fused" ]; then
+        echo "PASS stories260K greedy 255, int8 container, fused = raw mode"
+    else echo "FAIL stories260K greedy 255, int8 container, fused differs from raw mode"; fi
     tr -s ' \n' ',' < "$ref" | sed 's/,$//' > "$models/ref.ids"
-    for mode in raw stream; do
+    for mode in raw stream fused; do
         $bin compare "$models/s-raw.cllm" "$models/s-lossless.cllm" --backend cuda --weights $mode \
             --tokens @"$models/ref.ids" 2>&1 | tail -4
     done
