@@ -4,7 +4,10 @@
 # synthesized Llama-2-7B shape, interleaved round by round so that drift hits every build alike.
 #
 # Here (before the call):
-#   scripts/gpu-ab.sh prepare [REV]   base = REV (default HEAD) as .ab/base.tar; fetches .debs/;
+#   scripts/gpu-ab.sh prepare [REV] [NAME=REV2]...
+#                                     base = REV (default HEAD) as .ab/base.tar; each NAME=REV2
+#                                     archives REV2 as .ab/rev-NAME.tar, the source of the variant
+#                                     NAME (a second branch in the same call); fetches .debs/;
 #                                     .ab/ ignored through .git/info/exclude
 # On the GPU machine (the device call; carry .debs and .ab, and .shared for --check):
 #   scripts/gpu-ab.sh run [--check] [--ncu] [--rounds N] [--codecs "lossless int8"]
@@ -18,7 +21,8 @@
 #     --deadline S no new bench run (round, kbench, ncu) once S seconds have passed since the
 #                  start: a call that would outrun its limit still returns its log and r.tgz
 #     --variant NAME=FLAGS  the working tree again with CMAKE_CUDA_FLAGS=FLAGS (e.g.
-#                  "-DMV_SOMETHING=2"), reported as NAME
+#                  "-DMV_SOMETHING=2"), reported as NAME; when 'prepare' archived a revision
+#                  as NAME, that revision instead of the working tree (FLAGS may be empty)
 #   Results: $OUT/log.txt (a line per bench row: build, round, weights, test, t/s) and $OUT/r.tgz
 #   (every log). About 2 minutes of setup (builds, 7B synthesis and conversion) plus the benches.
 set -uo pipefail
@@ -28,9 +32,23 @@ prepare() {
     local rev=${1:-HEAD}
     mkdir -p .ab .git/info
     grep -qx '.ab/' .git/info/exclude 2> /dev/null || echo '.ab/' >> .git/info/exclude
-    git archive "$rev" -o .ab/base.tar
+    rm -f .ab/rev-*.tar
+    git archive "$rev" -o .ab/base.tar || exit 1
+    echo "gpu-ab: base $(git rev-parse --short "$rev") in .ab/base.tar"
+    shift $(($# > 0 ? 1 : 0))
+    local a
+    for a in "$@"; do
+        local n=${a%%=*} v=${a#*=}
+        case "$n" in
+        "" | base | new | *[!A-Za-z0-9_-]*)
+            echo "gpu-ab: bad variant name '$n' (letters, digits, - and _; not base or new)" >&2
+            exit 2 ;;
+        esac
+        git archive "$v" -o ".ab/rev-$n.tar" || exit 1
+        echo "gpu-ab: variant $n = $(git rev-parse --short "$v") in .ab/rev-$n.tar"
+    done
     [ -d .debs ] || bash scripts/fetch-debs.sh
-    echo "gpu-ab: base $(git rev-parse --short "$rev") in .ab/base.tar; carry .debs and .ab"
+    echo "gpu-ab: carry .debs and .ab"
 }
 
 run() {
@@ -72,6 +90,10 @@ run() {
             rm -rf .ab/base && mkdir -p .ab/base && tar -xf .ab/base.tar -C .ab/base
         elif [ "$n" != new ]; then
             dir=.ab/$n/b
+            if [ -f ".ab/rev-$n.tar" ]; then  # a revision archived by 'prepare'
+                src=.ab/$n/src
+                rm -rf "$src" && mkdir -p "$src" && tar -xf ".ab/rev-$n.tar" -C "$src"
+            fi
         fi
         [ "$n" = new ] && targets="codecllm_cli gpu_check test_gpu_engine bench_fused"
         dirs+=("$dir")
