@@ -2,7 +2,8 @@
 # GPU measurements for docs/PERF.md, in stages that fit the device tool's 10-minute calls:
 #   scripts/gpu-bench.sh check   build with CUDA, GPU unit tests, stories260K greedy in every mode
 #   scripts/gpu-bench.sh model [CODEC...]  synthesize the 7B-shape BF16 model and convert it
-#                                (default: lossless int8)
+#                                (default: lossless int8; f16-CODEC: an FP16 synthesis, as
+#                                l7b-f16-CODEC.cllm)
 #   scripts/gpu-bench.sh bench   codecllm bench on both containers (raw, device, stream, --vram)
 #   scripts/gpu-bench.sh batch   bench -b 1,8,32,64 (raw BF16 and int8) and stream int8 -b 1,64
 #   scripts/gpu-bench.sh serve   serve --parallel 32 with 32 concurrent clients (whole answers,
@@ -95,14 +96,22 @@ PY
 }
 
 stage_model() {
+    # A codec "f16-C" converts an FP16 synthesis of the same shape with codec C (l7b-f16-C.cllm).
     local codecs=${*:-lossless int8}
+    local preset=${CLLM_SYNTH_PRESET:-llama2-7b}  # (a smaller preset to try the script itself)
     [ -f "$dir/codecllm" ] || build
-    [ -f "$models/l7b/config.json" ] || /usr/bin/time -v $bin synth --preset llama2-7b --dtype bf16 \
-        --threads "$(nproc)" "$models/l7b" 2> "$res/synth.log" || { tail "$res/synth.log"; exit 1; }
-    grep -E "Elapsed|Maximum resident" "$res/synth.log" || true
     for codec in $codecs; do
+        local src=l7b dtype=bf16 c=$codec
+        case "$codec" in f16-*) src=l7b-f16 dtype=f16 c=${codec#f16-} ;; esac
+        local slog=$res/synth.log
+        [ "$dtype" = bf16 ] || slog=$res/synth-$dtype.log
+        if [ ! -f "$models/$src/config.json" ]; then
+            /usr/bin/time -v $bin synth --preset "$preset" --dtype "$dtype" --threads "$(nproc)" \
+                "$models/$src" 2> "$slog" || { tail "$slog"; exit 1; }
+            grep -E "Elapsed|Maximum resident" "$slog" || true
+        fi
         # CLLM_TOKENIZER: a tokenizer to store (the synthesized model has none; serve needs one).
-        /usr/bin/time -v $bin convert "$models/l7b" "$models/l7b-$codec.cllm" --codec "$codec" \
+        /usr/bin/time -v $bin convert "$models/$src" "$models/l7b-$codec.cllm" --codec "$c" \
             ${CLLM_TOKENIZER:+--tokenizer "$CLLM_TOKENIZER"} \
             --threads "$(nproc)" 2> "$res/convert-$codec.log" || { tail "$res/convert-$codec.log"; exit 1; }
         grep -E "wrote|Elapsed|Maximum resident" "$res/convert-$codec.log" || true
