@@ -29,13 +29,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 prepare() {
-    local rev=${1:-HEAD}
+    local rev=HEAD
+    case "${1:-}" in "" | *=*) ;; *) rev=$1; shift ;; esac  # REV may be left out before NAME=REV2
     mkdir -p .ab .git/info
     grep -qx '.ab/' .git/info/exclude 2> /dev/null || echo '.ab/' >> .git/info/exclude
     rm -f .ab/rev-*.tar
     git archive "$rev" -o .ab/base.tar || exit 1
     echo "gpu-ab: base $(git rev-parse --short "$rev") in .ab/base.tar"
-    shift $(($# > 0 ? 1 : 0))
     local a
     for a in "$@"; do
         local n=${a%%=*} v=${a#*=}
