@@ -439,7 +439,8 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 // turn had gained 2.5% over none (40 / 58; 7k). The other kinds keep the allocation they were
 // measured with (a minimum of 0 is none; compute-code bf16 spills at 4).
 template <int KIND, bool SWIGLU>
-static __global__ void __launch_bounds__(MV_WARPS * 32, KIND == CLLM_CUDA_W_BF16 ? 4 : 0)
+static __global__ void __launch_bounds__(MV_WARPS * 32,
+                                        KIND == CLLM_CUDA_W_BF16 || KIND == CLLM_CUDA_W_F16 ? 4 : 0)
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
