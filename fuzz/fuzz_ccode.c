@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (cllm_ccode_read_info(data, size, &in, &lay) != CLLM_OK) return 0;
     const uint64_t elems = in.rows * in.cols;
     if (elems > (1u << 22)) return 0;
-    const size_t esz = in.kind == CLLM_CCODE_BF16 ? 2 : 1, n_sc = (size_t)(lay.gpr * in.rows);
+    const size_t esz = in.kind == CLLM_CCODE_INT8 ? 1 : 2, n_sc = (size_t)(lay.gpr * in.rows);
     if (in.kind == CLLM_CCODE_INT8 && n_sc > (1u << 22)) return 0;
     uint8_t *copy = malloc(size);  // exact size: a read past the end is an ASan error
     uint8_t *out = malloc((size_t)elems * esz + 1);
@@ -24,11 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CLLM_OK) {
         uint8_t *again = NULL;
         size_t n2 = 0;
-        cllm_status st = in.kind == CLLM_CCODE_BF16
-                             ? cllm_ccode_encode_bf16((const uint16_t *)out, in.rows, in.cols, 1,
-                                                      &again, &n2)
-                             : cllm_ccode_encode_int8((const int8_t *)out, sc, in.rows, in.cols,
-                                                      in.group_size, 1, &again, &n2);
+        cllm_status st =
+            in.kind == CLLM_CCODE_BF16
+                ? cllm_ccode_encode_bf16((const uint16_t *)out, in.rows, in.cols, 1, &again, &n2)
+            : in.kind == CLLM_CCODE_F16
+                ? cllm_ccode_encode_f16((const uint16_t *)out, in.rows, in.cols, 1, &again, &n2)
+                : cllm_ccode_encode_int8((const int8_t *)out, sc, in.rows, in.cols, in.group_size,
+                                         1, &again, &n2);
         if (st == CLLM_OK) {
             uint8_t *back = malloc((size_t)elems * esz + 1);
             float *sc2 = malloc(n_sc * sizeof(float) + 1);

@@ -1,5 +1,5 @@
-// The in-VRAM compute code (src/codec/cllm_ccode_*.c): encode -> decode reproduces bf16 and int8
-// matrices bit for bit, for every bf16 pattern, worst-case exception densities, odd shapes and
+// The in-VRAM compute code (src/codec/cllm_ccode_*.c): encode -> decode reproduces bf16, f16 and
+// int8 matrices bit for bit, for every bf16 and f16 pattern, worst-case exception densities, odd shapes and
 // empty matrices; the layout's sizes stay within the bits-per-weight budget on realistic weights;
 // corrupted buffers are refused.
 #include <setjmp.h>
@@ -17,11 +17,14 @@
 #include "common/cllm_half.h"
 #include "testutil.h"
 
-static void roundtrip_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int threads,
-                           size_t *bytes_out) {
+// kind: CLLM_CCODE_BF16 or CLLM_CCODE_F16.
+static void roundtrip_b16(uint32_t kind, const uint16_t *w, uint64_t rows, uint64_t cols,
+                          int threads, size_t *bytes_out) {
     uint8_t *buf = NULL;
     size_t n = 0;
-    assert_int_equal(cllm_ccode_encode_bf16(w, rows, cols, threads, &buf, &n), CLLM_OK);
+    assert_int_equal(kind == CLLM_CCODE_F16 ? cllm_ccode_encode_f16(w, rows, cols, threads, &buf, &n)
+                                            : cllm_ccode_encode_bf16(w, rows, cols, threads, &buf, &n),
+                     CLLM_OK);
     uint16_t *back = malloc(rows * cols * 2 + 2);
     memset(back, 0xa5, rows * cols * 2 + 2);
     assert_int_equal(cllm_ccode_decode(buf, n, back, rows * cols * 2, NULL, 0), CLLM_OK);
@@ -29,11 +32,16 @@ static void roundtrip_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int 
     cllm_ccode_info in;
     cllm_ccode_layout lay;
     assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
-    assert_int_equal(in.kind, CLLM_CCODE_BF16);
+    assert_int_equal(in.kind, kind);
     assert_true(in.rows == rows && in.cols == cols);
     if (bytes_out) *bytes_out = n;
     free(back);
     free(buf);
+}
+
+static void roundtrip_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int threads,
+                           size_t *bytes_out) {
+    roundtrip_b16(CLLM_CCODE_BF16, w, rows, cols, threads, bytes_out);
 }
 
 // Every one of the 65536 bf16 patterns (NaN payloads, +-0, +-inf, subnormals) in several shapes.
@@ -120,6 +128,120 @@ static void test_bf16_size(void **state) {
     assert_true(bpw <= 11.5);
     free(buf);
     free(w);
+}
+
+// ---- f16 ----
+
+// Every one of the 65536 fp16 patterns (NaN payloads, +-0, +-inf, subnormals) in several shapes.
+static void test_f16_every_pattern(void **state) {
+    (void)state;
+    uint16_t *w = malloc(65536 * 2);
+    for (uint32_t i = 0; i < 65536; i++) w[i] = (uint16_t)(i * 40503u);
+    roundtrip_b16(CLLM_CCODE_F16, w, 1, 65536, 1, NULL);
+    roundtrip_b16(CLLM_CCODE_F16, w, 256, 256, 4, NULL);
+    roundtrip_b16(CLLM_CCODE_F16, w, 65536 / 37, 37, 2, NULL);  // cols not a multiple of 8
+    roundtrip_b16(CLLM_CCODE_F16, w, 4096, 16, 1, NULL);
+    // In order (runs of one exponent: every window position and every mantissa at each).
+    for (uint32_t i = 0; i < 65536; i++) w[i] = (uint16_t)i;
+    roundtrip_b16(CLLM_CCODE_F16, w, 64, 1024, 2, NULL);
+    free(w);
+}
+
+// Exceptions at the densest: exponents spread over all 32 values; a row of subnormals and zeros
+// around exponent 0; a row of infinities and NaNs (exponent 31) beside small values.
+static void test_f16_all_exceptions(void **state) {
+    (void)state;
+    const uint64_t rows = 3, cols = 2048;
+    uint16_t *w = malloc(rows * cols * 2);
+    for (uint64_t c = 0; c < cols; c++) {
+        w[c] = (uint16_t)(((c * 7) % 32) << 10 | (c & 0x83ff));
+        w[cols + c] = (uint16_t)((c & 0x3ff) | (c & 0x400 ? 0x8000 : 0));  // exponent 0
+        w[2 * cols + c] = (uint16_t)(c % 3 ? 0x7c00 | (c & 0x3ff) : 0x1000 | (c & 0x3ff));
+    }
+    size_t n;
+    roundtrip_b16(CLLM_CCODE_F16, w, rows, cols, 1, &n);
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    uint8_t *buf;
+    size_t n2;
+    assert_int_equal(cllm_ccode_encode_f16(w, rows, cols, 1, &buf, &n2), CLLM_OK);
+    assert_int_equal(cllm_ccode_read_info(buf, n2, &in, &lay), CLLM_OK);
+    assert_true(in.n_exc >= cols * 3 / 4);  // row 0: 24 of 32 exponents outside any window
+    free(buf);
+    free(w);
+}
+
+static void test_f16_edges(void **state) {
+    (void)state;
+    const uint16_t one[3] = {0x3c00, 0x0001, 0xffff};
+    roundtrip_b16(CLLM_CCODE_F16, one, 1, 1, 1, NULL);
+    roundtrip_b16(CLLM_CCODE_F16, one, 1, 3, 1, NULL);
+    roundtrip_b16(CLLM_CCODE_F16, one, 3, 1, 1, NULL);
+    roundtrip_b16(CLLM_CCODE_F16, NULL, 0, 0, 1, NULL);
+    roundtrip_b16(CLLM_CCODE_F16, NULL, 5, 0, 1, NULL);
+}
+
+// Synth-like weights in fp16: 14 bits per weight plus exceptions and offsets.
+static void test_f16_size(void **state) {
+    (void)state;
+    const uint64_t rows = 512, cols = 4096;
+    uint16_t *w = malloc(rows * cols * 2);
+    float *f = malloc(rows * cols * 4);
+    synth_like(f, rows, cols, 42);
+    for (uint64_t i = 0; i < rows * cols; i++) w[i] = cllm_f32_to_f16(f[i]);
+    free(f);
+    size_t n;
+    roundtrip_b16(CLLM_CCODE_F16, w, rows, cols, 4, &n);
+    uint8_t *buf;
+    size_t n2;
+    assert_int_equal(cllm_ccode_encode_f16(w, rows, cols, 1, &buf, &n2), CLLM_OK);
+    assert_int_equal(n2, n);
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n2, &in, &lay), CLLM_OK);
+    const double bpw = 8.0 * (double)n / (double)(rows * cols);
+    print_message("f16 compute code: %.3f bits/weight, %.3f%% escapes\n", bpw,
+                  100.0 * (double)in.n_exc / (double)(rows * cols));
+    assert_true(bpw > 14.0 && bpw <= 15.0);
+    free(buf);
+    free(w);
+}
+
+// f16 corruptions the bf16 rules do not cover: a base above 24, an exception whose exponent
+// leaves the 5-bit field, an exception on a non-zero code.
+static void test_corrupt_f16(void **state) {
+    (void)state;
+    uint16_t w[64 * 8];
+    for (int i = 0; i < 64 * 8; i++) w[i] = (uint16_t)(i % 5 ? 0x3c00 + i : 0x0400 * (i % 31));
+    uint8_t *buf;
+    size_t n;
+    assert_int_equal(cllm_ccode_encode_f16(w, 8, 64, 1, &buf, &n), CLLM_OK);
+    uint16_t out[64 * 8];
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    assert_true(in.n_exc > 0);
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_OK);
+    assert_memory_equal(out, w, sizeof w);
+    uint8_t *base = buf + lay.off[CLLM_CC16_S_BASE];
+    const uint8_t b0 = base[0];
+    base[0] = 25;
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_ERR_CORRUPT);
+    base[0] = b0;
+    uint8_t *e = buf + lay.off[CLLM_CC16_S_EXC] + 1;  // first entry's delta
+    const uint8_t d0 = *e;
+    *e = (uint8_t)(d0 | 0x20);  // exponent base ^ delta >= 32
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_ERR_CORRUPT);
+    *e = d0;
+    const uint8_t col = buf[lay.off[CLLM_CC16_S_EXC]];  // first entry's column (row 0, group 0)
+    uint8_t *lo = buf + lay.off[CLLM_CC16_S_CODELO] + 4 * (col / 8);
+    const uint64_t bit = 6u * (col % 8) + 3;  // its code's low bit
+    uint8_t *pb = bit < 32 ? lo + bit / 8 : buf + lay.off[CLLM_CC16_S_CODEHI] + 2 * (col / 8) + (bit - 32) / 8;
+    *pb ^= (uint8_t)(1u << (bit % 8));
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_ERR_CORRUPT);
+    *pb ^= (uint8_t)(1u << (bit % 8));
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_OK);
+    free(buf);
 }
 
 static void roundtrip_int8(const int8_t *q, const float *sc, uint64_t rows, uint64_t cols,
@@ -321,6 +443,9 @@ int main(void) {
         cmocka_unit_test(test_bf16_edges),         cmocka_unit_test(test_bf16_size),
         cmocka_unit_test(test_int8_roundtrip),     cmocka_unit_test(test_int8_lanes),
         cmocka_unit_test(test_int8_size),
+        cmocka_unit_test(test_f16_every_pattern),  cmocka_unit_test(test_f16_all_exceptions),
+        cmocka_unit_test(test_f16_edges),          cmocka_unit_test(test_f16_size),
+        cmocka_unit_test(test_corrupt_f16),
         cmocka_unit_test(test_corrupt),            cmocka_unit_test(test_corrupt_int8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,14 @@
 // 24-bit word (code p at bits 3p..3p+2), stored as a 16-bit low part (codelo) and an 8-bit high
 // part (codehi). 32 vectors (256 weights) form a group, the unit of exception lookup.
 //
+// F16 (lossless): the same layout with a 5-bit exponent (h bits 10..14) and three more mantissa
+// bits per weight. The byte is again h bit 15 << 7 | h bits 0..6; each weight has a 6-bit field,
+// h bits 7..9 then its 3-bit code (exponent = base + code, base <= 24), so a vector's fields form
+// a 48-bit word (field p at bits 6p..6p+5), stored as a 32-bit low part (codelo) and a 16-bit high
+// part (codehi). Exceptions, groups and offsets are bf16's. The kernels rebuild h as a bf16-like
+// word: sign and low bits from the byte, then field << 7 plus base << 10 (the exponent << 10 for an
+// exception), and convert h with the raw f16 kernels' conversion.
+//
 // INT8: the per-channel int8 symbols q of 16-row tiles x 64-column chunks (the int8 tensor-core
 // matvec's unit). Lane l of a warp feeds the MMAs 32 values of a block (rows g and g + 8 of the
 // tile, l = 4 g + k, 16 columns from 16 k each), four vectors of 8. Every value's low 6 bits sit
@@ -47,12 +55,14 @@ extern "C" {
 typedef enum cllm_ccode_kind {
     CLLM_CCODE_BF16 = 1,  // lossless bf16
     CLLM_CCODE_INT8 = 2,  // int8 symbols + fp32 scales
+    CLLM_CCODE_F16 = 3,   // lossless fp16
 } cllm_ccode_kind;
 
 // BF16 geometry.
 #define CLLM_CC16_VEC 8          // weights per vector (one lane's share of a warp step)
 #define CLLM_CC16_GROUP 256      // weights per group (32 vectors: one warp step)
 #define CLLM_CC16_BASE_MAX 248u  // base + 7 <= 255: base + code never carries into the sign
+#define CLLM_CCF16_BASE_MAX 24u  // f16: base + 7 <= 31
 // INT8 geometry.
 #define CLLM_CC8_TILE_ROWS 16
 #define CLLM_CC8_CHUNK 64        // columns per chunk
@@ -64,11 +74,13 @@ typedef enum cllm_ccode_kind {
 
 // Sections, in buffer order.
 enum {
-    // BF16
-    CLLM_CC16_S_BYTES = 0,  // (rows, nvec, 8) bytes: sign << 7 | mantissa7
-    CLLM_CC16_S_CODELO,     // (rows, nvec) uint16: bits 0..15 of the vector's 24-bit code word
-    CLLM_CC16_S_CODEHI,     // (rows, nvec) uint8: bits 16..23
-    CLLM_CC16_S_BASE,       // (rows) uint8: exponent of code 0, <= CLLM_CC16_BASE_MAX
+    // BF16 and F16
+    CLLM_CC16_S_BYTES = 0,  // (rows, nvec, 8) bytes: sign << 7 | mantissa bits 0..6
+    CLLM_CC16_S_CODELO,     // (rows, nvec) bf16: uint16, bits 0..15 of the vector's 24-bit code
+                            // word; f16: uint32, bits 0..31 of its 48-bit word
+    CLLM_CC16_S_CODEHI,     // (rows, nvec) bf16: uint8, bits 16..23; f16: uint16, bits 32..47
+    CLLM_CC16_S_BASE,       // (rows) uint8: exponent of code 0, <= CLLM_CC16_BASE_MAX (f16:
+                            // CLLM_CCF16_BASE_MAX)
     CLLM_CC16_S_ROWEXC,     // (rows + 1) uint32: first exception of each row; last = n_exc
     CLLM_CC16_S_GOFF,       // (rows, ngroups + 1) uint16: row-relative first exception per group
     CLLM_CC16_S_EXC,        // (n_exc) uint16: pos | delta << 8 (pos = column % 256, delta =
@@ -113,12 +125,14 @@ CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_lay
     int n = 0;
     if (r >= (1ull << 40) || c >= (1ull << 40) || in->n_exc >= (1ull << 40)) return -1;
     lay->nvec = lay->ngroups = lay->ntiles = lay->nch = lay->gpr = 0;
-    if (in->kind == CLLM_CCODE_BF16) {
+    if (in->kind == CLLM_CCODE_BF16 || in->kind == CLLM_CCODE_F16) {
         if (in->group_size != 0) return -1;
         const uint64_t nv = (c + CLLM_CC16_VEC - 1) / CLLM_CC16_VEC, ng = (nv + 31) / 32;
-        if (r && nv > lim / 8 / r) return -1;
+        const uint64_t wide = in->kind == CLLM_CCODE_F16 ? 2 : 1;  // code word: 24 or 48 bits
+        if (r && nv > lim / 16 / r) return -1;
         lay->nvec = nv, lay->ngroups = ng;
-        sz[0] = r * nv * 8, sz[1] = r * nv * 2, sz[2] = r * nv, sz[3] = r, sz[4] = (r + 1) * 4;
+        sz[0] = r * nv * 8, sz[1] = r * nv * 2 * wide, sz[2] = r * nv * wide, sz[3] = r;
+        sz[4] = (r + 1) * 4;
         sz[5] = r * (ng + 1) * 2, sz[6] = in->n_exc * 2;
         n = CLLM_CC16_N_SECTIONS;
     } else if (in->kind == CLLM_CCODE_INT8) {
@@ -144,11 +158,11 @@ CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_lay
     return 0;
 }
 
-// Whether the fused kernels take a (rows, cols) matrix of this kind: bf16 with cols % 8 == 0;
+// Whether the fused kernels take a (rows, cols) matrix of this kind: bf16 or f16 with cols % 8 == 0;
 // int8 with cols % 64 == 0 and one scale per row or groups of a multiple of 64 columns (the int8
 // tensor-core matvec's chunks). group_size: int8 columns per scale (0 or cols: per row).
 CLLM_CCODE_HD int cllm_ccode_takes(uint32_t kind, uint64_t cols, uint32_t group_size) {
-    if (kind == CLLM_CCODE_BF16) return cols > 0 && cols % CLLM_CC16_VEC == 0;
+    if (kind == CLLM_CCODE_BF16 || kind == CLLM_CCODE_F16) return cols > 0 && cols % CLLM_CC16_VEC == 0;
     if (kind != CLLM_CCODE_INT8) return 0;
     return cols > 0 && cols % CLLM_CC8_CHUNK == 0 &&
            (group_size == 0 || group_size == cols || group_size % CLLM_CC8_CHUNK == 0);
@@ -213,6 +227,10 @@ CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t
 cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
                                    uint8_t **out, size_t *out_bytes);
 
+// The same for a row-major fp16 matrix (kind F16; every bit pattern, subnormals included).
+cllm_status cllm_ccode_encode_f16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                                  uint8_t **out, size_t *out_bytes);
+
 // Encodes int8 symbols (rows, cols) with their scales (rows, ceil(cols / group_size)), as made by
 // cllm_quantize_int8. Same ownership and statuses as cllm_ccode_encode_bf16.
 cllm_status cllm_ccode_encode_int8(const int8_t *q, const float *scales, uint64_t rows,
@@ -227,8 +245,8 @@ cllm_status cllm_ccode_read_info(const uint8_t *buf, size_t n, cllm_ccode_info *
                                  cllm_ccode_layout *lay);
 
 // Decodes a whole buffer after checking every count and offset in it (exception offsets monotone
-// and in range, each escape matched by exactly one entry, bases in range). bf16: out receives rows
-// * cols uint16 (out_cap bytes); int8: out receives rows * cols int8 and scales rows *
+// and in range, each escape matched by exactly one entry, bases in range). bf16 and f16: out
+// receives rows * cols uint16 (out_cap bytes); int8: out receives rows * cols int8 and scales rows *
 // groups_per_row floats (scales_cap bytes). @return CLLM_OK, CLLM_ERR_FORMAT / CLLM_ERR_CORRUPT
 // naming the first inconsistency, CLLM_ERR_ARG when a capacity is too small.
 cllm_status cllm_ccode_decode(const uint8_t *buf, size_t n, void *out, size_t out_cap,

@@ -25,7 +25,8 @@ cllm_status cllm_ccode_read_info(const uint8_t *buf, size_t n, cllm_ccode_info *
     int zero = cllm_load_le32(buf + 12) == 0;
     for (int i = 40; i < (int)CLLM_CCODE_HEADER_BYTES; i++) zero &= buf[i] == 0;
     RETURN_IF(!zero, CLLM_ERR_FORMAT, "compute code: reserved header bytes are not zero");
-    RETURN_IF(info->kind != CLLM_CCODE_BF16 && info->kind != CLLM_CCODE_INT8, CLLM_ERR_FORMAT,
+    RETURN_IF(info->kind != CLLM_CCODE_BF16 && info->kind != CLLM_CCODE_INT8 &&
+                  info->kind != CLLM_CCODE_F16, CLLM_ERR_FORMAT,
               "compute code: unknown kind %u", info->kind);
     RETURN_IF(cllm_ccode_layout_of(info, lay) != 0, CLLM_ERR_FORMAT,
               "compute code: bad shape %llu x %llu, group %u, %llu exceptions",
@@ -37,31 +38,44 @@ cllm_status cllm_ccode_read_info(const uint8_t *buf, size_t n, cllm_ccode_info *
     return CLLM_OK;
 }
 
-// ---- bf16 ---------------------------------------------------------------------------------------
+// ---- bf16 and f16 -------------------------------------------------------------------------------
 
-// 24-bit code word of vector v of row r.
-static uint32_t code_word(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t r,
-                          uint64_t v) {
+// Code word of vector v of row r: bf16 24 bits, f16 48 bits.
+static uint64_t code_word(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t r,
+                          uint64_t v, int f16) {
     const uint64_t i = r * lay->nvec + v;
+    if (f16)
+        return cllm_load_le32(buf + lay->off[CLLM_CC16_S_CODELO] + 4 * i) |
+               (uint64_t)cllm_load_le16(buf + lay->off[CLLM_CC16_S_CODEHI] + 2 * i) << 32;
     return cllm_load_le16(buf + lay->off[CLLM_CC16_S_CODELO] + 2 * i) |
            (uint32_t)buf[lay->off[CLLM_CC16_S_CODEHI] + i] << 16;
+}
+
+// Weight p's exponent code in a code word.
+static uint32_t code_at(uint64_t word, uint32_t p, int f16) {
+    return f16 ? (uint32_t)(word >> (6 * p + 3)) & 7u : (uint32_t)(word >> (3 * p)) & 7u;
+}
+
+// The weight from its byte b, exponent ex and (f16) mantissa bits 7..9 m3.
+static uint16_t b16_value(uint32_t b, uint32_t ex, uint32_t m3, int f16) {
+    return (uint16_t)((b & 0x80u) << 8 | (f16 ? ex << 10 | m3 << 7 : ex << 7) | (b & 0x7fu));
 }
 
 // Decodes group g of row r (columns [256 g, min(256 g + 256, cols))): exponent = base + code,
 // then the group's entries [e0, e1) patch theirs (strictly increasing columns inside the matrix,
 // each on a code 0, each giving an exponent outside the window: the code is canonical).
-static cllm_status bf16_group(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t cols,
-                              uint64_t r, uint64_t g, uint32_t base, const uint8_t *exc,
-                              uint64_t e0, uint64_t e1, uint16_t *out) {
+static cllm_status b16_group(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t cols,
+                             uint64_t r, uint64_t g, uint32_t base, const uint8_t *exc,
+                             uint64_t e0, uint64_t e1, uint16_t *out, int f16) {
     const uint8_t *bytes = buf + lay->off[CLLM_CC16_S_BYTES] + r * lay->nvec * 8;
     const uint64_t v_end = g * 32 + 32 < lay->nvec ? g * 32 + 32 : lay->nvec;
     uint16_t *o = out + r * cols;
     for (uint64_t v = g * 32; v < v_end; v++) {
-        const uint32_t word = code_word(buf, lay, r, v);
+        const uint64_t word = code_word(buf, lay, r, v, f16);
         for (uint32_t p = 0; p < CLLM_CC16_VEC && v * CLLM_CC16_VEC + p < cols; p++) {
             const uint64_t c = v * CLLM_CC16_VEC + p;
-            const uint32_t b = bytes[c], ex = base + ((word >> (3 * p)) & 7u);
-            o[c] = (uint16_t)((b & 0x80u) << 8 | ex << 7 | (b & 0x7fu));
+            const uint32_t b = bytes[c], ex = base + code_at(word, p, f16);
+            o[c] = b16_value(b, ex, (uint32_t)(word >> (6 * p)) & 7u, f16);
         }
     }
     int64_t last = -1;
@@ -70,20 +84,22 @@ static cllm_status bf16_group(const uint8_t *buf, const cllm_ccode_layout *lay, 
         const uint64_t c = g * CLLM_CC16_GROUP + (ent & 0xffu);
         const uint32_t ex = base ^ (uint32_t)(ent >> 8);
         RETURN_IF((int64_t)(ent & 0xffu) <= last || c >= cols ||
-                      ((code_word(buf, lay, r, c / 8) >> (3 * (c % 8))) & 7u) != 0 ||
-                      (ex >= base && ex <= base + 7),
+                      code_at(code_word(buf, lay, r, c / 8, f16), (uint32_t)(c % 8), f16) != 0 ||
+                      (ex >= base && ex <= base + 7) || (f16 && ex > 31),
                   CLLM_ERR_CORRUPT,
                   "compute code: row %llu: exception %llu (column %llu) is out of order, outside "
-                  "the row, on a non-zero code or inside the window", (unsigned long long)r,
+                  "the row, on a non-zero code, inside the window or beyond the exponent field", (unsigned long long)r,
                   (unsigned long long)e, (unsigned long long)c);
         last = ent & 0xffu;
-        o[c] = (uint16_t)((o[c] & 0x807fu) | ex << 7);
+        o[c] = f16 ? (uint16_t)((o[c] & 0x83ffu) | ex << 10) : (uint16_t)((o[c] & 0x807fu) | ex << 7);
     }
     return CLLM_OK;
 }
 
-static cllm_status decode_bf16(const uint8_t *buf, const cllm_ccode_info *in,
-                               const cllm_ccode_layout *lay, uint16_t *out) {
+static cllm_status decode_b16(const uint8_t *buf, const cllm_ccode_info *in,
+                              const cllm_ccode_layout *lay, uint16_t *out) {
+    const int f16 = in->kind == CLLM_CCODE_F16;
+    const uint32_t base_max = f16 ? CLLM_CCF16_BASE_MAX : CLLM_CC16_BASE_MAX;
     const uint8_t *rowexc = buf + lay->off[CLLM_CC16_S_ROWEXC];
     const uint8_t *exc = buf + lay->off[CLLM_CC16_S_EXC];
     RETURN_IF(cllm_load_le32(rowexc) != 0 || cllm_load_le32(rowexc + 4 * in->rows) != in->n_exc,
@@ -95,9 +111,9 @@ static cllm_status decode_bf16(const uint8_t *buf, const cllm_ccode_info *in,
                   (unsigned long long)r, (unsigned long long)r0, (unsigned long long)r1,
                   (unsigned long long)in->n_exc);
         const uint32_t base = buf[lay->off[CLLM_CC16_S_BASE] + r];
-        RETURN_IF(base > CLLM_CC16_BASE_MAX, CLLM_ERR_CORRUPT,
+        RETURN_IF(base > base_max, CLLM_ERR_CORRUPT,
                   "compute code: row %llu: base exponent %u above %u", (unsigned long long)r,
-                  base, CLLM_CC16_BASE_MAX);
+                  base, base_max);
         const uint8_t *goff = buf + lay->off[CLLM_CC16_S_GOFF] + r * (lay->ngroups + 1) * 2;
         RETURN_IF(cllm_load_le16(goff) != 0 ||
                       cllm_load_le16(goff + 2 * lay->ngroups) != r1 - r0,
@@ -108,7 +124,7 @@ static cllm_status decode_bf16(const uint8_t *buf, const cllm_ccode_info *in,
             RETURN_IF(g1 < g0 || g1 > r1 - r0, CLLM_ERR_CORRUPT,
                       "compute code: row %llu: group offsets run backwards at group %llu",
                       (unsigned long long)r, (unsigned long long)g);
-            TRY(bf16_group(buf, lay, in->cols, r, g, base, exc, r0 + g0, r0 + g1, out));
+            TRY(b16_group(buf, lay, in->cols, r, g, base, exc, r0 + g0, r0 + g1, out, f16));
         }
     }
     return CLLM_OK;
@@ -203,11 +219,11 @@ cllm_status cllm_ccode_decode(const uint8_t *buf, size_t n, void *out, size_t ou
     cllm_ccode_layout lay;
     TRY(cllm_ccode_read_info(buf, n, &in, &lay));
     const uint64_t elems = in.rows * in.cols;  // < 2^62 by the layout check
-    if (in.kind == CLLM_CCODE_BF16) {
+    if (in.kind == CLLM_CCODE_BF16 || in.kind == CLLM_CCODE_F16) {
         RETURN_IF(elems > out_cap / 2 || (elems && !out), CLLM_ERR_ARG,
-                  "compute code: output of %zu bytes for %llu bf16 values", out_cap,
-                  (unsigned long long)elems);
-        return decode_bf16(buf, &in, &lay, out);
+                  "compute code: output of %zu bytes for %llu %s values", out_cap,
+                  (unsigned long long)elems, in.kind == CLLM_CCODE_F16 ? "f16" : "bf16");
+        return decode_b16(buf, &in, &lay, out);
     }
     RETURN_IF(elems > out_cap || (elems && !out), CLLM_ERR_ARG,
               "compute code: output of %zu bytes for %llu int8 values", out_cap,

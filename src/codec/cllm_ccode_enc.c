@@ -40,19 +40,20 @@ static cllm_status alloc_buffer(const cllm_ccode_info *in, cllm_ccode_layout *la
     return CLLM_OK;
 }
 
-// ---- bf16 ---------------------------------------------------------------------------------------
+// ---- bf16 and f16 -------------------------------------------------------------------------------
 
-static uint32_t exp_of(uint16_t h) { return (h >> 7) & 0xffu; }
+// f16: 0 for bf16 (exponent h bits 7..14), 1 for f16 (h bits 10..14).
+static uint32_t exp_of(uint16_t h, int f16) { return f16 ? (h >> 10) & 0x1fu : (h >> 7) & 0xffu; }
 
 // The base whose window [base, base + 7] holds the most weights of the row (smallest on ties).
-static uint32_t row_base(const uint16_t *w, uint64_t cols) {
+static uint32_t row_base(const uint16_t *w, uint64_t cols, int f16) {
     uint64_t hist[256] = {0};
-    for (uint64_t c = 0; c < cols; c++) hist[exp_of(w[c])]++;
+    for (uint64_t c = 0; c < cols; c++) hist[exp_of(w[c], f16)]++;
     uint64_t win = 0, best = 0;
     uint32_t base = 0;
     for (uint32_t e = 0; e < 8; e++) win += hist[e];
     best = win;
-    for (uint32_t b = 1; b <= CLLM_CC16_BASE_MAX; b++) {
+    for (uint32_t b = 1; b <= (f16 ? CLLM_CCF16_BASE_MAX : CLLM_CC16_BASE_MAX); b++) {
         win += hist[b + 7] - hist[b - 1];
         if (win > best) best = win, base = b;
     }
@@ -61,48 +62,55 @@ static uint32_t row_base(const uint16_t *w, uint64_t cols) {
 
 // Offset of h's exponent from the base, or CLLM_CC16_EXC when outside the window.
 #define CLLM_CC16_EXC 8u
-static uint32_t code_of(uint16_t h, uint32_t base) {
-    const uint32_t d = exp_of(h) - base;  // wraps for exponents below the base
+static uint32_t code_of(uint16_t h, uint32_t base, int f16) {
+    const uint32_t d = exp_of(h, f16) - base;  // wraps for exponents below the base
     return d < 8 ? d : CLLM_CC16_EXC;
 }
 
 // Writes row r: bytes, code words, group offsets, exceptions (from index `first`).
-static void bf16_row(const uint16_t *w, uint64_t cols, uint32_t base, uint64_t r,
-                     const cllm_ccode_layout *lay, uint8_t *buf, uint64_t first) {
+static void b16_row(const uint16_t *w, uint64_t cols, uint32_t base, uint64_t r,
+                    const cllm_ccode_layout *lay, uint8_t *buf, uint64_t first, int f16) {
+    const uint64_t wide = f16 ? 2 : 1;  // code word of 24 or 48 bits
     uint8_t *bytes = buf + lay->off[CLLM_CC16_S_BYTES] + r * lay->nvec * 8;
-    uint8_t *lo = buf + lay->off[CLLM_CC16_S_CODELO] + r * lay->nvec * 2;
-    uint8_t *hi = buf + lay->off[CLLM_CC16_S_CODEHI] + r * lay->nvec;
+    uint8_t *lo = buf + lay->off[CLLM_CC16_S_CODELO] + r * lay->nvec * 2 * wide;
+    uint8_t *hi = buf + lay->off[CLLM_CC16_S_CODEHI] + r * lay->nvec * wide;
     uint8_t *goff = buf + lay->off[CLLM_CC16_S_GOFF] + r * (lay->ngroups + 1) * 2;
     uint8_t *exc = buf + lay->off[CLLM_CC16_S_EXC] + first * 2;
     uint32_t n = 0;  // exceptions of this row so far
     for (uint64_t v = 0; v < lay->nvec; v++) {
         if (v % 32 == 0) put16(goff + (v / 32) * 2, (uint16_t)n);
-        uint32_t word = 0;
+        uint64_t word = 0;
         for (uint32_t p = 0; p < CLLM_CC16_VEC; p++) {
             const uint64_t c = v * CLLM_CC16_VEC + p;
-            if (c >= cols) break;  // padding: byte 0, code 0
+            if (c >= cols) break;  // padding: byte 0, code 0 (f16: field 0)
             const uint16_t h = w[c];
-            const uint32_t code = code_of(h, base);
+            const uint32_t code = code_of(h, base, f16);
             bytes[c] = (uint8_t)(((h >> 8) & 0x80u) | (h & 0x7fu));
             if (code == CLLM_CC16_EXC) {  // code 0 and an entry: exponent = base ^ delta
-                const uint32_t delta = exp_of(h) ^ base;
+                const uint32_t delta = exp_of(h, f16) ^ base;
                 put16(exc + 2 * n++, (uint16_t)((c % CLLM_CC16_GROUP) | delta << 8));
-            } else {
-                word |= code << (3 * p);
             }
+            const uint32_t field = (code == CLLM_CC16_EXC ? 0 : code) << (f16 ? 3 : 0) |
+                                   (f16 ? (h >> 7) & 7u : 0);  // f16: mantissa bits 7..9
+            word |= (uint64_t)field << (f16 ? 6 * p : 3 * p);
         }
-        put16(lo + 2 * v, (uint16_t)word);
-        hi[v] = (uint8_t)(word >> 16);
+        if (f16) {
+            put32(lo + 4 * v, (uint32_t)word);
+            put16(hi + 2 * v, (uint16_t)(word >> 32));
+        } else {
+            put16(lo + 2 * v, (uint16_t)word);
+            hi[v] = (uint8_t)(word >> 16);
+        }
     }
     put16(goff + lay->ngroups * 2, (uint16_t)n);
 }
 
-cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
-                                   uint8_t **out, size_t *out_bytes) {
+static cllm_status encode_b16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                              uint8_t **out, size_t *out_bytes, int f16) {
     RETURN_IF(!out || !out_bytes || (!w && rows && cols), CLLM_ERR_ARG,
-              "ccode_encode_bf16: NULL argument");
+              "ccode_encode_%s: NULL argument", f16 ? "f16" : "bf16");
     *out = NULL, *out_bytes = 0;
-    cllm_ccode_info in = {.kind = CLLM_CCODE_BF16, .rows = rows, .cols = cols};
+    cllm_ccode_info in = {.kind = f16 ? CLLM_CCODE_F16 : CLLM_CCODE_BF16, .rows = rows, .cols = cols};
     cllm_ccode_layout lay;
     RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0 || rows > SIZE_MAX / 8, CLLM_ERR_UNSUPPORTED,
               "compute code: a %llu x %llu matrix is beyond the layout's limits",
@@ -115,9 +123,9 @@ cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t co
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt) if (st == CLLM_OK && rows * cols > 65536) reduction(| : too_many)
     for (uint64_t r = 0; r < (st == CLLM_OK ? rows : 0); r++) {
         const uint16_t *row = w + r * cols;
-        base[r] = (uint8_t)row_base(row, cols);
+        base[r] = (uint8_t)row_base(row, cols, f16);
         uint64_t n = 0;
-        for (uint64_t c = 0; c < cols; c++) n += code_of(row[c], base[r]) == CLLM_CC16_EXC;
+        for (uint64_t c = 0; c < cols; c++) n += code_of(row[c], base[r], f16) == CLLM_CC16_EXC;
         first[r + 1] = n;
         too_many |= n > 0xffff;
     }
@@ -138,7 +146,7 @@ cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t co
         for (uint64_t r = 0; r < rows; r++) {
             buf[lay.off[CLLM_CC16_S_BASE] + r] = base[r];
             put32(buf + lay.off[CLLM_CC16_S_ROWEXC] + r * 4, (uint32_t)first[r]);
-            bf16_row(w + r * cols, cols, base[r], r, &lay, buf, first[r]);
+            b16_row(w + r * cols, cols, base[r], r, &lay, buf, first[r], f16);
         }
         put32(buf + lay.off[CLLM_CC16_S_ROWEXC] + rows * 4, (uint32_t)first[rows]);
         if (first[rows] > 0xffffffffull) {
@@ -148,6 +156,16 @@ cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t co
     }
     free(base), free(first);
     return st;
+}
+
+cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                                   uint8_t **out, size_t *out_bytes) {
+    return encode_b16(w, rows, cols, n_threads, out, out_bytes, 0);
+}
+
+cllm_status cllm_ccode_encode_f16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                                  uint8_t **out, size_t *out_bytes) {
+    return encode_b16(w, rows, cols, n_threads, out, out_bytes, 1);
 }
 
 // ---- int8 ---------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ cllm_status cllm_container_ccode_size(const cllm_container *c, size_t i, int n_t
     RETURN_IF(!c || !bytes || !n_exc, CLLM_ERR_ARG, "ccode_size: NULL argument");
     cllm_tensor_info t;
     TRY(cllm_container_tensor(c, i, &t));
-    const int b16 = t.codec != CLLM_CODEC_INT8 && t.dtype == CLLM_DTYPE_BF16;
+    const int f16 = t.codec != CLLM_CODEC_INT8 && t.dtype == CLLM_DTYPE_F16;
+    const int b16 = (t.codec != CLLM_CODEC_INT8 && t.dtype == CLLM_DTYPE_BF16) || f16;
     RETURN_IF(!b16 && t.codec != CLLM_CODEC_INT8, CLLM_ERR_UNSUPPORTED,
-              "%s: no compute code for %s %s (bf16 or int8)", t.name, cllm_codec_name(t.codec),
-              cllm_dtype_name(t.dtype));
-    const uint32_t kind = b16 ? CLLM_CCODE_BF16 : CLLM_CCODE_INT8;
+              "%s: no compute code for %s %s (bf16, f16 or int8)", t.name,
+              cllm_codec_name(t.codec), cllm_dtype_name(t.dtype));
+    const uint32_t kind = f16 ? CLLM_CCODE_F16 : b16 ? CLLM_CCODE_BF16 : CLLM_CCODE_INT8;
     RETURN_IF(!cllm_ccode_takes(kind, t.cols, b16 ? 0 : t.group_size), CLLM_ERR_UNSUPPORTED,
               "%s: the fused kernels do not take %llu columns", t.name,
               (unsigned long long)t.cols);
@@ -29,8 +30,9 @@ cllm_status cllm_container_ccode_size(const cllm_container *c, size_t i, int n_t
     cllm_status st = w && (sc || !n_sc) ? CLLM_OK : CLLM_FAIL(CLLM_ERR_NOMEM, "ccode_size: %s", t.name);
     if (st == CLLM_OK) st = cllm_container_decode(c, i, w, n, sc, n_sc, 1);
     if (st == CLLM_OK)
-        st = b16 ? cllm_ccode_encode_bf16((const uint16_t *)w, t.rows, t.cols, n_threads, &code, &code_n)
-                 : cllm_ccode_encode_int8((const int8_t *)w, sc, t.rows, t.cols, t.group_size,
+        st = f16   ? cllm_ccode_encode_f16((const uint16_t *)w, t.rows, t.cols, n_threads, &code, &code_n)
+             : b16 ? cllm_ccode_encode_bf16((const uint16_t *)w, t.rows, t.cols, n_threads, &code, &code_n)
+                   : cllm_ccode_encode_int8((const int8_t *)w, sc, t.rows, t.cols, t.group_size,
                                           n_threads, &code, &code_n);
     cllm_ccode_info info;
     cllm_ccode_layout lay;
