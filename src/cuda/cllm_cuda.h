@@ -151,17 +151,19 @@ typedef enum cllm_cuda_wkind {
     // whole code buffer (header included), decoded inside the matvec. Only the matvec launchers
     // take these kinds (embed and GEMM: CLLM_ERR_UNSUPPORTED); results are bit-identical to the
     // raw kind's (CC_BF16: BF16 with cols % 8 == 0; CC_INT8: INT8 on the tensor-core path, i.e.
-    // cols % 64 == 0 and group_size == cols or a multiple of 64; scales point into the buffer).
+    // cols % 64 == 0 and group_size == cols or a multiple of 64; scales point into the buffer;
+    // CC_F16: F16 with cols % 8 == 0).
     CLLM_CUDA_W_CC_BF16 = 4,
     CLLM_CUDA_W_CC_INT8 = 5,
+    CLLM_CUDA_W_CC_F16 = 6,
 } cllm_cuda_wkind;
 
 // ---- compute code (weights compressed in VRAM, decoded inside the matvec) ----------------------
 
-// Makes the compute code of a raw device matrix `raw` (BF16: lossless; INT8: symbols and scales)
+// Makes the compute code of a raw device matrix `raw` (BF16, F16: lossless; INT8: symbols and scales)
 // in a new allocation of `mem`: downloads it, encodes it with the C encoder (cllm_ccode_encode_*,
 // n_threads OpenMP threads), uploads the code. Synchronous on `stream`. *out: a view of kind
-// CLLM_CUDA_W_CC_BF16 / CLLM_CUDA_W_CC_INT8 whose data (the buffer) the caller releases with
+// CLLM_CUDA_W_CC_BF16 / _CC_F16 / _CC_INT8 whose data (the buffer) the caller releases with
 // cllm_cuda_release(mem, (void *)out->data); *bytes: the buffer's size (everything the view
 // reads). @return CLLM_OK; CLLM_ERR_UNSUPPORTED for another kind or a shape the fused kernels do
 // not take (BF16: cols % 8 != 0; INT8: see above) or the code cannot hold; CLLM_ERR_NOMEM;

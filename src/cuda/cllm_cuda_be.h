@@ -289,6 +289,7 @@ cllm_status be_dev_gemm_alloc(struct be_dev *d, uint64_t scratch);
 void be_dev_lend(struct be_dev *d, be_state *s);
 // The kernels' view of a weight view (the launchers' plain C struct): the kinds share values.
 static_assert((int)CLLM_W_CC_BF16 == (int)CLLM_CUDA_W_CC_BF16 &&
+                  (int)CLLM_W_CC_F16 == (int)CLLM_CUDA_W_CC_F16 && (int)CLLM_W_F16 == (int)CLLM_CUDA_W_F16 &&
                   (int)CLLM_W_CC_I8 == (int)CLLM_CUDA_W_CC_INT8 &&
                   (int)CLLM_W_I8 == (int)CLLM_CUDA_W_INT8 && (int)CLLM_W_BF16 == (int)CLLM_CUDA_W_BF16,
               "cllm_wkind and cllm_cuda_wkind values");

@@ -10,27 +10,32 @@ extern "C" {
 
 #include <stdlib.h>
 
+// The compute-code kind of a raw weight kind (BF16, F16, INT8), or 0.
+static uint32_t ccode_kind_of(uint32_t kind) {
+    return kind == CLLM_CUDA_W_BF16  ? (uint32_t)CLLM_CCODE_BF16
+           : kind == CLLM_CUDA_W_F16 ? (uint32_t)CLLM_CCODE_F16
+           : kind == CLLM_CUDA_W_INT8 ? (uint32_t)CLLM_CCODE_INT8
+                                      : 0u;
+}
+
 // Shapes the fused kernels take (see cllm_cuda.h, CLLM_CUDA_W_CC_*): the compute code's rule.
 static bool ccode_shape_ok(uint32_t kind, uint64_t cols, uint32_t group_size) {
-    return cllm_ccode_takes(kind == CLLM_CUDA_W_BF16 ? (uint32_t)CLLM_CCODE_BF16
-                                                     : (uint32_t)CLLM_CCODE_INT8,
-                            cols, group_size) != 0;
+    return cllm_ccode_takes(ccode_kind_of(kind), cols, group_size) != 0;
 }
 
 extern "C" size_t cllm_cuda_ccode_estimate_bytes(uint32_t kind, uint64_t rows, uint64_t cols,
                                                   uint32_t group_size, double exc_fraction) {
-    if ((kind != CLLM_CUDA_W_BF16 && kind != CLLM_CUDA_W_INT8) || rows == 0 || cols == 0) return 0;
+    if (!ccode_kind_of(kind) || rows == 0 || cols == 0) return 0;
     const uint32_t gs = kind == CLLM_CUDA_W_INT8 ? (group_size ? group_size : (uint32_t)cols) : 0;
     if (!ccode_shape_ok(kind, cols, gs)) return 0;
     const double f = exc_fraction < 0 ? 0 : exc_fraction > 1 ? 1 : exc_fraction;
     // int8 stores no exceptions but a side entry per 8-value vector holding an escape: with
     // escapes independent at rate f, a share 1 - (1 - f)^8 of the vectors.
-    const double n_aux = kind == CLLM_CUDA_W_BF16
+    const double n_aux = kind != CLLM_CUDA_W_INT8
                              ? f * (double)rows * (double)cols
                              : (1.0 - pow(1.0 - f, 8.0)) * (double)((rows + 15) / 16 * 16) *
                                    (double)cols / 8.0;
-    cllm_ccode_info in = {kind == CLLM_CUDA_W_BF16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
-                          gs, rows, cols, (uint64_t)n_aux};
+    cllm_ccode_info in = {ccode_kind_of(kind), gs, rows, cols, (uint64_t)n_aux};
     cllm_ccode_layout lay;
     if (cllm_ccode_layout_of(&in, &lay) != 0 || lay.total > SIZE_MAX) return 0;
     return (size_t)lay.total;
@@ -43,7 +48,7 @@ extern "C" cllm_status cllm_cuda_ccode_make_host(cllm_cuda_mem *mem, uint32_t ki
                                                  cllm_cuda_weight *out, size_t *bytes) {
     RETURN_IF(!mem || !data || !out || !bytes || rows == 0 || cols == 0, CLLM_ERR_ARG,
               "ccode_make: bad argument");
-    RETURN_IF(kind != CLLM_CUDA_W_BF16 && kind != CLLM_CUDA_W_INT8, CLLM_ERR_UNSUPPORTED,
+    RETURN_IF(!ccode_kind_of(kind), CLLM_ERR_UNSUPPORTED,
               "ccode_make: no compute code for weight kind %u", kind);
     RETURN_IF(!ccode_shape_ok(kind, cols, group_size), CLLM_ERR_UNSUPPORTED,
               "ccode_make: the fused kernels do not take %llu columns (group %u)",
@@ -52,12 +57,13 @@ extern "C" cllm_status cllm_cuda_ccode_make_host(cllm_cuda_mem *mem, uint32_t ki
     size_t n = 0;
     if (kind == CLLM_CUDA_W_BF16)
         TRY(cllm_ccode_encode_bf16((const uint16_t *)data, rows, cols, n_threads, &buf, &n));
+    else if (kind == CLLM_CUDA_W_F16)
+        TRY(cllm_ccode_encode_f16((const uint16_t *)data, rows, cols, n_threads, &buf, &n));
     else
         TRY(cllm_ccode_encode_int8((const int8_t *)data, scales, rows, cols, group_size,
                                    n_threads, &buf, &n));
-    cllm_ccode_info in = {kind == CLLM_CUDA_W_BF16 ? (uint32_t)CLLM_CCODE_BF16
-                                                   : (uint32_t)CLLM_CCODE_INT8,
-                          kind == CLLM_CUDA_W_BF16 ? 0u : group_size, rows, cols, 0};
+    cllm_ccode_info in = {ccode_kind_of(kind), kind == CLLM_CUDA_W_INT8 ? group_size : 0u, rows,
+                          cols, 0};
     cllm_ccode_layout lay;
     (void)cllm_ccode_layout_of(&in, &lay);  // valid: the encoder made it
     void *dev = NULL;
@@ -72,8 +78,8 @@ extern "C" cllm_status cllm_cuda_ccode_make_host(cllm_cuda_mem *mem, uint32_t ki
     *out = (cllm_cuda_weight){};
     out->data = dev;
     out->rows = rows, out->cols = cols;
-    if (kind == CLLM_CUDA_W_BF16) {
-        out->kind = CLLM_CUDA_W_CC_BF16;
+    if (kind != CLLM_CUDA_W_INT8) {
+        out->kind = kind == CLLM_CUDA_W_F16 ? CLLM_CUDA_W_CC_F16 : CLLM_CUDA_W_CC_BF16;
     } else {
         out->kind = CLLM_CUDA_W_CC_INT8;
         out->group_size = group_size;
@@ -88,10 +94,10 @@ extern "C" cllm_status cllm_cuda_ccode_make(cllm_cuda_mem *mem, const cllm_cuda_
                                             size_t *bytes) {
     RETURN_IF(!raw || !raw->data || raw->rows == 0 || raw->cols == 0, CLLM_ERR_ARG,
               "ccode_make: empty weight");
-    RETURN_IF(raw->kind != CLLM_CUDA_W_BF16 && raw->kind != CLLM_CUDA_W_INT8,
-              CLLM_ERR_UNSUPPORTED, "ccode_make: no compute code for weight kind %u", raw->kind);
+    RETURN_IF(!ccode_kind_of(raw->kind), CLLM_ERR_UNSUPPORTED,
+              "ccode_make: no compute code for weight kind %u", raw->kind);
     RETURN_IF(raw->rows * raw->cols > SIZE_MAX / 2, CLLM_ERR_UNSUPPORTED, "ccode_make: too large");
-    const size_t n = (size_t)(raw->rows * raw->cols) * (raw->kind == CLLM_CUDA_W_BF16 ? 2 : 1);
+    const size_t n = (size_t)(raw->rows * raw->cols) * (raw->kind == CLLM_CUDA_W_INT8 ? 1 : 2);
     const uint32_t gs = raw->group_size ? raw->group_size : (uint32_t)raw->cols;
     const size_t n_sc = raw->kind == CLLM_CUDA_W_INT8
                             ? (size_t)raw->rows * ((raw->cols + gs - 1) / gs) * sizeof(float) : 0;

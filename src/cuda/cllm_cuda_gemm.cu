@@ -485,7 +485,7 @@ static cllm_status gemm_args(const void *blas, const cllm_cuda_weight *w, const 
     RETURN_IF((w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8) &&
                   (!w->scales || !w->group_size),
               CLLM_ERR_ARG, "gemm: int8 weight without scales");
-    RETURN_IF(w->kind > CLLM_CUDA_W_CC_INT8, CLLM_ERR_ARG, "gemm: unknown weight kind %u", w->kind);
+    RETURN_IF(w->kind > CLLM_CUDA_W_CC_F16, CLLM_ERR_ARG, "gemm: unknown weight kind %u", w->kind);
     const size_t need = n_tok ? cllm_cuda_gemm_scratch_bytes(w, n_tok) : 0;
     RETURN_IF(need && (!scratch_dev || scratch_cap < need || (uintptr_t)scratch_dev % 16),
               CLLM_ERR_ARG, "gemm: scratch of %zu bytes, needs %zu (16-byte aligned)", scratch_cap,
@@ -539,7 +539,7 @@ extern "C" cllm_status cllm_cuda_gemm(void *blas, const cllm_cuda_weight *w, con
                                    ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return CLLM_OK;
     }
-    const int bf16 = w->kind != CLLM_CUDA_W_F16;
+    const int bf16 = w->kind != CLLM_CUDA_W_F16 && w->kind != CLLM_CUDA_W_CC_F16;  // else f16
     uint16_t *xs = (uint16_t *)scratch_dev;
     const size_t nx = (size_t)n_tok * w->cols;
     convert_kernel<<<grid_for(nx), 256, 0, s>>>(x_dev, xs, nx, bf16);

@@ -12,6 +12,7 @@ extern "C" {
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
+#include <type_traits>
 
 #define MV_WARPS 8  // rows per thread block of the matvec (one warp per row)
 
@@ -249,24 +250,45 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 // goff[k], goff[k + 1]) are written by lanes in parallel into the warp's 256 addends in shared
 // memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
 // read back by the owning lanes, then restored.
+//
+// CC_F16 (kind 3) is the same code with a 48-bit word per vector (a 6-bit field per weight: three
+// mantissa bits, then the code) and a 5-bit exponent: the decode builds h in the upper half of a
+// word as bf16 builds a float (byte, then field << 23 plus base << 26) and converts it as the raw
+// f16 kernels do. F16 below selects it; everything else is shared.
 struct cc16_row {
     const uint2 *bytes;     // (nvec) the row's sign/mantissa bytes, 8 per vector
-    const uint16_t *lo;     // (nvec) code word bits 0..15
-    const uint8_t *hi;      // (nvec) code word bits 16..23
+    const uint8_t *lo;      // (nvec) code word bits 0..15 (u16; f16: bits 0..31, u32)
+    const uint8_t *hi;      // (nvec) code word bits 16..23 (u8; f16: bits 32..47, u16)
     const uint16_t *goff;   // (ngroups + 1) row-relative exception offsets
     const uint16_t *exc;    // the row's exceptions: pos | delta << 8
     uint32_t base;          // exponent of code 0
 };
 
+// A vector's code word: bf16 24 bits, f16 48 bits (x: bits 0..31, y: 32..47).
+template <bool F16> using cc16_word = typename std::conditional<F16, uint2, uint32_t>::type;
+
+// Exponent position of the decode's addends: bf16 a float's (23), f16 h's in the upper half (26).
+template <bool F16> __host__ __device__ constexpr uint32_t cc16_sh() { return F16 ? 26u : 23u; }
+
+template <bool F16>
+static __device__ __forceinline__ cc16_word<F16> cc16_load(const cc16_row &rw, uint32_t v) {
+    if constexpr (F16)
+        return make_uint2(__ldg((const uint32_t *)rw.lo + v), __ldg((const uint16_t *)rw.hi + v));
+    else
+        return __ldg((const uint16_t *)rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
+}
+
 // Row r of a compute-code matrix w whose section offsets are off.
+template <bool F16>
 static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w,
                                                        const uint64_t *off, uint64_t r) {
     const uint8_t *b = (const uint8_t *)w.data;
     const uint64_t nvec = w.cols / 8, ng = (nvec + 31) / 32;
+    constexpr uint64_t wide = F16 ? 2 : 1;
     cc16_row o;
     o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
-    o.lo = (const uint16_t *)(b + off[CLLM_CC16_S_CODELO]) + r * nvec;
-    o.hi = b + off[CLLM_CC16_S_CODEHI] + r * nvec;
+    o.lo = b + off[CLLM_CC16_S_CODELO] + r * nvec * 2 * wide;
+    o.hi = b + off[CLLM_CC16_S_CODEHI] + r * nvec * wide;
     o.goff = (const uint16_t *)(b + off[CLLM_CC16_S_GOFF]) + r * (ng + 1);
     o.exc = (const uint16_t *)(b + off[CLLM_CC16_S_EXC]) +
             __ldg((const uint32_t *)(b + off[CLLM_CC16_S_ROWEXC]) + r);
@@ -274,8 +296,9 @@ static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w
     return o;
 }
 
+template <bool F16>
 static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t wi, uint64_t r) {
-    return cc16_row_at(m.w[wi], m.cc_off[wi], r);
+    return cc16_row_at<F16>(m.w[wi], m.cc_off[wi], r);
 }
 
 // Byte i of w with its sign bit replicated over byte 3: bits 31..24 = sign, 23..16 = the byte.
@@ -286,27 +309,48 @@ static __device__ __forceinline__ uint32_t cc16_place(uint32_t w) {
     return u;
 }
 
-// The 8 weights of a vector as fp32: sign from the byte, exponent code * 2^23 + addend, mantissa.
-static __device__ __forceinline__ void cc16_decode(uint2 b, uint32_t c, const uint32_t (&q)[8],
-                                                   float (&w)[8]) {
+// The 8 weights of a vector as bits: bf16, the fp32 word (sign from the byte, exponent code * 2^23
+// + addend, mantissa); f16, h in the upper half (field * 2^23 + addend: mantissa bits 7..9, then
+// the exponent at 2^26). Either way the 16-bit weight is the upper half.
+template <bool F16>
+static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word<F16> c, const uint32_t (&q)[8],
+                                                 uint32_t (&o)[8]) {
 #pragma unroll
     for (int p = 0; p < 8; p++) {
         const uint32_t word = p < 4 ? b.x : b.y;
         const uint32_t u = (p & 3) == 0 ? cc16_place<0>(word) : (p & 3) == 1 ? cc16_place<1>(word)
                            : (p & 3) == 2 ? cc16_place<2>(word) : cc16_place<3>(word);
-        const uint32_t e = ((c >> (3 * p)) & 7u) * (1u << 23) + q[p];
-        w[p] = __uint_as_float((u & 0x807f0000u) | e);
+        uint32_t e;
+        if constexpr (F16) {
+            const uint64_t c64 = (uint64_t)c.y << 32 | c.x;
+            e = ((uint32_t)(c64 >> (6 * p)) << 23 & 0x1f800000u) + q[p];
+        } else {
+            e = ((c >> (3 * p)) & 7u) * (1u << 23) + q[p];
+        }
+        o[p] = (u & 0x807f0000u) | e;
     }
+}
+
+// The 8 weights of a vector as fp32 (f16: the raw f16 kernels' conversion).
+template <bool F16>
+static __device__ __forceinline__ void cc16_decode(uint2 b, cc16_word<F16> c,
+                                                   const uint32_t (&q)[8], float (&w)[8]) {
+    uint32_t o[8];
+    cc16_bits<F16>(b, c, q, o);
+#pragma unroll
+    for (int p = 0; p < 8; p++) w[p] = F16 ? f16_bits(o[p] >> 16) : __uint_as_float(o[p]);
 }
 
 // This lane's 8 addends for group g of a row, whose entries are [g0, g1) of exc (row-relative):
 // warp-uniform. Entries e0 .. e0 + 31 were read ahead, entry e0 + lane into ent (valid where
 // e0 + lane lies below the end of the entries read ahead, which is at least g1); any entry of
 // the group beyond those is read here.
+template <bool F16>
 static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
                                                     uint32_t g1, uint32_t e0, uint32_t ent,
                                                     uint32_t lane, uint32_t (&q)[8]) {
-    const uint32_t b23 = rw.base << 23;
+    constexpr uint32_t SH = cc16_sh<F16>();
+    const uint32_t b23 = rw.base << SH;
     if (g1 == g0) {
 #pragma unroll
         for (int p = 0; p < 8; p++) q[p] = b23;
@@ -315,10 +359,10 @@ static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t
     const bool own = e0 + lane >= g0 && e0 + lane < g1;
     const uint32_t far = max(g0, e0 + 32);
     __syncwarp();  // the previous group's restores are done
-    if (own) qw[ent & 255u] = (rw.base ^ (ent >> 8)) << 23;
+    if (own) qw[ent & 255u] = (rw.base ^ (ent >> 8)) << SH;
     for (uint32_t e = far + lane; e < g1; e += 32) {
         const uint32_t en = __ldg(rw.exc + e);
-        qw[en & 255u] = (rw.base ^ (en >> 8)) << 23;
+        qw[en & 255u] = (rw.base ^ (en >> 8)) << SH;
     }
     __syncwarp();
     const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
@@ -329,24 +373,31 @@ static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t
 }
 
 // cc16_addends for one group whose entries were not read ahead.
+template <bool F16>
 static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32_t *qw, uint32_t g,
                                                       uint32_t lane, uint32_t (&q)[8]) {
     const uint32_t g0 = __ldg(rw.goff + g), g1 = __ldg(rw.goff + g + 1);
     const uint32_t ent = g0 + lane < g1 ? __ldg(rw.exc + g0 + lane) : 0u;
-    cc16_addends(rw, qw, g0, g1, g0, ent, lane, q);
+    cc16_addends<F16>(rw, qw, g0, g1, g0, ent, lane, q);
+}
+
+// Fills a warp's 256 addends (lane: entries 8 lane .. 8 lane + 7) with the no-exception value.
+template <bool F16>
+static __device__ __forceinline__ void cc16_fill(uint32_t *qw, uint32_t base, uint32_t lane) {
+    const uint32_t b = base << cc16_sh<F16>();
+    ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b, b, b, b);
 }
 
 // The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR>. qs:
 // this warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
 // full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
-template <int NR>
+template <int NR, bool F16>
 static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
                                                     uint32_t nvec, const float *x, uint32_t lane,
                                                     bool pre, float (&sum)[NR][2]) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
-        const uint32_t b23 = rw[t].base << 23;
-        qs[t][2 * lane] = qs[t][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+        cc16_fill<F16>((uint32_t *)qs[t], rw[t].base, lane);
         sum[t][0] = sum[t][1] = 0.f;
     }
     __syncwarp();
@@ -361,7 +412,8 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
     };
     struct batch {
         uint2 b[NR][4];
-        uint32_t c[NR][4], g[NR][5], ent[NR];
+        cc16_word<F16> c[NR][4];
+        uint32_t g[NR][5], ent[NR];
     };
     auto load = [&](batch &a, uint32_t k0, uint32_t n, bool guard) {
         if (k0 + n - kb > 31) window(k0);
@@ -380,7 +432,7 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
             for (int t = 0; t < NR; t++)
                 if (!guard || v < nvec) {
                     a.b[t][u] = __ldg(rw[t].bytes + v);
-                    a.c[t][u] = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
+                    a.c[t][u] = cc16_load<F16>(rw[t], v);
                 }
         }
     };
@@ -395,11 +447,11 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
-                cc16_addends(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1], a.g[t][0],
-                             a.ent[t], lane, q);
+                cc16_addends<F16>(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1], a.g[t][0],
+                                  a.ent[t], lane, q);
                 if (act) {
                     float w[8];
-                    cc16_decode(a.b[t][u], a.c[t][u], q, w);
+                    cc16_decode<F16>(a.b[t][u], a.c[t][u], q, w);
                     const float d = dot8f(w, xa, xb);  // (a branch: no indexed registers)
                     if ((k0 + u) & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
                     else sum[t][0] = __fadd_rn(sum[t][0], d);
@@ -444,7 +496,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    pdl_trigger();  // (CC_BF16: EPV unused, the compute code has its own loader)
+    pdl_trigger();  // (CC_BF16, CC_F16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
@@ -454,13 +506,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
         return;
     }
     float sum[NR][2];
-    if constexpr (KIND == CLLM_CUDA_W_CC_BF16) {
+    if constexpr (KIND == CLLM_CUDA_W_CC_BF16 || KIND == CLLM_CUDA_W_CC_F16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
         cc16_row rw[NR];
         if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
 #pragma unroll
-        for (int k = 0; k < NR; k++) rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
-        mv_rows_cc16<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), x, lane, m.pre != 0, sum);
+        for (int k = 0; k < NR; k++)
+            rw[k] = cc16_row_of<KIND == CLLM_CUDA_W_CC_F16>(m, SWIGLU ? (uint32_t)k : i, r);
+        mv_rows_cc16<NR, KIND == CLLM_CUDA_W_CC_F16>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8),
+                                                     x, lane, m.pre != 0, sum);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -480,7 +534,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
     if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
 }
 
-// ---- several activation columns (batched decode): bf16, f16, CC_BF16 ---------------------------------
+// ---- several activation columns (batched decode): bf16, f16, CC_BF16, CC_F16 ------------------------
 //
 // The job's rows for columns x_c = x + c * ldx, c < n <= NC: y[i][c * ldy[i] + r] (+)= (W_i x_c)[r],
 // or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
@@ -493,7 +547,8 @@ template <int KIND, int NC, bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n) {
     constexpr int NR = SWIGLU ? 2 : 1;
-    constexpr bool CC = KIND == CLLM_CUDA_W_CC_BF16;
+    constexpr bool F16C = KIND == CLLM_CUDA_W_CC_F16;
+    constexpr bool CC = KIND == CLLM_CUDA_W_CC_BF16 || F16C;
     __shared__ uint4 ccq[CC ? MV_WARPS : 1][NR][64];
     pdl_trigger();
     pdl_wait();
@@ -514,9 +569,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
         qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
         if (CC) {
-            rw[t] = cc16_row_of(m, wi, r);
-            const uint32_t b23 = rw[t].base << 23;
-            ((uint4 *)qw[t])[2 * lane] = ((uint4 *)qw[t])[2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+            rw[t] = cc16_row_of<F16C>(m, wi, r);
+            cc16_fill<F16C>(qw[t], rw[t].base, lane);
         }
     }
     __syncwarp();
@@ -528,12 +582,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         for (int t = 0; t < NR; t++) {
             if (CC) {
                 uint2 b = make_uint2(0, 0);
-                uint32_t cw = 0, q[8];
-                if (act)
-                    b = __ldg(rw[t].bytes + v),
-                    cw = __ldg(rw[t].lo + v) | (uint32_t)__ldg(rw[t].hi + v) << 16;
-                cc16_addends_1(rw[t], qw[t], k, lane, q);
-                cc16_decode(b, cw, q, w[t]);
+                cc16_word<F16C> cw{};
+                uint32_t q[8];
+                if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load<F16C>(rw[t], v);
+                cc16_addends_1<F16C>(rw[t], qw[t], k, lane, q);
+                cc16_decode<F16C>(b, cw, q, w[t]);
             } else if (act) {
                 const uint4 a = __ldg(row[t] + v);
                 const uint32_t u[4] = {a.x, a.y, a.z, a.w};
@@ -733,6 +786,7 @@ struct cc_unpack_args {
     void *dst;
 };
 
+template <bool F16>
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 qs[MV_WARPS][64];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
@@ -741,23 +795,21 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const
     const uint64_t cols = a.w.cols, nvec = cols / 8, ng = (nvec + 31) / 32;
     const uint64_t rl = unit / ng, r = a.r0 + rl;
     const uint32_t g = (uint32_t)(unit % ng);
-    const cc16_row rw = cc16_row_at(a.w, a.off, r);
-    const uint32_t b23 = rw.base << 23;
-    qs[warp][2 * lane] = qs[warp][2 * lane + 1] = make_uint4(b23, b23, b23, b23);
+    const cc16_row rw = cc16_row_at<F16>(a.w, a.off, r);
+    cc16_fill<F16>((uint32_t *)qs[warp], rw.base, lane);
     __syncwarp();
     const uint64_t v = 32ull * g + lane;
     uint2 by = make_uint2(0, 0);
-    uint32_t c = 0;
-    if (v < nvec) by = __ldg(rw.bytes + v), c = __ldg(rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
+    cc16_word<F16> c{};
+    if (v < nvec) by = __ldg(rw.bytes + v), c = cc16_load<F16>(rw, (uint32_t)v);
     uint32_t q[8];
-    cc16_addends_1(rw, (uint32_t *)qs[warp], g, lane, q);
+    cc16_addends_1<F16>(rw, (uint32_t *)qs[warp], g, lane, q);
     if (v >= nvec) return;
-    float w[8];
-    cc16_decode(by, c, q, w);
+    uint32_t w[8];
+    cc16_bits<F16>(by, c, q, w);  // the weights' 16 bits in each upper half, no conversion
     uint32_t o[4];
 #pragma unroll
-    for (int k = 0; k < 4; k++)
-        o[k] = __float_as_uint(w[2 * k]) >> 16 | (__float_as_uint(w[2 * k + 1]) & 0xffff0000u);
+    for (int k = 0; k < 4; k++) o[k] = w[2 * k] >> 16 | (w[2 * k + 1] & 0xffff0000u);
     ((uint4 *)a.dst)[rl * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
 }
 
@@ -1136,7 +1188,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 static cllm_status check_weight(const cllm_cuda_weight *w, const char *who) {
     RETURN_IF(!w || !w->data || w->rows == 0 || w->cols == 0, CLLM_ERR_ARG, "%s: empty weight",
               who);
-    RETURN_IF(w->kind > CLLM_CUDA_W_CC_INT8, CLLM_ERR_ARG, "%s: unknown weight kind %u", who,
+    RETURN_IF(w->kind > CLLM_CUDA_W_CC_F16, CLLM_ERR_ARG, "%s: unknown weight kind %u", who,
               w->kind);
     RETURN_IF((w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8) &&
                   (!w->scales || w->group_size == 0 || w->group_size > w->cols),
@@ -1152,12 +1204,29 @@ static size_t wkind_size(uint32_t kind) {
 }
 
 static bool is_ccode(uint32_t kind) {
-    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8;
+    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8 || kind == CLLM_CUDA_W_CC_F16;
+}
+
+// The lossless compute-code kinds (one loader: the per-row and column kernels, unpack).
+static bool is_cc16(uint32_t kind) {
+    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_F16;
+}
+
+// Section offsets of a compute-code view (its code's layout: shape, kind, group size).
+static cllm_status cc_offsets(const cllm_cuda_weight *w, uint64_t *off, const char *who) {
+    const cllm_ccode_info in = {w->kind == CLLM_CUDA_W_CC_BF16  ? (uint32_t)CLLM_CCODE_BF16
+                                : w->kind == CLLM_CUDA_W_CC_F16 ? (uint32_t)CLLM_CCODE_F16
+                                                                : (uint32_t)CLLM_CCODE_INT8,
+                                is_cc16(w->kind) ? 0u : w->group_size, w->rows, w->cols, 0};
+    cllm_ccode_layout lay;
+    RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
+    for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) off[k] = lay.off[k];
+    return CLLM_OK;
 }
 
 // The 16-byte-vector kernels' requirements (see matvec_vec_kernel).
 static bool mv_vec_ok(const cllm_cuda_weight *w, const float *x) {
-    if (w->kind == CLLM_CUDA_W_CC_BF16)
+    if (is_cc16(w->kind))
         return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0 && (uintptr_t)x % 16 == 0;
     return (size_t)w->cols * wkind_size(w->kind) % 16 == 0 && (uintptr_t)w->data % 16 == 0 &&
            (uintptr_t)x % 16 == 0 && (w->kind != CLLM_CUDA_W_INT8 || w->group_size % 16 == 0);
@@ -1235,6 +1304,9 @@ static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x,
     case CLLM_CUDA_W_CC_BF16:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags, m,
                         x);
+    case CLLM_CUDA_W_CC_F16:
+        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_F16, SW>, grid, block, sm, s, flags, m,
+                        x);
     default:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_INT8, SW>, grid, block, sm, s, flags, m, x);
     }
@@ -1249,18 +1321,10 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     const size_t smem = vec ? mv8_smem_bytes(&m->w[0]) : 0;
     const uint32_t kind = m->w[0].kind;
     if (is_ccode(kind)) {  // only the fused kernels read a compute code
-        RETURN_IF(kind == CLLM_CUDA_W_CC_BF16 ? !vec : !smem, CLLM_ERR_UNSUPPORTED,
+        RETURN_IF(is_cc16(kind) ? !vec : !smem, CLLM_ERR_UNSUPPORTED,
                   "%s: compute code of %llu columns (group %u) with x at %p: no fused kernel", who,
                   (unsigned long long)m->w[0].cols, m->w[0].group_size, (const void *)x);
-        for (int i = 0; i < n; i++) {
-            const cllm_ccode_info in = {kind == CLLM_CUDA_W_CC_BF16 ? (uint32_t)CLLM_CCODE_BF16
-                                                                    : (uint32_t)CLLM_CCODE_INT8,
-                                        kind == CLLM_CUDA_W_CC_BF16 ? 0u : m->w[i].group_size,
-                                        m->w[i].rows, m->w[i].cols, 0};
-            cllm_ccode_layout lay;
-            RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
-            for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m->cc_off[i][k] = lay.off[k];
-        }
+        for (int i = 0; i < n; i++) TRY(cc_offsets(&m->w[i], m->cc_off[i], who));
     }
     const uint64_t rpb = smem ? 16 : MV_WARPS;
     uint64_t blocks = 0;
@@ -1375,6 +1439,7 @@ static cudaError_t mv_cols_kind(uint32_t n, const mv_job &m, const float *x, uin
     switch (m.w[0].kind) {
     case CLLM_CUDA_W_BF16: return mv_cols_launch<CLLM_CUDA_W_BF16, SW>(n, m, x, ldx, blocks, s);
     case CLLM_CUDA_W_F16: return mv_cols_launch<CLLM_CUDA_W_F16, SW>(n, m, x, ldx, blocks, s);
+    case CLLM_CUDA_W_CC_F16: return mv_cols_launch<CLLM_CUDA_W_CC_F16, SW>(n, m, x, ldx, blocks, s);
     default: return mv_cols_launch<CLLM_CUDA_W_CC_BF16, SW>(n, m, x, ldx, blocks, s);
     }
 }
@@ -1417,7 +1482,7 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     TRY(check_weight(w, who));
     RETURN_IF(!is_ccode(w->kind), CLLM_ERR_ARG, "%s: weight kind %u is not compute code", who,
               w->kind);
-    const bool b16 = w->kind == CLLM_CUDA_W_CC_BF16;
+    const bool b16 = is_cc16(w->kind);  // bf16 or f16 rows out
     const uint64_t esz = b16 || bf16 ? 2 : 1;
     RETURN_IF(n_rows == 0 || r0 >= w->rows || n_rows > w->rows - r0 || (!b16 && r0 % 16),
               CLLM_ERR_ARG, "%s: rows [%llu, +%llu) of %llu", who, (unsigned long long)r0,
@@ -1427,13 +1492,9 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
               dst, (unsigned long long)n_rows, (unsigned long long)w->cols);
     RETURN_IF(b16 ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
               "%s: compute code of %llu columns", who, (unsigned long long)w->cols);
-    const cllm_ccode_info in = {b16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
-                                b16 ? 0u : w->group_size, w->rows, w->cols, 0};
-    cllm_ccode_layout lay;
-    RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
     cc_unpack_args a = {};
     a.w = *w;
-    for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) a.off[k] = lay.off[k];
+    TRY(cc_offsets(w, a.off, who));
     a.r0 = r0, a.n_rows = n_rows, a.bf16 = !b16 && bf16;
     a.n_units = b16 ? n_rows * ((w->cols / 8 + 31) / 32) : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
     a.dst = dst;
@@ -1441,8 +1502,10 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
-    if (b16) {
-        cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    if (w->kind == CLLM_CUDA_W_CC_F16) {
+        cc16_unpack_kernel<true><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    } else if (b16) {
+        cc16_unpack_kernel<false><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
     } else {
         RETURN_IF(w->rows > 0xffffffffull - 16 || a.n_units > 0xffffffffull - 65536ull * MV_WARPS,
                   CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who, (unsigned long long)w->rows);
@@ -1454,7 +1517,9 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     *out = *w;
     out->data = dst;
     out->rows = n_rows;
-    out->kind = b16 || bf16 ? CLLM_CUDA_W_BF16 : CLLM_CUDA_W_INT8;
+    out->kind = w->kind == CLLM_CUDA_W_CC_F16 ? CLLM_CUDA_W_F16
+                : b16 || bf16                 ? CLLM_CUDA_W_BF16
+                                              : CLLM_CUDA_W_INT8;
     if (out->kind == CLLM_CUDA_W_BF16) out->scales = nullptr, out->group_size = 0;
     else out->scales = w->scales + r0 * ((w->cols + w->group_size - 1) / w->group_size);
     return CLLM_OK;
@@ -1465,7 +1530,8 @@ extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
     switch (w->kind) {
     case CLLM_CUDA_W_BF16:
     case CLLM_CUDA_W_F16:
-    case CLLM_CUDA_W_CC_BF16: return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0;
+    case CLLM_CUDA_W_CC_BF16:
+    case CLLM_CUDA_W_CC_F16: return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0;
     case CLLM_CUDA_W_INT8:
     case CLLM_CUDA_W_CC_INT8:
         return w->cols % MV8_COLS == 0 && (uintptr_t)w->data % 16 == 0 &&
@@ -1532,14 +1598,7 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
     }
     const bool i8 = w[0].kind == CLLM_CUDA_W_INT8 || w[0].kind == CLLM_CUDA_W_CC_INT8;
     if (is_ccode(w[0].kind))
-        for (int i = 0; i < n_w; i++) {
-            const bool c16 = w[i].kind == CLLM_CUDA_W_CC_BF16;
-            const cllm_ccode_info in = {c16 ? (uint32_t)CLLM_CCODE_BF16 : (uint32_t)CLLM_CCODE_INT8,
-                                        c16 ? 0u : w[i].group_size, w[i].rows, w[i].cols, 0};
-            cllm_ccode_layout lay;
-            RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad code", who);
-            for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) m.cc_off[i][k] = lay.off[k];
-        }
+        for (int i = 0; i < n_w; i++) TRY(cc_offsets(&w[i], m.cc_off[i], who));
     const uint64_t rpb = i8 ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {

@@ -379,7 +379,7 @@ static cllm_status gemm_w(be_dev *d, const cllm_cuda_weight *w, int n_w, const f
 }
 
 static int is_ccode(uint32_t kind) {
-    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8;
+    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8 || kind == CLLM_CUDA_W_CC_F16;
 }
 
 // Most tokens a compute-code matrix takes through the fused matvec kernels: as many as its raw

@@ -135,7 +135,10 @@ uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out) {
             v.cols = m->w->desc.cols;
             v.kind = cllm_weight_decoded_kind(m->w);
             // Compute code takes its row chunks through the scratch (bf16, or int8 below 64 tokens).
-            if (m->fused) v.kind = v.kind == CLLM_CUDA_W_INT8 ? CLLM_CUDA_W_CC_INT8 : CLLM_CUDA_W_CC_BF16;
+            if (m->fused)
+                v.kind = v.kind == CLLM_CUDA_W_INT8  ? CLLM_CUDA_W_CC_INT8
+                         : v.kind == CLLM_CUDA_W_F16 ? CLLM_CUDA_W_CC_F16
+                                                     : CLLM_CUDA_W_CC_BF16;
             uint64_t b = cllm_cuda_gemm_scratch_bytes(&v, s->batch);
             const uint64_t b8 = cllm_cuda_gemm_i8_scratch(&v, s->batch);
             b = b8 > b ? b8 : b;

@@ -174,6 +174,7 @@ float cllm_k_dot_row(const cllm_wview *w, uint64_t r, const float *x) {
     case CLLM_W_F16: return dot_f16((const uint16_t *)w->data + r * n, x, n);
     case CLLM_W_I8: return dot_i8_row(w, r, x);
     case CLLM_W_CC_BF16:
+    case CLLM_W_CC_F16:
     case CLLM_W_CC_I8: break;  // GPU-only kinds: never handed to the reference kernels
     }
     return 0.0f;
@@ -228,6 +229,7 @@ void cllm_k_row_to_f32(const cllm_wview *w, uint64_t r, float *out) {
         break;
     }
     case CLLM_W_CC_BF16:
+    case CLLM_W_CC_F16:
     case CLLM_W_CC_I8: memset(out, 0, n * sizeof *out); break;  // GPU-only kinds (see above)
     }
 }

@@ -22,10 +22,11 @@ typedef enum cllm_wkind {
     CLLM_W_F16 = 1,
     CLLM_W_BF16 = 2,
     CLLM_W_I8 = 3, // int8 values with one fp32 scale per `group_size` consecutive values of a row
-    // In-VRAM compute code (src/codec/cllm_ccode.h) of BF16 / I8 weights: only GPU providers hand
+    // In-VRAM compute code (src/codec/cllm_ccode.h) of BF16 / I8 / F16 weights: only GPU providers hand
     // these out and only GPU matvec kernels read them (the reference kernels do not).
     CLLM_W_CC_BF16 = 4,
     CLLM_W_CC_I8 = 5,
+    CLLM_W_CC_F16 = 6,
 } cllm_wkind;
 
 // A borrowed view of a decoded weight matrix.

@@ -635,8 +635,8 @@ static int mv_rot_copies(double bytes) {
 }
 
 static const char *wkind_name(uint32_t k) {
-    static const char *n[] = {"f32", "f16", "bf16", "int8"};
-    return k < 4 ? n[k] : "?";
+    static const char *n[] = {"f32", "f16", "bf16", "int8", "cc-bf16", "cc-int8", "cc-f16"};
+    return k < 7 ? n[k] : "?";
 }
 
 // W random of the given kind; checks y = W x (tolerance 1e-5; the fp32-accumulation error of
@@ -848,10 +848,14 @@ static void ccode_data(host_weight *h, int specials) {
         return;
     }
     if (!specials) return;
+    // NaNs (payloads), infinities, zeros, subnormals, the smallest normal, the largest finite.
     static const uint16_t sp[] = {0x7fc0, 0xffc1, 0x7f80, 0xff80, 0x0000, 0x8000, 0x0001, 0x807f,
                                   0x0080, 0x7f7f};
+    static const uint16_t sp16[] = {0x7e00, 0xfd01, 0x7c00, 0xfc00, 0x0000, 0x8000, 0x0001, 0x83ff,
+                                    0x0400, 0x7bff};
+    const uint16_t *t = h->w.kind == CLLM_CUDA_W_F16 ? sp16 : sp;
     uint16_t *w = (uint16_t *)h->w.data;
-    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = sp[rnd() % 10];
+    for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = t[rnd() % 10];
 }
 
 // ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
@@ -1479,7 +1483,7 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
             snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", how_name[how]);
         }
     }
-    if (kind == CLLM_CUDA_W_BF16 && !cols_check(&raw[0], &cc[0], rows, cols)) {
+    if (kind != CLLM_CUDA_W_INT8 && !cols_check(&raw[0], &cc[0], rows, cols)) {
         ok = 0;
         snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " cols");
     }
@@ -1490,7 +1494,7 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
     }
     const double bpw = 8.0 * (double)bytes[0] / (double)(rows * cols);
     check(ok, "fused %s %6llux%-6llu g%-5u%s: code decodes %s, unpacks and outputs bit-identical to "
-          "raw (bf16: and n = 2, 3, 8 columns; GEMMs of 12 and 70 tokens)%s%s "
+          "raw (bf16, f16: and n = 2, 3, 8 columns; GEMMs of 12 and 70 tokens)%s%s "
           "(%.3f bits/weight)", wkind_name(kind), (unsigned long long)rows,
           (unsigned long long)cols, h[0].w.group_size, specials ? " specials" : "",
           code_ok ? "exactly" : "WRONG", ok ? "" : ", differ:", bad, bpw);
@@ -1593,20 +1597,24 @@ static void cols_job_cases(void) {
     cols_job_case(CLLM_CUDA_W_INT8, 3, odd, 1024, 128);  // rows % 16, grouped
     cols_job_case(CLLM_CUDA_W_INT8, 1, down, 11008, 0);  // 172 chunks (> one block's smem share)
     cols_job_case(CLLM_CUDA_W_INT8, 1, big, 4096, 64);
-    // Compute code (lossless): the swiglu/multi loaders with two rows per warp.
+    // Compute code (lossless bf16 and f16): the swiglu/multi loaders with two rows per warp.
     host_weight h;
-    host_weight_make(&h, CLLM_CUDA_W_BF16, 300, 1024, 0);
-    cllm_cuda_weight raw = weight_upload(&h), cc[2];
+    cllm_cuda_weight raw, cc[2];
     size_t bytes;
-    MUST(cllm_cuda_ccode_make(g_mem, &raw, omp_get_max_threads(), g_stream, &cc[0], &bytes));
-    cc[1] = cc[0];
-    const int ok = cols_job_check(cc, 2, CLLM_CUDA_COLS_SET) &&
-                   cols_job_check(cc, 2, CLLM_CUDA_COLS_SWIGLU) &&
-                   cols_job_check(cc, 1, CLLM_CUDA_COLS_ACC);
-    check(ok, "matvec_cols_job cc-bf16 300 x 1024: n = 1..8 columns bit-identical to one-token "
-          "launches (multi, swiglu, accumulate)");
-    MUST(cllm_cuda_release(g_mem, (void *)cc[0].data));
-    weight_release(&raw), host_weight_free(&h);
+    for (int f16 = 0; f16 < 2; f16++) {
+        host_weight_make(&h, f16 ? CLLM_CUDA_W_F16 : CLLM_CUDA_W_BF16, 300, 1024, 0);
+        ccode_data(&h, 1);
+        raw = weight_upload(&h);
+        MUST(cllm_cuda_ccode_make(g_mem, &raw, omp_get_max_threads(), g_stream, &cc[0], &bytes));
+        cc[1] = cc[0];
+        const int ok = cols_job_check(cc, 2, CLLM_CUDA_COLS_SET) &&
+                       cols_job_check(cc, 2, CLLM_CUDA_COLS_SWIGLU) &&
+                       cols_job_check(cc, 1, CLLM_CUDA_COLS_ACC);
+        check(ok, "matvec_cols_job %s 300 x 1024 specials: n = 1..8 columns bit-identical to "
+              "one-token launches (multi, swiglu, accumulate)", wkind_name(cc[0].kind));
+        MUST(cllm_cuda_release(g_mem, (void *)cc[0].data));
+        weight_release(&raw), host_weight_free(&h);
+    }
     // Compute code (int8): realistic symbols with some full-range ones; then every vector flagged
     // (the side entries of every lane).
     for (int sp = 0; sp < 3; sp += 2) {
@@ -1632,6 +1640,12 @@ static void fused_cases(void) {
     fused_case(CLLM_CUDA_W_BF16, 64, 4104, 0, 1);     // 4 full batches + tail steps
     fused_case(CLLM_CUDA_W_BF16, 4096, 4096, 0, 0);
     fused_case(CLLM_CUDA_W_BF16, 1000, 11008, 0, 1);
+    fused_case(CLLM_CUDA_W_F16, 1, 8, 0, 0);
+    fused_case(CLLM_CUDA_W_F16, 37, 336, 0, 1);       // a partial group, specials
+    fused_case(CLLM_CUDA_W_F16, 300, 1024, 0, 0);
+    fused_case(CLLM_CUDA_W_F16, 64, 4104, 0, 1);      // 4 full batches + tail steps
+    fused_case(CLLM_CUDA_W_F16, 4096, 4096, 0, 0);
+    fused_case(CLLM_CUDA_W_F16, 1000, 11008, 0, 1);
     fused_case(CLLM_CUDA_W_INT8, 16, 64, 0, 1);
     fused_case(CLLM_CUDA_W_INT8, 37, 320, 0, 0);      // rows % 16
     fused_case(CLLM_CUDA_W_INT8, 300, 1024, 64, 1);   // grouped scales, an all-exception row
@@ -1748,6 +1762,7 @@ int main(int argc, char **argv) {
     attention_split_cases();
     chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0, 0);  // 16-byte vector kernels (7B shapes)
     chain_case(CLLM_CUDA_W_BF16, 4096, 1024, 11008, 0, 1);  // the same as compute code
+    chain_case(CLLM_CUDA_W_F16, 4096, 1024, 11008, 0, 1);   // f16 compute code
     chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 128, 0);  // tensor cores, grouped scales
     chain_case(CLLM_CUDA_W_INT8, 4096, 1024, 11008, 0, 1);  // compute code, one scale per row
     chain_case(CLLM_CUDA_W_INT8, 1024, 256, 2752, 0, 0);    // tensor cores, one scale per row

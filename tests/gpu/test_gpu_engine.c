@@ -93,21 +93,21 @@ static void check_tokens(const char *what, const float *got, const float *ref, s
     }
 }
 
-static cllm_status make_model(const char *dir, const char *preset, const cllm_codec *codecs,
-                              int n, char path[][300]) {
+static cllm_status make_model(const char *dir, const char *preset, cllm_dtype dtype,
+                              const cllm_codec *codecs, int n, char path[][300]) {
     char src[300];
-    snprintf(src, sizeof src, "%s/%s", dir, preset);
+    snprintf(src, sizeof src, "%s/%s-%s", dir, preset, cllm_dtype_name(dtype));
     cllm_synth_options so;
     memset(&so, 0, sizeof so);
     so.preset = preset;
-    so.dtype = CLLM_DTYPE_BF16;
+    so.dtype = dtype;
     so.seed = 1;
     cllm_status st = cllm_synth(src, &so);
     for (int i = 0; i < n && st == CLLM_OK; i++) {
         cllm_convert_options co;
         memset(&co, 0, sizeof co);
         co.encode.codec = codecs[i];
-        snprintf(path[i], 300, "%s/%s%d.cllm", dir, preset, i);
+        snprintf(path[i], 300, "%s/%s-%s%d.cllm", dir, preset, cllm_dtype_name(dtype), i);
         st = cllm_convert(src, path[i], &co);
     }
     if (st != CLLM_OK) printf("%s model: %s\n", preset, cllm_last_error());
@@ -116,17 +116,18 @@ static cllm_status make_model(const char *dir, const char *preset, const cllm_co
 
 // Fused mode (compute code in VRAM) on the small preset, whose shapes the fused kernels all take:
 // it must give raw mode's bits at every step size: token by token (one accumulation order in the
-// matvecs), a prefill of 8 (bf16: the GEMM on the unpacked code; int8: the matvecs) and of 12
-// tokens (both: the GEMM on the unpacked code).
-static int check_fused(char (*path)[300], const cllm_codec *codecs, size_t vocab) {
+// matvecs), a prefill of 8 (bf16, f16: the GEMM on the unpacked code; int8: the matvecs) and of
+// 12 tokens (all: the GEMM on the unpacked code). `tag` names the weights' dtype.
+static int check_fused(char (*path)[300], const cllm_codec *codecs, int n_models, const char *tag,
+                       size_t vocab) {
     const size_t n = (size_t)N_TOK * vocab;
     float *ref = calloc(n, 4), *got = calloc(n, 4);
     static const char *const how[3] = {"prefill 8 + steps", "token by token", "prefill 12"};
-    for (int i = 0; i < 2 && ref && got; i++) {
+    for (int i = 0; i < n_models && ref && got; i++) {
         for (int steps = 0; steps < 3; steps++) {
             char what[96];
-            snprintf(what, sizeof what, "small %s, fused mode, %s", cllm_codec_name(codecs[i]),
-                     how[steps]);
+            snprintf(what, sizeof what, "small %s %s, fused mode, %s", tag,
+                     cllm_codec_name(codecs[i]), how[steps]);
             if (run_ex(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_RAW, 0, ref, NULL, steps) !=
                     CLLM_OK ||
                 run_ex(path[i], CLLM_BACKEND_CUDA, CLLM_WEIGHTS_FUSED, 0, got, NULL, steps) !=
@@ -152,7 +153,7 @@ static int check_fused(char (*path)[300], const cllm_codec *codecs, size_t vocab
         for (int b = 0; b < 2; b++) {
             const uint64_t budget = b == 0 ? 2 * peak_raw : (peak_raw + peak_fused) / 2;
             char what[128];
-            snprintf(what, sizeof what, "small %s, %s, budget %llu", cllm_codec_name(codecs[i]),
+            snprintf(what, sizeof what, "small %s %s, %s, budget %llu", tag, cllm_codec_name(codecs[i]),
                      b == 0 ? "fused mode" : "planner's mix", (unsigned long long)budget);
             if (run(path[i], CLLM_BACKEND_CUDA, b == 0 ? CLLM_WEIGHTS_FUSED : CLLM_WEIGHTS_STREAM,
                     budget, got, &peak) != CLLM_OK) {
@@ -253,7 +254,7 @@ static void check_batch(const char *path, const char *name, size_t vocab) {
 static int check_small(const char *dir) {
     const cllm_codec codecs[2] = {CLLM_CODEC_LOSSLESS, CLLM_CODEC_INT8};
     char path[2][300];
-    if (make_model(dir, "small", codecs, 2, path) != CLLM_OK) return 1;
+    if (make_model(dir, "small", CLLM_DTYPE_BF16, codecs, 2, path) != CLLM_OK) return 1;
     cllm_container *c;
     if (cllm_container_open(path[0], &c) != CLLM_OK) return 1;
     const size_t vocab = cllm_container_config(c)->vocab_size, n = (size_t)N_TOK * vocab;
@@ -290,7 +291,12 @@ static int check_small(const char *dir) {
     }
     free(ref), free(got);
     for (int i = 0; i < 2; i++) check_batch(path[i], cllm_codec_name(codecs[i]), vocab);
-    return check_fused(path, codecs, vocab);
+    check_fused(path, codecs, 2, "bf16", vocab);
+    // fp16 weights: lossless compute code of kind f16 in fused mode.
+    char p16[1][300];
+    const cllm_codec lossless[1] = {CLLM_CODEC_LOSSLESS};
+    if (make_model(dir, "small", CLLM_DTYPE_F16, lossless, 1, p16) != CLLM_OK) return 1;
+    return check_fused(p16, lossless, 1, "f16", vocab);
 }
 
 int main(void) {
