@@ -1520,7 +1520,7 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     out->kind = w->kind == CLLM_CUDA_W_CC_F16 ? CLLM_CUDA_W_F16
                 : b16 || bf16                 ? CLLM_CUDA_W_BF16
                                               : CLLM_CUDA_W_INT8;
-    if (out->kind == CLLM_CUDA_W_BF16) out->scales = nullptr, out->group_size = 0;
+    if (out->kind != CLLM_CUDA_W_INT8) out->scales = nullptr, out->group_size = 0;
     else out->scales = w->scales + r0 * ((w->cols + w->group_size - 1) / w->group_size);
     return CLLM_OK;
 }
