@@ -8,6 +8,10 @@
 //
 // Usage: bench_fused [N]      the first N shapes only (default all 4; exit 77 without a GPU or a
 //                             CUDA build)
+//        bench_fused --scan   one launch's time against its rows (R x 4096, R = 1024 .. 32768) for
+//                             raw and fused bf16, f16 and int8, and the least-squares line
+//                             t = a + bytes / B over R >= 2048: a is what a launch costs beyond its
+//                             bytes (ramp, last wave, drain), B the bandwidth once streaming
 #ifdef CLLM_HAVE_CUDA
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
@@ -30,7 +34,7 @@
         }                                                                                          \
     } while (0)
 
-#define ROT_MAX 8
+#define ROT_MAX 32
 #define BURST 50
 
 static cllm_cuda_mem *g_mem;
@@ -296,10 +300,79 @@ static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, 
     free(bf), free(q), free(sc), free(x), free(ya), free(yb);
 }
 
+// --scan: per kind, time per launch of R x 4096 for R = 1024 .. 32768 and the fit t = a + bytes / B.
+static void scan(void) {
+    const uint64_t cols = 4096;
+    enum { NR = 6 };
+    static const uint64_t rs[NR] = {1024, 2048, 4096, 8192, 16384, 32768};
+    static const char *names[6] = {"raw bf16", "fused bf16", "raw f16", "fused f16", "raw int8",
+                                   "fused int8"};
+    double us[6][NR], by[6][NR];
+    const int nt = omp_get_max_threads();
+    for (int ri = 0; ri < NR; ri++) {
+        const uint64_t rows = rs[ri], n = rows * cols;
+        float *f = synth(rows, cols, rows * 7919 + 1);
+        uint16_t *bf = malloc(n * 2), *hf = malloc(n * 2);
+        int8_t *q = malloc(n);
+        float *sc = malloc(rows * sizeof(float));
+        for (uint64_t i = 0; i < n; i++) bf[i] = cllm_f32_to_bf16(f[i]), hf[i] = cllm_f32_to_f16(f[i]);
+        MUST(cllm_quantize_int8(f, CLLM_DTYPE_F32, rows, cols, 0, q, sc));
+        free(f);
+        float *x = malloc(cols * 4);
+        for (uint64_t c = 0; c < cols; c++) x[c] = (float)gauss(77, c);
+        float *xd = dev_copy(x, cols * 4, 1), *yd;
+        MUST(cllm_cuda_alloc(g_mem, rows * 4, (void **)&yd));
+        for (int k = 0; k < 6; k++) {
+            variant v = {.name = names[k]};
+            const int i8 = k >= 4, f16 = k == 2 || k == 3;
+            cllm_cuda_weight w = {.rows = rows, .cols = cols,
+                                  .kind = i8    ? CLLM_CUDA_W_INT8
+                                          : f16 ? CLLM_CUDA_W_F16
+                                                : CLLM_CUDA_W_BF16,
+                                  .group_size = i8 ? (uint32_t)cols : 0};
+            const void *host = i8 ? (const void *)q : f16 ? (const void *)hf : (const void *)bf;
+            if (k % 2 == 0) {
+                w.data = dev_copy(host, n * (i8 ? 1 : 2), 1);
+                if (i8) w.scales = dev_copy(sc, rows * 4, 1);
+                make_rot(&v, &w, n * (i8 ? 1 : 2), i8 ? rows * 4 : 0);
+            } else {
+                cllm_cuda_weight cw;
+                size_t cb;
+                MUST(cllm_cuda_ccode_make_host(g_mem, w.kind, host, i8 ? sc : NULL, rows, cols,
+                                               i8 ? (uint32_t)cols : 0, nt, g_stream, &cw, &cb));
+                make_rot(&v, &cw, cb, 0);
+            }
+            us[k][ri] = 1e3 * time_ms(&v, xd, yd);
+            by[k][ri] = (double)v.bytes;
+            free_rot(&v);
+        }
+        MUST(cllm_cuda_release(g_mem, xd));
+        MUST(cllm_cuda_release(g_mem, yd));
+        free(bf), free(hf), free(q), free(sc), free(x);
+    }
+    printf("one launch of R x 4096, us (rotating copies beyond L2), and the fit over R >= 2048\n");
+    printf("%-11s", "kind");
+    for (int ri = 0; ri < NR; ri++) printf(" %8llu", (unsigned long long)rs[ri]);
+    printf("   fixed a (us)   B (TB/s)   a at R=4096: share\n");
+    for (int k = 0; k < 6; k++) {
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        int m = 0;
+        for (int ri = 1; ri < NR; ri++, m++) {
+            const double xb = by[k][ri], yt = us[k][ri];
+            sx += xb, sy += yt, sxx += xb * xb, sxy += xb * yt;
+        }
+        const double b = (m * sxy - sx * sy) / (m * sxx - sx * sx), a = (sy - b * sx) / m;
+        printf("%-11s", names[k]);
+        for (int ri = 0; ri < NR; ri++) printf(" %8.2f", us[k][ri]);
+        printf("   %12.2f   %8.2f   %5.1f%%\n", a, 1e-6 / b, 100.0 * a / us[k][2]);
+    }
+}
+
 int main(int argc, char **argv) {
-    const int n_shapes = argc > 1 ? atoi(argv[1]) : 4;
+    const int do_scan = argc == 2 && strcmp(argv[1], "--scan") == 0;
+    const int n_shapes = argc > 1 && !do_scan ? atoi(argv[1]) : 4;
     if (argc > 2 || n_shapes < 1 || n_shapes > 4) {
-        fprintf(stderr, "usage: bench_fused [N]   (N = 1..4: the first N shapes)\n");
+        fprintf(stderr, "usage: bench_fused [N | --scan]   (N = 1..4: the first N shapes)\n");
         return 2;
     }
     if (cllm_cuda_device_count() == 0) {
@@ -312,6 +385,12 @@ int main(int argc, char **argv) {
     MUST(cllm_cuda_stream_create(&g_stream));
     printf("device: %s; batch 1 (n = 1 column); %d host threads for the encoder\n", desc,
            omp_get_max_threads());
+    if (do_scan) {
+        scan();
+        cllm_cuda_mem_free_all(g_mem);
+        cllm_cuda_stream_destroy(g_stream);
+        return 0;
+    }
     static const uint64_t shapes[4][3] = {{4096, 4096, 4}, {11008, 4096, 2}, {4096, 11008, 1},
                                           {32000, 4096, 0}};
     double enc[2] = {0, 0}, tok[4] = {0, 0, 0, 0};
