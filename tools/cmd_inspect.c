@@ -330,7 +330,7 @@ static int inspect_file(const char *path, const inspect_opts *o) {
         if (o->ccode)
             printf("cc b/w: the compute code the GPU's fused mode holds in VRAM (layer matrices "
                    "with one; rows: over those), exc: the share of their weights its main planes "
-                   "do not hold alone (bf16: exceptions; int8: values of flagged vectors)\n");
+                   "do not hold alone (bf16, f16: exceptions; int8: values of flagged vectors)\n");
     }
     json_decref(jt);
     cllm_container_free(c);

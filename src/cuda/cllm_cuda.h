@@ -148,8 +148,9 @@ typedef enum cllm_cuda_wkind {
     CLLM_CUDA_W_BF16 = 2,
     CLLM_CUDA_W_INT8 = 3,
     // In-VRAM compute code (src/codec/cllm_ccode.h; made by cllm_cuda_ccode_make): data is the
-    // whole code buffer (header included), decoded inside the matvec. Only the matvec launchers
-    // take these kinds (embed and GEMM: CLLM_ERR_UNSUPPORTED); results are bit-identical to the
+    // whole code buffer (header included), decoded inside the matvec. The matvec launchers and
+    // the GEMMs (which unpack row chunks into their scratch) take these kinds, embed does not
+    // (CLLM_ERR_UNSUPPORTED); results are bit-identical to the
     // raw kind's (CC_BF16: BF16 with cols % 8 == 0; CC_INT8: INT8 on the tensor-core path, i.e.
     // cols % 64 == 0 and group_size == cols or a multiple of 64; scales point into the buffer;
     // CC_F16: F16 with cols % 8 == 0).
