@@ -18,6 +18,9 @@
 #     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused");
 #                  repeatable: each round runs every set, numbered b1, b2, ... in the log
 #     --kbench     bench_fused (kernel benchmark, the 4 shapes) of "new" once, after the rounds
+#     --scan       each round also runs `bench_fused --scan` of every build (one launch's time
+#                  against its rows: fixed cost per launch and streaming bandwidth per kind); with
+#                  --codecs none no model is made and only the scans run
 #     --deadline S no new bench run (round, kbench, ncu) once S seconds have passed since the
 #                  start: a call that would outrun its limit still returns its log and r.tgz
 #     --variant NAME=FLAGS  the working tree again with CMAKE_CUDA_FLAGS=FLAGS (e.g.
@@ -52,7 +55,7 @@ prepare() {
 }
 
 run() {
-    local check=0 ncu=0 kbench=0 rounds=2 codecs="lossless int8" deadline=0
+    local check=0 ncu=0 kbench=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
     local -a benches=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
@@ -63,6 +66,7 @@ run() {
         --codecs) codecs=$2; shift ;;
         --bench) benches+=("$2"); shift ;;
         --kbench) kbench=1 ;;
+        --scan) scan=1 ;;
         --deadline) deadline=$2; shift ;;
         --variant) names+=("${2%%=*}"); flags+=("${2#*=}"); shift ;;
         *) echo "gpu-ab: unknown option $1" >&2; exit 2 ;;
@@ -96,6 +100,7 @@ run() {
             fi
         fi
         [ "$n" = new ] && targets="codecllm_cli gpu_check test_gpu_engine bench_fused"
+        [ "$n" != new ] && [ $scan = 1 ] && targets="codecllm_cli bench_fused"
         dirs+=("$dir")
         (cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCODECLLM_CUDA=ON \
              -DCMAKE_CUDA_ARCHITECTURES=90 "-DCMAKE_CUDA_FLAGS=${flags[$i]}" \
@@ -112,9 +117,12 @@ run() {
          echo "check rc=$?" >> "$log") &
         cp=$!
     fi
-    CLLM_MODELS=$models SKIP_B15=1 OUT=$r/model bash scripts/gpu-bench.sh model $codecs \
-        > "$r/model.txt" 2>&1 || say "model FAILED (see model.txt)"
-    say "model done"
+    [ "$codecs" = none ] && codecs=
+    if [ -n "$codecs" ]; then
+        CLLM_MODELS=$models SKIP_B15=1 OUT=$r/model bash scripts/gpu-bench.sh model $codecs \
+            > "$r/model.txt" 2>&1 || say "model FAILED (see model.txt)"
+        say "model done"
+    fi
     if [ -n "$cp" ]; then
         wait "$cp"
         grep -E "^(PASS|FAIL)" "$r/check.txt" | cut -c1-160 >> "$log"
@@ -123,6 +131,11 @@ run() {
     fi
     for round in $(seq "$rounds"); do
         for i in "${!names[@]}"; do
+            if [ $scan = 1 ] && ! late "${names[$i]} round $round scan"; then
+                local f=$r/scan-${names[$i]}-$round.txt
+                "${dirs[$i]}/bench/bench_fused" --scan > "$f" 2>&1
+                grep -A6 "^kind" "$f" | sed "s/^/${names[$i]} round $round scan | /" >> "$log"
+            fi
             for c in $codecs; do
                 for j in "${!benches[@]}"; do
                     late "${names[$i]} round $round $c b$((j + 1))" && continue
@@ -165,5 +178,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--rounds N] [--codecs LIST] [--bench ARGS]... [--kbench] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
