@@ -772,8 +772,8 @@ static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, 
 // ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
 //
 // Rows [r0, r0 + n_rows) of the matrix into dst (row r at dst row r - r0). cc16: one warp per
-// (row, group of 256 weights), the fused kernel's decode and exception patch; each weight's fp32
-// value is a bf16 value, so its top 16 bits are the weight. cc8: one warp per (16-row tile,
+// (row, group of 256 weights), the fused kernel's decode and exception patch up to the bits
+// (cc16_bits: the weight is the upper half of each word, bf16 or f16). cc8: one warp per (16-row tile,
 // 64-column chunk), the fused kernel's fragment and flagged vectors; lane (g, q) holds rows g and
 // g + 8 at columns 16q .. 16q + 15 of the chunk, as the raw int8 kernel loads them; written as the int8
 // values or (bf16) dequantised as the GEMM's dequant_kernel does: bf16_rn((float)q * scale).
