@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -261,8 +262,17 @@ void cli_temp_hook(void *user, const char *path, int created) {
     }
 }
 
-// Async-signal-safe: unlink, signal and raise only.
+// The thread that installed the handlers: the one that creates and announces temporaries.
+static pthread_t main_thread;
+
+// Async-signal-safe: pthread_kill, unlink, signal and raise only. A signal taken by another
+// thread (a worker) goes on to the main thread, which holds it while it announces a temporary it
+// has just created (cllm_temp_create), so the file is removed with the others.
 static void on_fatal_signal(int sig) {
+    if (!pthread_equal(pthread_self(), main_thread)) {
+        pthread_kill(main_thread, sig);
+        return;
+    }
     for (int i = 0; i < CLI_TEMP_SLOTS; i++)
         if (temp_used[i]) unlink(temp_paths[i]);
     signal(sig, SIG_DFL);
@@ -270,6 +280,7 @@ static void on_fatal_signal(int sig) {
 }
 
 void cli_signals_init(void) {
+    main_thread = pthread_self();
     const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         struct sigaction sa;
@@ -293,19 +304,29 @@ int cli_out_open(const char *cmd, const char *path, cli_out *o) {
     o->tmp = malloc(n);
     if (!o->tmp) return cli_fail(cmd, CLLM_ERR_NOMEM, path);
     snprintf(o->tmp, n, "%s.tmp-XXXXXX", path);
+    // Created and announced with the fatal signals held (as cllm_temp_create does).
+    sigset_t fatal, old;
+    sigemptyset(&fatal);
+    sigaddset(&fatal, SIGINT);
+    sigaddset(&fatal, SIGTERM);
+    sigaddset(&fatal, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &fatal, &old);
     int fd = mkstemp(o->tmp);  // O_CREAT | O_EXCL: never an existing name or a planted symlink
+    const int err = errno;
+    if (fd >= 0) cli_temp_hook(NULL, o->tmp, 1);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (fd < 0 || fchmod(fd, 0644) != 0 || !(o->f = fdopen(fd, "wb"))) {
         fprintf(stderr, "codecllm %s: error: cannot create a temporary file beside %s: %s\n", cmd,
-                path, strerror(errno));
+                path, strerror(fd < 0 ? err : errno));
         if (fd >= 0) {
             close(fd);
             unlink(o->tmp);
+            cli_temp_hook(NULL, o->tmp, 0);
         }
         free(o->tmp);
         o->tmp = NULL;
         return CLI_EXIT_FAIL;
     }
-    cli_temp_hook(NULL, o->tmp, 1);
     return CLI_EXIT_OK;
 }
 

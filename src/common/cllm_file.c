@@ -4,13 +4,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-cllm_status cllm_temp_create(const char *path, char **tmp_path, int *fd) {
+cllm_status cllm_temp_create(const char *path, cllm_temp_fn announce, void *user, char **tmp_path,
+                             int *fd) {
     *tmp_path = NULL;
     *fd = -1;
     RETURN_IF(!path || !*path, CLLM_ERR_ARG, "temporary file: empty path");
@@ -18,19 +21,30 @@ cllm_status cllm_temp_create(const char *path, char **tmp_path, int *fd) {
     char *t = malloc(n);
     RETURN_IF(!t, CLLM_ERR_NOMEM, "temporary file name for %s", path);
     snprintf(t, n, "%s.tmp-XXXXXX", path);
+    // The fatal signals wait (pending) until the file is announced: a handler that removes the
+    // announced temporaries then sees this one.
+    sigset_t fatal, old;
+    sigemptyset(&fatal);
+    sigaddset(&fatal, SIGINT);
+    sigaddset(&fatal, SIGTERM);
+    sigaddset(&fatal, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &fatal, &old);
     // mkostemp opens with O_CREAT | O_EXCL: a name that exists (a planted symlink included) is
     // never opened, so the temporary is always a new file of ours.
+    cllm_status st = CLLM_OK;
     int f = mkostemp(t, O_CLOEXEC);
     if (f < 0) {
-        cllm_status st = CLLM_FAIL(CLLM_ERR_IO, "cannot create a temporary file beside %s: %s",
-                                   path, strerror(errno));
-        free(t);
-        return st;
-    }
-    if (fchmod(f, 0644) != 0) {  // mkostemp makes 0600; outputs are ordinary files
-        cllm_status st = CLLM_FAIL(CLLM_ERR_IO, "%s: chmod failed: %s", t, strerror(errno));
+        st = CLLM_FAIL(CLLM_ERR_IO, "cannot create a temporary file beside %s: %s", path,
+                       strerror(errno));
+    } else if (fchmod(f, 0644) != 0) {  // mkostemp makes 0600; outputs are ordinary files
+        st = CLLM_FAIL(CLLM_ERR_IO, "%s: chmod failed: %s", t, strerror(errno));
         close(f);
         unlink(t);
+    } else if (announce) {
+        announce(user, t, 1);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (st != CLLM_OK) {
         free(t);
         return st;
     }

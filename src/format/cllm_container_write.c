@@ -105,6 +105,12 @@ static cllm_status write_tokenizer(cllm_writer *w, cllm_tokenizer_kind kind, con
 cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, size_t n_tensors,
                              cllm_tokenizer_kind tok_kind, const uint8_t *tok, size_t tok_size,
                              cllm_writer **out) {
+    return cllm_writer_open_ex(path, cfg, n_tensors, tok_kind, tok, tok_size, NULL, NULL, out);
+}
+
+cllm_status cllm_writer_open_ex(const char *path, const cllm_model_config *cfg, size_t n_tensors,
+                                cllm_tokenizer_kind tok_kind, const uint8_t *tok, size_t tok_size,
+                                cllm_temp_fn temp, void *temp_user, cllm_writer **out) {
     RETURN_IF(!out, CLLM_ERR_ARG, "writer: NULL out");
     *out = NULL;
     TRY(check_open_args(path, cfg, n_tensors, tok_kind, tok, tok_size));
@@ -118,11 +124,12 @@ cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, siz
         st = cllm_output_check(path);
     }
     if (st == CLLM_OK) {
-        st = cllm_temp_create(path, &w->tmp_path, &w->fd);
+        st = cllm_temp_create(path, temp, temp_user, &w->tmp_path, &w->fd);
         w->created = st == CLLM_OK;
     }
     if (st == CLLM_OK) st = write_tokenizer(w, tok_kind, tok, tok_size);
     if (st != CLLM_OK) {
+        if (w->created && temp) temp(temp_user, w->tmp_path, 0);  // removed by the abort
         cllm_writer_abort(w);
         return st;
     }

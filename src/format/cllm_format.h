@@ -22,6 +22,12 @@ cllm_status cllm_writer_open(const char *path, const cllm_model_config *cfg, siz
                              cllm_tokenizer_kind tok_kind, const uint8_t *tok, size_t tok_size,
                              cllm_writer **out);
 
+// cllm_writer_open whose temporary is announced to `temp` (may be NULL) as it is created
+// (cllm_temp_create). The caller tells `temp` of its end (created = 0) after finish or abort.
+cllm_status cllm_writer_open_ex(const char *path, const cllm_model_config *cfg, size_t n_tensors,
+                                cllm_tokenizer_kind tok_kind, const uint8_t *tok, size_t tok_size,
+                                cllm_temp_fn temp, void *temp_user, cllm_writer **out);
+
 // Appends the next tensor: `name` (1..127 printable ASCII characters, no space, unique), its
 // shape (`ndim` 1..4 dims, each >= 1; the product of all but the last is coded->info.rows, the
 // last is coded->info.cols) and the coded payload (borrowed: written to disk before returning).

@@ -193,12 +193,10 @@ cllm_status cllm_convert(const char *in_path, const char *out_path,
     cllm_status st = check_tokenizer(cs.src);
     if (st == CLLM_OK) st = source_total_bytes(cs.src, &cs.bytes_total);
     if (st == CLLM_OK)
-        st = cllm_writer_open(out_path, cllm_source_config(cs.src), n, kind, tok, tok_size, &cs.w);
+        st = cllm_writer_open_ex(out_path, cllm_source_config(cs.src), n, kind, tok, tok_size,
+                                 opt->temp, opt->temp_user, &cs.w);  // announced as created
     char *tmp = NULL;  // the writer's temporary name, kept to announce its end
-    if (st == CLLM_OK) {
-        tmp = strdup(cllm_writer_temp_path(cs.w));
-        if (opt->temp) opt->temp(opt->temp_user, cllm_writer_temp_path(cs.w), 1);
-    }
+    if (st == CLLM_OK) tmp = strdup(cllm_writer_temp_path(cs.w));
     for (size_t i = 0; st == CLLM_OK && i < n; i++) st = convert_tensor(&cs, i, opt);
     if (st == CLLM_OK) {
         st = cllm_writer_finish(cs.w);

@@ -118,10 +118,10 @@ static cllm_status pack_all(pack_state *ps, const char *out_path, const cllm_pac
     cllm_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.arch = CLLM_ARCH_ARCHIVE;
-    TRY(cllm_writer_open(out_path, &cfg, ps->n_segs, CLLM_TOKENIZER_SAFETENSORS_HEADER, ps->blob,
-                         ps->blob_size, &ps->w));
-    if (opt->temp && (ps->tmp = strdup(cllm_writer_temp_path(ps->w))) != NULL)
-        opt->temp(opt->temp_user, ps->tmp, 1);
+    TRY(cllm_writer_open_ex(out_path, &cfg, ps->n_segs, CLLM_TOKENIZER_SAFETENSORS_HEADER,
+                            ps->blob, ps->blob_size, opt->temp, opt->temp_user, &ps->w));
+    if (opt->temp && (ps->tmp = strdup(cllm_writer_temp_path(ps->w))) == NULL)
+        opt->temp(opt->temp_user, cllm_writer_temp_path(ps->w), 0);  // cannot track its end
     for (size_t k = 0; k < ps->n_segs; k++) {
         cllm_status st = pack_segment(ps, k, ps->h.data_offset, opt);
         if (st != CLLM_OK) {

@@ -22,12 +22,12 @@ typedef struct out_file {
 
 // A new temporary file beside the output (cllm_temp_create: created exclusively, never through
 // an existing name or symlink).
-static cllm_status out_create(out_file *o, const char *path) {
+static cllm_status out_create(out_file *o, const char *path, cllm_temp_fn temp, void *user) {
     const char *slash = strrchr(path, '/');
     RETURN_IF(!*(slash ? slash + 1 : path), CLLM_ERR_ARG, "output %s names a directory", path);
     o->path = strdup(path);
     RETURN_IF(!o->path, CLLM_ERR_NOMEM, "cannot allocate a path");
-    return cllm_temp_create(path, &o->tmp, &o->fd);
+    return cllm_temp_create(path, temp, user, &o->tmp, &o->fd);
 }
 
 static cllm_status sync_dir_of(const char *path) {
@@ -146,9 +146,9 @@ static cllm_status unpack_to(unpack_state *us, const char *in_path, const char *
     TRY(cllm_archive_open(us->c, &us->a));
     out_file o = {.fd = -1};
     char *announced = NULL;  // the temporary path as told to opt->temp
-    cllm_status st = out_create(&o, out_path);
-    if (st == CLLM_OK && opt->temp && (announced = strdup(o.tmp)) != NULL)
-        opt->temp(opt->temp_user, announced, 1);
+    cllm_status st = out_create(&o, out_path, opt->temp, opt->temp_user);  // announced as created
+    if (st == CLLM_OK && opt->temp && (announced = strdup(o.tmp)) == NULL)
+        opt->temp(opt->temp_user, o.tmp, 0);  // cannot track its end
     if (st == CLLM_OK) st = write_all_segments(us, &o, opt);
     if (st == CLLM_OK) st = out_commit(&o, opt->force);
     out_free(&o);

@@ -211,10 +211,9 @@ static cllm_status synth_name_file(synth_ctx *x, size_t k, const char *name) {
 static cllm_status synth_create_temp(synth_ctx *x, size_t k, int *fd) {
     synth_file *f = &x->files[k];
     char *tmp;
-    TRY(cllm_temp_create(f->final, &tmp, fd));
+    TRY(cllm_temp_create(f->final, x->opt->temp, x->opt->temp_user, &tmp, fd));  // announced
     snprintf(f->tmp, sizeof f->tmp, "%s", tmp);  // fits: final < 4096 bytes
     free(tmp);
-    if (x->opt->temp) x->opt->temp(x->opt->temp_user, f->tmp, 1);
     return CLLM_OK;
 }
 
