@@ -258,8 +258,10 @@ cllm_tokenizer_kind cllm_source_tokenizer(const cllm_source *s, const uint8_t **
 typedef void (*cllm_progress_fn)(void *user, size_t done, size_t total, uint64_t bytes_done,
                                  uint64_t bytes_total, const char *what);
 
-// Writers announce each temporary file: `created` 1 right after creating `path`, 0 once it is
-// gone (renamed into place or removed), so that a program can remove it when a signal ends it.
+// Writers announce each temporary file: `created` 1 as they create `path` (called by the creating
+// thread with SIGINT, SIGTERM and SIGHUP blocked from before the file exists until the call
+// returns: a handler of those signals in that thread sees every temporary), 0 once it is gone
+// (renamed into place or removed), so that a program can remove it when a signal ends it.
 typedef void (*cllm_temp_fn)(void *user, const char *path, int created);
 
 typedef struct cllm_convert_options {
