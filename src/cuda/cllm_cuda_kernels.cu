@@ -245,7 +245,7 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 // The raw bf16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
 // row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
 // A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
-// weight, a byte permute, a shift, an AND, an IMAD and a LOP3 (layout: src/codec/cllm_ccode.h).
+// weight, a byte permute, an AND, a shift-add and a LOP3 (layout: src/codec/cllm_ccode.h).
 // Exceptions: step k of the warp is group k of the row; its entries (global, row-relative offsets
 // goff[k], goff[k + 1]) are written by lanes in parallel into the warp's 256 addends in shared
 // memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
@@ -270,12 +270,16 @@ template <bool F16> using cc16_word = typename std::conditional<F16, uint2, uint
 // Exponent position of the decode's addends: bf16 a float's (23), f16 h's in the upper half (26).
 template <bool F16> __host__ __device__ constexpr uint32_t cc16_sh() { return F16 ? 26u : 23u; }
 
+// Vector v0 + du of a row (du: a constant step offset, so that the loads of a batch share one
+// address and differ by immediates).
 template <bool F16>
-static __device__ __forceinline__ cc16_word<F16> cc16_load(const cc16_row &rw, uint32_t v) {
+static __device__ __forceinline__ cc16_word<F16> cc16_load(const cc16_row &rw, uint32_t v0,
+                                                           uint32_t du = 0) {
     if constexpr (F16)
-        return make_uint2(__ldg((const uint32_t *)rw.lo + v), __ldg((const uint16_t *)rw.hi + v));
+        return make_uint2(__ldg((const uint32_t *)rw.lo + v0 + du),
+                          __ldg((const uint16_t *)rw.hi + v0 + du));
     else
-        return __ldg((const uint16_t *)rw.lo + v) | (uint32_t)__ldg(rw.hi + v) << 16;
+        return __ldg((const uint16_t *)rw.lo + v0 + du) | (uint32_t)__ldg(rw.hi + v0 + du) << 16;
 }
 
 // Row r of a compute-code matrix w whose section offsets are off.
@@ -325,7 +329,11 @@ static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word<F16> c, cons
             const uint64_t c64 = (uint64_t)c.y << 32 | c.x;
             e = ((uint32_t)(c64 >> (6 * p)) << 23 & 0x1f800000u) + q[p];
         } else {
-            e = ((c >> (3 * p)) & 7u) * (1u << 23) + q[p];
+            // The code's bits masked in place (an AND the compiler may not turn into a shift and
+            // a mask), then moved to the exponent and added in one shift-add (LEA).
+            uint32_t m;
+            asm("and.b32 %0, %1, %2;" : "=r"(m) : "r"(c), "r"(7u << (3 * p)));
+            e = (m << (23 - 3 * p)) + q[p];
         }
         o[p] = (u & 0x807f0000u) | e;
     }
@@ -388,9 +396,28 @@ static __device__ __forceinline__ void cc16_fill(uint32_t *qw, uint32_t base, ui
     ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b, b, b, b);
 }
 
+// This lane's 8 addends for step u of a batch whose entries (at most 32) were all read ahead:
+// own is the step of the lane's entry (none: 255), at addend addr with value vexc. No branch:
+// a group without entries costs the three syncs and the two reads.
+template <bool F16>
+static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint32_t *qw, uint32_t u,
+                                                        uint32_t own, uint32_t addr, uint32_t vexc,
+                                                        uint32_t lane, uint32_t (&q)[8]) {
+    __syncwarp();  // the previous group's restores are done
+    if (own == u) qw[addr] = vexc;
+    __syncwarp();
+    const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
+    q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
+    __syncwarp();
+    if (own == u) qw[addr] = rw.base << cc16_sh<F16>();
+}
+
 // The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR>. qs:
 // this warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
 // full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
+// A batch's exception entries are read with its weights, one per lane; when they are at most 32
+// (the common case: about 23 in 4 groups of synth-like weights), each lane knows before the first
+// step which step its entry patches, and the steps take cc16_addends_own; otherwise cc16_addends.
 template <int NR, bool F16>
 static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
                                                     uint32_t nvec, const float *x, uint32_t lane,
@@ -424,31 +451,52 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
                 if (u <= n) a.g[t][u] = __shfl_sync(0xffffffffu, gw[t], k0 + u - kb);
             a.ent[t] = lane < a.g[t][n] - a.g[t][0] ? __ldg(rw[t].exc + a.g[t][0] + lane) : 0u;
         }
+        const uint32_t v0 = lane + 32 * k0;
 #pragma unroll
         for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
-            const uint32_t v = lane + 32 * (k0 + u);
 #pragma unroll
             for (int t = 0; t < NR; t++)
-                if (!guard || v < nvec) {
-                    a.b[t][u] = __ldg(rw[t].bytes + v);
-                    a.c[t][u] = cc16_load<F16>(rw[t], v);
+                if (!guard || v0 + 32 * u < nvec) {
+                    a.b[t][u] = __ldg(rw[t].bytes + v0 + 32 * u);
+                    a.c[t][u] = cc16_load<F16>(rw[t], v0, 32 * u);
                 }
         }
     };
-    auto fold = [&](const batch &a, uint32_t k0, uint32_t n, bool guard) {
+    // fold(a, k0, n, guard, near): near (a std::integral_constant) says that every row's entries
+    // of the batch were read ahead (at most 32), so that no step needs cc16_addends' reads.
+    auto fold_as = [&](const batch &a, uint32_t k0, uint32_t n, bool guard, auto near) {
+        // This lane's entry per row: its step (255: none), addend and value.
+        uint32_t own[NR], addr[NR], vexc[NR];
+        if constexpr (decltype(near)::value) {
+#pragma unroll
+            for (int t = 0; t < NR; t++) {
+                const uint32_t e = a.g[t][0] + lane;
+                uint32_t st = 0;
+#pragma unroll
+                for (uint32_t u = 1; u < 4; u++)
+                    if (u < n) st += e >= a.g[t][u];
+                own[t] = lane < a.g[t][n] - a.g[t][0] ? st : 255u;
+                addr[t] = a.ent[t] & 255u;
+                vexc[t] = (rw[t].base ^ (a.ent[t] >> 8)) << cc16_sh<F16>();
+            }
+        }
+        const float4 *xp = (const float4 *)x + 2 * (lane + 32 * k0);
 #pragma unroll
         for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
-            const uint32_t v = lane + 32 * (k0 + u);
-            const bool act = !guard || v < nvec;
+            const bool act = !guard || lane + 32 * (k0 + u) < nvec;
             float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
-            if (act) xa = __ldg((const float4 *)x + 2 * v), xb = __ldg((const float4 *)x + 2 * v + 1);
+            if (act) xa = __ldg(xp + 64 * u), xb = __ldg(xp + 64 * u + 1);
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
-                cc16_addends<F16>(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1], a.g[t][0],
-                                  a.ent[t], lane, q);
+                if constexpr (decltype(near)::value)
+                    cc16_addends_own<F16>(rw[t], (uint32_t *)qs[t], u, own[t], addr[t], vexc[t],
+                                          lane, q);
+                else
+                    cc16_addends<F16>(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1],
+                                      a.g[t][0], a.ent[t], lane, q);
                 if (act) {
                     float w[8];
                     cc16_decode<F16>(a.b[t][u], a.c[t][u], q, w);
@@ -458,6 +506,13 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
                 }
             }
         }
+    };
+    auto fold = [&](const batch &a, uint32_t k0, uint32_t n, bool guard) {
+        bool near = true;
+#pragma unroll
+        for (int t = 0; t < NR; t++) near = near && a.g[t][n] - a.g[t][0] <= 32;
+        if (near) fold_as(a, k0, n, guard, std::true_type{});
+        else fold_as(a, k0, n, guard, std::false_type{});
     };
     uint32_t k = 0;
     batch a;

@@ -830,7 +830,8 @@ static void multi_arg_cases(void) {
 
 // Realistic data for the compute code: int8 symbols ~ N(0, 9^2) (clamped; ~0.1% exceptions, and
 // a few full-range values), bf16 as host_weight_make; `specials`: NaN, +-inf, +-0 and subnormals
-// sprinkled in (bf16), or a row of all-exception values (int8).
+// sprinkled in (bf16, f16; 2: and a quarter of the values any pattern), or a row of
+// all-exception values (int8; 2: every value).
 static void ccode_data(host_weight *h, int specials) {
     const size_t n = h->w.rows * h->w.cols;
     if (h->w.kind == CLLM_CUDA_W_INT8) {
@@ -856,6 +857,9 @@ static void ccode_data(host_weight *h, int specials) {
     const uint16_t *t = h->w.kind == CLLM_CUDA_W_F16 ? sp16 : sp;
     uint16_t *w = (uint16_t *)h->w.data;
     for (size_t i = 0; i < n; i += 1 + rnd() % 500) w[i] = t[rnd() % 10];
+    if (specials == 2)  // a quarter of the values any pattern: most of those exceptions, so that
+        for (size_t i = 0; i < n; i++)  // batches and groups hold more entries than a warp reads ahead
+            if (rnd() % 4 == 0) w[i] = (uint16_t)rnd();
 }
 
 // ---- programmatic dependent launch: a layer-shaped chain of launches ------------------------------
@@ -1640,12 +1644,14 @@ static void fused_cases(void) {
     fused_case(CLLM_CUDA_W_BF16, 64, 4104, 0, 1);     // 4 full batches + tail steps
     fused_case(CLLM_CUDA_W_BF16, 4096, 4096, 0, 0);
     fused_case(CLLM_CUDA_W_BF16, 1000, 11008, 0, 1);
+    fused_case(CLLM_CUDA_W_BF16, 48, 4104, 0, 2);     // dense exceptions (both patch paths)
     fused_case(CLLM_CUDA_W_F16, 1, 8, 0, 0);
     fused_case(CLLM_CUDA_W_F16, 37, 336, 0, 1);       // a partial group, specials
     fused_case(CLLM_CUDA_W_F16, 300, 1024, 0, 0);
     fused_case(CLLM_CUDA_W_F16, 64, 4104, 0, 1);      // 4 full batches + tail steps
     fused_case(CLLM_CUDA_W_F16, 4096, 4096, 0, 0);
     fused_case(CLLM_CUDA_W_F16, 1000, 11008, 0, 1);
+    fused_case(CLLM_CUDA_W_F16, 48, 4104, 0, 2);
     fused_case(CLLM_CUDA_W_INT8, 16, 64, 0, 1);
     fused_case(CLLM_CUDA_W_INT8, 37, 320, 0, 0);      // rows % 16
     fused_case(CLLM_CUDA_W_INT8, 300, 1024, 64, 1);   // grouped scales, an all-exception row
