@@ -106,7 +106,7 @@ static __device__ __forceinline__ float warp_sum(float v) {
 //                      cores (mma m16n8k32 s8) against x split into four signed byte digits.
 //   matvec_any_kernel  any shape and alignment: one element per lane per step.
 // The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse the first two
-// with another loader: CC_BF16 in matvec_vec_kernel (mv_rows_cc16), CC_INT8 in matvec_i8_kernel
+// with another loader: CC_BF16 in matvec_vec_kernel (cc16_rows), CC_INT8 in matvec_i8_kernel
 // (CC = true); each result is bit-identical to the raw kind's.
 struct mv_job {
     cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
@@ -412,20 +412,79 @@ static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint
     if (own == u) qw[addr] = rw.base << cc16_sh<F16>();
 }
 
-// The rows' partial dots for this lane (NR rows: 2 in swiglu mode), as mv_rows<BF16, NR>. qs:
+// What cc16_rows does with the decoded steps of its rows: f.init(t) for row t first; per step
+// k0 + u, f.begin(k0, u, act) before the rows' patches (the loads of x, in flight meanwhile),
+// then f.add(t, k, v, w, xs) with row t's 8 weights w of vector v, step k, in row order.
+// cc16_one: one column, the rows' partial dots as mv_rows<BF16, NR> (per-row and swiglu kernels).
+template <int NR> struct cc16_one {
+    const float *x;
+    uint32_t lane;
+    float (&sum)[NR][2];
+    struct xv {
+        float4 a, b;
+    };
+    __device__ __forceinline__ void init(int t) { sum[t][0] = sum[t][1] = 0.f; }
+    __device__ __forceinline__ xv begin(uint32_t k0, uint32_t u, bool act) const {
+        const float4 *xp = (const float4 *)x + 2 * (lane + 32 * k0);
+        xv r{make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+        if (act) r.a = __ldg(xp + 64 * u), r.b = __ldg(xp + 64 * u + 1);
+        return r;
+    }
+    __device__ __forceinline__ void add(int t, uint32_t k, uint32_t, const float (&w)[8],
+                                        const xv &xs) {
+        const float d = dot8f(w, xs.a, xs.b);  // (a branch: no indexed registers)
+        if (k & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
+        else sum[t][0] = __fadd_rn(sum[t][0], d);
+    }
+};
+
+// cc16_rows' fold for the column kernel: each of n <= NC columns x + c ldx, the rows' partial dots
+// per column in the same order (step by step, even and odd steps apart), once every row of the
+// step is decoded.
+template <int NR, int NC> struct cc16_cols {
+    const float *x;
+    uint64_t ldx;
+    uint32_t n;
+    float (&sum)[NR][NC][2];
+    float wk[NR][8];
+    struct xv {};
+    __device__ __forceinline__ void init(int t) {
+#pragma unroll
+        for (int c = 0; c < NC; c++) sum[t][c][0] = sum[t][c][1] = 0.f;
+    }
+    __device__ __forceinline__ xv begin(uint32_t, uint32_t, bool) const { return {}; }
+    __device__ __forceinline__ void add(int t, uint32_t k, uint32_t v, const float (&w)[8], xv) {
+#pragma unroll
+        for (int p = 0; p < 8; p++) wk[t][p] = w[p];
+        if (t < NR - 1) return;  // (t is unrolled: a constant)
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            if ((uint32_t)c >= n) break;
+            const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
+            const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                const float d = dot8f(wk[r], xa, xb);  // (a branch: no indexed registers)
+                if (k & 1) sum[r][c][1] = __fadd_rn(sum[r][c][1], d);
+                else sum[r][c][0] = __fadd_rn(sum[r][c][0], d);
+            }
+        }
+    }
+};
+
+// The steps of NR compute-code rows for this lane (NR = 2 in swiglu mode), folded by f (above). qs:
 // this warp's NR x 256 addends in shared memory. Batches of 4 steps in flight while every lane has a
 // full vector, then single steps (warp-uniform: the exception patch needs the whole warp).
 // A batch's exception entries are read with its weights, one per lane; when they are at most 32
 // (the common case: about 23 in 4 groups of synth-like weights), each lane knows before the first
 // step which step its entry patches, and the steps take cc16_addends_own; otherwise cc16_addends.
-template <int NR, bool F16>
-static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], uint4 (*qs)[64],
-                                                    uint32_t nvec, const float *x, uint32_t lane,
-                                                    bool pre, float (&sum)[NR][2]) {
+template <int NR, bool F16, class Fold>
+static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4 (*qs)[64],
+                                                 uint32_t nvec, uint32_t lane, bool pre, Fold &f) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
         cc16_fill<F16>((uint32_t *)qs[t], rw[t].base, lane);
-        sum[t][0] = sum[t][1] = 0.f;
+        f.init(t);
     }
     __syncwarp();
     // The group offsets in a window held one per lane (lane i: goff[kb + i]), read by shuffles:
@@ -481,13 +540,11 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
                 vexc[t] = (rw[t].base ^ (a.ent[t] >> 8)) << cc16_sh<F16>();
             }
         }
-        const float4 *xp = (const float4 *)x + 2 * (lane + 32 * k0);
 #pragma unroll
         for (uint32_t u = 0; u < 4; u++) {
             if (u >= n) break;
             const bool act = !guard || lane + 32 * (k0 + u) < nvec;
-            float4 xa = make_float4(0.f, 0.f, 0.f, 0.f), xb = xa;
-            if (act) xa = __ldg(xp + 64 * u), xb = __ldg(xp + 64 * u + 1);
+            const auto xs = f.begin(k0, u, act);
 #pragma unroll
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
@@ -500,9 +557,7 @@ static __device__ __forceinline__ void mv_rows_cc16(const cc16_row (&rw)[NR], ui
                 if (act) {
                     float w[8];
                     cc16_decode<F16>(a.b[t][u], a.c[t][u], q, w);
-                    const float d = dot8f(w, xa, xb);  // (a branch: no indexed registers)
-                    if ((k0 + u) & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
-                    else sum[t][0] = __fadd_rn(sum[t][0], d);
+                    f.add(t, k0 + u, lane + 32 * (k0 + u), w, xs);
                 }
             }
         }
@@ -568,8 +623,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
 #pragma unroll
         for (int k = 0; k < NR; k++)
             rw[k] = cc16_row_of<KIND == CLLM_CUDA_W_CC_F16>(m, SWIGLU ? (uint32_t)k : i, r);
-        mv_rows_cc16<NR, KIND == CLLM_CUDA_W_CC_F16>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8),
-                                                     x, lane, m.pre != 0, sum);
+        cc16_one<NR> f{x, lane, sum};
+        cc16_rows<NR, KIND == CLLM_CUDA_W_CC_F16>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8),
+                                                  lane, m.pre != 0, f);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -595,9 +651,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
 // or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
 // gate and up, in swiglu mode); lane `lane` takes vectors lane, lane + 32, ... as
 // matvec_vec_kernel and adds each column's dot8f in the order of row_total, so column c equals a
-// one-column launch on x_c bit for bit (raw and compute code alike). The weights are loaded (and decoded)
-// once for all columns. Steps one at a time (warp-uniform: the compute code's exception patch
-// needs the whole warp).
+// one-column launch on x_c bit for bit (raw and compute code alike). The weights are loaded (and
+// decoded) once for all columns. Compute code with NC <= 4 goes through cc16_rows (batches of 4
+// steps, as the one-column kernel); otherwise steps one at a time (warp-uniform: the compute
+// code's exception patch needs the whole warp). On the H200 at 4096 x 4096 the batches took
+// 18-25% off n = 1, 2, 4 but made NC = 8 1.33x slower (PERF.md 7p).
 template <int KIND, int NC, bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n) {
@@ -613,58 +671,67 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     if (r >= m.w[i].rows) return;
     const uint32_t nvec = (uint32_t)(m.w[i].cols / 8), nsteps = (nvec + 31) / 32;
     float sum[NR][NC][2];
-    cc16_row rw[NR];
-    const uint4 *row[NR];
-    uint32_t *qw[NR];
+    if constexpr (CC && NC <= 4) {  // the one-token kernel's loader, patch and batches of 4 steps
+        cc16_row rw[NR];
 #pragma unroll
-    for (int t = 0; t < NR; t++) {
-        const uint32_t wi = SWIGLU ? (uint32_t)t : i;
-#pragma unroll
-        for (int c = 0; c < NC; c++) sum[t][c][0] = sum[t][c][1] = 0.f;
-        row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
-        qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
-        if (CC) {
-            rw[t] = cc16_row_of<F16C>(m, wi, r);
-            cc16_fill<F16C>(qw[t], rw[t].base, lane);
-        }
-    }
-    __syncwarp();
-    for (uint32_t k = 0; k < nsteps; k++) {
-        const uint32_t v = lane + 32 * k;
-        const bool act = v < nvec;
-        float w[NR][8];
+        for (int t = 0; t < NR; t++) rw[t] = cc16_row_of<F16C>(m, SWIGLU ? (uint32_t)t : i, r);
+        cc16_cols<NR, NC> f{x, ldx, n, sum};
+        cc16_rows<NR, F16C>(rw, ccq[threadIdx.x / 32], nvec, lane, false, f);
+    } else {  // step by step
+        cc16_row rw[NR];
+        const uint4 *row[NR];
+        uint32_t *qw[NR];
 #pragma unroll
         for (int t = 0; t < NR; t++) {
-            if (CC) {
-                uint2 b = make_uint2(0, 0);
-                cc16_word<F16C> cw{};
-                uint32_t q[8];
-                if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load<F16C>(rw[t], v);
-                cc16_addends_1<F16C>(rw[t], qw[t], k, lane, q);
-                cc16_decode<F16C>(b, cw, q, w[t]);
-            } else if (act) {
-                const uint4 a = __ldg(row[t] + v);
-                const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+            const uint32_t wi = SWIGLU ? (uint32_t)t : i;
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    if (KIND == CLLM_CUDA_W_BF16)
-                        w[t][2 * j] = bf16_lo(u[j]), w[t][2 * j + 1] = bf16_hi(u[j]);
-                    else
-                        w[t][2 * j] = f16_bits(u[j] & 0xffffu), w[t][2 * j + 1] = f16_bits(u[j] >> 16);
-                }
+            for (int c = 0; c < NC; c++) sum[t][c][0] = sum[t][c][1] = 0.f;
+            row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
+            qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
+            if (CC) {
+                rw[t] = cc16_row_of<F16C>(m, wi, r);
+                cc16_fill<F16C>(qw[t], rw[t].base, lane);
             }
         }
-        if (!act) continue;
-#pragma unroll
-        for (int c = 0; c < NC; c++) {
-            if ((uint32_t)c >= n) break;
-            const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
-            const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
+        __syncwarp();
+        for (uint32_t k = 0; k < nsteps; k++) {
+            const uint32_t v = lane + 32 * k;
+            const bool act = v < nvec;
+            float w[NR][8];
 #pragma unroll
             for (int t = 0; t < NR; t++) {
-                const float d = dot8f(w[t], xa, xb);  // (a branch: no indexed registers)
-                if (k & 1) sum[t][c][1] = __fadd_rn(sum[t][c][1], d);
-                else sum[t][c][0] = __fadd_rn(sum[t][c][0], d);
+                if (CC) {
+                    uint2 b = make_uint2(0, 0);
+                    cc16_word<F16C> cw{};
+                    uint32_t q[8];
+                    if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load<F16C>(rw[t], v);
+                    cc16_addends_1<F16C>(rw[t], qw[t], k, lane, q);
+                    cc16_decode<F16C>(b, cw, q, w[t]);
+                } else if (act) {
+                    const uint4 a = __ldg(row[t] + v);
+                    const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        if (KIND == CLLM_CUDA_W_BF16)
+                            w[t][2 * j] = bf16_lo(u[j]), w[t][2 * j + 1] = bf16_hi(u[j]);
+                        else
+                            w[t][2 * j] = f16_bits(u[j] & 0xffffu),
+                            w[t][2 * j + 1] = f16_bits(u[j] >> 16);
+                    }
+                }
+            }
+            if (!act) continue;
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                if ((uint32_t)c >= n) break;
+                const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
+                const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
+#pragma unroll
+                for (int t = 0; t < NR; t++) {
+                    const float d = dot8f(w[t], xa, xb);  // (a branch: no indexed registers)
+                    if (k & 1) sum[t][c][1] = __fadd_rn(sum[t][c][1], d);
+                    else sum[t][c][0] = __fadd_rn(sum[t][c][0], d);
+                }
             }
         }
     }
