@@ -264,6 +264,24 @@ typedef void (*cllm_progress_fn)(void *user, size_t done, size_t total, uint64_t
 // (renamed into place or removed), so that a program can remove it when a signal ends it.
 typedef void (*cllm_temp_fn)(void *user, const char *path, int created);
 
+// Output-file safety for programs that write their own outputs (the library's writers use the
+// same two calls).
+//
+// Creates a new empty file "<path>.tmp-XXXXXX" beside `path` (same directory, so renaming it onto
+// `path` is atomic), exclusively: an existing name, symlinks included, is never opened or
+// followed. Mode 0644. The caller frees *tmp_path and closes *fd. `announce` (may be NULL) is told
+// of the new file (created = 1) before this returns, with SIGINT, SIGTERM and SIGHUP blocked in
+// the calling thread from before the file exists until it has been told: a handler that removes
+// announced temporaries never misses this one.
+// @return CLLM_OK, IO, NOMEM, ARG.
+cllm_status cllm_temp_create(const char *path, cllm_temp_fn announce, void *user, char **tmp_path,
+                             int *fd);
+
+// Checks that `path` may be replaced by renaming a finished file onto it: it is absent or an
+// existing regular file (symlinks followed: a link to a device is refused, as is a directory,
+// FIFO or device node). @return CLLM_OK, IO (naming what `path` is).
+cllm_status cllm_output_check(const char *path);
+
 typedef struct cllm_convert_options {
     cllm_encode_params encode;
     const char *tokenizer_path;   // optional tokenizer override

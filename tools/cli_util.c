@@ -294,37 +294,16 @@ void cli_signals_init(void) {
 int cli_out_open(const char *cmd, const char *path, cli_out *o) {
     memset(o, 0, sizeof *o);
     o->path = path;
-    struct stat sb;
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "codecllm %s: error: output %s exists and is not a regular file; refusing "
-                        "to replace it\n", cmd, path);
-        return CLI_EXIT_FAIL;
-    }
-    size_t n = strlen(path) + sizeof ".tmp-XXXXXX";
-    o->tmp = malloc(n);
-    if (!o->tmp) return cli_fail(cmd, CLLM_ERR_NOMEM, path);
-    snprintf(o->tmp, n, "%s.tmp-XXXXXX", path);
-    // Created and announced with the fatal signals held (as cllm_temp_create does).
-    sigset_t fatal, old;
-    sigemptyset(&fatal);
-    sigaddset(&fatal, SIGINT);
-    sigaddset(&fatal, SIGTERM);
-    sigaddset(&fatal, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &fatal, &old);
-    int fd = mkstemp(o->tmp);  // O_CREAT | O_EXCL: never an existing name or a planted symlink
-    const int err = errno;
-    if (fd >= 0) cli_temp_hook(NULL, o->tmp, 1);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (fd < 0 || fchmod(fd, 0644) != 0 || !(o->f = fdopen(fd, "wb"))) {
-        fprintf(stderr, "codecllm %s: error: cannot create a temporary file beside %s: %s\n", cmd,
-                path, strerror(fd < 0 ? err : errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(o->tmp);
-            cli_temp_hook(NULL, o->tmp, 0);
-        }
-        free(o->tmp);
-        o->tmp = NULL;
+    // Refused unless absent or a regular file; the temporary is created and announced with the
+    // fatal signals held, so the signal handler always knows it.
+    int fd = -1;
+    cllm_status st = cllm_output_check(path);
+    if (st == CLLM_OK) st = cllm_temp_create(path, cli_temp_hook, NULL, &o->tmp, &fd);
+    if (st != CLLM_OK) return cli_fail(cmd, st, path);
+    if (!(o->f = fdopen(fd, "wb"))) {
+        fprintf(stderr, "codecllm %s: error: %s: %s\n", cmd, o->tmp, strerror(errno));
+        close(fd);
+        cli_out_abort(o);
         return CLI_EXIT_FAIL;
     }
     return CLI_EXIT_OK;
@@ -345,8 +324,11 @@ int cli_out_commit(const char *cmd, cli_out *o) {
     int err = errno;
     ok = (fclose(o->f) == 0) && ok;
     o->f = NULL;
-    struct stat sb;
-    if (ok && stat(o->path, &sb) == 0 && !S_ISREG(sb.st_mode)) ok = 0, err = EEXIST;
+    if (ok && cllm_output_check(o->path) != CLLM_OK) {  // became something else meanwhile
+        fprintf(stderr, "codecllm %s: error: %s\n", cmd, cllm_last_error());
+        cli_out_abort(o);
+        return CLI_EXIT_FAIL;
+    }
     if (ok && rename(o->tmp, o->path) != 0) ok = 0, err = errno;
     if (!ok) {
         fprintf(stderr, "codecllm %s: error: writing %s failed: %s\n", cmd, o->path,

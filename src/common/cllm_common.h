@@ -103,21 +103,6 @@ void cllm_vlogf(cllm_log_fn fn, void *user, const char *fmt, va_list ap);
 // Monotonic wall clock in seconds.
 double cllm_now_seconds(void);
 
-// Creates a new empty file "<path>.tmp-XXXXXX" beside `path` (same directory, so renaming it onto
-// `path` is atomic), exclusively: an existing name, symlinks included, is never opened or
-// followed. Mode 0644. The caller frees *tmp_path and closes *fd. `announce` (may be NULL) is told
-// of the new file (created = 1) before this returns, with SIGINT, SIGTERM and SIGHUP blocked in
-// the calling thread from before the file exists until it has been told: a handler that removes
-// announced temporaries never misses this one.
-// @return CLLM_OK, IO, NOMEM, ARG.
-cllm_status cllm_temp_create(const char *path, cllm_temp_fn announce, void *user, char **tmp_path,
-                             int *fd);
-
-// Checks that `path` may be replaced by renaming a finished file onto it: it is absent or an
-// existing regular file (symlinks followed: a link to a device is refused, as is a directory,
-// FIFO or device node). @return CLLM_OK, IO (naming what `path` is).
-cllm_status cllm_output_check(const char *path);
-
 // 1 when both paths exist and name the same file (device and inode), 0 otherwise.
 int cllm_same_file(const char *a, const char *b);
 
