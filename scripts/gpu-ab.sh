@@ -18,6 +18,8 @@
 #     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused");
 #                  repeatable: each round runs every set, numbered b1, b2, ... in the log
 #     --kbench     bench_fused (kernel benchmark, the 4 shapes) of "new" once, after the rounds
+#     --kbench1    bench_fused 1 (4096 x 4096 only: one-token, column and GEMM lines) of every
+#                  build, after the rounds, in build order (base and variants beside new)
 #     --scan       each round also runs `bench_fused --scan` of every build (one launch's time
 #                  against its rows: fixed cost per launch and streaming bandwidth per kind); with
 #                  --codecs none no model is made and only the scans run
@@ -55,7 +57,7 @@ prepare() {
 }
 
 run() {
-    local check=0 ncu=0 kbench=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
+    local check=0 ncu=0 kbench=0 kbench1=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
     local -a benches=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
@@ -66,6 +68,7 @@ run() {
         --codecs) codecs=$2; shift ;;
         --bench) benches+=("$2"); shift ;;
         --kbench) kbench=1 ;;
+        --kbench1) kbench1=1 ;;
         --scan) scan=1 ;;
         --deadline) deadline=$2; shift ;;
         --variant) names+=("${2%%=*}"); flags+=("${2#*=}"); shift ;;
@@ -100,7 +103,7 @@ run() {
             fi
         fi
         [ "$n" = new ] && targets="codecllm_cli gpu_check test_gpu_engine bench_fused"
-        [ "$n" != new ] && [ $scan = 1 ] && targets="codecllm_cli bench_fused"
+        [ "$n" != new ] && [ $((scan + kbench1)) -gt 0 ] && targets="codecllm_cli bench_fused"
         dirs+=("$dir")
         (cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCODECLLM_CUDA=ON \
              -DCMAKE_CUDA_ARCHITECTURES=90 "-DCMAKE_CUDA_FLAGS=${flags[$i]}" \
@@ -151,6 +154,15 @@ run() {
         done
         say "round $round done"
     done
+    if [ $kbench1 = 1 ]; then
+        for i in "${!names[@]}"; do
+            late "${names[$i]} kbench1" && continue
+            local f=$r/bench_fused1-${names[$i]}.txt
+            "${dirs[$i]}/bench/bench_fused" 1 > "$f" 2>&1
+            grep -E "x raw|columns|GEMM" "$f" | sed "s/^/${names[$i]} kbench1 | /" >> "$log"
+        done
+        say "kbench1 done"
+    fi
     if [ $kbench = 1 ] && ! late kbench; then
         ./build-gpu/bench/bench_fused > "$r/bench_fused.txt" 2>&1
         echo "bench_fused rc=$?" >> "$log"
@@ -178,5 +190,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
