@@ -438,6 +438,26 @@ template <int NR> struct cc16_one {
     }
 };
 
+// One step of the column kernels: the NR rows' weights w of vector v, step k, dotted with each of
+// the n <= NC columns x + c ldx and added to the sums of row_total's order.
+template <int NR, int NC>
+static __device__ __forceinline__ void cols_step(const float (&w)[NR][8], const float *x,
+                                                 uint64_t ldx, uint32_t n, uint32_t v, uint32_t k,
+                                                 float (&sum)[NR][NC][2]) {
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+        if ((uint32_t)c >= n) break;
+        const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
+        const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
+#pragma unroll
+        for (int t = 0; t < NR; t++) {
+            const float d = dot8f(w[t], xa, xb);  // (a branch: no indexed registers)
+            if (k & 1) sum[t][c][1] = __fadd_rn(sum[t][c][1], d);
+            else sum[t][c][0] = __fadd_rn(sum[t][c][0], d);
+        }
+    }
+}
+
 // cc16_rows' fold for the column kernel: each of n <= NC columns x + c ldx, the rows' partial dots
 // per column in the same order (step by step, even and odd steps apart), once every row of the
 // step is decoded.
@@ -456,19 +476,7 @@ template <int NR, int NC> struct cc16_cols {
     __device__ __forceinline__ void add(int t, uint32_t k, uint32_t v, const float (&w)[8], xv) {
 #pragma unroll
         for (int p = 0; p < 8; p++) wk[t][p] = w[p];
-        if (t < NR - 1) return;  // (t is unrolled: a constant)
-#pragma unroll
-        for (int c = 0; c < NC; c++) {
-            if ((uint32_t)c >= n) break;
-            const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
-            const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                const float d = dot8f(wk[r], xa, xb);  // (a branch: no indexed registers)
-                if (k & 1) sum[r][c][1] = __fadd_rn(sum[r][c][1], d);
-                else sum[r][c][0] = __fadd_rn(sum[r][c][0], d);
-            }
-        }
+        if (t == NR - 1) cols_step<NR, NC>(wk, x, ldx, n, v, k, sum);  // (t unrolled: a constant)
     }
 };
 
@@ -720,19 +728,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
                     }
                 }
             }
-            if (!act) continue;
-#pragma unroll
-            for (int c = 0; c < NC; c++) {
-                if ((uint32_t)c >= n) break;
-                const float4 *xc = (const float4 *)(x + (uint64_t)c * ldx) + 2 * v;
-                const float4 xa = __ldg(xc), xb = __ldg(xc + 1);
-#pragma unroll
-                for (int t = 0; t < NR; t++) {
-                    const float d = dot8f(w[t], xa, xb);  // (a branch: no indexed registers)
-                    if (k & 1) sum[t][c][1] = __fadd_rn(sum[t][c][1], d);
-                    else sum[t][c][0] = __fadd_rn(sum[t][c][0], d);
-                }
-            }
+            if (act) cols_step<NR, NC>(w, x, ldx, n, v, k, sum);
         }
     }
 #pragma unroll
