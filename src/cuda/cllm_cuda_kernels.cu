@@ -339,14 +339,20 @@ static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word<F16> c, cons
     }
 }
 
-// The 8 weights of a vector as fp32 (f16: the raw f16 kernels' conversion).
+// cc16_bits' words as fp32 (f16: the raw f16 kernels' conversion).
+template <bool F16>
+static __device__ __forceinline__ void cc16_float(const uint32_t (&o)[8], float (&w)[8]) {
+#pragma unroll
+    for (int p = 0; p < 8; p++) w[p] = F16 ? f16_bits(o[p] >> 16) : __uint_as_float(o[p]);
+}
+
+// The 8 weights of a vector as fp32.
 template <bool F16>
 static __device__ __forceinline__ void cc16_decode(uint2 b, cc16_word<F16> c,
                                                    const uint32_t (&q)[8], float (&w)[8]) {
     uint32_t o[8];
     cc16_bits<F16>(b, c, q, o);
-#pragma unroll
-    for (int p = 0; p < 8; p++) w[p] = F16 ? f16_bits(o[p] >> 16) : __uint_as_float(o[p]);
+    cc16_float<F16>(o, w);
 }
 
 // This lane's 8 addends for group g of a row, whose entries are [g0, g1) of exc (row-relative):
@@ -416,7 +422,7 @@ static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint
 // k0 + u, f.begin(k0, u, act) before the rows' patches (the loads of x, in flight meanwhile),
 // then f.add(t, k, v, w, xs) with row t's 8 weights w of vector v, step k, in row order.
 // cc16_one: one column, the rows' partial dots as mv_rows<BF16, NR> (per-row and swiglu kernels).
-template <int NR> struct cc16_one {
+template <int NR, bool F16> struct cc16_one {
     const float *x;
     uint32_t lane;
     float (&sum)[NR][2];
@@ -430,8 +436,10 @@ template <int NR> struct cc16_one {
         if (act) r.a = __ldg(xp + 64 * u), r.b = __ldg(xp + 64 * u + 1);
         return r;
     }
-    __device__ __forceinline__ void add(int t, uint32_t k, uint32_t, const float (&w)[8],
+    __device__ __forceinline__ void add(int t, uint32_t k, uint32_t, const uint32_t (&o)[8],
                                         const xv &xs) {
+        float w[8];
+        cc16_float<F16>(o, w);
         const float d = dot8f(w, xs.a, xs.b);  // (a branch: no indexed registers)
         if (k & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
         else sum[t][0] = __fadd_rn(sum[t][0], d);
@@ -461,7 +469,7 @@ static __device__ __forceinline__ void cols_step(const float (&w)[NR][8], const 
 // cc16_rows' fold for the column kernel: each of n <= NC columns x + c ldx, the rows' partial dots
 // per column in the same order (step by step, even and odd steps apart), once every row of the
 // step is decoded.
-template <int NR, int NC> struct cc16_cols {
+template <int NR, int NC, bool F16> struct cc16_cols {
     const float *x;
     uint64_t ldx;
     uint32_t n;
@@ -473,9 +481,8 @@ template <int NR, int NC> struct cc16_cols {
         for (int c = 0; c < NC; c++) sum[t][c][0] = sum[t][c][1] = 0.f;
     }
     __device__ __forceinline__ xv begin(uint32_t, uint32_t, bool) const { return {}; }
-    __device__ __forceinline__ void add(int t, uint32_t k, uint32_t v, const float (&w)[8], xv) {
-#pragma unroll
-        for (int p = 0; p < 8; p++) wk[t][p] = w[p];
+    __device__ __forceinline__ void add(int t, uint32_t k, uint32_t v, const uint32_t (&o)[8], xv) {
+        cc16_float<F16>(o, wk[t]);
         if (t == NR - 1) cols_step<NR, NC>(wk, x, ldx, n, v, k, sum);  // (t unrolled: a constant)
     }
 };
@@ -563,9 +570,9 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
                     cc16_addends<F16>(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1],
                                       a.g[t][0], a.ent[t], lane, q);
                 if (act) {
-                    float w[8];
-                    cc16_decode<F16>(a.b[t][u], a.c[t][u], q, w);
-                    f.add(t, k0 + u, lane + 32 * (k0 + u), w, xs);
+                    uint32_t o[8];
+                    cc16_bits<F16>(a.b[t][u], a.c[t][u], q, o);
+                    f.add(t, k0 + u, lane + 32 * (k0 + u), o, xs);
                 }
             }
         }
@@ -631,7 +638,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
 #pragma unroll
         for (int k = 0; k < NR; k++)
             rw[k] = cc16_row_of<KIND == CLLM_CUDA_W_CC_F16>(m, SWIGLU ? (uint32_t)k : i, r);
-        cc16_one<NR> f{x, lane, sum};
+        cc16_one<NR, KIND == CLLM_CUDA_W_CC_F16> f{x, lane, sum};
         cc16_rows<NR, KIND == CLLM_CUDA_W_CC_F16>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8),
                                                   lane, m.pre != 0, f);
     } else {
@@ -683,7 +690,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
         cc16_row rw[NR];
 #pragma unroll
         for (int t = 0; t < NR; t++) rw[t] = cc16_row_of<F16C>(m, SWIGLU ? (uint32_t)t : i, r);
-        cc16_cols<NR, NC> f{x, ldx, n, sum};
+        cc16_cols<NR, NC, F16C> f{x, ldx, n, sum};
         cc16_rows<NR, F16C>(rw, ccq[threadIdx.x / 32], nvec, lane, false, f);
     } else {  // step by step
         cc16_row rw[NR];
@@ -890,8 +897,8 @@ static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, 
 // ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
 //
 // Rows [r0, r0 + n_rows) of the matrix into dst (row r at dst row r - r0). cc16: one warp per
-// (row, group of 256 weights), the fused kernel's decode and exception patch up to the bits
-// (cc16_bits: the weight is the upper half of each word, bf16 or f16). cc8: one warp per (16-row tile,
+// row, the fused kernel's loop (cc16_rows) up to the bits (cc16_bits: the weight is the upper half
+// of each word, bf16 or f16). cc8: one warp per (16-row tile,
 // 64-column chunk), the fused kernel's fragment and flagged vectors; lane (g, q) holds rows g and
 // g + 8 at columns 16q .. 16q + 15 of the chunk, as the raw int8 kernel loads them; written as the int8
 // values or (bf16) dequantised as the GEMM's dequant_kernel does: bf16_rn((float)q * scale).
@@ -899,36 +906,34 @@ struct cc_unpack_args {
     cllm_cuda_weight w;
     uint64_t off[CLLM_CCODE_MAX_SECTIONS];
     uint64_t r0, n_rows;  // cc8: r0 % 16 == 0
-    uint64_t n_units;     // warps with work: rows x groups (cc16), tiles x chunks (cc8)
+    uint64_t n_units;     // warps with work: rows (cc16), tiles x chunks (cc8)
     int bf16;             // cc8: dequantised bf16 out instead of int8
     void *dst;
 };
 
+// cc16_rows' fold for the unpack: each vector's 8 weights (the upper halves of cc16_bits' words,
+// no conversion) to its 16 bytes of the row.
+struct cc16_out {
+    uint4 *row;
+    struct xv {};
+    __device__ __forceinline__ void init(int) {}
+    __device__ __forceinline__ xv begin(uint32_t, uint32_t, bool) const { return {}; }
+    __device__ __forceinline__ void add(int, uint32_t, uint32_t v, const uint32_t (&o)[8], xv) {
+        row[v] = make_uint4(o[0] >> 16 | (o[1] & 0xffff0000u), o[2] >> 16 | (o[3] & 0xffff0000u),
+                            o[4] >> 16 | (o[5] & 0xffff0000u), o[6] >> 16 | (o[7] & 0xffff0000u));
+    }
+};
+
 template <bool F16>
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const cc_unpack_args a) {
-    __shared__ uint4 qs[MV_WARPS][64];
+    __shared__ uint4 qs[MV_WARPS][1][64];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
-    const uint64_t unit = (uint64_t)blockIdx.x * MV_WARPS + warp;
-    if (unit >= a.n_units) return;
-    const uint64_t cols = a.w.cols, nvec = cols / 8, ng = (nvec + 31) / 32;
-    const uint64_t rl = unit / ng, r = a.r0 + rl;
-    const uint32_t g = (uint32_t)(unit % ng);
-    const cc16_row rw = cc16_row_at<F16>(a.w, a.off, r);
-    cc16_fill<F16>((uint32_t *)qs[warp], rw.base, lane);
-    __syncwarp();
-    const uint64_t v = 32ull * g + lane;
-    uint2 by = make_uint2(0, 0);
-    cc16_word<F16> c{};
-    if (v < nvec) by = __ldg(rw.bytes + v), c = cc16_load<F16>(rw, (uint32_t)v);
-    uint32_t q[8];
-    cc16_addends_1<F16>(rw, (uint32_t *)qs[warp], g, lane, q);
-    if (v >= nvec) return;
-    uint32_t w[8];
-    cc16_bits<F16>(by, c, q, w);  // the weights' 16 bits in each upper half, no conversion
-    uint32_t o[4];
-#pragma unroll
-    for (int k = 0; k < 4; k++) o[k] = w[2 * k] >> 16 | (w[2 * k + 1] & 0xffff0000u);
-    ((uint4 *)a.dst)[rl * nvec + v] = make_uint4(o[0], o[1], o[2], o[3]);
+    const uint64_t rl = (uint64_t)blockIdx.x * MV_WARPS + warp;  // one warp per row
+    if (rl >= a.n_units) return;
+    const uint64_t nvec = a.w.cols / 8;
+    const cc16_row rw[1] = {cc16_row_at<F16>(a.w, a.off, a.r0 + rl)};
+    cc16_out f{(uint4 *)a.dst + rl * nvec};
+    cc16_rows<1, F16>(rw, qs[warp], (uint32_t)nvec, lane, false, f);
 }
 
 // cc8 to int8 (the integer GEMM) or, BF16, to dequantised bf16 (the cuBLAS path for grouped
@@ -1614,7 +1619,7 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     a.w = *w;
     TRY(cc_offsets(w, a.off, who));
     a.r0 = r0, a.n_rows = n_rows, a.bf16 = !b16 && bf16;
-    a.n_units = b16 ? n_rows * ((w->cols / 8 + 31) / 32) : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
+    a.n_units = b16 ? n_rows : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
     a.dst = dst;
     const uint64_t blocks = (a.n_units + MV_WARPS - 1) / MV_WARPS;
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
