@@ -351,6 +351,28 @@ static double unif() {
     return (double)(rng >> 11) / 9007199254740992.0;
 }
 
+// x's B fragments for nb blocks of 16 columns: column g < 3 of B = part g (hi, mid, lo: the exact
+// bf16 split of x), lane l = 4g + q, register i: columns 16 c + 2q + 8i, +1.
+static std::vector<uint32_t> x_frags(const std::vector<float> &x, uint32_t nb) {
+    std::vector<uint32_t> xf((uint64_t)nb * 32 * 2, 0);
+    for (uint32_t c = 0; c < nb; c++)
+        for (uint32_t l = 0; l < 32; l++) {
+            const uint32_t g = l / 4, q = l % 4;
+            if (g >= 3) continue;
+            for (uint32_t i = 0; i < 2; i++) {
+                uint16_t pr[2];
+                for (uint32_t h = 0; h < 2; h++) {
+                    const float xv = x[c * 16 + 2 * q + 8 * i + h];
+                    const uint16_t hi = bf16_rn(xv), mid = bf16_rn(xv - bf16_f(hi));
+                    const uint16_t lo = bf16_rn(xv - bf16_f(hi) - bf16_f(mid));
+                    pr[h] = g == 0 ? hi : g == 1 ? mid : lo;
+                }
+                xf[((uint64_t)c * 32 + l) * 2 + i] = pr[0] | (uint32_t)pr[1] << 16;
+            }
+        }
+    return xf;
+}
+
 struct shape { uint32_t rows, cols; };
 
 // Median of 15 bursts of 50 launches (launch(i) on rotating copy i), in microseconds.
@@ -503,22 +525,7 @@ static void run_c11(uint32_t rows, uint32_t cols, bool host_only) {
     }
     std::vector<float> x(cols);
     for (uint32_t c = 0; c < cols; c++) x[c] = (float)(unif() * 2 - 1);
-    std::vector<uint32_t> xf((uint64_t)nb16 * 32 * 2, 0);
-    for (uint32_t c = 0; c < nb16; c++)
-        for (uint32_t l = 0; l < 32; l++) {
-            const uint32_t g = l / 4, q = l % 4;
-            if (g >= 3) continue;
-            for (uint32_t i = 0; i < 2; i++) {
-                uint16_t pr[2];
-                for (uint32_t h = 0; h < 2; h++) {
-                    const float xv = x[c * 16 + 2 * q + 8 * i + h];
-                    const uint16_t hi = bf16_rn(xv), mid = bf16_rn(xv - bf16_f(hi));
-                    const uint16_t lo = bf16_rn(xv - bf16_f(hi) - bf16_f(mid));
-                    pr[h] = g == 0 ? hi : g == 1 ? mid : lo;
-                }
-                xf[((uint64_t)c * 32 + l) * 2 + i] = pr[0] | (uint32_t)pr[1] << 16;
-            }
-        }
+    const std::vector<uint32_t> xf = x_frags(x, nb16);
     std::vector<double> ref(rows);
     double scale = 0;
     for (uint32_t r = 0; r < rows; r++) {
@@ -656,24 +663,7 @@ int main(int argc, char **argv) {
         // x and its fragments: column g < 3 of B = part g (hi, mid, lo) of x.
         std::vector<float> x(cols);
         for (uint32_t c = 0; c < cols; c++) x[c] = (float)(unif() * 2 - 1);
-        std::vector<uint16_t> part[3];
-        for (int k = 0; k < 3; k++) part[k].resize(cols);
-        for (uint32_t c = 0; c < cols; c++) {
-            const uint16_t hi = bf16_rn(x[c]);
-            const uint16_t mid = bf16_rn(x[c] - bf16_f(hi));
-            const uint16_t lo = bf16_rn(x[c] - bf16_f(hi) - bf16_f(mid));
-            part[0][c] = hi, part[1][c] = mid, part[2][c] = lo;
-        }
-        std::vector<uint32_t> xf((uint64_t)nch * 32 * 2, 0);
-        for (uint32_t c = 0; c < nch; c++)
-            for (uint32_t l = 0; l < 32; l++) {
-                const uint32_t g = l / 4, q = l % 4;
-                if (g >= 3) continue;
-                for (uint32_t i = 0; i < 2; i++) {
-                    const uint32_t k = c * 16 + 2 * q + 8 * i;
-                    xf[((uint64_t)c * 32 + l) * 2 + i] = part[g][k] | (uint32_t)part[g][k + 1] << 16;
-                }
-            }
+        const std::vector<uint32_t> xf = x_frags(x, nch);
         // float64 reference
         std::vector<double> ref(rows);
         for (uint32_t r = 0; r < rows; r++) {
