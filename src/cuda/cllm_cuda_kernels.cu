@@ -1306,6 +1306,412 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     }
 }
 
+// ---- bf16 on the tensor cores: raw bf16 and its compute code (CC_BF16) in one kernel -----------
+//
+// The bf16 matvec of matrices whose width is a multiple of 64 (raw BF16 and CC_BF16 alike, so that
+// fused stays bit-identical to raw): m16n8k16 MMAs with fp32 accumulation. x is split exactly into
+// three bf16 parts (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid)), held in B columns
+// 0-2 (one token) or 0-2 and 4-6 (two tokens per MMA: the column kernel). A block is MVB_WARPS
+// warps on one 16-row tile (two, gate and up, in swiglu mode); warp w takes chunks of 64 columns w,
+// w + MVB_WARPS, ...; per chunk lane (g, q) holds rows g and g + 8 at columns 8q..8q+7 and
+// 32+8q..32+8q+7, four MMA blocks (cllm_ccode.h: cllm_ccb_col), and MMAs them in block order into
+// one accumulator. Per warp a row is (hi + mid) + lo; the block's rows are the sum over warps in
+// warp order (as the int8 kernel). Raw bf16 loads its rows as two 16-byte runs per row and chunk;
+// CC_BF16 decodes the same registers from its bytes, code words and exceptions (below), so the
+// MMAs see the same operands: the same results, bit for bit. PERF.md 7r has the probe behind it.
+#define MVB_WARPS 8
+#define MVB_FRAG 384  // bytes of x fragments per chunk and token: [half k][part g][lane q] uint4
+
+// The three exact bf16 parts of x, as bits.
+static __device__ __forceinline__ void bf16_split3(float x, uint32_t &hi, uint32_t &mid,
+                                                   uint32_t &lo) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(x);
+    const float r = __fsub_rn(x, __bfloat162float(h));
+    const __nv_bfloat16 m = __float2bfloat16_rn(r);
+    const __nv_bfloat16 l = __float2bfloat16_rn(__fsub_rn(r, __bfloat162float(m)));
+    hi = __bfloat16_as_ushort(h), mid = __bfloat16_as_ushort(m), lo = __bfloat16_as_ushort(l);
+}
+
+// Columns 2 l, 2 l + 1 of chunk c of one token (x: the token's row) into the chunk's fragments f
+// (96 words): part g of columns 32 k + 8 q .. + 7 is uint4 (k 3 + g) 4 + q.
+static __device__ __forceinline__ void mvb_frag_pair(const float *x, uint32_t c, uint32_t l,
+                                                     uint32_t *f) {
+    const float2 v = __ldg((const float2 *)(x + (size_t)c * 64) + l);
+    uint32_t h0, m0, l0, h1, m1, l1;
+    bf16_split3(v.x, h0, m0, l0);
+    bf16_split3(v.y, h1, m1, l1);
+    const uint32_t k = l / 16, q = (l % 16) / 4, wd = l % 4;
+    f[((k * 3 + 0) * 4 + q) * 4 + wd] = h0 | h1 << 16;
+    f[((k * 3 + 1) * 4 + q) * 4 + wd] = m0 | m1 << 16;
+    f[((k * 3 + 2) * 4 + q) * 4 + wd] = l0 | l1 << 16;
+}
+
+// x of n tokens (pitch ldx) to fragments for the column kernel: token t, chunk c at
+// frag + (t nch + c) MVB_FRAG / 16. One warp per (token, chunk).
+static __global__ void __launch_bounds__(256)
+    mvb_prep_kernel(const float *__restrict__ x, uint64_t ldx, uint32_t n, uint32_t nch,
+                    uint4 *frag) {
+    pdl_trigger();
+    pdl_wait();
+    const uint64_t u = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    if (u >= (uint64_t)n * nch) return;
+    const uint32_t t = (uint32_t)(u / nch), c = (uint32_t)(u % nch);
+    mvb_frag_pair(x + (uint64_t)t * ldx, c, threadIdx.x & 31,
+                  (uint32_t *)(frag + ((uint64_t)t * nch + c) * (MVB_FRAG / 16)));
+}
+
+template <int I0>
+static __device__ __forceinline__ uint32_t ccb_bytes(uint32_t w) {  // bytes I0, I0 + 1, signs
+    constexpr uint32_t sel = I0 | (8 | I0) << 4 | (I0 + 1) << 8 | (8 | (I0 + 1)) << 12;
+    uint32_t r;
+    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(w), "n"(sel));
+    return r;
+}
+
+// Register pair P (= 4 b + j) of a lane's chunk: bytes by, code words, addend (exponents << 7).
+template <int P>
+static __device__ __forceinline__ uint32_t ccb_reg(const uint4 (&by)[2], uint32_t w0, uint32_t w1,
+                                                   uint32_t w2, uint32_t add) {
+    constexpr int B = P / 4, J = P % 4;
+    const uint4 v = by[B / 2];
+    const uint32_t word = (B % 2) == 0 ? (J < 2 ? v.x : v.y) : (J < 2 ? v.z : v.w);
+    const uint32_t u = (J % 2) == 0 ? ccb_bytes<0>(word) : ccb_bytes<2>(word);
+    return (u & 0x807f807fu) | ((cllm_ccb_codes(w0, w1, w2, P) << 7) + add);
+}
+
+// A chunk's weights for the MMAs: a[b][j], block b, register j.
+struct mvb_chunk {
+    uint32_t a[4][4];
+};
+
+// One matrix's loads of one chunk: raw, rows g and g + 8 (two 16-byte runs each); CC_BF16, the
+// lane's bytes and code words, and its exception entry (one per lane; the chunk's header was read
+// a batch before: first entry, its successor's, the block counts).
+struct mvb_ld {
+    uint4 r[4];  // raw: row g run 0, 1, row g + 8 run 0, 1; CC: bytes (r[0], r[1]), words (r[2])
+    uint32_t e0, tot, cn, ent;
+};
+
+// Row pointers and compute-code sections of one matrix for this lane.
+struct mvb_src {
+    const uint4 *ra, *rb;       // raw: rows g, g + 8 (16-byte units)
+    const uint4 *bytes;         // CC: bytes of chunk 0 of the tile, this lane
+    const uint2 *cw;            // CC: code words 0, 1 of chunk 0 of the tile, this lane
+    const uint32_t *c2, *first, *counts;  // CC: word 2 (this lane), per-chunk headers (tile's 0)
+    const uint16_t *exc;
+};
+
+template <bool CC>
+static __device__ __forceinline__ mvb_src mvb_src_of(const cllm_cuda_weight &w, const uint64_t *off,
+                                                     uint32_t tile, uint32_t g, uint32_t lane) {
+    const uint64_t rows = w.rows, cols = w.cols, nch = cols / 64;
+    mvb_src o = {};
+    if (CC) {
+        const uint8_t *b = (const uint8_t *)w.data;
+        const uint64_t ck = (uint64_t)tile * nch;
+        o.bytes = (const uint4 *)(b + off[CLLM_CCB_S_BYTES]) + ck * 64 + lane;
+        o.cw = (const uint2 *)(b + off[CLLM_CCB_S_CODEW]) + ck * 32 + lane;
+        o.c2 = (const uint32_t *)(b + off[CLLM_CCB_S_CODE2]) + ck * 32 + lane;
+        o.first = (const uint32_t *)(b + off[CLLM_CCB_S_FIRST]) + ck;
+        o.counts = (const uint32_t *)(b + off[CLLM_CCB_S_COUNTS]) + ck;
+        o.exc = (const uint16_t *)(b + off[CLLM_CCB_S_EXC]);
+    } else {
+        const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
+        o.ra = (const uint4 *)((const uint16_t *)w.data + ra * cols) + (lane & 3);
+        o.rb = (const uint4 *)((const uint16_t *)w.data + rb * cols) + (lane & 3);
+    }
+    return o;
+}
+
+// Loads chunk c (CC: with the header h of c, read before).
+template <bool CC>
+static __device__ __forceinline__ void mvb_load(const mvb_src &s, uint32_t c, uint2 h, uint32_t cn,
+                                                uint32_t lane, mvb_ld &o) {
+    if (CC) {
+        o.r[0] = __ldg(s.bytes + (uint64_t)c * 64), o.r[1] = __ldg(s.bytes + (uint64_t)c * 64 + 32);
+        const uint2 w = __ldg(s.cw + (uint64_t)c * 32);
+        o.r[2] = make_uint4(w.x, w.y, __ldg(s.c2 + (uint64_t)c * 32), 0u);
+        o.e0 = h.x, o.tot = h.y - h.x, o.cn = cn;
+        o.ent = lane < o.tot ? __ldg(s.exc + h.x + lane) : 0u;
+    } else {
+        o.r[0] = __ldg(s.ra + (uint64_t)c * 8), o.r[1] = __ldg(s.ra + (uint64_t)c * 8 + 4);
+        o.r[2] = __ldg(s.rb + (uint64_t)c * 8), o.r[3] = __ldg(s.rb + (uint64_t)c * 8 + 4);
+    }
+}
+
+// Slot of a chunk's entry e (u16 units of the warp's addend table) in block b.
+static __device__ __forceinline__ uint32_t ccb_slot(uint32_t b, uint32_t ent) {
+    const uint32_t pos = ent & 255u, r = pos >> 4, col = pos & 15u;
+    const uint32_t j = (r >> 3) | (col >> 3) << 1, l = 4 * (r & 7u) + ((col & 7u) >> 1);
+    return ((b * 32 + l) * 4 + j) * 2 + (col & 1u);
+}
+
+// The chunk's MMA operands from its loads. CC: tab is the warp's addend table (4 x 32 uint4, each
+// lane's (base << 7 | base << 23) per register), sbase the tile's 16 bases; the chunk's entries
+// are stored over it, read back and restored (more than 32 entries: the rest read here).
+template <bool CC>
+static __device__ __forceinline__ void mvb_operands(const mvb_ld &d, const mvb_src &s, uint4 *tab,
+                                                    const uint32_t *sbase, uint32_t lane,
+                                                    mvb_chunk &o) {
+    if (!CC) {
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            const uint4 ga = d.r[b / 2], gb = d.r[2 + b / 2];
+            o.a[b][0] = b % 2 ? ga.z : ga.x, o.a[b][2] = b % 2 ? ga.w : ga.y;
+            o.a[b][1] = b % 2 ? gb.z : gb.x, o.a[b][3] = b % 2 ? gb.w : gb.y;
+        }
+        return;
+    }
+    uint16_t *t16 = (uint16_t *)tab;
+    const uint32_t p1 = d.cn & 511u, p2 = p1 + (d.cn >> 9 & 511u), p3 = p2 + (d.cn >> 18 & 511u);
+    auto slot = [&](uint32_t e, uint32_t en, uint32_t &sl, uint16_t &v, uint16_t &rv) {
+        const uint32_t b = (e >= p1) + (e >= p2) + (e >= p3);
+        sl = ccb_slot(b, en), v = (uint16_t)((en >> 8) << 7);
+        rv = (uint16_t)(sbase[(en & 255u) >> 4] << 7);
+    };
+    uint32_t sl = 0;
+    uint16_t v = 0, rv = 0;
+    const bool has = lane < d.tot;
+    if (has) slot(lane, d.ent, sl, v, rv);
+    __syncwarp();  // the previous chunk's restores are done
+    if (has) t16[sl] = v;
+    for (uint32_t e = lane + 32; e < d.tot; e += 32) {  // beyond 32 entries (rare)
+        uint32_t s2;
+        uint16_t v2, r2;
+        slot(e, __ldg(s.exc + d.e0 + e), s2, v2, r2);
+        t16[s2] = v2;
+    }
+    __syncwarp();
+    uint4 tw[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) tw[k] = tab[k * 32 + lane];
+    __syncwarp();
+    if (has) t16[sl] = rv;
+    for (uint32_t e = lane + 32; e < d.tot; e += 32) {
+        uint32_t s2;
+        uint16_t v2, r2;
+        slot(e, __ldg(s.exc + d.e0 + e), s2, v2, r2);
+        t16[s2] = r2;
+    }
+    const uint4 by[2] = {d.r[0], d.r[1]};
+    const uint32_t w0 = d.r[2].x, w1 = d.r[2].y, w2 = d.r[2].z;
+#define MVB_BLOCK(B)                                                                               \
+    o.a[B][0] = ccb_reg<4 * B + 0>(by, w0, w1, w2, tw[B].x);                                       \
+    o.a[B][1] = ccb_reg<4 * B + 1>(by, w0, w1, w2, tw[B].y);                                       \
+    o.a[B][2] = ccb_reg<4 * B + 2>(by, w0, w1, w2, tw[B].z);                                       \
+    o.a[B][3] = ccb_reg<4 * B + 3>(by, w0, w1, w2, tw[B].w);
+    MVB_BLOCK(0) MVB_BLOCK(1) MVB_BLOCK(2) MVB_BLOCK(3)
+#undef MVB_BLOCK
+}
+
+static __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One chunk's four MMAs (block order) with fragments f0 (blocks 0, 1) and f1 (blocks 2, 3).
+static __device__ __forceinline__ void mvb_mma(float (&d)[4], const mvb_chunk &c, uint4 f0, uint4 f1) {
+    mma_bf16(d, c.a[0], f0.x, f0.y);
+    mma_bf16(d, c.a[1], f0.z, f0.w);
+    mma_bf16(d, c.a[2], f1.x, f1.y);
+    mma_bf16(d, c.a[3], f1.z, f1.w);
+}
+
+// A warp's rows from its accumulator of one token whose parts sit in D columns 4s .. 4s + 2: the
+// value of rows g (va) and g + 8 (vb) at lane q = 2s: (hi + mid) + lo.
+static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q, uint32_t s2,
+                                                float &va, float &vb) {
+    va = q == s2 ? __fadd_rn(d[0], d[1]) : q == s2 + 1 ? d[0] : 0.f;
+    vb = q == s2 ? __fadd_rn(d[2], d[3]) : q == s2 + 1 ? d[2] : 0.f;
+    va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
+    vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
+}
+
+// NP == 0: one token, its fragments made by the block in shared memory. NP > 0: n <= 2 NP tokens
+// (the column kernel), fragments from mvb_prep_kernel (frag); token 2p + s of pair p in B columns
+// 4s .. 4s + 2. Dynamic shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then
+// nch x MVB_FRAG bytes of fragments.
+template <int MT, bool CC, int NP>
+static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? 2 : 3)
+    matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
+                      uint32_t n) {
+    constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
+    extern __shared__ uint4 mvb_smem[];
+    __shared__ float red[MT][NT][W][16];
+    __shared__ uint32_t sbase[MT][16];
+    pdl_trigger();
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
+    const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
+    const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
+    const uint32_t nch = (uint32_t)(cols / 64), nj = nch > warp ? (nch - warp + W - 1) / W : 0;
+    uint4 *tab = mvb_smem + (size_t)warp * MT * 128;  // CC: this warp's tables
+    uint32_t *fx = (uint32_t *)(mvb_smem + (CC ? (size_t)W * MT * 128 : 0));  // NP == 0
+    mvb_src src[MT];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        src[t] = mvb_src_of<CC>(m.w[MT == 2 ? t : i], m.cc_off[MT == 2 ? t : i], tile, g, lane);
+    const bool pre = m.pre && !NP;
+    if (!pre) pdl_wait();
+    if (CC) {  // the tile's bases, then each lane's addends
+        if (threadIdx.x < 16 * MT) {
+            const uint32_t t = threadIdx.x / 16, wi = MT == 2 ? t : i;
+            const uint64_t r = (uint64_t)tile * 16 + threadIdx.x % 16;
+            sbase[t][threadIdx.x % 16] =
+                __ldg((const uint8_t *)m.w[wi].data + m.cc_off[wi][CLLM_CCB_S_BASE] + r);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            const uint32_t a = sbase[t][g], b = sbase[t][g + 8];
+            const uint32_t fa = a << 7 | a << 23, fb = b << 7 | b << 23;
+#pragma unroll
+            for (int k = 0; k < 4; k++) tab[t * 128 + k * 32 + lane] = make_uint4(fa, fb, fa, fb);
+        }
+        __syncwarp();
+    }
+    auto chunk = [&](uint32_t j) { return warp + W * j; };
+    uint2 hn[U][MT];  // CC: headers (first, next first) of the next batch; counts
+    uint32_t cn[U][MT];
+    auto header = [&](uint32_t j0) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (CC && j0 + u < nj) {
+                    const uint32_t c = chunk(j0 + u);
+                    hn[u][t] = make_uint2(__ldg(src[t].first + c), __ldg(src[t].first + c + 1));
+                    cn[u][t] = __ldg(src[t].counts + c);
+                }
+    };
+    mvb_ld ld[U][MT];
+    auto load = [&](uint32_t j0) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (j0 + u < nj) mvb_load<CC>(src[t], chunk(j0 + u), hn[u][t], cn[u][t], lane, ld[u][t]);
+        header(j0 + U);
+    };
+    header(0);
+    if (nj) load(0);  // in flight across the wait when resident
+    if (pre) pdl_wait();
+    if (!NP) {  // this warp's chunks of x to fragments
+        for (uint32_t j = 0; j < nj; j++) mvb_frag_pair(x, chunk(j), lane, fx + (size_t)chunk(j) * (MVB_FRAG / 4));
+        __syncwarp();
+    }
+    float acc[MT][NP ? NP : 1][4] = {};
+    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
+        if (j0) load(j0);
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++) {
+            if (j0 + u >= nj) break;
+            const uint32_t c = chunk(j0 + u);
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                mvb_chunk op;
+                mvb_operands<CC>(ld[u][t], src[t], tab + t * 128, sbase[t], lane, op);
+                if (!NP) {
+                    const uint4 *f = (const uint4 *)(fx + (size_t)c * (MVB_FRAG / 4));
+                    const uint4 z = make_uint4(0, 0, 0, 0);
+                    const uint4 f0 = g < 3 ? f[g * 4 + q] : z, f1 = g < 3 ? f[(3 + g) * 4 + q] : z;
+                    mvb_mma(acc[t][0], op, f0, f1);
+                } else {
+#pragma unroll
+                    for (int p = 0; p < (NP ? NP : 1); p++) {
+                        if ((uint32_t)(2 * p) >= n) break;
+                        const uint32_t tok = 2 * p + (g >> 2), part = g & 3;
+                        const uint4 z = make_uint4(0, 0, 0, 0);
+                        const uint4 *f = frag + ((uint64_t)tok * nch + c) * (MVB_FRAG / 16);
+                        const bool in = part < 3 && tok < n;
+                        const uint4 f0 = in ? __ldg(f + part * 4 + q) : z;
+                        const uint4 f1 = in ? __ldg(f + (3 + part) * 4 + q) : z;
+                        mvb_mma(acc[t][p], op, f0, f1);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int p = 0; p < (NP ? NP : 1); p++)
+#pragma unroll
+            for (uint32_t s2 = 0; s2 < (NP ? 2u : 1u); s2++) {
+                if (NP && 2 * p + s2 >= n) break;
+                float va, vb;
+                mvb_rows(acc[t][p], q, 2 * s2, va, vb);
+                if (q == 2 * s2) red[t][2 * p + s2][warp][g] = va, red[t][2 * p + s2][warp][g + 8] = vb;
+            }
+    __syncthreads();
+    for (uint32_t e = threadIdx.x; e < 16 * (NP ? n : 1); e += 32 * W) {
+        const uint32_t col = e / 16, rl = e % 16;
+        const uint64_t r = (uint64_t)tile * 16 + rl;
+        if (r >= rows) continue;
+        float sum[MT];
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            sum[t] = 0.f;
+#pragma unroll
+            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
+        }
+        if (!NP) {
+            mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
+        } else {
+            float *y = m.y[i] + (uint64_t)col * m.ldy[i];
+            if (MT == 2) y[r] = silu_mul(sum[0], sum[MT - 1]);
+            else y[r] = m.acc ? y[r] + sum[0] : sum[0];
+        }
+    }
+}
+
+// CC_BF16 back to bf16 rows (prefill's GEMM reads them): one warp per (tile, chunk), the fused
+// kernel's loads and operands, each register pair to its two columns.
+static __global__ void __launch_bounds__(MVB_WARPS * 32) ccb_unpack_kernel(const cc_unpack_args a) {
+    __shared__ uint4 tabs[MVB_WARPS][128];
+    __shared__ uint32_t sbase[MVB_WARPS][16];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t nch = (uint32_t)(a.w.cols / 64), t0 = (uint32_t)(a.r0 / 16);
+    const uint64_t end = a.r0 + a.n_rows;
+    for (uint64_t unit = (uint64_t)blockIdx.x * MVB_WARPS + warp; unit < a.n_units;
+         unit += (uint64_t)gridDim.x * MVB_WARPS) {
+        const uint32_t tile = t0 + (uint32_t)(unit / nch), c = (uint32_t)(unit % nch);
+        const mvb_src s = mvb_src_of<true>(a.w, a.off, tile, g, lane);
+        __syncwarp();
+        if (lane < 16) {
+            const uint64_t r = (uint64_t)tile * 16 + lane;
+            sbase[warp][lane] = __ldg((const uint8_t *)a.w.data + a.off[CLLM_CCB_S_BASE] + r);
+        }
+        __syncwarp();
+        const uint32_t ba = sbase[warp][g], bb = sbase[warp][g + 8];
+        const uint32_t fa = ba << 7 | ba << 23, fb = bb << 7 | bb << 23;
+#pragma unroll
+        for (int k = 0; k < 4; k++) tabs[warp][k * 32 + lane] = make_uint4(fa, fb, fa, fb);
+        const uint2 h = make_uint2(__ldg(s.first + c), __ldg(s.first + c + 1));
+        mvb_ld ld;
+        mvb_load<true>(s, c, h, __ldg(s.counts + c), lane, ld);
+        mvb_chunk op;
+        mvb_operands<true>(ld, s, tabs[warp], sbase[warp], lane, op);
+        // Row g: blocks 0, 1 -> columns 8q..8q+7, blocks 2, 3 -> 32+8q..; row g + 8 likewise.
+        uint16_t *dst = (uint16_t *)a.dst;
+        const uint64_t ra = (uint64_t)tile * 16 + g, rb = ra + 8;
+        const uint64_t c0 = (uint64_t)c * 64 + 8 * q;
+        if (ra < end) {
+            uint4 *o = (uint4 *)(dst + (ra - a.r0) * a.w.cols + c0);
+            o[0] = make_uint4(op.a[0][0], op.a[0][2], op.a[1][0], op.a[1][2]);
+            o[4] = make_uint4(op.a[2][0], op.a[2][2], op.a[3][0], op.a[3][2]);
+        }
+        if (rb < end) {
+            uint4 *o = (uint4 *)(dst + (rb - a.r0) * a.w.cols + c0);
+            o[0] = make_uint4(op.a[0][1], op.a[0][3], op.a[1][1], op.a[1][3]);
+            o[4] = make_uint4(op.a[2][1], op.a[2][3], op.a[3][1], op.a[3][3]);
+        }
+    }
+}
+
 // ---- matvec launchers ----------------------------------------------------------------------------
 
 static cllm_status check_weight(const cllm_cuda_weight *w, const char *who) {
@@ -1330,17 +1736,50 @@ static bool is_ccode(uint32_t kind) {
     return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8 || kind == CLLM_CUDA_W_CC_F16;
 }
 
-// The lossless compute-code kinds (one loader: the per-row and column kernels, unpack).
-static bool is_cc16(uint32_t kind) {
-    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_F16;
+// The row-vector compute code (f16: the per-row and column kernels' loader, cc16_rows).
+static bool is_cc16(uint32_t kind) { return kind == CLLM_CUDA_W_CC_F16; }
+
+// Whether the tensor-core bf16 kernels take w with x at x (raw BF16 of a multiple of 64 columns:
+// always, so that CC_BF16, which only they read, stays bit-identical to it).
+static bool mvb_ok(const cllm_cuda_weight *w, const float *x) {
+    return (w->kind == CLLM_CUDA_W_BF16 || w->kind == CLLM_CUDA_W_CC_BF16) && w->cols % 64 == 0 &&
+           (uintptr_t)w->data % 16 == 0 && (uintptr_t)x % 16 == 0;
+}
+
+// Dynamic shared memory of matvec_b16_kernel: CC addend tables, then (one token) x's fragments.
+static size_t mvb_smem_bytes(const cllm_cuda_weight *w, int mt, bool one_token) {
+    return (w->kind == CLLM_CUDA_W_CC_BF16 ? (size_t)MVB_WARPS * mt * 2048 : 0) +
+           (one_token ? (size_t)(w->cols / 64) * MVB_FRAG : 0);
+}
+
+template <int MT, bool CC, int NP>
+static cudaError_t mvb_launch_k(const mv_job &m, const float *x, const uint4 *frag, uint32_t n,
+                                unsigned blocks, cudaStream_t s, unsigned flags) {
+    const size_t smem = mvb_smem_bytes(&m.w[0], MT, NP == 0);
+    auto k = matvec_b16_kernel<MT, CC, NP>;
+    if (smem > 32 * 1024) {  // (static: the rows' partial sums, at most 16 KiB)
+        const cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return launch_k(k, dim3(blocks), dim3(MVB_WARPS * 32), smem, s, flags, m, x, frag, n);
+}
+
+template <int MT, int NP>
+static cudaError_t mvb_launch(const mv_job &m, const float *x, const uint4 *frag, uint32_t n,
+                              unsigned blocks, cudaStream_t s, unsigned flags) {
+    return m.w[0].kind == CLLM_CUDA_W_CC_BF16
+               ? mvb_launch_k<MT, true, NP>(m, x, frag, n, blocks, s, flags)
+               : mvb_launch_k<MT, false, NP>(m, x, frag, n, blocks, s, flags);
 }
 
 // Section offsets of a compute-code view (its code's layout: shape, kind, group size).
 static cllm_status cc_offsets(const cllm_cuda_weight *w, uint64_t *off, const char *who) {
+    const bool b16 = w->kind == CLLM_CUDA_W_CC_BF16 || w->kind == CLLM_CUDA_W_CC_F16;
     const cllm_ccode_info in = {w->kind == CLLM_CUDA_W_CC_BF16  ? (uint32_t)CLLM_CCODE_BF16
                                 : w->kind == CLLM_CUDA_W_CC_F16 ? (uint32_t)CLLM_CCODE_F16
                                                                 : (uint32_t)CLLM_CCODE_INT8,
-                                is_cc16(w->kind) ? 0u : w->group_size, w->rows, w->cols, 0};
+                                b16 ? 0u : w->group_size, w->rows, w->cols, 0};
     cllm_ccode_layout lay;
     RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
     for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) off[k] = lay.off[k];
@@ -1424,9 +1863,6 @@ static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x,
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, sm, s, flags, m, x);
     case CLLM_CUDA_W_BF16:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags, m, x);
-    case CLLM_CUDA_W_CC_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags, m,
-                        x);
     case CLLM_CUDA_W_CC_F16:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_F16, SW>, grid, block, sm, s, flags, m,
                         x);
@@ -1439,17 +1875,18 @@ static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x,
 // rows): picks the kernel, fills block_end.
 static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsigned flags,
                              void *stream, const char *who) {
-    bool vec = true;
-    for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x);
+    bool vec = true, mvb = true;
+    for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x), mvb = mvb && mvb_ok(&m->w[i], x);
     const size_t smem = vec ? mv8_smem_bytes(&m->w[0]) : 0;
     const uint32_t kind = m->w[0].kind;
     if (is_ccode(kind)) {  // only the fused kernels read a compute code
-        RETURN_IF(is_cc16(kind) ? !vec : !smem, CLLM_ERR_UNSUPPORTED,
+        RETURN_IF(kind == CLLM_CUDA_W_CC_BF16 ? !mvb : is_cc16(kind) ? !vec : !smem,
+                  CLLM_ERR_UNSUPPORTED,
                   "%s: compute code of %llu columns (group %u) with x at %p: no fused kernel", who,
                   (unsigned long long)m->w[0].cols, m->w[0].group_size, (const void *)x);
         for (int i = 0; i < n; i++) TRY(cc_offsets(&m->w[i], m->cc_off[i], who));
     }
-    const uint64_t rpb = smem ? 16 : MV_WARPS;
+    const uint64_t rpb = smem || mvb ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
         if (i < (swiglu ? 1 : n)) blocks += (m->w[i].rows + rpb - 1) / rpb;
@@ -1462,7 +1899,10 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     const unsigned nb = (unsigned)blocks;
     const dim3 block(MV_WARPS * 32);
     cudaError_t e;
-    if (smem) {
+    if (mvb) {
+        e = swiglu ? mvb_launch<2, 0>(*m, x, nullptr, 1, nb, s, flags)
+                   : mvb_launch<1, 0>(*m, x, nullptr, 1, nb, s, flags);
+    } else if (smem) {
         const bool grouped = m->w[0].group_size < m->w[0].cols;
         const bool cc = m->w[0].kind == CLLM_CUDA_W_CC_INT8;
         e = swiglu ? (grouped ? mv8_launch_cc<2, true>(cc, *m, x, nb, smem, s, flags)
@@ -1562,8 +2002,7 @@ static cudaError_t mv_cols_kind(uint32_t n, const mv_job &m, const float *x, uin
     switch (m.w[0].kind) {
     case CLLM_CUDA_W_BF16: return mv_cols_launch<CLLM_CUDA_W_BF16, SW>(n, m, x, ldx, blocks, s);
     case CLLM_CUDA_W_F16: return mv_cols_launch<CLLM_CUDA_W_F16, SW>(n, m, x, ldx, blocks, s);
-    case CLLM_CUDA_W_CC_F16: return mv_cols_launch<CLLM_CUDA_W_CC_F16, SW>(n, m, x, ldx, blocks, s);
-    default: return mv_cols_launch<CLLM_CUDA_W_CC_BF16, SW>(n, m, x, ldx, blocks, s);
+    default: return mv_cols_launch<CLLM_CUDA_W_CC_F16, SW>(n, m, x, ldx, blocks, s);
     }
 }
 
@@ -1605,21 +2044,22 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     TRY(check_weight(w, who));
     RETURN_IF(!is_ccode(w->kind), CLLM_ERR_ARG, "%s: weight kind %u is not compute code", who,
               w->kind);
-    const bool b16 = is_cc16(w->kind);  // bf16 or f16 rows out
+    const bool ccb = w->kind == CLLM_CUDA_W_CC_BF16;  // bf16 rows out, tiles of 16 rows
+    const bool b16 = is_cc16(w->kind) || ccb;         // bf16 or f16 rows out
     const uint64_t esz = b16 || bf16 ? 2 : 1;
-    RETURN_IF(n_rows == 0 || r0 >= w->rows || n_rows > w->rows - r0 || (!b16 && r0 % 16),
+    RETURN_IF(n_rows == 0 || r0 >= w->rows || n_rows > w->rows - r0 || ((!b16 || ccb) && r0 % 16),
               CLLM_ERR_ARG, "%s: rows [%llu, +%llu) of %llu", who, (unsigned long long)r0,
               (unsigned long long)n_rows, (unsigned long long)w->rows);
     RETURN_IF(!out || !dst || (uintptr_t)dst % 16 || dst_bytes / esz / w->cols < n_rows,
               CLLM_ERR_ARG, "%s: destination of %zu bytes at %p for %llu x %llu", who, dst_bytes,
               dst, (unsigned long long)n_rows, (unsigned long long)w->cols);
-    RETURN_IF(b16 ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
+    RETURN_IF(b16 && !ccb ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
               "%s: compute code of %llu columns", who, (unsigned long long)w->cols);
     cc_unpack_args a = {};
     a.w = *w;
     TRY(cc_offsets(w, a.off, who));
     a.r0 = r0, a.n_rows = n_rows, a.bf16 = !b16 && bf16;
-    a.n_units = b16 ? n_rows : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
+    a.n_units = b16 && !ccb ? n_rows : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
     a.dst = dst;
     const uint64_t blocks = (a.n_units + MV_WARPS - 1) / MV_WARPS;
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
@@ -1627,8 +2067,11 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     cudaStream_t s = CLLM_STREAM(stream);
     if (w->kind == CLLM_CUDA_W_CC_F16) {
         cc16_unpack_kernel<true><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
-    } else if (b16) {
-        cc16_unpack_kernel<false><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    } else if (ccb) {
+        RETURN_IF(w->rows > 0xffffffffull - 16, CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who,
+                  (unsigned long long)w->rows);
+        const unsigned nb = (unsigned)(blocks < 65536 ? blocks : 65536);
+        ccb_unpack_kernel<<<nb, MVB_WARPS * 32, 0, s>>>(a);
     } else {
         RETURN_IF(w->rows > 0xffffffffull - 16 || a.n_units > 0xffffffffull - 65536ull * MV_WARPS,
                   CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who, (unsigned long long)w->rows);
@@ -1653,8 +2096,8 @@ extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
     switch (w->kind) {
     case CLLM_CUDA_W_BF16:
     case CLLM_CUDA_W_F16:
-    case CLLM_CUDA_W_CC_BF16:
     case CLLM_CUDA_W_CC_F16: return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0;
+    case CLLM_CUDA_W_CC_BF16: return w->cols % 64 == 0 && (uintptr_t)w->data % 16 == 0;
     case CLLM_CUDA_W_INT8:
     case CLLM_CUDA_W_CC_INT8:
         return w->cols % MV8_COLS == 0 && (uintptr_t)w->data % 16 == 0 &&
@@ -1664,8 +2107,10 @@ extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
 }
 
 extern "C" size_t cllm_cuda_matvec_cols_scratch(uint64_t cols) {
-    const uint64_t nch = cols / MV8_COLS;  // B fragments of 4 token pairs, then 8 tokens' 2^-k
-    return (size_t)(nch * (CLLM_CUDA_MATVEC_COLS / 2) * 512 + nch * CLLM_CUDA_MATVEC_COLS * 4);
+    const uint64_t nch = cols / MV8_COLS;  // int8: B fragments of 4 token pairs, then 8 tokens'
+    const size_t i8 = (size_t)(nch * (CLLM_CUDA_MATVEC_COLS / 2) * 512 + nch * CLLM_CUDA_MATVEC_COLS * 4);
+    const size_t b16 = (size_t)(nch * CLLM_CUDA_MATVEC_COLS * MVB_FRAG);  // 2^-k; bf16: fragments
+    return i8 > b16 ? i8 : b16;
 }
 
 // The int8 path of cllm_cuda_matvec_cols_job: x to B fragments once, then the column kernel.
@@ -1689,6 +2134,29 @@ static cllm_status mv8_cols(mv_job *m, int swiglu, const float *x, uint64_t ldx,
                : (grouped ? mv8_cols_launch<1, true>(n, *m, frag, csc, blocks, s)
                           : mv8_cols_launch<1, false>(n, *m, frag, csc, blocks, s));
     CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols (int8)");
+    return CLLM_OK;
+}
+
+// The tensor-core bf16 path of cllm_cuda_matvec_cols_job: x to fragments once, then the kernel.
+static cllm_status mvb_cols(mv_job *m, int swiglu, const float *x, uint64_t ldx, uint32_t n,
+                            void *scratch, size_t scratch_bytes, unsigned blocks, cudaStream_t s) {
+    const uint32_t nch = (uint32_t)(m->w[0].cols / 64);
+    RETURN_IF(!scratch || (uintptr_t)scratch % 16 || scratch_bytes < (size_t)nch * n * MVB_FRAG,
+              CLLM_ERR_ARG, "matvec_cols: bf16 needs %zu bytes of 16-byte aligned scratch",
+              (size_t)nch * n * MVB_FRAG);
+    uint4 *frag = (uint4 *)scratch;
+    const uint64_t threads = (uint64_t)n * nch * 32;
+    CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(mvb_prep_kernel, dim3((unsigned)((threads + 255) / 256)),
+                                       dim3(256), 0, s, 0u, x, ldx, n, nch, frag),
+                              "matvec_cols (x to bf16 fragments)");
+    cudaError_t e;
+    if (n <= 2) e = swiglu ? mvb_launch<2, 1>(*m, x, frag, n, blocks, s, 0u)
+                           : mvb_launch<1, 1>(*m, x, frag, n, blocks, s, 0u);
+    else if (n <= 4) e = swiglu ? mvb_launch<2, 2>(*m, x, frag, n, blocks, s, 0u)
+                                : mvb_launch<1, 2>(*m, x, frag, n, blocks, s, 0u);
+    else e = swiglu ? mvb_launch<2, 4>(*m, x, frag, n, blocks, s, 0u)
+                    : mvb_launch<1, 4>(*m, x, frag, n, blocks, s, 0u);
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols (bf16)");
     return CLLM_OK;
 }
 
@@ -1720,9 +2188,11 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
         if (out) m.y[i] = y_dev[i], m.ldy[i] = ldy[i];
     }
     const bool i8 = w[0].kind == CLLM_CUDA_W_INT8 || w[0].kind == CLLM_CUDA_W_CC_INT8;
+    bool mvb = true;  // the tensor-core bf16 kernel, as the one-token launches of these weights
+    for (int i = 0; i < n_w; i++) mvb = mvb && mvb_ok(&w[i], x_dev);
     if (is_ccode(w[0].kind))
         for (int i = 0; i < n_w; i++) TRY(cc_offsets(&w[i], m.cc_off[i], who));
-    const uint64_t rpb = i8 ? 16 : MV_WARPS;
+    const uint64_t rpb = i8 || mvb ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
         if (i < (swiglu ? 1 : n_w)) blocks += (w[i].rows + rpb - 1) / rpb;
@@ -1732,6 +2202,7 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
     if (i8) return mv8_cols(&m, swiglu, x_dev, ldx, n, scratch, scratch_bytes, (unsigned)blocks, s);
+    if (mvb) return mvb_cols(&m, swiglu, x_dev, ldx, n, scratch, scratch_bytes, (unsigned)blocks, s);
     const cudaError_t e = swiglu ? mv_cols_kind<true>(n, m, x_dev, ldx, (unsigned)blocks, s)
                                  : mv_cols_kind<false>(n, m, x_dev, ldx, (unsigned)blocks, s);
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
@@ -1741,8 +2212,10 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
 extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
                                              uint64_t ldx, uint32_t n, float *y_dev, uint64_t ldy,
                                              void *stream) {
-    RETURN_IF(w && (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8),
-              CLLM_ERR_UNSUPPORTED, "matvec_cols: int8 needs scratch (cllm_cuda_matvec_cols_job)");
+    RETURN_IF(w && (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8 ||
+                    mvb_ok(w, x_dev)),
+              CLLM_ERR_UNSUPPORTED,
+              "matvec_cols: int8 and tensor-core bf16 need scratch (cllm_cuda_matvec_cols_job)");
     return cllm_cuda_matvec_cols_job(w, 1, CLLM_CUDA_COLS_SET, x_dev, ldx, n, &y_dev, &ldy, NULL,
                                      0, stream);
 }
