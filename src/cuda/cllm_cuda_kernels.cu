@@ -1332,11 +1332,9 @@ static __device__ __forceinline__ void bf16_split3(float x, uint32_t &hi, uint32
     hi = __bfloat16_as_ushort(h), mid = __bfloat16_as_ushort(m), lo = __bfloat16_as_ushort(l);
 }
 
-// Columns 2 l, 2 l + 1 of chunk c of one token (x: the token's row) into the chunk's fragments f
-// (96 words): part g of columns 32 k + 8 q .. + 7 is uint4 (k 3 + g) 4 + q.
-static __device__ __forceinline__ void mvb_frag_pair(const float *x, uint32_t c, uint32_t l,
-                                                     uint32_t *f) {
-    const float2 v = __ldg((const float2 *)(x + (size_t)c * 64) + l);
+// Columns 2 l, 2 l + 1 of a chunk of one token, v, into the chunk's fragments f (96 words): part g
+// of columns 32 k + 8 q .. + 7 is uint4 (k 3 + g) 4 + q.
+static __device__ __forceinline__ void mvb_frag_put(float2 v, uint32_t l, uint32_t *f) {
     uint32_t h0, m0, l0, h1, m1, l1;
     bf16_split3(v.x, h0, m0, l0);
     bf16_split3(v.y, h1, m1, l1);
@@ -1356,8 +1354,8 @@ static __global__ void __launch_bounds__(256)
     const uint64_t u = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     if (u >= (uint64_t)n * nch) return;
     const uint32_t t = (uint32_t)(u / nch), c = (uint32_t)(u % nch);
-    mvb_frag_pair(x + (uint64_t)t * ldx, c, threadIdx.x & 31,
-                  (uint32_t *)(frag + ((uint64_t)t * nch + c) * (MVB_FRAG / 16)));
+    const float2 v = __ldg((const float2 *)(x + (uint64_t)t * ldx + (uint64_t)c * 64) + (threadIdx.x & 31));
+    mvb_frag_put(v, threadIdx.x & 31, (uint32_t *)(frag + ((uint64_t)t * nch + c) * (MVB_FRAG / 16)));
 }
 
 template <int I0>
@@ -1534,8 +1532,11 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // (the column kernel), fragments from mvb_prep_kernel (frag); token 2p + s of pair p in B columns
 // 4s .. 4s + 2. Dynamic shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then
 // nch x MVB_FRAG bytes of fragments.
+#ifndef MVB_CC_MINB
+#define MVB_CC_MINB 2  // A/B knob: blocks per SM asked of ptxas for CC_BF16
+#endif
 template <int MT, bool CC, int NP>
-static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? 2 : 3)
+static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
     constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
@@ -1599,9 +1600,21 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? 2 : 3)
     header(0);
     if (nj) load(0);  // in flight across the wait when resident
     if (pre) pdl_wait();
-    if (!NP) {  // this warp's chunks of x to fragments
-        for (uint32_t j = 0; j < nj; j++) mvb_frag_pair(x, chunk(j), lane, fx + (size_t)chunk(j) * (MVB_FRAG / 4));
-        __syncwarp();
+    if (!NP) {  // x to fragments by the whole block: 8 loads in flight per thread, then the splits
+        constexpr uint32_t B = 8, T = W * 32;
+        const uint32_t n2 = nch * 32;  // float2s of x
+        for (uint32_t i0 = threadIdx.x; i0 < n2; i0 += B * T) {
+            float2 v[B];
+#pragma unroll
+            for (uint32_t b = 0; b < B; b++)
+                if (i0 + b * T < n2) v[b] = __ldg((const float2 *)x + i0 + b * T);
+#pragma unroll
+            for (uint32_t b = 0; b < B; b++) {
+                const uint32_t idx = i0 + b * T;
+                if (idx < n2) mvb_frag_put(v[b], idx % 32, fx + (size_t)(idx / 32) * (MVB_FRAG / 4));
+            }
+        }
+        __syncthreads();
     }
     float acc[MT][NP ? NP : 1][4] = {};
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
