@@ -1533,7 +1533,13 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // 4s .. 4s + 2. Dynamic shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then
 // nch x MVB_FRAG bytes of fragments.
 #ifndef MVB_CC_MINB
-#define MVB_CC_MINB 2  // A/B knob: blocks per SM asked of ptxas for CC_BF16
+#define MVB_CC_MINB 3  // blocks per SM asked of ptxas for CC_BF16 (2: 224 against 231 tok/s)
+#endif
+#ifndef MVB_NOPREP
+#define MVB_NOPREP 0   // probe knob: 1 skips x's fragments (wrong results: times only)
+#endif
+#ifndef MVB_LATE_TRIGGER
+#define MVB_LATE_TRIGGER 0  // probe knob: 1 lets dependents launch only at the end
 #endif
 template <int MT, bool CC, int NP>
 static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
@@ -1543,7 +1549,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
     extern __shared__ uint4 mvb_smem[];
     __shared__ float red[MT][NT][W][16];
     __shared__ uint32_t sbase[MT][16];
-    pdl_trigger();
+    if (!MVB_LATE_TRIGGER) pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
     const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
@@ -1600,21 +1606,12 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
     header(0);
     if (nj) load(0);  // in flight across the wait when resident
     if (pre) pdl_wait();
-    if (!NP) {  // x to fragments by the whole block: 8 loads in flight per thread, then the splits
-        constexpr uint32_t B = 8, T = W * 32;
-        const uint32_t n2 = nch * 32;  // float2s of x
-        for (uint32_t i0 = threadIdx.x; i0 < n2; i0 += B * T) {
-            float2 v[B];
-#pragma unroll
-            for (uint32_t b = 0; b < B; b++)
-                if (i0 + b * T < n2) v[b] = __ldg((const float2 *)x + i0 + b * T);
-#pragma unroll
-            for (uint32_t b = 0; b < B; b++) {
-                const uint32_t idx = i0 + b * T;
-                if (idx < n2) mvb_frag_put(v[b], idx % 32, fx + (size_t)(idx / 32) * (MVB_FRAG / 4));
-            }
+    if (!NP && !MVB_NOPREP) {  // this warp's chunks of x to fragments
+        for (uint32_t j = 0; j < nj; j++) {
+            const float2 v = __ldg((const float2 *)(x + (size_t)chunk(j) * 64) + lane);
+            mvb_frag_put(v, lane, fx + (size_t)chunk(j) * (MVB_FRAG / 4));
         }
-        __syncthreads();
+        __syncwarp();
     }
     float acc[MT][NP ? NP : 1][4] = {};
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
@@ -1660,6 +1657,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
                 if (q == 2 * s2) red[t][2 * p + s2][warp][g] = va, red[t][2 * p + s2][warp][g + 8] = vb;
             }
     __syncthreads();
+    if (MVB_LATE_TRIGGER) pdl_trigger();
     for (uint32_t e = threadIdx.x; e < 16 * (NP ? n : 1); e += 32 * W) {
         const uint32_t col = e / 16, rl = e % 16;
         const uint64_t r = (uint64_t)tile * 16 + rl;
