@@ -1528,16 +1528,20 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
     vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
 }
 
-// NP == 0: one token, its fragments made by the block in shared memory. NP > 0: n <= 2 NP tokens
-// (the column kernel), fragments from mvb_prep_kernel (frag); token 2p + s of pair p in B columns
-// 4s .. 4s + 2. Dynamic shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then
-// nch x MVB_FRAG bytes of fragments.
+// NP == 0: one token, its fragments made by each warp in shared memory (MVB_XLAZY: chunk by chunk,
+// x's columns loaded with the chunk's weights). NP > 0: n <= 2 NP tokens (the column kernel),
+// fragments from mvb_prep_kernel (frag); token 2p + s of pair p in B columns 4s .. 4s + 2. Dynamic
+// shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments
+// (mvb_smem_bytes).
 #ifndef MVB_CC_MINB
 #define MVB_CC_MINB 3  // blocks per SM asked of ptxas for CC_BF16 (2: 224 against 231 tok/s)
 #endif
 #ifndef MVB_NOPREP
 #define MVB_NOPREP 0   // probe knob: 1 skips x's fragments (wrong results: times only)
 #endif
+#ifndef MVB_XLAZY
+#define MVB_XLAZY 1    // one token: 1, x's columns of a chunk loaded with its weights and split
+#endif                 // at its fold; 0, every chunk of the warp split before the first MMA
 #ifndef MVB_LATE_TRIGGER
 #define MVB_LATE_TRIGGER 0  // probe knob: 1 lets dependents launch only at the end
 #endif
@@ -1595,6 +1599,13 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
                 }
     };
     mvb_ld ld[U][MT];
+    float2 xv[U];  // one token, MVB_XLAZY: this lane's columns 2 lane, 2 lane + 1 of each chunk
+    auto loadx = [&](uint32_t j0) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+            if (j0 + u < nj) xv[u] = __ldg((const float2 *)(x + (size_t)chunk(j0 + u) * 64) + lane);
+    };
+    constexpr bool LAZY = !NP && MVB_XLAZY && !MVB_NOPREP;
     auto load = [&](uint32_t j0) {
 #pragma unroll
         for (uint32_t u = 0; u < U; u++)
@@ -1602,11 +1613,13 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
             for (int t = 0; t < MT; t++)
                 if (j0 + u < nj) mvb_load<CC>(src[t], chunk(j0 + u), hn[u][t], cn[u][t], lane, ld[u][t]);
         header(j0 + U);
+        if (LAZY && j0) loadx(j0);  // (batch 0's after the wait)
     };
     header(0);
     if (nj) load(0);  // in flight across the wait when resident
     if (pre) pdl_wait();
-    if (!NP && !MVB_NOPREP) {  // this warp's chunks of x to fragments
+    if (LAZY) loadx(0);
+    if (!NP && !MVB_XLAZY && !MVB_NOPREP) {  // this warp's chunks of x to fragments
         for (uint32_t j = 0; j < nj; j++) {
             const float2 v = __ldg((const float2 *)(x + (size_t)chunk(j) * 64) + lane);
             mvb_frag_put(v, lane, fx + (size_t)chunk(j) * (MVB_FRAG / 4));
@@ -1620,12 +1633,18 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
             const uint32_t c = chunk(j0 + u);
+            uint32_t *fc = fx + (size_t)(LAZY ? warp * U + u : c) * (MVB_FRAG / 4);
+            if (LAZY) {  // the chunk's fragments into this warp's slot u
+                __syncwarp();  // the slot's previous chunk is read
+                mvb_frag_put(xv[u], lane, fc);
+                __syncwarp();
+            }
 #pragma unroll
             for (int t = 0; t < MT; t++) {
                 mvb_chunk op;
                 mvb_operands<CC>(ld[u][t], src[t], tab + t * 128, sbase[t], lane, op);
                 if (!NP) {
-                    const uint4 *f = (const uint4 *)(fx + (size_t)c * (MVB_FRAG / 4));
+                    const uint4 *f = (const uint4 *)fc;
                     const uint4 z = make_uint4(0, 0, 0, 0);
                     const uint4 f0 = g < 3 ? f[g * 4 + q] : z, f1 = g < 3 ? f[(3 + g) * 4 + q] : z;
                     mvb_mma(acc[t][0], op, f0, f1);
@@ -1759,8 +1778,10 @@ static bool mvb_ok(const cllm_cuda_weight *w, const float *x) {
 
 // Dynamic shared memory of matvec_b16_kernel: CC addend tables, then (one token) x's fragments.
 static size_t mvb_smem_bytes(const cllm_cuda_weight *w, int mt, bool one_token) {
-    return (w->kind == CLLM_CUDA_W_CC_BF16 ? (size_t)MVB_WARPS * mt * 2048 : 0) +
-           (one_token ? (size_t)(w->cols / 64) * MVB_FRAG : 0);
+    const bool cc = w->kind == CLLM_CUDA_W_CC_BF16;
+    const size_t frags = MVB_XLAZY ? (size_t)MVB_WARPS * (cc || mt == 2 ? 1 : 2) * MVB_FRAG
+                                   : (size_t)(w->cols / 64) * MVB_FRAG;
+    return (cc ? (size_t)MVB_WARPS * mt * 2048 : 0) + (one_token ? frags : 0);
 }
 
 template <int MT, bool CC, int NP>
