@@ -105,9 +105,11 @@ static __device__ __forceinline__ float warp_sum(float v) {
 //   matvec_i8_kernel   int8 with cols % 64 == 0 and per-row or 64-multiple groups: integer tensor
 //                      cores (mma m16n8k32 s8) against x split into four signed byte digits.
 //   matvec_any_kernel  any shape and alignment: one element per lane per step.
-// The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse the first two
-// with another loader: CC_BF16 in matvec_vec_kernel (cc16_rows), CC_INT8 in matvec_i8_kernel
-// (CC = true); each result is bit-identical to the raw kind's.
+//   matvec_b16_kernel  bf16 with cols % 64 == 0: tensor cores (mma m16n8k16 bf16) against x split
+//                      into three bf16 parts; raw BF16 and CC_BF16 alike.
+// The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse these with
+// another loader: CC_F16 in matvec_vec_kernel (cc16_rows), CC_INT8 in matvec_i8_kernel (CC =
+// true), CC_BF16 in matvec_b16_kernel (CC = true); each result is bit-identical to the raw kind's.
 struct mv_job {
     cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
     float *y[CLLM_CUDA_MATVEC_MAX];
@@ -240,8 +242,10 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
         for (int k = 0; k < NR; k++) add(k, odd, __ldg(row[k] + v), v);
 }
 
-// ---- fused matvec over the lossless compute code (CLLM_CUDA_W_CC_BF16) ------------------------------
+// ---- fused matvec over the row-vector compute code (CLLM_CUDA_W_CC_F16) ---------------------------
 //
+// (Only F16 = true is built: F16 = false is the bf16 row-vector layout of compute code version 2,
+// replaced by matvec_b16_kernel's; its branches go when this branch merges.)
 // The raw bf16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
 // row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
 // A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
