@@ -1323,7 +1323,9 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 // warp order (as the int8 kernel). Raw bf16 loads its rows as two 16-byte runs per row and chunk;
 // CC_BF16 decodes the same registers from its bytes, code words and exceptions (below), so the
 // MMAs see the same operands: the same results, bit for bit. PERF.md 7r has the probe behind it.
-#define MVB_WARPS 8
+#ifndef MVB_WARPS
+#define MVB_WARPS 8     // warps per 16-row tile (A/B knob: 16 halves the blocks of a long row)
+#endif
 #define MVB_FRAG 384  // bytes of x fragments per chunk and token: [half k][part g][lane q] uint4
 
 // The three exact bf16 parts of x, as bits.
@@ -1550,7 +1552,8 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 #define MVB_LATE_TRIGGER 0  // probe knob: 1 lets dependents launch only at the end
 #endif
 template <int MT, bool CC, int NP>
-static __global__ void __launch_bounds__(MVB_WARPS * 32, CC ? MVB_CC_MINB : 3)
+static __global__ void __launch_bounds__(MVB_WARPS * 32,
+                                        ((CC ? MVB_CC_MINB : 3) * 8 + MVB_WARPS - 1) / MVB_WARPS)
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
     constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
