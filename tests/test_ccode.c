@@ -399,6 +399,9 @@ static void test_corrupt(void **state) {
     assert_true(in.n_exc > 1);
     assert_int_equal(cllm_ccode_decode(buf, n - 1, out, sizeof out, NULL, 0), CLLM_ERR_FORMAT);
     assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out - 2, NULL, 0), CLLM_ERR_ARG);
+    buf[24] = 60;  // cols 60: not whole chunks (the fuzzer's first find: columns past the row)
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_ERR_FORMAT);
+    buf[24] = 64;
     // The first entry's weight: its lane's code words (the code is 0 there).
     const uint32_t e0 = cllm_load_le16(buf + lay.off[CLLM_CCB_S_EXC]);
     const uint32_t cn = cllm_load_le32(buf + lay.off[CLLM_CCB_S_COUNTS]);

@@ -142,8 +142,8 @@ typedef struct cllm_ccode_layout {
 } cllm_ccode_layout;
 
 // Layout of a buffer described by `in`. Returns 0 on success, -1 when a size overflows 2^62 or a
-// field is out of range (unknown kind, zero or oversized group). n_exc may be 0 for the offsets of
-// every section but the exception list's size.
+// field is out of range (unknown kind, zero or oversized group, bf16 cols not a multiple of 64).
+// n_exc may be 0 for the offsets of every section but the exception list's size.
 CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_layout *lay) {
     const uint64_t lim = 1ull << 62, r = in->rows, c = in->cols;
     uint64_t sz[CLLM_CCODE_MAX_SECTIONS] = {0};
@@ -151,7 +151,7 @@ CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_lay
     if (r >= (1ull << 40) || c >= (1ull << 40) || in->n_exc >= (1ull << 40)) return -1;
     lay->nvec = lay->ngroups = lay->ntiles = lay->nch = lay->gpr = 0;
     if (in->kind == CLLM_CCODE_BF16) {
-        if (in->group_size != 0) return -1;
+        if (in->group_size != 0 || c % CLLM_CCB_CHUNK != 0) return -1;  // whole chunks only
         const uint64_t nt = (r + 15) / 16, nc = (c + CLLM_CCB_CHUNK - 1) / CLLM_CCB_CHUNK;
         lay->ntiles = nt, lay->nch = nc;
         if (nt && nc > lim / 2048 / nt) return -1;
