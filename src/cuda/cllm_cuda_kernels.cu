@@ -1705,36 +1705,45 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     }
 }
 
-// CC_BF16 back to bf16 rows (prefill's GEMM reads them): one warp per (tile, chunk), the fused
-// kernel's loads and operands, each register pair to its two columns.
+// CC_BF16 back to bf16 rows (prefill's GEMM reads them): a block per 16-row tile, warp w taking
+// chunks w, w + MVB_WARPS, ... as the fused kernel does, with the next chunk's loads in flight
+// while this one is decoded (headers one more ahead); each register pair to its two columns.
 static __global__ void __launch_bounds__(MVB_WARPS * 32) ccb_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 tabs[MVB_WARPS][128];
-    __shared__ uint32_t sbase[MVB_WARPS][16];
+    __shared__ uint32_t sbase[16];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
-    const uint32_t nch = (uint32_t)(a.w.cols / 64), t0 = (uint32_t)(a.r0 / 16);
+    const uint32_t nch = (uint32_t)(a.w.cols / 64), tile = (uint32_t)(a.r0 / 16) + blockIdx.x;
     const uint64_t end = a.r0 + a.n_rows;
-    for (uint64_t unit = (uint64_t)blockIdx.x * MVB_WARPS + warp; unit < a.n_units;
-         unit += (uint64_t)gridDim.x * MVB_WARPS) {
-        const uint32_t tile = t0 + (uint32_t)(unit / nch), c = (uint32_t)(unit % nch);
-        const mvb_src s = mvb_src_of<true>(a.w, a.off, tile, g, lane);
-        __syncwarp();
-        if (lane < 16) {
-            const uint64_t r = (uint64_t)tile * 16 + lane;
-            sbase[warp][lane] = __ldg((const uint8_t *)a.w.data + a.off[CLLM_CCB_S_BASE] + r);
-        }
-        __syncwarp();
-        const uint32_t ba = sbase[warp][g], bb = sbase[warp][g + 8];
-        const uint32_t fa = ba << 7 | ba << 23, fb = bb << 7 | bb << 23;
+    if (threadIdx.x < 16)
+        sbase[threadIdx.x] = __ldg((const uint8_t *)a.w.data + a.off[CLLM_CCB_S_BASE] +
+                                   (uint64_t)tile * 16 + threadIdx.x);
+    __syncthreads();
+    const uint32_t ba = sbase[g], bb = sbase[g + 8];
+    const uint32_t fa = ba << 7 | ba << 23, fb = bb << 7 | bb << 23;
 #pragma unroll
-        for (int k = 0; k < 4; k++) tabs[warp][k * 32 + lane] = make_uint4(fa, fb, fa, fb);
-        const uint2 h = make_uint2(__ldg(s.first + c), __ldg(s.first + c + 1));
-        mvb_ld ld;
-        mvb_load<true>(s, c, h, __ldg(s.counts + c), lane, ld);
+    for (int k = 0; k < 4; k++) tabs[warp][k * 32 + lane] = make_uint4(fa, fb, fa, fb);
+    const mvb_src s = mvb_src_of<true>(a.w, a.off, tile, g, lane);
+    const uint32_t nj = nch > warp ? (nch - warp + MVB_WARPS - 1) / MVB_WARPS : 0;
+    uint2 h = make_uint2(0, 0);
+    uint32_t cn = 0;
+    auto header = [&](uint32_t j) {
+        const uint32_t c = warp + MVB_WARPS * j;
+        h = make_uint2(__ldg(s.first + c), __ldg(s.first + c + 1)), cn = __ldg(s.counts + c);
+    };
+    mvb_ld cur, nxt;
+    if (nj) header(0), mvb_load<true>(s, warp, h, cn, lane, cur);
+    if (nj > 1) header(1);
+    uint16_t *dst = (uint16_t *)a.dst;
+    const uint64_t ra = (uint64_t)tile * 16 + g, rb = ra + 8;
+    for (uint32_t j = 0; j < nj; j++) {
+        const uint32_t c = warp + MVB_WARPS * j;
+        if (j + 1 < nj) {
+            mvb_load<true>(s, c + MVB_WARPS, h, cn, lane, nxt);
+            if (j + 2 < nj) header(j + 2);
+        }
         mvb_chunk op;
-        mvb_operands<true>(ld, s, tabs[warp], sbase[warp], lane, op);
+        mvb_operands<true>(cur, s, tabs[warp], sbase, lane, op);
         // Row g: blocks 0, 1 -> columns 8q..8q+7, blocks 2, 3 -> 32+8q..; row g + 8 likewise.
-        uint16_t *dst = (uint16_t *)a.dst;
-        const uint64_t ra = (uint64_t)tile * 16 + g, rb = ra + 8;
         const uint64_t c0 = (uint64_t)c * 64 + 8 * q;
         if (ra < end) {
             uint4 *o = (uint4 *)(dst + (ra - a.r0) * a.w.cols + c0);
@@ -1746,6 +1755,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32) ccb_unpack_kernel(const
             o[0] = make_uint4(op.a[0][1], op.a[0][3], op.a[1][1], op.a[1][3]);
             o[4] = make_uint4(op.a[2][1], op.a[2][3], op.a[3][1], op.a[3][3]);
         }
+        cur = nxt;
     }
 }
 
@@ -2106,11 +2116,11 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     cudaStream_t s = CLLM_STREAM(stream);
     if (w->kind == CLLM_CUDA_W_CC_F16) {
         cc16_unpack_kernel<true><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
-    } else if (ccb) {
-        RETURN_IF(w->rows > 0xffffffffull - 16, CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who,
-                  (unsigned long long)w->rows);
-        const unsigned nb = (unsigned)(blocks < 65536 ? blocks : 65536);
-        ccb_unpack_kernel<<<nb, MVB_WARPS * 32, 0, s>>>(a);
+    } else if (ccb) {  // a block per tile
+        const uint64_t tiles = (n_rows + 15) / 16;
+        RETURN_IF(w->rows > 0xffffffffull - 16 || tiles > 0x7fffffffull, CLLM_ERR_UNSUPPORTED,
+                  "%s: %llu rows", who, (unsigned long long)w->rows);
+        ccb_unpack_kernel<<<(unsigned)tiles, MVB_WARPS * 32, 0, s>>>(a);
     } else {
         RETURN_IF(w->rows > 0xffffffffull - 16 || a.n_units > 0xffffffffull - 65536ull * MV_WARPS,
                   CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who, (unsigned long long)w->rows);
