@@ -244,9 +244,7 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 
 // ---- fused matvec over the row-vector compute code (CLLM_CUDA_W_CC_F16) ---------------------------
 //
-// (Only F16 = true is built: F16 = false is the bf16 row-vector layout of compute code version 2,
-// replaced by matvec_b16_kernel's; its branches go when this branch merges.)
-// The raw bf16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
+// The raw f16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
 // row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
 // A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
 // weight, a byte permute, an AND, a shift-add and a LOP3 (layout: src/codec/cllm_ccode.h).
@@ -255,44 +253,38 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 // memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
 // read back by the owning lanes, then restored.
 //
-// CC_F16 (kind 3) is the same code with a 48-bit word per vector (a 6-bit field per weight: three
-// mantissa bits, then the code) and a 5-bit exponent: the decode builds h in the upper half of a
-// word as bf16 builds a float (byte, then field << 23 plus base << 26) and converts it as the raw
-// f16 kernels do. F16 below selects it; everything else is shared.
+// The code word is 48 bits per vector (a 6-bit field per weight: three mantissa bits, then the
+// code) with a 5-bit exponent: the decode builds h in the upper half of a word (byte, then field
+// << 23 plus base << 26) and converts it as the raw f16 kernels do.
 struct cc16_row {
     const uint2 *bytes;     // (nvec) the row's sign/mantissa bytes, 8 per vector
-    const uint8_t *lo;      // (nvec) code word bits 0..15 (u16; f16: bits 0..31, u32)
-    const uint8_t *hi;      // (nvec) code word bits 16..23 (u8; f16: bits 32..47, u16)
+    const uint8_t *lo;      // (nvec) code word bits 0..31 (u32)
+    const uint8_t *hi;      // (nvec) code word bits 32..47 (u16)
     const uint16_t *goff;   // (ngroups + 1) row-relative exception offsets
     const uint16_t *exc;    // the row's exceptions: pos | delta << 8
     uint32_t base;          // exponent of code 0
 };
 
-// A vector's code word: bf16 24 bits, f16 48 bits (x: bits 0..31, y: 32..47).
-template <bool F16> using cc16_word = typename std::conditional<F16, uint2, uint32_t>::type;
+// A vector's code word, 48 bits (x: bits 0..31, y: 32..47).
+using cc16_word = uint2;
 
-// Exponent position of the decode's addends: bf16 a float's (23), f16 h's in the upper half (26).
-template <bool F16> __host__ __device__ constexpr uint32_t cc16_sh() { return F16 ? 26u : 23u; }
+// Exponent position of the decode's addends: h's in the upper half of a word.
+constexpr uint32_t CC16_SH = 26u;
 
 // Vector v0 + du of a row (du: a constant step offset, so that the loads of a batch share one
 // address and differ by immediates).
-template <bool F16>
-static __device__ __forceinline__ cc16_word<F16> cc16_load(const cc16_row &rw, uint32_t v0,
-                                                           uint32_t du = 0) {
-    if constexpr (F16)
-        return make_uint2(__ldg((const uint32_t *)rw.lo + v0 + du),
-                          __ldg((const uint16_t *)rw.hi + v0 + du));
-    else
-        return __ldg((const uint16_t *)rw.lo + v0 + du) | (uint32_t)__ldg(rw.hi + v0 + du) << 16;
+static __device__ __forceinline__ cc16_word cc16_load(const cc16_row &rw, uint32_t v0,
+                                                      uint32_t du = 0) {
+    return make_uint2(__ldg((const uint32_t *)rw.lo + v0 + du),
+                      __ldg((const uint16_t *)rw.hi + v0 + du));
 }
 
 // Row r of a compute-code matrix w whose section offsets are off.
-template <bool F16>
 static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w,
                                                        const uint64_t *off, uint64_t r) {
     const uint8_t *b = (const uint8_t *)w.data;
     const uint64_t nvec = w.cols / 8, ng = (nvec + 31) / 32;
-    constexpr uint64_t wide = F16 ? 2 : 1;
+    constexpr uint64_t wide = 2;
     cc16_row o;
     o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
     o.lo = b + off[CLLM_CC16_S_CODELO] + r * nvec * 2 * wide;
@@ -304,9 +296,8 @@ static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w
     return o;
 }
 
-template <bool F16>
 static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t wi, uint64_t r) {
-    return cc16_row_at<F16>(m.w[wi], m.cc_off[wi], r);
+    return cc16_row_at(m.w[wi], m.cc_off[wi], r);
 }
 
 // Byte i of w with its sign bit replicated over byte 3: bits 31..24 = sign, 23..16 = the byte.
@@ -317,57 +308,43 @@ static __device__ __forceinline__ uint32_t cc16_place(uint32_t w) {
     return u;
 }
 
-// The 8 weights of a vector as bits: bf16, the fp32 word (sign from the byte, exponent code * 2^23
-// + addend, mantissa); f16, h in the upper half (field * 2^23 + addend: mantissa bits 7..9, then
-// the exponent at 2^26). Either way the 16-bit weight is the upper half.
-template <bool F16>
-static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word<F16> c, const uint32_t (&q)[8],
+// The 8 weights of a vector as bits: h in the upper half of each word (sign from the byte, field *
+// 2^23 + addend: mantissa bits 7..9, then the exponent at 2^26).
+static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word c, const uint32_t (&q)[8],
                                                  uint32_t (&o)[8]) {
 #pragma unroll
     for (int p = 0; p < 8; p++) {
         const uint32_t word = p < 4 ? b.x : b.y;
         const uint32_t u = (p & 3) == 0 ? cc16_place<0>(word) : (p & 3) == 1 ? cc16_place<1>(word)
                            : (p & 3) == 2 ? cc16_place<2>(word) : cc16_place<3>(word);
-        uint32_t e;
-        if constexpr (F16) {
-            const uint64_t c64 = (uint64_t)c.y << 32 | c.x;
-            e = ((uint32_t)(c64 >> (6 * p)) << 23 & 0x1f800000u) + q[p];
-        } else {
-            // The code's bits masked in place (an AND the compiler may not turn into a shift and
-            // a mask), then moved to the exponent and added in one shift-add (LEA).
-            uint32_t m;
-            asm("and.b32 %0, %1, %2;" : "=r"(m) : "r"(c), "r"(7u << (3 * p)));
-            e = (m << (23 - 3 * p)) + q[p];
-        }
+        const uint64_t c64 = (uint64_t)c.y << 32 | c.x;
+        const uint32_t e = ((uint32_t)(c64 >> (6 * p)) << 23 & 0x1f800000u) + q[p];
         o[p] = (u & 0x807f0000u) | e;
     }
 }
 
-// cc16_bits' words as fp32 (f16: the raw f16 kernels' conversion).
-template <bool F16>
+// cc16_bits' words as fp32 (the raw f16 kernels' conversion).
 static __device__ __forceinline__ void cc16_float(const uint32_t (&o)[8], float (&w)[8]) {
 #pragma unroll
-    for (int p = 0; p < 8; p++) w[p] = F16 ? f16_bits(o[p] >> 16) : __uint_as_float(o[p]);
+    for (int p = 0; p < 8; p++) w[p] = f16_bits(o[p] >> 16);
 }
 
 // The 8 weights of a vector as fp32.
-template <bool F16>
-static __device__ __forceinline__ void cc16_decode(uint2 b, cc16_word<F16> c,
-                                                   const uint32_t (&q)[8], float (&w)[8]) {
+static __device__ __forceinline__ void cc16_decode(uint2 b, cc16_word c, const uint32_t (&q)[8],
+                                                   float (&w)[8]) {
     uint32_t o[8];
-    cc16_bits<F16>(b, c, q, o);
-    cc16_float<F16>(o, w);
+    cc16_bits(b, c, q, o);
+    cc16_float(o, w);
 }
 
 // This lane's 8 addends for group g of a row, whose entries are [g0, g1) of exc (row-relative):
 // warp-uniform. Entries e0 .. e0 + 31 were read ahead, entry e0 + lane into ent (valid where
 // e0 + lane lies below the end of the entries read ahead, which is at least g1); any entry of
 // the group beyond those is read here.
-template <bool F16>
 static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
                                                     uint32_t g1, uint32_t e0, uint32_t ent,
                                                     uint32_t lane, uint32_t (&q)[8]) {
-    constexpr uint32_t SH = cc16_sh<F16>();
+    constexpr uint32_t SH = CC16_SH;
     const uint32_t b23 = rw.base << SH;
     if (g1 == g0) {
 #pragma unroll
@@ -391,25 +368,22 @@ static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t
 }
 
 // cc16_addends for one group whose entries were not read ahead.
-template <bool F16>
 static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32_t *qw, uint32_t g,
                                                       uint32_t lane, uint32_t (&q)[8]) {
     const uint32_t g0 = __ldg(rw.goff + g), g1 = __ldg(rw.goff + g + 1);
     const uint32_t ent = g0 + lane < g1 ? __ldg(rw.exc + g0 + lane) : 0u;
-    cc16_addends<F16>(rw, qw, g0, g1, g0, ent, lane, q);
+    cc16_addends(rw, qw, g0, g1, g0, ent, lane, q);
 }
 
 // Fills a warp's 256 addends (lane: entries 8 lane .. 8 lane + 7) with the no-exception value.
-template <bool F16>
 static __device__ __forceinline__ void cc16_fill(uint32_t *qw, uint32_t base, uint32_t lane) {
-    const uint32_t b = base << cc16_sh<F16>();
+    const uint32_t b = base << CC16_SH;
     ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b, b, b, b);
 }
 
 // This lane's 8 addends for step u of a batch whose entries (at most 32) were all read ahead:
 // own is the step of the lane's entry (none: 255), at addend addr with value vexc. No branch:
 // a group without entries costs the three syncs and the two reads.
-template <bool F16>
 static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint32_t *qw, uint32_t u,
                                                         uint32_t own, uint32_t addr, uint32_t vexc,
                                                         uint32_t lane, uint32_t (&q)[8]) {
@@ -419,14 +393,14 @@ static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint
     const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
     q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
     __syncwarp();
-    if (own == u) qw[addr] = rw.base << cc16_sh<F16>();
+    if (own == u) qw[addr] = rw.base << CC16_SH;
 }
 
 // What cc16_rows does with the decoded steps of its rows: f.init(t) for row t first; per step
 // k0 + u, f.begin(k0, u, act) before the rows' patches (the loads of x, in flight meanwhile),
 // then f.add(t, k, v, w, xs) with row t's 8 weights w of vector v, step k, in row order.
 // cc16_one: one column, the rows' partial dots as mv_rows<BF16, NR> (per-row and swiglu kernels).
-template <int NR, bool F16> struct cc16_one {
+template <int NR> struct cc16_one {
     const float *x;
     uint32_t lane;
     float (&sum)[NR][2];
@@ -443,7 +417,7 @@ template <int NR, bool F16> struct cc16_one {
     __device__ __forceinline__ void add(int t, uint32_t k, uint32_t, const uint32_t (&o)[8],
                                         const xv &xs) {
         float w[8];
-        cc16_float<F16>(o, w);
+        cc16_float(o, w);
         const float d = dot8f(w, xs.a, xs.b);  // (a branch: no indexed registers)
         if (k & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
         else sum[t][0] = __fadd_rn(sum[t][0], d);
@@ -473,7 +447,7 @@ static __device__ __forceinline__ void cols_step(const float (&w)[NR][8], const 
 // cc16_rows' fold for the column kernel: each of n <= NC columns x + c ldx, the rows' partial dots
 // per column in the same order (step by step, even and odd steps apart), once every row of the
 // step is decoded.
-template <int NR, int NC, bool F16> struct cc16_cols {
+template <int NR, int NC> struct cc16_cols {
     const float *x;
     uint64_t ldx;
     uint32_t n;
@@ -486,7 +460,7 @@ template <int NR, int NC, bool F16> struct cc16_cols {
     }
     __device__ __forceinline__ xv begin(uint32_t, uint32_t, bool) const { return {}; }
     __device__ __forceinline__ void add(int t, uint32_t k, uint32_t v, const uint32_t (&o)[8], xv) {
-        cc16_float<F16>(o, wk[t]);
+        cc16_float(o, wk[t]);
         if (t == NR - 1) cols_step<NR, NC>(wk, x, ldx, n, v, k, sum);  // (t unrolled: a constant)
     }
 };
@@ -497,12 +471,12 @@ template <int NR, int NC, bool F16> struct cc16_cols {
 // A batch's exception entries are read with its weights, one per lane; when they are at most 32
 // (the common case: about 23 in 4 groups of synth-like weights), each lane knows before the first
 // step which step its entry patches, and the steps take cc16_addends_own; otherwise cc16_addends.
-template <int NR, bool F16, class Fold>
+template <int NR, class Fold>
 static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4 (*qs)[64],
                                                  uint32_t nvec, uint32_t lane, bool pre, Fold &f) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
-        cc16_fill<F16>((uint32_t *)qs[t], rw[t].base, lane);
+        cc16_fill((uint32_t *)qs[t], rw[t].base, lane);
         f.init(t);
     }
     __syncwarp();
@@ -517,7 +491,7 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
     };
     struct batch {
         uint2 b[NR][4];
-        cc16_word<F16> c[NR][4];
+        cc16_word c[NR][4];
         uint32_t g[NR][5], ent[NR];
     };
     auto load = [&](batch &a, uint32_t k0, uint32_t n, bool guard) {
@@ -537,7 +511,7 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
             for (int t = 0; t < NR; t++)
                 if (!guard || v0 + 32 * u < nvec) {
                     a.b[t][u] = __ldg(rw[t].bytes + v0 + 32 * u);
-                    a.c[t][u] = cc16_load<F16>(rw[t], v0, 32 * u);
+                    a.c[t][u] = cc16_load(rw[t], v0, 32 * u);
                 }
         }
     };
@@ -556,7 +530,7 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
                     if (u < n) st += e >= a.g[t][u];
                 own[t] = lane < a.g[t][n] - a.g[t][0] ? st : 255u;
                 addr[t] = a.ent[t] & 255u;
-                vexc[t] = (rw[t].base ^ (a.ent[t] >> 8)) << cc16_sh<F16>();
+                vexc[t] = (rw[t].base ^ (a.ent[t] >> 8)) << CC16_SH;
             }
         }
 #pragma unroll
@@ -568,14 +542,14 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
                 if constexpr (decltype(near)::value)
-                    cc16_addends_own<F16>(rw[t], (uint32_t *)qs[t], u, own[t], addr[t], vexc[t],
+                    cc16_addends_own(rw[t], (uint32_t *)qs[t], u, own[t], addr[t], vexc[t],
                                           lane, q);
                 else
-                    cc16_addends<F16>(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1],
+                    cc16_addends(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1],
                                       a.g[t][0], a.ent[t], lane, q);
                 if (act) {
                     uint32_t o[8];
-                    cc16_bits<F16>(a.b[t][u], a.c[t][u], q, o);
+                    cc16_bits(a.b[t][u], a.c[t][u], q, o);
                     f.add(t, k0 + u, lane + 32 * (k0 + u), o, xs);
                 }
             }
@@ -625,7 +599,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    pdl_trigger();  // (CC_BF16, CC_F16: EPV unused, the compute code has its own loader)
+    pdl_trigger();  // (CC_F16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
@@ -635,16 +609,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
         return;
     }
     float sum[NR][2];
-    if constexpr (KIND == CLLM_CUDA_W_CC_BF16 || KIND == CLLM_CUDA_W_CC_F16) {
+    if constexpr (KIND == CLLM_CUDA_W_CC_F16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
         cc16_row rw[NR];
         if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
 #pragma unroll
         for (int k = 0; k < NR; k++)
-            rw[k] = cc16_row_of<KIND == CLLM_CUDA_W_CC_F16>(m, SWIGLU ? (uint32_t)k : i, r);
-        cc16_one<NR, KIND == CLLM_CUDA_W_CC_F16> f{x, lane, sum};
-        cc16_rows<NR, KIND == CLLM_CUDA_W_CC_F16>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8),
-                                                  lane, m.pre != 0, f);
+            rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
+        cc16_one<NR> f{x, lane, sum};
+        cc16_rows<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), lane, m.pre != 0, f);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -664,7 +637,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
     if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
 }
 
-// ---- several activation columns (batched decode): bf16, f16, CC_BF16, CC_F16 ------------------------
+// ---- several activation columns (batched decode): bf16, f16, CC_F16 ---------------------------------
 //
 // The job's rows for columns x_c = x + c * ldx, c < n <= NC: y[i][c * ldy[i] + r] (+)= (W_i x_c)[r],
 // or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
@@ -679,8 +652,7 @@ template <int KIND, int NC, bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n) {
     constexpr int NR = SWIGLU ? 2 : 1;
-    constexpr bool F16C = KIND == CLLM_CUDA_W_CC_F16;
-    constexpr bool CC = KIND == CLLM_CUDA_W_CC_BF16 || F16C;
+    constexpr bool CC = KIND == CLLM_CUDA_W_CC_F16;
     __shared__ uint4 ccq[CC ? MV_WARPS : 1][NR][64];
     pdl_trigger();
     pdl_wait();
@@ -693,9 +665,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     if constexpr (CC && NC <= 4) {  // the one-token kernel's loader, patch and batches of 4 steps
         cc16_row rw[NR];
 #pragma unroll
-        for (int t = 0; t < NR; t++) rw[t] = cc16_row_of<F16C>(m, SWIGLU ? (uint32_t)t : i, r);
-        cc16_cols<NR, NC, F16C> f{x, ldx, n, sum};
-        cc16_rows<NR, F16C>(rw, ccq[threadIdx.x / 32], nvec, lane, false, f);
+        for (int t = 0; t < NR; t++) rw[t] = cc16_row_of(m, SWIGLU ? (uint32_t)t : i, r);
+        cc16_cols<NR, NC> f{x, ldx, n, sum};
+        cc16_rows<NR>(rw, ccq[threadIdx.x / 32], nvec, lane, false, f);
     } else {  // step by step
         cc16_row rw[NR];
         const uint4 *row[NR];
@@ -708,8 +680,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
             row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
             qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
             if (CC) {
-                rw[t] = cc16_row_of<F16C>(m, wi, r);
-                cc16_fill<F16C>(qw[t], rw[t].base, lane);
+                rw[t] = cc16_row_of(m, wi, r);
+                cc16_fill(qw[t], rw[t].base, lane);
             }
         }
         __syncwarp();
@@ -721,11 +693,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
             for (int t = 0; t < NR; t++) {
                 if (CC) {
                     uint2 b = make_uint2(0, 0);
-                    cc16_word<F16C> cw{};
+                    cc16_word cw{};
                     uint32_t q[8];
-                    if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load<F16C>(rw[t], v);
-                    cc16_addends_1<F16C>(rw[t], qw[t], k, lane, q);
-                    cc16_decode<F16C>(b, cw, q, w[t]);
+                    if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load(rw[t], v);
+                    cc16_addends_1(rw[t], qw[t], k, lane, q);
+                    cc16_decode(b, cw, q, w[t]);
                 } else if (act) {
                     const uint4 a = __ldg(row[t] + v);
                     const uint32_t u[4] = {a.x, a.y, a.z, a.w};
@@ -928,16 +900,15 @@ struct cc16_out {
     }
 };
 
-template <bool F16>
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 qs[MV_WARPS][1][64];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     const uint64_t rl = (uint64_t)blockIdx.x * MV_WARPS + warp;  // one warp per row
     if (rl >= a.n_units) return;
     const uint64_t nvec = a.w.cols / 8;
-    const cc16_row rw[1] = {cc16_row_at<F16>(a.w, a.off, a.r0 + rl)};
+    const cc16_row rw[1] = {cc16_row_at(a.w, a.off, a.r0 + rl)};
     cc16_out f{(uint4 *)a.dst + rl * nvec};
-    cc16_rows<1, F16>(rw, qs[warp], (uint32_t)nvec, lane, false, f);
+    cc16_rows<1>(rw, qs[warp], (uint32_t)nvec, lane, false, f);
 }
 
 // cc8 to int8 (the integer GEMM) or, BF16, to dequantised bf16 (the cuBLAS path for grouped
@@ -2115,7 +2086,7 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
     if (w->kind == CLLM_CUDA_W_CC_F16) {
-        cc16_unpack_kernel<true><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+        cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
     } else if (ccb) {  // a block per tile
         const uint64_t tiles = (n_rows + 15) / 16;
         RETURN_IF(w->rows > 0xffffffffull - 16 || tiles > 0x7fffffffull, CLLM_ERR_UNSUPPORTED,
