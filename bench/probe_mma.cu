@@ -68,13 +68,34 @@ static __device__ __forceinline__ uint32_t c12_reg(uint2 by, uint32_t cw, uint32
     return (r & 0x807f807fu) | e;
 }
 
+// A tile's rows from each warp's accumulator. D: lane (g, q) holds rows g (d0, d1) and g + 8 (d2,
+// d3) at columns 2q, 2q + 1: column 0 hi, 1 mid, 2 lo; lanes q = 0, 1 hold them, in a fixed order;
+// then the sum over the NW warps in warp order.
+template <int NW>
+static __device__ __forceinline__ void probe_rows(const float (&d)[4], float (*red)[16],
+                                                  uint32_t tile, uint32_t rows, float *y) {
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    float va = q == 0 ? __fadd_rn(d[0], d[1]) : q == 1 ? d[0] : 0.f;
+    float vb = q == 0 ? __fadd_rn(d[2], d[3]) : q == 1 ? d[2] : 0.f;
+    va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
+    vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
+    if (q == 0) red[warp][g] = va, red[warp][g + 8] = vb;
+    __syncthreads();
+    const uint32_t r = tile * 16 + threadIdx.x;
+    if (threadIdx.x >= 16 || r >= rows) return;
+    float s = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; w++) s = __fadd_rn(s, red[w][threadIdx.x]);
+    y[r] = s;
+}
+
 template <bool C12>
 static __global__ void __launch_bounds__(WARPS * 32)
     probe_kernel(const uint4 *__restrict__ wraw, const uint2 *__restrict__ bytes,
                  const uint32_t *__restrict__ codes, const uint8_t *__restrict__ base,
                  const uint2 *__restrict__ xfrag, uint32_t rows, uint32_t nch, float *y) {
     __shared__ float red[WARPS][16];
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4;
     const uint32_t tile = blockIdx.x;
     const uint32_t ra = min(tile * 16 + g, rows - 1), rb = min(tile * 16 + g + 8, rows - 1);
     uint32_t bpa = 0, bpb = 0;
@@ -110,20 +131,7 @@ static __global__ void __launch_bounds__(WARPS * 32)
             mma_bf16(d, a, xb[u]);
         }
     }
-    // D: lane (g, q) holds rows g (d0, d1) and g + 8 (d2, d3) at columns 2q, 2q + 1: column 0 hi,
-    // 1 mid, 2 lo; lanes q = 0, 1 hold them, in a fixed order.
-    float va = q == 0 ? __fadd_rn(d[0], d[1]) : q == 1 ? d[0] : 0.f;
-    float vb = q == 0 ? __fadd_rn(d[2], d[3]) : q == 1 ? d[2] : 0.f;
-    va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
-    vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
-    if (q == 0) red[warp][g] = va, red[warp][g + 8] = vb;
-    __syncthreads();
-    const uint32_t r = tile * 16 + threadIdx.x;
-    if (threadIdx.x >= 16 || r >= rows) return;
-    float s = 0.f;
-#pragma unroll
-    for (int w = 0; w < WARPS; w++) s = __fadd_rn(s, red[w][threadIdx.x]);
-    y[r] = s;
+    probe_rows<WARPS>(d, red, tile, rows, y);
 }
 
 // ---- c11: the lossless code with its exceptions, in MMA operand order (PERF.md 7r) ------------
@@ -197,7 +205,7 @@ static __global__ void __launch_bounds__(NW * 32, MB)
     __shared__ float red[NW][16];
     __shared__ uint4 tab[C11 ? NW : 1][4][32];
     __shared__ uint32_t sbase[16];
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4;
     const uint32_t tile = blockIdx.x;
     if (C11) {
         if (threadIdx.x < 16) sbase[threadIdx.x] = __ldg(base + min(tile * 16 + threadIdx.x, rows - 1));
@@ -322,18 +330,7 @@ static __global__ void __launch_bounds__(NW * 32, MB)
 #pragma unroll
         for (int i = 0; i < 4; i++) d[i] = __fadd_rn(d[i], d2[i]);
     }
-    float va = q == 0 ? __fadd_rn(d[0], d[1]) : q == 1 ? d[0] : 0.f;
-    float vb = q == 0 ? __fadd_rn(d[2], d[3]) : q == 1 ? d[2] : 0.f;
-    va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
-    vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
-    if (q == 0) red[warp][g] = va, red[warp][g + 8] = vb;
-    __syncthreads();
-    const uint32_t r = tile * 16 + threadIdx.x;
-    if (threadIdx.x >= 16 || r >= rows) return;
-    float s = 0.f;
-#pragma unroll
-    for (int w = 0; w < NW; w++) s = __fadd_rn(s, red[w][threadIdx.x]);
-    y[r] = s;
+    probe_rows<NW>(d, red, tile, rows, y);
 }
 
 static uint16_t bf16_rn(float f) {
@@ -721,27 +718,11 @@ int main(int argc, char **argv) {
             double err = 0, scale = 0;
             for (uint32_t r = 0; r < rows; r++) scale = std::max(scale, std::fabs(ref[r]));
             for (uint32_t r = 0; r < rows; r++) err = std::max(err, std::fabs(yv[r] - ref[r]) / scale);
-            cudaEvent_t e0, e1;
-            CK(cudaEventCreate(&e0));
-            CK(cudaEventCreate(&e1));
-            std::vector<float> bursts;
-            for (int b = 0; b < 15; b++) {
-                CK(cudaEventRecord(e0));
-                for (int i = 0; i < 50; i++) launch((b * 50 + i) % nrot);
-                CK(cudaEventRecord(e1));
-                CK(cudaEventSynchronize(e1));
-                float ms = 0;
-                CK(cudaEventElapsedTime(&ms, e0, e1));
-                bursts.push_back(ms * 1000.f / 50.f);
-            }
-            std::sort(bursts.begin(), bursts.end());
-            t_us[v] = bursts[7];
+            t_us[v] = time_us(launch, nrot);
             const double bytes = v ? (double)(bbyt + bcod) : (double)braw;
             printf("%5ux%-5u %-4s %5.2f bits/w %8.2f us %7.1f GB/s read  max |err| / max |y| %.2e\n",
                    rows, cols, v ? "c12" : "raw", 8.0 * bytes / ((double)rows * cols), t_us[v],
                    bytes / t_us[v] / 1e3, err);
-            CK(cudaEventDestroy(e0));
-            CK(cudaEventDestroy(e1));
         }
         printf("%5ux%-5u c12 / raw speed %.3fx\n", rows, cols, t_us[0] / t_us[1]);
         for (int i = 0; i < nrot; i++) {
