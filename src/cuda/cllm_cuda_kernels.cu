@@ -1368,22 +1368,27 @@ struct mvb_ld {
 };
 
 // Row pointers and compute-code sections of one matrix for this lane.
+// Cursors: each load (mvb_load) and each header read (mvb_header) moves its own to the warp's next
+// chunk (MVB_WARPS on), so that the addresses are loop-carried registers, not recomputed.
 struct mvb_src {
-    const uint4 *ra, *rb;       // raw: rows g, g + 8 (16-byte units)
-    const uint4 *bytes;         // CC: bytes of chunk 0 of the tile, this lane
-    const uint2 *cw;            // CC: code words 0, 1 of chunk 0 of the tile, this lane
-    const uint32_t *c2, *first, *counts;  // CC: word 2 (this lane), per-chunk headers (tile's 0)
+    const uint4 *ra, *rb;       // raw: rows g, g + 8 (16-byte units) at the next chunk to load
+    const uint4 *bytes;         // CC: bytes of the next chunk to load, this lane
+    const uint2 *cw;            // CC: its code words 0, 1, this lane
+    const uint32_t *c2;         // CC: its code word 2, this lane
+    const uint32_t *first, *counts;  // CC: the next header to read
     const uint16_t *exc;
 };
 
+// The cursors of one matrix for this lane, at chunk c0 of the tile.
 template <bool CC>
 static __device__ __forceinline__ mvb_src mvb_src_of(const cllm_cuda_weight &w, const uint64_t *off,
-                                                     uint32_t tile, uint32_t g, uint32_t lane) {
+                                                     uint32_t tile, uint32_t c0, uint32_t g,
+                                                     uint32_t lane) {
     const uint64_t rows = w.rows, cols = w.cols, nch = cols / 64;
     mvb_src o = {};
     if (CC) {
         const uint8_t *b = (const uint8_t *)w.data;
-        const uint64_t ck = (uint64_t)tile * nch;
+        const uint64_t ck = (uint64_t)tile * nch + c0;
         o.bytes = (const uint4 *)(b + off[CLLM_CCB_S_BYTES]) + ck * 64 + lane;
         o.cw = (const uint2 *)(b + off[CLLM_CCB_S_CODEW]) + ck * 32 + lane;
         o.c2 = (const uint32_t *)(b + off[CLLM_CCB_S_CODE2]) + ck * 32 + lane;
@@ -1392,25 +1397,32 @@ static __device__ __forceinline__ mvb_src mvb_src_of(const cllm_cuda_weight &w, 
         o.exc = (const uint16_t *)(b + off[CLLM_CCB_S_EXC]);
     } else {
         const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
-        o.ra = (const uint4 *)((const uint16_t *)w.data + ra * cols) + (lane & 3);
-        o.rb = (const uint4 *)((const uint16_t *)w.data + rb * cols) + (lane & 3);
+        o.ra = (const uint4 *)((const uint16_t *)w.data + ra * cols) + (uint64_t)c0 * 8 + (lane & 3);
+        o.rb = (const uint4 *)((const uint16_t *)w.data + rb * cols) + (uint64_t)c0 * 8 + (lane & 3);
     }
     return o;
 }
 
-// Loads chunk c (CC: with the header h of c, read before).
+// The next header of s (first entry, its successor's, block counts); the cursor moves on.
+static __device__ __forceinline__ void mvb_header(mvb_src &s, uint2 &h, uint32_t &cn) {
+    h = make_uint2(__ldg(s.first), __ldg(s.first + 1)), cn = __ldg(s.counts);
+    s.first += MVB_WARPS, s.counts += MVB_WARPS;
+}
+
+// Loads the next chunk of s (CC: with its header h, read before); the cursor moves on.
 template <bool CC>
-static __device__ __forceinline__ void mvb_load(const mvb_src &s, uint32_t c, uint2 h, uint32_t cn,
-                                                uint32_t lane, mvb_ld &o) {
+static __device__ __forceinline__ void mvb_load(mvb_src &s, uint2 h, uint32_t cn, uint32_t lane,
+                                                mvb_ld &o) {
     if (CC) {
-        o.r[0] = __ldg(s.bytes + (uint64_t)c * 64), o.r[1] = __ldg(s.bytes + (uint64_t)c * 64 + 32);
-        const uint2 w = __ldg(s.cw + (uint64_t)c * 32);
-        o.r[2] = make_uint4(w.x, w.y, __ldg(s.c2 + (uint64_t)c * 32), 0u);
+        o.r[0] = __ldg(s.bytes), o.r[1] = __ldg(s.bytes + 32);
+        const uint2 w = __ldg(s.cw);
+        o.r[2] = make_uint4(w.x, w.y, __ldg(s.c2), 0u);
         o.e0 = h.x, o.tot = h.y - h.x, o.cn = cn;
         o.ent = lane < o.tot ? __ldg(s.exc + h.x + lane) : 0u;
+        s.bytes += MVB_WARPS * 64, s.cw += MVB_WARPS * 32, s.c2 += MVB_WARPS * 32;
     } else {
-        o.r[0] = __ldg(s.ra + (uint64_t)c * 8), o.r[1] = __ldg(s.ra + (uint64_t)c * 8 + 4);
-        o.r[2] = __ldg(s.rb + (uint64_t)c * 8), o.r[3] = __ldg(s.rb + (uint64_t)c * 8 + 4);
+        o.r[0] = __ldg(s.ra), o.r[1] = __ldg(s.ra + 4), o.r[2] = __ldg(s.rb), o.r[3] = __ldg(s.rb + 4);
+        s.ra += MVB_WARPS * 8, s.rb += MVB_WARPS * 8;
     }
 }
 
@@ -1542,7 +1554,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     mvb_src src[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++)
-        src[t] = mvb_src_of<CC>(m.w[MT == 2 ? t : i], m.cc_off[MT == 2 ? t : i], tile, g, lane);
+        src[t] = mvb_src_of<CC>(m.w[MT == 2 ? t : i], m.cc_off[MT == 2 ? t : i], tile, warp, g, lane);
     const bool pre = m.pre && !NP;
     if (!pre) pdl_wait();
     if (CC) {  // the tile's bases, then each lane's addends
@@ -1570,18 +1582,15 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
         for (uint32_t u = 0; u < U; u++)
 #pragma unroll
             for (int t = 0; t < MT; t++)
-                if (CC && j0 + u < nj) {
-                    const uint32_t c = chunk(j0 + u);
-                    hn[u][t] = make_uint2(__ldg(src[t].first + c), __ldg(src[t].first + c + 1));
-                    cn[u][t] = __ldg(src[t].counts + c);
-                }
+                if (CC && j0 + u < nj) mvb_header(src[t], hn[u][t], cn[u][t]);
     };
     mvb_ld ld[U][MT];
     float2 xv[U];  // one token, MVB_XLAZY: this lane's columns 2 lane, 2 lane + 1 of each chunk
+    const float2 *xc = (const float2 *)x + (size_t)warp * 32 + lane;  // (a cursor, as the loads)
     auto loadx = [&](uint32_t j0) {
 #pragma unroll
         for (uint32_t u = 0; u < U; u++)
-            if (j0 + u < nj) xv[u] = __ldg((const float2 *)(x + (size_t)chunk(j0 + u) * 64) + lane);
+            if (j0 + u < nj) xv[u] = __ldg(xc), xc += W * 32;
     };
     constexpr bool LAZY = !NP && MVB_XLAZY && !MVB_NOPREP;
     auto load = [&](uint32_t j0) {
@@ -1589,7 +1598,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
         for (uint32_t u = 0; u < U; u++)
 #pragma unroll
             for (int t = 0; t < MT; t++)
-                if (j0 + u < nj) mvb_load<CC>(src[t], chunk(j0 + u), hn[u][t], cn[u][t], lane, ld[u][t]);
+                if (j0 + u < nj) mvb_load<CC>(src[t], hn[u][t], cn[u][t], lane, ld[u][t]);
         header(j0 + U);
         if (LAZY && j0) loadx(j0);  // (batch 0's after the wait)
     };
@@ -1693,24 +1702,20 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32) ccb_unpack_kernel(const
     const uint32_t fa = ba << 7 | ba << 23, fb = bb << 7 | bb << 23;
 #pragma unroll
     for (int k = 0; k < 4; k++) tabs[warp][k * 32 + lane] = make_uint4(fa, fb, fa, fb);
-    const mvb_src s = mvb_src_of<true>(a.w, a.off, tile, g, lane);
+    mvb_src s = mvb_src_of<true>(a.w, a.off, tile, warp, g, lane);
     const uint32_t nj = nch > warp ? (nch - warp + MVB_WARPS - 1) / MVB_WARPS : 0;
     uint2 h = make_uint2(0, 0);
     uint32_t cn = 0;
-    auto header = [&](uint32_t j) {
-        const uint32_t c = warp + MVB_WARPS * j;
-        h = make_uint2(__ldg(s.first + c), __ldg(s.first + c + 1)), cn = __ldg(s.counts + c);
-    };
     mvb_ld cur, nxt;
-    if (nj) header(0), mvb_load<true>(s, warp, h, cn, lane, cur);
-    if (nj > 1) header(1);
+    if (nj) mvb_header(s, h, cn), mvb_load<true>(s, h, cn, lane, cur);
+    if (nj > 1) mvb_header(s, h, cn);
     uint16_t *dst = (uint16_t *)a.dst;
     const uint64_t ra = (uint64_t)tile * 16 + g, rb = ra + 8;
     for (uint32_t j = 0; j < nj; j++) {
         const uint32_t c = warp + MVB_WARPS * j;
         if (j + 1 < nj) {
-            mvb_load<true>(s, c + MVB_WARPS, h, cn, lane, nxt);
-            if (j + 2 < nj) header(j + 2);
+            mvb_load<true>(s, h, cn, lane, nxt);
+            if (j + 2 < nj) mvb_header(s, h, cn);
         }
         mvb_chunk op;
         mvb_operands<true>(cur, s, tabs[warp], sbase, lane, op);
