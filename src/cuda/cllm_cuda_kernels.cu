@@ -1523,10 +1523,16 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments
 // (mvb_smem_bytes).
 #ifndef MVB_CC_MINB
-#define MVB_CC_MINB 3  // blocks per SM asked of ptxas for CC_BF16 (2: 224 against 231 tok/s)
+#define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills 264 bytes)
 #endif
-#ifndef MVB_NOPREP
-#define MVB_NOPREP 0   // probe knob: 1 skips x's fragments (wrong results: times only)
+#ifndef MVB_CC_PIPE
+#define MVB_CC_PIPE 1  // CC_BF16: 1, the next batch's loads issued before this batch is decoded
+#endif
+#ifndef MVB_RAW_PIPE
+#define MVB_RAW_PIPE 0  // raw bf16, one matrix, likewise (two: spills)
+#endif
+#ifndef MVB_RAW_U
+#define MVB_RAW_U 2    // raw bf16, one matrix: chunks per batch
 #endif
 #ifndef MVB_XLAZY
 #define MVB_XLAZY 1    // one token: 1, x's columns of a chunk loaded with its weights and split
@@ -1539,7 +1545,8 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
                                         ((CC ? MVB_CC_MINB : 3) * 8 + MVB_WARPS - 1) / MVB_WARPS)
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
-    constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
+    constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : MVB_RAW_U, NT = NP ? 2 * NP : 1;
+    constexpr bool PIPE = CC ? MVB_CC_PIPE : MT == 1 && MVB_RAW_PIPE;
     extern __shared__ uint4 mvb_smem[];
     __shared__ float red[MT][NT][W][16];
     __shared__ uint32_t sbase[MT][16];
@@ -1557,13 +1564,46 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
         src[t] = mvb_src_of<CC>(m.w[MT == 2 ? t : i], m.cc_off[MT == 2 ? t : i], tile, warp, g, lane);
     const bool pre = m.pre && !NP;
     if (!pre) pdl_wait();
-    if (CC) {  // the tile's bases, then each lane's addends
-        if (threadIdx.x < 16 * MT) {
-            const uint32_t t = threadIdx.x / 16, wi = MT == 2 ? t : i;
-            const uint64_t r = (uint64_t)tile * 16 + threadIdx.x % 16;
-            sbase[t][threadIdx.x % 16] =
-                __ldg((const uint8_t *)m.w[wi].data + m.cc_off[wi][CLLM_CCB_S_BASE] + r);
-        }
+    uint32_t bv = 0;  // CC: the tile's bases, in flight with the first loads
+    if (CC && threadIdx.x < 16 * MT) {
+        const uint32_t t = threadIdx.x / 16, wi = MT == 2 ? t : i;
+        bv = __ldg((const uint8_t *)m.w[wi].data + m.cc_off[wi][CLLM_CCB_S_BASE] +
+                   (uint64_t)tile * 16 + threadIdx.x % 16);
+    }
+    auto chunk = [&](uint32_t j) { return warp + W * j; };
+    uint2 hn[U][MT];  // CC: headers (first, next first) of the next batch to load; counts
+    uint32_t cn[U][MT];
+    auto header = [&](uint32_t j0) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (CC && j0 + u < nj) mvb_header(src[t], hn[u][t], cn[u][t]);
+    };
+    // The batch being used (ld, xv) and, PIPE, the next one in flight meanwhile (ln, xn).
+    mvb_ld ld[U][MT], ln[U][MT];
+    float2 xv[U], xn[U];  // one token, MVB_XLAZY: this lane's columns 2 lane, 2 lane + 1
+    const float2 *xc = (const float2 *)x + (size_t)warp * 32 + lane;  // (a cursor, as the loads)
+    constexpr bool LAZY = !NP && MVB_XLAZY;
+    auto load = [&](uint32_t j0, mvb_ld (&o)[U][MT]) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (j0 + u < nj) mvb_load<CC>(src[t], hn[u][t], cn[u][t], lane, o[u][t]);
+        header(j0 + U);
+    };
+    auto loadx = [&](uint32_t j0, float2 (&o)[U]) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+            if (LAZY && j0 + u < nj) o[u] = __ldg(xc), xc += W * 32;
+    };
+    header(0);
+    if (nj) load(0, ld);  // in flight across the wait when resident
+    if (pre) pdl_wait();
+    loadx(0, xv);
+    if (CC) {  // the bases, then each lane's addends
+        if (threadIdx.x < 16 * MT) sbase[threadIdx.x / 16][threadIdx.x % 16] = bv;
         __syncthreads();
 #pragma unroll
         for (int t = 0; t < MT; t++) {
@@ -1574,39 +1614,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
         }
         __syncwarp();
     }
-    auto chunk = [&](uint32_t j) { return warp + W * j; };
-    uint2 hn[U][MT];  // CC: headers (first, next first) of the next batch; counts
-    uint32_t cn[U][MT];
-    auto header = [&](uint32_t j0) {
-#pragma unroll
-        for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-            for (int t = 0; t < MT; t++)
-                if (CC && j0 + u < nj) mvb_header(src[t], hn[u][t], cn[u][t]);
-    };
-    mvb_ld ld[U][MT];
-    float2 xv[U];  // one token, MVB_XLAZY: this lane's columns 2 lane, 2 lane + 1 of each chunk
-    const float2 *xc = (const float2 *)x + (size_t)warp * 32 + lane;  // (a cursor, as the loads)
-    auto loadx = [&](uint32_t j0) {
-#pragma unroll
-        for (uint32_t u = 0; u < U; u++)
-            if (j0 + u < nj) xv[u] = __ldg(xc), xc += W * 32;
-    };
-    constexpr bool LAZY = !NP && MVB_XLAZY && !MVB_NOPREP;
-    auto load = [&](uint32_t j0) {
-#pragma unroll
-        for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-            for (int t = 0; t < MT; t++)
-                if (j0 + u < nj) mvb_load<CC>(src[t], hn[u][t], cn[u][t], lane, ld[u][t]);
-        header(j0 + U);
-        if (LAZY && j0) loadx(j0);  // (batch 0's after the wait)
-    };
-    header(0);
-    if (nj) load(0);  // in flight across the wait when resident
-    if (pre) pdl_wait();
-    if (LAZY) loadx(0);
-    if (!NP && !MVB_XLAZY && !MVB_NOPREP) {  // this warp's chunks of x to fragments
+    if (!NP && !MVB_XLAZY) {  // this warp's chunks of x to fragments
         for (uint32_t j = 0; j < nj; j++) {
             const float2 v = __ldg((const float2 *)(x + (size_t)chunk(j) * 64) + lane);
             mvb_frag_put(v, lane, fx + (size_t)chunk(j) * (MVB_FRAG / 4));
@@ -1615,7 +1623,11 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     }
     float acc[MT][NP ? NP : 1][4] = {};
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (j0) load(j0);
+        if (PIPE) {
+            if (j0 + U < nj) load(j0 + U, ln), loadx(j0 + U, xn);
+        } else if (j0) {
+            load(j0, ld), loadx(j0, xv);
+        }
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1648,6 +1660,14 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
                         mvb_mma(acc[t][p], op, f0, f1);
                     }
                 }
+            }
+        }
+        if (PIPE) {
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++) {
+                xv[u] = xn[u];
+#pragma unroll
+                for (int t = 0; t < MT; t++) ld[u][t] = ln[u][t];
             }
         }
     }
@@ -1772,7 +1792,7 @@ static bool mvb_ok(const cllm_cuda_weight *w, const float *x) {
 // Dynamic shared memory of matvec_b16_kernel: CC addend tables, then (one token) x's fragments.
 static size_t mvb_smem_bytes(const cllm_cuda_weight *w, int mt, bool one_token) {
     const bool cc = w->kind == CLLM_CUDA_W_CC_BF16;
-    const size_t frags = MVB_XLAZY ? (size_t)MVB_WARPS * (cc || mt == 2 ? 1 : 2) * MVB_FRAG
+    const size_t frags = MVB_XLAZY ? (size_t)MVB_WARPS * (cc || mt == 2 ? 1 : MVB_RAW_U) * MVB_FRAG
                                    : (size_t)(w->cols / 64) * MVB_FRAG;
     return (cc ? (size_t)MVB_WARPS * mt * 2048 : 0) + (one_token ? frags : 0);
 }
