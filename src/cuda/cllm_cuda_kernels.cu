@@ -1517,40 +1517,25 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
     vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
 }
 
-// NP == 0: one token, its fragments made by each warp in shared memory (MVB_XLAZY: chunk by chunk,
-// x's columns loaded with the chunk's weights). NP > 0: n <= 2 NP tokens (the column kernel),
-// fragments from mvb_prep_kernel (frag); token 2p + s of pair p in B columns 4s .. 4s + 2. Dynamic
-// shared memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments
-// (mvb_smem_bytes).
-#ifndef MVB_CC_MINB
+// NP == 0: one token, its fragments made by each warp in shared memory chunk by chunk (x's columns
+// of a chunk loaded with its weights, split at its fold: a slot per chunk of a batch). NP > 0:
+// n <= 2 NP tokens (the column kernel), fragments from mvb_prep_kernel (frag); token 2p + s of
+// pair p in B columns 4s .. 4s + 2. Raw loads a batch of U chunks and then uses it; CC keeps the
+// next chunk's loads in flight while it decodes this one (PERF.md 7t: +12.6% tg against loading
+// each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%). Dynamic shared
+// memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments (mvb_smem_bytes).
 #define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills 264 bytes)
-#endif
-#ifndef MVB_CC_PIPE
-#define MVB_CC_PIPE 1  // CC_BF16: 1, the next batch's loads issued before this batch is decoded
-#endif
-#ifndef MVB_RAW_PIPE
-#define MVB_RAW_PIPE 0  // raw bf16, one matrix, likewise (two: spills)
-#endif
-#ifndef MVB_RAW_U
-#define MVB_RAW_U 2    // raw bf16, one matrix: chunks per batch
-#endif
-#ifndef MVB_XLAZY
-#define MVB_XLAZY 1    // one token: 1, x's columns of a chunk loaded with its weights and split
-#endif                 // at its fold; 0, every chunk of the warp split before the first MMA
-#ifndef MVB_LATE_TRIGGER
-#define MVB_LATE_TRIGGER 0  // probe knob: 1 lets dependents launch only at the end
-#endif
 template <int MT, bool CC, int NP>
 static __global__ void __launch_bounds__(MVB_WARPS * 32,
                                         ((CC ? MVB_CC_MINB : 3) * 8 + MVB_WARPS - 1) / MVB_WARPS)
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
-    constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : MVB_RAW_U, NT = NP ? 2 * NP : 1;
-    constexpr bool PIPE = CC ? MVB_CC_PIPE : MT == 1 && MVB_RAW_PIPE;
+    constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
+    constexpr bool PIPE = CC;  // the next chunk's loads in flight while this one is decoded
     extern __shared__ uint4 mvb_smem[];
     __shared__ float red[MT][NT][W][16];
     __shared__ uint32_t sbase[MT][16];
-    if (!MVB_LATE_TRIGGER) pdl_trigger();
+    pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
     const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
@@ -1582,9 +1567,8 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     };
     // The batch being used (ld, xv) and, PIPE, the next one in flight meanwhile (ln, xn).
     mvb_ld ld[U][MT], ln[U][MT];
-    float2 xv[U], xn[U];  // one token, MVB_XLAZY: this lane's columns 2 lane, 2 lane + 1
+    float2 xv[U], xn[U];  // one token: this lane's columns 2 lane, 2 lane + 1 of each chunk
     const float2 *xc = (const float2 *)x + (size_t)warp * 32 + lane;  // (a cursor, as the loads)
-    constexpr bool LAZY = !NP && MVB_XLAZY;
     auto load = [&](uint32_t j0, mvb_ld (&o)[U][MT]) {
 #pragma unroll
         for (uint32_t u = 0; u < U; u++)
@@ -1596,7 +1580,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     auto loadx = [&](uint32_t j0, float2 (&o)[U]) {
 #pragma unroll
         for (uint32_t u = 0; u < U; u++)
-            if (LAZY && j0 + u < nj) o[u] = __ldg(xc), xc += W * 32;
+            if (!NP && j0 + u < nj) o[u] = __ldg(xc), xc += W * 32;
     };
     header(0);
     if (nj) load(0, ld);  // in flight across the wait when resident
@@ -1614,13 +1598,6 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
         }
         __syncwarp();
     }
-    if (!NP && !MVB_XLAZY) {  // this warp's chunks of x to fragments
-        for (uint32_t j = 0; j < nj; j++) {
-            const float2 v = __ldg((const float2 *)(x + (size_t)chunk(j) * 64) + lane);
-            mvb_frag_put(v, lane, fx + (size_t)chunk(j) * (MVB_FRAG / 4));
-        }
-        __syncwarp();
-    }
     float acc[MT][NP ? NP : 1][4] = {};
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
         if (PIPE) {
@@ -1632,8 +1609,8 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
             const uint32_t c = chunk(j0 + u);
-            uint32_t *fc = fx + (size_t)(LAZY ? warp * U + u : c) * (MVB_FRAG / 4);
-            if (LAZY) {  // the chunk's fragments into this warp's slot u
+            uint32_t *fc = fx + (size_t)(warp * U + u) * (MVB_FRAG / 4);
+            if (!NP) {  // the chunk's fragments into this warp's slot u
                 __syncwarp();  // the slot's previous chunk is read
                 mvb_frag_put(xv[u], lane, fc);
                 __syncwarp();
@@ -1683,7 +1660,6 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
                 if (q == 2 * s2) red[t][2 * p + s2][warp][g] = va, red[t][2 * p + s2][warp][g + 8] = vb;
             }
     __syncthreads();
-    if (MVB_LATE_TRIGGER) pdl_trigger();
     for (uint32_t e = threadIdx.x; e < 16 * (NP ? n : 1); e += 32 * W) {
         const uint32_t col = e / 16, rl = e % 16;
         const uint64_t r = (uint64_t)tile * 16 + rl;
@@ -1792,8 +1768,8 @@ static bool mvb_ok(const cllm_cuda_weight *w, const float *x) {
 // Dynamic shared memory of matvec_b16_kernel: CC addend tables, then (one token) x's fragments.
 static size_t mvb_smem_bytes(const cllm_cuda_weight *w, int mt, bool one_token) {
     const bool cc = w->kind == CLLM_CUDA_W_CC_BF16;
-    const size_t frags = MVB_XLAZY ? (size_t)MVB_WARPS * (cc || mt == 2 ? 1 : MVB_RAW_U) * MVB_FRAG
-                                   : (size_t)(w->cols / 64) * MVB_FRAG;
+    const size_t frags = (size_t)MVB_WARPS * (cc || mt == 2 ? 1 : 2) * MVB_FRAG;  // a slot per
+                                                                               // chunk of a batch
     return (cc ? (size_t)MVB_WARPS * mt * 2048 : 0) + (one_token ? frags : 0);
 }
 
