@@ -778,6 +778,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // registers than that without spilling.
 #define MV8_MIN_BLOCKS(MT, GROUPED, W) ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2 : 0)
 #define MV8_COLS 64                // columns per chunk (two MMAs)
+#ifndef MV8_U
+#define MV8_U 2     // chunks per batch of loads of one matrix (8 x 16 bytes per lane); two: half
+#endif
+#ifndef MV8_PIPE
+#define MV8_PIPE 1  // 1: the next batch's loads issued before this batch is used
+#endif
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
 #define CC8_XCAP 3072              // CC_INT8: side entries (16-bit) staged per block (all tiles)
 
@@ -979,7 +985,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 template <int MT, bool GROUPED, bool CC, uint32_t W>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
-    constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
+    constexpr uint32_t U = MV8_U / MT;  // chunks per batch of loads
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][W][16];
     __shared__ uint16_t ccx8[CC ? CC8_XCAP : 1];  // CC: the tiles' side entries, staged
@@ -1016,9 +1022,10 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
         }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
-    uint4 a[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
-    float ws[U][MT][2];
-    auto load = [&](uint32_t j0) {  // local chunks j0 .. j0 + U - 1 (warp-uniform guards)
+    // The batch in use (a, ws) and, MV8_PIPE, the next one in flight meanwhile (an, wn).
+    uint4 a[U][MT][2], an[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
+    float ws[U][MT][2], wn[U][MT][2];
+    auto load = [&](uint32_t j0, uint4 (&oa)[U][MT][2], float (&ow)[U][MT][2]) {  // chunks j0 ..
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1027,19 +1034,19 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 #pragma unroll
             for (int t = 0; t < MT; t++) {
                 if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
-                    a[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
+                    oa[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
                     const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
                     const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));  // W chunks on: W x 4 pairs
-                    a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+                    oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
                 } else {
-                    a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                    oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
                 }
-                if (GROUPED) ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+                if (GROUPED) ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
             }
         }
     };
     if (!m.pre) pdl_wait();
-    load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    load(0, a, ws);  // in flight while x is quantized (and, resident, while the previous kernel ends)
     if (CC) {  // stage each tile's side entries (a longer list stays in global memory)
         constexpr uint32_t cap = CC8_XCAP / MT;
 #pragma unroll
@@ -1074,7 +1081,11 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (j0) load(j0);
+        if (MV8_PIPE) {
+            if (j0 + U < nj) load(j0 + U, an, wn);
+        } else if (j0) {
+            load(j0, a, ws);
+        }
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1094,6 +1105,14 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                 const float s0 = GROUPED ? s * ws[u][t][0] : s, s8 = GROUPED ? s * ws[u][t][1] : s;
                 mv8_fold(acc[t], d, s0, s8);
             }
+        }
+        if (MV8_PIPE) {
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+                for (int t = 0; t < MT; t++)
+#pragma unroll
+                    for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
         }
     }
     // Lane q holds digits 2q, 2q + 1 (q >= 2: the zero columns): weights 2^(16q), 2^(16q + 8).
