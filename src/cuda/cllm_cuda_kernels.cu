@@ -778,12 +778,6 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // registers than that without spilling.
 #define MV8_MIN_BLOCKS(MT, GROUPED, W) ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2 : 0)
 #define MV8_COLS 64                // columns per chunk (two MMAs)
-#ifndef MV8_U
-#define MV8_U 2     // chunks per batch of loads of one matrix (8 x 16 bytes per lane); two: half
-#endif
-#ifndef MV8_PIPE
-#define MV8_PIPE 1  // 1: the next batch's loads issued before this batch is used
-#endif
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
 #define CC8_XCAP 3072              // CC_INT8: side entries (16-bit) staged per block (all tiles)
 
@@ -985,7 +979,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 template <int MT, bool GROUPED, bool CC, uint32_t W>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
-    constexpr uint32_t U = MV8_U / MT;  // chunks per batch of loads
+    // Chunks per batch of loads. Raw: 4 chunks of one matrix (8 x 16 bytes per lane), each batch
+    // loaded where it is used. CC: 2, the next batch in flight while this one is decoded (PERF.md
+    // 7t: fused +6.2% tg; raw lost 0.9% that way, and CC 4 chunks so lost 5%).
+    constexpr uint32_t U = (CC ? 2 : 4) / MT;
+    constexpr bool PIPE = CC;
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][W][16];
     __shared__ uint16_t ccx8[CC ? CC8_XCAP : 1];  // CC: the tiles' side entries, staged
@@ -1022,7 +1020,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
         }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
-    // The batch in use (a, ws) and, MV8_PIPE, the next one in flight meanwhile (an, wn).
+    // The batch in use (a, ws) and, PIPE, the next one in flight meanwhile (an, wn).
     uint4 a[U][MT][2], an[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
     float ws[U][MT][2], wn[U][MT][2];
     auto load = [&](uint32_t j0, uint4 (&oa)[U][MT][2], float (&ow)[U][MT][2]) {  // chunks j0 ..
@@ -1081,7 +1079,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (MV8_PIPE) {
+        if (PIPE) {
             if (j0 + U < nj) load(j0 + U, an, wn);
         } else if (j0) {
             load(j0, a, ws);
@@ -1106,7 +1104,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                 mv8_fold(acc[t], d, s0, s8);
             }
         }
-        if (MV8_PIPE) {
+        if (PIPE) {
 #pragma unroll
             for (uint32_t u = 0; u < U; u++)
 #pragma unroll
