@@ -46,13 +46,19 @@ static void roundtrip_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int 
 
 // Every one of the 65536 patterns of the kind (NaN payloads, +-0, +-inf, subnormals) in several
 // shapes, shuffled and in order (runs of one exponent: every window position, every mantissa).
+// bf16 takes multiples of 64 columns (MMA chunks), rows in tiles of 16 (the last one partial).
 static void every_pattern(uint32_t kind) {
     uint16_t *w = malloc(65536 * 2);
     for (uint32_t i = 0; i < 65536; i++) w[i] = (uint16_t)(i * 40503u);  // odd: a permutation
     roundtrip_b16(kind, w, 1, 65536, 1, NULL);
     roundtrip_b16(kind, w, 256, 256, 4, NULL);
-    roundtrip_b16(kind, w, 65536 / 37, 37, 2, NULL);  // cols not a multiple of 8
-    roundtrip_b16(kind, w, 4096, 16, 1, NULL);
+    if (kind == CLLM_CCODE_F16) {
+        roundtrip_b16(kind, w, 65536 / 37, 37, 2, NULL);  // cols not a multiple of 8
+        roundtrip_b16(kind, w, 4096, 16, 1, NULL);
+    } else {
+        roundtrip_b16(kind, w, 17, 3776, 2, NULL);  // a partial tile of one row
+        roundtrip_b16(kind, w, 1024, 64, 1, NULL);
+    }
     for (uint32_t i = 0; i < 65536; i++) w[i] = (uint16_t)i;
     roundtrip_b16(kind, w, 64, 1024, 2, NULL);
     free(w);
@@ -64,7 +70,8 @@ static void test_bf16_every_pattern(void **state) {
 }
 
 // Every weight an escape (exponents spread over 256 values, none dominant), and a row of one
-// exponent outside any window (zeros): exceptions at the densest.
+// exponent outside any window (zeros): exceptions at the densest. Then 16 rows whose first chunk
+// lies wholly outside their windows (set by the other two chunks): 256 entries in every block.
 static void test_bf16_all_exceptions(void **state) {
     (void)state;
     const uint64_t rows = 3, cols = 2048;
@@ -77,17 +84,43 @@ static void test_bf16_all_exceptions(void **state) {
     size_t n;
     roundtrip_bf16(w, rows, cols, 1, &n);
     free(w);
+    uint16_t f[16 * 192];
+    for (uint32_t r = 0; r < 16; r++)
+        for (uint32_t c = 0; c < 192; c++)
+            f[r * 192 + c] = (uint16_t)(c < 64 ? (200 + (c + r) % 40) << 7 | (c * 5 & 0x807f)
+                                               : 100 << 7 | (c & 0x7f));
+    uint8_t *buf;
+    assert_int_equal(cllm_ccode_encode_bf16(f, 16, 192, 1, &buf, &n), CLLM_OK);
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    assert_int_equal(in.n_exc, 1024);
+    assert_int_equal(cllm_load_le32(buf + lay.off[CLLM_CCB_S_COUNTS]), 256u | 256u << 9 | 256u << 18);
+    free(buf);
+    roundtrip_bf16(f, 16, 192, 1, NULL);
 }
 
-// Zero-size and tiny shapes: 1.0, the smallest subnormal, a NaN.
+// Zero-size and tiny shapes: 1.0, the smallest subnormal, a NaN. bf16: 64 columns at least, and
+// other widths refused.
 static void edges(uint32_t kind) {
-    const uint16_t one[3] = {kind == CLLM_CCODE_F16 ? 0x3c00 : 0x3f80, 0x0001, 0xffff};
-    roundtrip_b16(kind, one, 1, 1, 1, NULL);
-    roundtrip_b16(kind, one, 1, 3, 1, NULL);
-    roundtrip_b16(kind, one, 3, 1, 1, NULL);
+    uint16_t one[3 * 64];
+    for (int i = 0; i < 3 * 64; i++) one[i] = i % 3 == 0 ? (kind == CLLM_CCODE_F16 ? 0x3c00 : 0x3f80)
+                                              : i % 3 == 1 ? 0x0001 : 0xffff;
+    const uint64_t c1 = kind == CLLM_CCODE_F16 ? 1 : 64, c3 = kind == CLLM_CCODE_F16 ? 3 : 128;
+    roundtrip_b16(kind, one, 1, c1, 1, NULL);
+    roundtrip_b16(kind, one, 1, c3, 1, NULL);
+    roundtrip_b16(kind, one, 3, c1, 1, NULL);
     roundtrip_b16(kind, NULL, 0, 0, 1, NULL);
-    roundtrip_b16(kind, NULL, 0, 100, 1, NULL);
+    roundtrip_b16(kind, NULL, 0, 128, 1, NULL);
     roundtrip_b16(kind, NULL, 5, 0, 1, NULL);
+    if (kind == CLLM_CCODE_BF16) {
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        assert_int_equal(cllm_ccode_encode_bf16(one, 1, 3, 1, &buf, &n), CLLM_ERR_UNSUPPORTED);
+        assert_null(buf);
+        assert_false(cllm_ccode_takes(CLLM_CCODE_BF16, 4104, 0));
+        assert_true(cllm_ccode_takes(CLLM_CCODE_BF16, 4096, 0));
+    }
 }
 
 static void test_bf16_edges(void **state) {
@@ -349,7 +382,9 @@ static void test_int8_size(void **state) {
     free(w), free(sc), free(q);
 }
 
-// Corruptions the decoder must refuse (never read out of bounds: run under ASan).
+// Corruptions the decoder must refuse (never read out of bounds: run under ASan): the header, a
+// base, a chunk's first entry, its block counts, an entry's pos (order) and exponent (inside the
+// window), a code under an entry, a padding row's byte.
 static void test_corrupt(void **state) {
     (void)state;
     uint16_t w[64 * 8];
@@ -361,14 +396,39 @@ static void test_corrupt(void **state) {
     cllm_ccode_info in;
     cllm_ccode_layout lay;
     assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
-    assert_true(in.n_exc > 0);
+    assert_true(in.n_exc > 1);
     assert_int_equal(cllm_ccode_decode(buf, n - 1, out, sizeof out, NULL, 0), CLLM_ERR_FORMAT);
     assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out - 2, NULL, 0), CLLM_ERR_ARG);
-    const uint64_t flips[] = {0, 6, 12, lay.off[CLLM_CC16_S_BASE], lay.off[CLLM_CC16_S_ROWEXC] + 4,
-                              lay.off[CLLM_CC16_S_GOFF] + 2, lay.off[CLLM_CC16_S_EXC]};
+    buf[24] = 60;  // cols 60: not whole chunks (the fuzzer's first find: columns past the row)
+    assert_int_equal(cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0), CLLM_ERR_FORMAT);
+    buf[24] = 64;
+    // The first entry's weight: its lane's code words (the code is 0 there).
+    const uint32_t e0 = cllm_load_le16(buf + lay.off[CLLM_CCB_S_EXC]);
+    const uint32_t cn = cllm_load_le32(buf + lay.off[CLLM_CCB_S_COUNTS]);
+    const uint32_t b0 = (cn & 511u) ? 0 : (cn >> 9 & 511u) ? 1 : (cn >> 18 & 511u) ? 2 : 3;
+    const uint32_t r = (e0 & 255u) >> 4, slot = e0 & 15u;
+    const uint32_t l = 4 * (r & 7u) + ((slot & 7u) >> 1), p = 4 * b0 + ((r >> 3) | (slot >> 3) << 1);
+    const uint32_t h = slot & 1u, bit = p < 15 ? 3 * (p % 5) + 16 * h : 15 + 16 * h;
+    const uint64_t cw = p < 15 && p >= 10 ? lay.off[CLLM_CCB_S_CODE2] + 4 * l
+                                          : lay.off[CLLM_CCB_S_CODEW] + 8 * l + (p >= 5 && p < 15 ? 4 : 0);
+    const uint64_t flips[] = {0,
+                              6,
+                              12,
+                              lay.off[CLLM_CCB_S_BASE],
+                              lay.off[CLLM_CCB_S_FIRST] + 4,
+                              lay.off[CLLM_CCB_S_COUNTS] + 3,
+                              lay.off[CLLM_CCB_S_EXC],
+                              lay.off[CLLM_CCB_S_EXC] + 1,
+                              cw + bit / 8,
+                              lay.off[CLLM_CCB_S_BYTES] + 16 * 1 + 2 * 1};  // lane 1, j 1: row 8
+    const uint8_t set[] = {0, 0, 0, 0xff, 0, 0, 0, 0, 0, 0};  // 0: flip bit 0 (or the code's bit)
     for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
         const uint8_t old = buf[flips[k]];
-        buf[flips[k]] = k == 3 ? 0xff : (uint8_t)(old ^ 0x01);  // base 255: out of range
+        uint8_t v = set[k] ? set[k] : (uint8_t)(old ^ 0x01);
+        if (k == 5) v = (uint8_t)(old ^ 0x80);        // counts bit 31: reserved
+        if (k == 7) v = buf[lay.off[CLLM_CCB_S_BASE] + r];  // the exponent inside the window
+        if (k == 8) v = (uint8_t)(old ^ (1u << (bit % 8)));
+        buf[flips[k]] = v;
         const cllm_status st = cllm_ccode_decode(buf, n, out, sizeof out, NULL, 0);
         assert_true(st == CLLM_ERR_FORMAT || st == CLLM_ERR_CORRUPT);
         buf[flips[k]] = old;

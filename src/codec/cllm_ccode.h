@@ -9,18 +9,32 @@
 // exception list is last. This header compiles as C11 and under nvcc (the kernels use
 // cllm_ccode_layout_of to find the sections).
 //
-// BF16 (lossless): each weight is a byte b = sign << 7 | mantissa7 (bytes plane) and a 3-bit code:
-// exponent = base[row] + code. A weight whose exponent lies outside [base, base + 7] has code 0
-// and an entry in the exception list whose delta is XORed into the exponent (the kernels apply a
-// group's entries as patches, never branching on codes). A lane of the matvec owns 8 consecutive weights ("a vector"): its 8 codes form a
-// 24-bit word (code p at bits 3p..3p+2), stored as a 16-bit low part (codelo) and an 8-bit high
-// part (codehi). 32 vectors (256 weights) form a group, the unit of exception lookup.
-//
-// F16 (lossless): the same layout with a 5-bit exponent (h bits 10..14) and three more mantissa
-// bits per weight. The byte is again h bit 15 << 7 | h bits 0..6; each weight has a 6-bit field,
+// BF16 (lossless), version 3: the weights in the order the tensor-core matvec feeds them to its
+// m16n8k16 MMAs, so that a lane decodes its own operand registers. A tile is 16 rows (rows past the
+// matrix are padding: weight 0, base 0), cut into chunks of 64 columns, each four MMA blocks of 16
+// columns. Lane l = 4 g + q of a warp holds, per chunk, 32 weights as 16 register pairs p = 4 b + j
+// (block b, register j of the A fragment, half h): row g + 8 (j & 1), column
+// col(b) + 2 (j >> 1) + h, where col(b) = 8 q + 4 b for b < 2 and 32 + 8 q + 4 (b - 2) otherwise
+// (so lane q holds columns 8q..8q+7 and 32+8q..32+8q+7 of both its rows: the raw bf16 kernel loads
+// them as two 16-byte runs per row, and x's fragments follow the same columns). Per weight:
+//   a byte, sign << 7 | mantissa bits 0..6 (bytes plane: per chunk two runs of 32 lanes x 16
+//   bytes, pair p's halves at byte 512 (b / 2) + 16 l + 8 (b % 2) + 2 j + h);
+//   a 3-bit code, exponent = base[row] + code, in three code words per chunk and lane: pair p < 15
+//   at bits 3 (p % 5) (h = 0) and 16 + 3 (p % 5) (h = 1) of word p / 5; pair 15's codes bit i at
+//   bits 15 and 31 of word i (one shift and one AND give a pair's two codes 16 bits apart);
+//   a weight whose exponent lies outside [base, base + 7] has code 0 and an exception entry
+//   pos | exponent << 8, pos = (row - 16 tile) * 16 + slot (slot = 2 q + 8 (j >> 1) + h, its
+//   place in the MMA's k), sorted by block, then pos; per chunk the index of its first entry
+//   (first[], one more at the end: n_exc) and the entry counts of its blocks 0..2 (9 bits each;
+//   block 3 has the rest).
+// F16 (lossless), row-major vectors: a lane of the matvec owns 8 consecutive weights ("a vector"):
+// each weight is a byte b = h bit 15 << 7 | h bits 0..6 (bytes plane) and a code; 32 vectors (256
+// weights) form a group, the unit of exception lookup. It has a 5-bit exponent (h bits 10..14) and
+// three more mantissa bits per weight. The byte is again h bit 15 << 7 | h bits 0..6; each weight has a 6-bit field,
 // h bits 7..9 then its 3-bit code (exponent = base + code, base <= 24), so a vector's fields form
 // a 48-bit word (field p at bits 6p..6p+5), stored as a 32-bit low part (codelo) and a 16-bit high
-// part (codehi). Exceptions, groups and offsets are bf16's. The kernels rebuild h as a bf16-like
+// part (codehi). An exception entry is pos | delta << 8 (pos = column % 256, delta = true exponent
+// XOR base), sorted by column within a row. The kernels rebuild h as a bf16-like
 // word: sign and low bits from the byte, then field << 7 plus base << 10 (the exponent << 10 for an
 // exception), and convert h with the raw f16 kernels' conversion.
 //
@@ -49,7 +63,7 @@ extern "C" {
 #endif
 
 #define CLLM_CCODE_MAGIC 0x43434c43u  // "CLCC" little-endian
-#define CLLM_CCODE_VERSION 2u
+#define CLLM_CCODE_VERSION 3u  // 3: bf16 in MMA operand order
 #define CLLM_CCODE_HEADER_BYTES 64u
 
 typedef enum cllm_ccode_kind {
@@ -59,6 +73,9 @@ typedef enum cllm_ccode_kind {
 } cllm_ccode_kind;
 
 // BF16 geometry.
+#define CLLM_CCB_CHUNK 64        // columns per chunk (cols must be a multiple)
+#define CLLM_CCB_BYTES 1024      // bytes plane per (tile, chunk)
+// F16 geometry.
 #define CLLM_CC16_VEC 8          // weights per vector (one lane's share of a warp step)
 #define CLLM_CC16_GROUP 256      // weights per group (32 vectors: one warp step)
 #define CLLM_CC16_BASE_MAX 248u  // base + 7 <= 255: base + code never carries into the sign
@@ -74,13 +91,21 @@ typedef enum cllm_ccode_kind {
 
 // Sections, in buffer order.
 enum {
-    // BF16 and F16
+    // BF16
+    CLLM_CCB_S_BYTES = 0,   // (ntiles, nch, 2, 32 lanes, 16) bytes: sign << 7 | mantissa bits 0..6
+    CLLM_CCB_S_CODEW,       // (ntiles, nch, 32 lanes) 2 x uint32: code words 0 and 1
+    CLLM_CCB_S_CODE2,       // (ntiles, nch, 32 lanes) uint32: code word 2
+    CLLM_CCB_S_BASE,        // (ntiles * 16) uint8: exponent of code 0 (<= CLLM_CC16_BASE_MAX;
+                            // padding rows 0)
+    CLLM_CCB_S_FIRST,       // (ntiles * nch + 1) uint32: first entry of each chunk; last = n_exc
+    CLLM_CCB_S_COUNTS,      // (ntiles * nch) uint32: entries of blocks 0, 1, 2 at bits 0, 9, 18
+    CLLM_CCB_S_EXC,         // (n_exc) uint16: pos | exponent << 8
+    CLLM_CCB_N_SECTIONS,
+    // F16
     CLLM_CC16_S_BYTES = 0,  // (rows, nvec, 8) bytes: sign << 7 | mantissa bits 0..6
-    CLLM_CC16_S_CODELO,     // (rows, nvec) bf16: uint16, bits 0..15 of the vector's 24-bit code
-                            // word; f16: uint32, bits 0..31 of its 48-bit word
-    CLLM_CC16_S_CODEHI,     // (rows, nvec) bf16: uint8, bits 16..23; f16: uint16, bits 32..47
-    CLLM_CC16_S_BASE,       // (rows) uint8: exponent of code 0, <= CLLM_CC16_BASE_MAX (f16:
-                            // CLLM_CCF16_BASE_MAX)
+    CLLM_CC16_S_CODELO,     // (rows, nvec) uint32: bits 0..31 of the vector's 48-bit code word
+    CLLM_CC16_S_CODEHI,     // (rows, nvec) uint16: bits 32..47
+    CLLM_CC16_S_BASE,       // (rows) uint8: exponent of code 0, <= CLLM_CCF16_BASE_MAX
     CLLM_CC16_S_ROWEXC,     // (rows + 1) uint32: first exception of each row; last = n_exc
     CLLM_CC16_S_GOFF,       // (rows, ngroups + 1) uint16: row-relative first exception per group
     CLLM_CC16_S_EXC,        // (n_exc) uint16: pos | delta << 8 (pos = column % 256, delta =
@@ -104,34 +129,42 @@ typedef struct cllm_ccode_info {
     uint32_t kind;        // cllm_ccode_kind
     uint32_t group_size;  // int8: columns per scale (1..cols); bf16: 0
     uint64_t rows, cols;
-    uint64_t n_exc;       // bf16: exception entries; int8: flagged vectors (side entries)
+    uint64_t n_exc;       // bf16, f16: exception entries; int8: flagged vectors (side entries)
 } cllm_ccode_info;
 
 // Section offsets (from the buffer start, header included) and sizes in bytes.
 typedef struct cllm_ccode_layout {
     uint64_t off[CLLM_CCODE_MAX_SECTIONS], size[CLLM_CCODE_MAX_SECTIONS];
     uint64_t total;  // buffer bytes
-    uint64_t nvec, ngroups;        // bf16: vectors and groups per row
-    uint64_t ntiles, nch, gpr;     // int8: tiles, chunks per row, scale groups per row
+    uint64_t nvec, ngroups;        // f16: vectors and groups per row
+    uint64_t ntiles, nch, gpr;     // bf16, int8: tiles, chunks per row; int8: scale groups per row
     int n_sections;
 } cllm_ccode_layout;
 
 // Layout of a buffer described by `in`. Returns 0 on success, -1 when a size overflows 2^62 or a
-// field is out of range (unknown kind, zero or oversized group). n_exc may be 0 for the offsets of
-// every section but the exception list's size.
+// field is out of range (unknown kind, zero or oversized group, bf16 cols not a multiple of 64).
+// n_exc may be 0 for the offsets of every section but the exception list's size.
 CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_layout *lay) {
     const uint64_t lim = 1ull << 62, r = in->rows, c = in->cols;
     uint64_t sz[CLLM_CCODE_MAX_SECTIONS] = {0};
     int n = 0;
     if (r >= (1ull << 40) || c >= (1ull << 40) || in->n_exc >= (1ull << 40)) return -1;
     lay->nvec = lay->ngroups = lay->ntiles = lay->nch = lay->gpr = 0;
-    if (in->kind == CLLM_CCODE_BF16 || in->kind == CLLM_CCODE_F16) {
+    if (in->kind == CLLM_CCODE_BF16) {
+        if (in->group_size != 0 || c % CLLM_CCB_CHUNK != 0) return -1;  // whole chunks only
+        const uint64_t nt = (r + 15) / 16, nc = (c + CLLM_CCB_CHUNK - 1) / CLLM_CCB_CHUNK;
+        lay->ntiles = nt, lay->nch = nc;
+        if (nt && nc > lim / 2048 / nt) return -1;
+        if (in->n_exc > nt * nc * 1024) return -1;  // at most every weight
+        sz[0] = nt * nc * CLLM_CCB_BYTES, sz[1] = nt * nc * 32 * 8, sz[2] = nt * nc * 32 * 4;
+        sz[3] = nt * 16, sz[4] = (nt * nc + 1) * 4, sz[5] = nt * nc * 4, sz[6] = in->n_exc * 2;
+        n = CLLM_CCB_N_SECTIONS;
+    } else if (in->kind == CLLM_CCODE_F16) {
         if (in->group_size != 0) return -1;
         const uint64_t nv = (c + CLLM_CC16_VEC - 1) / CLLM_CC16_VEC, ng = (nv + 31) / 32;
-        const uint64_t wide = in->kind == CLLM_CCODE_F16 ? 2 : 1;  // code word: 24 or 48 bits
         if (r && nv > lim / 16 / r) return -1;
         lay->nvec = nv, lay->ngroups = ng;
-        sz[0] = r * nv * 8, sz[1] = r * nv * 2 * wide, sz[2] = r * nv * wide, sz[3] = r;
+        sz[0] = r * nv * 8, sz[1] = r * nv * 4, sz[2] = r * nv * 2, sz[3] = r;
         sz[4] = (r + 1) * 4;
         sz[5] = r * (ng + 1) * 2, sz[6] = in->n_exc * 2;
         n = CLLM_CC16_N_SECTIONS;
@@ -158,14 +191,34 @@ CLLM_CCODE_HD int cllm_ccode_layout_of(const cllm_ccode_info *in, cllm_ccode_lay
     return 0;
 }
 
-// Whether the fused kernels take a (rows, cols) matrix of this kind: bf16 or f16 with cols % 8 == 0;
-// int8 with cols % 64 == 0 and one scale per row or groups of a multiple of 64 columns (the int8
-// tensor-core matvec's chunks). group_size: int8 columns per scale (0 or cols: per row).
+// Whether the fused kernels take a (rows, cols) matrix of this kind: bf16 with cols % 64 == 0 (the
+// tensor-core matvec's chunks); f16 with cols % 8 == 0; int8 with cols % 64 == 0 and one scale per
+// row or groups of a multiple of 64 columns. group_size: int8 columns per scale (0 or cols: per row).
 CLLM_CCODE_HD int cllm_ccode_takes(uint32_t kind, uint64_t cols, uint32_t group_size) {
-    if (kind == CLLM_CCODE_BF16 || kind == CLLM_CCODE_F16) return cols > 0 && cols % CLLM_CC16_VEC == 0;
+    if (kind == CLLM_CCODE_BF16) return cols > 0 && cols % CLLM_CCB_CHUNK == 0;
+    if (kind == CLLM_CCODE_F16) return cols > 0 && cols % CLLM_CC16_VEC == 0;
     if (kind != CLLM_CCODE_INT8) return 0;
     return cols > 0 && cols % CLLM_CC8_CHUNK == 0 &&
            (group_size == 0 || group_size == cols || group_size % CLLM_CC8_CHUNK == 0);
+}
+
+// ---- bf16: where a lane's weights sit (shared by the encoder, the decoder and the kernels) -------
+
+// Column within its chunk of lane l's pair p (= 4 b + j), half h; its row within the tile; its
+// slot in the MMA's k (the entry's pos is row * 16 + slot).
+CLLM_CCODE_HD uint32_t cllm_ccb_col(uint32_t l, uint32_t p, uint32_t h) {
+    const uint32_t q = l & 3u, b = p >> 2;
+    return (b < 2 ? 8 * q + 4 * b : 32 + 8 * q + 4 * (b - 2)) + 2 * ((p & 3u) >> 1) + h;
+}
+CLLM_CCODE_HD uint32_t cllm_ccb_row(uint32_t l, uint32_t p) { return l / 4 + 8 * (p & 1u); }
+CLLM_CCODE_HD uint32_t cllm_ccb_slot(uint32_t l, uint32_t p, uint32_t h) {
+    return 2 * (l & 3u) + 8 * ((p & 3u) >> 1) + h;
+}
+
+// Pair p's two codes from a lane's three code words: half 0 at bits 0..2, half 1 at 16..18.
+CLLM_CCODE_HD uint32_t cllm_ccb_codes(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t p) {
+    if (p < 15) return ((p < 5 ? w0 : p < 10 ? w1 : w2) >> (3 * (p % 5))) & 0x00070007u;
+    return ((w0 >> 15) & 0x00010001u) | ((w1 >> 14) & 0x00020002u) | ((w2 >> 13) & 0x00040004u);
 }
 
 // ---- int8: a lane's words, as the fused kernels rebuild them ------------------------------------

@@ -38,44 +38,125 @@ cllm_status cllm_ccode_read_info(const uint8_t *buf, size_t n, cllm_ccode_info *
     return CLLM_OK;
 }
 
-// ---- bf16 and f16 -------------------------------------------------------------------------------
+// ---- bf16 (MMA operand order) -------------------------------------------------------------------
 
-// Code word of vector v of row r: bf16 24 bits, f16 48 bits.
+// Decodes (tile t, chunk ch) whose entries are [e0, e0 + tot) (checked to lie in the list) split
+// into blocks by counts n[4]: exponent = base + code, then each block's entries (strictly
+// increasing pos, each on a code 0, each giving an exponent outside its row's window) patch
+// theirs. Padding rows must decode to 0 (the code is canonical).
+static cllm_status bf16_chunk(const uint8_t *buf, const cllm_ccode_info *in,
+                              const cllm_ccode_layout *lay, uint64_t t, uint64_t ch, uint64_t e0,
+                              const uint32_t n[4], uint16_t *out) {
+    const uint64_t ck = t * lay->nch + ch;
+    const uint8_t *bytes = buf + lay->off[CLLM_CCB_S_BYTES] + ck * CLLM_CCB_BYTES;
+    const uint8_t *cw = buf + lay->off[CLLM_CCB_S_CODEW] + ck * 32 * 8;
+    const uint8_t *c2 = buf + lay->off[CLLM_CCB_S_CODE2] + ck * 32 * 4;
+    const uint8_t *base = buf + lay->off[CLLM_CCB_S_BASE] + t * 16;
+    const uint8_t *exc = buf + lay->off[CLLM_CCB_S_EXC];
+    uint16_t v[32][16][2];  // this chunk's weights, [lane][pair][half]
+    for (uint32_t l = 0; l < 32; l++) {
+        const uint32_t w0 = cllm_load_le32(cw + 8 * l), w1 = cllm_load_le32(cw + 8 * l + 4);
+        const uint32_t w2 = cllm_load_le32(c2 + 4 * l);
+        for (uint32_t p = 0; p < 16; p++) {
+            const uint32_t codes = cllm_ccb_codes(w0, w1, w2, p), b = p >> 2, j = p & 3u;
+            for (uint32_t h = 0; h < 2; h++) {
+                const uint32_t by = bytes[512 * (b / 2) + 16 * l + 8 * (b % 2) + 2 * j + h];
+                const uint32_t ex = base[cllm_ccb_row(l, p)] + (codes >> (16 * h) & 7u);
+                v[l][p][h] = (uint16_t)((by & 0x80u) << 8 | ex << 7 | (by & 0x7fu));
+            }
+        }
+    }
+    uint64_t e = e0;
+    for (uint32_t b = 0; b < 4; b++) {
+        int32_t last = -1;
+        for (uint32_t k = 0; k < n[b]; k++, e++) {
+            const uint16_t ent = cllm_load_le16(exc + 2 * e);
+            const uint32_t pos = ent & 0xffu, ex = ent >> 8, r = pos >> 4, slot = pos & 15u;
+            const uint32_t l = 4 * (r & 7u) + ((slot & 7u) >> 1), j = (r >> 3) | (slot >> 3) << 1;
+            const uint32_t p = 4 * b + j, h = slot & 1u, bs = base[r];
+            const uint32_t w0 = cllm_load_le32(cw + 8 * l), w1 = cllm_load_le32(cw + 8 * l + 4);
+            const uint32_t code = cllm_ccb_codes(w0, w1, cllm_load_le32(c2 + 4 * l), p) >> (16 * h) & 7u;
+            RETURN_IF((int32_t)pos <= last || code != 0 || (ex >= bs && ex <= bs + 7),
+                      CLLM_ERR_CORRUPT,
+                      "compute code: tile %llu chunk %llu: exception %llu (block %u, pos %u) is "
+                      "out of order, on a non-zero code or inside its row's window",
+                      (unsigned long long)t, (unsigned long long)ch, (unsigned long long)e, b, pos);
+            last = (int32_t)pos;
+            v[l][p][h] = (uint16_t)((v[l][p][h] & 0x807fu) | ex << 7);
+        }
+    }
+    for (uint32_t l = 0; l < 32; l++)
+        for (uint32_t p = 0; p < 16; p++)
+            for (uint32_t h = 0; h < 2; h++) {
+                const uint64_t r = t * 16 + cllm_ccb_row(l, p), c = ch * 64 + cllm_ccb_col(l, p, h);
+                if (r < in->rows) out[r * in->cols + c] = v[l][p][h];
+                else
+                    RETURN_IF(v[l][p][h] != 0, CLLM_ERR_CORRUPT,
+                              "compute code: tile %llu chunk %llu: padding row %llu holds 0x%04x",
+                              (unsigned long long)t, (unsigned long long)ch,
+                              (unsigned long long)r, v[l][p][h]);
+            }
+    return CLLM_OK;
+}
+
+static cllm_status decode_bf16(const uint8_t *buf, const cllm_ccode_info *in,
+                               const cllm_ccode_layout *lay, uint16_t *out) {
+    const uint8_t *first = buf + lay->off[CLLM_CCB_S_FIRST];
+    const uint8_t *counts = buf + lay->off[CLLM_CCB_S_COUNTS];
+    const uint8_t *base = buf + lay->off[CLLM_CCB_S_BASE];
+    const uint64_t nck = lay->ntiles * lay->nch;
+    RETURN_IF(cllm_load_le32(first) != 0 || cllm_load_le32(first + 4 * nck) != in->n_exc,
+              CLLM_ERR_CORRUPT, "compute code: the chunks' first entries do not span the list");
+    for (uint64_t r = 0; r < lay->ntiles * 16; r++)
+        RETURN_IF(base[r] > (r < in->rows ? CLLM_CC16_BASE_MAX : 0u), CLLM_ERR_CORRUPT,
+                  "compute code: row %llu: base exponent %u above %u", (unsigned long long)r,
+                  base[r], r < in->rows ? CLLM_CC16_BASE_MAX : 0u);
+    for (uint64_t k = 0; k < nck; k++) {
+        const uint64_t e0 = cllm_load_le32(first + 4 * k), e1 = cllm_load_le32(first + 4 * k + 4);
+        const uint32_t cn = cllm_load_le32(counts + 4 * k);
+        uint32_t n[4] = {cn & 511u, cn >> 9 & 511u, cn >> 18 & 511u, 0};
+        const uint64_t lead = (uint64_t)n[0] + n[1] + n[2];
+        RETURN_IF(e1 < e0 || e1 > in->n_exc || e1 - e0 > 1024 || cn >> 27 || lead > e1 - e0 ||
+                      n[0] > 256 || n[1] > 256 || n[2] > 256 || e1 - e0 - lead > 256,
+                  CLLM_ERR_CORRUPT,
+                  "compute code: chunk %llu: entries [%llu, %llu) with block counts 0x%08x do not "
+                  "fit its blocks", (unsigned long long)k, (unsigned long long)e0,
+                  (unsigned long long)e1, cn);
+        n[3] = (uint32_t)(e1 - e0 - lead);
+        TRY(bf16_chunk(buf, in, lay, k / lay->nch, k % lay->nch, e0, n, out));
+    }
+    return CLLM_OK;
+}
+
+// ---- f16 (row-major vectors) --------------------------------------------------------------------
+
+// Code word of vector v of row r: 48 bits.
 static uint64_t code_word(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t r,
-                          uint64_t v, int f16) {
+                          uint64_t v) {
     const uint64_t i = r * lay->nvec + v;
-    if (f16)
-        return cllm_load_le32(buf + lay->off[CLLM_CC16_S_CODELO] + 4 * i) |
-               (uint64_t)cllm_load_le16(buf + lay->off[CLLM_CC16_S_CODEHI] + 2 * i) << 32;
-    return cllm_load_le16(buf + lay->off[CLLM_CC16_S_CODELO] + 2 * i) |
-           (uint32_t)buf[lay->off[CLLM_CC16_S_CODEHI] + i] << 16;
+    return cllm_load_le32(buf + lay->off[CLLM_CC16_S_CODELO] + 4 * i) |
+           (uint64_t)cllm_load_le16(buf + lay->off[CLLM_CC16_S_CODEHI] + 2 * i) << 32;
 }
 
 // Weight p's exponent code in a code word.
-static uint32_t code_at(uint64_t word, uint32_t p, int f16) {
-    return f16 ? (uint32_t)(word >> (6 * p + 3)) & 7u : (uint32_t)(word >> (3 * p)) & 7u;
-}
-
-// The weight from its byte b, exponent ex and (f16) mantissa bits 7..9 m3.
-static uint16_t b16_value(uint32_t b, uint32_t ex, uint32_t m3, int f16) {
-    return (uint16_t)((b & 0x80u) << 8 | (f16 ? ex << 10 | m3 << 7 : ex << 7) | (b & 0x7fu));
-}
+static uint32_t code_at(uint64_t word, uint32_t p) { return (uint32_t)(word >> (6 * p + 3)) & 7u; }
 
 // Decodes group g of row r (columns [256 g, min(256 g + 256, cols))): exponent = base + code,
 // then the group's entries [e0, e1) patch theirs (strictly increasing columns inside the matrix,
 // each on a code 0, each giving an exponent outside the window: the code is canonical).
-static cllm_status b16_group(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t cols,
+static cllm_status f16_group(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t cols,
                              uint64_t r, uint64_t g, uint32_t base, const uint8_t *exc,
-                             uint64_t e0, uint64_t e1, uint16_t *out, int f16) {
+                             uint64_t e0, uint64_t e1, uint16_t *out) {
     const uint8_t *bytes = buf + lay->off[CLLM_CC16_S_BYTES] + r * lay->nvec * 8;
     const uint64_t v_end = g * 32 + 32 < lay->nvec ? g * 32 + 32 : lay->nvec;
     uint16_t *o = out + r * cols;
     for (uint64_t v = g * 32; v < v_end; v++) {
-        const uint64_t word = code_word(buf, lay, r, v, f16);
+        const uint64_t word = code_word(buf, lay, r, v);
         for (uint32_t p = 0; p < CLLM_CC16_VEC && v * CLLM_CC16_VEC + p < cols; p++) {
             const uint64_t c = v * CLLM_CC16_VEC + p;
-            const uint32_t b = bytes[c], ex = base + code_at(word, p, f16);
-            o[c] = b16_value(b, ex, (uint32_t)(word >> (6 * p)) & 7u, f16);
+            const uint32_t b = bytes[c], ex = base + code_at(word, p);
+            o[c] = (uint16_t)((b & 0x80u) << 8 | ex << 10 | ((uint32_t)(word >> (6 * p)) & 7u) << 7 |
+                              (b & 0x7fu));
         }
     }
     int64_t last = -1;
@@ -84,22 +165,20 @@ static cllm_status b16_group(const uint8_t *buf, const cllm_ccode_layout *lay, u
         const uint64_t c = g * CLLM_CC16_GROUP + (ent & 0xffu);
         const uint32_t ex = base ^ (uint32_t)(ent >> 8);
         RETURN_IF((int64_t)(ent & 0xffu) <= last || c >= cols ||
-                      code_at(code_word(buf, lay, r, c / 8, f16), (uint32_t)(c % 8), f16) != 0 ||
-                      (ex >= base && ex <= base + 7) || (f16 && ex > 31),
+                      code_at(code_word(buf, lay, r, c / 8), (uint32_t)(c % 8)) != 0 ||
+                      (ex >= base && ex <= base + 7) || ex > 31,
                   CLLM_ERR_CORRUPT,
                   "compute code: row %llu: exception %llu (column %llu) is out of order, outside "
                   "the row, on a non-zero code, inside the window or beyond the exponent field", (unsigned long long)r,
                   (unsigned long long)e, (unsigned long long)c);
         last = ent & 0xffu;
-        o[c] = f16 ? (uint16_t)((o[c] & 0x83ffu) | ex << 10) : (uint16_t)((o[c] & 0x807fu) | ex << 7);
+        o[c] = (uint16_t)((o[c] & 0x83ffu) | ex << 10);
     }
     return CLLM_OK;
 }
 
-static cllm_status decode_b16(const uint8_t *buf, const cllm_ccode_info *in,
+static cllm_status decode_f16(const uint8_t *buf, const cllm_ccode_info *in,
                               const cllm_ccode_layout *lay, uint16_t *out) {
-    const int f16 = in->kind == CLLM_CCODE_F16;
-    const uint32_t base_max = f16 ? CLLM_CCF16_BASE_MAX : CLLM_CC16_BASE_MAX;
     const uint8_t *rowexc = buf + lay->off[CLLM_CC16_S_ROWEXC];
     const uint8_t *exc = buf + lay->off[CLLM_CC16_S_EXC];
     RETURN_IF(cllm_load_le32(rowexc) != 0 || cllm_load_le32(rowexc + 4 * in->rows) != in->n_exc,
@@ -111,9 +190,9 @@ static cllm_status decode_b16(const uint8_t *buf, const cllm_ccode_info *in,
                   (unsigned long long)r, (unsigned long long)r0, (unsigned long long)r1,
                   (unsigned long long)in->n_exc);
         const uint32_t base = buf[lay->off[CLLM_CC16_S_BASE] + r];
-        RETURN_IF(base > base_max, CLLM_ERR_CORRUPT,
+        RETURN_IF(base > CLLM_CCF16_BASE_MAX, CLLM_ERR_CORRUPT,
                   "compute code: row %llu: base exponent %u above %u", (unsigned long long)r,
-                  base, base_max);
+                  base, CLLM_CCF16_BASE_MAX);
         const uint8_t *goff = buf + lay->off[CLLM_CC16_S_GOFF] + r * (lay->ngroups + 1) * 2;
         RETURN_IF(cllm_load_le16(goff) != 0 ||
                       cllm_load_le16(goff + 2 * lay->ngroups) != r1 - r0,
@@ -124,7 +203,7 @@ static cllm_status decode_b16(const uint8_t *buf, const cllm_ccode_info *in,
             RETURN_IF(g1 < g0 || g1 > r1 - r0, CLLM_ERR_CORRUPT,
                       "compute code: row %llu: group offsets run backwards at group %llu",
                       (unsigned long long)r, (unsigned long long)g);
-            TRY(b16_group(buf, lay, in->cols, r, g, base, exc, r0 + g0, r0 + g1, out, f16));
+            TRY(f16_group(buf, lay, in->cols, r, g, base, exc, r0 + g0, r0 + g1, out));
         }
     }
     return CLLM_OK;
@@ -223,7 +302,8 @@ cllm_status cllm_ccode_decode(const uint8_t *buf, size_t n, void *out, size_t ou
         RETURN_IF(elems > out_cap / 2 || (elems && !out), CLLM_ERR_ARG,
                   "compute code: output of %zu bytes for %llu %s values", out_cap,
                   (unsigned long long)elems, in.kind == CLLM_CCODE_F16 ? "f16" : "bf16");
-        return decode_b16(buf, &in, &lay, out);
+        return in.kind == CLLM_CCODE_F16 ? decode_f16(buf, &in, &lay, out)
+                                         : decode_bf16(buf, &in, &lay, out);
     }
     RETURN_IF(elems > out_cap || (elems && !out), CLLM_ERR_ARG,
               "compute code: output of %zu bytes for %llu int8 values", out_cap,

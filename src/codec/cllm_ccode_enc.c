@@ -67,13 +67,12 @@ static uint32_t code_of(uint16_t h, uint32_t base, int f16) {
     return d < 8 ? d : CLLM_CC16_EXC;
 }
 
-// Writes row r: bytes, code words, group offsets, exceptions (from index `first`).
-static void b16_row(const uint16_t *w, uint64_t cols, uint32_t base, uint64_t r,
-                    const cllm_ccode_layout *lay, uint8_t *buf, uint64_t first, int f16) {
-    const uint64_t wide = f16 ? 2 : 1;  // code word of 24 or 48 bits
+// Writes row r of an f16 matrix: bytes, code words, group offsets, exceptions (from index `first`).
+static void f16_row(const uint16_t *w, uint64_t cols, uint32_t base, uint64_t r,
+                    const cllm_ccode_layout *lay, uint8_t *buf, uint64_t first) {
     uint8_t *bytes = buf + lay->off[CLLM_CC16_S_BYTES] + r * lay->nvec * 8;
-    uint8_t *lo = buf + lay->off[CLLM_CC16_S_CODELO] + r * lay->nvec * 2 * wide;
-    uint8_t *hi = buf + lay->off[CLLM_CC16_S_CODEHI] + r * lay->nvec * wide;
+    uint8_t *lo = buf + lay->off[CLLM_CC16_S_CODELO] + r * lay->nvec * 4;
+    uint8_t *hi = buf + lay->off[CLLM_CC16_S_CODEHI] + r * lay->nvec * 2;
     uint8_t *goff = buf + lay->off[CLLM_CC16_S_GOFF] + r * (lay->ngroups + 1) * 2;
     uint8_t *exc = buf + lay->off[CLLM_CC16_S_EXC] + first * 2;
     uint32_t n = 0;  // exceptions of this row so far
@@ -82,35 +81,29 @@ static void b16_row(const uint16_t *w, uint64_t cols, uint32_t base, uint64_t r,
         uint64_t word = 0;
         for (uint32_t p = 0; p < CLLM_CC16_VEC; p++) {
             const uint64_t c = v * CLLM_CC16_VEC + p;
-            if (c >= cols) break;  // padding: byte 0, code 0 (f16: field 0)
+            if (c >= cols) break;  // padding: byte 0, field 0
             const uint16_t h = w[c];
-            const uint32_t code = code_of(h, base, f16);
+            const uint32_t code = code_of(h, base, 1);
             bytes[c] = (uint8_t)(((h >> 8) & 0x80u) | (h & 0x7fu));
             if (code == CLLM_CC16_EXC) {  // code 0 and an entry: exponent = base ^ delta
-                const uint32_t delta = exp_of(h, f16) ^ base;
+                const uint32_t delta = exp_of(h, 1) ^ base;
                 put16(exc + 2 * n++, (uint16_t)((c % CLLM_CC16_GROUP) | delta << 8));
             }
-            const uint32_t field = (code == CLLM_CC16_EXC ? 0 : code) << (f16 ? 3 : 0) |
-                                   (f16 ? (h >> 7) & 7u : 0);  // f16: mantissa bits 7..9
-            word |= (uint64_t)field << (f16 ? 6 * p : 3 * p);
+            const uint32_t field = (code == CLLM_CC16_EXC ? 0 : code) << 3 | ((h >> 7) & 7u);
+            word |= (uint64_t)field << (6 * p);  // mantissa bits 7..9, then the code
         }
-        if (f16) {
-            put32(lo + 4 * v, (uint32_t)word);
-            put16(hi + 2 * v, (uint16_t)(word >> 32));
-        } else {
-            put16(lo + 2 * v, (uint16_t)word);
-            hi[v] = (uint8_t)(word >> 16);
-        }
+        put32(lo + 4 * v, (uint32_t)word);
+        put16(hi + 2 * v, (uint16_t)(word >> 32));
     }
     put16(goff + lay->ngroups * 2, (uint16_t)n);
 }
 
-static cllm_status encode_b16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
-                              uint8_t **out, size_t *out_bytes, int f16) {
+static cllm_status encode_f16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                              uint8_t **out, size_t *out_bytes) {
     RETURN_IF(!out || !out_bytes || (!w && rows && cols), CLLM_ERR_ARG,
-              "ccode_encode_%s: NULL argument", f16 ? "f16" : "bf16");
+              "ccode_encode_f16: NULL argument");
     *out = NULL, *out_bytes = 0;
-    cllm_ccode_info in = {.kind = f16 ? CLLM_CCODE_F16 : CLLM_CCODE_BF16, .rows = rows, .cols = cols};
+    cllm_ccode_info in = {.kind = CLLM_CCODE_F16, .rows = rows, .cols = cols};
     cllm_ccode_layout lay;
     RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0 || rows > SIZE_MAX / 8, CLLM_ERR_UNSUPPORTED,
               "compute code: a %llu x %llu matrix is beyond the layout's limits",
@@ -123,9 +116,9 @@ static cllm_status encode_b16(const uint16_t *w, uint64_t rows, uint64_t cols, i
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt) if (st == CLLM_OK && rows * cols > 65536) reduction(| : too_many)
     for (uint64_t r = 0; r < (st == CLLM_OK ? rows : 0); r++) {
         const uint16_t *row = w + r * cols;
-        base[r] = (uint8_t)row_base(row, cols, f16);
+        base[r] = (uint8_t)row_base(row, cols, 1);
         uint64_t n = 0;
-        for (uint64_t c = 0; c < cols; c++) n += code_of(row[c], base[r], f16) == CLLM_CC16_EXC;
+        for (uint64_t c = 0; c < cols; c++) n += code_of(row[c], base[r], 1) == CLLM_CC16_EXC;
         first[r + 1] = n;
         too_many |= n > 0xffff;
     }
@@ -146,7 +139,7 @@ static cllm_status encode_b16(const uint16_t *w, uint64_t rows, uint64_t cols, i
         for (uint64_t r = 0; r < rows; r++) {
             buf[lay.off[CLLM_CC16_S_BASE] + r] = base[r];
             put32(buf + lay.off[CLLM_CC16_S_ROWEXC] + r * 4, (uint32_t)first[r]);
-            b16_row(w + r * cols, cols, base[r], r, &lay, buf, first[r], f16);
+            f16_row(w + r * cols, cols, base[r], r, &lay, buf, first[r]);
         }
         put32(buf + lay.off[CLLM_CC16_S_ROWEXC] + rows * 4, (uint32_t)first[rows]);
         if (first[rows] > 0xffffffffull) {
@@ -158,14 +151,123 @@ static cllm_status encode_b16(const uint16_t *w, uint64_t rows, uint64_t cols, i
     return st;
 }
 
+// bf16 weight (row, col) or 0 outside the matrix (tile padding).
+static uint16_t b16_at(const uint16_t *w, uint64_t rows, uint64_t cols, uint64_t r, uint64_t c) {
+    return r < rows && c < cols ? w[r * cols + c] : 0;
+}
+
+// Exceptions of each block of (tile t, chunk ch) into n[4].
+static void ccb_count(const uint16_t *w, uint64_t rows, uint64_t cols, const uint8_t *base,
+                      uint64_t t, uint64_t ch, uint64_t n[4]) {
+    n[0] = n[1] = n[2] = n[3] = 0;
+    for (uint32_t l = 0; l < 32; l++)
+        for (uint32_t p = 0; p < 16; p++)
+            for (uint32_t h = 0; h < 2; h++) {
+                const uint32_t rt = cllm_ccb_row(l, p);
+                const uint16_t v = b16_at(w, rows, cols, t * 16 + rt, ch * 64 + cllm_ccb_col(l, p, h));
+                n[p >> 2] += code_of(v, base[t * 16 + rt], 0) == CLLM_CC16_EXC;
+            }
+}
+
+// Writes (tile t, chunk ch): bytes, code words, and its entries from index `first` on (block by
+// block, each sorted by pos).
+static void ccb_chunk(const uint16_t *w, uint64_t rows, uint64_t cols, const uint8_t *base,
+                      uint64_t t, uint64_t ch, const cllm_ccode_layout *lay, uint8_t *buf,
+                      uint64_t first) {
+    const uint64_t ck = t * lay->nch + ch;
+    uint8_t *bytes = buf + lay->off[CLLM_CCB_S_BYTES] + ck * CLLM_CCB_BYTES;
+    uint8_t *cw = buf + lay->off[CLLM_CCB_S_CODEW] + ck * 32 * 8;
+    uint8_t *c2 = buf + lay->off[CLLM_CCB_S_CODE2] + ck * 32 * 4;
+    uint8_t *exc = buf + lay->off[CLLM_CCB_S_EXC];
+    uint16_t ent[4][256];  // per block, indexed by pos (at most one weight per pos)
+    uint8_t has[4][256];
+    memset(has, 0, sizeof has);
+    uint32_t n[4] = {0, 0, 0, 0};
+    for (uint32_t l = 0; l < 32; l++) {
+        uint32_t word[3] = {0, 0, 0};
+        for (uint32_t p = 0; p < 16; p++)
+            for (uint32_t h = 0; h < 2; h++) {
+                const uint32_t rt = cllm_ccb_row(l, p), b = p >> 2, j = p & 3u;
+                const uint16_t v = b16_at(w, rows, cols, t * 16 + rt, ch * 64 + cllm_ccb_col(l, p, h));
+                const uint32_t bs = base[t * 16 + rt], code = code_of(v, bs, 0);
+                bytes[512 * (b / 2) + 16 * l + 8 * (b % 2) + 2 * j + h] =
+                    (uint8_t)(((v >> 8) & 0x80u) | (v & 0x7fu));
+                const uint32_t c = code == CLLM_CC16_EXC ? 0 : code;
+                if (code == CLLM_CC16_EXC) {
+                    const uint32_t pos = rt * 16 + cllm_ccb_slot(l, p, h);
+                    ent[b][pos] = (uint16_t)(pos | exp_of(v, 0) << 8), has[b][pos] = 1, n[b]++;
+                }
+                if (p < 15) word[p / 5] |= c << (3 * (p % 5) + 16 * h);
+                else
+                    for (uint32_t i = 0; i < 3; i++) word[i] |= (c >> i & 1u) << (15 + 16 * h);
+            }
+        put32(cw + l * 8, word[0]), put32(cw + l * 8 + 4, word[1]), put32(c2 + l * 4, word[2]);
+    }
+    uint64_t at = first;
+    for (uint32_t b = 0; b < 4; b++)
+        for (uint32_t pos = 0; pos < 256; pos++)
+            if (has[b][pos]) put16(exc + 2 * at++, ent[b][pos]);
+    put32(buf + lay->off[CLLM_CCB_S_COUNTS] + ck * 4, n[0] | n[1] << 9 | n[2] << 18);
+}
+
+static cllm_status encode_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
+                               uint8_t **out, size_t *out_bytes) {
+    RETURN_IF(!out || !out_bytes || (!w && rows && cols), CLLM_ERR_ARG,
+              "ccode_encode_bf16: NULL argument");
+    *out = NULL, *out_bytes = 0;
+    RETURN_IF(cols % CLLM_CCB_CHUNK != 0, CLLM_ERR_UNSUPPORTED,
+              "compute code: bf16 needs a multiple of %d columns, not %llu", CLLM_CCB_CHUNK,
+              (unsigned long long)cols);
+    cllm_ccode_info in = {.kind = CLLM_CCODE_BF16, .rows = rows, .cols = cols};
+    cllm_ccode_layout lay;
+    RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0 || lay.ntiles > SIZE_MAX / 16,
+              CLLM_ERR_UNSUPPORTED, "compute code: a %llu x %llu matrix is beyond the layout's limits",
+              (unsigned long long)rows, (unsigned long long)cols);
+    const uint64_t nck = lay.ntiles * lay.nch;
+    uint8_t *base = calloc(lay.ntiles ? (size_t)lay.ntiles * 16 : 1, 1);  // padding rows: 0
+    uint64_t *first = nck < SIZE_MAX / 8 ? malloc(((size_t)nck + 1) * sizeof *first) : NULL;
+    cllm_status st = base && first ? CLLM_OK
+                                   : CLLM_FAIL(CLLM_ERR_NOMEM, "compute code: tables of %llu chunks",
+                                               (unsigned long long)nck);
+    const int nt = n_threads > 1 ? n_threads : 1;
+    if (st == CLLM_OK) {
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt) if (rows * cols > 65536)
+        for (uint64_t r = 0; r < rows; r++) base[r] = (uint8_t)row_base(w + r * cols, cols, 0);
+#pragma omp parallel for schedule(dynamic, 64) num_threads(nt) if (nck > 64)
+        for (uint64_t k = 0; k < nck; k++) {
+            uint64_t n[4];
+            ccb_count(w, rows, cols, base, k / lay.nch, k % lay.nch, n);
+            first[k + 1] = n[0] + n[1] + n[2] + n[3];
+        }
+        first[0] = 0;
+        for (uint64_t k = 0; k < nck; k++) first[k + 1] += first[k];
+        in.n_exc = first[nck];
+        st = in.n_exc > 0xffffffffull
+                 ? CLLM_FAIL(CLLM_ERR_UNSUPPORTED, "compute code: more than 2^32 - 1 exceptions")
+                 : alloc_buffer(&in, &lay, out, out_bytes);
+    }
+    if (st == CLLM_OK) {
+        uint8_t *buf = *out;
+        memcpy(buf + lay.off[CLLM_CCB_S_BASE], base, (size_t)lay.ntiles * 16);
+#pragma omp parallel for schedule(dynamic, 64) num_threads(nt) if (nck > 64)
+        for (uint64_t k = 0; k < nck; k++) {
+            put32(buf + lay.off[CLLM_CCB_S_FIRST] + k * 4, (uint32_t)first[k]);
+            ccb_chunk(w, rows, cols, base, k / lay.nch, k % lay.nch, &lay, buf, first[k]);
+        }
+        put32(buf + lay.off[CLLM_CCB_S_FIRST] + nck * 4, (uint32_t)first[nck]);
+    }
+    free(base), free(first);
+    return st;
+}
+
 cllm_status cllm_ccode_encode_bf16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
                                    uint8_t **out, size_t *out_bytes) {
-    return encode_b16(w, rows, cols, n_threads, out, out_bytes, 0);
+    return encode_bf16(w, rows, cols, n_threads, out, out_bytes);
 }
 
 cllm_status cllm_ccode_encode_f16(const uint16_t *w, uint64_t rows, uint64_t cols, int n_threads,
                                   uint8_t **out, size_t *out_bytes) {
-    return encode_b16(w, rows, cols, n_threads, out, out_bytes, 1);
+    return encode_f16(w, rows, cols, n_threads, out, out_bytes);
 }
 
 // ---- int8 ---------------------------------------------------------------------------------------

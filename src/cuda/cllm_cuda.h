@@ -151,7 +151,8 @@ typedef enum cllm_cuda_wkind {
     // whole code buffer (header included), decoded inside the matvec. The matvec launchers and
     // the GEMMs (which unpack row chunks into their scratch) take these kinds, embed does not
     // (CLLM_ERR_UNSUPPORTED); results are bit-identical to the
-    // raw kind's (CC_BF16: BF16 with cols % 8 == 0; CC_INT8: INT8 on the tensor-core path, i.e.
+    // raw kind's (CC_BF16: BF16 with cols % 64 == 0, the tensor-core path; CC_INT8: INT8 on the
+    // tensor-core path, i.e.
     // cols % 64 == 0 and group_size == cols or a multiple of 64; scales point into the buffer;
     // CC_F16: F16 with cols % 8 == 0).
     CLLM_CUDA_W_CC_BF16 = 4,
@@ -229,15 +230,16 @@ cllm_status cllm_cuda_matvec_swiglu(const cllm_cuda_weight *gate, const cllm_cud
                                     const float *x_dev, float *out_dev, void *stream);
 
 // Several activation columns (batched decode): y[c * ldy + r] = W x_c, x_c = x + c * ldx, for
-// c < n <= CLLM_CUDA_MATVEC_COLS, in one launch that reads the weights once. Kinds BF16, F16 and
-// CC_BF16 with cols % 8 == 0, 16-byte aligned data and columns (ldx % 4 == 0); others
+// c < n <= CLLM_CUDA_MATVEC_COLS, in one launch that reads the weights once. Kinds BF16 and F16
+// with cols % 8 == 0, 16-byte aligned data and columns (ldx % 4 == 0), except BF16 with cols % 64
+// == 0 (the tensor-core kernel: it needs cllm_cuda_matvec_cols_job's scratch); others
 // CLLM_ERR_UNSUPPORTED. Column c is bit-identical to cllm_cuda_matvec on x_c (one order).
 #define CLLM_CUDA_MATVEC_COLS 8
 cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev, uint64_t ldx,
                                   uint32_t n, float *y_dev, uint64_t ldy, void *stream);
 
-// Compute code back to raw weights: rows [r0, r0 + n_rows) of w (CC_BF16, CC_INT8; CC_INT8: r0 a
-// multiple of 16) decoded into dst (16-byte aligned, n_rows x cols elements), bit for bit the
+// Compute code back to raw weights: rows [r0, r0 + n_rows) of w (CC_BF16, CC_F16, CC_INT8; CC_BF16
+// and CC_INT8: r0 a multiple of 16) decoded into dst (16-byte aligned, n_rows x cols elements), bit for bit the
 // rows it was made from: bf16 for CC_BF16; for CC_INT8 the int8 values, or with `bf16` their
 // dequantised bf16 values (q * scale rounded to nearest even, as the int8 GEMM's dequantisation).
 // *out = the raw view of dst (int8: w's scales from row r0 on, inside w's buffer). One launch on
@@ -252,10 +254,11 @@ cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, uint64_t r0, 
 //   CLLM_CUDA_COLS_ACC     y[i][c * ldy[i] + r] += (W_i x_c)[r]
 //   CLLM_CUDA_COLS_SWIGLU  y[0][c * ldy[0] + r]  = silu(W_0 x_c) * (W_1 x_c)  (n_w = 2, equal rows;
 //                          y_dev and ldy need only entry 0)
-// Kinds where cllm_cuda_matvec_cols_ok: BF16, F16, CC_BF16 (cols % 8 == 0) and INT8 (cols % 64 ==
-// 0, one group per row or groups of a multiple of 64), with 16-byte aligned data and columns.
-// INT8 also needs `scratch` (16-byte aligned) of cllm_cuda_matvec_cols_scratch(cols) bytes: x is
-// turned into the tensor-core kernel's digit planes there once per launch. Column c is
+// Kinds where cllm_cuda_matvec_cols_ok: BF16, F16, CC_F16 (cols % 8 == 0), CC_BF16 (cols % 64 ==
+// 0) and INT8 (cols % 64 == 0, one group per row or groups of a multiple of 64), with 16-byte
+// aligned data and columns. INT8, CC_BF16 and BF16 with cols % 64 == 0 also need `scratch`
+// (16-byte aligned) of cllm_cuda_matvec_cols_scratch(cols) bytes: x is turned into the
+// tensor-core kernels' fragments (int8 digit planes, bf16 parts) there once per launch. Column c is
 // bit-identical to the one-token launch (cllm_cuda_matvec_ex / _multi_ex / _swiglu_ex) on x_c.
 enum { CLLM_CUDA_COLS_SET = 0, CLLM_CUDA_COLS_ACC = 1, CLLM_CUDA_COLS_SWIGLU = 2 };
 int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w);

@@ -105,9 +105,11 @@ static __device__ __forceinline__ float warp_sum(float v) {
 //   matvec_i8_kernel   int8 with cols % 64 == 0 and per-row or 64-multiple groups: integer tensor
 //                      cores (mma m16n8k32 s8) against x split into four signed byte digits.
 //   matvec_any_kernel  any shape and alignment: one element per lane per step.
-// The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse the first two
-// with another loader: CC_BF16 in matvec_vec_kernel (cc16_rows), CC_INT8 in matvec_i8_kernel
-// (CC = true); each result is bit-identical to the raw kind's.
+//   matvec_b16_kernel  bf16 with cols % 64 == 0: tensor cores (mma m16n8k16 bf16) against x split
+//                      into three bf16 parts; raw BF16 and CC_BF16 alike.
+// The compute-code kinds (weights compressed in VRAM, src/codec/cllm_ccode.h) reuse these with
+// another loader: CC_F16 in matvec_vec_kernel (cc16_rows), CC_INT8 in matvec_i8_kernel (CC =
+// true), CC_BF16 in matvec_b16_kernel (CC = true); each result is bit-identical to the raw kind's.
 struct mv_job {
     cllm_cuda_weight w[CLLM_CUDA_MATVEC_MAX];
     float *y[CLLM_CUDA_MATVEC_MAX];
@@ -240,9 +242,9 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
         for (int k = 0; k < NR; k++) add(k, odd, __ldg(row[k] + v), v);
 }
 
-// ---- fused matvec over the lossless compute code (CLLM_CUDA_W_CC_BF16) ------------------------------
+// ---- fused matvec over the row-vector compute code (CLLM_CUDA_W_CC_F16) ---------------------------
 //
-// The raw bf16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
+// The raw f16 kernel with another loader: lane `lane` takes vectors lane, lane + 32, ... of its
 // row (8 weights each) in the same order and with the same dot8f, so the sums are bit-identical.
 // A vector costs three loads (8 sign/mantissa bytes, the 16 + 8 bits of its code word) and, per
 // weight, a byte permute, an AND, a shift-add and a LOP3 (layout: src/codec/cllm_ccode.h).
@@ -251,44 +253,38 @@ static __device__ __forceinline__ void mv_rows(const uint4 *const (&row)[NR],
 // memory (addend[pos] = base << 23 normally, true exponent << 23 for an exception, whose code is 0),
 // read back by the owning lanes, then restored.
 //
-// CC_F16 (kind 3) is the same code with a 48-bit word per vector (a 6-bit field per weight: three
-// mantissa bits, then the code) and a 5-bit exponent: the decode builds h in the upper half of a
-// word as bf16 builds a float (byte, then field << 23 plus base << 26) and converts it as the raw
-// f16 kernels do. F16 below selects it; everything else is shared.
+// The code word is 48 bits per vector (a 6-bit field per weight: three mantissa bits, then the
+// code) with a 5-bit exponent: the decode builds h in the upper half of a word (byte, then field
+// << 23 plus base << 26) and converts it as the raw f16 kernels do.
 struct cc16_row {
     const uint2 *bytes;     // (nvec) the row's sign/mantissa bytes, 8 per vector
-    const uint8_t *lo;      // (nvec) code word bits 0..15 (u16; f16: bits 0..31, u32)
-    const uint8_t *hi;      // (nvec) code word bits 16..23 (u8; f16: bits 32..47, u16)
+    const uint8_t *lo;      // (nvec) code word bits 0..31 (u32)
+    const uint8_t *hi;      // (nvec) code word bits 32..47 (u16)
     const uint16_t *goff;   // (ngroups + 1) row-relative exception offsets
     const uint16_t *exc;    // the row's exceptions: pos | delta << 8
     uint32_t base;          // exponent of code 0
 };
 
-// A vector's code word: bf16 24 bits, f16 48 bits (x: bits 0..31, y: 32..47).
-template <bool F16> using cc16_word = typename std::conditional<F16, uint2, uint32_t>::type;
+// A vector's code word, 48 bits (x: bits 0..31, y: 32..47).
+using cc16_word = uint2;
 
-// Exponent position of the decode's addends: bf16 a float's (23), f16 h's in the upper half (26).
-template <bool F16> __host__ __device__ constexpr uint32_t cc16_sh() { return F16 ? 26u : 23u; }
+// Exponent position of the decode's addends: h's in the upper half of a word.
+constexpr uint32_t CC16_SH = 26u;
 
 // Vector v0 + du of a row (du: a constant step offset, so that the loads of a batch share one
 // address and differ by immediates).
-template <bool F16>
-static __device__ __forceinline__ cc16_word<F16> cc16_load(const cc16_row &rw, uint32_t v0,
-                                                           uint32_t du = 0) {
-    if constexpr (F16)
-        return make_uint2(__ldg((const uint32_t *)rw.lo + v0 + du),
-                          __ldg((const uint16_t *)rw.hi + v0 + du));
-    else
-        return __ldg((const uint16_t *)rw.lo + v0 + du) | (uint32_t)__ldg(rw.hi + v0 + du) << 16;
+static __device__ __forceinline__ cc16_word cc16_load(const cc16_row &rw, uint32_t v0,
+                                                      uint32_t du = 0) {
+    return make_uint2(__ldg((const uint32_t *)rw.lo + v0 + du),
+                      __ldg((const uint16_t *)rw.hi + v0 + du));
 }
 
 // Row r of a compute-code matrix w whose section offsets are off.
-template <bool F16>
 static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w,
                                                        const uint64_t *off, uint64_t r) {
     const uint8_t *b = (const uint8_t *)w.data;
     const uint64_t nvec = w.cols / 8, ng = (nvec + 31) / 32;
-    constexpr uint64_t wide = F16 ? 2 : 1;
+    constexpr uint64_t wide = 2;
     cc16_row o;
     o.bytes = (const uint2 *)(b + off[CLLM_CC16_S_BYTES]) + r * nvec;
     o.lo = b + off[CLLM_CC16_S_CODELO] + r * nvec * 2 * wide;
@@ -300,9 +296,8 @@ static __device__ __forceinline__ cc16_row cc16_row_at(const cllm_cuda_weight &w
     return o;
 }
 
-template <bool F16>
 static __device__ __forceinline__ cc16_row cc16_row_of(const mv_job &m, uint32_t wi, uint64_t r) {
-    return cc16_row_at<F16>(m.w[wi], m.cc_off[wi], r);
+    return cc16_row_at(m.w[wi], m.cc_off[wi], r);
 }
 
 // Byte i of w with its sign bit replicated over byte 3: bits 31..24 = sign, 23..16 = the byte.
@@ -313,57 +308,43 @@ static __device__ __forceinline__ uint32_t cc16_place(uint32_t w) {
     return u;
 }
 
-// The 8 weights of a vector as bits: bf16, the fp32 word (sign from the byte, exponent code * 2^23
-// + addend, mantissa); f16, h in the upper half (field * 2^23 + addend: mantissa bits 7..9, then
-// the exponent at 2^26). Either way the 16-bit weight is the upper half.
-template <bool F16>
-static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word<F16> c, const uint32_t (&q)[8],
+// The 8 weights of a vector as bits: h in the upper half of each word (sign from the byte, field *
+// 2^23 + addend: mantissa bits 7..9, then the exponent at 2^26).
+static __device__ __forceinline__ void cc16_bits(uint2 b, cc16_word c, const uint32_t (&q)[8],
                                                  uint32_t (&o)[8]) {
 #pragma unroll
     for (int p = 0; p < 8; p++) {
         const uint32_t word = p < 4 ? b.x : b.y;
         const uint32_t u = (p & 3) == 0 ? cc16_place<0>(word) : (p & 3) == 1 ? cc16_place<1>(word)
                            : (p & 3) == 2 ? cc16_place<2>(word) : cc16_place<3>(word);
-        uint32_t e;
-        if constexpr (F16) {
-            const uint64_t c64 = (uint64_t)c.y << 32 | c.x;
-            e = ((uint32_t)(c64 >> (6 * p)) << 23 & 0x1f800000u) + q[p];
-        } else {
-            // The code's bits masked in place (an AND the compiler may not turn into a shift and
-            // a mask), then moved to the exponent and added in one shift-add (LEA).
-            uint32_t m;
-            asm("and.b32 %0, %1, %2;" : "=r"(m) : "r"(c), "r"(7u << (3 * p)));
-            e = (m << (23 - 3 * p)) + q[p];
-        }
+        const uint64_t c64 = (uint64_t)c.y << 32 | c.x;
+        const uint32_t e = ((uint32_t)(c64 >> (6 * p)) << 23 & 0x1f800000u) + q[p];
         o[p] = (u & 0x807f0000u) | e;
     }
 }
 
-// cc16_bits' words as fp32 (f16: the raw f16 kernels' conversion).
-template <bool F16>
+// cc16_bits' words as fp32 (the raw f16 kernels' conversion).
 static __device__ __forceinline__ void cc16_float(const uint32_t (&o)[8], float (&w)[8]) {
 #pragma unroll
-    for (int p = 0; p < 8; p++) w[p] = F16 ? f16_bits(o[p] >> 16) : __uint_as_float(o[p]);
+    for (int p = 0; p < 8; p++) w[p] = f16_bits(o[p] >> 16);
 }
 
 // The 8 weights of a vector as fp32.
-template <bool F16>
-static __device__ __forceinline__ void cc16_decode(uint2 b, cc16_word<F16> c,
-                                                   const uint32_t (&q)[8], float (&w)[8]) {
+static __device__ __forceinline__ void cc16_decode(uint2 b, cc16_word c, const uint32_t (&q)[8],
+                                                   float (&w)[8]) {
     uint32_t o[8];
-    cc16_bits<F16>(b, c, q, o);
-    cc16_float<F16>(o, w);
+    cc16_bits(b, c, q, o);
+    cc16_float(o, w);
 }
 
 // This lane's 8 addends for group g of a row, whose entries are [g0, g1) of exc (row-relative):
 // warp-uniform. Entries e0 .. e0 + 31 were read ahead, entry e0 + lane into ent (valid where
 // e0 + lane lies below the end of the entries read ahead, which is at least g1); any entry of
 // the group beyond those is read here.
-template <bool F16>
 static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t *qw, uint32_t g0,
                                                     uint32_t g1, uint32_t e0, uint32_t ent,
                                                     uint32_t lane, uint32_t (&q)[8]) {
-    constexpr uint32_t SH = cc16_sh<F16>();
+    constexpr uint32_t SH = CC16_SH;
     const uint32_t b23 = rw.base << SH;
     if (g1 == g0) {
 #pragma unroll
@@ -387,25 +368,22 @@ static __device__ __forceinline__ void cc16_addends(const cc16_row &rw, uint32_t
 }
 
 // cc16_addends for one group whose entries were not read ahead.
-template <bool F16>
 static __device__ __forceinline__ void cc16_addends_1(const cc16_row &rw, uint32_t *qw, uint32_t g,
                                                       uint32_t lane, uint32_t (&q)[8]) {
     const uint32_t g0 = __ldg(rw.goff + g), g1 = __ldg(rw.goff + g + 1);
     const uint32_t ent = g0 + lane < g1 ? __ldg(rw.exc + g0 + lane) : 0u;
-    cc16_addends<F16>(rw, qw, g0, g1, g0, ent, lane, q);
+    cc16_addends(rw, qw, g0, g1, g0, ent, lane, q);
 }
 
 // Fills a warp's 256 addends (lane: entries 8 lane .. 8 lane + 7) with the no-exception value.
-template <bool F16>
 static __device__ __forceinline__ void cc16_fill(uint32_t *qw, uint32_t base, uint32_t lane) {
-    const uint32_t b = base << cc16_sh<F16>();
+    const uint32_t b = base << CC16_SH;
     ((uint4 *)qw)[2 * lane] = ((uint4 *)qw)[2 * lane + 1] = make_uint4(b, b, b, b);
 }
 
 // This lane's 8 addends for step u of a batch whose entries (at most 32) were all read ahead:
 // own is the step of the lane's entry (none: 255), at addend addr with value vexc. No branch:
 // a group without entries costs the three syncs and the two reads.
-template <bool F16>
 static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint32_t *qw, uint32_t u,
                                                         uint32_t own, uint32_t addr, uint32_t vexc,
                                                         uint32_t lane, uint32_t (&q)[8]) {
@@ -415,14 +393,14 @@ static __device__ __forceinline__ void cc16_addends_own(const cc16_row &rw, uint
     const uint4 a = ((const uint4 *)qw)[2 * lane], b = ((const uint4 *)qw)[2 * lane + 1];
     q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
     __syncwarp();
-    if (own == u) qw[addr] = rw.base << cc16_sh<F16>();
+    if (own == u) qw[addr] = rw.base << CC16_SH;
 }
 
 // What cc16_rows does with the decoded steps of its rows: f.init(t) for row t first; per step
 // k0 + u, f.begin(k0, u, act) before the rows' patches (the loads of x, in flight meanwhile),
 // then f.add(t, k, v, w, xs) with row t's 8 weights w of vector v, step k, in row order.
 // cc16_one: one column, the rows' partial dots as mv_rows<BF16, NR> (per-row and swiglu kernels).
-template <int NR, bool F16> struct cc16_one {
+template <int NR> struct cc16_one {
     const float *x;
     uint32_t lane;
     float (&sum)[NR][2];
@@ -439,7 +417,7 @@ template <int NR, bool F16> struct cc16_one {
     __device__ __forceinline__ void add(int t, uint32_t k, uint32_t, const uint32_t (&o)[8],
                                         const xv &xs) {
         float w[8];
-        cc16_float<F16>(o, w);
+        cc16_float(o, w);
         const float d = dot8f(w, xs.a, xs.b);  // (a branch: no indexed registers)
         if (k & 1) sum[t][1] = __fadd_rn(sum[t][1], d);
         else sum[t][0] = __fadd_rn(sum[t][0], d);
@@ -469,7 +447,7 @@ static __device__ __forceinline__ void cols_step(const float (&w)[NR][8], const 
 // cc16_rows' fold for the column kernel: each of n <= NC columns x + c ldx, the rows' partial dots
 // per column in the same order (step by step, even and odd steps apart), once every row of the
 // step is decoded.
-template <int NR, int NC, bool F16> struct cc16_cols {
+template <int NR, int NC> struct cc16_cols {
     const float *x;
     uint64_t ldx;
     uint32_t n;
@@ -482,7 +460,7 @@ template <int NR, int NC, bool F16> struct cc16_cols {
     }
     __device__ __forceinline__ xv begin(uint32_t, uint32_t, bool) const { return {}; }
     __device__ __forceinline__ void add(int t, uint32_t k, uint32_t v, const uint32_t (&o)[8], xv) {
-        cc16_float<F16>(o, wk[t]);
+        cc16_float(o, wk[t]);
         if (t == NR - 1) cols_step<NR, NC>(wk, x, ldx, n, v, k, sum);  // (t unrolled: a constant)
     }
 };
@@ -493,12 +471,12 @@ template <int NR, int NC, bool F16> struct cc16_cols {
 // A batch's exception entries are read with its weights, one per lane; when they are at most 32
 // (the common case: about 23 in 4 groups of synth-like weights), each lane knows before the first
 // step which step its entry patches, and the steps take cc16_addends_own; otherwise cc16_addends.
-template <int NR, bool F16, class Fold>
+template <int NR, class Fold>
 static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4 (*qs)[64],
                                                  uint32_t nvec, uint32_t lane, bool pre, Fold &f) {
 #pragma unroll
     for (int t = 0; t < NR; t++) {
-        cc16_fill<F16>((uint32_t *)qs[t], rw[t].base, lane);
+        cc16_fill((uint32_t *)qs[t], rw[t].base, lane);
         f.init(t);
     }
     __syncwarp();
@@ -513,7 +491,7 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
     };
     struct batch {
         uint2 b[NR][4];
-        cc16_word<F16> c[NR][4];
+        cc16_word c[NR][4];
         uint32_t g[NR][5], ent[NR];
     };
     auto load = [&](batch &a, uint32_t k0, uint32_t n, bool guard) {
@@ -533,7 +511,7 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
             for (int t = 0; t < NR; t++)
                 if (!guard || v0 + 32 * u < nvec) {
                     a.b[t][u] = __ldg(rw[t].bytes + v0 + 32 * u);
-                    a.c[t][u] = cc16_load<F16>(rw[t], v0, 32 * u);
+                    a.c[t][u] = cc16_load(rw[t], v0, 32 * u);
                 }
         }
     };
@@ -552,7 +530,7 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
                     if (u < n) st += e >= a.g[t][u];
                 own[t] = lane < a.g[t][n] - a.g[t][0] ? st : 255u;
                 addr[t] = a.ent[t] & 255u;
-                vexc[t] = (rw[t].base ^ (a.ent[t] >> 8)) << cc16_sh<F16>();
+                vexc[t] = (rw[t].base ^ (a.ent[t] >> 8)) << CC16_SH;
             }
         }
 #pragma unroll
@@ -564,14 +542,14 @@ static __device__ __forceinline__ void cc16_rows(const cc16_row (&rw)[NR], uint4
             for (int t = 0; t < NR; t++) {
                 uint32_t q[8];
                 if constexpr (decltype(near)::value)
-                    cc16_addends_own<F16>(rw[t], (uint32_t *)qs[t], u, own[t], addr[t], vexc[t],
+                    cc16_addends_own(rw[t], (uint32_t *)qs[t], u, own[t], addr[t], vexc[t],
                                           lane, q);
                 else
-                    cc16_addends<F16>(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1],
+                    cc16_addends(rw[t], (uint32_t *)qs[t], a.g[t][u], a.g[t][u + 1],
                                       a.g[t][0], a.ent[t], lane, q);
                 if (act) {
                     uint32_t o[8];
-                    cc16_bits<F16>(a.b[t][u], a.c[t][u], q, o);
+                    cc16_bits(a.b[t][u], a.c[t][u], q, o);
                     f.add(t, k0 + u, lane + 32 * (k0 + u), o, xs);
                 }
             }
@@ -621,7 +599,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
     matvec_vec_kernel(const mv_job m, const float *__restrict__ x) {
     constexpr uint32_t EPV = KIND == CLLM_CUDA_W_F32 ? 4 : KIND == CLLM_CUDA_W_INT8 ? 16 : 8;
     constexpr int NR = SWIGLU ? 2 : 1;
-    pdl_trigger();  // (CC_BF16, CC_F16: EPV unused, the compute code has its own loader)
+    pdl_trigger();  // (CC_F16: EPV unused, the compute code has its own loader)
     const uint32_t lane = threadIdx.x & 31, i = SWIGLU ? 0 : mv_pick(m, blockIdx.x);
     const uint64_t r = (uint64_t)(blockIdx.x - (i ? m.block_end[i - 1] : 0)) * MV_WARPS +
                        threadIdx.x / 32;
@@ -631,16 +609,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
         return;
     }
     float sum[NR][2];
-    if constexpr (KIND == CLLM_CUDA_W_CC_BF16 || KIND == CLLM_CUDA_W_CC_F16) {
+    if constexpr (KIND == CLLM_CUDA_W_CC_F16) {
         __shared__ uint4 ccq[MV_WARPS][NR][64];
         cc16_row rw[NR];
         if (!m.pre) pdl_wait();  // not resident: nothing may be read before the wait
 #pragma unroll
         for (int k = 0; k < NR; k++)
-            rw[k] = cc16_row_of<KIND == CLLM_CUDA_W_CC_F16>(m, SWIGLU ? (uint32_t)k : i, r);
-        cc16_one<NR, KIND == CLLM_CUDA_W_CC_F16> f{x, lane, sum};
-        cc16_rows<NR, KIND == CLLM_CUDA_W_CC_F16>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8),
-                                                  lane, m.pre != 0, f);
+            rw[k] = cc16_row_of(m, SWIGLU ? (uint32_t)k : i, r);
+        cc16_one<NR> f{x, lane, sum};
+        cc16_rows<NR>(rw, ccq[threadIdx.x / 32], (uint32_t)(cols / 8), lane, m.pre != 0, f);
     } else {
         const uint32_t gs = m.w[i].group_size;
         const uint64_t gpr = KIND == CLLM_CUDA_W_INT8 ? (cols + gs - 1) / gs : 0;
@@ -660,7 +637,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32,
     if (lane == 0) mv_store(m, i, r, s[0], s[NR - 1], SWIGLU);
 }
 
-// ---- several activation columns (batched decode): bf16, f16, CC_BF16, CC_F16 ------------------------
+// ---- several activation columns (batched decode): bf16, f16, CC_F16 ---------------------------------
 //
 // The job's rows for columns x_c = x + c * ldx, c < n <= NC: y[i][c * ldy[i] + r] (+)= (W_i x_c)[r],
 // or in swiglu mode y[0][c * ldy[0] + r] = silu(gate x_c) * (up x_c). One warp per row (two rows,
@@ -675,8 +652,7 @@ template <int KIND, int NC, bool SWIGLU>
 static __global__ void __launch_bounds__(MV_WARPS * 32)
     matvec_cols_kernel(const mv_job m, const float *__restrict__ x, uint64_t ldx, uint32_t n) {
     constexpr int NR = SWIGLU ? 2 : 1;
-    constexpr bool F16C = KIND == CLLM_CUDA_W_CC_F16;
-    constexpr bool CC = KIND == CLLM_CUDA_W_CC_BF16 || F16C;
+    constexpr bool CC = KIND == CLLM_CUDA_W_CC_F16;
     __shared__ uint4 ccq[CC ? MV_WARPS : 1][NR][64];
     pdl_trigger();
     pdl_wait();
@@ -689,9 +665,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
     if constexpr (CC && NC <= 4) {  // the one-token kernel's loader, patch and batches of 4 steps
         cc16_row rw[NR];
 #pragma unroll
-        for (int t = 0; t < NR; t++) rw[t] = cc16_row_of<F16C>(m, SWIGLU ? (uint32_t)t : i, r);
-        cc16_cols<NR, NC, F16C> f{x, ldx, n, sum};
-        cc16_rows<NR, F16C>(rw, ccq[threadIdx.x / 32], nvec, lane, false, f);
+        for (int t = 0; t < NR; t++) rw[t] = cc16_row_of(m, SWIGLU ? (uint32_t)t : i, r);
+        cc16_cols<NR, NC> f{x, ldx, n, sum};
+        cc16_rows<NR>(rw, ccq[threadIdx.x / 32], nvec, lane, false, f);
     } else {  // step by step
         cc16_row rw[NR];
         const uint4 *row[NR];
@@ -704,8 +680,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
             row[t] = (const uint4 *)((const uint8_t *)m.w[wi].data + r * m.w[wi].cols * 2);
             qw[t] = (uint32_t *)ccq[CC ? threadIdx.x / 32 : 0][t];
             if (CC) {
-                rw[t] = cc16_row_of<F16C>(m, wi, r);
-                cc16_fill<F16C>(qw[t], rw[t].base, lane);
+                rw[t] = cc16_row_of(m, wi, r);
+                cc16_fill(qw[t], rw[t].base, lane);
             }
         }
         __syncwarp();
@@ -717,11 +693,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
             for (int t = 0; t < NR; t++) {
                 if (CC) {
                     uint2 b = make_uint2(0, 0);
-                    cc16_word<F16C> cw{};
+                    cc16_word cw{};
                     uint32_t q[8];
-                    if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load<F16C>(rw[t], v);
-                    cc16_addends_1<F16C>(rw[t], qw[t], k, lane, q);
-                    cc16_decode<F16C>(b, cw, q, w[t]);
+                    if (act) b = __ldg(rw[t].bytes + v), cw = cc16_load(rw[t], v);
+                    cc16_addends_1(rw[t], qw[t], k, lane, q);
+                    cc16_decode(b, cw, q, w[t]);
                 } else if (act) {
                     const uint4 a = __ldg(row[t] + v);
                     const uint32_t u[4] = {a.x, a.y, a.z, a.w};
@@ -924,16 +900,15 @@ struct cc16_out {
     }
 };
 
-template <bool F16>
 static __global__ void __launch_bounds__(MV_WARPS * 32) cc16_unpack_kernel(const cc_unpack_args a) {
     __shared__ uint4 qs[MV_WARPS][1][64];
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
     const uint64_t rl = (uint64_t)blockIdx.x * MV_WARPS + warp;  // one warp per row
     if (rl >= a.n_units) return;
     const uint64_t nvec = a.w.cols / 8;
-    const cc16_row rw[1] = {cc16_row_at<F16>(a.w, a.off, a.r0 + rl)};
+    const cc16_row rw[1] = {cc16_row_at(a.w, a.off, a.r0 + rl)};
     cc16_out f{(uint4 *)a.dst + rl * nvec};
-    cc16_rows<1, F16>(rw, qs[warp], (uint32_t)nvec, lane, false, f);
+    cc16_rows<1>(rw, qs[warp], (uint32_t)nvec, lane, false, f);
 }
 
 // cc8 to int8 (the integer GEMM) or, BF16, to dequantised bf16 (the cuBLAS path for grouped
@@ -1004,7 +979,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 template <int MT, bool GROUPED, bool CC, uint32_t W>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
-    constexpr uint32_t U = 4 / MT;  // chunks per batch of loads: 8 x 16 bytes per lane
+    // Chunks per batch of loads. Raw: 4 chunks of one matrix (8 x 16 bytes per lane), each batch
+    // loaded where it is used. CC: 2, the next batch in flight while this one is decoded (PERF.md
+    // 7t: fused +6.2% tg; raw lost 0.9% that way, and CC 4 chunks so lost 5%).
+    constexpr uint32_t U = (CC ? 2 : 4) / MT;
+    constexpr bool PIPE = CC;
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][W][16];
     __shared__ uint16_t ccx8[CC ? CC8_XCAP : 1];  // CC: the tiles' side entries, staged
@@ -1041,9 +1020,10 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
         }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
-    uint4 a[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
-    float ws[U][MT][2];
-    auto load = [&](uint32_t j0) {  // local chunks j0 .. j0 + U - 1 (warp-uniform guards)
+    // The batch in use (a, ws) and, PIPE, the next one in flight meanwhile (an, wn).
+    uint4 a[U][MT][2], an[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
+    float ws[U][MT][2], wn[U][MT][2];
+    auto load = [&](uint32_t j0, uint4 (&oa)[U][MT][2], float (&ow)[U][MT][2]) {  // chunks j0 ..
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1052,19 +1032,19 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 #pragma unroll
             for (int t = 0; t < MT; t++) {
                 if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
-                    a[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
+                    oa[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
                     const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
                     const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));  // W chunks on: W x 4 pairs
-                    a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+                    oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
                 } else {
-                    a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                    oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
                 }
-                if (GROUPED) ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+                if (GROUPED) ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
             }
         }
     };
     if (!m.pre) pdl_wait();
-    load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    load(0, a, ws);  // in flight while x is quantized (and, resident, while the previous kernel ends)
     if (CC) {  // stage each tile's side entries (a longer list stays in global memory)
         constexpr uint32_t cap = CC8_XCAP / MT;
 #pragma unroll
@@ -1099,7 +1079,11 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (j0) load(j0);
+        if (PIPE) {
+            if (j0 + U < nj) load(j0 + U, an, wn);
+        } else if (j0) {
+            load(j0, a, ws);
+        }
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1119,6 +1103,14 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                 const float s0 = GROUPED ? s * ws[u][t][0] : s, s8 = GROUPED ? s * ws[u][t][1] : s;
                 mv8_fold(acc[t], d, s0, s8);
             }
+        }
+        if (PIPE) {
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+                for (int t = 0; t < MT; t++)
+#pragma unroll
+                    for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
         }
     }
     // Lane q holds digits 2q, 2q + 1 (q >= 2: the zero columns): weights 2^(16q), 2^(16q + 8).
@@ -1306,6 +1298,456 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     }
 }
 
+// ---- bf16 on the tensor cores: raw bf16 and its compute code (CC_BF16) in one kernel -----------
+//
+// The bf16 matvec of matrices whose width is a multiple of 64 (raw BF16 and CC_BF16 alike, so that
+// fused stays bit-identical to raw): m16n8k16 MMAs with fp32 accumulation. x is split exactly into
+// three bf16 parts (hi = bf16(x), mid = bf16(x - hi), lo = bf16(x - hi - mid)), held in B columns
+// 0-2 (one token) or 0-2 and 4-6 (two tokens per MMA: the column kernel). A block is MVB_WARPS
+// warps on one 16-row tile (two, gate and up, in swiglu mode); warp w takes chunks of 64 columns w,
+// w + MVB_WARPS, ...; per chunk lane (g, q) holds rows g and g + 8 at columns 8q..8q+7 and
+// 32+8q..32+8q+7, four MMA blocks (cllm_ccode.h: cllm_ccb_col), and MMAs them in block order into
+// one accumulator. Per warp a row is (hi + mid) + lo; the block's rows are the sum over warps in
+// warp order (as the int8 kernel). Raw bf16 loads its rows as two 16-byte runs per row and chunk;
+// CC_BF16 decodes the same registers from its bytes, code words and exceptions (below), so the
+// MMAs see the same operands: the same results, bit for bit. PERF.md 7r has the probe behind it.
+#ifndef MVB_WARPS
+#define MVB_WARPS 8     // warps per 16-row tile (A/B knob: 16 halves the blocks of a long row)
+#endif
+#define MVB_FRAG 384  // bytes of x fragments per chunk and token: [half k][part g][lane q] uint4
+
+// The three exact bf16 parts of x, as bits.
+static __device__ __forceinline__ void bf16_split3(float x, uint32_t &hi, uint32_t &mid,
+                                                   uint32_t &lo) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(x);
+    const float r = __fsub_rn(x, __bfloat162float(h));
+    const __nv_bfloat16 m = __float2bfloat16_rn(r);
+    const __nv_bfloat16 l = __float2bfloat16_rn(__fsub_rn(r, __bfloat162float(m)));
+    hi = __bfloat16_as_ushort(h), mid = __bfloat16_as_ushort(m), lo = __bfloat16_as_ushort(l);
+}
+
+// Columns 2 l, 2 l + 1 of a chunk of one token, v, into the chunk's fragments f (96 words): part g
+// of columns 32 k + 8 q .. + 7 is uint4 (k 3 + g) 4 + q.
+static __device__ __forceinline__ void mvb_frag_put(float2 v, uint32_t l, uint32_t *f) {
+    uint32_t h0, m0, l0, h1, m1, l1;
+    bf16_split3(v.x, h0, m0, l0);
+    bf16_split3(v.y, h1, m1, l1);
+    const uint32_t k = l / 16, q = (l % 16) / 4, wd = l % 4;
+    f[((k * 3 + 0) * 4 + q) * 4 + wd] = h0 | h1 << 16;
+    f[((k * 3 + 1) * 4 + q) * 4 + wd] = m0 | m1 << 16;
+    f[((k * 3 + 2) * 4 + q) * 4 + wd] = l0 | l1 << 16;
+}
+
+// x of n tokens (pitch ldx) to fragments for the column kernel: token t, chunk c at
+// frag + (t nch + c) MVB_FRAG / 16. One warp per (token, chunk).
+static __global__ void __launch_bounds__(256)
+    mvb_prep_kernel(const float *__restrict__ x, uint64_t ldx, uint32_t n, uint32_t nch,
+                    uint4 *frag) {
+    pdl_trigger();
+    pdl_wait();
+    const uint64_t u = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    if (u >= (uint64_t)n * nch) return;
+    const uint32_t t = (uint32_t)(u / nch), c = (uint32_t)(u % nch);
+    const float2 v = __ldg((const float2 *)(x + (uint64_t)t * ldx + (uint64_t)c * 64) + (threadIdx.x & 31));
+    mvb_frag_put(v, threadIdx.x & 31, (uint32_t *)(frag + ((uint64_t)t * nch + c) * (MVB_FRAG / 16)));
+}
+
+template <int I0>
+static __device__ __forceinline__ uint32_t ccb_bytes(uint32_t w) {  // bytes I0, I0 + 1, signs
+    constexpr uint32_t sel = I0 | (8 | I0) << 4 | (I0 + 1) << 8 | (8 | (I0 + 1)) << 12;
+    uint32_t r;
+    asm("prmt.b32 %0, %1, 0, %2;" : "=r"(r) : "r"(w), "n"(sel));
+    return r;
+}
+
+// Register pair P (= 4 b + j) of a lane's chunk: bytes by, code words, addend (exponents << 7).
+template <int P>
+static __device__ __forceinline__ uint32_t ccb_reg(const uint4 (&by)[2], uint32_t w0, uint32_t w1,
+                                                   uint32_t w2, uint32_t add) {
+    constexpr int B = P / 4, J = P % 4;
+    const uint4 v = by[B / 2];
+    const uint32_t word = (B % 2) == 0 ? (J < 2 ? v.x : v.y) : (J < 2 ? v.z : v.w);
+    const uint32_t u = (J % 2) == 0 ? ccb_bytes<0>(word) : ccb_bytes<2>(word);
+    return (u & 0x807f807fu) | ((cllm_ccb_codes(w0, w1, w2, P) << 7) + add);
+}
+
+// A chunk's weights for the MMAs: a[b][j], block b, register j.
+struct mvb_chunk {
+    uint32_t a[4][4];
+};
+
+// One matrix's loads of one chunk: raw, rows g and g + 8 (two 16-byte runs each); CC_BF16, the
+// lane's bytes and code words, and its exception entry (one per lane; the chunk's header was read
+// a batch before: first entry, its successor's, the block counts).
+struct mvb_ld {
+    uint4 r[4];  // raw: row g run 0, 1, row g + 8 run 0, 1; CC: bytes (r[0], r[1]), words (r[2])
+    uint32_t e0, tot, cn, ent;
+};
+
+// Row pointers and compute-code sections of one matrix for this lane.
+// Cursors: each load (mvb_load) and each header read (mvb_header) moves its own to the warp's next
+// chunk (MVB_WARPS on), so that the addresses are loop-carried registers, not recomputed.
+struct mvb_src {
+    const uint4 *ra, *rb;       // raw: rows g, g + 8 (16-byte units) at the next chunk to load
+    const uint4 *bytes;         // CC: bytes of the next chunk to load, this lane
+    const uint2 *cw;            // CC: its code words 0, 1, this lane
+    const uint32_t *c2;         // CC: its code word 2, this lane
+    const uint32_t *first, *counts;  // CC: the next header to read
+    const uint16_t *exc;
+};
+
+// The cursors of one matrix for this lane, at chunk c0 of the tile.
+template <bool CC>
+static __device__ __forceinline__ mvb_src mvb_src_of(const cllm_cuda_weight &w, const uint64_t *off,
+                                                     uint32_t tile, uint32_t c0, uint32_t g,
+                                                     uint32_t lane) {
+    const uint64_t rows = w.rows, cols = w.cols, nch = cols / 64;
+    mvb_src o = {};
+    if (CC) {
+        const uint8_t *b = (const uint8_t *)w.data;
+        const uint64_t ck = (uint64_t)tile * nch + c0;
+        o.bytes = (const uint4 *)(b + off[CLLM_CCB_S_BYTES]) + ck * 64 + lane;
+        o.cw = (const uint2 *)(b + off[CLLM_CCB_S_CODEW]) + ck * 32 + lane;
+        o.c2 = (const uint32_t *)(b + off[CLLM_CCB_S_CODE2]) + ck * 32 + lane;
+        o.first = (const uint32_t *)(b + off[CLLM_CCB_S_FIRST]) + ck;
+        o.counts = (const uint32_t *)(b + off[CLLM_CCB_S_COUNTS]) + ck;
+        o.exc = (const uint16_t *)(b + off[CLLM_CCB_S_EXC]);
+    } else {
+        const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
+        o.ra = (const uint4 *)((const uint16_t *)w.data + ra * cols) + (uint64_t)c0 * 8 + (lane & 3);
+        o.rb = (const uint4 *)((const uint16_t *)w.data + rb * cols) + (uint64_t)c0 * 8 + (lane & 3);
+    }
+    return o;
+}
+
+// The next header of s (first entry, its successor's, block counts); the cursor moves on.
+static __device__ __forceinline__ void mvb_header(mvb_src &s, uint2 &h, uint32_t &cn) {
+    h = make_uint2(__ldg(s.first), __ldg(s.first + 1)), cn = __ldg(s.counts);
+    s.first += MVB_WARPS, s.counts += MVB_WARPS;
+}
+
+// Loads the next chunk of s (CC: with its header h, read before); the cursor moves on.
+template <bool CC>
+static __device__ __forceinline__ void mvb_load(mvb_src &s, uint2 h, uint32_t cn, uint32_t lane,
+                                                mvb_ld &o) {
+    if (CC) {
+        o.r[0] = __ldg(s.bytes), o.r[1] = __ldg(s.bytes + 32);
+        const uint2 w = __ldg(s.cw);
+        o.r[2] = make_uint4(w.x, w.y, __ldg(s.c2), 0u);
+        o.e0 = h.x, o.tot = h.y - h.x, o.cn = cn;
+        o.ent = lane < o.tot ? __ldg(s.exc + h.x + lane) : 0u;
+        s.bytes += MVB_WARPS * 64, s.cw += MVB_WARPS * 32, s.c2 += MVB_WARPS * 32;
+    } else {
+        o.r[0] = __ldg(s.ra), o.r[1] = __ldg(s.ra + 4), o.r[2] = __ldg(s.rb), o.r[3] = __ldg(s.rb + 4);
+        s.ra += MVB_WARPS * 8, s.rb += MVB_WARPS * 8;
+    }
+}
+
+// Slot of a chunk's entry e (u16 units of the warp's addend table) in block b.
+static __device__ __forceinline__ uint32_t ccb_slot(uint32_t b, uint32_t ent) {
+    const uint32_t pos = ent & 255u, r = pos >> 4, col = pos & 15u;
+    const uint32_t j = (r >> 3) | (col >> 3) << 1, l = 4 * (r & 7u) + ((col & 7u) >> 1);
+    return ((b * 32 + l) * 4 + j) * 2 + (col & 1u);
+}
+
+// The chunk's MMA operands from its loads. CC: tab is the warp's addend table (4 x 32 uint4, each
+// lane's (base << 7 | base << 23) per register), sbase the tile's 16 bases; the chunk's entries
+// are stored over it, read back and restored (more than 32 entries: the rest read here).
+template <bool CC>
+static __device__ __forceinline__ void mvb_operands(const mvb_ld &d, const mvb_src &s, uint4 *tab,
+                                                    const uint32_t *sbase, uint32_t lane,
+                                                    mvb_chunk &o) {
+    if (!CC) {
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            const uint4 ga = d.r[b / 2], gb = d.r[2 + b / 2];
+            o.a[b][0] = b % 2 ? ga.z : ga.x, o.a[b][2] = b % 2 ? ga.w : ga.y;
+            o.a[b][1] = b % 2 ? gb.z : gb.x, o.a[b][3] = b % 2 ? gb.w : gb.y;
+        }
+        return;
+    }
+    uint16_t *t16 = (uint16_t *)tab;
+    const uint32_t p1 = d.cn & 511u, p2 = p1 + (d.cn >> 9 & 511u), p3 = p2 + (d.cn >> 18 & 511u);
+    auto slot = [&](uint32_t e, uint32_t en, uint32_t &sl, uint16_t &v, uint16_t &rv) {
+        const uint32_t b = (e >= p1) + (e >= p2) + (e >= p3);
+        sl = ccb_slot(b, en), v = (uint16_t)((en >> 8) << 7);
+        rv = (uint16_t)(sbase[(en & 255u) >> 4] << 7);
+    };
+    uint32_t sl = 0;
+    uint16_t v = 0, rv = 0;
+    const bool has = lane < d.tot;
+    if (has) slot(lane, d.ent, sl, v, rv);
+    __syncwarp();  // the previous chunk's restores are done
+    if (has) t16[sl] = v;
+    for (uint32_t e = lane + 32; e < d.tot; e += 32) {  // beyond 32 entries (rare)
+        uint32_t s2;
+        uint16_t v2, r2;
+        slot(e, __ldg(s.exc + d.e0 + e), s2, v2, r2);
+        t16[s2] = v2;
+    }
+    __syncwarp();
+    uint4 tw[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) tw[k] = tab[k * 32 + lane];
+    __syncwarp();
+    if (has) t16[sl] = rv;
+    for (uint32_t e = lane + 32; e < d.tot; e += 32) {
+        uint32_t s2;
+        uint16_t v2, r2;
+        slot(e, __ldg(s.exc + d.e0 + e), s2, v2, r2);
+        t16[s2] = r2;
+    }
+    const uint4 by[2] = {d.r[0], d.r[1]};
+    const uint32_t w0 = d.r[2].x, w1 = d.r[2].y, w2 = d.r[2].z;
+#define MVB_BLOCK(B)                                                                               \
+    o.a[B][0] = ccb_reg<4 * B + 0>(by, w0, w1, w2, tw[B].x);                                       \
+    o.a[B][1] = ccb_reg<4 * B + 1>(by, w0, w1, w2, tw[B].y);                                       \
+    o.a[B][2] = ccb_reg<4 * B + 2>(by, w0, w1, w2, tw[B].z);                                       \
+    o.a[B][3] = ccb_reg<4 * B + 3>(by, w0, w1, w2, tw[B].w);
+    MVB_BLOCK(0) MVB_BLOCK(1) MVB_BLOCK(2) MVB_BLOCK(3)
+#undef MVB_BLOCK
+}
+
+static __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One chunk's four MMAs (block order) with fragments f0 (blocks 0, 1) and f1 (blocks 2, 3).
+static __device__ __forceinline__ void mvb_mma(float (&d)[4], const mvb_chunk &c, uint4 f0, uint4 f1) {
+    mma_bf16(d, c.a[0], f0.x, f0.y);
+    mma_bf16(d, c.a[1], f0.z, f0.w);
+    mma_bf16(d, c.a[2], f1.x, f1.y);
+    mma_bf16(d, c.a[3], f1.z, f1.w);
+}
+
+// A warp's rows from its accumulator of one token whose parts sit in D columns 4s .. 4s + 2: the
+// value of rows g (va) and g + 8 (vb) at lane q = 2s: (hi + mid) + lo.
+static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q, uint32_t s2,
+                                                float &va, float &vb) {
+    va = q == s2 ? __fadd_rn(d[0], d[1]) : q == s2 + 1 ? d[0] : 0.f;
+    vb = q == s2 ? __fadd_rn(d[2], d[3]) : q == s2 + 1 ? d[2] : 0.f;
+    va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
+    vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
+}
+
+// NP == 0: one token, its fragments made by each warp in shared memory chunk by chunk (x's columns
+// of a chunk loaded with its weights, split at its fold: a slot per chunk of a batch). NP > 0:
+// n <= 2 NP tokens (the column kernel), fragments from mvb_prep_kernel (frag); token 2p + s of
+// pair p in B columns 4s .. 4s + 2. Raw loads a batch of U chunks and then uses it; CC keeps the
+// next chunk's loads in flight while it decodes this one (PERF.md 7t: +12.6% tg against loading
+// each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%). Dynamic shared
+// memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments (mvb_smem_bytes).
+#define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills 264 bytes)
+template <int MT, bool CC, int NP>
+static __global__ void __launch_bounds__(MVB_WARPS * 32,
+                                        ((CC ? MVB_CC_MINB : 3) * 8 + MVB_WARPS - 1) / MVB_WARPS)
+    matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
+                      uint32_t n) {
+    constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
+    constexpr bool PIPE = CC;  // the next chunk's loads in flight while this one is decoded
+    extern __shared__ uint4 mvb_smem[];
+    __shared__ float red[MT][NT][W][16];
+    __shared__ uint32_t sbase[MT][16];
+    pdl_trigger();
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
+    const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
+    const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
+    const uint32_t nch = (uint32_t)(cols / 64), nj = nch > warp ? (nch - warp + W - 1) / W : 0;
+    uint4 *tab = mvb_smem + (size_t)warp * MT * 128;  // CC: this warp's tables
+    uint32_t *fx = (uint32_t *)(mvb_smem + (CC ? (size_t)W * MT * 128 : 0));  // NP == 0
+    mvb_src src[MT];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+        src[t] = mvb_src_of<CC>(m.w[MT == 2 ? t : i], m.cc_off[MT == 2 ? t : i], tile, warp, g, lane);
+    const bool pre = m.pre && !NP;
+    if (!pre) pdl_wait();
+    uint32_t bv = 0;  // CC: the tile's bases, in flight with the first loads
+    if (CC && threadIdx.x < 16 * MT) {
+        const uint32_t t = threadIdx.x / 16, wi = MT == 2 ? t : i;
+        bv = __ldg((const uint8_t *)m.w[wi].data + m.cc_off[wi][CLLM_CCB_S_BASE] +
+                   (uint64_t)tile * 16 + threadIdx.x % 16);
+    }
+    auto chunk = [&](uint32_t j) { return warp + W * j; };
+    uint2 hn[U][MT];  // CC: headers (first, next first) of the next batch to load; counts
+    uint32_t cn[U][MT];
+    auto header = [&](uint32_t j0) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (CC && j0 + u < nj) mvb_header(src[t], hn[u][t], cn[u][t]);
+    };
+    // The batch being used (ld, xv) and, PIPE, the next one in flight meanwhile (ln, xn).
+    mvb_ld ld[U][MT], ln[U][MT];
+    float2 xv[U], xn[U];  // one token: this lane's columns 2 lane, 2 lane + 1 of each chunk
+    const float2 *xc = (const float2 *)x + (size_t)warp * 32 + lane;  // (a cursor, as the loads)
+    auto load = [&](uint32_t j0, mvb_ld (&o)[U][MT]) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++)
+                if (j0 + u < nj) mvb_load<CC>(src[t], hn[u][t], cn[u][t], lane, o[u][t]);
+        header(j0 + U);
+    };
+    auto loadx = [&](uint32_t j0, float2 (&o)[U]) {
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++)
+            if (!NP && j0 + u < nj) o[u] = __ldg(xc), xc += W * 32;
+    };
+    header(0);
+    if (nj) load(0, ld);  // in flight across the wait when resident
+    if (pre) pdl_wait();
+    loadx(0, xv);
+    if (CC) {  // the bases, then each lane's addends
+        if (threadIdx.x < 16 * MT) sbase[threadIdx.x / 16][threadIdx.x % 16] = bv;
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            const uint32_t a = sbase[t][g], b = sbase[t][g + 8];
+            const uint32_t fa = a << 7 | a << 23, fb = b << 7 | b << 23;
+#pragma unroll
+            for (int k = 0; k < 4; k++) tab[t * 128 + k * 32 + lane] = make_uint4(fa, fb, fa, fb);
+        }
+        __syncwarp();
+    }
+    float acc[MT][NP ? NP : 1][4] = {};
+    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
+        if (PIPE) {
+            if (j0 + U < nj) load(j0 + U, ln), loadx(j0 + U, xn);
+        } else if (j0) {
+            load(j0, ld), loadx(j0, xv);
+        }
+#pragma unroll
+        for (uint32_t u = 0; u < U; u++) {
+            if (j0 + u >= nj) break;
+            const uint32_t c = chunk(j0 + u);
+            uint32_t *fc = fx + (size_t)(warp * U + u) * (MVB_FRAG / 4);
+            if (!NP) {  // the chunk's fragments into this warp's slot u
+                __syncwarp();  // the slot's previous chunk is read
+                mvb_frag_put(xv[u], lane, fc);
+                __syncwarp();
+            }
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                mvb_chunk op;
+                mvb_operands<CC>(ld[u][t], src[t], tab + t * 128, sbase[t], lane, op);
+                if (!NP) {
+                    const uint4 *f = (const uint4 *)fc;
+                    const uint4 z = make_uint4(0, 0, 0, 0);
+                    const uint4 f0 = g < 3 ? f[g * 4 + q] : z, f1 = g < 3 ? f[(3 + g) * 4 + q] : z;
+                    mvb_mma(acc[t][0], op, f0, f1);
+                } else {
+#pragma unroll
+                    for (int p = 0; p < (NP ? NP : 1); p++) {
+                        if ((uint32_t)(2 * p) >= n) break;
+                        const uint32_t tok = 2 * p + (g >> 2), part = g & 3;
+                        const uint4 z = make_uint4(0, 0, 0, 0);
+                        const uint4 *f = frag + ((uint64_t)tok * nch + c) * (MVB_FRAG / 16);
+                        const bool in = part < 3 && tok < n;
+                        const uint4 f0 = in ? __ldg(f + part * 4 + q) : z;
+                        const uint4 f1 = in ? __ldg(f + (3 + part) * 4 + q) : z;
+                        mvb_mma(acc[t][p], op, f0, f1);
+                    }
+                }
+            }
+        }
+        if (PIPE) {
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++) {
+                xv[u] = xn[u];
+#pragma unroll
+                for (int t = 0; t < MT; t++) ld[u][t] = ln[u][t];
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int p = 0; p < (NP ? NP : 1); p++)
+#pragma unroll
+            for (uint32_t s2 = 0; s2 < (NP ? 2u : 1u); s2++) {
+                if (NP && 2 * p + s2 >= n) break;
+                float va, vb;
+                mvb_rows(acc[t][p], q, 2 * s2, va, vb);
+                if (q == 2 * s2) red[t][2 * p + s2][warp][g] = va, red[t][2 * p + s2][warp][g + 8] = vb;
+            }
+    __syncthreads();
+    for (uint32_t e = threadIdx.x; e < 16 * (NP ? n : 1); e += 32 * W) {
+        const uint32_t col = e / 16, rl = e % 16;
+        const uint64_t r = (uint64_t)tile * 16 + rl;
+        if (r >= rows) continue;
+        float sum[MT];
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            sum[t] = 0.f;
+#pragma unroll
+            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
+        }
+        if (!NP) {
+            mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
+        } else {
+            float *y = m.y[i] + (uint64_t)col * m.ldy[i];
+            if (MT == 2) y[r] = silu_mul(sum[0], sum[MT - 1]);
+            else y[r] = m.acc ? y[r] + sum[0] : sum[0];
+        }
+    }
+}
+
+// CC_BF16 back to bf16 rows (prefill's GEMM reads them): a block per 16-row tile, warp w taking
+// chunks w, w + MVB_WARPS, ... as the fused kernel does, with the next chunk's loads in flight
+// while this one is decoded (headers one more ahead); each register pair to its two columns.
+static __global__ void __launch_bounds__(MVB_WARPS * 32) ccb_unpack_kernel(const cc_unpack_args a) {
+    __shared__ uint4 tabs[MVB_WARPS][128];
+    __shared__ uint32_t sbase[16];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
+    const uint32_t nch = (uint32_t)(a.w.cols / 64), tile = (uint32_t)(a.r0 / 16) + blockIdx.x;
+    const uint64_t end = a.r0 + a.n_rows;
+    if (threadIdx.x < 16)
+        sbase[threadIdx.x] = __ldg((const uint8_t *)a.w.data + a.off[CLLM_CCB_S_BASE] +
+                                   (uint64_t)tile * 16 + threadIdx.x);
+    __syncthreads();
+    const uint32_t ba = sbase[g], bb = sbase[g + 8];
+    const uint32_t fa = ba << 7 | ba << 23, fb = bb << 7 | bb << 23;
+#pragma unroll
+    for (int k = 0; k < 4; k++) tabs[warp][k * 32 + lane] = make_uint4(fa, fb, fa, fb);
+    mvb_src s = mvb_src_of<true>(a.w, a.off, tile, warp, g, lane);
+    const uint32_t nj = nch > warp ? (nch - warp + MVB_WARPS - 1) / MVB_WARPS : 0;
+    uint2 h = make_uint2(0, 0);
+    uint32_t cn = 0;
+    mvb_ld cur, nxt;
+    if (nj) mvb_header(s, h, cn), mvb_load<true>(s, h, cn, lane, cur);
+    if (nj > 1) mvb_header(s, h, cn);
+    uint16_t *dst = (uint16_t *)a.dst;
+    const uint64_t ra = (uint64_t)tile * 16 + g, rb = ra + 8;
+    for (uint32_t j = 0; j < nj; j++) {
+        const uint32_t c = warp + MVB_WARPS * j;
+        if (j + 1 < nj) {
+            mvb_load<true>(s, h, cn, lane, nxt);
+            if (j + 2 < nj) mvb_header(s, h, cn);
+        }
+        mvb_chunk op;
+        mvb_operands<true>(cur, s, tabs[warp], sbase, lane, op);
+        // Row g: blocks 0, 1 -> columns 8q..8q+7, blocks 2, 3 -> 32+8q..; row g + 8 likewise.
+        const uint64_t c0 = (uint64_t)c * 64 + 8 * q;
+        if (ra < end) {
+            uint4 *o = (uint4 *)(dst + (ra - a.r0) * a.w.cols + c0);
+            o[0] = make_uint4(op.a[0][0], op.a[0][2], op.a[1][0], op.a[1][2]);
+            o[4] = make_uint4(op.a[2][0], op.a[2][2], op.a[3][0], op.a[3][2]);
+        }
+        if (rb < end) {
+            uint4 *o = (uint4 *)(dst + (rb - a.r0) * a.w.cols + c0);
+            o[0] = make_uint4(op.a[0][1], op.a[0][3], op.a[1][1], op.a[1][3]);
+            o[4] = make_uint4(op.a[2][1], op.a[2][3], op.a[3][1], op.a[3][3]);
+        }
+        cur = nxt;
+    }
+}
+
 // ---- matvec launchers ----------------------------------------------------------------------------
 
 static cllm_status check_weight(const cllm_cuda_weight *w, const char *who) {
@@ -1330,17 +1772,52 @@ static bool is_ccode(uint32_t kind) {
     return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_INT8 || kind == CLLM_CUDA_W_CC_F16;
 }
 
-// The lossless compute-code kinds (one loader: the per-row and column kernels, unpack).
-static bool is_cc16(uint32_t kind) {
-    return kind == CLLM_CUDA_W_CC_BF16 || kind == CLLM_CUDA_W_CC_F16;
+// The row-vector compute code (f16: the per-row and column kernels' loader, cc16_rows).
+static bool is_cc16(uint32_t kind) { return kind == CLLM_CUDA_W_CC_F16; }
+
+// Whether the tensor-core bf16 kernels take w with x at x (raw BF16 of a multiple of 64 columns:
+// always, so that CC_BF16, which only they read, stays bit-identical to it).
+static bool mvb_ok(const cllm_cuda_weight *w, const float *x) {
+    return (w->kind == CLLM_CUDA_W_BF16 || w->kind == CLLM_CUDA_W_CC_BF16) && w->cols % 64 == 0 &&
+           (uintptr_t)w->data % 16 == 0 && (uintptr_t)x % 16 == 0;
+}
+
+// Dynamic shared memory of matvec_b16_kernel: CC addend tables, then (one token) x's fragments.
+static size_t mvb_smem_bytes(const cllm_cuda_weight *w, int mt, bool one_token) {
+    const bool cc = w->kind == CLLM_CUDA_W_CC_BF16;
+    const size_t frags = (size_t)MVB_WARPS * (cc || mt == 2 ? 1 : 2) * MVB_FRAG;  // a slot per
+                                                                               // chunk of a batch
+    return (cc ? (size_t)MVB_WARPS * mt * 2048 : 0) + (one_token ? frags : 0);
+}
+
+template <int MT, bool CC, int NP>
+static cudaError_t mvb_launch_k(const mv_job &m, const float *x, const uint4 *frag, uint32_t n,
+                                unsigned blocks, cudaStream_t s, unsigned flags) {
+    const size_t smem = mvb_smem_bytes(&m.w[0], MT, NP == 0);
+    auto k = matvec_b16_kernel<MT, CC, NP>;
+    if (smem > 32 * 1024) {  // (static: the rows' partial sums, at most 16 KiB)
+        const cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return launch_k(k, dim3(blocks), dim3(MVB_WARPS * 32), smem, s, flags, m, x, frag, n);
+}
+
+template <int MT, int NP>
+static cudaError_t mvb_launch(const mv_job &m, const float *x, const uint4 *frag, uint32_t n,
+                              unsigned blocks, cudaStream_t s, unsigned flags) {
+    return m.w[0].kind == CLLM_CUDA_W_CC_BF16
+               ? mvb_launch_k<MT, true, NP>(m, x, frag, n, blocks, s, flags)
+               : mvb_launch_k<MT, false, NP>(m, x, frag, n, blocks, s, flags);
 }
 
 // Section offsets of a compute-code view (its code's layout: shape, kind, group size).
 static cllm_status cc_offsets(const cllm_cuda_weight *w, uint64_t *off, const char *who) {
+    const bool b16 = w->kind == CLLM_CUDA_W_CC_BF16 || w->kind == CLLM_CUDA_W_CC_F16;
     const cllm_ccode_info in = {w->kind == CLLM_CUDA_W_CC_BF16  ? (uint32_t)CLLM_CCODE_BF16
                                 : w->kind == CLLM_CUDA_W_CC_F16 ? (uint32_t)CLLM_CCODE_F16
                                                                 : (uint32_t)CLLM_CCODE_INT8,
-                                is_cc16(w->kind) ? 0u : w->group_size, w->rows, w->cols, 0};
+                                b16 ? 0u : w->group_size, w->rows, w->cols, 0};
     cllm_ccode_layout lay;
     RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
     for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) off[k] = lay.off[k];
@@ -1424,9 +1901,6 @@ static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x,
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_F16, SW>, grid, block, sm, s, flags, m, x);
     case CLLM_CUDA_W_BF16:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_BF16, SW>, grid, block, sm, s, flags, m, x);
-    case CLLM_CUDA_W_CC_BF16:
-        return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_BF16, SW>, grid, block, sm, s, flags, m,
-                        x);
     case CLLM_CUDA_W_CC_F16:
         return launch_k(matvec_vec_kernel<CLLM_CUDA_W_CC_F16, SW>, grid, block, sm, s, flags, m,
                         x);
@@ -1439,17 +1913,18 @@ static cudaError_t mv_vec_launch(uint32_t kind, const mv_job &m, const float *x,
 // rows): picks the kernel, fills block_end.
 static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsigned flags,
                              void *stream, const char *who) {
-    bool vec = true;
-    for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x);
+    bool vec = true, mvb = true;
+    for (int i = 0; i < n; i++) vec = vec && mv_vec_ok(&m->w[i], x), mvb = mvb && mvb_ok(&m->w[i], x);
     const size_t smem = vec ? mv8_smem_bytes(&m->w[0]) : 0;
     const uint32_t kind = m->w[0].kind;
     if (is_ccode(kind)) {  // only the fused kernels read a compute code
-        RETURN_IF(is_cc16(kind) ? !vec : !smem, CLLM_ERR_UNSUPPORTED,
+        RETURN_IF(kind == CLLM_CUDA_W_CC_BF16 ? !mvb : is_cc16(kind) ? !vec : !smem,
+                  CLLM_ERR_UNSUPPORTED,
                   "%s: compute code of %llu columns (group %u) with x at %p: no fused kernel", who,
                   (unsigned long long)m->w[0].cols, m->w[0].group_size, (const void *)x);
         for (int i = 0; i < n; i++) TRY(cc_offsets(&m->w[i], m->cc_off[i], who));
     }
-    const uint64_t rpb = smem ? 16 : MV_WARPS;
+    const uint64_t rpb = smem || mvb ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
         if (i < (swiglu ? 1 : n)) blocks += (m->w[i].rows + rpb - 1) / rpb;
@@ -1462,7 +1937,10 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     const unsigned nb = (unsigned)blocks;
     const dim3 block(MV_WARPS * 32);
     cudaError_t e;
-    if (smem) {
+    if (mvb) {
+        e = swiglu ? mvb_launch<2, 0>(*m, x, nullptr, 1, nb, s, flags)
+                   : mvb_launch<1, 0>(*m, x, nullptr, 1, nb, s, flags);
+    } else if (smem) {
         const bool grouped = m->w[0].group_size < m->w[0].cols;
         const bool cc = m->w[0].kind == CLLM_CUDA_W_CC_INT8;
         e = swiglu ? (grouped ? mv8_launch_cc<2, true>(cc, *m, x, nb, smem, s, flags)
@@ -1562,8 +2040,7 @@ static cudaError_t mv_cols_kind(uint32_t n, const mv_job &m, const float *x, uin
     switch (m.w[0].kind) {
     case CLLM_CUDA_W_BF16: return mv_cols_launch<CLLM_CUDA_W_BF16, SW>(n, m, x, ldx, blocks, s);
     case CLLM_CUDA_W_F16: return mv_cols_launch<CLLM_CUDA_W_F16, SW>(n, m, x, ldx, blocks, s);
-    case CLLM_CUDA_W_CC_F16: return mv_cols_launch<CLLM_CUDA_W_CC_F16, SW>(n, m, x, ldx, blocks, s);
-    default: return mv_cols_launch<CLLM_CUDA_W_CC_BF16, SW>(n, m, x, ldx, blocks, s);
+    default: return mv_cols_launch<CLLM_CUDA_W_CC_F16, SW>(n, m, x, ldx, blocks, s);
     }
 }
 
@@ -1605,30 +2082,34 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
     TRY(check_weight(w, who));
     RETURN_IF(!is_ccode(w->kind), CLLM_ERR_ARG, "%s: weight kind %u is not compute code", who,
               w->kind);
-    const bool b16 = is_cc16(w->kind);  // bf16 or f16 rows out
+    const bool ccb = w->kind == CLLM_CUDA_W_CC_BF16;  // bf16 rows out, tiles of 16 rows
+    const bool b16 = is_cc16(w->kind) || ccb;         // bf16 or f16 rows out
     const uint64_t esz = b16 || bf16 ? 2 : 1;
-    RETURN_IF(n_rows == 0 || r0 >= w->rows || n_rows > w->rows - r0 || (!b16 && r0 % 16),
+    RETURN_IF(n_rows == 0 || r0 >= w->rows || n_rows > w->rows - r0 || ((!b16 || ccb) && r0 % 16),
               CLLM_ERR_ARG, "%s: rows [%llu, +%llu) of %llu", who, (unsigned long long)r0,
               (unsigned long long)n_rows, (unsigned long long)w->rows);
     RETURN_IF(!out || !dst || (uintptr_t)dst % 16 || dst_bytes / esz / w->cols < n_rows,
               CLLM_ERR_ARG, "%s: destination of %zu bytes at %p for %llu x %llu", who, dst_bytes,
               dst, (unsigned long long)n_rows, (unsigned long long)w->cols);
-    RETURN_IF(b16 ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
+    RETURN_IF(b16 && !ccb ? w->cols % 8 != 0 : w->cols % MV8_COLS != 0, CLLM_ERR_UNSUPPORTED,
               "%s: compute code of %llu columns", who, (unsigned long long)w->cols);
     cc_unpack_args a = {};
     a.w = *w;
     TRY(cc_offsets(w, a.off, who));
     a.r0 = r0, a.n_rows = n_rows, a.bf16 = !b16 && bf16;
-    a.n_units = b16 ? n_rows : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
+    a.n_units = b16 && !ccb ? n_rows : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
     a.dst = dst;
     const uint64_t blocks = (a.n_units + MV_WARPS - 1) / MV_WARPS;
     RETURN_IF(blocks > 0x7fffffffull, CLLM_ERR_UNSUPPORTED, "%s: %llu blocks", who,
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
     if (w->kind == CLLM_CUDA_W_CC_F16) {
-        cc16_unpack_kernel<true><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
-    } else if (b16) {
-        cc16_unpack_kernel<false><<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+        cc16_unpack_kernel<<<(unsigned)blocks, MV_WARPS * 32, 0, s>>>(a);
+    } else if (ccb) {  // a block per tile
+        const uint64_t tiles = (n_rows + 15) / 16;
+        RETURN_IF(w->rows > 0xffffffffull - 16 || tiles > 0x7fffffffull, CLLM_ERR_UNSUPPORTED,
+                  "%s: %llu rows", who, (unsigned long long)w->rows);
+        ccb_unpack_kernel<<<(unsigned)tiles, MVB_WARPS * 32, 0, s>>>(a);
     } else {
         RETURN_IF(w->rows > 0xffffffffull - 16 || a.n_units > 0xffffffffull - 65536ull * MV_WARPS,
                   CLLM_ERR_UNSUPPORTED, "%s: %llu rows", who, (unsigned long long)w->rows);
@@ -1653,8 +2134,8 @@ extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
     switch (w->kind) {
     case CLLM_CUDA_W_BF16:
     case CLLM_CUDA_W_F16:
-    case CLLM_CUDA_W_CC_BF16:
     case CLLM_CUDA_W_CC_F16: return w->cols % 8 == 0 && (uintptr_t)w->data % 16 == 0;
+    case CLLM_CUDA_W_CC_BF16: return w->cols % 64 == 0 && (uintptr_t)w->data % 16 == 0;
     case CLLM_CUDA_W_INT8:
     case CLLM_CUDA_W_CC_INT8:
         return w->cols % MV8_COLS == 0 && (uintptr_t)w->data % 16 == 0 &&
@@ -1664,8 +2145,10 @@ extern "C" int cllm_cuda_matvec_cols_ok(const cllm_cuda_weight *w) {
 }
 
 extern "C" size_t cllm_cuda_matvec_cols_scratch(uint64_t cols) {
-    const uint64_t nch = cols / MV8_COLS;  // B fragments of 4 token pairs, then 8 tokens' 2^-k
-    return (size_t)(nch * (CLLM_CUDA_MATVEC_COLS / 2) * 512 + nch * CLLM_CUDA_MATVEC_COLS * 4);
+    const uint64_t nch = cols / MV8_COLS;  // int8: B fragments of 4 token pairs, then 8 tokens'
+    const size_t i8 = (size_t)(nch * (CLLM_CUDA_MATVEC_COLS / 2) * 512 + nch * CLLM_CUDA_MATVEC_COLS * 4);
+    const size_t b16 = (size_t)(nch * CLLM_CUDA_MATVEC_COLS * MVB_FRAG);  // 2^-k; bf16: fragments
+    return i8 > b16 ? i8 : b16;
 }
 
 // The int8 path of cllm_cuda_matvec_cols_job: x to B fragments once, then the column kernel.
@@ -1689,6 +2172,29 @@ static cllm_status mv8_cols(mv_job *m, int swiglu, const float *x, uint64_t ldx,
                : (grouped ? mv8_cols_launch<1, true>(n, *m, frag, csc, blocks, s)
                           : mv8_cols_launch<1, false>(n, *m, frag, csc, blocks, s));
     CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols (int8)");
+    return CLLM_OK;
+}
+
+// The tensor-core bf16 path of cllm_cuda_matvec_cols_job: x to fragments once, then the kernel.
+static cllm_status mvb_cols(mv_job *m, int swiglu, const float *x, uint64_t ldx, uint32_t n,
+                            void *scratch, size_t scratch_bytes, unsigned blocks, cudaStream_t s) {
+    const uint32_t nch = (uint32_t)(m->w[0].cols / 64);
+    RETURN_IF(!scratch || (uintptr_t)scratch % 16 || scratch_bytes < (size_t)nch * n * MVB_FRAG,
+              CLLM_ERR_ARG, "matvec_cols: bf16 needs %zu bytes of 16-byte aligned scratch",
+              (size_t)nch * n * MVB_FRAG);
+    uint4 *frag = (uint4 *)scratch;
+    const uint64_t threads = (uint64_t)n * nch * 32;
+    CLLM_CUDA_CHECK_LAUNCH_EX(launch_k(mvb_prep_kernel, dim3((unsigned)((threads + 255) / 256)),
+                                       dim3(256), 0, s, 0u, x, ldx, n, nch, frag),
+                              "matvec_cols (x to bf16 fragments)");
+    cudaError_t e;
+    if (n <= 2) e = swiglu ? mvb_launch<2, 1>(*m, x, frag, n, blocks, s, 0u)
+                           : mvb_launch<1, 1>(*m, x, frag, n, blocks, s, 0u);
+    else if (n <= 4) e = swiglu ? mvb_launch<2, 2>(*m, x, frag, n, blocks, s, 0u)
+                                : mvb_launch<1, 2>(*m, x, frag, n, blocks, s, 0u);
+    else e = swiglu ? mvb_launch<2, 4>(*m, x, frag, n, blocks, s, 0u)
+                    : mvb_launch<1, 4>(*m, x, frag, n, blocks, s, 0u);
+    CLLM_CUDA_CHECK_LAUNCH_EX(e, "matvec_cols (bf16)");
     return CLLM_OK;
 }
 
@@ -1720,9 +2226,11 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
         if (out) m.y[i] = y_dev[i], m.ldy[i] = ldy[i];
     }
     const bool i8 = w[0].kind == CLLM_CUDA_W_INT8 || w[0].kind == CLLM_CUDA_W_CC_INT8;
+    bool mvb = true;  // the tensor-core bf16 kernel, as the one-token launches of these weights
+    for (int i = 0; i < n_w; i++) mvb = mvb && mvb_ok(&w[i], x_dev);
     if (is_ccode(w[0].kind))
         for (int i = 0; i < n_w; i++) TRY(cc_offsets(&w[i], m.cc_off[i], who));
-    const uint64_t rpb = i8 ? 16 : MV_WARPS;
+    const uint64_t rpb = i8 || mvb ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
         if (i < (swiglu ? 1 : n_w)) blocks += (w[i].rows + rpb - 1) / rpb;
@@ -1732,6 +2240,7 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
               (unsigned long long)blocks);
     cudaStream_t s = CLLM_STREAM(stream);
     if (i8) return mv8_cols(&m, swiglu, x_dev, ldx, n, scratch, scratch_bytes, (unsigned)blocks, s);
+    if (mvb) return mvb_cols(&m, swiglu, x_dev, ldx, n, scratch, scratch_bytes, (unsigned)blocks, s);
     const cudaError_t e = swiglu ? mv_cols_kind<true>(n, m, x_dev, ldx, (unsigned)blocks, s)
                                  : mv_cols_kind<false>(n, m, x_dev, ldx, (unsigned)blocks, s);
     CLLM_CUDA_CHECK_LAUNCH_EX(e, who);
@@ -1741,8 +2250,10 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
 extern "C" cllm_status cllm_cuda_matvec_cols(const cllm_cuda_weight *w, const float *x_dev,
                                              uint64_t ldx, uint32_t n, float *y_dev, uint64_t ldy,
                                              void *stream) {
-    RETURN_IF(w && (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8),
-              CLLM_ERR_UNSUPPORTED, "matvec_cols: int8 needs scratch (cllm_cuda_matvec_cols_job)");
+    RETURN_IF(w && (w->kind == CLLM_CUDA_W_INT8 || w->kind == CLLM_CUDA_W_CC_INT8 ||
+                    mvb_ok(w, x_dev)),
+              CLLM_ERR_UNSUPPORTED,
+              "matvec_cols: int8 and tensor-core bf16 need scratch (cllm_cuda_matvec_cols_job)");
     return cllm_cuda_matvec_cols_job(w, 1, CLLM_CUDA_COLS_SET, x_dev, ldx, n, &y_dev, &ldy, NULL,
                                      0, stream);
 }

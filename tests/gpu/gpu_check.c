@@ -1298,14 +1298,19 @@ static int cols_check(const cllm_cuda_weight *raw, const cllm_cuda_weight *cc, u
     float *one = xmalloc(rows * 4);
     make_x(x, 8 * cols, 1);
     float *xd = upload(x, 8 * cols * 4), *yd = dev_alloc(8 * rows * 4), *y1 = dev_alloc(rows * 4);
+    const size_t sb = cllm_cuda_matvec_cols_scratch(cols);
+    void *scratch = dev_alloc(sb);
+    const uint64_t ld = rows;
     int ok = 1;
     for (int k = 0; k < 3; k++) {
         const uint32_t n = ns[k];
         poison(yd, 8 * rows);
-        MUST(cllm_cuda_matvec_cols(raw, xd, cols, n, yd, rows, g_stream));
+        MUST(cllm_cuda_matvec_cols_job(raw, 1, CLLM_CUDA_COLS_SET, xd, cols, n, &yd, &ld, scratch,
+                                       sb, g_stream));
         download(a, yd, n * rows * 4);
         poison(yd, 8 * rows);
-        MUST(cllm_cuda_matvec_cols(cc, xd, cols, n, yd, rows, g_stream));
+        MUST(cllm_cuda_matvec_cols_job(cc, 1, CLLM_CUDA_COLS_SET, xd, cols, n, &yd, &ld, scratch,
+                                       sb, g_stream));
         download(b, yd, n * rows * 4);
         ok &= memcmp(a, b, n * rows * 4) == 0;
         for (uint32_t c = 0; c < n; c++) {
@@ -1317,6 +1322,7 @@ static int cols_check(const cllm_cuda_weight *raw, const cllm_cuda_weight *cc, u
     MUST(cllm_cuda_release(g_mem, xd));
     MUST(cllm_cuda_release(g_mem, yd));
     MUST(cllm_cuda_release(g_mem, y1));
+    MUST(cllm_cuda_release(g_mem, scratch));
     free(x), free(a), free(b), free(one);
     return ok;
 }
@@ -1638,13 +1644,13 @@ static void cols_job_cases(void) {
 }
 
 static void fused_cases(void) {
-    fused_case(CLLM_CUDA_W_BF16, 1, 8, 0, 0);
-    fused_case(CLLM_CUDA_W_BF16, 37, 336, 0, 1);      // a partial group, specials
+    fused_case(CLLM_CUDA_W_BF16, 1, 64, 0, 0);        // one row: a tile of padding
+    fused_case(CLLM_CUDA_W_BF16, 37, 320, 0, 1);      // a partial tile, specials
     fused_case(CLLM_CUDA_W_BF16, 300, 1024, 0, 0);
-    fused_case(CLLM_CUDA_W_BF16, 64, 4104, 0, 1);     // 4 full batches + tail steps
+    fused_case(CLLM_CUDA_W_BF16, 64, 4096, 0, 1);
     fused_case(CLLM_CUDA_W_BF16, 4096, 4096, 0, 0);
-    fused_case(CLLM_CUDA_W_BF16, 1000, 11008, 0, 1);
-    fused_case(CLLM_CUDA_W_BF16, 48, 4104, 0, 2);     // dense exceptions (both patch paths)
+    fused_case(CLLM_CUDA_W_BF16, 1000, 11008, 0, 1);  // > 48 KiB of shared memory
+    fused_case(CLLM_CUDA_W_BF16, 48, 4096, 0, 2);     // dense exceptions (> 32 per chunk)
     fused_case(CLLM_CUDA_W_F16, 1, 8, 0, 0);
     fused_case(CLLM_CUDA_W_F16, 37, 336, 0, 1);       // a partial group, specials
     fused_case(CLLM_CUDA_W_F16, 300, 1024, 0, 0);
