@@ -13,7 +13,8 @@
 #   scripts/gpu-ab.sh run [--check] [--ncu] [--rounds N] [--codecs "lossless int8"]
 #                         [--bench "ARGS"] [--variant NAME=FLAGS]...
 #     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis
-#     --ncu        per-kernel time and DRAM bytes of the matvecs of one raw decode step, each build
+#     --ncu        per-kernel time and DRAM bytes of the matvecs of one decode step, each build, in
+#                  the weights modes of --ncu-weights (default "raw"; e.g. "raw fused")
 #     --rounds N   bench rounds (default 2); each round runs every build on every codec
 #     --bench ARGS codecllm bench arguments (default "-p 128 -n 128 -r 2 -c 512 --weights raw,fused");
 #                  repeatable: each round runs every set, numbered b1, b2, ... in the log
@@ -58,12 +59,14 @@ prepare() {
 
 run() {
     local check=0 ncu=0 kbench=0 kbench1=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
+    local ncu_weights=raw
     local -a benches=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
         case "$1" in
         --check) check=1 ;;
         --ncu) ncu=1 ;;
+        --ncu-weights) ncu_weights=$2; shift ;;
         --rounds) rounds=$2; shift ;;
         --codecs) codecs=$2; shift ;;
         --bench) benches+=("$2"); shift ;;
@@ -171,15 +174,17 @@ run() {
     fi
     if [ $ncu = 1 ]; then
         for i in "${!names[@]}"; do
-            late "ncu ${names[$i]}" && continue
-            local f=$r/ncu-${names[$i]}.csv c=${codecs%% *}
-            ncu --clock-control none --cache-control none \
-                --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread \
-                --csv --kernel-name regex:matvec --launch-skip 300 --launch-count 40 \
-                "${dirs[$i]}/codecllm" run "$models/l7b-$c.cllm" --backend cuda --weights raw \
-                --tokens 1 -n 16 --temp 0 -c 512 --output ids > "$f" 2> "$f.err"
-            echo "ncu ${names[$i]} ($c, raw, one decode step's matvecs):" >> "$log"
-            python3 scripts/ncu-sum.py "$f" >> "$log" 2>&1
+            for wm in $ncu_weights; do
+                late "ncu ${names[$i]} $wm" && continue
+                local f=$r/ncu-${names[$i]}-$wm.csv c=${codecs%% *}
+                ncu --clock-control none --cache-control none \
+                    --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__registers_per_thread \
+                    --csv --kernel-name regex:matvec --launch-skip 300 --launch-count 40 \
+                    "${dirs[$i]}/codecllm" run "$models/l7b-$c.cllm" --backend cuda --weights "$wm" \
+                    --tokens 1 -n 16 --temp 0 -c 512 --output ids > "$f" 2> "$f.err"
+                echo "ncu ${names[$i]} ($c, $wm, one decode step's matvecs):" >> "$log"
+                python3 scripts/ncu-sum.py "$f" >> "$log" 2>&1
+            done
         done
     fi
     say "all done"
@@ -190,5 +195,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
