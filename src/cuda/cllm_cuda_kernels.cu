@@ -1138,6 +1138,36 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
 }
 
+// The outputs of a block's 16-row tile from its warps' partial sums red[t][col][w][row] (matrix t,
+// column col < ncols): each row's sum over the warps in warp order, scale(t, r, sum) applied, then
+// stored: as columns of y (cols: SwiGLU of gate and up, or one matrix, accumulated when m.acc) or
+// through mv_store (one token: the job's own output rules). Shared by the tensor-core kernels.
+template <int MT, uint32_t W, int NT, typename Scale>
+static __device__ __forceinline__ void mv_tile_out(const mv_job &m, uint32_t i, uint32_t tile,
+                                                   uint64_t rows, const float (&red)[MT][NT][W][16],
+                                                   uint32_t ncols, bool cols, Scale scale) {
+    for (uint32_t e = threadIdx.x; e < 16 * ncols; e += 32 * W) {
+        const uint32_t col = e / 16, rl = e % 16;
+        const uint64_t r = (uint64_t)tile * 16 + rl;
+        if (r >= rows) continue;
+        float sum[MT];
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            sum[t] = 0.f;
+#pragma unroll
+            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
+            sum[t] = scale(t, r, sum[t]);
+        }
+        if (!cols) {
+            mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
+        } else {
+            float *y = m.y[i] + (uint64_t)col * m.ldy[i];
+            if (MT == 2) y[r] = silu_mul(sum[0], sum[MT - 1]);
+            else y[r] = m.acc ? y[r] + sum[0] : sum[0];
+        }
+    }
+}
+
 // ---- int8, several activation columns (batched decode) -------------------------------------------
 //
 // matvec_i8_kernel for n <= 2 NP columns: a second token's four digit planes fill B columns 4..7 of
@@ -1280,22 +1310,9 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                 red[t][2 * p + (q >> 1)][warp][g] = va, red[t][2 * p + (q >> 1)][warp][g + 8] = vb;
         }
     __syncthreads();
-    for (uint32_t e = threadIdx.x; e < 16 * n; e += 32 * W) {
-        const uint32_t col = e / 16, rl = e % 16;
-        const uint64_t r = (uint64_t)tile * 16 + rl;
-        if (r >= rows) continue;
-        float sum[MT];
-#pragma unroll
-        for (int t = 0; t < MT; t++) {
-            sum[t] = 0.f;
-#pragma unroll
-            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
-            if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[MT == 2 ? t : i].scales + r));
-        }
-        float *y = m.y[i] + (uint64_t)col * m.ldy[i];
-        if (MT == 2) y[r] = silu_mul(sum[0], sum[MT - 1]);
-        else y[r] = m.acc ? y[r] + sum[0] : sum[0];
-    }
+    mv_tile_out<MT, W>(m, i, tile, rows, red, n, true, [&](int t, uint64_t r, float v) {
+        return GROUPED ? v : __fmul_rn(v, __ldg(m.w[MT == 2 ? t : i].scales + r));  // per row
+    });
 }
 
 // ---- bf16 on the tensor cores: raw bf16 and its compute code (CC_BF16) in one kernel -----------
@@ -1677,25 +1694,8 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
                 if (q == 2 * s2) red[t][2 * p + s2][warp][g] = va, red[t][2 * p + s2][warp][g + 8] = vb;
             }
     __syncthreads();
-    for (uint32_t e = threadIdx.x; e < 16 * (NP ? n : 1); e += 32 * W) {
-        const uint32_t col = e / 16, rl = e % 16;
-        const uint64_t r = (uint64_t)tile * 16 + rl;
-        if (r >= rows) continue;
-        float sum[MT];
-#pragma unroll
-        for (int t = 0; t < MT; t++) {
-            sum[t] = 0.f;
-#pragma unroll
-            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][col][w][rl]);
-        }
-        if (!NP) {
-            mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
-        } else {
-            float *y = m.y[i] + (uint64_t)col * m.ldy[i];
-            if (MT == 2) y[r] = silu_mul(sum[0], sum[MT - 1]);
-            else y[r] = m.acc ? y[r] + sum[0] : sum[0];
-        }
-    }
+    mv_tile_out<MT, W>(m, i, tile, rows, red, NP ? n : 1, NP > 0,
+                       [](int, uint64_t, float v) { return v; });
 }
 
 // CC_BF16 back to bf16 rows (prefill's GEMM reads them): a block per 16-row tile, warp w taking
