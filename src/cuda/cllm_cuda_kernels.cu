@@ -1169,6 +1169,9 @@ static __device__ __forceinline__ void mv_tile_out(const mv_job &m, uint32_t i, 
 }
 
 // ---- int8, several activation columns (batched decode) -------------------------------------------
+#ifndef MV8C_PIPE
+#define MV8C_PIPE 1  // CC_INT8 columns: the next 2-chunk batch in flight (0: 4-chunk batches)
+#endif
 //
 // matvec_i8_kernel for n <= 2 NP columns: a second token's four digit planes fill B columns 4..7 of
 // each MMA, so a pair of tokens costs what one does, and the weights are loaded once for all
@@ -1203,7 +1206,10 @@ template <int MT, bool GROUPED, int NP, bool CC, uint32_t W>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
                           const float *__restrict__ csc, uint32_t n) {
-    constexpr uint32_t U = 4 / MT;
+    // CC, MV8C_PIPE: batches of 2 chunks, the next one in flight while this one is used (as
+    // matvec_i8_kernel's compute code); else 4, each loaded where it is used.
+    constexpr bool PIPE = CC && MV8C_PIPE;
+    constexpr uint32_t U = (PIPE ? 2 : 4) / MT;
     __shared__ float red[MT][2 * NP][W][16];
     pdl_trigger();
     pdl_wait();
@@ -1242,9 +1248,9 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     for (int t = 0; t < MT; t++)
 #pragma unroll
         for (int p = 0; p < NP; p++) acc[t][p][0] = acc[t][p][1] = acc[t][p][2] = acc[t][p][3] = 0.f;
-    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        uint4 a[U][MT][2];
-        float ws[U][MT][2];
+    uint4 a[U][MT][2], an[U][MT][2];
+    float ws[U][MT][2], wn[U][MT][2];
+    auto load = [&](uint32_t j0, uint4 (&oa)[U][MT][2], float (&ow)[U][MT][2]) {
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
@@ -1253,16 +1259,21 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
 #pragma unroll
             for (int t = 0; t < MT; t++) {
                 if (CC) {  // (as matvec_i8_kernel's load)
-                    a[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
+                    oa[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
                     const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
                     const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));
-                    a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+                    oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
                 } else {
-                    a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+                    oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
                 }
-                if (GROUPED) ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+                if (GROUPED) ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
             }
         }
+    };
+    if (PIPE && nj) load(0, a, ws);
+    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
+        if (!PIPE) load(j0, a, ws);
+        else if (j0 + U < nj) load(j0 + U, an, wn);
         if (CC)  // the words, once for every column pair
 #pragma unroll
             for (uint32_t u = 0; u < U; u++) {
@@ -1293,6 +1304,14 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                     mv8_fold(acc[t][p], d, s0, s8);
                 }
             }
+        }
+        if (PIPE) {
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+                for (int t = 0; t < MT; t++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) a[u][t][h] = an[u][t][h], ws[u][t][h] = wn[u][t][h];
         }
     }
     const float pw = __int_as_float((127 + 16 * (int)(q & 1)) << 23);
