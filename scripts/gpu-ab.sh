@@ -12,7 +12,8 @@
 # On the GPU machine (the device call; carry .debs and .ab, and .shared for --check):
 #   scripts/gpu-ab.sh run [--check] [--ncu] [--rounds N] [--codecs "lossless int8"]
 #                         [--bench "ARGS"] [--variant NAME=FLAGS]...
-#     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis
+#     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis;
+#                  when it fails nothing is benchmarked (the log and r.tgz still come back)
 #     --ncu        per-kernel time and DRAM bytes of the matvecs of one decode step, each build, in
 #                  the weights modes of --ncu-weights (default "raw"; e.g. "raw fused")
 #     --rounds N   bench rounds (default 2); each round runs every build on every codec
@@ -24,6 +25,8 @@
 #     --scan       each round also runs `bench_fused --scan` of every build (one launch's time
 #                  against its rows: fixed cost per launch and streaming bandwidth per kind); with
 #                  --codecs none no model is made and only the scans run
+#     --only NAMES model benches (rounds) of these builds only (e.g. "new base"); scans, kbench1
+#                  and ncu still run every build
 #     --deadline S no new bench run (round, kbench, ncu) once S seconds have passed since the
 #                  start: a call that would outrun its limit still returns its log and r.tgz
 #     --variant NAME=FLAGS  the working tree again with CMAKE_CUDA_FLAGS=FLAGS (e.g.
@@ -59,7 +62,7 @@ prepare() {
 
 run() {
     local check=0 ncu=0 kbench=0 kbench1=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
-    local ncu_weights=raw
+    local ncu_weights=raw only=
     local -a benches=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
@@ -74,6 +77,7 @@ run() {
         --kbench1) kbench1=1 ;;
         --scan) scan=1 ;;
         --deadline) deadline=$2; shift ;;
+        --only) only=$2; shift ;;
         --variant) names+=("${2%%=*}"); flags+=("${2#*=}"); shift ;;
         *) echo "gpu-ab: unknown option $1" >&2; exit 2 ;;
         esac
@@ -134,6 +138,12 @@ run() {
         grep -E "^(PASS|FAIL)" "$r/check.txt" | cut -c1-160 >> "$log"
         grep -E "Test #|tests passed|FATAL|DIFFER" "$r/check/gpu-ctest.log" 2> /dev/null | head -20 >> "$log"
         say "check done"
+        if ! grep -qx "check rc=0" "$log"; then
+            say "check FAILED: nothing benchmarked"
+            tar -czf "$out/r.tgz" -C /tmp gpu-ab
+            cat "$log"
+            return 1
+        fi
     fi
     for round in $(seq "$rounds"); do
         for i in "${!names[@]}"; do
@@ -143,6 +153,7 @@ run() {
                 grep -A6 "^kind" "$f" | sed "s/^/${names[$i]} round $round scan | /" >> "$log"
             fi
             for c in $codecs; do
+                [ -n "$only" ] && [[ " $only " != *" ${names[$i]} "* ]] && continue
                 for j in "${!benches[@]}"; do
                     late "${names[$i]} round $round $c b$((j + 1))" && continue
                     local f=$r/bench-${names[$i]}-$c-$round-b$((j + 1)).md
@@ -195,5 +206,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--only NAMES] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac

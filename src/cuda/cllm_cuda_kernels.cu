@@ -1169,9 +1169,6 @@ static __device__ __forceinline__ void mv_tile_out(const mv_job &m, uint32_t i, 
 }
 
 // ---- int8, several activation columns (batched decode) -------------------------------------------
-#ifndef MV8C_PIPE
-#define MV8C_PIPE 1  // CC_INT8 columns: the next 2-chunk batch in flight (0: 4-chunk batches)
-#endif
 //
 // matvec_i8_kernel for n <= 2 NP columns: a second token's four digit planes fill B columns 4..7 of
 // each MMA, so a pair of tokens costs what one does, and the weights are loaded once for all
@@ -1206,9 +1203,10 @@ template <int MT, bool GROUPED, int NP, bool CC, uint32_t W>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
     matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
                           const float *__restrict__ csc, uint32_t n) {
-    // CC, MV8C_PIPE: batches of 2 chunks, the next one in flight while this one is used (as
-    // matvec_i8_kernel's compute code); else 4, each loaded where it is used.
-    constexpr bool PIPE = CC && MV8C_PIPE;
+    // CC: batches of 2 chunks, the next one in flight while this one is used (as matvec_i8_kernel's
+    // compute code; PERF.md 7u: 4-9% faster at 4096^2 than 4-chunk batches loaded where used); raw:
+    // batches of 4, each loaded where it is used.
+    constexpr bool PIPE = CC;
     constexpr uint32_t U = (PIPE ? 2 : 4) / MT;
     __shared__ float red[MT][2 * NP][W][16];
     pdl_trigger();
