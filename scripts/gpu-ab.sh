@@ -14,6 +14,8 @@
 #                         [--bench "ARGS"] [--variant NAME=FLAGS]...
 #     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis;
 #                  when it fails nothing is benchmarked (the log and r.tgz still come back)
+#     --ncu-stalls Nsight Compute's warp states (stall reasons, issue, occupancy, top stall sites) of
+#                  one launch each of the one-token bf16 kernel, raw and CC (bench_fused 1), of "new"
 #     --ncu        per-kernel time and DRAM bytes of the matvecs of one decode step, each build, in
 #                  the weights modes of --ncu-weights (default "raw"; e.g. "raw fused")
 #     --rounds N   bench rounds (default 2); each round runs every build on every codec
@@ -61,7 +63,7 @@ prepare() {
 }
 
 run() {
-    local check=0 ncu=0 kbench=0 kbench1=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
+    local check=0 ncu=0 stalls=0 kbench=0 kbench1=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
     local ncu_weights=raw only=
     local -a benches=()
     local -a names=(new base) flags=("" "")
@@ -69,6 +71,7 @@ run() {
         case "$1" in
         --check) check=1 ;;
         --ncu) ncu=1 ;;
+        --ncu-stalls) stalls=1 ;;
         --ncu-weights) ncu_weights=$2; shift ;;
         --rounds) rounds=$2; shift ;;
         --codecs) codecs=$2; shift ;;
@@ -183,6 +186,19 @@ run() {
         grep -E "x raw|columns|GEMM|7B token|load" "$r/bench_fused.txt" >> "$log"
         say "kbench done"
     fi
+    if [ $stalls = 1 ]; then
+        for cc in false true; do
+            late "ncu stalls $cc" && continue
+            local f=$r/ncu-stalls-$cc.txt
+            ncu --kernel-name-base demangled --kernel-name "regex:matvec_b16_kernel<1, $cc, 0>" \
+                --launch-skip 3 --launch-count 1 --section WarpStateStats --section SchedulerStats \
+                --section Occupancy --section SourceCounters --section LaunchStats \
+                ./build-gpu/bench/bench_fused 1 > "$f" 2>&1
+            echo "ncu stalls (matvec_b16_kernel<1, $cc, 0>, 4096^2, one token) rc=$?:" >> "$log"
+            grep -E "Stall|Issued|Eligible|Active Warps|Occupancy|Registers|Warp Cycles|Duration|No Eligible" \
+                "$f" | head -60 >> "$log"
+        done
+    fi
     if [ $ncu = 1 ]; then
         for i in "${!names[@]}"; do
             for wm in $ncu_weights; do
@@ -206,5 +222,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--only NAMES] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-stalls] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--only NAMES] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
