@@ -16,6 +16,7 @@
 #                  when it fails nothing is benchmarked (the log and r.tgz still come back)
 #     --ncu-stalls Nsight Compute's warp states (stall reasons, issue, occupancy, top stall sites) of
 #                  one launch each of the one-token bf16 kernel, raw and CC (bench_fused 1), of "new"
+#                  and (with --scan or --kbench1, which build its bench_fused) "base"
 #     --ncu        per-kernel time and DRAM bytes of the matvecs of one decode step, each build, in
 #                  the weights modes of --ncu-weights (default "raw"; e.g. "raw fused")
 #     --rounds N   bench rounds (default 2); each round runs every build on every codec
@@ -187,16 +188,20 @@ run() {
         say "kbench done"
     fi
     if [ $stalls = 1 ]; then
-        for cc in false true; do
-            late "ncu stalls $cc" && continue
-            local f=$r/ncu-stalls-$cc.txt
-            ncu --kernel-name-base demangled --kernel-name "regex:matvec_b16_kernel<1, $cc, 0>" \
-                --launch-skip 3 --launch-count 1 --section WarpStateStats --section SchedulerStats \
-                --section Occupancy --section SourceCounters --section LaunchStats \
-                ./build-gpu/bench/bench_fused 1 > "$f" 2>&1
-            echo "ncu stalls (matvec_b16_kernel<1, $cc, 0>, 4096^2, one token) rc=$?:" >> "$log"
-            grep -E "Stall|Issued|Eligible|Active Warps|Occupancy|Registers|Warp Cycles|Duration|No Eligible" \
-                "$f" | head -60 >> "$log"
+        for i in "${!names[@]}"; do
+            [ "${names[$i]}" = new ] || [ "${names[$i]}" = base ] || continue
+            [ $((scan + kbench1)) -gt 0 ] || [ "${names[$i]}" = new ] || continue  # (bench_fused built)
+            for cc in false true; do
+                late "ncu stalls ${names[$i]} $cc" && continue
+                local f=$r/ncu-stalls-${names[$i]}-$cc.txt
+                ncu --kernel-name-base demangled --kernel-name "regex:matvec_b16_kernel<1, $cc, 0>" \
+                    --launch-skip 3 --launch-count 1 --section WarpStateStats --section SchedulerStats \
+                    --section Occupancy --section SourceCounters --section LaunchStats \
+                    "${dirs[$i]}/bench/bench_fused" 1 > "$f" 2>&1
+                echo "ncu stalls ${names[$i]} (matvec_b16_kernel<1, $cc, 0>, 4096^2, one token) rc=$?:" >> "$log"
+                grep -E "Stall|Issued|Eligible|Active Warps|Occupancy|Registers|Warp Cycles|Duration" \
+                    "$f" | head -60 >> "$log"
+            done
         done
     fi
     if [ $ncu = 1 ]; then
