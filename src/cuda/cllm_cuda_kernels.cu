@@ -971,6 +971,19 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     }
 }
 
+// The int8 kernels' pipeline step: the batch in flight (an, wn) becomes the batch in use.
+template <uint32_t U, int MT>
+static __device__ __forceinline__ void mv8_take(uint4 (&a)[U][MT][2], float (&ws)[U][MT][2],
+                                                const uint4 (&an)[U][MT][2],
+                                                const float (&wn)[U][MT][2]) {
+#pragma unroll
+    for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+#pragma unroll
+            for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
+}
+
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
 // group of group_size (a multiple of 64) columns, applied per chunk; else one scale per row,
 // applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
@@ -1104,14 +1117,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                 mv8_fold(acc[t], d, s0, s8);
             }
         }
-        if (PIPE) {
-#pragma unroll
-            for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-                for (int t = 0; t < MT; t++)
-#pragma unroll
-                    for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
-        }
+        if (PIPE) mv8_take(a, ws, an, wn);
     }
     // Lane q holds digits 2q, 2q + 1 (q >= 2: the zero columns): weights 2^(16q), 2^(16q + 8).
     const float pw = __int_as_float((127 + 16 * (int)q) << 23);
@@ -1303,14 +1309,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
                 }
             }
         }
-        if (PIPE) {
-#pragma unroll
-            for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-                for (int t = 0; t < MT; t++)
-#pragma unroll
-                    for (int h = 0; h < 2; h++) a[u][t][h] = an[u][t][h], ws[u][t][h] = wn[u][t][h];
-        }
+        if (PIPE) mv8_take(a, ws, an, wn);
     }
     const float pw = __int_as_float((127 + 16 * (int)(q & 1)) << 23);
 #pragma unroll
