@@ -1459,6 +1459,14 @@ static __device__ __forceinline__ void mvb_header(mvb_src &s, uint2 &h, uint32_t
     s.first += MVB_WARPS, s.counts += MVB_WARPS;
 }
 
+// CC: the exception entries of a chunk (header h: its first entry and its successor's; block
+// counts cn) into o: their count and this lane's entry.
+static __device__ __forceinline__ void mvb_entries(const mvb_src &s, uint2 h, uint32_t cn,
+                                                   uint32_t lane, mvb_ld &o) {
+    o.e0 = h.x, o.tot = h.y - h.x, o.cn = cn;
+    o.ent = lane < o.tot ? __ldg(s.exc + h.x + lane) : 0u;
+}
+
 // Loads the next chunk of s (CC: with its header h, read before); the cursor moves on.
 template <bool CC>
 static __device__ __forceinline__ void mvb_load(mvb_src &s, uint2 h, uint32_t cn, uint32_t lane,
@@ -1467,8 +1475,7 @@ static __device__ __forceinline__ void mvb_load(mvb_src &s, uint2 h, uint32_t cn
         o.r[0] = __ldg(s.bytes), o.r[1] = __ldg(s.bytes + 32);
         const uint2 w = __ldg(s.cw);
         o.r[2] = make_uint4(w.x, w.y, __ldg(s.c2), 0u);
-        o.e0 = h.x, o.tot = h.y - h.x, o.cn = cn;
-        o.ent = lane < o.tot ? __ldg(s.exc + h.x + lane) : 0u;
+        mvb_entries(s, h, cn, lane, o);
         s.bytes += MVB_WARPS * 64, s.cw += MVB_WARPS * 32, s.c2 += MVB_WARPS * 32;
     } else {
         o.r[0] = __ldg(s.ra), o.r[1] = __ldg(s.ra + 4), o.r[2] = __ldg(s.rb), o.r[3] = __ldg(s.rb + 4);
