@@ -96,6 +96,7 @@ run() {
     local log=$out/log.txt t0
     t0=$(date +%s)
     say() { echo "[$(($(date +%s) - t0))s] $*" | tee -a "$log"; }
+    finish() { tar -czf "$out/r.tgz" -C /tmp gpu-ab; cat "$log"; }  # every log, and the summary
     late() {  # past the deadline: say so (once per skipped item) and return 0
         [ "$deadline" -gt 0 ] && [ $(($(date +%s) - t0)) -ge "$deadline" ] && say "deadline: skipped $*"
     }
@@ -144,8 +145,7 @@ run() {
         say "check done"
         if ! grep -qx "check rc=0" "$log"; then
             say "check FAILED: nothing benchmarked"
-            tar -czf "$out/r.tgz" -C /tmp gpu-ab
-            cat "$log"
+            finish
             return 1
         fi
     fi
@@ -220,8 +220,7 @@ run() {
         done
     fi
     say "all done"
-    tar -czf "$out/r.tgz" -C /tmp gpu-ab
-    cat "$log"
+    finish
 }
 
 case "${1:-}" in
