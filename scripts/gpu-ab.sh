@@ -14,9 +14,10 @@
 #                         [--bench "ARGS"] [--variant NAME=FLAGS]...
 #     --check      ctest -R gpu and stories260K (gpu-bench.sh check) on "new", beside the synthesis;
 #                  when it fails nothing is benchmarked (the log and r.tgz still come back)
-#     --ncu-stalls Nsight Compute's warp states (stall reasons, issue, occupancy, top stall sites) of
-#                  one launch each of the one-token bf16 kernel, raw and CC (bench_fused 1), of "new"
-#                  and (with --scan or --kbench1, which build its bench_fused) "base"
+#     --ncu-stalls Nsight Compute's warp states (stall cycles per issued instruction, issue, pipe
+#                  use, occupancy, top stall sites) of one launch each of the one-token bf16
+#                  kernel, raw and CC (bench_fused 1), of "new" and (with --scan or --kbench1,
+#                  which build its bench_fused) "base"
 #     --ncu        per-kernel time and DRAM bytes of the matvecs of one decode step, each build, in
 #                  the weights modes of --ncu-weights (default "raw"; e.g. "raw fused")
 #     --rounds N   bench rounds (default 2); each round runs every build on every codec
@@ -191,16 +192,19 @@ run() {
         for i in "${!names[@]}"; do
             [ "${names[$i]}" = new ] || [ "${names[$i]}" = base ] || continue
             [ $((scan + kbench1)) -gt 0 ] || [ "${names[$i]}" = new ] || continue  # (bench_fused built)
-            for cc in false true; do
+            for cc in 0 1; do  # (ncu prints the template arguments as "(int)1, (bool)0, (int)0")
                 late "ncu stalls ${names[$i]} $cc" && continue
                 local f=$r/ncu-stalls-${names[$i]}-$cc.txt
-                ncu --kernel-name-base demangled --kernel-name "regex:matvec_b16_kernel<1, $cc, 0>" \
+                ncu --kernel-name-base demangled \
+                    --kernel-name "regex:matvec_b16_kernel<\(int\)1, \(bool\)$cc, \(int\)0>" \
                     --launch-skip 3 --launch-count 1 --section WarpStateStats --section SchedulerStats \
                     --section Occupancy --section SourceCounters --section LaunchStats \
+                    --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active" \
                     "${dirs[$i]}/bench/bench_fused" 1 > "$f" 2>&1
-                echo "ncu stalls ${names[$i]} (matvec_b16_kernel<1, $cc, 0>, 4096^2, one token) rc=$?:" >> "$log"
-                grep -E "Stall|Issued|Eligible|Active Warps|Occupancy|Registers|Warp Cycles|Duration" \
-                    "$f" | head -60 >> "$log"
+                echo "ncu stalls ${names[$i]} (matvec_b16_kernel<1, CC=$cc, 0>, 4096^2, one token) rc=$?:" >> "$log"
+                grep -E "matvec_b16|Issued Warp|Eligible|Active Warps|Registers|Warp Cycles|Duration" \
+                    "$f" | head -20 >> "$log"
+                grep -E "stalled|pipe_" "$f" | awk '$NF + 0 >= 0.1' >> "$log"
             done
         done
     fi
