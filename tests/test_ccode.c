@@ -406,9 +406,8 @@ static void test_corrupt(void **state) {
     const uint32_t e0 = cllm_load_le16(buf + lay.off[CLLM_CCB_S_EXC]);
     const uint32_t cn = cllm_load_le32(buf + lay.off[CLLM_CCB_S_COUNTS]);
     const uint32_t b0 = (cn & 511u) ? 0 : (cn >> 9 & 511u) ? 1 : (cn >> 18 & 511u) ? 2 : 3;
-    const uint32_t r = (e0 & 255u) >> 4, slot = e0 & 15u;
-    const uint32_t l = 4 * (r & 7u) + ((slot & 7u) >> 1), p = 4 * b0 + ((r >> 3) | (slot >> 3) << 1);
-    const uint32_t h = slot & 1u, bit = p < 15 ? 3 * (p % 5) + 16 * h : 15 + 16 * h;
+    const uint32_t sl = e0 & 255u, l = sl >> 3, p = 4 * b0 + ((sl >> 1) & 3u), r = cllm_ccb_row(l, p);
+    const uint32_t h = sl & 1u, bit = p < 15 ? 3 * (p % 5) + 16 * h : 15 + 16 * h;
     const uint64_t cw = p < 15 && p >= 10 ? lay.off[CLLM_CCB_S_CODE2] + 4 * l
                                           : lay.off[CLLM_CCB_S_CODEW] + 8 * l + (p >= 5 && p < 15 ? 4 : 0);
     const uint64_t flips[] = {0,

@@ -9,7 +9,7 @@
 // exception list is last. This header compiles as C11 and under nvcc (the kernels use
 // cllm_ccode_layout_of to find the sections).
 //
-// BF16 (lossless), version 3: the weights in the order the tensor-core matvec feeds them to its
+// BF16 (lossless), version 4: the weights in the order the tensor-core matvec feeds them to its
 // m16n8k16 MMAs, so that a lane decodes its own operand registers. A tile is 16 rows (rows past the
 // matrix are padding: weight 0, base 0), cut into chunks of 64 columns, each four MMA blocks of 16
 // columns. Lane l = 4 g + q of a warp holds, per chunk, 32 weights as 16 register pairs p = 4 b + j
@@ -23,10 +23,10 @@
 //   at bits 3 (p % 5) (h = 0) and 16 + 3 (p % 5) (h = 1) of word p / 5; pair 15's codes bit i at
 //   bits 15 and 31 of word i (one shift and one AND give a pair's two codes 16 bits apart);
 //   a weight whose exponent lies outside [base, base + 7] has code 0 and an exception entry
-//   pos | exponent << 8, pos = (row - 16 tile) * 16 + slot (slot = 2 q + 8 (j >> 1) + h, its
-//   place in the MMA's k), sorted by block, then pos; per chunk the index of its first entry
-//   (first[], one more at the end: n_exc) and the entry counts of its blocks 0..2 (9 bits each;
-//   block 3 has the rest).
+//   s | exponent << 8, s = 8 l + 2 j + h (the weight's place in its block: lane, register, half,
+//   the fused kernel's table index), sorted by block, then s; per chunk the index of its first
+//   entry (first[], one more at the end: n_exc) and the entry counts of its blocks 0..2 (9 bits
+//   each; block 3 has the rest). (Version 3 had pos = row * 16 + k slot in the entry.)
 // F16 (lossless), row-major vectors: a lane of the matvec owns 8 consecutive weights ("a vector"):
 // each weight is a byte b = h bit 15 << 7 | h bits 0..6 (bytes plane) and a code; 32 vectors (256
 // weights) form a group, the unit of exception lookup. It has a 5-bit exponent (h bits 10..14) and
@@ -63,7 +63,7 @@ extern "C" {
 #endif
 
 #define CLLM_CCODE_MAGIC 0x43434c43u  // "CLCC" little-endian
-#define CLLM_CCODE_VERSION 3u  // 3: bf16 in MMA operand order
+#define CLLM_CCODE_VERSION 4u  // 4: bf16 entries by table slot (3: by row and k slot)
 #define CLLM_CCODE_HEADER_BYTES 64u
 
 typedef enum cllm_ccode_kind {
@@ -99,7 +99,7 @@ enum {
                             // padding rows 0)
     CLLM_CCB_S_FIRST,       // (ntiles * nch + 1) uint32: first entry of each chunk; last = n_exc
     CLLM_CCB_S_COUNTS,      // (ntiles * nch) uint32: entries of blocks 0, 1, 2 at bits 0, 9, 18
-    CLLM_CCB_S_EXC,         // (n_exc) uint16: pos | exponent << 8
+    CLLM_CCB_S_EXC,         // (n_exc) uint16: slot | exponent << 8
     CLLM_CCB_N_SECTIONS,
     // F16
     CLLM_CC16_S_BYTES = 0,  // (rows, nvec, 8) bytes: sign << 7 | mantissa bits 0..6
@@ -204,15 +204,15 @@ CLLM_CCODE_HD int cllm_ccode_takes(uint32_t kind, uint64_t cols, uint32_t group_
 
 // ---- bf16: where a lane's weights sit (shared by the encoder, the decoder and the kernels) -------
 
-// Column within its chunk of lane l's pair p (= 4 b + j), half h; its row within the tile; its
-// slot in the MMA's k (the entry's pos is row * 16 + slot).
+// Column within its chunk of lane l's pair p (= 4 b + j), half h; its row within the tile.
 CLLM_CCODE_HD uint32_t cllm_ccb_col(uint32_t l, uint32_t p, uint32_t h) {
     const uint32_t q = l & 3u, b = p >> 2;
     return (b < 2 ? 8 * q + 4 * b : 32 + 8 * q + 4 * (b - 2)) + 2 * ((p & 3u) >> 1) + h;
 }
 CLLM_CCODE_HD uint32_t cllm_ccb_row(uint32_t l, uint32_t p) { return l / 4 + 8 * (p & 1u); }
+// The weight's entry slot within its block b = p >> 2: 8 l + 2 j + h (< 256).
 CLLM_CCODE_HD uint32_t cllm_ccb_slot(uint32_t l, uint32_t p, uint32_t h) {
-    return 2 * (l & 3u) + 8 * ((p & 3u) >> 1) + h;
+    return 8 * l + 2 * (p & 3u) + h;
 }
 
 // Pair p's two codes from a lane's three code words: half 0 at bits 0..2, half 1 at 16..18.

@@ -42,7 +42,7 @@ cllm_status cllm_ccode_read_info(const uint8_t *buf, size_t n, cllm_ccode_info *
 
 // Decodes (tile t, chunk ch) whose entries are [e0, e0 + tot) (checked to lie in the list) split
 // into blocks by counts n[4]: exponent = base + code, then each block's entries (strictly
-// increasing pos, each on a code 0, each giving an exponent outside its row's window) patch
+// increasing slot, each on a code 0, each giving an exponent outside its row's window) patch
 // theirs. Padding rows must decode to 0 (the code is canonical).
 static cllm_status bf16_chunk(const uint8_t *buf, const cllm_ccode_info *in,
                               const cllm_ccode_layout *lay, uint64_t t, uint64_t ch, uint64_t e0,
@@ -71,17 +71,16 @@ static cllm_status bf16_chunk(const uint8_t *buf, const cllm_ccode_info *in,
         int32_t last = -1;
         for (uint32_t k = 0; k < n[b]; k++, e++) {
             const uint16_t ent = cllm_load_le16(exc + 2 * e);
-            const uint32_t pos = ent & 0xffu, ex = ent >> 8, r = pos >> 4, slot = pos & 15u;
-            const uint32_t l = 4 * (r & 7u) + ((slot & 7u) >> 1), j = (r >> 3) | (slot >> 3) << 1;
-            const uint32_t p = 4 * b + j, h = slot & 1u, bs = base[r];
+            const uint32_t sl = ent & 0xffu, ex = ent >> 8, l = sl >> 3, j = (sl >> 1) & 3u;
+            const uint32_t p = 4 * b + j, h = sl & 1u, bs = base[cllm_ccb_row(l, p)];
             const uint32_t w0 = cllm_load_le32(cw + 8 * l), w1 = cllm_load_le32(cw + 8 * l + 4);
             const uint32_t code = cllm_ccb_codes(w0, w1, cllm_load_le32(c2 + 4 * l), p) >> (16 * h) & 7u;
-            RETURN_IF((int32_t)pos <= last || code != 0 || (ex >= bs && ex <= bs + 7),
+            RETURN_IF((int32_t)sl <= last || code != 0 || (ex >= bs && ex <= bs + 7),
                       CLLM_ERR_CORRUPT,
-                      "compute code: tile %llu chunk %llu: exception %llu (block %u, pos %u) is "
+                      "compute code: tile %llu chunk %llu: exception %llu (block %u, slot %u) is "
                       "out of order, on a non-zero code or inside its row's window",
-                      (unsigned long long)t, (unsigned long long)ch, (unsigned long long)e, b, pos);
-            last = (int32_t)pos;
+                      (unsigned long long)t, (unsigned long long)ch, (unsigned long long)e, b, sl);
+            last = (int32_t)sl;
             v[l][p][h] = (uint16_t)((v[l][p][h] & 0x807fu) | ex << 7);
         }
     }

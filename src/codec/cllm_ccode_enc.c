@@ -170,7 +170,7 @@ static void ccb_count(const uint16_t *w, uint64_t rows, uint64_t cols, const uin
 }
 
 // Writes (tile t, chunk ch): bytes, code words, and its entries from index `first` on (block by
-// block, each sorted by pos).
+// block, each sorted by slot).
 static void ccb_chunk(const uint16_t *w, uint64_t rows, uint64_t cols, const uint8_t *base,
                       uint64_t t, uint64_t ch, const cllm_ccode_layout *lay, uint8_t *buf,
                       uint64_t first) {
@@ -179,7 +179,7 @@ static void ccb_chunk(const uint16_t *w, uint64_t rows, uint64_t cols, const uin
     uint8_t *cw = buf + lay->off[CLLM_CCB_S_CODEW] + ck * 32 * 8;
     uint8_t *c2 = buf + lay->off[CLLM_CCB_S_CODE2] + ck * 32 * 4;
     uint8_t *exc = buf + lay->off[CLLM_CCB_S_EXC];
-    uint16_t ent[4][256];  // per block, indexed by pos (at most one weight per pos)
+    uint16_t ent[4][256];  // per block, indexed by slot (one weight per slot)
     uint8_t has[4][256];
     memset(has, 0, sizeof has);
     uint32_t n[4] = {0, 0, 0, 0};
@@ -194,8 +194,8 @@ static void ccb_chunk(const uint16_t *w, uint64_t rows, uint64_t cols, const uin
                     (uint8_t)(((v >> 8) & 0x80u) | (v & 0x7fu));
                 const uint32_t c = code == CLLM_CC16_EXC ? 0 : code;
                 if (code == CLLM_CC16_EXC) {
-                    const uint32_t pos = rt * 16 + cllm_ccb_slot(l, p, h);
-                    ent[b][pos] = (uint16_t)(pos | exp_of(v, 0) << 8), has[b][pos] = 1, n[b]++;
+                    const uint32_t sl = cllm_ccb_slot(l, p, h);
+                    ent[b][sl] = (uint16_t)(sl | exp_of(v, 0) << 8), has[b][sl] = 1, n[b]++;
                 }
                 if (p < 15) word[p / 5] |= c << (3 * (p % 5) + 16 * h);
                 else
@@ -205,8 +205,8 @@ static void ccb_chunk(const uint16_t *w, uint64_t rows, uint64_t cols, const uin
     }
     uint64_t at = first;
     for (uint32_t b = 0; b < 4; b++)
-        for (uint32_t pos = 0; pos < 256; pos++)
-            if (has[b][pos]) put16(exc + 2 * at++, ent[b][pos]);
+        for (uint32_t sl = 0; sl < 256; sl++)
+            if (has[b][sl]) put16(exc + 2 * at++, ent[b][sl]);
     put32(buf + lay->off[CLLM_CCB_S_COUNTS] + ck * 4, n[0] | n[1] << 9 | n[2] << 18);
 }
 

@@ -1483,16 +1483,10 @@ static __device__ __forceinline__ void mvb_load(mvb_src &s, uint2 h, uint32_t cn
     }
 }
 
-// Slot of a chunk's entry e (u16 units of the warp's addend table) in block b.
-static __device__ __forceinline__ uint32_t ccb_slot(uint32_t b, uint32_t ent) {
-    const uint32_t pos = ent & 255u, r = pos >> 4, col = pos & 15u;
-    const uint32_t j = (r >> 3) | (col >> 3) << 1, l = 4 * (r & 7u) + ((col & 7u) >> 1);
-    return ((b * 32 + l) * 4 + j) * 2 + (col & 1u);
-}
-
 // The chunk's MMA operands from its loads. CC: tab is the warp's addend table (4 x 32 uint4, each
-// lane's (base << 7 | base << 23) per register), sbase the tile's 16 bases; the chunk's entries
-// are stored over it, read back and restored (more than 32 entries: the rest read here).
+// lane's (base << 7 | base << 23) per register: u16 index 256 b + 8 l + 2 j + h, an entry's slot
+// in block b; sbase the tile's 16 bases); the chunk's entries are stored over it, read back and
+// restored (more than 32 entries: the rest read here).
 template <bool CC>
 static __device__ __forceinline__ void mvb_operands(const mvb_ld &d, const mvb_src &s, uint4 *tab,
                                                     const uint32_t *sbase, uint32_t lane,
@@ -1508,21 +1502,21 @@ static __device__ __forceinline__ void mvb_operands(const mvb_ld &d, const mvb_s
     }
     uint16_t *t16 = (uint16_t *)tab;
     const uint32_t p1 = d.cn & 511u, p2 = p1 + (d.cn >> 9 & 511u), p3 = p2 + (d.cn >> 18 & 511u);
-    auto slot = [&](uint32_t e, uint32_t en, uint32_t &sl, uint16_t &v, uint16_t &rv) {
+    // Entry e (en) of the chunk: its table index (block from the counts) and exponent field.
+    auto slot = [&](uint32_t e, uint32_t en, uint32_t &sl, uint16_t &v) {
         const uint32_t b = (e >= p1) + (e >= p2) + (e >= p3);
-        sl = ccb_slot(b, en), v = (uint16_t)((en >> 8) << 7);
-        rv = (uint16_t)(sbase[(en & 255u) >> 4] << 7);
+        sl = b * 256 + (en & 255u), v = (uint16_t)((en >> 1) & 0x7f80u);
     };
     uint32_t sl = 0;
     uint16_t v = 0, rv = 0;
     const bool has = lane < d.tot;
-    if (has) slot(lane, d.ent, sl, v, rv);
+    if (has) slot(lane, d.ent, sl, v);
     __syncwarp();  // the previous chunk's restores are done
-    if (has) t16[sl] = v;
+    if (has) rv = t16[sl], t16[sl] = v;  // the addend, restored below
     for (uint32_t e = lane + 32; e < d.tot; e += 32) {  // beyond 32 entries (rare)
         uint32_t s2;
-        uint16_t v2, r2;
-        slot(e, __ldg(s.exc + d.e0 + e), s2, v2, r2);
+        uint16_t v2;
+        slot(e, __ldg(s.exc + d.e0 + e), s2, v2);
         t16[s2] = v2;
     }
     __syncwarp();
@@ -1531,11 +1525,12 @@ static __device__ __forceinline__ void mvb_operands(const mvb_ld &d, const mvb_s
     for (int k = 0; k < 4; k++) tw[k] = tab[k * 32 + lane];
     __syncwarp();
     if (has) t16[sl] = rv;
-    for (uint32_t e = lane + 32; e < d.tot; e += 32) {
+    for (uint32_t e = lane + 32; e < d.tot; e += 32) {  // every entry's addend is its row's
         uint32_t s2;
-        uint16_t v2, r2;
-        slot(e, __ldg(s.exc + d.e0 + e), s2, v2, r2);
-        t16[s2] = r2;
+        uint16_t v2;
+        slot(e, __ldg(s.exc + d.e0 + e), s2, v2);
+        const uint32_t r = (s2 & 255u) >> 5 | (s2 & 2u) << 2;  // row g + 8 (j & 1)
+        t16[s2] = (uint16_t)(sbase[r] << 7);
     }
     const uint4 by[2] = {d.r[0], d.r[1]};
     const uint32_t w0 = d.r[2].x, w1 = d.r[2].y, w2 = d.r[2].z;
@@ -1581,10 +1576,16 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // next chunk's loads in flight while it decodes this one (PERF.md 7t: +12.6% tg against loading
 // each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%). Dynamic shared
 // memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments (mvb_smem_bytes).
-#define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills 264 bytes)
+#ifndef MVB_CC_MINB
+#define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spilled 264 bytes in 7t)
+#endif
+#ifndef MVB_CC_MINB1
+#define MVB_CC_MINB1 MVB_CC_MINB  // the same for one token and one matrix per tile (MT == 1)
+#endif
 template <int MT, bool CC, int NP>
 static __global__ void __launch_bounds__(MVB_WARPS * 32,
-                                        ((CC ? MVB_CC_MINB : 3) * 8 + MVB_WARPS - 1) / MVB_WARPS)
+                                        ((CC ? (MT == 1 && NP == 0 ? MVB_CC_MINB1 : MVB_CC_MINB) : 3) * 8 +
+                                         MVB_WARPS - 1) / MVB_WARPS)
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
     constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
