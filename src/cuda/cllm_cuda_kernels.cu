@@ -1576,16 +1576,11 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // next chunk's loads in flight while it decodes this one (PERF.md 7t: +12.6% tg against loading
 // each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%). Dynamic shared
 // memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments (mvb_smem_bytes).
-#ifndef MVB_CC_MINB
-#define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spilled 264 bytes in 7t)
-#endif
-#ifndef MVB_CC_MINB1
-#define MVB_CC_MINB1 MVB_CC_MINB  // the same for one token and one matrix per tile (MT == 1)
-#endif
+#define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills; 3 for one
+                       // token and one matrix only, without spills: fused tg -7%, PERF.md 7x)
 template <int MT, bool CC, int NP>
 static __global__ void __launch_bounds__(MVB_WARPS * 32,
-                                        ((CC ? (MT == 1 && NP == 0 ? MVB_CC_MINB1 : MVB_CC_MINB) : 3) * 8 +
-                                         MVB_WARPS - 1) / MVB_WARPS)
+                                        ((CC ? MVB_CC_MINB : 3) * 8 + MVB_WARPS - 1) / MVB_WARPS)
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
     constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
