@@ -24,8 +24,7 @@ def fail(msg):
 
 def request(method, path, body=None, key=None, raw=None):
     """(status, headers, body bytes); body is JSON-encoded unless raw bytes are given."""
-    # Generous: under ASan and ctest -j2 a request can wait minutes behind the others.
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)  # generous: ASan builds under ctest -j2 take minutes per request
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
