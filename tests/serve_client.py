@@ -24,7 +24,7 @@ def fail(msg):
 
 def request(method, path, body=None, key=None, raw=None):
     """(status, headers, body bytes); body is JSON-encoded unless raw bytes are given."""
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)  # generous: ASan builds under ctest -j2 take minutes per request
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
@@ -58,7 +58,7 @@ def chat(q, key, **kw):
 
 
 def stream_chat(q, key):
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=600)
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
     c.request("POST", "/v1/chat/completions", json.dumps(chat_body(q, stream=True)),
               {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     r = c.getresponse()
