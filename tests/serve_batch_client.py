@@ -9,6 +9,7 @@ Exits non-zero with a message on the first failed check.
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -18,6 +19,8 @@ PROMPTS = open(sys.argv[3]).read().split("\n")[:-1]
 DIR, N_GEN = sys.argv[4], int(sys.argv[5])
 WANT = [open(f"{DIR}/want.{i}.txt").read() for i in range(len(PROMPTS))]
 RSS_BOUND_KIB = int(sys.argv[6])
+# Seconds a request may take; e2e_serve_batch.sh raises it for sanitizer builds.
+HTTP_TIMEOUT = float(os.environ.get("CLLM_TEST_HTTP_TIMEOUT", "300"))
 
 
 def fail(msg):
@@ -27,7 +30,7 @@ def fail(msg):
 
 def completion(prompt, stream, **kw):
     """The text of a greedy completion (streamed events concatenated when stream)."""
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=300)
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=HTTP_TIMEOUT)
     body = dict({"prompt": prompt, "temperature": 0, "max_tokens": N_GEN, "stream": stream}, **kw)
     c.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()

@@ -15,6 +15,8 @@ import threading
 import time
 
 PORT = int(sys.argv[2])
+# Seconds a request may take; e2e_serve.sh raises it for sanitizer builds (minutes per request).
+HTTP_TIMEOUT = float(os.environ.get("CLLM_TEST_HTTP_TIMEOUT", "120"))
 
 
 def fail(msg):
@@ -24,7 +26,7 @@ def fail(msg):
 
 def request(method, path, body=None, key=None, raw=None):
     """(status, headers, body bytes); body is JSON-encoded unless raw bytes are given."""
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=HTTP_TIMEOUT)
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
@@ -58,7 +60,7 @@ def chat(q, key, **kw):
 
 
 def stream_chat(q, key):
-    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=120)
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=HTTP_TIMEOUT)
     c.request("POST", "/v1/chat/completions", json.dumps(chat_body(q, stream=True)),
               {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     r = c.getresponse()
