@@ -61,9 +61,8 @@ n_prompt=$("$BIN" tokenize --tokenizer "$M" "$P" | wc -w)
 "$BIN" detokenize --tokenizer "$M" $(cat "$TMP/gen.txt") > "$TMP/run.txt" || fail "detokenize"
 
 start_server "$TMP/serve.log" --api-key sekrit --queue 16
-# An ASan build takes minutes per request: the client waits 900 s per request (not 120). (grep
-# without -q: see e2e_serve_batch.sh.)
-if ldd "$BIN" 2> /dev/null | grep libasan > /dev/null; then export CLLM_TEST_HTTP_TIMEOUT=900; fi
+# An ASan build takes minutes per request: the client waits 900 s per request (not 120).
+if asan_build; then export CLLM_TEST_HTTP_TIMEOUT=900; fi
 python3 "$CLLM_SRC/tests/serve_client.py" main "$PORT" sekrit "$Q" "$TMP/chat.txt" "$Q2" \
     "$TMP/chat2.txt" "$P" "$TMP/run.txt" || fail "client checks (server log: $(tail -5 "$TMP/serve.log"))"
 # The official openai package (PyPI, not in Debian: CI skips this part).

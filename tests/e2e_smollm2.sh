@@ -19,7 +19,7 @@ command -v python3 > /dev/null || fail "python3 is needed for the JSON checks"
 # (-n 4) and compare over the first 16 passage tokens.
 N_GEN=24
 SANITIZED=0
-if ldd "$BIN" 2> /dev/null | grep -E "libasan|libubsan" > /dev/null; then  # not -q: see e2e_serve_batch.sh
+if ldd "$BIN" 2> /dev/null | grep -E "libasan|libubsan" > /dev/null; then  # not -q: see asan_build in e2elib.sh
     SANITIZED=1
     N_GEN=4
     echo "sanitizer build: reduced plan (one chat per codec, -n $N_GEN, compare over 16 tokens)"
