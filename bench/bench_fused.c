@@ -12,6 +12,11 @@
 //                             raw and fused bf16, f16 and int8, and the least-squares line
 //                             t = a + bytes / B over R >= 2048: a is what a launch costs beyond its
 //                             bytes (ramp, last wave, drain), B the bandwidth once streaming
+//        bench_fused --waves  the same kinds at R = 1024 .. 16384 in steps of 1024 (no fit): the
+//                             time's steps with the blocks' waves
+//        bench_fused --swiglu the gate/up + SwiGLU column launch (batched decode's largest job:
+//                             two 11008 x 4096 matrices) at n = 1 .. 8, raw bf16 and fused
+//                             lossless, each column against the one-token launch
 #ifdef CLLM_HAVE_CUDA
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
@@ -239,6 +244,71 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
     free(x), free(ya), free(yb);
 }
 
+// --swiglu: cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) of a gate/up pair (rotating copies k,
+// k + 1) at n = 1 .. 8, raw bf16 and fused lossless; µs per launch (median of 15 bursts) and
+// whether each column equals the one-token cllm_cuda_matvec_swiglu on it.
+static void bench_swiglu(void) {
+    const uint64_t rows = 11008, cols = 4096, n = rows * cols;
+    float *f = synth(rows, cols, 4242);
+    uint16_t *bf = malloc(n * 2);
+    for (uint64_t i = 0; i < n; i++) bf[i] = cllm_f32_to_bf16(f[i]);
+    free(f);
+    variant v[2] = {{.name = "raw bf16"}, {.name = "fused lossless"}};
+    cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = CLLM_CUDA_W_BF16}, cw;
+    w.data = dev_copy(bf, n * 2, 1);
+    make_rot(&v[0], &w, n * 2, 0);
+    size_t cb;
+    MUST(cllm_cuda_ccode_make_host(g_mem, CLLM_CUDA_W_BF16, bf, NULL, rows, cols, 0,
+                                   omp_get_max_threads(), g_stream, &cw, &cb));
+    make_rot(&v[1], &cw, cb, 0);
+    float *x = malloc(8 * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(rows * 4);
+    for (uint64_t i = 0; i < 8 * cols; i++) x[i] = (float)gauss(5, i);
+    float *xd = dev_copy(x, 8 * cols * 4, 1), *yd;
+    MUST(cllm_cuda_alloc(g_mem, 8 * rows * 4, (void **)&yd));
+    const size_t sb = cllm_cuda_matvec_cols_scratch(cols);
+    void *scr;
+    MUST(cllm_cuda_alloc(g_mem, sb, &scr));
+    const uint64_t ld = rows;
+    for (int k = 0; k < 2; k++) {
+        const variant *var = &v[k];
+        for (uint32_t nc = 1; nc <= 8; nc++) {
+            MUST(cllm_cuda_matvec_cols_job(&var->w[0], 2, CLLM_CUDA_COLS_SWIGLU, xd, cols, nc, &yd,
+                                           &ld, scr, sb, g_stream));
+            MUST(cllm_cuda_copy(ya, yd, nc * rows * 4, g_stream));
+            int same = 1;
+            for (uint32_t c = 0; c < nc; c++) {
+                MUST(cllm_cuda_matvec_swiglu(&var->w[0], &var->w[1], xd + c * cols, yd, g_stream));
+                MUST(cllm_cuda_copy(yb, yd, rows * 4, g_stream));
+                MUST(cllm_cuda_sync(g_stream));
+                same &= memcmp(ya + c * rows, yb, rows * 4) == 0;
+            }
+            cllm_cuda_timer *t;
+            MUST(cllm_cuda_timer_create(&t));
+            float ms[15];
+            for (int b = -1; b < 15; b++) {
+                MUST(cllm_cuda_timer_start(t, g_stream));
+                for (int i = 0; i < BURST; i++) {
+                    const int r = (b * BURST + 2 * i + 2 * BURST) % (var->n_rot - 1);
+                    MUST(cllm_cuda_matvec_cols_job(&var->w[r], 2, CLLM_CUDA_COLS_SWIGLU, xd, cols,
+                                                   nc, &yd, &ld, scr, sb, g_stream));
+                }
+                MUST(cllm_cuda_timer_stop(t, g_stream));
+                MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
+            }
+            cllm_cuda_timer_free(t);
+            qsort(ms, 15, sizeof ms[0], cmpf);
+            printf("gate/up 2 x %llux%llu  %-15s n=%u  %8.2f us  %s\n", (unsigned long long)rows,
+                   (unsigned long long)cols, var->name, nc, 1e3 * ms[7] / BURST,
+                   same ? "bit-identical to one-token launches" : "DIFFERS");
+        }
+    }
+    for (int k = 0; k < 2; k++) free_rot(&v[k]);
+    MUST(cllm_cuda_release(g_mem, xd));
+    MUST(cllm_cuda_release(g_mem, yd));
+    MUST(cllm_cuda_release(g_mem, scr));
+    free(bf), free(x), free(ya), free(yb);
+}
+
 // One shape: raw bf16, fused lossless, raw int8, fused int8. Adds the encode seconds of the two
 // codes to enc_s[0] (bf16) and enc_s[1] (int8), `times` times (a layer holds that many).
 static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, double *tok_ms) {
@@ -301,13 +371,19 @@ static void bench_shape(uint64_t rows, uint64_t cols, int times, double *enc_s, 
 }
 
 // --scan: per kind, time per launch of R x 4096 for R = 1024 .. 32768 and the fit t = a + bytes / B.
-static void scan(void) {
+// --waves: R = 1024 .. 16384 in steps of 1024 (a 16-row tile per block: 64 .. 1024 blocks, i.e.
+// about 0.25 .. 4 waves of the one-token kernels), no fit: whether a partial last wave costs a
+// whole one.
+enum { SCAN_MAX = 16 };
+static void scan(int waves) {
     const uint64_t cols = 4096;
-    enum { NR = 6 };
-    static const uint64_t rs[NR] = {1024, 2048, 4096, 8192, 16384, 32768};
+    static const uint64_t pow2[6] = {1024, 2048, 4096, 8192, 16384, 32768};
+    const int NR = waves ? 16 : 6;
+    uint64_t rs[SCAN_MAX];
+    for (int ri = 0; ri < NR; ri++) rs[ri] = waves ? 1024 * (uint64_t)(ri + 1) : pow2[ri];
     static const char *names[6] = {"raw bf16", "fused bf16", "raw f16", "fused f16", "raw int8",
                                    "fused int8"};
-    double us[6][NR], by[6][NR];
+    double us[6][SCAN_MAX], by[6][SCAN_MAX];
     const int nt = omp_get_max_threads();
     for (int ri = 0; ri < NR; ri++) {
         const uint64_t rows = rs[ri], n = rows * cols;
@@ -350,6 +426,17 @@ static void scan(void) {
         MUST(cllm_cuda_release(g_mem, yd));
         free(bf), free(hf), free(q), free(sc), free(x);
     }
+    if (waves) {  // one line per R: rows, then each kind's us
+        printf("one launch of R x 4096, us (rotating copies beyond L2)\nwaves | %6s", "rows");
+        for (int k = 0; k < 6; k++) printf(" %11s", names[k]);
+        printf("\n");
+        for (int ri = 0; ri < NR; ri++) {
+            printf("waves | %6llu", (unsigned long long)rs[ri]);
+            for (int k = 0; k < 6; k++) printf(" %11.2f", us[k][ri]);
+            printf("\n");
+        }
+        return;
+    }
     printf("one launch of R x 4096, us (rotating copies beyond L2), and the fit over R >= 2048\n");
     printf("%-11s", "kind");
     for (int ri = 0; ri < NR; ri++) printf(" %8llu", (unsigned long long)rs[ri]);
@@ -369,10 +456,12 @@ static void scan(void) {
 }
 
 int main(int argc, char **argv) {
-    const int do_scan = argc == 2 && strcmp(argv[1], "--scan") == 0;
-    const int n_shapes = argc > 1 && !do_scan ? atoi(argv[1]) : 4;
+    const int do_waves = argc == 2 && strcmp(argv[1], "--waves") == 0;
+    const int do_scan = do_waves || (argc == 2 && strcmp(argv[1], "--scan") == 0);
+    const int do_swiglu = argc == 2 && strcmp(argv[1], "--swiglu") == 0;
+    const int n_shapes = argc > 1 && !do_scan && !do_swiglu ? atoi(argv[1]) : 4;
     if (argc > 2 || n_shapes < 1 || n_shapes > 4) {
-        fprintf(stderr, "usage: bench_fused [N | --scan]   (N = 1..4: the first N shapes)\n");
+        fprintf(stderr, "usage: bench_fused [N | --scan | --waves | --swiglu]   (N = 1..4: the first N shapes)\n");
         return 2;
     }
     if (cllm_cuda_device_count() == 0) {
@@ -385,8 +474,9 @@ int main(int argc, char **argv) {
     MUST(cllm_cuda_stream_create(&g_stream));
     printf("device: %s; batch 1 (n = 1 column); %d host threads for the encoder\n", desc,
            omp_get_max_threads());
-    if (do_scan) {
-        scan();
+    if (do_scan || do_swiglu) {
+        if (do_scan) scan(do_waves);
+        else bench_swiglu();
         cllm_cuda_mem_free_all(g_mem);
         cllm_cuda_stream_destroy(g_stream);
         return 0;

@@ -26,6 +26,8 @@
 #     --kbench     bench_fused (kernel benchmark, the 4 shapes) of "new" once, after the rounds
 #     --kbench1    bench_fused 1 (4096 x 4096 only: one-token, column and GEMM lines) of every
 #                  build, after the rounds, in build order (base and variants beside new)
+#     --kargs ARGS bench_fused ARGS (e.g. "--swiglu", "--waves") of every build after the rounds,
+#                  its result lines in the log as "NAME kargsK | ..."; repeatable
 #     --scan       each round also runs `bench_fused --scan` of every build (one launch's time
 #                  against its rows: fixed cost per launch and streaming bandwidth per kind); with
 #                  --codecs none no model is made and only the scans run
@@ -67,7 +69,7 @@ prepare() {
 run() {
     local check=0 ncu=0 stalls=0 kbench=0 kbench1=0 scan=0 rounds=2 codecs="lossless int8" deadline=0
     local ncu_weights=raw only=
-    local -a benches=()
+    local -a benches=() kargs=()
     local -a names=(new base) flags=("" "")
     while [ $# -gt 0 ]; do
         case "$1" in
@@ -80,6 +82,7 @@ run() {
         --bench) benches+=("$2"); shift ;;
         --kbench) kbench=1 ;;
         --kbench1) kbench1=1 ;;
+        --kargs) kargs+=("$2"); shift ;;
         --scan) scan=1 ;;
         --deadline) deadline=$2; shift ;;
         --only) only=$2; shift ;;
@@ -116,7 +119,8 @@ run() {
             fi
         fi
         [ "$n" = new ] && targets="codecllm_cli gpu_check test_gpu_engine bench_fused"
-        [ "$n" != new ] && [ $((scan + kbench1)) -gt 0 ] && targets="codecllm_cli bench_fused"
+        [ "$n" != new ] && [ $((scan + kbench1 + ${#kargs[@]})) -gt 0 ] &&
+            targets="codecllm_cli bench_fused"
         dirs+=("$dir")
         (cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCODECLLM_CUDA=ON \
              -DCMAKE_CUDA_ARCHITECTURES=90 "-DCMAKE_CUDA_FLAGS=${flags[$i]}" \
@@ -182,6 +186,16 @@ run() {
         done
         say "kbench1 done"
     fi
+    for j in "${!kargs[@]}"; do
+        for i in "${!names[@]}"; do
+            late "${names[$i]} kargs$((j + 1))" && continue
+            local f=$r/bench_fused-${names[$i]}-kargs$((j + 1)).txt
+            "${dirs[$i]}/bench/bench_fused" ${kargs[$j]} > "$f" 2>&1
+            echo "${names[$i]} kargs$((j + 1)) [${kargs[$j]}] rc=$?" >> "$log"
+            grep -vE "^device:" "$f" | sed "s/^/${names[$i]} kargs$((j + 1)) | /" >> "$log"
+        done
+        say "kargs$((j + 1)) done"
+    done
     if [ $kbench = 1 ] && ! late kbench; then
         ./build-gpu/bench/bench_fused > "$r/bench_fused.txt" 2>&1
         echo "bench_fused rc=$?" >> "$log"
@@ -191,7 +205,7 @@ run() {
     if [ $stalls = 1 ]; then
         for i in "${!names[@]}"; do
             [ "${names[$i]}" = new ] || [ "${names[$i]}" = base ] || continue
-            [ $((scan + kbench1)) -gt 0 ] || [ "${names[$i]}" = new ] || continue  # (bench_fused built)
+            [ $((scan + kbench1 + ${#kargs[@]})) -gt 0 ] || [ "${names[$i]}" = new ] || continue  # (bench_fused built)
             for cc in 0 1; do  # (ncu prints the template arguments as "(int)1, (bool)0, (int)0")
                 late "ncu stalls ${names[$i]} $cc" && continue
                 local f=$r/ncu-stalls-${names[$i]}-$cc.txt
@@ -230,5 +244,5 @@ run() {
 case "${1:-}" in
 prepare) shift; prepare "$@" ;;
 run) shift; run "$@" ;;
-*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-stalls] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--deadline S] [--only NAMES] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
+*) echo "usage: $0 prepare [REV] | run [--check] [--ncu] [--ncu-stalls] [--ncu-weights \"raw fused\"] [--scan] [--rounds N] [--codecs LIST|none] [--bench ARGS]... [--kbench] [--kbench1] [--kargs ARGS]... [--deadline S] [--only NAMES] [--variant NAME=FLAGS]..." >&2; exit 2 ;;
 esac
