@@ -1576,6 +1576,12 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // next chunk's loads in flight while it decodes this one (PERF.md 7t: +12.6% tg against loading
 // each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%). Dynamic shared
 // memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments (mvb_smem_bytes).
+#ifndef MVB_NOPIPE_NP
+#define MVB_NOPIPE_NP 2
+#endif
+#ifndef MVB_NOPIPE_MT
+#define MVB_NOPIPE_MT 2
+#endif
 #define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills; 3 for one
                        // token and one matrix only, without spills: fused tg -7%, PERF.md 7x)
 template <int MT, bool CC, int NP>
@@ -1584,7 +1590,9 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     matvec_b16_kernel(const mv_job m, const float *__restrict__ x, const uint4 *__restrict__ frag,
                       uint32_t n) {
     constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
-    constexpr bool PIPE = CC;  // the next chunk's loads in flight while this one is decoded
+    // CC: the next chunk's loads in flight while this one is decoded, except in the gate/up
+    // column kernels of n > 2 tokens, where they spill (PERF.md 7y)
+    constexpr bool PIPE = CC && !(NP >= MVB_NOPIPE_NP && MT >= MVB_NOPIPE_MT);
     extern __shared__ uint4 mvb_smem[];
     __shared__ float red[MT][NT][W][16];
     __shared__ uint32_t sbase[MT][16];
