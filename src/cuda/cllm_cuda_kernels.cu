@@ -1574,14 +1574,10 @@ static __device__ __forceinline__ void mvb_rows(const float (&d)[4], uint32_t q,
 // n <= 2 NP tokens (the column kernel), fragments from mvb_prep_kernel (frag); token 2p + s of
 // pair p in B columns 4s .. 4s + 2. Raw loads a batch of U chunks and then uses it; CC keeps the
 // next chunk's loads in flight while it decodes this one (PERF.md 7t: +12.6% tg against loading
-// each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%). Dynamic shared
+// each chunk where it is used; the same for raw, one chunk per batch, lost 1.6%), but for the
+// gate/up column kernels of more than 2 tokens, where the second buffer spilled 72-264 bytes and
+// loading each chunk where it is used is ~20% faster (PERF.md 7y). Dynamic shared
 // memory: CC, MT x MVB_WARPS addend tables of 2 KiB; NP == 0, then the fragments (mvb_smem_bytes).
-#ifndef MVB_NOPIPE_NP
-#define MVB_NOPIPE_NP 2
-#endif
-#ifndef MVB_NOPIPE_MT
-#define MVB_NOPIPE_MT 2
-#endif
 #define MVB_CC_MINB 2  // blocks per SM asked of ptxas for CC_BF16 (3: gate/up spills; 3 for one
                        // token and one matrix only, without spills: fused tg -7%, PERF.md 7x)
 template <int MT, bool CC, int NP>
@@ -1592,7 +1588,7 @@ static __global__ void __launch_bounds__(MVB_WARPS * 32,
     constexpr uint32_t W = MVB_WARPS, U = CC || MT == 2 ? 1 : 2, NT = NP ? 2 * NP : 1;
     // CC: the next chunk's loads in flight while this one is decoded, except in the gate/up
     // column kernels of n > 2 tokens, where they spill (PERF.md 7y)
-    constexpr bool PIPE = CC && !(NP >= MVB_NOPIPE_NP && MT >= MVB_NOPIPE_MT);
+    constexpr bool PIPE = CC && !(MT == 2 && NP >= 2);
     extern __shared__ uint4 mvb_smem[];
     __shared__ float red[MT][NT][W][16];
     __shared__ uint32_t sbase[MT][16];
