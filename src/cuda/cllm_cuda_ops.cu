@@ -395,8 +395,10 @@ static size_t cc_matvec_max(uint32_t kind) {
 // launches (graph and PDL).
 // Up to which step size: int8 up to 8 tokens (its column kernel reads the weights once and runs
 // two tokens per MMA: 8 columns cost ~1.6x one token, cuBLAS after dequantising ~2.4x); bf16 and
-// f16 up to BE_MATVEC_MAX_N (their fp32 column kernel loads each x column per weight vector:
-// 8 columns cost ~3-4.5x one token, cuBLAS ~1.1x; measured on the H200, docs/PERF.md section 8c).
+// f16 up to BE_MATVEC_MAX_N (bf16's tensor-core column kernel: 8 columns of 4096 x 4096 cost
+// 1.66x one token, cuBLAS 1.09x; f16's fp32 column kernel ~3-4.5x; measured on the H200,
+// docs/PERF.md sections 8c and 7y). So a fused bf16 step of 5-8 tokens unpacks and takes cuBLAS,
+// as raw bf16 does, to stay bit-identical to it.
 static int cols_step(const cllm_cuda_weight *k, int n, size_t n_tok) {
     const size_t max = k[0].kind == CLLM_CUDA_W_INT8 || k[0].kind == CLLM_CUDA_W_CC_INT8
                            ? BE_COLS_MAX_N
