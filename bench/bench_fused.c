@@ -14,9 +14,9 @@
 //                             bytes (ramp, last wave, drain), B the bandwidth once streaming
 //        bench_fused --waves  the same kinds at R = 1024 .. 16384 in steps of 1024 (no fit): the
 //                             time's steps with the blocks' waves
-//        bench_fused --swiglu the gate/up + SwiGLU column launch (batched decode's largest job:
-//                             two 11008 x 4096 matrices) at n = 1 .. 8, raw bf16 and fused
-//                             lossless, each column against the one-token launch
+//        bench_fused --swiglu the gate/up + SwiGLU launch (two 11008 x 4096 matrices), one token
+//                             and as columns at n = 1 .. 8 (batched decode's largest job), raw
+//                             bf16 and fused lossless, each column against the one-token launch
 #ifdef CLLM_HAVE_CUDA
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
@@ -244,9 +244,10 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
     free(x), free(ya), free(yb);
 }
 
-// --swiglu: cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) of a gate/up pair (rotating copies k,
-// k + 1) at n = 1 .. 8, raw bf16 and fused lossless; µs per launch (median of 15 bursts) and
-// whether each column equals the one-token cllm_cuda_matvec_swiglu on it.
+// --swiglu: the one-token cllm_cuda_matvec_swiglu of a gate/up pair (rotating copies k, k + 1; fused
+// checked bit for bit against raw), then cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) at n = 1
+// .. 8, raw bf16 and fused lossless; µs per launch (median of 15 bursts) and whether each column
+// equals the one-token launch on it.
 static void bench_swiglu(void) {
     const uint64_t rows = 11008, cols = 4096, n = rows * cols;
     float *f = synth(rows, cols, 4242);
@@ -269,8 +270,32 @@ static void bench_swiglu(void) {
     void *scr;
     MUST(cllm_cuda_alloc(g_mem, sb, &scr));
     const uint64_t ld = rows;
+    float *y1[2] = {malloc(rows * 4), malloc(rows * 4)};  // each variant's one-token output
     for (int k = 0; k < 2; k++) {
         const variant *var = &v[k];
+        {  // the one-token launch (n = 1 of a decode step: what batch 1 runs)
+            MUST(cllm_cuda_matvec_swiglu(&var->w[0], &var->w[1], xd, yd, g_stream));
+            MUST(cllm_cuda_copy(y1[k], yd, rows * 4, g_stream));
+            MUST(cllm_cuda_sync(g_stream));
+            cllm_cuda_timer *t;
+            MUST(cllm_cuda_timer_create(&t));
+            float ms[15];
+            for (int b = -1; b < 15; b++) {
+                MUST(cllm_cuda_timer_start(t, g_stream));
+                for (int i = 0; i < BURST; i++) {
+                    const int r = (b * BURST + 2 * i + 2 * BURST) % (var->n_rot - 1);
+                    MUST(cllm_cuda_matvec_swiglu(&var->w[r], &var->w[r + 1], xd, yd, g_stream));
+                }
+                MUST(cllm_cuda_timer_stop(t, g_stream));
+                MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
+            }
+            cllm_cuda_timer_free(t);
+            qsort(ms, 15, sizeof ms[0], cmpf);
+            printf("gate/up 2 x %llux%llu  %-15s one token %8.2f us  %s\n",
+                   (unsigned long long)rows, (unsigned long long)cols, var->name,
+                   1e3 * ms[7] / BURST,
+                   k == 0 ? "" : memcmp(y1[0], y1[1], rows * 4) ? "DIFFERS from raw" : "bit-identical to raw");
+        }
         for (uint32_t nc = 1; nc <= 8; nc++) {
             MUST(cllm_cuda_matvec_cols_job(&var->w[0], 2, CLLM_CUDA_COLS_SWIGLU, xd, cols, nc, &yd,
                                            &ld, scr, sb, g_stream));
@@ -306,7 +331,7 @@ static void bench_swiglu(void) {
     MUST(cllm_cuda_release(g_mem, xd));
     MUST(cllm_cuda_release(g_mem, yd));
     MUST(cllm_cuda_release(g_mem, scr));
-    free(bf), free(x), free(ya), free(yb);
+    free(bf), free(x), free(ya), free(yb), free(y1[0]), free(y1[1]);
 }
 
 // One shape: raw bf16, fused lossless, raw int8, fused int8. Adds the encode seconds of the two
