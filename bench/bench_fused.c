@@ -244,10 +244,36 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
     free(x), free(ya), free(yb);
 }
 
-// --swiglu: the one-token cllm_cuda_matvec_swiglu of a gate/up pair (rotating copies k, k + 1; fused
-// checked bit for bit against raw), then cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) at n = 1
-// .. 8, raw bf16 and fused lossless; µs per launch (median of 15 bursts) and whether each column
-// equals the one-token launch on it.
+// µs per gate/up + SwiGLU launch of var (median of 15 bursts over rotating copies r, r + 1): the
+// one-token launch when nc == 0, else the column launch of nc tokens.
+static double swiglu_us(const variant *var, uint32_t nc, const float *xd, float *yd, void *scr,
+                        size_t sb) {
+    const uint64_t cols = var->w[0].cols, ld = var->w[0].rows;
+    cllm_cuda_timer *t;
+    MUST(cllm_cuda_timer_create(&t));
+    float ms[15];
+    for (int b = -1; b < 15; b++) {
+        MUST(cllm_cuda_timer_start(t, g_stream));
+        for (int i = 0; i < BURST; i++) {
+            const int r = (b * BURST + 2 * i + 2 * BURST) % (var->n_rot - 1);
+            if (nc == 0)
+                MUST(cllm_cuda_matvec_swiglu(&var->w[r], &var->w[r + 1], xd, yd, g_stream));
+            else
+                MUST(cllm_cuda_matvec_cols_job(&var->w[r], 2, CLLM_CUDA_COLS_SWIGLU, xd, cols, nc,
+                                               &yd, &ld, scr, sb, g_stream));
+        }
+        MUST(cllm_cuda_timer_stop(t, g_stream));
+        MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
+    }
+    cllm_cuda_timer_free(t);
+    qsort(ms, 15, sizeof ms[0], cmpf);
+    return 1e3 * ms[7] / BURST;
+}
+
+// --swiglu: the one-token cllm_cuda_matvec_swiglu of a gate/up pair (fused checked bit for bit
+// against raw), then cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) at n = 1 .. 8, raw bf16 and
+// fused lossless; µs per launch (swiglu_us) and whether each column equals the one-token launch
+// on it.
 static void bench_swiglu(void) {
     const uint64_t rows = 11008, cols = 4096, n = rows * cols;
     float *f = synth(rows, cols, 4242);
@@ -273,29 +299,15 @@ static void bench_swiglu(void) {
     float *y1[2] = {malloc(rows * 4), malloc(rows * 4)};  // each variant's one-token output
     for (int k = 0; k < 2; k++) {
         const variant *var = &v[k];
-        {  // the one-token launch (n = 1 of a decode step: what batch 1 runs)
-            MUST(cllm_cuda_matvec_swiglu(&var->w[0], &var->w[1], xd, yd, g_stream));
-            MUST(cllm_cuda_copy(y1[k], yd, rows * 4, g_stream));
-            MUST(cllm_cuda_sync(g_stream));
-            cllm_cuda_timer *t;
-            MUST(cllm_cuda_timer_create(&t));
-            float ms[15];
-            for (int b = -1; b < 15; b++) {
-                MUST(cllm_cuda_timer_start(t, g_stream));
-                for (int i = 0; i < BURST; i++) {
-                    const int r = (b * BURST + 2 * i + 2 * BURST) % (var->n_rot - 1);
-                    MUST(cllm_cuda_matvec_swiglu(&var->w[r], &var->w[r + 1], xd, yd, g_stream));
-                }
-                MUST(cllm_cuda_timer_stop(t, g_stream));
-                MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
-            }
-            cllm_cuda_timer_free(t);
-            qsort(ms, 15, sizeof ms[0], cmpf);
-            printf("gate/up 2 x %llux%llu  %-15s one token %8.2f us  %s\n",
-                   (unsigned long long)rows, (unsigned long long)cols, var->name,
-                   1e3 * ms[7] / BURST,
-                   k == 0 ? "" : memcmp(y1[0], y1[1], rows * 4) ? "DIFFERS from raw" : "bit-identical to raw");
-        }
+        // The one-token launch (what a decode step of one sequence runs).
+        MUST(cllm_cuda_matvec_swiglu(&var->w[0], &var->w[1], xd, yd, g_stream));
+        MUST(cllm_cuda_copy(y1[k], yd, rows * 4, g_stream));
+        MUST(cllm_cuda_sync(g_stream));
+        printf("gate/up 2 x %llux%llu  %-15s one token %8.2f us  %s\n", (unsigned long long)rows,
+               (unsigned long long)cols, var->name, swiglu_us(var, 0, xd, yd, scr, sb),
+               k == 0                                    ? ""
+               : memcmp(y1[0], y1[1], rows * 4) == 0 ? "bit-identical to raw"
+                                                         : "DIFFERS from raw");
         for (uint32_t nc = 1; nc <= 8; nc++) {
             MUST(cllm_cuda_matvec_cols_job(&var->w[0], 2, CLLM_CUDA_COLS_SWIGLU, xd, cols, nc, &yd,
                                            &ld, scr, sb, g_stream));
@@ -307,23 +319,8 @@ static void bench_swiglu(void) {
                 MUST(cllm_cuda_sync(g_stream));
                 same &= memcmp(ya + c * rows, yb, rows * 4) == 0;
             }
-            cllm_cuda_timer *t;
-            MUST(cllm_cuda_timer_create(&t));
-            float ms[15];
-            for (int b = -1; b < 15; b++) {
-                MUST(cllm_cuda_timer_start(t, g_stream));
-                for (int i = 0; i < BURST; i++) {
-                    const int r = (b * BURST + 2 * i + 2 * BURST) % (var->n_rot - 1);
-                    MUST(cllm_cuda_matvec_cols_job(&var->w[r], 2, CLLM_CUDA_COLS_SWIGLU, xd, cols,
-                                                   nc, &yd, &ld, scr, sb, g_stream));
-                }
-                MUST(cllm_cuda_timer_stop(t, g_stream));
-                MUST(cllm_cuda_timer_ms(t, &ms[b < 0 ? 0 : b]));
-            }
-            cllm_cuda_timer_free(t);
-            qsort(ms, 15, sizeof ms[0], cmpf);
             printf("gate/up 2 x %llux%llu  %-15s n=%u  %8.2f us  %s\n", (unsigned long long)rows,
-                   (unsigned long long)cols, var->name, nc, 1e3 * ms[7] / BURST,
+                   (unsigned long long)cols, var->name, nc, swiglu_us(var, nc, xd, yd, scr, sb),
                    same ? "bit-identical to one-token launches" : "DIFFERS");
         }
     }
