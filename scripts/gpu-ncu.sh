@@ -6,7 +6,7 @@
 # launch (waves per SM), the pipes' use, per-SM active cycles (their spread: load imbalance) and
 # the source counters. ncu prints template arguments as "(int)1, (bool)0".
 #
-#   scripts/gpu-ncu.sh 'i8cc=1@matvec_i8_kernel<\(int\)1, \(bool\)0, \(bool\)1' ...
+#   scripts/gpu-ncu.sh 'i8cc=1@matvec_i8_kernel<\(int\)1, \(bool\)0, \(bool\)1.*' ...   (as run in PERF.md 7y)
 #
 # Carry .debs. Results: $OUT/ncu-NAME.txt (the whole report) and $OUT/ncu.txt (the lines that
 # matter, every profile).
