@@ -1401,7 +1401,15 @@ static __device__ __forceinline__ uint32_t ccb_reg(const uint4 (&by)[2], uint32_
     const uint4 v = by[B / 2];
     const uint32_t word = (B % 2) == 0 ? (J < 2 ? v.x : v.y) : (J < 2 ? v.z : v.w);
     const uint32_t u = (J % 2) == 0 ? ccb_bytes<0>(word) : ccb_bytes<2>(word);
-    return (u & 0x807f807fu) | ((cllm_ccb_codes(w0, w1, w2, P) << 7) + add);
+    if (P == 15) return (u & 0x807f807fu) | ((cllm_ccb_codes(w0, w1, w2, P) << 7) + add);
+    // Codes masked where they lie, then moved to bit 7 by the shift of a shift-and-add (one
+    // IMAD or LEA.HI): the AND is opaque so that the compiler does not turn it into a shift,
+    // a mask and an add (PERF.md 7z).
+    constexpr int K = 3 * (P % 5), S = 7 - K;
+    const uint32_t cw = P < 5 ? w0 : P < 10 ? w1 : w2;
+    uint32_t cm;
+    asm("and.b32 %0, %1, %2;" : "=r"(cm) : "r"(cw), "n"(0x00070007u << K));
+    return (u & 0x807f807fu) | ((S >= 0 ? cm << (S >= 0 ? S : 0) : cm >> (S < 0 ? -S : 0)) + add);
 }
 
 // A chunk's weights for the MMAs: a[b][j], block b, register j.
