@@ -1526,7 +1526,8 @@ static void fused_case(uint32_t kind, uint64_t rows, uint64_t cols, uint32_t gro
 // Column launches of a whole job (cllm_cuda_matvec_cols_job) on device weights w[0..n_w): for
 // n = 1..8 columns (x with outliers), each column memcmp-equal to the one-token launch on x_c
 // (mode SET: matvec_multi_ex, ACC: matvec_ex accumulate onto the same start values, SWIGLU:
-// matvec_swiglu_ex). Returns 1 when every column of every n matches.
+// matvec_swiglu_ex), and every row written (equal but unwritten rows would pass the first test).
+// Returns 1 when every column of every n matches.
 static int cols_job_check(const cllm_cuda_weight *w, int n_w, int mode) {
     const uint64_t cols = w[0].cols;
     uint64_t rows[CLLM_CUDA_MATVEC_MAX], ld[CLLM_CUDA_MATVEC_MAX], tot = 0;
@@ -1567,8 +1568,14 @@ static int cols_job_check(const cllm_cuda_weight *w, int n_w, int mode) {
             download(pass ? b : a, yd, 8 * tot * 4);
         }
         for (int i = 0, o = 0; i < n_out; o += (int)(8 * rows[i]), i++)
-            for (uint32_t c = 0; c < n; c++)
+            for (uint32_t c = 0; c < n; c++) {
                 ok &= memcmp(a + o + c * ld[i], b + o + c * ld[i], w[i].rows * 4) == 0;
+                for (uint64_t r = 0; r < w[i].rows; r++) {  // none left as poison(), unwritten
+                    uint32_t u;
+                    memcpy(&u, a + o + c * ld[i] + r, 4);
+                    ok &= u != 0xffffffffu;
+                }
+            }
     }
     MUST(cllm_cuda_release(g_mem, xd));
     MUST(cllm_cuda_release(g_mem, yd));
