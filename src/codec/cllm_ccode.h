@@ -44,7 +44,8 @@
 // in two planes (low 4 bits, bits 4-5) arranged so that the lane gets its 32 with two loads. A
 // vector whose 8 values all lie in [-32, 31] is their 6-bit two's complement (sign-extended
 // back); any other vector is flagged in the block's 128-bit mask and has a 16-bit side entry
-// whose bits 2i, 2i + 1 correct value i's bits 6-7 (XOR). The mask is stored as four (32-bit word, index of
+// whose bits 4i, 4i + 1 correct value i's bits 6-7 and bits 4i + 2, 4i + 3 value i + 4's (XOR;
+// i < 4: nibble i serves byte i of both words). The mask is stored as four (32-bit word, index of
 // the word's first side entry) pairs, so that lane l loads pair l / 8 and finds its entries at
 // that index plus the flags below its bits. No exceptions: every value is read where it is loaded.
 #ifndef CLLM_CCODE_H
@@ -63,7 +64,7 @@ extern "C" {
 #endif
 
 #define CLLM_CCODE_MAGIC 0x43434c43u  // "CLCC" little-endian
-#define CLLM_CCODE_VERSION 4u  // 4: bf16 entries by table slot (3: by row and k slot)
+#define CLLM_CCODE_VERSION 5u  // 5: int8 side entries by nibble (4: bf16 entries by table slot)
 #define CLLM_CCODE_HEADER_BYTES 64u
 
 typedef enum cllm_ccode_kind {
@@ -245,10 +246,18 @@ CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs) {
     return v | (v & 0x20202020u) * 6u;  // bit 5 set: bits 6 and 7 too
 }
 
-// The 4 values' bits 6-7 of a word from 8 bits of a side entry (value i: bits 2i, 2i + 1 go to
-// bits 8i + 6, 8i + 7), by two multiplies whose partial products do not overlap.
-CLLM_CCODE_HD uint32_t cllm_cc8_spread(uint32_t e8) {
-    return ((e8 & 0x33u) * 0x00040040u & 0x00c000c0u) | ((e8 & 0xccu) * 0x01001000u & 0xc000c000u);
+// Bit of a side entry where value j (< 8) of its vector has its correction (two bits).
+CLLM_CCODE_HD uint32_t cllm_cc8_side_bit(uint32_t j) { return j < 4 ? 4 * j : 4 * (j - 4) + 2; }
+
+// The 4 values' bits 6-7 of a word from a side entry's corrections at bits 4i, 4i + 1 (i < 4; the
+// other bits 0): byte i = (2-bit correction) << 6. On the GPU one byte permute picks each byte
+// from the table 0x00, 0x40, 0x80, 0xc0.
+CLLM_CCODE_HD uint32_t cllm_cc8_fix(uint32_t sel) {
+#if defined(__CUDA_ARCH__)
+    return __byte_perm(0xc0804000u, 0u, sel);
+#else
+    return (sel & 3u) << 6 | (sel >> 4 & 3u) << 14 | (sel >> 8 & 3u) << 22 | (sel >> 12 & 3u) << 30;
+#endif
 }
 
 // A side entry holds, for each of its vector's 8 values, the XOR of the value's bits 6-7 with the
@@ -266,7 +275,7 @@ CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t
     for (int v = 0; v < 4; v++) {
         const uint32_t f = (mine >> v) & 1u, e = f ? side[i] : 0u;
         i += f;
-        a[2 * v] ^= cllm_cc8_spread(e & 0xffu), a[2 * v + 1] ^= cllm_cc8_spread(e >> 8);
+        a[2 * v] ^= cllm_cc8_fix(e & 0x3333u), a[2 * v + 1] ^= cllm_cc8_fix(e >> 2 & 0x3333u);
     }
 }
 

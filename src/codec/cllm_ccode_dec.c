@@ -241,7 +241,7 @@ static cllm_status int8_block(const uint8_t *buf, const cllm_ccode_info *in,
             for (uint32_t j = 0; j < 8; j++) {
                 const uint32_t jj = 8 * (v % 2) + j, low = int8_low6(nib, hi, l, h, jj);
                 const uint32_t ext = low | (low & 32u ? 0xc0u : 0u);  // sign-extended
-                const int x = (int8_t)(uint8_t)(ext ^ ((e >> (2 * j)) & 3u) << 6);
+                const int x = (int8_t)(uint8_t)(ext ^ ((e >> cllm_cc8_side_bit(j)) & 3u) << 6);
                 fits &= x >= -32 && x <= 31;
                 const uint64_t r = t * 16 + l / 4 + 8 * h, c = ch * 64 + 16 * (l % 4) + jj;
                 if (r < in->rows && c < in->cols) q[r * in->cols + c] = (int8_t)x;

@@ -333,7 +333,7 @@ static void int8_block(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t
             uint32_t e = 0;
             for (uint32_t j = 0; j < 8; j++) {
                 const uint32_t x = (uint8_t)lane_value(q, rows, cols, t, ch, l, vv / 2, 8 * (vv % 2) + j);
-                e |= ((x >> 6) ^ (x & 32u ? 3u : 0u)) << (2 * j);  // bits 6-7 XOR bit 5's extension
+                e |= ((x >> 6) ^ (x & 32u ? 3u : 0u)) << cllm_cc8_side_bit(j);  // bits 6-7 XOR bit 5's extension
             }
             side[0] = (uint8_t)e, side[1] = (uint8_t)(e >> 8), side += 2;
         }
