@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -482,8 +483,39 @@ static void test_corrupt_int8(void **state) {
     free(buf);
 }
 
+// The fuzz target's seeds (fuzz/corpus/fuzz_ccode, written by fuzz/make_ccode_seeds) are of the
+// current version: each header parses, each buffer decodes, but the one made to be refused.
+static void test_fuzz_seeds(void **state) {
+    (void)state;
+    static const char *names[] = {"bf16_1x64", "bf16_3x128", "bf16_flipped_exc", "f16_1x1",
+                                  "f16_3x40",  "int8_2x64",  "int8_17x70_g7",   "int8_empty"};
+    const char *src = getenv("CLLM_SRC");
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_ccode/%s", src ? src : ".", names[k]);
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        cllm_status st = cllm_read_file(path, 1u << 20, &buf, &n);
+        if (st != CLLM_OK) fprintf(stderr, "%s\n", cllm_last_error());
+        assert_int_equal(st, CLLM_OK);
+        cllm_ccode_info in;
+        cllm_ccode_layout lay;
+        st = cllm_ccode_read_info(buf, n, &in, &lay);
+        if (st != CLLM_OK) fprintf(stderr, "%s: %s (run fuzz/make_ccode_seeds)\n", names[k], cllm_last_error());
+        assert_int_equal(st, CLLM_OK);
+        const size_t esz = in.kind == CLLM_CCODE_INT8 ? 1 : 2, elems = (size_t)(in.rows * in.cols);
+        const size_t n_sc = (size_t)(lay.gpr * in.rows);
+        uint8_t *out = malloc(elems * esz + 1);
+        float *sc = malloc(n_sc * sizeof(float) + 1);
+        st = cllm_ccode_decode(buf, n, out, elems * esz, sc, n_sc * sizeof(float));
+        assert_int_equal(st, strstr(names[k], "flipped") ? CLLM_ERR_CORRUPT : CLLM_OK);
+        free(out), free(sc), free(buf);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fuzz_seeds),
         cmocka_unit_test(test_bf16_every_pattern), cmocka_unit_test(test_bf16_all_exceptions),
         cmocka_unit_test(test_bf16_edges),         cmocka_unit_test(test_bf16_size),
         cmocka_unit_test(test_int8_roundtrip),     cmocka_unit_test(test_int8_lanes),
