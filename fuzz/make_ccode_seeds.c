@@ -30,7 +30,8 @@ static int put(const char *dir, const char *name, const uint8_t *buf, size_t n) 
 
 // rows x cols of Gaussian weights, one in 40 scaled far out of its row's window.
 static uint16_t *weights(uint64_t rows, uint64_t cols, int f16) {
-    uint16_t *w = malloc(rows * cols * 2);
+    uint16_t *w = malloc(rows * cols * 2 + 2);
+    if (!w) abort();
     for (uint64_t i = 0; i < rows * cols; i++) {
         float x = (float)(sqrt(-2.0 * log(1.0 - uni())) * cos(6.283185307 * uni())) * 0.02f;
         if (uni() < 0.025) x *= 4096.0f;
@@ -53,7 +54,7 @@ static int b16(const char *dir, const char *name, uint64_t rows, uint64_t cols, 
         bad = cllm_ccode_read_info(buf, n, &in, &lay) != CLLM_OK || in.n_exc == 0;
         if (!bad) {
             uint8_t *e = buf + lay.off[CLLM_CCB_S_EXC];
-            const uint32_t s = e[0], row = (s & 255u) >> 5 | (s & 2u) << 2;  // block 0's slot
+            const uint32_t s = e[0], row = (s & 255u) >> 5 | (s & 2u) << 2;  // from its slot
             e[1] = buf[lay.off[CLLM_CCB_S_BASE] + row];
         }
     }
@@ -66,6 +67,7 @@ static int i8(const char *dir, const char *name, uint64_t rows, uint64_t cols, u
     int8_t *q = malloc(rows * cols + 1);
     const uint64_t gpr = (cols + group - 1) / group;
     float *sc = malloc(rows * gpr * sizeof(float) + 1);
+    if (!q || !sc) abort();
     for (uint64_t i = 0; i < rows * cols; i++)
         q[i] = (int8_t)(uni() < 0.1 ? (int)(uni() * 256) - 128 : (int)(uni() * 40) - 20);
     for (uint64_t i = 0; i < rows * gpr; i++) sc[i] = 0.001f + (float)uni() * 0.01f;

@@ -501,7 +501,8 @@ static void test_fuzz_seeds(void **state) {
         cllm_ccode_info in;
         cllm_ccode_layout lay;
         st = cllm_ccode_read_info(buf, n, &in, &lay);
-        if (st != CLLM_OK) fprintf(stderr, "%s: %s (run fuzz/make_ccode_seeds)\n", names[k], cllm_last_error());
+        if (st != CLLM_OK)
+            fprintf(stderr, "%s: %s (run fuzz/make_ccode_seeds)\n", names[k], cllm_last_error());
         assert_int_equal(st, CLLM_OK);
         const size_t esz = in.kind == CLLM_CCODE_INT8 ? 1 : 2, elems = (size_t)(in.rows * in.cols);
         const size_t n_sc = (size_t)(lay.gpr * in.rows);

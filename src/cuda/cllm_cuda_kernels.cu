@@ -1409,7 +1409,8 @@ static __device__ __forceinline__ uint32_t ccb_reg(const uint4 (&by)[2], uint32_
     const uint32_t cw = P < 5 ? w0 : P < 10 ? w1 : w2;
     uint32_t cm;
     asm("and.b32 %0, %1, %2;" : "=r"(cm) : "r"(cw), "n"(0x00070007u << K));
-    return (u & 0x807f807fu) | ((S >= 0 ? cm << (S >= 0 ? S : 0) : cm >> (S < 0 ? -S : 0)) + add);
+    if constexpr (S >= 0) return (u & 0x807f807fu) | ((cm << S) + add);
+    else return (u & 0x807f807fu) | ((cm >> -S) + add);
 }
 
 // A chunk's weights for the MMAs: a[b][j], block b, register j.
