@@ -195,6 +195,7 @@ static double time_cols_us(const variant *var, const cols_ctx *c, uint32_t n, in
 static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
     const uint32_t nmax = 256;
     float *x = malloc(nmax * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(rows * 4);
+    float *ga = malloc(nmax * rows * 4), *gb = malloc(nmax * rows * 4);
     for (uint64_t i = 0; i < nmax * cols; i++) x[i] = (float)gauss(99, i);
     cols_ctx c = {.x = dev_copy(x, nmax * cols * 4, 1)};
     MUST(cllm_cuda_alloc(g_mem, nmax * rows * 4, (void **)&c.y));
@@ -228,10 +229,19 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
                    (unsigned long long)rows, (unsigned long long)cols, var->name, n, us,
                    n * one / us, same ? "bit-identical" : "DIFFERS");
         }
-    gemm:  // prefill's GEMMs (compute code: row chunks unpacked into the scratch)
+    gemm:  // prefill's GEMMs (compute code: unpacked into the scratch, or int8 decoded in the
+           // integer GEMM); fused against raw of the same weights, bit for bit (first copy)
         for (uint32_t n = 8; n <= nmax; n *= 2) {
-            printf("%5llux%-5llu %-15s n=%u cuBLAS GEMM %8.2f us", (unsigned long long)rows,
+            printf("%5llux%-5llu %-15s n=%u GEMM %8.2f us", (unsigned long long)rows,
                    (unsigned long long)cols, var->name, n, time_cols_us(var, &c, n, 1));
+            if (ki % 2) {
+                cols_launch(&c, &v[ki - 1].w[0], n, 1);
+                MUST(cllm_cuda_copy(ga, c.y, n * rows * 4, g_stream));
+                cols_launch(&c, &var->w[0], n, 1);
+                MUST(cllm_cuda_copy(gb, c.y, n * rows * 4, g_stream));
+                MUST(cllm_cuda_sync(g_stream));
+                printf("  %s", memcmp(ga, gb, n * rows * 4) ? "DIFFERS from raw" : "bit-identical to raw");
+            }
             if (ki >= 2 && n <= 64)
                 printf("  tensor-core int8 GEMM %8.2f us", time_cols_us(var, &c, n, 2));
             printf("\n");
@@ -241,7 +251,7 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
     MUST(cllm_cuda_release(g_mem, (void *)c.x));
     MUST(cllm_cuda_release(g_mem, c.y));
     MUST(cllm_cuda_release(g_mem, c.scratch));
-    free(x), free(ya), free(yb);
+    free(x), free(ya), free(yb), free(ga), free(gb);
 }
 
 // µs per gate/up + SwiGLU launch of var (median of 15 bursts over rotating copies r, r + 1): the
