@@ -229,8 +229,8 @@ static void bench_cols(const variant *v, uint64_t rows, uint64_t cols) {
                    (unsigned long long)rows, (unsigned long long)cols, var->name, n, us,
                    n * one / us, same ? "bit-identical" : "DIFFERS");
         }
-    gemm:  // prefill's GEMMs (compute code: unpacked into the scratch, or int8 decoded in the
-           // integer GEMM); fused against raw of the same weights, bit for bit (first copy)
+    gemm:  // prefill's GEMMs (compute code: unpacked into the scratch); each fused kind's output
+           // against raw's on the same weights, bit for bit (first copy)
         for (uint32_t n = 8; n <= nmax; n *= 2) {
             printf("%5llux%-5llu %-15s n=%u GEMM %8.2f us", (unsigned long long)rows,
                    (unsigned long long)cols, var->name, n, time_cols_us(var, &c, n, 1));
