@@ -16,7 +16,7 @@
 //                             time's steps with the blocks' waves
 //        bench_fused --swiglu the gate/up + SwiGLU launch (two 11008 x 4096 matrices), one token
 //                             and as columns at n = 1 .. 8 (batched decode's largest job), raw
-//                             bf16 and fused lossless, each column against the one-token launch
+//                             and fused bf16 and int8, each column against the one-token launch
 #ifdef CLLM_HAVE_CUDA
 #include "codec/cllm_codec.h"
 #include "common/cllm_half.h"
@@ -281,16 +281,20 @@ static double swiglu_us(const variant *var, uint32_t nc, const float *xd, float 
 }
 
 // --swiglu: the one-token cllm_cuda_matvec_swiglu of a gate/up pair (fused checked bit for bit
-// against raw), then cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) at n = 1 .. 8, raw bf16 and
-// fused lossless; µs per launch (swiglu_us) and whether each column equals the one-token launch
-// on it.
+// against raw), then cllm_cuda_matvec_cols_job(CLLM_CUDA_COLS_SWIGLU) at n = 1 .. 8, raw bf16,
+// fused lossless, raw int8 and fused int8; µs per launch (swiglu_us) and whether each column
+// equals the one-token launch on it.
 static void bench_swiglu(void) {
     const uint64_t rows = 11008, cols = 4096, n = rows * cols;
     float *f = synth(rows, cols, 4242);
     uint16_t *bf = malloc(n * 2);
+    int8_t *q = malloc(n);
+    float *sc = malloc(rows * sizeof(float));
     for (uint64_t i = 0; i < n; i++) bf[i] = cllm_f32_to_bf16(f[i]);
+    MUST(cllm_quantize_int8(f, CLLM_DTYPE_F32, rows, cols, 0, q, sc));
     free(f);
-    variant v[2] = {{.name = "raw bf16"}, {.name = "fused lossless"}};
+    variant v[4] = {{.name = "raw bf16"}, {.name = "fused lossless"}, {.name = "raw int8"},
+                    {.name = "fused int8"}};
     cllm_cuda_weight w = {.rows = rows, .cols = cols, .kind = CLLM_CUDA_W_BF16}, cw;
     w.data = dev_copy(bf, n * 2, 1);
     make_rot(&v[0], &w, n * 2, 0);
@@ -298,6 +302,15 @@ static void bench_swiglu(void) {
     MUST(cllm_cuda_ccode_make_host(g_mem, CLLM_CUDA_W_BF16, bf, NULL, rows, cols, 0,
                                    omp_get_max_threads(), g_stream, &cw, &cb));
     make_rot(&v[1], &cw, cb, 0);
+    cllm_cuda_weight wi = {.rows = rows, .cols = cols, .kind = CLLM_CUDA_W_INT8,
+                           .group_size = (uint32_t)cols};
+    wi.data = dev_copy(q, n, 1);
+    wi.scales = dev_copy(sc, rows * 4, 1);
+    make_rot(&v[2], &wi, n, rows * 4);
+    MUST(cllm_cuda_ccode_make_host(g_mem, CLLM_CUDA_W_INT8, q, sc, rows, cols, (uint32_t)cols,
+                                   omp_get_max_threads(), g_stream, &cw, &cb));
+    make_rot(&v[3], &cw, cb, 0);
+    free(q), free(sc);
     float *x = malloc(8 * cols * 4), *ya = malloc(8 * rows * 4), *yb = malloc(rows * 4);
     for (uint64_t i = 0; i < 8 * cols; i++) x[i] = (float)gauss(5, i);
     float *xd = dev_copy(x, 8 * cols * 4, 1), *yd;
@@ -306,16 +319,16 @@ static void bench_swiglu(void) {
     void *scr;
     MUST(cllm_cuda_alloc(g_mem, sb, &scr));
     const uint64_t ld = rows;
-    float *y1[2] = {malloc(rows * 4), malloc(rows * 4)};  // each variant's one-token output
-    for (int k = 0; k < 2; k++) {
+    float *y1[2] = {malloc(rows * 4), malloc(rows * 4)};  // raw's and fused's one-token output
+    for (int k = 0; k < 4; k++) {
         const variant *var = &v[k];
         // The one-token launch (what a decode step of one sequence runs).
         MUST(cllm_cuda_matvec_swiglu(&var->w[0], &var->w[1], xd, yd, g_stream));
-        MUST(cllm_cuda_copy(y1[k], yd, rows * 4, g_stream));
+        MUST(cllm_cuda_copy(y1[k % 2], yd, rows * 4, g_stream));
         MUST(cllm_cuda_sync(g_stream));
         printf("gate/up 2 x %llux%llu  %-15s one token %8.2f us  %s\n", (unsigned long long)rows,
                (unsigned long long)cols, var->name, swiglu_us(var, 0, xd, yd, scr, sb),
-               k == 0                                    ? ""
+               k % 2 == 0                                ? ""
                : memcmp(y1[0], y1[1], rows * 4) == 0 ? "bit-identical to raw"
                                                          : "DIFFERS from raw");
         for (uint32_t nc = 1; nc <= 8; nc++) {
@@ -334,7 +347,7 @@ static void bench_swiglu(void) {
                    same ? "bit-identical to one-token launches" : "DIFFERS");
         }
     }
-    for (int k = 0; k < 2; k++) free_rot(&v[k]);
+    for (int k = 0; k < 4; k++) free_rot(&v[k]);
     MUST(cllm_cuda_release(g_mem, xd));
     MUST(cllm_cuda_release(g_mem, yd));
     MUST(cllm_cuda_release(g_mem, scr));
