@@ -64,7 +64,7 @@ extern "C" {
 #endif
 
 #define CLLM_CCODE_MAGIC 0x43434c43u  // "CLCC" little-endian
-#define CLLM_CCODE_VERSION 5u  // 5: int8 side entries by nibble (4: bf16 entries by table slot)
+#define CLLM_CCODE_VERSION 6u  // 6: int8 stores (q + 32) mod 64 (5: int8 side entries by nibble)
 #define CLLM_CCODE_HEADER_BYTES 64u
 
 typedef enum cllm_ccode_kind {
@@ -228,8 +228,14 @@ CLLM_CCODE_HD uint32_t cllm_ccb_codes(uint32_t w0, uint32_t w1, uint32_t w2, uin
 // that the C tests run the same code: lane l of a warp, block b, from its nibble load (16 bytes at
 // nib + 512 b + 16 l as four little-endian words n0..n3), its bit-4-5 load (8 bytes at hi + 256 b
 // + 8 l: h0, h1), its flag pair (pairs[4 b + l / 8]: the mask word pw and the word's first side
-// entry p0, relative to `side`), gives the int8 values it feeds to the MMAs: a[0..3] row g,
-// a[4..7] row g + 8 (word k: values 4k .. 4k + 3 of the lane's 16, byte i = value 4k + i).
+// entry p0, relative to `side`), gives the values it feeds to the MMAs: a[0..3] row g, a[4..7]
+// row g + 8 (word k: values 4k .. 4k + 3 of the lane's 16, byte i = value 4k + i). With the
+// table CLLM_CC8_TAB_Q a byte is the int8 symbol q; with CLLM_CC8_TAB_U it is q + 128 as an
+// unsigned byte, which the fused matvec multiplies (u8 x s8 MMAs, their sums started at -128 x
+// the sum of x) because it costs no sign extension.
+
+#define CLLM_CC8_TAB_U 0xc0804000u  // correction code c (0..3) -> c << 6: the byte q + 128
+#define CLLM_CC8_TAB_Q 0x4000c080u  // the same XOR 0x80: the byte q
 
 CLLM_CCODE_HD uint32_t cllm_cc8_popc(uint32_t x) {
 #if defined(__CUDA_ARCH__)
@@ -239,43 +245,64 @@ CLLM_CCODE_HD uint32_t cllm_cc8_popc(uint32_t x) {
 #endif
 }
 
-// Word of 4 values from their low nibbles (bits 0..3 of each byte) and bits 4-5 (at 4..5): the
-// 6-bit values sign-extended to bytes.
-CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs) {
-    const uint32_t v = (nib & 0x0f0f0f0fu) | (hs & 0x30303030u);
-    return v | (v & 0x20202020u) * 6u;  // bit 5 set: bits 6 and 7 too
+// Word of 4 values from their stored 6 bits w = (q + 32) mod 64 (low nibbles at bits 0..3 of
+// each byte of nib, bits 4-5 at bits P, P + 1 of each byte of hs, P = 0, 2, 4, 6): each byte
+// w + 96, which is q + 128 for q in [-32, 31] and agrees with q + 128 in bits 0-5 for every q (no
+// carry leaves a byte: w + 96 < 160). As (nib & 0x0f..) | 0x60.. (w + 96 less bits 4-5, bits 5-6
+// set) plus bits 4-5 moved by a shift that rides on the add (one IMAD or LEA.HI on the GPU; the
+// AND is opaque so that the compiler keeps it where it is). p: a constant (0, 2, 4 or 6).
+CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs, uint32_t p) {
+    uint32_t hm;  // p is a constant wherever this is inlined
+#if defined(__CUDA_ARCH__)
+    if (p == 0) asm("and.b32 %0, %1, 0x03030303;" : "=r"(hm) : "r"(hs));
+    else if (p == 2) asm("and.b32 %0, %1, 0x0c0c0c0c;" : "=r"(hm) : "r"(hs));
+    else if (p == 4) asm("and.b32 %0, %1, 0x30303030;" : "=r"(hm) : "r"(hs));
+    else asm("and.b32 %0, %1, 0xc0c0c0c0;" : "=r"(hm) : "r"(hs));
+#ifdef CC8_PLAIN_LO
+    const uint32_t lo = (nib & 0x0f0f0f0fu) | 0x60606060u;
+#else
+    uint32_t lo;  // one LOP3 (the compiler spends two on the two constants)
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(lo) : "r"(nib), "r"(0x0f0f0f0fu), "r"(0x60606060u));
+#endif
+#else
+    hm = hs & (0x03030303u << p);
+    const uint32_t lo = (nib & 0x0f0f0f0fu) | 0x60606060u;
+#endif
+    return (p <= 4 ? hm << (4 - p) : hm >> (p - 4)) + lo;
 }
 
 // Bit of a side entry where value j (< 8) of its vector has its correction (two bits).
 CLLM_CCODE_HD uint32_t cllm_cc8_side_bit(uint32_t j) { return j < 4 ? 4 * j : 4 * (j - 4) + 2; }
 
-// The 4 values' bits 6-7 of a word from a side entry's corrections at bits 4i, 4i + 1 (i < 4; the
-// other bits 0): byte i = (2-bit correction) << 6. On the GPU one byte permute picks each byte
-// from the table 0x00, 0x40, 0x80, 0xc0.
-CLLM_CCODE_HD uint32_t cllm_cc8_fix(uint32_t sel) {
+// The XOR word for 4 values from a side entry's corrections at bits 4i, 4i + 1 (i < 4; the other
+// bits 0): byte i = byte c_i of tab. On the GPU one byte permute.
+CLLM_CCODE_HD uint32_t cllm_cc8_fix(uint32_t sel, uint32_t tab) {
 #if defined(__CUDA_ARCH__)
-    return __byte_perm(0xc0804000u, 0u, sel);
+    return __byte_perm(tab, 0u, sel);
 #else
-    return (sel & 3u) << 6 | (sel >> 4 & 3u) << 14 | (sel >> 8 & 3u) << 22 | (sel >> 12 & 3u) << 30;
+    uint32_t r = 0;
+    for (int i = 0; i < 4; i++) r |= (tab >> (8 * ((sel >> (4 * i)) & 3u)) & 0xffu) << (8 * i);
+    return r;
 #endif
 }
 
-// A side entry holds, for each of its vector's 8 values, the XOR of the value's bits 6-7 with the
-// sign extension of its bit 5 (0 for a value in [-32, 31]): an unflagged vector is a zero entry,
-// and every vector is rebuilt the same way, branch-free (one predicated load per vector).
+// A side entry holds, for each of its vector's 8 values, the XOR of bits 6-7 of q + 128 with
+// those of w + 96 (0 for a value in [-32, 31]): an unflagged vector is a zero entry, and every
+// vector is rebuilt the same way, branch-free (one predicated load per vector). tab:
+// CLLM_CC8_TAB_U or CLLM_CC8_TAB_Q.
 CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t n3, uint32_t h0,
                                  uint32_t h1, uint32_t pw, uint32_t p0, const uint16_t *side,
-                                 uint32_t lane, uint32_t a[8]) {
-    a[0] = cllm_cc8_word(n0, h0 << 4), a[1] = cllm_cc8_word(n0 >> 4, h0 << 2);
-    a[2] = cllm_cc8_word(n1, h0), a[3] = cllm_cc8_word(n1 >> 4, h0 >> 2);
-    a[4] = cllm_cc8_word(n2, h1 << 4), a[5] = cllm_cc8_word(n2 >> 4, h1 << 2);
-    a[6] = cllm_cc8_word(n3, h1), a[7] = cllm_cc8_word(n3 >> 4, h1 >> 2);
+                                 uint32_t lane, uint32_t tab, uint32_t a[8]) {
+    a[0] = cllm_cc8_word(n0, h0, 0), a[1] = cllm_cc8_word(n0 >> 4, h0, 2);
+    a[2] = cllm_cc8_word(n1, h0, 4), a[3] = cllm_cc8_word(n1 >> 4, h0, 6);
+    a[4] = cllm_cc8_word(n2, h1, 0), a[5] = cllm_cc8_word(n2 >> 4, h1, 2);
+    a[6] = cllm_cc8_word(n3, h1, 4), a[7] = cllm_cc8_word(n3 >> 4, h1, 6);
     const uint32_t sh = 4 * (lane & 7), mine = (pw >> sh) & 15u;
     uint32_t i = p0 + cllm_cc8_popc(pw & ((1u << sh) - 1u));  // vector v: words 2v, 2v + 1
     for (int v = 0; v < 4; v++) {
         const uint32_t f = (mine >> v) & 1u, e = f ? side[i] : 0u;
         i += f;
-        a[2 * v] ^= cllm_cc8_fix(e & 0x3333u), a[2 * v + 1] ^= cllm_cc8_fix(e >> 2 & 0x3333u);
+        a[2 * v] ^= cllm_cc8_fix(e & 0x3333u, tab), a[2 * v + 1] ^= cllm_cc8_fix(e >> 2 & 0x3333u, tab);
     }
 }
 

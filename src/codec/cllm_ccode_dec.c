@@ -210,7 +210,7 @@ static cllm_status decode_f16(const uint8_t *buf, const cllm_ccode_info *in,
 
 // ---- int8 ---------------------------------------------------------------------------------------
 
-// The low 6 bits of value j (0..15) of half h of lane l in a block.
+// The stored 6 bits of value j (0..15) of half h of lane l in a block: (q + 32) mod 64.
 static uint32_t int8_low6(const uint8_t *nib, const uint8_t *hi, uint32_t l, uint32_t h,
                           uint32_t j) {
     const uint32_t i = j % 4, k = j / 4;  // byte i of word k
@@ -240,8 +240,8 @@ static cllm_status int8_block(const uint8_t *buf, const cllm_ccode_info *in,
             int fits = 1;
             for (uint32_t j = 0; j < 8; j++) {
                 const uint32_t jj = 8 * (v % 2) + j, low = int8_low6(nib, hi, l, h, jj);
-                const uint32_t ext = low | (low & 32u ? 0xc0u : 0u);  // sign-extended
-                const int x = (int8_t)(uint8_t)(ext ^ ((e >> cllm_cc8_side_bit(j)) & 3u) << 6);
+                const uint32_t u = (low + 96) ^ ((e >> cllm_cc8_side_bit(j)) & 3u) << 6;  // q + 128
+                const int x = (int)u - 128;
                 fits &= x >= -32 && x <= 31;
                 const uint64_t r = t * 16 + l / 4 + 8 * h, c = ch * 64 + 16 * (l % 4) + jj;
                 if (r < in->rows && c < in->cols) q[r * in->cols + c] = (int8_t)x;

@@ -303,7 +303,7 @@ static uint64_t count_flagged8(const int8_t *q, uint64_t rows, uint64_t cols, ui
     return n;
 }
 
-// Writes (tile t, chunk ch): the planes of every value's low 6 bits, the flag pairs (word w:
+// Writes (tile t, chunk ch): the planes of every value's (q + 32) mod 64, the flag pairs (word w:
 // lanes 8 w .. 8 w + 7), and the side entries of its flagged vectors from index `first` on.
 static void int8_block(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t, uint64_t ch,
                        const cllm_ccode_layout *lay, uint8_t *buf, uint64_t first) {
@@ -318,7 +318,7 @@ static void int8_block(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t
         for (uint32_t h = 0; h < 2; h++) {
             uint32_t v[16];
             for (uint32_t j = 0; j < 16; j++)
-                v[j] = (uint32_t)(uint8_t)lane_value(q, rows, cols, t, ch, l, h, j) & 63u;
+                v[j] = (uint32_t)(lane_value(q, rows, cols, t, ch, l, h, j) + 32) & 63u;
             for (uint32_t i = 0; i < 4; i++) {
                 nib[l * 16 + h * 8 + i] = (uint8_t)((v[i] & 15) | (v[4 + i] & 15) << 4);
                 nib[l * 16 + h * 8 + 4 + i] = (uint8_t)((v[8 + i] & 15) | (v[12 + i] & 15) << 4);
@@ -332,8 +332,9 @@ static void int8_block(const int8_t *q, uint64_t rows, uint64_t cols, uint64_t t
             at++;
             uint32_t e = 0;
             for (uint32_t j = 0; j < 8; j++) {
-                const uint32_t x = (uint8_t)lane_value(q, rows, cols, t, ch, l, vv / 2, 8 * (vv % 2) + j);
-                e |= ((x >> 6) ^ (x & 32u ? 3u : 0u)) << cllm_cc8_side_bit(j);  // bits 6-7 XOR bit 5's extension
+                const int x = lane_value(q, rows, cols, t, ch, l, vv / 2, 8 * (vv % 2) + j);
+                const uint32_t u = (uint32_t)(x + 128), w = (uint32_t)(x + 32) & 63u;
+                e |= ((u >> 6) ^ ((w + 96) >> 6)) << cllm_cc8_side_bit(j);  // bits 6-7 of the XOR
             }
             side[0] = (uint8_t)e, side[1] = (uint8_t)(e >> 8), side += 2;
         }

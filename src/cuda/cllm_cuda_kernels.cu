@@ -776,7 +776,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // registers): the column kernel at 8 columns would otherwise take 89 and fit one block of 12
 // warps per SM (8 columns 10% slower, PERF.md 7l). Grouped scales and swiglu pairs need more
 // registers than that without spilling.
-#define MV8_MIN_BLOCKS(MT, GROUPED, W) ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2 : 0)
+#ifndef MV8_CC_MINB2
+#define MV8_CC_MINB2 3
+#endif
+// Minimum blocks per SM: the 12-warp one-matrix kernels 2; the compute code's gate/up kernel 3
+// (ptxas would take 92 registers, i.e. 2 blocks, where 80 do without spilling).
+#define MV8_MIN_BLOCKS(MT, GROUPED, W, CC)                                                         \
+    ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2                                                \
+     : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? MV8_CC_MINB2                          \
+                                                          : 0)
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
 #define CC8_XCAP 3072              // CC_INT8: side entries (16-bit) staged per block (all tiles)
@@ -854,9 +862,10 @@ static __device__ __forceinline__ float mv8_digits(float lo, float hi, float pw)
 //
 // Lane 4 g + q of a warp gets, per (tile, chunk), the 32 values of rows g and g + 8 it feeds to
 // the MMAs as a 16-byte nibble load and an 8-byte load of bits 4-5 (src/codec/cllm_ccode.h), and
-// rebuilds the raw kernel's A words: each value's 6 bits sign-extended, then, for its vectors
-// flagged in the block's mask, bits 6-7 corrected by their side entries. No atomics, no barriers,
-// no branches: lane l
+// rebuilds the raw kernel's A words: each stored 6 bits w = (q + 32) mod 64 plus 96 per byte (q +
+// 128 for q in [-32, 31], no sign extension), then XORed with 0x80 and, for its vectors flagged in
+// the block's mask, bits 6-7 corrected by their side entries (one table gives both). No atomics,
+// no barriers, no branches: lane l
 // loads the block's flag pair l / 8 (a mask word and the index of its first side entry) with its
 // weights and finds its entries at that index plus the flags below its own. The MMAs then see the
 // raw int8 values: same results.
@@ -866,7 +875,7 @@ static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, 
                                                  const uint16_t *side, uint32_t lane, uint4 &wa,
                                                  uint4 &wb) {
     uint32_t a[8];
-    cllm_cc8_lane(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, side, lane, a);
+    cllm_cc8_lane(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, side, lane, CLLM_CC8_TAB_Q, a);
     wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
@@ -990,7 +999,7 @@ static __device__ __forceinline__ void mv8_take(uint4 (&a)[U][MT][2], float (&ws
 // Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned, nch * MV8_CHUNK_SMEM bytes
 // of dynamic shared memory.
 template <int MT, bool GROUPED, bool CC, uint32_t W>
-static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
+static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, CC))
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
     // Chunks per batch of loads. Raw: 4 chunks of one matrix (8 x 16 bytes per lane), each batch
     // loaded where it is used. CC: 2, the next batch in flight while this one is decoded (PERF.md
@@ -1206,7 +1215,7 @@ static __global__ void __launch_bounds__(256)
 // CC: the weights are CC_INT8 compute code, rebuilt per chunk by the one-token kernel's loader
 // (cc8_words; side entries read from global memory, not staged).
 template <int MT, bool GROUPED, int NP, bool CC, uint32_t W>
-static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W))
+static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, false))
     matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
                           const float *__restrict__ csc, uint32_t n) {
     // CC: batches of 2 chunks, the next one in flight while this one is used (as matvec_i8_kernel's
