@@ -40,12 +40,12 @@
 //
 // INT8: the per-channel int8 symbols q of 16-row tiles x 64-column chunks (the int8 tensor-core
 // matvec's unit). Lane l of a warp feeds the MMAs 32 values of a block (rows g and g + 8 of the
-// tile, l = 4 g + k, 16 columns from 16 k each), four vectors of 8. Every value's low 6 bits sit
-// in two planes (low 4 bits, bits 4-5) arranged so that the lane gets its 32 with two loads. A
-// vector whose 8 values all lie in [-32, 31] is their 6-bit two's complement (sign-extended
-// back); any other vector is flagged in the block's 128-bit mask and has a 16-bit side entry
-// whose bits 4i, 4i + 1 correct value i's bits 6-7 and bits 4i + 2, 4i + 3 value i + 4's (XOR;
-// i < 4: nibble i serves byte i of both words). The mask is stored as four (32-bit word, index of
+// tile, l = 4 g + k, 16 columns from 16 k each), four vectors of 8. Every value's v = (q + 32) mod
+// 64 sits in two planes (low 4 bits, bits 4-5) arranged so that the lane gets its 32 with two
+// loads. A vector whose 8 values all lie in [-32, 31] needs nothing more (q = v - 32, rebuilt as
+// the byte (v + 96) XOR 0x80: no sign extension); any other vector is flagged in the block's
+// 128-bit mask and has a 16-bit side entry whose bits 4i, 4i + 1 correct value i's bits 6-7 and
+// bits 4i + 2, 4i + 3 value i + 4's (XOR; i < 4: nibble i serves byte i of both words). The mask is stored as four (32-bit word, index of
 // the word's first side entry) pairs, so that lane l loads pair l / 8 and finds its entries at
 // that index plus the flags below its bits. No exceptions: every value is read where it is loaded.
 #ifndef CLLM_CCODE_H
@@ -229,13 +229,12 @@ CLLM_CCODE_HD uint32_t cllm_ccb_codes(uint32_t w0, uint32_t w1, uint32_t w2, uin
 // nib + 512 b + 16 l as four little-endian words n0..n3), its bit-4-5 load (8 bytes at hi + 256 b
 // + 8 l: h0, h1), its flag pair (pairs[4 b + l / 8]: the mask word pw and the word's first side
 // entry p0, relative to `side`), gives the values it feeds to the MMAs: a[0..3] row g, a[4..7]
-// row g + 8 (word k: values 4k .. 4k + 3 of the lane's 16, byte i = value 4k + i). With the
-// table CLLM_CC8_TAB_Q a byte is the int8 symbol q; with CLLM_CC8_TAB_U it is q + 128 as an
-// unsigned byte, which the fused matvec multiplies (u8 x s8 MMAs, their sums started at -128 x
-// the sum of x) because it costs no sign extension.
+// row g + 8 (word k: values 4k .. 4k + 3 of the lane's 16, byte i = value 4k + i): the int8
+// symbols q.
 
-#define CLLM_CC8_TAB_U 0xc0804000u  // correction code c (0..3) -> c << 6: the byte q + 128
-#define CLLM_CC8_TAB_Q 0x4000c080u  // the same XOR 0x80: the byte q
+// Correction code c (0..3) to the byte XORed into a value's u = v + 96: (c << 6) ^ 0x80, so that
+// one XOR corrects bits 6-7 of q + 128 and turns it into q.
+#define CLLM_CC8_TAB 0x4000c080u
 
 CLLM_CCODE_HD uint32_t cllm_cc8_popc(uint32_t x) {
 #if defined(__CUDA_ARCH__)
@@ -275,24 +274,24 @@ CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs, uint32_t p) {
 CLLM_CCODE_HD uint32_t cllm_cc8_side_bit(uint32_t j) { return j < 4 ? 4 * j : 4 * (j - 4) + 2; }
 
 // The XOR word for 4 values from a side entry's corrections at bits 4i, 4i + 1 (i < 4; the other
-// bits 0): byte i = byte c_i of tab. On the GPU one byte permute.
-CLLM_CCODE_HD uint32_t cllm_cc8_fix(uint32_t sel, uint32_t tab) {
+// bits 0): byte i = byte c_i of CLLM_CC8_TAB. On the GPU one byte permute.
+CLLM_CCODE_HD uint32_t cllm_cc8_fix(uint32_t sel) {
 #if defined(__CUDA_ARCH__)
-    return __byte_perm(tab, 0u, sel);
+    return __byte_perm(CLLM_CC8_TAB, 0u, sel);
 #else
     uint32_t r = 0;
-    for (int i = 0; i < 4; i++) r |= (tab >> (8 * ((sel >> (4 * i)) & 3u)) & 0xffu) << (8 * i);
+    for (int i = 0; i < 4; i++)
+        r |= (CLLM_CC8_TAB >> (8 * ((sel >> (4 * i)) & 3u)) & 0xffu) << (8 * i);
     return r;
 #endif
 }
 
 // A side entry holds, for each of its vector's 8 values, the XOR of bits 6-7 of q + 128 with
 // those of w + 96 (0 for a value in [-32, 31]): an unflagged vector is a zero entry, and every
-// vector is rebuilt the same way, branch-free (one predicated load per vector). tab:
-// CLLM_CC8_TAB_U or CLLM_CC8_TAB_Q.
+// vector is rebuilt the same way, branch-free (one predicated load per vector).
 CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t n3, uint32_t h0,
                                  uint32_t h1, uint32_t pw, uint32_t p0, const uint16_t *side,
-                                 uint32_t lane, uint32_t tab, uint32_t a[8]) {
+                                 uint32_t lane, uint32_t a[8]) {
     a[0] = cllm_cc8_word(n0, h0, 0), a[1] = cllm_cc8_word(n0 >> 4, h0, 2);
     a[2] = cllm_cc8_word(n1, h0, 4), a[3] = cllm_cc8_word(n1 >> 4, h0, 6);
     a[4] = cllm_cc8_word(n2, h1, 0), a[5] = cllm_cc8_word(n2 >> 4, h1, 2);
@@ -302,7 +301,7 @@ CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t
     for (int v = 0; v < 4; v++) {
         const uint32_t f = (mine >> v) & 1u, e = f ? side[i] : 0u;
         i += f;
-        a[2 * v] ^= cllm_cc8_fix(e & 0x3333u, tab), a[2 * v + 1] ^= cllm_cc8_fix(e >> 2 & 0x3333u, tab);
+        a[2 * v] ^= cllm_cc8_fix(e & 0x3333u), a[2 * v + 1] ^= cllm_cc8_fix(e >> 2 & 0x3333u);
     }
 }
 

@@ -875,7 +875,7 @@ static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, 
                                                  const uint16_t *side, uint32_t lane, uint4 &wa,
                                                  uint4 &wb) {
     uint32_t a[8];
-    cllm_cc8_lane(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, side, lane, CLLM_CC8_TAB_Q, a);
+    cllm_cc8_lane(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, side, lane, a);
     wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
