@@ -776,14 +776,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // registers): the column kernel at 8 columns would otherwise take 89 and fit one block of 12
 // warps per SM (8 columns 10% slower, PERF.md 7l). Grouped scales and swiglu pairs need more
 // registers than that without spilling.
-#ifndef MV8_CC_MINB2
-#define MV8_CC_MINB2 3
-#endif
 // Minimum blocks per SM: the 12-warp one-matrix kernels 2; the compute code's gate/up kernel 3
-// (ptxas would take 92 registers, i.e. 2 blocks, where 80 do without spilling).
+// (ptxas would take 92 registers, i.e. 2 blocks, where 80 do without spilling: 2 blocks cost 4%
+// of int8 fused tg, PERF.md 7ac).
 #define MV8_MIN_BLOCKS(MT, GROUPED, W, CC)                                                         \
     ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2                                                \
-     : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? MV8_CC_MINB2                          \
+     : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? 3                                     \
                                                           : 0)
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
