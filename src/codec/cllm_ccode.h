@@ -45,9 +45,10 @@
 // loads. A vector whose 8 values all lie in [-32, 31] needs nothing more (q = v - 32, rebuilt as
 // the byte (v + 96) XOR 0x80: no sign extension); any other vector is flagged in the block's
 // 128-bit mask and has a 16-bit side entry whose bits 4i, 4i + 1 correct value i's bits 6-7 and
-// bits 4i + 2, 4i + 3 value i + 4's (XOR; i < 4: nibble i serves byte i of both words). The mask is stored as four (32-bit word, index of
-// the word's first side entry) pairs, so that lane l loads pair l / 8 and finds its entries at
-// that index plus the flags below its bits. No exceptions: every value is read where it is loaded.
+// bits 4i + 2, 4i + 3 value i + 4's (XOR; i < 4: nibble i serves byte i of both words). The mask
+// is stored as four (32-bit word, index of the word's first side entry) pairs, so that lane l
+// loads pair l / 8 and finds its entries at that index plus the flags below its bits. No
+// exceptions: every value is read where it is loaded.
 #ifndef CLLM_CCODE_H
 #define CLLM_CCODE_H
 
@@ -244,25 +245,21 @@ CLLM_CCODE_HD uint32_t cllm_cc8_popc(uint32_t x) {
 #endif
 }
 
-// Word of 4 values from their stored 6 bits w = (q + 32) mod 64 (low nibbles at bits 0..3 of
-// each byte of nib, bits 4-5 at bits P, P + 1 of each byte of hs, P = 0, 2, 4, 6): each byte
-// w + 96, which is q + 128 for q in [-32, 31] and agrees with q + 128 in bits 0-5 for every q (no
-// carry leaves a byte: w + 96 < 160). As (nib & 0x0f..) | 0x60.. (w + 96 less bits 4-5, bits 5-6
-// set) plus bits 4-5 moved by a shift that rides on the add (one IMAD or LEA.HI on the GPU; the
-// AND is opaque so that the compiler keeps it where it is). p: a constant (0, 2, 4 or 6).
+// Word of 4 values from their stored 6 bits v = (q + 32) mod 64 (low nibbles at bits 0..3 of
+// each byte of nib, bits 4-5 at bits p, p + 1 of each byte of hs; p is 0, 2, 4 or 6, a constant
+// wherever this is inlined): each byte v + 96, which is q + 128 for q in [-32, 31] and agrees with
+// q + 128 in bits 0-5 for every q (no carry leaves a byte: v + 96 < 160). Built as (nib & 0x0f..)
+// | 0x60.. (v + 96 less bits 4-5) plus bits 4-5 moved by a shift that rides on the add (one IMAD
+// or LEA.HI on the GPU; the AND is opaque so that the compiler keeps it where it is).
 CLLM_CCODE_HD uint32_t cllm_cc8_word(uint32_t nib, uint32_t hs, uint32_t p) {
-    uint32_t hm;  // p is a constant wherever this is inlined
+    uint32_t hm;
 #if defined(__CUDA_ARCH__)
     if (p == 0) asm("and.b32 %0, %1, 0x03030303;" : "=r"(hm) : "r"(hs));
     else if (p == 2) asm("and.b32 %0, %1, 0x0c0c0c0c;" : "=r"(hm) : "r"(hs));
     else if (p == 4) asm("and.b32 %0, %1, 0x30303030;" : "=r"(hm) : "r"(hs));
     else asm("and.b32 %0, %1, 0xc0c0c0c0;" : "=r"(hm) : "r"(hs));
-#ifdef CC8_PLAIN_LO
-    const uint32_t lo = (nib & 0x0f0f0f0fu) | 0x60606060u;
-#else
     uint32_t lo;  // one LOP3 (the compiler spends two on the two constants)
     asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(lo) : "r"(nib), "r"(0x0f0f0f0fu), "r"(0x60606060u));
-#endif
 #else
     hm = hs & (0x03030303u << p);
     const uint32_t lo = (nib & 0x0f0f0f0fu) | 0x60606060u;
@@ -287,7 +284,7 @@ CLLM_CCODE_HD uint32_t cllm_cc8_fix(uint32_t sel) {
 }
 
 // A side entry holds, for each of its vector's 8 values, the XOR of bits 6-7 of q + 128 with
-// those of w + 96 (0 for a value in [-32, 31]): an unflagged vector is a zero entry, and every
+// those of v + 96 (0 for a value in [-32, 31]): an unflagged vector is a zero entry, and every
 // vector is rebuilt the same way, branch-free (one predicated load per vector).
 CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t n3, uint32_t h0,
                                  uint32_t h1, uint32_t pw, uint32_t p0, const uint16_t *side,
