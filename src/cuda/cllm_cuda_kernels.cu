@@ -778,7 +778,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // registers than that without spilling.
 // Minimum blocks per SM: the 12-warp one-matrix kernels 2; the compute code's gate/up kernel 3
 // (ptxas would take 92 registers, i.e. 2 blocks, where 80 do without spilling: 2 blocks cost 4%
-// of int8 fused tg, PERF.md 7ac).
+// of int8 fused tg, PERF.md 7ab).
 #define MV8_MIN_BLOCKS(MT, GROUPED, W, CC)                                                         \
     ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2                                                \
      : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? 3                                     \
@@ -860,7 +860,7 @@ static __device__ __forceinline__ float mv8_digits(float lo, float hi, float pw)
 //
 // Lane 4 g + q of a warp gets, per (tile, chunk), the 32 values of rows g and g + 8 it feeds to
 // the MMAs as a 16-byte nibble load and an 8-byte load of bits 4-5 (src/codec/cllm_ccode.h), and
-// rebuilds the raw kernel's A words: each stored 6 bits w = (q + 32) mod 64 plus 96 per byte (q +
+// rebuilds the raw kernel's A words: each stored 6 bits v = (q + 32) mod 64 plus 96 per byte (q +
 // 128 for q in [-32, 31], no sign extension), then XORed with 0x80 and, for its vectors flagged in
 // the block's mask, bits 6-7 corrected by their side entries (one table gives both). No atomics,
 // no barriers, no branches: lane l
