@@ -782,10 +782,19 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 #define MV8_MIN_BLOCKS(MT, GROUPED, W, CC)                                                         \
     ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2                                                \
      : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? 3                                     \
+     : (CC) && (W) == MV8_WARPS && (MT) == 1 && !(GROUPED) ? MV8_CC1_MINB                          \
                                                           : 0)
+#ifndef MV8_CC1_MINB
+#define MV8_CC1_MINB 4
+#endif
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
-#define CC8_XCAP 3072              // CC_INT8: side entries (16-bit) staged per block (all tiles)
+#define CC8_XCAP 3072              // CC_INT8: side entries staged per block (all tiles)
+#ifndef MV8_XTAB
+#define MV8_XTAB 1  // CC_INT8 one-token kernel: staged entries as XOR words (cc8_words_tab)
+#endif
+// Bytes of shared memory per staged side entry (and per tile for the table's first word).
+#define CC8_XBYTES (MV8_XTAB ? 8 : 2)
 
 static __device__ __forceinline__ void mma_s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                               uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -874,6 +883,33 @@ static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, 
                                                  uint4 &wb) {
     uint32_t a[8];
     cllm_cc8_lane(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, side, lane, a);
+    wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
+}
+
+// The same words from a block's staged XOR table: tab[0] = (CC8_X0, CC8_X0) for an unflagged
+// vector, tab[1 + k] = the two XOR words of side entry p0 + k (cc8_xor). Equal to cc8_words
+// (cllm_cc8_lane) with side = the staged entries; one shared load and two XORs per vector.
+#define CC8_X0 0x80808080u  // cllm_cc8_fix(0)
+static __device__ __forceinline__ uint2 cc8_xor(uint32_t e) {
+    return make_uint2(cllm_cc8_fix(e & 0x3333u), cllm_cc8_fix(e >> 2 & 0x3333u));
+}
+static __device__ __forceinline__ void cc8_words_tab(uint4 n, uint2 h, uint32_t pw, uint32_t p0,
+                                                     const uint2 *tab, uint32_t lane, uint4 &wa,
+                                                     uint4 &wb) {
+    uint32_t a[8];
+    a[0] = cllm_cc8_word(n.x, h.x, 0), a[1] = cllm_cc8_word(n.x >> 4, h.x, 2);
+    a[2] = cllm_cc8_word(n.y, h.x, 4), a[3] = cllm_cc8_word(n.y >> 4, h.x, 6);
+    a[4] = cllm_cc8_word(n.z, h.y, 0), a[5] = cllm_cc8_word(n.z >> 4, h.y, 2);
+    a[6] = cllm_cc8_word(n.w, h.y, 4), a[7] = cllm_cc8_word(n.w >> 4, h.y, 6);
+    const uint32_t sh = 4 * (lane & 7), mine = (pw >> sh) & 15u;
+    uint32_t i = 1 + p0 + cllm_cc8_popc(pw & ((1u << sh) - 1u));
+#pragma unroll
+    for (int v = 0; v < 4; v++) {
+        const uint32_t f = (mine >> v) & 1u;
+        const uint2 x = tab[f ? i : 0];
+        i += f;
+        a[2 * v] ^= x.x, a[2 * v + 1] ^= x.y;
+    }
     wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
@@ -978,19 +1014,6 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     }
 }
 
-// The int8 kernels' pipeline step: the batch in flight (an, wn) becomes the batch in use.
-template <uint32_t U, int MT>
-static __device__ __forceinline__ void mv8_take(uint4 (&a)[U][MT][2], float (&ws)[U][MT][2],
-                                                const uint4 (&an)[U][MT][2],
-                                                const float (&wn)[U][MT][2]) {
-#pragma unroll
-    for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-        for (int t = 0; t < MT; t++)
-#pragma unroll
-            for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
-}
-
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
 // group of group_size (a multiple of 64) columns, applied per chunk; else one scale per row,
 // applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
@@ -1006,7 +1029,9 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     constexpr bool PIPE = CC;
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][W][16];
-    __shared__ uint16_t ccx8[CC ? CC8_XCAP : 1];  // CC: the tiles' side entries, staged
+    // CC: the tiles' side entries, staged (MV8_XTAB: as XOR tables, cc8_words_tab)
+    __shared__ uint16_t ccx8[CC && !MV8_XTAB ? CC8_XCAP : 1];
+    __shared__ uint2 ccx8t[CC && MV8_XTAB ? CC8_XCAP + MT : 1];
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
@@ -1021,6 +1046,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     const uint2 *fo[MT];              // CC: this lane's flag pair of (tile, warp)
     const uint16_t *ex[MT];           // CC: the side entries
     uint32_t xo[MT];                  // CC: list index of ex[t][0] (staged lists start at 0)
+    const uint2 *tb[MT];              // CC, MV8_XTAB: the staged XOR table of tile t
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
@@ -1040,33 +1066,39 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
         }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
-    // The batch in use (a, ws) and, PIPE, the next one in flight meanwhile (an, wn).
-    uint4 a[U][MT][2], an[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
-    float ws[U][MT][2], wn[U][MT][2];
-    auto load = [&](uint32_t j0, uint4 (&oa)[U][MT][2], float (&ow)[U][MT][2]) {  // chunks j0 ..
+    // The batch in use (a, ws). PIPE: slot (u, t) is refilled with the next batch's chunk as soon
+    // as its words are built, so that the loads are in flight for a whole batch without a second
+    // set of registers or copies between the two.
+    uint4 a[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
+    float ws[U][MT][2];
+    auto load1 = [&](uint32_t jj, uint32_t u, int t) {  // chunk jj (< nj) into slot (u, t)
+        if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
+            a[u][t][0] = __ldg(pa[t] + 32 * W * jj);
+            const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * jj);
+            const uint2 f = __ldg(fo[t] + 4 * W * jj);  // W chunks on: W x 4 pairs
+            a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+        } else {
+            const uint32_t step = jj * (W * MV8_COLS / 16);
+            a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+        }
+        if (GROUPED) {
+            const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
+            ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+        }
+    };
+    auto load = [&](uint32_t j0) {  // chunks j0 .. j0 + U - 1 (those < nj)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
-            const uint32_t step = (j0 + u) * (W * MV8_COLS / 16);
-            const uint32_t grp = GROUPED ? (warp + W * (j0 + u)) * MV8_COLS / gs : 0;
 #pragma unroll
-            for (int t = 0; t < MT; t++) {
-                if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
-                    oa[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
-                    const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
-                    const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));  // W chunks on: W x 4 pairs
-                    oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
-                } else {
-                    oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
-                }
-                if (GROUPED) ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
-            }
+            for (int t = 0; t < MT; t++) load1(j0 + u, u, t);
         }
     };
     if (!m.pre) pdl_wait();
-    load(0, a, ws);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    bool staged = MV8_XTAB != 0;  // MV8_XTAB: every tile's list staged (block-uniform)
     if (CC) {  // stage each tile's side entries (a longer list stays in global memory)
-        constexpr uint32_t cap = CC8_XCAP / MT;
+        constexpr uint32_t cap = CC8_XCAP / MT - (MV8_XTAB ? 1 : 0);
 #pragma unroll
         for (int t = 0; t < MT; t++) {
             const uint2 *fot = fo[t] - warp * 4 - lane / 8;  // pairs of (tile, chunk 0 ..)
@@ -1080,9 +1112,21 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                         tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + 32 * W * j);
 #pragma unroll
                 for (uint32_t j = 0; j < per; j++)
-                    if (threadIdx.x + 32 * W * j < e1 - e0)
-                        ccx8[t * cap + threadIdx.x + 32 * W * j] = tmp[j];
-                ex[t] = ccx8 + t * cap, xo[t] = e0;
+                    if (threadIdx.x + 32 * W * j < e1 - e0) {
+                        if (MV8_XTAB)
+                            ccx8t[t * (cap + 1) + 1 + threadIdx.x + 32 * W * j] = cc8_xor(tmp[j]);
+                        else
+                            ccx8[t * cap + threadIdx.x + 32 * W * j] = tmp[j];
+                    }
+                if (MV8_XTAB) {
+                    if (threadIdx.x == 0) ccx8t[t * (cap + 1)] = make_uint2(CC8_X0, CC8_X0);
+                    tb[t] = ccx8t + t * (cap + 1);
+                } else {
+                    ex[t] = ccx8 + t * cap;
+                }
+                xo[t] = e0;
+            } else {
+                staged = false;
             }
         }
         __syncthreads();
@@ -1098,39 +1142,54 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     float acc[MT][4];
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
-    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (PIPE) {
-            if (j0 + U < nj) load(j0 + U, an, wn);
-        } else if (j0) {
-            load(j0, a, ws);
-        }
+    // The main loop; TB: the words from the staged XOR tables (a block-uniform choice, so the
+    // loop is compiled twice for CC with MV8_XTAB).
+    auto run = [&](auto tb_tag) {
+        constexpr bool TB = decltype(tb_tag)::value;
+        for (uint32_t j0 = 0; j0 < nj; j0 += U) {
+            if (!PIPE && j0) load(j0);
 #pragma unroll
-        for (uint32_t u = 0; u < U; u++) {
-            if (j0 + u >= nj) break;
-            const uint32_t c = warp + W * (j0 + u);
-            const uint4 b = lane < 16 ? frag[(size_t)c * 16 + lane] : make_uint4(0, 0, 0, 0);
-            const float s = csc[c];
+            for (uint32_t u = 0; u < U; u++) {
+                if (j0 + u >= nj) break;
+                const uint32_t c = warp + W * (j0 + u);
+                // B columns 4-7 (lanes 16-31) repeat columns 0-3: their sums, in lanes q >= 2,
+                // are dropped below (one unconditional load instead of a select per chunk)
+                const uint4 b = frag[(size_t)c * 16 + (lane & 15)];
+                const float s = csc[c];
 #pragma unroll
-            for (int t = 0; t < MT; t++) {
-                uint4 wa = a[u][t][0], wb = a[u][t][1];
-                if (CC) {
-                    const uint4 n = a[u][t][0], h = a[u][t][1];
-                    cc8_words(n, make_uint2(h.x, h.y), h.z, h.w - xo[t], ex[t], lane, wa, wb);
+                for (int t = 0; t < MT; t++) {
+                    uint4 wa = a[u][t][0], wb = a[u][t][1];
+                    if (CC) {
+                        const uint4 n = a[u][t][0], h = a[u][t][1];
+                        if (TB)
+                            cc8_words_tab(n, make_uint2(h.x, h.y), h.z, h.w - xo[t], tb[t], lane,
+                                          wa, wb);
+                        else  // (MV8_XTAB: ex[t] is the whole list in global memory)
+                            cc8_words(n, make_uint2(h.x, h.y), h.z, h.w - (MV8_XTAB ? 0 : xo[t]),
+                                      ex[t], lane, wa, wb);
+                    }
+                    const float s0 = GROUPED ? s * ws[u][t][0] : s;
+                    const float s8 = GROUPED ? s * ws[u][t][1] : s;
+                    if (PIPE && j0 + U + u < nj) load1(j0 + U + u, u, t);  // the slot is free
+                    int d[4] = {0, 0, 0, 0};
+                    mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
+                    mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
+                    mv8_fold(acc[t], d, s0, s8);
                 }
-                int d[4] = {0, 0, 0, 0};
-                mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
-                mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
-                const float s0 = GROUPED ? s * ws[u][t][0] : s, s8 = GROUPED ? s * ws[u][t][1] : s;
-                mv8_fold(acc[t], d, s0, s8);
             }
         }
-        if (PIPE) mv8_take(a, ws, an, wn);
-    }
-    // Lane q holds digits 2q, 2q + 1 (q >= 2: the zero columns): weights 2^(16q), 2^(16q + 8).
+    };
+    if (CC && MV8_XTAB && staged)
+        run(std::true_type{});
+    else
+        run(std::false_type{});
+    // Lane q holds digits 2q, 2q + 1: weights 2^(16q), 2^(16q + 8); q >= 2 holds the repeated
+    // columns and adds +0 (as zero columns would).
     const float pw = __int_as_float((127 + 16 * (int)q) << 23);
 #pragma unroll
     for (int t = 0; t < MT; t++) {
         float va = mv8_digits(acc[t][0], acc[t][1], pw), vb = mv8_digits(acc[t][2], acc[t][3], pw);
+        if (q >= 2) va = vb = 0.f;
         va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 1));
         vb = __fadd_rn(vb, __shfl_xor_sync(0xffffffffu, vb, 1));
         va = __fadd_rn(va, __shfl_xor_sync(0xffffffffu, va, 2));
@@ -1259,41 +1318,52 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     for (int t = 0; t < MT; t++)
 #pragma unroll
         for (int p = 0; p < NP; p++) acc[t][p][0] = acc[t][p][1] = acc[t][p][2] = acc[t][p][3] = 0.f;
-    uint4 a[U][MT][2], an[U][MT][2];
-    float ws[U][MT][2], wn[U][MT][2];
-    auto load = [&](uint32_t j0, uint4 (&oa)[U][MT][2], float (&ow)[U][MT][2]) {
+    // The batch in use (a, ws). PIPE (as matvec_i8_kernel's): once a chunk's words are built
+    // (wd, wsd), its slot is refilled with the next batch's chunk.
+    uint4 a[U][MT][2];
+    float ws[U][MT][2];
+    auto load1 = [&](uint32_t jj, uint32_t u, int t) {  // chunk jj (< nj) into slot (u, t)
+        if (CC) {  // (as matvec_i8_kernel's load)
+            a[u][t][0] = __ldg(pa[t] + 32 * W * jj);
+            const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * jj);
+            const uint2 f = __ldg(fo[t] + 4 * W * jj);
+            a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+        } else {
+            const uint32_t step = jj * (W * MV8_COLS / 16);
+            a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+        }
+        if (GROUPED) {
+            const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
+            ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+        }
+    };
+    auto load = [&](uint32_t j0) {  // chunks j0 .. j0 + U - 1 (those < nj)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
-            const uint32_t step = (j0 + u) * (W * MV8_COLS / 16);
-            const uint32_t grp = GROUPED ? (warp + W * (j0 + u)) * MV8_COLS / gs : 0;
 #pragma unroll
-            for (int t = 0; t < MT; t++) {
-                if (CC) {  // (as matvec_i8_kernel's load)
-                    oa[u][t][0] = __ldg(pa[t] + 32 * W * (j0 + u));
-                    const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * (j0 + u));
-                    const uint2 f = __ldg(fo[t] + 4 * W * (j0 + u));
-                    oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
-                } else {
-                    oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
-                }
-                if (GROUPED) ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
-            }
+            for (int t = 0; t < MT; t++) load1(j0 + u, u, t);
         }
     };
-    if (PIPE && nj) load(0, a, ws);
+    if (PIPE && nj) load(0);
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (!PIPE) load(j0, a, ws);
-        else if (j0 + U < nj) load(j0 + U, an, wn);
-        if (CC)  // the words, once for every column pair
+        if (!PIPE) load(j0);
+        uint4 wd[U][MT][2];  // the words in use (PIPE), once for every column pair
+        float wsd[U][MT][2];
+        if (PIPE)
 #pragma unroll
             for (uint32_t u = 0; u < U; u++) {
                 if (j0 + u >= nj) break;
 #pragma unroll
                 for (int t = 0; t < MT; t++) {
                     const uint4 nb = a[u][t][0], h = a[u][t][1];
-                    cc8_words(nb, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, a[u][t][0],
-                              a[u][t][1]);
+                    if (CC)
+                        cc8_words(nb, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, wd[u][t][0],
+                                  wd[u][t][1]);
+                    else
+                        wd[u][t][0] = nb, wd[u][t][1] = h;
+                    wsd[u][t][0] = ws[u][t][0], wsd[u][t][1] = ws[u][t][1];
+                    if (j0 + U + u < nj) load1(j0 + U + u, u, t);  // the slot is free
                 }
             }
 #pragma unroll
@@ -1307,16 +1377,18 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                 const float s = __ldg(csc + (uint64_t)(2 * p + (q >> 1)) * nch + c);
 #pragma unroll
                 for (int t = 0; t < MT; t++) {
-                    const uint4 wa = a[u][t][0], wb = a[u][t][1];
+                    const uint4 wa = PIPE ? wd[u][t][0] : a[u][t][0];
+                    const uint4 wb = PIPE ? wd[u][t][1] : a[u][t][1];
+                    const float w0 = PIPE ? wsd[u][t][0] : ws[u][t][0];
+                    const float w1 = PIPE ? wsd[u][t][1] : ws[u][t][1];
                     int d[4] = {0, 0, 0, 0};
                     mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
                     mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
-                    const float s0 = GROUPED ? s * ws[u][t][0] : s, s8 = GROUPED ? s * ws[u][t][1] : s;
+                    const float s0 = GROUPED ? s * w0 : s, s8 = GROUPED ? s * w1 : s;
                     mv8_fold(acc[t][p], d, s0, s8);
                 }
             }
         }
-        if (PIPE) mv8_take(a, ws, an, wn);
     }
     const float pw = __int_as_float((127 + 16 * (int)(q & 1)) << 23);
 #pragma unroll
@@ -1896,7 +1968,8 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
     const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
-    const size_t stat = MV8_WARPS_MAX * 16 * 2 * sizeof(float) + (cc ? CC8_XCAP * 2 : 0);
+    const size_t stat =
+        MV8_WARPS_MAX * 16 * 2 * sizeof(float) + (cc ? (CC8_XCAP + 2) * CC8_XBYTES : 0);
     if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -1912,7 +1985,7 @@ static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, 
     const bool wide = mv8_warps(blocks) == MV8_WARPS_MAX;
     auto k = wide ? matvec_i8_kernel<MT, GROUPED, CC, MV8_WARPS_MAX>
                   : matvec_i8_kernel<MT, GROUPED, CC, MV8_WARPS>;
-    if (smem > 48 * 1024 - (CC ? CC8_XCAP * 2 : 0) - MT * MV8_WARPS_MAX * 64) {
+    if (smem > 48 * 1024 - (CC ? (CC8_XCAP + 2) * CC8_XBYTES : 0) - MT * MV8_WARPS_MAX * 64) {
         const cudaError_t e =
             cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
