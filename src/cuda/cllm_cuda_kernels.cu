@@ -789,12 +789,13 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 #endif
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
-#define CC8_XCAP 3072              // CC_INT8: side entries staged per block (all tiles)
-#ifndef MV8_XTAB
-#define MV8_XTAB 1  // CC_INT8 one-token kernel: staged entries as XOR words (cc8_words_tab)
+#define CC8_XCAP 3072              // CC_INT8: XOR table entries per block (all tiles; cc8_stage)
+#ifndef MV8_INPLACE
+#define MV8_INPLACE 1  // one-token CC: refill in place (bit 0: 8-warp kernels, bit 1: 12-warp)
 #endif
-// Bytes of shared memory per staged side entry (and per tile for the table's first word).
-#define CC8_XBYTES (MV8_XTAB ? 8 : 2)
+#ifndef MV8_COLS_INPLACE
+#define MV8_COLS_INPLACE 5  // column CC: refill in place (bit 0: NP = 1, bit 1: NP = 2, bit 2: 4)
+#endif
 
 static __device__ __forceinline__ void mma_s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                               uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -913,6 +914,41 @@ static __device__ __forceinline__ void cc8_words_tab(uint4 n, uint2 h, uint32_t 
     wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
+// Stages the side entries of each of a block's MT tiles (fo[t]: this lane's flag pair of (tile,
+// chunk `warp`), ex[t]: the whole side list) into tabs as XOR tables: tile t's table at
+// tabs + t * (CC8_XCAP / MT), its first side entry's list index in xo[t]. Returns whether every
+// tile's list fit (block-uniform; else cc8_words reads the lists from global memory). All threads
+// of the block call it; a __syncthreads must follow before the tables are read.
+template <int MT, uint32_t W>
+static __device__ __forceinline__ bool cc8_stage(const uint2 *const (&fo)[MT],
+                                                 const uint16_t *const (&ex)[MT], uint32_t nch,
+                                                 uint32_t warp, uint32_t lane, uint2 *tabs,
+                                                 const uint2 *(&tb)[MT], uint32_t (&xo)[MT]) {
+    constexpr uint32_t cap = CC8_XCAP / MT - 1, per = (cap + 32 * W - 1) / (32 * W);
+    bool all = true;
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+        const uint2 *fot = fo[t] - warp * 4 - lane / 8;  // pairs of (tile, chunk 0 ..)
+        const uint32_t e0 = __ldg(fot).y, e1 = __ldg(fot + 4 * nch).y;
+        uint2 *tab = tabs + t * (cap + 1);
+        tb[t] = tab, xo[t] = e0;
+        if (e1 - e0 > cap) {
+            all = false;
+            continue;
+        }
+        uint16_t tmp[per];  // all loads first: one round trip
+#pragma unroll
+        for (uint32_t j = 0; j < per; j++)
+            if (threadIdx.x + 32 * W * j < e1 - e0)
+                tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + 32 * W * j);
+#pragma unroll
+        for (uint32_t j = 0; j < per; j++)
+            if (threadIdx.x + 32 * W * j < e1 - e0) tab[1 + threadIdx.x + 32 * W * j] = cc8_xor(tmp[j]);
+        if (threadIdx.x == 0) tab[0] = make_uint2(CC8_X0, CC8_X0);
+    }
+    return all;
+}
+
 // ---- compute code back to raw weights (prefill: the GEMM reads them) --------------------------------
 //
 // Rows [r0, r0 + n_rows) of the matrix into dst (row r at dst row r - r0). cc16: one warp per
@@ -1029,9 +1065,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     constexpr bool PIPE = CC;
     extern __shared__ uint4 mv8_smem[];
     __shared__ float red[MT][W][16];
-    // CC: the tiles' side entries, staged (MV8_XTAB: as XOR tables, cc8_words_tab)
-    __shared__ uint16_t ccx8[CC && !MV8_XTAB ? CC8_XCAP : 1];
-    __shared__ uint2 ccx8t[CC && MV8_XTAB ? CC8_XCAP + MT : 1];
+    __shared__ uint2 ccx8t[CC ? CC8_XCAP : 1];  // CC: the tiles' staged XOR tables (cc8_stage)
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
     const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
@@ -1045,8 +1079,8 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                                    // CC: nibbles and high bits of block (tile, warp) for this lane
     const uint2 *fo[MT];              // CC: this lane's flag pair of (tile, warp)
     const uint16_t *ex[MT];           // CC: the side entries
-    uint32_t xo[MT];                  // CC: list index of ex[t][0] (staged lists start at 0)
-    const uint2 *tb[MT];              // CC, MV8_XTAB: the staged XOR table of tile t
+    uint32_t xo[MT];                  // CC, staged: list index of tile t's first side entry
+    const uint2 *tb[MT];              // CC, staged: the XOR table of tile t
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
@@ -1069,68 +1103,42 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     // The batch in use (a, ws). PIPE: slot (u, t) is refilled with the next batch's chunk as soon
     // as its words are built, so that the loads are in flight for a whole batch without a second
     // set of registers or copies between the two.
+    // Not INPLACE: the next batch is loaded into (an, wn) at the top of each trip and copied
+    // into (a, ws) at its end.
+    constexpr bool INPLACE = PIPE && (MV8_INPLACE >> (W == MV8_WARPS ? 0 : 1) & 1);
     uint4 a[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
     float ws[U][MT][2];
-    auto load1 = [&](uint32_t jj, uint32_t u, int t) {  // chunk jj (< nj) into slot (u, t)
+    uint4 an[PIPE && !INPLACE ? U : 1][MT][2];
+    float wn[PIPE && !INPLACE ? U : 1][MT][2];
+    // chunk jj (< nj) into slot (u, t) of (oa, ow)
+    auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {
         if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
-            a[u][t][0] = __ldg(pa[t] + 32 * W * jj);
+            oa[u][t][0] = __ldg(pa[t] + 32 * W * jj);
             const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * jj);
             const uint2 f = __ldg(fo[t] + 4 * W * jj);  // W chunks on: W x 4 pairs
-            a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+            oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
         } else {
             const uint32_t step = jj * (W * MV8_COLS / 16);
-            a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+            oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
         }
         if (GROUPED) {
             const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
-            ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+            ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
         }
     };
-    auto load = [&](uint32_t j0) {  // chunks j0 .. j0 + U - 1 (those < nj)
+    auto load = [&](uint32_t j0, auto &oa, auto &ow) {  // chunks j0 .. j0 + U - 1 (those < nj)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
 #pragma unroll
-            for (int t = 0; t < MT; t++) load1(j0 + u, u, t);
+            for (int t = 0; t < MT; t++) load1(j0 + u, u, t, oa, ow);
         }
     };
     if (!m.pre) pdl_wait();
-    load(0);  // in flight while x is quantized (and, resident, while the previous kernel ends)
-    bool staged = MV8_XTAB != 0;  // MV8_XTAB: every tile's list staged (block-uniform)
-    if (CC) {  // stage each tile's side entries (a longer list stays in global memory)
-        constexpr uint32_t cap = CC8_XCAP / MT - (MV8_XTAB ? 1 : 0);
-#pragma unroll
-        for (int t = 0; t < MT; t++) {
-            const uint2 *fot = fo[t] - warp * 4 - lane / 8;  // pairs of (tile, chunk 0 ..)
-            const uint32_t e0 = __ldg(fot).y, e1 = __ldg(fot + 4 * nch).y;
-            if (e1 - e0 <= cap) {  // all loads first: one round trip
-                constexpr uint32_t per = (cap + 32 * W - 1) / (32 * W);
-                uint16_t tmp[per];
-#pragma unroll
-                for (uint32_t j = 0; j < per; j++)
-                    if (threadIdx.x + 32 * W * j < e1 - e0)
-                        tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + 32 * W * j);
-#pragma unroll
-                for (uint32_t j = 0; j < per; j++)
-                    if (threadIdx.x + 32 * W * j < e1 - e0) {
-                        if (MV8_XTAB)
-                            ccx8t[t * (cap + 1) + 1 + threadIdx.x + 32 * W * j] = cc8_xor(tmp[j]);
-                        else
-                            ccx8[t * cap + threadIdx.x + 32 * W * j] = tmp[j];
-                    }
-                if (MV8_XTAB) {
-                    if (threadIdx.x == 0) ccx8t[t * (cap + 1)] = make_uint2(CC8_X0, CC8_X0);
-                    tb[t] = ccx8t + t * (cap + 1);
-                } else {
-                    ex[t] = ccx8 + t * cap;
-                }
-                xo[t] = e0;
-            } else {
-                staged = false;
-            }
-        }
-        __syncthreads();
-    }
+    load(0, a, ws);  // in flight while x is quantized (and, resident, while the previous kernel ends)
+    // CC: each tile's side entries staged as an XOR table (a longer list stays in global memory)
+    const bool staged = CC && cc8_stage<MT, W>(fo, ex, nch, warp, lane, ccx8t, tb, xo);
+    if (CC) __syncthreads();
     if (m.pre) pdl_wait();
     uint4 *frag = mv8_smem;
     float *csc = (float *)(mv8_smem + (size_t)nch * 16);
@@ -1142,12 +1150,13 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     float acc[MT][4];
 #pragma unroll
     for (int t = 0; t < MT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
-    // The main loop; TB: the words from the staged XOR tables (a block-uniform choice, so the
-    // loop is compiled twice for CC with MV8_XTAB).
+    // The main loop; TB: the words from the staged XOR tables (a block-uniform choice: CC
+    // compiles the loop twice).
     auto run = [&](auto tb_tag) {
         constexpr bool TB = decltype(tb_tag)::value;
         for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-            if (!PIPE && j0) load(j0);
+            if (!PIPE && j0) load(j0, a, ws);
+            if (PIPE && !INPLACE && j0 + U < nj) load(j0 + U, an, wn);
 #pragma unroll
             for (uint32_t u = 0; u < U; u++) {
                 if (j0 + u >= nj) break;
@@ -1164,22 +1173,28 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                         if (TB)
                             cc8_words_tab(n, make_uint2(h.x, h.y), h.z, h.w - xo[t], tb[t], lane,
                                           wa, wb);
-                        else  // (MV8_XTAB: ex[t] is the whole list in global memory)
-                            cc8_words(n, make_uint2(h.x, h.y), h.z, h.w - (MV8_XTAB ? 0 : xo[t]),
-                                      ex[t], lane, wa, wb);
+                        else  // the whole list in global memory
+                            cc8_words(n, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, wa, wb);
                     }
                     const float s0 = GROUPED ? s * ws[u][t][0] : s;
                     const float s8 = GROUPED ? s * ws[u][t][1] : s;
-                    if (PIPE && j0 + U + u < nj) load1(j0 + U + u, u, t);  // the slot is free
+                    if (INPLACE && j0 + U + u < nj) load1(j0 + U + u, u, t, a, ws);  // slot free
                     int d[4] = {0, 0, 0, 0};
                     mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
                     mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
                     mv8_fold(acc[t], d, s0, s8);
                 }
             }
+            if (PIPE && !INPLACE)
+#pragma unroll
+                for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+                    for (int t = 0; t < MT; t++)
+#pragma unroll
+                        for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
         }
     };
-    if (CC && MV8_XTAB && staged)
+    if (staged)
         run(std::true_type{});
     else
         run(std::false_type{});
@@ -1281,6 +1296,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     constexpr bool PIPE = CC;
     constexpr uint32_t U = (PIPE ? 2 : 4) / MT;
     __shared__ float red[MT][2 * NP][W][16];
+    __shared__ uint2 ccx8t[CC ? CC8_XCAP : 1];  // CC: the tiles' staged XOR tables (cc8_stage)
     pdl_trigger();
     pdl_wait();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
@@ -1295,6 +1311,8 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     const uint4 *pa[MT], *pb[MT];  // CC: nibbles, bits 4-5 (as uint2) of block (tile, warp)
     const uint2 *fo[MT];           // CC: this lane's flag pair of (tile, warp)
     const uint16_t *ex[MT];        // CC: the side entries
+    uint32_t xo[MT];               // CC, staged: list index of tile t's first side entry
+    const uint2 *tb[MT];           // CC, staged: the XOR table of tile t
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
@@ -1320,34 +1338,45 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
         for (int p = 0; p < NP; p++) acc[t][p][0] = acc[t][p][1] = acc[t][p][2] = acc[t][p][3] = 0.f;
     // The batch in use (a, ws). PIPE (as matvec_i8_kernel's): once a chunk's words are built
     // (wd, wsd), its slot is refilled with the next batch's chunk.
+    // Not INPLACE: the next batch is loaded into (an, wn) at the top of each trip.
+    constexpr bool INPLACE = PIPE && (MV8_COLS_INPLACE >> (NP == 1 ? 0 : NP == 2 ? 1 : 2) & 1);
     uint4 a[U][MT][2];
     float ws[U][MT][2];
-    auto load1 = [&](uint32_t jj, uint32_t u, int t) {  // chunk jj (< nj) into slot (u, t)
+    uint4 an[PIPE && !INPLACE ? U : 1][MT][2];
+    float wn[PIPE && !INPLACE ? U : 1][MT][2];
+    auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {  // jj (< nj) to (u, t)
         if (CC) {  // (as matvec_i8_kernel's load)
-            a[u][t][0] = __ldg(pa[t] + 32 * W * jj);
+            oa[u][t][0] = __ldg(pa[t] + 32 * W * jj);
             const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * jj);
             const uint2 f = __ldg(fo[t] + 4 * W * jj);
-            a[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
+            oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
         } else {
             const uint32_t step = jj * (W * MV8_COLS / 16);
-            a[u][t][0] = __ldg(pa[t] + step), a[u][t][1] = __ldg(pb[t] + step);
+            oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
         }
         if (GROUPED) {
             const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
-            ws[u][t][0] = __ldg(sa[t] + grp), ws[u][t][1] = __ldg(sb[t] + grp);
+            ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
         }
     };
-    auto load = [&](uint32_t j0) {  // chunks j0 .. j0 + U - 1 (those < nj)
+    auto load = [&](uint32_t j0, auto &oa, auto &ow) {  // chunks j0 .. j0 + U - 1 (those < nj)
 #pragma unroll
         for (uint32_t u = 0; u < U; u++) {
             if (j0 + u >= nj) break;
 #pragma unroll
-            for (int t = 0; t < MT; t++) load1(j0 + u, u, t);
+            for (int t = 0; t < MT; t++) load1(j0 + u, u, t, oa, ow);
         }
     };
-    if (PIPE && nj) load(0);
+    if (PIPE && nj) load(0, a, ws);
+    // CC: each tile's side entries staged as an XOR table (as matvec_i8_kernel's)
+    const bool staged = CC && cc8_stage<MT, W>(fo, ex, nch, warp, lane, ccx8t, tb, xo);
+    if (CC) __syncthreads();
+    // The main loop; TB: the words from the staged XOR tables (block-uniform).
+    auto run = [&](auto tb_tag) {
+    constexpr bool TB = decltype(tb_tag)::value;
     for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (!PIPE) load(j0);
+        if (!PIPE) load(j0, a, ws);
+        if (PIPE && !INPLACE && j0 + U < nj) load(j0 + U, an, wn);
         uint4 wd[U][MT][2];  // the words in use (PIPE), once for every column pair
         float wsd[U][MT][2];
         if (PIPE)
@@ -1357,13 +1386,16 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
 #pragma unroll
                 for (int t = 0; t < MT; t++) {
                     const uint4 nb = a[u][t][0], h = a[u][t][1];
-                    if (CC)
+                    if (CC && TB)
+                        cc8_words_tab(nb, make_uint2(h.x, h.y), h.z, h.w - xo[t], tb[t], lane,
+                                      wd[u][t][0], wd[u][t][1]);
+                    else if (CC)
                         cc8_words(nb, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, wd[u][t][0],
                                   wd[u][t][1]);
                     else
                         wd[u][t][0] = nb, wd[u][t][1] = h;
                     wsd[u][t][0] = ws[u][t][0], wsd[u][t][1] = ws[u][t][1];
-                    if (j0 + U + u < nj) load1(j0 + U + u, u, t);  // the slot is free
+                    if (INPLACE && j0 + U + u < nj) load1(j0 + U + u, u, t, a, ws);  // slot free
                 }
             }
 #pragma unroll
@@ -1389,7 +1421,19 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                 }
             }
         }
+        if (PIPE && !INPLACE)
+#pragma unroll
+            for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+                for (int t = 0; t < MT; t++)
+#pragma unroll
+                    for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
     }
+    };
+    if (staged)
+        run(std::true_type{});
+    else
+        run(std::false_type{});
     const float pw = __int_as_float((127 + 16 * (int)(q & 1)) << 23);
 #pragma unroll
     for (int t = 0; t < MT; t++)
@@ -1968,8 +2012,7 @@ static size_t mv8_smem_bytes(const cllm_cuda_weight *w) {
         (w->group_size != w->cols && w->group_size % MV8_COLS))
         return 0;
     const size_t bytes = (size_t)(w->cols / MV8_COLS) * MV8_CHUNK_SMEM;
-    const size_t stat =
-        MV8_WARPS_MAX * 16 * 2 * sizeof(float) + (cc ? (CC8_XCAP + 2) * CC8_XBYTES : 0);
+    const size_t stat = MV8_WARPS_MAX * 16 * 2 * sizeof(float) + (cc ? CC8_XCAP * 8 : 0);
     if (bytes + stat <= 48 * 1024) return bytes;
     int dev = 0, optin = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -1985,7 +2028,7 @@ static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, 
     const bool wide = mv8_warps(blocks) == MV8_WARPS_MAX;
     auto k = wide ? matvec_i8_kernel<MT, GROUPED, CC, MV8_WARPS_MAX>
                   : matvec_i8_kernel<MT, GROUPED, CC, MV8_WARPS>;
-    if (smem > 48 * 1024 - (CC ? (CC8_XCAP + 2) * CC8_XBYTES : 0) - MT * MV8_WARPS_MAX * 64) {
+    if (smem > 48 * 1024 - (CC ? CC8_XCAP * 8 : 0) - MT * MV8_WARPS_MAX * 64) {
         const cudaError_t e =
             cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
