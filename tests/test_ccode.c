@@ -308,25 +308,35 @@ static void test_int8_roundtrip(void **state) {
     }
 }
 
-// The fused kernels' loader (cllm_cc8_lane) run on the CPU over every lane of every block, from
-// the bytes each lane loads: each value equals the decoder's (so the GPU's A words are the raw
-// int8 values the MMAs expect).
+// The fused kernels' loader (cllm_cc8_lane, and cllm_cc8_lane_tab from the side entries staged as
+// XOR words) run on the CPU over every lane of every block, from the bytes each lane loads: each
+// value equals the decoder's (so the GPU's A words are the raw int8 values the MMAs expect).
 static void lanes_match(const uint8_t *buf, size_t n, const int8_t *q) {
     cllm_ccode_info in;
     cllm_ccode_layout lay;
     assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
     const uint16_t *side = (const uint16_t *)(buf + lay.off[CLLM_CC8_S_XHI]);  // little-endian
+    uint32_t *tab = malloc((2 * in.n_exc + 2) * sizeof *tab);  // the whole list as one table
+    assert_non_null(tab);
+    tab[0] = tab[1] = CLLM_CC8_X0;
+    for (uint64_t k = 0; k < in.n_exc; k++) cllm_cc8_xor(side[k], tab + 2 * k + 2);
     for (uint64_t b = 0; b < lay.ntiles * lay.nch; b++) {
         const uint64_t t = b / lay.nch, ch = b % lay.nch;
         for (uint32_t l = 0; l < 32; l++) {
             const uint8_t *nb = buf + lay.off[CLLM_CC8_S_NIB] + b * 512 + 16 * l;
             const uint8_t *hb = buf + lay.off[CLLM_CC8_S_HI] + b * 256 + 8 * l;
             const uint8_t *pb = buf + lay.off[CLLM_CC8_S_FLAGS] + b * 32 + 8 * (l / 8);
-            uint32_t a[8];
+            uint32_t a[8], at[8];
             cllm_cc8_lane(cllm_load_le32(nb), cllm_load_le32(nb + 4), cllm_load_le32(nb + 8),
                           cllm_load_le32(nb + 12), cllm_load_le32(hb), cllm_load_le32(hb + 4),
                           cllm_load_le32(pb), cllm_load_le32(pb + 4), side, l, a);
-            for (uint32_t k = 0; k < 8; k++)
+            cllm_cc8_lane_tab(cllm_load_le32(nb), cllm_load_le32(nb + 4), cllm_load_le32(nb + 8),
+                              cllm_load_le32(nb + 12), cllm_load_le32(hb), cllm_load_le32(hb + 4),
+                              cllm_load_le32(pb), cllm_load_le32(pb + 4), tab, l, at);
+            for (uint32_t k = 0; k < 8; k++) {
+                if (at[k] != a[k])
+                    fail_msg("block %llu lane %u word %u: table form %08x, list form %08x",
+                             (unsigned long long)b, l, k, at[k], a[k]);
                 for (uint32_t i = 0; i < 4; i++) {
                     const uint64_t r = t * 16 + l / 4 + 8 * (k / 4);
                     const uint64_t c = ch * 64 + 16 * (l % 4) + 4 * (k % 4) + i;
@@ -336,8 +346,10 @@ static void lanes_match(const uint8_t *buf, size_t n, const int8_t *q) {
                         fail_msg("block %llu lane %u word %u byte %u: %d, want %d",
                                  (unsigned long long)b, l, k, i, got, want);
                 }
+            }
         }
     }
+    free(tab);
 }
 
 static void test_int8_lanes(void **state) {

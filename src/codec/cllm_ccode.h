@@ -302,6 +302,38 @@ CLLM_CCODE_HD void cllm_cc8_lane(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t
     }
 }
 
+// The two XOR words of side entry e, as cllm_cc8_lane applies them to its vector's words 2 v and
+// 2 v + 1 (a zero entry, an unflagged vector, gives CLLM_CC8_X0 twice).
+#define CLLM_CC8_X0 0x80808080u
+CLLM_CCODE_HD void cllm_cc8_xor(uint32_t e, uint32_t x[2]) {
+    x[0] = cllm_cc8_fix(e & 0x3333u), x[1] = cllm_cc8_fix(e >> 2 & 0x3333u);
+}
+
+// cllm_cc8_lane with the side entries staged as XOR words (the fused kernels' form when a tile's
+// list fits in shared memory): tab (8-byte aligned) holds CLLM_CC8_X0 at [0] and [1] and, for
+// entry k of the list that p0 indexes, cllm_cc8_xor(side[k]) at [2 k + 2] and [2 k + 3]. The
+// same words: one 8-byte load and two XORs per vector, no branch.
+CLLM_CCODE_HD void cllm_cc8_lane_tab(uint32_t n0, uint32_t n1, uint32_t n2, uint32_t n3,
+                                     uint32_t h0, uint32_t h1, uint32_t pw, uint32_t p0,
+                                     const uint32_t *tab, uint32_t lane, uint32_t a[8]) {
+    a[0] = cllm_cc8_word(n0, h0, 0), a[1] = cllm_cc8_word(n0 >> 4, h0, 2);
+    a[2] = cllm_cc8_word(n1, h0, 4), a[3] = cllm_cc8_word(n1 >> 4, h0, 6);
+    a[4] = cllm_cc8_word(n2, h1, 0), a[5] = cllm_cc8_word(n2 >> 4, h1, 2);
+    a[6] = cllm_cc8_word(n3, h1, 4), a[7] = cllm_cc8_word(n3 >> 4, h1, 6);
+    const uint32_t sh = 4 * (lane & 7), mine = (pw >> sh) & 15u;
+    uint32_t i = 1 + p0 + cllm_cc8_popc(pw & ((1u << sh) - 1u));  // vector v: words 2v, 2v + 1
+    for (int v = 0; v < 4; v++) {
+        const uint32_t f = (mine >> v) & 1u, k = f ? i : 0u;
+#if defined(__CUDA_ARCH__)
+        const uint2 x = ((const uint2 *)tab)[k];
+        a[2 * v] ^= x.x, a[2 * v + 1] ^= x.y;
+#else
+        a[2 * v] ^= tab[2 * k], a[2 * v + 1] ^= tab[2 * k + 1];
+#endif
+        i += f;
+    }
+}
+
 // ---- encoder (cllm_ccode_enc.c) -----------------------------------------------------------------
 
 // Encodes a (rows, cols) row-major bf16 matrix (any bit patterns: NaN, infinities, subnormals,

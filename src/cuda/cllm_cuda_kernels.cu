@@ -887,36 +887,19 @@ static __device__ __forceinline__ void cc8_words(uint4 n, uint2 h, uint32_t pw, 
     wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
-// The same words from a block's staged XOR table: tab[0] = (CC8_X0, CC8_X0) for an unflagged
-// vector, tab[1 + k] = the two XOR words of side entry p0 + k (cc8_xor). Equal to cc8_words
-// (cllm_cc8_lane) with side = the staged entries; one shared load and two XORs per vector.
-#define CC8_X0 0x80808080u  // cllm_cc8_fix(0)
-static __device__ __forceinline__ uint2 cc8_xor(uint32_t e) {
-    return make_uint2(cllm_cc8_fix(e & 0x3333u), cllm_cc8_fix(e >> 2 & 0x3333u));
-}
+// The same words from a block's staged XOR table (cllm_cc8_lane_tab; tab: see cc8_stage).
 static __device__ __forceinline__ void cc8_words_tab(uint4 n, uint2 h, uint32_t pw, uint32_t p0,
                                                      const uint2 *tab, uint32_t lane, uint4 &wa,
                                                      uint4 &wb) {
     uint32_t a[8];
-    a[0] = cllm_cc8_word(n.x, h.x, 0), a[1] = cllm_cc8_word(n.x >> 4, h.x, 2);
-    a[2] = cllm_cc8_word(n.y, h.x, 4), a[3] = cllm_cc8_word(n.y >> 4, h.x, 6);
-    a[4] = cllm_cc8_word(n.z, h.y, 0), a[5] = cllm_cc8_word(n.z >> 4, h.y, 2);
-    a[6] = cllm_cc8_word(n.w, h.y, 4), a[7] = cllm_cc8_word(n.w >> 4, h.y, 6);
-    const uint32_t sh = 4 * (lane & 7), mine = (pw >> sh) & 15u;
-    uint32_t i = 1 + p0 + cllm_cc8_popc(pw & ((1u << sh) - 1u));
-#pragma unroll
-    for (int v = 0; v < 4; v++) {
-        const uint32_t f = (mine >> v) & 1u;
-        const uint2 x = tab[f ? i : 0];
-        i += f;
-        a[2 * v] ^= x.x, a[2 * v + 1] ^= x.y;
-    }
+    cllm_cc8_lane_tab(n.x, n.y, n.z, n.w, h.x, h.y, pw, p0, (const uint32_t *)tab, lane, a);
     wa = make_uint4(a[0], a[1], a[2], a[3]), wb = make_uint4(a[4], a[5], a[6], a[7]);
 }
 
 // Stages the side entries of each of a block's MT tiles (fo[t]: this lane's flag pair of (tile,
-// chunk `warp`), ex[t]: the whole side list) into tabs as XOR tables: tile t's table at
-// tabs + t * (CC8_XCAP / MT), its first side entry's list index in xo[t]. Returns whether every
+// chunk `warp`), ex[t]: the whole side list) into tabs as XOR tables (cllm_cc8_lane_tab's tab,
+// for the tile's own entries): tile t's table at tabs + t * (CC8_XCAP / MT), the list index of
+// its first side entry in xo[t]. Returns whether every
 // tile's list fit (block-uniform; else cc8_words reads the lists from global memory). All threads
 // of the block call it; a __syncthreads must follow before the tables are read.
 template <int MT, uint32_t W>
@@ -943,8 +926,12 @@ static __device__ __forceinline__ bool cc8_stage(const uint2 *const (&fo)[MT],
                 tmp[j] = __ldg(ex[t] + e0 + threadIdx.x + 32 * W * j);
 #pragma unroll
         for (uint32_t j = 0; j < per; j++)
-            if (threadIdx.x + 32 * W * j < e1 - e0) tab[1 + threadIdx.x + 32 * W * j] = cc8_xor(tmp[j]);
-        if (threadIdx.x == 0) tab[0] = make_uint2(CC8_X0, CC8_X0);
+            if (threadIdx.x + 32 * W * j < e1 - e0) {
+                uint32_t xw[2];
+                cllm_cc8_xor(tmp[j], xw);
+                tab[1 + threadIdx.x + 32 * W * j] = make_uint2(xw[0], xw[1]);
+            }
+        if (threadIdx.x == 0) tab[0] = make_uint2(CLLM_CC8_X0, CLLM_CC8_X0);
     }
     return all;
 }
@@ -1285,7 +1272,7 @@ static __global__ void __launch_bounds__(256)
 }
 
 // CC: the weights are CC_INT8 compute code, rebuilt per chunk by the one-token kernel's loader
-// (cc8_words; side entries read from global memory, not staged).
+// (cc8_words_tab from staged XOR tables, as matvec_i8_kernel's).
 template <int MT, bool GROUPED, int NP, bool CC, uint32_t W>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, false))
     matvec_i8_cols_kernel(const mv_job m, const uint4 *__restrict__ frag,
