@@ -784,18 +784,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
      : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? 3                                     \
      : (CC) && (W) == MV8_WARPS && (MT) == 1 && !(GROUPED) ? MV8_CC1_MINB                          \
                                                           : 0)
-#ifndef MV8_CC1_MINB
+#ifndef MV8_CC1_MINB  // the compute code's 8-warp one-matrix kernel (64 registers; 78 without)
 #define MV8_CC1_MINB 4
 #endif
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
 #define CC8_XCAP 3072              // CC_INT8: XOR table entries per block (all tiles; cc8_stage)
-#ifndef MV8_INPLACE
-#define MV8_INPLACE 1  // one-token CC: refill in place (bit 0: 8-warp kernels, bit 1: 12-warp)
-#endif
-#ifndef MV8_COLS_INPLACE
-#define MV8_COLS_INPLACE 5  // column CC: refill in place (bit 0: NP = 1, bit 1: NP = 2, bit 2: 4)
-#endif
 
 static __device__ __forceinline__ void mma_s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                               uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -1090,13 +1084,11 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     // The batch in use (a, ws). PIPE: slot (u, t) is refilled with the next batch's chunk as soon
     // as its words are built, so that the loads are in flight for a whole batch without a second
     // set of registers or copies between the two.
-    // Not INPLACE: the next batch is loaded into (an, wn) at the top of each trip and copied
-    // into (a, ws) at its end.
-    constexpr bool INPLACE = PIPE && (MV8_INPLACE >> (W == MV8_WARPS ? 0 : 1) & 1);
-    uint4 a[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair in .z .w
-    float ws[U][MT][2];
-    uint4 an[PIPE && !INPLACE ? U : 1][MT][2];
-    float wn[PIPE && !INPLACE ? U : 1][MT][2];
+    // The batch in use (a, ws) and, PIPE, the next one in flight meanwhile (an, wn), copied into
+    // (a, ws) at the end of each trip. (Refilling each slot of (a, ws) as soon as its words are
+    // built, without (an, wn), was 1.5-3% slower here: PERF.md 7ac.)
+    uint4 a[U][MT][2], an[PIPE ? U : 1][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the
+    float ws[U][MT][2], wn[PIPE ? U : 1][MT][2];  // flag pair in .z .w
     // chunk jj (< nj) into slot (u, t) of (oa, ow)
     auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {
         if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
@@ -1143,7 +1135,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
         constexpr bool TB = decltype(tb_tag)::value;
         for (uint32_t j0 = 0; j0 < nj; j0 += U) {
             if (!PIPE && j0) load(j0, a, ws);
-            if (PIPE && !INPLACE && j0 + U < nj) load(j0 + U, an, wn);
+            if (PIPE && j0 + U < nj) load(j0 + U, an, wn);
 #pragma unroll
             for (uint32_t u = 0; u < U; u++) {
                 if (j0 + u >= nj) break;
@@ -1165,14 +1157,13 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                     }
                     const float s0 = GROUPED ? s * ws[u][t][0] : s;
                     const float s8 = GROUPED ? s * ws[u][t][1] : s;
-                    if (INPLACE && j0 + U + u < nj) load1(j0 + U + u, u, t, a, ws);  // slot free
                     int d[4] = {0, 0, 0, 0};
                     mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
                     mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
                     mv8_fold(acc[t], d, s0, s8);
                 }
             }
-            if (PIPE && !INPLACE)
+            if (PIPE)
 #pragma unroll
                 for (uint32_t u = 0; u < U; u++)
 #pragma unroll
@@ -1323,10 +1314,12 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     for (int t = 0; t < MT; t++)
 #pragma unroll
         for (int p = 0; p < NP; p++) acc[t][p][0] = acc[t][p][1] = acc[t][p][2] = acc[t][p][3] = 0.f;
-    // The batch in use (a, ws). PIPE (as matvec_i8_kernel's): once a chunk's words are built
-    // (wd, wsd), its slot is refilled with the next batch's chunk.
-    // Not INPLACE: the next batch is loaded into (an, wn) at the top of each trip.
-    constexpr bool INPLACE = PIPE && (MV8_COLS_INPLACE >> (NP == 1 ? 0 : NP == 2 ? 1 : 2) & 1);
+    // INPLACE: each slot of (a, ws) is refilled with the next batch's chunk as soon as its words
+    // are built (wd, wsd); else the next batch is loaded into (an, wn) at the top of each trip and
+    // copied at its end. Measured per kernel (PERF.md 7ac): in place is faster for one matrix at
+    // 8 columns (the copies would take 108 registers, 2 blocks per SM, where 80 fit 3: -20%) and
+    // for one matrix of 8 warps at 1-2 columns (5%); copying is faster elsewhere (3-7%).
+    constexpr bool INPLACE = PIPE && MT == 1 && (NP == 4 || (NP == 1 && W == MV8_WARPS));
     uint4 a[U][MT][2];
     float ws[U][MT][2];
     uint4 an[PIPE && !INPLACE ? U : 1][MT][2];
