@@ -1353,62 +1353,62 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     if (CC) __syncthreads();
     // The main loop; TB: the words from the staged XOR tables (block-uniform).
     auto run = [&](auto tb_tag) {
-    constexpr bool TB = decltype(tb_tag)::value;
-    for (uint32_t j0 = 0; j0 < nj; j0 += U) {
-        if (!PIPE) load(j0, a, ws);
-        if (PIPE && !INPLACE && j0 + U < nj) load(j0 + U, an, wn);
-        uint4 wd[U][MT][2];  // the words in use (PIPE), once for every column pair
-        float wsd[U][MT][2];
-        if (PIPE)
+        constexpr bool TB = decltype(tb_tag)::value;
+        for (uint32_t j0 = 0; j0 < nj; j0 += U) {
+            if (!PIPE) load(j0, a, ws);
+            if (PIPE && !INPLACE && j0 + U < nj) load(j0 + U, an, wn);
+            uint4 wd[U][MT][2];  // the words in use (PIPE), once for every column pair
+            float wsd[U][MT][2];
+            if (PIPE)
+#pragma unroll
+                for (uint32_t u = 0; u < U; u++) {
+                    if (j0 + u >= nj) break;
+#pragma unroll
+                    for (int t = 0; t < MT; t++) {
+                        const uint4 nb = a[u][t][0], h = a[u][t][1];
+                        if (CC && TB)
+                            cc8_words_tab(nb, make_uint2(h.x, h.y), h.z, h.w - xo[t], tb[t], lane,
+                                          wd[u][t][0], wd[u][t][1]);
+                        else if (CC)
+                            cc8_words(nb, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, wd[u][t][0],
+                                      wd[u][t][1]);
+                        else
+                            wd[u][t][0] = nb, wd[u][t][1] = h;
+                        wsd[u][t][0] = ws[u][t][0], wsd[u][t][1] = ws[u][t][1];
+                        if (INPLACE && j0 + U + u < nj) load1(j0 + U + u, u, t, a, ws);  // slot free
+                    }
+                }
 #pragma unroll
             for (uint32_t u = 0; u < U; u++) {
                 if (j0 + u >= nj) break;
+                const uint32_t c = warp + W * (j0 + u);
 #pragma unroll
-                for (int t = 0; t < MT; t++) {
-                    const uint4 nb = a[u][t][0], h = a[u][t][1];
-                    if (CC && TB)
-                        cc8_words_tab(nb, make_uint2(h.x, h.y), h.z, h.w - xo[t], tb[t], lane,
-                                      wd[u][t][0], wd[u][t][1]);
-                    else if (CC)
-                        cc8_words(nb, make_uint2(h.x, h.y), h.z, h.w, ex[t], lane, wd[u][t][0],
-                                  wd[u][t][1]);
-                    else
-                        wd[u][t][0] = nb, wd[u][t][1] = h;
-                    wsd[u][t][0] = ws[u][t][0], wsd[u][t][1] = ws[u][t][1];
-                    if (INPLACE && j0 + U + u < nj) load1(j0 + U + u, u, t, a, ws);  // slot free
+                for (int p = 0; p < NP; p++) {
+                    if ((uint32_t)p >= np) break;
+                    const uint4 b = __ldg(frag + ((uint64_t)p * nch + c) * 32 + lane);
+                    const float s = __ldg(csc + (uint64_t)(2 * p + (q >> 1)) * nch + c);
+#pragma unroll
+                    for (int t = 0; t < MT; t++) {
+                        const uint4 wa = PIPE ? wd[u][t][0] : a[u][t][0];
+                        const uint4 wb = PIPE ? wd[u][t][1] : a[u][t][1];
+                        const float w0 = PIPE ? wsd[u][t][0] : ws[u][t][0];
+                        const float w1 = PIPE ? wsd[u][t][1] : ws[u][t][1];
+                        int d[4] = {0, 0, 0, 0};
+                        mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
+                        mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
+                        const float s0 = GROUPED ? s * w0 : s, s8 = GROUPED ? s * w1 : s;
+                        mv8_fold(acc[t][p], d, s0, s8);
+                    }
                 }
             }
+            if (PIPE && !INPLACE)
 #pragma unroll
-        for (uint32_t u = 0; u < U; u++) {
-            if (j0 + u >= nj) break;
-            const uint32_t c = warp + W * (j0 + u);
+                for (uint32_t u = 0; u < U; u++)
 #pragma unroll
-            for (int p = 0; p < NP; p++) {
-                if ((uint32_t)p >= np) break;
-                const uint4 b = __ldg(frag + ((uint64_t)p * nch + c) * 32 + lane);
-                const float s = __ldg(csc + (uint64_t)(2 * p + (q >> 1)) * nch + c);
+                    for (int t = 0; t < MT; t++)
 #pragma unroll
-                for (int t = 0; t < MT; t++) {
-                    const uint4 wa = PIPE ? wd[u][t][0] : a[u][t][0];
-                    const uint4 wb = PIPE ? wd[u][t][1] : a[u][t][1];
-                    const float w0 = PIPE ? wsd[u][t][0] : ws[u][t][0];
-                    const float w1 = PIPE ? wsd[u][t][1] : ws[u][t][1];
-                    int d[4] = {0, 0, 0, 0};
-                    mma_s8(d, wa.x, wb.x, wa.y, wb.y, b.x, b.y);
-                    mma_s8(d, wa.z, wb.z, wa.w, wb.w, b.z, b.w);
-                    const float s0 = GROUPED ? s * w0 : s, s8 = GROUPED ? s * w1 : s;
-                    mv8_fold(acc[t][p], d, s0, s8);
-                }
-            }
+                        for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
         }
-        if (PIPE && !INPLACE)
-#pragma unroll
-            for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-                for (int t = 0; t < MT; t++)
-#pragma unroll
-                    for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
-    }
     };
     if (staged)
         run(std::true_type{});
