@@ -778,15 +778,13 @@ static __global__ void __launch_bounds__(MV_WARPS * 32)
 // registers than that without spilling.
 // Minimum blocks per SM: the 12-warp one-matrix kernels 2; the compute code's gate/up kernel 3
 // (ptxas would take 92 registers, i.e. 2 blocks, where 80 do without spilling: 2 blocks cost 4%
-// of int8 fused tg, PERF.md 7ab).
+// of int8 fused tg, PERF.md 7ab); its 8-warp one-matrix kernel 4 (64 registers with a 4-byte
+// spill, where ptxas would take 78: 11008 x 4096 19.45 against 20.26 us, PERF.md 7ac).
 #define MV8_MIN_BLOCKS(MT, GROUPED, W, CC)                                                         \
     ((W) > MV8_WARPS && (MT) == 1 && !(GROUPED) ? 2                                                \
      : (CC) && (W) == MV8_WARPS && (MT) == 2 && !(GROUPED) ? 3                                     \
-     : (CC) && (W) == MV8_WARPS && (MT) == 1 && !(GROUPED) ? MV8_CC1_MINB                          \
+     : (CC) && (W) == MV8_WARPS && (MT) == 1 && !(GROUPED) ? 4                                     \
                                                           : 0)
-#ifndef MV8_CC1_MINB  // the compute code's 8-warp one-matrix kernel (64 registers; 78 without)
-#define MV8_CC1_MINB 4
-#endif
 #define MV8_COLS 64                // columns per chunk (two MMAs)
 #define MV8_CHUNK_SMEM (256 + 4)   // bytes of shared memory per chunk: B fragments, then 2^-k
 #define CC8_XCAP 3072              // CC_INT8: XOR table entries per block (all tiles; cc8_stage)
