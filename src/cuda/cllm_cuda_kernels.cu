@@ -1079,9 +1079,6 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
         }
         sa[t] = w.scales + ra * gpr, sb[t] = w.scales + rb * gpr;
     }
-    // The batch in use (a, ws). PIPE: slot (u, t) is refilled with the next batch's chunk as soon
-    // as its words are built, so that the loads are in flight for a whole batch without a second
-    // set of registers or copies between the two.
     // The batch in use (a, ws) and, PIPE, the next one in flight meanwhile (an, wn), copied into
     // (a, ws) at the end of each trip. (Refilling each slot of (a, ws) as soon as its words are
     // built, without (an, wn), was 1.5-3% slower here: PERF.md 7ac.)
