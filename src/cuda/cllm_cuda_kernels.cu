@@ -1034,9 +1034,16 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 // applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
 // Requires (host-checked): cols % 64 == 0, data and x 16-byte aligned, nch * MV8_CHUNK_SMEM bytes
 // of dynamic shared memory.
-template <int MT, bool GROUPED, bool CC, uint32_t W>
+//
+// PAIR (MT == 2, one-matrix jobs): the block's two tiles are tiles 2 b and 2 b + 1 of matrix i
+// (block_end counts pairs; a missing second tile repeats the last one and stores nothing). Each
+// row's sums are those of MT == 1 in the same order, so the outputs are the same bit for bit;
+// x is turned into digits once for both tiles.
+template <int MT, bool GROUPED, bool CC, uint32_t W, bool PAIR = false>
 static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, CC))
     matvec_i8_kernel(const mv_job m, const float *__restrict__ x) {
+    static_assert(!PAIR || MT == 2, "PAIR: two tiles per block");
+    constexpr bool SW = MT == 2 && !PAIR;  // gate and up
     // Chunks per batch of loads. Raw: 4 chunks of one matrix (8 x 16 bytes per lane), each batch
     // loaded where it is used. CC: 2, the next batch in flight while this one is decoded (PERF.md
     // 7t: fused +6.2% tg; raw lost 0.9% that way, and CC 4 chunks so lost 5%).
@@ -1047,13 +1054,12 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     __shared__ uint2 ccx8t[CC ? CC8_XCAP : 1];  // CC: the tiles' staged XOR tables (cc8_stage)
     pdl_trigger();
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32, g = lane / 4, q = lane & 3;
-    const uint32_t i = MT == 2 ? 0 : mv_pick(m, blockIdx.x);
-    const uint32_t tile = blockIdx.x - (i ? m.block_end[i - 1] : 0);
+    const uint32_t i = SW ? 0 : mv_pick(m, blockIdx.x);
+    const uint32_t tile = (blockIdx.x - (i ? m.block_end[i - 1] : 0)) * (PAIR ? 2 : 1);
     const uint64_t rows = m.w[i].rows, cols = m.w[i].cols;
     const uint32_t gs = m.w[i].group_size, nch = (uint32_t)(cols / MV8_COLS);
     const uint32_t nj = nch > warp ? (nch - warp + W - 1) / W : 0;  // my chunks
     const uint64_t gpr = (cols + gs - 1) / gs;
-    const uint64_t ra = min((uint64_t)tile * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
     const uint4 *pa[MT], *pb[MT];  // raw: rows g and g + 8 at this lane's bytes of chunk `warp`;
                                    // CC: nibbles and high bits of block (tile, warp) for this lane
     const uint2 *fo[MT];              // CC: this lane's flag pair of (tile, warp)
@@ -1063,11 +1069,14 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     const float *sa[MT], *sb[MT];
 #pragma unroll
     for (int t = 0; t < MT; t++) {
-        const uint32_t wi = MT == 2 ? t : i;
+        const uint32_t wi = SW ? t : i;
         const cllm_cuda_weight &w = m.w[wi];
+        // PAIR: tile t of the pair (the last tile again when the matrix has no such tile)
+        const uint64_t tt = PAIR ? min((uint64_t)tile + t, (rows - 1) / 16) : tile;
+        const uint64_t ra = min(tt * 16 + g, rows - 1), rb = min(ra + 8, rows - 1);
         if (CC) {
             const uint8_t *base = (const uint8_t *)w.data;
-            const uint64_t blk = (uint64_t)tile * nch + warp;
+            const uint64_t blk = tt * nch + warp;
             pa[t] = (const uint4 *)(base + m.cc_off[wi][CLLM_CC8_S_NIB] + blk * 512) + lane;
             pb[t] = (const uint4 *)((const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_HI] + blk * 256) + lane);
             fo[t] = (const uint2 *)(base + m.cc_off[wi][CLLM_CC8_S_FLAGS]) + blk * 4 + lane / 8;
@@ -1185,17 +1194,26 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
         if (q == 0) red[t][warp][g] = va, red[t][warp][g + 8] = vb;
     }
     __syncthreads();
-    const uint64_t r = (uint64_t)tile * 16 + threadIdx.x;
-    if (threadIdx.x >= 16 || r >= rows) return;
-    float sum[MT];
+    const uint64_t r = (uint64_t)tile * 16 + threadIdx.x;  // PAIR: threads 16-31 the second tile
+    if (threadIdx.x >= (PAIR ? 32 : 16) || r >= rows) return;
+    if constexpr (PAIR) {
+        const uint32_t t = threadIdx.x / 16;
+        float sum = 0.f;
 #pragma unroll
-    for (int t = 0; t < MT; t++) {
-        sum[t] = 0.f;
+        for (uint32_t w = 0; w < W; w++) sum = __fadd_rn(sum, red[t][w][threadIdx.x % 16]);
+        if (!GROUPED) sum = __fmul_rn(sum, __ldg(m.w[i].scales + r));  // per row
+        mv_store(m, i, r, sum, sum, false);
+    } else {
+        float sum[MT];
 #pragma unroll
-        for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][w][threadIdx.x]);
-        if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[MT == 2 ? t : i].scales + r));  // per row
+        for (int t = 0; t < MT; t++) {
+            sum[t] = 0.f;
+#pragma unroll
+            for (uint32_t w = 0; w < W; w++) sum[t] = __fadd_rn(sum[t], red[t][w][threadIdx.x]);
+            if (!GROUPED) sum[t] = __fmul_rn(sum[t], __ldg(m.w[SW ? t : i].scales + r));  // per row
+        }
+        mv_store(m, i, r, sum[0], sum[MT - 1], SW);
     }
-    mv_store(m, i, r, sum[0], sum[MT - 1], MT == 2);
 }
 
 // The outputs of a block's 16-row tile from its warps' partial sums red[t][col][w][row] (matrix t,
@@ -2012,6 +2030,22 @@ static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, 
                     m, x);
 }
 
+// A one-matrix compute-code job (per-row scales) of `blocks` tiles that runs 8 warps per tile, as
+// blocks of two tiles (matvec_i8_kernel's PAIR: PERF.md 7ad): block_end becomes pairs per matrix.
+// Returns false (nothing launched) for any other job.
+static bool mv8_pair_job(mv_job &m, int n, unsigned blocks, unsigned *pairs) {
+    if (mv8_warps(blocks) != MV8_WARPS || m.w[0].kind != CLLM_CUDA_W_CC_INT8 ||
+        m.w[0].group_size < m.w[0].cols)
+        return false;
+    uint32_t b = 0;
+    for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
+        if (i < n) b += (uint32_t)((m.w[i].rows + 31) / 32);
+        m.block_end[i] = b;
+    }
+    *pairs = b;
+    return true;
+}
+
 template <int MT, bool GROUPED>
 static cudaError_t mv8_launch_cc(bool cc, const mv_job &m, const float *x, unsigned blocks,
                                  size_t smem, cudaStream_t s, unsigned flags) {
@@ -2073,10 +2107,20 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
     } else if (smem) {
         const bool grouped = m->w[0].group_size < m->w[0].cols;
         const bool cc = m->w[0].kind == CLLM_CUDA_W_CC_INT8;
-        e = swiglu ? (grouped ? mv8_launch_cc<2, true>(cc, *m, x, nb, smem, s, flags)
-                              : mv8_launch_cc<2, false>(cc, *m, x, nb, smem, s, flags))
-                   : (grouped ? mv8_launch_cc<1, true>(cc, *m, x, nb, smem, s, flags)
-                              : mv8_launch_cc<1, false>(cc, *m, x, nb, smem, s, flags));
+        unsigned pairs = 0;
+        if (!swiglu && mv8_pair_job(*m, n, nb, &pairs)) {
+            auto k = matvec_i8_kernel<2, false, true, MV8_WARPS, true>;
+            e = cudaSuccess;
+            if (smem > 48 * 1024 - CC8_XCAP * 8 - 2 * MV8_WARPS_MAX * 64)
+                e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e == cudaSuccess)
+                e = launch_k(k, dim3(pairs), dim3(MV8_WARPS * 32), smem, s, flags, *m, x);
+        } else {
+            e = swiglu ? (grouped ? mv8_launch_cc<2, true>(cc, *m, x, nb, smem, s, flags)
+                                  : mv8_launch_cc<2, false>(cc, *m, x, nb, smem, s, flags))
+                       : (grouped ? mv8_launch_cc<1, true>(cc, *m, x, nb, smem, s, flags)
+                                  : mv8_launch_cc<1, false>(cc, *m, x, nb, smem, s, flags));
+        }
     } else if (!vec) {
         e = swiglu ? launch_k(matvec_any_kernel<true>, dim3(nb), block, 0, s, flags, *m, x)
                    : launch_k(matvec_any_kernel<false>, dim3(nb), block, 0, s, flags, *m, x);

@@ -1673,6 +1673,9 @@ static void fused_cases(void) {
     fused_case(CLLM_CUDA_W_INT8, 64, 14336, 0, 1);    // > 48 KiB of shared memory
     fused_case(CLLM_CUDA_W_INT8, 48, 4096, 0, 2);     // every vector flagged: side lists longer
                                                       // than the staging (read from global)
+    // > 2 tiles per SM: blocks of two tiles (301: the last pair has one, partial), in every mode
+    fused_case(CLLM_CUDA_W_INT8, 4807, 1024, 0, 1);
+    fused_case(CLLM_CUDA_W_INT8, 4807, 1024, 0, 2);   // and with lists longer than the staging
 }
 
 int main(int argc, char **argv) {
