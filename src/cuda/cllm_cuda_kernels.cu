@@ -2031,8 +2031,9 @@ static cudaError_t mv8_launch(const mv_job &m, const float *x, unsigned blocks, 
 }
 
 // A one-matrix compute-code job (per-row scales) of `blocks` tiles that runs 8 warps per tile, as
-// blocks of two tiles (matvec_i8_kernel's PAIR: PERF.md 7ad): block_end becomes pairs per matrix.
-// Returns false (nothing launched) for any other job.
+// blocks of two tiles (matvec_i8_kernel's PAIR: PERF.md 7ad): block_end becomes pairs per matrix
+// and *pairs the grid. Returns false, m untouched, for any other job (raw int8 keeps one tile a
+// block: the rows' sums are the same either way).
 static bool mv8_pair_job(mv_job &m, int n, unsigned blocks, unsigned *pairs) {
     if (mv8_warps(blocks) != MV8_WARPS || m.w[0].kind != CLLM_CUDA_W_CC_INT8 ||
         m.w[0].group_size < m.w[0].cols)
