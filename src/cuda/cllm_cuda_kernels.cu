@@ -1029,6 +1029,19 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     }
 }
 
+// The int8 kernels' pipeline step: the batch in flight (an, wn) becomes the batch in use.
+template <uint32_t U, int MT>
+static __device__ __forceinline__ void mv8_take(uint4 (&a)[U][MT][2], float (&ws)[U][MT][2],
+                                                const uint4 (&an)[U][MT][2],
+                                                const float (&wn)[U][MT][2]) {
+#pragma unroll
+    for (uint32_t u = 0; u < U; u++)
+#pragma unroll
+        for (int t = 0; t < MT; t++)
+#pragma unroll
+            for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
+}
+
 // MT tiles per block: 1 (tile of w[i], multi mode) or 2 (gate and up, swiglu). GROUPED: scales per
 // group of group_size (a multiple of 64) columns, applied per chunk; else one scale per row,
 // applied at the end. CC: the weights are CC_INT8 compute code (see above), else raw int8.
@@ -1091,8 +1104,8 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     // The batch in use (a, ws) and, PIPE, the next one in flight meanwhile (an, wn), copied into
     // (a, ws) at the end of each trip. (Refilling each slot of (a, ws) as soon as its words are
     // built, without (an, wn), was 1.5-3% slower here: PERF.md 7ac.)
-    uint4 a[U][MT][2], an[PIPE ? U : 1][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the
-    float ws[U][MT][2], wn[PIPE ? U : 1][MT][2];  // flag pair in .z .w
+    uint4 a[U][MT][2], an[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair
+    float ws[U][MT][2], wn[U][MT][2];  // in .z .w
     // chunk jj (< nj) into slot (u, t) of (oa, ow)
     auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {
         if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
@@ -1167,13 +1180,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                     mv8_fold(acc[t], d, s0, s8);
                 }
             }
-            if (PIPE)
-#pragma unroll
-                for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-                    for (int t = 0; t < MT; t++)
-#pragma unroll
-                        for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
+            if (PIPE) mv8_take(a, ws, an, wn);
         }
     };
     if (staged)
@@ -1335,8 +1342,8 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     constexpr bool INPLACE = PIPE && MT == 1 && (NP == 4 || (NP == 1 && W == MV8_WARPS));
     uint4 a[U][MT][2];
     float ws[U][MT][2];
-    uint4 an[PIPE && !INPLACE ? U : 1][MT][2];
-    float wn[PIPE && !INPLACE ? U : 1][MT][2];
+    uint4 an[U][MT][2];  // (not INPLACE)
+    float wn[U][MT][2];
     auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {  // jj (< nj) to (u, t)
         if (CC) {  // (as matvec_i8_kernel's load)
             oa[u][t][0] = __ldg(pa[t] + 32 * W * jj);
@@ -1414,13 +1421,7 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
                     }
                 }
             }
-            if (PIPE && !INPLACE)
-#pragma unroll
-                for (uint32_t u = 0; u < U; u++)
-#pragma unroll
-                    for (int t = 0; t < MT; t++)
-#pragma unroll
-                        for (int k = 0; k < 2; k++) a[u][t][k] = an[u][t][k], ws[u][t][k] = wn[u][t][k];
+            if (PIPE && !INPLACE) mv8_take(a, ws, an, wn);
         }
     };
     if (staged)
