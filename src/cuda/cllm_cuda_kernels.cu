@@ -1029,6 +1029,36 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     }
 }
 
+// Where a lane of the int8 kernels loads its chunks: per tile t, raw: rows g and g + 8 at its
+// bytes of chunk `warp` (pa, pb); CC: its nibbles, bits 4-5 (pb as uint2) and flag pair (fo) of
+// block (tile, warp); grouped scales of rows g, g + 8 (sa, sb).
+template <int MT> struct mv8_src {
+    const uint4 *const *pa, *const *pb;
+    const uint2 *const *fo;
+    const float *const *sa, *const *sb;
+};
+
+// The lane's chunk jj (the warp's jj-th, jj < nj) of tile t into o (CC: the nibbles in o[0], bits
+// 4-5 in o[1].x .y, the flag pair in o[1].z .w) and, GROUPED, its two rows' scales into os.
+template <bool CC, bool GROUPED, uint32_t W, int MT>
+static __device__ __forceinline__ void mv8_load1(const mv8_src<MT> &p, uint32_t jj, int t,
+                                                 uint32_t warp, uint32_t gs, uint4 (&o)[2],
+                                                 float (&os)[2]) {
+    if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
+        o[0] = __ldg(p.pa[t] + 32 * W * jj);
+        const uint2 h = __ldg((const uint2 *)p.pb[t] + 32 * W * jj);
+        const uint2 f = __ldg(p.fo[t] + 4 * W * jj);  // W chunks on: W x 4 pairs
+        o[1] = make_uint4(h.x, h.y, f.x, f.y);
+    } else {
+        const uint32_t step = jj * (W * MV8_COLS / 16);
+        o[0] = __ldg(p.pa[t] + step), o[1] = __ldg(p.pb[t] + step);
+    }
+    if (GROUPED) {
+        const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
+        os[0] = __ldg(p.sa[t] + grp), os[1] = __ldg(p.sb[t] + grp);
+    }
+}
+
 // The int8 kernels' pipeline step: the batch in flight (an, wn) becomes the batch in use.
 template <uint32_t U, int MT>
 static __device__ __forceinline__ void mv8_take(uint4 (&a)[U][MT][2], float (&ws)[U][MT][2],
@@ -1106,21 +1136,9 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     // built, without (an, wn), was 1.5-3% slower here: PERF.md 7ac.)
     uint4 a[U][MT][2], an[U][MT][2];  // CC: nibbles; bits 4-5 in .x .y of [1], the flag pair
     float ws[U][MT][2], wn[U][MT][2];  // in .z .w
-    // chunk jj (< nj) into slot (u, t) of (oa, ow)
-    auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {
-        if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
-            oa[u][t][0] = __ldg(pa[t] + 32 * W * jj);
-            const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * jj);
-            const uint2 f = __ldg(fo[t] + 4 * W * jj);  // W chunks on: W x 4 pairs
-            oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
-        } else {
-            const uint32_t step = jj * (W * MV8_COLS / 16);
-            oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
-        }
-        if (GROUPED) {
-            const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
-            ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
-        }
+    const mv8_src<MT> src = {pa, pb, fo, sa, sb};
+    auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {  // jj (< nj) to (u, t)
+        mv8_load1<CC, GROUPED, W>(src, jj, t, warp, gs, oa[u][t], ow[u][t]);
     };
     auto load = [&](uint32_t j0, auto &oa, auto &ow) {  // chunks j0 .. j0 + U - 1 (those < nj)
 #pragma unroll
@@ -1344,20 +1362,9 @@ static __global__ void __launch_bounds__(W * 32, MV8_MIN_BLOCKS(MT, GROUPED, W, 
     float ws[U][MT][2];
     uint4 an[U][MT][2];  // (not INPLACE)
     float wn[U][MT][2];
+    const mv8_src<MT> src = {pa, pb, fo, sa, sb};
     auto load1 = [&](uint32_t jj, uint32_t u, int t, auto &oa, auto &ow) {  // jj (< nj) to (u, t)
-        if (CC) {  // (as matvec_i8_kernel's load)
-            oa[u][t][0] = __ldg(pa[t] + 32 * W * jj);
-            const uint2 h = __ldg((const uint2 *)pb[t] + 32 * W * jj);
-            const uint2 f = __ldg(fo[t] + 4 * W * jj);
-            oa[u][t][1] = make_uint4(h.x, h.y, f.x, f.y);
-        } else {
-            const uint32_t step = jj * (W * MV8_COLS / 16);
-            oa[u][t][0] = __ldg(pa[t] + step), oa[u][t][1] = __ldg(pb[t] + step);
-        }
-        if (GROUPED) {
-            const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
-            ow[u][t][0] = __ldg(sa[t] + grp), ow[u][t][1] = __ldg(sb[t] + grp);
-        }
+        mv8_load1<CC, GROUPED, W>(src, jj, t, warp, gs, oa[u][t], ow[u][t]);
     };
     auto load = [&](uint32_t j0, auto &oa, auto &ow) {  // chunks j0 .. j0 + U - 1 (those < nj)
 #pragma unroll
