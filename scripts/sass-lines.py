@@ -9,7 +9,7 @@ prints, for the kernel whose mangled name matches PATTERN: its instruction count
 per opcode. Rare paths inside the loop are counted too: read the per-line table, not the total,
 when comparing a common path.
 
-Usage: scripts/sass-lines.py [--cu FILE] [--flags "EXTRA NVCC FLAGS"] [--top N] [--cubin F] PATTERN
+Usage: scripts/sass-lines.py [--cu FILE] [--flags "EXTRA NVCC FLAGS"] [--top N] [--loop K] [--cubin F] PATTERN
   e.g. scripts/sass-lines.py 'matvec_b16_kernelILi1ELb1ELi0E'
 Needs nvcc (CUDA toolkit) and nvdisasm. Without the latter:
   pip download --no-deps nvidia-cuda-nvdisasm -d /tmp/cudatools && cd /tmp/cudatools && unzip -o '*.whl'
@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--flags", default="", help="extra nvcc flags, e.g. -DKNOB=2")
     ap.add_argument("--cubin", help="disassemble this cubin instead of compiling")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--loop", type=int, default=1,
+                    help="the K-th longest loop (a kernel whose loop is compiled twice has two)")
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,9 +107,12 @@ def main():
     if not loops:
         print("no loop")
         return
-    _, lo, hi = max(loops)
+    loops.sort(reverse=True)
+    print("loops (span in instructions): " + ", ".join(
+        f"0x{l:x}..0x{h:x} {sum(1 for x in ins if l <= x[0] <= h)}" for _, l, h in loops))
+    _, lo, hi = loops[min(a.loop, len(loops)) - 1]
     body = [x for x in ins if lo <= x[0] <= hi]
-    print(f"longest loop: 0x{lo:x} .. 0x{hi:x}, {len(body)} instructions "
+    print(f"loop {min(a.loop, len(loops))}: 0x{lo:x} .. 0x{hi:x}, {len(body)} instructions "
           f"(with its rare paths; {len(loops)} back edges before the last EXIT)")
     per_line = collections.Counter(x[1] for x in body)
     per_op = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", x[2]).split()[0] for x in body)
