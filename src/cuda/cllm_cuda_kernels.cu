@@ -1029,6 +1029,21 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     }
 }
 
+// Streamed weights: read once per launch, so they do not allocate in L1 (which keeps x there for
+// the quantizer's second pass and the columns' fragments).
+static __device__ __forceinline__ uint4 ldg_stream(const uint4 *p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+static __device__ __forceinline__ uint2 ldg_stream(const uint2 *p) {
+    uint2 r;
+    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+
 // Where a lane of the int8 kernels loads its chunks: per tile t, raw: rows g and g + 8 at its
 // bytes of chunk `warp` (pa, pb); CC: its nibbles, bits 4-5 (pb as uint2) and flag pair (fo) of
 // block (tile, warp); grouped scales of rows g, g + 8 (sa, sb).
@@ -1045,13 +1060,13 @@ static __device__ __forceinline__ void mv8_load1(const mv8_src<MT> &p, uint32_t 
                                                  uint32_t warp, uint32_t gs, uint4 (&o)[2],
                                                  float (&os)[2]) {
     if (CC) {  // blocks of 512 / 256 bytes: W chunks on = 32 W uint4 / 32 W uint2
-        o[0] = __ldg(p.pa[t] + 32 * W * jj);
-        const uint2 h = __ldg((const uint2 *)p.pb[t] + 32 * W * jj);
-        const uint2 f = __ldg(p.fo[t] + 4 * W * jj);  // W chunks on: W x 4 pairs
+        o[0] = ldg_stream(p.pa[t] + 32 * W * jj);
+        const uint2 h = ldg_stream((const uint2 *)p.pb[t] + 32 * W * jj);
+        const uint2 f = ldg_stream(p.fo[t] + 4 * W * jj);  // W chunks on: W x 4 pairs
         o[1] = make_uint4(h.x, h.y, f.x, f.y);
     } else {
         const uint32_t step = jj * (W * MV8_COLS / 16);
-        o[0] = __ldg(p.pa[t] + step), o[1] = __ldg(p.pb[t] + step);
+        o[0] = ldg_stream(p.pa[t] + step), o[1] = ldg_stream(p.pb[t] + step);
     }
     if (GROUPED) {
         const uint32_t grp = (warp + W * jj) * MV8_COLS / gs;
