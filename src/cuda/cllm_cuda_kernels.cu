@@ -1029,8 +1029,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
     }
 }
 
-// Streamed weights: read once per launch, so they do not allocate in L1 (which keeps x there for
-// the quantizer's second pass and the columns' fragments).
+// Streamed weights: read once per launch, so they do not allocate in L1 (which keeps x, the
+// columns' fragments and the exception lists there; PERF.md 7ae).
 static __device__ __forceinline__ uint4 ldg_stream(const uint4 *p) {
     uint4 r;
     asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -1041,6 +1041,11 @@ static __device__ __forceinline__ uint4 ldg_stream(const uint4 *p) {
 static __device__ __forceinline__ uint2 ldg_stream(const uint2 *p) {
     uint2 r;
     asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+static __device__ __forceinline__ uint32_t ldg_stream(const uint32_t *p) {
+    uint32_t r;
+    asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p));
     return r;
 }
 
@@ -1620,12 +1625,13 @@ template <bool CC>
 static __device__ __forceinline__ void mvb_load(mvb_src &s, uint2 h, uint32_t cn, uint32_t lane,
                                                 mvb_ld &o) {
     if (CC) {
-        o.r[0] = __ldg(s.bytes), o.r[1] = __ldg(s.bytes + 32);
-        const uint2 w = __ldg(s.cw);
-        o.r[2] = make_uint4(w.x, w.y, __ldg(s.c2), 0u);
+        o.r[0] = ldg_stream(s.bytes), o.r[1] = ldg_stream(s.bytes + 32);
+        const uint2 w = ldg_stream(s.cw);
+        o.r[2] = make_uint4(w.x, w.y, ldg_stream(s.c2), 0u);
         mvb_entries(s, h, cn, lane, o);
         s.bytes += MVB_WARPS * 64, s.cw += MVB_WARPS * 32, s.c2 += MVB_WARPS * 32;
     } else {
+        // (__ldg: raw bf16 without L1 allocation lost 8% tg, PERF.md 7ae)
         o.r[0] = __ldg(s.ra), o.r[1] = __ldg(s.ra + 4), o.r[2] = __ldg(s.rb), o.r[3] = __ldg(s.rb + 4);
         s.ra += MVB_WARPS * 8, s.rb += MVB_WARPS * 8;
     }
