@@ -1030,22 +1030,25 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) cc8_unpack_kernel(const 
 }
 
 // Streamed weights: read once per launch, so they do not allocate in L1 (which keeps x, the
-// columns' fragments and the exception lists there; PERF.md 7ae).
+// columns' fragments and the exception lists there; PERF.md 7ae). volatile: kept in order with
+// pdl_wait, as __ldg is (weights a previous kernel writes are read after it; same SASS).
 static __device__ __forceinline__ uint4 ldg_stream(const uint4 *p) {
     uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
     return r;
 }
 static __device__ __forceinline__ uint2 ldg_stream(const uint2 *p) {
     uint2 r;
-    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+                 : "=r"(r.x), "=r"(r.y)
+                 : "l"(p));
     return r;
 }
 static __device__ __forceinline__ uint32_t ldg_stream(const uint32_t *p) {
     uint32_t r;
-    asm("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p));
+    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p));
     return r;
 }
 
