@@ -5,6 +5,9 @@
 # where a decode step's time goes (GPU busy and idle per step, PDL overlap, per kernel).
 #   scripts/gpu-trace.sh [--codec int8|lossless|raw] [--layers N] [--weights "raw fused"] [-n TOKENS]
 # Results in $OUT (default build-gpu/trace): WEIGHTS/kernel-trace.csv, WEIGHTS/summary.txt.
+# Status: written 2026-12-03 after that session's device time ran out; the tracer compiles against
+# CUDA 13's CUPTI and kernel-trace.py was checked on synthetic traces, but it has not run on the
+# H200 yet (whether CUPTI's activity API works under that machine's runtime is not known).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 codec=int8 layers=4 weights="raw fused" ntok=64
