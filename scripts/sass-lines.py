@@ -4,10 +4,11 @@
 The fused matvec kernels are issue-bound (PERF.md 7w, 7x), so the static instruction count of
 their main loop is the proxy to check before spending device time. This compiles one .cu file for
 sm_90 with the build's flags (-O3 --use_fast_math -lineinfo), disassembles it with line info and
-prints, for the kernel whose mangled name matches PATTERN: its instruction count, its longest loop
-(the backward branch with the widest span) and, inside it, the instructions per source line and
-per opcode. Rare paths inside the loop are counted too: read the per-line table, not the total,
-when comparing a common path.
+prints, for the kernel whose mangled name matches PATTERN: its instruction count, its loops (the
+backward branches, widest span first), and inside the K-th widest (--loop K, default the widest)
+the instructions per source line and per opcode. Rare paths inside the loop are counted too: read
+the per-line table, not the total, when comparing a common path. A fewer-instructions loop is not
+a faster kernel by itself (PERF.md 7ae: a loop 8-12% shorter lost to a longer prologue).
 
 Usage: scripts/sass-lines.py [--cu FILE] [--flags "EXTRA NVCC FLAGS"] [--top N] [--loop K] [--cubin F] PATTERN
   e.g. scripts/sass-lines.py 'matvec_b16_kernelILi1ELb1ELi0E'
