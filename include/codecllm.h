@@ -498,10 +498,11 @@ typedef enum cllm_weights_mode {
                                // take at most 85% of the free device memory, else the planner
                                // places each layer (raw, fused, device or stream: the fastest
                                // mix its time model finds) under 85% of the free memory
-    CLLM_WEIGHTS_FUSED = 5,    // (GPU backends) every layer matrix (and an untied lm_head) kept in
-                               // VRAM in a compute code that the matvec kernels decode as they
-                               // read it (lossless BF16 ~11.4 bits/weight, int8 ~6.5), made from
-                               // the decoded weights at load; results bit-identical to raw mode.
+    CLLM_WEIGHTS_FUSED = 5,    // (GPU backends) every layer matrix, the lm_head and the
+                               // embedding kept in VRAM in a compute code that the matvec
+                               // kernels (and the embedding lookup) decode as they read it
+                               // (lossless BF16 ~11.4 bits/weight, int8 ~6.5), made from the
+                               // decoded weights at load; results bit-identical to raw mode.
                                // Shapes the fused kernels do not take stay decoded. With a VRAM
                                // budget: the planner's placements without raw (fused, device,
                                // stream)

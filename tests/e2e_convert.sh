@@ -49,15 +49,16 @@ for codec in lossless int8; do
 done
 rm -rf "$TMP/small" "$TMP"/small-*.cllm
 
-# check_ccode inspect.json MAX_BITS: inspect --ccode gives every layer matrix and the lm_head a
-# compute code (bits/weight consistent with its bytes; all of them together at most MAX_BITS
-# including the int8 scales and the exceptions, each at most one bit more) and nothing to the
-# embedding and the norms.
+# check_ccode inspect.json MAX_BITS: inspect --ccode gives the embedding, every layer matrix and
+# the lm_head a compute code (bits/weight consistent with its bytes; all of them together at most
+# MAX_BITS including the int8 scales and the exceptions, each at most one bit more) and nothing to
+# the norms.
 check_ccode() {
     python3 - "$1" "$2" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); cap = float(sys.argv[2])
-mats = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "lm_head")
+mats = ("embeddings", "attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down",
+        "lm_head")
 for t in d["tensors"]:
     b = t["ccode_bits_per_weight"]
     if t["layer_type"] in mats:

@@ -19,6 +19,19 @@
 #include "common/cllm_half.h"
 #include "testutil.h"
 
+// The one-weight accessors (the GPU embedding lookup's) give every weight of the buffer.
+static void weights_match_b16(const uint8_t *buf, const cllm_ccode_layout *lay, uint32_t kind,
+                              const uint16_t *w, uint64_t rows, uint64_t cols) {
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t c = 0; c < cols; c++) {
+            const uint32_t got = kind == CLLM_CCODE_F16 ? cllm_cc16_at(buf, lay, r, c)
+                                                        : cllm_ccb_at(buf, lay, r, c);
+            if (got != w[r * cols + c])
+                fail_msg("kind %u, weight (%llu, %llu): accessor 0x%04x, want 0x%04x", kind,
+                         (unsigned long long)r, (unsigned long long)c, got, w[r * cols + c]);
+        }
+}
+
 // kind: CLLM_CCODE_BF16 or CLLM_CCODE_F16.
 static void roundtrip_b16(uint32_t kind, const uint16_t *w, uint64_t rows, uint64_t cols,
                           int threads, size_t *bytes_out) {
@@ -36,6 +49,7 @@ static void roundtrip_b16(uint32_t kind, const uint16_t *w, uint64_t rows, uint6
     assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
     assert_int_equal(in.kind, kind);
     assert_true(in.rows == rows && in.cols == cols);
+    weights_match_b16(buf, &lay, kind, w, rows, cols);
     if (bytes_out) *bytes_out = n;
     free(back);
     free(buf);
@@ -278,6 +292,14 @@ static void roundtrip_int8(const int8_t *q, const float *sc, uint64_t rows, uint
         assert_memory_equal(back, q, rows * cols);
         assert_memory_equal(bsc, sc, rows * gpr * 4);
     }
+    cllm_ccode_info in;
+    cllm_ccode_layout lay;
+    assert_int_equal(cllm_ccode_read_info(buf, n, &in, &lay), CLLM_OK);
+    for (uint64_t r = 0; r < rows; r++)  // the one-weight accessor (the GPU embedding lookup's)
+        for (uint64_t c = 0; c < cols; c++)
+            if (cllm_cc8_at(buf, &lay, r, c) != q[r * cols + c])
+                fail_msg("int8 weight (%llu, %llu): accessor %d, want %d", (unsigned long long)r,
+                         (unsigned long long)c, cllm_cc8_at(buf, &lay, r, c), q[r * cols + c]);
     if (bytes_out) *bytes_out = n;
     free(back), free(bsc), free(buf);
 }

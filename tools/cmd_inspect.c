@@ -3,7 +3,7 @@
 // Per tensor and per layer type: elements, codec, bits per weight, ratio to the source dtype, the
 // recorded order-0 entropy of the coded symbols, the bound it implies, (with --zstd) what zstd
 // (the original design's CPU path) gets on the same bytes the codec started from, and (with
-// --ccode) what the GPU's fused mode holds in VRAM for each layer matrix: the compute code's bits
+// --ccode) what the GPU's fused mode holds in VRAM for each matrix: the compute code's bits
 // per weight and its share of exceptions. Also says whether a tokenizer and a chat template are
 // stored.
 #include "cli.h"
@@ -21,8 +21,8 @@ static const char inspect_usage[] =
     "  --zstd        add a column with what zstd gets on the same bytes (slow: about 2 MB/s per\n"
     "                thread at level 19; progress on a terminal)\n"
     "  --zstd-level  zstd level for that column (default 19; implies --zstd)\n"
-    "  --ccode       add the columns of the GPU's fused mode: bits per weight of each layer\n"
-    "                matrix in VRAM as compute code, and its exceptions (decodes and re-encodes\n"
+    "  --ccode       add the columns of the GPU's fused mode: bits per weight of each matrix\n"
+    "                in VRAM as compute code, and its exceptions (decodes and re-encodes\n"
     "                every matrix: seconds per GB)\n"
     "  --threads N   threads for zstd and the compute-code encoder (default: zstd one, the\n"
     "                encoder all cores)";
@@ -86,8 +86,8 @@ static int zstd_size(const cllm_container *c, size_t i, const cllm_tensor_info *
     return rc;
 }
 
-// The layer types the fused mode holds in compute code (the layer matrices and an untied lm_head).
-static int ccode_kind(int kind) { return (kind >= 1 && kind <= 7) || kind == 9; }
+// The layer types the fused mode holds in compute code (the embedding, the layer matrices, lm_head).
+static int ccode_kind(int kind) { return kind <= 7 || kind == 9; }
 
 static void add_cc(stat_row *r, const cllm_tensor_info *t, uint64_t cc_bytes, uint64_t cc_exc) {
     if (!cc_bytes) return;

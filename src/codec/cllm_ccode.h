@@ -334,6 +334,108 @@ CLLM_CCODE_HD void cllm_cc8_lane_tab(uint32_t n0, uint32_t n1, uint32_t n2, uint
     }
 }
 
+// ---- one weight at a time (the embedding lookup, cllm_cuda_kernels.cu) ---------------------------
+//
+// Weight (r, c) of a buffer the encoder made (trusted, as the fused kernels trust theirs: no
+// checks; r < rows, c < cols), sections found through `lay` (cllm_ccode_layout_of, any n_exc),
+// as the raw kind's value: bf16 or f16 bits, or the int8 symbol q. A weight on a code 0 looks its
+// exception up (binary search in its block's, or group's, sorted entries). The C tests compare
+// every weight with cllm_ccode_decode.
+
+// Little-endian 16- and 32-bit loads at offsets that are multiples of 2 and 4 in the buffer.
+CLLM_CCODE_HD uint32_t cllm_cc_ld16(const uint8_t *p) {
+#if defined(__CUDA_ARCH__)
+    return *(const uint16_t *)p;
+#else
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+#endif
+}
+CLLM_CCODE_HD uint32_t cllm_cc_ld32(const uint8_t *p) {
+#if defined(__CUDA_ARCH__)
+    return *(const uint32_t *)p;
+#else
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+#endif
+}
+
+// Index in [lo, hi) of the sorted entry whose low byte is `key`, or hi when none is.
+CLLM_CCODE_HD uint64_t cllm_cc_find(const uint8_t *exc, uint64_t lo, uint64_t hi, uint32_t key) {
+    uint64_t a = lo, b = hi;
+    while (a < b) {
+        const uint64_t m = a + (b - a) / 2;
+        const uint32_t k = cllm_cc_ld16(exc + 2 * m) & 0xffu;
+        if (k == key) return m;
+        if (k < key) a = m + 1;
+        else b = m;
+    }
+    return hi;
+}
+
+CLLM_CCODE_HD uint32_t cllm_ccb_at(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t r,
+                                   uint64_t c) {
+    const uint64_t t = r / 16, ck = t * lay->nch + c / 64;
+    const uint32_t rr = (uint32_t)(r % 16), w = (uint32_t)(c % 32), in8 = w % 8;
+    // The lane, pair and half holding it (the inverse of cllm_ccb_row / cllm_ccb_col).
+    const uint32_t b = 2 * (uint32_t)(c % 64 / 32) + in8 / 4, j = 2 * (in8 % 4 / 2) + rr / 8;
+    const uint32_t h = in8 % 2, l = 4 * (rr % 8) + w / 8, p = 4 * b + j;
+    const uint32_t by = buf[lay->off[CLLM_CCB_S_BYTES] + ck * CLLM_CCB_BYTES + 512 * (b / 2) +
+                            16 * l + 8 * (b % 2) + 2 * j + h];
+    const uint8_t *cw = buf + lay->off[CLLM_CCB_S_CODEW] + ck * 256 + 8 * l;
+    const uint32_t code = cllm_ccb_codes(cllm_cc_ld32(cw), cllm_cc_ld32(cw + 4),
+                                         cllm_cc_ld32(buf + lay->off[CLLM_CCB_S_CODE2] + ck * 128 + 4 * l),
+                                         p) >> (16 * h) & 7u;
+    uint32_t ex = buf[lay->off[CLLM_CCB_S_BASE] + r] + code;
+    if (code == 0) {
+        const uint8_t *first = buf + lay->off[CLLM_CCB_S_FIRST] + 4 * ck;
+        const uint32_t cn = cllm_cc_ld32(buf + lay->off[CLLM_CCB_S_COUNTS] + 4 * ck);
+        uint64_t lo = cllm_cc_ld32(first);
+        for (uint32_t k = 0; k < b; k++) lo += cn >> (9 * k) & 511u;
+        const uint64_t hi = b < 3 ? lo + (cn >> (9 * b) & 511u) : cllm_cc_ld32(first + 4);
+        const uint8_t *exc = buf + lay->off[CLLM_CCB_S_EXC];
+        const uint64_t e = cllm_cc_find(exc, lo, hi, 8 * l + 2 * j + h);
+        if (e < hi) ex = cllm_cc_ld16(exc + 2 * e) >> 8;
+    }
+    return (by & 0x80u) << 8 | ex << 7 | (by & 0x7fu);
+}
+
+CLLM_CCODE_HD uint32_t cllm_cc16_at(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t r,
+                                    uint64_t c) {
+    const uint64_t i = r * lay->nvec + c / 8;
+    const uint32_t p = (uint32_t)(c % 8), by = buf[lay->off[CLLM_CC16_S_BYTES] + r * lay->nvec * 8 + c];
+    const uint64_t word = cllm_cc_ld32(buf + lay->off[CLLM_CC16_S_CODELO] + 4 * i) |
+                          (uint64_t)cllm_cc_ld16(buf + lay->off[CLLM_CC16_S_CODEHI] + 2 * i) << 32;
+    const uint32_t base = buf[lay->off[CLLM_CC16_S_BASE] + r], code = (uint32_t)(word >> (6 * p + 3)) & 7u;
+    uint32_t ex = base + code;
+    if (code == 0) {
+        const uint8_t *go = buf + lay->off[CLLM_CC16_S_GOFF] + (r * (lay->ngroups + 1) + c / 256) * 2;
+        const uint64_t r0 = cllm_cc_ld32(buf + lay->off[CLLM_CC16_S_ROWEXC] + 4 * r);
+        const uint64_t lo = r0 + cllm_cc_ld16(go), hi = r0 + cllm_cc_ld16(go + 2);
+        const uint8_t *exc = buf + lay->off[CLLM_CC16_S_EXC];
+        const uint64_t e = cllm_cc_find(exc, lo, hi, (uint32_t)(c % 256));
+        if (e < hi) ex = base ^ cllm_cc_ld16(exc + 2 * e) >> 8;
+    }
+    return (by & 0x80u) << 8 | ex << 10 | ((uint32_t)(word >> (6 * p)) & 7u) << 7 | (by & 0x7fu);
+}
+
+CLLM_CCODE_HD int32_t cllm_cc8_at(const uint8_t *buf, const cllm_ccode_layout *lay, uint64_t r,
+                                  uint64_t c) {
+    const uint64_t blk = r / 16 * lay->nch + c / 64;
+    const uint32_t rr = (uint32_t)(r % 16), h = rr / 8, cc = (uint32_t)(c % 64);
+    const uint32_t l = 4 * (rr % 8) + cc / 16, jj = cc % 16, i = jj % 4, k = jj / 4;
+    const uint32_t n = buf[lay->off[CLLM_CC8_S_NIB] + blk * CLLM_CC8_NIB_BYTES + 16 * l + 8 * h +
+                           4 * (k / 2) + i];
+    const uint32_t hs = buf[lay->off[CLLM_CC8_S_HI] + blk * CLLM_CC8_HI_BYTES + 8 * l + 4 * h + i];
+    uint32_t u = ((k % 2 ? n >> 4 : n & 15u) | (hs >> (2 * k) & 3u) << 4) + 96;  // v + 96
+    const uint8_t *pair = buf + lay->off[CLLM_CC8_S_FLAGS] + blk * CLLM_CC8_FLAG_BYTES + 8 * (l / 8);
+    const uint32_t pw = cllm_cc_ld32(pair), bit = 4 * (l % 8) + 2 * h + jj / 8;
+    if (pw >> bit & 1u) {
+        const uint64_t e = cllm_cc_ld32(pair + 4) + cllm_cc8_popc(pw & ((1u << bit) - 1u));
+        const uint32_t side = cllm_cc_ld16(buf + lay->off[CLLM_CC8_S_XHI] + 2 * e);
+        u ^= (side >> cllm_cc8_side_bit(jj % 8) & 3u) << 6;
+    }
+    return (int32_t)u - 128;
+}
+
 // ---- encoder (cllm_ccode_enc.c) -----------------------------------------------------------------
 
 // Encodes a (rows, cols) row-major bf16 matrix (any bit patterns: NaN, infinities, subnormals,

@@ -148,9 +148,9 @@ typedef enum cllm_cuda_wkind {
     CLLM_CUDA_W_BF16 = 2,
     CLLM_CUDA_W_INT8 = 3,
     // In-VRAM compute code (src/codec/cllm_ccode.h; made by cllm_cuda_ccode_make): data is the
-    // whole code buffer (header included), decoded inside the matvec. The matvec launchers and
-    // the GEMMs (which unpack row chunks into their scratch) take these kinds, embed does not
-    // (CLLM_ERR_UNSUPPORTED); results are bit-identical to the
+    // whole code buffer (header included), decoded inside the matvec. The matvec launchers, the
+    // GEMMs (which unpack row chunks into their scratch) and embed (one weight at a time) take
+    // these kinds; results are bit-identical to the
     // raw kind's (CC_BF16: BF16 with cols % 64 == 0, the tensor-core path; CC_INT8: INT8 on the
     // tensor-core path, i.e.
     // cols % 64 == 0 and group_size == cols or a multiple of 64; scales point into the buffer;
@@ -346,9 +346,13 @@ cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *
 cllm_status cllm_cuda_add(float *x_dev, const float *y_dev, size_t n, void *stream);
 
 // out[t][:] = row tokens[t] of the embedding table `w` (rows = vocab, cols = dim), dequantised to
-// fp32. tokens: n_tok int32 on the device; an id outside [0, rows) gives a zero row.
+// fp32, bit-identical from a raw kind or its compute code. tokens: n_tok int32 on the device; an
+// id outside [0, rows) gives a zero row.
 cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev, uint32_t n_tok,
                             float *out_dev, void *stream);
+// out[:] = row `row` (< rows) of `w`, the row index passed with the launch (no upload).
+cllm_status cllm_cuda_embed_row(const cllm_cuda_weight *w, uint64_t row, float *out_dev,
+                                void *stream);
 
 
 // ---- prefill GEMM through cuBLAS --------------------------------------------------------------

@@ -380,7 +380,7 @@ static cllm_status load_embedding(be_state *s) {
         s->sched.embed_view = s->plan.mats[s->plan.n_mats - 1].view;
         return CLLM_OK;
     }
-    if (mode == BE_EMBED_DECODED) return CLLM_OK;  // decoded by load_weights
+    if (mode == BE_EMBED_DECODED || mode == BE_EMBED_FUSED) return CLLM_OK;  // by load_weights
     TRY(load_compressed(s, e, &s->sched.embed_payload_dev));
     s->sched.embed_units = s->batch + 1;
     s->sched.embed_block = (uint64_t *)malloc(s->sched.embed_units * sizeof(uint64_t));
@@ -394,30 +394,46 @@ static cllm_status load_embedding(be_state *s) {
     return CLLM_OK;
 }
 
-// Level FUSED: matrix m's decoded buffer becomes its in-VRAM compute code, which the matvec
-// kernels decode as they read it (same results as the decoded matrix). A shape the fused kernels
-// do not take, or a matrix the code cannot hold, stays decoded.
-static cllm_status to_compute_code(be_state *s, be_mat *m) {
-    const cllm_cuda_weight raw = be_kw(&m->view);
+// Level FUSED: a decoded buffer (view, of tensor w) becomes its in-VRAM compute code, which the
+// matvec kernels (and the embedding lookup) decode as they read it (same results as the decoded
+// matrix); *bytes: what it takes now. A shape the fused kernels do not take, or a matrix the code
+// cannot hold, stays decoded (*made 0).
+static cllm_status view_to_compute_code(be_state *s, const cllm_weight *w, cllm_wview *view,
+                                        uint64_t *bytes, int *made) {
+    const cllm_cuda_weight raw = be_kw(view);
     cllm_cuda_weight cc;
-    size_t bytes = 0;
+    size_t n = 0;
     const double t0 = cllm_now_seconds();
-    cllm_status st = cllm_cuda_ccode_make(s->mem, &raw, s->n_threads, s->compute, &cc, &bytes);
+    cllm_status st = cllm_cuda_ccode_make(s->mem, &raw, s->n_threads, s->compute, &cc, &n);
     s->sched.fuse_s += cllm_now_seconds() - t0;
+    *made = 0;
+    *bytes = be_mat_raw_bytes(w);
     if (st == CLLM_ERR_UNSUPPORTED) {
-        s->sched.n_fused_raw++;
-        s->sched.fused_raw_bytes += be_mat_raw_bytes(m->w);
-        be_log(s, "cuda: %s stays decoded (%s)", m->w->name, cllm_last_error());
+        be_log(s, "cuda: %s stays decoded (%s)", w->name, cllm_last_error());
         return CLLM_OK;
     }
     TRY(st);
     TRY(cllm_cuda_release(s->mem, (void *)raw.data));
-    m->view.data = cc.data;
-    m->view.scales = cc.scales;
-    m->view.kind = (cllm_wkind)cc.kind;
+    view->data = cc.data;
+    view->scales = cc.scales;
+    view->kind = (cllm_wkind)cc.kind;
+    *made = 1;
+    *bytes = n;
+    return CLLM_OK;
+}
+
+static cllm_status to_compute_code(be_state *s, be_mat *m) {
+    uint64_t bytes = 0;
+    int made = 0;
+    TRY(view_to_compute_code(s, m->w, &m->view, &bytes, &made));
+    if (!made) {
+        s->sched.n_fused_raw++;
+        s->sched.fused_raw_bytes += bytes;
+        return CLLM_OK;
+    }
     s->sched.n_fused++;
     s->sched.fused_bytes += bytes;
-    s->sched.fused_weights += raw.rows * raw.cols;
+    s->sched.fused_weights += m->view.rows * m->view.cols;
     return CLLM_OK;
 }
 
@@ -429,12 +445,16 @@ static cllm_status load_weights(be_state *s) {
     for (size_t j = 0; j < s->plan.n_mats && st == CLLM_OK; j++) {
         be_mat *m = &s->plan.mats[j];
         if (m->place == BE_RAW) st = load_decoded(s, m->w, tmp, &m->view);
-        // (be_mat_fusable: never the classifier when it is the embedding too: the lookup reads it.)
         if (st == CLLM_OK && m->fused) st = to_compute_code(s, m);
         if (st != CLLM_OK) st = cllm_error_context(st, "%s", m->w->name);
     }
-    if (st == CLLM_OK && be_embed_mode(s) == BE_EMBED_DECODED) {
+    const int emode = be_embed_mode(s);
+    if (st == CLLM_OK && (emode == BE_EMBED_DECODED || emode == BE_EMBED_FUSED)) {
         st = load_decoded(s, &s->w->embed, tmp, &s->sched.embed_view);
+        int made = 0;
+        if (st == CLLM_OK && emode == BE_EMBED_FUSED)
+            st = view_to_compute_code(s, &s->w->embed, &s->sched.embed_view,
+                                      &s->sched.embed_made_bytes, &made);
         if (st != CLLM_OK) st = cllm_error_context(st, "%s", s->w->embed.name);
     }
     if (s->plan.bytes.load_tmp) (void)cllm_cuda_release(s->mem, tmp);
@@ -650,6 +670,10 @@ static cllm_status embed_row(be_state *s, uint64_t r, cllm_wview *out) {
     const uint64_t esize = e->elem_size, row = e->desc.cols * esize;
     const uint8_t *data;
     if (s->sched.embed_direct) {
+        // A compute-code table has no one-row view: its rows are read through the whole table.
+        RETURN_IF(s->sched.embed_view.kind >= CLLM_W_CC_BF16 && s->sched.embed_view.rows != 1,
+                  CLLM_ERR_UNSUPPORTED, "embedding row %llu alone: the table is compute code",
+                  (unsigned long long)r);
         data = (const uint8_t *)s->sched.embed_view.data + r * row;
     } else {
         const uint64_t unit = e->desc.codec == CLLM_CODEC_RAW ? 1 : e->desc.rows_per_block;
@@ -763,6 +787,11 @@ static cllm_status prov_create(void *be, const cllm_weights *w, void **prov) {
                s->sched.n_fused, s->sched.fused_bytes / 1073741824.0,
                s->sched.fused_weights ? 8.0 * s->sched.fused_bytes / s->sched.fused_weights : 0.0,
                s->plan.bytes.fused / 1073741824.0, s->sched.fuse_s, s->sched.n_fused_raw);
+    if (be_embed_mode(s) == BE_EMBED_FUSED)
+        be_log(s, "cuda: fused: the embedding takes %.2f GiB (%s; the plan assumed %.2f GiB)",
+               s->sched.embed_made_bytes / 1073741824.0,
+               s->sched.embed_view.kind >= CLLM_W_CC_BF16 ? "compute code" : "kept decoded",
+               s->plan.bytes.embed / 1073741824.0);
     for (const char *p = s->plan.text; p && *p;) {  // the plan, one log line per line
         const char *nl = strchr(p, '\n');
         const int len = nl ? (int)(nl - p) : (int)strlen(p);
@@ -781,7 +810,9 @@ static void prov_stats(const void *prov, cllm_engine_stats *out) {
     // Compute code as made (the plan's figure is an estimate); level-FUSED matrices that stayed
     // decoded count as decoded.
     out->decoded_bytes += s->sched.fused_raw_bytes;
-    out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + b->embed +
+    // (The embedding in compute code: as made, the plan's being an estimate.)
+    const uint64_t embed = be_embed_mode(s) == BE_EMBED_FUSED ? s->sched.embed_made_bytes : b->embed;
+    out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + embed +
                                s->sched.fused_bytes + s->sched.fused_raw_bytes;
     out->predicted_token_seconds = s->plan.predicted;
     out->plan = s->plan.text;

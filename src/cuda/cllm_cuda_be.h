@@ -127,10 +127,11 @@ struct be_probe {
 // Byte figures of a placement (see be_plan_bytes).
 struct be_bytes {
     uint64_t raw, compressed;    // matrices: decoded resident, compressed resident
-    uint64_t fused;              // matrices in compute code (estimated; the tied classifier and
-                                 // shapes the fused kernels do not take count decoded)
+    uint64_t fused;              // matrices in compute code (estimated; shapes the fused kernels
+                                 // do not take count decoded)
     uint64_t staging, scratch;   // staging ring, decode scratch ring (see be_ring_sizes)
-    uint64_t embed;              // embedding: resident payload + row scratch, or decoded table
+    uint64_t embed;              // embedding: resident payload + row scratch, decoded table, or
+                                 // compute code (estimated); 0 when it reads the classifier's
     uint64_t kv, act, gemm;      // KV cache; activations/norms/RoPE/logits/ctl; GEMM + cuBLAS
     uint64_t load_tmp;           // load-time upload buffer (freed after load)
     uint64_t total;              // everything held after load
@@ -164,7 +165,8 @@ struct be_sched {
     uint8_t *staging, *scratch;  // the two rings (sizes in plan.bytes)
     uint8_t *host_pinned;        // STREAM payload copies (NULL: read from the mapping)
     float *norms;                // (2 * n_layers + 1, dim): attn, ffn of each layer, final
-    cllm_wview embed_view;       // a decoded table (embed_direct), else the layout of a row
+    cllm_wview embed_view;       // the whole table, decoded or compute code (embed_direct), else
+                                 // the layout of a row
     int embed_direct;
     const uint8_t *embed_payload_dev;
     // Compressed-resident embedding: decode units for a step's rows (prepare_rows: up to batch
@@ -179,6 +181,7 @@ struct be_sched {
     // decoded (a shape the fused kernels do not take; their decoded bytes), the transcoding time.
     int n_fused, n_fused_raw;
     uint64_t fused_bytes, fused_weights, fused_raw_bytes;
+    uint64_t embed_made_bytes;   // BE_EMBED_FUSED: the embedding's bytes as made
     double fuse_s;
 };
 
@@ -239,11 +242,11 @@ void be_log(const be_state *s, const char *fmt, ...) CLLM_PRINTF(2, 3);
 uint64_t be_mat_raw_bytes(const cllm_weight *w);   // decoded + int8 scales, aligned
 uint64_t be_mat_comp_bytes(const cllm_weight *w);  // payload, aligned
 // Bytes plan j's matrix takes in compute code: the estimate (BE_CC_EXC_ASSUMED exceptions, scaled
-// by the probe's layer-0 ratio when measured); decoded bytes for the tied classifier (the
-// embedding reads it) and for what the fused kernels do not take.
+// by the probe's layer-0 ratio when measured); decoded bytes for what the fused kernels do not
+// take.
 uint64_t be_mat_fused_bytes(const be_state *s, size_t j);
-// Whether plan j's matrix becomes compute code at level FUSED (not the tied classifier, a kind
-// and shape the fused kernels take).
+// Whether plan j's matrix becomes compute code at level FUSED (a kind and shape the fused kernels
+// take; the tied classifier too, the embedding lookup reading its code).
 int be_mat_fusable(const be_state *s, size_t j);
 cllm_status be_measure_h2d(be_state *s);
 // Times, on the device, one real layer's decode launches (grouped as the forward groups them)
@@ -269,7 +272,7 @@ cllm_status be_plan(be_state *s);
 // GEMM scratch and int8 row-chunk output bytes; returns them + the cuBLAS workspace (0: no GEMM).
 uint64_t be_gemm_sizes(const be_state *s, uint64_t *scratch_out);
 // How the embedding is read, given the placements.
-enum { BE_EMBED_CLASSIFIER = 0, BE_EMBED_DECODED = 1, BE_EMBED_COMPRESSED = 2 };
+enum { BE_EMBED_CLASSIFIER = 0, BE_EMBED_DECODED = 1, BE_EMBED_COMPRESSED = 2, BE_EMBED_FUSED = 3 };
 int be_embed_mode(const be_state *s);
 
 // cllm_cuda_backend.cu: the pipeline around one step. begin: what is active (the classifier's

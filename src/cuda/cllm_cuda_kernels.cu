@@ -1992,7 +1992,8 @@ static cudaError_t mvb_launch(const mv_job &m, const float *x, const uint4 *frag
 }
 
 // Section offsets of a compute-code view (its code's layout: shape, kind, group size).
-static cllm_status cc_offsets(const cllm_cuda_weight *w, uint64_t *off, const char *who) {
+static cllm_status cc_offsets(const cllm_cuda_weight *w, uint64_t *off, cllm_ccode_layout *lay_out,
+                              const char *who) {
     const bool b16 = w->kind == CLLM_CUDA_W_CC_BF16 || w->kind == CLLM_CUDA_W_CC_F16;
     const cllm_ccode_info in = {w->kind == CLLM_CUDA_W_CC_BF16  ? (uint32_t)CLLM_CCODE_BF16
                                 : w->kind == CLLM_CUDA_W_CC_F16 ? (uint32_t)CLLM_CCODE_F16
@@ -2000,7 +2001,8 @@ static cllm_status cc_offsets(const cllm_cuda_weight *w, uint64_t *off, const ch
                                 b16 ? 0u : w->group_size, w->rows, w->cols, 0};
     cllm_ccode_layout lay;
     RETURN_IF(cllm_ccode_layout_of(&in, &lay) != 0, CLLM_ERR_ARG, "%s: bad compute code", who);
-    for (int k = 0; k < CLLM_CCODE_MAX_SECTIONS; k++) off[k] = lay.off[k];
+    for (int k = 0; off && k < CLLM_CCODE_MAX_SECTIONS; k++) off[k] = lay.off[k];
+    if (lay_out) *lay_out = lay;
     return CLLM_OK;
 }
 
@@ -2119,7 +2121,7 @@ static cllm_status mv_launch(mv_job *m, int n, const float *x, bool swiglu, unsi
                   CLLM_ERR_UNSUPPORTED,
                   "%s: compute code of %llu columns (group %u) with x at %p: no fused kernel", who,
                   (unsigned long long)m->w[0].cols, m->w[0].group_size, (const void *)x);
-        for (int i = 0; i < n; i++) TRY(cc_offsets(&m->w[i], m->cc_off[i], who));
+        for (int i = 0; i < n; i++) TRY(cc_offsets(&m->w[i], m->cc_off[i], NULL, who));
     }
     const uint64_t rpb = smem || mvb ? 16 : MV_WARPS;
     uint64_t blocks = 0;
@@ -2302,7 +2304,7 @@ extern "C" cllm_status cllm_cuda_ccode_unpack_rows(const cllm_cuda_weight *w, ui
               "%s: compute code of %llu columns", who, (unsigned long long)w->cols);
     cc_unpack_args a = {};
     a.w = *w;
-    TRY(cc_offsets(w, a.off, who));
+    TRY(cc_offsets(w, a.off, NULL, who));
     a.r0 = r0, a.n_rows = n_rows, a.bf16 = !b16 && bf16;
     a.n_units = b16 && !ccb ? n_rows : (n_rows + 15) / 16 * (w->cols / MV8_COLS);
     a.dst = dst;
@@ -2436,7 +2438,7 @@ extern "C" cllm_status cllm_cuda_matvec_cols_job(const cllm_cuda_weight *w, int 
     bool mvb = true;  // the tensor-core bf16 kernel, as the one-token launches of these weights
     for (int i = 0; i < n_w; i++) mvb = mvb && mvb_ok(&w[i], x_dev);
     if (is_ccode(w[0].kind))
-        for (int i = 0; i < n_w; i++) TRY(cc_offsets(&w[i], m.cc_off[i], who));
+        for (int i = 0; i < n_w; i++) TRY(cc_offsets(&w[i], m.cc_off[i], NULL, who));
     const uint64_t rpb = i8 || mvb ? 16 : MV_WARPS;
     uint64_t blocks = 0;
     for (int i = 0; i < CLLM_CUDA_MATVEC_MAX; i++) {
@@ -2607,50 +2609,82 @@ extern "C" cllm_status cllm_cuda_add(float *x_dev, const float *y_dev, size_t n,
 
 // ---- embedding -----------------------------------------------------------------------------------
 
-// Row tokens[b] of w into out row b (zeros for a token outside the table), as weight_at reads
-// it, with the row's pointer and (int8) scale row found once and 32-bit columns (check_weight:
-// cols < 2^32): a 64-bit index and division per element made one row cost ~8 us.
-static __global__ void embed_kernel(const cllm_cuda_weight w, const int32_t *tokens, float *out) {
+// Row tokens[b] of w into out row b (tokens NULL: row row0 + b; zeros for a row outside the
+// table), as weight_at reads it, with the row's pointer and (int8) scale row found once and 32-bit
+// columns (check_weight: cols < 2^32): a 64-bit index and division per element made one row cost
+// ~8 us. Compute code (lay: its sections) is read one weight at a time by the C accessors of
+// cllm_ccode.h (tested there against the decoder), one weight per thread over gridDim.y blocks a
+// row: a weight's loads depend on one another, so a row costs about one weight's latency.
+static __global__ void embed_kernel(const cllm_cuda_weight w, const int32_t *tokens, int64_t row0,
+                                    const cllm_ccode_layout lay, float *out) {
     pdl_trigger();
     pdl_wait();
-    const int32_t tok = tokens[blockIdx.x];
-    const uint32_t cols = (uint32_t)w.cols;
+    const int64_t tok = tokens ? (int64_t)tokens[blockIdx.x] : row0 + blockIdx.x;
+    const uint32_t cols = (uint32_t)w.cols, step = gridDim.y * blockDim.x;
+    const uint32_t c0 = blockIdx.y * blockDim.x + threadIdx.x;
     float *o = out + (size_t)blockIdx.x * cols;
     if (tok < 0 || (uint64_t)tok >= w.rows) {
-        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x) o[c] = 0.f;
+        for (uint32_t c = c0; c < cols; c += step) o[c] = 0.f;
         return;
     }
     const uint64_t i0 = (uint64_t)tok * cols;
+    const uint8_t *cc = (const uint8_t *)w.data;
     switch (w.kind) {
     case CLLM_CUDA_W_F32:
-        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
-            o[c] = __ldg((const float *)w.data + i0 + c);
+        for (uint32_t c = c0; c < cols; c += step) o[c] = __ldg((const float *)w.data + i0 + c);
         break;
     case CLLM_CUDA_W_F16:
-        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+        for (uint32_t c = c0; c < cols; c += step)
             o[c] = f16_bits(__ldg((const unsigned short *)w.data + i0 + c));
         break;
     case CLLM_CUDA_W_BF16:
-        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
+        for (uint32_t c = c0; c < cols; c += step)
             o[c] = bf16_lo(__ldg((const unsigned short *)w.data + i0 + c));
         break;
-    default: {
+    case CLLM_CUDA_W_CC_BF16:
+        for (uint32_t c = c0; c < cols; c += step) o[c] = bf16_lo(cllm_ccb_at(cc, &lay, tok, c));
+        break;
+    case CLLM_CUDA_W_CC_F16:
+        for (uint32_t c = c0; c < cols; c += step) o[c] = f16_bits(cllm_cc16_at(cc, &lay, tok, c));
+        break;
+    default: {  // INT8, and CC_INT8 (whose scales point into the code)
         const uint32_t gs = w.group_size, gpr = (cols + gs - 1) / gs;
         const float *sc = w.scales + (uint64_t)tok * gpr;
         const int8_t *q = (const int8_t *)w.data + i0;
-        for (uint32_t c = threadIdx.x; c < cols; c += blockDim.x)
-            o[c] = (float)q[c] * __ldg(sc + c / gs);
+        const bool is_cc = w.kind == CLLM_CUDA_W_CC_INT8;
+        for (uint32_t c = c0; c < cols; c += step)
+            o[c] = (float)(is_cc ? cllm_cc8_at(cc, &lay, tok, c) : q[c]) * __ldg(sc + c / gs);
     }
     }
+}
+
+static cllm_status embed_launch(const cllm_cuda_weight *w, const int32_t *tokens_dev,
+                                int64_t row0, uint32_t n_tok, float *out_dev, void *stream) {
+    RETURN_IF(!out_dev, CLLM_ERR_ARG, "embed: NULL pointer");
+    if (n_tok == 0) return CLLM_OK;
+    cllm_ccode_layout lay = {};
+    uint32_t per_row = 1;  // blocks a row
+    if (is_ccode(w->kind)) {
+        TRY(cc_offsets(w, NULL, &lay, "embed"));
+        per_row = (uint32_t)((w->cols + 255) / 256 < 64 ? (w->cols + 255) / 256 : 64);
+    }
+    embed_kernel<<<dim3(n_tok, per_row), 256, 0, CLLM_STREAM(stream)>>>(*w, tokens_dev, row0, lay,
+                                                                        out_dev);
+    CLLM_CUDA_CHECK_LAUNCH("embed");
+    return CLLM_OK;
 }
 
 extern "C" cllm_status cllm_cuda_embed(const cllm_cuda_weight *w, const int32_t *tokens_dev,
                                        uint32_t n_tok, float *out_dev, void *stream) {
     TRY(check_weight(w, "embed"));
-    RETURN_IF(is_ccode(w->kind), CLLM_ERR_UNSUPPORTED, "embed: compute-code weights");
-    RETURN_IF(!tokens_dev || !out_dev, CLLM_ERR_ARG, "embed: NULL pointer");
-    if (n_tok == 0) return CLLM_OK;
-    embed_kernel<<<n_tok, 256, 0, CLLM_STREAM(stream)>>>(*w, tokens_dev, out_dev);
-    CLLM_CUDA_CHECK_LAUNCH("embed");
-    return CLLM_OK;
+    RETURN_IF(!tokens_dev, CLLM_ERR_ARG, "embed: NULL pointer");
+    return embed_launch(w, tokens_dev, 0, n_tok, out_dev, stream);
+}
+
+extern "C" cllm_status cllm_cuda_embed_row(const cllm_cuda_weight *w, uint64_t row, float *out_dev,
+                                           void *stream) {
+    TRY(check_weight(w, "embed"));
+    RETURN_IF(row >= w->rows, CLLM_ERR_ARG, "embed: row %llu of a %llu-row table",
+              (unsigned long long)row, (unsigned long long)w->rows);
+    return embed_launch(w, NULL, (int64_t)row, 1, out_dev, stream);
 }

@@ -72,7 +72,6 @@ struct be_dev {
     uint32_t *ctl_dev, *ctl_host; // (2, batch): the step's positions, then slots (host: pinned)
     uint32_t *rows_dev, *rows_host; // (batch): embedding rows (host: pinned)
     cllm_cuda_decode_status *status_dev;
-    const int32_t *zero_index;   // one int32 0 on the device (embedding of a one-row view)
     uint64_t own_bytes;
 
     // Split attention for steps of at most BE_MATVEC_MAX_N tokens where it takes the heads.
@@ -169,8 +168,6 @@ static cllm_status dev_setup(be_dev *d) {
     TRY(upload_rope(d));
     TRY(DALLOC(d, 2 * (uint64_t)d->batch * 4, &d->ctl_dev));
     TRY(DALLOC(d, (uint64_t)d->batch * 4, &d->rows_dev));
-    TRY(DALLOC(d, 4, &d->zero_index));
-    CLLM_CUDA_TRY(cudaMemset((void *)d->zero_index, 0, 4));
     TRY(DALLOC(d, sizeof(cllm_cuda_decode_status), &d->status_dev));
     TRY(cllm_cuda_decode_status_reset(d->status_dev, d->compute));  // be_pipe_end: again
     TRY(cllm_cuda_host_alloc(2 * (size_t)d->batch * 4, (void **)&d->ctl_host));
@@ -303,31 +300,17 @@ static cllm_status cuda_read(void *state, void *host, const void *src, size_t by
 
 // ---- ops -------------------------------------------------------------------------------------
 
-// A view of row r alone (data, and int8 scales, of that row).
-static cllm_wview row_view(const cllm_wview *t, uint64_t r) {
-    cllm_wview v = *t;
-    const uint64_t esize = t->kind == CLLM_W_F32 ? 4 : t->kind == CLLM_W_I8 ? 1 : 2;
-    v.rows = 1;
-    v.data = (const uint8_t *)t->data + r * t->cols * esize;
-    if (t->scales) v.scales = t->scales + r * t->groups_per_row;
-    return v;
-}
-
-// One row: a view of it and a constant row index 0 (no upload). More: the rows uploaded through
+// One row: its index passed with the launch (no upload). More: the rows uploaded through
 // rows_host, which is free (the previous step ended with a synchronisation).
 static cllm_status cuda_embed(void *state, float *x, const cllm_wview *table, const uint32_t *rows,
                               size_t n) {
     be_dev *d = (be_dev *)state;
     CLLM_CUDA_TRY(cudaSetDevice(d->opt.device));  // a step's first op (the device is per thread)
-    if (n == 1) {
-        const cllm_wview row = row_view(table, rows[0]);
-        const cllm_cuda_weight k = be_kw(&row);
-        return cllm_cuda_embed(&k, d->zero_index, 1, x, d->compute);
-    }
+    const cllm_cuda_weight k = be_kw(table);
+    if (n == 1) return cllm_cuda_embed_row(&k, rows[0], x, d->compute);
     RETURN_IF(n > d->batch, CLLM_ERR_ARG, "cuda embed: %zu rows", n);
     memcpy(d->rows_host, rows, n * sizeof *rows);
     TRY(cllm_cuda_copy(d->rows_dev, d->rows_host, n * sizeof *rows, d->compute));
-    const cllm_cuda_weight k = be_kw(table);
     return cllm_cuda_embed(&k, (const int32_t *)d->rows_dev, (uint32_t)n, x, d->compute);
 }
 

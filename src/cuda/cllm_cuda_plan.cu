@@ -68,18 +68,21 @@ static uint64_t fused_estimate(const cllm_weight *w, double exc) {
 static int cls_tied(const be_state *s) { return s->w->classifier == &s->w->embed; }
 static const be_mat *cls_mat(const be_state *s) { return &s->plan.mats[s->plan.n_mats - 1]; }
 
-int be_mat_fusable(const be_state *s, size_t j) {
-    if (j == s->plan.n_mats - 1 && cls_tied(s)) return 0;
-    return fused_estimate(s->plan.mats[j].w, 0) > 0;
-}
+// (The tied classifier too: the embedding lookup reads its compute code.)
+int be_mat_fusable(const be_state *s, size_t j) { return fused_estimate(s->plan.mats[j].w, 0) > 0; }
 
-uint64_t be_mat_fused_bytes(const be_state *s, size_t j) {
-    const cllm_weight *w = s->plan.mats[j].w;
-    if (!be_mat_fusable(s, j)) return be_mat_raw_bytes(w);
+// Bytes of w in compute code: the estimate with BE_CC_EXC_ASSUMED exceptions, scaled by the probe's
+// layer-0 ratio when measured, at least the exception-free size.
+static uint64_t cc_bytes(const be_state *s, const cllm_weight *w) {
     const double lo = (double)fused_estimate(w, 0), est = (double)fused_estimate(w, BE_CC_EXC_ASSUMED);
     const double r = s->plan.probe.fused_ratio;
     const double b = r > 0 ? est * r : est;
     return al((uint64_t)(b > lo ? b : lo));
+}
+
+uint64_t be_mat_fused_bytes(const be_state *s, size_t j) {
+    const cllm_weight *w = s->plan.mats[j].w;
+    return be_mat_fusable(s, j) ? cc_bytes(s, w) : be_mat_raw_bytes(w);
 }
 
 // Fused matvecs' time over raw's: the probe's layer 0, else the default.
@@ -94,9 +97,17 @@ static int embed_decoded_own(const be_state *s) {
            !cls_tied(s);
 }
 
+// Whether the embedding is held in compute code of its own, read a weight at a time by the
+// lookup (no decode per token): beside an untied classifier held in compute code, when the fused
+// kernels' shape rules take it.
+static int embed_fused_own(const be_state *s) {
+    return !cls_tied(s) && cls_mat(s)->fused && fused_estimate(&s->w->embed, 0) > 0;
+}
+
 int be_embed_mode(const be_state *s) {
     if (cls_tied(s) && cls_mat(s)->place == BE_RAW) return BE_EMBED_CLASSIFIER;
-    return embed_decoded_own(s) ? BE_EMBED_DECODED : BE_EMBED_COMPRESSED;
+    if (embed_decoded_own(s)) return BE_EMBED_DECODED;
+    return embed_fused_own(s) ? BE_EMBED_FUSED : BE_EMBED_COMPRESSED;
 }
 
 static uint64_t embed_unit_rows(const cllm_weight *e) {
@@ -107,6 +118,7 @@ static uint64_t embed_bytes(const be_state *s) {
     const cllm_weight *e = &s->w->embed;
     if (cls_tied(s) && cls_mat(s)->place == BE_RAW) return 0;  // reads the classifier's table
     if (embed_decoded_own(s)) return be_mat_raw_bytes(e);
+    if (embed_fused_own(s)) return cc_bytes(s, e);
     uint64_t unit = embed_unit_rows(e) * e->desc.cols * e->elem_size;
     return be_mat_comp_bytes(e) + al(((uint64_t)s->batch + 1) * al(unit));  // + the spare unit
 }
@@ -118,7 +130,7 @@ static uint64_t activation_bytes(const be_state *s) {
     t += al(B * s->vocab * 4) + al(B * s->dim * 4);                     // logits, matmul_add
     t += 2 * al((uint64_t)s->n_layers * s->dim * 4) + al(s->dim * 4);    // norms
     t += 2 * al((uint64_t)s->ctx * (s->head_dim / 2) * 4);              // RoPE tables
-    t += al((B + 1) * 4) + al(sizeof(cllm_cuda_decode_status));         // ctl, status
+    t += al(2 * B * 4) + al(B * 4) + al(sizeof(cllm_cuda_decode_status));  // ctl, rows, status
     t += al(s->att_scratch_bytes);                                       // split attention
     return t;
 }
@@ -235,9 +247,12 @@ static be_bytes plan_bytes(const be_state *s) {
             b.compressed += be_mat_comp_bytes(w);
         }
     }
-    if (embed_decoded_own(s) && s->w->embed.desc.codec != CLLM_CODEC_RAW &&
-        be_mat_comp_bytes(&s->w->embed) > max_load)
-        max_load = be_mat_comp_bytes(&s->w->embed);
+    const cllm_weight *e = &s->w->embed;
+    if ((embed_decoded_own(s) || embed_fused_own(s)) && e->desc.codec != CLLM_CODEC_RAW &&
+        be_mat_comp_bytes(e) > max_load)
+        max_load = be_mat_comp_bytes(e);
+    if (embed_fused_own(s) && be_mat_raw_bytes(e) > max_fused_raw)
+        max_fused_raw = be_mat_raw_bytes(e);  // decoded beside its code for a moment
     ring_sizes(s, &b.scratch, &b.staging);
     b.embed = embed_bytes(s);
     b.kv = 2 * al((uint64_t)s->n_layers * s->n_seq * s->ctx * s->kv_dim * 4);  // every slot
@@ -810,8 +825,9 @@ static cllm_status plan_text(be_state *s, plan_ws *ws) {
                      "fixed: KV %.2f GiB (context %u), activations %.2f GiB, GEMM %.2f GiB, decode "
                      "scratch ring %.2f GiB, staging ring %.2f MiB\n"
                      "total %.2f GiB of device memory%s",
-                     b->embed == 0 ? "reads the classifier's decoded table"
+                     b->embed == 0           ? "reads the classifier's table"
                      : embed_decoded_own(s) ? "decoded resident"
+                     : embed_fused_own(s)   ? "compute code, read a weight at a time"
                                             : "compressed resident, rows decoded per token",
                      b->embed / GIB, b->kv / GIB, s->ctx, b->act / GIB, b->gemm / GIB,
                      b->scratch / GIB, b->staging / MIB, b->total / GIB,

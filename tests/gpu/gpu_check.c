@@ -1162,6 +1162,55 @@ static void small_kernels(void) {
         check(all, "embed f32/f16/bf16/int8 rows exact");
         summary("%-44s %s\n", "embed", all ? "PASS" : "FAIL");
     }
+    // Embedding rows from compute code (f16, bf16, int8 in groups of 64 and per row: the fused
+    // mode's table) and one row by index (cllm_cuda_embed_row): bit-identical to the raw rows.
+    // Random bytes give bf16/f16 every exponent (exceptions at their densest); a row of the int8
+    // table is all escapes and one all small values.
+    {
+        const uint32_t vocab = 1000, dim = 192, kinds[] = {1, 2, 3, 3}, gss[] = {0, 0, 64, 192};
+        int all = 1;
+        for (int ki = 0; ki < 4; ki++) {
+            const uint32_t kind = kinds[ki];
+            const size_t esz = kind == 3 ? 1 : 2, n = (size_t)vocab * dim;
+            uint8_t *data = xmalloc(n * esz);
+            float *scales = xmalloc((size_t)vocab * 3 * 4);
+            for (size_t i = 0; i < n * esz; i++) data[i] = (uint8_t)rnd();
+            if (kind == 3)
+                for (uint32_t c = 0; c < dim; c++)
+                    data[5 * dim + c] = (uint8_t)(c % 2 ? 127 : -128), data[6 * dim + c] = (uint8_t)(c % 64 - 32);
+            for (size_t i = 0; i < (size_t)vocab * 3; i++) scales[i] = (float)uni();
+            cllm_cuda_weight w = {.rows = vocab, .cols = dim, .kind = kind, .group_size = gss[ki]};
+            w.data = upload(data, n * esz);
+            w.scales = kind == 3 ? upload(scales, (size_t)vocab * 3 * 4) : NULL;
+            cllm_cuda_weight cc;
+            size_t bytes = 0;
+            MUST(cllm_cuda_ccode_make(g_mem, &w, omp_get_max_threads(), g_stream, &cc, &bytes));
+            int32_t toks[6] = {0, 999, 517, 5, 6, 1000};  // the last outside the table: zeros
+            int32_t *td = upload(toks, sizeof toks);
+            float *od = dev_alloc(2 * 6 * dim * 4), *got = xmalloc(2 * 6 * dim * 4);
+            MUST(cllm_cuda_embed(&w, td, 6, od, g_stream));
+            MUST(cllm_cuda_embed(&cc, td, 6, od + 6 * dim, g_stream));
+            download(got, od, 2 * 6 * dim * 4);
+            int same = memcmp(got, got + 6 * dim, 6 * dim * 4) == 0;
+            for (uint32_t c = 0; c < dim; c++) same &= got[5 * dim + c] == 0.f;
+            for (int t = 0; t < 5; t++) {  // one row at a time, from both
+                MUST(cllm_cuda_embed_row(&w, (uint64_t)toks[t], od, g_stream));
+                MUST(cllm_cuda_embed_row(&cc, (uint64_t)toks[t], od + dim, g_stream));
+                download(got + 6 * dim, od, 2 * dim * 4);
+                same &= memcmp(got + 6 * dim, got + t * dim, dim * 4) == 0 &&
+                        memcmp(got + 7 * dim, got + t * dim, dim * 4) == 0;
+            }
+            same &= cllm_cuda_embed_row(&cc, vocab, od, g_stream) == CLLM_ERR_ARG;
+            check(same, "embed from compute code kind %u group %u: rows differ from raw", kind,
+                  gss[ki]);
+            all &= same;
+            MUST(cllm_cuda_release(g_mem, (void *)w.data)); MUST(cllm_cuda_release(g_mem, (void *)w.scales));
+            MUST(cllm_cuda_release(g_mem, (void *)cc.data));
+            MUST(cllm_cuda_release(g_mem, td)); MUST(cllm_cuda_release(g_mem, od));
+            free(data), free(scales), free(got);
+        }
+        summary("%-44s %s\n", "embed from compute code, embed_row", all ? "PASS" : "FAIL");
+    }
 }
 
 // cuBLAS prefill GEMM of 7 tokens against ref_matvec per token.
