@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Kernel timeline of decoding on the GPU machine: builds codecllm and the CUPTI tracer
 # (tools/kernel-trace), synthesizes a Llama-2-7B-shaped model with a few layers, converts it, and
-# runs `codecllm run` once per weights mode under the tracer; scripts/kernel-trace.py then prints
-# where a decode step's time goes (GPU busy and idle per step, PDL overlap, per kernel).
+# runs `codecllm bench -p 16 -n TOKENS -r 1` (the loop tg figures come from) once per weights mode
+# under the tracer; scripts/kernel-trace.py then prints where a decode step's time goes (GPU busy
+# and idle per step, PDL overlap, per kernel, and the kernels outside the step's graph).
 #   scripts/gpu-trace.sh [--codec int8|lossless|raw] [--layers N] [--weights "raw fused"] [-n TOKENS]
 # Results in $OUT (default build-gpu/trace): WEIGHTS/kernel-trace.csv, WEIGHTS/summary.txt.
-# Status: written 2026-12-03 after that session's device time ran out; the tracer compiles against
-# CUDA 13's CUPTI and kernel-trace.py was checked on synthetic traces, but it has not run on the
-# H200 yet (whether CUPTI's activity API works under that machine's runtime is not known).
+# First run 2026-12-04 (PERF.md 7af). A kernel's start is its launch's: with PDL it starts while
+# its predecessor runs and waits at griddepcontrol.wait, so per-kernel times overlap; the step's
+# GPU busy time (the union) and the idle time between steps are what to read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 codec=int8 layers=4 weights="raw fused" ntok=64
@@ -44,8 +45,8 @@ m=$models/l7b-$layers-$codec.cllm
 [ -f "$m" ] || "$bin" convert "$src" "$m" --codec "$codec" --threads "$(nproc)" 2> "$out/convert.log"
 for wm in $weights; do
     rm -rf "${out:?}/$wm" && mkdir -p "$out/$wm"
-    (cd "$out/$wm" && CUDA_INJECTION64_PATH=$tracer "$bin" run "$m" --backend cuda --weights "$wm" \
-        --tokens 1 -n "$ntok" --ignore-eos --temp 0 -c 512 --output ids > run.txt 2> run.err) ||
+    (cd "$out/$wm" && CUDA_INJECTION64_PATH=$tracer "$bin" bench "$m" --backend cuda \
+        --weights "$wm" -p 16 -n "$ntok" -r 1 -c 512 > run.txt 2> run.err) ||
         { echo "run $wm failed:"; tail -5 "$out/$wm/run.err"; continue; }
     echo "== $codec, $layers layers, weights $wm"
     python3 scripts/kernel-trace.py "$out/$wm/kernel-trace.csv" --nodes > "$out/$wm/summary.txt" 2>&1 || true

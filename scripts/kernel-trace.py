@@ -112,6 +112,21 @@ def main():
             per[n][0] = c
             per[n][1].append(t)
             per[n][2].append(g)
+    if graphs:  # between one replay's last end and the next one's first start
+        outside = sorted(r for r in rows if r[2] != gid)
+        gap, kern, names = [], [], collections.Counter()
+        for a, b in zip(steps, steps[1:]):
+            if a not in use:
+                continue
+            end, nxt = max(k[1] for k in a), b[0][0]
+            ks = [k for k in outside if k[0] >= end and k[1] <= nxt]
+            gap.append(nxt - end)
+            kern.append(sum(k[1] - k[0] for k in ks))
+            names.update(short(k[4]) for k in ks)
+        if gap:
+            print(f"between steps {med(gap) / 1e3:7.1f} us: kernels outside the graph "
+                  f"{med(kern) / 1e3:.1f} us ({', '.join(f'{n} x{c / len(gap):.2g}' for n, c in names.most_common(4)) or 'none'}), "
+                  f"the rest idle (host)")
     print(f"\n{'kernel':70s} {'n/step':>6s} {'us/step':>9s} {'share':>6s} {'gaps us':>8s}")
     for n, (c, t, g) in sorted(per.items(), key=lambda x: -med(x[1][1])):
         print(f"{n:70s} {c:6d} {med(t) / 1e3:9.1f} {100 * med(t) / p:5.1f}% {med(g) / 1e3:8.1f}")
