@@ -13,6 +13,7 @@ Usage: scripts/kernel-trace.py kernel-trace.csv [--nodes]   (--nodes: every node
 """
 import collections
 import csv
+import os
 import shutil
 import statistics
 import subprocess
@@ -48,6 +49,43 @@ def union(iv):
         else:
             cur_e = max(cur_e, e)
     return tot + (cur_e - cur_s if cur_e is not None else 0)
+
+
+def api_between(kernel_csv, steps, use):
+    """With api-trace.csv beside the kernel trace: the host's CUDA runtime calls and the copies
+    in each window between one step's last kernel end and the next step's first kernel start,
+    per name the median time inside the window, and the window's host time outside any call."""
+    path = os.path.join(os.path.dirname(os.path.abspath(kernel_csv)), "api-trace.csv")
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        ev = sorted((int(r["start_ns"]), int(r["end_ns"]), r["type"], r["what"])
+                    for r in csv.DictReader(f))
+    per, outside, shown = collections.defaultdict(list), [], None
+    wins = [(max(k[1] for k in a), b[0][0]) for a, b in zip(steps, steps[1:]) if a in use]
+    for w0, w1 in wins:
+        inside = [(max(s, w0), min(e, w1), t, n) for s, e, t, n in ev if s < w1 and e > w0]
+        acc = collections.defaultdict(int)
+        for s, e, t, n in inside:
+            acc[f"{t} {n}"] += e - s
+        for n in set(k for k, _ in per.items()) | set(acc):
+            per[n].append(acc.get(n, 0))
+        host = [(s, e) for s, e, t, n in inside if t == "api"]
+        outside.append((w1 - w0) - union(host))
+        if shown is None and len(wins) > 2 and (w0, w1) == wins[len(wins) // 2]:
+            shown = [(s - w0, e - s, t, n) for s, e, t, n in inside]
+    med = statistics.median
+    print("  in the window (median us over the windows; api: host time in the call; memcpy: "
+          "the copy on the GPU):")
+    for n, v in sorted(per.items(), key=lambda x: -med(x[1])):
+        v = v + [0] * (len(wins) - len(v))
+        if med(v) > 0:
+            print(f"    {med(v) / 1e3:8.1f}  {n}")
+    print(f"    {med(outside) / 1e3:8.1f}  host outside any runtime call")
+    if shown:
+        print("  one window (us from its start: start, duration):")
+        for s, d, t, n in shown:
+            print(f"    {s / 1e3:8.1f} {d / 1e3:8.1f}  {t} {n}")
 
 
 def main():
@@ -127,6 +165,7 @@ def main():
             print(f"between steps {med(gap) / 1e3:7.1f} us: kernels outside the graph "
                   f"{med(kern) / 1e3:.1f} us ({', '.join(f'{n} x{c / len(gap):.2g}' for n, c in names.most_common(4)) or 'none'}), "
                   f"the rest idle (host)")
+            api_between(sys.argv[1], steps, use)
     print(f"\n{'kernel':70s} {'n/step':>6s} {'us/step':>9s} {'share':>6s} {'gaps us':>8s}")
     for n, (c, t, g) in sorted(per.items(), key=lambda x: -med(x[1][1])):
         print(f"{n:70s} {c:6d} {med(t) / 1e3:9.1f} {100 * med(t) / p:5.1f}% {med(g) / 1e3:8.1f}")

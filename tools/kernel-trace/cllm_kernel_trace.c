@@ -4,10 +4,13 @@
 // developer tool for the engine's decode step (Nsight Systems does not run on the H200 machine);
 // scripts/gpu-trace.sh builds it and scripts/kernel-trace.py summarises its output.
 //
-// Output: kernel-trace.csv in the current directory, one line per kernel:
-//   start_ns,end_ns,stream,graph_id,graph_node_id,grid_x,block_x,registers,"name"
-// created exclusively: an existing file is never overwritten (tracing is then off, with a message
-// on stderr).
+// Output, in the current directory, created exclusively (an existing file is never overwritten:
+// tracing is then off, with a message on stderr):
+//   kernel-trace.csv, one line per kernel:
+//     start_ns,end_ns,stream,graph_id,graph_node_id,grid_x,block_x,registers,"name"
+//   api-trace.csv, one line per CUDA runtime call (host time) and per memory copy (GPU time):
+//     type,start_ns,end_ns,correlation,"what"   (type api: what = the call's name; memcpy: what =
+//     copy kind and bytes). Tracing the runtime calls costs each call some host time.
 #define _GNU_SOURCE
 #include <cupti.h>
 #include <errno.h>
@@ -18,9 +21,10 @@
 #include <unistd.h>
 
 #define TRACE_FILE "kernel-trace.csv"
+#define API_FILE "api-trace.csv"
 #define BUF_BYTES (8u << 20)
 
-static FILE *g_out;
+static FILE *g_out, *g_api;
 
 static void CUPTIAPI buf_requested(uint8_t **buf, size_t *size, size_t *max_records) {
     *buf = aligned_alloc(ACTIVITY_RECORD_ALIGNMENT, BUF_BYTES);
@@ -33,6 +37,22 @@ static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buf,
     (void)ctx, (void)stream, (void)size;
     CUpti_Activity *rec = NULL;
     while (g_out && cuptiActivityGetNextRecord(buf, valid, &rec) == CUPTI_SUCCESS) {
+        if (rec->kind == CUPTI_ACTIVITY_KIND_RUNTIME && g_api) {
+            const CUpti_ActivityAPI *a = (const CUpti_ActivityAPI *)rec;
+            const char *name = NULL;
+            if (cuptiGetCallbackName(CUPTI_CB_DOMAIN_RUNTIME_API, a->cbid, &name) != CUPTI_SUCCESS)
+                name = NULL;
+            fprintf(g_api, "api,%llu,%llu,%u,\"%s\"\n", (unsigned long long)a->start,
+                    (unsigned long long)a->end, a->correlationId, name ? name : "?");
+            continue;
+        }
+        if (rec->kind == CUPTI_ACTIVITY_KIND_MEMCPY && g_api) {
+            const CUpti_ActivityMemcpy6 *m = (const CUpti_ActivityMemcpy6 *)rec;
+            fprintf(g_api, "memcpy,%llu,%llu,%u,\"kind %u, %llu bytes\"\n",
+                    (unsigned long long)m->start, (unsigned long long)m->end, m->correlationId,
+                    (unsigned)m->copyKind, (unsigned long long)m->bytes);
+            continue;
+        }
         if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL)
             continue;
         const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)rec;
@@ -50,7 +70,8 @@ static void CUPTIAPI buf_completed(CUcontext ctx, uint32_t stream, uint8_t *buf,
 static void finish(void) {
     cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     if (g_out && fclose(g_out) != 0) perror("kernel-trace: " TRACE_FILE);
-    g_out = NULL;
+    if (g_api && fclose(g_api) != 0) perror("kernel-trace: " API_FILE);
+    g_out = g_api = NULL;
 }
 
 static int fail(const char *what, CUptiResult r) {
@@ -71,10 +92,23 @@ __attribute__((visibility("default"))) int InitializeInjection(void) {
     g_out = fdopen(fd, "w");
     if (!g_out) return close(fd), 1;
     fputs("start_ns,end_ns,stream,graph_id,graph_node_id,grid_x,block_x,registers,name\n", g_out);
+    const int fa = open(API_FILE, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fa < 0)
+        fprintf(stderr, "kernel-trace: %s: %s (not overwritten; kernels only)\n", API_FILE,
+                strerror(errno));
+    else if (!(g_api = fdopen(fa, "w")))
+        close(fa);
+    if (g_api) fputs("type,start_ns,end_ns,correlation,what\n", g_api);
     CUptiResult r = cuptiActivityRegisterCallbacks(buf_requested, buf_completed);
     if (r != CUPTI_SUCCESS) return fail("cuptiActivityRegisterCallbacks", r);
     r = cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
     if (r != CUPTI_SUCCESS) return fail("cuptiActivityEnable(CONCURRENT_KERNEL)", r);
+    if (g_api && ((r = cuptiActivityEnable(CUPTI_ACTIVITY_KIND_RUNTIME)) != CUPTI_SUCCESS ||
+                  (r = cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY)) != CUPTI_SUCCESS)) {
+        const char *e = NULL;
+        cuptiGetResultString(r, &e);
+        fprintf(stderr, "kernel-trace: runtime calls and copies not traced: %s\n", e ? e : "?");
+    }
     atexit(finish);
     return 1;
 }
