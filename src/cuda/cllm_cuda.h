@@ -338,6 +338,19 @@ cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_d
                                       uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim,
                                       void *scratch_dev, size_t scratch_bytes, unsigned flags,
                                       void *stream);
+// cllm_cuda_rope_store then cllm_cuda_attention_split in one launch, the same bits (out and the
+// caches; q is not rotated in place): q, k, v (n_q, heads, head_dim) unrotated as the q/k/v
+// matvecs wrote them (k and v 16-byte aligned). Each query rotates its heads in registers, reads
+// the step's own positions of its slot from k and v, and the block that owns a query's position
+// stores its rotated key and its value into the caches.
+cllm_status cllm_cuda_rope_attention_split(const float *q_dev, const float *k_dev,
+                                           const float *v_dev, float *k_cache_dev,
+                                           float *v_cache_dev, const float *cos_t,
+                                           const float *sin_t, float *out_dev,
+                                           cllm_cuda_tokpos tp, uint32_t n_q, uint32_t max_pos,
+                                           uint32_t n_heads, uint32_t n_kv_heads,
+                                           uint32_t head_dim, void *scratch_dev,
+                                           size_t scratch_bytes, unsigned flags, void *stream);
 
 // out[i] = silu(gate[i]) * up[i], n elements (out may alias gate). Reference: cllm_k_swiglu.
 cllm_status cllm_cuda_swiglu(const float *gate_dev, const float *up_dev, float *out_dev, size_t n,

@@ -539,13 +539,19 @@ cllm_status be_pipe_begin(be_state *s, int with_classifier) {
 
 cllm_status be_pipe_end(be_state *s) {
     // Compute waited for every decode it read, and every decode for its copies; the streams are
-    // synchronised anyway so that nothing of this step is in flight at the next.
+    // synchronised anyway so that nothing of this step is in flight at the next. Without groups
+    // (raw and fused placements) nothing of a step runs on the decode and copy streams (create
+    // ended with a device synchronisation), and without a compressed embedding nothing decodes:
+    // compute alone is synchronised (each idle stream's synchronisation cost ~1.5 us of host time
+    // between steps, the status copy ~5 us; PERF.md 7ag).
+    const int piped = s->sched.n_groups > 0 || s->sched.n_copies > 0;
+    if (!piped && s->sched.embed_direct) return cllm_cuda_sync(s->compute);
     cllm_status st = cllm_cuda_decode_status_check(s->status_dev, s->compute);  // synchronises
-    for (int d = 0; d < BE_DEC_STREAMS; d++) {
+    for (int d = 0; piped && d < BE_DEC_STREAMS; d++) {
         const cllm_status sd = cllm_cuda_sync(s->dec[d]);
         st = st == CLLM_OK ? sd : st;
     }
-    const cllm_status sc = cllm_cuda_sync(s->copy);
+    const cllm_status sc = piped ? cllm_cuda_sync(s->copy) : CLLM_OK;
     st = st == CLLM_OK ? sc : st;
     if (st == CLLM_ERR_CORRUPT) (void)cllm_cuda_decode_status_reset(s->status_dev, s->compute);
     return st;

@@ -276,11 +276,35 @@ static size_t ats_counter_bytes(uint32_t n_q, uint32_t n_kv) {
     return ((size_t)n_q * n_kv * sizeof(uint32_t) + 255) / 256 * 256;
 }
 
+// The step's RoPE and KV store done inside the split attention (cllm_cuda_rope_attention_split):
+// k and v the step's unrotated keys and values (n_q, n_kv, hd), kc and vc the caches the block
+// owning a token's position writes them to; cos_t NULL: plain split attention.
+struct ats_rope {
+    const float *k, *v;
+    float *kc, *vc;
+    const float *cos_t, *sin_t;
+};
+
+// Pairs (d, d + 1) and (d + 2, d + 3) of x rotated by position pos's angles i = d / 2, d / 2 + 1:
+// cllm_k_rope's arithmetic (no FMA contraction), as be_rope_store_kernel does it.
+static __device__ __forceinline__ float4 ats_rotate(float4 x, const ats_rope &r, size_t pos,
+                                                    uint32_t half, uint32_t d) {
+    const size_t i = pos * half + d / 2;
+    const float c0 = r.cos_t[i], s0 = r.sin_t[i], c1 = r.cos_t[i + 1], s1 = r.sin_t[i + 1];
+    float4 y;
+    y.x = __fsub_rn(__fmul_rn(x.x, c0), __fmul_rn(x.y, s0));
+    y.y = __fadd_rn(__fmul_rn(x.x, s0), __fmul_rn(x.y, c0));
+    y.z = __fsub_rn(__fmul_rn(x.z, c1), __fmul_rn(x.w, s1));
+    y.w = __fadd_rn(__fmul_rn(x.z, s1), __fmul_rn(x.w, c1));
+    return y;
+}
+
 template <int G, int NV>
 static __global__ void __launch_bounds__(ATS_WARPS * 32)
     be_attn_split_kernel(const float *q, const float *kc, const float *vc, float *out,
                          cllm_cuda_tokpos tp, uint32_t n_heads, uint32_t n_kv, uint32_t hd,
-                         uint32_t n_splits, uint32_t *count, float *ml, float *po) {
+                         uint32_t n_splits, uint32_t *count, float *ml, float *po,
+                         const ats_rope rope) {
     constexpr int B = G * NV >= 8 ? 2 : 4;  // positions per warp step (register budget)
     __shared__ float s_o[ATS_WARPS][G][NV * 128];
     __shared__ float s_m[ATS_WARPS][G], s_l[ATS_WARPS][G];
@@ -297,6 +321,13 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
     const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
     float4 qv[G][NV], acc[G][NV];
     float m[G], l[G];
+    // With the RoPE inside: the step's tokens of this slot (the positions this launch stores,
+    // read here from k and v, not from the caches) start at new_lo.
+    const bool fused = rope.cos_t != nullptr;
+    const uint32_t half = hd / 2, n_q = gridDim.z, my_slot = tp.slot ? tp.slot[t] : 0;
+    uint32_t new_lo = UINT32_MAX;
+    for (uint32_t u = 0; fused && u < n_q; u++)
+        if ((tp.slot ? tp.slot[u] : 0) == my_slot) new_lo = min(new_lo, tp.pos[u]);
 #pragma unroll
     for (int g = 0; g < G; g++) {
         m[g] = -INFINITY, l[g] = 0.f;
@@ -305,6 +336,7 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
         for (int j = 0; j < NV; j++) {
             const uint32_t d = 4 * (lane + 32 * j);
             qv[g][j] = d < hd ? *(const float4 *)(qh + d) : zero;
+            if (fused && d < hd) qv[g][j] = ats_rotate(qv[g][j], rope, n_ctx - 1, half, d);
             acc[g][j] = zero;
         }
     }
@@ -313,15 +345,31 @@ static __global__ void __launch_bounds__(ATS_WARPS * 32)
     for (uint32_t p0 = split * ATS_WARPS + warp; p0 < n_ctx; p0 += B * tw) {
         float4 kr[B][NV], vr[B][NV];
 #pragma unroll
-        for (int b = 0; b < B; b++)
+        for (int b = 0; b < B; b++) {
+            const size_t p = p0 + (size_t)b * tw;
+            int src = -1;  // the step's token at position p of this slot (fused), else the cache
+            if (fused && p < n_ctx && p >= new_lo)
+                for (uint32_t u = 0; u < n_q; u++)
+                    if (tp.pos[u] == p && (tp.slot ? tp.slot[u] : 0) == my_slot) src = (int)u;
 #pragma unroll
             for (int j = 0; j < NV; j++) {
-                const size_t p = p0 + (size_t)b * tw;
                 const uint32_t d = 4 * (lane + 32 * j);
                 const bool ok = p < n_ctx && d < hd;
-                kr[b][j] = ok ? __ldg((const float4 *)(kb + p * stride + d)) : zero;
-                vr[b][j] = ok ? __ldg((const float4 *)(vb + p * stride + d)) : zero;
+                if (src < 0) {
+                    kr[b][j] = ok ? __ldg((const float4 *)(kb + p * stride + d)) : zero;
+                    vr[b][j] = ok ? __ldg((const float4 *)(vb + p * stride + d)) : zero;
+                    continue;
+                }
+                const size_t at = (size_t)src * stride + (size_t)kvh * hd + d;
+                kr[b][j] = d < hd ? ats_rotate(*(const float4 *)(rope.k + at), rope, p, half, d) : zero;
+                vr[b][j] = d < hd ? *(const float4 *)(rope.v + at) : zero;
+                if (src == (int)t && d < hd) {  // this token's own position: into the caches
+                    const size_t c = slot_off + (size_t)kvh * hd + p * stride + d;
+                    *(float4 *)(rope.kc + c) = kr[b][j];
+                    *(float4 *)(rope.vc + c) = vr[b][j];
+                }
             }
+        }
         float sc[B][G];
 #pragma unroll
         for (int b = 0; b < B; b++)
@@ -446,21 +494,21 @@ template <int G>
 static cudaError_t ats_launch(uint32_t nv, dim3 grid, void *stream, unsigned flags,
                               const float *q, const float *kc, const float *vc, float *out,
                               cllm_cuda_tokpos tp, uint32_t nh, uint32_t nkv, uint32_t hd,
-                              uint32_t ns, uint32_t *count, float *ml, float *po) {
+                              uint32_t ns, uint32_t *count, float *ml, float *po,
+                              const ats_rope &rope) {
     const dim3 block(ATS_WARPS * 32);
     return nv == 1 ? be_launch(be_attn_split_kernel<G, 1>, grid, block, 0, stream, flags, q, kc,
-                               vc, out, tp, nh, nkv, hd, ns, count, ml, po)
+                               vc, out, tp, nh, nkv, hd, ns, count, ml, po, rope)
                    : be_launch(be_attn_split_kernel<G, 2>, grid, block, 0, stream, flags, q, kc,
-                               vc, out, tp, nh, nkv, hd, ns, count, ml, po);
+                               vc, out, tp, nh, nkv, hd, ns, count, ml, po, rope);
 }
 
-extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
-                                                 const float *v_cache_dev, float *out_dev,
-                                                 cllm_cuda_tokpos tp, uint32_t n_q,
-                                                 uint32_t max_pos, uint32_t n_heads,
-                                                 uint32_t n_kv_heads, uint32_t hd,
-                                                 void *scratch_dev, size_t scratch_bytes,
-                                                 unsigned flags, void *stream) {
+static cllm_status attention_split(const float *q_dev, const float *k_cache_dev,
+                                   const float *v_cache_dev, float *out_dev, cllm_cuda_tokpos tp,
+                                   uint32_t n_q, uint32_t max_pos, uint32_t n_heads,
+                                   uint32_t n_kv_heads, uint32_t hd, void *scratch_dev,
+                                   size_t scratch_bytes, unsigned flags, void *stream,
+                                   const ats_rope &rope) {
     RETURN_IF(!cllm_cuda_attention_split_ok(n_q, n_heads, n_kv_heads, hd), CLLM_ERR_UNSUPPORTED,
               "split attention: %u queries, heads %u/%u, head_dim %u", n_q, n_heads, n_kv_heads,
               hd);
@@ -478,15 +526,40 @@ extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float
     cudaError_t e;
     switch (n_heads / n_kv_heads) {
     case 1: e = ats_launch<1>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po, rope); break;
     case 2: e = ats_launch<2>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po, rope); break;
     case 4: e = ats_launch<4>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                              tp, n_heads, n_kv_heads, hd, ns, count, ml, po, rope); break;
     default: e = ats_launch<8>(nv, grid, stream, flags, q_dev, k_cache_dev, v_cache_dev, out_dev,
-                               tp, n_heads, n_kv_heads, hd, ns, count, ml, po); break;
+                               tp, n_heads, n_kv_heads, hd, ns, count, ml, po, rope); break;
     }
     CLLM_CUDA_TRY(e);
     CLLM_CUDA_CHECK_LAUNCH("attention_split");
     return CLLM_OK;
+}
+
+extern "C" cllm_status cllm_cuda_attention_split(const float *q_dev, const float *k_cache_dev,
+                                                 const float *v_cache_dev, float *out_dev,
+                                                 cllm_cuda_tokpos tp, uint32_t n_q,
+                                                 uint32_t max_pos, uint32_t n_heads,
+                                                 uint32_t n_kv_heads, uint32_t hd,
+                                                 void *scratch_dev, size_t scratch_bytes,
+                                                 unsigned flags, void *stream) {
+    const ats_rope none = {};
+    return attention_split(q_dev, k_cache_dev, v_cache_dev, out_dev, tp, n_q, max_pos, n_heads,
+                           n_kv_heads, hd, scratch_dev, scratch_bytes, flags, stream, none);
+}
+
+extern "C" cllm_status cllm_cuda_rope_attention_split(
+    const float *q_dev, const float *k_dev, const float *v_dev, float *k_cache_dev,
+    float *v_cache_dev, const float *cos_t, const float *sin_t, float *out_dev,
+    cllm_cuda_tokpos tp, uint32_t n_q, uint32_t max_pos, uint32_t n_heads, uint32_t n_kv_heads,
+    uint32_t hd, void *scratch_dev, size_t scratch_bytes, unsigned flags, void *stream) {
+    RETURN_IF(!k_dev || !v_dev || !cos_t || !sin_t ||
+                  ((uintptr_t)k_dev | (uintptr_t)v_dev) % 16,
+              CLLM_ERR_ARG, "rope + split attention: NULL or unaligned pointer");
+    const ats_rope rope = {k_dev, v_dev, k_cache_dev, v_cache_dev, cos_t, sin_t};
+    return attention_split(q_dev, k_cache_dev, v_cache_dev, out_dev, tp, n_q, max_pos, n_heads,
+                           n_kv_heads, hd, scratch_dev, scratch_bytes, flags, stream, rope);
 }

@@ -36,6 +36,7 @@
 
 #define BE_MAX_BUFFERS 32  // engine buffers tracked for the graph check
 
+#define BE_READ_ROWS 16    // logits rows read through a pinned buffer (2 MiB at 32000 words)
 #define BE_GRAPH_MAX_N 64  // steps of 1..64 tokens that each want their logits: one graph each
 // A size's graph is captured at its BE_GRAPH_AFTER-th step: a server whose batch grows one sequence
 // at a time (each size seen once or twice) captures nothing until a size repeats (each capture with
@@ -71,11 +72,15 @@ struct be_dev {
     float *rope_cos, *rope_sin;  // (ctx, head_dim / 2)
     uint32_t *ctl_dev, *ctl_host; // (2, batch): the step's positions, then slots (host: pinned)
     uint32_t *rows_dev, *rows_host; // (batch): embedding rows (host: pinned)
+    float *read_host;            // (BE_READ_ROWS, vocab) pinned: a short step's logits out
     cllm_cuda_decode_status *status_dev;
     uint64_t own_bytes;
 
-    // Split attention for steps of at most BE_MATVEC_MAX_N tokens where it takes the heads.
+    // Split attention for steps of at most BE_MATVEC_MAX_N tokens where it takes the heads; it
+    // does their RoPE and KV store too, from what rope_kv left here (rope_q NULL: none pending).
     int att_split;
+    const float *rope_q, *rope_k, *rope_v;
+    const float *rope_kc;
     void *att_scratch;
     size_t att_scratch_bytes;
 
@@ -172,6 +177,7 @@ static cllm_status dev_setup(be_dev *d) {
     TRY(cllm_cuda_decode_status_reset(d->status_dev, d->compute));  // be_pipe_end: again
     TRY(cllm_cuda_host_alloc(2 * (size_t)d->batch * 4, (void **)&d->ctl_host));
     TRY(cllm_cuda_host_alloc((size_t)d->batch * 4, (void **)&d->rows_host));
+    TRY(cllm_cuda_host_alloc((size_t)BE_READ_ROWS * d->vocab * 4, (void **)&d->read_host));
     TRY(DALLOC(d, (uint64_t)d->batch * d->dim * 4, &d->acc_tmp));
     d->cols_scratch_bytes = cllm_cuda_matvec_cols_scratch(d->hidden > d->dim ? d->hidden : d->dim);
     TRY(DALLOC(d, d->cols_scratch_bytes, &d->cols_scratch));
@@ -190,6 +196,7 @@ static void cuda_free(void *state) {
     cllm_cuda_stream_destroy(d->compute);
     cllm_cuda_host_free(d->ctl_host);
     cllm_cuda_host_free(d->rows_host);
+    cllm_cuda_host_free(d->read_host);
     cllm_cuda_mem_free_all(d->mem);
     (void)cudaGetLastError();
     free(d);
@@ -291,11 +298,17 @@ static void cuda_release(void *state, void *p) {
     (void)cllm_cuda_release(d->mem, p);
 }
 
+// Through the pinned buffer when it holds them (the logits of a step of up to BE_READ_ROWS
+// tokens): into pageable memory the copy cost the host ~20 us more for 128 KB, the driver staging
+// it in pieces (PERF.md 7ag).
 static cllm_status cuda_read(void *state, void *host, const void *src, size_t bytes) {
     be_dev *d = (be_dev *)state;
-    CLLM_CUDA_TRY(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost,
-                                  CLLM_STREAM(d->compute)));
-    return cllm_cuda_sync(d->compute);
+    const int staged = bytes <= (size_t)BE_READ_ROWS * d->vocab * 4;
+    CLLM_CUDA_TRY(cudaMemcpyAsync(staged ? d->read_host : host, src, bytes,
+                                  cudaMemcpyDeviceToHost, CLLM_STREAM(d->compute)));
+    TRY(cllm_cuda_sync(d->compute));
+    if (staged) memcpy(host, d->read_host, bytes);
+    return CLLM_OK;
 }
 
 // ---- ops -------------------------------------------------------------------------------------
@@ -533,9 +546,20 @@ static cllm_cuda_tokpos tokpos(const be_dev *d, const cllm_kv_layer *kv) {
     return tp;
 }
 
+// Whether a step's attention takes the split kernel (graph-safe: its splits are fixed by the
+// context), which then also does the step's RoPE and KV store (cuda_rope_kv defers them).
+static int split_attention(const be_dev *d, size_t n_tok) {
+    return d->att_split && n_tok <= BE_MATVEC_MAX_N;
+}
+
 static cllm_status cuda_rope_kv(void *state, float *q, float *k, const float *v,
                                 const cllm_kv_layer *kv, const cllm_step *st) {
     be_dev *d = (be_dev *)state;
+    if (split_attention(d, st->n_tok)) {  // done by the attention launch (one kernel fewer)
+        d->rope_q = q, d->rope_k = k, d->rope_v = v, d->rope_kc = (float *)kv->k;
+        return CLLM_OK;
+    }
+    d->rope_q = NULL;
     return cllm_cuda_rope_store(q, k, v, (float *)kv->k, (float *)kv->v, d->rope_cos, d->rope_sin,
                                 tokpos(d, kv), (uint32_t)st->n_tok, d->cfg.n_heads,
                                 d->cfg.n_kv_heads, (uint32_t)d->head_dim, lflags(d, 0),
@@ -548,10 +572,16 @@ static cllm_status cuda_attention(void *state, float *out, const float *q,
     const size_t n_tok = st->n_tok;
     const float *kc = (const float *)kv->k, *vc = (const float *)kv->v;
     const uint32_t nh = d->cfg.n_heads, nkv = d->cfg.n_kv_heads, hd = (uint32_t)d->head_dim;
-    if (d->att_split && n_tok <= BE_MATVEC_MAX_N)  // splits fixed by the context: graph-safe
-        return cllm_cuda_attention_split(q, kc, vc, out, tokpos(d, kv), (uint32_t)n_tok, d->ctx, nh,
-                                         nkv, hd, d->att_scratch, d->att_scratch_bytes,
-                                         lflags(d, 0), d->compute);
+    if (split_attention(d, n_tok)) {
+        RETURN_IF(d->rope_q != q || d->rope_kc != kc, CLLM_ERR_ARG,
+                  "cuda attention: not the step's rope_kv (q or cache)");
+        d->rope_q = NULL;
+        return cllm_cuda_rope_attention_split(q, d->rope_k, d->rope_v, (float *)kc, (float *)vc,
+                                              d->rope_cos, d->rope_sin, out, tokpos(d, kv),
+                                              (uint32_t)n_tok, d->ctx, nh, nkv, hd,
+                                              d->att_scratch, d->att_scratch_bytes, lflags(d, 0),
+                                              d->compute);
+    }
     return cllm_cuda_attention(q, kc, vc, out, tokpos(d, kv), (uint32_t)n_tok, d->smem_pos, nh, nkv,
                                hd, lflags(d, 0), d->compute);
 }

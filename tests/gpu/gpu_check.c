@@ -992,6 +992,92 @@ static void chain_case(uint32_t kind, uint32_t dim, uint32_t kv, uint32_t hid, u
     free(x0), free(nw), free(q_ref), free(h_ref);
 }
 
+// RoPE inside the split attention (cllm_cuda_rope_attention_split, what the engine runs for steps
+// of up to 4 tokens) against cllm_cuda_rope_store then cllm_cuda_attention_split on copies of the
+// same inputs: the outputs and both whole caches bit-identical. Steps: one token; a chunk of 3
+// tokens of one slot (each query reads the earlier ones' fresh keys); 4 tokens of two slots,
+// interleaved; positions 0 and 1. Heads: MHA, GQA 4 and 8 (head_dim 256: two vectors a lane),
+// head_dim 48. Caches of 2 slots x 512 positions filled with noise.
+static void rope_attention_split_cases(void) {
+    const uint32_t ctx = 512, heads[4][3] = {{32, 32, 128}, {32, 8, 128}, {8, 1, 256}, {6, 6, 48}};
+    const uint32_t steps[4][4][2] = {{{37, 1}}, {{100, 0}, {101, 0}, {102, 0}},
+                                     {{50, 1}, {9, 0}, {51, 1}, {10, 0}}, {{0, 1}, {1, 1}}};
+    const uint32_t n_steps[4] = {1, 3, 4, 2};
+    int all = 1;
+    for (int hc = 0; hc < 4; hc++) {
+        const uint32_t nh = heads[hc][0], nkv = heads[hc][1], hd = heads[hc][2], half = hd / 2;
+        cllm_model_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.head_dim = hd, cfg.rope_theta = 10000.0f;
+        double freqs[128];
+        float *cs = xmalloc((size_t)ctx * half * 4), *sn = xmalloc((size_t)ctx * half * 4);
+        cllm_k_rope_freqs(&cfg, freqs);
+        for (uint32_t p = 0; p < ctx; p++)
+            cllm_k_rope_angles(freqs, half, p, cs + (size_t)p * half, sn + (size_t)p * half);
+        float *csd = upload(cs, (size_t)ctx * half * 4), *snd = upload(sn, (size_t)ctx * half * 4);
+        size_t sb = 0;
+        for (uint32_t q = 1; q <= 4; q++) {
+            const size_t b = cllm_cuda_attention_split_scratch(q, ctx, nh, nkv, hd);
+            sb = b > sb ? b : sb;
+        }
+        void *zeros = calloc(1, sb);
+        void *scratch = upload(zeros, sb);
+        free(zeros);
+        const size_t ncache = 2 * (size_t)ctx * nkv * hd;
+        float *kc = xmalloc(ncache * 4), *vc = xmalloc(ncache * 4);
+        float *got[2][3];  // [path][out, k cache, v cache]
+        for (int sc = 0; sc < 4; sc++) {
+            const uint32_t nt = n_steps[sc];
+            uint32_t pt[4], sl[4];
+            for (uint32_t t = 0; t < nt; t++) pt[t] = steps[sc][t][0], sl[t] = steps[sc][t][1];
+            const size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * nkv * hd;
+            float *q = xmalloc(nq * 4), *k = xmalloc(nk * 4), *v = xmalloc(nk * 4);
+            fill_floats(q, nq, 1.0), fill_floats(k, nk, 1.0), fill_floats(v, nk, 1.0);
+            fill_floats(kc, ncache, 1.0), fill_floats(vc, ncache, 1.0);
+            uint32_t *pd = upload(pt, nt * 4), *sd = upload(sl, nt * 4);
+            const cllm_cuda_tokpos tp = {pd, sd, ctx, 0};
+            for (int path = 0; path < 2; path++) {
+                float *qd = upload(q, nq * 4), *kd = upload(k, nk * 4), *vd = upload(v, nk * 4);
+                float *kcd = upload(kc, ncache * 4), *vcd = upload(vc, ncache * 4);
+                float *od = dev_alloc(nq * 4);
+                if (path == 0) {
+                    MUST(cllm_cuda_rope_store(qd, kd, vd, kcd, vcd, csd, snd, tp, nt, nh, nkv, hd,
+                                              0, g_stream));
+                    MUST(cllm_cuda_attention_split(qd, kcd, vcd, od, tp, nt, ctx, nh, nkv, hd,
+                                                   scratch, sb, 0, g_stream));
+                } else {
+                    MUST(cllm_cuda_rope_attention_split(qd, kd, vd, kcd, vcd, csd, snd, od, tp, nt,
+                                                        ctx, nh, nkv, hd, scratch, sb, 0,
+                                                        g_stream));
+                }
+                got[path][0] = xmalloc(nq * 4), got[path][1] = xmalloc(ncache * 4);
+                got[path][2] = xmalloc(ncache * 4);
+                download(got[path][0], od, nq * 4), download(got[path][1], kcd, ncache * 4);
+                download(got[path][2], vcd, ncache * 4);
+                float *dev[] = {qd, kd, vd, kcd, vcd, od};
+                for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+                    MUST(cllm_cuda_release(g_mem, dev[i]));
+            }
+            const int same = memcmp(got[0][0], got[1][0], nq * 4) == 0 &&
+                             memcmp(got[0][1], got[1][1], ncache * 4) == 0 &&
+                             memcmp(got[0][2], got[1][2], ncache * 4) == 0;
+            check(same, "rope + split attention, %u/%u heads x %u, step %d (%u tokens): not "
+                  "bit-identical to rope_store + attention_split", nh, nkv, hd, sc, nt);
+            all &= same;
+            for (int path = 0; path < 2; path++)
+                for (int i = 0; i < 3; i++) free(got[path][i]);
+            MUST(cllm_cuda_release(g_mem, pd));
+            MUST(cllm_cuda_release(g_mem, sd));
+            free(q), free(k), free(v);
+        }
+        MUST(cllm_cuda_release(g_mem, scratch));
+        MUST(cllm_cuda_release(g_mem, csd));
+        MUST(cllm_cuda_release(g_mem, snd));
+        free(kc), free(vc), free(cs), free(sn);
+    }
+    summary("%-44s %s  bit-identical\n", "rope + split attention (16 cases)", all ? "PASS" : "FAIL");
+}
+
 // RoPE + KV store, the kernel the engine runs: 3 tokens at positions 4093.. (large angles) of KV
 // slots 1, 0, 1 of a 2-slot cache, 32 q heads, 8 kv heads, head_dim 128, Llama 3 frequencies, the
 // CPU's cos/sin tables. Bit-identical to cllm_k_rope + cllm_k_store_kv at each (slot, position).
@@ -1104,6 +1190,7 @@ static void small_kernels(void) {
         free(x), free(w), free(o), free(want);
     }
     rope_store_case();
+    rope_attention_split_cases();
     attention_cases();
     // SwiGLU (tolerance 1e-5: fast exp) and add (exact).
     {
