@@ -3,7 +3,9 @@
 // in cllm_cuda_kernels.cu take the position by value). Same arithmetic as their C references:
 //   cllm_cuda_rope_store: cllm_k_rope with the CPU's cos/sin tables (no FMA contraction:
 //                         bit-exact), then cllm_k_store_kv (F32);
-//   cllm_cuda_attention:  cllm_k_attention_head (softmax with __expf under --use_fast_math: tolerance).
+//   cllm_cuda_attention:  cllm_k_attention_head (softmax with __expf under --use_fast_math: tolerance);
+//   cllm_cuda_rope_attention_split: the two above in one launch for steps of up to 4 tokens (the
+//                         same bits as rope_store then attention_split).
 #include "cllm_cuda_be.h"
 
 #include <math.h>
