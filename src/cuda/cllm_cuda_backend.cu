@@ -816,8 +816,11 @@ static void prov_stats(const void *prov, cllm_engine_stats *out) {
     // Compute code as made (the plan's figure is an estimate); level-FUSED matrices that stayed
     // decoded count as decoded.
     out->decoded_bytes += s->sched.fused_raw_bytes;
-    // (The embedding in compute code: as made, the plan's being an estimate.)
-    const uint64_t embed = be_embed_mode(s) == BE_EMBED_FUSED ? s->sched.embed_made_bytes : b->embed;
+    // (The embedding in compute code: as made, the plan's being an estimate; decoded when the code
+    // could not hold it.)
+    const int embed_cc = be_embed_mode(s) == BE_EMBED_FUSED;
+    const uint64_t embed = embed_cc ? s->sched.embed_made_bytes : b->embed;
+    if (embed_cc && s->sched.embed_view.kind < CLLM_W_CC_BF16) out->decoded_bytes += embed;
     out->device_weight_bytes = b->raw + b->compressed + b->staging + b->scratch + embed +
                                s->sched.fused_bytes + s->sched.fused_raw_bytes;
     out->predicted_token_seconds = s->plan.predicted;
