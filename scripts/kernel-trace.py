@@ -6,8 +6,9 @@ Takes the CUDA graph with the most kernels (the batch-1 decode step), cuts its r
 (a step starts at the graph's first node), drops the first 2 and the last step, and prints the
 medians over the rest: the step period (start to next start), the GPU busy time (the union of the
 kernels' intervals), idle time, the overlap between kernels (PDL), and per kernel name its count,
-time and share of the period, and the gap before it (negative: it started before the previous
-kernel ended).
+time, the gap before it (negative: it started before the previous kernel ended) and its own time
+(from the latest earlier end, or its start if later, to its end: the step's time along the chain,
+PDL waits excluded) with its share of the period.
 
 Usage: scripts/kernel-trace.py kernel-trace.csv [--nodes]   (--nodes: every node of one step)
 """
@@ -137,19 +138,25 @@ def main():
           f"{(p - med(busy)) / 1e3:.1f} us; kernel time summed {med(total) / 1e3:.1f} us "
           f"(overlap {(med(total) - med(busy)) / 1e3:.1f} us)")
     # per kernel name: per step count, time, gap before each
-    per = collections.defaultdict(lambda: [0, [], []])
+    per = collections.defaultdict(lambda: [0, [], [], []])
     for s in use:
-        seen = collections.defaultdict(lambda: [0, 0, 0])
+        seen = collections.defaultdict(lambda: [0, 0, 0, 0])
+        last_end = s[0][0]
         for i, k in enumerate(s):
             n = short(k[4])
             gap = k[0] - s[i - 1][1] if i else 0
             seen[n][0] += 1
             seen[n][1] += k[1] - k[0]
             seen[n][2] += gap
-        for n, (c, t, g) in seen.items():
+            # own: from the latest end before it (or its start, if later) to its end: the step's
+            # time charged to it along the chain (with PDL a kernel starts early and waits)
+            seen[n][3] += max(0, k[1] - max(k[0], last_end))
+            last_end = max(last_end, k[1])
+        for n, (c, t, g, o) in seen.items():
             per[n][0] = c
             per[n][1].append(t)
             per[n][2].append(g)
+            per[n][3].append(o)
     if graphs:  # between one replay's last end and the next one's first start
         outside = sorted(r for r in rows if r[2] != gid)
         gap, kern, names = [], [], collections.Counter()
@@ -166,9 +173,10 @@ def main():
                   f"{med(kern) / 1e3:.1f} us ({', '.join(f'{n} x{c / len(gap):.2g}' for n, c in names.most_common(4)) or 'none'}), "
                   f"the rest idle (host)")
             api_between(sys.argv[1], steps, use)
-    print(f"\n{'kernel':70s} {'n/step':>6s} {'us/step':>9s} {'share':>6s} {'gaps us':>8s}")
-    for n, (c, t, g) in sorted(per.items(), key=lambda x: -med(x[1][1])):
-        print(f"{n:70s} {c:6d} {med(t) / 1e3:9.1f} {100 * med(t) / p:5.1f}% {med(g) / 1e3:8.1f}")
+    print(f"\n{'kernel':62s} {'n/step':>6s} {'us/step':>8s} {'gaps us':>8s} {'own us':>8s} {'own %':>6s}")
+    for n, (c, t, g, o) in sorted(per.items(), key=lambda x: -med(x[1][3])):
+        print(f"{n[:62]:62s} {c:6d} {med(t) / 1e3:8.1f} {med(g) / 1e3:8.1f} {med(o) / 1e3:8.1f} "
+              f"{100 * med(o) / p:5.1f}%")
     if "--nodes" in sys.argv:
         s = use[len(use) // 2]
         print("\none step, node by node (us from the step's start: start, duration, gap):")
