@@ -19,8 +19,9 @@
     "                       layer decoded just in time: least memory). GPU auto: raw (decoded\n"  \
     "                       once) when it fits in 85% of free VRAM, else device (compressed in\n" \
     "                       VRAM, decoded per use), else stream (compressed in host RAM).\n"      \
-    "                       GPU fused: compute code in VRAM read by the matvecs (~11.4 bits per\n" \
-    "                       BF16 weight, ~6.4 per int8; slower prefill; on request only)\n"        \
+    "                       GPU fused: compute code in VRAM read by the kernels (~11.4 bits per\n" \
+    "                       BF16 weight, ~6.4 per int8; decoding faster than raw, prefill\n"     \
+    "                       slower; on request only)\n"                                           \
     "  --vram SIZE          GPU: plan layer placement within SIZE of device memory (e.g. 6GiB)\n" \
     "  --gpu N              GPU index (default 0)\n"                                              \
     "  --kv-type T          KV cache type: f32 (default) or f16\n"                                 \

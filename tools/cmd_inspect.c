@@ -328,7 +328,7 @@ static int inspect_file(const char *path, const inspect_opts *o) {
             if (kinds[k].elements) print_row(kind_names[k], "", &kinds[k], o->zstd, o->ccode, "");
         print_row("TOTAL", "", &total, o->zstd, o->ccode, "");
         if (o->ccode)
-            printf("cc b/w: the compute code the GPU's fused mode holds in VRAM (layer matrices "
+            printf("cc b/w: the compute code the GPU's fused mode holds in VRAM (the matrices "
                    "with one; rows: over those), exc: the share of their weights its main planes "
                    "do not hold alone (bf16, f16: exceptions; int8: values of flagged vectors)\n");
     }
