@@ -8,7 +8,9 @@
 # Results in $OUT (default build-gpu/trace): WEIGHTS/kernel-trace.csv, WEIGHTS/summary.txt.
 # First run 2026-12-04 (PERF.md 7af). A kernel's start is its launch's: with PDL it starts while
 # its predecessor runs and waits at griddepcontrol.wait, so per-kernel times overlap; the step's
-# GPU busy time (the union) and the idle time between steps are what to read.
+# GPU busy time (the union) and the idle time between steps are what to read. Tracing costs host
+# time per graph node (a 226-node step's graph launch took 156 us under it, PERF.md 7ah): the time
+# between steps is an upper bound; the bench's untraced token time less GPU busy is the real one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 codec=int8 layers=4 weights="raw fused" ntok=64
